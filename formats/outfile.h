@@ -1,0 +1,31 @@
+/*
+ * outfile.h — the one way qforge creates an output file: atomically and durably.
+ *
+ * open() creates a unique temp file beside the destination ("<dir>/.<name>.qf-XXXXXX"), so the final
+ * rename stays within one filesystem. write() loops over short writes. commit() does fdatasync, a
+ * checked close, rename over the destination and an fsync of the directory; only then does the output
+ * exist under its name, and an existing file of that name is replaced in one step or not at all.
+ * abort() (and any failed step) unlinks the temp file. A failed fsync is final: no retry.
+ *
+ * Catchable signals (SIGINT, SIGTERM, SIGHUP, SIGXFSZ) unlink every temp file still open and then
+ * re-raise: qf_outfile_install_signal_cleanup() installs the handler once, from main().
+ */
+#ifndef QF_OUTFILE_H
+#define QF_OUTFILE_H
+
+#include "qf_core.h"
+
+typedef struct qf_outfile qf_outfile;
+
+qf_status qf_outfile_open(const char *path, qf_outfile **out, qf_error *err);
+/* Hint the final size so the filesystem can reserve it (a full disk then fails early). */
+void qf_outfile_reserve(qf_outfile *f, uint64_t size);
+qf_status qf_outfile_write(qf_outfile *f, const void *buf, uint64_t n, qf_error *err);
+uint64_t qf_outfile_written(const qf_outfile *f);
+qf_status qf_outfile_commit(qf_outfile *f, qf_error *err); /* frees f */
+void qf_outfile_abort(qf_outfile *f);                      /* frees f */
+const char *qf_outfile_path(const qf_outfile *f);          /* the final destination path */
+
+void qf_outfile_install_signal_cleanup(void);
+
+#endif

@@ -1,0 +1,66 @@
+/*
+ * source.h — a tensor source: where a checkpoint's tensors and side files come from, hidden behind one
+ * interface so nothing upstream cares about the input format.
+ *
+ * Backends: an HF directory / single .safetensors / shard index (mmap'd), or an archive (.tar, .tar.gz,
+ * .tar.zst, .zip) holding one HF directory, streamed through libarchive without unpacking to disk.
+ *
+ * Tensors are exposed *logically*: an FP8 weight and its scale tensor (DeepSeek "weight_scale_inv" with
+ * one F32 per block, or compressed-tensors "weight_scale" per tensor / per output channel) appear as
+ * one tensor whose rows qf_source_rows() returns already dequantized to F32; the scale tensors do not
+ * appear on their own. Rows: a tensor of shape [d0, ..., dk] has row_len = dk and n_rows = d0*...*dk-1
+ * (1 for a 1-D tensor).
+ *
+ * Sequential sources (archives) deliver tensor data only in index order: call qf_source_rows() for
+ * tensor i, then qf_source_release(i), then move on to a later index. Random-access sources accept
+ * any order. Index order is storage order for every backend, so callers that follow it are optimal
+ * everywhere.
+ */
+#ifndef QF_SOURCE_H
+#define QF_SOURCE_H
+
+#include "formats/safetensors.h"
+
+typedef enum qf_scale_kind {
+    QF_SCALE_NONE = 0,
+    QF_SCALE_BLOCK,   /* scale[ceil(rows/b0)][ceil(cols/b1)], value = fp8 * scale (DeepSeek scale_inv) */
+    QF_SCALE_TENSOR,  /* one scale for the whole tensor */
+    QF_SCALE_CHANNEL, /* one scale per row (output channel) */
+} qf_scale_kind;
+
+typedef struct qf_src_tensor {
+    const char *name;
+    qf_dtype dtype;         /* storage dtype of the values (before scaling) */
+    uint32_t n_dims;
+    uint64_t shape[QF_ST_MAX_DIMS];
+    uint64_t n_rows, row_len;
+    qf_scale_kind scale_kind;
+    uint32_t block[2];      /* QF_SCALE_BLOCK: rows x cols per scale */
+    uint64_t nbytes;        /* stored bytes of the values */
+} qf_src_tensor;
+
+typedef struct qf_source qf_source;
+
+qf_status qf_source_open(const char *path, qf_source **out, qf_error *err);
+void qf_source_close(qf_source *s);
+
+const char *qf_source_label(const qf_source *s); /* path for messages */
+bool qf_source_sequential(const qf_source *s);
+size_t qf_source_n_tensors(const qf_source *s);
+const qf_src_tensor *qf_source_tensor(const qf_source *s, size_t i);
+/* Index of a tensor by name, or -1. */
+long qf_source_find(const qf_source *s, const char *name);
+
+/* Read a side file of the model directory (config.json, tokenizer.json, tokenizer.model, ...) into a
+ * malloc'd, NUL-terminated buffer the caller frees. QF_E_NOTFOUND if the model has no such file. */
+qf_status qf_source_read_file(qf_source *s, const char *name, char **buf, size_t *len, qf_error *err);
+
+/* Rows [row0, row0+n) of tensor i as F32 (dtype decoded, FP8 scales applied) into dst[n*row_len]. */
+qf_status qf_source_rows(qf_source *s, size_t i, uint64_t row0, uint64_t n, float *dst, qf_error *err);
+/* Tensor i is no longer needed: drop its pages / buffers. */
+void qf_source_release(qf_source *s, size_t i);
+
+/* Hex SHA-256 over the source's tensor headers and side files, identifying the input (provenance). */
+qf_status qf_source_digest(qf_source *s, char hex[65], qf_error *err);
+
+#endif

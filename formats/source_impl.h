@@ -1,0 +1,38 @@
+/*
+ * source_impl.h — the contract between formats/source.c (logical tensors, FP8 scale folding, row
+ * decoding) and its storage backends (mmap'd safetensors in safetensors.c's qf_st_model; archives in
+ * archive.c). Not a public header.
+ *
+ * A backend exposes a *raw* tensor table — every tensor of every safetensors file, scale tensors
+ * included — in storage order (shard/member order, then offset), and hands out raw bytes on request.
+ *
+ * Sequential backends (archives) read forward only. Raw tensors the source will need out of order
+ * (FP8 scale tensors) are pinned first with pin(); a sequential backend keeps a pinned tensor's bytes
+ * in memory when streaming passes it. raw_bytes(r) returns bytes valid until release(r); requesting an
+ * unpinned tensor that streaming has already passed is an error (QF_E_INTERNAL: caller bug).
+ */
+#ifndef QF_SOURCE_IMPL_H
+#define QF_SOURCE_IMPL_H
+
+#include "formats/source.h"
+
+typedef struct qf_source_backend {
+    qf_status (*read_file)(void *impl, const char *name, char **buf, size_t *len, qf_error *err);
+    void (*pin)(void *impl, size_t r);
+    qf_status (*raw_bytes)(void *impl, size_t r, const uint8_t **data, qf_error *err);
+    void (*release)(void *impl, size_t r);
+    void (*close)(void *impl);
+} qf_source_backend;
+
+typedef struct qf_source_raw {
+    const qf_st_tensor *tensors; /* owned by the backend; `data` unused by the source */
+    size_t n;
+    bool sequential;
+} qf_source_raw;
+
+/* Archive backend (archive.c). True if `path` names a file libarchive should open (by content). */
+bool qf_archive_detect(const char *path);
+qf_status qf_archive_backend_open(const char *path, const qf_source_backend **ops, void **impl,
+                                  qf_source_raw *raw, qf_error *err);
+
+#endif

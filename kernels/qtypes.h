@@ -1,0 +1,57 @@
+/*
+ * qtypes.h — the one table of stored tensor types.
+ *
+ * Each row describes a type's byte layout (block size in elements, bytes per block) and its kernels.
+ * Ids equal ggml's for every type ggml has (so GGUF files interoperate); ids ggml removed are never
+ * reused; qforge's extension types take ids from QF_QTYPE_EXT_BASE up (docs/quant-types.md).
+ *
+ * Kernel contracts (n = elements in the row, a multiple of the block size):
+ *   quantize   : x[n] floats -> y (n/blck blocks). imp (nullable) holds n per-column importance
+ *                weights (e.g. an imatrix row); NULL means plain round-to-nearest. Returns false and
+ *                leaves y undefined if x contains NaN or Inf.
+ *   dequantize : x blocks -> y[n] floats.
+ *   dot        : sum_i dequant(w)_i * x_i with F32 activations.
+ */
+#ifndef QF_QTYPES_H
+#define QF_QTYPES_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+typedef enum qf_qtype {
+    QF_T_F32 = 0, QF_T_F16 = 1, QF_T_Q4_0 = 2, QF_T_Q4_1 = 3,
+    QF_T_Q5_0 = 6, QF_T_Q5_1 = 7, QF_T_Q8_0 = 8, QF_T_Q8_1 = 9,
+    QF_T_Q2_K = 10, QF_T_Q3_K = 11, QF_T_Q4_K = 12, QF_T_Q5_K = 13, QF_T_Q6_K = 14, QF_T_Q8_K = 15,
+    QF_T_I8 = 24, QF_T_I16 = 25, QF_T_I32 = 26, QF_T_I64 = 27, QF_T_F64 = 28,
+    QF_T_BF16 = 30,
+    QF_T_MXFP4 = 39,
+    QF_QTYPE_EXT_BASE = 1024, /* qforge extension types start here (docs/quant-types.md) */
+} qf_qtype;
+
+typedef bool  (*qf_quantize_fn)(const float *x, void *y, int64_t n, const float *imp);
+typedef void  (*qf_dequantize_fn)(const void *x, float *y, int64_t n);
+typedef float (*qf_dot_fn)(const void *w, const float *x, int64_t n);
+
+typedef struct qf_qtype_traits {
+    uint32_t id;
+    const char *name;       /* canonical spelling, e.g. "q4_K"; lookups are case-insensitive */
+    uint32_t blck;          /* elements per block */
+    uint32_t bytes;         /* bytes per block */
+    bool quantized;         /* false for plain float/int storage types */
+    qf_quantize_fn quantize;
+    qf_dequantize_fn dequantize;
+    qf_dot_fn dot;
+} qf_qtype_traits;
+
+/* Row for a type id, or NULL if qforge does not know the id (unknown, removed, or not implemented). */
+const qf_qtype_traits *qf_qtype_get(uint32_t id);
+/* Row for a name, case-insensitive ("q4_k" == "Q4_K"), or NULL. */
+const qf_qtype_traits *qf_qtype_by_name(const char *name);
+/* Number of rows and the i-th row, for listings. */
+size_t qf_qtype_count(void);
+const qf_qtype_traits *qf_qtype_at(size_t i);
+/* Bytes of a row of n elements; false if n is not a multiple of the block size or on overflow. */
+bool qf_qtype_row_bytes(const qf_qtype_traits *t, uint64_t n, uint64_t *bytes);
+
+#endif
