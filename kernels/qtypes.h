@@ -23,10 +23,18 @@ typedef enum qf_qtype {
     QF_T_F32 = 0, QF_T_F16 = 1, QF_T_Q4_0 = 2, QF_T_Q4_1 = 3,
     QF_T_Q5_0 = 6, QF_T_Q5_1 = 7, QF_T_Q8_0 = 8, QF_T_Q8_1 = 9,
     QF_T_Q2_K = 10, QF_T_Q3_K = 11, QF_T_Q4_K = 12, QF_T_Q5_K = 13, QF_T_Q6_K = 14, QF_T_Q8_K = 15,
+    QF_T_IQ2_XXS = 16, QF_T_IQ2_XS = 17, QF_T_IQ3_XXS = 18, QF_T_IQ1_S = 19, QF_T_IQ4_NL = 20,
+    QF_T_IQ3_S = 21, QF_T_IQ2_S = 22, QF_T_IQ4_XS = 23,
     QF_T_I8 = 24, QF_T_I16 = 25, QF_T_I32 = 26, QF_T_I64 = 27, QF_T_F64 = 28,
-    QF_T_BF16 = 30,
-    QF_T_MXFP4 = 39,
+    QF_T_IQ1_M = 29, QF_T_BF16 = 30,
+    /* 31-33 (Q4_0_4_4, Q4_0_4_8, Q4_0_8_8) removed by ggml */
+    QF_T_TQ1_0 = 34, QF_T_TQ2_0 = 35,
+    /* 36-38 (IQ4_NL_4_4, IQ4_NL_4_8, IQ4_NL_8_8) removed by ggml */
+    QF_T_MXFP4 = 39, QF_T_NVFP4 = 40, QF_T_Q1_0 = 41, QF_T_Q2_0 = 42,
     QF_QTYPE_EXT_BASE = 1024, /* qforge extension types start here (docs/quant-types.md) */
+    QF_T_E4M3_B32 = QF_QTYPE_EXT_BASE + 0, /* F8 E4M3 + one E8M0 scale per 32 */
+    QF_T_E5M2_B32 = QF_QTYPE_EXT_BASE + 1, /* F8 E5M2 + one E8M0 scale per 32 */
+    QF_T_E4M3_ROW = QF_QTYPE_EXT_BASE + 2, /* F8 E4M3 + one F32 scale in front of each row */
 } qf_qtype;
 
 typedef bool  (*qf_quantize_fn)(const float *x, void *y, int64_t n, const float *imp);
@@ -39,19 +47,23 @@ typedef struct qf_qtype_traits {
     uint32_t blck;          /* elements per block */
     uint32_t bytes;         /* bytes per block */
     bool quantized;         /* false for plain float/int storage types */
+    uint32_t row_extra;     /* bytes in front of each row's blocks (a per-row scale); 0 for ggml types */
     qf_quantize_fn quantize;
     qf_dequantize_fn dequantize;
     qf_dot_fn dot;
 } qf_qtype_traits;
 
-/* Row for a type id, or NULL if qforge does not know the id (unknown, removed, or not implemented). */
+/* Row for a type id, or NULL if the id is unknown or removed. Every current ggml type has a row (so sizes
+ * are always known); its kernel pointers are NULL where qforge does not implement that operation. */
 const qf_qtype_traits *qf_qtype_get(uint32_t id);
 /* Row for a name, case-insensitive ("q4_k" == "Q4_K"), or NULL. */
 const qf_qtype_traits *qf_qtype_by_name(const char *name);
 /* Number of rows and the i-th row, for listings. */
 size_t qf_qtype_count(void);
 const qf_qtype_traits *qf_qtype_at(size_t i);
-/* Bytes of a row of n elements; false if n is not a multiple of the block size or on overflow. */
+/* Bytes of ONE row of n elements (n = ne[0]; row_extra + n/blck*bytes): multiply by the row count for a
+ * tensor, never compute ne/blck*bytes over the whole tensor (per-row types would be wrong). False if n is
+ * not a multiple of the block size or on overflow. */
 bool qf_qtype_row_bytes(const qf_qtype_traits *t, uint64_t n, uint64_t *bytes);
 
 #endif

@@ -1,0 +1,34 @@
+/*
+ * kern.h — declarations of every kernel the traits table points at (internal to kernels/).
+ *
+ * Naming: qf_<op>_<type>[_<isa>]. Scalar functions (no suffix) are the reference: they define the
+ * bytes. SIMD variants must produce byte-identical quantized blocks and dequantized floats; their dot
+ * products may differ from the scalar one only by summation order (tolerance in docs/quant-types.md).
+ */
+#ifndef QF_KERNELS_KERN_H
+#define QF_KERNELS_KERN_H
+
+#include "kernels/blocks.h"
+#include "kernels/qtypes.h"
+
+/* The kernels of one type on one ISA; NULL means "use the next lower ISA's". */
+typedef struct qf_kernels {
+    qf_quantize_fn quantize;
+    qf_dequantize_fn dequantize;
+    qf_dot_fn dot;
+} qf_kernels;
+
+/* True if every x[i] is finite (the quantize contract rejects NaN and Inf). */
+bool qf_all_finite(const float *x, int64_t n);
+
+#define QF_DECLARE_KERNELS(T, SUFFIX) \
+    bool qf_quantize_##T##SUFFIX(const float *x, void *y, int64_t n, const float *imp); \
+    void qf_dequantize_##T##SUFFIX(const void *x, float *y, int64_t n); \
+    float qf_dot_##T##SUFFIX(const void *w, const float *x, int64_t n);
+
+QF_DECLARE_KERNELS(f32, )
+QF_DECLARE_KERNELS(f16, )
+QF_DECLARE_KERNELS(bf16, )
+QF_DECLARE_KERNELS(q8_0, )
+
+#endif

@@ -1,0 +1,160 @@
+/*
+ * qtypes.c — the traits table: one row per stored type, in id order.
+ *
+ * A row holds the layout (block size, bytes per block), the scalar reference kernels, and optional SIMD
+ * kernels per ISA. Adding a type means one row here plus its kernel functions. Sizes come from the
+ * block structs, whose sizes blocks.h pins with _Static_assert; types qforge has no kernels for
+ * (IQ*, TQ*, NVFP4, ...) still get their ggml sizes so files holding them can be sized and copied.
+ *
+ * At first use the table is expanded into one traits array per ISA (SIMD pointers fall back to the
+ * next lower ISA where a row has none) and the active ISA is chosen (kernels/cpu.h).
+ */
+#include "kernels/cpu.h"
+#include "kernels/kern.h"
+#include "qf_core.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <strings.h>
+
+typedef struct qf_qtype_row {
+    qf_qtype_traits t;            /* layout + scalar reference kernels */
+    qf_kernels simd[QF_ISA_COUNT]; /* [QF_ISA_AVX2], [QF_ISA_AVX512]; [QF_ISA_SCALAR] unused */
+} qf_qtype_row;
+
+#define SCALAR(T) .quantize = qf_quantize_##T, .dequantize = qf_dequantize_##T, .dot = qf_dot_##T
+#define PLAIN(ID, NAME, BYTES) { .t = { .id = (ID), .name = (NAME), .blck = 1, .bytes = (BYTES) } }
+/* A ggml type qforge has no kernels for: sizes only (values from ggml-common.h's static_asserts). */
+#define SIZED(ID, NAME, BLCK, BYTES) \
+    { .t = { .id = (ID), .name = (NAME), .blck = (BLCK), .bytes = (BYTES), .quantized = true } }
+
+static const qf_qtype_row rows[] = {
+    { .t = { .id = QF_T_F32, .name = "f32", .blck = 1, .bytes = 4, SCALAR(f32) } },
+    { .t = { .id = QF_T_F16, .name = "f16", .blck = 1, .bytes = 2, SCALAR(f16) } },
+    SIZED(QF_T_Q4_0, "q4_0", QF_QK, sizeof(qf_block_q4_0)),
+    SIZED(QF_T_Q4_1, "q4_1", QF_QK, sizeof(qf_block_q4_1)),
+    SIZED(QF_T_Q5_0, "q5_0", QF_QK, sizeof(qf_block_q5_0)),
+    SIZED(QF_T_Q5_1, "q5_1", QF_QK, sizeof(qf_block_q5_1)),
+    { .t = { .id = QF_T_Q8_0, .name = "q8_0", .blck = QF_QK, .bytes = sizeof(qf_block_q8_0),
+             .quantized = true, SCALAR(q8_0) } },
+    SIZED(QF_T_Q8_1, "q8_1", QF_QK, sizeof(qf_block_q8_1)),
+    SIZED(QF_T_Q2_K, "q2_K", QF_QK_K, sizeof(qf_block_q2_K)),
+    SIZED(QF_T_Q3_K, "q3_K", QF_QK_K, sizeof(qf_block_q3_K)),
+    SIZED(QF_T_Q4_K, "q4_K", QF_QK_K, sizeof(qf_block_q4_K)),
+    SIZED(QF_T_Q5_K, "q5_K", QF_QK_K, sizeof(qf_block_q5_K)),
+    SIZED(QF_T_Q6_K, "q6_K", QF_QK_K, sizeof(qf_block_q6_K)),
+    SIZED(QF_T_Q8_K, "q8_K", QF_QK_K, sizeof(qf_block_q8_K)),
+    SIZED(QF_T_IQ2_XXS, "iq2_xxs", QF_QK_K, 66),
+    SIZED(QF_T_IQ2_XS, "iq2_xs", QF_QK_K, 74),
+    SIZED(QF_T_IQ3_XXS, "iq3_xxs", QF_QK_K, 98),
+    SIZED(QF_T_IQ1_S, "iq1_s", QF_QK_K, 50),
+    SIZED(QF_T_IQ4_NL, "iq4_nl", QF_QK, 18),
+    SIZED(QF_T_IQ3_S, "iq3_s", QF_QK_K, 110),
+    SIZED(QF_T_IQ2_S, "iq2_s", QF_QK_K, 82),
+    SIZED(QF_T_IQ4_XS, "iq4_xs", QF_QK_K, 136),
+    PLAIN(QF_T_I8, "i8", 1),
+    PLAIN(QF_T_I16, "i16", 2),
+    PLAIN(QF_T_I32, "i32", 4),
+    PLAIN(QF_T_I64, "i64", 8),
+    PLAIN(QF_T_F64, "f64", 8),
+    SIZED(QF_T_IQ1_M, "iq1_m", QF_QK_K, 56),
+    { .t = { .id = QF_T_BF16, .name = "bf16", .blck = 1, .bytes = 2, SCALAR(bf16) } },
+    SIZED(QF_T_TQ1_0, "tq1_0", QF_QK_K, 54),
+    SIZED(QF_T_TQ2_0, "tq2_0", QF_QK_K, 66),
+    SIZED(QF_T_MXFP4, "mxfp4", QF_QK, sizeof(qf_block_mxfp4)),
+    SIZED(QF_T_NVFP4, "nvfp4", 64, 36),
+    SIZED(QF_T_Q1_0, "q1_0", 128, 18),
+    SIZED(QF_T_Q2_0, "q2_0", 64, 18),
+};
+
+#define NROWS QF_ARRAY_LEN(rows)
+
+static qf_qtype_traits tables[QF_ISA_COUNT][NROWS];
+static qf_isa active_isa = QF_ISA_SCALAR;
+static pthread_once_t init_once = PTHREAD_ONCE_INIT;
+
+/* Fill the per-ISA tables: each ISA starts from the one below it and takes the row's own kernels. */
+static void build_tables(void) {
+    for (size_t i = 0; i < NROWS; i++) {
+        tables[QF_ISA_SCALAR][i] = rows[i].t;
+        for (int isa = QF_ISA_AVX2; isa < QF_ISA_COUNT; isa++) {
+            qf_qtype_traits t = tables[isa - 1][i];
+            const qf_kernels *k = &rows[i].simd[isa];
+            if (k->quantize) t.quantize = k->quantize;
+            if (k->dequantize) t.dequantize = k->dequantize;
+            if (k->dot) t.dot = k->dot;
+            tables[isa][i] = t;
+        }
+    }
+}
+
+/* The best supported ISA, lowered to what QF_ISA asks for. */
+static qf_isa choose_isa(void) {
+    qf_isa best = QF_ISA_SCALAR;
+    for (int isa = QF_ISA_AVX2; isa < QF_ISA_COUNT; isa++)
+        if (qf_isa_supported((qf_isa)isa)) best = (qf_isa)isa;
+    const char *env = getenv("QF_ISA");
+    if (!env || !*env) return best;
+    qf_isa want;
+    if (!qf_isa_parse(env, &want)) {
+        fprintf(stderr, "qforge: QF_ISA=%s is not scalar|avx2|avx512; using %s\n", env, qf_isa_name(best));
+        return best;
+    }
+    if (want > best) {
+        fprintf(stderr, "qforge: QF_ISA=%s is not supported by this CPU; using %s\n", env, qf_isa_name(best));
+        return best;
+    }
+    return want;
+}
+
+static void init_tables(void) {
+    build_tables();
+    active_isa = choose_isa();
+}
+
+static void ensure_init(void) { pthread_once(&init_once, init_tables); }
+
+qf_isa qf_isa_active(void) {
+    ensure_init();
+    return active_isa;
+}
+
+static const qf_qtype_traits *find_in(const qf_qtype_traits *table, uint32_t id) {
+    for (size_t i = 0; i < NROWS; i++)
+        if (table[i].id == id) return &table[i];
+    return NULL;
+}
+
+const qf_qtype_traits *qf_qtype_get_isa(uint32_t id, qf_isa isa) {
+    if ((int)isa < 0 || isa >= QF_ISA_COUNT || !qf_isa_supported(isa)) return NULL;
+    ensure_init();
+    return find_in(tables[isa], id);
+}
+
+const qf_qtype_traits *qf_qtype_get(uint32_t id) {
+    ensure_init();
+    return find_in(tables[active_isa], id);
+}
+
+const qf_qtype_traits *qf_qtype_by_name(const char *name) {
+    if (!name) return NULL;
+    ensure_init();
+    for (size_t i = 0; i < NROWS; i++)
+        if (strcasecmp(tables[active_isa][i].name, name) == 0) return &tables[active_isa][i];
+    return NULL;
+}
+
+size_t qf_qtype_count(void) { return NROWS; }
+
+const qf_qtype_traits *qf_qtype_at(size_t i) {
+    if (i >= NROWS) return NULL;
+    ensure_init();
+    return &tables[active_isa][i];
+}
+
+bool qf_qtype_row_bytes(const qf_qtype_traits *t, uint64_t n, uint64_t *bytes) {
+    if (!t || t->blck == 0 || n % t->blck != 0) return false;
+    uint64_t body;
+    return qf_mul_ok(n / t->blck, t->bytes, &body) && qf_add_ok(body, t->row_extra, bytes);
+}
