@@ -141,7 +141,8 @@ static void discard_temp(qf_outfile *f) {
 /* Record the first failure, remove the temp file and return the status for the caller. */
 static qf_status fail_file(qf_outfile *f, qf_error *err, const char *what, int e) {
     if (f->failed == QF_OK) {
-        f->failed = io_fail(&f->fail_err, what, f->tmp, e);
+        f->failed = qf_fail(&f->fail_err, QF_E_IO, "%s: %s failed (temp file %s): %s", f->path, what, f->tmp,
+                            strerror(e));
         discard_temp(f);
     }
     if (err) *err = f->fail_err;
@@ -182,14 +183,14 @@ qf_status qf_outfile_open(const char *path, qf_outfile **out, qf_error *err) {
     }
     f->fd = mkostemp(f->tmp, O_CLOEXEC);
     if (f->fd < 0) {
-        qf_status st = io_fail(err, "creating a temp file beside the output", f->tmp, errno);
+        qf_status st = qf_fail(err, QF_E_IO, "%s: creating the temp file %s failed: %s", path, f->tmp, strerror(errno));
         outfile_free(f);
         return st;
     }
     f->slot = registry_add(f->tmp);
     /* mkstemp creates 0600; the output should get the permissions a plain create would give it. */
     if (fchmod(f->fd, 0644 & ~g_umask) != 0) {
-        qf_status st = io_fail(err, "setting the temp file's mode", f->tmp, errno);
+        qf_status st = qf_fail(err, QF_E_IO, "%s: fchmod of the temp file %s failed: %s", path, f->tmp, strerror(errno));
         discard_temp(f);
         outfile_free(f);
         return st;
@@ -246,8 +247,7 @@ qf_status qf_outfile_commit(qf_outfile *f, qf_error *err) {
     }
     if (st == QF_OK && rename(f->tmp, f->path) != 0) {
         int e = errno;
-        st = fail_file(f, err, "rename", e);
-        qf_fail(err, QF_E_IO, "%s: renaming temp file %s into place failed: %s", f->path, f->tmp, strerror(e));
+        st = fail_file(f, err, "rename into place", e);
     }
     if (st == QF_OK) {
         registry_remove(f->slot);
