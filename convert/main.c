@@ -1,4 +1,213 @@
-/* qforge — command-line front end (placeholder until the CLI lands in this session). */
+/*
+ * qforge — the command-line front end. It parses arguments, shows progress on a TTY, calls one
+ * libqforge operation through qforge.h and maps its status to the exit code:
+ *   0 ok, 1 a check failed, 2 bad input or usage, 3 environment (I/O, memory).
+ */
 #include "qforge.h"
+
+#include <getopt.h>
 #include <stdio.h>
-int main(void) { fprintf(stderr, "qforge %s\n", QF_VERSION_STRING); return 0; }
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+#include <unistd.h>
+
+void qf_outfile_install_signal_cleanup(void); /* formats/outfile.h; the CLI owns signal handling */
+
+typedef int (*command_fn)(int argc, char **argv);
+
+typedef struct command {
+    const char *name;
+    command_fn run;
+    const char *summary;
+} command;
+
+static int fail(const qf_error *err) {
+    fprintf(stderr, "qforge: error: %s\n", err->msg[0] ? err->msg : qf_status_name(err->status));
+    return qf_status_exit_code(err->status);
+}
+
+static int usage_error(const char *cmd, const char *msg) {
+    fprintf(stderr, "qforge %s: %s (see 'qforge %s --help')\n", cmd, msg, cmd);
+    return 2;
+}
+
+static int parse_threads(const char *cmd, const char *s, int *out) {
+    char *end;
+    long v = strtol(s, &end, 10);
+    if (*end || v < 0 || v > 1024) return usage_error(cmd, "--threads takes an integer in 0..1024");
+    *out = (int)v;
+    return 0;
+}
+
+/* ---- progress ---------------------------------------------------------------------------------- */
+
+typedef struct progress {
+    struct timespec start;
+    double last;
+} progress;
+
+static double elapsed(const struct timespec *t0) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)(t.tv_sec - t0->tv_sec) + (double)(t.tv_nsec - t0->tv_nsec) * 1e-9;
+}
+
+static void show_progress(void *user, const char *tensor, uint64_t done, uint64_t total) {
+    progress *p = user;
+    double s = elapsed(&p->start);
+    if (done < total && s - p->last < 0.1) return;
+    p->last = s;
+    double mb = (double)done / 1048576.0, rate = s > 0 ? mb / s : 0;
+    double eta = rate > 0 ? ((double)total / 1048576.0 - mb) / rate : 0;
+    fprintf(stderr, "\r\033[K%5.1f%%  %8.1f MiB  %7.1f MiB/s  ETA %4.0fs  %s", total ? 100.0 * (double)done / (double)total : 100.0,
+            mb, rate, eta, tensor);
+    if (done >= total) fputc('\n', stderr);
+}
+
+/* ---- convert ----------------------------------------------------------------------------------- */
+
+static const char convert_help[] =
+    "usage: qforge convert SRC -o OUT.gguf [--type f32|f16|bf16|q8_0] [--threads N] [--dry-run]\n"
+    "\n"
+    "Convert a Hugging Face checkpoint to GGUF, streaming tensor by tensor.\n"
+    "SRC is a model directory, a .safetensors file, a model.safetensors.index.json, or an archive\n"
+    "(.tar, .tar.gz, .tar.zst, .zip) holding one model directory (read without unpacking it).\n"
+    "FP8 checkpoints (E4M3 + weight_scale_inv blocks, or compressed-tensors weight_scale) are\n"
+    "dequantized on the fly.\n"
+    "\n"
+    "  -o, --output FILE   output GGUF (written to a temp file, fsynced, renamed when complete)\n"
+    "  -t, --type T        type of 2-D weights (default f16); 1-D tensors stay F32; rows that do not\n"
+    "                      fit a type's blocks fall back to F16\n"
+    "  -j, --threads N     worker threads (default: all CPUs); output bytes do not depend on N\n"
+    "  -n, --dry-run       print the plan (tensor, shape, type, bytes, reason) and write nothing\n"
+    "  -q, --quiet         no progress display\n";
+
+static int cmd_convert(int argc, char **argv) {
+    static const struct option opts[] = {
+        {"output", required_argument, 0, 'o'}, {"type", required_argument, 0, 't'},
+        {"threads", required_argument, 0, 'j'}, {"dry-run", no_argument, 0, 'n'},
+        {"quiet", no_argument, 0, 'q'}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
+    qf_convert_opts o = {.type = "f16"};
+    bool quiet = false;
+    int c;
+    while ((c = getopt_long(argc, argv, "o:t:j:nqh", opts, NULL)) != -1) {
+        switch (c) {
+        case 'o': o.out = optarg; break;
+        case 't': o.type = optarg; break;
+        case 'j': if (parse_threads("convert", optarg, &o.threads)) return 2; break;
+        case 'n': o.dry_run = true; break;
+        case 'q': quiet = true; break;
+        case 'h': fputs(convert_help, stdout); return 0;
+        default: return usage_error("convert", "unknown option");
+        }
+    }
+    if (optind + 1 != argc) return usage_error("convert", "expected exactly one SRC");
+    o.src = argv[optind];
+    progress p = {0};
+    clock_gettime(CLOCK_MONOTONIC, &p.start);
+    if (!quiet && isatty(STDERR_FILENO)) { o.progress = show_progress; o.progress_user = &p; }
+    qf_error err;
+    if (qf_convert(&o, &err) != QF_OK) return fail(&err);
+    if (!o.dry_run && !quiet) fprintf(stderr, "qforge: wrote %s in %.2fs\n", o.out, elapsed(&p.start));
+    return 0;
+}
+
+/* ---- inspect ----------------------------------------------------------------------------------- */
+
+static const char inspect_help[] =
+    "usage: qforge inspect FILE [--json] [--all]\n"
+    "\n"
+    "Describe a GGUF file or a safetensors checkpoint (file, directory, shard index or archive):\n"
+    "metadata, a tensor table (name, type, shape, bytes, bits per weight) and totals.\n"
+    "\n"
+    "  --json   machine-readable output on stdout\n"
+    "  --all    print long metadata arrays (vocabularies) in full\n";
+
+static int cmd_inspect(int argc, char **argv) {
+    static const struct option opts[] = {
+        {"json", no_argument, 0, 'J'}, {"all", no_argument, 0, 'a'}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
+    qf_inspect_opts o = {.no_values = true};
+    int c;
+    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        switch (c) {
+        case 'J': o.json = true; break;
+        case 'a': o.no_values = false; break;
+        case 'h': fputs(inspect_help, stdout); return 0;
+        default: return usage_error("inspect", "unknown option");
+        }
+    }
+    if (optind + 1 != argc) return usage_error("inspect", "expected exactly one FILE");
+    o.path = argv[optind];
+    qf_error err;
+    if (qf_inspect(&o, stdout, &err) != QF_OK) return fail(&err);
+    return 0;
+}
+
+/* ---- synth ------------------------------------------------------------------------------------- */
+
+static const char synth_help[] =
+    "usage: qforge synth DIR [--seed S] [--layers N] [--dim D] [--ff F] [--vocab V]\n"
+    "\n"
+    "Write a small random Llama checkpoint in Hugging Face layout (config.json, tokenizer.json,\n"
+    "model.safetensors) to DIR: the built-in default model for demos and tests.\n";
+
+static int cmd_synth(int argc, char **argv) {
+    static const struct option opts[] = {
+        {"seed", required_argument, 0, 's'}, {"layers", required_argument, 0, 'l'}, {"dim", required_argument, 0, 'd'},
+        {"ff", required_argument, 0, 'f'}, {"vocab", required_argument, 0, 'v'}, {"dtype", required_argument, 0, 't'},
+        {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
+    qf_synth_opts o = {.seed = 1, .n_layer = 2, .n_embd = 256, .n_ff = 512, .n_vocab = 512, .dtype = "bf16"};
+    int c;
+    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        char *end = NULL;
+        unsigned long v = optarg ? strtoul(optarg, &end, 10) : 0;
+        bool bad = optarg && (*end || v == 0 || v > (1ul << 20));
+        switch (c) {
+        case 's': o.seed = v; break;
+        case 'l': o.n_layer = (uint32_t)v; break;
+        case 'd': o.n_embd = (uint32_t)v; break;
+        case 'f': o.n_ff = (uint32_t)v; break;
+        case 'v': o.n_vocab = (uint32_t)v; break;
+        case 't': o.dtype = optarg; bad = false; break;
+        case 'h': fputs(synth_help, stdout); return 0;
+        default: return usage_error("synth", "unknown option");
+        }
+        if (bad) return usage_error("synth", "numeric options take a positive integer");
+    }
+    if (optind + 1 != argc) return usage_error("synth", "expected exactly one DIR");
+    o.dir = argv[optind];
+    qf_error err;
+    if (qf_synth_model(&o, &err) != QF_OK) return fail(&err);
+    return 0;
+}
+
+/* ---- dispatch ---------------------------------------------------------------------------------- */
+
+static const command commands[] = {
+    {"convert", cmd_convert, "HF checkpoint (dir, shards, archive, FP8) -> GGUF"},
+    {"inspect", cmd_inspect, "describe a GGUF or safetensors file"},
+    {"synth", cmd_synth, "write a small random Llama checkpoint (built-in demo model)"},
+};
+
+static void print_help(FILE *out) {
+    fprintf(out, "qforge %s — released LLM checkpoints to verified quantized GGUF files\n\nusage: qforge COMMAND [options]\n\n",
+            QF_VERSION_STRING);
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        fprintf(out, "  %-10s %s\n", commands[i].name, commands[i].summary);
+    fprintf(out, "\n'qforge COMMAND --help' describes one command. Exit codes: 0 ok, 1 check failed, 2 bad input,\n"
+                 "3 environment (I/O, memory).\n");
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2) { print_help(stderr); return 2; }
+    if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) { print_help(stdout); return 0; }
+    if (!strcmp(argv[1], "--version") || !strcmp(argv[1], "version")) { printf("qforge %s\n", QF_VERSION_STRING); return 0; }
+    qf_outfile_install_signal_cleanup();
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        if (!strcmp(argv[1], commands[i].name)) return commands[i].run(argc - 1, argv + 1);
+    fprintf(stderr, "qforge: '%s' is not a command\n\n", argv[1]);
+    print_help(stderr);
+    return 2;
+}

@@ -80,4 +80,18 @@ const char *qf_st_shard_path(const qf_st_model *m, size_t i);
  * streaming a model keeps RSS bounded by the working set instead of the file size. */
 void qf_st_release(const qf_st_model *m, const qf_st_tensor *t);
 
+/* ---- writer ----------------------------------------------------------------------------------- */
+
+typedef struct qf_st_out_tensor {
+    const char *name;
+    qf_dtype dtype;
+    uint32_t n_dims;
+    uint64_t shape[QF_ST_MAX_DIMS];
+    const void *data;       /* dtype size x product(shape) bytes */
+} qf_st_out_tensor;
+
+/* Write a safetensors file (atomically, via formats/outfile.h) holding the tensors in the given
+ * order, with __metadata__ {"format": "pt"} as PyTorch writes it. */
+qf_status qf_st_write(const char *path, const qf_st_out_tensor *t, size_t n, qf_error *err);
+
 #endif

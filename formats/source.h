@@ -55,6 +55,9 @@ long qf_source_find(const qf_source *s, const char *name);
  * malloc'd, NUL-terminated buffer the caller frees. QF_E_NOTFOUND if the model has no such file. */
 qf_status qf_source_read_file(qf_source *s, const char *name, char **buf, size_t *len, qf_error *err);
 
+/* Fetch tensor i's bytes (and its scales) so that qf_source_rows() may then be called for it from
+ * several threads at once. qf_source_rows() prepares on its own when called from one thread. */
+qf_status qf_source_prepare(qf_source *s, size_t i, qf_error *err);
 /* Rows [row0, row0+n) of tensor i as F32 (dtype decoded, FP8 scales applied) into dst[n*row_len]. */
 qf_status qf_source_rows(qf_source *s, size_t i, uint64_t row0, uint64_t n, float *dst, qf_error *err);
 /* Tensor i is no longer needed: drop its pages / buffers. */

@@ -74,6 +74,19 @@ typedef struct qf_inspect_opts {
 /* Print a description of a model file to `out` (a FILE*, typed void* to keep stdio out of the API). */
 qf_status qf_inspect(const qf_inspect_opts *opts, void *out, qf_error *err);
 
+/* ---- synth: the built-in default model ---------------------------------------------------------- */
+
+typedef struct qf_synth_opts {
+    const char *dir;        /* created if missing; files inside are replaced atomically */
+    uint64_t seed;
+    uint32_t n_layer, n_embd, n_ff, n_vocab;
+    const char *dtype;      /* "f32", "f16" or "bf16" */
+} qf_synth_opts;
+
+/* Write a small random Llama checkpoint in Hugging Face layout: config.json, tokenizer.json (byte-level
+ * BPE), tokenizer_config.json, model.safetensors. Same options -> same bytes. */
+qf_status qf_synth_model(const qf_synth_opts *opts, qf_error *err);
+
 #ifdef __cplusplus
 }
 #endif

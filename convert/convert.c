@@ -1,0 +1,128 @@
+/* qf_convert: compose source -> hyper-parameters + vocabulary -> plan -> GGUF writer (qforge.h). */
+#include "formats/arch.h"
+#include "formats/gguf.h"
+#include "formats/source.h"
+#include "formats/vocab.h"
+#include "kernels/qtypes.h"
+#include "quantize/plan.h"
+#include "quantize/run.h"
+
+#include <libgen.h>
+#include <unistd.h>
+
+static qf_status source_reader(void *ctx, const char *name, char **buf, size_t *len, qf_error *err) {
+    return qf_source_read_file(ctx, name, buf, len, err);
+}
+
+/* general.name as llama.cpp's converter picks it: the model directory's name (archive: file name
+ * without its archive extensions). */
+static void model_name(const char *label, char *out, size_t n) {
+    char *copy = strdup(label);
+    const char *base = copy ? basename(copy) : "model";
+    snprintf(out, n, "%s", base);
+    free(copy);
+    static const char *const exts[] = {".tar.zst", ".tar.gz", ".tgz", ".tar.xz", ".tar", ".zip",
+                                       ".safetensors.index.json", ".safetensors"};
+    for (size_t i = 0; i < QF_ARRAY_LEN(exts); i++) {
+        size_t a = strlen(out), b = strlen(exts[i]);
+        if (a > b && strcmp(out + a - b, exts[i]) == 0) { out[a - b] = '\0'; break; }
+    }
+}
+
+/* llama.cpp's size label: 260K, 21M, 7.2B ... (two significant digits at least). */
+static void size_label(uint64_t params, char *out, size_t n) {
+    double v = (double)params;
+    const char *suffix = "K";
+    double scaled = v * 1e-3;
+    if (v > 1e12) { scaled = v * 1e-12; suffix = "T"; }
+    else if (v > 1e9) { scaled = v * 1e-9; suffix = "B"; }
+    else if (v > 1e6) { scaled = v * 1e-6; suffix = "M"; }
+    char digits[32];
+    snprintf(digits, sizeof digits, "%.0f", scaled);
+    int fix = 2 - (int)strlen(digits);
+    snprintf(out, n, "%.*f%s", fix > 0 ? fix : 0, scaled, suffix);
+}
+
+typedef struct conversion {
+    qf_source *src;
+    qf_hparams hp;
+    qf_vocab vocab;
+    qf_plan plan;
+    char src_digest[65];
+} conversion;
+
+static qf_status load_model(conversion *c, const qf_convert_opts *o, qf_error *err) {
+    qf_status st = qf_source_open(o->src, &c->src, err);
+    if (st) return st;
+    char *cfg = NULL;
+    size_t cfg_len = 0;
+    st = qf_source_read_file(c->src, "config.json", &cfg, &cfg_len, err);
+    if (st == QF_E_NOTFOUND)
+        return qf_fail(err, QF_E_INPUT, "%s: no config.json beside the weights; qforge needs it to know the architecture",
+                       qf_source_label(c->src));
+    if (st) return st;
+    char label[4200];
+    snprintf(label, sizeof label, "%s: config.json", qf_source_label(c->src));
+    st = qf_hparams_from_hf(label, cfg, cfg_len, &c->hp, err);
+    free(cfg);
+    if (st) return st;
+    model_name(qf_source_label(c->src), c->hp.name, sizeof c->hp.name);
+    if ((st = qf_vocab_load_hf(source_reader, c->src, c->hp.n_vocab, &c->vocab, err))) return st;
+    return qf_source_digest(c->src, c->src_digest, err);
+}
+
+static qf_status write_metadata(const conversion *c, const qf_convert_opts *o, qf_gguf_writer *w, qf_error *err) {
+    char label[32];
+    size_label(c->plan.total_params, label, sizeof label);
+    int ftype = qf_plan_file_type(c->plan.weight_type);
+    qf_status st;
+    if ((st = qf_hparams_write_gguf(&c->hp, w, err)) ||
+        (st = qf_gguf_set_str(w, "general.size_label", label, err)) ||
+        (ftype >= 0 && (st = qf_gguf_set_u32(w, "general.file_type", (uint32_t)ftype, err))) ||
+        (st = qf_gguf_set_u32(w, "general.quantization_version", 2, err)) ||
+        (st = qf_vocab_write_gguf(&c->vocab, w, err)) ||
+        (st = qf_gguf_set_str(w, "qforge.version", QF_VERSION_STRING, err)) ||
+        (st = qf_gguf_set_str(w, "qforge.source_sha256", c->src_digest, err)) ||
+        (st = qf_gguf_set_str(w, "qforge.recipe", o->type, err)) ||
+        (st = qf_gguf_set_str(w, "qforge.method", "rtn", err)))
+        return st;
+    return QF_OK;
+}
+
+static qf_status write_gguf(conversion *c, const qf_convert_opts *o, qf_error *err) {
+    qf_gguf_writer *w = NULL;
+    qf_status st = qf_gguf_writer_open(o->out, &w, err);
+    if (st) return st;
+    if ((st = write_metadata(c, o, w, err))) goto fail;
+    for (size_t i = 0; i < c->plan.n; i++) {
+        const qf_plan_entry *e = &c->plan.e[i];
+        if ((st = qf_gguf_add_tensor(w, e->name, e->type, e->n_dims, e->ne, err))) goto fail;
+    }
+    if ((st = qf_gguf_begin_data(w, err))) goto fail;
+    int threads = o->threads > 0 ? o->threads : (int)sysconf(_SC_NPROCESSORS_ONLN);
+    qf_run_opts ro = {.threads = threads > 0 ? threads : 1, .progress = o->progress, .progress_user = o->progress_user};
+    if ((st = qf_plan_execute(c->src, &c->hp, &c->plan, w, &ro, err))) goto fail;
+    return qf_gguf_writer_finish(w, err);
+fail:
+    qf_gguf_writer_abort(w);
+    return st;
+}
+
+qf_status qf_convert(const qf_convert_opts *o, qf_error *err) {
+    qf_error_clear(err);
+    const qf_qtype_traits *tt = o->type ? qf_qtype_by_name(o->type) : qf_qtype_get(QF_T_F16);
+    if (!tt || !tt->quantize)
+        return qf_fail(err, QF_E_USAGE, "--type '%s' is not a type this build can write (try f32, f16, bf16, q8_0)",
+                       o->type ? o->type : "");
+    if (!o->dry_run && !o->out) return qf_fail(err, QF_E_USAGE, "no output file given (-o OUT.gguf)");
+    conversion c = {0};
+    qf_status st = load_model(&c, o, err);
+    qf_plan_opts po = {.type = tt->id};
+    if (!st) st = qf_plan_build(c.src, &c.hp, &po, &c.plan, err);
+    if (!st && o->dry_run) qf_plan_print(&c.plan, stdout);
+    else if (!st) st = write_gguf(&c, o, err);
+    qf_plan_free(&c.plan);
+    qf_vocab_free(&c.vocab);
+    qf_source_close(c.src);
+    return st;
+}

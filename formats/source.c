@@ -1,0 +1,405 @@
+/* Tensor source: logical tensors over a storage backend, FP8 scale folding, row decoding (source.h). */
+#include "formats/source_impl.h"
+#include "formats/arch.h"
+
+#include <errno.h>
+#include <libgen.h>
+#include <math.h>
+#include <openssl/evp.h>
+#include <sys/stat.h>
+
+typedef struct logical {
+    qf_src_tensor pub;
+    size_t raw;          /* index of the values in the raw table */
+    long scale_raw;      /* index of the scale tensor, or -1 */
+    float *scales;       /* decoded scales while prepared */
+    uint64_t n_scales;
+    uint64_t scale_cols; /* QF_SCALE_BLOCK: scale tensor row length */
+    const uint8_t *data; /* raw bytes while prepared */
+} logical;
+
+struct qf_source {
+    char *label;
+    const qf_source_backend *ops;
+    void *impl;
+    qf_source_raw raw;
+    size_t *by_name;     /* raw indices sorted by name: checkpoints hold up to ~10^5 tensors */
+    logical *t;
+    size_t n;
+};
+
+/* ---- directory backend: mmap'd safetensors ------------------------------------------------------- */
+
+typedef struct dir_backend {
+    qf_st_model *model;
+    char *dir;
+    qf_st_tensor *raw; /* copies of the model's tensor records, storage order */
+} dir_backend;
+
+static qf_status dir_read_file(void *impl, const char *name, char **buf, size_t *len, qf_error *err) {
+    dir_backend *d = impl;
+    char path[4096];
+    snprintf(path, sizeof path, "%s/%s", d->dir, name);
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        if (errno == ENOENT) return QF_E_NOTFOUND;
+        return qf_fail(err, QF_E_IO, "%s: %s", path, strerror(errno));
+    }
+    struct stat sb;
+    if (fstat(fileno(f), &sb) != 0 || !S_ISREG(sb.st_mode) || sb.st_size > (1ll << 30)) {
+        fclose(f);
+        return qf_fail(err, QF_E_INPUT, "%s: not a regular file below 1 GiB", path);
+    }
+    char *b = malloc((size_t)sb.st_size + 1);
+    if (!b) { fclose(f); return qf_fail(err, QF_E_NOMEM, "%s: out of memory", path); }
+    size_t got = fread(b, 1, (size_t)sb.st_size, f);
+    fclose(f);
+    if (got != (size_t)sb.st_size) { free(b); return qf_fail(err, QF_E_IO, "%s: short read", path); }
+    b[got] = '\0';
+    *buf = b;
+    *len = got;
+    return QF_OK;
+}
+
+static void dir_pin(void *impl, size_t r) { (void)impl; (void)r; }
+
+static qf_status dir_raw_bytes(void *impl, size_t r, const uint8_t **data, qf_error *err) {
+    dir_backend *d = impl;
+    *data = d->raw[r].data;
+    return QF_OK;
+}
+
+static void dir_release(void *impl, size_t r) {
+    dir_backend *d = impl;
+    qf_st_release(d->model, qf_st_tensor_at(d->model, r));
+}
+
+static void dir_close(void *impl) {
+    dir_backend *d = impl;
+    if (!d) return;
+    qf_st_close(d->model);
+    free(d->dir);
+    free(d->raw);
+    free(d);
+}
+
+static const qf_source_backend dir_ops = {
+    .read_file = dir_read_file, .pin = dir_pin, .raw_bytes = dir_raw_bytes, .release = dir_release,
+    .close = dir_close,
+};
+
+static qf_status dir_open(const char *path, void **impl, qf_source_raw *raw, qf_error *err) {
+    dir_backend *d = calloc(1, sizeof *d);
+    if (!d) return qf_fail(err, QF_E_NOMEM, "out of memory");
+    qf_status st = qf_st_open(path, &d->model, err);
+    if (st) { free(d); return st; }
+    struct stat sb;
+    char *copy = strdup(path);
+    d->dir = copy ? strdup(stat(path, &sb) == 0 && S_ISDIR(sb.st_mode) ? path : dirname(copy)) : NULL;
+    free(copy);
+    size_t n = qf_st_n_tensors(d->model);
+    d->raw = qf_calloc_n(n, sizeof *d->raw);
+    if (!d->dir || !d->raw) { dir_close(d); return qf_fail(err, QF_E_NOMEM, "out of memory"); }
+    for (size_t i = 0; i < n; i++) d->raw[i] = *qf_st_tensor_at(d->model, i);
+    *impl = d;
+    raw->tensors = d->raw;
+    raw->n = n;
+    raw->sequential = false;
+    return QF_OK;
+}
+
+/* ---- logical tensors ------------------------------------------------------------------------------ */
+
+static bool ends_with(const char *s, const char *suffix) {
+    size_t a = strlen(s), b = strlen(suffix);
+    return a >= b && strcmp(s + a - b, suffix) == 0;
+}
+
+static int cmp_raw_name(const void *a, const void *b, void *ctx) {
+    const qf_st_tensor *t = ctx;
+    return strcmp(t[*(const size_t *)a].name, t[*(const size_t *)b].name);
+}
+
+static qf_status index_names(qf_source *s, qf_error *err) {
+    s->by_name = qf_calloc_n(s->raw.n, sizeof *s->by_name);
+    if (!s->by_name) return qf_fail(err, QF_E_NOMEM, "out of memory");
+    for (size_t i = 0; i < s->raw.n; i++) s->by_name[i] = i;
+    qsort_r(s->by_name, s->raw.n, sizeof *s->by_name, cmp_raw_name, (void *)s->raw.tensors);
+    return QF_OK;
+}
+
+static long raw_find(const qf_source *s, const char *name) {
+    size_t lo = 0, hi = s->raw.n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        int c = strcmp(s->raw.tensors[s->by_name[mid]].name, name);
+        if (c == 0) return (long)s->by_name[mid];
+        if (c < 0) lo = mid + 1; else hi = mid;
+    }
+    return -1;
+}
+
+static bool is_fp8(qf_dtype dt) { return dt == QF_DT_F8_E4M3 || dt == QF_DT_F8_E5M2; }
+
+/* The FP8 weight a scale tensor belongs to, or -1 if `t` is not a weight scale. DeepSeek names it
+ * "<w>_scale_inv"; compressed-tensors "<prefix>.weight_scale" for "<prefix>.weight". */
+static long scale_owner(const qf_source *s, const qf_st_tensor *t) {
+    char base[1024];
+    size_t len = strlen(t->name);
+    if (ends_with(t->name, "_scale_inv") && len - 10 < sizeof base) {
+        memcpy(base, t->name, len - 10);
+        base[len - 10] = '\0';
+    } else if (ends_with(t->name, ".weight_scale") && len - 6 < sizeof base) {
+        memcpy(base, t->name, len - 6); /* drop "_scale" */
+        base[len - 6] = '\0';
+    } else {
+        return -1;
+    }
+    long w = raw_find(s, base);
+    return w >= 0 && is_fp8(s->raw.tensors[w].dtype) ? w : -1;
+}
+
+/* Activation scales of FP8 checkpoints (static input quantization) carry no weight information. */
+static bool is_activation_scale(const qf_st_tensor *t) {
+    return ends_with(t->name, ".input_scale") || ends_with(t->name, ".k_scale") || ends_with(t->name, ".v_scale");
+}
+
+static qf_status classify_scale(const qf_source *s, logical *l, const uint32_t cfg_block[2], qf_error *err) {
+    const qf_st_tensor *sc = &s->raw.tensors[l->scale_raw];
+    const qf_src_tensor *w = &l->pub;
+    if (!qf_dtype_is_float(sc->dtype) || is_fp8(sc->dtype))
+        return qf_fail(err, QF_E_INPUT, "%s: scale tensor '%s' has dtype %s; expected F32, BF16 or F16", s->label,
+                       sc->name, qf_dtype_name(sc->dtype));
+    if (sc->n_elems == 1) { l->pub.scale_kind = QF_SCALE_TENSOR; return QF_OK; }
+    if (sc->n_elems == w->n_rows && (sc->n_dims == 1 || (sc->n_dims == 2 && sc->shape[1] == 1))) {
+        l->pub.scale_kind = QF_SCALE_CHANNEL;
+        return QF_OK;
+    }
+    if (sc->n_dims == 2 && w->n_dims == 2) {
+        uint32_t b0 = cfg_block[0] ? cfg_block[0] : 128, b1 = cfg_block[1] ? cfg_block[1] : 128;
+        uint64_t want0 = (w->n_rows + b0 - 1) / b0, want1 = (w->row_len + b1 - 1) / b1;
+        if (sc->shape[0] != want0 || sc->shape[1] != want1)
+            return qf_fail(err, QF_E_INPUT,
+                           "%s: scale tensor '%s' has shape [%llu, %llu]; weight [%llu, %llu] with %ux%u blocks needs [%llu, %llu]",
+                           s->label, sc->name, (unsigned long long)sc->shape[0], (unsigned long long)sc->shape[1],
+                           (unsigned long long)w->n_rows, (unsigned long long)w->row_len, b0, b1,
+                           (unsigned long long)want0, (unsigned long long)want1);
+        l->pub.scale_kind = QF_SCALE_BLOCK;
+        l->pub.block[0] = b0;
+        l->pub.block[1] = b1;
+        l->scale_cols = want1;
+        return QF_OK;
+    }
+    return qf_fail(err, QF_E_INPUT, "%s: scale tensor '%s' fits neither per-tensor, per-channel nor block scaling of '%s'",
+                   s->label, sc->name, w->name);
+}
+
+static void fill_public(logical *l, const qf_st_tensor *t) {
+    qf_src_tensor *p = &l->pub;
+    p->name = t->name;
+    p->dtype = t->dtype;
+    p->n_dims = t->n_dims;
+    memcpy(p->shape, t->shape, sizeof p->shape);
+    p->nbytes = t->nbytes;
+    p->row_len = t->n_dims ? t->shape[t->n_dims - 1] : 1;
+    p->n_rows = p->row_len ? t->n_elems / p->row_len : 0;
+}
+
+static qf_status build_logical(qf_source *s, qf_error *err) {
+    uint32_t block[2] = {0, 0};
+    char *cfg = NULL;
+    size_t cfg_len = 0;
+    qf_status st = s->ops->read_file(s->impl, "config.json", &cfg, &cfg_len, err);
+    if (st == QF_OK) {
+        st = qf_hf_fp8_block("config.json", cfg, cfg_len, block, err);
+        free(cfg);
+        if (st) return st;
+    } else if (st != QF_E_NOTFOUND) {
+        return st;
+    }
+    if ((st = index_names(s, err))) return st;
+    s->t = qf_calloc_n(s->raw.n, sizeof *s->t);
+    if (!s->t) return qf_fail(err, QF_E_NOMEM, "out of memory");
+    for (size_t r = 0; r < s->raw.n; r++) {
+        const qf_st_tensor *t = &s->raw.tensors[r];
+        if (scale_owner(s, t) >= 0 || is_activation_scale(t)) continue;
+        logical *l = &s->t[s->n++];
+        fill_public(l, t);
+        l->raw = r;
+        l->scale_raw = -1;
+        if (!is_fp8(t->dtype)) continue;
+        char name[1100];
+        snprintf(name, sizeof name, "%s_scale_inv", t->name);
+        l->scale_raw = raw_find(s, name);
+        if (l->scale_raw < 0 && ends_with(t->name, ".weight")) {
+            snprintf(name, sizeof name, "%s_scale", t->name);
+            l->scale_raw = raw_find(s, name);
+        }
+        if (l->scale_raw >= 0) {
+            if ((st = classify_scale(s, l, block, err))) return st;
+            s->ops->pin(s->impl, (size_t)l->scale_raw);
+        }
+    }
+    return QF_OK;
+}
+
+static char *label_for(const char *path) {
+    size_t n = strlen(path);
+    while (n > 1 && path[n - 1] == '/') n--;
+    return qf_strndup(path, n);
+}
+
+qf_status qf_source_open(const char *path, qf_source **out, qf_error *err) {
+    *out = NULL;
+    struct stat sb;
+    if (stat(path, &sb) != 0) return qf_fail(err, QF_E_NOTFOUND, "%s: %s", path, strerror(errno));
+    qf_source *s = calloc(1, sizeof *s);
+    if (!s || !(s->label = label_for(path))) { free(s); return qf_fail(err, QF_E_NOMEM, "out of memory"); }
+    qf_status st;
+    if (S_ISREG(sb.st_mode) && qf_archive_detect(path)) {
+        st = qf_archive_backend_open(path, &s->ops, &s->impl, &s->raw, err);
+    } else {
+        s->ops = &dir_ops;
+        st = dir_open(path, &s->impl, &s->raw, err);
+    }
+    if (st == QF_OK) st = build_logical(s, err);
+    if (st) { if (!s->ops) s->ops = &dir_ops; qf_source_close(s); return st; }
+    *out = s;
+    return QF_OK;
+}
+
+void qf_source_close(qf_source *s) {
+    if (!s) return;
+    for (size_t i = 0; i < s->n; i++) free(s->t[i].scales);
+    if (s->impl) s->ops->close(s->impl);
+    free(s->t);
+    free(s->by_name);
+    free(s->label);
+    free(s);
+}
+
+const char *qf_source_label(const qf_source *s) { return s->label; }
+bool qf_source_sequential(const qf_source *s) { return s->raw.sequential; }
+size_t qf_source_n_tensors(const qf_source *s) { return s->n; }
+const qf_src_tensor *qf_source_tensor(const qf_source *s, size_t i) { return i < s->n ? &s->t[i].pub : NULL; }
+
+long qf_source_find(const qf_source *s, const char *name) {
+    for (size_t i = 0; i < s->n; i++)
+        if (strcmp(s->t[i].pub.name, name) == 0) return (long)i;
+    return -1;
+}
+
+qf_status qf_source_read_file(qf_source *s, const char *name, char **buf, size_t *len, qf_error *err) {
+    return s->ops->read_file(s->impl, name, buf, len, err);
+}
+
+/* ---- rows ------------------------------------------------------------------------------------------ */
+
+static qf_status prepare_scales(qf_source *s, logical *l, qf_error *err) {
+    const qf_st_tensor *sc = &s->raw.tensors[l->scale_raw];
+    const uint8_t *bytes;
+    qf_status st = s->ops->raw_bytes(s->impl, (size_t)l->scale_raw, &bytes, err);
+    if (st) return st;
+    l->scales = qf_malloc_n(sc->n_elems, sizeof(float));
+    if (!l->scales) return qf_fail(err, QF_E_NOMEM, "%s: out of memory for scales of '%s'", s->label, l->pub.name);
+    qf_dtype_decode(sc->dtype, bytes, l->scales, sc->n_elems);
+    l->n_scales = sc->n_elems;
+    s->ops->release(s->impl, (size_t)l->scale_raw);
+    for (uint64_t i = 0; i < l->n_scales; i++)
+        if (!isfinite(l->scales[i]))
+            return qf_fail(err, QF_E_INPUT, "%s: scale tensor '%s' holds a non-finite value at index %llu", s->label,
+                           sc->name, (unsigned long long)i);
+    return QF_OK;
+}
+
+qf_status qf_source_prepare(qf_source *s, size_t i, qf_error *err) {
+    if (i >= s->n) return qf_fail(err, QF_E_INTERNAL, "tensor index %zu out of range", i);
+    logical *l = &s->t[i];
+    if (l->data) return QF_OK;
+    qf_status st = s->ops->raw_bytes(s->impl, l->raw, &l->data, err);
+    if (st == QF_OK && l->scale_raw >= 0 && !l->scales) st = prepare_scales(s, l, err);
+    return st;
+}
+
+static void apply_scales(const logical *l, uint64_t row0, uint64_t n, float *dst) {
+    const qf_src_tensor *p = &l->pub;
+    for (uint64_t r = 0; r < n; r++) {
+        float *row = dst + r * p->row_len;
+        uint64_t gr = row0 + r;
+        switch (p->scale_kind) {
+        case QF_SCALE_TENSOR:
+            for (uint64_t c = 0; c < p->row_len; c++) row[c] *= l->scales[0];
+            break;
+        case QF_SCALE_CHANNEL:
+            for (uint64_t c = 0; c < p->row_len; c++) row[c] *= l->scales[gr];
+            break;
+        case QF_SCALE_BLOCK: {
+            const float *srow = l->scales + (gr / p->block[0]) * l->scale_cols;
+            for (uint64_t c = 0; c < p->row_len; c++) row[c] *= srow[c / p->block[1]];
+            break;
+        }
+        case QF_SCALE_NONE:
+            break;
+        }
+    }
+}
+
+qf_status qf_source_rows(qf_source *s, size_t i, uint64_t row0, uint64_t n, float *dst, qf_error *err) {
+    qf_status st = qf_source_prepare(s, i, err);
+    if (st) return st;
+    logical *l = &s->t[i];
+    if (row0 > l->pub.n_rows || n > l->pub.n_rows - row0)
+        return qf_fail(err, QF_E_INTERNAL, "rows [%llu, +%llu) out of range for '%s'", (unsigned long long)row0,
+                       (unsigned long long)n, l->pub.name);
+    uint32_t es = qf_dtype_size(l->pub.dtype);
+    qf_dtype_decode(l->pub.dtype, l->data + row0 * l->pub.row_len * es, dst, n * l->pub.row_len);
+    if (l->pub.scale_kind != QF_SCALE_NONE) apply_scales(l, row0, n, dst);
+    return QF_OK;
+}
+
+void qf_source_release(qf_source *s, size_t i) {
+    if (i >= s->n || !s->t[i].data) return;
+    logical *l = &s->t[i];
+    s->ops->release(s->impl, l->raw);
+    l->data = NULL;
+    free(l->scales);
+    l->scales = NULL;
+}
+
+/* ---- provenance digest ----------------------------------------------------------------------------- */
+
+static const char *const digest_files[] = {"config.json", "tokenizer.json", "tokenizer.model", "tokenizer_config.json",
+                                           "special_tokens_map.json", "added_tokens.json"};
+
+qf_status qf_source_digest(qf_source *s, char hex[65], qf_error *err) {
+    EVP_MD_CTX *md = EVP_MD_CTX_new();
+    if (!md || !EVP_DigestInit_ex(md, EVP_sha256(), NULL)) {
+        EVP_MD_CTX_free(md);
+        return qf_fail(err, QF_E_INTERNAL, "OpenSSL SHA-256 unavailable");
+    }
+    /* The tensor table identifies the weights (names, types, shapes, placement) without re-reading
+     * gigabytes; per-tensor content digests live in the output file itself. */
+    for (size_t r = 0; r < s->raw.n; r++) {
+        const qf_st_tensor *t = &s->raw.tensors[r];
+        char line[1400];
+        int n = snprintf(line, sizeof line, "%s %s %u %llu %llu %llu\n", t->name, qf_dtype_name(t->dtype), t->shard,
+                         (unsigned long long)t->offset, (unsigned long long)t->nbytes, (unsigned long long)t->n_elems);
+        EVP_DigestUpdate(md, line, (size_t)QF_MIN(n, (int)sizeof line - 1));
+    }
+    for (size_t f = 0; f < QF_ARRAY_LEN(digest_files); f++) {
+        char *buf = NULL;
+        size_t len = 0;
+        qf_status st = s->ops->read_file(s->impl, digest_files[f], &buf, &len, err);
+        if (st == QF_E_NOTFOUND) continue;
+        if (st) { EVP_MD_CTX_free(md); return st; }
+        EVP_DigestUpdate(md, digest_files[f], strlen(digest_files[f]) + 1);
+        EVP_DigestUpdate(md, buf, len);
+        free(buf);
+    }
+    unsigned char d[32];
+    unsigned int dl = 0;
+    EVP_DigestFinal_ex(md, d, &dl);
+    EVP_MD_CTX_free(md);
+    for (int i = 0; i < 32; i++) snprintf(hex + 2 * i, 3, "%02x", d[i]);
+    return QF_OK;
+}

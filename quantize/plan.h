@@ -1,0 +1,56 @@
+/*
+ * plan.h — what every output tensor becomes, decided before a byte of tensor data is read.
+ *
+ * A plan is a list of entries in output order (= source storage order, so sequential sources stream),
+ * each naming its GGUF tensor, its source tensor (or a generated one), the stored type and why that
+ * type was chosen. Recipes, --tensor-type overrides and (later) a size-targeting solver all fill the
+ * same object; the executor (run.h) only follows it. --dry-run prints it.
+ */
+#ifndef QF_PLAN_H
+#define QF_PLAN_H
+
+#include "formats/arch.h"
+#include "formats/source.h"
+
+typedef enum qf_gen {
+    QF_GEN_NONE = 0,     /* data comes from the source tensor */
+    QF_GEN_ROPE_LLAMA3,  /* rope_freqs.weight computed from the hyper-parameters */
+} qf_gen;
+
+typedef struct qf_plan_entry {
+    char name[96];        /* GGUF tensor name */
+    long src;             /* source tensor index, -1 for generated tensors */
+    qf_gen gen;
+    qf_role role;
+    int layer;            /* block index or -1 */
+    uint32_t n_dims;
+    uint64_t ne[4];       /* GGUF order: ne[0] = row length */
+    uint64_t n_rows;      /* product of ne[1..] */
+    uint32_t type;        /* stored type id (kernels/qtypes.h) */
+    uint64_t nbytes;
+    uint32_t permute_heads; /* >0: reorder rows rotate-half -> interleaved with this many heads */
+    const char *reason;   /* why this type: "1-D tensor", "requested type", "fallback: ..." */
+} qf_plan_entry;
+
+typedef struct qf_plan {
+    qf_plan_entry *e;
+    size_t n;
+    uint64_t total_bytes;
+    uint64_t total_params;
+    uint32_t weight_type; /* the type asked for the bulk of weights (general.file_type) */
+} qf_plan;
+
+typedef struct qf_plan_opts {
+    uint32_t type;        /* stored type for 2-D weights */
+} qf_plan_opts;
+
+/* Build the plan for a source whose hyper-parameters are `hp`. Checks that every tensor the
+ * architecture needs is present with the shape config.json implies; errors name the tensor. */
+qf_status qf_plan_build(qf_source *src, const qf_hparams *hp, const qf_plan_opts *opts, qf_plan *plan, qf_error *err);
+void qf_plan_free(qf_plan *plan);
+/* Human-readable table (tensor, shape, type, bytes, reason) and totals. */
+void qf_plan_print(const qf_plan *plan, FILE *out);
+/* llama.cpp's general.file_type for a bulk weight type (LLAMA_FTYPE_*), or -1 if it has none. */
+int qf_plan_file_type(uint32_t type);
+
+#endif

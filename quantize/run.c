@@ -1,0 +1,149 @@
+/* Plan executor: source rows -> F32 -> stored type -> GGUF writer (run.h). */
+#include "quantize/run.h"
+#include "kernels/qtypes.h"
+
+#include <pthread.h>
+
+typedef struct chunk_job {
+    qf_source *src;
+    const qf_plan_entry *e;
+    const qf_qtype_traits *tt;
+    const float *gen;       /* generated tensor data, or NULL */
+    uint64_t row0, n_rows;  /* rows of the output tensor in this chunk */
+    uint64_t row_bytes;
+    float *f32;             /* n_rows x ne[0] scratch */
+    uint8_t *out;           /* n_rows x row_bytes */
+    qf_status st;
+    qf_error err;
+} chunk_job;
+
+/* Source row holding output row r. HF stores q/k rows of each head as [first halves | second halves]
+ * of the rotary pairs (rotate-half); ggml's normal rope expects the two members of a pair adjacent, so
+ * output row h*d + 2i + j comes from source row h*d + j*d/2 + i (d = rows per head). */
+static uint64_t source_row(const qf_plan_entry *e, uint64_t r, uint64_t total) {
+    if (!e->permute_heads) return r;
+    uint64_t d = total / e->permute_heads, h = r / d, k = r % d;
+    return h * d + (k % 2) * (d / 2) + k / 2;
+}
+
+static qf_status fetch_rows(chunk_job *j, uint64_t r0, uint64_t n) {
+    const qf_plan_entry *e = j->e;
+    uint64_t len = e->ne[0];
+    float *dst = j->f32 + (r0 - j->row0) * len;
+    if (j->gen) { memcpy(dst, j->gen + r0 * len, n * len * sizeof(float)); return QF_OK; }
+    if (!e->permute_heads) return qf_source_rows(j->src, (size_t)e->src, r0, n, dst, &j->err);
+    if (e->n_dims == 1) {
+        /* A permuted bias: its elements are the "rows". */
+        float *all = malloc(len * sizeof(float));
+        if (!all) return qf_fail(&j->err, QF_E_NOMEM, "out of memory");
+        qf_status st = qf_source_rows(j->src, (size_t)e->src, 0, 1, all, &j->err);
+        for (uint64_t k = 0; st == QF_OK && k < len; k++) dst[k] = all[source_row(e, k, len)];
+        free(all);
+        return st;
+    }
+    for (uint64_t r = r0; r < r0 + n; r++) {
+        qf_status st = qf_source_rows(j->src, (size_t)e->src, source_row(e, r, e->n_rows), 1, dst + (r - r0) * len, &j->err);
+        if (st) return st;
+    }
+    return QF_OK;
+}
+
+static qf_status encode_rows(chunk_job *j, uint64_t r0, uint64_t n) {
+    uint64_t len = j->e->ne[0];
+    for (uint64_t r = r0; r < r0 + n; r++) {
+        const float *x = j->f32 + (r - j->row0) * len;
+        if (!j->tt->quantize(x, j->out + (r - j->row0) * j->row_bytes, (int64_t)len, NULL))
+            return qf_fail(&j->err, QF_E_INPUT, "tensor '%s': row %llu holds NaN or Inf; refusing to quantize it",
+                           j->e->name, (unsigned long long)r);
+    }
+    return QF_OK;
+}
+
+typedef struct worker {
+    chunk_job *job;
+    uint64_t r0, n;
+    qf_status st;
+    qf_error err;
+    pthread_t tid;
+} worker;
+
+static void *worker_main(void *arg) {
+    worker *w = arg;
+    chunk_job j = *w->job; /* private copy: own error record */
+    qf_error_clear(&j.err);
+    w->st = fetch_rows(&j, w->r0, w->n);
+    if (w->st == QF_OK) w->st = encode_rows(&j, w->r0, w->n);
+    w->err = j.err;
+    return NULL;
+}
+
+/* Split the chunk's rows across threads; each worker owns a contiguous row range. */
+static qf_status run_chunk(chunk_job *j, int threads, qf_error *err) {
+    uint64_t per = (j->n_rows + (uint64_t)threads - 1) / (uint64_t)threads;
+    worker ws[256];
+    int nw = 0;
+    for (uint64_t r = j->row0; r < j->row0 + j->n_rows && nw < (int)QF_ARRAY_LEN(ws); r += per, nw++)
+        ws[nw] = (worker){.job = j, .r0 = r, .n = QF_MIN(per, j->row0 + j->n_rows - r)};
+    for (int i = 1; i < nw; i++)
+        if (pthread_create(&ws[i].tid, NULL, worker_main, &ws[i]) != 0) ws[i].tid = 0, worker_main(&ws[i]);
+    worker_main(&ws[0]);
+    qf_status st = ws[0].st;
+    if (st) *err = ws[0].err;
+    for (int i = 1; i < nw; i++) {
+        if (ws[i].tid) pthread_join(ws[i].tid, NULL);
+        if (!st && ws[i].st) { st = ws[i].st; *err = ws[i].err; }
+    }
+    return st;
+}
+
+static qf_status generate(const qf_hparams *hp, const qf_plan_entry *e, float **out, qf_error *err) {
+    *out = NULL;
+    if (e->gen == QF_GEN_NONE) return QF_OK;
+    *out = qf_malloc_n(e->ne[0] * e->n_rows, sizeof(float));
+    if (!*out) return qf_fail(err, QF_E_NOMEM, "out of memory");
+    qf_rope_llama3_factors(hp, *out);
+    return QF_OK;
+}
+
+static qf_status run_tensor(qf_source *src, const qf_hparams *hp, const qf_plan_entry *e, qf_gguf_writer *w,
+                            const qf_run_opts *opts, uint64_t *done, uint64_t total, qf_error *err) {
+    chunk_job j = {.src = src, .e = e, .tt = qf_qtype_get(e->type)};
+    qf_qtype_row_bytes(j.tt, e->ne[0], &j.row_bytes);
+    uint64_t f32_row = e->ne[0] * sizeof(float);
+    uint64_t rows_per_chunk = QF_MAX(1, QF_RUN_CHUNK_BYTES / QF_MAX(f32_row, 1));
+    if (e->n_dims == 1 && e->permute_heads) rows_per_chunk = 1;
+    rows_per_chunk = QF_MIN(rows_per_chunk, e->n_rows);
+    float *gen = NULL;
+    qf_status st = generate(hp, e, &gen, err);
+    j.gen = gen;
+    j.f32 = qf_malloc_n(rows_per_chunk, f32_row);
+    j.out = qf_malloc_n(rows_per_chunk, j.row_bytes);
+    if (!st && (!j.f32 || !j.out)) st = qf_fail(err, QF_E_NOMEM, "tensor '%s': out of memory for a chunk", e->name);
+    /* Sources fetch lazily; preparing here keeps worker threads to pure reads of the tensor's bytes. */
+    if (!st && e->src >= 0) st = qf_source_prepare(src, (size_t)e->src, err);
+    int threads = opts->threads > 0 ? opts->threads : 1;
+    for (uint64_t r = 0; !st && r < e->n_rows; r += rows_per_chunk) {
+        j.row0 = r;
+        j.n_rows = QF_MIN(rows_per_chunk, e->n_rows - r);
+        int t = (int)QF_MIN((uint64_t)threads, j.n_rows);
+        if ((st = run_chunk(&j, t, err))) break;
+        st = qf_gguf_write_tensor_data(w, j.out, j.n_rows * j.row_bytes, err);
+        *done += j.n_rows * j.row_bytes;
+        if (opts->progress) opts->progress(opts->progress_user, e->name, *done, total);
+    }
+    if (e->src >= 0) qf_source_release(src, (size_t)e->src);
+    free(gen);
+    free(j.f32);
+    free(j.out);
+    return st;
+}
+
+qf_status qf_plan_execute(qf_source *src, const qf_hparams *hp, const qf_plan *plan, qf_gguf_writer *w,
+                          const qf_run_opts *opts, qf_error *err) {
+    uint64_t done = 0;
+    for (size_t i = 0; i < plan->n; i++) {
+        qf_status st = run_tensor(src, hp, &plan->e[i], w, opts, &done, plan->total_bytes, err);
+        if (st) return st;
+    }
+    return QF_OK;
+}

@@ -1,0 +1,28 @@
+/*
+ * run.h — execute a plan: stream every tensor from the source through the row converter/quantizer to
+ * the GGUF writer, in plan order, with bounded memory.
+ *
+ * Memory: one chunk of rows at a time (<= QF_RUN_CHUNK_BYTES of F32 plus its encoded form) on top of
+ * whatever the source holds for the current tensor (nothing for mmap, one tensor for archives).
+ * Threads split a chunk's rows; every row is encoded independently, so the bytes do not depend on the
+ * thread count.
+ */
+#ifndef QF_RUN_H
+#define QF_RUN_H
+
+#include "quantize/plan.h"
+#include "formats/gguf.h"
+
+#define QF_RUN_CHUNK_BYTES (16u << 20)
+
+typedef struct qf_run_opts {
+    int threads;                 /* >= 1 */
+    qf_progress_fn progress;     /* may be NULL */
+    void *progress_user;
+} qf_run_opts;
+
+/* The writer must have had begin_data() called with the plan's tensors declared in plan order. */
+qf_status qf_plan_execute(qf_source *src, const qf_hparams *hp, const qf_plan *plan, qf_gguf_writer *w,
+                          const qf_run_opts *opts, qf_error *err);
+
+#endif
