@@ -211,7 +211,9 @@ static qf_status build_logical(qf_source *s, qf_error *err) {
     size_t cfg_len = 0;
     qf_status st = s->ops->read_file(s->impl, "config.json", &cfg, &cfg_len, err);
     if (st == QF_OK) {
-        st = qf_hf_fp8_block("config.json", cfg, cfg_len, block, err);
+        char label[4200];
+        snprintf(label, sizeof label, "%s: config.json", s->label);
+        st = qf_hf_fp8_block(label, cfg, cfg_len, block, err);
         free(cfg);
         if (st) return st;
     } else if (st != QF_E_NOTFOUND) {

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# llama.cpp (the external reference in ../shared/ref) loads qforge's F32 and F16 conversions of every
+# checkpoint in ../shared/models and reproduces the perplexity recorded in its REFERENCE.json within 1%.
+# This proves tensor names, the Q/K permutation, FP8 dequantization and the tokenizer metadata.
+# usage: llamacpp_agreement.sh REPO_ROOT SCRATCH   (env QF_BIN = qforge binary, QF_REF_DIR = reference)
+set -euo pipefail
+root=$1; scratch=$2; mkdir -p "$scratch"
+shared=$root/../shared
+qf=${QF_BIN:?QF_BIN must name the qforge binary}
+ref=${QF_REF_DIR:-$HOME/.cache/qforge-ref}
+if [ ! -d "$shared/models" ]; then echo "SKIP: ../shared/models is absent"; exit 77; fi
+if [ ! -x "$ref/bin/llama-perplexity" ]; then
+    echo "SKIP: llama.cpp reference not installed at $ref (run: bash ../shared/ref/setup_ref.sh)"; exit 77
+fi
+text=$shared/text/tinystories-valid-head.txt
+pass=0; fail=0
+for dir in "$shared"/models/*/; do
+    model=$(basename "$dir")
+    [ -f "$dir/REFERENCE.json" ] || continue
+    want=$(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['texts']['tinystories-valid-head.txt']['ppl'])" "$dir/REFERENCE.json")
+    for type in f32 f16; do
+        out=$scratch/$model-$type.gguf
+        "$qf" convert "$dir" -o "$out" --type "$type" -q
+        got=$("$ref/bin/llama-perplexity" -m "$out" -f "$text" -c 256 --chunks 20 -t 2 -fa off -ctk f32 -ctv f32 2>&1 \
+              | sed -n 's/.*Final estimate: PPL = \([0-9.]*\).*/\1/p')
+        if [ -z "$got" ]; then echo "FAIL $model $type: llama-perplexity produced no estimate"; fail=$((fail+1)); continue; fi
+        verdict=$(python3 -c "import sys; g,w=float(sys.argv[1]),float(sys.argv[2]); print('ok' if abs(g/w-1)<=0.01 else 'bad', '%+.4f%%' % (100*(g/w-1)))" "$got" "$want")
+        echo "$model $type: llama.cpp PPL $got, REFERENCE.json $want (${verdict#* })"
+        if [ "${verdict%% *}" = ok ]; then pass=$((pass+1)); else fail=$((fail+1)); echo "FAIL $model $type"; fi
+        rm -f "$out"
+    done
+done
+echo "$pass passed, $fail failed"
+[ "$fail" -eq 0 ]
