@@ -456,6 +456,12 @@ static qf_status parse_json(const char *label, const uint8_t *json, uint64_t jso
         return st_fail(err, QF_E_INPUT, "%s: header JSON is %s, expected an object", label,
                        json_describe(*root, buf, sizeof buf));
     }
+    return QF_OK;
+}
+
+/* Last of the checks, so that a number which is wrong in value gets the more specific message naming
+ * its tensor. */
+static qf_status check_plain_integers(const char *label, const uint8_t *json, uint64_t json_len, qf_error *err) {
     uint64_t num = header_nonint_number(json, json_len);
     if (num < json_len)
         return st_fail(err, QF_E_INPUT, "%s: header number at byte %llu (\"%.*s\") is not a plain integer; shapes and "
@@ -484,6 +490,7 @@ qf_status qf_st_header_parse(const char *label, const uint8_t *json, uint64_t js
     cJSON_Delete(root);
     if (st == QF_OK) st = check_unique_names(label, out, err);
     if (st == QF_OK) st = check_layout(label, out, err);
+    if (st == QF_OK) st = check_plain_integers(label, json, json_len, err);
     if (st != QF_OK) qf_st_header_free(out);
     return st;
 }
