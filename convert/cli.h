@@ -1,0 +1,12 @@
+/*
+ * cli.h — subcommands implemented outside main.c. Each takes (argc, argv) with argv[0] = the command
+ * name, parses its own options with getopt_long, and returns the process exit code
+ * (qf_status_exit_code of the library's status; 0 ok, 1 check failed, 2 bad input, 3 environment).
+ */
+#ifndef QF_CLI_H
+#define QF_CLI_H
+
+int qf_cli_perplexity(int argc, char **argv);
+int qf_cli_verify(int argc, char **argv);
+
+#endif
