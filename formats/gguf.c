@@ -925,25 +925,19 @@ qf_status qf_gguf_set_arr_str(qf_gguf_writer *w, const char *key, const char *co
 
 /* Serializes one scalar from the reader's union convention (see rd_scalar). */
 static void put_kv_scalar(bytes *b, const qf_gguf_kv *kv) {
-    uint8_t u8 = (uint8_t)kv->v.u64, bo = kv->v.b ? 1 : 0;
-    int8_t i8 = (int8_t)kv->v.i64;
-    uint16_t u16 = (uint16_t)kv->v.u64;
-    int16_t i16 = (int16_t)kv->v.i64;
-    uint32_t u32 = (uint32_t)kv->v.u64;
-    int32_t i32 = (int32_t)kv->v.i64;
-    float f = (float)kv->v.f64;
+    union { uint8_t u8; int8_t i8; uint16_t u16; int16_t i16; uint32_t u32; int32_t i32; float f; } x;
     switch (kv->type) {
-    case QF_GGUF_U8: put(b, &u8, 1); break;
-    case QF_GGUF_I8: put(b, &i8, 1); break;
-    case QF_GGUF_U16: put(b, &u16, 2); break;
-    case QF_GGUF_I16: put(b, &i16, 2); break;
-    case QF_GGUF_U32: put(b, &u32, 4); break;
-    case QF_GGUF_I32: put(b, &i32, 4); break;
+    case QF_GGUF_U8: x.u8 = (uint8_t)kv->v.u64; put(b, &x, 1); break;
+    case QF_GGUF_I8: x.i8 = (int8_t)kv->v.i64; put(b, &x, 1); break;
+    case QF_GGUF_U16: x.u16 = (uint16_t)kv->v.u64; put(b, &x, 2); break;
+    case QF_GGUF_I16: x.i16 = (int16_t)kv->v.i64; put(b, &x, 2); break;
+    case QF_GGUF_U32: x.u32 = (uint32_t)kv->v.u64; put(b, &x, 4); break;
+    case QF_GGUF_I32: x.i32 = (int32_t)kv->v.i64; put(b, &x, 4); break;
     case QF_GGUF_U64: put(b, &kv->v.u64, 8); break;
     case QF_GGUF_I64: put(b, &kv->v.i64, 8); break;
-    case QF_GGUF_F32: put(b, &f, 4); break;
+    case QF_GGUF_F32: x.f = (float)kv->v.f64; put(b, &x, 4); break;
     case QF_GGUF_F64: put(b, &kv->v.f64, 8); break;
-    case QF_GGUF_BOOL: put(b, &bo, 1); break;
+    case QF_GGUF_BOOL: x.u8 = kv->v.b ? 1 : 0; put(b, &x, 1); break;
     default: b->oom = true; break; /* unreachable: callers pass scalars only */
     }
 }
@@ -1152,7 +1146,10 @@ qf_status qf_gguf_begin_data(qf_gguf_writer *w, qf_error *err) {
     w->counted = 0;
     emit_header(w, err);
     w->counting = false;
-    if (!qf_pad_ok(w->counted, w->alignment, &head) || !qf_add_ok(head, data_size, &total))
+    /* With no tensors there is no data section to align; gguf-py writes no padding then, and llama.cpp's
+     * reader puts the data offset at the end of the header in that case. */
+    uint64_t align = w->n_t ? w->alignment : 1;
+    if (!qf_pad_ok(w->counted, align, &head) || !qf_add_ok(head, data_size, &total))
         return wfail(w, err, QF_E_USAGE, "output size overflows");
     w->buf = malloc(GGUF_WRITE_BUF);
     if (!w->buf) return wfail(w, err, QF_E_NOMEM, "out of memory for the write buffer");
