@@ -36,6 +36,9 @@ typedef struct qf_gguf_str {
 
 /* One metadata value. Scalars live in the union; arrays point at n packed elements of arr_type
  * (qf_gguf_str for strings). Nested arrays are validated by the reader but exposed only as n. */
+/* Scalar members by type: U8/U16/U32/U64 in v.u64, I8/I16/I32/I64 in v.i64 (sign-extended), F32/F64 in
+ * v.f64, BOOL in v.b. Array elements keep their on-disk width (bool arrays: one 0/1 byte each); for
+ * nested arrays arr_type is ARRAY and v.arr is NULL. */
 typedef struct qf_gguf_kv {
     const char *key;
     qf_gguf_vtype type;
