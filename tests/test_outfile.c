@@ -170,12 +170,31 @@ static void child_reserve_too_big(const char *path) {
     _exit(st2 == QF_OK ? 20 : 0);
 }
 
+/* Child: same limit, SIGXFSZ at its default: the cleanup handler must remove the temp and re-raise. */
+static void child_killed_by_xfsz(const char *path) {
+    struct rlimit rl = {4096, 4096};
+    signal(SIGXFSZ, SIG_DFL);
+    if (setrlimit(RLIMIT_FSIZE, &rl) != 0) _exit(10);
+    qf_outfile_install_signal_cleanup();
+    qf_error err = {0};
+    qf_outfile *f;
+    if (qf_outfile_open(path, &f, &err) != QF_OK) _exit(11);
+    static char buf[16384];
+    qf_outfile_write(f, buf, sizeof buf, &err);
+    _exit(12); /* not reached: SIGXFSZ kills us */
+}
+
 static void test_write_failure(void) {
     char dir[4096], path[4200];
     case_dir("writefail", dir, sizeof dir);
     snprintf(path, sizeof path, "%s/out.bin", dir);
     int ws = in_child(child_write_too_big, path);
     CHECK_MSG(WIFEXITED(ws) && WEXITSTATUS(ws) == 0, "child status 0x%x", ws);
+    CHECK(!qf_test_file_exists(path));
+    CHECK(count_temps(dir) == 0);
+
+    ws = in_child(child_killed_by_xfsz, path);
+    CHECK_MSG(WIFSIGNALED(ws) && WTERMSIG(ws) == SIGXFSZ, "child status 0x%x", ws);
     CHECK(!qf_test_file_exists(path));
     CHECK(count_temps(dir) == 0);
 
