@@ -68,7 +68,7 @@ cmd_test() {
     (cd build && ctest -j"$jobs" --output-on-failure --timeout 1200)
     echo "== unit tests again under AddressSanitizer + UndefinedBehaviorSanitizer"
     build build-asan -DQF_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug
-    (cd build-asan && ASAN_OPTIONS=detect_leaks=1 ctest -j"$jobs" --output-on-failure --timeout 1200 -E '^(llamacpp_|bench_)')
+    (cd build-asan && ASAN_OPTIONS=detect_leaks=1 ctest -j"$jobs" --output-on-failure --timeout 1200 -E '^(llamacpp_|memory_|bench_)')
 }
 
 case "${1:-}" in
