@@ -1,0 +1,323 @@
+/*
+ * test_kernels.c — conversions, the traits table, and every kernel on every ISA this CPU runs.
+ *
+ * fpconv: exhaustive round trips over all F16/BF16/F8 codes, ties-to-even at every midpoint,
+ *   saturation and NaN handling. Table: ids, sizes (ggml's), names, removed ids, row sizes.
+ * Kernels, per type with a quantizer: error bounds per data kind, importance weights (constant weights
+ *   never worse than none; real weights lower the weighted error), NaN/Inf rejection, determinism,
+ *   dot vs dequantize-then-dot within tolerance, and SIMD vs scalar: quantized bytes and dequantized
+ *   floats identical, dot products within tolerance (docs/quant-types.md).
+ * Seeds are fixed and printed with failures; QF_TEST_SEED overrides the base seed.
+ */
+#include "kernels/cpu.h"
+#include "kernels/fpconv.h"
+#include "test_kernels_data.h"
+#include "testutil.h"
+
+#include <math.h>
+
+static uint64_t base_seed = 1234;
+
+static uint32_t f32_bits(float f) { uint32_t u; memcpy(&u, &f, 4); return u; }
+static float bits_f32(uint32_t u) { float f; memcpy(&f, &u, 4); return f; }
+static bool same_float(float a, float b) { return (isnan(a) && isnan(b)) || f32_bits(a) == f32_bits(b); }
+
+/* ---- fpconv ---------------------------------------------------------------------------------------- */
+
+typedef float (*dec16_fn)(uint16_t);
+typedef uint16_t (*enc16_fn)(float);
+
+/* All codes decode and re-encode to themselves (NaN: to a NaN); each midpoint between neighbours rounds
+ * to the even code, and a hair either side rounds to the nearer one. */
+static void check_codes16(const char *name, dec16_fn dec, enc16_fn enc, uint32_t ncodes, uint32_t sign_bit,
+                          uint32_t max_code) {
+    int bad = 0;
+    for (uint32_t c = 0; c < ncodes; c++) {
+        float v = dec((uint16_t)c);
+        uint16_t back = enc(v);
+        if (isnan(v)) { if (!isnan(dec(back))) bad++; continue; }
+        if (back != c && !(v == 0.0f && (back & ~sign_bit) == 0)) bad++;
+    }
+    CHECK_MSG(bad == 0, "%s: %d codes do not round-trip", name, bad);
+    bad = 0;
+    for (uint32_t c = 0; c < max_code; c++) { /* positive neighbours c, c+1 */
+        double a = dec((uint16_t)c), b = dec((uint16_t)(c + 1));
+        float mid = (float)((a + b) / 2); /* exact: one more bit than either neighbour */
+        uint16_t even = (c & 1) ? (uint16_t)(c + 1) : (uint16_t)c;
+        if (enc(mid) != even) bad++;
+        if (enc(nextafterf(mid, 0.0f)) != c || enc(nextafterf(mid, INFINITY)) != c + 1) bad++;
+        if (enc(-mid) != (even | sign_bit)) bad++;
+    }
+    CHECK_MSG(bad == 0, "%s: %d midpoints round wrongly", name, bad);
+}
+
+static float dec_e4m3(uint16_t c) { return qf_e4m3_to_f32((uint8_t)c); }
+static uint16_t enc_e4m3(float f) { return qf_f32_to_e4m3(f); }
+static float dec_e5m2(uint16_t c) { return qf_e5m2_to_f32((uint8_t)c); }
+static uint16_t enc_e5m2(float f) { return qf_f32_to_e5m2(f); }
+
+static void test_fpconv(void) {
+    check_codes16("f16", qf_f16_to_f32, qf_f32_to_f16, 65536, 0x8000, 0x7BFF);
+    check_codes16("bf16", qf_bf16_to_f32, qf_f32_to_bf16, 65536, 0x8000, 0x7F7F);
+    check_codes16("e4m3", dec_e4m3, enc_e4m3, 256, 0x80, 0x7E);
+    check_codes16("e5m2", dec_e5m2, enc_e5m2, 256, 0x80, 0x7B);
+
+    /* values and special cases */
+    CHECK(qf_f16_to_f32(0x3C00) == 1.0f && qf_f16_to_f32(0x0001) == ldexpf(1, -24));
+    CHECK(qf_f32_to_f16(65504.0f) == 0x7BFF && qf_f32_to_f16(65519.99f) == 0x7BFF);
+    CHECK(qf_f32_to_f16(65520.0f) == 0x7C00 && qf_f32_to_f16(-INFINITY) == 0xFC00);
+    CHECK(qf_f32_to_f16(ldexpf(1, -25)) == 0 && qf_f32_to_f16(nextafterf(ldexpf(1, -25), 1)) == 1);
+    CHECK((qf_f32_to_f16(NAN) & 0x7E00) == 0x7E00);
+    CHECK(qf_f32_to_f16(bits_f32(0x7F800001)) != 0x7C00); /* signalling NaN must not become inf */
+    CHECK(qf_f32_to_bf16(bits_f32(0x7F800001)) == 0x7FC0); /* ... nor in BF16: quiet, payload kept */
+    CHECK(qf_f32_to_bf16(bits_f32(0xFF812345)) == 0xFFC1);
+    CHECK(qf_f32_to_bf16(bits_f32(0x7F7FFFFF)) == 0x7F80); /* FLT_MAX rounds to inf */
+    CHECK(qf_f32_to_bf16(1.00390625f) == 0x3F80);           /* tie 1 + 2^-8 -> even (1.0) */
+    CHECK(qf_e4m3_to_f32(0x7E) == 448.0f && qf_e4m3_to_f32(0x01) == ldexpf(1, -9));
+    CHECK(isnan(qf_e4m3_to_f32(0x7F)) && isnan(qf_e4m3_to_f32(0xFF)));
+    CHECK(qf_f32_to_e4m3(1e6f) == 0x7E && qf_f32_to_e4m3(-1e6f) == 0xFE && qf_f32_to_e4m3(464.0f) == 0x7E);
+    CHECK(qf_f32_to_e4m3(INFINITY) == 0x7E && qf_f32_to_e4m3(-INFINITY) == 0xFE);
+    CHECK((qf_f32_to_e4m3(NAN) & 0x7F) == 0x7F);
+    CHECK(qf_e5m2_to_f32(0x7B) == 57344.0f && qf_e5m2_to_f32(0x01) == ldexpf(1, -16));
+    CHECK(isinf(qf_e5m2_to_f32(0x7C)) && isnan(qf_e5m2_to_f32(0x7D)));
+    CHECK(qf_f32_to_e5m2(1e9f) == 0x7B && qf_f32_to_e5m2(-1e9f) == 0xFB);
+    CHECK(qf_f32_to_e5m2(INFINITY) == 0x7C && isnan(qf_e5m2_to_f32(qf_f32_to_e5m2(NAN))));
+    CHECK(qf_f32_to_e4m3(ldexpf(1, -10)) == 0 && qf_f32_to_e4m3(ldexpf(3, -11)) == 0x01);
+}
+
+/* ---- table ----------------------------------------------------------------------------------------- */
+
+static void test_table(void) {
+    static const struct { uint32_t id; const char *name; uint32_t blck, bytes; } ggml[] = {
+        { 0, "f32", 1, 4 }, { 1, "f16", 1, 2 }, { 2, "q4_0", 32, 18 }, { 3, "q4_1", 32, 20 },
+        { 6, "q5_0", 32, 22 }, { 7, "q5_1", 32, 24 }, { 8, "q8_0", 32, 34 }, { 9, "q8_1", 32, 36 },
+        { 10, "q2_K", 256, 84 }, { 11, "q3_K", 256, 110 }, { 12, "q4_K", 256, 144 }, { 13, "q5_K", 256, 176 },
+        { 14, "q6_K", 256, 210 }, { 15, "q8_K", 256, 292 }, { 16, "iq2_xxs", 256, 66 }, { 17, "iq2_xs", 256, 74 },
+        { 18, "iq3_xxs", 256, 98 }, { 19, "iq1_s", 256, 50 }, { 20, "iq4_nl", 32, 18 }, { 21, "iq3_s", 256, 110 },
+        { 22, "iq2_s", 256, 82 }, { 23, "iq4_xs", 256, 136 }, { 24, "i8", 1, 1 }, { 25, "i16", 1, 2 },
+        { 26, "i32", 1, 4 }, { 27, "i64", 1, 8 }, { 28, "f64", 1, 8 }, { 29, "iq1_m", 256, 56 },
+        { 30, "bf16", 1, 2 }, { 34, "tq1_0", 256, 54 }, { 35, "tq2_0", 256, 66 }, { 39, "mxfp4", 32, 17 },
+        { 40, "nvfp4", 64, 36 }, { 41, "q1_0", 128, 18 }, { 42, "q2_0", 64, 18 },
+    };
+    for (size_t i = 0; i < QF_ARRAY_LEN(ggml); i++) {
+        const qf_qtype_traits *t = qf_qtype_get(ggml[i].id);
+        CHECK_MSG(t && !strcmp(t->name, ggml[i].name) && t->blck == ggml[i].blck && t->bytes == ggml[i].bytes,
+                  "ggml type %u (%s)", ggml[i].id, ggml[i].name);
+        CHECK(t && t->row_extra == 0);
+    }
+    static const uint32_t removed[] = { 4, 5, 31, 32, 33, 36, 37, 38, 43, 1023, 9999 };
+    for (size_t i = 0; i < QF_ARRAY_LEN(removed); i++) CHECK_MSG(!qf_qtype_get(removed[i]), "id %u", removed[i]);
+
+    size_t n = qf_qtype_count();
+    CHECK(n == QF_ARRAY_LEN(ggml) + 3);
+    CHECK(qf_qtype_at(n) == NULL);
+    for (size_t i = 0; i < n; i++) {
+        const qf_qtype_traits *t = qf_qtype_at(i);
+        CHECK(t && t->blck > 0 && t->bytes > 0 && t->name);
+        if (!t) continue;
+        CHECK(qf_qtype_get(t->id) == t);
+        CHECK(qf_qtype_by_name(t->name) == t);
+        CHECK(i == 0 || t->id > qf_qtype_at(i - 1)->id); /* id order, hence unique */
+        CHECK(t->id < QF_QTYPE_EXT_BASE || t->quantize); /* extension rows exist only with kernels */
+        CHECK(!t->quantize == !t->dequantize && !t->dequantize == !t->dot);
+    }
+    CHECK(qf_qtype_by_name("Q4_k") == qf_qtype_get(QF_T_Q4_K) && qf_qtype_by_name("BF16") == qf_qtype_get(30));
+    CHECK(!qf_qtype_by_name("q4_2") && !qf_qtype_by_name("") && !qf_qtype_by_name(NULL));
+
+    uint64_t b;
+    CHECK(qf_qtype_row_bytes(qf_qtype_get(QF_T_Q4_K), 4096, &b) && b == 16 * 144);
+    CHECK(!qf_qtype_row_bytes(qf_qtype_get(QF_T_Q4_K), 4000, &b));
+    CHECK(!qf_qtype_row_bytes(qf_qtype_get(QF_T_F64), UINT64_MAX, &b));
+    CHECK(!qf_qtype_row_bytes(NULL, 32, &b));
+    CHECK(qf_qtype_row_bytes(qf_qtype_get(QF_T_E4M3_ROW), 100, &b) && b == 104);
+    CHECK(qf_qtype_row_bytes(qf_qtype_get(QF_T_E4M3_B32), 64, &b) && b == 66);
+
+    qf_isa isa;
+    CHECK(qf_isa_parse("AVX2", &isa) && isa == QF_ISA_AVX2 && !qf_isa_parse("sse", &isa));
+    CHECK(qf_isa_supported(QF_ISA_SCALAR) && qf_isa_supported(qf_isa_active()));
+    const char *env = getenv("QF_ISA");
+    if (env && qf_isa_parse(env, &isa) && qf_isa_supported(isa))
+        CHECK_MSG(qf_isa_active() == isa, "QF_ISA=%s but active is %s", env, qf_isa_name(qf_isa_active()));
+    CHECK(qf_qtype_get_isa(QF_T_Q8_0, QF_ISA_SCALAR)->quantize == qf_qtype_get_isa(QF_T_Q8_0, QF_ISA_SCALAR)->quantize);
+}
+
+/* ---- kernels --------------------------------------------------------------------------------------- */
+
+#define ROWS 16
+#define COLS 4096
+
+/* Largest relative RMSE (error RMS over signal RMS) each type may show on gaussian / llm data. */
+static double rel_bound(const char *name) {
+    static const struct { const char *name; double bound; } b[] = {
+        { "f32", 0 }, { "f16", 5e-4 }, { "bf16", 4e-3 }, { "q8_0", 0.015 }, { "q6_K", 0.035 }, { "q5_0", 0.08 },
+        { "q5_1", 0.05 }, { "q5_K", 0.05 }, { "q4_0", 0.15 }, { "q4_1", 0.12 }, { "q4_K", 0.12 }, { "mxfp4", 0.15 },
+        { "q3_K", 0.2 }, { "q2_K", 0.4 }, { "e4m3_b32", 0.04 }, { "e5m2_b32", 0.08 }, { "e4m3_row", 0.05 },
+    };
+    for (size_t i = 0; i < QF_ARRAY_LEN(b); i++)
+        if (!strcmp(b[i].name, name)) return b[i].bound;
+    return 0.5;
+}
+
+/* Weighted squared error (imp NULL = 1) and signal energy of a dequantized matrix. */
+static double sq_err(const float *x, const float *y, size_t n, const float *imp, double *energy) {
+    double e = 0, s = 0;
+    for (size_t i = 0; i < n; i++) {
+        double w = imp ? imp[i % COLS] : 1.0, d = (double)x[i] - y[i];
+        e += w * d * d;
+        s += w * (double)x[i] * x[i];
+    }
+    if (energy) *energy = s;
+    return e;
+}
+
+typedef struct ktest {
+    const qf_qtype_traits *t;
+    size_t rs, qbytes;
+    float *x, *y, *imp, *ones;
+    uint8_t *q, *q2;
+} ktest;
+
+static bool quant(const qf_qtype_traits *t, const ktest *k, const float *x, uint8_t *q, const float *imp) {
+    for (int r = 0; r < ROWS; r++)
+        if (!t->quantize(x + (size_t)r * COLS, q + (size_t)r * k->rs, COLS, imp)) return false;
+    return true;
+}
+
+static void dequant(const qf_qtype_traits *t, const ktest *k, const uint8_t *q, float *y) {
+    for (int r = 0; r < ROWS; r++) t->dequantize(q + (size_t)r * k->rs, y + (size_t)r * COLS, COLS);
+}
+
+/* Dot tolerance (docs/quant-types.md): |dot - exact| <= 1e-4 * sum |w_i x_i| + 1e-30. */
+static void check_dot(const qf_qtype_traits *t, const ktest *k, const uint8_t *q, const char *what) {
+    int bad = 0;
+    for (int r = 0; r < ROWS; r++) {
+        const float *a = k->x + (size_t)((r + 1) % ROWS) * COLS; /* another row as activations */
+        float *deq = k->y + (size_t)r * COLS;
+        t->dequantize(q + (size_t)r * k->rs, deq, COLS);
+        double exact = 0, mag = 0;
+        for (int i = 0; i < COLS; i++) { exact += (double)deq[i] * a[i]; mag += fabs((double)deq[i] * a[i]); }
+        float got = t->dot(q + (size_t)r * k->rs, a, COLS);
+        if (!(fabs(got - exact) <= 1e-4 * mag + 1e-30)) {
+            if (bad++ < 3) fprintf(stderr, "%s %s row %d: dot %.9g vs %.9g (mag %.3g)\n", t->name, what, r, got, exact, mag);
+        }
+    }
+    CHECK_MSG(bad == 0, "%s %s: %d dot products out of tolerance", t->name, what, bad);
+}
+
+static void test_quality(ktest *k, int kind) {
+    const qf_qtype_traits *t = k->t;
+    size_t n = (size_t)ROWS * COLS;
+    CHECK(quant(t, k, k->x, k->q, NULL));
+    dequant(t, k, k->q, k->y);
+    double energy, e = sq_err(k->x, k->y, n, NULL, &energy);
+    double rel = sqrt(e / energy);
+    if (kind != KD_ADVERSARIAL)
+        CHECK_MSG(rel <= rel_bound(t->name), "%s %s: relative RMSE %.4g > %.4g", t->name, kd_names[kind], rel,
+                  rel_bound(t->name));
+    /* constant importance: never worse than none (the searches are scale-invariant in the weights) */
+    CHECK(quant(t, k, k->x, k->q2, k->ones));
+    dequant(t, k, k->q2, k->y);
+    double ec = sq_err(k->x, k->y, n, NULL, NULL);
+    CHECK_MSG(ec <= e * (1 + 1e-5) + 1e-30, "%s %s: constant weights %.6g vs none %.6g", t->name, kd_names[kind], ec, e);
+    /* real importance: the weighted error must drop (or tie, for types with no search) */
+    dequant(t, k, k->q, k->y);
+    double ew_none = sq_err(k->x, k->y, n, k->imp, NULL);
+    CHECK(quant(t, k, k->x, k->q2, k->imp));
+    dequant(t, k, k->q2, k->y);
+    double ew = sq_err(k->x, k->y, n, k->imp, NULL);
+    CHECK_MSG(ew <= ew_none * (1 + 1e-5) + 1e-30, "%s %s: weighted error %.6g with weights > %.6g without",
+              t->name, kd_names[kind], ew, ew_none);
+    printf("%-9s %-11s rel rmse %.5f  weighted: none %.4e with imp %.4e (%.3f)\n", t->name, kd_names[kind], rel,
+           ew_none, ew, ew_none > 0 ? ew / ew_none : 1.0);
+    /* determinism */
+    CHECK(quant(t, k, k->x, k->q2, NULL));
+    CHECK_MSG(memcmp(k->q, k->q2, k->qbytes) == 0, "%s: quantization not deterministic", t->name);
+    check_dot(t, k, k->q, kd_names[kind]);
+}
+
+static void test_reject(ktest *k) {
+    const qf_qtype_traits *t = k->t;
+    static const float bad[] = { NAN, INFINITY, -INFINITY };
+    for (size_t i = 0; i < QF_ARRAY_LEN(bad); i++) {
+        float save = k->x[777];
+        k->x[777] = bad[i];
+        CHECK_MSG(!t->quantize(k->x, k->q, COLS, NULL) && !t->quantize(k->x, k->q, COLS, k->imp),
+                  "%s accepted %g", t->name, bad[i]);
+        k->x[777] = save;
+    }
+}
+
+/* Every SIMD path: identical bytes and floats, dot within tolerance. */
+static void test_isas(ktest *k) {
+    const qf_qtype_traits *ref = k->t;
+    size_t n = (size_t)ROWS * COLS;
+    float *y2 = malloc(n * 4);
+    for (int isa = QF_ISA_AVX2; isa < QF_ISA_COUNT; isa++) {
+        const qf_qtype_traits *t = qf_qtype_get_isa(ref->id, (qf_isa)isa);
+        if (!t) { printf("SKIP: %s kernels: CPU lacks %s\n", ref->name, qf_isa_name((qf_isa)isa)); continue; }
+        for (int weighted = 0; weighted < 2; weighted++) {
+            const float *imp = weighted ? k->imp : NULL;
+            CHECK(quant(ref, k, k->x, k->q, imp) && quant(t, k, k->x, k->q2, imp));
+            CHECK_MSG(memcmp(k->q, k->q2, k->qbytes) == 0, "%s %s: quantized bytes differ from scalar (%s)",
+                      ref->name, qf_isa_name((qf_isa)isa), weighted ? "weighted" : "plain");
+        }
+        /* dequantize the same blocks, then random bytes (every code, odd scales) */
+        for (int pass = 0; pass < 2; pass++) {
+            if (pass) { uint64_t rs = base_seed + 99; for (size_t i = 0; i < k->qbytes; i++) k->q[i] = (uint8_t)qf_test_rand(&rs); }
+            dequant(ref, k, k->q, k->y);
+            dequant(t, k, k->q, y2);
+            size_t diff = 0;
+            for (size_t i = 0; i < n; i++) diff += !same_float(k->y[i], y2[i]);
+            CHECK_MSG(diff == 0, "%s %s: %zu dequantized floats differ (%s blocks)", ref->name,
+                      qf_isa_name((qf_isa)isa), diff, pass ? "random" : "quantized");
+        }
+        CHECK(quant(ref, k, k->x, k->q, NULL));
+        check_dot(t, k, k->q, qf_isa_name((qf_isa)isa));
+        /* tails: a row length that is not a multiple of any vector width but of the block */
+        if (ref->blck <= 32 && COLS > 96) {
+            int64_t m = 96 + ref->blck;
+            m -= m % ref->blck;
+            CHECK(ref->quantize(k->x, k->q, m, NULL) && t->quantize(k->x, k->q2, m, NULL));
+            uint64_t rb;
+            CHECK(qf_qtype_row_bytes(ref, (uint64_t)m, &rb) && memcmp(k->q, k->q2, rb) == 0);
+            ref->dequantize(k->q, k->y, m);
+            t->dequantize(k->q, y2, m);
+            CHECK(memcmp(k->y, y2, (size_t)m * 4) == 0);
+        }
+    }
+    free(y2);
+}
+
+static void test_type(const qf_qtype_traits *t) {
+    ktest k = { .t = t };
+    uint64_t rs;
+    CHECK(qf_qtype_row_bytes(t, COLS, &rs));
+    k.rs = (size_t)rs;
+    k.qbytes = k.rs * ROWS;
+    size_t n = (size_t)ROWS * COLS;
+    k.x = malloc(n * 4); k.y = malloc(n * 4); k.imp = malloc(COLS * 4); k.ones = malloc(COLS * 4);
+    k.q = malloc(k.qbytes); k.q2 = malloc(k.qbytes);
+    kd_imatrix(COLS, base_seed, k.imp);
+    for (int i = 0; i < COLS; i++) k.ones[i] = 3.7f;
+    for (int kind = 0; kind < KD_COUNT; kind++) {
+        kd_fill(kind, ROWS, COLS, base_seed + (uint64_t)kind, k.x);
+        test_quality(&k, kind);
+        if (kind == KD_LLM) { test_reject(&k); test_isas(&k); }
+    }
+    free(k.x); free(k.y); free(k.imp); free(k.ones); free(k.q); free(k.q2);
+}
+
+int main(int argc, char **argv) {
+    qf_test_init(argc, argv);
+    const char *s = getenv("QF_TEST_SEED");
+    if (s) base_seed = strtoull(s, NULL, 10);
+    printf("seed %llu, active ISA %s\n", (unsigned long long)base_seed, qf_isa_name(qf_isa_active()));
+    test_fpconv();
+    test_table();
+    const char *only = getenv("QF_TEST_TYPES");
+    for (size_t i = 0; i < qf_qtype_count(); i++) {
+        const qf_qtype_traits *t = qf_qtype_get_isa(qf_qtype_at(i)->id, QF_ISA_SCALAR);
+        if (t->quantize && (!only || strstr(only, t->name))) test_type(t);
+    }
+    return qf_test_finish();
+}
