@@ -28,6 +28,10 @@ typedef struct qf_vocab {
     int8_t add_bos, add_eos; /* -1 = not stated */
     int8_t add_space_prefix; /* -1 = not stated */
     char *chat_template;     /* NULL when absent */
+    /* Further keys llama.cpp's converter writes (SpecialVocab): tokenizer.ggml.seperator_token_id,
+     * mask_token_id, eom_token_id (-1 when absent) and add_sep_token (-1 = not stated). */
+    int64_t sep_id, mask_id, eom_id;
+    int8_t add_sep;
 } qf_vocab;
 
 /* Reads side files by name; returns QF_E_NOTFOUND when the file does not exist. */
