@@ -53,10 +53,14 @@ static float b32_err(const float *x, const float *w, uint8_t e, fp8_enc_fn enc, 
     return err;
 }
 
+uint8_t qf_fp8_b32_exponent(float amax, bool e4m3) {
+    return amax > 0.0f ? e8m0_of(no_saturation_exp(amax, e4m3 ? QF_E4M3_MAX : QF_E5M2_MAX)) : 127;
+}
+
 static void b32_block(const float *x, const float *w, float fmax, fp8_enc_fn enc, fp8_dec_fn dec,
                       qf_block_fp8_b32 *b) {
     float amax = absmax(x, QF_QK);
-    b->e = amax > 0.0f ? e8m0_of(no_saturation_exp(amax, fmax)) : 127;
+    b->e = qf_fp8_b32_exponent(amax, fmax == QF_E4M3_MAX);
     float inv = pow2f(127 - (int)b->e);
     for (int j = 0; j < QF_QK; j++) b->qs[j] = enc(x[j] * inv);
     if (!w || amax == 0.0f || b->e == 0) return;
@@ -80,12 +84,12 @@ static bool b32_quantize(const float *x, void *y, int64_t n, const float *imp, f
 }
 
 /* 2^(e-127); e = 255 is NaN as in OCP MX. */
-static float e8m0_scale(uint8_t e) { return e == 255 ? NAN : pow2f((int)e - 127); }
+float qf_e8m0_scale(uint8_t e) { return e == 255 ? NAN : pow2f((int)e - 127); }
 
 static void b32_dequantize(const void *x, float *y, int64_t n, fp8_dec_fn dec) {
     const qf_block_fp8_b32 *b = x;
     for (int64_t i = 0; i < n / QF_QK; i++) {
-        float s = e8m0_scale(b[i].e);
+        float s = qf_e8m0_scale(b[i].e);
         for (int j = 0; j < QF_QK; j++) y[i * QF_QK + j] = dec(b[i].qs[j]) * s;
     }
 }
@@ -96,7 +100,7 @@ static float b32_dot(const void *w, const float *x, int64_t n, fp8_dec_fn dec) {
     for (int64_t i = 0; i < n / QF_QK; i++) {
         float t = 0.0f;
         for (int j = 0; j < QF_QK; j++) t += dec(b[i].qs[j]) * x[i * QF_QK + j];
-        s += t * e8m0_scale(b[i].e);
+        s += t * qf_e8m0_scale(b[i].e);
     }
     return s;
 }

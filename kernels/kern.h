@@ -44,4 +44,23 @@ QF_DECLARE_KERNELS(e4m3_b32, )
 QF_DECLARE_KERNELS(e5m2_b32, )
 QF_DECLARE_KERNELS(e4m3_row, )
 
+/* FP8 32-blocks: exponent byte for a block's largest magnitude (smallest scale without saturation), and
+ * the scale 2^(e-127) of an exponent byte (NaN for 255). Shared so SIMD paths pick identical scales. */
+uint8_t qf_fp8_b32_exponent(float amax, bool e4m3);
+float qf_e8m0_scale(uint8_t e);
+
+#if defined(__x86_64__)
+#define QF_HAVE_X86_SIMD 1
+#define QF_DECLARE_SIMD(SUFFIX) \
+    bool qf_quantize_q8_0##SUFFIX(const float *x, void *y, int64_t n, const float *imp); \
+    void qf_dequantize_q8_0##SUFFIX(const void *x, float *y, int64_t n); \
+    float qf_dot_q8_0##SUFFIX(const void *w, const float *x, int64_t n); \
+    float qf_dot_q4_K##SUFFIX(const void *w, const float *x, int64_t n); \
+    float qf_dot_q6_K##SUFFIX(const void *w, const float *x, int64_t n); \
+    QF_DECLARE_KERNELS(e4m3_b32, SUFFIX) \
+    QF_DECLARE_KERNELS(e5m2_b32, SUFFIX) \
+    QF_DECLARE_KERNELS(e4m3_row, SUFFIX)
+QF_DECLARE_SIMD(_avx2)
+#endif
+
 #endif

@@ -24,6 +24,11 @@ typedef struct qf_qtype_row {
 } qf_qtype_row;
 
 #define SCALAR(T) .quantize = qf_quantize_##T, .dequantize = qf_dequantize_##T, .dot = qf_dot_##T
+#if QF_HAVE_X86_SIMD
+#define AVX2(...) .simd = { [QF_ISA_AVX2] = { __VA_ARGS__ } }
+#else
+#define AVX2(...) .simd = { { 0 } }
+#endif
 #define PLAIN(ID, NAME, BYTES) { .t = { .id = (ID), .name = (NAME), .blck = 1, .bytes = (BYTES) } }
 /* A ggml type qforge has no kernels for: sizes only (values from ggml-common.h's static_asserts). */
 #define SIZED(ID, NAME, BLCK, BYTES) \
@@ -41,18 +46,21 @@ static const qf_qtype_row rows[] = {
     { .t = { .id = QF_T_Q5_1, .name = "q5_1", .blck = QF_QK, .bytes = sizeof(qf_block_q5_1), .quantized = true,
              SCALAR(q5_1) } },
     { .t = { .id = QF_T_Q8_0, .name = "q8_0", .blck = QF_QK, .bytes = sizeof(qf_block_q8_0),
-             .quantized = true, SCALAR(q8_0) } },
+             .quantized = true, SCALAR(q8_0) },
+      AVX2(qf_quantize_q8_0_avx2, qf_dequantize_q8_0_avx2, qf_dot_q8_0_avx2) },
     SIZED(QF_T_Q8_1, "q8_1", QF_QK, sizeof(qf_block_q8_1)),
     { .t = { .id = QF_T_Q2_K, .name = "q2_K", .blck = QF_QK_K, .bytes = sizeof(qf_block_q2_K), .quantized = true,
              SCALAR(q2_K) } },
     { .t = { .id = QF_T_Q3_K, .name = "q3_K", .blck = QF_QK_K, .bytes = sizeof(qf_block_q3_K), .quantized = true,
              SCALAR(q3_K) } },
     { .t = { .id = QF_T_Q4_K, .name = "q4_K", .blck = QF_QK_K, .bytes = sizeof(qf_block_q4_K), .quantized = true,
-             SCALAR(q4_K) } },
+             SCALAR(q4_K) },
+      AVX2(.dot = qf_dot_q4_K_avx2) },
     { .t = { .id = QF_T_Q5_K, .name = "q5_K", .blck = QF_QK_K, .bytes = sizeof(qf_block_q5_K), .quantized = true,
              SCALAR(q5_K) } },
     { .t = { .id = QF_T_Q6_K, .name = "q6_K", .blck = QF_QK_K, .bytes = sizeof(qf_block_q6_K), .quantized = true,
-             SCALAR(q6_K) } },
+             SCALAR(q6_K) },
+      AVX2(.dot = qf_dot_q6_K_avx2) },
     SIZED(QF_T_Q8_K, "q8_K", QF_QK_K, sizeof(qf_block_q8_K)),
     SIZED(QF_T_IQ2_XXS, "iq2_xxs", QF_QK_K, 66),
     SIZED(QF_T_IQ2_XS, "iq2_xs", QF_QK_K, 74),
@@ -78,11 +86,14 @@ static const qf_qtype_row rows[] = {
     SIZED(QF_T_Q2_0, "q2_0", 64, 18),
     /* qforge extensions (docs/quant-types.md) */
     { .t = { .id = QF_T_E4M3_B32, .name = "e4m3_b32", .blck = QF_QK, .bytes = sizeof(qf_block_fp8_b32),
-             .quantized = true, SCALAR(e4m3_b32) } },
+             .quantized = true, SCALAR(e4m3_b32) },
+      AVX2(qf_quantize_e4m3_b32_avx2, qf_dequantize_e4m3_b32_avx2, qf_dot_e4m3_b32_avx2) },
     { .t = { .id = QF_T_E5M2_B32, .name = "e5m2_b32", .blck = QF_QK, .bytes = sizeof(qf_block_fp8_b32),
-             .quantized = true, SCALAR(e5m2_b32) } },
+             .quantized = true, SCALAR(e5m2_b32) },
+      AVX2(qf_quantize_e5m2_b32_avx2, qf_dequantize_e5m2_b32_avx2, qf_dot_e5m2_b32_avx2) },
     { .t = { .id = QF_T_E4M3_ROW, .name = "e4m3_row", .blck = 1, .bytes = 1, .row_extra = sizeof(float),
-             .quantized = true, SCALAR(e4m3_row) } },
+             .quantized = true, SCALAR(e4m3_row) },
+      AVX2(qf_quantize_e4m3_row_avx2, qf_dequantize_e4m3_row_avx2, qf_dot_e4m3_row_avx2) },
 };
 
 #define NROWS QF_ARRAY_LEN(rows)
