@@ -61,6 +61,12 @@ float qf_e8m0_scale(uint8_t e);
     QF_DECLARE_KERNELS(e5m2_b32, SUFFIX) \
     QF_DECLARE_KERNELS(e4m3_row, SUFFIX)
 QF_DECLARE_SIMD(_avx2)
+float qf_dot_q8_0_avx512(const void *w, const float *x, int64_t n);
+float qf_dot_q4_K_avx512(const void *w, const float *x, int64_t n);
+float qf_dot_q6_K_avx512(const void *w, const float *x, int64_t n);
+float qf_dot_e4m3_b32_avx512(const void *w, const float *x, int64_t n);
+float qf_dot_e5m2_b32_avx512(const void *w, const float *x, int64_t n);
+float qf_dot_e4m3_row_avx512(const void *w, const float *x, int64_t n);
 #endif
 
 #endif

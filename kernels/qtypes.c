@@ -25,9 +25,12 @@ typedef struct qf_qtype_row {
 
 #define SCALAR(T) .quantize = qf_quantize_##T, .dequantize = qf_dequantize_##T, .dot = qf_dot_##T
 #if QF_HAVE_X86_SIMD
+/* SIMD kernels of a row: AVX2's, and the AVX-512 dot product where there is one. */
 #define AVX2(...) .simd = { [QF_ISA_AVX2] = { __VA_ARGS__ } }
+#define AVX2_512(T, ...) .simd = { [QF_ISA_AVX2] = { __VA_ARGS__ }, [QF_ISA_AVX512] = { .dot = qf_dot_##T##_avx512 } }
 #else
 #define AVX2(...) .simd = { { 0 } }
+#define AVX2_512(T, ...) .simd = { { 0 } }
 #endif
 #define PLAIN(ID, NAME, BYTES) { .t = { .id = (ID), .name = (NAME), .blck = 1, .bytes = (BYTES) } }
 /* A ggml type qforge has no kernels for: sizes only (values from ggml-common.h's static_asserts). */
@@ -47,7 +50,7 @@ static const qf_qtype_row rows[] = {
              SCALAR(q5_1) } },
     { .t = { .id = QF_T_Q8_0, .name = "q8_0", .blck = QF_QK, .bytes = sizeof(qf_block_q8_0),
              .quantized = true, SCALAR(q8_0) },
-      AVX2(qf_quantize_q8_0_avx2, qf_dequantize_q8_0_avx2, qf_dot_q8_0_avx2) },
+      AVX2_512(q8_0, qf_quantize_q8_0_avx2, qf_dequantize_q8_0_avx2, qf_dot_q8_0_avx2) },
     SIZED(QF_T_Q8_1, "q8_1", QF_QK, sizeof(qf_block_q8_1)),
     { .t = { .id = QF_T_Q2_K, .name = "q2_K", .blck = QF_QK_K, .bytes = sizeof(qf_block_q2_K), .quantized = true,
              SCALAR(q2_K) } },
@@ -55,12 +58,12 @@ static const qf_qtype_row rows[] = {
              SCALAR(q3_K) } },
     { .t = { .id = QF_T_Q4_K, .name = "q4_K", .blck = QF_QK_K, .bytes = sizeof(qf_block_q4_K), .quantized = true,
              SCALAR(q4_K) },
-      AVX2(.dot = qf_dot_q4_K_avx2) },
+      AVX2_512(q4_K, .dot = qf_dot_q4_K_avx2) },
     { .t = { .id = QF_T_Q5_K, .name = "q5_K", .blck = QF_QK_K, .bytes = sizeof(qf_block_q5_K), .quantized = true,
              SCALAR(q5_K) } },
     { .t = { .id = QF_T_Q6_K, .name = "q6_K", .blck = QF_QK_K, .bytes = sizeof(qf_block_q6_K), .quantized = true,
              SCALAR(q6_K) },
-      AVX2(.dot = qf_dot_q6_K_avx2) },
+      AVX2_512(q6_K, .dot = qf_dot_q6_K_avx2) },
     SIZED(QF_T_Q8_K, "q8_K", QF_QK_K, sizeof(qf_block_q8_K)),
     SIZED(QF_T_IQ2_XXS, "iq2_xxs", QF_QK_K, 66),
     SIZED(QF_T_IQ2_XS, "iq2_xs", QF_QK_K, 74),
@@ -87,13 +90,13 @@ static const qf_qtype_row rows[] = {
     /* qforge extensions (docs/quant-types.md) */
     { .t = { .id = QF_T_E4M3_B32, .name = "e4m3_b32", .blck = QF_QK, .bytes = sizeof(qf_block_fp8_b32),
              .quantized = true, SCALAR(e4m3_b32) },
-      AVX2(qf_quantize_e4m3_b32_avx2, qf_dequantize_e4m3_b32_avx2, qf_dot_e4m3_b32_avx2) },
+      AVX2_512(e4m3_b32, qf_quantize_e4m3_b32_avx2, qf_dequantize_e4m3_b32_avx2, qf_dot_e4m3_b32_avx2) },
     { .t = { .id = QF_T_E5M2_B32, .name = "e5m2_b32", .blck = QF_QK, .bytes = sizeof(qf_block_fp8_b32),
              .quantized = true, SCALAR(e5m2_b32) },
-      AVX2(qf_quantize_e5m2_b32_avx2, qf_dequantize_e5m2_b32_avx2, qf_dot_e5m2_b32_avx2) },
+      AVX2_512(e5m2_b32, qf_quantize_e5m2_b32_avx2, qf_dequantize_e5m2_b32_avx2, qf_dot_e5m2_b32_avx2) },
     { .t = { .id = QF_T_E4M3_ROW, .name = "e4m3_row", .blck = 1, .bytes = 1, .row_extra = sizeof(float),
              .quantized = true, SCALAR(e4m3_row) },
-      AVX2(qf_quantize_e4m3_row_avx2, qf_dequantize_e4m3_row_avx2, qf_dot_e4m3_row_avx2) },
+      AVX2_512(e4m3_row, qf_quantize_e4m3_row_avx2, qf_dequantize_e4m3_row_avx2, qf_dot_e4m3_row_avx2) },
 };
 
 #define NROWS QF_ARRAY_LEN(rows)
