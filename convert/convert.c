@@ -6,7 +6,11 @@
 #include "kernels/qtypes.h"
 #include "quantize/plan.h"
 #include "quantize/run.h"
+#include "formats/imatrix.h"
 
+#include <openssl/evp.h>
+
+#include <errno.h>
 #include <libgen.h>
 #include <unistd.h>
 
@@ -49,7 +53,76 @@ typedef struct conversion {
     qf_vocab vocab;
     qf_plan plan;
     char src_digest[65];
+    qf_type_override *overrides;
+    size_t n_overrides;
+    qf_imatrix imatrix;
+    bool have_imatrix;
+    char imatrix_digest[65];
+    const char *method;
 } conversion;
+
+const char *qf_recipe_name(size_t i, const char **summary) {
+    const qf_recipe *r = qf_recipe_at(i);
+    if (r && summary) *summary = r->summary;
+    return r ? r->name : NULL;
+}
+
+const char *qf_writable_type_name(size_t i) {
+    for (size_t k = 0, seen = 0; k < qf_qtype_count(); k++) {
+        const qf_qtype_traits *t = qf_qtype_at(k);
+        if (t->quantize && seen++ == i) return t->name;
+    }
+    return NULL;
+}
+
+static qf_status sha256_file(const char *path, char hex[65], qf_error *err) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return qf_fail(err, QF_E_IO, "%s: %s", path, strerror(errno));
+    EVP_MD_CTX *md = EVP_MD_CTX_new();
+    unsigned char buf[1 << 16], d[32];
+    unsigned int dl = 0;
+    size_t n;
+    EVP_DigestInit_ex(md, EVP_sha256(), NULL);
+    while ((n = fread(buf, 1, sizeof buf, f)) > 0) EVP_DigestUpdate(md, buf, n);
+    bool bad = ferror(f);
+    fclose(f);
+    EVP_DigestFinal_ex(md, d, &dl);
+    EVP_MD_CTX_free(md);
+    if (bad) return qf_fail(err, QF_E_IO, "%s: read error", path);
+    for (int i = 0; i < 32; i++) snprintf(hex + 2 * i, 3, "%02x", d[i]);
+    return QF_OK;
+}
+
+/* Options that stand on their own: type/recipe names, override regexes, the imatrix, the method. */
+static qf_status load_options(conversion *c, const qf_convert_opts *o, qf_plan_opts *po, qf_error *err) {
+    if (o->recipe) {
+        if (!(po->recipe = qf_recipe_by_name(o->recipe)))
+            return qf_fail(err, QF_E_USAGE, "--recipe '%s' is not a recipe (see qforge quantize --help)", o->recipe);
+    } else {
+        const qf_qtype_traits *tt = qf_qtype_by_name(o->type ? o->type : "f16");
+        if (!tt || !tt->quantize)
+            return qf_fail(err, QF_E_USAGE, "--type '%s' is not a type this build can write (see --help)", o->type);
+        po->type = tt->id;
+    }
+    c->overrides = qf_calloc_n(o->n_tensor_types, sizeof *c->overrides);
+    if (!c->overrides) return qf_fail(err, QF_E_NOMEM, "out of memory");
+    for (size_t i = 0; i < o->n_tensor_types; i++, c->n_overrides++) {
+        qf_status st = qf_type_override_parse(o->tensor_types[i], &c->overrides[i], err);
+        if (st) return st;
+    }
+    po->overrides = c->overrides;
+    po->n_overrides = c->n_overrides;
+    c->method = o->method ? o->method : o->imatrix ? "weighted" : "rtn";
+    if (strcmp(c->method, "rtn") != 0 && strcmp(c->method, "weighted") != 0)
+        return qf_fail(err, QF_E_USAGE, "--method '%s' is not one of rtn, weighted", c->method);
+    if (!strcmp(c->method, "weighted") && !o->imatrix)
+        return qf_fail(err, QF_E_USAGE, "--method weighted needs --imatrix FILE (make one with qforge calibrate)");
+    if (!o->imatrix) return QF_OK;
+    qf_status st = qf_imatrix_load(o->imatrix, &c->imatrix, err);
+    if (st) return st;
+    c->have_imatrix = true;
+    return sha256_file(o->imatrix, c->imatrix_digest, err);
+}
 
 static qf_status load_model(conversion *c, const qf_convert_opts *o, qf_error *err) {
     qf_status st = qf_source_open(o->src, &c->src, err);
@@ -83,9 +156,24 @@ static qf_status write_metadata(const conversion *c, const qf_convert_opts *o, q
         (st = qf_vocab_write_gguf(&c->vocab, w, err)) ||
         (st = qf_gguf_set_str(w, "qforge.version", QF_VERSION_STRING, err)) ||
         (st = qf_gguf_set_str(w, "qforge.source_sha256", c->src_digest, err)) ||
-        (st = qf_gguf_set_str(w, "qforge.recipe", o->type, err)) ||
-        (st = qf_gguf_set_str(w, "qforge.method", "rtn", err)))
+        (st = qf_gguf_set_str(w, "qforge.recipe", o->recipe ? o->recipe : o->type ? o->type : "f16", err)) ||
+        (st = qf_gguf_set_str(w, "qforge.method", c->method, err)))
         return st;
+    if (o->n_tensor_types && (st = qf_gguf_set_arr_str(w, "qforge.tensor_types", o->tensor_types, o->n_tensor_types, err)))
+        return st;
+    if (c->have_imatrix) {
+        if ((st = qf_gguf_set_str(w, "qforge.imatrix_sha256", c->imatrix_digest, err))) return st;
+        /* llama-quantize's keys, so tools that read those see the imatrix too */
+        if ((st = qf_gguf_set_str(w, "quantize.imatrix.file", o->imatrix, err)) ||
+            (st = qf_gguf_set_i32(w, "quantize.imatrix.entries_count", (int32_t)c->imatrix.n, err)) ||
+            (st = qf_gguf_set_i32(w, "quantize.imatrix.chunks_count", (int32_t)c->imatrix.chunk_count, err)))
+            return st;
+        if (c->imatrix.n_datasets && (st = qf_gguf_set_str(w, "quantize.imatrix.dataset", c->imatrix.datasets[0], err)))
+            return st;
+        if (c->imatrix.calibration_sha256 &&
+            (st = qf_gguf_set_str(w, "qforge.calibration_sha256", c->imatrix.calibration_sha256, err)))
+            return st;
+    }
     return QF_OK;
 }
 
@@ -100,7 +188,8 @@ static qf_status write_gguf(conversion *c, const qf_convert_opts *o, qf_error *e
     }
     if ((st = qf_gguf_begin_data(w, err))) goto fail;
     int threads = o->threads > 0 ? o->threads : (int)sysconf(_SC_NPROCESSORS_ONLN);
-    qf_run_opts ro = {.threads = threads > 0 ? threads : 1, .progress = o->progress, .progress_user = o->progress_user};
+    qf_run_opts ro = {.threads = threads > 0 ? threads : 1, .progress = o->progress, .progress_user = o->progress_user,
+                      .imatrix = strcmp(c->method, "weighted") == 0 ? &c->imatrix : NULL};
     if ((st = qf_plan_execute(c->src, &c->hp, &c->plan, w, &ro, err))) goto fail;
     return qf_gguf_writer_finish(w, err);
 fail:
@@ -110,18 +199,18 @@ fail:
 
 qf_status qf_convert(const qf_convert_opts *o, qf_error *err) {
     qf_error_clear(err);
-    const qf_qtype_traits *tt = o->type ? qf_qtype_by_name(o->type) : qf_qtype_get(QF_T_F16);
-    if (!tt || !tt->quantize)
-        return qf_fail(err, QF_E_USAGE, "--type '%s' is not a type this build can write (try f32, f16, bf16, q8_0)",
-                       o->type ? o->type : "");
     if (!o->dry_run && !o->out) return qf_fail(err, QF_E_USAGE, "no output file given (-o OUT.gguf)");
     conversion c = {0};
-    qf_status st = load_model(&c, o, err);
-    qf_plan_opts po = {.type = tt->id};
+    qf_plan_opts po = {0};
+    qf_status st = load_options(&c, o, &po, err);
+    if (!st) st = load_model(&c, o, err);
     if (!st) st = qf_plan_build(c.src, &c.hp, &po, &c.plan, err);
     if (!st && o->dry_run) qf_plan_print(&c.plan, stdout);
     else if (!st) st = write_gguf(&c, o, err);
     qf_plan_free(&c.plan);
+    for (size_t i = 0; i < c.n_overrides; i++) qf_type_override_free(&c.overrides[i]);
+    free(c.overrides);
+    if (c.have_imatrix) qf_imatrix_free(&c.imatrix);
     qf_vocab_free(&c.vocab);
     qf_source_close(c.src);
     return st;

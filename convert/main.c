@@ -79,31 +79,77 @@ static const char convert_help[] =
     "\n"
     "  -o, --output FILE   output GGUF (written to a temp file, fsynced, renamed when complete)\n"
     "  -t, --type T        type of 2-D weights (default f16); 1-D tensors stay F32; rows that do not\n"
-    "                      fit a type's blocks fall back to F16\n"
+    "                      fit a type's blocks fall back (K-quants -> Q5_0/Q5_1/Q8_0, then F16)\n"
     "  -j, --threads N     worker threads (default: all CPUs); output bytes do not depend on N\n"
     "  -n, --dry-run       print the plan (tensor, shape, type, bytes, reason) and write nothing\n"
     "  -q, --quiet         no progress display\n";
 
-static int cmd_convert(int argc, char **argv) {
+static const char quantize_help[] =
+    "usage: qforge quantize SRC -o OUT.gguf (--type T | --recipe R) [--tensor-type REGEX=T]...\n"
+    "                       [--imatrix F] [--method rtn|weighted] [--dry-run] [--threads N]\n"
+    "\n"
+    "Quantize a checkpoint (HF directory/archive, BF16 or FP8 block-scaled) to GGUF in one streaming\n"
+    "pass. 1-D tensors (norms, biases) stay F32. Rows that do not fit a type's blocks fall back\n"
+    "(Q2_K/Q3_K/Q4_K -> Q5_0, Q5_K -> Q5_1, Q6_K -> Q8_0, then F16); --dry-run shows each reason.\n"
+    "\n"
+    "  -o, --output FILE         output GGUF (temp file, fsync, rename)\n"
+    "  -t, --type T              one type for every 2-D weight\n"
+    "  -r, --recipe R            a named mix (below)\n"
+    "  -T, --tensor-type RE=T    POSIX extended regex on the GGUF tensor name; first match wins and\n"
+    "                            beats the recipe (repeatable), e.g. 'attn_v=q8_0' or 'blk\\.0\\.=q6_K'\n"
+    "  -i, --imatrix F           importance matrix in llama.cpp's GGUF layout (qforge calibrate or\n"
+    "                            llama-imatrix); tensors it lacks are quantized round-to-nearest\n"
+    "  -m, --method M            rtn | weighted (importance-weighted scale search; default with --imatrix)\n"
+    "  -j, --threads N           worker threads; output bytes do not depend on N\n"
+    "  -n, --dry-run             print the plan and totals (size, bpw) and write nothing\n"
+    "  -q, --quiet               no progress display\n";
+
+static void print_quantize_help(void) {
+    fputs(quantize_help, stdout);
+    printf("\nrecipes:\n");
+    const char *summary;
+    for (size_t i = 0; qf_recipe_name(i, &summary); i++) printf("  %-10s %s\n", qf_recipe_name(i, &summary), summary);
+    printf("\ntypes:");
+    for (size_t i = 0; qf_writable_type_name(i); i++) printf(" %s", qf_writable_type_name(i));
+    printf("\n");
+}
+
+#define QF_MAX_OVERRIDES 256
+
+/* convert and quantize share one implementation; quantize accepts the recipe/imatrix options. */
+static int run_convert(int argc, char **argv, bool quantize) {
     static const struct option opts[] = {
         {"output", required_argument, 0, 'o'}, {"type", required_argument, 0, 't'},
+        {"recipe", required_argument, 0, 'r'}, {"tensor-type", required_argument, 0, 'T'},
+        {"imatrix", required_argument, 0, 'i'}, {"method", required_argument, 0, 'm'},
         {"threads", required_argument, 0, 'j'}, {"dry-run", no_argument, 0, 'n'},
         {"quiet", no_argument, 0, 'q'}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
-    qf_convert_opts o = {.type = "f16"};
+    const char *cmd = quantize ? "quantize" : "convert";
+    const char *overrides[QF_MAX_OVERRIDES];
+    qf_convert_opts o = {.type = quantize ? NULL : "f16", .tensor_types = overrides};
     bool quiet = false;
     int c;
-    while ((c = getopt_long(argc, argv, "o:t:j:nqh", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, quantize ? "o:t:r:T:i:m:j:nqh" : "o:t:j:nqh", opts, NULL)) != -1) {
         switch (c) {
         case 'o': o.out = optarg; break;
         case 't': o.type = optarg; break;
-        case 'j': if (parse_threads("convert", optarg, &o.threads)) return 2; break;
+        case 'r': case 'T': case 'i': case 'm':
+            if (!quantize) return usage_error(cmd, "that option belongs to 'qforge quantize'");
+            if (c == 'r') o.recipe = optarg;
+            else if (c == 'i') o.imatrix = optarg;
+            else if (c == 'm') o.method = optarg;
+            else if (o.n_tensor_types == QF_MAX_OVERRIDES) return usage_error(cmd, "too many --tensor-type options");
+            else overrides[o.n_tensor_types++] = optarg;
+            break;
+        case 'j': if (parse_threads(cmd, optarg, &o.threads)) return 2; break;
         case 'n': o.dry_run = true; break;
         case 'q': quiet = true; break;
-        case 'h': fputs(convert_help, stdout); return 0;
-        default: return usage_error("convert", "unknown option");
+        case 'h': if (quantize) print_quantize_help(); else fputs(convert_help, stdout); return 0;
+        default: return usage_error(cmd, "unknown option");
         }
     }
-    if (optind + 1 != argc) return usage_error("convert", "expected exactly one SRC");
+    if (optind + 1 != argc) return usage_error(cmd, "expected exactly one SRC");
+    if (quantize && !o.type == !o.recipe) return usage_error(cmd, "give exactly one of --type or --recipe");
     o.src = argv[optind];
     progress p = {0};
     clock_gettime(CLOCK_MONOTONIC, &p.start);
@@ -113,6 +159,9 @@ static int cmd_convert(int argc, char **argv) {
     if (!o.dry_run && !quiet) fprintf(stderr, "qforge: wrote %s in %.2fs\n", o.out, elapsed(&p.start));
     return 0;
 }
+
+static int cmd_convert(int argc, char **argv) { return run_convert(argc, argv, false); }
+static int cmd_quantize(int argc, char **argv) { return run_convert(argc, argv, true); }
 
 /* ---- inspect ----------------------------------------------------------------------------------- */
 
@@ -187,6 +236,7 @@ static int cmd_synth(int argc, char **argv) {
 
 static const command commands[] = {
     {"convert", cmd_convert, "HF checkpoint (dir, shards, archive, FP8) -> GGUF"},
+    {"quantize", cmd_quantize, "checkpoint -> quantized GGUF (types, recipes, overrides, imatrix)"},
     {"inspect", cmd_inspect, "describe a GGUF or safetensors file"},
     {"synth", cmd_synth, "write a small random Llama checkpoint (built-in demo model)"},
 };

@@ -53,15 +53,26 @@ typedef void (*qf_progress_fn)(void *user, const char *tensor, uint64_t done, ui
 typedef struct qf_convert_opts {
     const char *src;        /* HF directory, *.safetensors, model.safetensors.index.json, or archive */
     const char *out;        /* output GGUF path (written atomically) */
-    const char *type;       /* output type for 2-D weights: "f32", "f16", "bf16", "q8_0", ... */
+    const char *type;       /* uniform type for 2-D weights: "f32", "f16", "bf16", "q8_0", "q4_K", ... */
+    const char *recipe;     /* named mix (qf_recipe_name); when set, `type` is ignored */
+    const char *const *tensor_types; /* "REGEX=TYPE" overrides, first match wins, beat the recipe */
+    size_t n_tensor_types;
+    const char *imatrix;    /* llama.cpp-format GGUF importance matrix, or NULL */
+    const char *method;     /* "rtn" or "weighted"; NULL = weighted with an imatrix, else rtn */
     int threads;            /* 0 = all online CPUs */
     bool dry_run;           /* print the plan, write nothing */
     qf_progress_fn progress;
     void *progress_user;
 } qf_convert_opts;
 
-/* Convert (and, for quantized types, round-to-nearest quantize) a checkpoint to GGUF. */
+/* Convert a checkpoint to GGUF, quantizing as the type/recipe/overrides say (qforge convert and
+ * qforge quantize are both this call). */
 qf_status qf_convert(const qf_convert_opts *opts, qf_error *err);
+
+/* The i-th named recipe and its one-line summary; NULL past the end. */
+const char *qf_recipe_name(size_t i, const char **summary);
+/* The i-th type name this build can write (for --help); NULL past the end. */
+const char *qf_writable_type_name(size_t i);
 
 /* ---- inspect ------------------------------------------------------------------------------------- */
 

@@ -79,22 +79,64 @@ static uint32_t permute_heads(const qf_hparams *hp, qf_role role) {
     return 0;
 }
 
-/* Choose the stored type: 1-D tensors stay F32 (norms and biases are tiny and precision-critical);
- * 2-D weights take the requested type unless their rows do not fit its blocks. */
-static void choose_type(qf_plan_entry *e, const qf_plan_opts *opts) {
-    const qf_qtype_traits *want = qf_qtype_get(opts->type);
-    if (e->n_dims == 1) { e->type = QF_T_F32; e->reason = "1-D tensor: kept F32"; return; }
-    if (e->ne[0] % want->blck != 0) {
-        e->type = QF_T_F16;
-        e->reason = "fallback: row length not a multiple of the type's block; F16";
-        return;
+qf_status qf_type_override_parse(const char *spec, qf_type_override *o, qf_error *err) {
+    memset(o, 0, sizeof *o);
+    const char *eq = strrchr(spec, '=');
+    if (!eq || eq == spec || !eq[1])
+        return qf_fail(err, QF_E_USAGE, "--tensor-type '%s': expected REGEX=TYPE", spec);
+    const qf_qtype_traits *t = qf_qtype_by_name(eq + 1);
+    if (!t || !t->quantize)
+        return qf_fail(err, QF_E_USAGE, "--tensor-type '%s': '%s' is not a type this build can write", spec, eq + 1);
+    char *pattern = qf_strndup(spec, (size_t)(eq - spec));
+    if (!pattern) return qf_fail(err, QF_E_NOMEM, "out of memory");
+    int rc = regcomp(&o->re, pattern, REG_EXTENDED | REG_NOSUB);
+    free(pattern);
+    if (rc != 0) {
+        char msg[128];
+        regerror(rc, &o->re, msg, sizeof msg);
+        return qf_fail(err, QF_E_USAGE, "--tensor-type '%s': bad regular expression: %s", spec, msg);
     }
-    e->type = opts->type;
-    e->reason = "requested type";
+    o->spec = spec;
+    o->type = t->id;
+    return QF_OK;
 }
 
-static qf_status finish_entry(qf_plan *p, qf_plan_entry *e, const qf_plan_opts *opts, qf_error *err) {
-    choose_type(e, opts);
+void qf_type_override_free(qf_type_override *o) {
+    if (o->spec) regfree(&o->re);
+    o->spec = NULL;
+}
+
+/* The type before block-size fitting: policy for 1-D tensors, then overrides, then the recipe. */
+static uint32_t wanted_type(const qf_plan_entry *e, const qf_hparams *hp, const qf_plan_opts *opts, char *why, size_t n) {
+    if (e->n_dims == 1) { snprintf(why, n, "1-D tensor: kept F32"); return QF_T_F32; }
+    for (size_t i = 0; i < opts->n_overrides; i++) {
+        if (regexec(&opts->overrides[i].re, e->name, 0, NULL, 0) == 0) {
+            snprintf(why, n, "override '%s'", opts->overrides[i].spec);
+            return opts->overrides[i].type;
+        }
+    }
+    if (!opts->recipe) { snprintf(why, n, "requested type"); return opts->type; }
+    const char *rule;
+    uint32_t t = qf_recipe_type(opts->recipe, e->role, e->layer, hp->n_layer, hp->tied_embeddings, &rule);
+    snprintf(why, n, "%s: %s", opts->recipe->name, rule);
+    return t;
+}
+
+/* Rows must hold whole blocks; walk the fallback chain (ending in F16, block 1) until they do. */
+static void choose_type(qf_plan_entry *e, const qf_hparams *hp, const qf_plan_opts *opts) {
+    uint32_t t = wanted_type(e, hp, opts, e->reason, sizeof e->reason), first = t;
+    while (e->ne[0] % qf_qtype_get(t)->blck != 0) t = qf_recipe_fallback(t);
+    if (t != first) {
+        size_t used = strlen(e->reason);
+        snprintf(e->reason + used, sizeof e->reason - used, "; row %llu does not fit %s blocks: fallback",
+                 (unsigned long long)e->ne[0], qf_qtype_get(first)->name);
+    }
+    e->type = t;
+}
+
+static qf_status finish_entry(qf_plan *p, qf_plan_entry *e, const qf_hparams *hp, const qf_plan_opts *opts,
+                              qf_error *err) {
+    choose_type(e, hp, opts);
     e->n_rows = 1;
     for (uint32_t d = 1; d < e->n_dims; d++) e->n_rows *= e->ne[d];
     uint64_t row_bytes;
@@ -125,14 +167,14 @@ static qf_status add_source_tensor(qf_plan *p, qf_source *src, const qf_hparams 
     e->n_dims = t->n_dims;
     for (uint32_t d = 0; d < 4; d++) e->ne[d] = d < t->n_dims ? t->shape[t->n_dims - 1 - d] : 1;
     e->permute_heads = permute_heads(hp, e->role);
-    return finish_entry(p, e, opts, err);
+    return finish_entry(p, e, hp, opts, err);
 }
 
 qf_status qf_plan_build(qf_source *src, const qf_hparams *hp, const qf_plan_opts *opts, qf_plan *p, qf_error *err) {
     memset(p, 0, sizeof *p);
-    if (!qf_qtype_get(opts->type) || !qf_qtype_get(opts->type)->quantize)
-        return qf_fail(err, QF_E_USAGE, "type id %u cannot be written by this build", opts->type);
-    p->weight_type = opts->type;
+    p->weight_type = opts->recipe ? opts->recipe->bulk : opts->type;
+    if (!qf_qtype_get(p->weight_type) || !qf_qtype_get(p->weight_type)->quantize)
+        return qf_fail(err, QF_E_USAGE, "type id %u cannot be written by this build", p->weight_type);
     size_t n = qf_source_n_tensors(src);
     p->e = qf_calloc_n(n + 1, sizeof *p->e);
     if (!p->e) return qf_fail(err, QF_E_NOMEM, "out of memory for the plan");
@@ -142,7 +184,7 @@ qf_status qf_plan_build(qf_source *src, const qf_hparams *hp, const qf_plan_opts
         *e = (qf_plan_entry){.src = -1, .gen = QF_GEN_ROPE_LLAMA3, .role = QF_ROLE_ROPE_FREQS, .layer = -1,
                              .n_dims = 1, .ne = {hp->head_dim / 2, 1, 1, 1}};
         snprintf(e->name, sizeof e->name, "rope_freqs.weight");
-        if ((st = finish_entry(p, e, opts, err))) goto fail;
+        if ((st = finish_entry(p, e, hp, opts, err))) goto fail;
     }
     for (size_t i = 0; i < n; i++)
         if ((st = add_source_tensor(p, src, hp, i, opts, err))) goto fail;
@@ -179,14 +221,14 @@ int qf_plan_file_type(uint32_t type) {
 }
 
 void qf_plan_print(const qf_plan *p, FILE *out) {
-    fprintf(out, "%-34s %-22s %-8s %12s  %s\n", "tensor", "shape (ne)", "type", "bytes", "reason");
+    fprintf(out, "%-34s %-22s %-9s %12s  %s\n", "tensor", "shape (ne)", "type", "bytes", "reason");
     for (size_t i = 0; i < p->n; i++) {
         const qf_plan_entry *e = &p->e[i];
         char shape[64];
         int k = 0;
         for (uint32_t d = 0; d < e->n_dims; d++)
             k += snprintf(shape + k, sizeof shape - (size_t)k, "%s%llu", d ? " x " : "", (unsigned long long)e->ne[d]);
-        fprintf(out, "%-34s %-22s %-8s %12llu  %s%s\n", e->name, shape, qf_qtype_get(e->type)->name,
+        fprintf(out, "%-34s %-22s %-9s %12llu  %s%s\n", e->name, shape, qf_qtype_get(e->type)->name,
                 (unsigned long long)e->nbytes, e->reason, e->permute_heads ? " (q/k rows permuted)" : "");
     }
     double bpw = p->total_params ? 8.0 * (double)p->total_bytes / (double)p->total_params : 0;

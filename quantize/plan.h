@@ -11,6 +11,9 @@
 
 #include "formats/arch.h"
 #include "formats/source.h"
+#include "quantize/recipe.h"
+
+#include <regex.h>
 
 typedef enum qf_gen {
     QF_GEN_NONE = 0,     /* data comes from the source tensor */
@@ -29,7 +32,7 @@ typedef struct qf_plan_entry {
     uint32_t type;        /* stored type id (kernels/qtypes.h) */
     uint64_t nbytes;
     uint32_t permute_heads; /* >0: reorder rows rotate-half -> interleaved with this many heads */
-    const char *reason;   /* why this type: "1-D tensor", "requested type", "fallback: ..." */
+    char reason[160];      /* why this type: recipe rule, override, fallback, policy */
 } qf_plan_entry;
 
 typedef struct qf_plan {
@@ -40,9 +43,24 @@ typedef struct qf_plan {
     uint32_t weight_type; /* the type asked for the bulk of weights (general.file_type) */
 } qf_plan;
 
+/* --tensor-type REGEX=TYPE: POSIX extended regex searched in the GGUF tensor name; first match wins
+ * and beats the recipe. */
+typedef struct qf_type_override {
+    const char *spec;     /* the user's text, for reasons and provenance */
+    regex_t re;
+    uint32_t type;
+} qf_type_override;
+
 typedef struct qf_plan_opts {
-    uint32_t type;        /* stored type for 2-D weights */
+    uint32_t type;        /* uniform type for 2-D weights when recipe is NULL */
+    const qf_recipe *recipe;
+    const qf_type_override *overrides;
+    size_t n_overrides;
 } qf_plan_opts;
+
+/* Parse "REGEX=TYPE" (the last '=' separates). Free with qf_type_override_free. */
+qf_status qf_type_override_parse(const char *spec, qf_type_override *o, qf_error *err);
+void qf_type_override_free(qf_type_override *o);
 
 /* Build the plan for a source whose hyper-parameters are `hp`. Checks that every tensor the
  * architecture needs is present with the shape config.json implies; errors name the tensor. */

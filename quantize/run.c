@@ -9,6 +9,8 @@ typedef struct chunk_job {
     const qf_plan_entry *e;
     const qf_qtype_traits *tt;
     const float *gen;       /* generated tensor data, or NULL */
+    const float *imp;       /* n_mat x ne[0] importance weights, or NULL */
+    uint64_t rows_per_mat;  /* rows sharing one importance vector (one expert's matrix) */
     uint64_t row0, n_rows;  /* rows of the output tensor in this chunk */
     uint64_t row_bytes;
     float *f32;             /* n_rows x ne[0] scratch */
@@ -52,7 +54,8 @@ static qf_status encode_rows(chunk_job *j, uint64_t r0, uint64_t n) {
     uint64_t len = j->e->ne[0];
     for (uint64_t r = r0; r < r0 + n; r++) {
         const float *x = j->f32 + (r - j->row0) * len;
-        if (!j->tt->quantize(x, j->out + (r - j->row0) * j->row_bytes, (int64_t)len, NULL))
+        const float *imp = j->imp ? j->imp + (r / j->rows_per_mat) * len : NULL;
+        if (!j->tt->quantize(x, j->out + (r - j->row0) * j->row_bytes, (int64_t)len, imp))
             return qf_fail(&j->err, QF_E_INPUT, "tensor '%s': row %llu holds NaN or Inf; refusing to quantize it",
                            j->e->name, (unsigned long long)r);
     }
@@ -105,6 +108,25 @@ static qf_status generate(const qf_hparams *hp, const qf_plan_entry *e, float **
     return QF_OK;
 }
 
+/* Importance weights for a tensor from the imatrix: one vector per expert matrix. Tensors the
+ * imatrix does not cover, and unquantized types, get none (round-to-nearest), as in llama-quantize. */
+static qf_status importance(const qf_run_opts *opts, const qf_plan_entry *e, const qf_qtype_traits *tt, float **imp,
+                            uint64_t *rows_per_mat, qf_error *err) {
+    *imp = NULL;
+    *rows_per_mat = e->n_rows;
+    const qf_imatrix_entry *ie = opts->imatrix && tt->quantized ? qf_imatrix_find(opts->imatrix, e->name) : NULL;
+    if (!ie) return QF_OK;
+    uint64_t n_mat = e->n_dims == 3 ? e->ne[2] : 1;
+    if (ie->n_cols != e->ne[0] || ie->n_mat != n_mat)
+        return qf_fail(err, QF_E_INPUT, "imatrix entry '%s' is %u columns x %u matrices; the tensor needs %llu x %llu",
+                       e->name, ie->n_cols, ie->n_mat, (unsigned long long)e->ne[0], (unsigned long long)n_mat);
+    *imp = qf_malloc_n(n_mat, e->ne[0] * sizeof(float));
+    if (!*imp) return qf_fail(err, QF_E_NOMEM, "out of memory for importance weights of '%s'", e->name);
+    for (uint32_t m = 0; m < n_mat; m++) qf_imatrix_weights(ie, m, *imp + m * e->ne[0]);
+    *rows_per_mat = e->n_rows / n_mat;
+    return QF_OK;
+}
+
 static qf_status run_tensor(qf_source *src, const qf_hparams *hp, const qf_plan_entry *e, qf_gguf_writer *w,
                             const qf_run_opts *opts, uint64_t *done, uint64_t total, qf_error *err) {
     chunk_job j = {.src = src, .e = e, .tt = qf_qtype_get(e->type)};
@@ -113,9 +135,11 @@ static qf_status run_tensor(qf_source *src, const qf_hparams *hp, const qf_plan_
     uint64_t rows_per_chunk = QF_MAX(1, QF_RUN_CHUNK_BYTES / QF_MAX(f32_row, 1));
     if (e->n_dims == 1 && e->permute_heads) rows_per_chunk = 1;
     rows_per_chunk = QF_MIN(rows_per_chunk, e->n_rows);
-    float *gen = NULL;
+    float *gen = NULL, *imp = NULL;
     qf_status st = generate(hp, e, &gen, err);
+    if (!st) st = importance(opts, e, j.tt, &imp, &j.rows_per_mat, err);
     j.gen = gen;
+    j.imp = imp;
     j.f32 = qf_malloc_n(rows_per_chunk, f32_row);
     j.out = qf_malloc_n(rows_per_chunk, j.row_bytes);
     if (!st && (!j.f32 || !j.out)) st = qf_fail(err, QF_E_NOMEM, "tensor '%s': out of memory for a chunk", e->name);
@@ -133,6 +157,7 @@ static qf_status run_tensor(qf_source *src, const qf_hparams *hp, const qf_plan_
     }
     if (e->src >= 0) qf_source_release(src, (size_t)e->src);
     free(gen);
+    free(imp);
     free(j.f32);
     free(j.out);
     return st;

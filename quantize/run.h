@@ -12,11 +12,13 @@
 
 #include "quantize/plan.h"
 #include "formats/gguf.h"
+#include "formats/imatrix.h"
 
 #define QF_RUN_CHUNK_BYTES (16u << 20)
 
 typedef struct qf_run_opts {
     int threads;                 /* >= 1 */
+    const qf_imatrix *imatrix;   /* importance weights, or NULL for round-to-nearest everywhere */
     qf_progress_fn progress;     /* may be NULL */
     void *progress_user;
 } qf_run_opts;

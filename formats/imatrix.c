@@ -1,0 +1,166 @@
+/* llama.cpp-compatible GGUF imatrix files (imatrix.h). */
+#include "formats/imatrix.h"
+#include "formats/gguf.h"
+#include "kernels/qtypes.h"
+
+#include <math.h>
+
+static bool ends_with(const char *s, const char *suffix) {
+    size_t a = strlen(s), b = strlen(suffix);
+    return a > b && strcmp(s + a - b, suffix) == 0;
+}
+
+qf_imatrix_entry *qf_imatrix_add(qf_imatrix *im, const char *name, uint32_t n_cols, uint32_t n_mat) {
+    qf_imatrix_entry *grown = realloc(im->e, (im->n + 1) * sizeof *im->e);
+    if (!grown) return NULL;
+    im->e = grown;
+    qf_imatrix_entry *e = &im->e[im->n];
+    *e = (qf_imatrix_entry){.name = strdup(name), .n_cols = n_cols, .n_mat = n_mat,
+                            .sum2 = qf_calloc_n((uint64_t)n_cols * n_mat, sizeof(double)),
+                            .counts = qf_calloc_n(n_mat, sizeof(double))};
+    if (!e->name || !e->sum2 || !e->counts) {
+        free(e->name); free(e->sum2); free(e->counts);
+        return NULL;
+    }
+    im->n++;
+    return e;
+}
+
+const qf_imatrix_entry *qf_imatrix_find(const qf_imatrix *im, const char *name) {
+    for (size_t i = 0; im && i < im->n; i++)
+        if (strcmp(im->e[i].name, name) == 0) return &im->e[i];
+    return NULL;
+}
+
+void qf_imatrix_weights(const qf_imatrix_entry *e, uint32_t mat, float *out) {
+    double c = e->counts[mat];
+    const double *s = e->sum2 + (uint64_t)mat * e->n_cols;
+    for (uint32_t j = 0; j < e->n_cols; j++) out[j] = c > 0 ? (float)(s[j] / c) : 1.0f;
+}
+
+void qf_imatrix_free(qf_imatrix *im) {
+    for (size_t i = 0; i < im->n; i++) { free(im->e[i].name); free(im->e[i].sum2); free(im->e[i].counts); }
+    for (size_t i = 0; i < im->n_datasets; i++) free(im->datasets[i]);
+    free(im->e);
+    free(im->datasets);
+    free(im->calibration_sha256);
+    memset(im, 0, sizeof *im);
+}
+
+/* ---- load -------------------------------------------------------------------------------------- */
+
+static qf_status load_entry(const char *path, const qf_gguf *g, const qf_gguf_tensor *sum, qf_imatrix *im, qf_error *err) {
+    char base[256], cname[300];
+    size_t bl = strlen(sum->name) - strlen(".in_sum2");
+    if (bl >= sizeof base) return qf_fail(err, QF_E_INPUT, "%s: tensor name '%s' too long", path, sum->name);
+    memcpy(base, sum->name, bl);
+    base[bl] = '\0';
+    snprintf(cname, sizeof cname, "%s.counts", base);
+    const qf_gguf_tensor *cnt = qf_gguf_find_tensor(g, cname);
+    if (!cnt) return qf_fail(err, QF_E_INPUT, "%s: '%s' has no matching '%s'", path, sum->name, cname);
+    if (sum->type != QF_T_F32 || cnt->type != QF_T_F32 || sum->n_dims > 2 || cnt->ne[0] != 1 || cnt->ne[1] != sum->ne[1] ||
+        sum->ne[0] > UINT32_MAX || sum->ne[1] > 65536)
+        return qf_fail(err, QF_E_INPUT, "%s: '%s' [%llu x %llu] and '%s' [%llu x %llu] must be F32 [n_cols x n_mat] and [1 x n_mat]",
+                       path, sum->name, (unsigned long long)sum->ne[0], (unsigned long long)sum->ne[1], cname,
+                       (unsigned long long)cnt->ne[0], (unsigned long long)cnt->ne[1]);
+    qf_imatrix_entry *e = qf_imatrix_add(im, base, (uint32_t)sum->ne[0], (uint32_t)sum->ne[1]);
+    if (!e) return qf_fail(err, QF_E_NOMEM, "%s: out of memory", path);
+    for (uint64_t i = 0; i < (uint64_t)e->n_cols * e->n_mat; i++) {
+        float v;
+        memcpy(&v, sum->data + 4 * i, 4);
+        if (!isfinite(v) || v < 0) return qf_fail(err, QF_E_INPUT, "%s: '%s' holds %g at %llu; sums of squares are finite and >= 0", path, sum->name, v, (unsigned long long)i);
+        e->sum2[i] = v;
+    }
+    for (uint32_t m = 0; m < e->n_mat; m++) {
+        float v;
+        memcpy(&v, cnt->data + 4 * (uint64_t)m, 4);
+        if (!isfinite(v) || v < 0) return qf_fail(err, QF_E_INPUT, "%s: '%s' holds count %g", path, cname, v);
+        e->counts[m] = v;
+    }
+    return QF_OK;
+}
+
+static qf_status load_meta(const char *path, const qf_gguf *g, qf_imatrix *im, qf_error *err) {
+    const void *arr;
+    uint64_t n;
+    qf_status st = qf_gguf_get_arr(g, "imatrix.datasets", QF_GGUF_STRING, &arr, &n, err);
+    if (st == QF_OK && n) {
+        im->datasets = qf_calloc_n(n, sizeof(char *));
+        if (!im->datasets) return qf_fail(err, QF_E_NOMEM, "%s: out of memory", path);
+        for (uint64_t i = 0; i < n; i++) {
+            if (!(im->datasets[i] = strdup(((const qf_gguf_str *)arr)[i].ptr))) return qf_fail(err, QF_E_NOMEM, "out of memory");
+            im->n_datasets++;
+        }
+    } else if (st != QF_OK && st != QF_E_NOTFOUND) {
+        return st;
+    }
+    const char *calib = NULL;
+    if (qf_gguf_get_str(g, "qforge.calibration_sha256", &calib, NULL) == QF_OK && !(im->calibration_sha256 = strdup(calib)))
+        return qf_fail(err, QF_E_NOMEM, "out of memory");
+    if ((st = qf_gguf_get_u32(g, "imatrix.chunk_count", &im->chunk_count, err)) && st != QF_E_NOTFOUND) return st;
+    if ((st = qf_gguf_get_u32(g, "imatrix.chunk_size", &im->chunk_size, err)) && st != QF_E_NOTFOUND) return st;
+    return QF_OK;
+}
+
+qf_status qf_imatrix_load(const char *path, qf_imatrix *im, qf_error *err) {
+    memset(im, 0, sizeof *im);
+    qf_gguf *g;
+    qf_status st = qf_gguf_open(path, &g, err);
+    if (st) return st;
+    const char *type = NULL;
+    if (qf_gguf_get_str(g, "general.type", &type, NULL) != QF_OK || strcmp(type, "imatrix") != 0)
+        st = qf_fail(err, QF_E_INPUT, "%s: not an imatrix file (general.type is not \"imatrix\")", path);
+    if (!st) st = load_meta(path, g, im, err);
+    for (size_t i = 0; !st && i < qf_gguf_n_tensors(g); i++) {
+        const qf_gguf_tensor *t = qf_gguf_tensor_at(g, i);
+        if (ends_with(t->name, ".in_sum2")) st = load_entry(path, g, t, im, err);
+        else if (!ends_with(t->name, ".counts"))
+            st = qf_fail(err, QF_E_INPUT, "%s: unexpected tensor '%s' (expected <name>.in_sum2 / <name>.counts)", path, t->name);
+    }
+    qf_gguf_close(g);
+    if (st) qf_imatrix_free(im);
+    return st;
+}
+
+/* ---- save -------------------------------------------------------------------------------------- */
+
+static qf_status write_entries(const qf_imatrix *im, qf_gguf_writer *w, qf_error *err) {
+    qf_status st = QF_OK;
+    for (size_t i = 0; !st && i < im->n; i++) {
+        const qf_imatrix_entry *e = &im->e[i];
+        uint64_t n = (uint64_t)e->n_cols * e->n_mat;
+        float *buf = qf_malloc_n(n ? n : 1, sizeof(float));
+        if (!buf) return qf_fail(err, QF_E_NOMEM, "out of memory");
+        for (uint64_t k = 0; k < n; k++) buf[k] = (float)e->sum2[k];
+        st = qf_gguf_write_tensor_data(w, buf, n * sizeof(float), err);
+        for (uint32_t m = 0; !st && m < e->n_mat; m++) buf[m] = (float)e->counts[m];
+        if (!st) st = qf_gguf_write_tensor_data(w, buf, (uint64_t)e->n_mat * sizeof(float), err);
+        free(buf);
+    }
+    return st;
+}
+
+qf_status qf_imatrix_save(const char *path, const qf_imatrix *im, qf_error *err) {
+    qf_gguf_writer *w;
+    qf_status st = qf_gguf_writer_open(path, &w, err);
+    if (st) return st;
+    if ((st = qf_gguf_set_str(w, "general.type", "imatrix", err)) ||
+        (st = qf_gguf_set_arr_str(w, "imatrix.datasets", (const char *const *)im->datasets, im->n_datasets, err)) ||
+        (st = qf_gguf_set_u32(w, "imatrix.chunk_count", im->chunk_count, err)) ||
+        (st = qf_gguf_set_u32(w, "imatrix.chunk_size", im->chunk_size, err)) ||
+        (im->calibration_sha256 && (st = qf_gguf_set_str(w, "qforge.calibration_sha256", im->calibration_sha256, err))))
+        goto fail;
+    for (size_t i = 0; i < im->n; i++) {
+        char name[300];
+        uint64_t ne_sum[2] = {im->e[i].n_cols, im->e[i].n_mat}, ne_cnt[2] = {1, im->e[i].n_mat};
+        snprintf(name, sizeof name, "%s.in_sum2", im->e[i].name);
+        if ((st = qf_gguf_add_tensor(w, name, QF_T_F32, 2, ne_sum, err))) goto fail;
+        snprintf(name, sizeof name, "%s.counts", im->e[i].name);
+        if ((st = qf_gguf_add_tensor(w, name, QF_T_F32, 2, ne_cnt, err))) goto fail;
+    }
+    if ((st = qf_gguf_begin_data(w, err)) || (st = write_entries(im, w, err))) goto fail;
+    return qf_gguf_writer_finish(w, err);
+fail:
+    qf_gguf_writer_abort(w);
+    return st;
+}
