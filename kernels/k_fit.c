@@ -21,9 +21,9 @@ static float f16_round(float v) { return qf_f16_to_f32(qf_f32_to_f16(v)); }
 static float wt(const float *w, int i) { return w ? w[i] : 1.0f; }
 
 float qf_err_sym(const float *x, const float *w, int n, float s, int qmin, int qmax, int8_t *q) {
-    float err = 0.0f;
+    float err = 0.0f, inv = s != 0.0f ? 1.0f / s : 0.0f; /* reciprocal: searches run this a lot */
     for (int i = 0; i < n; i++) {
-        int l = s != 0.0f ? qf_qnear(x[i] / s, qmin, qmax) : 0;
+        int l = s != 0.0f ? qf_qnear(x[i] * inv, qmin, qmax) : 0;
         float e = x[i] - (float)l * s;
         err += wt(w, i) * e * e;
         if (q) q[i] = (int8_t)l;
@@ -32,9 +32,9 @@ float qf_err_sym(const float *x, const float *w, int n, float s, int qmin, int q
 }
 
 float qf_err_affine(const float *x, const float *w, int n, float s, float b, int qmax, uint8_t *q) {
-    float err = 0.0f;
+    float err = 0.0f, inv = s != 0.0f ? 1.0f / s : 0.0f;
     for (int i = 0; i < n; i++) {
-        int l = s != 0.0f ? qf_qnear((x[i] - b) / s, 0, qmax) : 0;
+        int l = s != 0.0f ? qf_qnear((x[i] - b) * inv, 0, qmax) : 0;
         float e = x[i] - ((float)l * s + b);
         err += wt(w, i) * e * e;
         if (q) q[i] = (uint8_t)l;
@@ -46,9 +46,9 @@ float qf_err_affine(const float *x, const float *w, int n, float s, float b, int
 
 /* Least-squares scale for the codes that scale s0 gives: sum w x q / sum w q^2 (0 if all codes are 0). */
 static float ls_sym(const float *x, const float *w, int n, float s0, int qmin, int qmax) {
-    float sxq = 0.0f, sqq = 0.0f;
+    float sxq = 0.0f, sqq = 0.0f, inv = 1.0f / s0;
     for (int i = 0; i < n; i++) {
-        float q = (float)qf_qnear(x[i] / s0, qmin, qmax);
+        float q = (float)qf_qnear(x[i] * inv, qmin, qmax);
         sxq += wt(w, i) * x[i] * q;
         sqq += wt(w, i) * q * q;
     }
@@ -59,8 +59,9 @@ static float ls_sym(const float *x, const float *w, int n, float s0, int qmin, i
 static double predicted_sym(const float *x, const float *w, int n, float s0, int qmin, int qmax,
                             bool f16, float *s1) {
     double sxx = 0, sxq = 0, sqq = 0;
+    float inv = 1.0f / s0;
     for (int i = 0; i < n; i++) {
-        double q = qf_qnear(x[i] / s0, qmin, qmax), wi = wt(w, i);
+        double q = qf_qnear(x[i] * inv, qmin, qmax), wi = wt(w, i);
         sxx += wi * x[i] * x[i];
         sxq += wi * x[i] * q;
         sqq += wi * q * q;
@@ -112,8 +113,9 @@ typedef struct affine_sums { double sw, sx, sxx, sq, sqq, sxq; } affine_sums;
 
 static affine_sums sums_affine(const float *x, const float *w, int n, float s0, float b0, int qmax) {
     affine_sums a = { 0, 0, 0, 0, 0, 0 };
+    float inv = s0 != 0.0f ? 1.0f / s0 : 0.0f;
     for (int i = 0; i < n; i++) {
-        double q = s0 != 0.0f ? qf_qnear((x[i] - b0) / s0, 0, qmax) : 0, wi = wt(w, i);
+        double q = s0 != 0.0f ? qf_qnear((x[i] - b0) * inv, 0, qmax) : 0, wi = wt(w, i);
         a.sw += wi; a.sx += wi * x[i]; a.sxx += wi * x[i] * x[i];
         a.sq += wi * q; a.sqq += wi * q * q; a.sxq += wi * x[i] * q;
     }
