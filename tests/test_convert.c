@@ -5,6 +5,7 @@
  * failures that must leave no output file behind.
  */
 #include "testutil.h"
+#include "testmodels.h"
 
 #include "formats/gguf.h"
 #include "formats/safetensors.h"
@@ -24,67 +25,6 @@ static float e4m3_ref(uint8_t b) {
 }
 
 /* ---- generated checkpoints ----------------------------------------------------------------------- */
-
-static const char *make_model(const char *name, uint32_t dim, uint32_t ff, const char *dtype, char *dir, size_t n) {
-    qf_test_path(name, dir, n);
-    qf_synth_opts o = {.dir = dir, .seed = 7, .n_layer = 2, .n_embd = dim, .n_ff = ff, .n_vocab = 320, .dtype = dtype};
-    qf_error err;
-    CHECK_OK(qf_synth_model(&o, &err), &err);
-    return dir;
-}
-
-typedef struct loaded {
-    qf_st_model *m;
-} loaded;
-
-/* Rewrite a model's linear weights as FP8 E4M3 with DeepSeek 128x128 weight_scale_inv blocks (edge
- * blocks partial), keeping everything else; returns expected dequantized values through the test's
- * own decoder when asked. */
-static void to_fp8(const char *dir) {
-    char path[4096], out_path[4096];
-    snprintf(path, sizeof path, "%s/model.safetensors", dir);
-    qf_st_model *m;
-    qf_error err;
-    CHECK_OK(qf_st_open(path, &m, &err), &err);
-    size_t n = qf_st_n_tensors(m), k = 0;
-    qf_st_out_tensor *out = calloc(2 * n, sizeof *out);
-    void **bufs = calloc(2 * n, sizeof *bufs);
-    for (size_t i = 0; i < n; i++) {
-        const qf_st_tensor *t = qf_st_tensor_at(m, i);
-        bool linear = t->n_dims == 2 && strstr(t->name, "layers.") != NULL;
-        out[k] = (qf_st_out_tensor){.name = t->name, .dtype = t->dtype, .n_dims = t->n_dims, .data = t->data};
-        memcpy(out[k].shape, t->shape, sizeof out[k].shape);
-        if (!linear) { k++; continue; }
-        uint64_t R = t->shape[0], C = t->shape[1], br = (R + 127) / 128, bc = (C + 127) / 128;
-        float *x = malloc(R * C * sizeof(float)), *sc = calloc(br * bc, sizeof(float));
-        uint8_t *q = malloc(R * C);
-        qf_dtype_decode(t->dtype, t->data, x, R * C);
-        for (uint64_t i2 = 0; i2 < R * C; i2++) {
-            float *s = &sc[(i2 / C / 128) * bc + (i2 % C) / 128];
-            *s = fmaxf(*s, fabsf(x[i2]) / 448.0f);
-        }
-        for (uint64_t i2 = 0; i2 < R * C; i2++) {
-            float s = sc[(i2 / C / 128) * bc + (i2 % C) / 128];
-            q[i2] = qf_f32_to_e4m3(s > 0 ? x[i2] / s : 0);
-        }
-        free(x);
-        out[k].dtype = QF_DT_F8_E4M3;
-        out[k].data = bufs[k] = q;
-        k++;
-        char *nm = malloc(strlen(t->name) + 11);
-        sprintf(nm, "%s_scale_inv", t->name);
-        out[k] = (qf_st_out_tensor){.name = nm, .dtype = QF_DT_F32, .n_dims = 2, .shape = {br, bc}, .data = sc};
-        bufs[k++] = sc;
-    }
-    snprintf(out_path, sizeof out_path, "%s/model.fp8.tmp", dir);
-    CHECK_OK(qf_st_write(out_path, out, k, &err), &err);
-    for (size_t i = 0; i < k; i++) if (out[i].dtype == QF_DT_F32 && strstr(out[i].name, "_scale_inv")) free((void *)out[i].name);
-    for (size_t i = 0; i < k; i++) free(bufs[i]);
-    free(bufs);
-    free(out);
-    qf_st_close(m);
-    CHECK(rename(out_path, path) == 0);
-}
 
 static qf_status convert(const char *src, const char *out, const char *type, int threads, qf_error *err) {
     qf_convert_opts o = {.src = src, .out = out, .type = type, .threads = threads};
@@ -198,7 +138,7 @@ static void test_round_trips(void) {
     for (size_t d = 0; d < 3; d++) {
         char name[32];
         snprintf(name, sizeof name, "rt-%s", dtypes[d]);
-        make_model(name, 256, 512, dtypes[d], dir, sizeof dir);
+        qf_test_make_model(name, 256, 512, dtypes[d], dir, sizeof dir);
         snprintf(src, sizeof src, "%s/model.safetensors", dir);
         qf_error err;
         /* The source's own type and F32 are exact; F32 holds every F16/BF16 value. */
@@ -217,8 +157,8 @@ static void test_round_trips(void) {
 static void test_fp8_source(void) {
     char dir[4096], src[4200], out[4096];
     /* 192 x 200: no dimension is a multiple of 128, so every weight has partial edge blocks. */
-    make_model("fp8", 192, 200, "bf16", dir, sizeof dir);
-    to_fp8(dir);
+    qf_test_make_model("fp8", 192, 200, "bf16", dir, sizeof dir);
+    qf_test_to_fp8(dir);
     snprintf(src, sizeof src, "%s/model.safetensors", dir);
     snprintf(out, sizeof out, "%s/fp8-f32.gguf", qf_test_scratch);
     qf_error err;
@@ -228,7 +168,7 @@ static void test_fp8_source(void) {
 
 static void test_determinism(void) {
     char dir[4096], a[4096], b[4096];
-    make_model("det", 256, 768, "bf16", dir, sizeof dir);
+    qf_test_make_model("det", 256, 768, "bf16", dir, sizeof dir);
     qf_error err;
     snprintf(a, sizeof a, "%s/det-1.gguf", qf_test_scratch);
     CHECK_OK(convert(dir, a, "q8_0", 1, &err), &err);
@@ -241,7 +181,7 @@ static void test_determinism(void) {
 
 static void test_failures_leave_nothing(void) {
     char dir[4096], out[4096], src[4200];
-    make_model("nan", 256, 512, "f32", dir, sizeof dir);
+    qf_test_make_model("nan", 256, 512, "f32", dir, sizeof dir);
     snprintf(src, sizeof src, "%s/model.safetensors", dir);
     /* Poison one value of a late tensor: conversion must fail midway and leave no file. */
     size_t n;
@@ -277,7 +217,7 @@ static void write_config(const char *dir, const char *json) {
 
 static void test_bad_configs(void) {
     char dir[4096], out[4096];
-    make_model("badcfg", 256, 512, "bf16", dir, sizeof dir);
+    qf_test_make_model("badcfg", 256, 512, "bf16", dir, sizeof dir);
     snprintf(out, sizeof out, "%s/badcfg.gguf", qf_test_scratch);
     static const struct { const char *json, *expect; qf_status st; } cases[] = {
         {"{\"architectures\":[\"GPT2LMHeadModel\"]}", "not supported", QF_E_UNSUPPORTED},
