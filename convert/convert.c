@@ -124,9 +124,17 @@ static qf_status load_options(conversion *c, const qf_convert_opts *o, qf_plan_o
     return sha256_file(o->imatrix, c->imatrix_digest, err);
 }
 
+/* A GGUF source already carries hyper-parameters and vocabulary as metadata. */
+static qf_status load_gguf_model(conversion *c, qf_error *err) {
+    qf_status st = qf_hparams_from_gguf(qf_source_gguf(c->src), &c->hp, err);
+    if (st) return qf_fail(err, st, "%s: %s", qf_source_label(c->src), err->msg);
+    return qf_source_digest(c->src, c->src_digest, err);
+}
+
 static qf_status load_model(conversion *c, const qf_convert_opts *o, qf_error *err) {
     qf_status st = qf_source_open(o->src, &c->src, err);
     if (st) return st;
+    if (qf_source_gguf(c->src)) return load_gguf_model(c, err);
     char *cfg = NULL;
     size_t cfg_len = 0;
     st = qf_source_read_file(c->src, "config.json", &cfg, &cfg_len, err);
@@ -144,16 +152,38 @@ static qf_status load_model(conversion *c, const qf_convert_opts *o, qf_error *e
     return qf_source_digest(c->src, c->src_digest, err);
 }
 
-static qf_status write_metadata(const conversion *c, const qf_convert_opts *o, qf_gguf_writer *w, qf_error *err) {
+/* Re-quantizing a GGUF keeps its metadata (architecture keys, vocabulary, chat template, ...) except
+ * what this run states anew: file type, qforge provenance and integrity, llama-quantize's imatrix keys. */
+static qf_status copy_gguf_metadata(const qf_gguf *g, qf_gguf_writer *w, qf_error *err) {
+    static const char *const fresh[] = {"general.file_type", "general.quantization_version", "qforge.", "quantize.imatrix."};
+    for (size_t i = 0; i < qf_gguf_n_kv(g); i++) {
+        const qf_gguf_kv *kv = qf_gguf_kv_at(g, i);
+        bool skip = false;
+        for (size_t f = 0; f < QF_ARRAY_LEN(fresh); f++) skip |= !strncmp(kv->key, fresh[f], strlen(fresh[f]));
+        if (kv->type == QF_GGUF_ARRAY && kv->arr_type == QF_GGUF_ARRAY) skip = true; /* llama.cpp has none */
+        qf_status st = skip ? QF_OK : qf_gguf_set_kv(w, kv, err);
+        if (st) return st;
+    }
+    return QF_OK;
+}
+
+static qf_status write_model_metadata(const conversion *c, qf_gguf_writer *w, qf_error *err) {
+    if (qf_source_gguf(c->src)) return copy_gguf_metadata(qf_source_gguf(c->src), w, err);
     char label[32];
     size_label(c->plan.total_params, label, sizeof label);
+    qf_status st;
+    if ((st = qf_hparams_write_gguf(&c->hp, w, err)) || (st = qf_gguf_set_str(w, "general.size_label", label, err)))
+        return st;
+    return QF_OK;
+}
+
+static qf_status write_metadata(const conversion *c, const qf_convert_opts *o, qf_gguf_writer *w, qf_error *err) {
     int ftype = qf_plan_file_type(c->plan.weight_type);
     qf_status st;
-    if ((st = qf_hparams_write_gguf(&c->hp, w, err)) ||
-        (st = qf_gguf_set_str(w, "general.size_label", label, err)) ||
+    if ((st = write_model_metadata(c, w, err)) ||
         (ftype >= 0 && (st = qf_gguf_set_u32(w, "general.file_type", (uint32_t)ftype, err))) ||
         (st = qf_gguf_set_u32(w, "general.quantization_version", 2, err)) ||
-        (st = qf_vocab_write_gguf(&c->vocab, w, err)) ||
+        (!qf_source_gguf(c->src) && (st = qf_vocab_write_gguf(&c->vocab, w, err))) ||
         (st = qf_gguf_set_str(w, "qforge.version", QF_VERSION_STRING, err)) ||
         (st = qf_gguf_set_str(w, "qforge.source_sha256", c->src_digest, err)) ||
         (st = qf_gguf_set_str(w, "qforge.recipe", o->recipe ? o->recipe : o->type ? o->type : "f16", err)) ||

@@ -341,6 +341,24 @@ qf_status qf_arch_map_tensor(const qf_hparams *hp, const char *hf, char *out, si
     return qf_fail(err, QF_E_UNSUPPORTED, "tensor '%s' has no GGUF name in architecture '%s'", hf, hp->arch->name);
 }
 
+void qf_arch_role_from_gguf(const char *name, qf_role *role, int *layer) {
+    *role = QF_ROLE_OTHER;
+    *layer = -1;
+    if (!strcmp(name, "rope_freqs.weight")) { *role = QF_ROLE_ROPE_FREQS; return; }
+    for (size_t i = 0; i < QF_ARRAY_LEN(global_rules); i++)
+        if (!strcmp(name, global_rules[i].gguf)) { *role = global_rules[i].role; return; }
+    unsigned long blk;
+    int consumed = 0;
+    if (sscanf(name, "blk.%lu.%n", &blk, &consumed) != 1 || consumed == 0 || blk > 1000000) return;
+    for (size_t i = 0; i < QF_ARRAY_LEN(layer_rules); i++) {
+        if (!strcmp(name + consumed, layer_rules[i].gguf)) {
+            *role = layer_rules[i].role;
+            *layer = (int)blk;
+            return;
+        }
+    }
+}
+
 void qf_arch_tensor_name(qf_role role, int layer, char *out, size_t out_len) {
     if (role == QF_ROLE_ROPE_FREQS) { snprintf(out, out_len, "rope_freqs.weight"); return; }
     for (size_t i = 0; i < QF_ARRAY_LEN(global_rules); i++)

@@ -64,6 +64,10 @@ qf_status qf_hparams_from_gguf(const qf_gguf *g, qf_hparams *hp, qf_error *err);
 qf_status qf_arch_map_tensor(const qf_hparams *hp, const char *hf_name, char *out, size_t out_len,
                              qf_role *role, int *layer, qf_error *err);
 
+/* Role and layer of a GGUF tensor name ("blk.3.attn_q.weight" -> ATTN_Q, 3); QF_ROLE_OTHER and -1 for
+ * names outside the table. */
+void qf_arch_role_from_gguf(const char *name, qf_role *role, int *layer);
+
 /* GGUF name for a role (and layer), e.g. (QF_ROLE_ATTN_Q, 3) -> "blk.3.attn_q.weight". */
 void qf_arch_tensor_name(qf_role role, int layer, char *out, size_t out_len);
 

@@ -1,6 +1,7 @@
 /* Tensor source: logical tensors over a storage backend, FP8 scale folding, row decoding (source.h). */
 #include "formats/source_impl.h"
 #include "formats/arch.h"
+#include "kernels/qtypes.h"
 
 #include <errno.h>
 #include <libgen.h>
@@ -105,6 +106,85 @@ static qf_status dir_open(const char *path, void **impl, qf_source_raw *raw, qf_
     raw->tensors = d->raw;
     raw->n = n;
     raw->sequential = false;
+    return QF_OK;
+}
+
+/* ---- GGUF backend: mmap'd GGUF, tensors in file order ---------------------------------------------- */
+
+typedef struct gguf_backend {
+    qf_gguf *g;
+    qf_st_tensor *raw;
+    uint32_t *qtypes;
+} gguf_backend;
+
+static bool is_gguf_file(const char *path) {
+    FILE *f = fopen(path, "rb");
+    uint8_t m[4] = {0};
+    bool yes = f && fread(m, 1, 4, f) == 4 && !memcmp(m, "GGUF", 4);
+    if (f) fclose(f);
+    return yes;
+}
+
+static qf_status gguf_read_file(void *impl, const char *name, char **buf, size_t *len, qf_error *err) {
+    return QF_E_NOTFOUND; /* a GGUF carries its configuration as metadata, not side files */
+}
+
+static qf_status gguf_raw_bytes(void *impl, size_t r, const uint8_t **data, qf_error *err) {
+    *data = ((gguf_backend *)impl)->raw[r].data;
+    return QF_OK;
+}
+
+static void gguf_release(void *impl, size_t r) { (void)impl; (void)r; }
+
+static void gguf_close(void *impl) {
+    gguf_backend *b = impl;
+    if (!b) return;
+    qf_gguf_close(b->g);
+    free(b->raw);
+    free(b->qtypes);
+    free(b);
+}
+
+static const qf_source_backend gguf_ops = {
+    .read_file = gguf_read_file, .pin = dir_pin, .raw_bytes = gguf_raw_bytes, .release = gguf_release,
+    .close = gguf_close,
+};
+
+static qf_dtype nominal_dtype(uint32_t qtype) {
+    return qtype == QF_T_F32 ? QF_DT_F32 : qtype == QF_T_F16 ? QF_DT_F16 : qtype == QF_T_BF16 ? QF_DT_BF16 : QF_DT_COUNT;
+}
+
+static qf_status gguf_open_backend(const char *path, void **impl, qf_source_raw *raw, qf_error *err) {
+    gguf_backend *b = calloc(1, sizeof *b);
+    if (!b) return qf_fail(err, QF_E_NOMEM, "out of memory");
+    qf_status st = qf_gguf_open(path, &b->g, err);
+    if (st) { free(b); return st; }
+    size_t n = qf_gguf_n_tensors(b->g);
+    b->raw = qf_calloc_n(n, sizeof *b->raw);
+    b->qtypes = qf_calloc_n(n, sizeof *b->qtypes);
+    if (!b->raw || !b->qtypes) { gguf_close(b); return qf_fail(err, QF_E_NOMEM, "out of memory"); }
+    for (size_t i = 0; i < n; i++) {
+        const qf_gguf_tensor *t = qf_gguf_tensor_at(b->g, i);
+        qf_st_tensor *r = &b->raw[i];
+        /* HF order (outermost first) so that every consumer sees one shape convention */
+        r->name = t->name;
+        r->n_dims = t->n_dims;
+        r->n_elems = 1;
+        for (uint32_t d = 0; d < t->n_dims; d++) {
+            r->shape[d] = t->ne[t->n_dims - 1 - d];
+            r->n_elems *= t->ne[d];
+        }
+        r->nbytes = t->nbytes;
+        r->offset = t->offset;
+        r->data = t->data;
+        r->dtype = nominal_dtype(t->type);
+        b->qtypes[i] = t->type;
+    }
+    *impl = b;
+    raw->tensors = b->raw;
+    raw->n = n;
+    raw->qtypes = b->qtypes;
+    raw->gguf = b->g;
     return QF_OK;
 }
 
@@ -224,11 +304,13 @@ static qf_status build_logical(qf_source *s, qf_error *err) {
     if (!s->t) return qf_fail(err, QF_E_NOMEM, "out of memory");
     for (size_t r = 0; r < s->raw.n; r++) {
         const qf_st_tensor *t = &s->raw.tensors[r];
-        if (scale_owner(s, t) >= 0 || is_activation_scale(t)) continue;
+        if (!s->raw.qtypes && (scale_owner(s, t) >= 0 || is_activation_scale(t))) continue;
         logical *l = &s->t[s->n++];
         fill_public(l, t);
         l->raw = r;
         l->scale_raw = -1;
+        l->pub.qtype = s->raw.qtypes ? s->raw.qtypes[r] : UINT32_MAX;
+        if (s->raw.qtypes) continue;
         if (!is_fp8(t->dtype)) continue;
         char name[1100];
         snprintf(name, sizeof name, "%s_scale_inv", t->name);
@@ -258,7 +340,10 @@ qf_status qf_source_open(const char *path, qf_source **out, qf_error *err) {
     qf_source *s = calloc(1, sizeof *s);
     if (!s || !(s->label = label_for(path))) { free(s); return qf_fail(err, QF_E_NOMEM, "out of memory"); }
     qf_status st;
-    if (S_ISREG(sb.st_mode) && qf_archive_detect(path)) {
+    if (S_ISREG(sb.st_mode) && is_gguf_file(path)) {
+        s->ops = &gguf_ops;
+        st = gguf_open_backend(path, &s->impl, &s->raw, err);
+    } else if (S_ISREG(sb.st_mode) && qf_archive_detect(path)) {
         st = qf_archive_backend_open(path, &s->ops, &s->impl, &s->raw, err);
     } else {
         s->ops = &dir_ops;
@@ -281,6 +366,7 @@ void qf_source_close(qf_source *s) {
 }
 
 const char *qf_source_label(const qf_source *s) { return s->label; }
+const qf_gguf *qf_source_gguf(const qf_source *s) { return s->raw.gguf; }
 bool qf_source_sequential(const qf_source *s) { return s->raw.sequential; }
 size_t qf_source_n_tensors(const qf_source *s) { return s->n; }
 const qf_src_tensor *qf_source_tensor(const qf_source *s, size_t i) { return i < s->n ? &s->t[i].pub : NULL; }
@@ -353,6 +439,17 @@ qf_status qf_source_rows(qf_source *s, size_t i, uint64_t row0, uint64_t n, floa
     if (row0 > l->pub.n_rows || n > l->pub.n_rows - row0)
         return qf_fail(err, QF_E_INTERNAL, "rows [%llu, +%llu) out of range for '%s'", (unsigned long long)row0,
                        (unsigned long long)n, l->pub.name);
+    if (l->pub.qtype != UINT32_MAX) {
+        /* GGUF rows: every row is whole blocks, so rows dequantize independently */
+        const qf_qtype_traits *tt = qf_qtype_get(l->pub.qtype);
+        uint64_t row_bytes;
+        if (!tt || !tt->dequantize || !qf_qtype_row_bytes(tt, l->pub.row_len, &row_bytes))
+            return qf_fail(err, QF_E_UNSUPPORTED, "%s: tensor '%s' has type %s, which this build cannot read", s->label,
+                           l->pub.name, tt ? tt->name : "?");
+        for (uint64_t r = 0; r < n; r++)
+            tt->dequantize(l->data + (row0 + r) * row_bytes, dst + r * l->pub.row_len, (int64_t)l->pub.row_len);
+        return QF_OK;
+    }
     uint32_t es = qf_dtype_size(l->pub.dtype);
     qf_dtype_decode(l->pub.dtype, l->data + row0 * l->pub.row_len * es, dst, n * l->pub.row_len);
     if (l->pub.scale_kind != QF_SCALE_NONE) apply_scales(l, row0, n, dst);
@@ -384,7 +481,10 @@ qf_status qf_source_digest(qf_source *s, char hex[65], qf_error *err) {
     for (size_t r = 0; r < s->raw.n; r++) {
         const qf_st_tensor *t = &s->raw.tensors[r];
         char line[1400];
-        int n = snprintf(line, sizeof line, "%s %s %u %llu %llu %llu\n", t->name, qf_dtype_name(t->dtype), t->shard,
+        char type[24];
+        snprintf(type, sizeof type, "%s", s->raw.qtypes ? "" : qf_dtype_name(t->dtype));
+        if (s->raw.qtypes) snprintf(type, sizeof type, "ggml:%u", s->raw.qtypes[r]);
+        int n = snprintf(line, sizeof line, "%s %s %u %llu %llu %llu\n", t->name, type, t->shard,
                          (unsigned long long)t->offset, (unsigned long long)t->nbytes, (unsigned long long)t->n_elems);
         EVP_DigestUpdate(md, line, (size_t)QF_MIN(n, (int)sizeof line - 1));
     }

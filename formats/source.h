@@ -2,8 +2,9 @@
  * source.h — a tensor source: where a checkpoint's tensors and side files come from, hidden behind one
  * interface so nothing upstream cares about the input format.
  *
- * Backends: an HF directory / single .safetensors / shard index (mmap'd), or an archive (.tar, .tar.gz,
- * .tar.zst, .zip) holding one HF directory, streamed through libarchive without unpacking to disk.
+ * Backends: an HF directory / single .safetensors / shard index (mmap'd), an archive (.tar, .tar.gz,
+ * .tar.zst, .zip) holding one HF directory, streamed through libarchive without unpacking to disk, or a
+ * GGUF file (mmap'd; any stored type, rows dequantized through the traits table; GGUF tensor names).
  *
  * Tensors are exposed *logically*: an FP8 weight and its scale tensor (DeepSeek "weight_scale_inv" with
  * one F32 per block, or compressed-tensors "weight_scale" per tensor / per output channel) appear as
@@ -37,6 +38,8 @@ typedef struct qf_src_tensor {
     qf_scale_kind scale_kind;
     uint32_t block[2];      /* QF_SCALE_BLOCK: rows x cols per scale */
     uint64_t nbytes;        /* stored bytes of the values */
+    uint32_t qtype;         /* GGUF sources: the stored ggml type id (dtype is F32/F16/BF16 for those
+                               types and QF_DT_COUNT for block types); UINT32_MAX for safetensors */
 } qf_src_tensor;
 
 typedef struct qf_source qf_source;
@@ -62,6 +65,9 @@ qf_status qf_source_prepare(qf_source *s, size_t i, qf_error *err);
 qf_status qf_source_rows(qf_source *s, size_t i, uint64_t row0, uint64_t n, float *dst, qf_error *err);
 /* Tensor i is no longer needed: drop its pages / buffers. */
 void qf_source_release(qf_source *s, size_t i);
+
+/* The GGUF file a GGUF source reads (its metadata and GGUF tensor names), or NULL for HF sources. */
+const struct qf_gguf *qf_source_gguf(const qf_source *s);
 
 /* Hex SHA-256 over the source's tensor headers and side files, identifying the input (provenance). */
 qf_status qf_source_digest(qf_source *s, char hex[65], qf_error *err);

@@ -15,6 +15,7 @@
 #define QF_SOURCE_IMPL_H
 
 #include "formats/source.h"
+#include "formats/gguf.h"
 
 typedef struct qf_source_backend {
     qf_status (*read_file)(void *impl, const char *name, char **buf, size_t *len, qf_error *err);
@@ -28,6 +29,9 @@ typedef struct qf_source_raw {
     const qf_st_tensor *tensors; /* owned by the backend; `data` unused by the source */
     size_t n;
     bool sequential;
+    const uint32_t *qtypes;      /* GGUF backend: ggml type id per raw tensor (dtype is then only nominal);
+                                    NULL for safetensors backends */
+    const qf_gguf *gguf;         /* GGUF backend: the open file, for its metadata; NULL otherwise */
 } qf_source_raw;
 
 /* Archive backend (archive.c). True if `path` names a file libarchive should open (by content). */

@@ -153,12 +153,23 @@ static qf_status add_source_tensor(qf_plan *p, qf_source *src, const qf_hparams 
     const qf_src_tensor *t = qf_source_tensor(src, i);
     qf_plan_entry *e = &p->e[p->n];
     memset(e, 0, sizeof *e);
-    qf_status st = qf_arch_map_tensor(hp, t->name, e->name, sizeof e->name, &e->role, &e->layer, err);
-    if (st == QF_E_NOTFOUND) return QF_OK; /* not part of the inference graph */
-    if (st) return qf_fail(err, st, "%s: %s", qf_source_label(src), err ? err->msg : "");
-    if (!qf_dtype_is_float(t->dtype))
-        return qf_fail(err, QF_E_INPUT, "%s: tensor '%s' has dtype %s; expected a floating type", qf_source_label(src),
-                       t->name, qf_dtype_name(t->dtype));
+    bool gguf = qf_source_gguf(src) != NULL;
+    qf_status st = QF_OK;
+    if (gguf) {
+        /* Already GGUF names and row order (q/k permuted by whoever wrote it). */
+        if (strlen(t->name) >= sizeof e->name)
+            return qf_fail(err, QF_E_INPUT, "%s: tensor name '%s' is too long", qf_source_label(src), t->name);
+        snprintf(e->name, sizeof e->name, "%s", t->name);
+        qf_arch_role_from_gguf(t->name, &e->role, &e->layer);
+    } else {
+        st = qf_arch_map_tensor(hp, t->name, e->name, sizeof e->name, &e->role, &e->layer, err);
+        if (st == QF_E_NOTFOUND) return QF_OK; /* not part of the inference graph */
+        if (st) return qf_fail(err, st, "%s: %s", qf_source_label(src), err ? err->msg : "");
+    }
+    if (gguf ? !qf_qtype_get(t->qtype) || !qf_qtype_get(t->qtype)->dequantize : !qf_dtype_is_float(t->dtype))
+        return qf_fail(err, QF_E_INPUT, "%s: tensor '%s' has %s %s; expected a floating or readable quantized type",
+                       qf_source_label(src), t->name, gguf ? "type" : "dtype",
+                       gguf ? (qf_qtype_get(t->qtype) ? qf_qtype_get(t->qtype)->name : "?") : qf_dtype_name(t->dtype));
     if (t->n_dims < 1 || t->n_dims > 4)
         return qf_fail(err, QF_E_UNSUPPORTED, "%s: tensor '%s' has %u dimensions; GGUF holds 1 to 4",
                        qf_source_label(src), t->name, t->n_dims);
@@ -166,7 +177,7 @@ static qf_status add_source_tensor(qf_plan *p, qf_source *src, const qf_hparams 
     e->src = (long)i;
     e->n_dims = t->n_dims;
     for (uint32_t d = 0; d < 4; d++) e->ne[d] = d < t->n_dims ? t->shape[t->n_dims - 1 - d] : 1;
-    e->permute_heads = permute_heads(hp, e->role);
+    e->permute_heads = gguf ? 0 : permute_heads(hp, e->role);
     return finish_entry(p, e, hp, opts, err);
 }
 
@@ -179,7 +190,7 @@ qf_status qf_plan_build(qf_source *src, const qf_hparams *hp, const qf_plan_opts
     p->e = qf_calloc_n(n + 1, sizeof *p->e);
     if (!p->e) return qf_fail(err, QF_E_NOMEM, "out of memory for the plan");
     qf_status st;
-    if (hp->rope_scaling == QF_ROPE_SCALING_LLAMA3) {
+    if (hp->rope_scaling == QF_ROPE_SCALING_LLAMA3 && !qf_source_gguf(src)) {
         qf_plan_entry *e = &p->e[p->n];
         *e = (qf_plan_entry){.src = -1, .gen = QF_GEN_ROPE_LLAMA3, .role = QF_ROLE_ROPE_FREQS, .layer = -1,
                              .n_dims = 1, .ne = {hp->head_dim / 2, 1, 1, 1}};
