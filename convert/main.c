@@ -3,6 +3,7 @@
  * libqforge operation through qforge.h and maps its status to the exit code:
  *   0 ok, 1 a check failed, 2 bad input or usage, 3 environment (I/O, memory).
  */
+#include "convert/cli.h"
 #include "qforge.h"
 
 #include <getopt.h>
@@ -239,6 +240,8 @@ static const command commands[] = {
     {"quantize", cmd_quantize, "checkpoint -> quantized GGUF (types, recipes, overrides, imatrix)"},
     {"inspect", cmd_inspect, "describe a GGUF or safetensors file"},
     {"synth", cmd_synth, "write a small random Llama checkpoint (built-in demo model)"},
+    {"perplexity", qf_cli_perplexity, "perplexity of a GGUF or HF model (llama-perplexity protocol)"},
+    {"verify", qf_cli_verify, "compare a model with its base: PPL, KLD, top-1; thresholds gate"},
 };
 
 static void print_help(FILE *out) {

@@ -98,6 +98,144 @@ typedef struct qf_synth_opts {
  * BPE), tokenizer_config.json, model.safetensors. Same options -> same bytes. */
 qf_status qf_synth_model(const qf_synth_opts *opts, qf_error *err);
 
+/* ---- perplexity and verify: the reference runtime ----------------------------------------------- */
+
+/* Called after each chunk from the thread driving the run: chunk counts from 1; ppl is the running
+ * perplexity of the model (verify: of the model under test) over the chunks so far. */
+typedef void (*qf_chunk_fn)(void *user, uint32_t chunk, uint32_t n_chunks, double ppl);
+
+typedef struct qf_perplexity_opts {
+    const char *model;      /* GGUF file, or HF checkpoint (directory, .safetensors, shard index, archive) */
+    const char *text_path;  /* UTF-8 text, read as llama-perplexity -f reads it (see qf_perplexity) */
+    uint32_t ctx;           /* tokens per chunk; 0 = 512 */
+    uint32_t chunks;        /* chunks to score; 0 = all that fit */
+    uint32_t batch;         /* tokens per forward call; 0 = ctx (results do not depend on it) */
+    int threads;            /* 0 = all online CPUs (results do not depend on it) */
+    bool no_escape;         /* take the text literally instead of processing \n, \t, \xNN, ... */
+    qf_chunk_fn on_chunk;   /* may be NULL */
+    void *user;
+} qf_perplexity_opts;
+
+typedef struct qf_perplexity_result {
+    double ppl;             /* exp(mean NLL) over all scored tokens */
+    double ppl_err;         /* llama-perplexity's +/- estimate: ppl * stddev(NLL) / sqrt(n_scored - 1) */
+    double mean_nll;
+    uint32_t ctx, n_chunks;
+    uint64_t n_tokens;      /* tokens in the whole text, BOS included */
+    uint64_t n_scored;      /* n_chunks * (ctx - 1 - ctx/2) */
+    double eval_seconds;    /* forward passes only (no tokenization, no scoring) */
+    double tokens_per_second; /* prompt processing: n_chunks * ctx / eval_seconds */
+} qf_perplexity_result;
+
+/* llama-perplexity's protocol: the file's text minus one trailing newline, backslash escapes processed
+ * (unless no_escape), tokenized whole with BOS when the vocabulary asks for it, cut into non-overlapping
+ * chunks of ctx tokens whose first token is replaced by BOS; positions ctx/2 .. ctx-2 of each chunk are
+ * scored on predicting the next token. QF_E_INPUT when the text has fewer than 2*ctx tokens. */
+qf_status qf_perplexity(const qf_perplexity_opts *opts, qf_perplexity_result *res, qf_error *err);
+
+typedef struct qf_verify_opts {
+    const char *model;      /* the model under test */
+    const char *base;       /* the reference it is compared with (same vocabulary) */
+    const char *text_path;
+    uint32_t ctx, chunks, batch;
+    int threads;
+    bool no_escape;
+    /* thresholds; a negative value means "not checked" */
+    double max_kld;           /* mean KL(base || model) per token, nats */
+    double max_ppl_increase;  /* percent: 100 * (ppl_model / ppl_base - 1) */
+    double min_top1;          /* percent of tokens whose most likely next token agrees */
+    qf_chunk_fn on_chunk;
+    void *user;
+} qf_verify_opts;
+
+typedef enum qf_verify_check_id { QF_CHECK_KLD = 0, QF_CHECK_PPL, QF_CHECK_TOP1, QF_CHECK_COUNT } qf_verify_check_id;
+
+typedef struct qf_verify_check {
+    const char *name;       /* "max_kld", "max_ppl_increase", "min_top1" */
+    bool given;             /* the threshold was set */
+    bool pass;
+    double limit, value;    /* value in the threshold's unit */
+} qf_verify_check;
+
+typedef struct qf_verify_result {
+    double ppl_model, ppl_model_err, ppl_base, ppl_base_err;
+    double ppl_ratio;        /* ppl_model / ppl_base */
+    double kld_mean, kld_median, kld_p99, kld_max; /* per scored token, nats, computed in double */
+    double top1_pct;         /* percent of scored tokens with the same argmax */
+    double dp_rms_pct;       /* RMS over tokens of p_model(correct) - p_base(correct), percent */
+    uint32_t ctx, n_chunks;
+    uint64_t n_tokens, n_scored;
+    double eval_seconds;     /* forward passes of both models */
+    qf_verify_check checks[QF_CHECK_COUNT];
+    bool pass;               /* every given threshold holds */
+} qf_verify_result;
+
+/* Run base and model side by side on the same tokens (perplexity's protocol, tokenized with the base's
+ * vocabulary) and compare their full next-token distributions. The vocabularies must agree in size and
+ * in every token's text (QF_E_INPUT otherwise). Returns QF_E_CHECK, with *res filled in and a message
+ * naming the failed thresholds, when one does not hold. */
+qf_status qf_verify(const qf_verify_opts *opts, qf_verify_result *res, qf_error *err);
+
+/* ---- trust: integrity digests, signatures, transport packs (docs/integrity.md) ------------------- */
+
+typedef enum qf_sig_state {
+    QF_SIG_NOT_CHECKED = 0, /* no public key given */
+    QF_SIG_OK,
+    QF_SIG_BAD,             /* the signature does not match the file's digests */
+    QF_SIG_WRONG_KEY,       /* made with another key (fingerprints differ) */
+} qf_sig_state;
+
+typedef struct qf_integrity_opts {
+    const char *path;   /* GGUF carrying qforge.integrity.* digests (every GGUF qforge writes does) */
+    const char *pubkey; /* PEM Ed25519 public key: also check the detached signature; NULL = do not */
+    const char *sig;    /* signature file; NULL = "<path>.sig" */
+    int threads;        /* hashing threads across tensors; 0 = all online CPUs */
+} qf_integrity_opts;
+
+typedef struct qf_integrity_report {
+    bool header_ok;        /* header, metadata and tensor infos match qforge.integrity.header_sha256 */
+    size_t n_tensors;
+    size_t n_bad;          /* tensors whose bytes changed */
+    char **bad;            /* their names, in file order (owned; qf_integrity_report_free) */
+    uint64_t bytes_hashed;
+    qf_sig_state sig;
+} qf_integrity_report;
+
+/* Re-hash a GGUF's header and every tensor (streaming from the mapping) and compare with the digests
+ * it carries; with a public key also check the signature. QF_OK: all match. QF_E_CHECK: something
+ * changed or the signature fails (rep says what). QF_E_NOTFOUND: the file has no qforge digests;
+ * QF_E_INPUT: malformed file or signature file. rep is filled for QF_OK and QF_E_CHECK. */
+qf_status qf_verify_integrity(const qf_integrity_opts *o, qf_integrity_report *rep, qf_error *err);
+void qf_integrity_report_free(qf_integrity_report *rep);
+
+typedef struct qf_sign_opts {
+    const char *path; /* GGUF to sign; its digests are verified first and a mismatch refuses to sign */
+    const char *key;  /* PEM Ed25519 private key (openssl genpkey -algorithm ed25519) */
+    const char *out;  /* signature file (written atomically); NULL = "<path>.sig" */
+    int threads;
+} qf_sign_opts;
+
+/* Write a detached Ed25519 signature over the file's digest manifest. */
+qf_status qf_sign(const qf_sign_opts *o, qf_error *err);
+
+typedef struct qf_pack_opts {
+    const char *src;  /* pack: any regular file (a GGUF); unpack: a .qfz pack */
+    const char *out;  /* written atomically */
+    int threads;      /* 0 = all online CPUs; output bytes do not depend on it */
+    int level;        /* zstd level for pack; 0 = 3 */
+    uint32_t chunk_mib; /* pack: uncompressed bytes per frame in MiB; 0 = 4 */
+} qf_pack_opts;
+
+typedef struct qf_pack_stats {
+    uint64_t raw_bytes, packed_bytes, frames;
+    bool gguf_checked; /* unpack: the output's own qforge.integrity digests were verified */
+} qf_pack_stats;
+
+/* zstd transport pack: independent frames with an index of offsets and per-frame SHA-256, so unpack
+ * runs in parallel and checks every frame as it streams. */
+qf_status qf_pack(const qf_pack_opts *o, qf_pack_stats *stats, qf_error *err);
+qf_status qf_unpack(const qf_pack_opts *o, qf_pack_stats *stats, qf_error *err);
+
 #ifdef __cplusplus
 }
 #endif

@@ -1,0 +1,308 @@
+/* eval.c — qf_perplexity and qf_verify (qforge.h): llama-perplexity's chunking over one model or over a
+ * base and a model side by side. */
+#include "verify/runtime.h"
+#include "verify/score.h"
+#include "verify/tokenizer.h"
+
+#include <math.h>
+#include <unistd.h>
+
+/* One or two models fed the same chunks. Model 0 is the one tokenizing (verify: the base). */
+typedef struct session {
+    qf_rt_model *m[2];
+    qf_rt_ctx *c[2];
+    int n_models;
+    int32_t *tokens;
+    size_t n_tokens;
+    int32_t bos;
+    bool add_bos;
+    uint32_t ctx, batch, n_chunks, first;
+    int32_t *chunk;   /* [ctx] the current chunk's inputs (first token replaced by BOS) */
+    qf_score_buf sb;
+} session;
+
+typedef struct run_params {
+    const char *text_path;
+    uint32_t ctx, chunks, batch;
+    int threads;
+    bool no_escape;
+} run_params;
+
+/* Called per forward batch with each model's logits for n scored columns and their target tokens. */
+typedef void (*batch_fn)(void *u, session *s, const float *const *logits, size_t ld, const int32_t *targets, uint32_t n);
+/* Called after each chunk. */
+typedef void (*chunk_fn)(void *u, const session *s, uint32_t chunk);
+
+static void session_close(session *s) {
+    for (int i = 0; i < 2; i++) { qf_rt_ctx_free(s->c[i]); qf_rt_model_close(s->m[i]); }
+    free(s->tokens);
+    free(s->chunk);
+    qf_score_buf_free(&s->sb);
+}
+
+static qf_status tokenize_text(session *s, const run_params *p, qf_error *err) {
+    char *text = NULL;
+    size_t len = 0;
+    qf_tokenizer *tok = NULL;
+    qf_status st = qf_text_load_prompt(p->text_path, !p->no_escape, &text, &len, err);
+    if (!st) st = qf_tokenizer_new(&s->m[0]->vocab, &tok, err);
+    if (!st) {
+        s->add_bos = qf_tokenizer_wants_bos(tok);
+        s->bos = qf_tokenizer_bos(tok);
+        st = qf_tokenize(tok, text, len, s->add_bos, &s->tokens, &s->n_tokens, err);
+    }
+    if (!st && s->add_bos && s->bos < 0)
+        st = qf_fail(err, QF_E_INPUT, "%s: the vocabulary asks for BOS but names no BOS token", s->m[0]->label);
+    qf_tokenizer_free(tok);
+    free(text);
+    return st;
+}
+
+static qf_status plan_chunks(session *s, const run_params *p, qf_error *err) {
+    s->ctx = p->ctx ? p->ctx : 512;
+    if (s->ctx < 4) return qf_fail(err, QF_E_USAGE, "--ctx %u is too small; use at least 4", s->ctx);
+    if (s->n_tokens < 2 * (uint64_t)s->ctx)
+        return qf_fail(err, QF_E_INPUT, "%s tokenizes to %zu tokens; a context of %u needs at least %llu", p->text_path,
+                       s->n_tokens, s->ctx, 2ull * s->ctx);
+    uint64_t max_chunks = s->n_tokens / s->ctx;
+    s->n_chunks = (uint32_t)(p->chunks && p->chunks < max_chunks ? p->chunks : max_chunks);
+    s->batch = p->batch && p->batch < s->ctx ? p->batch : s->ctx;
+    s->first = s->ctx / 2;
+    if (!(s->chunk = qf_malloc_n(s->ctx, sizeof *s->chunk))) return qf_fail(err, QF_E_NOMEM, "out of memory");
+    return qf_score_buf_init(&s->sb, s->batch, err);
+}
+
+static qf_status session_open(session *s, const char *const *paths, int n, const run_params *p, qf_error *err) {
+    memset(s, 0, sizeof *s);
+    s->n_models = n;
+    int threads = p->threads > 0 ? p->threads : (int)sysconf(_SC_NPROCESSORS_ONLN);
+    qf_status st = QF_OK;
+    for (int i = 0; !st && i < n; i++) st = qf_rt_model_open(paths[i], &s->m[i], err);
+    if (!st && n == 2) {
+        const qf_vocab *a = &s->m[0]->vocab, *b = &s->m[1]->vocab;
+        if (s->m[0]->hp.n_vocab != s->m[1]->hp.n_vocab || a->n_tokens != b->n_tokens)
+            st = qf_fail(err, QF_E_INPUT, "vocabularies differ: base %s has %u tokens (%u logits), model %s has %u (%u logits)",
+                         s->m[0]->label, a->n_tokens, s->m[0]->hp.n_vocab, s->m[1]->label, b->n_tokens,
+                         s->m[1]->hp.n_vocab);
+        for (uint32_t t = 0; !st && t < a->n_tokens; t++)
+            if (strcmp(a->tokens[t], b->tokens[t]) != 0)
+                st = qf_fail(err, QF_E_INPUT, "vocabularies differ at token %u: base has '%.40s', model has '%.40s'", t,
+                             a->tokens[t], b->tokens[t]);
+    }
+    if (!st) st = tokenize_text(s, p, err);
+    if (!st) st = plan_chunks(s, p, err);
+    for (int i = 0; !st && i < n; i++) st = qf_rt_ctx_new(s->m[i], s->ctx, s->batch, threads, &s->c[i], err);
+    return st;
+}
+
+/* One chunk: clear the caches, run the batches, hand every scored column to `score`. Column j of a batch
+ * starting at chunk position b0 with outputs from position o is position o + j; it predicts the next
+ * token, and only positions first .. ctx-2 are scored. */
+static qf_status run_chunk(session *s, uint32_t i, batch_fn score, void *u, qf_error *err) {
+    const int32_t *src = s->tokens + (size_t)i * s->ctx;
+    memcpy(s->chunk, src, s->ctx * sizeof *s->chunk);
+    if (s->add_bos) s->chunk[0] = s->bos;
+    for (int k = 0; k < s->n_models; k++) qf_rt_ctx_clear(s->c[k]);
+    for (uint32_t b0 = 0; b0 < s->ctx; b0 += s->batch) {
+        uint32_t nb = QF_MIN(s->batch, s->ctx - b0);
+        uint32_t out_pos = QF_MAX(b0, s->first), out_from = out_pos - b0;
+        const float *logits[2] = {NULL, NULL};
+        size_t ld = 0;
+        for (int k = 0; k < s->n_models; k++) {
+            qf_status st = qf_rt_eval(s->c[k], s->chunk + b0, nb, b0, out_from, &logits[k], &ld, err);
+            if (st) return st;
+        }
+        if (out_pos >= b0 + nb || out_pos > s->ctx - 2) continue;
+        uint32_t n_score = QF_MIN(b0 + nb, s->ctx - 1) - out_pos;
+        score(u, s, logits, ld, src + out_pos + 1, n_score);
+    }
+    return QF_OK;
+}
+
+static qf_status run_all(session *s, batch_fn score, chunk_fn after, void *u, qf_error *err) {
+    for (uint32_t i = 0; i < s->n_chunks; i++) {
+        qf_status st = run_chunk(s, i, score, u, err);
+        if (st) return st;
+        after(u, s, i);
+    }
+    return QF_OK;
+}
+
+/* llama-perplexity's estimate: ppl * sqrt(var(nll) / (count - 1)). */
+static double ppl_err(double sum, double sum2, uint64_t count) {
+    if (count < 2) return 0;
+    double mean = sum / (double)count, var = sum2 / (double)count - mean * mean;
+    return var > 0 ? exp(mean) * sqrt(var / (double)(count - 1)) : 0;
+}
+
+/* ---- perplexity ---------------------------------------------------------------------------------- */
+
+typedef struct ppl_state {
+    const qf_perplexity_opts *o;
+    double sum, sum2, *nll;
+    uint64_t count;
+} ppl_state;
+
+static void ppl_batch(void *u, session *s, const float *const *logits, size_t ld, const int32_t *tg, uint32_t n) {
+    ppl_state *p = u;
+    qf_score_nll(s->c[0], &s->sb, logits[0], ld, s->m[0]->hp.n_vocab, tg, n, p->nll);
+    for (uint32_t j = 0; j < n; j++) { p->sum += p->nll[j]; p->sum2 += p->nll[j] * p->nll[j]; }
+    p->count += n;
+}
+
+static void ppl_chunk(void *u, const session *s, uint32_t i) {
+    ppl_state *p = u;
+    if (p->o->on_chunk) p->o->on_chunk(p->o->user, i + 1, s->n_chunks, exp(p->sum / (double)p->count));
+}
+
+qf_status qf_perplexity(const qf_perplexity_opts *o, qf_perplexity_result *r, qf_error *err) {
+    qf_error_clear(err);
+    memset(r, 0, sizeof *r);
+    if (!o->model || !o->text_path) return qf_fail(err, QF_E_USAGE, "perplexity needs a model and a text file");
+    run_params rp = {o->text_path, o->ctx, o->chunks, o->batch, o->threads, o->no_escape};
+    session s;
+    ppl_state p = {.o = o};
+    qf_status st = session_open(&s, &o->model, 1, &rp, err);
+    if (!st && !(p.nll = qf_calloc_n(s.batch, sizeof(double)))) st = qf_fail(err, QF_E_NOMEM, "out of memory");
+    if (!st) st = run_all(&s, ppl_batch, ppl_chunk, &p, err);
+    if (!st) {
+        r->ctx = s.ctx;
+        r->n_chunks = s.n_chunks;
+        r->n_tokens = s.n_tokens;
+        r->n_scored = p.count;
+        r->mean_nll = p.sum / (double)p.count;
+        r->ppl = exp(r->mean_nll);
+        r->ppl_err = ppl_err(p.sum, p.sum2, p.count);
+        r->eval_seconds = qf_rt_eval_seconds(s.c[0]);
+        r->tokens_per_second = r->eval_seconds > 0 ? (double)s.n_chunks * s.ctx / r->eval_seconds : 0;
+    }
+    free(p.nll);
+    session_close(&s);
+    return st;
+}
+
+/* ---- verify -------------------------------------------------------------------------------------- */
+
+typedef struct cmp_state {
+    const qf_verify_opts *o;
+    qf_score_cols cols;
+    double sum_m, sum2_m, sum_b, sum2_b, dp2;
+    double *kld_all;   /* [n_chunks * scored per chunk] */
+    uint64_t count, top1;
+} cmp_state;
+
+static void cmp_batch(void *u, session *s, const float *const *logits, size_t ld, const int32_t *tg, uint32_t n) {
+    cmp_state *v = u;
+    qf_score_compare(s->c[0], &s->sb, logits[0], logits[1], ld, s->m[0]->hp.n_vocab, tg, n, &v->cols);
+    for (uint32_t j = 0; j < n; j++) {
+        double nm = v->cols.nll[j], nb = v->cols.nll_base[j], dp = exp(-nm) - exp(-nb);
+        v->sum_m += nm; v->sum2_m += nm * nm;
+        v->sum_b += nb; v->sum2_b += nb * nb;
+        v->dp2 += dp * dp;
+        v->top1 += v->cols.same_top1[j];
+        v->kld_all[v->count++] = v->cols.kld[j];
+    }
+}
+
+static void cmp_chunk(void *u, const session *s, uint32_t i) {
+    cmp_state *v = u;
+    if (v->o->on_chunk) v->o->on_chunk(v->o->user, i + 1, s->n_chunks, exp(v->sum_m / (double)v->count));
+}
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* Linear interpolation between order statistics (numpy's default percentile). */
+static double quantile(const double *sorted, uint64_t n, double q) {
+    double pos = q * (double)(n - 1);
+    uint64_t i = (uint64_t)pos;
+    if (i + 1 >= n) return sorted[n - 1];
+    return sorted[i] + (pos - (double)i) * (sorted[i + 1] - sorted[i]);
+}
+
+static void set_check(qf_verify_result *r, qf_verify_check_id id, const char *name, double limit, double value,
+                      bool upper) {
+    qf_verify_check *c = &r->checks[id];
+    c->name = name;
+    c->limit = limit;
+    c->value = value;
+    c->given = limit >= 0;
+    c->pass = !c->given || (upper ? value <= limit : value >= limit);
+    if (!c->pass) r->pass = false;
+}
+
+static void fill_verify(const session *s, cmp_state *v, const qf_verify_opts *o, qf_verify_result *r) {
+    uint64_t n = v->count;
+    r->ctx = s->ctx;
+    r->n_chunks = s->n_chunks;
+    r->n_tokens = s->n_tokens;
+    r->n_scored = n;
+    r->ppl_model = exp(v->sum_m / (double)n);
+    r->ppl_base = exp(v->sum_b / (double)n);
+    r->ppl_model_err = ppl_err(v->sum_m, v->sum2_m, n);
+    r->ppl_base_err = ppl_err(v->sum_b, v->sum2_b, n);
+    r->ppl_ratio = r->ppl_model / r->ppl_base;
+    double sum = 0;
+    for (uint64_t i = 0; i < n; i++) sum += v->kld_all[i];
+    r->kld_mean = sum / (double)n;
+    qsort(v->kld_all, n, sizeof *v->kld_all, cmp_double);
+    r->kld_median = quantile(v->kld_all, n, 0.5);
+    r->kld_p99 = quantile(v->kld_all, n, 0.99);
+    r->kld_max = v->kld_all[n - 1];
+    r->top1_pct = 100.0 * (double)v->top1 / (double)n;
+    r->dp_rms_pct = 100.0 * sqrt(v->dp2 / (double)n);
+    r->eval_seconds = qf_rt_eval_seconds(s->c[0]) + qf_rt_eval_seconds(s->c[1]);
+    r->pass = true;
+    set_check(r, QF_CHECK_KLD, "max_kld", o->max_kld, r->kld_mean, true);
+    set_check(r, QF_CHECK_PPL, "max_ppl_increase", o->max_ppl_increase, 100.0 * (r->ppl_ratio - 1.0), true);
+    set_check(r, QF_CHECK_TOP1, "min_top1", o->min_top1, r->top1_pct, false);
+}
+
+static qf_status verify_verdict(const qf_verify_result *r, qf_error *err) {
+    if (r->pass) return QF_OK;
+    char msg[512] = "verify failed:";
+    static const char *const what[QF_CHECK_COUNT] = {"mean KLD %.6g > %.6g", "PPL increase %.4g%% > %.4g%%",
+                                                     "same top-1 %.4g%% < %.4g%%"};
+    for (int i = 0; i < QF_CHECK_COUNT; i++) {
+        if (r->checks[i].pass) continue;
+        char one[128];
+        snprintf(one, sizeof one, what[i], r->checks[i].value, r->checks[i].limit);
+        size_t used = strlen(msg);
+        snprintf(msg + used, sizeof msg - used, " %s;", one);
+    }
+    return qf_fail(err, QF_E_CHECK, "%s", msg);
+}
+
+static qf_status alloc_cmp(cmp_state *v, const session *s, qf_error *err) {
+    v->cols.nll = qf_calloc_n(s->batch, sizeof(double));
+    v->cols.nll_base = qf_calloc_n(s->batch, sizeof(double));
+    v->cols.kld = qf_calloc_n(s->batch, sizeof(double));
+    v->cols.same_top1 = qf_calloc_n(s->batch, 1);
+    v->kld_all = qf_calloc_n((uint64_t)s->n_chunks * s->ctx, sizeof(double));
+    if (!v->cols.nll || !v->cols.nll_base || !v->cols.kld || !v->cols.same_top1 || !v->kld_all)
+        return qf_fail(err, QF_E_NOMEM, "out of memory for verify statistics");
+    return QF_OK;
+}
+
+qf_status qf_verify(const qf_verify_opts *o, qf_verify_result *r, qf_error *err) {
+    qf_error_clear(err);
+    memset(r, 0, sizeof *r);
+    if (!o->model || !o->base || !o->text_path)
+        return qf_fail(err, QF_E_USAGE, "verify needs a model, a base model (--base) and a text file (--text)");
+    run_params rp = {o->text_path, o->ctx, o->chunks, o->batch, o->threads, o->no_escape};
+    const char *paths[2] = {o->base, o->model};
+    session s;
+    cmp_state v = {.o = o};
+    qf_status st = session_open(&s, paths, 2, &rp, err);
+    if (!st) st = alloc_cmp(&v, &s, err);
+    if (!st) st = run_all(&s, cmp_batch, cmp_chunk, &v, err);
+    if (!st) {
+        fill_verify(&s, &v, o, r);
+        st = verify_verdict(r, err);
+    }
+    free(v.cols.nll); free(v.cols.nll_base); free(v.cols.kld); free(v.cols.same_top1); free(v.kld_all);
+    session_close(&s);
+    return st;
+}

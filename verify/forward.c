@@ -1,0 +1,404 @@
+/* forward.c — the llama-family forward pass over a batch of tokens (see runtime.h for layouts and the
+ * determinism rule). One batch:
+ *   x = embed(tokens)
+ *   per layer: xn = rmsnorm(x) * attn_norm; q,k,v = W{q,k,v} xn (+ biases); rope(q, k); cache k, v;
+ *              a = softmax(q k^T / sqrt(hd), causal) v per head; x += Wo a;
+ *              xn = rmsnorm(x) * ffn_norm; x += Wd (silu(Wg xn) * (Wu xn))
+ *   logits = Wout (rmsnorm(x) * output_norm) for the requested output tokens only. */
+#include "verify/pool.h"
+#include "verify/rt_kern.h"
+#include "verify/runtime.h"
+
+#include <math.h>
+#include <time.h>
+
+struct qf_rt_ctx {
+    const qf_rt_model *m;
+    const qf_rt_kern *k;
+    qf_pool *pool;
+    uint32_t n_ctx, n_batch, n_past;
+    size_t ld;                       /* token columns of every activation matrix (n_batch padded) */
+    float *x, *xn, *q, *kx, *vx, *att, *g, *u, *o; /* activations, [features][ld] */
+    float *logits;                   /* [n_vocab][ld] */
+    float *kc;                       /* K cache [layer][kv head][position][head_dim] */
+    float *vc;                       /* V cache [layer][kv head][head_dim][position] */
+    float *rope_cos, *rope_sin;      /* [head_dim/2][ld] for the current batch */
+    double *norm_acc;                /* [ld] */
+    float *norm_scale;               /* [ld] */
+    float **scratch;                 /* per thread: weight panels, attention scores, exp arguments */
+    size_t scratch_len;
+    double eval_s;
+};
+
+/* ---- context ------------------------------------------------------------------------------------ */
+
+static size_t round_up(size_t v, size_t m) { return (v + m - 1) / m * m; }
+
+static qf_status alloc_f(float **p, uint64_t n, uint64_t m, qf_error *err) {
+    *p = qf_calloc_n(n, m * sizeof(float));
+    return *p ? QF_OK : qf_fail(err, QF_E_NOMEM, "out of memory for %llu x %llu floats of runtime buffers",
+                                (unsigned long long)n, (unsigned long long)m);
+}
+
+static qf_status alloc_activations(qf_rt_ctx *c, qf_error *err) {
+    const qf_hparams *hp = &c->m->hp;
+    uint64_t QD = (uint64_t)hp->n_head * hp->head_dim, KD = (uint64_t)hp->n_head_kv * hp->head_dim;
+    uint64_t wide = QF_MAX(QF_MAX((uint64_t)hp->n_embd, QD), (uint64_t)hp->n_ff);
+    uint64_t cache = (uint64_t)hp->n_layer * KD * c->n_ctx;
+    qf_status st;
+    if ((st = alloc_f(&c->x, hp->n_embd, c->ld, err)) || (st = alloc_f(&c->xn, hp->n_embd, c->ld, err)) ||
+        (st = alloc_f(&c->q, QD, c->ld, err)) || (st = alloc_f(&c->kx, KD, c->ld, err)) ||
+        (st = alloc_f(&c->vx, KD, c->ld, err)) || (st = alloc_f(&c->att, QD, c->ld, err)) ||
+        (st = alloc_f(&c->g, hp->n_ff, c->ld, err)) || (st = alloc_f(&c->u, hp->n_ff, c->ld, err)) ||
+        (st = alloc_f(&c->o, wide, c->ld, err)) || (st = alloc_f(&c->logits, hp->n_vocab, c->ld, err)) ||
+        (st = alloc_f(&c->kc, cache, 1, err)) || (st = alloc_f(&c->vc, cache, 1, err)) ||
+        (st = alloc_f(&c->rope_cos, hp->head_dim / 2, c->ld, err)) ||
+        (st = alloc_f(&c->rope_sin, hp->head_dim / 2, c->ld, err)) || (st = alloc_f(&c->norm_scale, c->ld, 1, err)))
+        return st;
+    if (!(c->norm_acc = qf_calloc_n(c->ld, sizeof(double)))) return qf_fail(err, QF_E_NOMEM, "out of memory");
+    return QF_OK;
+}
+
+/* Per-thread scratch: a panel of QF_RT_MR weight rows, or attention scores for n_ctx keys x nt queries
+ * plus one row of exp arguments, or one embedding row. */
+static qf_status alloc_scratch(qf_rt_ctx *c, qf_error *err) {
+    const qf_hparams *hp = &c->m->hp;
+    uint64_t kmax = QF_MAX(QF_MAX((uint64_t)hp->n_embd, (uint64_t)hp->n_ff), (uint64_t)hp->n_head * hp->head_dim);
+    c->scratch_len = QF_MAX(QF_RT_MR * kmax, ((uint64_t)c->n_ctx + 1) * c->k->nt + 2 * c->k->nt);
+    int n = qf_pool_size(c->pool);
+    if (!(c->scratch = qf_calloc_n((uint64_t)n, sizeof *c->scratch))) return qf_fail(err, QF_E_NOMEM, "out of memory");
+    for (int i = 0; i < n; i++) {
+        qf_status st = alloc_f(&c->scratch[i], c->scratch_len, 1, err);
+        if (st) return st;
+    }
+    return QF_OK;
+}
+
+qf_status qf_rt_ctx_new(const qf_rt_model *m, uint32_t n_ctx, uint32_t n_batch, int n_threads, qf_rt_ctx **out,
+                        qf_error *err) {
+    *out = NULL;
+    if (n_ctx < 1 || n_batch < 1 || n_ctx > (1u << 24))
+        return qf_fail(err, QF_E_USAGE, "context %u / batch %u must be in 1..16777216", n_ctx, n_batch);
+    qf_rt_ctx *c = calloc(1, sizeof *c);
+    if (!c) return qf_fail(err, QF_E_NOMEM, "out of memory");
+    c->m = m;
+    c->k = qf_rt_kern_active();
+    c->n_ctx = n_ctx;
+    c->n_batch = QF_MIN(n_batch, n_ctx);
+    c->ld = round_up(c->n_batch, QF_RT_PAD);
+    qf_status st = qf_pool_new(n_threads, &c->pool, err);
+    if (!st) st = alloc_activations(c, err);
+    if (!st) st = alloc_scratch(c, err);
+    if (st) { qf_rt_ctx_free(c); return st; }
+    *out = c;
+    return QF_OK;
+}
+
+void qf_rt_ctx_free(qf_rt_ctx *c) {
+    if (!c) return;
+    for (int i = 0; c->scratch && i < qf_pool_size(c->pool); i++) free(c->scratch[i]);
+    free(c->scratch);
+    qf_pool_free(c->pool);
+    float *bufs[] = {c->x, c->xn, c->q, c->kx, c->vx, c->att, c->g, c->u, c->o, c->logits, c->kc, c->vc,
+                     c->rope_cos, c->rope_sin, c->norm_scale};
+    for (size_t i = 0; i < QF_ARRAY_LEN(bufs); i++) free(bufs[i]);
+    free(c->norm_acc);
+    free(c);
+}
+
+void qf_rt_ctx_clear(qf_rt_ctx *c) { c->n_past = 0; }
+
+double qf_rt_eval_seconds(const qf_rt_ctx *c) { return c->eval_s; }
+
+void qf_rt_parallel(qf_rt_ctx *c, void (*fn)(void *arg, int ith, int nth), void *arg) { qf_pool_run(c->pool, fn, arg); }
+
+int qf_rt_n_threads(const qf_rt_ctx *c) { return qf_pool_size(c->pool); }
+
+/* ---- matmul ------------------------------------------------------------------------------------- */
+
+/* Up to three weights that read the same input (q/k/v, gate/up) run as one job, so the pool wakes once. */
+typedef struct mm_part {
+    const qf_rt_weight *w;
+    float *y;          /* [w->n_rows][ld] */
+    const float *bias; /* [w->n_rows] or NULL */
+} mm_part;
+
+typedef struct mm_job {
+    qf_rt_ctx *c;
+    const float *x;    /* [K][ld] */
+    size_t cols;       /* token columns to compute, a multiple of the kernel's nt */
+    mm_part part[3];
+    int n_part;
+} mm_job;
+
+static uint64_t panels_of(const qf_rt_weight *w) { return (w->n_rows + QF_RT_MR - 1) / QF_RT_MR; }
+
+/* One panel: dequantize QF_RT_MR (or fewer) rows once, then sweep every token tile with them. */
+static void mm_panel(const mm_job *j, const mm_part *p, uint64_t panel, float *wbuf) {
+    const qf_rt_kern *k = j->c->k;
+    size_t ld = j->c->ld, K = p->w->row_len;
+    uint64_t r0 = panel * QF_RT_MR;
+    int mr = (int)QF_MIN((uint64_t)QF_RT_MR, p->w->n_rows - r0);
+    qf_rt_weight_rows(p->w, r0, (uint64_t)mr, wbuf);
+    for (size_t t0 = 0; t0 < j->cols; t0 += k->nt)
+        k->tile(wbuf, K, K, j->x + t0, ld, p->y + r0 * ld + t0, ld, mr);
+    if (!p->bias) return;
+    for (int r = 0; r < mr; r++) {
+        float *yr = p->y + (r0 + (uint64_t)r) * ld, b = p->bias[r0 + (uint64_t)r];
+        for (size_t t = 0; t < j->cols; t++) yr[t] += b;
+    }
+}
+
+static void mm_worker(void *arg, int ith, int nth) {
+    const mm_job *j = arg;
+    uint64_t total = 0;
+    for (int i = 0; i < j->n_part; i++) total += panels_of(j->part[i].w);
+    uint64_t lo = total * (uint64_t)ith / (uint64_t)nth, hi = total * (uint64_t)(ith + 1) / (uint64_t)nth;
+    uint64_t base = 0;
+    for (int i = 0; i < j->n_part; i++) {
+        uint64_t n = panels_of(j->part[i].w);
+        for (uint64_t p = QF_MAX(lo, base); p < QF_MIN(hi, base + n); p++)
+            mm_panel(j, &j->part[i], p - base, j->c->scratch[ith]);
+        base += n;
+    }
+}
+
+static void matmul(qf_rt_ctx *c, const float *x, uint32_t n_cols, mm_part a, mm_part b, mm_part d) {
+    mm_job j = {.c = c, .x = x, .cols = round_up(n_cols, c->k->nt)};
+    mm_part parts[3] = {a, b, d};
+    for (int i = 0; i < 3; i++)
+        if (parts[i].w) j.part[j.n_part++] = parts[i];
+    qf_pool_run(c->pool, mm_worker, &j);
+}
+
+#define NO_PART ((mm_part){0})
+
+/* ---- column-wise elementwise steps ------------------------------------------------------------------ */
+
+/* y = x / sqrt(mean(x^2) + eps) * w per token column; the sum of squares in double (as ggml does). */
+static void rmsnorm(qf_rt_ctx *c, const float *x, float *y, const float *w, uint32_t n) {
+    size_t ld = c->ld, E = c->m->hp.n_embd;
+    for (uint32_t t = 0; t < n; t++) c->norm_acc[t] = 0;
+    for (size_t f = 0; f < E; f++)
+        for (uint32_t t = 0; t < n; t++) {
+            float v = x[f * ld + t];
+            c->norm_acc[t] += (double)(v * v);
+        }
+    for (uint32_t t = 0; t < n; t++)
+        c->norm_scale[t] = 1.0f / sqrtf((float)(c->norm_acc[t] / (double)E) + c->m->hp.rms_eps);
+    for (size_t f = 0; f < E; f++)
+        for (uint32_t t = 0; t < n; t++) y[f * ld + t] = x[f * ld + t] * c->norm_scale[t] * w[f];
+}
+
+static void add_into(float *x, const float *o, size_t rows, size_t ld, uint32_t n) {
+    for (size_t r = 0; r < rows; r++)
+        for (uint32_t t = 0; t < n; t++) x[r * ld + t] += o[r * ld + t];
+}
+
+/* cos/sin of position * scale / div[i] * theta^(-2i/hd) for the batch's positions, computed in double. */
+static void rope_tables(qf_rt_ctx *c, uint32_t pos0, uint32_t n) {
+    const qf_rt_model *m = c->m;
+    uint32_t half = m->hp.head_dim / 2;
+    for (uint32_t i = 0; i < half; i++) {
+        double freq = pow((double)m->hp.rope_theta, -2.0 * i / (double)m->hp.head_dim) * m->rope_scale;
+        if (m->rope_div) freq /= m->rope_div[i];
+        for (uint32_t t = 0; t < n; t++) {
+            double th = (double)(pos0 + t) * freq;
+            c->rope_cos[i * c->ld + t] = (float)cos(th);
+            c->rope_sin[i * c->ld + t] = (float)sin(th);
+        }
+    }
+}
+
+/* Rotate the pairs of every head of x ([n_heads * hd][ld]): NEOX pairs (i, i + hd/2) or adjacent pairs. */
+static void rope_apply(const qf_rt_ctx *c, float *x, uint32_t n_heads, uint32_t n) {
+    uint32_t hd = c->m->hp.head_dim, half = hd / 2;
+    size_t ld = c->ld;
+    for (uint32_t h = 0; h < n_heads; h++)
+        for (uint32_t i = 0; i < half; i++) {
+            size_t ra = (size_t)h * hd + (c->m->rope_neox ? i : 2 * i);
+            size_t rb = ra + (c->m->rope_neox ? half : 1);
+            float *a = x + ra * ld, *b = x + rb * ld;
+            const float *cs = c->rope_cos + (size_t)i * ld, *sn = c->rope_sin + (size_t)i * ld;
+            for (uint32_t t = 0; t < n; t++) {
+                float x0 = a[t], x1 = b[t];
+                a[t] = x0 * cs[t] - x1 * sn[t];
+                b[t] = x0 * sn[t] + x1 * cs[t];
+            }
+        }
+}
+
+/* Append the batch's k and v to layer l's cache at positions pos0 .. pos0+n-1. */
+static void cache_store(qf_rt_ctx *c, uint32_t l, uint32_t pos0, uint32_t n) {
+    const qf_hparams *hp = &c->m->hp;
+    size_t hd = hp->head_dim, ld = c->ld, per_head = (size_t)c->n_ctx * hd;
+    float *kl = c->kc + (size_t)l * hp->n_head_kv * per_head, *vl = c->vc + (size_t)l * hp->n_head_kv * per_head;
+    for (size_t g = 0; g < hp->n_head_kv; g++)
+        for (size_t d = 0; d < hd; d++) {
+            const float *ks = c->kx + (g * hd + d) * ld, *vs = c->vx + (g * hd + d) * ld;
+            float *kd = kl + g * per_head + (size_t)pos0 * hd + d;
+            for (uint32_t t = 0; t < n; t++) kd[(size_t)t * hd] = ks[t];
+            memcpy(vl + g * per_head + d * c->n_ctx + pos0, vs, n * sizeof(float));
+        }
+}
+
+/* ---- attention ---------------------------------------------------------------------------------- */
+
+typedef struct attn_job {
+    qf_rt_ctx *c;
+    uint32_t layer, pos0, n;
+} attn_job;
+
+/* Softmax of each query column j of s ([n_keys][nt]) over the keys it may see (p <= lim[j]), in place;
+ * masked entries become exactly 0. Sums in double, as ggml's soft_max does. */
+static void softmax_cols(const qf_rt_kern *k, float *s, uint32_t n_keys, const uint32_t *lim, float scale, float *tmp) {
+    uint32_t nt = k->nt;
+    float mx[64];
+    double sum[64];
+    for (uint32_t j = 0; j < nt; j++) { mx[j] = -INFINITY; sum[j] = 0; }
+    for (uint32_t p = 0; p < n_keys; p++)
+        for (uint32_t j = 0; j < nt; j++)
+            if (p <= lim[j]) mx[j] = fmaxf(mx[j], s[(size_t)p * nt + j] * scale);
+    for (uint32_t p = 0; p < n_keys; p++) {
+        float *row = s + (size_t)p * nt;
+        for (uint32_t j = 0; j < nt; j++) tmp[j] = row[j] * scale - mx[j];
+        k->vexp(tmp, row, nt);
+        for (uint32_t j = 0; j < nt; j++) {
+            if (p > lim[j]) row[j] = 0.0f;
+            sum[j] += row[j];
+        }
+    }
+    for (uint32_t j = 0; j < nt; j++) tmp[j] = (float)(1.0 / sum[j]);
+    for (uint32_t p = 0; p < n_keys; p++)
+        for (uint32_t j = 0; j < nt; j++) s[(size_t)p * nt + j] *= tmp[j];
+}
+
+/* One head over one tile of nt queries: scores = K q (tile kernel over the position-major K cache),
+ * softmax, out = V p (tile kernel over the dimension-major V cache). */
+static void attn_tile(const attn_job *a, uint32_t h, uint32_t t0, float *s) {
+    qf_rt_ctx *c = a->c;
+    const qf_hparams *hp = &c->m->hp;
+    const qf_rt_kern *k = c->k;
+    uint32_t hd = hp->head_dim, nt = k->nt, g = h / (hp->n_head / hp->n_head_kv);
+    uint32_t t1 = QF_MIN(t0 + nt, a->n), n_keys = a->pos0 + t1;
+    size_t ld = c->ld, per_head = (size_t)c->n_ctx * hd;
+    const float *kh = c->kc + ((size_t)a->layer * hp->n_head_kv + g) * per_head;
+    const float *vh = c->vc + ((size_t)a->layer * hp->n_head_kv + g) * per_head;
+    const float *qh = c->q + (size_t)h * hd * ld + t0;
+    uint32_t lim[64];
+    for (uint32_t j = 0; j < nt; j++) lim[j] = t0 + j < a->n ? a->pos0 + t0 + j : n_keys - 1;
+    for (uint32_t p = 0; p < n_keys; p += QF_RT_MR)
+        k->tile(kh + (size_t)p * hd, hd, hd, qh, ld, s + (size_t)p * nt, nt, (int)QF_MIN((uint32_t)QF_RT_MR, n_keys - p));
+    softmax_cols(k, s, n_keys, lim, 1.0f / sqrtf((float)hd), s + ((size_t)c->n_ctx + 1) * nt);
+    float *out = c->att + (size_t)h * hd * ld + t0;
+    for (uint32_t d = 0; d < hd; d += QF_RT_MR)
+        k->tile(vh + (size_t)d * c->n_ctx, c->n_ctx, n_keys, s, nt, out + (size_t)d * ld, ld,
+                (int)QF_MIN((uint32_t)QF_RT_MR, hd - d));
+}
+
+static void attn_worker(void *arg, int ith, int nth) {
+    const attn_job *a = arg;
+    uint32_t nt = a->c->k->nt, tiles = (a->n + nt - 1) / nt;
+    uint32_t tasks = a->c->m->hp.n_head * tiles;
+    /* round-robin: later query tiles see more keys, so contiguous ranges would be unbalanced */
+    for (uint32_t i = (uint32_t)ith; i < tasks; i += (uint32_t)nth)
+        attn_tile(a, i / tiles, (i % tiles) * nt, a->c->scratch[ith]);
+}
+
+/* ---- SwiGLU ------------------------------------------------------------------------------------- */
+
+typedef struct glu_job {
+    qf_rt_ctx *c;
+    size_t cols;
+} glu_job;
+
+/* g = silu(g) * u = g / (1 + e^-g) * u, rows split across threads. */
+static void glu_worker(void *arg, int ith, int nth) {
+    const glu_job *j = arg;
+    qf_rt_ctx *c = j->c;
+    size_t F = c->m->hp.n_ff, lo = F * (size_t)ith / (size_t)nth, hi = F * (size_t)(ith + 1) / (size_t)nth;
+    float *e = c->scratch[ith];
+    for (size_t r = lo; r < hi; r++) {
+        float *g = c->g + r * c->ld;
+        const float *u = c->u + r * c->ld;
+        for (size_t t = 0; t < j->cols; t++) e[t] = -g[t];
+        c->k->vexp(e, e, j->cols);
+        for (size_t t = 0; t < j->cols; t++) g[t] = g[t] / (1.0f + e[t]) * u[t];
+    }
+}
+
+/* ---- the pass ----------------------------------------------------------------------------------- */
+
+static void embed(qf_rt_ctx *c, const int32_t *tokens, uint32_t n) {
+    size_t E = c->m->hp.n_embd;
+    float *row = c->scratch[0];
+    for (uint32_t t = 0; t < n; t++) {
+        qf_rt_weight_rows(&c->m->tok_embd, (uint64_t)tokens[t], 1, row);
+        for (size_t f = 0; f < E; f++) c->x[f * c->ld + t] = row[f];
+    }
+}
+
+static void layer_forward(qf_rt_ctx *c, uint32_t l, uint32_t pos0, uint32_t n) {
+    const qf_hparams *hp = &c->m->hp;
+    const qf_rt_layer *L = &c->m->layers[l];
+    rmsnorm(c, c->x, c->xn, L->attn_norm, n);
+    matmul(c, c->xn, n, (mm_part){&L->wq, c->q, L->bq}, (mm_part){&L->wk, c->kx, L->bk}, (mm_part){&L->wv, c->vx, L->bv});
+    rope_apply(c, c->q, hp->n_head, n);
+    rope_apply(c, c->kx, hp->n_head_kv, n);
+    cache_store(c, l, pos0, n);
+    attn_job aj = {.c = c, .layer = l, .pos0 = pos0, .n = n};
+    qf_pool_run(c->pool, attn_worker, &aj);
+    matmul(c, c->att, n, (mm_part){&L->wo, c->o, NULL}, NO_PART, NO_PART);
+    add_into(c->x, c->o, hp->n_embd, c->ld, n);
+    rmsnorm(c, c->x, c->xn, L->ffn_norm, n);
+    matmul(c, c->xn, n, (mm_part){&L->wg, c->g, NULL}, (mm_part){&L->wu, c->u, NULL}, NO_PART);
+    glu_job gj = {.c = c, .cols = round_up(n, c->k->nt)};
+    qf_pool_run(c->pool, glu_worker, &gj);
+    matmul(c, c->g, n, (mm_part){&L->wd, c->o, NULL}, NO_PART, NO_PART);
+    add_into(c->x, c->o, hp->n_embd, c->ld, n);
+}
+
+/* Logits for batch columns out_from .. n-1: gather them to the front, norm, project. */
+static void output_forward(qf_rt_ctx *c, uint32_t out_from, uint32_t n) {
+    size_t E = c->m->hp.n_embd, n_out = n - out_from;
+    for (size_t f = 0; f < E; f++) memmove(c->o + f * c->ld, c->x + f * c->ld + out_from, n_out * sizeof(float));
+    rmsnorm(c, c->o, c->xn, c->m->output_norm, (uint32_t)n_out);
+    matmul(c, c->xn, (uint32_t)n_out, (mm_part){&c->m->output, c->logits, NULL}, NO_PART, NO_PART);
+}
+
+static qf_status check_batch(const qf_rt_ctx *c, const int32_t *tokens, uint32_t n, uint32_t pos0, qf_error *err) {
+    if (n == 0 || n > c->n_batch)
+        return qf_fail(err, QF_E_USAGE, "batch of %u tokens; this context takes 1..%u", n, c->n_batch);
+    if (pos0 != c->n_past)
+        return qf_fail(err, QF_E_USAGE, "batch starts at position %u but the cache holds %u positions", pos0, c->n_past);
+    if ((uint64_t)pos0 + n > c->n_ctx)
+        return qf_fail(err, QF_E_USAGE, "positions up to %llu exceed the context of %u",
+                       (unsigned long long)pos0 + n, c->n_ctx);
+    for (uint32_t t = 0; t < n; t++)
+        if (tokens[t] < 0 || (uint32_t)tokens[t] >= c->m->hp.n_vocab)
+            return qf_fail(err, QF_E_INPUT, "token id %d at batch index %u is outside the vocabulary of %u", tokens[t], t,
+                           c->m->hp.n_vocab);
+    return QF_OK;
+}
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+qf_status qf_rt_eval(qf_rt_ctx *c, const int32_t *tokens, uint32_t n, uint32_t pos0, uint32_t out_from,
+                     const float **logits, size_t *ld, qf_error *err) {
+    qf_status st = check_batch(c, tokens, n, pos0, err);
+    if (st) return st;
+    double t_start = now_s();
+    embed(c, tokens, n);
+    rope_tables(c, pos0, n);
+    for (uint32_t l = 0; l < c->m->hp.n_layer; l++) layer_forward(c, l, pos0, n);
+    if (out_from < n) output_forward(c, out_from, n);
+    c->n_past = pos0 + n;
+    c->eval_s += now_s() - t_start;
+    *logits = c->logits;
+    *ld = c->ld;
+    return QF_OK;
+}

@@ -1,0 +1,92 @@
+/*
+ * runtime.h — the reference runtime: a llama-family forward pass (llama 1/2/3, Mistral, Qwen2) over
+ * weights of any stored type, read where they lie (internal to libqforge; qforge.h exposes perplexity
+ * and verify on top of it).
+ *
+ * A model is opened from a GGUF file (mmap'd; rows dequantized with the traits table) or from a Hugging
+ * Face checkpoint through a tensor source (rows decoded to F32 by qf_source_rows, FP8 scales folded in).
+ * No dequantized copy of a weight matrix is ever made: the matmul dequantizes a few rows at a time into
+ * per-thread scratch. Only 1-D tensors (norm weights, biases, rope factors) are copied to F32 at open.
+ *
+ * Activations are stored feature-major: a matrix of `rows` features by `ld` token columns, element
+ * (f, t) at [f * ld + t]. The token dimension is padded to a multiple of the matmul tile, so kernels run
+ * whole tiles; padding columns hold finite junk nobody reads. Logits come out the same way: the logit of
+ * vocabulary entry v for the j-th output token is at [v * ld + j].
+ *
+ * Determinism: every output element is one sequential F32 chain over its reduction (FMA per step in the
+ * matmul, one fixed order elsewhere); threads split rows and heads, never a reduction, so results do not
+ * depend on the thread count or on the ISA chosen (scalar fmaf matches the SIMD FMA bit for bit).
+ */
+#ifndef QF_VERIFY_RUNTIME_H
+#define QF_VERIFY_RUNTIME_H
+
+#include "formats/arch.h"
+#include "formats/source.h"
+#include "formats/vocab.h"
+#include "kernels/qtypes.h"
+
+/* A weight matrix of n_rows outputs by row_len inputs, wherever it is stored. */
+typedef struct qf_rt_weight {
+    uint64_t n_rows, row_len;
+    const qf_qtype_traits *tt; /* GGUF: type of the rows; NULL for a source tensor */
+    const uint8_t *data;       /* GGUF: first row, borrowed from the mapping */
+    uint64_t row_bytes;        /* GGUF: bytes of one row */
+    qf_source *src;            /* HF: the source and the tensor's index in it */
+    size_t src_idx;
+} qf_rt_weight;
+
+typedef struct qf_rt_layer {
+    float *attn_norm, *ffn_norm;     /* [n_embd] */
+    float *bq, *bk, *bv;             /* [n_head*head_dim], [n_head_kv*head_dim] x2; NULL without biases */
+    qf_rt_weight wq, wk, wv, wo, wg, wu, wd;
+} qf_rt_layer;
+
+typedef struct qf_rt_model {
+    char label[512];          /* path for messages */
+    qf_hparams hp;
+    qf_vocab vocab;
+    qf_gguf *gguf;            /* exactly one of gguf / src is set */
+    qf_source *src;
+    qf_rt_weight tok_embd, output;
+    float *output_norm;       /* [n_embd] */
+    float *rope_div;          /* [head_dim/2] frequency divisors (llama3 rope_freqs), NULL = all 1 */
+    float rope_scale;         /* linear position scale (1/factor), 1 = none */
+    bool rope_neox;           /* rotate-half pairs (i, i+hd/2) instead of adjacent pairs (2i, 2i+1) */
+    qf_rt_layer *layers;
+} qf_rt_model;
+
+/* Open a model: a GGUF file, an HF directory / .safetensors / shard index, or an archive of one.
+ * The model borrows nothing from the caller; close it with qf_rt_model_close. */
+qf_status qf_rt_model_open(const char *path, qf_rt_model **out, qf_error *err);
+void qf_rt_model_close(qf_rt_model *m);
+
+/* Dequantize rows [r0, r0 + n) of w into dst[n][row_len]. Thread-safe once the model is open. */
+void qf_rt_weight_rows(const qf_rt_weight *w, uint64_t r0, uint64_t n, float *dst);
+
+typedef struct qf_rt_ctx qf_rt_ctx;
+
+/* An evaluation context: KV cache for n_ctx positions, scratch for batches of up to n_batch tokens,
+ * and a pool of n_threads threads (the caller's thread is one of them). */
+qf_status qf_rt_ctx_new(const qf_rt_model *m, uint32_t n_ctx, uint32_t n_batch, int n_threads, qf_rt_ctx **out,
+                        qf_error *err);
+void qf_rt_ctx_free(qf_rt_ctx *c);
+
+/* Forget every cached position (start of a new sequence). */
+void qf_rt_ctx_clear(qf_rt_ctx *c);
+
+/* Run n tokens at positions pos0 .. pos0+n-1 (the cache must hold exactly positions < pos0). Logits
+ * are computed for the batch tokens with index >= out_from only (n - out_from outputs, none if
+ * out_from >= n); *logits receives them feature-major with leading dimension *ld (valid until the next
+ * call). Token ids are checked against the vocabulary. */
+qf_status qf_rt_eval(qf_rt_ctx *c, const int32_t *tokens, uint32_t n, uint32_t pos0, uint32_t out_from,
+                     const float **logits, size_t *ld, qf_error *err);
+
+/* Seconds spent inside qf_rt_eval since the context was made (forward pass only). */
+double qf_rt_eval_seconds(const qf_rt_ctx *c);
+
+/* Run fn(arg, i, n) on each of the context's n threads (i = 0 on the caller) and wait: lets scoring
+ * code reuse the pool. The function must split its work by i alone (determinism). */
+void qf_rt_parallel(qf_rt_ctx *c, void (*fn)(void *arg, int ith, int nth), void *arg);
+int qf_rt_n_threads(const qf_rt_ctx *c);
+
+#endif

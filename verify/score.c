@@ -1,0 +1,198 @@
+/* score.c — prompt text and per-token statistics from logits (see score.h). */
+#include "verify/score.h"
+
+#include "verify/rt_kern.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+
+/* ---- text ----------------------------------------------------------------------------------------- */
+
+/* \xNN as llama.cpp reads it: strtol over the two characters must consume both. */
+static bool hex_escape(const char *s, size_t i, size_t len, char *out) {
+    if (!(i + 2 < len)) return false;
+    char x[3] = {s[i + 1], s[i + 2], 0};
+    char *end = NULL;
+    long v = strtol(x, &end, 16);
+    if (end != x + 2) return false;
+    *out = (char)v;
+    return true;
+}
+
+size_t qf_text_process_escapes(char *s, size_t len) {
+    size_t o = 0;
+    for (size_t i = 0; i < len; i++) {
+        if (s[i] != '\\' || i + 1 >= len) { s[o++] = s[i]; continue; }
+        char c = s[++i], h;
+        if (c == 'x' && hex_escape(s, i, len, &h)) { i += 2; s[o++] = h; continue; }
+        switch (c) {
+        case 'n': s[o++] = '\n'; break;
+        case 'r': s[o++] = '\r'; break;
+        case 't': s[o++] = '\t'; break;
+        case '\'': case '"': case '\\': s[o++] = c; break;
+        default: s[o++] = '\\'; s[o++] = c; break; /* not an escape (a bad \x too): keep both */
+        }
+    }
+    return o;
+}
+
+qf_status qf_text_load_prompt(const char *path, bool escape, char **text, size_t *len, qf_error *err) {
+    *text = NULL;
+    *len = 0;
+    FILE *f = fopen(path, "rb");
+    if (!f) return qf_fail(err, errno == ENOENT ? QF_E_NOTFOUND : QF_E_IO, "%s: %s", path, strerror(errno));
+    size_t cap = 1 << 16, n = 0;
+    char *buf = malloc(cap + 1);
+    while (buf) {
+        n += fread(buf + n, 1, cap - n, f);
+        if (n < cap) break;
+        char *nb = cap < SIZE_MAX / 4 ? realloc(buf, cap * 2 + 1) : NULL;
+        if (!nb) { free(buf); buf = NULL; break; }
+        buf = nb;
+        cap *= 2;
+    }
+    bool bad = ferror(f);
+    fclose(f);
+    if (!buf) return qf_fail(err, QF_E_NOMEM, "%s: out of memory reading the text", path);
+    if (bad) { free(buf); return qf_fail(err, QF_E_IO, "%s: read error", path); }
+    if (n > 0 && buf[n - 1] == '\n') n--;
+    if (escape) n = qf_text_process_escapes(buf, n);
+    buf[n] = '\0';
+    *text = buf;
+    *len = n;
+    return QF_OK;
+}
+
+/* ---- scratch -------------------------------------------------------------------------------------- */
+
+qf_status qf_score_buf_init(qf_score_buf *b, size_t cols, qf_error *err) {
+    memset(b, 0, sizeof *b);
+    b->cols = cols;
+    b->fmax_a = qf_calloc_n(cols, sizeof(float));
+    b->fmax_b = qf_calloc_n(cols, sizeof(float));
+    b->tmp = qf_calloc_n(cols, sizeof(float));
+    b->sum_a = qf_calloc_n(cols, sizeof(double));
+    b->sum_b = qf_calloc_n(cols, sizeof(double));
+    b->acc = qf_calloc_n(cols, sizeof(double));
+    b->arg_a = qf_calloc_n(cols, sizeof(uint32_t));
+    b->arg_b = qf_calloc_n(cols, sizeof(uint32_t));
+    if (!b->fmax_a || !b->fmax_b || !b->tmp || !b->sum_a || !b->sum_b || !b->acc || !b->arg_a || !b->arg_b) {
+        qf_score_buf_free(b);
+        return qf_fail(err, QF_E_NOMEM, "out of memory for scoring buffers");
+    }
+    return QF_OK;
+}
+
+void qf_score_buf_free(qf_score_buf *b) {
+    free(b->fmax_a); free(b->fmax_b); free(b->tmp); free(b->sum_a); free(b->sum_b); free(b->acc);
+    free(b->arg_a); free(b->arg_b);
+    memset(b, 0, sizeof *b);
+}
+
+static void col_range(uint32_t n, int ith, int nth, uint32_t *lo, uint32_t *hi) {
+    *lo = (uint32_t)((uint64_t)n * (uint64_t)ith / (uint64_t)nth);
+    *hi = (uint32_t)((uint64_t)n * (uint64_t)(ith + 1) / (uint64_t)nth);
+}
+
+/* Column maxima (and the first index reaching them) of l over the vocabulary. */
+static void col_max(const float *l, size_t ld, uint32_t V, uint32_t lo, uint32_t hi, float *mx, uint32_t *arg) {
+    for (uint32_t j = lo; j < hi; j++) { mx[j] = l[j]; arg[j] = 0; }
+    for (uint32_t v = 1; v < V; v++) {
+        const float *row = l + (size_t)v * ld;
+        for (uint32_t j = lo; j < hi; j++)
+            if (row[j] > mx[j]) { mx[j] = row[j]; arg[j] = v; }
+    }
+}
+
+/* ---- perplexity ----------------------------------------------------------------------------------- */
+
+typedef struct nll_job {
+    qf_score_buf *b;
+    const float *l;
+    size_t ld;
+    uint32_t V, n;
+    const int32_t *tg;
+    double *nll;
+} nll_job;
+
+static void nll_worker(void *arg, int ith, int nth) {
+    const nll_job *j = arg;
+    qf_score_buf *b = j->b;
+    const qf_rt_kern *k = qf_rt_kern_active();
+    uint32_t lo, hi;
+    col_range(j->n, ith, nth, &lo, &hi);
+    if (lo >= hi) return;
+    col_max(j->l, j->ld, j->V, lo, hi, b->fmax_a, b->arg_a);
+    for (uint32_t c = lo; c < hi; c++) b->sum_a[c] = 0;
+    for (uint32_t v = 0; v < j->V; v++) {
+        const float *row = j->l + (size_t)v * j->ld;
+        for (uint32_t c = lo; c < hi; c++) b->tmp[c] = row[c] - b->fmax_a[c];
+        k->vexp(b->tmp + lo, b->tmp + lo, hi - lo);
+        for (uint32_t c = lo; c < hi; c++) b->sum_a[c] += b->tmp[c];
+    }
+    for (uint32_t c = lo; c < hi; c++) {
+        double lt = j->l[(size_t)j->tg[c] * j->ld + c];
+        j->nll[c] = -(lt - b->fmax_a[c] - log(b->sum_a[c]));
+    }
+}
+
+void qf_score_nll(qf_rt_ctx *c, qf_score_buf *b, const float *l, size_t ld, uint32_t n_vocab, const int32_t *targets,
+                  uint32_t n, double *nll) {
+    nll_job j = {.b = b, .l = l, .ld = ld, .V = n_vocab, .n = n, .tg = targets, .nll = nll};
+    qf_rt_parallel(c, nll_worker, &j);
+}
+
+/* ---- verify --------------------------------------------------------------------------------------- */
+
+typedef struct cmp_job {
+    qf_score_buf *b;
+    const float *la, *lb; /* base, model */
+    size_t ld;
+    uint32_t V, n;
+    const int32_t *tg;
+    const qf_score_cols *out;
+} cmp_job;
+
+/* log(sum_v exp(l_v)) per column in double, shifted by the column maximum. */
+static void col_lse(const float *l, size_t ld, uint32_t V, uint32_t lo, uint32_t hi, const float *mx, double *lse) {
+    for (uint32_t c = lo; c < hi; c++) lse[c] = 0;
+    for (uint32_t v = 0; v < V; v++) {
+        const float *row = l + (size_t)v * ld;
+        for (uint32_t c = lo; c < hi; c++) lse[c] += exp((double)row[c] - (double)mx[c]);
+    }
+    for (uint32_t c = lo; c < hi; c++) lse[c] = (double)mx[c] + log(lse[c]);
+}
+
+static void cmp_worker(void *arg, int ith, int nth) {
+    const cmp_job *j = arg;
+    qf_score_buf *b = j->b;
+    uint32_t lo, hi;
+    col_range(j->n, ith, nth, &lo, &hi);
+    if (lo >= hi) return;
+    col_max(j->la, j->ld, j->V, lo, hi, b->fmax_a, b->arg_a);
+    col_max(j->lb, j->ld, j->V, lo, hi, b->fmax_b, b->arg_b);
+    col_lse(j->la, j->ld, j->V, lo, hi, b->fmax_a, b->sum_a);
+    col_lse(j->lb, j->ld, j->V, lo, hi, b->fmax_b, b->sum_b);
+    for (uint32_t c = lo; c < hi; c++) b->acc[c] = 0;
+    for (uint32_t v = 0; v < j->V; v++) {
+        const float *ra = j->la + (size_t)v * j->ld, *rb = j->lb + (size_t)v * j->ld;
+        for (uint32_t c = lo; c < hi; c++) {
+            double lpa = (double)ra[c] - b->sum_a[c], lpb = (double)rb[c] - b->sum_b[c];
+            b->acc[c] += exp(lpa) * (lpa - lpb);
+        }
+    }
+    for (uint32_t c = lo; c < hi; c++) {
+        size_t t = (size_t)j->tg[c] * j->ld + c;
+        j->out->nll_base[c] = b->sum_a[c] - (double)j->la[t];
+        j->out->nll[c] = b->sum_b[c] - (double)j->lb[t];
+        j->out->kld[c] = b->acc[c];
+        j->out->same_top1[c] = b->arg_a[c] == b->arg_b[c];
+    }
+}
+
+void qf_score_compare(qf_rt_ctx *c, qf_score_buf *b, const float *base, const float *model, size_t ld,
+                      uint32_t n_vocab, const int32_t *targets, uint32_t n, const qf_score_cols *out) {
+    cmp_job j = {.b = b, .la = base, .lb = model, .ld = ld, .V = n_vocab, .n = n, .tg = targets, .out = out};
+    qf_rt_parallel(c, cmp_worker, &j);
+}
