@@ -1,0 +1,536 @@
+/*
+ * test_tokenizer.c — verify/tokenizer.c against llama.cpp.
+ *
+ *  1. llama.cpp's own tokenizer vectors (../shared/tokenizer-tests/ggml-vocab-*.gguf + .inp/.out, written by
+ *     its test-tokenizer-0 with add_special = false, parse_special = false): every input, every vocab we
+ *     support, must give the recorded ids; unsupported vocabs print SKIP with the reason.
+ *  2. Real text: the shared checkpoints' REFERENCE.json records the first ids and the total count of the
+ *     perplexity texts tokenized whole with BOS, as llama-perplexity -f passes them.
+ *  3. Hand-made vocabs: SPM tie-breaking and byte fallback, user-defined token splitting, malformed vocabs
+ *     (clear errors), and invalid UTF-8 / random bytes (no crash, stable results).
+ */
+#include "testutil.h"
+#include "verify/tokenizer.h"
+
+#include <cjson/cJSON.h>
+#include <ctype.h>
+#include <dirent.h>
+#include <errno.h>
+#include <time.h>
+
+/* ---- helpers ------------------------------------------------------------------------------------ */
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static char *read_text(const char *path, size_t *n) {
+    uint8_t *d = qf_test_read_file(path, n);
+    if (!d) return NULL;
+    char *s = realloc(d, *n + 1);
+    if (!s) { free(d); return NULL; }
+    s[*n] = '\0';
+    return s;
+}
+
+static qf_status dir_reader(void *ctx, const char *name, char **buf, size_t *len, qf_error *err) {
+    char path[4096];
+    snprintf(path, sizeof path, "%s/%s", (const char *)ctx, name);
+    if (!qf_test_file_exists(path)) return QF_E_NOTFOUND;
+    if (!(*buf = read_text(path, len))) return qf_fail(err, QF_E_IO, "%s: cannot read", path);
+    return QF_OK;
+}
+
+static uint32_t config_vocab_size(const char *dir) {
+    char *buf;
+    size_t len;
+    qf_error err = {0};
+    if (dir_reader((void *)dir, "config.json", &buf, &len, &err)) return 0;
+    cJSON *j = cJSON_ParseWithLength(buf, len);
+    const cJSON *vs = cJSON_GetObjectItemCaseSensitive(j, "vocab_size");
+    uint32_t n = cJSON_IsNumber(vs) && vs->valuedouble > 0 ? (uint32_t)vs->valuedouble : 0;
+    cJSON_Delete(j);
+    free(buf);
+    return n;
+}
+
+static void print_ids(const char *label, const int32_t *ids, size_t n) {
+    fprintf(stderr, "    %s (%zu):", label, n);
+    for (size_t i = 0; i < n && i < 40; i++) fprintf(stderr, " %d", ids[i]);
+    fprintf(stderr, n > 40 ? " ...\n" : "\n");
+}
+
+static bool same_ids(const int32_t *a, size_t na, const int32_t *b, size_t nb) {
+    return na == nb && (na == 0 || memcmp(a, b, na * sizeof *a) == 0);
+}
+
+/* Tokenize and compare with an expected list; prints both on mismatch. */
+static bool expect_ids(const qf_tokenizer *t, const char *text, size_t len, bool bos, const int32_t *want, size_t nwant,
+                       const char *label) {
+    int32_t *ids = NULL;
+    size_t n = 0;
+    qf_error err = {0};
+    qf_status st = qf_tokenize(t, text, len, bos, &ids, &n, &err);
+    bool ok = st == QF_OK && same_ids(ids, n, want, nwant);
+    if (!ok) {
+        fprintf(stderr, "  %s: input '%.*s' (%zu bytes): %s\n", label, (int)QF_MIN(len, 80), text, len,
+                st ? err.msg : "ids differ");
+        print_ids("want", want, nwant);
+        if (!st) print_ids("got ", ids, n);
+    }
+    free(ids);
+    return ok;
+}
+
+/* ---- 1. llama.cpp tokenizer vectors -------------------------------------------------------------- */
+
+/* test-tokenizer-0's read_tests: inputs separated by "\n__ggml_vocab_test__\n" (a trailing separator ends
+ * the list), one output line of space-separated ids per input. */
+typedef struct { char **inp; size_t *inp_len; int32_t **ids; size_t *n_ids; size_t n; } vectors;
+
+static void vectors_free(vectors *v) {
+    for (size_t i = 0; i < v->n; i++) { free(v->inp[i]); free(v->ids[i]); }
+    free(v->inp); free(v->inp_len); free(v->ids); free(v->n_ids);
+}
+
+static bool vectors_add_input(vectors *v, const char *s, size_t n) {
+    size_t k = v->n;
+    char **inp = realloc(v->inp, (k + 1) * sizeof *inp);
+    if (inp) v->inp = inp;
+    size_t *il = realloc(v->inp_len, (k + 1) * sizeof *il);
+    if (il) v->inp_len = il;
+    if (!inp || !il || !(v->inp[k] = qf_strndup(s, n))) return false;
+    v->inp_len[k] = n;
+    v->n++;
+    return true;
+}
+
+static size_t count_lines(const char *s, size_t n) {
+    size_t lines = 0;
+    for (size_t i = 0; i < n; i++) lines += s[i] == '\n';
+    return lines + (n && s[n - 1] != '\n');
+}
+
+/* Output lines: ids separated by spaces (string_strip'ed); line k pairs with input k. */
+static bool parse_outputs(vectors *v, char *out, size_t n) {
+    size_t lines = count_lines(out, n);
+    if (lines != v->n) return false;
+    v->ids = calloc(lines ? lines : 1, sizeof *v->ids);
+    v->n_ids = calloc(lines ? lines : 1, sizeof *v->n_ids);
+    if (!v->ids || !v->n_ids) return false;
+    char *p = out;
+    for (size_t k = 0; k < lines; k++) {
+        char *eol = strchr(p, '\n');
+        if (eol) *eol = '\0';
+        v->ids[k] = malloc((strlen(p) / 2 + 1) * sizeof **v->ids);
+        if (!v->ids[k]) return false;
+        for (char *q = p, *e; ; q = e) {
+            long id = strtol(q, &e, 10);
+            if (e == q) break;
+            v->ids[k][v->n_ids[k]++] = (int32_t)id;
+        }
+        p = eol ? eol + 1 : p + strlen(p);
+    }
+    return true;
+}
+
+static bool load_vectors(const char *gguf, vectors *v) {
+    char path[4400];
+    size_t ni, no;
+    memset(v, 0, sizeof *v);
+    snprintf(path, sizeof path, "%s.inp", gguf);
+    char *inp = read_text(path, &ni);
+    snprintf(path, sizeof path, "%s.out", gguf);
+    char *out = read_text(path, &no);
+    bool ok = inp && out;
+    static const char sep[] = "\n__ggml_vocab_test__\n";
+    for (size_t pos = 0; ok && pos < ni;) {
+        const char *next = memmem(inp + pos, ni - pos, sep, sizeof sep - 1);
+        size_t end = next ? (size_t)(next - inp) : ni;
+        ok = vectors_add_input(v, inp + pos, end - pos);
+        pos = next ? end + sizeof sep - 1 : ni;
+    }
+    ok = ok && parse_outputs(v, out, no);
+    free(inp);
+    free(out);
+    return ok;
+}
+
+static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+
+/* Open a vocab GGUF and build its tokenizer; *reason says why not. */
+static qf_status open_tokenizer(const char *path, qf_tokenizer **t, qf_error *err) {
+    qf_gguf *g = NULL;
+    qf_vocab v;
+    qf_status st = qf_gguf_open(path, &g, err);
+    if (!st) st = qf_vocab_load_gguf(g, &v, err);
+    qf_gguf_close(g);
+    if (st) return st;
+    st = qf_tokenizer_new(&v, t, err);
+    qf_vocab_free(&v);
+    return st;
+}
+
+static void run_vector_file(const char *dir, const char *name) {
+    char path[4200];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    qf_tokenizer *t = NULL;
+    qf_error err = {0};
+    qf_status st = open_tokenizer(path, &t, &err);
+    char probe[4300];
+    snprintf(probe, sizeof probe, "%s.inp", path);
+    bool has_vectors = qf_test_file_exists(probe);
+    if (st == QF_E_UNSUPPORTED) {
+        printf("SKIP: %s: %s\n", name, err.msg);
+        return;
+    }
+    CHECK_MSG(st == QF_OK, "%s: %s", name, err.msg);
+    if (st) return;
+    if (!has_vectors) {
+        printf("%-32s builds (no .inp/.out vectors to compare)\n", name);
+        qf_tokenizer_free(t);
+        return;
+    }
+    vectors v;
+    bool loaded = load_vectors(path, &v);
+    CHECK_MSG(loaded, "%s: cannot read the .inp/.out pair (input/output counts differ?)", name);
+    size_t pass = 0;
+    for (size_t i = 0; loaded && i < v.n; i++)
+        pass += expect_ids(t, v.inp[i], v.inp_len[i], false, v.ids[i], v.n_ids[i], name);
+    printf("%-32s %zu/%zu inputs match llama.cpp\n", name, pass, loaded ? v.n : 0);
+    CHECK_MSG(loaded && pass == v.n, "%s: %zu of %zu inputs differ", name, v.n - pass, v.n);
+    if (loaded) vectors_free(&v);
+    qf_tokenizer_free(t);
+}
+
+static void run_vector_dir(const char *dir) {
+    DIR *d = opendir(dir);
+    CHECK(d != NULL);
+    if (!d) return;
+    char *names[256];
+    size_t n = 0;
+    for (struct dirent *e; (e = readdir(d)) && n < QF_ARRAY_LEN(names);) {
+        size_t l = strlen(e->d_name);
+        if (strncmp(e->d_name, "ggml-vocab-", 11) == 0 && l > 5 && strcmp(e->d_name + l - 5, ".gguf") == 0)
+            names[n++] = strdup(e->d_name);
+    }
+    closedir(d);
+    qsort(names, n, sizeof *names, cmp_str);
+    for (size_t i = 0; i < n; i++) { if (names[i]) run_vector_file(dir, names[i]); free(names[i]); }
+}
+
+/* The shared copy of llama.cpp's vectors; QF_TOKENIZER_VECTORS may name another directory of them (e.g.
+ * a llama.cpp checkout's models/, which holds more vocabs) to run as well. */
+static void test_vectors(void) {
+    char dir[4096];
+    const char *extra = getenv("QF_TOKENIZER_VECTORS");
+    if (qf_test_shared("tokenizer-tests", dir, sizeof dir)) run_vector_dir(dir);
+    if (extra && *extra) { printf("-- vectors in %s\n", extra); run_vector_dir(extra); }
+}
+
+/* ---- 2. real text -------------------------------------------------------------------------------- */
+
+/* What llama-perplexity -f does to the file before tokenizing: drop one trailing newline, then
+ * string_process_escapes (\n \r \t \' \" \\ \xNN; anything else keeps its backslash). */
+static size_t perplexity_text(char *s, size_t n) {
+    if (n && s[n - 1] == '\n') n--;
+    size_t o = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] != '\\' || i + 1 >= n) { s[o++] = s[i]; continue; }
+        char c = s[++i];
+        switch (c) {
+            case 'n': s[o++] = '\n'; continue;
+            case 'r': s[o++] = '\r'; continue;
+            case 't': s[o++] = '\t'; continue;
+            case '\'': case '"': case '\\': s[o++] = c; continue;
+            default: break;
+        }
+        if (c == 'x' && i + 2 < n && isxdigit((unsigned char)s[i + 1]) && isxdigit((unsigned char)s[i + 2])) {
+            char hex[3] = { s[i + 1], s[i + 2], 0 };
+            s[o++] = (char)strtol(hex, NULL, 16);
+            i += 2;
+            continue;
+        }
+        s[o++] = '\\';
+        s[o++] = c;
+    }
+    return o;
+}
+
+static void check_text(const qf_tokenizer *t, const char *model, const char *text_name, const cJSON *ref) {
+    char path[4096], rel[512];
+    snprintf(rel, sizeof rel, "text/%s", text_name);
+    if (!qf_test_shared(rel, path, sizeof path)) return;
+    size_t n;
+    char *s = read_text(path, &n);
+    CHECK(s != NULL);
+    if (!s) return;
+    n = perplexity_text(s, n);
+    int32_t *ids = NULL;
+    size_t nid = 0;
+    qf_error err = {0};
+    double t0 = now_s();
+    qf_status st = qf_tokenize(t, s, n, qf_tokenizer_wants_bos(t), &ids, &nid, &err);
+    double dt = now_s() - t0;
+    CHECK_OK(st, &err);
+    const cJSON *first = cJSON_GetObjectItemCaseSensitive(ref, "first_tokens");
+    const cJSON *total = cJSON_GetObjectItemCaseSensitive(ref, "tokens_total");
+    size_t want_total = cJSON_IsNumber(total) ? (size_t)total->valuedouble : 0;
+    size_t nfirst = (size_t)cJSON_GetArraySize(first), match = 0;
+    for (size_t i = 0; i < nfirst && i < nid; i++)
+        match += ids[i] == (int32_t)cJSON_GetArrayItem(first, (int)i)->valuedouble;
+    printf("%-14s %-28s %zu tokens (reference %zu), first %zu/%zu match, %.3f s for %zu bytes\n", model, text_name,
+           nid, want_total, match, nfirst, dt, n);
+    CHECK_MSG(nid == want_total, "%s %s: %zu tokens, reference %zu", model, text_name, nid, want_total);
+    CHECK_MSG(match == nfirst && nfirst > 0, "%s %s: first tokens differ", model, text_name);
+#if defined(__OPTIMIZE__) && !defined(__SANITIZE_ADDRESS__)
+    CHECK_MSG(dt < 3.0, "%s %s: tokenizing took %.2f s", model, text_name, dt); /* sanitizer builds are slower */
+#endif
+    free(ids);
+    free(s);
+}
+
+static void test_real_text(const char *model) {
+    char dir[4096], rel[256], ref_path[4200];
+    snprintf(rel, sizeof rel, "models/%s", model);
+    if (!qf_test_shared(rel, dir, sizeof dir)) return;
+    qf_vocab v;
+    qf_error err = {0};
+    qf_status st = qf_vocab_load_hf(dir_reader, dir, config_vocab_size(dir), &v, &err);
+    CHECK_OK(st, &err);
+    if (st) return;
+    qf_tokenizer *t = NULL;
+    st = qf_tokenizer_new(&v, &t, &err);
+    qf_vocab_free(&v);
+    CHECK_OK(st, &err);
+    if (st) return;
+    CHECK(qf_tokenizer_wants_bos(t) && qf_tokenizer_bos(t) >= 0);
+    snprintf(ref_path, sizeof ref_path, "%s/REFERENCE.json", dir);
+    size_t n;
+    char *js = read_text(ref_path, &n);
+    cJSON *ref = js ? cJSON_ParseWithLength(js, n) : NULL;
+    CHECK_MSG(ref != NULL, "%s: cannot parse", ref_path);
+    const cJSON *texts = cJSON_GetObjectItemCaseSensitive(ref, "texts"), *e;
+    cJSON_ArrayForEach(e, texts) check_text(t, model, e->string, e);
+    cJSON_Delete(ref);
+    free(js);
+    qf_tokenizer_free(t);
+}
+
+/* The HF-built and llama.cpp-converted vocabularies of one model tokenize alike. */
+static void test_hf_matches_gguf(void) {
+    char dir[4096], gg[4096];
+    if (!qf_test_shared("models/stories260K", dir, sizeof dir) ||
+        !qf_test_shared("models/reference-gguf/stories260K.llamacpp-f32.gguf", gg, sizeof gg)) return;
+    qf_vocab v;
+    qf_error err = {0};
+    qf_tokenizer *a = NULL, *b = NULL;
+    CHECK_OK(qf_vocab_load_hf(dir_reader, dir, config_vocab_size(dir), &v, &err), &err);
+    if (err.status) return;
+    CHECK_OK(qf_tokenizer_new(&v, &a, &err), &err);
+    qf_vocab_free(&v);
+    CHECK_OK(open_tokenizer(gg, &b, &err), &err);
+    static const char text[] = "Once upon a time, there was a little girl named Lily.\nShe  liked \xc3\xa9t\xc3\xa9 \xe2\x82\xac 42!";
+    int32_t *x = NULL, *y = NULL;
+    size_t nx = 0, ny = 0;
+    if (a && b) {
+        CHECK_OK(qf_tokenize(a, text, sizeof text - 1, true, &x, &nx, &err), &err);
+        CHECK_OK(qf_tokenize(b, text, sizeof text - 1, true, &y, &ny, &err), &err);
+        CHECK(same_ids(x, nx, y, ny));
+        CHECK(qf_tokenizer_n_vocab(a) == qf_tokenizer_n_vocab(b));
+    }
+    free(x); free(y);
+    qf_tokenizer_free(a);
+    qf_tokenizer_free(b);
+}
+
+/* ---- 3. hand-made vocabs ------------------------------------------------------------------------ */
+
+typedef struct { const char *text; float score; int32_t type; } tok_def;
+
+/* A qf_vocab over static strings (only the arrays are allocated; free with free_small). */
+static qf_vocab small_vocab(const char *model, const char *pre, const tok_def *toks, uint32_t n, const char **merges,
+                            uint64_t n_merges) {
+    qf_vocab v;
+    memset(&v, 0, sizeof v);
+    snprintf(v.model, sizeof v.model, "%s", model);
+    snprintf(v.pre, sizeof v.pre, "%s", pre);
+    v.n_tokens = n;
+    v.tokens = calloc(n, sizeof *v.tokens);
+    v.scores = calloc(n, sizeof *v.scores);
+    v.types = calloc(n, sizeof *v.types);
+    for (uint32_t i = 0; i < n && v.tokens && v.scores && v.types; i++) {
+        v.tokens[i] = (char *)toks[i].text;
+        v.scores[i] = toks[i].score;
+        v.types[i] = toks[i].type ? toks[i].type : QF_TOK_NORMAL;
+    }
+    v.merges = (char **)merges;
+    v.n_merges = n_merges;
+    v.bos_id = v.eos_id = v.unk_id = v.pad_id = v.eot_id = v.sep_id = v.mask_id = v.eom_id = -1;
+    v.add_bos = v.add_eos = v.add_space_prefix = v.add_sep = -1;
+    return v;
+}
+
+static void free_small(qf_vocab *v) { free(v->tokens); free(v->scores); free(v->types); }
+
+static const tok_def k_spm[] = {
+    { "<unk>", 0, QF_TOK_UNKNOWN }, { "<s>", 0, QF_TOK_CONTROL }, { "</s>", 0, QF_TOK_CONTROL },
+    { "<0x41>", 0, QF_TOK_BYTE }, { "<0xC3>", 0, QF_TOK_BYTE }, { "<0xA9>", 0, QF_TOK_BYTE },
+    { "\xe2\x96\x81", -1, 0 }, { "a", -2, 0 }, { "b", -2, 0 }, { "ab", -3, 0 }, { "ba", -3, 0 },
+    { "\xe2\x96\x81" "a", -4, 0 }, { "<sep>", 0, QF_TOK_USER_DEFINED }, { "x", -2, 0 },
+};
+
+static void test_spm_small(void) {
+    qf_vocab v = small_vocab("llama", "", k_spm, QF_ARRAY_LEN(k_spm), NULL, 0);
+    qf_tokenizer *t = NULL;
+    qf_error err = {0};
+    CHECK_OK(qf_tokenizer_new(&v, &t, &err), &err);
+    free_small(&v);
+    if (!t) return;
+    CHECK(qf_tokenizer_bos(t) == 1 && qf_tokenizer_wants_bos(t) && qf_tokenizer_n_vocab(t) == QF_ARRAY_LEN(k_spm));
+    CHECK(strcmp(qf_token_text(t, 9), "ab") == 0 && qf_token_text(t, -1) == NULL && qf_token_text(t, 99) == NULL);
+    /* "▁aba": "ab" and "ba" score alike and beat "▁a"; the leftmost pair wins, leaving ▁ ab a */
+    CHECK(expect_ids(t, "aba", 3, false, (const int32_t[]){ 6, 9, 7 }, 3, "spm tie"));
+    /* byte fallback: 'A' has only <0x41>; 'é' (C3 A9) only its bytes; 'Z' has nothing -> <unk> */
+    CHECK(expect_ids(t, "A\xc3\xa9Z", 4, true, (const int32_t[]){ 1, 6, 3, 4, 5, 0 }, 6, "spm bytes"));
+    /* user-defined tokens are split out, and the text after one gets the dummy prefix again (llama.cpp's
+     * is_prev_special); control-token text stays plain text */
+    CHECK(expect_ids(t, "a<sep>a", 7, false, (const int32_t[]){ 11, 12, 11 }, 3, "spm user-defined"));
+    CHECK(expect_ids(t, "<s>", 3, false, (const int32_t[]){ 6, 0, 0, 0 }, 4, "spm control text"));
+    CHECK(expect_ids(t, "", 0, true, (const int32_t[]){ 1 }, 1, "spm empty"));
+    /* invalid UTF-8: lone continuation / truncated lead bytes are single-byte symbols with byte fallback */
+    CHECK(expect_ids(t, "\xa9\xc3", 2, false, (const int32_t[]){ 6, 5, 4 }, 3, "spm invalid utf-8"));
+    qf_tokenizer_free(t);
+}
+
+/* Byte-level BPE vocab: GPT-2 maps ' ' to U+0120 "Ġ". */
+static const tok_def k_bpe[] = {
+    { "a", 0, 0 }, { "b", 0, 0 }, { "\xc4\xa0", 0, 0 }, { "ab", 0, 0 }, { "\xc4\xa0" "a", 0, 0 },
+    { "\xc4\xa0" "ab", 0, 0 }, { "<|user|>", 0, QF_TOK_USER_DEFINED }, { "!", 0, 0 }, { "\xc3\xaf", 0, 0 },
+    { "\xc2\xbf", 0, 0 }, { "\xc2\xbd", 0, 0 }, { "<|endoftext|>", 0, QF_TOK_CONTROL },
+};
+static const char *k_bpe_merges[] = { "a b", "\xc4\xa0 a", "\xc4\xa0" "a b" };
+
+static void test_bpe_small(void) {
+    qf_vocab v = small_vocab("gpt2", "gpt-2", k_bpe, QF_ARRAY_LEN(k_bpe), k_bpe_merges, QF_ARRAY_LEN(k_bpe_merges));
+    qf_tokenizer *t = NULL;
+    qf_error err = {0};
+    CHECK_OK(qf_tokenizer_new(&v, &t, &err), &err);
+    free_small(&v);
+    if (!t) return;
+    CHECK(!qf_tokenizer_wants_bos(t) && qf_tokenizer_bos(t) == 11); /* llama.cpp's BPE default id 11 */
+    /* "ab ab": words "ab" and " ab"; rank 0 (a b) applies before " a" + "b" would */
+    CHECK(expect_ids(t, "ab ab", 5, false, (const int32_t[]){ 3, 2, 3 }, 3, "bpe ranks"));
+    CHECK(expect_ids(t, " a!", 3, false, (const int32_t[]){ 4, 7 }, 2, "bpe words"));
+    /* user-defined token split out; control-token text is plain text (here: no tokens for '<', '|'...) */
+    CHECK(expect_ids(t, "a<|user|>a", 10, false, (const int32_t[]){ 0, 6, 0 }, 3, "bpe user-defined"));
+    /* invalid byte -> U+FFFD (EF BF BD) -> GPT-2 "ï¿½" */
+    CHECK(expect_ids(t, "\xff", 1, false, (const int32_t[]){ 8, 9, 10 }, 3, "bpe invalid utf-8"));
+    qf_tokenizer_free(t);
+}
+
+static void expect_new_fails(qf_vocab *v, qf_status want, const char *needle, const char *label) {
+    qf_tokenizer *t = NULL;
+    qf_error err = {0};
+    qf_status st = qf_tokenizer_new(v, &t, &err);
+    CHECK_MSG(st == want && t == NULL && strstr(err.msg, needle), "%s: got %s '%s', want %s containing '%s'", label,
+              qf_status_name(st), err.msg, qf_status_name(want), needle);
+    qf_tokenizer_free(t);
+}
+
+static void test_malformed(void) {
+    const char *unknown[] = { "a b", "a zz" };
+    qf_vocab v = small_vocab("gpt2", "gpt-2", k_bpe, QF_ARRAY_LEN(k_bpe), unknown, 2);
+    expect_new_fails(&v, QF_E_INPUT, "'zz' that is not in the vocabulary", "merge with unknown token");
+    const char *nospace[] = { "ab" };
+    v.merges = (char **)nospace, v.n_merges = 1;
+    expect_new_fails(&v, QF_E_INPUT, "not two space-separated tokens", "merge without space");
+    v.merges = NULL, v.n_merges = 0;
+    v.bos_id = 1000;
+    expect_new_fails(&v, QF_E_INPUT, "outside the", "bos id out of range");
+    v.bos_id = -1;
+    snprintf(v.pre, sizeof v.pre, "no-such-pre");
+    expect_new_fails(&v, QF_E_UNSUPPORTED, "no-such-pre", "unknown pre-tokenizer");
+    snprintf(v.model, sizeof v.model, "bert");
+    expect_new_fails(&v, QF_E_UNSUPPORTED, "'bert'", "WPM model");
+    v.tokens[1] = NULL;
+    snprintf(v.model, sizeof v.model, "gpt2");
+    expect_new_fails(&v, QF_E_INPUT, "token 1 has no text", "NULL token text");
+    free_small(&v);
+}
+
+/* Every pre-tokenizer the table names compiles under PCRE2 and splits mixed text. */
+static void test_all_pre(void) {
+    static const char *const pres[] = {
+        "", "default", "llama-bpe", "dbrx", "deepseek-llm", "deepseek-coder", "falcon", "starcoder", "gpt-2",
+        "qwen2", "qwen35", "chatglm-bpe", "bloom", "viking", "tekken", "seed-coder", "grok-2", "ufakzeka",
+        "bailingmoe", "minicpm5",
+    };
+    static const char text[] = "Hello world! It's 1234567 \t\n\n  x \xc3\xbc\xe4\xb8\xad\xe6\x96\x87\xe3\x80\x80"
+                               "\xd9\xa1\xd9\xa2 ab   \xc2\x85\xff";
+    for (size_t i = 0; i < QF_ARRAY_LEN(pres); i++) {
+        qf_vocab v = small_vocab("gpt2", pres[i], k_bpe, QF_ARRAY_LEN(k_bpe), k_bpe_merges, QF_ARRAY_LEN(k_bpe_merges));
+        qf_tokenizer *t = NULL;
+        qf_error err = {0};
+        qf_status st = qf_tokenizer_new(&v, &t, &err);
+        CHECK_MSG(st == QF_OK, "pre '%s': %s", pres[i], err.msg);
+        int32_t *ids = NULL;
+        size_t n = 0;
+        if (t) CHECK_OK(qf_tokenize(t, text, sizeof text - 1, true, &ids, &n, &err), &err);
+        CHECK_MSG(!t || n > 0, "pre '%s': no tokens", pres[i]);
+        free(ids);
+        qf_tokenizer_free(t);
+        free_small(&v);
+    }
+}
+
+/* Random bytes through both kinds: no crash, deterministic, BPE output only valid ids. */
+static void test_random_bytes(void) {
+    qf_vocab vs = small_vocab("llama", "", k_spm, QF_ARRAY_LEN(k_spm), NULL, 0);
+    qf_vocab vb = small_vocab("gpt2", "llama-bpe", k_bpe, QF_ARRAY_LEN(k_bpe), k_bpe_merges, QF_ARRAY_LEN(k_bpe_merges));
+    qf_tokenizer *ts = NULL, *tb = NULL;
+    qf_error err = {0};
+    CHECK_OK(qf_tokenizer_new(&vs, &ts, &err), &err);
+    CHECK_OK(qf_tokenizer_new(&vb, &tb, &err), &err);
+    free_small(&vs);
+    free_small(&vb);
+    uint64_t seed = 0x5eed7011, state = seed;
+    char buf[512];
+    for (int iter = 0; iter < 400 && ts && tb; iter++) {
+        size_t n = qf_test_rand(&state) % sizeof buf;
+        for (size_t i = 0; i < n; i++) {
+            uint64_t r = qf_test_rand(&state);
+            buf[i] = (char)(r % 4 == 0 ? " \n\t'a"[r % 5] : (char)(r >> 8)); /* mix separators into noise */
+        }
+        const qf_tokenizer *tt[2] = { ts, tb };
+        for (int k = 0; k < 2; k++) {
+            int32_t *a = NULL, *b = NULL;
+            size_t na = 0, nb = 0;
+            qf_status s1 = qf_tokenize(tt[k], buf, n, true, &a, &na, &err);
+            qf_status s2 = qf_tokenize(tt[k], buf, n, true, &b, &nb, &err);
+            CHECK_MSG(s1 == QF_OK && s2 == QF_OK && same_ids(a, na, b, nb), "seed %llx iter %d kind %d: %s",
+                      (unsigned long long)seed, iter, k, err.msg);
+            for (size_t i = 0; i < na; i++) CHECK(a[i] >= 0 && (uint32_t)a[i] < qf_tokenizer_n_vocab(tt[k]));
+            free(a);
+            free(b);
+        }
+    }
+    qf_tokenizer_free(ts);
+    qf_tokenizer_free(tb);
+}
+
+int main(int argc, char **argv) {
+    qf_test_init(argc, argv);
+    test_spm_small();
+    test_bpe_small();
+    test_malformed();
+    test_all_pre();
+    test_random_bytes();
+    test_vectors();
+    test_real_text("qf-llama-a");
+    test_real_text("stories260K");
+    test_hf_matches_gguf();
+    return qf_test_finish();
+}
