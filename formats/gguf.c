@@ -8,11 +8,13 @@
  * is allocated for it, so a short file can never make us allocate more than a small multiple of its size.
  */
 #include "gguf.h"
+#include "integrity.h"
 #include "outfile.h"
 #include "kernels/qtypes.h"
 
 #include <errno.h>
 #include <fcntl.h>
+#include <openssl/evp.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -169,6 +171,7 @@ struct qf_gguf {
     size_t map_len;
     uint32_t version, alignment;
     uint64_t data_offset; /* absolute */
+    uint64_t info_off, info_end; /* tensor-info section [info_off, info_end) */
     qf_gguf_kv *kv;
     size_t n_kv;
     qf_gguf_tensor *t;
@@ -236,8 +239,8 @@ static qf_status rd_str_raw(rd *r, const uint8_t **p, uint64_t *len, const char 
 
 /* A string copied into the arena with a terminating NUL. */
 static qf_status rd_str(rd *r, qf_gguf_str *s, const char *what) {
-    const uint8_t *p;
-    uint64_t len;
+    const uint8_t *p = NULL; /* initialised only to quiet -O3's maybe-uninitialized analysis */
+    uint64_t len = 0;
     qf_status st = rd_str_raw(r, &p, &len, what);
     if (st != QF_OK) return st;
     char *copy = arena_alloc(&r->g->a, len + 1);
@@ -423,7 +426,10 @@ static qf_status rd_kvs(rd *r, uint64_t n_kv) {
     for (uint64_t i = 0; i < n_kv && st == QF_OK; i++) {
         r->index = i;
         r->name = NULL;
+        uint64_t start = r->pos;
         st = rd_kv(r, &g->kv[i]);
+        g->kv[i].rec_off = start;
+        g->kv[i].rec_len = r->pos - start;
         if (st == QF_OK) g->n_kv++;
     }
     r->what = NULL;
@@ -504,12 +510,14 @@ static qf_status rd_tensors(rd *r, uint64_t n_tensors) {
     if (!g->t) return bad(r, QF_E_NOMEM, "out of memory for %llu tensors", (unsigned long long)n_tensors);
     qf_status st = QF_OK;
     r->what = "tensor";
+    g->info_off = r->pos;
     for (uint64_t i = 0; i < n_tensors && st == QF_OK; i++) {
         r->index = i;
         r->name = NULL;
         st = rd_tensor(r, &g->t[i]);
         if (st == QF_OK) g->n_t++;
     }
+    g->info_end = r->pos;
     r->what = NULL;
     return st;
 }
@@ -547,7 +555,7 @@ static qf_status place_data(rd *r) {
 
 static qf_status parse(qf_gguf *g, qf_error *err) {
     rd r = {.g = g, .err = err};
-    uint64_t n_tensors, n_kv;
+    uint64_t n_tensors = 0, n_kv = 0;
     qf_status st = rd_header(&r, &n_tensors, &n_kv);
     if (st == QF_OK) st = rd_kvs(&r, n_kv);
     if (st == QF_OK) st = check_alignment(&r);
@@ -634,6 +642,17 @@ size_t qf_gguf_n_kv(const qf_gguf *g) { return g->n_kv; }
 const qf_gguf_kv *qf_gguf_kv_at(const qf_gguf *g, size_t i) { return i < g->n_kv ? &g->kv[i] : NULL; }
 size_t qf_gguf_n_tensors(const qf_gguf *g) { return g->n_t; }
 const qf_gguf_tensor *qf_gguf_tensor_at(const qf_gguf *g, size_t i) { return i < g->n_t ? &g->t[i] : NULL; }
+const char *qf_gguf_label(const qf_gguf *g) { return g->label; }
+
+const uint8_t *qf_gguf_file_bytes(const qf_gguf *g, uint64_t *len) {
+    *len = g->len;
+    return g->base;
+}
+
+void qf_gguf_tensor_info_span(const qf_gguf *g, uint64_t *off, uint64_t *len) {
+    *off = g->info_off;
+    *len = g->info_end - g->info_off;
+}
 
 const qf_gguf_kv *qf_gguf_find_kv(const qf_gguf *g, const char *key) {
     long i = index_find(&g->kv_idx, key);
@@ -763,6 +782,15 @@ struct qf_gguf_writer {
     uint64_t cur_done; /* bytes of it written so far */
     qf_status failed;
     qf_error fail_err;
+    /* integrity digests (integrity.h) */
+    bool digests;         /* write the qforge.integrity.* keys (default on) */
+    bool hashing;         /* emit() also feeds hdr_md: the bytes the header digest covers */
+    uint64_t emitted;     /* bytes emitted so far = file offset of the next byte */
+    EVP_MD_CTX *hdr_md, *t_md;
+    uint8_t hdr_sha[32];
+    uint8_t (*t_sha)[32]; /* one digest per tensor, final once the tensor's last byte arrived */
+    uint64_t hdr_hex_off; /* file offset of header_sha256's 64 hex digits */
+    uint64_t t_arr_off;   /* file offset of tensor_sha256's first element (its u64 length) */
 };
 
 /* Growable byte string for building serialized values. */
@@ -1029,8 +1057,15 @@ qf_status qf_gguf_writer_open(const char *path, qf_gguf_writer **out, qf_error *
         free(w);
         return st;
     }
+    w->digests = true;
     *out = w;
     return QF_OK;
+}
+
+qf_status qf_gguf_writer_set_digests(qf_gguf_writer *w, bool on, qf_error *err) {
+    qf_status st = check_defining(w, "setting option", "digests", err);
+    if (st == QF_OK) w->digests = on;
+    return st;
 }
 
 static void writer_free(qf_gguf_writer *w) {
@@ -1045,6 +1080,9 @@ static void writer_free(qf_gguf_writer *w) {
     free(w->t);
     free(w->buf);
     free(w->path);
+    free(w->t_sha);
+    EVP_MD_CTX_free(w->hdr_md);
+    EVP_MD_CTX_free(w->t_md);
     free(w);
 }
 
@@ -1060,6 +1098,11 @@ static qf_status emit(qf_gguf_writer *w, const void *p, uint64_t n, qf_error *er
         w->counted += n;
         return QF_OK;
     }
+    if (w->hashing && EVP_DigestUpdate(w->hdr_md, p, (size_t)n) != 1) {
+        wfail(w, err, QF_E_INTERNAL, "SHA-256 update of the header digest failed");
+        return wfatal(w, err, QF_E_INTERNAL);
+    }
+    w->emitted += n;
     if (w->buf_len + n > GGUF_WRITE_BUF) {
         qf_status st = flush(w, err);
         if (st != QF_OK) return st;
@@ -1090,17 +1133,30 @@ static qf_status emit_str(qf_gguf_writer *w, const char *s, qf_error *err) {
     return st == QF_OK ? emit(w, s, len, err) : st;
 }
 
-/* Everything before the padding that starts the data section. */
+/* Remembers where the placeholder digests land, so finish() can patch them in place. */
+static void note_digest_offsets(qf_gguf_writer *w, const char *key) {
+    if (!strcmp(key, QF_INTEGRITY_KEY_HEADER)) w->hdr_hex_off = w->emitted + 8;    /* after the u64 length */
+    if (!strcmp(key, QF_INTEGRITY_KEY_TENSORS)) w->t_arr_off = w->emitted + 4 + 8; /* after elem type, n */
+}
+
+/* Everything before the padding that starts the data section. When digests are on (and this is not
+ * the counting pass) every byte the header digest covers also goes through hdr_md. */
 static qf_status emit_header(qf_gguf_writer *w, qf_error *err) {
+    bool hash = w->digests && !w->counting;
     uint32_t head[2] = {QF_GGUF_MAGIC, QF_GGUF_VERSION};
     uint64_t counts[2] = {w->n_t, w->n_kv};
+    w->hashing = hash;
     qf_status st = emit(w, head, sizeof head, err);
     if (st == QF_OK) st = emit(w, counts, sizeof counts, err);
     for (size_t i = 0; i < w->n_kv && st == QF_OK; i++) {
+        bool digest_key = qf_integrity_is_key(w->kv[i].key);
+        w->hashing = hash && !digest_key;
         st = emit_str(w, w->kv[i].key, err);
         if (st == QF_OK) st = emit(w, &w->kv[i].type, 4, err);
+        if (st == QF_OK && hash && digest_key) note_digest_offsets(w, w->kv[i].key);
         if (st == QF_OK) st = emit(w, w->kv[i].val, w->kv[i].val_len, err);
     }
+    w->hashing = hash;
     for (size_t i = 0; i < w->n_t && st == QF_OK; i++) {
         const wtensor *t = &w->t[i];
         st = emit_str(w, t->name, err);
@@ -1109,6 +1165,7 @@ static qf_status emit_header(qf_gguf_writer *w, qf_error *err) {
         if (st == QF_OK) st = emit(w, &t->type, 4, err);
         if (st == QF_OK) st = emit(w, &t->offset, 8, err);
     }
+    w->hashing = false;
     return st;
 }
 
@@ -1136,10 +1193,60 @@ static qf_status assign_offsets(qf_gguf_writer *w, uint64_t *data_size, qf_error
     return QF_OK;
 }
 
+/* Removes digest keys the caller set (e.g. copied from a file being rewritten): their values describe
+ * other bytes, and the fresh ones must come last. The name index is rebuilt because it cannot delete. */
+static qf_status strip_digest_keys(qf_gguf_writer *w, qf_error *err) {
+    size_t kept = 0;
+    for (size_t i = 0; i < w->n_kv; i++) {
+        if (qf_integrity_is_key(w->kv[i].key)) {
+            free(w->kv[i].key);
+            free(w->kv[i].val);
+        } else {
+            w->kv[kept++] = w->kv[i];
+        }
+    }
+    if (kept == w->n_kv) return QF_OK;
+    w->n_kv = kept;
+    index_free(&w->kv_idx);
+    for (size_t i = 0; i < w->n_kv; i++)
+        if (!index_add(&w->kv_idx, w->kv[i].key)) return wfail(w, err, QF_E_NOMEM, "out of memory indexing keys");
+    return QF_OK;
+}
+
+/* The three digest keys, last, with all-zero hex placeholders of the final length. */
+static qf_status add_digest_keys(qf_gguf_writer *w, qf_error *err) {
+    char zeros[QF_SHA256_HEX_LEN + 1];
+    memset(zeros, '0', QF_SHA256_HEX_LEN);
+    zeros[QF_SHA256_HEX_LEN] = '\0';
+    qf_status st = qf_gguf_set_str(w, QF_INTEGRITY_KEY_SCHEME, QF_INTEGRITY_SCHEME, err);
+    if (st == QF_OK) st = qf_gguf_set_str(w, QF_INTEGRITY_KEY_HEADER, zeros, err);
+    if (st != QF_OK) return st;
+    bytes b = {0};
+    put_u32(&b, QF_GGUF_STRING);
+    put_u64(&b, w->n_t);
+    for (size_t i = 0; i < w->n_t; i++) put_str(&b, zeros, QF_SHA256_HEX_LEN);
+    return put_kv(w, QF_INTEGRITY_KEY_TENSORS, QF_GGUF_ARRAY, &b, err);
+}
+
+static qf_status prepare_digests(qf_gguf_writer *w, qf_error *err) {
+    if (!w->digests) return QF_OK;
+    qf_status st = strip_digest_keys(w, err);
+    if (st == QF_OK) st = add_digest_keys(w, err);
+    if (st != QF_OK) return st;
+    w->hdr_md = EVP_MD_CTX_new();
+    w->t_md = EVP_MD_CTX_new();
+    w->t_sha = qf_malloc_n(w->n_t, sizeof *w->t_sha);
+    if (!w->hdr_md || !w->t_md || !w->t_sha) return wfail(w, err, QF_E_NOMEM, "out of memory for digests");
+    if (EVP_DigestInit_ex(w->hdr_md, EVP_sha256(), NULL) != 1)
+        return wfail(w, err, QF_E_INTERNAL, "SHA-256 initialisation failed");
+    return QF_OK;
+}
+
 qf_status qf_gguf_begin_data(qf_gguf_writer *w, qf_error *err) {
     if (w->state != W_DEFINE) return wfail(w, err, QF_E_USAGE, "begin_data() called twice or after a failure");
-    uint64_t data_size, head, total;
-    qf_status st = choose_alignment(w, err);
+    uint64_t data_size = 0, head, total;
+    qf_status st = prepare_digests(w, err);
+    if (st == QF_OK) st = choose_alignment(w, err);
     if (st == QF_OK) st = assign_offsets(w, &data_size, err);
     if (st != QF_OK) return st;
     w->counting = true;
@@ -1156,10 +1263,25 @@ qf_status qf_gguf_begin_data(qf_gguf_writer *w, qf_error *err) {
     qf_outfile_reserve(w->out, total);
     w->state = W_DATA;
     st = emit_header(w, err);
+    if (st == QF_OK && w->digests && EVP_DigestFinal_ex(w->hdr_md, w->hdr_sha, NULL) != 1) {
+        wfail(w, err, QF_E_INTERNAL, "SHA-256 of the header failed");
+        st = wfatal(w, err, QF_E_INTERNAL);
+    }
     if (st == QF_OK) st = emit_zeros(w, head - w->counted, err);
     w->cur = 0;
     w->cur_done = 0;
     return st;
+}
+
+/* Feeds one piece of the current tensor to its digest; the first piece starts it, the last ends it. */
+static qf_status hash_tensor_piece(qf_gguf_writer *w, const void *p, uint64_t k, bool last, qf_error *err) {
+    bool ok = true;
+    if (w->cur_done == 0) ok = EVP_DigestInit_ex(w->t_md, EVP_sha256(), NULL) == 1;
+    if (ok) ok = EVP_DigestUpdate(w->t_md, p, (size_t)k) == 1;
+    if (ok && last) ok = EVP_DigestFinal_ex(w->t_md, w->t_sha[w->cur], NULL) == 1;
+    if (ok) return QF_OK;
+    wfail(w, err, QF_E_INTERNAL, "SHA-256 of tensor '%s' failed", w->t[w->cur].name);
+    return wfatal(w, err, QF_E_INTERNAL);
 }
 
 qf_status qf_gguf_write_tensor_data(qf_gguf_writer *w, const void *buf, uint64_t n, qf_error *err) {
@@ -1175,7 +1297,8 @@ qf_status qf_gguf_write_tensor_data(qf_gguf_writer *w, const void *buf, uint64_t
         }
         const wtensor *t = &w->t[w->cur];
         uint64_t k = QF_MIN(n, t->nbytes - w->cur_done);
-        st = emit(w, p, k, err);
+        if (w->digests) st = hash_tensor_piece(w, p, k, w->cur_done + k == t->nbytes, err);
+        if (st == QF_OK) st = emit(w, p, k, err);
         p += k;
         n -= k;
         w->cur_done += k;
@@ -1190,6 +1313,26 @@ qf_status qf_gguf_write_tensor_data(qf_gguf_writer *w, const void *buf, uint64_t
     return st;
 }
 
+/* Overwrites the placeholders with the real digests: the header's, then every tensor's element of
+ * tensor_sha256 (u64 length + 64 hex digits each, contiguous) in one write. */
+static qf_status patch_digests(qf_gguf_writer *w, qf_error *err) {
+    char hex[QF_SHA256_HEX_LEN + 1];
+    qf_sha256_hex(w->hdr_sha, hex);
+    qf_status st = qf_outfile_pwrite(w->out, hex, QF_SHA256_HEX_LEN, w->hdr_hex_off, err);
+    const uint64_t rec = 8 + QF_SHA256_HEX_LEN;
+    uint8_t *arr = st == QF_OK && w->n_t ? qf_malloc_n(w->n_t, rec) : NULL;
+    if (st == QF_OK && w->n_t && !arr) st = wfail(w, err, QF_E_NOMEM, "out of memory patching digests");
+    for (size_t i = 0; arr && i < w->n_t; i++) {
+        uint64_t len = QF_SHA256_HEX_LEN;
+        memcpy(arr + i * rec, &len, 8);
+        qf_sha256_hex(w->t_sha[i], hex);
+        memcpy(arr + i * rec + 8, hex, QF_SHA256_HEX_LEN);
+    }
+    if (arr) st = qf_outfile_pwrite(w->out, arr, w->n_t * rec, w->t_arr_off, err);
+    free(arr);
+    return st == QF_OK ? QF_OK : wfatal(w, err, st);
+}
+
 qf_status qf_gguf_writer_finish(qf_gguf_writer *w, qf_error *err) {
     qf_status st = QF_OK;
     if (w->state == W_DEFINE) st = qf_gguf_begin_data(w, err);
@@ -1200,6 +1343,7 @@ qf_status qf_gguf_writer_finish(qf_gguf_writer *w, qf_error *err) {
         st = wfatal(w, err, QF_E_USAGE);
     }
     if (st == QF_OK) st = flush(w, err);
+    if (st == QF_OK && w->digests) st = patch_digests(w, err);
     if (st == QF_OK) {
         st = qf_outfile_commit(w->out, err);
         w->out = NULL;

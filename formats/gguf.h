@@ -49,6 +49,8 @@ typedef struct qf_gguf_kv {
         qf_gguf_str str;
         const void *arr;
     } v;
+    uint64_t rec_off, rec_len; /* file offset and byte length of the whole record (key, type, value);
+                                * 0, 0 for values built in memory. Digests hash these exact bytes. */
 } qf_gguf_kv;
 
 typedef struct qf_gguf_tensor {
@@ -77,6 +79,13 @@ const qf_gguf_kv *qf_gguf_find_kv(const qf_gguf *g, const char *key);
 size_t qf_gguf_n_tensors(const qf_gguf *g);
 const qf_gguf_tensor *qf_gguf_tensor_at(const qf_gguf *g, size_t i);
 const qf_gguf_tensor *qf_gguf_find_tensor(const qf_gguf *g, const char *name);
+/* The label given at open (the path), for messages. */
+const char *qf_gguf_label(const qf_gguf *g);
+/* The whole file as parsed (borrowed from the mapping); *len = its size. */
+const uint8_t *qf_gguf_file_bytes(const qf_gguf *g, uint64_t *len);
+/* File offset and length of the tensor-info section: from the end of the last KV record to the end of
+ * the last tensor info (before alignment padding). */
+void qf_gguf_tensor_info_span(const qf_gguf *g, uint64_t *off, uint64_t *len);
 
 /* Typed getters: QF_OK, QF_E_NOTFOUND if absent, QF_E_INPUT (message names the key) on a type
  * mismatch. Integer getters accept any integer type whose value fits. */
@@ -96,6 +105,12 @@ qf_status qf_gguf_get_arr(const qf_gguf *g, const char *key, qf_gguf_vtype elem,
 typedef struct qf_gguf_writer qf_gguf_writer;
 
 qf_status qf_gguf_writer_open(const char *path, qf_gguf_writer **out, qf_error *err);
+/* Integrity digests (formats/integrity.h) are on by default: begin_data() drops any
+ * qforge.integrity.* digest key set by the caller and appends the three keys last, with placeholder
+ * values that finish() patches once every tensor has streamed through. Turning them off (only before
+ * begin_data) makes the writer write exactly the keys it was given, e.g. for byte-identical rewrites of
+ * files from other tools. */
+qf_status qf_gguf_writer_set_digests(qf_gguf_writer *w, bool on, qf_error *err);
 qf_status qf_gguf_set_u32(qf_gguf_writer *w, const char *key, uint32_t v, qf_error *err);
 qf_status qf_gguf_set_i32(qf_gguf_writer *w, const char *key, int32_t v, qf_error *err);
 qf_status qf_gguf_set_u64(qf_gguf_writer *w, const char *key, uint64_t v, qf_error *err);

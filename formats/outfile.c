@@ -227,7 +227,27 @@ qf_status qf_outfile_write(qf_outfile *f, const void *buf, uint64_t n, qf_error 
 
 uint64_t qf_outfile_written(const qf_outfile *f) { return f->written; }
 
+qf_status qf_outfile_pwrite(qf_outfile *f, const void *buf, uint64_t n, uint64_t off, qf_error *err) {
+    if (f->failed != QF_OK) return fail_file(f, err, "", 0);
+    if (!qf_range_in(off, n, f->written))
+        return qf_fail(err, QF_E_INTERNAL, "%s: patch of %llu bytes at offset %llu lies beyond the %llu bytes written",
+                       f->path, (unsigned long long)n, (unsigned long long)off, (unsigned long long)f->written);
+    const uint8_t *p = buf;
+    while (n > 0) {
+        size_t chunk = (size_t)QF_MIN(n, (uint64_t)1 << 30);
+        ssize_t r = pwrite(f->fd, p, chunk, (off_t)off);
+        if (r < 0 && errno == EINTR) continue;
+        if (r <= 0) return fail_file(f, err, "pwrite", r < 0 ? errno : ENOSPC);
+        p += r;
+        n -= (uint64_t)r;
+        off += (uint64_t)r;
+    }
+    return QF_OK;
+}
+
 const char *qf_outfile_path(const qf_outfile *f) { return f->path; }
+
+const char *qf_outfile_temp_path(const qf_outfile *f) { return f->tmp; }
 
 qf_status qf_outfile_commit(qf_outfile *f, qf_error *err) {
     qf_status st = QF_OK;

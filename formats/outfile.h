@@ -22,9 +22,15 @@ qf_status qf_outfile_open(const char *path, qf_outfile **out, qf_error *err);
 void qf_outfile_reserve(qf_outfile *f, uint64_t size);
 qf_status qf_outfile_write(qf_outfile *f, const void *buf, uint64_t n, qf_error *err);
 uint64_t qf_outfile_written(const qf_outfile *f);
+/* Overwrite n bytes already written at file offset off (off + n <= written): formats whose header
+ * holds values known only at the end (digests, an index offset) write a fixed-size placeholder first
+ * and patch it here before commit. Does not move the append position. */
+qf_status qf_outfile_pwrite(qf_outfile *f, const void *buf, uint64_t n, uint64_t off, qf_error *err);
 qf_status qf_outfile_commit(qf_outfile *f, qf_error *err); /* frees f */
 void qf_outfile_abort(qf_outfile *f);                      /* frees f */
 const char *qf_outfile_path(const qf_outfile *f);          /* the final destination path */
+/* The temp file's path, for a read-back check before commit (e.g. re-verifying digests). */
+const char *qf_outfile_temp_path(const qf_outfile *f);
 
 void qf_outfile_install_signal_cleanup(void);
 

@@ -1,0 +1,435 @@
+/*
+ * test_integrity.c — qforge.integrity.* digests and detached signatures.
+ *   1. the writer's digests equal independently computed SHA-256s; the keys come last; opt-out works
+ *   2. a converted model verifies with 1, 2 and 8 threads; a file without digests is refused
+ *   3. 200 single-bit flips across a converted model (header, metadata, tensor infos, tensor data,
+ *      padding, the digest keys themselves): every flip in a covered byte is caught and names the right
+ *      tensor; flips in padding change nothing the data depends on (QF_FLIP_SEED replays)
+ *   4. sign / verify: good, tampered signature, wrong key, re-digested tampering, missing and garbage
+ *      signature files, non-Ed25519 keys, refusing to sign a damaged file
+ */
+#include "testutil.h"
+#include "formats/gguf.h"
+#include "formats/integrity.h"
+
+#include <fcntl.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+/* ---- fixtures ---------------------------------------------------------------------------------- */
+
+/* synth + convert to q8_0. ff = 100 and vocab = 300 give tensors whose size is not a multiple of the
+ * alignment, so the file has padding after tensors as well as before the data section. */
+static bool make_model(const char *name, char *out, size_t n) {
+    char dir[4096];
+    qf_test_path("synth", dir, sizeof dir);
+    qf_synth_opts so = {.dir = dir, .seed = 7, .n_layer = 2, .n_embd = 64, .n_ff = 100, .n_vocab = 300, .dtype = "bf16"};
+    qf_error err = {0};
+    CHECK_OK(qf_synth_model(&so, &err), &err);
+    qf_test_path(name, out, n);
+    qf_convert_opts co = {.src = dir, .out = out, .type = "q8_0", .threads = 2};
+    qf_status st = qf_convert(&co, &err);
+    CHECK_OK(st, &err);
+    return st == QF_OK;
+}
+
+static void sha256(const void *p, size_t n, uint8_t d[32]) {
+    unsigned dl = 0;
+    EVP_Digest(p, n, d, &dl, EVP_sha256(), NULL);
+}
+
+static bool copy_file(const char *src, const char *dst) {
+    size_t n = 0;
+    uint8_t *b = qf_test_read_file(src, &n);
+    bool ok = b && qf_test_write_file(dst, b, n);
+    free(b);
+    return ok;
+}
+
+static qf_status verify(const char *path, const char *pub, int threads, qf_integrity_report *rep, qf_error *err) {
+    qf_integrity_opts o = {.path = path, .pubkey = pub, .threads = threads};
+    return qf_verify_integrity(&o, rep, err);
+}
+
+/* ---- 1. the writer ----------------------------------------------------------------------------- */
+
+static void test_writer(void) {
+    char path[4096];
+    qf_test_path("odd.gguf", path, sizeof path);
+    qf_error err = {0};
+    qf_gguf_writer *w = NULL;
+    float a[5] = {1, 2, 3, 4, 5}, b[40];
+    for (int i = 0; i < 40; i++) b[i] = (float)i * 0.5f;
+    uint64_t ne_a[1] = {5}, ne_b[2] = {8, 5};
+    CHECK_OK(qf_gguf_writer_open(path, &w, &err), &err);
+    if (!w) return;
+    /* a stale digest key set by the caller (as when re-writing a file) is replaced, not kept */
+    CHECK_OK(qf_gguf_set_str(w, QF_INTEGRITY_KEY_HEADER, "stale", &err), &err);
+    CHECK_OK(qf_gguf_set_str(w, "general.name", "odd", &err), &err);
+    CHECK_OK(qf_gguf_add_tensor(w, "a", 0, 1, ne_a, &err), &err);
+    CHECK_OK(qf_gguf_add_tensor(w, "b", 0, 2, ne_b, &err), &err);
+    CHECK_OK(qf_gguf_begin_data(w, &err), &err);
+    CHECK(qf_gguf_writer_set_digests(w, false, &err) == QF_E_USAGE); /* only before begin_data */
+    CHECK_OK(qf_gguf_write_tensor_data(w, a, 7, &err), &err); /* pieces that split tensors */
+    CHECK_OK(qf_gguf_write_tensor_data(w, (uint8_t *)a + 7, 13, &err), &err);
+    CHECK_OK(qf_gguf_write_tensor_data(w, b, sizeof b, &err), &err);
+    CHECK_OK(qf_gguf_writer_finish(w, &err), &err);
+
+    qf_gguf *g = NULL;
+    CHECK_OK(qf_gguf_open(path, &g, &err), &err);
+    if (!g) return;
+    CHECK(qf_gguf_n_kv(g) == 4);
+    CHECK(strcmp(qf_gguf_kv_at(g, 0)->key, "general.name") == 0);
+    CHECK(strcmp(qf_gguf_kv_at(g, 1)->key, QF_INTEGRITY_KEY_SCHEME) == 0);
+    CHECK(strcmp(qf_gguf_kv_at(g, 2)->key, QF_INTEGRITY_KEY_HEADER) == 0);
+    CHECK(strcmp(qf_gguf_kv_at(g, 3)->key, QF_INTEGRITY_KEY_TENSORS) == 0);
+    qf_integrity_keys k;
+    CHECK_OK(qf_integrity_keys_get(g, &k, &err), &err);
+    uint8_t d[32];
+    char hex[65];
+    sha256(a, sizeof a, d);
+    qf_sha256_hex(d, hex);
+    CHECK(k.n == 2 && strcmp(k.tensors[0].ptr, hex) == 0);
+    sha256(b, sizeof b, d);
+    qf_sha256_hex(d, hex);
+    CHECK(k.n == 2 && strcmp(k.tensors[1].ptr, hex) == 0);
+    /* header digest, recomputed here from the definition: bytes [0,24) + record 0 + tensor infos */
+    uint64_t len, ioff, ilen;
+    const uint8_t *f = qf_gguf_file_bytes(g, &len);
+    qf_gguf_tensor_info_span(g, &ioff, &ilen);
+    const qf_gguf_kv *kv0 = qf_gguf_kv_at(g, 0);
+    CHECK(kv0->rec_off == 24 && kv0->rec_len == 8 + 12 + 4 + 8 + 3);
+    CHECK(ioff == qf_gguf_kv_at(g, 3)->rec_off + qf_gguf_kv_at(g, 3)->rec_len);
+    size_t hn = 24 + (size_t)kv0->rec_len + (size_t)ilen;
+    uint8_t *h = malloc(hn);
+    memcpy(h, f, 24);
+    memcpy(h + 24, f + kv0->rec_off, (size_t)kv0->rec_len);
+    memcpy(h + 24 + kv0->rec_len, f + ioff, (size_t)ilen);
+    sha256(h, hn, d);
+    free(h);
+    qf_sha256_hex(d, hex);
+    CHECK(strcmp(k.header->ptr, hex) == 0);
+    qf_integrity_result r;
+    CHECK_OK(qf_integrity_check(g, 1, &r, &err), &err);
+    qf_integrity_result_free(&r);
+    qf_gguf_close(g);
+
+    /* opt-out: exactly the keys given, and such a file is "without qforge digests" */
+    CHECK_OK(qf_gguf_writer_open(path, &w, &err), &err);
+    CHECK_OK(qf_gguf_writer_set_digests(w, false, &err), &err);
+    CHECK_OK(qf_gguf_set_str(w, "general.name", "plain", &err), &err);
+    CHECK_OK(qf_gguf_writer_finish(w, &err), &err);
+    qf_integrity_report rep;
+    CHECK(verify(path, NULL, 1, &rep, &err) == QF_E_NOTFOUND && strstr(err.msg, "no qforge integrity digests") &&
+          strstr(err.msg, "odd.gguf"));
+    qf_integrity_report_free(&rep);
+}
+
+/* ---- 2. clean files ---------------------------------------------------------------------------- */
+
+static void test_clean(const char *model) {
+    qf_error err = {0};
+    for (int threads = 1; threads <= 8; threads *= 2) {
+        qf_integrity_report rep;
+        CHECK_OK(verify(model, NULL, threads, &rep, &err), &err);
+        CHECK(rep.header_ok && rep.n_bad == 0 && rep.n_tensors == 21 && rep.sig == QF_SIG_NOT_CHECKED);
+        CHECK(rep.bytes_hashed > 120000);
+        qf_integrity_report_free(&rep);
+    }
+    qf_integrity_report rep;
+    char path[4096];
+    unlink(qf_test_path("absent.gguf", path, sizeof path)); /* from an earlier run */
+    CHECK(verify(path, NULL, 1, &rep, &err) == QF_E_NOTFOUND);
+    CHECK(qf_test_write_file(path, "GGUF", 4));
+    CHECK(verify(path, NULL, 1, &rep, &err) == QF_E_INPUT && strstr(err.msg, "absent.gguf"));
+}
+
+/* ---- 3. bit flips ------------------------------------------------------------------------------ */
+
+enum { R_HEADER, R_DATA, R_PAD, R_TDIGEST, R_HDIGEST, R_DIGEST_OTHER, R_COUNT };
+static const char *const k_region[R_COUNT] = {"header/metadata/infos", "tensor data", "padding",
+                                              "stored tensor digest", "stored header digest", "other digest-key bytes"};
+
+typedef struct byte_map {
+    uint8_t *cls;   /* region of every byte */
+    int32_t *owner; /* tensor index for R_DATA and R_TDIGEST bytes, else -1 */
+    size_t len;
+} byte_map;
+
+static void mark(byte_map *m, uint64_t off, uint64_t n, int cls, int32_t owner) {
+    for (uint64_t i = off; i < off + n && i < m->len; i++) {
+        m->cls[i] = (uint8_t)cls;
+        m->owner[i] = owner;
+    }
+}
+
+/* Offset of a digest key's value: after u64 key length, key, u32 type. */
+static uint64_t value_off(const qf_gguf_kv *kv) { return kv->rec_off + 8 + strlen(kv->key) + 4; }
+
+static void build_map(const qf_gguf *g, byte_map *m) {
+    uint64_t len, ioff, ilen;
+    qf_gguf_file_bytes(g, &len);
+    m->len = (size_t)len;
+    m->cls = malloc(m->len);
+    m->owner = malloc(m->len * sizeof *m->owner);
+    qf_gguf_tensor_info_span(g, &ioff, &ilen);
+    mark(m, 0, len, R_PAD, -1);
+    mark(m, 0, ioff + ilen, R_HEADER, -1);
+    for (size_t i = 0; i < qf_gguf_n_kv(g); i++) {
+        const qf_gguf_kv *kv = qf_gguf_kv_at(g, i);
+        if (!qf_integrity_is_key(kv->key)) continue;
+        mark(m, kv->rec_off, kv->rec_len, R_DIGEST_OTHER, -1);
+        if (!strcmp(kv->key, QF_INTEGRITY_KEY_HEADER)) mark(m, value_off(kv) + 8, 64, R_HDIGEST, -1);
+        for (uint64_t t = 0; !strcmp(kv->key, QF_INTEGRITY_KEY_TENSORS) && t < kv->n; t++)
+            mark(m, value_off(kv) + 12 + t * 72 + 8, 64, R_TDIGEST, (int32_t)t);
+    }
+    for (size_t i = 0; i < qf_gguf_n_tensors(g); i++) {
+        const qf_gguf_tensor *t = qf_gguf_tensor_at(g, i);
+        mark(m, qf_gguf_data_offset(g) + t->offset, t->nbytes, R_DATA, (int32_t)i);
+    }
+}
+
+/* A uniformly random byte of region `cls` (the map has at least one, checked by the caller). */
+static size_t pick(const byte_map *m, int cls, uint64_t *seed) {
+    for (;;) {
+        size_t i = (size_t)(qf_test_rand(seed) % m->len);
+        if (m->cls[i] == cls) return i;
+    }
+}
+
+static bool poke(int fd, size_t off, uint8_t v) { return pwrite(fd, &v, 1, (off_t)off) == 1; }
+
+/* A flip in padding: the file still parses to the same tensors with the same bytes. */
+static bool data_unchanged(const char *path, const qf_gguf *orig) {
+    qf_gguf *g = NULL;
+    qf_error err;
+    if (qf_gguf_open(path, &g, &err) != QF_OK) return false;
+    bool same = qf_gguf_n_tensors(g) == qf_gguf_n_tensors(orig);
+    for (size_t i = 0; same && i < qf_gguf_n_tensors(g); i++) {
+        const qf_gguf_tensor *a = qf_gguf_tensor_at(g, i), *b = qf_gguf_tensor_at(orig, i);
+        same = a->nbytes == b->nbytes && a->offset == b->offset && memcmp(a->data, b->data, a->nbytes) == 0;
+    }
+    qf_gguf_close(g);
+    return same;
+}
+
+/* Checks one flip's outcome against what its region promises. */
+static bool flip_outcome_ok(int cls, int32_t owner, qf_status st, const qf_integrity_report *rep, const qf_gguf *g,
+                            const char *path) {
+    const char *name = owner >= 0 ? qf_gguf_tensor_at(g, (size_t)owner)->name : "";
+    switch (cls) {
+    case R_DATA:
+    case R_TDIGEST:
+        return st == QF_E_CHECK && rep->header_ok && rep->n_bad == 1 && strcmp(rep->bad[0], name) == 0;
+    case R_HDIGEST: return st == QF_E_CHECK && !rep->header_ok && rep->n_bad == 0;
+    case R_PAD: return st == QF_OK && data_unchanged(path, g);
+    case R_HEADER: return st != QF_OK && (st != QF_E_CHECK || !rep->header_ok);
+    default: return st != QF_OK;
+    }
+}
+
+static void test_flips(const char *model) {
+    const char *se = getenv("QF_FLIP_SEED");
+    uint64_t seed = se ? strtoull(se, NULL, 0) : 0xF11Bu;
+    printf("flips: seed %llu (QF_FLIP_SEED replays)\n", (unsigned long long)seed);
+    char work[4096];
+    qf_test_path("flip.gguf", work, sizeof work);
+    CHECK(copy_file(model, work));
+    qf_error err = {0};
+    qf_gguf *g = NULL;
+    CHECK_OK(qf_gguf_open(model, &g, &err), &err);
+    if (!g) return;
+    byte_map m;
+    build_map(g, &m);
+    size_t have[R_COUNT] = {0};
+    for (size_t i = 0; i < m.len; i++) have[m.cls[i]]++;
+    for (int c = 0; c < R_COUNT; c++) {
+        printf("flips: region %-24s %7zu bytes\n", k_region[c], have[c]);
+        CHECK_MSG(have[c] > 0, "the model has no %s bytes to flip", k_region[c]);
+    }
+    /* 200 flips: 60 header, 80 data, 25 padding, 15 stored tensor digests, 10 header digest, 10 other */
+    static const int quota[R_COUNT] = {60, 80, 25, 15, 10, 10};
+    int fd = open(work, O_RDWR);
+    int caught[R_COUNT] = {0}, tried[R_COUNT] = {0};
+    const uint8_t *orig = qf_gguf_file_bytes(g, &(uint64_t){0});
+    for (int c = 0; c < R_COUNT && fd >= 0; c++) {
+        for (int k = 0; k < quota[c] && have[c]; k++) {
+            size_t off = pick(&m, c, &seed);
+            uint8_t bit = (uint8_t)(1u << (qf_test_rand(&seed) % 8));
+            CHECK(poke(fd, off, orig[off] ^ bit));
+            qf_integrity_report rep;
+            qf_status st = verify(work, NULL, 2, &rep, &err);
+            bool ok = flip_outcome_ok(c, m.owner[off], st, &rep, g, work);
+            CHECK_MSG(ok, "flip of bit 0x%02x at offset %zu (%s%s%s): %s, %zu tensors named: %s", bit, off, k_region[c],
+                      m.owner[off] >= 0 ? " of " : "", m.owner[off] >= 0 ? qf_gguf_tensor_at(g, (size_t)m.owner[off])->name : "",
+                      qf_status_name(st), rep.n_bad, err.msg);
+            tried[c]++;
+            caught[c] += ok;
+            qf_integrity_report_free(&rep);
+            CHECK(poke(fd, off, orig[off]));
+        }
+    }
+    for (int c = 0; c < R_COUNT; c++)
+        printf("flips: %-24s %3d/%d as expected (%s)\n", k_region[c], caught[c], tried[c],
+               c == R_PAD ? "verify OK, data unchanged" : "caught");
+    if (fd >= 0) close(fd);
+    qf_integrity_report rep;
+    CHECK_OK(verify(work, NULL, 2, &rep, &err), &err); /* every flip was undone */
+    qf_integrity_report_free(&rep);
+    free(m.cls);
+    free(m.owner);
+    qf_gguf_close(g);
+}
+
+/* ---- 4. signatures ----------------------------------------------------------------------------- */
+
+static bool write_keypair(const char *type, const char *priv, const char *pub) {
+    EVP_PKEY *k = !strcmp(type, "ED25519") ? EVP_PKEY_Q_keygen(NULL, NULL, "ED25519")
+                                           : EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256");
+    FILE *a = fopen(priv, "wb"), *b = fopen(pub, "wb");
+    bool ok = k && a && b && PEM_write_PrivateKey(a, k, NULL, NULL, 0, NULL, NULL) == 1 && PEM_write_PUBKEY(b, k) == 1;
+    if (a) fclose(a);
+    if (b) fclose(b);
+    EVP_PKEY_free(k);
+    return ok;
+}
+
+/* Re-writes src to dst with one tensor byte changed and fresh digests: an attacker who recomputes the
+ * digests passes the integrity check, and only the signature can tell. */
+static bool tamper_and_redigest(const char *src, const char *dst) {
+    qf_error err = {0};
+    qf_gguf *g = NULL;
+    qf_gguf_writer *w = NULL;
+    if (qf_gguf_open(src, &g, &err) != QF_OK || qf_gguf_writer_open(dst, &w, &err) != QF_OK) {
+        qf_gguf_close(g);
+        return false;
+    }
+    for (size_t i = 0; i < qf_gguf_n_kv(g); i++) qf_gguf_set_kv(w, qf_gguf_kv_at(g, i), &err);
+    for (size_t i = 0; i < qf_gguf_n_tensors(g); i++) {
+        const qf_gguf_tensor *t = qf_gguf_tensor_at(g, i);
+        qf_gguf_add_tensor(w, t->name, t->type, t->n_dims, t->ne, &err);
+    }
+    qf_status st = qf_gguf_begin_data(w, &err);
+    for (size_t i = 0; i < qf_gguf_n_tensors(g) && st == QF_OK; i++) {
+        const qf_gguf_tensor *t = qf_gguf_tensor_at(g, i);
+        uint8_t first = (uint8_t)(t->data[0] ^ (i == 3 ? 1 : 0));
+        st = qf_gguf_write_tensor_data(w, &first, 1, &err);
+        if (st == QF_OK) st = qf_gguf_write_tensor_data(w, t->data + 1, t->nbytes - 1, &err);
+    }
+    st = st == QF_OK ? qf_gguf_writer_finish(w, &err) : (qf_gguf_writer_abort(w), st);
+    qf_gguf_close(g);
+    return st == QF_OK;
+}
+
+static void test_signatures(const char *model) {
+    char key[4096], pub[4096], key2[4096], pub2[4096], eck[4096], ecp[4096], m[4096], sig[4200], other[4200];
+    CHECK(write_keypair("ED25519", qf_test_path("key.pem", key, sizeof key), qf_test_path("pub.pem", pub, sizeof pub)));
+    CHECK(write_keypair("ED25519", qf_test_path("key2.pem", key2, sizeof key2), qf_test_path("pub2.pem", pub2, sizeof pub2)));
+    CHECK(write_keypair("EC", qf_test_path("ec.pem", eck, sizeof eck), qf_test_path("ecpub.pem", ecp, sizeof ecp)));
+    qf_test_path("signed.gguf", m, sizeof m);
+    snprintf(sig, sizeof sig, "%s.sig", m);
+    CHECK(copy_file(model, m));
+    unlink(sig);
+    qf_error err = {0};
+    qf_integrity_report rep;
+
+    qf_sign_opts so = {.path = m, .key = key, .threads = 2};
+    CHECK_OK(qf_sign(&so, &err), &err);
+    CHECK(qf_test_file_exists(sig));
+    CHECK_OK(verify(m, pub, 2, &rep, &err), &err);
+    CHECK(rep.sig == QF_SIG_OK);
+    qf_integrity_report_free(&rep);
+
+    /* the wrong public key */
+    CHECK(verify(m, pub2, 2, &rep, &err) == QF_E_CHECK && rep.sig == QF_SIG_WRONG_KEY && strstr(err.msg, "signed by key"));
+    qf_integrity_report_free(&rep);
+
+    /* a damaged signature: one base64 character of the signature changed */
+    size_t n = 0;
+    uint8_t *s = qf_test_read_file(sig, &n);
+    char *p = s ? strstr((char *)s, "\"signature\": \"") : NULL;
+    if (p) {
+        p += strlen("\"signature\": \"") + 10;
+        *p = *p == 'A' ? 'B' : 'A';
+        CHECK(qf_test_write_file(sig, s, n));
+        CHECK(verify(m, pub, 2, &rep, &err) == QF_E_CHECK && rep.sig == QF_SIG_BAD && strstr(err.msg, "BAD signature"));
+        qf_integrity_report_free(&rep);
+    }
+    CHECK(p != NULL);
+    free(s);
+
+    /* tampered tensor with recomputed digests: integrity passes, the signature does not */
+    CHECK_OK(qf_sign(&so, &err), &err);
+    snprintf(other, sizeof other, "%s.tampered.gguf", m);
+    CHECK(tamper_and_redigest(m, other));
+    qf_integrity_opts io = {.path = other, .pubkey = pub, .sig = sig, .threads = 2};
+    CHECK_OK(verify(other, NULL, 2, &rep, &err), &err);
+    qf_integrity_report_free(&rep);
+    CHECK(qf_verify_integrity(&io, &rep, &err) == QF_E_CHECK && rep.sig == QF_SIG_BAD && rep.n_bad == 0 &&
+          strstr(err.msg, "digests differ from those that were signed"));
+    qf_integrity_report_free(&rep);
+
+    /* tampered tensor, digests not updated: both the tensor and (separately) a valid signature */
+    char flip[4200];
+    snprintf(flip, sizeof flip, "%s.flip.gguf", m);
+    CHECK(copy_file(m, flip));
+    qf_gguf *g = NULL;
+    CHECK_OK(qf_gguf_open(m, &g, &err), &err);
+    if (g) {
+        const qf_gguf_tensor *t = qf_gguf_tensor_at(g, 5);
+        int fd = open(flip, O_RDWR);
+        CHECK(fd >= 0 && poke(fd, (size_t)(qf_gguf_data_offset(g) + t->offset + 7), (uint8_t)(t->data[7] ^ 0x10)));
+        if (fd >= 0) close(fd);
+        io.path = flip;
+        CHECK(qf_verify_integrity(&io, &rep, &err) == QF_E_CHECK && rep.sig == QF_SIG_OK && rep.n_bad == 1 &&
+              strcmp(rep.bad[0], t->name) == 0);
+        qf_integrity_report_free(&rep);
+        /* and signing a damaged file is refused, leaving no signature behind */
+        char fsig[4300];
+        snprintf(fsig, sizeof fsig, "%s.sig", flip);
+        unlink(fsig);
+        qf_sign_opts fo = {.path = flip, .key = key, .threads = 1};
+        CHECK(qf_sign(&fo, &err) == QF_E_CHECK && strstr(err.msg, "refusing to sign") && strstr(err.msg, "1 of 21"));
+        CHECK(!qf_test_file_exists(fsig));
+        qf_gguf_close(g);
+    }
+
+    /* missing and garbage signature files, non-Ed25519 and missing keys */
+    io.path = m;
+    io.sig = other; /* a GGUF is not a signature file */
+    CHECK(qf_verify_integrity(&io, &rep, &err) == QF_E_INPUT);
+    qf_integrity_report_free(&rep);
+    io.sig = NULL;
+    unlink(sig);
+    CHECK(qf_verify_integrity(&io, &rep, &err) == QF_E_NOTFOUND && strstr(err.msg, ".sig"));
+    qf_integrity_report_free(&rep);
+    so.key = eck;
+    CHECK(qf_sign(&so, &err) == QF_E_UNSUPPORTED && strstr(err.msg, "not Ed25519"));
+    CHECK(!qf_test_file_exists(sig));
+    so.key = pub; /* a public key cannot sign */
+    CHECK(qf_sign(&so, &err) == QF_E_INPUT && strstr(err.msg, "genpkey"));
+    so.key = key;
+    so.out = other;
+    CHECK_OK(qf_sign(&so, &err), &err); /* -o elsewhere */
+    io.sig = other;
+    io.pubkey = ecp;
+    CHECK(qf_verify_integrity(&io, &rep, &err) == QF_E_UNSUPPORTED);
+    qf_integrity_report_free(&rep);
+    io.pubkey = pub;
+    CHECK_OK(qf_verify_integrity(&io, &rep, &err), &err);
+    qf_integrity_report_free(&rep);
+}
+
+int main(int argc, char **argv) {
+    qf_test_init(argc, argv);
+    char model[4096];
+    test_writer();
+    if (make_model("model.gguf", model, sizeof model)) {
+        test_clean(model);
+        test_flips(model);
+        test_signatures(model);
+    }
+    return qf_test_finish();
+}

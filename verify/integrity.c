@@ -1,0 +1,79 @@
+/*
+ * integrity.c — qf_verify_integrity (qforge.h): re-hash a GGUF against the digests it carries
+ * (formats/integrity.c does the hashing) and optionally check its detached signature (signature.c).
+ */
+#include "signature.h"
+
+/* Copies the names of changed tensors out of the reader, which is closed before we return. */
+static qf_status fill_report(const qf_gguf *g, const qf_integrity_result *r, qf_integrity_report *rep, qf_error *err) {
+    rep->header_ok = r->header_ok;
+    rep->n_tensors = r->n_tensors;
+    rep->bytes_hashed = r->bytes_hashed;
+    rep->bad = qf_calloc_n(r->n_bad, sizeof *rep->bad);
+    if (!rep->bad) return qf_fail(err, QF_E_NOMEM, "%s: out of memory", qf_gguf_label(g));
+    for (size_t i = 0; i < r->n_tensors; i++) {
+        if (r->tensor_ok[i]) continue;
+        const char *name = qf_gguf_tensor_at(g, i)->name;
+        if (!(rep->bad[rep->n_bad] = qf_strndup(name, strlen(name))))
+            return qf_fail(err, QF_E_NOMEM, "%s: out of memory", qf_gguf_label(g));
+        rep->n_bad++;
+    }
+    return QF_OK;
+}
+
+/* Folds the signature outcome into the digest outcome: a definite digest mismatch stays the headline
+ * (exit 1) and the signature's problem is appended; otherwise the signature's status is the result. */
+static qf_status merge_sig(qf_status st, qf_status sst, const qf_error *serr, qf_error *err) {
+    if (sst == QF_OK) return st;
+    if (st == QF_OK) {
+        if (err) *err = *serr;
+        return sst;
+    }
+    if (err) {
+        size_t n = strlen(err->msg);
+        snprintf(err->msg + n, sizeof err->msg - n, "; signature: %s", serr->msg);
+    }
+    return st;
+}
+
+static qf_status check_signature(const qf_gguf *g, const qf_integrity_opts *o, qf_sig_state *state, qf_error *err) {
+    char def_sig[4096];
+    const char *sig = o->sig;
+    if (!sig) {
+        if (snprintf(def_sig, sizeof def_sig, "%s.sig", o->path) >= (int)sizeof def_sig)
+            return qf_fail(err, QF_E_USAGE, "%s: path too long", o->path);
+        sig = def_sig;
+    }
+    qf_integrity_keys k;
+    qf_status st = qf_integrity_keys_get(g, &k, err);
+    return st == QF_OK ? qf_signature_check(g, &k, sig, o->pubkey, state, err) : st;
+}
+
+qf_status qf_verify_integrity(const qf_integrity_opts *o, qf_integrity_report *rep, qf_error *err) {
+    memset(rep, 0, sizeof *rep);
+    qf_error_clear(err);
+    qf_gguf *g = NULL;
+    qf_status st = qf_gguf_open(o->path, &g, err);
+    if (st != QF_OK) return st;
+    qf_integrity_result r;
+    st = qf_integrity_check(g, o->threads, &r, err);
+    if (st == QF_OK || st == QF_E_CHECK) {
+        qf_status fst = fill_report(g, &r, rep, err);
+        qf_integrity_result_free(&r);
+        if (fst != QF_OK) st = fst;
+    }
+    if ((st == QF_OK || st == QF_E_CHECK) && o->pubkey) {
+        qf_error serr;
+        qf_error_clear(&serr);
+        st = merge_sig(st, check_signature(g, o, &rep->sig, &serr), &serr, err);
+    }
+    qf_gguf_close(g);
+    return st;
+}
+
+void qf_integrity_report_free(qf_integrity_report *rep) {
+    for (size_t i = 0; rep->bad && i < rep->n_bad; i++) free(rep->bad[i]);
+    free(rep->bad);
+    rep->bad = NULL;
+    rep->n_bad = 0;
+}
