@@ -20,6 +20,7 @@ struct qf_rt_ctx {
     size_t ld;                       /* token columns of every activation matrix (n_batch padded) */
     float *x, *xn, *q, *kx, *vx, *att, *g, *u, *o; /* activations, [features][ld] */
     float *logits;                   /* [n_vocab][ld] */
+    float *xpack;                    /* matmul input packed tile by tile: [ld / nt][K][nt] */
     float *kc;                       /* K cache [layer][kv head][position][head_dim] */
     float *vc;                       /* V cache [layer][kv head][head_dim][position] */
     float *rope_cos, *rope_sin;      /* [head_dim/2][ld] for the current batch */
@@ -51,6 +52,7 @@ static qf_status alloc_activations(qf_rt_ctx *c, qf_error *err) {
         (st = alloc_f(&c->vx, KD, c->ld, err)) || (st = alloc_f(&c->att, QD, c->ld, err)) ||
         (st = alloc_f(&c->g, hp->n_ff, c->ld, err)) || (st = alloc_f(&c->u, hp->n_ff, c->ld, err)) ||
         (st = alloc_f(&c->o, wide, c->ld, err)) || (st = alloc_f(&c->logits, hp->n_vocab, c->ld, err)) ||
+        (st = alloc_f(&c->xpack, wide, c->ld, err)) ||
         (st = alloc_f(&c->kc, cache, 1, err)) || (st = alloc_f(&c->vc, cache, 1, err)) ||
         (st = alloc_f(&c->rope_cos, hp->head_dim / 2, c->ld, err)) ||
         (st = alloc_f(&c->rope_sin, hp->head_dim / 2, c->ld, err)) || (st = alloc_f(&c->norm_scale, c->ld, 1, err)))
@@ -99,7 +101,7 @@ void qf_rt_ctx_free(qf_rt_ctx *c) {
     for (int i = 0; c->scratch && i < qf_pool_size(c->pool); i++) free(c->scratch[i]);
     free(c->scratch);
     qf_pool_free(c->pool);
-    float *bufs[] = {c->x, c->xn, c->q, c->kx, c->vx, c->att, c->g, c->u, c->o, c->logits, c->kc, c->vc,
+    float *bufs[] = {c->x, c->xn, c->q, c->kx, c->vx, c->att, c->g, c->u, c->o, c->logits, c->xpack, c->kc, c->vc,
                      c->rope_cos, c->rope_sin, c->norm_scale};
     for (size_t i = 0; i < QF_ARRAY_LEN(bufs); i++) free(bufs[i]);
     free(c->norm_acc);
@@ -116,7 +118,13 @@ int qf_rt_n_threads(const qf_rt_ctx *c) { return qf_pool_size(c->pool); }
 
 /* ---- matmul ------------------------------------------------------------------------------------- */
 
-/* Up to three weights that read the same input (q/k/v, gate/up) run as one job, so the pool wakes once. */
+/* Up to three weights that read the same input (q/k/v, gate/up) run as one job, so the pool wakes once.
+ *
+ * The input is first packed tile by tile ([tile][K][nt], contiguous): rows of a feature-major matrix are
+ * ld floats apart, a power of two times 64 bytes, and walking K of them maps onto a handful of cache
+ * sets; packed, a tile streams through the caches linearly. Each thread takes a contiguous range of
+ * QF_RT_MR-row panels; tiles are visited in groups that fit in L2 (each panel is dequantized once per
+ * group, which is cheap next to the tile work it feeds). */
 typedef struct mm_part {
     const qf_rt_weight *w;
     float *y;          /* [w->n_rows][ld] */
@@ -125,27 +133,29 @@ typedef struct mm_part {
 
 typedef struct mm_job {
     qf_rt_ctx *c;
-    const float *x;    /* [K][ld] */
-    size_t cols;       /* token columns to compute, a multiple of the kernel's nt */
+    const float *xp;   /* packed input */
+    size_t K, tiles, group; /* input features, tiles of nt columns, tiles per L2 group */
     mm_part part[3];
     int n_part;
 } mm_job;
 
+#define MM_GROUP_BYTES (512u * 1024u)
+
 static uint64_t panels_of(const qf_rt_weight *w) { return (w->n_rows + QF_RT_MR - 1) / QF_RT_MR; }
 
-/* One panel: dequantize QF_RT_MR (or fewer) rows once, then sweep every token tile with them. */
-static void mm_panel(const mm_job *j, const mm_part *p, uint64_t panel, float *wbuf) {
+/* One panel against tiles [g0, g1): dequantize QF_RT_MR (or fewer) rows, sweep the tiles with them. */
+static void mm_panel(const mm_job *j, const mm_part *p, uint64_t panel, size_t g0, size_t g1, float *wbuf) {
     const qf_rt_kern *k = j->c->k;
-    size_t ld = j->c->ld, K = p->w->row_len;
+    size_t ld = j->c->ld, K = j->K, nt = k->nt;
     uint64_t r0 = panel * QF_RT_MR;
     int mr = (int)QF_MIN((uint64_t)QF_RT_MR, p->w->n_rows - r0);
     qf_rt_weight_rows(p->w, r0, (uint64_t)mr, wbuf);
-    for (size_t t0 = 0; t0 < j->cols; t0 += k->nt)
-        k->tile(wbuf, K, K, j->x + t0, ld, p->y + r0 * ld + t0, ld, mr);
+    for (size_t t = g0; t < g1; t++)
+        k->tile(wbuf, K, K, j->xp + t * K * nt, nt, p->y + r0 * ld + t * nt, ld, mr);
     if (!p->bias) return;
     for (int r = 0; r < mr; r++) {
         float *yr = p->y + (r0 + (uint64_t)r) * ld, b = p->bias[r0 + (uint64_t)r];
-        for (size_t t = 0; t < j->cols; t++) yr[t] += b;
+        for (size_t t = g0 * nt; t < g1 * nt; t++) yr[t] += b;
     }
 }
 
@@ -154,17 +164,30 @@ static void mm_worker(void *arg, int ith, int nth) {
     uint64_t total = 0;
     for (int i = 0; i < j->n_part; i++) total += panels_of(j->part[i].w);
     uint64_t lo = total * (uint64_t)ith / (uint64_t)nth, hi = total * (uint64_t)(ith + 1) / (uint64_t)nth;
-    uint64_t base = 0;
-    for (int i = 0; i < j->n_part; i++) {
-        uint64_t n = panels_of(j->part[i].w);
-        for (uint64_t p = QF_MAX(lo, base); p < QF_MIN(hi, base + n); p++)
-            mm_panel(j, &j->part[i], p - base, j->c->scratch[ith]);
-        base += n;
+    for (size_t g0 = 0; g0 < j->tiles; g0 += j->group) {
+        size_t g1 = QF_MIN(g0 + j->group, j->tiles);
+        uint64_t base = 0;
+        for (int i = 0; i < j->n_part; i++) {
+            uint64_t n = panels_of(j->part[i].w);
+            for (uint64_t p = QF_MAX(lo, base); p < QF_MIN(hi, base + n); p++)
+                mm_panel(j, &j->part[i], p - base, g0, g1, j->c->scratch[ith]);
+            base += n;
+        }
     }
 }
 
+/* x [K][ld] -> c->xpack [tile][K][nt] for the first `tiles` tiles. */
+static void pack_input(qf_rt_ctx *c, const float *x, size_t K, size_t tiles) {
+    size_t nt = c->k->nt;
+    for (size_t t = 0; t < tiles; t++)
+        for (size_t kk = 0; kk < K; kk++) memcpy(c->xpack + (t * K + kk) * nt, x + kk * c->ld + t * nt, nt * sizeof(float));
+}
+
 static void matmul(qf_rt_ctx *c, const float *x, uint32_t n_cols, mm_part a, mm_part b, mm_part d) {
-    mm_job j = {.c = c, .x = x, .cols = round_up(n_cols, c->k->nt)};
+    size_t K = a.w->row_len, nt = c->k->nt;
+    mm_job j = {.c = c, .xp = c->xpack, .K = K, .tiles = (n_cols + nt - 1) / nt};
+    j.group = QF_MAX((size_t)1, MM_GROUP_BYTES / (K * nt * sizeof(float)));
+    pack_input(c, x, K, j.tiles);
     mm_part parts[3] = {a, b, d};
     for (int i = 0; i < 3; i++)
         if (parts[i].w) j.part[j.n_part++] = parts[i];
@@ -249,24 +272,30 @@ typedef struct attn_job {
     uint32_t layer, pos0, n;
 } attn_job;
 
-/* Softmax of each query column j of s ([n_keys][nt]) over the keys it may see (p <= lim[j]), in place;
- * masked entries become exactly 0. Sums in double, as ggml's soft_max does. */
-static void softmax_cols(const qf_rt_kern *k, float *s, uint32_t n_keys, const uint32_t *lim, float scale, float *tmp) {
+/* Softmax of each query column j of s ([n_keys][nt]) over the keys it may see, in place; sums in double,
+ * as ggml's soft_max does. Query j sees keys p <= base + j (padding columns see every key), so the
+ * columns that see key p form a suffix starting at vis(p); masked entries become exactly 0. */
+static uint32_t first_seeing(uint32_t p, uint32_t base) { return p > base ? p - base : 0; }
+
+static void softmax_cols(const qf_rt_kern *k, float *s, uint32_t n_keys, uint32_t base, float scale, float *tmp) {
     uint32_t nt = k->nt;
     float mx[64];
     double sum[64];
     for (uint32_t j = 0; j < nt; j++) { mx[j] = -INFINITY; sum[j] = 0; }
-    for (uint32_t p = 0; p < n_keys; p++)
-        for (uint32_t j = 0; j < nt; j++)
-            if (p <= lim[j]) mx[j] = fmaxf(mx[j], s[(size_t)p * nt + j] * scale);
+    for (uint32_t p = 0; p < n_keys; p++) {
+        const float *row = s + (size_t)p * nt;
+        for (uint32_t j = first_seeing(p, base); j < nt; j++) {
+            float v = row[j] * scale;
+            mx[j] = v > mx[j] ? v : mx[j];
+        }
+    }
     for (uint32_t p = 0; p < n_keys; p++) {
         float *row = s + (size_t)p * nt;
+        uint32_t j0 = QF_MIN(first_seeing(p, base), nt);
         for (uint32_t j = 0; j < nt; j++) tmp[j] = row[j] * scale - mx[j];
         k->vexp(tmp, row, nt);
-        for (uint32_t j = 0; j < nt; j++) {
-            if (p > lim[j]) row[j] = 0.0f;
-            sum[j] += row[j];
-        }
+        for (uint32_t j = 0; j < j0; j++) row[j] = 0.0f;
+        for (uint32_t j = j0; j < nt; j++) sum[j] += row[j];
     }
     for (uint32_t j = 0; j < nt; j++) tmp[j] = (float)(1.0 / sum[j]);
     for (uint32_t p = 0; p < n_keys; p++)
@@ -285,11 +314,9 @@ static void attn_tile(const attn_job *a, uint32_t h, uint32_t t0, float *s) {
     const float *kh = c->kc + ((size_t)a->layer * hp->n_head_kv + g) * per_head;
     const float *vh = c->vc + ((size_t)a->layer * hp->n_head_kv + g) * per_head;
     const float *qh = c->q + (size_t)h * hd * ld + t0;
-    uint32_t lim[64];
-    for (uint32_t j = 0; j < nt; j++) lim[j] = t0 + j < a->n ? a->pos0 + t0 + j : n_keys - 1;
     for (uint32_t p = 0; p < n_keys; p += QF_RT_MR)
         k->tile(kh + (size_t)p * hd, hd, hd, qh, ld, s + (size_t)p * nt, nt, (int)QF_MIN((uint32_t)QF_RT_MR, n_keys - p));
-    softmax_cols(k, s, n_keys, lim, 1.0f / sqrtf((float)hd), s + ((size_t)c->n_ctx + 1) * nt);
+    softmax_cols(k, s, n_keys, a->pos0 + t0, 1.0f / sqrtf((float)hd), s + ((size_t)c->n_ctx + 1) * nt);
     float *out = c->att + (size_t)h * hd * ld + t0;
     for (uint32_t d = 0; d < hd; d += QF_RT_MR)
         k->tile(vh + (size_t)d * c->n_ctx, c->n_ctx, n_keys, s, nt, out + (size_t)d * ld, ld,

@@ -10,6 +10,7 @@ void qf_rt_tile_avx2(const float *w, size_t ldw, size_t K, const float *x, size_
     const float *w3 = w + (mr > 3 ? 3 * ldw : 0), *w4 = w + (mr > 4 ? 4 * ldw : 0), *w5 = w + (mr > 5 ? 5 * ldw : 0);
     __m256 a00 = _mm256_setzero_ps(), a01 = a00, a10 = a00, a11 = a00, a20 = a00, a21 = a00;
     __m256 a30 = a00, a31 = a00, a40 = a00, a41 = a00, a50 = a00, a51 = a00;
+#pragma GCC unroll 4
     for (size_t k = 0; k < K; k++) {
         const float *xk = x + k * ldx;
         __m256 x0 = _mm256_loadu_ps(xk), x1 = _mm256_loadu_ps(xk + 8), b;
