@@ -29,6 +29,9 @@ struct qf_rt_ctx {
     float **scratch;                 /* per thread: weight panels, attention scores, exp arguments */
     size_t scratch_len;
     double eval_s;
+    qf_rt_observer observer;         /* calibration hook, or NULL */
+    void *observer_user;
+    uint64_t n_calls;                /* matmul calls so far: groups observer reports by shared input */
 };
 
 /* ---- context ------------------------------------------------------------------------------------ */
@@ -191,10 +194,17 @@ static void matmul(qf_rt_ctx *c, const float *x, uint32_t n_cols, mm_part a, mm_
     mm_part parts[3] = {a, b, d};
     for (int i = 0; i < 3; i++)
         if (parts[i].w) j.part[j.n_part++] = parts[i];
+    for (int i = 0; c->observer && i < j.n_part; i++) c->observer(c->observer_user, j.part[i].w, c->n_calls, x, c->ld, n_cols);
+    c->n_calls++;
     qf_pool_run(c->pool, mm_worker, &j);
 }
 
 #define NO_PART ((mm_part){0})
+
+void qf_rt_ctx_set_observer(qf_rt_ctx *c, qf_rt_observer fn, void *user) {
+    c->observer = fn;
+    c->observer_user = user;
+}
 
 /* ---- column-wise elementwise steps ------------------------------------------------------------------ */
 

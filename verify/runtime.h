@@ -81,6 +81,13 @@ void qf_rt_ctx_clear(qf_rt_ctx *c);
 qf_status qf_rt_eval(qf_rt_ctx *c, const int32_t *tokens, uint32_t n, uint32_t pos0, uint32_t out_from,
                      const float **logits, size_t *ld, qf_error *err);
 
+/* Called before every matrix product with its input: x holds row_len features of n tokens,
+ * feature-major with leading dimension ld ((f, t) at x[f * ld + t]). Weights that read the same input
+ * (q/k/v, gate/up) are reported in one go with the same `call` number, so an observer can do per-input
+ * work once. Calibration accumulates activation statistics through it. NULL removes the observer. */
+typedef void (*qf_rt_observer)(void *user, const qf_rt_weight *w, uint64_t call, const float *x, size_t ld, uint32_t n);
+void qf_rt_ctx_set_observer(qf_rt_ctx *c, qf_rt_observer fn, void *user);
+
 /* Seconds spent inside qf_rt_eval since the context was made (forward pass only). */
 double qf_rt_eval_seconds(const qf_rt_ctx *c);
 
