@@ -38,6 +38,7 @@
 #include <archive.h>
 #include <archive_entry.h>
 #include <cjson/cJSON.h>
+#include <errno.h>
 #include <sys/stat.h>
 
 #define AR_MAX_SIDE (256ull << 20)     /* one side file */
@@ -158,7 +159,13 @@ static qf_status reader_open(const char *path, struct archive **out, qf_error *e
     archive_read_support_filter_all(a);
     archive_read_support_format_all(a);
     if (archive_read_open_filename(a, path, AR_CHUNK) != ARCHIVE_OK) {
-        qf_status st = qf_fail(err, QF_E_IO, "%s: cannot open archive: %s", path, ar_errstr(a));
+        /* Opening reads the first block through the decompressor, so a damaged gzip or zstd stream fails
+         * here too; libarchive reports those with its own codes (ARCHIVE_ERRNO_MISC = -1, and
+         * ARCHIVE_ERRNO_FILE_FORMAT = EILSEQ on Linux). Only another errno, from the OS, is an I/O failure;
+         * the rest is bad input (exit 2, not 3). */
+        int e = archive_errno(a);
+        qf_status code = e > 0 && e != EILSEQ ? QF_E_IO : QF_E_INPUT;
+        qf_status st = qf_fail(err, code, "%s: cannot open archive: %s", path, ar_errstr(a));
         archive_read_free(a);
         return st;
     }
