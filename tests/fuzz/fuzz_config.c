@@ -1,0 +1,62 @@
+/*
+ * fuzz_config.c — config.json through qf_hparams_from_hf and qf_hf_fp8_block, on an exactly sized copy
+ * without a terminating NUL (both take a length). An accepted configuration is then used the way the
+ * converter uses it: HF tensor names of every role and layer are mapped, and llama3 rope factors are
+ * computed when the file asks for them.
+ */
+#include "fuzz_util.h"
+
+#include "formats/arch.h"
+
+static const char *const NAMES[] = {
+    "model.embed_tokens.weight", "model.norm.weight", "lm_head.weight", "model.layers.%u.self_attn.q_proj.weight",
+    "model.layers.%u.self_attn.k_proj.weight", "model.layers.%u.self_attn.v_proj.weight",
+    "model.layers.%u.self_attn.o_proj.weight", "model.layers.%u.self_attn.q_proj.bias",
+    "model.layers.%u.mlp.gate_proj.weight", "model.layers.%u.mlp.up_proj.weight",
+    "model.layers.%u.mlp.down_proj.weight", "model.layers.%u.input_layernorm.weight",
+    "model.layers.%u.post_attention_layernorm.weight", "model.layers.%u.self_attn.rotary_emb.inv_freq",
+    "model.layers.99999999999.mlp.up_proj.weight", "model.layers.-1.mlp.up_proj.weight", "model.layers..weight",
+    "unknown.tensor"};
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+    char *json = (char *)qf_fuzz_copy(data, size);
+    qf_hparams hp;
+    qf_error err;
+    qf_error_clear(&err);
+    uint32_t block[2];
+    qf_status st = qf_hf_fp8_block("fuzz/config.json", json, size, block, &err);
+    qf_fuzz_check_failure(st, &err);
+    qf_error_clear(&err);
+    st = qf_hparams_from_hf("fuzz/config.json", json, size, &hp, &err);
+    qf_fuzz_check_failure(st, &err);
+    if (st == QF_OK) {
+        if (!hp.arch || hp.n_head == 0 || hp.n_head_kv == 0) qf_fuzz_violation("accepted config lacks heads", &err);
+        uint32_t layers[3] = {0, hp.n_layer - 1, hp.n_layer};
+        for (size_t i = 0; i < QF_ARRAY_LEN(NAMES); i++) {
+            for (size_t l = 0; l < 3; l++) {
+                char hf[160], out[160];
+                snprintf(hf, sizeof hf, NAMES[i], layers[l]);
+                qf_role role;
+                int layer;
+                qf_error e2;
+                qf_error_clear(&e2);
+                qf_status ms = qf_arch_map_tensor(&hp, hf, out, sizeof out, &role, &layer, &e2);
+                /* NOT_FOUND is "not part of the inference graph": a verdict, not an error with a message */
+                if (ms != QF_E_NOTFOUND) qf_fuzz_check_failure(ms, &e2);
+                if (ms == QF_OK) {
+                    char back[160];
+                    qf_arch_tensor_name(role, layer, back, sizeof back);
+                }
+            }
+        }
+        /* one float per rotary pair; a head_dim beyond any model's is not worth the allocation here */
+        if (hp.rope_scaling == QF_ROPE_SCALING_LLAMA3 && hp.head_dim <= (1u << 16)) {
+            float *f = qf_malloc_n(hp.head_dim / 2 + 1, sizeof *f);
+            if (!f) abort();
+            qf_rope_llama3_factors(&hp, f);
+            free(f);
+        }
+    }
+    free(json);
+    return 0;
+}
