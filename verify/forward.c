@@ -282,12 +282,14 @@ typedef struct attn_job {
     uint32_t layer, pos0, n;
 } attn_job;
 
-/* Softmax of each query column j of s ([n_keys][nt]) over the keys it may see, in place; sums in double,
- * as ggml's soft_max does. Query j sees keys p <= base + j (padding columns see every key), so the
+/* Unnormalized softmax of each query column j of s ([n_keys][nt]) over the keys it may see, in place, and
+ * inv[j] = 1 / its sum (taken in double, as ggml's soft_max does); the caller scales the hd outputs
+ * instead of the n_keys probabilities. Query j sees keys p <= base + j (padding columns see every key), so the
  * columns that see key p form a suffix starting at vis(p); masked entries become exactly 0. */
 static uint32_t first_seeing(uint32_t p, uint32_t base) { return p > base ? p - base : 0; }
 
-static void softmax_cols(const qf_rt_kern *k, float *s, uint32_t n_keys, uint32_t base, float scale, float *tmp) {
+static void softmax_cols(const qf_rt_kern *k, float *s, uint32_t n_keys, uint32_t base, float scale, float *tmp,
+                         float *inv) {
     uint32_t nt = k->nt;
     float mx[64];
     double sum[64];
@@ -307,9 +309,7 @@ static void softmax_cols(const qf_rt_kern *k, float *s, uint32_t n_keys, uint32_
         for (uint32_t j = 0; j < j0; j++) row[j] = 0.0f;
         for (uint32_t j = j0; j < nt; j++) sum[j] += row[j];
     }
-    for (uint32_t j = 0; j < nt; j++) tmp[j] = (float)(1.0 / sum[j]);
-    for (uint32_t p = 0; p < n_keys; p++)
-        for (uint32_t j = 0; j < nt; j++) s[(size_t)p * nt + j] *= tmp[j];
+    for (uint32_t j = 0; j < nt; j++) inv[j] = (float)(1.0 / sum[j]);
 }
 
 /* One head over one tile of nt queries: scores = K q (tile kernel over the position-major K cache),
@@ -326,11 +326,14 @@ static void attn_tile(const attn_job *a, uint32_t h, uint32_t t0, float *s) {
     const float *qh = c->q + (size_t)h * hd * ld + t0;
     for (uint32_t p = 0; p < n_keys; p += QF_RT_MR)
         k->tile(kh + (size_t)p * hd, hd, hd, qh, ld, s + (size_t)p * nt, nt, (int)QF_MIN((uint32_t)QF_RT_MR, n_keys - p));
-    softmax_cols(k, s, n_keys, a->pos0 + t0, 1.0f / sqrtf((float)hd), s + ((size_t)c->n_ctx + 1) * nt);
+    float *tmp = s + ((size_t)c->n_ctx + 1) * nt, *inv = tmp + nt;
+    softmax_cols(k, s, n_keys, a->pos0 + t0, 1.0f / sqrtf((float)hd), tmp, inv);
     float *out = c->att + (size_t)h * hd * ld + t0;
     for (uint32_t d = 0; d < hd; d += QF_RT_MR)
         k->tile(vh + (size_t)d * c->n_ctx, c->n_ctx, n_keys, s, nt, out + (size_t)d * ld, ld,
                 (int)QF_MIN((uint32_t)QF_RT_MR, hd - d));
+    for (uint32_t d = 0; d < hd; d++)
+        for (uint32_t j = 0; j < nt; j++) out[(size_t)d * ld + j] *= inv[j];
 }
 
 static void attn_worker(void *arg, int ith, int nth) {

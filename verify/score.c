@@ -68,6 +68,7 @@ qf_status qf_text_load_prompt(const char *path, bool escape, char **text, size_t
 
 qf_status qf_score_buf_init(qf_score_buf *b, size_t cols, qf_error *err) {
     memset(b, 0, sizeof *b);
+    cols = (cols + QF_RT_PAD - 1) / QF_RT_PAD * QF_RT_PAD; /* whole column groups (col_range) */
     b->cols = cols;
     b->fmax_a = qf_calloc_n(cols, sizeof(float));
     b->fmax_b = qf_calloc_n(cols, sizeof(float));
@@ -90,9 +91,12 @@ void qf_score_buf_free(qf_score_buf *b) {
     memset(b, 0, sizeof *b);
 }
 
+/* Thread ith's columns: whole groups of 16 (so vexp runs no scalar tail; logits and scratch are padded
+ * to QF_RT_PAD columns, and columns past n are computed and ignored), then clipped to n. */
 static void col_range(uint32_t n, int ith, int nth, uint32_t *lo, uint32_t *hi) {
-    *lo = (uint32_t)((uint64_t)n * (uint64_t)ith / (uint64_t)nth);
-    *hi = (uint32_t)((uint64_t)n * (uint64_t)(ith + 1) / (uint64_t)nth);
+    uint64_t groups = (n + 15) / 16;
+    *lo = (uint32_t)(groups * (uint64_t)ith / (uint64_t)nth * 16);
+    *hi = (uint32_t)(groups * (uint64_t)(ith + 1) / (uint64_t)nth * 16);
 }
 
 /* Column maxima (and the first index reaching them) of l over the vocabulary. */
@@ -131,7 +135,7 @@ static void nll_worker(void *arg, int ith, int nth) {
         k->vexp(b->tmp + lo, b->tmp + lo, hi - lo);
         for (uint32_t c = lo; c < hi; c++) b->sum_a[c] += b->tmp[c];
     }
-    for (uint32_t c = lo; c < hi; c++) {
+    for (uint32_t c = lo; c < QF_MIN(hi, j->n); c++) {
         double lt = j->l[(size_t)j->tg[c] * j->ld + c];
         j->nll[c] = -(lt - b->fmax_a[c] - log(b->sum_a[c]));
     }
@@ -182,7 +186,7 @@ static void cmp_worker(void *arg, int ith, int nth) {
             b->acc[c] += exp(lpa) * (lpa - lpb);
         }
     }
-    for (uint32_t c = lo; c < hi; c++) {
+    for (uint32_t c = lo; c < QF_MIN(hi, j->n); c++) {
         size_t t = (size_t)j->tg[c] * j->ld + c;
         j->out->nll_base[c] = b->sum_a[c] - (double)j->la[t];
         j->out->nll[c] = b->sum_b[c] - (double)j->lb[t];
