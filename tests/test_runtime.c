@@ -1,0 +1,265 @@
+/*
+ * test_runtime.c — the reference runtime (verify/): kernels identical across ISAs, escape processing,
+ * perplexity against the independent references in ../shared/models/NAME/REFERENCE.json (HF checkpoints
+ * read in place and our GGUF conversions), bit-identical results for any thread count and batch size,
+ * and qf_verify's gate (self-comparison, a damaged copy, a quantized copy, mismatched vocabularies).
+ */
+#include "testutil.h"
+
+#include "formats/gguf.h"
+#include "kernels/cpu.h"
+#include "verify/rt_kern.h"
+#include "verify/score.h"
+
+#include <cjson/cJSON.h>
+#include <math.h>
+
+static const char *const TEXT = "text/tinystories-valid-head.txt";
+
+/* ---- kernels ------------------------------------------------------------------------------------ */
+
+static void fill(float *x, size_t n, uint64_t *seed) {
+    for (size_t i = 0; i < n; i++) x[i] = qf_test_randn(seed);
+}
+
+/* Every ISA's tile must equal the scalar fmaf chain bit for bit, for partial row counts too. */
+static void test_tile_isas(void) {
+    uint64_t seed = 0x5eed1234;
+    enum { K = 77, T = 64, LDW = 80 };
+    static float w[QF_RT_MR * LDW], x[K * T], ref[QF_RT_MR * T], got[QF_RT_MR * T];
+    fill(w, QF_ARRAY_LEN(w), &seed);
+    fill(x, QF_ARRAY_LEN(x), &seed);
+    struct { qf_isa isa; qf_rt_tile_fn fn; uint32_t nt; } v[] = {
+        {QF_ISA_AVX2, qf_rt_tile_avx2, 16}, {QF_ISA_AVX512, qf_rt_tile_avx512, 64}};
+    for (int mr = 1; mr <= QF_RT_MR; mr++) {
+        memset(ref, 0, sizeof ref);
+        for (uint32_t t0 = 0; t0 < T; t0 += 16) qf_rt_tile_scalar(w, LDW, K, x + t0, T, ref + t0, T, mr);
+        for (size_t i = 0; i < QF_ARRAY_LEN(v); i++) {
+            if (!qf_isa_supported(v[i].isa)) continue;
+            memset(got, 0, sizeof got);
+            for (uint32_t t0 = 0; t0 < T; t0 += v[i].nt) v[i].fn(w, LDW, K, x + t0, T, got + t0, T, mr);
+            CHECK_MSG(memcmp(ref, got, sizeof ref) == 0, "tile %s mr=%d differs from scalar (seed 0x5eed1234)",
+                      qf_isa_name(v[i].isa), mr);
+        }
+    }
+}
+
+static void test_vexp_isas(void) {
+    enum { N = 4099 };
+    static float x[N], ref[N], got[N];
+    uint64_t seed = 42;
+    for (int i = 0; i < N; i++) x[i] = (float)(qf_test_rand(&seed) % 200000) / 1000.0f - 100.0f; /* [-100, 100) */
+    x[0] = 0; x[1] = -87; x[2] = 88; x[3] = -1e30f; x[4] = 1e-8f;
+    qf_rt_vexp_scalar(x, ref, N);
+    double worst = 0;
+    for (int i = 0; i < N; i++) {
+        double e = exp((double)QF_MAX(QF_MIN(x[i], QF_VEXP_HI), QF_VEXP_LO));
+        worst = QF_MAX(worst, fabs(ref[i] - e) / e);
+    }
+    CHECK_MSG(worst < 4e-7, "vexp relative error %.3g", worst);
+    struct { qf_isa isa; qf_rt_vexp_fn fn; } v[] = {{QF_ISA_AVX2, qf_rt_vexp_avx2}, {QF_ISA_AVX512, qf_rt_vexp_avx512}};
+    for (size_t i = 0; i < QF_ARRAY_LEN(v); i++) {
+        if (!qf_isa_supported(v[i].isa)) continue;
+        v[i].fn(x, got, N);
+        CHECK_MSG(memcmp(ref, got, sizeof ref) == 0, "vexp %s differs from scalar", qf_isa_name(v[i].isa));
+    }
+}
+
+static void test_escapes(void) {
+    struct { const char *in, *out; } c[] = {
+        {"a\\nb", "a\nb"}, {"\\t\\r\\\\\\'\\\"", "\t\r\\'\""}, {"\\x41\\x4a!", "AJ!"}, {"\\xZZ", "\\xZZ"},
+        {"\\q", "\\q"}, {"end\\", "end\\"}, {"\\x4", "\\x4"}, {"plain", "plain"},
+    };
+    for (size_t i = 0; i < QF_ARRAY_LEN(c); i++) {
+        char buf[64];
+        snprintf(buf, sizeof buf, "%s", c[i].in);
+        size_t n = qf_text_process_escapes(buf, strlen(buf));
+        CHECK_MSG(n == strlen(c[i].out) && memcmp(buf, c[i].out, n) == 0, "escapes of '%s'", c[i].in);
+    }
+    char path[1024];
+    qf_test_path("prompt.txt", path, sizeof path);
+    CHECK(qf_test_write_file(path, "x\\ny\n\n", 6));
+    char *t = NULL;
+    size_t n = 0;
+    qf_error err;
+    CHECK_OK(qf_text_load_prompt(path, true, &t, &n, &err), &err);
+    CHECK(t && n == 4 && memcmp(t, "x\ny\n", 4) == 0); /* exactly one trailing newline dropped */
+    free(t);
+    CHECK(qf_text_load_prompt("/nonexistent/x.txt", true, &t, &n, &err) == QF_E_NOTFOUND);
+}
+
+/* ---- perplexity --------------------------------------------------------------------------------- */
+
+static qf_status ppl_of(const char *model, const char *text, uint32_t chunks, int threads, uint32_t batch,
+                        qf_perplexity_result *r, qf_error *err) {
+    qf_perplexity_opts o = {.model = model, .text_path = text, .ctx = 256, .chunks = chunks, .threads = threads,
+                            .batch = batch};
+    return qf_perplexity(&o, r, err);
+}
+
+static double reference_ppl(const char *model_dir) {
+    char path[1300];
+    snprintf(path, sizeof path, "%s/REFERENCE.json", model_dir);
+    size_t n;
+    uint8_t *buf = qf_test_read_file(path, &n);
+    cJSON *j = buf ? cJSON_ParseWithLength((const char *)buf, n) : NULL;
+    free(buf);
+    const cJSON *v = cJSON_GetObjectItem(cJSON_GetObjectItem(cJSON_GetObjectItem(j, "texts"), "tinystories-valid-head.txt"), "ppl");
+    double ppl = cJSON_IsNumber(v) ? v->valuedouble : NAN;
+    cJSON_Delete(j);
+    return ppl;
+}
+
+static void check_ppl(const char *label, const char *model, const char *text, double want, double tol) {
+    qf_perplexity_result r;
+    qf_error err;
+    qf_status st = ppl_of(model, text, 20, 2, 0, &r, &err);
+    CHECK_OK(st, &err);
+    if (st) return;
+    double rel = fabs(r.ppl / want - 1);
+    printf("  %-28s PPL %.6f  reference %.6f  rel %.2e  (%.0f tokens/s)\n", label, r.ppl, want, rel, r.tokens_per_second);
+    CHECK_MSG(rel <= tol, "%s: PPL %.6f vs reference %.6f (rel %.3g > %.3g)", label, r.ppl, want, rel, tol);
+    CHECK(r.n_chunks == 20 && r.n_scored == 20 * 127 && r.ctx == 256);
+}
+
+static void convert_to(const char *src, const char *name, const char *type, char *out, size_t n) {
+    qf_test_path(name, out, n);
+    if (qf_test_file_exists(out)) return;
+    qf_convert_opts o = {.src = src, .out = out, .type = type, .threads = 2};
+    qf_error err;
+    CHECK_OK(qf_convert(&o, &err), &err);
+}
+
+static void test_reference_ppl(const char *text) {
+    static const char *const models[] = {"stories260K", "stories260K-bf16", "stories260K-f16-sharded", "stories260K-fp8",
+                                         "qf-llama-a", "qf-llama-a-fp8"};
+    for (size_t i = 0; i < QF_ARRAY_LEN(models); i++) {
+        char rel[256], dir[1200];
+        snprintf(rel, sizeof rel, "models/%s", models[i]);
+        if (!qf_test_shared(rel, dir, sizeof dir)) continue;
+        double want = reference_ppl(dir);
+        CHECK_MSG(!isnan(want), "%s: no reference PPL", models[i]);
+        check_ppl(models[i], dir, text, want, 1e-3);
+        if (strcmp(models[i], "stories260K") != 0 && strcmp(models[i], "qf-llama-a") != 0) continue;
+        char gguf[1200], label[128];
+        snprintf(label, sizeof label, "%s-f32.gguf", models[i]);
+        convert_to(dir, label, "f32", gguf, sizeof gguf);
+        check_ppl(label, gguf, text, want, 1e-3);
+        snprintf(label, sizeof label, "%s-q8_0.gguf", models[i]);
+        convert_to(dir, label, "q8_0", gguf, sizeof gguf);
+        check_ppl(label, gguf, text, want, 5e-3); /* vs llama.cpp on the same file: tests/runtime_ppl.sh */
+    }
+}
+
+/* Thread count and batch size change the schedule, never the bits. */
+static void test_determinism(const char *text) {
+    char gguf[1200];
+    qf_test_path("qf-llama-a-q8_0.gguf", gguf, sizeof gguf);
+    if (!qf_test_file_exists(gguf)) qf_test_path("stories260K-q8_0.gguf", gguf, sizeof gguf);
+    if (!qf_test_file_exists(gguf)) return;
+    qf_perplexity_result a, b, c;
+    qf_error err;
+    CHECK_OK(ppl_of(gguf, text, 3, 1, 0, &a, &err), &err);
+    CHECK_OK(ppl_of(gguf, text, 3, 2, 0, &b, &err), &err);
+    CHECK_OK(ppl_of(gguf, text, 3, 3, 100, &c, &err), &err);
+    CHECK_MSG(memcmp(&a.ppl, &b.ppl, sizeof a.ppl) == 0, "1 vs 2 threads: %.17g vs %.17g", a.ppl, b.ppl);
+    CHECK_MSG(memcmp(&a.ppl, &c.ppl, sizeof a.ppl) == 0, "batch 256 vs 100: %.17g vs %.17g", a.ppl, c.ppl);
+}
+
+static void test_ppl_errors(const char *text) {
+    char dir[1200];
+    if (!qf_test_shared("models/stories260K", dir, sizeof dir)) return;
+    qf_perplexity_result r;
+    qf_error err;
+    char shortf[1024];
+    qf_test_path("short.txt", shortf, sizeof shortf);
+    CHECK(qf_test_write_file(shortf, "Once upon a time.\n", 18));
+    CHECK(ppl_of(dir, shortf, 0, 1, 0, &r, &err) == QF_E_INPUT);
+    CHECK_MSG(strstr(err.msg, "tokens") != NULL, "message: %s", err.msg);
+    CHECK(ppl_of("/nonexistent/model", text, 1, 1, 0, &r, &err) == QF_E_NOTFOUND);
+    CHECK(ppl_of(dir, "/nonexistent/text.txt", 1, 1, 0, &r, &err) == QF_E_NOTFOUND);
+}
+
+/* ---- verify ------------------------------------------------------------------------------------- */
+
+/* A copy of a F32 GGUF whose blk.0.ffn_down.weight is scaled by `factor`. */
+static bool damaged_copy(const char *src, const char *dst, float factor) {
+    qf_gguf *g = NULL;
+    qf_error err;
+    if (qf_gguf_open(src, &g, &err)) return false;
+    const qf_gguf_tensor *t = qf_gguf_find_tensor(g, "blk.0.ffn_down.weight");
+    uint64_t off = t ? qf_gguf_data_offset(g) + t->offset : 0, nbytes = t ? t->nbytes : 0;
+    bool f32 = t && t->type == 0;
+    qf_gguf_close(g);
+    size_t n;
+    uint8_t *buf = qf_test_read_file(src, &n);
+    if (!buf || !f32 || off + nbytes > n) { free(buf); return false; }
+    for (uint64_t i = 0; i < nbytes; i += 4) {
+        float v;
+        memcpy(&v, buf + off + i, 4);
+        v *= factor;
+        memcpy(buf + off + i, &v, 4);
+    }
+    bool ok = qf_test_write_file(dst, buf, n);
+    free(buf);
+    return ok;
+}
+
+static qf_status verify_of(const char *model, const char *base, const char *text, double max_kld, qf_verify_result *r,
+                           qf_error *err) {
+    qf_verify_opts o = {.model = model, .base = base, .text_path = text, .ctx = 256, .chunks = 4, .threads = 2,
+                        .max_kld = max_kld, .max_ppl_increase = -1, .min_top1 = -1};
+    return qf_verify(&o, r, err);
+}
+
+static void test_verify(const char *text) {
+    char f32[1200], q8[1200], bad[1200], dir[1200], other[1200];
+    qf_test_path("stories260K-f32.gguf", f32, sizeof f32);
+    qf_test_path("stories260K-q8_0.gguf", q8, sizeof q8);
+    qf_test_path("stories260K-damaged.gguf", bad, sizeof bad);
+    if (!qf_test_file_exists(f32) || !qf_test_file_exists(q8)) return;
+    qf_verify_result r;
+    qf_error err;
+    /* against itself: identical logits, so KLD exactly 0 and every top-1 agrees */
+    qf_verify_opts self = {.model = f32, .base = f32, .text_path = text, .ctx = 256, .chunks = 4, .threads = 2,
+                           .max_kld = 0, .max_ppl_increase = 0, .min_top1 = 100};
+    CHECK_OK(qf_verify(&self, &r, &err), &err);
+    CHECK(r.pass && r.kld_mean == 0 && r.kld_max == 0 && r.top1_pct == 100 && r.ppl_ratio == 1 && r.dp_rms_pct == 0);
+    CHECK(r.checks[QF_CHECK_KLD].given && r.checks[QF_CHECK_PPL].given && r.checks[QF_CHECK_TOP1].given);
+    /* the HF checkpoint against its own F32 conversion: same numbers up to the rope pair order */
+    if (qf_test_shared("models/stories260K", dir, sizeof dir)) {
+        CHECK_OK(verify_of(dir, f32, text, 1e-6, &r, &err), &err);
+        printf("  HF dir vs its f32 GGUF: KLD mean %.3g max %.3g, top-1 %.2f%%\n", r.kld_mean, r.kld_max, r.top1_pct);
+    }
+    /* q8_0 is close but not identical: fails a zero-KLD gate, passes a sane one */
+    CHECK(verify_of(q8, f32, text, 0, &r, &err) == QF_E_CHECK);
+    CHECK(!r.pass && !r.checks[QF_CHECK_KLD].pass && r.kld_mean > 0 && r.kld_mean < 0.01);
+    CHECK_MSG(strstr(err.msg, "KLD") != NULL, "message: %s", err.msg);
+    printf("  q8_0 vs f32: PPL %.4f vs %.4f, KLD mean %.3g median %.3g p99 %.3g, top-1 %.2f%%, RMS dp %.3f%%\n",
+           r.ppl_model, r.ppl_base, r.kld_mean, r.kld_median, r.kld_p99, r.top1_pct, r.dp_rms_pct);
+    CHECK(r.kld_median <= r.kld_p99 && r.kld_p99 <= r.kld_max);
+    CHECK_OK(verify_of(q8, f32, text, 0.01, &r, &err), &err);
+    /* a damaged copy fails a gate the q8_0 copy passes */
+    CHECK(damaged_copy(f32, bad, 3.0f));
+    CHECK(verify_of(bad, f32, text, 0.01, &r, &err) == QF_E_CHECK);
+    CHECK(r.kld_mean > 0.01);
+    /* different vocabularies are bad input, not a failed check */
+    if (qf_test_shared("models/qf-llama-a", other, sizeof other)) {
+        CHECK(verify_of(other, f32, text, -1, &r, &err) == QF_E_INPUT);
+        CHECK_MSG(strstr(err.msg, "vocabularies differ") != NULL, "message: %s", err.msg);
+    }
+}
+
+int main(int argc, char **argv) {
+    qf_test_init(argc, argv);
+    test_tile_isas();
+    test_vexp_isas();
+    test_escapes();
+    char text[1200];
+    if (!qf_test_shared(TEXT, text, sizeof text)) return qf_test_finish();
+    test_reference_ppl(text);
+    test_determinism(text);
+    test_ppl_errors(text);
+    test_verify(text);
+    return qf_test_finish();
+}
