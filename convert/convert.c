@@ -7,6 +7,7 @@
 #include "quantize/plan.h"
 #include "quantize/run.h"
 #include "formats/imatrix.h"
+#include "formats/hessian.h"
 
 #include <openssl/evp.h>
 
@@ -59,6 +60,8 @@ typedef struct conversion {
     bool have_imatrix;
     char imatrix_digest[65];
     const char *method;
+    qf_hessian_set hessians;
+    char hessian_digest[65];
 } conversion;
 
 const char *qf_recipe_name(size_t i, const char **summary) {
@@ -112,14 +115,20 @@ static qf_status load_options(conversion *c, const qf_convert_opts *o, qf_plan_o
     }
     po->overrides = c->overrides;
     po->n_overrides = c->n_overrides;
-    c->method = o->method ? o->method : o->imatrix ? "weighted" : "rtn";
-    if (strcmp(c->method, "rtn") != 0 && strcmp(c->method, "weighted") != 0)
-        return qf_fail(err, QF_E_USAGE, "--method '%s' is not one of rtn, weighted", c->method);
+    c->method = o->method ? o->method : o->hessian ? "gptq" : o->imatrix ? "weighted" : "rtn";
+    if (strcmp(c->method, "rtn") != 0 && strcmp(c->method, "weighted") != 0 && strcmp(c->method, "gptq") != 0)
+        return qf_fail(err, QF_E_USAGE, "--method '%s' is not one of rtn, weighted, gptq", c->method);
     if (!strcmp(c->method, "weighted") && !o->imatrix)
         return qf_fail(err, QF_E_USAGE, "--method weighted needs --imatrix FILE (make one with qforge calibrate)");
+    if ((strcmp(c->method, "gptq") == 0) != (o->hessian != NULL))
+        return qf_fail(err, QF_E_USAGE, "--method gptq and --hessian FILE go together (make one with qforge calibrate --hessian)");
+    qf_status st;
+    if (o->hessian) {
+        if ((st = qf_hessian_load(o->hessian, &c->hessians, err)) || (st = sha256_file(o->hessian, c->hessian_digest, err)))
+            return st;
+    }
     if (!o->imatrix) return QF_OK;
-    qf_status st = qf_imatrix_load(o->imatrix, &c->imatrix, err);
-    if (st) return st;
+    if ((st = qf_imatrix_load(o->imatrix, &c->imatrix, err))) return st;
     c->have_imatrix = true;
     return sha256_file(o->imatrix, c->imatrix_digest, err);
 }
@@ -191,6 +200,7 @@ static qf_status write_metadata(const conversion *c, const qf_convert_opts *o, q
         return st;
     if (o->n_tensor_types && (st = qf_gguf_set_arr_str(w, "qforge.tensor_types", o->tensor_types, o->n_tensor_types, err)))
         return st;
+    if (o->hessian && (st = qf_gguf_set_str(w, "qforge.hessian_sha256", c->hessian_digest, err))) return st;
     if (c->have_imatrix) {
         if ((st = qf_gguf_set_str(w, "qforge.imatrix_sha256", c->imatrix_digest, err))) return st;
         /* llama-quantize's keys, so tools that read those see the imatrix too */
@@ -219,7 +229,9 @@ static qf_status write_gguf(conversion *c, const qf_convert_opts *o, qf_error *e
     if ((st = qf_gguf_begin_data(w, err))) goto fail;
     int threads = o->threads > 0 ? o->threads : (int)sysconf(_SC_NPROCESSORS_ONLN);
     qf_run_opts ro = {.threads = threads > 0 ? threads : 1, .progress = o->progress, .progress_user = o->progress_user,
-                      .imatrix = strcmp(c->method, "weighted") == 0 ? &c->imatrix : NULL};
+                      .imatrix = strcmp(c->method, "rtn") != 0 && c->have_imatrix ? &c->imatrix : NULL,
+                      .hessians = strcmp(c->method, "gptq") == 0 ? &c->hessians : NULL,
+                      .gptq = {.damp = o->gptq_damp > 0 ? o->gptq_damp : 0.01, .block_order = o->gptq_block_order}};
     if ((st = qf_plan_execute(c->src, &c->hp, &c->plan, w, &ro, err))) goto fail;
     return qf_gguf_writer_finish(w, err);
 fail:
@@ -241,6 +253,7 @@ qf_status qf_convert(const qf_convert_opts *o, qf_error *err) {
     for (size_t i = 0; i < c.n_overrides; i++) qf_type_override_free(&c.overrides[i]);
     free(c.overrides);
     if (c.have_imatrix) qf_imatrix_free(&c.imatrix);
+    qf_hessian_free(&c.hessians);
     qf_vocab_free(&c.vocab);
     qf_source_close(c.src);
     return st;

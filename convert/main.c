@@ -101,6 +101,11 @@ static const char quantize_help[] =
     "  -i, --imatrix F           importance matrix in llama.cpp's GGUF layout (qforge calibrate or\n"
     "                            llama-imatrix); tensors it lacks are quantized round-to-nearest\n"
     "  -m, --method M            rtn | weighted (importance-weighted scale search; default with --imatrix)\n"
+    "                            | gptq (Hessian error feedback; default with --hessian)\n"
+    "  -H, --hessian F           GPTQ Hessians from 'qforge calibrate --hessian'; GPTQ holds one weight\n"
+    "                            matrix as F32 plus its n x n Hessian twice in doubles\n"
+    "      --gptq-damp X         diagonal damping as a fraction of mean diag(H) (default 0.01)\n"
+    "      --gptq-order O        natural | energy (blocks by descending input energy; default natural)\n"
     "  -j, --threads N           worker threads; output bytes do not depend on N\n"
     "  -n, --dry-run             print the plan and totals (size, bpw) and write nothing\n"
     "  -q, --quiet               no progress display\n";
@@ -123,6 +128,8 @@ static int run_convert(int argc, char **argv, bool quantize) {
         {"output", required_argument, 0, 'o'}, {"type", required_argument, 0, 't'},
         {"recipe", required_argument, 0, 'r'}, {"tensor-type", required_argument, 0, 'T'},
         {"imatrix", required_argument, 0, 'i'}, {"method", required_argument, 0, 'm'},
+        {"hessian", required_argument, 0, 'H'}, {"gptq-damp", required_argument, 0, 'D'},
+        {"gptq-order", required_argument, 0, 'O'},
         {"threads", required_argument, 0, 'j'}, {"dry-run", no_argument, 0, 'n'},
         {"quiet", no_argument, 0, 'q'}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
     const char *cmd = quantize ? "quantize" : "convert";
@@ -130,13 +137,22 @@ static int run_convert(int argc, char **argv, bool quantize) {
     qf_convert_opts o = {.type = quantize ? NULL : "f16", .tensor_types = overrides};
     bool quiet = false;
     int c;
-    while ((c = getopt_long(argc, argv, quantize ? "o:t:r:T:i:m:j:nqh" : "o:t:j:nqh", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, quantize ? "o:t:r:T:i:m:H:j:nqh" : "o:t:j:nqh", opts, NULL)) != -1) {
         switch (c) {
         case 'o': o.out = optarg; break;
         case 't': o.type = optarg; break;
-        case 'r': case 'T': case 'i': case 'm':
+        case 'r': case 'T': case 'i': case 'm': case 'H': case 'D': case 'O':
             if (!quantize) return usage_error(cmd, "that option belongs to 'qforge quantize'");
             if (c == 'r') o.recipe = optarg;
+            else if (c == 'H') o.hessian = optarg;
+            else if (c == 'D') {
+                char *end;
+                o.gptq_damp = strtod(optarg, &end);
+                if (*end || !(o.gptq_damp > 0 && o.gptq_damp < 10)) return usage_error(cmd, "--gptq-damp takes a number in (0, 10)");
+            } else if (c == 'O') {
+                if (strcmp(optarg, "natural") && strcmp(optarg, "energy")) return usage_error(cmd, "--gptq-order is natural or energy");
+                o.gptq_block_order = !strcmp(optarg, "energy");
+            }
             else if (c == 'i') o.imatrix = optarg;
             else if (c == 'm') o.method = optarg;
             else if (o.n_tensor_types == QF_MAX_OVERRIDES) return usage_error(cmd, "too many --tensor-type options");
@@ -233,15 +249,87 @@ static int cmd_synth(int argc, char **argv) {
     return 0;
 }
 
+/* ---- calibrate --------------------------------------------------------------------------------- */
+
+static const char calibrate_help[] =
+    "usage: qforge calibrate MODEL --text F -o IMATRIX.gguf [--ctx N] [--chunks N] [--hessian H.gguf]\n"
+    "                        [--threads N]\n"
+    "\n"
+    "Run MODEL (GGUF or HF checkpoint, FP8 included) over calibration text and record, for every linear\n"
+    "layer input, the per-column sum of squared activations and the token count, in llama.cpp's GGUF\n"
+    "imatrix layout (llama-quantize --imatrix reads it; qforge quantize --imatrix reads llama-imatrix's).\n"
+    "Chunks of ctx tokens start with BOS, as llama-imatrix does. Do not calibrate on the text you\n"
+    "evaluate on.\n"
+    "\n"
+    "  -f, --text F        calibration text (UTF-8)\n"
+    "  -o, --output F      importance matrix to write\n"
+    "  -c, --ctx N         tokens per chunk (default 512)\n"
+    "      --chunks N      chunks to run (default: all that fit)\n"
+    "  -H, --hessian F     also write GPTQ Hessians (sum of x x^T per layer input) to F. Memory and file\n"
+    "                      size: 8 n^2 bytes while collecting and 4 n^2 in the file per distinct input,\n"
+    "                      i.e. per layer 3 d^2 + f^2 floats for width d and FFN width f\n"
+    "  -j, --threads N     worker threads (results do not depend on N)\n"
+    "  -q, --quiet         no progress display\n";
+
+static int parse_u32(const char *cmd, const char *opt, const char *s, uint32_t *out) {
+    char *end;
+    unsigned long v = strtoul(s, &end, 10);
+    if (*end || v == 0 || v > 1u << 24) {
+        char msg[96];
+        snprintf(msg, sizeof msg, "%s takes a positive integer", opt);
+        return usage_error(cmd, msg);
+    }
+    *out = (uint32_t)v;
+    return 0;
+}
+
+static int cmd_calibrate(int argc, char **argv) {
+    static const struct option opts[] = {
+        {"text", required_argument, 0, 'f'}, {"output", required_argument, 0, 'o'}, {"ctx", required_argument, 0, 'c'},
+        {"chunks", required_argument, 0, 'C'}, {"hessian", required_argument, 0, 'H'},
+        {"threads", required_argument, 0, 'j'}, {"quiet", no_argument, 0, 'q'}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
+    qf_calibrate_opts o = {0};
+    bool quiet = false;
+    int c;
+    while ((c = getopt_long(argc, argv, "f:o:c:H:j:qh", opts, NULL)) != -1) {
+        switch (c) {
+        case 'f': o.text_path = optarg; break;
+        case 'o': o.out = optarg; break;
+        case 'c': if (parse_u32("calibrate", "--ctx", optarg, &o.ctx)) return 2; break;
+        case 'C': if (parse_u32("calibrate", "--chunks", optarg, &o.chunks)) return 2; break;
+        case 'H': o.hessian_out = optarg; break;
+        case 'j': if (parse_threads("calibrate", optarg, &o.threads)) return 2; break;
+        case 'q': quiet = true; break;
+        case 'h': fputs(calibrate_help, stdout); return 0;
+        default: return usage_error("calibrate", "unknown option");
+        }
+    }
+    if (optind + 1 != argc) return usage_error("calibrate", "expected exactly one MODEL");
+    if (!o.text_path || !o.out) return usage_error("calibrate", "--text and -o are required");
+    o.model = argv[optind];
+    progress p = {0};
+    clock_gettime(CLOCK_MONOTONIC, &p.start);
+    if (!quiet && isatty(STDERR_FILENO)) { o.progress = show_progress; o.progress_user = &p; }
+    qf_error err;
+    if (qf_calibrate(&o, &err) != QF_OK) return fail(&err);
+    if (!quiet) fprintf(stderr, "qforge: wrote %s%s%s in %.2fs\n", o.out, o.hessian_out ? " and " : "",
+                        o.hessian_out ? o.hessian_out : "", elapsed(&p.start));
+    return 0;
+}
+
 /* ---- dispatch ---------------------------------------------------------------------------------- */
 
 static const command commands[] = {
     {"convert", cmd_convert, "HF checkpoint (dir, shards, archive, FP8) -> GGUF"},
-    {"quantize", cmd_quantize, "checkpoint -> quantized GGUF (types, recipes, overrides, imatrix)"},
+    {"quantize", cmd_quantize, "checkpoint -> quantized GGUF (types, recipes, overrides, imatrix, GPTQ)"},
+    {"calibrate", cmd_calibrate, "activation statistics over text: importance matrix (+ GPTQ Hessians)"},
     {"inspect", cmd_inspect, "describe a GGUF or safetensors file"},
     {"synth", cmd_synth, "write a small random Llama checkpoint (built-in demo model)"},
     {"perplexity", qf_cli_perplexity, "perplexity of a GGUF or HF model (llama-perplexity protocol)"},
     {"verify", qf_cli_verify, "compare a model with its base: PPL, KLD, top-1; thresholds gate"},
+    {"sign", qf_cli_sign, "Ed25519 detached signature over a GGUF's integrity digests"},
+    {"pack", qf_cli_pack, "zstd transport pack (.qfz): parallel, indexed, SHA-256 per frame"},
+    {"unpack", qf_cli_unpack, "restore a .qfz pack, verifying every frame and the GGUF's digests"},
 };
 
 static void print_help(FILE *out) {

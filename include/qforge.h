@@ -58,7 +58,10 @@ typedef struct qf_convert_opts {
     const char *const *tensor_types; /* "REGEX=TYPE" overrides, first match wins, beat the recipe */
     size_t n_tensor_types;
     const char *imatrix;    /* llama.cpp-format GGUF importance matrix, or NULL */
-    const char *method;     /* "rtn" or "weighted"; NULL = weighted with an imatrix, else rtn */
+    const char *method;     /* "rtn", "weighted" or "gptq"; NULL = weighted with an imatrix, else rtn */
+    const char *hessian;    /* GPTQ Hessians (qforge calibrate --hessian); required by method "gptq" */
+    double gptq_damp;       /* fraction of mean diag(H) added before inversion; 0 = 0.01 */
+    bool gptq_block_order;  /* process blocks by descending input energy instead of left to right */
     int threads;            /* 0 = all online CPUs */
     bool dry_run;           /* print the plan, write nothing */
     qf_progress_fn progress;
@@ -175,6 +178,26 @@ typedef struct qf_verify_result {
  * in every token's text (QF_E_INPUT otherwise). Returns QF_E_CHECK, with *res filled in and a message
  * naming the failed thresholds, when one does not hold. */
 qf_status qf_verify(const qf_verify_opts *opts, qf_verify_result *res, qf_error *err);
+
+/* ---- calibrate ----------------------------------------------------------------------------------- */
+
+typedef struct qf_calibrate_opts {
+    const char *model;      /* GGUF or HF checkpoint, as for qf_perplexity */
+    const char *text_path;  /* calibration text, read as llama-imatrix -f reads it */
+    const char *out;        /* importance matrix (llama.cpp GGUF imatrix layout) */
+    const char *hessian_out; /* also write GPTQ Hessians here (NULL = no); 4 n^2 bytes per layer input */
+    uint32_t ctx;           /* tokens per chunk; 0 = 512 */
+    uint32_t chunks;        /* chunks to run; 0 = all that fit */
+    int threads;            /* 0 = all online CPUs */
+    bool no_escape;
+    qf_progress_fn progress; /* done/total in chunks */
+    void *progress_user;
+} qf_calibrate_opts;
+
+/* Run the model over the text in chunks (BOS first, like llama-imatrix) and record, for every linear
+ * weight's input, the per-column sum of squared activations and the token count; optionally the full
+ * second-moment matrix per input for GPTQ. */
+qf_status qf_calibrate(const qf_calibrate_opts *opts, qf_error *err);
 
 /* ---- trust: integrity digests, signatures, transport packs (docs/integrity.md) ------------------- */
 

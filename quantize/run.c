@@ -127,9 +127,48 @@ static qf_status importance(const qf_run_opts *opts, const qf_plan_entry *e, con
     return QF_OK;
 }
 
+/* The Hessian of a tensor's input when GPTQ applies to it: a linear weight whose type has blocks. */
+static const qf_hessian *gptq_hessian(const qf_run_opts *opts, const qf_plan_entry *e, const qf_qtype_traits *tt) {
+    char key[96];
+    if (!opts->hessians || !tt->quantized || tt->blck < 2 || e->n_dims != 2 || !qf_hessian_key(e->role, e->layer, key, sizeof key))
+        return NULL;
+    const qf_hessian *h = qf_hessian_find(opts->hessians, key);
+    return h && h->n == e->ne[0] ? h : NULL;
+}
+
+/* GPTQ needs the whole matrix at once: read every row, quantize with error feedback, write. */
+static qf_status run_tensor_gptq(qf_source *src, const qf_plan_entry *e, const qf_hessian *h, qf_gguf_writer *w,
+                                 const qf_run_opts *opts, qf_error *err) {
+    chunk_job j = {.src = src, .e = e, .tt = qf_qtype_get(e->type), .row0 = 0, .n_rows = e->n_rows};
+    qf_qtype_row_bytes(j.tt, e->ne[0], &j.row_bytes);
+    j.f32 = qf_malloc_n(e->n_rows, e->ne[0] * sizeof(float));
+    j.out = qf_malloc_n(e->n_rows, j.row_bytes);
+    qf_status st = j.f32 && j.out ? qf_source_prepare(src, (size_t)e->src, err)
+                                  : qf_fail(err, QF_E_NOMEM, "gptq: out of memory for '%s' as F32", e->name);
+    if (!st && (st = fetch_rows(&j, 0, e->n_rows))) *err = j.err;
+    if (!st) {
+        qf_gptq_opts go = opts->gptq;
+        go.threads = opts->threads;
+        st = qf_gptq_quantize(j.tt, j.f32, e->n_rows, e->ne[0], h->h, &go, j.out, err);
+        if (st) st = qf_fail(err, st, "tensor '%s': %s", e->name, err->msg);
+    }
+    if (!st) st = qf_gguf_write_tensor_data(w, j.out, e->n_rows * j.row_bytes, err);
+    qf_source_release(src, (size_t)e->src);
+    free(j.f32);
+    free(j.out);
+    return st;
+}
+
 static qf_status run_tensor(qf_source *src, const qf_hparams *hp, const qf_plan_entry *e, qf_gguf_writer *w,
                             const qf_run_opts *opts, uint64_t *done, uint64_t total, qf_error *err) {
     chunk_job j = {.src = src, .e = e, .tt = qf_qtype_get(e->type)};
+    const qf_hessian *h = e->src >= 0 ? gptq_hessian(opts, e, j.tt) : NULL;
+    if (h) {
+        qf_status st = run_tensor_gptq(src, e, h, w, opts, err);
+        *done += e->nbytes;
+        if (!st && opts->progress) opts->progress(opts->progress_user, e->name, *done, total);
+        return st;
+    }
     qf_qtype_row_bytes(j.tt, e->ne[0], &j.row_bytes);
     uint64_t f32_row = e->ne[0] * sizeof(float);
     uint64_t rows_per_chunk = QF_MAX(1, QF_RUN_CHUNK_BYTES / QF_MAX(f32_row, 1));

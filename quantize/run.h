@@ -13,12 +13,16 @@
 #include "quantize/plan.h"
 #include "formats/gguf.h"
 #include "formats/imatrix.h"
+#include "formats/hessian.h"
+#include "quantize/gptq.h"
 
 #define QF_RUN_CHUNK_BYTES (16u << 20)
 
 typedef struct qf_run_opts {
     int threads;                 /* >= 1 */
     const qf_imatrix *imatrix;   /* importance weights, or NULL for round-to-nearest everywhere */
+    const qf_hessian_set *hessians; /* GPTQ: tensors with a Hessian for their input take qf_gptq_quantize */
+    qf_gptq_opts gptq;
     qf_progress_fn progress;     /* may be NULL */
     void *progress_user;
 } qf_run_opts;

@@ -1,0 +1,221 @@
+/*
+ * qf_calibrate: activation statistics for importance-weighted quantization and GPTQ (qforge.h).
+ *
+ * The reference runtime runs the calibration text chunk by chunk; its observer hook reports the input of
+ * every matrix product. Per weight we add up x_j^2 per input column (the imatrix llama.cpp reads); per
+ * distinct input, optionally, the full sum of x x^T (the Hessian GPTQ needs). Statistics are summed in
+ * double in token order on one thread, so the files do not depend on the thread count.
+ */
+#include "formats/hessian.h"
+#include "formats/imatrix.h"
+#include "verify/runtime.h"
+#include "verify/score.h"
+#include "verify/tokenizer.h"
+
+#include <libgen.h>
+#include <openssl/evp.h>
+#include <unistd.h>
+
+typedef struct tracked {
+    const qf_rt_weight *w;
+    size_t entry;           /* imatrix entry index */
+    long hessian;           /* Hessian index, or -1 */
+} tracked;
+
+typedef struct calib {
+    tracked *t;
+    size_t n;
+    qf_imatrix im;
+    qf_hessian_set hs;
+    bool want_hessian;
+    uint64_t *hessian_call; /* per Hessian: the last matmul call added, so a shared input counts once */
+} calib;
+
+static qf_status track(calib *c, const qf_rt_weight *w, qf_role role, int layer, qf_error *err) {
+    char name[96], key[96];
+    qf_arch_tensor_name(role, layer, name, sizeof name);
+    tracked *t = &c->t[c->n];
+    t->w = w;
+    t->hessian = -1;
+    if (!qf_imatrix_add(&c->im, name, (uint32_t)w->row_len, 1)) return qf_fail(err, QF_E_NOMEM, "out of memory");
+    t->entry = c->im.n - 1;
+    if (c->want_hessian && qf_hessian_key(role, layer, key, sizeof key)) {
+        const qf_hessian *h = qf_hessian_find(&c->hs, key);
+        if (!h && !(h = qf_hessian_add(&c->hs, key, (uint32_t)w->row_len)))
+            return qf_fail(err, QF_E_NOMEM, "out of memory for the Hessian of %s (%llu x %llu doubles)", key,
+                           (unsigned long long)w->row_len, (unsigned long long)w->row_len);
+        t->hessian = h - c->hs.e;
+    }
+    c->n++;
+    return QF_OK;
+}
+
+static qf_status track_model(calib *c, const qf_rt_model *m, qf_error *err) {
+    c->t = qf_calloc_n((uint64_t)m->hp.n_layer * 7, sizeof *c->t);
+    if (!c->t) return qf_fail(err, QF_E_NOMEM, "out of memory");
+    for (uint32_t l = 0; l < m->hp.n_layer; l++) {
+        const qf_rt_layer *L = &m->layers[l];
+        const struct { const qf_rt_weight *w; qf_role role; } ws[] = {
+            {&L->wq, QF_ROLE_ATTN_Q}, {&L->wk, QF_ROLE_ATTN_K}, {&L->wv, QF_ROLE_ATTN_V}, {&L->wo, QF_ROLE_ATTN_OUT},
+            {&L->wg, QF_ROLE_FFN_GATE}, {&L->wu, QF_ROLE_FFN_UP}, {&L->wd, QF_ROLE_FFN_DOWN}};
+        for (size_t i = 0; i < QF_ARRAY_LEN(ws); i++) {
+            qf_status st = track(c, ws[i].w, ws[i].role, (int)l, err);
+            if (st) return st;
+        }
+    }
+    c->hessian_call = qf_malloc_n(c->hs.n, sizeof *c->hessian_call);
+    if (!c->hessian_call) return qf_fail(err, QF_E_NOMEM, "out of memory");
+    for (size_t i = 0; i < c->hs.n; i++) c->hessian_call[i] = UINT64_MAX;
+    return QF_OK;
+}
+
+/* Upper triangle of H += X X^T over n tokens (mirrored once at the end). Four columns k share each
+ * load of x_i; every sum still runs over tokens in order, so results are the same on every machine. */
+static void add_outer(qf_hessian *h, const float *x, size_t ld, uint32_t n) {
+    for (uint32_t i = 0; i < h->n; i++) {
+        const float *xi = x + (size_t)i * ld;
+        double *row = h->h + (uint64_t)i * h->n;
+        uint32_t k = i;
+        for (; k + 4 <= h->n; k += 4) {
+            const float *x0 = x + (size_t)k * ld, *x1 = x0 + ld, *x2 = x1 + ld, *x3 = x2 + ld;
+            double s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+            for (uint32_t t = 0; t < n; t++) {
+                double v = xi[t];
+                s0 += v * x0[t]; s1 += v * x1[t]; s2 += v * x2[t]; s3 += v * x3[t];
+            }
+            row[k] += s0; row[k + 1] += s1; row[k + 2] += s2; row[k + 3] += s3;
+        }
+        for (; k < h->n; k++) {
+            const float *xk = x + (size_t)k * ld;
+            double s = 0;
+            for (uint32_t t = 0; t < n; t++) s += (double)xi[t] * xk[t];
+            row[k] += s;
+        }
+    }
+    h->count += n;
+}
+
+static void observe(void *user, const qf_rt_weight *w, uint64_t call, const float *x, size_t ld, uint32_t n) {
+    calib *c = user;
+    for (size_t i = 0; i < c->n; i++) {
+        if (c->t[i].w != w) continue;
+        qf_imatrix_entry *e = &c->im.e[c->t[i].entry];
+        for (uint32_t f = 0; f < e->n_cols; f++) {
+            const float *xf = x + (size_t)f * ld;
+            double s = 0;
+            for (uint32_t t = 0; t < n; t++) s += (double)xf[t] * xf[t];
+            e->sum2[f] += s;
+        }
+        e->counts[0] += n;
+        long h = c->t[i].hessian;
+        if (h >= 0 && c->hessian_call[h] != call) {
+            add_outer(&c->hs.e[h], x, ld, n);
+            c->hessian_call[h] = call;
+        }
+        return;
+    }
+}
+
+static void mirror(qf_hessian_set *hs) {
+    for (size_t k = 0; k < hs->n; k++)
+        for (uint32_t i = 0; i < hs->e[k].n; i++)
+            for (uint32_t j = 0; j < i; j++) hs->e[k].h[(uint64_t)i * hs->e[k].n + j] = hs->e[k].h[(uint64_t)j * hs->e[k].n + i];
+}
+
+static void sha256_hex(const char *data, size_t len, char hex[65]) {
+    unsigned char d[32];
+    unsigned int dl = 0;
+    EVP_Digest(data, len, d, &dl, EVP_sha256(), NULL);
+    for (int i = 0; i < 32; i++) snprintf(hex + 2 * i, 3, "%02x", d[i]);
+}
+
+typedef struct tokens {
+    int32_t *ids;
+    size_t n;
+    int32_t bos;
+    bool add_bos;
+    char digest[65];
+} tokens;
+
+static qf_status tokenize(const qf_calibrate_opts *o, const qf_rt_model *m, tokens *tk, qf_error *err) {
+    char *text = NULL;
+    size_t len = 0;
+    qf_tokenizer *tok = NULL;
+    qf_status st = qf_text_load_prompt(o->text_path, !o->no_escape, &text, &len, err);
+    if (!st) st = qf_tokenizer_new(&m->vocab, &tok, err);
+    if (!st) {
+        sha256_hex(text, len, tk->digest);
+        tk->add_bos = qf_tokenizer_wants_bos(tok);
+        tk->bos = qf_tokenizer_bos(tok);
+        st = qf_tokenize(tok, text, len, tk->add_bos, &tk->ids, &tk->n, err);
+    }
+    qf_tokenizer_free(tok);
+    free(text);
+    return st;
+}
+
+static qf_status run_chunks(const qf_calibrate_opts *o, const qf_rt_model *m, const tokens *tk, calib *c, uint32_t ctx,
+                            uint32_t n_chunks, qf_error *err) {
+    int threads = o->threads > 0 ? o->threads : (int)sysconf(_SC_NPROCESSORS_ONLN);
+    qf_rt_ctx *rc;
+    qf_status st = qf_rt_ctx_new(m, ctx, ctx, threads > 0 ? threads : 1, &rc, err);
+    if (st) return st;
+    qf_rt_ctx_set_observer(rc, observe, c);
+    int32_t *chunk = malloc(ctx * sizeof *chunk);
+    if (!chunk) st = qf_fail(err, QF_E_NOMEM, "out of memory");
+    for (uint32_t i = 0; !st && i < n_chunks; i++) {
+        memcpy(chunk, tk->ids + (size_t)i * ctx, ctx * sizeof *chunk);
+        if (tk->add_bos && tk->bos >= 0) chunk[0] = tk->bos;
+        qf_rt_ctx_clear(rc);
+        const float *logits;
+        size_t ld;
+        st = qf_rt_eval(rc, chunk, ctx, 0, ctx, &logits, &ld, err);
+        if (o->progress) o->progress(o->progress_user, "calibration chunk", i + 1, n_chunks);
+    }
+    free(chunk);
+    qf_rt_ctx_free(rc);
+    return st;
+}
+
+static qf_status save(const qf_calibrate_opts *o, calib *c, const tokens *tk, uint32_t ctx, uint32_t n_chunks, qf_error *err) {
+    char *copy = strdup(o->text_path);
+    c->im.datasets = calloc(1, sizeof(char *));
+    if (!copy || !c->im.datasets || !(c->im.datasets[0] = strdup(basename(copy)))) {
+        free(copy);
+        return qf_fail(err, QF_E_NOMEM, "out of memory");
+    }
+    free(copy);
+    c->im.n_datasets = 1;
+    c->im.chunk_count = n_chunks;
+    c->im.chunk_size = ctx;
+    if (!(c->im.calibration_sha256 = strdup(tk->digest))) return qf_fail(err, QF_E_NOMEM, "out of memory");
+    qf_status st = qf_imatrix_save(o->out, &c->im, err);
+    if (st || !o->hessian_out) return st;
+    mirror(&c->hs);
+    return qf_hessian_save(o->hessian_out, &c->hs, err);
+}
+
+qf_status qf_calibrate(const qf_calibrate_opts *o, qf_error *err) {
+    qf_error_clear(err);
+    if (!o->out) return qf_fail(err, QF_E_USAGE, "no output file given (-o IMATRIX.gguf)");
+    uint32_t ctx = o->ctx ? o->ctx : 512;
+    qf_rt_model *m = NULL;
+    tokens tk = {0};
+    calib c = {.want_hessian = o->hessian_out != NULL};
+    qf_status st = qf_rt_model_open(o->model, &m, err);
+    if (!st) st = tokenize(o, m, &tk, err);
+    uint32_t n_chunks = st ? 0 : (uint32_t)QF_MIN(tk.n / ctx, o->chunks ? o->chunks : UINT32_MAX);
+    if (!st && n_chunks == 0)
+        st = qf_fail(err, QF_E_INPUT, "%s: %zu tokens are fewer than one chunk of %u; use a longer text or a smaller --ctx",
+                     o->text_path, tk.n, ctx);
+    if (!st) st = track_model(&c, m, err);
+    if (!st) st = run_chunks(o, m, &tk, &c, ctx, n_chunks, err);
+    if (!st) st = save(o, &c, &tk, ctx, n_chunks, err);
+    free(tk.ids);
+    free(c.t);
+    free(c.hessian_call);
+    qf_imatrix_free(&c.im);
+    qf_hessian_free(&c.hs);
+    qf_rt_model_close(m);
+    return st;
+}
