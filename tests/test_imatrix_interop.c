@@ -1,0 +1,70 @@
+/*
+ * Importance matrices move both ways between qforge and llama.cpp: on qf-llama-a, qforge calibrate and
+ * llama-imatrix (the reference in ../shared/ref) agree on every entry, qforge quantize reads
+ * llama-imatrix's file, and llama-quantize reads ours. Skips where ../shared or the reference is absent.
+ */
+#include "testutil.h"
+
+#include "formats/imatrix.h"
+
+#include <math.h>
+#include <unistd.h>
+
+static const char *ref_dir(char *buf, size_t n) {
+    const char *env = getenv("QF_REF_DIR");
+    if (env) snprintf(buf, n, "%s", env);
+    else snprintf(buf, n, "%s/.cache/qforge-ref", getenv("HOME") ? getenv("HOME") : "/root");
+    return buf;
+}
+
+int main(int argc, char **argv) {
+    qf_test_init(argc, argv);
+    char model[4096], text[4096], ref[4096], tool[4300];
+    if (!qf_test_shared("models/qf-llama-a", model, sizeof model) ||
+        !qf_test_shared("text/tinyshakespeare.txt", text, sizeof text))
+        return 77;
+    snprintf(tool, sizeof tool, "%s/bin/llama-imatrix", ref_dir(ref, sizeof ref));
+    if (access(tool, X_OK) != 0) { printf("SKIP: %s is absent (bash ../shared/ref/setup_ref.sh)\n", tool); return 77; }
+    const char *qf = getenv("QF_BIN");
+    if (!qf) { printf("SKIP: QF_BIN not set\n"); return 77; }
+    char f32[4096], ours[4096], theirs[4096], cmd[6 * 4096 + 4400], q_ours[4096], q_theirs[4096];
+    qf_test_path("a-f32.gguf", f32, sizeof f32);
+    qf_test_path("ours.imatrix.gguf", ours, sizeof ours);
+    qf_test_path("theirs.imatrix.gguf", theirs, sizeof theirs);
+    qf_test_path("q-ours.gguf", q_ours, sizeof q_ours);
+    qf_test_path("q-theirs.gguf", q_theirs, sizeof q_theirs);
+    snprintf(cmd, sizeof cmd, "'%s' convert '%s' -o '%s' -t f32 -q", qf, model, f32);
+    CHECK(system(cmd) == 0);
+    snprintf(cmd, sizeof cmd, "'%s' -m '%s' -f '%s' -c 256 --chunks 8 -t 2 -o '%s' >/dev/null 2>&1", tool, f32, text, theirs);
+    CHECK(system(cmd) == 0);
+    snprintf(cmd, sizeof cmd, "'%s' calibrate '%s' --text '%s' -c 256 --chunks 8 -o '%s' -q", qf, f32, text, ours);
+    CHECK(system(cmd) == 0);
+    qf_imatrix a, b;
+    qf_error err;
+    CHECK_OK(qf_imatrix_load(ours, &a, &err), &err);
+    CHECK_OK(qf_imatrix_load(theirs, &b, &err), &err);
+    double worst = 0;
+    size_t matched = 0;
+    for (size_t i = 0; i < a.n; i++) {
+        const qf_imatrix_entry *x = &a.e[i], *y = qf_imatrix_find(&b, x->name);
+        CHECK_MSG(y != NULL, "llama-imatrix has no entry %s", x->name);
+        if (!y || y->n_cols != x->n_cols) continue;
+        matched++;
+        CHECK(x->counts[0] == y->counts[0]);
+        for (uint32_t j = 0; j < x->n_cols; j++)
+            worst = fmax(worst, fabs(x->sum2[j] - y->sum2[j]) / fmax(fabs(y->sum2[j]), 1e-12));
+    }
+    printf("  %zu entries, counts equal, worst relative difference of in_sum2 %.2e (llama.cpp's F16 KV cache)\n",
+           matched, worst);
+    CHECK(matched == b.n && worst < 5e-3);
+    qf_imatrix_free(&a);
+    qf_imatrix_free(&b);
+    /* each side's quantizer reads the other's file */
+    snprintf(cmd, sizeof cmd, "'%s' quantize '%s' -r q4_k_m --imatrix '%s' -o '%s' -q", qf, model, theirs, q_theirs);
+    CHECK(system(cmd) == 0);
+    snprintf(cmd, sizeof cmd, "'%s/bin/llama-quantize' --imatrix '%s' '%s' '%s' Q4_K_M 2 >/dev/null 2>&1", ref, ours, f32, q_ours);
+    CHECK(system(cmd) == 0);
+    CHECK(qf_test_file_exists(q_ours) && qf_test_file_exists(q_theirs));
+    remove(f32);
+    return qf_test_finish();
+}
