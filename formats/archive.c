@@ -360,7 +360,7 @@ static qf_status scan_side(qf_archive *qa, struct archive *a, struct archive_ent
 /* Size of a member whose size the archive does not state: count the bytes left after `consumed`. */
 static qf_status count_rest(qf_archive *qa, struct archive *a, const ar_entry *e, uint64_t consumed,
                             uint64_t *size, qf_error *err) {
-    uint64_t rest;
+    uint64_t rest = 0;
     qf_status st = read_discard(qa, a, e->path, UINT64_MAX, &rest, err);
     if (st != QF_OK) return st;
     if (!qf_add_ok(consumed, rest, size))
@@ -810,7 +810,7 @@ static qf_status short_member(const qf_archive *qa, const qf_st_tensor *t, uint6
 /* Drop bytes of the current member up to member offset `to`. */
 static qf_status stream_skip_to(qf_archive *qa, const qf_st_tensor *t, uint64_t to, qf_error *err) {
     if (to <= qa->pos) return QF_OK;
-    uint64_t got;
+    uint64_t got = 0;
     qf_status st = read_discard(qa, qa->rd, qa->mem[qa->cur].ent->path, to - qa->pos, &got, err);
     if (st != QF_OK) return st;
     qa->pos += got;
@@ -821,7 +821,7 @@ static qf_status stream_skip_to(qf_archive *qa, const qf_st_tensor *t, uint64_t 
 static qf_status stream_take(qf_archive *qa, size_t i, qf_error *err) {
     const qf_st_tensor *t = &qa->t[i];
     uint8_t *b;
-    uint64_t got;
+    uint64_t got = 0;
     qf_status st = read_grow(qa, qa->rd, qa->mem[t->shard].ent->path, t->nbytes, &b, &got, err);
     if (st != QF_OK) return st;
     qa->pos += got;

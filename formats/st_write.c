@@ -18,7 +18,7 @@ static qf_status build_header(const qf_st_out_tensor *t, size_t n, char **json, 
     cJSON_AddStringToObject(meta, "format", "pt");
     uint64_t off = 0;
     for (size_t i = 0; i < n; i++) {
-        uint64_t bytes;
+        uint64_t bytes = 0;
         qf_status st = tensor_bytes(&t[i], &bytes, err);
         if (st) { cJSON_Delete(root); return st; }
         cJSON *o = cJSON_AddObjectToObject(root, t[i].name);
@@ -55,7 +55,7 @@ qf_status qf_st_write(const char *path, const qf_st_out_tensor *t, size_t n, qf_
     st = qf_outfile_write(f, prefix, 8, err);
     if (!st) st = qf_outfile_write(f, json, len, err);
     for (size_t i = 0; !st && i < n; i++) {
-        uint64_t bytes;
+        uint64_t bytes = 0;
         if (!(st = tensor_bytes(&t[i], &bytes, err))) st = qf_outfile_write(f, t[i].data, bytes, err);
     }
     free(json);

@@ -55,6 +55,16 @@ void qf_vocab_free(qf_vocab *v) {
     vocab_init(v);
 }
 
+/* Token texts, file names and JSON strings quoted in messages come from the input and may hold control
+ * characters ("\n" is a common token): every error leaving this file is made one line, as the CLI
+ * prints exactly one. */
+static qf_status one_line(qf_status st, qf_error *err) {
+    if (st != QF_OK && err)
+        for (char *p = err->msg; *p; p++)
+            if ((unsigned char)*p < 0x20 || *p == 0x7f) *p = '?';
+    return st;
+}
+
 static qf_status oom(qf_error *err, const char *what) {
     return qf_fail(err, QF_E_NOMEM, "out of memory while building %s", what);
 }
@@ -303,7 +313,7 @@ static qf_status pb_wire(const pb_reader *r, const pb_field *f, uint32_t want, c
 }
 
 static qf_status spm_parse_piece(pb_reader r, spm_piece *pc, qf_error *err) {
-    pb_field f;
+    pb_field f = {0};
     const char *why = NULL;
     pb_result res;
     qf_status st;
@@ -337,7 +347,7 @@ static bool pb_int32(uint64_t v, int64_t *out) {
 }
 
 static qf_status spm_parse_trainer(pb_reader r, spm_model *m, qf_error *err) {
-    pb_field f;
+    pb_field f = {0};
     const char *why = NULL;
     pb_result res;
     while ((res = pb_next(&r, &f, &why)) == PB_FIELD) {
@@ -354,7 +364,7 @@ static qf_status spm_parse_trainer(pb_reader r, spm_model *m, qf_error *err) {
 }
 
 static qf_status spm_parse_normalizer(pb_reader r, spm_model *m, qf_error *err) {
-    pb_field f;
+    pb_field f = {0};
     const char *why = NULL;
     pb_result res;
     while ((res = pb_next(&r, &f, &why)) == PB_FIELD) {
@@ -382,7 +392,7 @@ static qf_status spm_push_piece(spm_model *m, const spm_piece *pc, qf_error *err
 
 static qf_status spm_parse(const uint8_t *buf, size_t len, spm_model *m, qf_error *err) {
     pb_reader r = { buf, buf, buf + len };
-    pb_field f;
+    pb_field f = {0};
     const char *why = NULL;
     pb_result res = PB_END;
     qf_status st = QF_OK;
@@ -410,7 +420,7 @@ static qf_status spm_parse(const uint8_t *buf, size_t len, spm_model *m, qf_erro
  * and unique, byte pieces need byte_fallback, exactly one piece is UNKNOWN. A NUL byte is refused too,
  * as tokens are C strings here. */
 static qf_status spm_validate(const spm_model *m, qf_error *err) {
-    str_map seen;
+    str_map seen = {0};
     qf_status st = QF_OK;
     uint32_t n_unk = 0;
     char **copies = qf_calloc_n(m->n, sizeof *copies);
@@ -519,8 +529,8 @@ static qf_status json_token_id(const cJSON *j, const char *file, const char *wha
 static qf_status spm_added_tokens_json(const cJSON *j, qf_vocab *v, qf_error *err) {
     const cJSON *e;
     cJSON_ArrayForEach(e, j) {
-        int64_t id;
-        bool use;
+        int64_t id = 0;
+        bool use = false;
         qf_status st = json_token_id(e, "added_tokens.json", e->string, v->n_tokens, &use, &id, err);
         if (st) return st;
         if (!use) continue;
@@ -1235,7 +1245,7 @@ qf_status qf_vocab_load_hf(qf_file_reader rd, void *ctx, uint32_t vocab_size, qf
     free(spm);
     hf_files_free(&hf);
     if (st) qf_vocab_free(out);
-    return st;
+    return one_line(st, err);
 }
 
 /* ---- GGUF write ---------------------------------------------------------------------------------------- */
@@ -1429,5 +1439,5 @@ qf_status qf_vocab_load_gguf(const qf_gguf *g, qf_vocab *out, qf_error *err) {
     if (!st) st = read_specials(g, out, err);
     if (!st) st = read_chat_template(g, out, err);
     if (st) qf_vocab_free(out);
-    return st;
+    return one_line(st, err);
 }

@@ -31,6 +31,9 @@ static inline QF_PRINTF(3, 4) qf_status qf_fail(qf_error *err, qf_status st, con
         va_start(ap, fmt);
         vsnprintf(err->msg, sizeof err->msg, fmt, ap);
         va_end(ap);
+        /* Names quoted in messages come from input files; keep every message one printable line. */
+        for (char *p = err->msg; *p; p++)
+            if ((unsigned char)*p < 0x20 || *p == 0x7f) *p = '?';
         err->status = st;
     }
     return st;

@@ -134,7 +134,7 @@ typedef enum { AK_TAR, AK_TGZ, AK_TZST, AK_ZIP } arch_kind;
 static const char *const kind_ext[] = {"tar", "tar.gz", "tar.zst", "zip"};
 
 typedef struct aentry {
-    char path[256];
+    char path[4096 + 512];
     blob data;   /* borrowed; p == NULL with n > 0 writes n zero bytes */
     char type;   /* 'f' file, 'u' file of undeclared size, 'd' directory, 'l' symlink, 'h' hard link */
     const char *link;
@@ -829,7 +829,7 @@ static bool tar_directory(const char *dir, const char *top, const char *out) {
     aset s = {0};
     bool ok = true;
     for (size_t i = 0; i < n && ok; i++) {
-        char p[1024];
+        char p[4096 + 256];
         snprintf(p, sizeof p, "%s/%s", dir, names[i]);
         blob b = {0};
         b.p = qf_test_read_file(p, &b.n);
