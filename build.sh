@@ -4,7 +4,9 @@
 #                                (an HF directory, shard index or archive); without MODEL, on a small Llama
 #                                checkpoint qforge generates itself
 #   bash build.sh test           install missing packages, build, and run the whole test suite under ctest
-#                                (a normal build, then an AddressSanitizer + UBSan build of the unit tests)
+#                                (a normal build, then an AddressSanitizer + UBSan build of the unit tests,
+#                                then a bounded libFuzzer run of every parser when clang is available)
+#   bash build.sh fuzz           only that fuzz step; QF_FUZZ_SECONDS=3600 runs each target for an hour
 set -euo pipefail
 cd "$(dirname "$0")"
 jobs=$(nproc 2>/dev/null || echo 2)
@@ -61,6 +63,56 @@ cmd_demo() {
     echo "== done: outputs in $out/"
 }
 
+# libFuzzer needs clang and its runtime (Debian: clang + libclang-rt-<major>-dev, ~45 MB to download).
+# They are optional extras: installed when missing and running as root, but a failed install, or a
+# machine without them, only skips the fuzz step with a visible message.
+fuzz_toolchain() {
+    if ! command -v clang >/dev/null && [ "$(id -u)" -eq 0 ]; then
+        echo "build.sh: installing clang for the fuzz step"
+        { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq clang; } >/dev/null 2>&1 || true
+    fi
+    command -v clang >/dev/null || return 1
+    local probe; probe=$(mktemp -d)
+    printf 'int LLVMFuzzerTestOneInput(const char *d, unsigned long n) { return 0; }\n' >"$probe/p.c"
+    if ! clang -fsanitize=fuzzer "$probe/p.c" -o "$probe/p" >/dev/null 2>&1 && [ "$(id -u)" -eq 0 ]; then
+        local major; major=$(clang -dumpversion | cut -d. -f1)
+        echo "build.sh: installing libclang-rt-$major-dev (libFuzzer) for the fuzz step"
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "libclang-rt-$major-dev" >/dev/null 2>&1 || true
+    fi
+    local ok=0
+    clang -fsanitize=fuzzer "$probe/p.c" -o "$probe/p" >/dev/null 2>&1 || ok=1
+    rm -rf "$probe"
+    return $ok
+}
+
+# Every fuzz target for QF_FUZZ_SECONDS (default 30; 7 targets: 3.5 minutes), starting from the
+# generated seeds plus what earlier runs found (build-fuzz/fuzz-corpus). Any crash, leak, sanitizer
+# report or input slower than 25 s fails the step; the input is saved under build-fuzz/fuzz-artifacts.
+cmd_fuzz() {
+    if ! fuzz_toolchain; then
+        echo "== SKIP: fuzz step (clang with libFuzzer not available; apt-get install clang libclang-rt-<N>-dev)"
+        return 0
+    fi
+    echo "== fuzzing every parser for ${QF_FUZZ_SECONDS:-30}s each (libFuzzer + ASan + UBSan)"
+    CC=clang build build-fuzz -DQF_FUZZ=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo
+    local failed=() t name
+    mkdir -p build-fuzz/fuzz-artifacts
+    for t in build-fuzz/tests/fuzz/fuzz_*; do
+        name=${t##*/fuzz_}
+        mkdir -p "build-fuzz/fuzz-corpus/$name"
+        if "$t" -max_total_time="${QF_FUZZ_SECONDS:-30}" -timeout=25 -rss_limit_mb=2048 -max_len=65536 \
+                -print_final_stats=1 -artifact_prefix="build-fuzz/fuzz-artifacts/$name-" \
+                "build-fuzz/fuzz-corpus/$name" "build-fuzz/tests/fuzz/seeds/$name" >"build-fuzz/fuzz-$name.log" 2>&1; then
+            echo "fuzz $name: $(grep -a -m1 '^stat::number_of_executed_units' "build-fuzz/fuzz-$name.log" | awk '{print $2}') executions, clean"
+        else
+            failed+=("$name")
+            echo "fuzz $name: FAILED (log build-fuzz/fuzz-$name.log; keep the input in tests/fuzz/regress/$name/)" >&2
+            grep -a -E 'ERROR:|SUMMARY:|contract violated|runtime error' "build-fuzz/fuzz-$name.log" | head -5 >&2
+        fi
+    done
+    [ ${#failed[@]} -eq 0 ] || { echo "build.sh: fuzz targets failed: ${failed[*]}" >&2; return 1; }
+}
+
 cmd_test() {
     install_deps
     setup_reference
@@ -69,10 +121,12 @@ cmd_test() {
     echo "== unit tests again under AddressSanitizer + UndefinedBehaviorSanitizer"
     build build-asan -DQF_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug
     (cd build-asan && ASAN_OPTIONS=detect_leaks=1 ctest -j"$jobs" --output-on-failure --timeout 1200 -E '^(llamacpp_|memory_|bench_)')
+    cmd_fuzz
 }
 
 case "${1:-}" in
     demo) shift; cmd_demo "$@" ;;
     test) cmd_test ;;
-    *) sed -n '2,8p' "$0"; exit 2 ;;
+    fuzz) install_deps; cmd_fuzz ;;
+    *) sed -n '2,9p' "$0"; exit 2 ;;
 esac
