@@ -498,7 +498,7 @@ typedef enum gg_case_id {
     G_NESTED_DEEP, G_BOOL_2, G_BOOL_ARRAY_9, G_ALIGN_48, G_ALIGN_0, G_ALIGN_U64, G_ALIGN_64_MISPLACED, G_NDIMS_0,
     G_NDIMS_5, G_NE_ZERO, G_NE_OVERFLOW, G_TYPE_4, G_TYPE_HUGE, G_ROW_NOT_BLOCK_MULTIPLE, G_NAME_64,
     G_NAME_LEN_HUGE, G_DUP_TENSOR, G_MISALIGNED_OFFSET, G_OVERLAP, G_GAP, G_DATA_PAST_EOF, G_TRUNC_BEFORE_DATA,
-    G_TRUNC_TENSOR_INFO, G_COUNT
+    G_TRUNC_TENSOR_INFO, G_KEY_NEWLINE, G_COUNT
 } gg_case_id;
 
 static const struct {
@@ -546,6 +546,7 @@ static const struct {
     [G_DATA_PAST_EOF] = {"data_past_eof", "tensor 'output_norm.weight': data at file offset"},
     [G_TRUNC_BEFORE_DATA] = {"truncated_before_data", "extends past the end of the file"},
     [G_TRUNC_TENSOR_INFO] = {"truncated_tensor_info", "tensor 'output_norm.weight': truncated"},
+    [G_KEY_NEWLINE] = {"key_with_newline", "value type 13 is not a valid value type"},
 };
 
 static void gg_array_head(gg_spec *s, const char *key, uint32_t elem, uint64_t n) {
@@ -613,6 +614,7 @@ static void gg_apply(gg_case_id c, gg_spec *s) {
     case G_DATA_PAST_EOF: s->data_delta = -40; break;
     case G_TRUNC_BEFORE_DATA: s->data_delta = -272; break;
     case G_TRUNC_TENSOR_INFO: s->truncate = 24 + (int64_t)s->kv.n + 3 * 8 + 15 + 4 + 16 + 4 + 8 + 19 + 4 + 16 + 4 + 8 + 18 + 4 + 3; break;
+    case G_KEY_NEWLINE: gg_key(s, "general.na\nme", 13); b_u32(&s->kv, 0); break;
     case G_COUNT: break;
     }
 }
@@ -748,6 +750,8 @@ static void gen_config(void) {
         {"architectures_number", "{\"architectures\":[7]," CFG_SIZES CFG_REST, "'architectures' must be"},
         {"architecture_unsupported", "{\"architectures\":[\"GPTNeoXForCausalLM\"]," CFG_SIZES CFG_REST,
          "architecture 'GPTNeoXForCausalLM' is not supported"},
+        {"architecture_with_newline", "{\"architectures\":[\"Llama\\nForCausalLM\"]," CFG_SIZES CFG_REST,
+         "architecture 'Llama?ForCausalLM' is not supported"},
         {"hidden_size_missing", CFG_HEAD "\"intermediate_size\":8,\"num_hidden_layers\":1,\"num_attention_heads\":2,"
          CFG_REST, "required key 'hidden_size' is missing"},
         {"hidden_size_zero", CFG_HEAD "\"hidden_size\":0,\"intermediate_size\":8,\"num_hidden_layers\":1,"
@@ -817,6 +821,7 @@ static void gen_tokenizer_json(void) {
         {"id_huge", BPE("{\"<unk>\":0,\"a\":99999999999}", "[]"), "model.vocab['a'] is not an id"},
         {"id_duplicate", BPE("{\"<unk>\":0,\"a\":1,\"b\":1,\"c\":2,\"d\":3,\"e\":4,\"f\":5,\"g\":6,\"h\":7}", "[]"),
          "duplicate id 1"},
+        {"token_with_newline", BPE("{\"<unk>\":0,\"a\\nb\":1,\"b\":1}", "[]"), "duplicate id 1"},
         {"id_beyond_vocab_size", BPE("{\"<unk>\":0,\"a\":1,\"b\":9}", "[]"), "vocab_size 8"},
         {"added_two_ids", "{\"version\":\"1.0\",\"added_tokens\":[{\"id\":7,\"content\":\"a\",\"special\":true}],"
          TOK_PRE "\"model\":{\"type\":\"BPE\",\"vocab\":" TOK_VOCAB ",\"merges\":" TOK_MERGES "}}",
