@@ -8,5 +8,11 @@
 
 int qf_cli_perplexity(int argc, char **argv);
 int qf_cli_verify(int argc, char **argv);
+/* `qforge verify FILE --integrity ...` (cli_integrity.c): qf_cli_verify hands argv over unchanged
+ * when --integrity is among the arguments. */
+int qf_cli_integrity(int argc, char **argv);
+int qf_cli_sign(int argc, char **argv);   /* cli_trust.c */
+int qf_cli_pack(int argc, char **argv);   /* cli_trust.c */
+int qf_cli_unpack(int argc, char **argv); /* cli_trust.c */
 
 #endif

@@ -649,6 +649,15 @@ const uint8_t *qf_gguf_file_bytes(const qf_gguf *g, uint64_t *len) {
     return g->base;
 }
 
+void qf_gguf_drop_pages(const qf_gguf *g, const void *p, uint64_t n) {
+    if (!g->map || n == 0) return;
+    long ps = sysconf(_SC_PAGESIZE);
+    uintptr_t page = ps > 0 ? (uintptr_t)ps : 4096, lo = (uintptr_t)p, hi = lo + (uintptr_t)n;
+    uintptr_t a = (lo + page - 1) / page * page, b = hi / page * page;
+    /* MADV_DONTNEED on a read-only private file mapping only forgets pages: they re-read from the file */
+    if (b > a) madvise((void *)a, b - a, MADV_DONTNEED);
+}
+
 void qf_gguf_tensor_info_span(const qf_gguf *g, uint64_t *off, uint64_t *len) {
     *off = g->info_off;
     *len = g->info_end - g->info_off;

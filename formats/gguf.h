@@ -83,6 +83,11 @@ const qf_gguf_tensor *qf_gguf_find_tensor(const qf_gguf *g, const char *name);
 const char *qf_gguf_label(const qf_gguf *g);
 /* The whole file as parsed (borrowed from the mapping); *len = its size. */
 const uint8_t *qf_gguf_file_bytes(const qf_gguf *g, uint64_t *len);
+/* Drop the resident pages of [p, p + n) (bytes of this file's mapping) once a streaming pass is done
+ * with them, so one pass over a file larger than RAM keeps a bounded RSS; the page cache keeps them if
+ * memory allows and pointers stay valid (pages fault back in). Whole pages inside the range only; a
+ * no-op for qf_gguf_open_mem buffers. */
+void qf_gguf_drop_pages(const qf_gguf *g, const void *p, uint64_t n);
 /* File offset and length of the tensor-info section: from the end of the last KV record to the end of
  * the last tensor info (before alignment padding). */
 void qf_gguf_tensor_info_span(const qf_gguf *g, uint64_t *off, uint64_t *len);

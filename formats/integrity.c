@@ -96,6 +96,8 @@ static bool hex_matches(const qf_gguf_str *stored, const uint8_t digest[32]) {
 
 /* ---- tensor digests, in parallel --------------------------------------------------------------- */
 
+#define HASH_PIECE (16u << 20) /* bytes hashed between page drops */
+
 typedef struct hash_job {
     const qf_gguf *g;
     const qf_integrity_keys *k;
@@ -105,6 +107,19 @@ typedef struct hash_job {
     atomic_bool failed;   /* an OpenSSL call failed (not a mismatch) */
 } hash_job;
 
+/* Straight from the mapping: the kernel pages the file in as we go and nothing is copied; pages are
+ * dropped behind us, so RSS stays near threads x HASH_PIECE however large the model. */
+static bool hash_tensor(const qf_gguf *g, const qf_gguf_tensor *t, EVP_MD_CTX *md, uint8_t d[32]) {
+    if (EVP_DigestInit_ex(md, EVP_sha256(), NULL) != 1) return false;
+    for (uint64_t off = 0; off < t->nbytes;) {
+        uint64_t n = QF_MIN(t->nbytes - off, (uint64_t)HASH_PIECE);
+        if (EVP_DigestUpdate(md, t->data + off, (size_t)n) != 1) return false;
+        qf_gguf_drop_pages(g, t->data + off, n);
+        off += n;
+    }
+    return EVP_DigestFinal_ex(md, d, NULL) == 1;
+}
+
 static void *hash_worker(void *arg) {
     hash_job *j = arg;
     uint8_t d[32];
@@ -112,10 +127,7 @@ static void *hash_worker(void *arg) {
     if (!md) atomic_store(&j->failed, true);
     for (size_t p; md && (p = atomic_fetch_add(&j->next, 1)) < qf_gguf_n_tensors(j->g);) {
         size_t i = j->order[p];
-        const qf_gguf_tensor *t = qf_gguf_tensor_at(j->g, i);
-        /* Straight from the mapping: the kernel pages the file in as we go, nothing is copied. */
-        if (EVP_DigestInit_ex(md, EVP_sha256(), NULL) != 1 || EVP_DigestUpdate(md, t->data, (size_t)t->nbytes) != 1 ||
-            EVP_DigestFinal_ex(md, d, NULL) != 1) {
+        if (!hash_tensor(j->g, qf_gguf_tensor_at(j->g, i), md, d)) {
             atomic_store(&j->failed, true);
             break;
         }
@@ -184,8 +196,12 @@ qf_status qf_integrity_check(const qf_gguf *g, int threads, qf_integrity_result 
     r->bytes_hashed += off + len; /* an upper bound on header bytes hashed: informational */
     r->header_ok = hex_matches(k.header, hd);
     if (r->header_ok && r->n_bad == 0) return QF_OK;
-    return qf_fail(err, QF_E_CHECK, "%s: integrity check failed: %s%s%zu of %zu tensors changed", qf_gguf_label(g),
-                   r->header_ok ? "" : "header/metadata changed", r->header_ok ? "" : ", ", r->n_bad, r->n_tensors);
+    size_t first = 0;
+    while (first < r->n_tensors && r->tensor_ok[first]) first++;
+    char which[120] = "";
+    if (r->n_bad) snprintf(which, sizeof which, " (first: '%.90s')", qf_gguf_tensor_at(g, first)->name);
+    return qf_fail(err, QF_E_CHECK, "%s: integrity check failed: %s%s%zu of %zu tensors changed%s", qf_gguf_label(g),
+                   r->header_ok ? "" : "header/metadata changed", r->header_ok ? "" : ", ", r->n_bad, r->n_tensors, which);
 }
 
 void qf_integrity_result_free(qf_integrity_result *r) {

@@ -1,0 +1,170 @@
+/*
+ * cli_trust.c — `qforge sign`, `qforge pack`, `qforge unpack`: argument parsing, one summary line,
+ * exit codes (0 ok, 1 a check failed, 2 bad input or usage, 3 environment). The work is qf_sign,
+ * qf_pack and qf_unpack (qforge.h); formats and byte layouts are in docs/integrity.md.
+ */
+#include "convert/cli.h"
+#include "qforge.h"
+
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+static int fail(const char *cmd, const qf_error *err) {
+    fprintf(stderr, "qforge %s: error: %s\n", cmd, err->msg[0] ? err->msg : qf_status_name(err->status));
+    return qf_status_exit_code(err->status);
+}
+
+static int usage_error(const char *cmd, const char *msg) {
+    fprintf(stderr, "qforge %s: %s (see 'qforge %s --help')\n", cmd, msg, cmd);
+    return 2;
+}
+
+/* An integer option in lo..hi; false (after printing why) otherwise. */
+static bool int_opt(const char *cmd, const char *name, const char *s, long lo, long hi, long *out) {
+    char *end;
+    long v = strtol(s, &end, 10);
+    if (*s && !*end && v >= lo && v <= hi) {
+        *out = v;
+        return true;
+    }
+    char msg[96];
+    snprintf(msg, sizeof msg, "--%s takes an integer in %ld..%ld", name, lo, hi);
+    usage_error(cmd, msg);
+    return false;
+}
+
+static double seconds_since(const struct timespec *t0) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)(t.tv_sec - t0->tv_sec) + (double)(t.tv_nsec - t0->tv_nsec) * 1e-9;
+}
+
+/* ---- sign -------------------------------------------------------------------------------------- */
+
+static const char sign_help[] =
+    "usage: qforge sign FILE.gguf --key KEY.pem [-o FILE.gguf.sig] [--threads N]\n"
+    "\n"
+    "Verify the file's qforge integrity digests, then write a detached Ed25519 signature over its\n"
+    "digest manifest (header digest + every tensor's name and digest; docs/integrity.md). A file whose\n"
+    "digests do not match is not signed (exit 1). Check with 'qforge verify FILE --integrity --pubkey P'.\n"
+    "\n"
+    "  -k, --key K        PEM Ed25519 private key, unencrypted:\n"
+    "                       openssl genpkey -algorithm ed25519 -out key.pem\n"
+    "                       openssl pkey -in key.pem -pubout -out pub.pem     (the key to publish)\n"
+    "  -o, --output F     signature file (default FILE.gguf.sig), written atomically\n"
+    "  -j, --threads N    hashing threads (default: all CPUs)\n";
+
+int qf_cli_sign(int argc, char **argv) {
+    static const struct option opts[] = {{"key", required_argument, 0, 'k'}, {"output", required_argument, 0, 'o'},
+                                         {"threads", required_argument, 0, 'j'}, {"help", no_argument, 0, 'h'},
+                                         {0, 0, 0, 0}};
+    qf_sign_opts o = {0};
+    long t;
+    int c;
+    while ((c = getopt_long(argc, argv, "k:o:j:h", opts, NULL)) != -1) {
+        switch (c) {
+        case 'k': o.key = optarg; break;
+        case 'o': o.out = optarg; break;
+        case 'j': if (!int_opt("sign", "threads", optarg, 0, 1024, &t)) return 2; o.threads = (int)t; break;
+        case 'h': fputs(sign_help, stdout); return 0;
+        default: return usage_error("sign", "unknown option");
+        }
+    }
+    if (optind + 1 != argc) return usage_error("sign", "expected exactly one FILE");
+    if (!o.key) return usage_error("sign", "--key KEY.pem is required");
+    o.path = argv[optind];
+    qf_error err;
+    if (qf_sign(&o, &err) != QF_OK) return fail("sign", &err);
+    fprintf(stderr, "qforge: signed %s -> %s%s\n", o.path, o.out ? o.out : o.path, o.out ? "" : ".sig");
+    return 0;
+}
+
+/* ---- pack / unpack ----------------------------------------------------------------------------- */
+
+static const char pack_help[] =
+    "usage: qforge pack FILE -o FILE.qfz [--level L] [--chunk-mib M] [--threads N] [-q]\n"
+    "\n"
+    "Compress a file (typically a GGUF) into a qforge transport pack: independent zstd frames of M MiB\n"
+    "each plus an index of offsets and per-frame SHA-256, so 'qforge unpack' runs in parallel and checks\n"
+    "every frame as it streams. Plain 'zstd -d FILE.qfz' also restores the file. Prints the ratio and MB/s.\n"
+    "\n"
+    "  -o, --output F     the pack (written atomically)\n"
+    "  -l, --level L      zstd level 1..19 (default 3)\n"
+    "      --chunk-mib M  uncompressed MiB per frame, 1..256 (default 4)\n"
+    "  -j, --threads N    compression threads (default: all CPUs); the pack's bytes do not depend on N\n"
+    "  -q, --quiet        no summary line\n";
+
+static const char unpack_help[] =
+    "usage: qforge unpack FILE.qfz -o FILE [--threads N] [-q]\n"
+    "\n"
+    "Restore a file from a qforge pack, decompressing frames in parallel. Every frame must decode to its\n"
+    "indexed size and SHA-256, and a GGUF carrying qforge integrity digests is re-verified before the\n"
+    "output appears; on any failure no output is left behind (exit 1 damaged data, 2 malformed pack).\n"
+    "\n"
+    "  -o, --output F     the restored file (written atomically)\n"
+    "  -j, --threads N    decompression threads (default: all CPUs)\n"
+    "  -q, --quiet        no summary line\n";
+
+typedef struct pack_cli {
+    qf_pack_opts o;
+    bool quiet;
+} pack_cli;
+
+/* 0 = run, -1 = help printed, 2 = usage error. */
+static int parse_pack(const char *cmd, bool packing, int argc, char **argv, pack_cli *p) {
+    static const struct option opts[] = {
+        {"output", required_argument, 0, 'o'}, {"level", required_argument, 0, 'l'},
+        {"chunk-mib", required_argument, 0, 'c'}, {"threads", required_argument, 0, 'j'},
+        {"quiet", no_argument, 0, 'q'}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
+    long v;
+    int c;
+    while ((c = getopt_long(argc, argv, packing ? "o:l:j:qh" : "o:j:qh", opts, NULL)) != -1) {
+        if ((c == 'l' || c == 'c') && !packing) return usage_error(cmd, "--level and --chunk-mib are pack options");
+        switch (c) {
+        case 'o': p->o.out = optarg; break;
+        case 'l': if (!int_opt(cmd, "level", optarg, 1, 19, &v)) return 2; p->o.level = (int)v; break;
+        case 'c': if (!int_opt(cmd, "chunk-mib", optarg, 1, 256, &v)) return 2; p->o.chunk_mib = (uint32_t)v; break;
+        case 'j': if (!int_opt(cmd, "threads", optarg, 0, 1024, &v)) return 2; p->o.threads = (int)v; break;
+        case 'q': p->quiet = true; break;
+        case 'h': fputs(packing ? pack_help : unpack_help, stdout); return -1;
+        default: return usage_error(cmd, "unknown option");
+        }
+    }
+    if (optind + 1 != argc) return usage_error(cmd, "expected exactly one FILE");
+    if (!p->o.out) return usage_error(cmd, "-o OUTPUT is required");
+    p->o.src = argv[optind];
+    return 0;
+}
+
+static void print_pack_summary(bool packing, const pack_cli *p, const qf_pack_stats *s, double secs) {
+    double raw_mib = (double)s->raw_bytes / 1048576.0, packed_mib = (double)s->packed_bytes / 1048576.0;
+    double ratio = s->packed_bytes ? (double)s->raw_bytes / (double)s->packed_bytes : 0;
+    double mbs = secs > 0 ? (double)s->raw_bytes / 1e6 / secs : 0;
+    if (packing)
+        fprintf(stderr, "qforge: packed %s -> %s: %.1f MiB -> %.1f MiB, ratio %.3f, %llu frames, %.2f s, %.0f MB/s\n",
+                p->o.src, p->o.out, raw_mib, packed_mib, ratio, (unsigned long long)s->frames, secs, mbs);
+    else
+        fprintf(stderr, "qforge: unpacked %s -> %s: %.1f MiB, %llu frames SHA-256 verified%s, %.2f s, %.0f MB/s\n",
+                p->o.src, p->o.out, raw_mib, (unsigned long long)s->frames,
+                s->gguf_checked ? ", GGUF integrity digests verified" : "", secs, mbs);
+}
+
+static int run_pack(const char *cmd, bool packing, int argc, char **argv) {
+    pack_cli p = {0};
+    int rc = parse_pack(cmd, packing, argc, argv, &p);
+    if (rc) return rc < 0 ? 0 : rc;
+    struct timespec t0;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    qf_pack_stats s;
+    qf_error err;
+    qf_status st = packing ? qf_pack(&p.o, &s, &err) : qf_unpack(&p.o, &s, &err);
+    if (st != QF_OK) return fail(cmd, &err);
+    if (!p.quiet) print_pack_summary(packing, &p, &s, seconds_since(&t0));
+    return 0;
+}
+
+int qf_cli_pack(int argc, char **argv) { return run_pack("pack", true, argc, argv); }
+int qf_cli_unpack(int argc, char **argv) { return run_pack("unpack", false, argc, argv); }
