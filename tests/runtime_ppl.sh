@@ -54,6 +54,12 @@ a=$("$QF" perplexity "$S260" --text "$TEXT" --ctx 256 --chunks 5 --json 2>/dev/n
 b=$(QF_ISA=scalar "$QF" perplexity "$S260" --text "$TEXT" --ctx 256 --chunks 5 --json 2>/dev/null | python3 -c 'import json,sys; print(repr(json.load(sys.stdin)["ppl"]))')
 [ -n "$a" ] && [ "$a" = "$b" ] && ok "QF_ISA=scalar PPL $b identical" || bad "QF_ISA=scalar PPL $b vs $a"
 
+# ---- an archive of the HF directory is read in place, with the same bits --------------------------------
+if tar -czf "$SCRATCH/stories260K.tar.gz" -C "$SHARED/models" stories260K 2>/dev/null; then
+    c=$("$QF" perplexity "$SCRATCH/stories260K.tar.gz" --text "$TEXT" --ctx 256 --chunks 5 --json 2>/dev/null | python3 -c 'import json,sys; print(repr(json.load(sys.stdin)["ppl"]))')
+    [ -n "$a" ] && [ "$a" = "$c" ] && ok "tar.gz of the HF directory: PPL $c identical" || bad "archive PPL $c vs $a"
+fi
+
 # ---- verify ------------------------------------------------------------------------------------------
 F32=$SCRATCH/stories260K-f32.gguf
 Q8=$SCRATCH/stories260K-q8_0.gguf
