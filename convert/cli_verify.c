@@ -151,7 +151,7 @@ static const char verify_help[] =
     "distributions: PPL of each and their ratio, KL(base || model) per token (mean, median, p99, max),\n"
     "how often the most likely token agrees, RMS change in the probability of the correct token.\n"
     "Exit 0 when every threshold given holds, 1 when one fails, 2 on bad input (e.g. vocabularies\n"
-    "that differ).\n"
+    "that differ). 'qforge verify FILE --integrity' checks a file's digests instead (see --integrity --help).\n"
     "\n"
     "  -m, --base BASE          the reference model (GGUF or HF checkpoint)\n" COMMON_HELP
     "      --max-kld X          fail when the mean KLD exceeds X (nats)\n"
@@ -325,6 +325,9 @@ static int parse_verify(int argc, char **argv, verify_cli *v) {
 }
 
 int qf_cli_verify(int argc, char **argv) {
+    /* `verify FILE --integrity` is the file-integrity check (cli_integrity.c), which parses its own options */
+    for (int i = 1; i < argc && strcmp(argv[i], "--") != 0; i++)
+        if (strcmp(argv[i], "--integrity") == 0) return qf_cli_integrity(argc, argv);
     verify_cli v = {0};
     int rc = parse_verify(argc, argv, &v);
     if (rc) return rc < 0 ? 0 : rc;
