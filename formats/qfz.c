@@ -108,6 +108,14 @@ static qf_status open_input(const char *path, int *fd, uint64_t *size, qf_error 
     return QF_OK;
 }
 
+/* Writing the output over the input would replace the file being read (the rename is atomic, so the
+ * result would be a pack named like the model, or the reverse): refused up front. */
+static qf_status check_not_input(int fd, const char *src, const char *out, qf_error *err) {
+    struct stat a, b;
+    if (stat(out, &b) != 0 || fstat(fd, &a) != 0 || a.st_dev != b.st_dev || a.st_ino != b.st_ino) return QF_OK;
+    return qf_fail(err, QF_E_USAGE, "%s: the output is the input file %s", out, src);
+}
+
 /* Reads exactly n bytes at off. Hitting the end early means the file is shorter than it said it was
  * (a truncated pack, or an input that shrank while we read it): bad input, not an I/O failure. */
 static qf_status pread_all(int fd, void *buf, uint64_t n, uint64_t off, const char *path, qf_error *err) {
@@ -185,6 +193,7 @@ static qf_status buffers_alloc(buffers *b, unsigned slots, unsigned workers, siz
 typedef struct pack_ctx {
     const char *src;
     int fd;
+    unsigned threads;
     qfz_header h;
     qfz_entry *entries;
     buffers b;
@@ -248,6 +257,7 @@ static qf_status pack_setup(pack_ctx *c, const qf_pack_opts *o, unsigned threads
     if (level < 1 || level > ZSTD_maxCLevel()) return qf_fail(err, QF_E_USAGE, "zstd level %d is outside 1..%d", level, ZSTD_maxCLevel());
     c->h.chunk = mib << 20;
     qf_status st = open_input(o->src, &c->fd, &c->h.raw_size, err);
+    if (st == QF_OK) st = check_not_input(c->fd, o->src, o->out, err);
     if (st != QF_OK) return st;
     c->h.n_frames = frames_for(c->h.raw_size, c->h.chunk);
     /* The index frame's size is a u32: n * 64 + 48 must fit. */
@@ -257,7 +267,8 @@ static qf_status pack_setup(pack_ctx *c, const qf_pack_opts *o, unsigned threads
     c->entries = qf_calloc_n(c->h.n_frames, sizeof *c->entries);
     if (!c->entries) return qf_fail(err, QF_E_NOMEM, "%s: out of memory for the frame table", o->src);
     unsigned slots = (unsigned)QF_MIN((uint64_t)threads + 2, QF_MAX(c->h.n_frames, (uint64_t)1));
-    return buffers_alloc(&c->b, slots, threads, (size_t)QF_MIN(c->h.chunk, QF_MAX(c->h.raw_size, (uint64_t)1)), level,
+    c->threads = (unsigned)QF_MIN((uint64_t)threads, QF_MAX(c->h.n_frames, (uint64_t)1)); /* no idle workers */
+    return buffers_alloc(&c->b, slots, c->threads, (size_t)QF_MIN(c->h.chunk, QF_MAX(c->h.raw_size, (uint64_t)1)), level,
                          o->src, err);
 }
 
@@ -272,7 +283,7 @@ qf_status qf_pack(const qf_pack_opts *o, qf_pack_stats *stats, qf_error *err) {
     header_encode(&c.h, head); /* index_off 0 until the index is written */
     if (st == QF_OK) st = qf_outfile_write(c.out, head, sizeof head, err);
     if (st == QF_OK)
-        st = qf_ordered_run(c.h.n_frames, threads, c.b.slots, pack_work, pack_consume, &c, err);
+        st = qf_ordered_run(c.h.n_frames, c.threads, c.b.slots, pack_work, pack_consume, &c, err);
     if (st == QF_OK) st = pack_finish_index(&c, err);
     if (st == QF_OK) {
         stats->raw_bytes = c.h.raw_size;
@@ -445,6 +456,8 @@ qf_status qf_unpack(const qf_pack_opts *o, qf_pack_stats *stats, qf_error *err) 
     unsigned threads = (unsigned)qf_integrity_threads(o->threads);
     unpack_ctx c = {.src = o->src, .fd = -1};
     qf_status st = read_index(&c, err);
+    if (st == QF_OK) st = check_not_input(c.fd, o->src, o->out, err);
+    threads = (unsigned)QF_MIN((uint64_t)threads, QF_MAX(c.h.n_frames, (uint64_t)1)); /* no idle workers */
     unsigned slots = (unsigned)QF_MIN((uint64_t)threads + 2, QF_MAX(c.h.n_frames, (uint64_t)1));
     size_t cap = (size_t)QF_MIN(c.h.chunk, QF_MAX(c.h.raw_size, (uint64_t)1));
     if (st == QF_OK) st = buffers_alloc(&c.b, slots, threads, cap, 0, o->src, err);

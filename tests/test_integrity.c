@@ -411,6 +411,8 @@ static void test_signatures(const char *model) {
     so.key = pub; /* a public key cannot sign */
     CHECK(qf_sign(&so, &err) == QF_E_INPUT && strstr(err.msg, "genpkey"));
     so.key = key;
+    so.out = m; /* never over the model itself */
+    CHECK(qf_sign(&so, &err) == QF_E_USAGE && strstr(err.msg, "overwrite its own input"));
     so.out = other;
     CHECK_OK(qf_sign(&so, &err), &err); /* -o elsewhere */
     io.sig = other;

@@ -13,6 +13,7 @@
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 #include <openssl/x509.h>
+#include <sys/stat.h>
 
 #define ED25519_SIG_BYTES 64
 #define ED25519_SIG_B64 88 /* base64 of 64 bytes, with "==" */
@@ -233,6 +234,12 @@ static qf_status verified_keys(const qf_gguf *g, int threads, qf_integrity_keys 
     return st == QF_OK ? qf_integrity_keys_get(g, k, err) : st;
 }
 
+/* The signature must not replace the model (or the key) it was made from. */
+static bool same_file(const char *a, const char *b) {
+    struct stat x, y;
+    return stat(a, &x) == 0 && stat(b, &y) == 0 && x.st_dev == y.st_dev && x.st_ino == y.st_ino;
+}
+
 qf_status qf_sign(const qf_sign_opts *o, qf_error *err) {
     qf_error_clear(err);
     char def_out[4096];
@@ -242,6 +249,8 @@ qf_status qf_sign(const qf_sign_opts *o, qf_error *err) {
             return qf_fail(err, QF_E_USAGE, "%s: path too long", o->path);
         out = def_out;
     }
+    if (same_file(out, o->path) || same_file(out, o->key))
+        return qf_fail(err, QF_E_USAGE, "%s: the signature would overwrite its own input", out);
     qf_gguf *g = NULL;
     EVP_PKEY *key = NULL;
     qf_integrity_keys k;
