@@ -1,8 +1,8 @@
 /*
  * k_kquants.c — scalar reference kernels of ggml's 256-element K-quants Q2_K, Q3_K, Q4_K, Q5_K, Q6_K.
  *
- * Quantizing is one generic super-block search (qf_kq_fit in k_fit.c) described per type by a
- * qf_kq_spec, followed by a packer that writes ggml's byte layout. Dequantization repeats ggml's
+ * Quantizing is one generic super-block fit (quant_body.h, compiled per ISA) described per type by a
+ * qf_kq_spec, followed by a packer here that writes ggml's byte layout. Dequantization repeats ggml's
  * arithmetic order exactly (scale products first, then times the code, then minus the min product), so
  * the floats are bit-identical to ggml's to_float.
  */
@@ -12,29 +12,16 @@
 
 #include <string.h>
 
-static const qf_kq_spec spec_q2_K = { .nsub = 16, .sublen = 16, .affine = true, .qmin = 0, .qmax = 3,
+const qf_kq_spec qf_spec_q2_K = { .nsub = 16, .sublen = 16, .affine = true, .qmin = 0, .qmax = 3,
                                       .sc_min = 0, .sc_max = 15, .mn_max = 15 };
-static const qf_kq_spec spec_q3_K = { .nsub = 16, .sublen = 16, .affine = false, .qmin = -4, .qmax = 3,
+const qf_kq_spec qf_spec_q3_K = { .nsub = 16, .sublen = 16, .affine = false, .qmin = -4, .qmax = 3,
                                       .sc_min = -32, .sc_max = 31 };
-static const qf_kq_spec spec_q4_K = { .nsub = 8, .sublen = 32, .affine = true, .qmin = 0, .qmax = 15,
+const qf_kq_spec qf_spec_q4_K = { .nsub = 8, .sublen = 32, .affine = true, .qmin = 0, .qmax = 15,
                                       .sc_min = 0, .sc_max = 63, .mn_max = 63 };
-static const qf_kq_spec spec_q5_K = { .nsub = 8, .sublen = 32, .affine = true, .qmin = 0, .qmax = 31,
+const qf_kq_spec qf_spec_q5_K = { .nsub = 8, .sublen = 32, .affine = true, .qmin = 0, .qmax = 31,
                                       .sc_min = 0, .sc_max = 63, .mn_max = 63 };
-static const qf_kq_spec spec_q6_K = { .nsub = 16, .sublen = 16, .affine = false, .qmin = -32, .qmax = 31,
+const qf_kq_spec qf_spec_q6_K = { .nsub = 16, .sublen = 16, .affine = false, .qmin = -32, .qmax = 31,
                                       .sc_min = -128, .sc_max = 127 };
-
-/* Quantize row x with `pack` writing each fitted super-block in the type's layout. */
-typedef void (*kq_pack_fn)(const qf_kq_block *k, void *block);
-static bool kq_quantize(const qf_kq_spec *sp, kq_pack_fn pack, size_t block_bytes, const float *x,
-                        void *y, int64_t n, const float *imp) {
-    if (!qf_all_finite(x, n)) return false;
-    for (int64_t i = 0; i < n / QF_QK_K; i++) {
-        qf_kq_block k;
-        qf_kq_fit(sp, x + i * QF_QK_K, imp ? imp + i * QF_QK_K : NULL, &k);
-        pack(&k, (uint8_t *)y + (size_t)i * block_bytes);
-    }
-    return true;
-}
 
 /* 2-bit fields: element e of a 128-chunk c sits in byte c*32 + e%32 at bit 2*((e%128)/32). */
 static void pack_2bit(const int8_t *q, int bias, uint8_t *qs) {
@@ -47,16 +34,12 @@ static int get_2bit(const uint8_t *qs, int e) { return (qs[(e / 128) * 32 + e % 
 
 /* ---- Q2_K ------------------------------------------------------------------------------------------------ */
 
-static void pack_q2_K(const qf_kq_block *k, void *out) {
+void qf_pack_q2_K(const qf_kq_block *k, void *out) {
     qf_block_q2_K *b = out;
     for (int j = 0; j < 16; j++) b->scales[j] = (uint8_t)(k->sc[j] | k->mn[j] << 4);
     pack_2bit(k->q, 0, b->qs);
     b->d = k->d;
     b->dmin = k->dmin;
-}
-
-bool qf_quantize_q2_K(const float *x, void *y, int64_t n, const float *imp) {
-    return kq_quantize(&spec_q2_K, pack_q2_K, sizeof(qf_block_q2_K), x, y, n, imp);
 }
 
 void qf_dequantize_q2_K(const void *x, float *y, int64_t n) {
@@ -73,7 +56,7 @@ void qf_dequantize_q2_K(const void *x, float *y, int64_t n) {
 
 /* ---- Q3_K: 6-bit scale codes (stored +32): low nibbles in bytes 0..7, top 2 bits in bytes 8..11 ------- */
 
-static void pack_q3_K(const qf_kq_block *k, void *out) {
+void qf_pack_q3_K(const qf_kq_block *k, void *out) {
     qf_block_q3_K *b = out;
     memset(b->scales, 0, sizeof b->scales);
     for (int j = 0; j < 16; j++) {
@@ -86,10 +69,6 @@ static void pack_q3_K(const qf_kq_block *k, void *out) {
         if (k->q[e] + 4 > 3) b->hmask[e % 32] |= (uint8_t)(1u << (e / 32));
     pack_2bit(k->q, 4, b->qs);
     b->d = k->d;
-}
-
-bool qf_quantize_q3_K(const float *x, void *y, int64_t n, const float *imp) {
-    return kq_quantize(&spec_q3_K, pack_q3_K, sizeof(qf_block_q3_K), x, y, n, imp);
 }
 
 static int q3_K_scale(const uint8_t *s, int j) {
@@ -147,16 +126,12 @@ static int get_k_nibble(const uint8_t *qs, int e) {
     return (e % 64) < 32 ? v & 0xF : v >> 4;
 }
 
-static void pack_q4_K(const qf_kq_block *k, void *out) {
+void qf_pack_q4_K(const qf_kq_block *k, void *out) {
     qf_block_q4_K *b = out;
     b->d = k->d;
     b->dmin = k->dmin;
     pack_k4_scales(k->sc, k->mn, b->scales);
     pack_k_nibbles(k->q, b->qs);
-}
-
-bool qf_quantize_q4_K(const float *x, void *y, int64_t n, const float *imp) {
-    return kq_quantize(&spec_q4_K, pack_q4_K, sizeof(qf_block_q4_K), x, y, n, imp);
 }
 
 void qf_dequantize_q4_K(const void *x, float *y, int64_t n) {
@@ -173,7 +148,7 @@ void qf_dequantize_q4_K(const void *x, float *y, int64_t n) {
 }
 
 /* Q5_K high bits: element e -> qh[e%32] bit e/32. */
-static void pack_q5_K(const qf_kq_block *k, void *out) {
+void qf_pack_q5_K(const qf_kq_block *k, void *out) {
     qf_block_q5_K *b = out;
     b->d = k->d;
     b->dmin = k->dmin;
@@ -182,10 +157,6 @@ static void pack_q5_K(const qf_kq_block *k, void *out) {
     memset(b->qh, 0, sizeof b->qh);
     for (int e = 0; e < QF_QK_K; e++)
         if (k->q[e] & 16) b->qh[e % 32] |= (uint8_t)(1u << (e / 32));
-}
-
-bool qf_quantize_q5_K(const float *x, void *y, int64_t n, const float *imp) {
-    return kq_quantize(&spec_q5_K, pack_q5_K, sizeof(qf_block_q5_K), x, y, n, imp);
 }
 
 void qf_dequantize_q5_K(const void *x, float *y, int64_t n) {
@@ -208,7 +179,7 @@ void qf_dequantize_q5_K(const void *x, float *y, int64_t n) {
 /* ---- Q6_K: ql nibbles + qh 2-bit fields, 16 int8 scales ------------------------------------------------ */
 
 /* Element e = c*128 + r*32 + l (r 0..3): ql[c*64 + (r&1)*32 + l] nibble r>>1, qh[c*32 + l] bits 2r. */
-static void pack_q6_K(const qf_kq_block *k, void *out) {
+void qf_pack_q6_K(const qf_kq_block *k, void *out) {
     qf_block_q6_K *b = out;
     memset(b->ql, 0, sizeof b->ql);
     memset(b->qh, 0, sizeof b->qh);
@@ -219,10 +190,6 @@ static void pack_q6_K(const qf_kq_block *k, void *out) {
     }
     for (int j = 0; j < 16; j++) b->scales[j] = (int8_t)k->sc[j];
     b->d = k->d;
-}
-
-bool qf_quantize_q6_K(const float *x, void *y, int64_t n, const float *imp) {
-    return kq_quantize(&spec_q6_K, pack_q6_K, sizeof(qf_block_q6_K), x, y, n, imp);
 }
 
 void qf_dequantize_q6_K(const void *x, float *y, int64_t n) {

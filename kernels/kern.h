@@ -44,6 +44,21 @@ QF_DECLARE_KERNELS(e4m3_b32, )
 QF_DECLARE_KERNELS(e5m2_b32, )
 QF_DECLARE_KERNELS(e4m3_row, )
 
+/* The integer-code quantizers compiled once per ISA from quant_body.h (suffix "" = scalar reference). */
+#define QF_DECLARE_QUANT(SUFFIX) \
+    bool qf_quantize_q8_0_w##SUFFIX(const float *x, void *y, int64_t n, const float *imp); \
+    bool qf_quantize_q4_0##SUFFIX(const float *x, void *y, int64_t n, const float *imp); \
+    bool qf_quantize_q4_1##SUFFIX(const float *x, void *y, int64_t n, const float *imp); \
+    bool qf_quantize_q5_0##SUFFIX(const float *x, void *y, int64_t n, const float *imp); \
+    bool qf_quantize_q5_1##SUFFIX(const float *x, void *y, int64_t n, const float *imp); \
+    bool qf_quantize_q2_K##SUFFIX(const float *x, void *y, int64_t n, const float *imp); \
+    bool qf_quantize_q3_K##SUFFIX(const float *x, void *y, int64_t n, const float *imp); \
+    bool qf_quantize_q4_K##SUFFIX(const float *x, void *y, int64_t n, const float *imp); \
+    bool qf_quantize_q5_K##SUFFIX(const float *x, void *y, int64_t n, const float *imp); \
+    bool qf_quantize_q6_K##SUFFIX(const float *x, void *y, int64_t n, const float *imp);
+/* Weighted Q8_0 (imp must not be NULL; qf_quantize_q8_0 routes weighted calls here). */
+bool qf_quantize_q8_0_w(const float *x, void *y, int64_t n, const float *imp);
+
 /* FP8 32-blocks: exponent byte for a block's largest magnitude (smallest scale without saturation), and
  * the scale 2^(e-127) of an exponent byte (NaN for 255). Shared so SIMD paths pick identical scales. */
 uint8_t qf_fp8_b32_exponent(float amax, bool e4m3);
@@ -61,6 +76,7 @@ float qf_e8m0_scale(uint8_t e);
     QF_DECLARE_KERNELS(e5m2_b32, SUFFIX) \
     QF_DECLARE_KERNELS(e4m3_row, SUFFIX)
 QF_DECLARE_SIMD(_avx2)
+QF_DECLARE_QUANT(_avx2)
 float qf_dot_q8_0_avx512(const void *w, const float *x, int64_t n);
 float qf_dot_q4_K_avx512(const void *w, const float *x, int64_t n);
 float qf_dot_q6_K_avx512(const void *w, const float *x, int64_t n);

@@ -28,9 +28,15 @@ typedef struct qf_qtype_row {
 /* SIMD kernels of a row: AVX2's, and the AVX-512 dot product where there is one. */
 #define AVX2(...) .simd = { [QF_ISA_AVX2] = { __VA_ARGS__ } }
 #define AVX2_512(T, ...) .simd = { [QF_ISA_AVX2] = { __VA_ARGS__ }, [QF_ISA_AVX512] = { .dot = qf_dot_##T##_avx512 } }
+/* The AVX2 build of quant_body.h's quantizer (AVX-512 inherits it), plus AVX2 extras and the AVX-512 dot. */
+#define QUANT(T) .simd = { [QF_ISA_AVX2] = { .quantize = qf_quantize_##T##_avx2 } }
+#define QUANT_DOT(T, ...) .simd = { [QF_ISA_AVX2] = { .quantize = qf_quantize_##T##_avx2, __VA_ARGS__ }, \
+                                    [QF_ISA_AVX512] = { .dot = qf_dot_##T##_avx512 } }
 #else
 #define AVX2(...) .simd = { { 0 } }
 #define AVX2_512(T, ...) .simd = { { 0 } }
+#define QUANT(T) .simd = { { 0 } }
+#define QUANT_DOT(T, ...) .simd = { { 0 } }
 #endif
 #define PLAIN(ID, NAME, BYTES) { .t = { .id = (ID), .name = (NAME), .blck = 1, .bytes = (BYTES) } }
 /* A ggml type qforge has no kernels for: sizes only (values from ggml-common.h's static_asserts). */
@@ -41,29 +47,29 @@ static const qf_qtype_row rows[] = {
     { .t = { .id = QF_T_F32, .name = "f32", .blck = 1, .bytes = 4, SCALAR(f32) } },
     { .t = { .id = QF_T_F16, .name = "f16", .blck = 1, .bytes = 2, SCALAR(f16) } },
     { .t = { .id = QF_T_Q4_0, .name = "q4_0", .blck = QF_QK, .bytes = sizeof(qf_block_q4_0), .quantized = true,
-             SCALAR(q4_0) } },
+             SCALAR(q4_0) }, QUANT(q4_0) },
     { .t = { .id = QF_T_Q4_1, .name = "q4_1", .blck = QF_QK, .bytes = sizeof(qf_block_q4_1), .quantized = true,
-             SCALAR(q4_1) } },
+             SCALAR(q4_1) }, QUANT(q4_1) },
     { .t = { .id = QF_T_Q5_0, .name = "q5_0", .blck = QF_QK, .bytes = sizeof(qf_block_q5_0), .quantized = true,
-             SCALAR(q5_0) } },
+             SCALAR(q5_0) }, QUANT(q5_0) },
     { .t = { .id = QF_T_Q5_1, .name = "q5_1", .blck = QF_QK, .bytes = sizeof(qf_block_q5_1), .quantized = true,
-             SCALAR(q5_1) } },
+             SCALAR(q5_1) }, QUANT(q5_1) },
     { .t = { .id = QF_T_Q8_0, .name = "q8_0", .blck = QF_QK, .bytes = sizeof(qf_block_q8_0),
              .quantized = true, SCALAR(q8_0) },
-      AVX2_512(q8_0, qf_quantize_q8_0_avx2, qf_dequantize_q8_0_avx2, qf_dot_q8_0_avx2) },
+      QUANT_DOT(q8_0, .dequantize = qf_dequantize_q8_0_avx2, .dot = qf_dot_q8_0_avx2) },
     SIZED(QF_T_Q8_1, "q8_1", QF_QK, sizeof(qf_block_q8_1)),
     { .t = { .id = QF_T_Q2_K, .name = "q2_K", .blck = QF_QK_K, .bytes = sizeof(qf_block_q2_K), .quantized = true,
-             SCALAR(q2_K) } },
+             SCALAR(q2_K) }, QUANT(q2_K) },
     { .t = { .id = QF_T_Q3_K, .name = "q3_K", .blck = QF_QK_K, .bytes = sizeof(qf_block_q3_K), .quantized = true,
-             SCALAR(q3_K) } },
+             SCALAR(q3_K) }, QUANT(q3_K) },
     { .t = { .id = QF_T_Q4_K, .name = "q4_K", .blck = QF_QK_K, .bytes = sizeof(qf_block_q4_K), .quantized = true,
              SCALAR(q4_K) },
-      AVX2_512(q4_K, .dot = qf_dot_q4_K_avx2) },
+      QUANT_DOT(q4_K, .dot = qf_dot_q4_K_avx2) },
     { .t = { .id = QF_T_Q5_K, .name = "q5_K", .blck = QF_QK_K, .bytes = sizeof(qf_block_q5_K), .quantized = true,
-             SCALAR(q5_K) } },
+             SCALAR(q5_K) }, QUANT(q5_K) },
     { .t = { .id = QF_T_Q6_K, .name = "q6_K", .blck = QF_QK_K, .bytes = sizeof(qf_block_q6_K), .quantized = true,
              SCALAR(q6_K) },
-      AVX2_512(q6_K, .dot = qf_dot_q6_K_avx2) },
+      QUANT_DOT(q6_K, .dot = qf_dot_q6_K_avx2) },
     SIZED(QF_T_Q8_K, "q8_K", QF_QK_K, sizeof(qf_block_q8_K)),
     SIZED(QF_T_IQ2_XXS, "iq2_xxs", QF_QK_K, 66),
     SIZED(QF_T_IQ2_XS, "iq2_xs", QF_QK_K, 74),

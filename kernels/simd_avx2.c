@@ -11,7 +11,7 @@
 /* ---- Q8_0 ---------------------------------------------------------------------------------------- */
 
 bool qf_quantize_q8_0_avx2(const float *x, void *y, int64_t n, const float *imp) {
-    if (imp) return qf_quantize_q8_0(x, y, n, imp); /* the weighted search stays scalar */
+    if (imp) return qf_quantize_q8_0_w_avx2(x, y, n, imp); /* the weighted search (quant_body.h) */
     if (!qf_all_finite_avx2(x, n)) return false;
     qf_block_q8_0 *b = y;
     for (int64_t i = 0; i < n / QF_QK; i++) {

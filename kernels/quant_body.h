@@ -1,0 +1,832 @@
+/*
+ * quant_body.h — the quantizers of the integer-code types (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0 with weights,
+ * Q2_K..Q6_K), written once and compiled once per ISA.
+ *
+ * The including file defines QF_SFX (the function-name suffix: empty for the scalar reference, _avx2)
+ * and is compiled with that ISA's flags; k_quant.c and quant_avx2.c do exactly that (AVX-512 machines
+ * use the AVX2 build: 16- and 32-element sub-blocks gain nothing from 16 lanes). Why one source: the searches make decisions from float sums, so a SIMD variant is only
+ * byte-identical to the scalar reference if it performs the same float operations in the same order.
+ * Every reduction is written as 8 explicit lanes (lane l sums elements l, l+8, l+16, ...) followed by a
+ * fixed reduction tree; the AVX2 build replaces the hot passes by intrinsics that keep lane l in vector
+ * lane l and do the same operations in the same order. ISO C11 forbids contracting a*b+c into an FMA (GCC's
+ * default for -std=c11; clang is told below), so the AVX2 build rounds exactly like the scalar one.
+ *
+ * The searches (docs/quant-types.md) minimise sum_i w_i (x_i - xhat_i)^2 where xhat is what the
+ * dequantizer produces, F16 rounding of stored scales included:
+ *   pass    : nearest codes for a given grid, with the sums a least-squares refit needs and the exact
+ *             error, in one sweep;
+ *   refine  : alternate "least-squares grid for these codes" and "nearest codes for that grid" while
+ *             the error drops (it converges in 1-3 rounds);
+ *   seeds   : ggml's own round-to-nearest block is always the first candidate, so no block is worse
+ *             than ggml's plain quantization; importance weights add a few more starting grids.
+ */
+#include "kernels/blocks.h"
+#include "kernels/fpconv.h"
+#include "kernels/kern.h"
+
+#include <math.h>
+#include <string.h>
+#if defined(__F16C__) || defined(__AVX2__)
+#include <immintrin.h>
+#endif
+
+#if defined(__clang__)
+#pragma STDC FP_CONTRACT OFF
+#endif
+
+#define QF_CAT_(a, b) a##b
+#define QF_CAT(a, b) QF_CAT_(a, b)
+#define QF_FN(name) QF_CAT(name, QF_SFX)
+
+#define LN 8 /* lanes of every reduction */
+
+/* Weights for the unweighted case: multiplying by 1 is exact, so one branch-free code path serves both. */
+#define ONES8 1.0f, 1.0f, 1.0f, 1.0f, 1.0f, 1.0f, 1.0f, 1.0f
+#define ONES64 ONES8, ONES8, ONES8, ONES8, ONES8, ONES8, ONES8, ONES8
+static const float ones[QF_QK_K] = { ONES64, ONES64, ONES64, ONES64 };
+
+/* 1.5 * 2^23: adding and subtracting it rounds |v| < 2^22 to the nearest integer, ties to even, in two
+ * plain float operations (vectorisable, unlike lrintf). Every caller clamps v to a small range first. */
+#define RND_MAGIC 12582912.0f
+
+static inline float f16_round(float v) {
+#if defined(__F16C__)
+    return _cvtsh_ss(_cvtss_sh(v, _MM_FROUND_TO_NEAREST_INT)); /* same RNE as fpconv.c for finite v */
+#else
+    return qf_f16_to_f32(qf_f32_to_f16(v));
+#endif
+}
+
+/* The fixed reduction tree of 8 lanes (pairs 4 apart, then 2 apart, then 1 apart). */
+static inline float hsum8(const float *a) {
+    float b0 = a[0] + a[4], b1 = a[1] + a[5], b2 = a[2] + a[6], b3 = a[3] + a[7];
+    return (b0 + b2) + (b1 + b3);
+}
+
+#if defined(__AVX2__)
+/* AVX2 builds: the passes below in intrinsics, lane l of each vector being lane l of the scalar loops,
+ * with the same operations in the same order (max/min equal the scalar ternaries for every non-NaN
+ * input; a zero's sign can differ but vanishes in the rounding that follows). */
+#define QF_VEC_PASSES 1
+static inline __m256 v_round(__m256 v) {
+    const __m256 m = _mm256_set1_ps(RND_MAGIC);
+    return _mm256_sub_ps(_mm256_add_ps(v, m), m);
+}
+static inline float v_hsum8(__m256 v) {
+    float a[LN];
+    _mm256_storeu_ps(a, v);
+    return hsum8(a);
+}
+/* floor of v >= 0 from the nearest integer: one down where rounding went up */
+static inline __m256 v_floor_pos(__m256 v) {
+    __m256 r = v_round(v);
+    return _mm256_sub_ps(r, _mm256_and_ps(_mm256_cmp_ps(r, v, _CMP_GT_OQ), _mm256_set1_ps(1.0f)));
+}
+#endif
+
+/* Reciprocal of a scale, or 0 when s is 0 or so small that 1/s overflows (all codes then become 0). */
+static inline float safe_inv(float s) {
+    float inv = s != 0.0f ? 1.0f / s : 0.0f;
+    return isfinite(inv) ? inv : 0.0f;
+}
+
+/* Largest and smallest value of x[n] (n a multiple of 8). */
+static inline void minmax(const float *x, int n, float *lo, float *hi) {
+#if defined(QF_VEC_PASSES)
+    __m256 mn = _mm256_loadu_ps(x), mx = mn;
+    for (int k = LN; k < n; k += LN) {
+        __m256 v = _mm256_loadu_ps(x + k);
+        mn = _mm256_min_ps(v, mn);
+        mx = _mm256_max_ps(v, mx);
+    }
+    float a8[LN], b8[LN];
+    _mm256_storeu_ps(a8, mn);
+    _mm256_storeu_ps(b8, mx);
+    float a = a8[0], b = b8[0];
+    for (int l = 1; l < LN; l++) { a = a8[l] < a ? a8[l] : a; b = b8[l] > b ? b8[l] : b; }
+    *lo = a;
+    *hi = b;
+#else
+    float mn[LN], mx[LN];
+    for (int l = 0; l < LN; l++) mn[l] = mx[l] = x[l];
+    for (int k = LN; k < n; k += LN)
+        for (int l = 0; l < LN; l++) {
+            float v = x[k + l];
+            mn[l] = v < mn[l] ? v : mn[l];
+            mx[l] = v > mx[l] ? v : mx[l];
+        }
+    float a = mn[0], b = mx[0];
+    for (int l = 1; l < LN; l++) { a = mn[l] < a ? mn[l] : a; b = mx[l] > b ? mx[l] : b; }
+    *lo = a;
+    *hi = b;
+#endif
+}
+
+/* The value of largest magnitude with its sign; on a tie between +a and -a the first in x wins, as in
+ * ggml (its symmetric scale maps that value to the negative end of the code range). */
+static inline float signed_absmax(const float *x, int n) {
+    float lo, hi;
+    minmax(x, n, &lo, &hi);
+    if (hi > -lo) return hi;
+    if (-lo > hi) return lo;
+    for (int i = 0; i < n; i++) /* tie (or all zero): rare, find the first occurrence */
+        if (x[i] == hi || x[i] == lo) return x[i];
+    return 0.0f;
+}
+
+/* ---- symmetric grids: xhat = s * q, q in [lo, hi] ------------------------------------------------------ */
+
+typedef struct sym_sums { float sxq, sqq, err; } sym_sums;
+
+/* Nearest codes q (as floats) of x for scale s, with sum w x q, sum w q^2 and the error sum w (x - s q)^2. */
+static inline sym_sums sym_pass(const float *x, const float *w, int n, float s, float lo, float hi, float *q) {
+#if defined(QF_VEC_PASSES)
+    const __m256 vinv = _mm256_set1_ps(safe_inv(s)), vlo = _mm256_set1_ps(lo), vhi = _mm256_set1_ps(hi),
+                 vs = _mm256_set1_ps(s);
+    __m256 axq = _mm256_setzero_ps(), aqq = axq, aer = axq;
+    for (int k = 0; k < n; k += LN) {
+        __m256 xv = _mm256_loadu_ps(x + k), wv = _mm256_loadu_ps(w + k);
+        __m256 r = v_round(_mm256_min_ps(_mm256_max_ps(_mm256_mul_ps(xv, vinv), vlo), vhi));
+        __m256 e = _mm256_sub_ps(xv, _mm256_mul_ps(r, vs));
+        axq = _mm256_add_ps(axq, _mm256_mul_ps(_mm256_mul_ps(wv, xv), r));
+        aqq = _mm256_add_ps(aqq, _mm256_mul_ps(_mm256_mul_ps(wv, r), r));
+        aer = _mm256_add_ps(aer, _mm256_mul_ps(_mm256_mul_ps(wv, e), e));
+        _mm256_storeu_ps(q + k, r);
+    }
+    return (sym_sums){ v_hsum8(axq), v_hsum8(aqq), v_hsum8(aer) };
+#else
+    float inv = safe_inv(s), axq[LN] = { 0 }, aqq[LN] = { 0 }, aer[LN] = { 0 };
+    for (int k = 0; k < n; k += LN)
+        for (int l = 0; l < LN; l++) {
+            float v = x[k + l] * inv;
+            v = v < lo ? lo : v;
+            v = v > hi ? hi : v;
+            float r = (v + RND_MAGIC) - RND_MAGIC, wx = w[k + l] * x[k + l], e = x[k + l] - r * s;
+            axq[l] += wx * r;
+            aqq[l] += w[k + l] * r * r;
+            aer[l] += w[k + l] * e * e;
+            q[k + l] = r;
+        }
+    return (sym_sums){ hsum8(axq), hsum8(aqq), hsum8(aer) };
+#endif
+}
+
+/* ggml's round-to-nearest symmetric block: codes min(top, (int)(x*id + off)) - half with id = 1/d0 of the
+ * unrounded scale d0 = m/-half, stored as F16(d0); its error under the stored scale. */
+static inline sym_sums sym_pass_ggml(const float *x, const float *w, int n, float d0, float half, float *q) {
+#if defined(QF_VEC_PASSES)
+    float s = f16_round(d0);
+    const __m256 vid = _mm256_set1_ps(d0 != 0.0f ? 1.0f / d0 : 0.0f), voff = _mm256_set1_ps(half + 0.5f),
+                 vtop = _mm256_set1_ps(2.0f * half - 0.5f), vhalf = _mm256_set1_ps(half), vs = _mm256_set1_ps(s);
+    __m256 axq = _mm256_setzero_ps(), aqq = axq, aer = axq;
+    for (int k = 0; k < n; k += LN) {
+        __m256 xv = _mm256_loadu_ps(x + k), wv = _mm256_loadu_ps(w + k);
+        __m256 v = _mm256_add_ps(_mm256_mul_ps(xv, vid), voff);
+        v = _mm256_min_ps(_mm256_max_ps(v, _mm256_setzero_ps()), vtop);
+        __m256 r = _mm256_sub_ps(v_floor_pos(v), vhalf);
+        __m256 e = _mm256_sub_ps(xv, _mm256_mul_ps(r, vs));
+        axq = _mm256_add_ps(axq, _mm256_mul_ps(_mm256_mul_ps(wv, xv), r));
+        aqq = _mm256_add_ps(aqq, _mm256_mul_ps(_mm256_mul_ps(wv, r), r));
+        aer = _mm256_add_ps(aer, _mm256_mul_ps(_mm256_mul_ps(wv, e), e));
+        _mm256_storeu_ps(q + k, r);
+    }
+    return (sym_sums){ v_hsum8(axq), v_hsum8(aqq), v_hsum8(aer) };
+#else
+    float id = d0 != 0.0f ? 1.0f / d0 : 0.0f, s = f16_round(d0), top = 2.0f * half - 1.0f;
+    float axq[LN] = { 0 }, aqq[LN] = { 0 }, aer[LN] = { 0 };
+    for (int k = 0; k < n; k += LN)
+        for (int l = 0; l < LN; l++) {
+            float v = x[k + l] * id + (half + 0.5f);
+            v = v < 0.0f ? 0.0f : v; /* only rounding noise goes below 0; truncation maps it to 0 too */
+            v = v > top + 0.5f ? top + 0.5f : v;
+            float r = (v + RND_MAGIC) - RND_MAGIC; /* nearest, then down if that was up: floor(v) */
+            r = r > v ? r - 1.0f : r;
+            r -= half;
+            float wx = w[k + l] * x[k + l], e = x[k + l] - r * s;
+            axq[l] += wx * r;
+            aqq[l] += w[k + l] * r * r;
+            aer[l] += w[k + l] * e * e;
+            q[k + l] = r;
+        }
+    return (sym_sums){ hsum8(axq), hsum8(aqq), hsum8(aer) };
+#endif
+}
+
+/* Alternate least-squares scale and nearest codes from (s, sums, q) while the error drops, at most
+ * `rounds` times; f16 = the scale is stored as F16. Returns the best scale; q and *cur follow it. */
+static inline float sym_refine(const float *x, const float *w, int n, float lo, float hi, bool f16, int rounds,
+                               float s, sym_sums *cur, float *q) {
+    for (int r = 0; r < rounds && cur->sqq > 0.0f; r++) {
+        float s2 = cur->sxq / cur->sqq;
+        if (f16) s2 = f16_round(s2);
+        if (s2 == s || !(s2 != 0.0f)) break;
+        float qt[QF_QK];
+        sym_sums nx = sym_pass(x, w, n, s2, lo, hi, qt);
+        if (!(nx.err < cur->err)) break;
+        s = s2;
+        *cur = nx;
+        memcpy(q, qt, (size_t)n * sizeof *q);
+    }
+    return s;
+}
+
+/* Best symmetric block (n <= 32) starting from scale s0 = m/c for each code c in starts[0..nstarts): the
+ * refined candidate with the least error replaces (s, q, err) if it beats them. */
+static inline float sym_starts(const float *x, const float *w, int n, float lo, float hi, bool f16, float m,
+                               const float *starts, int nstarts, int rounds, float s, float *err, float *q) {
+    for (int i = 0; i < nstarts; i++) {
+        float s0 = m / starts[i], qt[QF_QK];
+        if (f16) s0 = f16_round(s0);
+        if (!(s0 != 0.0f) || s0 == s) continue;
+        sym_sums c = sym_pass(x, w, n, s0, lo, hi, qt);
+        s0 = sym_refine(x, w, n, lo, hi, f16, rounds, s0, &c, qt);
+        if (c.err < *err) { *err = c.err; s = s0; memcpy(q, qt, (size_t)n * sizeof *q); }
+    }
+    return s;
+}
+
+/* ---- affine grids: xhat = s * q + b, q in [0, hi] -------------------------------------------------------- */
+
+typedef struct aff_sums { float sq, sqq, sxq, err; } aff_sums;
+
+static inline aff_sums aff_pass(const float *x, const float *w, int n, float s, float b, float hi, float *q) {
+#if defined(QF_VEC_PASSES)
+    const __m256 vinv = _mm256_set1_ps(safe_inv(s)), vhi = _mm256_set1_ps(hi), vs = _mm256_set1_ps(s),
+                 vb = _mm256_set1_ps(b);
+    __m256 aq = _mm256_setzero_ps(), aqq = aq, axq = aq, aer = aq;
+    for (int k = 0; k < n; k += LN) {
+        __m256 xv = _mm256_loadu_ps(x + k), wv = _mm256_loadu_ps(w + k);
+        __m256 v = _mm256_mul_ps(_mm256_sub_ps(xv, vb), vinv);
+        __m256 r = v_round(_mm256_min_ps(_mm256_max_ps(v, _mm256_setzero_ps()), vhi));
+        __m256 wr = _mm256_mul_ps(wv, r), e = _mm256_sub_ps(xv, _mm256_add_ps(_mm256_mul_ps(r, vs), vb));
+        aq = _mm256_add_ps(aq, wr);
+        aqq = _mm256_add_ps(aqq, _mm256_mul_ps(wr, r));
+        axq = _mm256_add_ps(axq, _mm256_mul_ps(wr, xv));
+        aer = _mm256_add_ps(aer, _mm256_mul_ps(_mm256_mul_ps(wv, e), e));
+        _mm256_storeu_ps(q + k, r);
+    }
+    return (aff_sums){ v_hsum8(aq), v_hsum8(aqq), v_hsum8(axq), v_hsum8(aer) };
+#else
+    float inv = safe_inv(s), aq[LN] = { 0 }, aqq[LN] = { 0 }, axq[LN] = { 0 }, aer[LN] = { 0 };
+    for (int k = 0; k < n; k += LN)
+        for (int l = 0; l < LN; l++) {
+            float v = (x[k + l] - b) * inv;
+            v = v < 0.0f ? 0.0f : v;
+            v = v > hi ? hi : v;
+            float r = (v + RND_MAGIC) - RND_MAGIC, wr = w[k + l] * r, e = x[k + l] - (r * s + b);
+            aq[l] += wr;
+            aqq[l] += wr * r;
+            axq[l] += wr * x[k + l];
+            aer[l] += w[k + l] * e * e;
+            q[k + l] = r;
+        }
+    return (aff_sums){ hsum8(aq), hsum8(aqq), hsum8(axq), hsum8(aer) };
+#endif
+}
+
+/* sum w and sum w x of a block: fixed for every affine candidate. */
+static inline void w_sums(const float *x, const float *w, int n, float *sw, float *sx) {
+#if defined(QF_VEC_PASSES)
+    __m256 a = _mm256_setzero_ps(), b = a;
+    for (int k = 0; k < n; k += LN) {
+        __m256 wv = _mm256_loadu_ps(w + k);
+        a = _mm256_add_ps(a, wv);
+        b = _mm256_add_ps(b, _mm256_mul_ps(wv, _mm256_loadu_ps(x + k)));
+    }
+    *sw = v_hsum8(a);
+    *sx = v_hsum8(b);
+#else
+    float a[LN] = { 0 }, b[LN] = { 0 };
+    for (int k = 0; k < n; k += LN)
+        for (int l = 0; l < LN; l++) { a[l] += w[k + l]; b[l] += w[k + l] * x[k + l]; }
+    *sw = hsum8(a);
+    *sx = hsum8(b);
+#endif
+}
+
+/* Least-squares (s, b) for fixed codes; b_le0 = the format stores only b <= 0 (K-quant mins). False if
+ * the codes do not determine a positive scale. */
+static inline bool aff_solve(float sw, float sx, const aff_sums *a, bool b_le0, float *s, float *b) {
+    double det = (double)sw * a->sqq - (double)a->sq * a->sq;
+    if (!(det > 0)) return false;
+    double ss = ((double)sw * a->sxq - (double)a->sq * sx) / det;
+    double bb = ((double)a->sqq * sx - (double)a->sq * a->sxq) / det;
+    if (b_le0 && bb > 0) { bb = 0; ss = (double)a->sxq / a->sqq; }
+    if (!(ss > 0)) return false;
+    *s = (float)ss;
+    *b = (float)bb;
+    return true;
+}
+
+/* The affine counterpart of sym_refine. */
+static inline void aff_refine(const float *x, const float *w, int n, float sw, float sx, float hi, bool f16,
+                              bool b_le0, int rounds, float *s, float *b, aff_sums *cur, float *q) {
+    for (int r = 0; r < rounds; r++) {
+        float s2, b2;
+        if (!aff_solve(sw, sx, cur, b_le0, &s2, &b2)) break;
+        if (f16) { s2 = f16_round(s2); b2 = f16_round(b2); }
+        if ((s2 == *s && b2 == *b) || !(s2 != 0.0f)) break;
+        float qt[QF_QK];
+        aff_sums nx = aff_pass(x, w, n, s2, b2, hi, qt);
+        if (!(nx.err < cur->err)) break;
+        *s = s2;
+        *b = b2;
+        *cur = nx;
+        memcpy(q, qt, (size_t)n * sizeof *q);
+    }
+}
+
+/* ---- legacy 32-blocks ------------------------------------------------------------------------------------- */
+
+/* Low nibbles hold elements 0..15, high nibbles 16..31 (ggml's order); q are unsigned codes. */
+static inline void pack_nibbles32(const float *q, uint8_t *qs) {
+#if defined(QF_VEC_PASSES)
+    const __m256i m4 = _mm256_set1_epi32(0xF);
+    __m256i i[4];
+    for (int k = 0; k < 4; k++) i[k] = _mm256_and_si256(_mm256_cvttps_epi32(_mm256_loadu_ps(q + 8 * k)), m4);
+    __m256i b0 = _mm256_or_si256(i[0], _mm256_slli_epi32(i[2], 4)), b1 = _mm256_or_si256(i[1], _mm256_slli_epi32(i[3], 4));
+    __m256i w = _mm256_permute4x64_epi64(_mm256_packus_epi32(b0, b1), 0xD8); /* 16 words in order */
+    __m128i b = _mm_packus_epi16(_mm256_castsi256_si128(w), _mm256_extracti128_si256(w, 1));
+    _mm_storeu_si128((__m128i *)qs, b);
+#else
+    for (int j = 0; j < QF_QK / 2; j++) qs[j] = (uint8_t)(((int)q[j] & 0xF) | ((int)q[j + 16] & 0xF) << 4);
+#endif
+}
+
+/* Bit 4 of each code as Q5's little-endian 32-bit high-bit word. */
+static inline void pack_high32(const float *q, uint8_t *qh) {
+    uint32_t h = 0;
+#if defined(QF_VEC_PASSES)
+    for (int k = 0; k < 4; k++) {
+        __m256 hi = _mm256_cmp_ps(_mm256_loadu_ps(q + 8 * k), _mm256_set1_ps(15.5f), _CMP_GT_OQ);
+        h |= (uint32_t)_mm256_movemask_ps(hi) << (8 * k);
+    }
+#else
+    for (int j = 0; j < QF_QK; j++) h |= (uint32_t)(((int)q[j] >> 4) & 1) << j;
+#endif
+    for (int k = 0; k < 4; k++) qh[k] = (uint8_t)(h >> (8 * k));
+}
+
+/* The quantize contract's NaN/Inf check (an all-ones exponent), vectorised where the ISA allows. */
+static inline bool all_finite(const float *x, int64_t n) {
+#if defined(QF_VEC_PASSES)
+    const __m256i expo = _mm256_set1_epi32(0x7F800000);
+    __m256i bad = _mm256_setzero_si256();
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256i u = _mm256_and_si256(_mm256_loadu_si256((const __m256i *)(x + i)), expo);
+        bad = _mm256_or_si256(bad, _mm256_cmpeq_epi32(u, expo));
+    }
+    return _mm256_testz_si256(bad, bad) && qf_all_finite(x + i, n - i);
+#else
+    return qf_all_finite(x, n);
+#endif
+}
+
+/* Symmetric block (Q4_0: half 8, Q5_0: half 16): ggml's RTN block, refined; with weights also the
+ * unweighted result and a few more starts. Writes unsigned codes (q + half) and returns the F16 scale. */
+static uint16_t sym_block(const float *x, const float *imp, float half, float *q) {
+    float lo = -half, hi = half - 1.0f, m = signed_absmax(x, QF_QK);
+    if (m == 0.0f) {
+        for (int j = 0; j < QF_QK; j++) q[j] = half;
+        return 0;
+    }
+    const float *w = imp ? imp : ones;
+    sym_sums c = sym_pass_ggml(x, ones, QF_QK, m / -half, half, q);
+    float s = sym_refine(x, ones, QF_QK, lo, hi, true, 2, f16_round(m / -half), &c, q);
+    if (imp) {
+        /* re-score the unweighted result under the weights, then let weighted starts compete */
+        float qt[QF_QK];
+        sym_sums cw = sym_pass(x, w, QF_QK, s, lo, hi, qt);
+        memcpy(q, qt, sizeof qt);
+        s = sym_refine(x, w, QF_QK, lo, hi, true, 2, s, &cw, q);
+        float err = cw.err;
+        /* the extreme mapped onto codes around the ends, beyond them too (clipping it can pay when
+         * its weight is small) */
+        const float starts[] = { lo - 0.75f, lo - 0.5f, lo - 0.25f, lo, lo + 0.25f, lo + 0.5f, lo + 0.75f,
+                                 lo + 1.0f, lo + 1.5f, hi + 0.5f, hi, hi - 0.5f, hi - 1.0f };
+        s = sym_starts(x, w, QF_QK, lo, hi, true, m, starts, 13, 3, s, &err, q);
+    }
+    for (int j = 0; j < QF_QK; j++) q[j] += half;
+    return qf_f32_to_f16(s);
+}
+
+bool QF_FN(qf_quantize_q4_0)(const float *x, void *y, int64_t n, const float *imp) {
+    if (!all_finite(x, n)) return false;
+    qf_block_q4_0 *b = y;
+    for (int64_t i = 0; i < n / QF_QK; i++) {
+        float q[QF_QK];
+        b[i].d = sym_block(x + i * QF_QK, imp ? imp + i * QF_QK : NULL, 8.0f, q);
+        pack_nibbles32(q, b[i].qs);
+    }
+    return true;
+}
+
+bool QF_FN(qf_quantize_q5_0)(const float *x, void *y, int64_t n, const float *imp) {
+    if (!all_finite(x, n)) return false;
+    qf_block_q5_0 *b = y;
+    for (int64_t i = 0; i < n / QF_QK; i++) {
+        float q[QF_QK];
+        b[i].d = sym_block(x + i * QF_QK, imp ? imp + i * QF_QK : NULL, 16.0f, q);
+        pack_nibbles32(q, b[i].qs);
+        pack_high32(q, b[i].qh);
+    }
+    return true;
+}
+
+/* ggml's round-to-nearest affine block: d0 = (hi-lo)/top, codes min(top, (int)((x-lo)/d0 + 0.5)), stored as
+ * F16(d0), F16(lo); its error under the stored values. */
+static inline aff_sums aff_pass_ggml(const float *x, const float *w, float lo, float d0, float top, float *q) {
+#if defined(QF_VEC_PASSES)
+    const __m256 vid = _mm256_set1_ps(d0 != 0.0f ? 1.0f / d0 : 0.0f), vlo = _mm256_set1_ps(lo),
+                 vtop = _mm256_set1_ps(top + 0.5f), vs = _mm256_set1_ps(f16_round(d0)),
+                 vb = _mm256_set1_ps(f16_round(lo)), half = _mm256_set1_ps(0.5f);
+    __m256 aq = _mm256_setzero_ps(), aqq = aq, axq = aq, aer = aq;
+    for (int k = 0; k < QF_QK; k += LN) {
+        __m256 xv = _mm256_loadu_ps(x + k), wv = _mm256_loadu_ps(w + k);
+        __m256 v = _mm256_min_ps(_mm256_add_ps(_mm256_mul_ps(_mm256_sub_ps(xv, vlo), vid), half), vtop);
+        __m256 r = v_floor_pos(v);
+        __m256 wr = _mm256_mul_ps(wv, r), e = _mm256_sub_ps(xv, _mm256_add_ps(_mm256_mul_ps(r, vs), vb));
+        aq = _mm256_add_ps(aq, wr);
+        aqq = _mm256_add_ps(aqq, _mm256_mul_ps(wr, r));
+        axq = _mm256_add_ps(axq, _mm256_mul_ps(wr, xv));
+        aer = _mm256_add_ps(aer, _mm256_mul_ps(_mm256_mul_ps(wv, e), e));
+        _mm256_storeu_ps(q + k, r);
+    }
+    return (aff_sums){ v_hsum8(aq), v_hsum8(aqq), v_hsum8(axq), v_hsum8(aer) };
+#else
+    float id = d0 != 0.0f ? 1.0f / d0 : 0.0f, s = f16_round(d0), b = f16_round(lo);
+    float aq[LN] = { 0 }, aqq[LN] = { 0 }, axq[LN] = { 0 }, aer[LN] = { 0 };
+    for (int k = 0; k < QF_QK; k += LN)
+        for (int l = 0; l < LN; l++) {
+            float v = (x[k + l] - lo) * id + 0.5f;
+            v = v > top + 0.5f ? top + 0.5f : v;
+            float r = (v + RND_MAGIC) - RND_MAGIC;
+            r = r > v ? r - 1.0f : r; /* floor(v), v >= 0.5 */
+            float wr = w[k + l] * r, e = x[k + l] - (r * s + b);
+            aq[l] += wr;
+            aqq[l] += wr * r;
+            axq[l] += wr * x[k + l];
+            aer[l] += w[k + l] * e * e;
+            q[k + l] = r;
+        }
+    return (aff_sums){ hsum8(aq), hsum8(aqq), hsum8(axq), hsum8(aer) };
+#endif
+}
+
+/* Affine block (Q4_1: top 15, Q5_1: top 31), seeded with ggml's RTN block; returns F16 scale and min. */
+static void aff_block(const float *x, const float *imp, float top, uint16_t *d, uint16_t *mn, float *q) {
+    float lo, hi;
+    minmax(x, QF_QK, &lo, &hi);
+    float sw, sx, s = f16_round((hi - lo) / top), b = f16_round(lo);
+    w_sums(x, ones, QF_QK, &sw, &sx);
+    aff_sums c = aff_pass_ggml(x, ones, lo, (hi - lo) / top, top, q);
+    aff_refine(x, ones, QF_QK, sw, sx, top, true, false, 2, &s, &b, &c, q);
+    if (imp) {
+        float qt[QF_QK];
+        w_sums(x, imp, QF_QK, &sw, &sx);
+        aff_sums cw = aff_pass(x, imp, QF_QK, s, b, top, qt);
+        memcpy(q, qt, sizeof qt);
+        aff_refine(x, imp, QF_QK, sw, sx, top, true, false, 2, &s, &b, &cw, q);
+        for (int k = -2; k <= 2 && hi > lo; k++) { /* more starts: the range onto top + k/2 codes */
+            float s0 = f16_round((hi - lo) / (top + 0.5f * (float)k)), b0 = f16_round(lo);
+            aff_sums ct = aff_pass(x, imp, QF_QK, s0, b0, top, qt);
+            aff_refine(x, imp, QF_QK, sw, sx, top, true, false, 2, &s0, &b0, &ct, qt);
+            if (ct.err < cw.err) { cw = ct; s = s0; b = b0; memcpy(q, qt, sizeof qt); }
+        }
+    }
+    *d = qf_f32_to_f16(s);
+    *mn = qf_f32_to_f16(b);
+}
+
+bool QF_FN(qf_quantize_q4_1)(const float *x, void *y, int64_t n, const float *imp) {
+    if (!all_finite(x, n)) return false;
+    qf_block_q4_1 *b = y;
+    for (int64_t i = 0; i < n / QF_QK; i++) {
+        float q[QF_QK];
+        aff_block(x + i * QF_QK, imp ? imp + i * QF_QK : NULL, 15.0f, &b[i].d, &b[i].m, q);
+        pack_nibbles32(q, b[i].qs);
+    }
+    return true;
+}
+
+bool QF_FN(qf_quantize_q5_1)(const float *x, void *y, int64_t n, const float *imp) {
+    if (!all_finite(x, n)) return false;
+    qf_block_q5_1 *b = y;
+    for (int64_t i = 0; i < n / QF_QK; i++) {
+        float q[QF_QK];
+        aff_block(x + i * QF_QK, imp ? imp + i * QF_QK : NULL, 31.0f, &b[i].d, &b[i].m, q);
+        pack_nibbles32(q, b[i].qs);
+        pack_high32(q, b[i].qh);
+    }
+    return true;
+}
+
+/* ---- Q8_0 with importance weights ---------------------------------------------------------------------- */
+
+/* ggml's Q8_0 ignores importance, so its round-to-nearest block (d = amax/127, codes roundf(x/d)) is the
+ * seed; weighted least-squares refits follow. -128 stays unused: int8 sign tricks in dot kernels
+ * (ggml's included) cannot negate it. Returns the F16 scale; q gets the codes. */
+static uint16_t q8_0_block_w(const float *x, const float *w, float *q) {
+    float lo, hi;
+    minmax(x, QF_QK, &lo, &hi);
+    float amax = hi > -lo ? hi : -lo, d0 = amax / 127.0f;
+    if (amax == 0.0f) {
+        for (int j = 0; j < QF_QK; j++) q[j] = 0.0f;
+        return 0;
+    }
+    float id = 1.0f / d0, s = f16_round(d0), axq[LN] = { 0 }, aqq[LN] = { 0 }, aer[LN] = { 0 };
+    for (int k = 0; k < QF_QK; k += LN)
+        for (int l = 0; l < LN; l++) {
+            float v = x[k + l] * id, a = v < 0.0f ? -v : v;
+            float r = (a + RND_MAGIC) - RND_MAGIC; /* roundf: nearest, ties away from zero */
+            r = r - a == 0.5f ? r : (a - r == 0.5f ? r + 1.0f : r);
+            r = r > 127.0f ? 127.0f : r;
+            r = v < 0.0f ? -r : r;
+            float wx = w[k + l] * x[k + l], e = x[k + l] - r * s;
+            axq[l] += wx * r;
+            aqq[l] += w[k + l] * r * r;
+            aer[l] += w[k + l] * e * e;
+            q[k + l] = r;
+        }
+    sym_sums c = { hsum8(axq), hsum8(aqq), hsum8(aer) };
+    s = sym_refine(x, w, QF_QK, -127.0f, 127.0f, true, 2, s, &c, q);
+    return qf_f32_to_f16(s);
+}
+
+/* Only the weighted path: without weights the traits row keeps the plain RTN kernels. */
+bool QF_FN(qf_quantize_q8_0_w)(const float *x, void *y, int64_t n, const float *imp) {
+    if (!all_finite(x, n)) return false;
+    qf_block_q8_0 *b = y;
+    for (int64_t i = 0; i < n / QF_QK; i++) {
+        float q[QF_QK];
+        b[i].d = q8_0_block_w(x + i * QF_QK, imp + i * QF_QK, q);
+        for (int j = 0; j < QF_QK; j++) b[i].qs[j] = (int8_t)q[j];
+    }
+    return true;
+}
+
+/* Rounds of the sub-block fits and of the integer scale refinement: measured on qf-llama-a, more rounds
+ * than these change the RMSE by less than 0.1%. */
+#define KQ_SUB_ROUNDS 4
+#define KQ_LATTICE_ROUNDS 2
+#define KQ_STARTS 2   /* sub-block starting grids without importance weights */
+#define KQ_STARTS_W 5 /* with them (ggml's weighted searches try many grids too) */
+
+/* ---- K-quant super-blocks -------------------------------------------------------------------------------- */
+
+/* Work state of one super-block fit: codes and scales of every sub-block plus the per-sub-block sums a
+ * least-squares step needs. Errors are per sub-block so a change to one is judged on its own. */
+typedef struct kq_state {
+    float d, dmin;                                   /* F16-rounded super-scales */
+    int sc[QF_KQ_MAX_SUB], mn[QF_KQ_MAX_SUB];        /* scale / min codes */
+    float sw[QF_KQ_MAX_SUB], sx[QF_KQ_MAX_SUB], sxx[QF_KQ_MAX_SUB]; /* fixed per sub-block */
+    aff_sums s[QF_KQ_MAX_SUB];                       /* sums of the current codes (sym: sq unused) */
+    float q[QF_QK_K];
+} kq_state;
+
+/* Nearest codes of sub-block j for scale code sc and min code mn under the state's d/dmin; the
+ * effective scale and min are formed as the dequantizers form them (one float product each). */
+static inline aff_sums kq_pass(const qf_kq_spec *sp, const float *x, const float *w, const kq_state *st, int j,
+                               int sc, int mn, float *q) {
+    int o = j * sp->sublen;
+    float S = st->d * (float)sc;
+    if (sp->affine) return aff_pass(x + o, w + o, sp->sublen, S, -(st->dmin * (float)mn), (float)sp->qmax, q);
+    sym_sums c = sym_pass(x + o, w + o, sp->sublen, S, (float)sp->qmin, (float)sp->qmax, q);
+    return (aff_sums){ 0.0f, c.sqq, c.sxq, c.err };
+}
+
+/* Float (scale, min) of each sub-block before any code exists: the sub-block's RTN grid and grids that
+ * put the extreme half a code and a code inside the range (ggml searches such grids too), each refined;
+ * the least error wins. Affine mins are returned as positive numbers (xhat = s q - m). */
+static void kq_sub_fits(const qf_kq_spec *sp, const float *x, const float *w, int nstarts, float *s, float *m) {
+    static const float inset[KQ_STARTS_W] = { 0.0f, 0.5f, 1.0f, -0.5f, 1.5f };
+    for (int j = 0; j < sp->nsub; j++) {
+        int o = j * sp->sublen, n = sp->sublen;
+        float q[QF_QK];
+        if (sp->affine) {
+            float lo, hi, sw, sx, best = INFINITY;
+            minmax(x + o, n, &lo, &hi);
+            lo = lo > 0.0f ? 0.0f : lo;
+            w_sums(x + o, w + o, n, &sw, &sx);
+            s[j] = 0.0f;
+            m[j] = -lo;
+            for (int k = 0; k < nstarts; k++) {
+                float sj = (hi - lo) / ((float)sp->qmax - inset[k]), bj = lo;
+                aff_sums c = aff_pass(x + o, w + o, n, sj, bj, (float)sp->qmax, q);
+                aff_refine(x + o, w + o, n, sw, sx, (float)sp->qmax, false, true, KQ_SUB_ROUNDS, &sj, &bj, &c, q);
+                if (c.err < best) { best = c.err; s[j] = sj; m[j] = -bj; }
+            }
+        } else {
+            float mx = signed_absmax(x + o, n), sj = mx / (float)sp->qmin;
+            sym_sums c = sym_pass(x + o, w + o, n, sj, (float)sp->qmin, (float)sp->qmax, q);
+            sj = sym_refine(x + o, w + o, n, (float)sp->qmin, (float)sp->qmax, false, KQ_SUB_ROUNDS, sj, &c, q);
+            float err = c.err, starts[KQ_STARTS_W - 1] = { (float)sp->qmin + 0.5f, (float)sp->qmin + 1.0f, (float)sp->qmax,
+                                                      (float)sp->qmin - 0.5f };
+            s[j] = mx != 0.0f ? sym_starts(x + o, w + o, n, (float)sp->qmin, (float)sp->qmax, false, mx, starts, nstarts - 1,
+                                           KQ_SUB_ROUNDS, sj, &err, q)
+                              : 0.0f;
+            m[j] = 0.0f;
+        }
+    }
+}
+
+/* Coordinate descent on the true error: each sub-block's scale code (and min code) one step either way,
+ * re-quantized, kept while it helps. Catches what the fixed-code prediction of kq_lattice misses. */
+static void kq_descend(const qf_kq_spec *sp, const float *x, const float *w, kq_state *st, int j) {
+    static const int steps[4][2] = { { -1, 0 }, { 1, 0 }, { 0, -1 }, { 0, 1 } };
+    int nsteps = sp->affine ? 4 : 2;
+    for (int k = 0; k < nsteps; k++) {
+        int cs = st->sc[j] + steps[k][0], cm = st->mn[j] + steps[k][1];
+        if (cs < sp->sc_min || cs > sp->sc_max || cm < 0 || cm > (sp->affine ? sp->mn_max : 0)) continue;
+        float q[QF_QK];
+        aff_sums c = kq_pass(sp, x, w, st, j, cs, cm, q);
+        if (!(c.err < st->s[j].err)) continue;
+        st->sc[j] = cs;
+        st->mn[j] = cm;
+        st->s[j] = c;
+        memcpy(st->q + j * sp->sublen, q, (size_t)sp->sublen * sizeof *q);
+    }
+}
+
+/* Codes of the float sub-scales v under an F16 super-scale that maps the extreme onto the end of the code
+ * range (for symmetric types the negative end, which has one more code). Returns the super-scale. */
+static float kq_codes(const float *v, int nsub, int cmin, int cmax, int *codes) {
+    float m = 0.0f;
+    for (int j = 0; j < nsub; j++)
+        if (fabsf(v[j]) > fabsf(m)) m = v[j];
+    float end = cmin < 0 ? (float)cmin : (float)cmax;
+    float d = m != 0.0f ? f16_round(m / end) : 0.0f, inv = safe_inv(d);
+    for (int j = 0; j < nsub; j++) {
+        float c = v[j] * inv;
+        c = c < (float)cmin ? (float)cmin : c;
+        c = c > (float)cmax ? (float)cmax : c;
+        codes[j] = (int)((c + RND_MAGIC) - RND_MAGIC);
+    }
+    return d;
+}
+
+/* Error of sub-block j's current codes under scale S and min M, from its sums (xhat = S q - M). */
+static inline double kq_predict(const kq_state *st, int j, double S, double M) {
+    const aff_sums *a = &st->s[j];
+    return st->sxx[j] + S * S * a->sqq + M * M * st->sw[j] - 2 * S * a->sxq + 2 * M * st->sx[j] - 2 * S * M * a->sq;
+}
+
+/* One code candidate in [lo, hi] near v: floor(v) + k. */
+static inline int kq_near(double v, int k, int lo, int hi) {
+    double f = floor(v) + k;
+    return f < lo ? lo : (f > hi ? hi : (int)f);
+}
+
+/* Integer refinement of sub-block j: the least-squares scale (and min) for its codes, rounded down and
+ * up to codes, judged by the predicted error; the best is re-quantized and kept if the true error drops. */
+static void kq_lattice(const qf_kq_spec *sp, const float *x, const float *w, kq_state *st, int j) {
+    const aff_sums *a = &st->s[j];
+    if (st->d == 0.0f || !(a->sqq > 0.0f)) return;
+    double S = (double)a->sxq / a->sqq, M = 0.0;
+    if (sp->affine) {
+        float s2, b2;
+        if (!aff_solve(st->sw[j], st->sx[j], a, true, &s2, &b2)) return;
+        S = s2;
+        M = -(double)b2;
+    }
+    int bs = st->sc[j], bm = st->mn[j];
+    double best = kq_predict(st, j, (double)(st->d * (float)bs), (double)(st->dmin * (float)bm));
+    int mk = sp->affine && st->dmin > 0.0f ? 1 : 0;
+    for (int ks = 0; ks <= 1; ks++)
+        for (int km = 0; km <= mk; km++) {
+            int cs = kq_near(S / st->d, ks, sp->sc_min, sp->sc_max);
+            int cm = mk ? kq_near(M / st->dmin, km, 0, sp->mn_max) : st->mn[j];
+            double p = kq_predict(st, j, (double)(st->d * (float)cs), (double)(st->dmin * (float)cm));
+            if (p < best) { best = p; bs = cs; bm = cm; }
+        }
+    if (bs == st->sc[j] && bm == st->mn[j]) return;
+    float q[QF_QK];
+    aff_sums c = kq_pass(sp, x, w, st, j, bs, bm, q);
+    if (!(c.err < st->s[j].err)) return;
+    st->sc[j] = bs;
+    st->mn[j] = bm;
+    st->s[j] = c;
+    memcpy(st->q + j * sp->sublen, q, (size_t)sp->sublen * sizeof *q);
+}
+
+static float kq_total(const qf_kq_spec *sp, const kq_state *st) {
+    float e = 0.0f;
+    for (int j = 0; j < sp->nsub; j++) e += st->s[j].err;
+    return e;
+}
+
+/* Codes of every sub-block under the current scales. */
+static void kq_requantize(const qf_kq_spec *sp, const float *x, const float *w, kq_state *st) {
+    for (int j = 0; j < sp->nsub; j++)
+        st->s[j] = kq_pass(sp, x, w, st, j, st->sc[j], sp->affine ? st->mn[j] : 0, st->q + j * sp->sublen);
+}
+
+/* Least-squares super-scales for the current codes (xhat = d*(sc q) - dmin*mn), from the per-sub-block
+ * sums; F16-rounded. False if they are undetermined. */
+static bool kq_refit_super(const qf_kq_spec *sp, const kq_state *st, float *d, float *dmin) {
+    double saa = 0, sab = 0, sbb = 0, sxa = 0, sxb = 0;
+    for (int j = 0; j < sp->nsub; j++) {
+        double c = st->sc[j], m = sp->affine ? st->mn[j] : 0;
+        saa += c * c * st->s[j].sqq;
+        sab -= c * m * st->s[j].sq;
+        sbb += m * m * st->sw[j];
+        sxa += c * st->s[j].sxq;
+        sxb -= m * st->sx[j];
+    }
+    double det = saa * sbb - sab * sab;
+    if (sp->affine && det > 0) {
+        *d = f16_round((float)((sxa * sbb - sxb * sab) / det));
+        *dmin = f16_round((float)((saa * sxb - sab * sxa) / det));
+        return *d > 0.0f && *dmin >= 0.0f;
+    }
+    if (!(saa > 0)) return false;
+    *d = f16_round((float)(sxa / saa));
+    *dmin = 0.0f;
+    return *d != 0.0f;
+}
+
+/* The whole super-block fit with weights w and nstarts sub-block starting grids; returns the total
+ * weighted error. */
+static float kq_fit(const qf_kq_spec *sp, const float *x, const float *w, int nstarts, kq_state *st) {
+    float s[QF_KQ_MAX_SUB], m[QF_KQ_MAX_SUB];
+    kq_sub_fits(sp, x, w, nstarts, s, m);
+    st->d = kq_codes(s, sp->nsub, sp->sc_min, sp->sc_max, st->sc);
+    st->dmin = 0.0f;
+    memset(st->mn, 0, sizeof st->mn);
+    if (sp->affine) st->dmin = kq_codes(m, sp->nsub, 0, sp->mn_max, st->mn);
+    for (int j = 0; j < sp->nsub; j++) {
+        int o = j * sp->sublen;
+        float a[LN] = { 0 }, b[LN] = { 0 }, c[LN] = { 0 };
+        for (int k = 0; k < sp->sublen; k += LN)
+            for (int l = 0; l < LN; l++) {
+                float wi = w[o + k + l], xi = x[o + k + l];
+                a[l] += wi;
+                b[l] += wi * xi;
+                c[l] += wi * xi * xi;
+            }
+        st->sw[j] = hsum8(a);
+        st->sx[j] = hsum8(b);
+        st->sxx[j] = hsum8(c);
+    }
+    kq_requantize(sp, x, w, st);
+    for (int r = 0; r < KQ_LATTICE_ROUNDS; r++)
+        for (int j = 0; j < sp->nsub; j++) kq_lattice(sp, x, w, st, j);
+    for (int j = 0; j < sp->nsub; j++) kq_descend(sp, x, w, st, j);
+    float err = kq_total(sp, st);
+    /* refit the super-scales for the codes found, re-quantize, and keep it only if the error drops */
+    kq_state t = *st;
+    if (kq_refit_super(sp, st, &t.d, &t.dmin)) {
+        kq_requantize(sp, x, w, &t);
+        for (int r = 0; r < KQ_LATTICE_ROUNDS; r++)
+            for (int j = 0; j < sp->nsub; j++) kq_lattice(sp, x, w, &t, j);
+        for (int j = 0; j < sp->nsub; j++) kq_descend(sp, x, w, &t, j);
+        float e2 = kq_total(sp, &t);
+        if (e2 < err) { *st = t; err = e2; }
+    }
+    return err;
+}
+
+/* Error of the state's scales re-scored under weights w (codes are nearest, which no weighting changes). */
+static float kq_rescore(const qf_kq_spec *sp, const float *x, const float *w, kq_state *st) {
+    kq_requantize(sp, x, w, st);
+    return kq_total(sp, st);
+}
+
+typedef void (*kq_pack_fn)(const qf_kq_block *k, void *block);
+
+/* Quantize row x super-block by super-block. With weights, the unweighted fit (re-scored) competes with
+ * the weighted one, so weights can only lower the weighted error. */
+static bool kq_quantize(const qf_kq_spec *sp, kq_pack_fn pack, size_t block_bytes, const float *x, void *y,
+                        int64_t n, const float *imp) {
+    if (!all_finite(x, n)) return false;
+    for (int64_t i = 0; i < n / QF_QK_K; i++) {
+        const float *xb = x + i * QF_QK_K;
+        kq_state st;
+        kq_fit(sp, xb, ones, KQ_STARTS, &st);
+        if (imp) {
+            const float *w = imp + i * QF_QK_K;
+            kq_state sw;
+            float eu = kq_rescore(sp, xb, w, &st), ew = kq_fit(sp, xb, w, KQ_STARTS_W, &sw);
+            if (ew < eu) st = sw;
+        }
+        qf_kq_block k;
+        k.d = qf_f32_to_f16(st.d);
+        k.dmin = qf_f32_to_f16(st.dmin);
+        memcpy(k.sc, st.sc, sizeof k.sc);
+        memcpy(k.mn, st.mn, sizeof k.mn);
+        for (int e = 0; e < QF_QK_K; e++) k.q[e] = (int8_t)st.q[e];
+        pack(&k, (uint8_t *)y + (size_t)i * block_bytes);
+    }
+    return true;
+}
+
+#define KQ_QUANTIZE(T)                                                                       \
+    bool QF_FN(qf_quantize_##T)(const float *x, void *y, int64_t n, const float *imp) {     \
+        return kq_quantize(&qf_spec_##T, qf_pack_##T, sizeof(qf_block_##T), x, y, n, imp);  \
+    }
+KQ_QUANTIZE(q2_K)
+KQ_QUANTIZE(q3_K)
+KQ_QUANTIZE(q4_K)
+KQ_QUANTIZE(q5_K)
+KQ_QUANTIZE(q6_K)
