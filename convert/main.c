@@ -214,7 +214,8 @@ static int cmd_inspect(int argc, char **argv) {
 /* ---- synth ------------------------------------------------------------------------------------- */
 
 static const char synth_help[] =
-    "usage: qforge synth DIR [--seed S] [--layers N] [--dim D] [--ff F] [--vocab V]\n"
+    "usage: qforge synth DIR [--seed S] [--layers N] [--dim D] [--ff F] [--vocab V] [--dtype T]\n"
+    "                    [--arch llama|mistral|qwen2] [--tied]\n"
     "\n"
     "Write a small random Llama checkpoint in Hugging Face layout (config.json, tokenizer.json,\n"
     "model.safetensors) to DIR: the built-in default model for demos and tests.\n";
@@ -223,6 +224,7 @@ static int cmd_synth(int argc, char **argv) {
     static const struct option opts[] = {
         {"seed", required_argument, 0, 's'}, {"layers", required_argument, 0, 'l'}, {"dim", required_argument, 0, 'd'},
         {"ff", required_argument, 0, 'f'}, {"vocab", required_argument, 0, 'v'}, {"dtype", required_argument, 0, 't'},
+        {"arch", required_argument, 0, 'a'}, {"tied", no_argument, 0, 'T'},
         {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
     qf_synth_opts o = {.seed = 1, .n_layer = 2, .n_embd = 256, .n_ff = 512, .n_vocab = 512, .dtype = "bf16"};
     int c;
@@ -237,6 +239,8 @@ static int cmd_synth(int argc, char **argv) {
         case 'f': o.n_ff = (uint32_t)v; break;
         case 'v': o.n_vocab = (uint32_t)v; break;
         case 't': o.dtype = optarg; bad = false; break;
+        case 'a': o.arch = optarg; bad = false; break;
+        case 'T': o.tied = true; break;
         case 'h': fputs(synth_help, stdout); return 0;
         default: return usage_error("synth", "unknown option");
         }

@@ -156,11 +156,29 @@ static qf_status write_json(const char *dir, const char *name, cJSON *root, qf_e
     return st;
 }
 
+typedef struct synth_arch {
+    const char *name, *hf_class, *model_type;
+    bool qkv_bias;
+} synth_arch;
+
+static const synth_arch synth_archs[] = {
+    {"llama", "LlamaForCausalLM", "llama", false},
+    {"mistral", "MistralForCausalLM", "mistral", false},
+    {"qwen2", "Qwen2ForCausalLM", "qwen2", true},
+};
+
+static const synth_arch *find_arch(const char *name) {
+    for (size_t i = 0; i < QF_ARRAY_LEN(synth_archs); i++)
+        if (!strcmp(synth_archs[i].name, name ? name : "llama")) return &synth_archs[i];
+    return NULL;
+}
+
 static qf_status write_config(const qf_synth_opts *o, const char *dtype, qf_error *err) {
+    const synth_arch *arch = find_arch(o->arch);
     cJSON *c = cJSON_CreateObject();
     cJSON *a = cJSON_AddArrayToObject(c, "architectures");
-    cJSON_AddItemToArray(a, cJSON_CreateString("LlamaForCausalLM"));
-    cJSON_AddStringToObject(c, "model_type", "llama");
+    cJSON_AddItemToArray(a, cJSON_CreateString(arch->hf_class));
+    cJSON_AddStringToObject(c, "model_type", arch->model_type);
     cJSON_AddNumberToObject(c, "hidden_size", o->n_embd);
     cJSON_AddNumberToObject(c, "intermediate_size", o->n_ff);
     cJSON_AddNumberToObject(c, "num_hidden_layers", o->n_layer);
@@ -170,7 +188,7 @@ static qf_status write_config(const qf_synth_opts *o, const char *dtype, qf_erro
     cJSON_AddNumberToObject(c, "max_position_embeddings", 512);
     cJSON_AddNumberToObject(c, "rms_norm_eps", 1e-5);
     cJSON_AddNumberToObject(c, "rope_theta", 10000.0);
-    cJSON_AddBoolToObject(c, "tie_word_embeddings", false);
+    cJSON_AddBoolToObject(c, "tie_word_embeddings", o->tied);
     cJSON_AddNumberToObject(c, "bos_token_id", o->n_vocab - 2);
     cJSON_AddNumberToObject(c, "eos_token_id", o->n_vocab - 1);
     cJSON_AddStringToObject(c, "torch_dtype", dtype);
@@ -257,7 +275,8 @@ typedef struct synth_tensor {
 
 static qf_status write_weights(const qf_synth_opts *o, qf_dtype dt, qf_error *err) {
     uint32_t q = o->n_embd, kv = (o->n_embd / 64 ? o->n_embd / 64 : 1) * 32;
-    size_t n = 3 + 9 * (size_t)o->n_layer;
+    bool bias = find_arch(o->arch)->qkv_bias;
+    size_t n = 3 + (9 + (bias ? 3 : 0)) * (size_t)o->n_layer;
     synth_tensor *ts = calloc(n, sizeof *ts);
     qf_st_out_tensor *out = calloc(n, sizeof *out);
     if (!ts || !out) { free(ts); free(out); return qf_fail(err, QF_E_NOMEM, "out of memory"); }
@@ -274,9 +293,16 @@ static qf_status write_weights(const qf_synth_opts *o, qf_dtype dt, qf_error *er
             ts[k] = (synth_tensor){"", layer[i].rows, layer[i].cols, layer[i].norm};
             snprintf(ts[k++].name, sizeof ts[0].name, "model.layers.%u.%s", l, layer[i].suffix);
         }
+        const struct { const char *suffix; uint64_t len; } biases[] = {
+            {"self_attn.q_proj.bias", q}, {"self_attn.k_proj.bias", kv}, {"self_attn.v_proj.bias", kv}};
+        for (size_t i = 0; bias && i < QF_ARRAY_LEN(biases); i++) {
+            ts[k] = (synth_tensor){"", 0, biases[i].len, false};
+            snprintf(ts[k++].name, sizeof ts[0].name, "model.layers.%u.%s", l, biases[i].suffix);
+        }
     }
     ts[k++] = (synth_tensor){"model.norm.weight", 0, o->n_embd, true};
-    ts[k++] = (synth_tensor){"lm_head.weight", o->n_vocab, o->n_embd, false};
+    if (!o->tied) ts[k++] = (synth_tensor){"lm_head.weight", o->n_vocab, o->n_embd, false};
+    n = k;
     uint64_t rng = o->seed * 0x9E3779B97F4A7C15ull + 1;
     qf_status st = QF_OK;
     for (size_t i = 0; i < n && !st; i++) {
@@ -284,7 +310,8 @@ static qf_status write_weights(const qf_synth_opts *o, qf_dtype dt, qf_error *er
         out[i] = (qf_st_out_tensor){.name = ts[i].name, .dtype = dt, .n_dims = ts[i].rows ? 2 : 1,
                                     .shape = {ts[i].rows ? ts[i].rows : ts[i].cols, ts[i].cols}};
         /* Scaled like trained weights: unit-gain norms, fan-in-scaled projections. */
-        out[i].data = random_tensor(dt, elems, ts[i].norm ? 1.0 : 0.0, ts[i].norm ? 0.05 : 1.0 / sqrt((double)ts[i].cols), &rng);
+        double sd = ts[i].norm ? 0.05 : ts[i].rows ? 1.0 / sqrt((double)ts[i].cols) : 0.1; /* biases: small */
+        out[i].data = random_tensor(dt, elems, ts[i].norm ? 1.0 : 0.0, sd, &rng);
         if (!out[i].data) st = qf_fail(err, QF_E_NOMEM, "out of memory");
     }
     char path[4096];
@@ -302,6 +329,7 @@ qf_status qf_synth_model(const qf_synth_opts *o, qf_error *err) {
     else if (!strcasecmp(o->dtype, "f16")) dt = QF_DT_F16;
     else if (!strcasecmp(o->dtype, "bf16")) dt = QF_DT_BF16;
     else return qf_fail(err, QF_E_USAGE, "synth: dtype '%s' is not f32, f16 or bf16", o->dtype);
+    if (!find_arch(o->arch)) return qf_fail(err, QF_E_USAGE, "synth: arch '%s' is not llama, mistral or qwen2", o->arch);
     if (o->n_embd % 64 || o->n_vocab < 260 || o->n_layer == 0 || o->n_ff == 0)
         return qf_fail(err, QF_E_USAGE, "synth: dim must be a multiple of 64, vocab >= 260, layers and ff > 0");
     if (mkdir(o->dir, 0755) != 0 && errno != EEXIST)

@@ -95,6 +95,8 @@ typedef struct qf_synth_opts {
     uint64_t seed;
     uint32_t n_layer, n_embd, n_ff, n_vocab;
     const char *dtype;      /* "f32", "f16" or "bf16" */
+    const char *arch;       /* NULL/"llama", "mistral" or "qwen2" (q/k/v biases) */
+    bool tied;              /* tie_word_embeddings: no lm_head.weight */
 } qf_synth_opts;
 
 /* Write a small random Llama checkpoint in Hugging Face layout: config.json, tokenizer.json (byte-level

@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# Every architecture the converter writes is run by llama.cpp (the reference in ../shared/ref) and by
+# qforge's runtime on the HF checkpoint, with the same perplexity: Llama (untied), Llama 3 rope scaling
+# (rope_freqs tensor), Mistral, Qwen2 (q/k/v biases, tied embeddings), and a .tar.zst source that must
+# give the same bytes as its directory. Models are generated (qforge synth), so this needs no ../shared
+# models, only the llama.cpp reference.
+set -euo pipefail
+root=$1; scratch=$2; qf=${QF_BIN:?}
+ref=${QF_REF_DIR:-$HOME/.cache/qforge-ref}
+if [ ! -x "$ref/bin/llama-perplexity" ]; then echo "SKIP: llama.cpp reference not installed at $ref"; exit 77; fi
+rm -rf "$scratch"; mkdir -p "$scratch"; cd "$scratch"
+python3 - <<'PY'
+import random
+random.seed(7)
+words = "the quick brown fox jumps over the lazy dog once upon a time there was a little girl who liked to read stories".split()
+open("text.txt", "w").write(" ".join(random.choice(words) for _ in range(8000)))
+PY
+pass=0; fail=0
+check() { # name model-dir
+    local name=$1 dir=$2
+    "$qf" convert "$dir" -o "$name.gguf" -t f32 -q
+    local ours theirs
+    ours=$("$qf" perplexity "$dir" --text text.txt --ctx 64 --chunks 6 --json 2>/dev/null | python3 -c 'import json,sys; print(json.load(sys.stdin)["ppl"])')
+    theirs=$("$ref/bin/llama-perplexity" -m "$name.gguf" -f text.txt -c 64 --chunks 6 -t 2 -fa off -ctk f32 -ctv f32 2>&1 \
+             | sed -n 's/.*Final estimate: PPL = \([0-9.]*\).*/\1/p')
+    if [ -n "$theirs" ] && python3 -c "import sys; a,b=float(sys.argv[1]),float(sys.argv[2]); sys.exit(0 if abs(a/b-1) < 1e-3 else 1)" "$ours" "$theirs"; then
+        echo "$name: qforge (HF dir) PPL $ours, llama.cpp (our GGUF) PPL $theirs"; pass=$((pass+1))
+    else
+        echo "FAIL $name: qforge PPL $ours, llama.cpp PPL '${theirs:-none}'"; fail=$((fail+1))
+    fi
+}
+"$qf" synth llama --dim 128 --ff 256 --vocab 300 --seed 1
+check llama llama
+"$qf" synth llama3 --dim 128 --ff 256 --vocab 300 --seed 2
+python3 - <<'PY'
+import json
+c = json.load(open("llama3/config.json"))
+c["rope_scaling"] = {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+                     "original_max_position_embeddings": 64}
+c["rope_theta"] = 500000.0
+json.dump(c, open("llama3/config.json", "w"))
+PY
+check llama3 llama3
+if "$qf" inspect llama3.gguf | grep -c rope_freqs.weight >/dev/null; then pass=$((pass+1)); else echo "FAIL llama3: no rope_freqs.weight"; fail=$((fail+1)); fi
+"$qf" synth mistral --arch mistral --dim 128 --ff 256 --vocab 300 --seed 3
+check mistral mistral
+"$qf" synth qwen2 --arch qwen2 --tied --dim 128 --ff 256 --vocab 300 --seed 4
+check qwen2 qwen2
+tar -C . --zstd -cf qwen2.tar.zst qwen2
+"$qf" convert qwen2.tar.zst -o qwen2-from-archive.gguf -t f32 -q
+if cmp -s qwen2.gguf qwen2-from-archive.gguf; then echo "qwen2.tar.zst: byte-identical to the directory's conversion"; pass=$((pass+1))
+else echo "FAIL: conversion from qwen2.tar.zst differs from the directory's"; fail=$((fail+1)); fi
+echo "$pass passed, $fail failed"
+[ "$fail" -eq 0 ]
