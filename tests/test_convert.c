@@ -39,10 +39,13 @@ static float *expected_rows(const qf_st_model *m, const qf_st_tensor *t, uint32_
         char nm[512];
         snprintf(nm, sizeof nm, "%s_scale_inv", t->name);
         const qf_st_tensor *s = qf_st_find(m, nm);
-        uint64_t bc = s->shape[1];
+        bool blocks = s != NULL;
+        if (!blocks) { snprintf(nm, sizeof nm, "%s_scale", t->name); s = qf_st_find(m, nm); }
+        uint64_t bc = blocks ? s->shape[1] : 0;
         for (uint64_t i = 0; i < R * C; i++) {
+            uint64_t at = blocks ? (i / C / 128) * bc + (i % C) / 128 : s->n_elems == 1 ? 0 : i / C;
             float sc;
-            memcpy(&sc, s->data + 4 * ((i / C / 128) * bc + (i % C) / 128), 4);
+            memcpy(&sc, s->data + 4 * at, 4);
             x[i] = e4m3_ref(t->data[i]) * sc;
         }
     } else {
@@ -155,15 +158,18 @@ static void test_round_trips(void) {
 }
 
 static void test_fp8_source(void) {
-    char dir[4096], src[4200], out[4096];
-    /* 192 x 200: no dimension is a multiple of 128, so every weight has partial edge blocks. */
-    qf_test_make_model("fp8", 192, 200, "bf16", dir, sizeof dir);
-    qf_test_to_fp8(dir);
-    snprintf(src, sizeof src, "%s/model.safetensors", dir);
-    snprintf(out, sizeof out, "%s/fp8-f32.gguf", qf_test_scratch);
-    qf_error err;
-    CHECK_OK(convert(dir, out, "f32", 2, &err), &err);
-    compare(src, out, 0, 6, 3);
+    static const char *const names[] = {"fp8-block", "fp8-channel", "fp8-tensor"};
+    for (int layout = QF_TEST_FP8_BLOCK128; layout <= QF_TEST_FP8_TENSOR; layout++) {
+        char dir[4096], src[4200], out[4200];
+        /* 192 x 200: no dimension is a multiple of 128, so every weight has partial edge blocks. */
+        qf_test_make_model(names[layout], 192, 200, "bf16", dir, sizeof dir);
+        qf_test_to_fp8_layout(dir, (qf_test_fp8_layout)layout);
+        snprintf(src, sizeof src, "%s/model.safetensors", dir);
+        snprintf(out, sizeof out, "%s/%s-f32.gguf", qf_test_scratch, names[layout]);
+        qf_error err;
+        CHECK_OK(convert(dir, out, "f32", 2, &err), &err);
+        compare(src, out, 0, 6, 3);
+    }
 }
 
 static void test_determinism(void) {
