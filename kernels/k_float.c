@@ -3,13 +3,26 @@
  * "Quantizing" is conversion (RNE, fpconv.c); imp is irrelevant to them and ignored.
  */
 #include "kernels/fpconv.h"
+#include "kernels/fprow.h"
 #include "kernels/kern.h"
 
 #include <math.h>
 #include <string.h>
 
+/* Branch-free over chunks of 64 (an integer OR the compiler vectorises), exiting per chunk: every
+ * quantizer calls this on its whole row first. */
 bool qf_all_finite(const float *x, int64_t n) {
-    for (int64_t i = 0; i < n; i++)
+    int64_t i = 0;
+    for (; i + 64 <= n; i += 64) {
+        uint32_t bad = 0;
+        for (int k = 0; k < 64; k++) {
+            uint32_t u;
+            memcpy(&u, x + i + k, sizeof u);
+            bad |= (u & 0x7F800000u) == 0x7F800000u;
+        }
+        if (bad) return false;
+    }
+    for (; i < n; i++)
         if (!isfinite(x[i])) return false;
     return true;
 }
@@ -31,14 +44,12 @@ float qf_dot_f32(const void *w, const float *x, int64_t n) {
 
 bool qf_quantize_f16(const float *x, void *y, int64_t n, const float *imp) {
     if (!qf_all_finite(x, n)) return false;
-    uint16_t *h = y;
-    for (int64_t i = 0; i < n; i++) h[i] = qf_f32_to_f16(x[i]);
+    qf_f32_to_f16_row(x, y, n); /* identical to the per-element conversion, SIMD where available */
     return true;
 }
 
 void qf_dequantize_f16(const void *x, float *y, int64_t n) {
-    const uint16_t *h = x;
-    for (int64_t i = 0; i < n; i++) y[i] = qf_f16_to_f32(h[i]);
+    qf_f16_to_f32_row(x, y, n);
 }
 
 float qf_dot_f16(const void *w, const float *x, int64_t n) {
@@ -50,14 +61,12 @@ float qf_dot_f16(const void *w, const float *x, int64_t n) {
 
 bool qf_quantize_bf16(const float *x, void *y, int64_t n, const float *imp) {
     if (!qf_all_finite(x, n)) return false;
-    uint16_t *h = y;
-    for (int64_t i = 0; i < n; i++) h[i] = qf_f32_to_bf16(x[i]);
+    qf_f32_to_bf16_row(x, y, n);
     return true;
 }
 
 void qf_dequantize_bf16(const void *x, float *y, int64_t n) {
-    const uint16_t *h = x;
-    for (int64_t i = 0; i < n; i++) y[i] = qf_bf16_to_f32(h[i]);
+    qf_bf16_to_f32_row(x, y, n);
 }
 
 float qf_dot_bf16(const void *w, const float *x, int64_t n) {

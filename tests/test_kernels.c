@@ -11,6 +11,7 @@
  */
 #include "kernels/cpu.h"
 #include "kernels/fpconv.h"
+#include "kernels/fprow.h"
 #include "test_kernels_data.h"
 #include "testutil.h"
 
@@ -83,6 +84,43 @@ static void test_fpconv(void) {
     CHECK(qf_f32_to_e5m2(1e9f) == 0x7B && qf_f32_to_e5m2(-1e9f) == 0xFB);
     CHECK(qf_f32_to_e5m2(INFINITY) == 0x7C && isnan(qf_e5m2_to_f32(qf_f32_to_e5m2(NAN))));
     CHECK(qf_f32_to_e4m3(ldexpf(1, -10)) == 0 && qf_f32_to_e4m3(ldexpf(3, -11)) == 0x01);
+}
+
+/* Row conversions of every ISA equal the scalar per-element ones bit for bit: all 16-bit and 8-bit codes,
+ * and F32 inputs around every F16/BF16 rounding boundary plus random bit patterns (NaNs included). */
+static void test_fprow(void) {
+    enum { N = 65536 + 7 }; /* odd count: exercises the scalar tails */
+    uint16_t *h = malloc(N * 2), *h2 = malloc(N * 2);
+    float *f = malloc(N * 4), *g = malloc(N * 4);
+    uint8_t e[263];
+    for (int i = 0; i < N; i++) h[i] = (uint16_t)(i * 40503u);
+    for (int i = 0; i < 263; i++) e[i] = (uint8_t)i;
+    for (int isa = 0; isa < QF_ISA_COUNT; isa++) {
+        const qf_fprow *r = qf_fprow_isa((qf_isa)isa);
+        if (!r) continue;
+        int bad = 0;
+        r->f16_to_f32(h, f, N);
+        for (int i = 0; i < N; i++) bad += f32_bits(f[i]) != f32_bits(qf_f16_to_f32(h[i]));
+        r->bf16_to_f32(h, f, N);
+        for (int i = 0; i < N; i++) bad += f32_bits(f[i]) != f32_bits(qf_bf16_to_f32(h[i]));
+        r->e4m3_to_f32(e, f, 263);
+        for (int i = 0; i < 263; i++) bad += f32_bits(f[i]) != f32_bits(qf_e4m3_to_f32(e[i]));
+        uint64_t rs = base_seed + 5;
+        for (int pass = 0; pass < 3; pass++) {
+            for (int i = 0; i < N; i++) {
+                uint32_t u = (uint32_t)qf_test_rand(&rs);
+                if (pass == 1) u = (uint32_t)h[i] << 16 | 0x8000u; /* BF16 midpoints */
+                if (pass == 2) u = f32_bits(qf_f16_to_f32(h[i])) + (1u << 12); /* F16 midpoints */
+                g[i] = bits_f32(u);
+            }
+            r->f32_to_f16(g, h2, N);
+            for (int i = 0; i < N; i++) bad += h2[i] != qf_f32_to_f16(g[i]);
+            r->f32_to_bf16(g, h2, N);
+            for (int i = 0; i < N; i++) bad += h2[i] != qf_f32_to_bf16(g[i]);
+        }
+        CHECK_MSG(bad == 0, "row conversions (%s): %d values differ from the scalar ones", qf_isa_name((qf_isa)isa), bad);
+    }
+    free(h); free(h2); free(f); free(g);
 }
 
 /* ---- table ----------------------------------------------------------------------------------------- */
@@ -314,6 +352,7 @@ int main(int argc, char **argv) {
     if (s) base_seed = strtoull(s, NULL, 10);
     printf("seed %llu, active ISA %s\n", (unsigned long long)base_seed, qf_isa_name(qf_isa_active()));
     test_fpconv();
+    test_fprow();
     test_table();
     const char *only = getenv("QF_TEST_TYPES");
     for (size_t i = 0; i < qf_qtype_count(); i++) {
