@@ -8,12 +8,12 @@
  */
 #include "formats/hessian.h"
 #include "formats/imatrix.h"
+#include "formats/integrity.h"
 #include "verify/runtime.h"
 #include "verify/score.h"
 #include "verify/tokenizer.h"
 
 #include <libgen.h>
-#include <openssl/evp.h>
 #include <unistd.h>
 
 typedef struct tracked {
@@ -122,12 +122,6 @@ static void mirror(qf_hessian_set *hs) {
             for (uint32_t j = 0; j < i; j++) hs->e[k].h[(uint64_t)i * hs->e[k].n + j] = hs->e[k].h[(uint64_t)j * hs->e[k].n + i];
 }
 
-static void sha256_hex(const char *data, size_t len, char hex[65]) {
-    unsigned char d[32];
-    unsigned int dl = 0;
-    EVP_Digest(data, len, d, &dl, EVP_sha256(), NULL);
-    for (int i = 0; i < 32; i++) snprintf(hex + 2 * i, 3, "%02x", d[i]);
-}
 
 typedef struct tokens {
     int32_t *ids;
@@ -144,7 +138,7 @@ static qf_status tokenize(const qf_calibrate_opts *o, const qf_rt_model *m, toke
     qf_status st = qf_text_load_prompt(o->text_path, !o->no_escape, &text, &len, err);
     if (!st) st = qf_tokenizer_new(&m->vocab, &tok, err);
     if (!st) {
-        sha256_hex(text, len, tk->digest);
+        qf_sha256_buf_hex(text, len, tk->digest);
         tk->add_bos = qf_tokenizer_wants_bos(tok);
         tk->bos = qf_tokenizer_bos(tok);
         st = qf_tokenize(tok, text, len, tk->add_bos, &tk->ids, &tk->n, err);

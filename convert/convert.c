@@ -8,8 +8,8 @@
 #include "quantize/run.h"
 #include "formats/imatrix.h"
 #include "formats/hessian.h"
+#include "formats/integrity.h"
 
-#include <openssl/evp.h>
 
 #include <errno.h>
 #include <libgen.h>
@@ -78,23 +78,6 @@ const char *qf_writable_type_name(size_t i) {
     return NULL;
 }
 
-static qf_status sha256_file(const char *path, char hex[65], qf_error *err) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return qf_fail(err, QF_E_IO, "%s: %s", path, strerror(errno));
-    EVP_MD_CTX *md = EVP_MD_CTX_new();
-    unsigned char buf[1 << 16], d[32];
-    unsigned int dl = 0;
-    size_t n;
-    EVP_DigestInit_ex(md, EVP_sha256(), NULL);
-    while ((n = fread(buf, 1, sizeof buf, f)) > 0) EVP_DigestUpdate(md, buf, n);
-    bool bad = ferror(f);
-    fclose(f);
-    EVP_DigestFinal_ex(md, d, &dl);
-    EVP_MD_CTX_free(md);
-    if (bad) return qf_fail(err, QF_E_IO, "%s: read error", path);
-    for (int i = 0; i < 32; i++) snprintf(hex + 2 * i, 3, "%02x", d[i]);
-    return QF_OK;
-}
 
 /* Options that stand on their own: type/recipe names, override regexes, the imatrix, the method. */
 static qf_status load_options(conversion *c, const qf_convert_opts *o, qf_plan_opts *po, qf_error *err) {
@@ -124,13 +107,13 @@ static qf_status load_options(conversion *c, const qf_convert_opts *o, qf_plan_o
         return qf_fail(err, QF_E_USAGE, "--method gptq and --hessian FILE go together (make one with qforge calibrate --hessian)");
     qf_status st;
     if (o->hessian) {
-        if ((st = qf_hessian_load(o->hessian, &c->hessians, err)) || (st = sha256_file(o->hessian, c->hessian_digest, err)))
+        if ((st = qf_hessian_load(o->hessian, &c->hessians, err)) || (st = qf_sha256_file_hex(o->hessian, c->hessian_digest, err)))
             return st;
     }
     if (!o->imatrix) return QF_OK;
     if ((st = qf_imatrix_load(o->imatrix, &c->imatrix, err))) return st;
     c->have_imatrix = true;
-    return sha256_file(o->imatrix, c->imatrix_digest, err);
+    return qf_sha256_file_hex(o->imatrix, c->imatrix_digest, err);
 }
 
 /* A GGUF source already carries hyper-parameters and vocabulary as metadata. */

@@ -31,6 +31,9 @@ bool qf_integrity_is_key(const char *key);
 
 /* Lowercase hex of a 32-byte digest, NUL-terminated (65 bytes). */
 void qf_sha256_hex(const uint8_t digest[32], char hex[QF_SHA256_HEX_LEN + 1]);
+/* Hex SHA-256 of a buffer, and of a whole file read in pieces (provenance of imatrix/Hessian/text). */
+void qf_sha256_buf_hex(const void *data, size_t len, char hex[QF_SHA256_HEX_LEN + 1]);
+qf_status qf_sha256_file_hex(const char *path, char hex[QF_SHA256_HEX_LEN + 1], qf_error *err);
 
 /* Recompute the header digest of a parsed file from its bytes (definition above). */
 qf_status qf_integrity_header_sha256(const qf_gguf *g, uint8_t out[32], qf_error *err);

@@ -8,6 +8,7 @@
  */
 #include "formats/safetensors.h"
 #include "kernels/fpconv.h"
+#include "kernels/fprow.h"
 
 #include <cjson/cJSON.h>
 #include <dirent.h>
@@ -66,8 +67,20 @@ static uint64_t ld_le64(const uint8_t *p) { return (uint64_t)ld_le32(p) | (uint6
 static float bits_to_f32(uint32_t u) { float f; memcpy(&f, &u, sizeof f); return f; }
 static double bits_to_f64(uint64_t u) { double d; memcpy(&d, &u, sizeof d); return d; }
 
+/* Whole-row SIMD conversions need 2-byte alignment of the source (safetensors data may start at any
+ * byte) and a little-endian host, where the file's byte order is the machine's. */
+static bool row_path_ok(const void *src) {
+    return ((uintptr_t)src & 1) == 0 && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__;
+}
+
 void qf_dtype_decode(qf_dtype dt, const void *src, float *dst, uint64_t n) {
     const uint8_t *p = src;
+    if (dt == QF_DT_F8_E4M3) { qf_e4m3_to_f32_row(p, dst, (int64_t)n); return; }
+    if ((dt == QF_DT_F16 || dt == QF_DT_BF16) && row_path_ok(src)) {
+        if (dt == QF_DT_F16) qf_f16_to_f32_row(src, dst, (int64_t)n);
+        else qf_bf16_to_f32_row(src, dst, (int64_t)n);
+        return;
+    }
     switch (dt) {
     case QF_DT_F64: for (uint64_t i = 0; i < n; i++) dst[i] = (float)bits_to_f64(ld_le64(p + 8 * i)); break;
     case QF_DT_F32: for (uint64_t i = 0; i < n; i++) dst[i] = bits_to_f32(ld_le32(p + 4 * i)); break;
