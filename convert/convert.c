@@ -119,7 +119,7 @@ static qf_status load_options(conversion *c, const qf_convert_opts *o, qf_plan_o
 /* A GGUF source already carries hyper-parameters and vocabulary as metadata. */
 static qf_status load_gguf_model(conversion *c, qf_error *err) {
     qf_status st = qf_hparams_from_gguf(qf_source_gguf(c->src), &c->hp, err);
-    if (st) return qf_fail(err, st, "%s: %s", qf_source_label(c->src), err->msg);
+    if (st) return qf_fail_prefix(err, st, qf_source_label(c->src));
     return qf_source_digest(c->src, c->src_digest, err);
 }
 
@@ -140,7 +140,8 @@ static qf_status load_model(conversion *c, const qf_convert_opts *o, qf_error *e
     free(cfg);
     if (st) return st;
     model_name(qf_source_label(c->src), c->hp.name, sizeof c->hp.name);
-    if ((st = qf_vocab_load_hf(source_reader, c->src, c->hp.n_vocab, &c->vocab, err))) return st;
+    if ((st = qf_vocab_load_hf(source_reader, c->src, c->hp.n_vocab, &c->vocab, err)))
+        return qf_fail_prefix(err, st, qf_source_label(c->src));
     return qf_source_digest(c->src, c->src_digest, err);
 }
 

@@ -112,16 +112,6 @@ static bool same_dir(const ar_entry *e, const char *dir) { return in_dir(dir, e-
 
 static const char *dir_label(const char *dir) { return dir[0] ? dir : "(top level)"; }
 
-/* Messages are one line, but libarchive's end in '\n' and member names may hold any byte: control
- * characters become spaces (trailing ones are dropped) at every exit to the caller. */
-static qf_status one_line(qf_status st, qf_error *err) {
-    if (st == QF_OK || !err) return st;
-    size_t n = strlen(err->msg);
-    for (size_t i = 0; i < n; i++)
-        if ((unsigned char)err->msg[i] < 0x20 || err->msg[i] == 0x7f) err->msg[i] = ' ';
-    while (n > 0 && err->msg[n - 1] == ' ') err->msg[--n] = '\0';
-    return st;
-}
 
 /* libarchive leaves the message NULL on some failures (a zip stream that ends without its central
  * directory, for one). */
@@ -854,7 +844,7 @@ static qf_status ar_raw_bytes(void *impl, size_t r, const uint8_t **data, qf_err
     if (!qa->buf[r] && r < qa->next) stream_reset(qa); /* behind us: stream again from the start */
     while (!qa->buf[r]) {
         qf_status st = stream_step(qa, r, err);
-        if (st != QF_OK) { stream_reset(qa); return one_line(st, err); }
+        if (st != QF_OK) { stream_reset(qa); return st; }
     }
     *data = qa->buf[r];
     return QF_OK;
@@ -882,9 +872,9 @@ static qf_status ar_read_file(void *impl, const char *name, char **buf, size_t *
     if (!e || e->is_shard)
         return qf_fail(err, QF_E_NOTFOUND, "%s: no '%s' in model directory '%s'", qa->path, name, dir_label(qa->dir));
     if (e->kind == AR_LINK)
-        return one_line(qf_fail(err, QF_E_INPUT, "%s:%s: stored as a link; archive the file itself (e.g. tar "
-                                "--dereference)", qa->path, e->path), err);
-    if (e->problem) return one_line(qf_fail(err, QF_E_INPUT, "%s:%s: %s", qa->path, e->path, e->problem), err);
+        return qf_fail(err, QF_E_INPUT, "%s:%s: stored as a link; archive the file itself (e.g. tar --dereference)",
+                       qa->path, e->path);
+    if (e->problem) return qf_fail(err, QF_E_INPUT, "%s:%s: %s", qa->path, e->path, e->problem);
     char *copy = qf_strndup((const char *)e->data, (size_t)e->len);
     if (!copy) return qf_fail(err, QF_E_NOMEM, "%s:%s: out of memory", qa->path, e->path);
     *buf = copy;
@@ -932,7 +922,7 @@ qf_status qf_archive_backend_open(const char *path, const qf_source_backend **op
     if (st == QF_OK && (st = scan_archive(qa, err)) == QF_OK) st = build_model(qa, err);
     if (st != QF_OK) {
         ar_close(qa);
-        return one_line(st, err);
+        return st;
     }
     *ops = &ar_ops;
     *impl = qa;

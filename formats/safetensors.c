@@ -104,20 +104,8 @@ void qf_dtype_decode(qf_dtype dt, const void *src, float *dst, uint64_t n) {
 
 /* ---- messages ------------------------------------------------------------------------------------ */
 
-/* qf_fail, but the message is forced onto one line: names, dtypes and JSON snippets come from the file
- * and may hold newlines or other control bytes. Strings from the file are printed with %.200s so that
- * one absurd name cannot push the rest of the message out of the record. */
-static QF_PRINTF(3, 4) qf_status st_fail(qf_error *err, qf_status st, const char *fmt, ...) {
-    if (!err) return st;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err->msg, sizeof err->msg, fmt, ap);
-    va_end(ap);
-    for (char *p = err->msg; *p; p++)
-        if ((unsigned char)*p < 0x20 || *p == 0x7f) *p = '?';
-    err->status = st;
-    return st;
-}
+/* Strings from the file are printed with %.200s so that one absurd name cannot push the rest of the
+ * message out of the record (qf_fail keeps messages one line). */
 
 /* "a string", "-3", "2.5": what a JSON value is, for "expected X, found Y" messages. */
 static const char *json_describe(const cJSON *j, char *buf, size_t n) {
@@ -217,15 +205,15 @@ static bool json_uint(const cJSON *j, uint64_t *v) {
 static qf_status parse_dtype(const char *label, const char *name, const cJSON *j, qf_dtype *dt, qf_error *err) {
     char buf[40];
     if (!cJSON_IsString(j))
-        return st_fail(err, QF_E_INPUT, "%s: tensor '%.200s': dtype is %s, expected a string such as \"F32\"",
+        return qf_fail(err, QF_E_INPUT, "%s: tensor '%.200s': dtype is %s, expected a string such as \"F32\"",
                        label, name, json_describe(j, buf, sizeof buf));
     if (qf_dtype_from_name(j->valuestring, dt)) return QF_OK;
     for (size_t i = 0; i < QF_ARRAY_LEN(dtype_unsupported); i++)
         if (strcmp(j->valuestring, dtype_unsupported[i]) == 0)
-            return st_fail(err, QF_E_UNSUPPORTED,
+            return qf_fail(err, QF_E_UNSUPPORTED,
                            "%s: tensor '%.200s': dtype %s is not supported (qforge reads F64, F32, F16, BF16, "
                            "F8_E4M3, F8_E5M2, I64..I8, U64..U8, BOOL)", label, name, j->valuestring);
-    return st_fail(err, QF_E_INPUT, "%s: tensor '%.200s': unknown dtype \"%.40s\", expected one of F64, F32, F16, "
+    return qf_fail(err, QF_E_INPUT, "%s: tensor '%.200s': unknown dtype \"%.40s\", expected one of F64, F32, F16, "
                    "BF16, F8_E4M3, F8_E5M2, I64, I32, I16, I8, U64, U32, U16, U8, BOOL", label, name, j->valuestring);
 }
 
@@ -233,18 +221,18 @@ static qf_status parse_dtype(const char *label, const char *name, const cJSON *j
 static qf_status parse_shape(const char *label, const char *name, const cJSON *j, qf_st_tensor *t, qf_error *err) {
     char buf[40];
     if (!cJSON_IsArray(j))
-        return st_fail(err, QF_E_INPUT, "%s: tensor '%.200s': shape is %s, expected an array of integers",
+        return qf_fail(err, QF_E_INPUT, "%s: tensor '%.200s': shape is %s, expected an array of integers",
                        label, name, json_describe(j, buf, sizeof buf));
     int rank = cJSON_GetArraySize(j);
     if (rank > QF_ST_MAX_DIMS)
-        return st_fail(err, QF_E_UNSUPPORTED, "%s: tensor '%.200s': shape has %d dimensions, at most %d are supported",
+        return qf_fail(err, QF_E_UNSUPPORTED, "%s: tensor '%.200s': shape has %d dimensions, at most %d are supported",
                        label, name, rank, QF_ST_MAX_DIMS);
     t->n_dims = 0;
     t->n_elems = 1;
     for (const cJSON *d = j->child; d; d = d->next) {
         uint64_t v;
         if (!json_uint(d, &v))
-            return st_fail(err, QF_E_INPUT, "%s: tensor '%.200s': shape[%u] is %s, expected an integer in [0, 2^53)",
+            return qf_fail(err, QF_E_INPUT, "%s: tensor '%.200s': shape[%u] is %s, expected an integer in [0, 2^53)",
                            label, name, t->n_dims, json_describe(d, buf, sizeof buf));
         t->shape[t->n_dims++] = v;
     }
@@ -252,13 +240,13 @@ static qf_status parse_shape(const char *label, const char *name, const cJSON *j
     for (uint32_t d = 0; d < t->n_dims; d++) {
         if (!qf_mul_ok(t->n_elems, t->shape[d], &t->n_elems)) {
             format_shape(t, sh, sizeof sh);
-            return st_fail(err, QF_E_INPUT, "%s: tensor '%.200s': shape %s has more elements than fit in 64 bits",
+            return qf_fail(err, QF_E_INPUT, "%s: tensor '%.200s': shape %s has more elements than fit in 64 bits",
                            label, name, sh);
         }
     }
     if (!qf_mul_ok(t->n_elems, qf_dtype_size(t->dtype), &t->nbytes)) {
         format_shape(t, sh, sizeof sh);
-        return st_fail(err, QF_E_INPUT, "%s: tensor '%.200s': %s %s takes more bytes than fit in 64 bits",
+        return qf_fail(err, QF_E_INPUT, "%s: tensor '%.200s': %s %s takes more bytes than fit in 64 bits",
                        label, name, qf_dtype_name(t->dtype), sh);
     }
     return QF_OK;
@@ -269,32 +257,32 @@ static qf_status parse_offsets(const char *label, const char *name, const cJSON 
                                qf_st_tensor *t, qf_error *err) {
     char buf[40];
     if (!cJSON_IsArray(j))
-        return st_fail(err, QF_E_INPUT, "%s: tensor '%.200s': data_offsets is %s, expected [begin, end]", label, name,
+        return qf_fail(err, QF_E_INPUT, "%s: tensor '%.200s': data_offsets is %s, expected [begin, end]", label, name,
                        json_describe(j, buf, sizeof buf));
     if (cJSON_GetArraySize(j) != 2)
-        return st_fail(err, QF_E_INPUT, "%s: tensor '%.200s': data_offsets has %d entries, expected [begin, end]",
+        return qf_fail(err, QF_E_INPUT, "%s: tensor '%.200s': data_offsets has %d entries, expected [begin, end]",
                        label, name, cJSON_GetArraySize(j));
     uint64_t off[2];
     int k = 0;
     for (const cJSON *d = j->child; d; d = d->next, k++) {
         if (!json_uint(d, &off[k]))
-            return st_fail(err, QF_E_INPUT,
+            return qf_fail(err, QF_E_INPUT,
                            "%s: tensor '%.200s': data_offsets[%d] is %s, expected an integer in [0, 2^53)",
                            label, name, k, json_describe(d, buf, sizeof buf));
     }
     unsigned long long b = off[0], e = off[1];
     if (e < b)
-        return st_fail(err, QF_E_INPUT, "%s: tensor '%.200s': data_offsets [%llu, %llu] end before they begin",
+        return qf_fail(err, QF_E_INPUT, "%s: tensor '%.200s': data_offsets [%llu, %llu] end before they begin",
                        label, name, b, e);
     if (e - b != t->nbytes) {
         char sh[200];
         format_shape(t, sh, sizeof sh);
-        return st_fail(err, QF_E_INPUT, "%s: tensor '%.200s': data_offsets [%llu, %llu] span %llu bytes, but %s %s "
+        return qf_fail(err, QF_E_INPUT, "%s: tensor '%.200s': data_offsets [%llu, %llu] span %llu bytes, but %s %s "
                        "needs %llu", label, name, b, e, e - b, qf_dtype_name(t->dtype), sh,
                        (unsigned long long)t->nbytes);
     }
     if (e > data_len)
-        return st_fail(err, QF_E_INPUT, "%s: tensor '%.200s': data_offsets [%llu, %llu] exceed the data buffer "
+        return qf_fail(err, QF_E_INPUT, "%s: tensor '%.200s': data_offsets [%llu, %llu] exceed the data buffer "
                        "(%llu bytes)", label, name, b, e, (unsigned long long)data_len);
     t->offset = b;
     return QF_OK;
@@ -304,7 +292,7 @@ static qf_status parse_entry(const char *label, const cJSON *e, uint64_t data_le
     char buf[40];
     const char *name = e->string;
     if (!cJSON_IsObject(e))
-        return st_fail(err, QF_E_INPUT, "%s: tensor '%.200s': entry is %s, expected an object with dtype, shape "
+        return qf_fail(err, QF_E_INPUT, "%s: tensor '%.200s': entry is %s, expected an object with dtype, shape "
                        "and data_offsets", label, name, json_describe(e, buf, sizeof buf));
     qf_status st = parse_dtype(label, name, cJSON_GetObjectItemCaseSensitive(e, "dtype"), &t->dtype, err);
     if (st == QF_OK) st = parse_shape(label, name, cJSON_GetObjectItemCaseSensitive(e, "shape"), t, err);
@@ -326,22 +314,22 @@ static qf_status plan_header(const char *label, const cJSON *root, header_plan *
     char buf[40];
     memset(p, 0, sizeof *p);
     for (const cJSON *e = root->child; e; e = e->next) {
-        if (!e->string) return st_fail(err, QF_E_INPUT, "%s: header object has a member without a name", label);
+        if (!e->string) return qf_fail(err, QF_E_INPUT, "%s: header object has a member without a name", label);
         if (strcmp(e->string, "__metadata__") != 0) {
-            if (!e->string[0]) return st_fail(err, QF_E_INPUT, "%s: a tensor has an empty name", label);
+            if (!e->string[0]) return qf_fail(err, QF_E_INPUT, "%s: a tensor has an empty name", label);
             p->n_tensors++;
             if (!qf_add_ok(p->str_bytes, strlen(e->string) + 1, &p->str_bytes)) goto overflow;
             continue;
         }
-        if (p->meta) return st_fail(err, QF_E_INPUT, "%s: __metadata__ appears twice", label);
+        if (p->meta) return qf_fail(err, QF_E_INPUT, "%s: __metadata__ appears twice", label);
         p->meta = e;
         if (cJSON_IsNull(e)) continue; /* the reference reads null as "no metadata" */
         if (!cJSON_IsObject(e))
-            return st_fail(err, QF_E_INPUT, "%s: __metadata__ is %s, expected an object of strings", label,
+            return qf_fail(err, QF_E_INPUT, "%s: __metadata__ is %s, expected an object of strings", label,
                            json_describe(e, buf, sizeof buf));
         for (const cJSON *kv = e->child; kv; kv = kv->next) {
             if (!cJSON_IsString(kv))
-                return st_fail(err, QF_E_INPUT, "%s: __metadata__ key '%.200s' is %s, expected a string", label,
+                return qf_fail(err, QF_E_INPUT, "%s: __metadata__ key '%.200s' is %s, expected a string", label,
                                kv->string, json_describe(kv, buf, sizeof buf));
             p->n_meta++;
             if (!qf_add_ok(p->str_bytes, strlen(kv->string) + strlen(kv->valuestring) + 2, &p->str_bytes))
@@ -350,7 +338,7 @@ static qf_status plan_header(const char *label, const cJSON *root, header_plan *
     }
     return QF_OK;
 overflow:
-    return st_fail(err, QF_E_INPUT, "%s: header strings exceed 2^64 bytes", label);
+    return qf_fail(err, QF_E_INPUT, "%s: header strings exceed 2^64 bytes", label);
 }
 
 static char *arena_copy(char **cursor, const char *s) {
@@ -376,13 +364,13 @@ static int cmp_offset(const void *a, const void *b) {
 static qf_status check_unique_names(const char *label, const qf_st_header *h, qf_error *err) {
     if (h->n_tensors < 2) return QF_OK;
     const qf_st_tensor **by_name = qf_malloc_n(h->n_tensors, sizeof *by_name);
-    if (!by_name) return st_fail(err, QF_E_NOMEM, "%s: out of memory sorting %zu tensor names", label, h->n_tensors);
+    if (!by_name) return qf_fail(err, QF_E_NOMEM, "%s: out of memory sorting %zu tensor names", label, h->n_tensors);
     for (size_t i = 0; i < h->n_tensors; i++) by_name[i] = &h->tensors[i];
     qsort(by_name, h->n_tensors, sizeof *by_name, cmp_name_ptr);
     qf_status st = QF_OK;
     for (size_t i = 1; i < h->n_tensors && st == QF_OK; i++)
         if (strcmp(by_name[i - 1]->name, by_name[i]->name) == 0)
-            st = st_fail(err, QF_E_INPUT, "%s: tensor '%.200s' is defined twice", label, by_name[i]->name);
+            st = qf_fail(err, QF_E_INPUT, "%s: tensor '%.200s' is defined twice", label, by_name[i]->name);
     free(by_name);
     return st;
 }
@@ -396,16 +384,16 @@ static qf_status check_layout(const char *label, qf_st_header *h, qf_error *err)
         const qf_st_tensor *t = &h->tensors[i];
         unsigned long long b = t->offset, e = t->offset + t->nbytes; /* end <= data_len: checked */
         if (b < expect)
-            return st_fail(err, QF_E_INPUT, "%s: tensor '%.200s': data_offsets [%llu, %llu] overlap tensor '%.200s' "
+            return qf_fail(err, QF_E_INPUT, "%s: tensor '%.200s': data_offsets [%llu, %llu] overlap tensor '%.200s' "
                            "which ends at %llu", label, t->name, b, e, h->tensors[i - 1].name,
                            (unsigned long long)expect);
         if (b > expect)
-            return st_fail(err, QF_E_INPUT, "%s: bytes [%llu, %llu) of the data buffer belong to no tensor (hole "
+            return qf_fail(err, QF_E_INPUT, "%s: bytes [%llu, %llu) of the data buffer belong to no tensor (hole "
                            "before tensor '%.200s')", label, (unsigned long long)expect, b, t->name);
         expect = e;
     }
     if (expect != h->data_len)
-        return st_fail(err, QF_E_INPUT, "%s: the data buffer is %llu bytes but tensors cover only %llu (unclaimed "
+        return qf_fail(err, QF_E_INPUT, "%s: the data buffer is %llu bytes but tensors cover only %llu (unclaimed "
                        "trailing bytes)", label, (unsigned long long)h->data_len, (unsigned long long)expect);
     return QF_OK;
 }
@@ -416,10 +404,10 @@ static qf_status build_header(const char *label, const cJSON *root, const header
     uint64_t bytes, ptrs;
     if (!qf_mul_ok(p->n_tensors, sizeof(qf_st_tensor), &bytes) || !qf_mul_ok(p->n_meta, 2 * sizeof(char *), &ptrs) ||
         !qf_add_ok(bytes, ptrs, &bytes) || !qf_add_ok(bytes, p->str_bytes, &bytes) || bytes > SIZE_MAX)
-        return st_fail(err, QF_E_NOMEM, "%s: header tables need more memory than can be addressed", label);
+        return qf_fail(err, QF_E_NOMEM, "%s: header tables need more memory than can be addressed", label);
     uint8_t *block = calloc(1, bytes ? (size_t)bytes : 1);
     if (!block)
-        return st_fail(err, QF_E_NOMEM, "%s: out of memory for a header of %zu tensors (%llu bytes)", label,
+        return qf_fail(err, QF_E_NOMEM, "%s: out of memory for a header of %zu tensors (%llu bytes)", label,
                        p->n_tensors, (unsigned long long)bytes);
     h->tensors = (qf_st_tensor *)block;
     h->meta_keys = (char **)(block + p->n_tensors * sizeof(qf_st_tensor));
@@ -447,7 +435,7 @@ static qf_status parse_json(const char *label, const uint8_t *json, uint64_t jso
                             qf_error *err) {
     uint64_t bad = header_bad_byte(json, json_len);
     if (bad < json_len)
-        return st_fail(err, QF_E_INPUT, json[bad] < 0x80 ? "%s: header byte %llu is control character 0x%02x, which "
+        return qf_fail(err, QF_E_INPUT, json[bad] < 0x80 ? "%s: header byte %llu is control character 0x%02x, which "
                        "JSON does not allow" : "%s: header is not valid UTF-8 at byte %llu (0x%02x)", label,
                        (unsigned long long)bad, json[bad]);
     const char *end = NULL;
@@ -455,18 +443,18 @@ static qf_status parse_json(const char *label, const uint8_t *json, uint64_t jso
     if (!*root) {
         uint64_t at = end && end >= (const char *)json ? (uint64_t)(end - (const char *)json) : 0;
         at = QF_MIN(at, json_len);
-        return st_fail(err, QF_E_INPUT, "%s: header is not valid JSON (error near byte %llu of %llu: \"%.*s\")",
+        return qf_fail(err, QF_E_INPUT, "%s: header is not valid JSON (error near byte %llu of %llu: \"%.*s\")",
                        label, (unsigned long long)at, (unsigned long long)json_len, (int)QF_MIN(json_len - at, 24),
                        (const char *)json + at);
     }
     uint64_t tail = (uint64_t)(end - (const char *)json);
     while (tail < json_len && is_json_space(json[tail])) tail++;
     if (tail < json_len)
-        return st_fail(err, QF_E_INPUT, "%s: header has data after the JSON value at byte %llu (only whitespace "
+        return qf_fail(err, QF_E_INPUT, "%s: header has data after the JSON value at byte %llu (only whitespace "
                        "padding is allowed)", label, (unsigned long long)tail);
     if (!cJSON_IsObject(*root)) {
         char buf[40];
-        return st_fail(err, QF_E_INPUT, "%s: header JSON is %s, expected an object", label,
+        return qf_fail(err, QF_E_INPUT, "%s: header JSON is %s, expected an object", label,
                        json_describe(*root, buf, sizeof buf));
     }
     return QF_OK;
@@ -477,7 +465,7 @@ static qf_status parse_json(const char *label, const uint8_t *json, uint64_t jso
 static qf_status check_plain_integers(const char *label, const uint8_t *json, uint64_t json_len, qf_error *err) {
     uint64_t num = header_nonint_number(json, json_len);
     if (num < json_len)
-        return st_fail(err, QF_E_INPUT, "%s: header number at byte %llu (\"%.*s\") is not a plain integer; shapes and "
+        return qf_fail(err, QF_E_INPUT, "%s: header number at byte %llu (\"%.*s\") is not a plain integer; shapes and "
                        "offsets must be written as integers", label, (unsigned long long)num,
                        (int)QF_MIN(json_len - num, 24), (const char *)json + num);
     return QF_OK;
@@ -487,10 +475,10 @@ qf_status qf_st_header_parse(const char *label, const uint8_t *json, uint64_t js
                              qf_st_header *out, qf_error *err) {
     memset(out, 0, sizeof *out);
     if (json_len > QF_ST_MAX_HEADER)
-        return st_fail(err, QF_E_INPUT, "%s: header length %llu exceeds the %u-byte limit", label,
+        return qf_fail(err, QF_E_INPUT, "%s: header length %llu exceeds the %u-byte limit", label,
                        (unsigned long long)json_len, QF_ST_MAX_HEADER);
     if (file_size < 8 || json_len > file_size - 8)
-        return st_fail(err, QF_E_INPUT, "%s: header length %llu runs past the end of the file (%llu bytes)", label,
+        return qf_fail(err, QF_E_INPUT, "%s: header length %llu runs past the end of the file (%llu bytes)", label,
                        (unsigned long long)json_len, (unsigned long long)file_size);
     out->data_start = 8 + json_len;
     out->data_len = file_size - out->data_start;
@@ -546,7 +534,7 @@ static bool ends_with(const char *s, const char *suffix) {
 
 static qf_status open_error(const char *what, const char *path, qf_error *err) {
     int e = errno;
-    return st_fail(err, e == ENOENT || e == ENOTDIR ? QF_E_NOTFOUND : QF_E_IO, "%s%s: cannot open: %s", what, path,
+    return qf_fail(err, e == ENOENT || e == ENOTDIR ? QF_E_NOTFOUND : QF_E_IO, "%s%s: cannot open: %s", what, path,
                    strerror(e));
 }
 
@@ -557,17 +545,17 @@ static qf_status shard_open(st_shard *s, uint32_t index, qf_error *err) {
     struct stat sb;
     qf_status st = QF_OK;
     if (fstat(fd, &sb) != 0)
-        st = st_fail(err, QF_E_IO, "%s: cannot stat: %s", s->path, strerror(errno));
+        st = qf_fail(err, QF_E_IO, "%s: cannot stat: %s", s->path, strerror(errno));
     else if (!S_ISREG(sb.st_mode))
-        st = st_fail(err, QF_E_INPUT, "%s: not a regular file", s->path);
+        st = qf_fail(err, QF_E_INPUT, "%s: not a regular file", s->path);
     else if (sb.st_size < 8)
-        st = st_fail(err, QF_E_INPUT, "%s: file is %lld bytes, shorter than the 8-byte header length", s->path,
+        st = qf_fail(err, QF_E_INPUT, "%s: file is %lld bytes, shorter than the 8-byte header length", s->path,
                      (long long)sb.st_size);
     else if ((uint64_t)sb.st_size > SIZE_MAX)
-        st = st_fail(err, QF_E_UNSUPPORTED, "%s: file is too large to map", s->path);
+        st = qf_fail(err, QF_E_UNSUPPORTED, "%s: file is too large to map", s->path);
     if (st == QF_OK) {
         void *p = mmap(NULL, (size_t)sb.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
-        if (p == MAP_FAILED) st = st_fail(err, QF_E_IO, "%s: cannot mmap: %s", s->path, strerror(errno));
+        if (p == MAP_FAILED) st = qf_fail(err, QF_E_IO, "%s: cannot mmap: %s", s->path, strerror(errno));
         else { s->map = p; s->size = (uint64_t)sb.st_size; }
     }
     close(fd); /* the mapping keeps the file open */
@@ -590,7 +578,7 @@ static qf_status model_index(qf_st_model *m, qf_error *err) {
     for (size_t s = 0; s < m->n_shards; s++) n += m->shards[s].hdr.n_tensors;
     m->tensors = qf_malloc_n(n, sizeof *m->tensors);
     m->by_name = qf_malloc_n(n, sizeof *m->by_name);
-    if (!m->tensors || !m->by_name) return st_fail(err, QF_E_NOMEM, "out of memory indexing %zu tensors", n);
+    if (!m->tensors || !m->by_name) return qf_fail(err, QF_E_NOMEM, "out of memory indexing %zu tensors", n);
     for (size_t s = 0; s < m->n_shards; s++)
         for (size_t i = 0; i < m->shards[s].hdr.n_tensors; i++) m->tensors[m->n_tensors++] = m->shards[s].hdr.tensors[i];
     for (size_t i = 0; i < n; i++) m->by_name[i] = &m->tensors[i];
@@ -598,7 +586,7 @@ static qf_status model_index(qf_st_model *m, qf_error *err) {
     for (size_t i = 1; i < n; i++) {
         const qf_st_tensor *a = m->by_name[i - 1], *b = m->by_name[i];
         if (strcmp(a->name, b->name) == 0)
-            return st_fail(err, QF_E_INPUT, "tensor '%.200s' appears in two shards: %s and %s", a->name,
+            return qf_fail(err, QF_E_INPUT, "tensor '%.200s' appears in two shards: %s and %s", a->name,
                            m->shards[QF_MIN(a->shard, b->shard)].path, m->shards[QF_MAX(a->shard, b->shard)].path);
     }
     return QF_OK;
@@ -621,25 +609,25 @@ static qf_status read_json_file(const char *path, cJSON **root, qf_error *err) {
     struct stat sb;
     qf_status st = QF_OK;
     char *buf = NULL;
-    if (fstat(fd, &sb) != 0) st = st_fail(err, QF_E_IO, "%s: cannot stat: %s", path, strerror(errno));
-    else if (!S_ISREG(sb.st_mode)) st = st_fail(err, QF_E_INPUT, "%s: not a regular file", path);
+    if (fstat(fd, &sb) != 0) st = qf_fail(err, QF_E_IO, "%s: cannot stat: %s", path, strerror(errno));
+    else if (!S_ISREG(sb.st_mode)) st = qf_fail(err, QF_E_INPUT, "%s: not a regular file", path);
     else if ((uint64_t)sb.st_size > QF_ST_MAX_HEADER)
-        st = st_fail(err, QF_E_INPUT, "%s: index is %lld bytes, over the %u-byte limit", path, (long long)sb.st_size,
+        st = qf_fail(err, QF_E_INPUT, "%s: index is %lld bytes, over the %u-byte limit", path, (long long)sb.st_size,
                      QF_ST_MAX_HEADER);
     else if (!(buf = malloc((size_t)sb.st_size + 1)))
-        st = st_fail(err, QF_E_NOMEM, "%s: out of memory reading %lld bytes", path, (long long)sb.st_size);
+        st = qf_fail(err, QF_E_NOMEM, "%s: out of memory reading %lld bytes", path, (long long)sb.st_size);
     size_t got = 0;
     while (st == QF_OK && got < (size_t)sb.st_size) {
         ssize_t r = read(fd, buf + got, (size_t)sb.st_size - got);
         if (r < 0 && errno == EINTR) continue;
-        if (r < 0) st = st_fail(err, QF_E_IO, "%s: read failed: %s", path, strerror(errno));
-        else if (r == 0) st = st_fail(err, QF_E_IO, "%s: file shrank while being read", path);
+        if (r < 0) st = qf_fail(err, QF_E_IO, "%s: read failed: %s", path, strerror(errno));
+        else if (r == 0) st = qf_fail(err, QF_E_IO, "%s: file shrank while being read", path);
         else got += (size_t)r;
     }
     close(fd);
     if (st == QF_OK) {
         *root = cJSON_ParseWithLength(buf, got);
-        if (!*root) st = st_fail(err, QF_E_INPUT, "%s: not valid JSON", path);
+        if (!*root) st = qf_fail(err, QF_E_INPUT, "%s: not valid JSON", path);
     }
     free(buf);
     return st;
@@ -650,13 +638,13 @@ static qf_status index_entries(const char *path, const cJSON *root, map_entry **
     char buf[40];
     const cJSON *wm = cJSON_IsObject(root) ? cJSON_GetObjectItemCaseSensitive(root, "weight_map") : NULL;
     if (!cJSON_IsObject(wm))
-        return st_fail(err, QF_E_INPUT, "%s: \"weight_map\" is %s, expected an object of tensor -> file", path,
+        return qf_fail(err, QF_E_INPUT, "%s: \"weight_map\" is %s, expected an object of tensor -> file", path,
                        json_describe(wm, buf, sizeof buf));
     size_t n = 0;
     for (const cJSON *e = wm->child; e; e = e->next) n++;
-    if (n == 0) return st_fail(err, QF_E_INPUT, "%s: weight_map is empty", path);
+    if (n == 0) return qf_fail(err, QF_E_INPUT, "%s: weight_map is empty", path);
     map_entry *ents = qf_malloc_n(n, sizeof *ents);
-    if (!ents) return st_fail(err, QF_E_NOMEM, "%s: out of memory for %zu weight_map entries", path, n);
+    if (!ents) return qf_fail(err, QF_E_NOMEM, "%s: out of memory for %zu weight_map entries", path, n);
     size_t i = 0;
     qf_status st = QF_OK;
     for (const cJSON *e = wm->child; e && st == QF_OK; e = e->next, i++) {
@@ -664,18 +652,18 @@ static qf_status index_entries(const char *path, const cJSON *root, map_entry **
         ents[i].file = cJSON_IsString(e) ? e->valuestring : NULL;
         /* Shard names are plain file names beside the index: anything else could reach outside it. */
         if (!ents[i].file)
-            st = st_fail(err, QF_E_INPUT, "%s: weight_map['%.200s'] is %s, expected a file name", path, e->string,
+            st = qf_fail(err, QF_E_INPUT, "%s: weight_map['%.200s'] is %s, expected a file name", path, e->string,
                          json_describe(e, buf, sizeof buf));
         else if (!ents[i].file[0] || strchr(ents[i].file, '/') || !strcmp(ents[i].file, ".") ||
                  !strcmp(ents[i].file, ".."))
-            st = st_fail(err, QF_E_INPUT, "%s: weight_map['%.200s'] is \"%.200s\", expected a file name in the "
+            st = qf_fail(err, QF_E_INPUT, "%s: weight_map['%.200s'] is \"%.200s\", expected a file name in the "
                          "index's directory", path, e->string, ents[i].file);
     }
     if (st == QF_OK) {
         qsort(ents, n, sizeof *ents, cmp_entry);
         for (i = 1; i < n && st == QF_OK; i++)
             if (strcmp(ents[i - 1].tensor, ents[i].tensor) == 0)
-                st = st_fail(err, QF_E_INPUT, "%s: weight_map lists tensor '%.200s' twice", path, ents[i].tensor);
+                st = qf_fail(err, QF_E_INPUT, "%s: weight_map lists tensor '%.200s' twice", path, ents[i].tensor);
     }
     if (st != QF_OK) { free(ents); return st; }
     *out = ents;
@@ -689,7 +677,7 @@ static qf_status index_shards(qf_st_model *m, const char *index_path, const map_
     const char **files = qf_malloc_n(n, sizeof *files);
     char *dir = qf_strndup(index_path, strlen(index_path));
     qf_status st = QF_OK;
-    if (!files || !dir) st = st_fail(err, QF_E_NOMEM, "%s: out of memory", index_path);
+    if (!files || !dir) st = qf_fail(err, QF_E_NOMEM, "%s: out of memory", index_path);
     size_t nf = 0;
     if (st == QF_OK) {
         for (size_t i = 0; i < n; i++) files[i] = ents[i].file;
@@ -700,13 +688,13 @@ static qf_status index_shards(qf_st_model *m, const char *index_path, const map_
         if (slash) *slash = '\0';
         else strcpy(dir, ".");
         m->shards = qf_calloc_n(nf, sizeof *m->shards);
-        if (!m->shards) st = st_fail(err, QF_E_NOMEM, "%s: out of memory for %zu shards", index_path, nf);
+        if (!m->shards) st = qf_fail(err, QF_E_NOMEM, "%s: out of memory for %zu shards", index_path, nf);
     }
     for (size_t i = 0; st == QF_OK && i < nf; i++) {
         st_shard *s = &m->shards[m->n_shards++];
-        if (!(s->path = path_join(dir, files[i]))) st = st_fail(err, QF_E_NOMEM, "%s: out of memory", index_path);
+        if (!(s->path = path_join(dir, files[i]))) st = qf_fail(err, QF_E_NOMEM, "%s: out of memory", index_path);
         else if (access(s->path, F_OK) != 0)
-            st = st_fail(err, QF_E_NOTFOUND, "%s: shard file %s is missing (%s)", index_path, s->path, strerror(errno));
+            st = qf_fail(err, QF_E_NOTFOUND, "%s: shard file %s is missing (%s)", index_path, s->path, strerror(errno));
     }
     free(files);
     free(dir);
@@ -724,16 +712,16 @@ static qf_status index_check(const qf_st_model *m, const char *index_path, const
     for (size_t i = 0; i < n; i++) {
         const qf_st_tensor *t = qf_st_find(m, ents[i].tensor);
         if (!t)
-            return st_fail(err, QF_E_INPUT, "%s: weight_map puts tensor '%.200s' in %.200s, but that file has no such "
+            return qf_fail(err, QF_E_INPUT, "%s: weight_map puts tensor '%.200s' in %.200s, but that file has no such "
                            "tensor", index_path, ents[i].tensor, ents[i].file);
         if (strcmp(file_base(m->shards[t->shard].path), ents[i].file) != 0)
-            return st_fail(err, QF_E_INPUT, "%s: weight_map puts tensor '%.200s' in %.200s, but it is in %s", index_path,
+            return qf_fail(err, QF_E_INPUT, "%s: weight_map puts tensor '%.200s' in %.200s, but it is in %s", index_path,
                            ents[i].tensor, ents[i].file, m->shards[t->shard].path);
     }
     for (size_t i = 0; n != m->n_tensors && i < m->n_tensors; i++) {
         map_entry key = {.tensor = m->tensors[i].name};
         if (!bsearch(&key, ents, n, sizeof *ents, cmp_entry))
-            return st_fail(err, QF_E_INPUT, "%s: tensor '%.200s' in %s is not listed in the index weight_map",
+            return qf_fail(err, QF_E_INPUT, "%s: tensor '%.200s' in %s is not listed in the index weight_map",
                            index_path, m->tensors[i].name, m->shards[m->tensors[i].shard].path);
     }
     return QF_OK;
@@ -757,7 +745,7 @@ static qf_status open_index(qf_st_model *m, const char *index_path, qf_error *er
 static qf_status open_single(qf_st_model *m, const char *path, qf_error *err) {
     m->shards = qf_calloc_n(1, sizeof *m->shards);
     if (!m->shards || !(m->shards[0].path = qf_strndup(path, strlen(path))))
-        return st_fail(err, QF_E_NOMEM, "%s: out of memory", path);
+        return qf_fail(err, QF_E_NOMEM, "%s: out of memory", path);
     m->n_shards = 1;
     qf_status st = shard_open(&m->shards[0], 0, err);
     return st == QF_OK ? model_index(m, err) : st;
@@ -778,13 +766,13 @@ static qf_status list_safetensors(const char *dir, char ***names, size_t *n, qf_
         if (*n == cap) {
             cap = cap ? 2 * cap : 8;
             char **grown = qf_malloc_n(cap, sizeof *grown);
-            if (!grown) { st = st_fail(err, QF_E_NOMEM, "%s: out of memory listing files", dir); break; }
+            if (!grown) { st = qf_fail(err, QF_E_NOMEM, "%s: out of memory listing files", dir); break; }
             if (*n) memcpy(grown, *names, *n * sizeof *grown);
             free(*names);
             *names = grown;
         }
         if (!((*names)[*n] = qf_strndup(e->d_name, strlen(e->d_name))))
-            st = st_fail(err, QF_E_NOMEM, "%s: out of memory listing files", dir);
+            st = qf_fail(err, QF_E_NOMEM, "%s: out of memory listing files", dir);
         else (*n)++;
     }
     closedir(d);
@@ -801,7 +789,7 @@ static void free_names(char **names, size_t n) {
 static qf_status resolve_dir(const char *dir, char **file, qf_error *err) {
     static const char *const preferred[] = {"model.safetensors.index.json", "model.safetensors"};
     for (size_t i = 0; i < QF_ARRAY_LEN(preferred); i++) {
-        if (!(*file = path_join(dir, preferred[i]))) return st_fail(err, QF_E_NOMEM, "%s: out of memory", dir);
+        if (!(*file = path_join(dir, preferred[i]))) return qf_fail(err, QF_E_NOMEM, "%s: out of memory", dir);
         if (access(*file, F_OK) == 0) return QF_OK;
         free(*file);
         *file = NULL;
@@ -810,13 +798,13 @@ static qf_status resolve_dir(const char *dir, char **file, qf_error *err) {
     size_t n;
     qf_status st = list_safetensors(dir, &names, &n, err);
     if (st == QF_OK && n == 0)
-        st = st_fail(err, QF_E_NOTFOUND, "%s: directory holds no .safetensors file", dir);
+        st = qf_fail(err, QF_E_NOTFOUND, "%s: directory holds no .safetensors file", dir);
     else if (st == QF_OK && n > 1)
-        st = st_fail(err, QF_E_INPUT, "%s: directory holds %zu .safetensors files (%.200s, %.200s%s) but no "
+        st = qf_fail(err, QF_E_INPUT, "%s: directory holds %zu .safetensors files (%.200s, %.200s%s) but no "
                      "model.safetensors.index.json to say how they form one model", dir, n, names[0], names[1],
                      n > 2 ? ", ..." : "");
     else if (st == QF_OK && !(*file = path_join(dir, names[0])))
-        st = st_fail(err, QF_E_NOMEM, "%s: out of memory", dir);
+        st = qf_fail(err, QF_E_NOMEM, "%s: out of memory", dir);
     free_names(names, n);
     return st;
 }
@@ -826,7 +814,7 @@ qf_status qf_st_open(const char *path, qf_st_model **out, qf_error *err) {
     struct stat sb;
     if (stat(path, &sb) != 0) return open_error("", path, err);
     qf_st_model *m = calloc(1, sizeof *m);
-    if (!m) return st_fail(err, QF_E_NOMEM, "%s: out of memory", path);
+    if (!m) return qf_fail(err, QF_E_NOMEM, "%s: out of memory", path);
     long page = sysconf(_SC_PAGESIZE);
     m->page = page > 0 ? (uint64_t)page : 4096;
 

@@ -55,16 +55,6 @@ void qf_vocab_free(qf_vocab *v) {
     vocab_init(v);
 }
 
-/* Token texts, file names and JSON strings quoted in messages come from the input and may hold control
- * characters ("\n" is a common token): every error leaving this file is made one line, as the CLI
- * prints exactly one. */
-static qf_status one_line(qf_status st, qf_error *err) {
-    if (st != QF_OK && err)
-        for (char *p = err->msg; *p; p++)
-            if ((unsigned char)*p < 0x20 || *p == 0x7f) *p = '?';
-    return st;
-}
-
 static qf_status oom(qf_error *err, const char *what) {
     return qf_fail(err, QF_E_NOMEM, "out of memory while building %s", what);
 }
@@ -1245,7 +1235,7 @@ qf_status qf_vocab_load_hf(qf_file_reader rd, void *ctx, uint32_t vocab_size, qf
     free(spm);
     hf_files_free(&hf);
     if (st) qf_vocab_free(out);
-    return one_line(st, err);
+    return st;
 }
 
 /* ---- GGUF write ---------------------------------------------------------------------------------------- */
@@ -1439,5 +1429,5 @@ qf_status qf_vocab_load_gguf(const qf_gguf *g, qf_vocab *out, qf_error *err) {
     if (!st) st = read_specials(g, out, err);
     if (!st) st = read_chat_template(g, out, err);
     if (st) qf_vocab_free(out);
-    return one_line(st, err);
+    return st;
 }

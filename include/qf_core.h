@@ -31,10 +31,25 @@ static inline QF_PRINTF(3, 4) qf_status qf_fail(qf_error *err, qf_status st, con
         va_start(ap, fmt);
         vsnprintf(err->msg, sizeof err->msg, fmt, ap);
         va_end(ap);
-        /* Names quoted in messages come from input files; keep every message one printable line. */
+        /* Names quoted in messages come from input files (and libraries' own messages end in '\n'):
+         * keep every message one printable line. */
+        size_t n = strlen(err->msg);
+        while (n > 0 && ((unsigned char)err->msg[n - 1] <= 0x20 || err->msg[n - 1] == 0x7f)) err->msg[--n] = '\0';
         for (char *p = err->msg; *p; p++)
             if ((unsigned char)*p < 0x20 || *p == 0x7f) *p = '?';
         err->status = st;
+    }
+    return st;
+}
+
+/* Put "prefix: " in front of the message already recorded (e.g. the file a lower layer did not know),
+ * keeping its status; returns that status. */
+static inline qf_status qf_fail_prefix(qf_error *err, qf_status st, const char *prefix) {
+    if (err) {
+        char inner[sizeof err->msg];
+        memcpy(inner, err->msg, sizeof inner);
+        inner[sizeof inner - 1] = '\0';
+        qf_fail(err, st, "%s: %s", prefix, inner);
     }
     return st;
 }

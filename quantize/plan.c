@@ -164,7 +164,7 @@ static qf_status add_source_tensor(qf_plan *p, qf_source *src, const qf_hparams 
     } else {
         st = qf_arch_map_tensor(hp, t->name, e->name, sizeof e->name, &e->role, &e->layer, err);
         if (st == QF_E_NOTFOUND) return QF_OK; /* not part of the inference graph */
-        if (st) return qf_fail(err, st, "%s: %s", qf_source_label(src), err ? err->msg : "");
+        if (st) return qf_fail_prefix(err, st, qf_source_label(src));
     }
     if (gguf ? !qf_qtype_get(t->qtype) || !qf_qtype_get(t->qtype)->dequantize : !qf_dtype_is_float(t->dtype))
         return qf_fail(err, QF_E_INPUT, "%s: tensor '%s' has %s %s; expected a floating or readable quantized type",

@@ -150,7 +150,11 @@ static qf_status run_tensor_gptq(qf_source *src, const qf_plan_entry *e, const q
         qf_gptq_opts go = opts->gptq;
         go.threads = opts->threads;
         st = qf_gptq_quantize(j.tt, j.f32, e->n_rows, e->ne[0], h->h, &go, j.out, err);
-        if (st) st = qf_fail(err, st, "tensor '%s': %s", e->name, err->msg);
+        if (st) {
+            char what[160];
+            snprintf(what, sizeof what, "tensor '%s'", e->name);
+            st = qf_fail_prefix(err, st, what);
+        }
     }
     if (!st) st = qf_gguf_write_tensor_data(w, j.out, e->n_rows * j.row_bytes, err);
     qf_source_release(src, (size_t)e->src);
