@@ -6,7 +6,10 @@
 #include <cjson/cJSON.h>
 #include <inttypes.h>
 
+/* By magic, or by name: a damaged .gguf must get the GGUF reader's message, not the safetensors one. */
 static bool is_gguf(const char *path) {
+    size_t len = strlen(path);
+    if (len > 5 && !strcmp(path + len - 5, ".gguf")) return true;
     FILE *f = fopen(path, "rb");
     if (!f) return false;
     uint8_t m[4] = {0};

@@ -590,6 +590,9 @@ static qf_status build_spm(qf_file_reader rd, void *ctx, const uint8_t *buf, siz
     cJSON *added = NULL;
     qf_status st = spm_parse(buf, len, &m, err);
     if (!st) st = spm_validate(&m, err);
+    /* llama.cpp's converter refuses this too: the embedding matrix would have no row for some pieces */
+    if (!st && vocab_size && m.n > vocab_size)
+        st = qf_fail(err, QF_E_INPUT, SPM_FILE ": %u pieces do not fit config.json's vocab_size %u", (unsigned)m.n, vocab_size);
     if (!st) st = vocab_alloc(v, vocab_size ? vocab_size : m.n, true, SPM_FILE, err);
     if (!st) st = spm_fill(&m, v, err);
     if (!st) st = load_json(rd, ctx, "added_tokens.json", &added, err);
