@@ -26,6 +26,7 @@ typedef struct qf_hessian_set {
 
 /* The input key of a weight role; false for roles that are not linear weights. */
 bool qf_hessian_key(qf_role role, int layer, char *buf, size_t n);
+/* Add a zeroed matrix and return it, valid until the next add; NULL on allocation failure. */
 qf_hessian *qf_hessian_add(qf_hessian_set *s, const char *key, uint32_t n);
 const qf_hessian *qf_hessian_find(const qf_hessian_set *s, const char *key);
 qf_status qf_hessian_save(const char *path, const qf_hessian_set *s, qf_error *err);

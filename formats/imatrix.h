@@ -34,7 +34,7 @@ qf_status qf_imatrix_load(const char *path, qf_imatrix *im, qf_error *err);
 qf_status qf_imatrix_save(const char *path, const qf_imatrix *im, qf_error *err);
 void qf_imatrix_free(qf_imatrix *im);
 const qf_imatrix_entry *qf_imatrix_find(const qf_imatrix *im, const char *tensor_name);
-/* Add an entry (zeroed sums) and return it; NULL on allocation failure. */
+/* Add an entry (zeroed sums) and return it, valid until the next add; NULL on allocation failure. */
 qf_imatrix_entry *qf_imatrix_add(qf_imatrix *im, const char *tensor_name, uint32_t n_cols, uint32_t n_mat);
 /* Importance weights of matrix `mat`: sum2/count per column, all ones when count is 0. */
 void qf_imatrix_weights(const qf_imatrix_entry *e, uint32_t mat, float *out);

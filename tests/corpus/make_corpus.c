@@ -19,6 +19,8 @@
  */
 #include "formats/arch.h"
 #include "formats/gguf.h"
+#include "formats/hessian.h"
+#include "formats/imatrix.h"
 #include "formats/safetensors.h"
 #include "formats/vocab.h"
 #include "kernels/qtypes.h"
@@ -1484,6 +1486,35 @@ static void seeds_archive(void) {
     seed_buf(tg, "plain.safetensors", &w);
 }
 
+/* An importance matrix (two weights, one with two expert matrices) and a Hessian file, written by the
+ * library's own writers so the seeds are exactly what qforge calibrate produces. */
+static void seeds_imatrix(void) {
+    char dir[4096], path[4200];
+    snprintf(dir, sizeof dir, "%s/imatrix/x", out_root);
+    mkdirs(dir);
+    qf_imatrix im = {.chunk_count = 2, .chunk_size = 8};
+    if (!qf_imatrix_add(&im, "blk.0.attn_q.weight", 8, 1) || !qf_imatrix_add(&im, "blk.0.ffn_up_exps.weight", 4, 2))
+        exit(3);
+    qf_imatrix_entry *a = &im.e[0], *b = &im.e[1]; /* entries move while the set grows */
+    for (uint32_t j = 0; j < 8; j++) a->sum2[j] = 1.0 + j;
+    a->counts[0] = 16;
+    for (uint32_t j = 0; j < 8; j++) b->sum2[j] = 0.5 * j;
+    b->counts[1] = 16; /* expert 0 saw no token: all-ones weights */
+    qf_error err;
+    snprintf(path, sizeof path, "%s/imatrix/small.imatrix.gguf", out_root);
+    if (qf_imatrix_save(path, &im, &err)) { fprintf(stderr, "make_corpus: %s\n", err.msg); exit(3); }
+    qf_imatrix_free(&im);
+    qf_hessian_set hs = {0};
+    qf_hessian *h = qf_hessian_add(&hs, "blk.0.attn_in", 4);
+    if (!h) exit(3);
+    for (uint32_t i = 0; i < 4; i++) h->h[i * 4 + i] = 2.0 + i;
+    h->count = 8;
+    snprintf(path, sizeof path, "%s/imatrix/small.hessian.gguf", out_root);
+    if (qf_hessian_save(path, &hs, &err)) { fprintf(stderr, "make_corpus: %s\n", err.msg); exit(3); }
+    qf_hessian_free(&hs);
+    n_cases += 2;
+}
+
 /* ---- main ------------------------------------------------------------------------------------------ */
 
 int main(int argc, char **argv) {
@@ -1497,7 +1528,7 @@ int main(int argc, char **argv) {
     mkdirs(probe); /* the output directory and its parents */
     if (!strcmp(argv[1], "seeds")) {
         static const char *const owned[] = {"safetensors", "st_index", "gguf", "tokenizer_json", "tokenizer_model",
-                                            "config", "archive"};
+                                            "config", "archive", "imatrix"};
         clear_owned(owned, QF_ARRAY_LEN(owned));
         seeds_safetensors();
         seeds_index();
@@ -1505,6 +1536,7 @@ int main(int argc, char **argv) {
         seeds_tokenizers();
         seeds_config();
         seeds_archive();
+        seeds_imatrix();
         printf("make_corpus: %u seed files in %s\n", n_cases, out_root);
         return 0;
     }

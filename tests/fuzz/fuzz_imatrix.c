@@ -1,0 +1,47 @@
+/*
+ * fuzz_imatrix.c — importance-matrix and Hessian files (qf_imatrix_load, qf_hessian_load), which
+ * qforge quantize reads from users and from llama-imatrix. The input goes through a file (both readers
+ * take paths); an accepted imatrix is used as quantize uses it: every entry's importance weights are
+ * computed for every matrix and must be finite.
+ */
+#include "fuzz_util.h"
+
+#include "formats/hessian.h"
+#include "formats/imatrix.h"
+
+#include <math.h>
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+    const char *path = qf_fuzz_path("input.gguf");
+    qf_fuzz_write(path, data, size);
+    qf_error err;
+    qf_error_clear(&err);
+    qf_imatrix im;
+    qf_status st = qf_imatrix_load(path, &im, &err);
+    qf_fuzz_check_failure(st, &err);
+    if (st == QF_OK) {
+        for (size_t i = 0; i < im.n; i++) {
+            const qf_imatrix_entry *e = &im.e[i];
+            if (qf_imatrix_find(&im, e->name) == NULL) qf_fuzz_violation("entry lookup fails", &err);
+            float *w = malloc((e->n_cols ? e->n_cols : 1) * sizeof(float));
+            if (!w) abort();
+            for (uint32_t m = 0; m < e->n_mat; m++) {
+                qf_imatrix_weights(e, m, w);
+                for (uint32_t j = 0; j < e->n_cols; j++)
+                    if (!isfinite(w[j]) || w[j] < 0) qf_fuzz_violation("importance weight not finite and >= 0", &err);
+            }
+            free(w);
+        }
+        qf_imatrix_free(&im);
+    }
+    qf_error_clear(&err);
+    qf_hessian_set hs;
+    st = qf_hessian_load(path, &hs, &err);
+    qf_fuzz_check_failure(st, &err);
+    if (st == QF_OK) {
+        for (size_t i = 0; i < hs.n; i++)
+            if (qf_hessian_find(&hs, hs.e[i].key) == NULL) qf_fuzz_violation("Hessian lookup fails", &err);
+        qf_hessian_free(&hs);
+    }
+    return 0;
+}
