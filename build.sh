@@ -47,6 +47,8 @@ cmd_demo() {
     install_deps
     build build
     local qf=build/qforge out=out/demo model=${1:-}
+    # Texts for the demo: this repository's own documents (calibration and evaluation kept apart).
+    local cal=README.md eval=docs/quant-types.md
     mkdir -p "$out"
     if [ -z "$model" ]; then
         model=$out/model
@@ -54,12 +56,20 @@ cmd_demo() {
         "$qf" synth "$model"
     fi
     echo "== the checkpoint"
-    "$qf" inspect "$model" | tail -n 3
-    for type in f16 q8_0; do
-        echo "== convert to $type"
-        "$qf" convert "$model" -o "$out/model-$type.gguf" --type "$type"
-        "$qf" inspect "$out/model-$type.gguf" | tail -n 1
-    done
+    "$qf" inspect "$model" | tail -n 1
+    echo "== convert to F16 (streaming, llama.cpp names and metadata)"
+    "$qf" convert "$model" -o "$out/model-f16.gguf" --type f16
+    echo "== calibrate on $cal: importance matrix in llama.cpp's layout"
+    "$qf" calibrate "$model" --text "$cal" --ctx 128 --chunks 8 -o "$out/imatrix.gguf"
+    echo "== quantize with the q4_k_m recipe and the importance matrix"
+    "$qf" quantize "$model" --recipe q4_k_m --imatrix "$out/imatrix.gguf" -o "$out/model-q4_k_m.gguf"
+    "$qf" inspect "$out/model-q4_k_m.gguf" | tail -n 1
+    echo "== verify against the original on $eval (gate: mean KLD <= 0.5)"
+    "$qf" verify "$out/model-q4_k_m.gguf" --base "$model" --text "$eval" --ctx 128 --chunks 4 --max-kld 0.5 \
+        --junit "$out/verify.junit.xml" --json "$out/verify.json"
+    echo "== integrity digests and a transport pack"
+    "$qf" verify "$out/model-q4_k_m.gguf" --integrity
+    "$qf" pack "$out/model-q4_k_m.gguf" -o "$out/model-q4_k_m.qfz"
     echo "== done: outputs in $out/"
 }
 
