@@ -15,12 +15,17 @@
 struct qf_rt_ctx {
     const qf_rt_model *m;
     const qf_rt_kern *k;
+    const qf_rt_qkern *qk;           /* 8-bit path kernels, used when act_q8 */
+    bool act_q8;
     qf_pool *pool;
     uint32_t n_ctx, n_batch, n_past;
     size_t ld;                       /* token columns of every activation matrix (n_batch padded) */
     float *x, *xn, *q, *kx, *vx, *att, *g, *u, *o; /* activations, [features][ld] */
     float *logits;                   /* [n_vocab][ld] */
     float *xpack;                    /* matmul input packed tile by tile: [ld / nt][K][nt] */
+    int8_t *xq;                      /* 8-bit path: matmul input quantized, [ld / QF_RT_QT][K][QF_RT_QT] */
+    float *xq_d, *xq_ds;             /* [ld / QF_RT_QT][K / 32][QF_RT_QT] */
+    int32_t *xq_s;                   /* [ld / QF_RT_QT][K / 16][QF_RT_QT] */
     float *kc;                       /* K cache [layer][kv head][position][head_dim] */
     float *vc;                       /* V cache [layer][kv head][head_dim][position] */
     float *rope_cos, *rope_sin;      /* [head_dim/2][ld] for the current batch */
@@ -61,6 +66,12 @@ static qf_status alloc_activations(qf_rt_ctx *c, qf_error *err) {
         (st = alloc_f(&c->rope_sin, hp->head_dim / 2, c->ld, err)) || (st = alloc_f(&c->norm_scale, c->ld, 1, err)))
         return st;
     if (!(c->norm_acc = qf_calloc_n(c->ld, sizeof(double)))) return qf_fail(err, QF_E_NOMEM, "out of memory");
+    /* the 8-bit path's buffers are small next to the F32 ones: allocated whatever the mode */
+    c->xq = qf_calloc_n(wide, c->ld);
+    c->xq_s = qf_calloc_n(wide / 16 + 1, c->ld * sizeof(int32_t));
+    if (!c->xq || !c->xq_s) return qf_fail(err, QF_E_NOMEM, "out of memory for 8-bit activations");
+    if ((st = alloc_f(&c->xq_d, wide / 32 + 1, c->ld, err)) || (st = alloc_f(&c->xq_ds, wide / 32 + 1, c->ld, err)))
+        return st;
     return QF_OK;
 }
 
@@ -88,6 +99,7 @@ qf_status qf_rt_ctx_new(const qf_rt_model *m, uint32_t n_ctx, uint32_t n_batch, 
     if (!c) return qf_fail(err, QF_E_NOMEM, "out of memory");
     c->m = m;
     c->k = qf_rt_kern_active();
+    c->qk = qf_rt_qkern_active();
     c->n_ctx = n_ctx;
     c->n_batch = QF_MIN(n_batch, n_ctx);
     c->ld = round_up(c->n_batch, QF_RT_PAD);
@@ -105,13 +117,17 @@ void qf_rt_ctx_free(qf_rt_ctx *c) {
     free(c->scratch);
     qf_pool_free(c->pool);
     float *bufs[] = {c->x, c->xn, c->q, c->kx, c->vx, c->att, c->g, c->u, c->o, c->logits, c->xpack, c->kc, c->vc,
-                     c->rope_cos, c->rope_sin, c->norm_scale};
+                     c->rope_cos, c->rope_sin, c->norm_scale, c->xq_d, c->xq_ds};
     for (size_t i = 0; i < QF_ARRAY_LEN(bufs); i++) free(bufs[i]);
     free(c->norm_acc);
+    free(c->xq);
+    free(c->xq_s);
     free(c);
 }
 
 void qf_rt_ctx_clear(qf_rt_ctx *c) { c->n_past = 0; }
+
+void qf_rt_ctx_set_act_q8(qf_rt_ctx *c, bool on) { c->act_q8 = on; }
 
 double qf_rt_eval_seconds(const qf_rt_ctx *c) { return c->eval_s; }
 
@@ -132,6 +148,7 @@ typedef struct mm_part {
     const qf_rt_weight *w;
     float *y;          /* [w->n_rows][ld] */
     const float *bias; /* [w->n_rows] or NULL */
+    bool q8;           /* runs on the 8-bit path (set by matmul) */
 } mm_part;
 
 typedef struct mm_job {
@@ -144,7 +161,46 @@ typedef struct mm_job {
 
 #define MM_GROUP_BYTES (512u * 1024u)
 
-static uint64_t panels_of(const qf_rt_weight *w) { return (w->n_rows + QF_RT_MR - 1) / QF_RT_MR; }
+static uint64_t panel_rows(const mm_part *p) { return p->q8 ? QF_RT_QR : QF_RT_MR; }
+static uint64_t panels_of(const mm_part *p) { return (p->w->n_rows + panel_rows(p) - 1) / panel_rows(p); }
+
+static void add_bias(const mm_part *p, size_t ld, uint64_t r0, int mr, size_t c0, size_t c1) {
+    for (int r = 0; r < mr; r++) {
+        float *yr = p->y + (r0 + (uint64_t)r) * ld, b = p->bias[r0 + (uint64_t)r];
+        for (size_t t = c0; t < c1; t++) yr[t] += b;
+    }
+}
+
+/* The activation tile t of the 8-bit path. */
+static qf_rt_xq xq_tile(const qf_rt_ctx *c, size_t K, size_t t) {
+    size_t nb = K / 32;
+    return (qf_rt_xq){.q = c->xq + t * K * QF_RT_QT, .d = c->xq_d + t * nb * QF_RT_QT,
+                      .ds = c->xq_ds + t * nb * QF_RT_QT, .s = c->xq_s + t * 2 * nb * QF_RT_QT};
+}
+
+/* 8-bit path: decode QF_RT_QR (or fewer) rows to levels and scales, sweep every tile with them (the
+ * quantized input of a whole batch fits in L2: K bytes per token). */
+static void mm_panel_q8(const mm_job *j, const mm_part *p, uint64_t panel, void *scratch) {
+    qf_rt_ctx *c = j->c;
+    size_t K = j->K, ld = c->ld, qtiles = (j->tiles * c->k->nt + QF_RT_QT - 1) / QF_RT_QT;
+    uint64_t r0 = panel * QF_RT_QR;
+    int mr = (int)QF_MIN((uint64_t)QF_RT_QR, p->w->n_rows - r0);
+    uint8_t *wq = scratch;
+    float *ws = (float *)(wq + round_up(QF_RT_QR * K, 64));
+    qf_rt_wq w;
+    qf_rt_weight_rows_q8(p->w, r0, (uint64_t)mr, wq, ws, &w);
+    /* the stored rows stream from memory once per batch: fetch the next panel's while this one computes */
+    if (r0 + QF_RT_QR < p->w->n_rows) {
+        const uint8_t *next = p->w->data + (r0 + QF_RT_QR) * p->w->row_bytes;
+        uint64_t bytes = QF_MIN((uint64_t)QF_RT_QR, p->w->n_rows - r0 - QF_RT_QR) * p->w->row_bytes;
+        for (uint64_t o = 0; o < bytes; o += 64) __builtin_prefetch(next + o);
+    }
+    for (size_t t = 0; t < qtiles; t++) {
+        qf_rt_xq x = xq_tile(c, K, t);
+        c->qk->qtile(&w, &x, K / 32, p->y + r0 * ld + t * QF_RT_QT, ld, mr);
+    }
+    if (p->bias) add_bias(p, ld, r0, mr, 0, qtiles * QF_RT_QT);
+}
 
 /* One panel against tiles [g0, g1): dequantize QF_RT_MR (or fewer) rows, sweep the tiles with them. */
 static void mm_panel(const mm_job *j, const mm_part *p, uint64_t panel, size_t g0, size_t g1, float *wbuf) {
@@ -155,27 +211,41 @@ static void mm_panel(const mm_job *j, const mm_part *p, uint64_t panel, size_t g
     qf_rt_weight_rows(p->w, r0, (uint64_t)mr, wbuf);
     for (size_t t = g0; t < g1; t++)
         k->tile(wbuf, K, K, j->xp + t * K * nt, nt, p->y + r0 * ld + t * nt, ld, mr);
-    if (!p->bias) return;
-    for (int r = 0; r < mr; r++) {
-        float *yr = p->y + (r0 + (uint64_t)r) * ld, b = p->bias[r0 + (uint64_t)r];
-        for (size_t t = g0 * nt; t < g1 * nt; t++) yr[t] += b;
-    }
+    if (p->bias) add_bias(p, ld, r0, mr, g0 * nt, g1 * nt);
 }
 
 static void mm_worker(void *arg, int ith, int nth) {
     const mm_job *j = arg;
     uint64_t total = 0;
-    for (int i = 0; i < j->n_part; i++) total += panels_of(j->part[i].w);
+    for (int i = 0; i < j->n_part; i++) total += panels_of(&j->part[i]);
     uint64_t lo = total * (uint64_t)ith / (uint64_t)nth, hi = total * (uint64_t)(ith + 1) / (uint64_t)nth;
     for (size_t g0 = 0; g0 < j->tiles; g0 += j->group) {
         size_t g1 = QF_MIN(g0 + j->group, j->tiles);
         uint64_t base = 0;
         for (int i = 0; i < j->n_part; i++) {
-            uint64_t n = panels_of(j->part[i].w);
-            for (uint64_t p = QF_MAX(lo, base); p < QF_MIN(hi, base + n); p++)
-                mm_panel(j, &j->part[i], p - base, g0, g1, j->c->scratch[ith]);
+            const mm_part *p = &j->part[i];
+            uint64_t n = panels_of(p);
+            for (uint64_t q = QF_MAX(lo, base); q < QF_MIN(hi, base + n) && (!p->q8 || g0 == 0); q++) {
+                if (p->q8) mm_panel_q8(j, p, q - base, j->c->scratch[ith]);
+                else mm_panel(j, p, q - base, g0, g1, j->c->scratch[ith]);
+            }
             base += n;
         }
+    }
+}
+
+typedef struct xq_job {
+    qf_rt_ctx *c;
+    const float *x;
+    size_t K, tiles;
+} xq_job;
+
+static void xq_worker(void *arg, int ith, int nth) {
+    const xq_job *q = arg;
+    size_t lo = q->tiles * (size_t)ith / (size_t)nth, hi = q->tiles * (size_t)(ith + 1) / (size_t)nth;
+    for (size_t t = lo; t < hi; t++) {
+        qf_rt_xq x = xq_tile(q->c, q->K, t);
+        q->c->qk->xquant(q->x + t * QF_RT_QT, q->c->ld, q->K / 32, &x);
     }
 }
 
@@ -190,16 +260,28 @@ static void matmul(qf_rt_ctx *c, const float *x, uint32_t n_cols, mm_part a, mm_
     size_t K = a.w->row_len, nt = c->k->nt;
     mm_job j = {.c = c, .xp = c->xpack, .K = K, .tiles = (n_cols + nt - 1) / nt};
     j.group = QF_MAX((size_t)1, MM_GROUP_BYTES / (K * nt * sizeof(float)));
-    pack_input(c, x, K, j.tiles);
     mm_part parts[3] = {a, b, d};
-    for (int i = 0; i < 3; i++)
-        if (parts[i].w) j.part[j.n_part++] = parts[i];
+    bool any_f32 = false, any_q8 = false;
+    for (int i = 0; i < 3; i++) {
+        if (!parts[i].w) continue;
+        parts[i].q8 = c->act_q8 && qf_rt_weight_has_q8(parts[i].w);
+        any_q8 |= parts[i].q8;
+        any_f32 |= !parts[i].q8;
+        j.part[j.n_part++] = parts[i];
+    }
+    if (any_f32) pack_input(c, x, K, j.tiles);
+    if (any_q8) {
+        xq_job q = {.c = c, .x = x, .K = K, .tiles = (n_cols + QF_RT_QT - 1) / QF_RT_QT};
+        qf_pool_run(c->pool, xq_worker, &q);
+    }
     for (int i = 0; c->observer && i < j.n_part; i++) c->observer(c->observer_user, j.part[i].w, c->n_calls, x, c->ld, n_cols);
     c->n_calls++;
     qf_pool_run(c->pool, mm_worker, &j);
 }
 
 #define NO_PART ((mm_part){0})
+
+static mm_part part(const qf_rt_weight *w, float *y, const float *bias) { return (mm_part){.w = w, .y = y, .bias = bias}; }
 
 void qf_rt_ctx_set_observer(qf_rt_ctx *c, qf_rt_observer fn, void *user) {
     c->observer = fn;
@@ -382,19 +464,19 @@ static void layer_forward(qf_rt_ctx *c, uint32_t l, uint32_t pos0, uint32_t n) {
     const qf_hparams *hp = &c->m->hp;
     const qf_rt_layer *L = &c->m->layers[l];
     rmsnorm(c, c->x, c->xn, L->attn_norm, n);
-    matmul(c, c->xn, n, (mm_part){&L->wq, c->q, L->bq}, (mm_part){&L->wk, c->kx, L->bk}, (mm_part){&L->wv, c->vx, L->bv});
+    matmul(c, c->xn, n, part(&L->wq, c->q, L->bq), part(&L->wk, c->kx, L->bk), part(&L->wv, c->vx, L->bv));
     rope_apply(c, c->q, hp->n_head, n);
     rope_apply(c, c->kx, hp->n_head_kv, n);
     cache_store(c, l, pos0, n);
     attn_job aj = {.c = c, .layer = l, .pos0 = pos0, .n = n};
     qf_pool_run(c->pool, attn_worker, &aj);
-    matmul(c, c->att, n, (mm_part){&L->wo, c->o, NULL}, NO_PART, NO_PART);
+    matmul(c, c->att, n, part(&L->wo, c->o, NULL), NO_PART, NO_PART);
     add_into(c->x, c->o, hp->n_embd, c->ld, n);
     rmsnorm(c, c->x, c->xn, L->ffn_norm, n);
-    matmul(c, c->xn, n, (mm_part){&L->wg, c->g, NULL}, (mm_part){&L->wu, c->u, NULL}, NO_PART);
+    matmul(c, c->xn, n, part(&L->wg, c->g, NULL), part(&L->wu, c->u, NULL), NO_PART);
     glu_job gj = {.c = c, .cols = round_up(n, c->k->nt)};
     qf_pool_run(c->pool, glu_worker, &gj);
-    matmul(c, c->g, n, (mm_part){&L->wd, c->o, NULL}, NO_PART, NO_PART);
+    matmul(c, c->g, n, part(&L->wd, c->o, NULL), NO_PART, NO_PART);
     add_into(c->x, c->o, hp->n_embd, c->ld, n);
 }
 
@@ -403,7 +485,7 @@ static void output_forward(qf_rt_ctx *c, uint32_t out_from, uint32_t n) {
     size_t E = c->m->hp.n_embd, n_out = n - out_from;
     for (size_t f = 0; f < E; f++) memmove(c->o + f * c->ld, c->x + f * c->ld + out_from, n_out * sizeof(float));
     rmsnorm(c, c->o, c->xn, c->m->output_norm, (uint32_t)n_out);
-    matmul(c, c->xn, (uint32_t)n_out, (mm_part){&c->m->output, c->logits, NULL}, NO_PART, NO_PART);
+    matmul(c, c->xn, (uint32_t)n_out, part(&c->m->output, c->logits, NULL), NO_PART, NO_PART);
 }
 
 static qf_status check_batch(const qf_rt_ctx *c, const int32_t *tokens, uint32_t n, uint32_t pos0, qf_error *err) {

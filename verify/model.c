@@ -1,6 +1,10 @@
 /* model.c — open a model for the runtime from a GGUF file or a Hugging Face checkpoint (see runtime.h). */
 #include "verify/runtime.h"
 
+#include "kernels/blocks.h"
+#include "kernels/fpconv.h"
+#include "verify/rt_kern.h"
+
 #include <errno.h>
 #include <stdio.h>
 #include <sys/stat.h>
@@ -15,6 +19,85 @@ void qf_rt_weight_rows(const qf_rt_weight *w, uint64_t r0, uint64_t n, float *ds
     }
     /* Every tensor was prepared at open and rows are in range by construction, so this cannot fail. */
     qf_source_rows(w->src, w->src_idx, r0, n, dst, NULL);
+}
+
+/* ---- rows for the 8-bit path (rt_kern.h: qf_rt_wq) ---------------------------------------------------- */
+
+bool qf_rt_weight_has_q8(const qf_rt_weight *w) {
+    return w->tt && (w->tt->id == QF_T_Q8_0 || w->tt->id == QF_T_Q4_K || w->tt->id == QF_T_Q6_K);
+}
+
+/* Q8_0: level + 128 (so it is unsigned), one scale per 32. */
+static void q8_0_row(const uint8_t *src, uint64_t K, uint8_t *q, float *d) {
+    const qf_block_q8_0 *b = (const qf_block_q8_0 *)src;
+    for (uint64_t i = 0; i < K / QF_QK; i++) {
+        d[i] = qf_f16_to_f32(b[i].d);
+        for (int l = 0; l < QF_QK; l++) q[i * QF_QK + (uint64_t)l] = (uint8_t)(b[i].qs[l] ^ 0x80);
+    }
+}
+
+/* Q4_K's 6-bit scale and min of sub-block j (ggml's get_scale_min_k4 layout). */
+static void k4_scale_min(const uint8_t *s, int j, int *sc, int *mn) {
+    if (j < 4) {
+        *sc = s[j] & 63;
+        *mn = s[j + 4] & 63;
+    } else {
+        *sc = (s[j + 4] & 0xF) | (s[j - 4] >> 6) << 4;
+        *mn = (s[j + 4] >> 4) | (s[j] >> 6) << 4;
+    }
+}
+
+/* Q4_K: levels 0..15 as stored, scale d * sc and min term -(dmin * m) per 32; in each 64-element chunk
+ * byte l holds element l (low nibble) and element l + 32 (high nibble). */
+static void q4_K_row(const uint8_t *src, uint64_t K, uint8_t *q, float *d, float *m) {
+    const qf_block_q4_K *b = (const qf_block_q4_K *)src;
+    for (uint64_t i = 0; i < K / QF_QK_K; i++, q += QF_QK_K, d += 8, m += 8) {
+        float bd = qf_f16_to_f32(b[i].d), bm = qf_f16_to_f32(b[i].dmin);
+        for (int j = 0; j < 8; j++) {
+            int sc, mn;
+            k4_scale_min(b[i].scales, j, &sc, &mn);
+            d[j] = bd * (float)sc;
+            m[j] = -(bm * (float)mn);
+        }
+        for (int c = 0; c < 4; c++)
+            for (int l = 0; l < 32; l++) {
+                uint8_t v = b[i].qs[c * 32 + l];
+                q[c * 64 + l] = v & 0xF;
+                q[c * 64 + 32 + l] = v >> 4;
+            }
+    }
+}
+
+/* Q6_K: levels 0..63 (= signed level + 32), scale d * sc per 16. Element e of a super-block: 128-half
+ * c = e / 128, quarter r = (e % 128) / 32, lane l = e % 32; low 4 bits in ql, high 2 bits in qh. */
+static void q6_K_row(const uint8_t *src, uint64_t K, uint8_t *q, float *d) {
+    const qf_block_q6_K *b = (const qf_block_q6_K *)src;
+    for (uint64_t i = 0; i < K / QF_QK_K; i++, q += QF_QK_K, d += 16) {
+        float bd = qf_f16_to_f32(b[i].d);
+        for (int j = 0; j < 16; j++) d[j] = bd * (float)b[i].scales[j];
+        for (int c = 0; c < 2; c++)
+            for (int r = 0; r < 4; r++)
+                for (int l = 0; l < 32; l++) {
+                    int lo = (b[i].ql[c * 64 + (r & 1) * 32 + l] >> (4 * (r >> 1))) & 0xF;
+                    int hi = (b[i].qh[c * 32 + l] >> (2 * r)) & 3;
+                    q[c * 128 + r * 32 + l] = (uint8_t)(lo | hi << 4);
+                }
+    }
+}
+
+void qf_rt_weight_rows_q8(const qf_rt_weight *w, uint64_t r0, uint64_t n, uint8_t *q, float *s, qf_rt_wq *out) {
+    uint64_t K = w->row_len, lds = K / 16;
+    uint32_t id = w->tt->id;
+    *out = (qf_rt_wq){.q = q, .ldq = K, .d = s, .m = id == QF_T_Q4_K ? s + n * lds : NULL, .lds = lds,
+                      .sub = id == QF_T_Q6_K ? 16 : 32, .off = id == QF_T_Q8_0 ? 128 : id == QF_T_Q6_K ? 32 : 0};
+    for (uint64_t r = 0; r < n; r++) {
+        const uint8_t *src = w->data + (r0 + r) * w->row_bytes;
+        uint8_t *qr = q + r * K;
+        float *dr = s + r * lds;
+        if (id == QF_T_Q8_0) q8_0_row(src, K, qr, dr);
+        else if (id == QF_T_Q4_K) q4_K_row(src, K, qr, dr, s + (n + r) * lds);
+        else q6_K_row(src, K, qr, dr);
+    }
 }
 
 /* ---- finding tensors by role ------------------------------------------------------------------- */

@@ -45,6 +45,60 @@ void qf_rt_vexp_scalar(const float *x, float *y, size_t n) {
     for (size_t i = 0; i < n; i++) y[i] = vexp1(x[i]);
 }
 
+/* ---- 8-bit integer path (see rt_kern.h) ---------------------------------------------------------- */
+
+/* Index of feature k of token t in a tile's level array. */
+static size_t xq_at(size_t k, size_t t) { return ((k / 4) * QF_RT_QT + t) * 4 + k % 4; }
+
+void qf_rt_xquant_scalar(const float *x, size_t ldx, size_t nb, const qf_rt_xq *out) {
+    for (size_t b = 0; b < nb; b++)
+        for (size_t t = 0; t < QF_RT_QT; t++) {
+            float amax = 0.0f;
+            for (size_t i = 0; i < 32; i++) amax = fmaxf(amax, fabsf(x[(b * 32 + i) * ldx + t]));
+            float d = amax / 127.0f, id = d != 0.0f ? 1.0f / d : 0.0f;
+            int32_t sum[2] = {0, 0};
+            for (size_t i = 0; i < 32; i++) {
+                /* nearbyintf: round half to even, as the SIMD conversions do under the default mode */
+                int32_t q = (int32_t)nearbyintf(x[(b * 32 + i) * ldx + t] * id);
+                out->q[xq_at(b * 32 + i, t)] = (int8_t)q;
+                sum[i / 16] += q;
+            }
+            out->d[b * QF_RT_QT + t] = d;
+            out->ds[b * QF_RT_QT + t] = d * (float)(sum[0] + sum[1]);
+            out->s[2 * b * QF_RT_QT + t] = sum[0];
+            out->s[(2 * b + 1) * QF_RT_QT + t] = sum[1];
+        }
+}
+
+/* Exact integer dot of `len` elements of weight row wr and token t, starting at feature k0. */
+static int32_t qdot(const uint8_t *wr, const qf_rt_xq *x, size_t k0, size_t len, size_t t) {
+    int32_t s = 0;
+    for (size_t k = k0; k < k0 + len; k++) s += (int32_t)wr[k] * (int32_t)x->q[xq_at(k, t)];
+    return s;
+}
+
+void qf_rt_qtile_scalar(const qf_rt_wq *w, const qf_rt_xq *x, size_t nb, float *y, size_t ldy, int mr) {
+    size_t groups = 32 / w->sub;
+    for (int r = 0; r < mr; r++) {
+        const uint8_t *wr = w->q + (size_t)r * w->ldq;
+        const float *wd = w->d + (size_t)r * w->lds, *wm = w->m ? w->m + (size_t)r * w->lds : NULL;
+        for (size_t t = 0; t < QF_RT_QT; t++) {
+            float acc = 0.0f;
+            for (size_t b = 0; b < nb; b++) {
+                for (size_t h = 0; h < groups; h++) {
+                    size_t g = b * groups + h; /* scale group */
+                    int32_t xs = groups == 1 ? x->s[2 * b * QF_RT_QT + t] + x->s[(2 * b + 1) * QF_RT_QT + t]
+                                             : x->s[g * QF_RT_QT + t];
+                    int32_t dot = qdot(wr, x, g * w->sub, w->sub, t) - (int32_t)w->off * xs;
+                    acc = fmaf((float)dot * wd[g], x->d[b * QF_RT_QT + t], acc);
+                }
+                if (wm) acc = fmaf(wm[b], x->ds[b * QF_RT_QT + t], acc);
+            }
+            y[(size_t)r * ldy + t] = acc;
+        }
+    }
+}
+
 static const qf_rt_kern kern_table[QF_ISA_COUNT] = {
     [QF_ISA_SCALAR] = {.isa = "scalar", .nt = SCALAR_NT, .tile = qf_rt_tile_scalar, .vexp = qf_rt_vexp_scalar},
     [QF_ISA_AVX2] = {.isa = "avx2", .nt = 16, .tile = qf_rt_tile_avx2, .vexp = qf_rt_vexp_avx2},
@@ -54,4 +108,15 @@ static const qf_rt_kern kern_table[QF_ISA_COUNT] = {
 const qf_rt_kern *qf_rt_kern_active(void) {
     qf_isa isa = qf_isa_active();
     return (int)isa >= 0 && isa < QF_ISA_COUNT ? &kern_table[isa] : &kern_table[QF_ISA_SCALAR];
+}
+
+static bool has_vnni(void) {
+    return qf_isa_active() == QF_ISA_AVX512 && __builtin_cpu_supports("avx512vnni");
+}
+
+const qf_rt_qkern *qf_rt_qkern_active(void) {
+    static const qf_rt_qkern scalar = {.isa = "scalar", .qtile = qf_rt_qtile_scalar, .xquant = qf_rt_xquant_scalar};
+    static const qf_rt_qkern vnni = {.isa = "avx512vnni", .qtile = qf_rt_qtile_avx512vnni,
+                                     .xquant = qf_rt_xquant_avx512};
+    return has_vnni() ? &vnni : &scalar;
 }

@@ -43,6 +43,59 @@ void qf_rt_vexp_avx2(const float *x, float *y, size_t n);
 void qf_rt_tile_avx512(const float *w, size_t ldw, size_t K, const float *x, size_t ldx, float *y, size_t ldy, int mr);
 void qf_rt_vexp_avx512(const float *x, float *y, size_t n);
 
+/* ---- the 8-bit integer path (opt-in: qf_rt_ctx_set_act_q8) -------------------------------------------
+ *
+ * Activations are quantized the way llama.cpp quantizes them for Q8_0 weights: per token and per block of
+ * 32 features, d = amax / 127 and q = round-half-even(x / d) in -127..127. Weight rows are decoded from
+ * their stored type into unsigned levels plus float scales (qf_rt_wq); a tile call computes
+ *     y[r][t] = sum over 32-blocks b of
+ *                 sum over the block's scale groups h (one of 32 or two of 16):
+ *                     fma((float)(sum_i wq[r][i] * xq[t][i] - off * xs[h][t]) * wd[r][h], xd[b][t], .)
+ *                 then, for types with a min term: fma(wm[r][b], xds[b][t], .)
+ * in exactly that order, one F32 accumulator per output; integer sums are exact, so every ISA (the
+ * scalar reference included) returns the same bits, and so does every thread count.
+ *
+ * Layout of one tile of QF_RT_QT tokens over K = 32 * nb features (qf_rt_xq): q holds, for block b and
+ * group g of 4 features, the 4 bytes of each token in turn ([nb][8][QF_RT_QT][4]) so one vector load
+ * feeds a 4-way dot product per token lane. */
+#define QF_RT_QT 64 /* token columns per integer tile (= QF_RT_PAD) */
+#define QF_RT_QR 3  /* weight rows per integer tile call */
+
+typedef struct qf_rt_xq {
+    int8_t *q;    /* [nb][8][QF_RT_QT][4] levels */
+    float *d;     /* [nb][QF_RT_QT] block scales */
+    float *ds;    /* [nb][QF_RT_QT] d * (sum of the block's levels), for min terms */
+    int32_t *s;   /* [2 * nb][QF_RT_QT] sum of levels per half-block of 16, for level offsets */
+} qf_rt_xq;
+
+/* Up to QF_RT_QR decoded weight rows of K = 32 * nb elements. */
+typedef struct qf_rt_wq {
+    const uint8_t *q; /* [row][K] unsigned levels: stored level = signed level + off */
+    size_t ldq;
+    const float *d;   /* [row][K / sub] scale of each group of `sub` elements */
+    const float *m;   /* [row][nb] min term per 32-block (Q4_K: -dmin * m), NULL when the type has none */
+    size_t lds;       /* floats between rows of d and of m */
+    uint32_t sub;     /* 32 or 16 */
+    uint32_t off;     /* 0, 32 or 128 */
+} qf_rt_wq;
+
+typedef void (*qf_rt_qtile_fn)(const qf_rt_wq *w, const qf_rt_xq *x, size_t nb, float *y, size_t ldy, int mr);
+/* Quantize one tile: x[f * ldx + t] for f < 32 * nb, t < QF_RT_QT. */
+typedef void (*qf_rt_xquant_fn)(const float *x, size_t ldx, size_t nb, const qf_rt_xq *out);
+
+void qf_rt_qtile_scalar(const qf_rt_wq *w, const qf_rt_xq *x, size_t nb, float *y, size_t ldy, int mr);
+void qf_rt_xquant_scalar(const float *x, size_t ldx, size_t nb, const qf_rt_xq *out);
+void qf_rt_qtile_avx512vnni(const qf_rt_wq *w, const qf_rt_xq *x, size_t nb, float *y, size_t ldy, int mr);
+void qf_rt_xquant_avx512(const float *x, size_t ldx, size_t nb, const qf_rt_xq *out);
+
+/* Integer kernels for the active ISA (VNNI when the CPU has it, else the scalar reference). */
+typedef struct qf_rt_qkern {
+    const char *isa;
+    qf_rt_qtile_fn qtile;
+    qf_rt_xquant_fn xquant;
+} qf_rt_qkern;
+const qf_rt_qkern *qf_rt_qkern_active(void);
+
 /* Constants of vexp shared by every variant (Cephes expf). */
 #define QF_VEXP_HI 88.0f
 #define QF_VEXP_LO (-87.0f)

@@ -63,6 +63,13 @@ void qf_rt_model_close(qf_rt_model *m);
 /* Dequantize rows [r0, r0 + n) of w into dst[n][row_len]. Thread-safe once the model is open. */
 void qf_rt_weight_rows(const qf_rt_weight *w, uint64_t r0, uint64_t n, float *dst);
 
+/* The 8-bit path (rt_kern.h) takes Q8_0, Q4_K and Q6_K rows; other types stay on the F32 path. */
+bool qf_rt_weight_has_q8(const qf_rt_weight *w);
+/* Decode rows [r0, r0 + n) (n <= QF_RT_QR) of such a weight into q (n * row_len bytes) and s (2 * n *
+ * row_len / 16 floats) and describe them in *out. Thread-safe once the model is open. */
+struct qf_rt_wq;
+void qf_rt_weight_rows_q8(const qf_rt_weight *w, uint64_t r0, uint64_t n, uint8_t *q, float *s, struct qf_rt_wq *out);
+
 typedef struct qf_rt_ctx qf_rt_ctx;
 
 /* An evaluation context: KV cache for n_ctx positions, scratch for batches of up to n_batch tokens,
@@ -70,6 +77,13 @@ typedef struct qf_rt_ctx qf_rt_ctx;
 qf_status qf_rt_ctx_new(const qf_rt_model *m, uint32_t n_ctx, uint32_t n_batch, int n_threads, qf_rt_ctx **out,
                         qf_error *err);
 void qf_rt_ctx_free(qf_rt_ctx *c);
+
+/* Opt-in 8-bit path: every matmul input is quantized to 8 bits per block of 32 features (as llama.cpp
+ * quantizes activations for Q8_0 weights) and multiplied with Q8_0 / Q4_K / Q6_K weights in integer
+ * arithmetic; other weight types, attention and everything else stay F32. Faster, not exact: results
+ * move by about as much as llama.cpp's differ from the exact F32 path. Still the same bits for any
+ * thread count, batch size and ISA. Off by default. */
+void qf_rt_ctx_set_act_q8(qf_rt_ctx *c, bool on);
 
 /* Forget every cached position (start of a new sequence). */
 void qf_rt_ctx_clear(qf_rt_ctx *c);
