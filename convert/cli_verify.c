@@ -28,7 +28,7 @@ typedef struct common_opts {
     const char *text;
     uint32_t ctx, chunks, batch;
     int threads;
-    bool no_escape;
+    bool no_escape, act_q8;
 } common_opts;
 
 static bool parse_u32(const char *s, uint32_t lo, uint32_t hi, uint32_t *out) {
@@ -60,6 +60,11 @@ static int parse_common(const char *cmd, int c, const char *arg, common_opts *o)
         o->threads = (int)v;
         return 0;
     case 'E': o->no_escape = true; return 0;
+    case 'A':
+        if (strcmp(arg, "q8") == 0) o->act_q8 = true;
+        else if (strcmp(arg, "f32") == 0) o->act_q8 = false;
+        else return usage_error(cmd, "--act takes f32 or q8");
+        return 0;
     default: return -1;
     }
 }
@@ -67,7 +72,8 @@ static int parse_common(const char *cmd, int c, const char *arg, common_opts *o)
 #define COMMON_LONG_OPTS \
     {"text", required_argument, 0, 'f'}, {"file", required_argument, 0, 'f'}, {"ctx", required_argument, 0, 'c'}, \
     {"chunks", required_argument, 0, 'n'}, {"batch", required_argument, 0, 'b'}, \
-    {"threads", required_argument, 0, 'j'}, {"no-escape", no_argument, 0, 'E'}, {"help", no_argument, 0, 'h'}
+    {"threads", required_argument, 0, 'j'}, {"no-escape", no_argument, 0, 'E'}, {"act", required_argument, 0, 'A'}, \
+    {"help", no_argument, 0, 'h'}
 
 #define COMMON_HELP \
     "  -f, --text FILE     evaluation text (llama-perplexity -f rules: one trailing newline dropped,\n" \
@@ -75,7 +81,10 @@ static int parse_common(const char *cmd, int c, const char *arg, common_opts *o)
     "  -c, --ctx N         tokens per chunk (default 512); positions N/2 .. N-2 are scored\n" \
     "      --chunks N      score the first N chunks (default: all)\n" \
     "      --batch N       tokens per forward call (default: ctx; results do not depend on it)\n" \
-    "  -j, --threads N     threads (default: all CPUs; results do not depend on it)\n"
+    "  -j, --threads N     threads (default: all CPUs; results do not depend on it)\n" \
+    "      --act f32|q8    f32 (default): exact F32 arithmetic. q8: faster, inexact: activations\n" \
+    "                      quantized to 8 bits per 32-block, as llama.cpp does, and integer products\n" \
+    "                      with Q8_0/Q4_K/Q6_K weights (other weights stay F32)\n"
 
 /* ---- perplexity ----------------------------------------------------------------------------------- */
 
@@ -130,7 +139,7 @@ int qf_cli_perplexity(int argc, char **argv) {
     if (!co.text) return usage_error("perplexity", "--text FILE is required");
     qf_perplexity_opts o = {.model = argv[optind], .text_path = co.text, .ctx = co.ctx, .chunks = co.chunks,
                             .batch = co.batch, .threads = co.threads, .no_escape = co.no_escape,
-                            .on_chunk = ppl_progress, .user = json ? stderr : stdout};
+                            .act_q8 = co.act_q8, .on_chunk = ppl_progress, .user = json ? stderr : stdout};
     qf_perplexity_result r;
     qf_error err;
     if (qf_perplexity(&o, &r, &err) != QF_OK) return fail("perplexity", &err);
@@ -320,6 +329,7 @@ static int parse_verify(int argc, char **argv, verify_cli *v) {
     v->o.batch = co.batch;
     v->o.threads = co.threads;
     v->o.no_escape = co.no_escape;
+    v->o.act_q8 = co.act_q8;
     v->o.on_chunk = verify_progress;
     return 0;
 }

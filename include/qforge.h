@@ -117,6 +117,8 @@ typedef struct qf_perplexity_opts {
     uint32_t batch;         /* tokens per forward call; 0 = ctx (results do not depend on it) */
     int threads;            /* 0 = all online CPUs (results do not depend on it) */
     bool no_escape;         /* take the text literally instead of processing \n, \t, \xNN, ... */
+    bool act_q8;            /* faster, inexact: activations quantized to 8 bits per 32-block, as llama.cpp
+                               does, and integer products with Q8_0/Q4_K/Q6_K weights */
     qf_chunk_fn on_chunk;   /* may be NULL */
     void *user;
 } qf_perplexity_opts;
@@ -145,6 +147,7 @@ typedef struct qf_verify_opts {
     uint32_t ctx, chunks, batch;
     int threads;
     bool no_escape;
+    bool act_q8;            /* as qf_perplexity_opts, for both models */
     /* thresholds; a negative value means "not checked" */
     double max_kld;           /* mean KL(base || model) per token, nats */
     double max_ppl_increase;  /* percent: 100 * (ppl_model / ppl_base - 1) */

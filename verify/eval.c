@@ -25,7 +25,7 @@ typedef struct run_params {
     const char *text_path;
     uint32_t ctx, chunks, batch;
     int threads;
-    bool no_escape;
+    bool no_escape, act_q8;
 } run_params;
 
 /* Called per forward batch with each model's logits for n scored columns and their target tokens. */
@@ -91,7 +91,10 @@ static qf_status session_open(session *s, const char *const *paths, int n, const
     }
     if (!st) st = tokenize_text(s, p, err);
     if (!st) st = plan_chunks(s, p, err);
-    for (int i = 0; !st && i < n; i++) st = qf_rt_ctx_new(s->m[i], s->ctx, s->batch, threads, &s->c[i], err);
+    for (int i = 0; !st && i < n; i++) {
+        st = qf_rt_ctx_new(s->m[i], s->ctx, s->batch, threads, &s->c[i], err);
+        if (!st) qf_rt_ctx_set_act_q8(s->c[i], p->act_q8);
+    }
     return st;
 }
 
@@ -159,7 +162,7 @@ qf_status qf_perplexity(const qf_perplexity_opts *o, qf_perplexity_result *r, qf
     qf_error_clear(err);
     memset(r, 0, sizeof *r);
     if (!o->model || !o->text_path) return qf_fail(err, QF_E_USAGE, "perplexity needs a model and a text file");
-    run_params rp = {o->text_path, o->ctx, o->chunks, o->batch, o->threads, o->no_escape};
+    run_params rp = {o->text_path, o->ctx, o->chunks, o->batch, o->threads, o->no_escape, o->act_q8};
     session s;
     ppl_state p = {.o = o};
     qf_status st = session_open(&s, &o->model, 1, &rp, err);
@@ -291,7 +294,7 @@ qf_status qf_verify(const qf_verify_opts *o, qf_verify_result *r, qf_error *err)
     memset(r, 0, sizeof *r);
     if (!o->model || !o->base || !o->text_path)
         return qf_fail(err, QF_E_USAGE, "verify needs a model, a base model (--base) and a text file (--text)");
-    run_params rp = {o->text_path, o->ctx, o->chunks, o->batch, o->threads, o->no_escape};
+    run_params rp = {o->text_path, o->ctx, o->chunks, o->batch, o->threads, o->no_escape, o->act_q8};
     const char *paths[2] = {o->base, o->model};
     session s;
     cmp_state v = {.o = o};
