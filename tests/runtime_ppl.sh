@@ -49,6 +49,32 @@ for n in stories260K qf-llama-a; do
     fi
 done
 
+# ---- the 8-bit path (--act q8) vs llama.cpp, which quantizes activations too, on q8_0 and q4_K ----------
+if [ -d "$QLA" ] && [ -x "$REF/bin/llama-perplexity" ]; then
+    g4=$SCRATCH/qf-llama-a-q4_K.gguf
+    [ -f "$g4" ] || "$QF" convert "$QLA" -o "$g4" --type q4_K -q || bad "convert qf-llama-a q4_K"
+    for g in "$SCRATCH/qf-llama-a-q8_0.gguf" "$g4"; do
+        [ -f "$g" ] || continue
+        ours=$("$QF" perplexity "$g" --text "$TEXT" --ctx 256 --chunks 20 --threads 2 --act q8 --json 2>/dev/null |
+               python3 -c 'import json,sys; print(json.load(sys.stdin)["ppl"])')
+        theirs=$(LD_LIBRARY_PATH=$REF/bin "$REF/bin/llama-perplexity" -m "$g" -f "$TEXT" -c 256 --chunks 20 -t 2 2>&1 |
+                 awk '/Final estimate/ { print $(NF-2) }')
+        if python3 -c 'import sys; a,b=map(float,sys.argv[1:]); sys.exit(0 if abs(a/b-1) <= 5e-3 else 1)' "${ours:-nan}" "${theirs:-nan}"; then
+            ok "$(basename "$g") --act q8: qforge $ours vs llama-perplexity $theirs"
+        else
+            bad "$(basename "$g") --act q8: qforge ${ours:-?} vs llama-perplexity ${theirs:-?} (> 0.5%)"
+        fi
+    done
+else
+    echo "SKIP --act q8 vs llama.cpp: qf-llama-a or $REF/bin/llama-perplexity absent"
+fi
+a=$("$QF" perplexity "$SCRATCH/stories260K-q8_0.gguf" --text "$TEXT" --ctx 256 --chunks 2 --act q8 --json 2>/dev/null | python3 -c 'import json,sys; print(repr(json.load(sys.stdin)["ppl"]))')
+b=$(QF_ISA=scalar "$QF" perplexity "$SCRATCH/stories260K-q8_0.gguf" --text "$TEXT" --ctx 256 --chunks 2 --act q8 --json 2>/dev/null | python3 -c 'import json,sys; print(repr(json.load(sys.stdin)["ppl"]))')
+[ -n "$a" ] && [ "$a" = "$b" ] && ok "--act q8: QF_ISA=scalar PPL $b identical" || bad "--act q8: QF_ISA=scalar PPL $b vs $a"
+"$QF" perplexity "$S260" --text "$TEXT" --act q4 >/dev/null 2>&1
+rc=$?
+[ $rc -eq 2 ] && ok "--act q4 is a usage error (exit 2)" || bad "--act q4 exit $rc"
+
 # ---- the scalar kernels give the same bits -----------------------------------------------------------
 a=$("$QF" perplexity "$S260" --text "$TEXT" --ctx 256 --chunks 5 --json 2>/dev/null | python3 -c 'import json,sys; print(repr(json.load(sys.stdin)["ppl"]))')
 b=$(QF_ISA=scalar "$QF" perplexity "$S260" --text "$TEXT" --ctx 256 --chunks 5 --json 2>/dev/null | python3 -c 'import json,sys; print(repr(json.load(sys.stdin)["ppl"]))')
