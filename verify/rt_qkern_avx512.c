@@ -26,6 +26,14 @@ VNNI INLINE __m512i bcast4(const uint8_t *p) {
     return _mm512_set1_epi32(v);
 }
 
+/* (float)v for |v| < 2^22, exactly, without vcvtdq2ps: that conversion issues on the same port as
+ * vpdpbusd, the integer add and float subtract issue on either vector port. Every block sum is below
+ * 2^22 (at most 32 * 128 * 127 in magnitude). */
+INLINE __m512 small_int_to_float(__m512i v) {
+    const __m512i magic = _mm512_set1_epi32(0x4B400000); /* 1.5 * 2^23 */
+    return _mm512_sub_ps(_mm512_castsi512_ps(_mm512_add_epi32(v, magic)), _mm512_castsi512_ps(magic));
+}
+
 /* One tile for a fixed weight format: `sub` elements per weight scale, level offset 1 << shift (shift 0:
  * no offset), with or without a min term. Constant arguments fold away at each call site below. */
 VNNI INLINE void qtile_body(const qf_rt_wq *w, const qf_rt_xq *x, size_t nb, float *y, size_t ldy, int mr,
@@ -64,7 +72,7 @@ VNNI INLINE void qtile_body(const qf_rt_wq *w, const qf_rt_xq *x, size_t nb, flo
                 __m512 wd = _mm512_set1_ps(w->d[rs[r] + b * (size_t)groups + (size_t)h]);
                 for (int t = 0; t < 4; t++) {
                     __m512 xd = _mm512_loadu_ps(x->d + b * QT + 16 * (size_t)t);
-                    f[r][t] = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(a[r][t]), wd), xd, f[r][t]);
+                    f[r][t] = _mm512_fmadd_ps(_mm512_mul_ps(small_int_to_float(a[r][t]), wd), xd, f[r][t]);
                 }
             }
         }
