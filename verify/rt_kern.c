@@ -3,6 +3,7 @@
 
 #include "kernels/cpu.h"
 
+#include <cpuid.h>
 #include <math.h>
 #include <string.h>
 
@@ -110,8 +111,11 @@ const qf_rt_kern *qf_rt_kern_active(void) {
     return (int)isa >= 0 && isa < QF_ISA_COUNT ? &kern_table[isa] : &kern_table[QF_ISA_SCALAR];
 }
 
+/* CPUID leaf 7 ECX bit 11 directly: older clang rejects some names in __builtin_cpu_supports. The
+ * AVX-512 register state itself was checked when the ISA became active. */
 static bool has_vnni(void) {
-    return qf_isa_active() == QF_ISA_AVX512 && __builtin_cpu_supports("avx512vnni");
+    unsigned a, b, c, d;
+    return qf_isa_active() == QF_ISA_AVX512 && __get_cpuid_count(7, 0, &a, &b, &c, &d) && (c & (1u << 11));
 }
 
 const qf_rt_qkern *qf_rt_qkern_active(void) {
