@@ -34,7 +34,7 @@ static void dequant_all(const qf_qtype_traits *tt, const uint8_t *blocks, uint64
 
 static void run_case(const char *type, uint64_t rows, uint64_t n, uint64_t seed) {
     const qf_qtype_traits *tt = qf_qtype_by_name(type);
-    uint64_t rb, N = 4 * n, s = seed;
+    uint64_t rb, N = 2 * n, s = seed;
     qf_qtype_row_bytes(tt, n, &rb);
     /* Inputs with strongly correlated features and uneven scales, like real activations. */
     float *X = malloc(N * n * sizeof(float)), *W = malloc(rows * n * sizeof(float)), *Wc = malloc(rows * n * sizeof(float));
@@ -44,12 +44,9 @@ static void run_case(const char *type, uint64_t rows, uint64_t n, uint64_t seed)
         for (uint64_t i = 0; i < n; i++)
             X[t * n + i] = (0.7f * common + 0.3f * qf_test_randn(&s)) * (1.0f + 3.0f * (float)(i % 7 == 0));
     }
-    for (uint64_t i = 0; i < n; i++)
-        for (uint64_t k = 0; k < n; k++) {
-            double acc = 0;
-            for (uint64_t t = 0; t < N; t++) acc += (double)X[t * n + i] * X[t * n + k];
-            H[i * n + k] = acc;
-        }
+    for (uint64_t t = 0; t < N; t++) /* H = X^T X, rows of X streamed once */
+        for (uint64_t i = 0; i < n; i++)
+            for (uint64_t k = 0; k < n; k++) H[i * n + k] += (double)X[t * n + i] * X[t * n + k];
     for (uint64_t i = 0; i < rows * n; i++) W[i] = 0.05f * qf_test_randn(&s);
     uint8_t *q_rtn = malloc(rows * rb), *q_imp = malloc(rows * rb), *q_gptq = malloc(rows * rb), *q_gptq2 = malloc(rows * rb);
     float *imp = malloc(n * sizeof(float)), *deq = malloc(rows * n * sizeof(float));
