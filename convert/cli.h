@@ -6,6 +6,19 @@
 #ifndef QF_CLI_H
 #define QF_CLI_H
 
+#include "qforge.h"
+
+#include <stdio.h>
+#include <time.h>
+
+/* "qforge CMD: error: MSG" on stderr; returns the exit code for the error's status. */
+int qf_cli_fail(const char *cmd, const qf_error *err);
+/* "qforge CMD: MSG (see 'qforge CMD --help')" on stderr; returns 2. */
+int qf_cli_usage(const char *cmd, const char *msg);
+/* Parse an integer option value in lo..hi; false after printing the usage line. */
+bool qf_cli_long(const char *cmd, const char *opt, const char *s, long lo, long hi, long *out);
+double qf_cli_seconds_since(const struct timespec *t0);
+
 int qf_cli_perplexity(int argc, char **argv);
 int qf_cli_verify(int argc, char **argv);
 /* `qforge verify FILE --integrity ...` (cli_integrity.c): qf_cli_verify hands argv over unchanged

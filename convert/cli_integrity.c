@@ -50,7 +50,6 @@ static int parse(int argc, char **argv, integrity_cli *v) {
     int c;
     optind = 1; /* the caller may have scanned argv with getopt already */
     while ((c = getopt_long(argc, argv, "k:j:h", opts, NULL)) != -1) {
-        char *end;
         long t;
         switch (c) {
         case 'I': break;
@@ -58,8 +57,7 @@ static int parse(int argc, char **argv, integrity_cli *v) {
         case 's': v->o.sig = optarg; break;
         case 'J': v->json = true; break;
         case 'j':
-            t = strtol(optarg, &end, 10);
-            if (!*optarg || *end || t < 0 || t > 1024) return usage_error("--threads takes an integer in 0..1024");
+            if (!qf_cli_long("verify", "--threads", optarg, 0, 1024, &t)) return 2;
             v->o.threads = (int)t;
             break;
         case 'h': fputs(integrity_help, stdout); return -1;

@@ -12,36 +12,6 @@
 #include <string.h>
 #include <time.h>
 
-static int fail(const char *cmd, const qf_error *err) {
-    fprintf(stderr, "qforge %s: error: %s\n", cmd, err->msg[0] ? err->msg : qf_status_name(err->status));
-    return qf_status_exit_code(err->status);
-}
-
-static int usage_error(const char *cmd, const char *msg) {
-    fprintf(stderr, "qforge %s: %s (see 'qforge %s --help')\n", cmd, msg, cmd);
-    return 2;
-}
-
-/* An integer option in lo..hi; false (after printing why) otherwise. */
-static bool int_opt(const char *cmd, const char *name, const char *s, long lo, long hi, long *out) {
-    char *end;
-    long v = strtol(s, &end, 10);
-    if (*s && !*end && v >= lo && v <= hi) {
-        *out = v;
-        return true;
-    }
-    char msg[96];
-    snprintf(msg, sizeof msg, "--%s takes an integer in %ld..%ld", name, lo, hi);
-    usage_error(cmd, msg);
-    return false;
-}
-
-static double seconds_since(const struct timespec *t0) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)(t.tv_sec - t0->tv_sec) + (double)(t.tv_nsec - t0->tv_nsec) * 1e-9;
-}
-
 /* ---- sign -------------------------------------------------------------------------------------- */
 
 static const char sign_help[] =
@@ -68,16 +38,16 @@ int qf_cli_sign(int argc, char **argv) {
         switch (c) {
         case 'k': o.key = optarg; break;
         case 'o': o.out = optarg; break;
-        case 'j': if (!int_opt("sign", "threads", optarg, 0, 1024, &t)) return 2; o.threads = (int)t; break;
+        case 'j': if (!qf_cli_long("sign", "--threads", optarg, 0, 1024, &t)) return 2; o.threads = (int)t; break;
         case 'h': fputs(sign_help, stdout); return 0;
-        default: return usage_error("sign", "unknown option");
+        default: return qf_cli_usage("sign", "unknown option");
         }
     }
-    if (optind + 1 != argc) return usage_error("sign", "expected exactly one FILE");
-    if (!o.key) return usage_error("sign", "--key KEY.pem is required");
+    if (optind + 1 != argc) return qf_cli_usage("sign", "expected exactly one FILE");
+    if (!o.key) return qf_cli_usage("sign", "--key KEY.pem is required");
     o.path = argv[optind];
     qf_error err;
-    if (qf_sign(&o, &err) != QF_OK) return fail("sign", &err);
+    if (qf_sign(&o, &err) != QF_OK) return qf_cli_fail("sign", &err);
     fprintf(stderr, "qforge: signed %s -> %s%s\n", o.path, o.out ? o.out : o.path, o.out ? "" : ".sig");
     return 0;
 }
@@ -122,19 +92,19 @@ static int parse_pack(const char *cmd, bool packing, int argc, char **argv, pack
     long v;
     int c;
     while ((c = getopt_long(argc, argv, packing ? "o:l:j:qh" : "o:j:qh", opts, NULL)) != -1) {
-        if ((c == 'l' || c == 'c') && !packing) return usage_error(cmd, "--level and --chunk-mib are pack options");
+        if ((c == 'l' || c == 'c') && !packing) return qf_cli_usage(cmd, "--level and --chunk-mib are pack options");
         switch (c) {
         case 'o': p->o.out = optarg; break;
-        case 'l': if (!int_opt(cmd, "level", optarg, 1, 19, &v)) return 2; p->o.level = (int)v; break;
-        case 'c': if (!int_opt(cmd, "chunk-mib", optarg, 1, 256, &v)) return 2; p->o.chunk_mib = (uint32_t)v; break;
-        case 'j': if (!int_opt(cmd, "threads", optarg, 0, 1024, &v)) return 2; p->o.threads = (int)v; break;
+        case 'l': if (!qf_cli_long(cmd, "--level", optarg, 1, 19, &v)) return 2; p->o.level = (int)v; break;
+        case 'c': if (!qf_cli_long(cmd, "--chunk-mib", optarg, 1, 256, &v)) return 2; p->o.chunk_mib = (uint32_t)v; break;
+        case 'j': if (!qf_cli_long(cmd, "--threads", optarg, 0, 1024, &v)) return 2; p->o.threads = (int)v; break;
         case 'q': p->quiet = true; break;
         case 'h': fputs(packing ? pack_help : unpack_help, stdout); return -1;
-        default: return usage_error(cmd, "unknown option");
+        default: return qf_cli_usage(cmd, "unknown option");
         }
     }
-    if (optind + 1 != argc) return usage_error(cmd, "expected exactly one FILE");
-    if (!p->o.out) return usage_error(cmd, "-o OUTPUT is required");
+    if (optind + 1 != argc) return qf_cli_usage(cmd, "expected exactly one FILE");
+    if (!p->o.out) return qf_cli_usage(cmd, "-o OUTPUT is required");
     p->o.src = argv[optind];
     return 0;
 }
@@ -161,8 +131,8 @@ static int run_pack(const char *cmd, bool packing, int argc, char **argv) {
     qf_pack_stats s;
     qf_error err;
     qf_status st = packing ? qf_pack(&p.o, &s, &err) : qf_unpack(&p.o, &s, &err);
-    if (st != QF_OK) return fail(cmd, &err);
-    if (!p.quiet) print_pack_summary(packing, &p, &s, seconds_since(&t0));
+    if (st != QF_OK) return qf_cli_fail(cmd, &err);
+    if (!p.quiet) print_pack_summary(packing, &p, &s, qf_cli_seconds_since(&t0));
     return 0;
 }
 

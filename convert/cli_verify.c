@@ -13,16 +13,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int fail(const char *cmd, const qf_error *err) {
-    fprintf(stderr, "qforge %s: error: %s\n", cmd, err->msg[0] ? err->msg : qf_status_name(err->status));
-    return qf_status_exit_code(err->status);
-}
-
-static int usage_error(const char *cmd, const char *msg) {
-    fprintf(stderr, "qforge %s: %s (see 'qforge %s --help')\n", cmd, msg, cmd);
-    return 2;
-}
-
 /* Options both commands share. */
 typedef struct common_opts {
     const char *text;
@@ -52,18 +42,18 @@ static int parse_common(const char *cmd, int c, const char *arg, common_opts *o)
     uint32_t v;
     switch (c) {
     case 'f': o->text = arg; return 0;
-    case 'c': return parse_u32(arg, 4, 1u << 20, &o->ctx) ? 0 : usage_error(cmd, "--ctx takes an integer in 4..1048576");
-    case 'n': return parse_u32(arg, 1, UINT32_MAX, &o->chunks) ? 0 : usage_error(cmd, "--chunks takes a positive integer");
-    case 'b': return parse_u32(arg, 1, 1u << 20, &o->batch) ? 0 : usage_error(cmd, "--batch takes a positive integer");
+    case 'c': return parse_u32(arg, 4, 1u << 20, &o->ctx) ? 0 : qf_cli_usage(cmd, "--ctx takes an integer in 4..1048576");
+    case 'n': return parse_u32(arg, 1, UINT32_MAX, &o->chunks) ? 0 : qf_cli_usage(cmd, "--chunks takes a positive integer");
+    case 'b': return parse_u32(arg, 1, 1u << 20, &o->batch) ? 0 : qf_cli_usage(cmd, "--batch takes a positive integer");
     case 'j':
-        if (!parse_u32(arg, 0, 1024, &v)) return usage_error(cmd, "--threads takes an integer in 0..1024");
+        if (!parse_u32(arg, 0, 1024, &v)) return qf_cli_usage(cmd, "--threads takes an integer in 0..1024");
         o->threads = (int)v;
         return 0;
     case 'E': o->no_escape = true; return 0;
     case 'A':
         if (strcmp(arg, "q8") == 0) o->act_q8 = true;
         else if (strcmp(arg, "f32") == 0) o->act_q8 = false;
-        else return usage_error(cmd, "--act takes f32 or q8");
+        else return qf_cli_usage(cmd, "--act takes f32 or q8");
         return 0;
     default: return -1;
     }
@@ -133,16 +123,16 @@ int qf_cli_perplexity(int argc, char **argv) {
         if (c == 'h') { fputs(ppl_help, stdout); return 0; }
         if (c == 'J') { json = true; continue; }
         if ((rc = parse_common("perplexity", c, optarg, &co)) != 0)
-            return rc > 0 ? rc : usage_error("perplexity", "unknown option");
+            return rc > 0 ? rc : qf_cli_usage("perplexity", "unknown option");
     }
-    if (optind + 1 != argc) return usage_error("perplexity", "expected exactly one MODEL");
-    if (!co.text) return usage_error("perplexity", "--text FILE is required");
+    if (optind + 1 != argc) return qf_cli_usage("perplexity", "expected exactly one MODEL");
+    if (!co.text) return qf_cli_usage("perplexity", "--text FILE is required");
     qf_perplexity_opts o = {.model = argv[optind], .text_path = co.text, .ctx = co.ctx, .chunks = co.chunks,
                             .batch = co.batch, .threads = co.threads, .no_escape = co.no_escape,
                             .act_q8 = co.act_q8, .on_chunk = ppl_progress, .user = json ? stderr : stdout};
     qf_perplexity_result r;
     qf_error err;
-    if (qf_perplexity(&o, &r, &err) != QF_OK) return fail("perplexity", &err);
+    if (qf_perplexity(&o, &r, &err) != QF_OK) return qf_cli_fail("perplexity", &err);
     fprintf(stderr, "qforge perplexity: %u chunks of %u tokens (%llu scored) in %.2f s, %.1f tokens/s\n", r.n_chunks,
             r.ctx, (unsigned long long)r.n_scored, r.eval_seconds, r.tokens_per_second);
     if (json) print_ppl_json(o.model, o.text_path, &r);
@@ -311,17 +301,17 @@ static int parse_verify(int argc, char **argv, verify_cli *v) {
         case 'm': v->o.base = optarg; continue;
         case 'J': v->json = optarg; continue;
         case 'U': v->junit = optarg; continue;
-        case 'K': if (!parse_nonneg(optarg, &v->o.max_kld)) return usage_error("verify", "--max-kld takes a number >= 0"); continue;
-        case 'P': if (!parse_nonneg(optarg, &v->o.max_ppl_increase)) return usage_error("verify", "--max-ppl-increase takes a percentage >= 0"); continue;
+        case 'K': if (!parse_nonneg(optarg, &v->o.max_kld)) return qf_cli_usage("verify", "--max-kld takes a number >= 0"); continue;
+        case 'P': if (!parse_nonneg(optarg, &v->o.max_ppl_increase)) return qf_cli_usage("verify", "--max-ppl-increase takes a percentage >= 0"); continue;
         case 'T':
-            if (!parse_nonneg(optarg, &v->o.min_top1) || v->o.min_top1 > 100) return usage_error("verify", "--min-top1 takes a percentage in 0..100");
+            if (!parse_nonneg(optarg, &v->o.min_top1) || v->o.min_top1 > 100) return qf_cli_usage("verify", "--min-top1 takes a percentage in 0..100");
             continue;
         }
-        if ((rc = parse_common("verify", c, optarg, &co)) != 0) return rc > 0 ? rc : usage_error("verify", "unknown option");
+        if ((rc = parse_common("verify", c, optarg, &co)) != 0) return rc > 0 ? rc : qf_cli_usage("verify", "unknown option");
     }
-    if (optind + 1 != argc) return usage_error("verify", "expected exactly one MODEL");
-    if (!v->o.base) return usage_error("verify", "--base BASE is required");
-    if (!co.text) return usage_error("verify", "--text FILE is required");
+    if (optind + 1 != argc) return qf_cli_usage("verify", "expected exactly one MODEL");
+    if (!v->o.base) return qf_cli_usage("verify", "--base BASE is required");
+    if (!co.text) return qf_cli_usage("verify", "--text FILE is required");
     v->o.model = argv[optind];
     v->o.text_path = co.text;
     v->o.ctx = co.ctx;
@@ -344,7 +334,7 @@ int qf_cli_verify(int argc, char **argv) {
     qf_verify_result r;
     qf_error err;
     qf_status st = qf_verify(&v.o, &r, &err);
-    if (st != QF_OK && st != QF_E_CHECK) return fail("verify", &err);
+    if (st != QF_OK && st != QF_E_CHECK) return qf_cli_fail("verify", &err);
     if ((rc = verify_report(&v, &r)) != 0) return rc;
-    return st == QF_E_CHECK ? fail("verify", &err) : 0;
+    return st == QF_E_CHECK ? qf_cli_fail("verify", &err) : 0;
 }

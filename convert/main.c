@@ -24,20 +24,9 @@ typedef struct command {
     const char *summary;
 } command;
 
-static int fail(const qf_error *err) {
-    fprintf(stderr, "qforge: error: %s\n", err->msg[0] ? err->msg : qf_status_name(err->status));
-    return qf_status_exit_code(err->status);
-}
-
-static int usage_error(const char *cmd, const char *msg) {
-    fprintf(stderr, "qforge %s: %s (see 'qforge %s --help')\n", cmd, msg, cmd);
-    return 2;
-}
-
 static int parse_threads(const char *cmd, const char *s, int *out) {
-    char *end;
-    long v = strtol(s, &end, 10);
-    if (*end || v < 0 || v > 1024) return usage_error(cmd, "--threads takes an integer in 0..1024");
+    long v;
+    if (!qf_cli_long(cmd, "--threads", s, 0, 1024, &v)) return 2;
     *out = (int)v;
     return 0;
 }
@@ -49,15 +38,9 @@ typedef struct progress {
     double last;
 } progress;
 
-static double elapsed(const struct timespec *t0) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)(t.tv_sec - t0->tv_sec) + (double)(t.tv_nsec - t0->tv_nsec) * 1e-9;
-}
-
 static void show_progress(void *user, const char *tensor, uint64_t done, uint64_t total) {
     progress *p = user;
-    double s = elapsed(&p->start);
+    double s = qf_cli_seconds_since(&p->start);
     if (done < total && s - p->last < 0.1) return;
     p->last = s;
     double mb = (double)done / 1048576.0, rate = s > 0 ? mb / s : 0;
@@ -142,38 +125,38 @@ static int run_convert(int argc, char **argv, bool quantize) {
         case 'o': o.out = optarg; break;
         case 't': o.type = optarg; break;
         case 'r': case 'T': case 'i': case 'm': case 'H': case 'D': case 'O':
-            if (!quantize) return usage_error(cmd, "that option belongs to 'qforge quantize'");
+            if (!quantize) return qf_cli_usage(cmd, "that option belongs to 'qforge quantize'");
             if (c == 'r') o.recipe = optarg;
             else if (c == 'H') o.hessian = optarg;
             else if (c == 'D') {
                 char *end;
                 o.gptq_damp = strtod(optarg, &end);
-                if (*end || !(o.gptq_damp > 0 && o.gptq_damp < 10)) return usage_error(cmd, "--gptq-damp takes a number in (0, 10)");
+                if (*end || !(o.gptq_damp > 0 && o.gptq_damp < 10)) return qf_cli_usage(cmd, "--gptq-damp takes a number in (0, 10)");
             } else if (c == 'O') {
-                if (strcmp(optarg, "natural") && strcmp(optarg, "energy")) return usage_error(cmd, "--gptq-order is natural or energy");
+                if (strcmp(optarg, "natural") && strcmp(optarg, "energy")) return qf_cli_usage(cmd, "--gptq-order is natural or energy");
                 o.gptq_block_order = !strcmp(optarg, "energy");
             }
             else if (c == 'i') o.imatrix = optarg;
             else if (c == 'm') o.method = optarg;
-            else if (o.n_tensor_types == QF_MAX_OVERRIDES) return usage_error(cmd, "too many --tensor-type options");
+            else if (o.n_tensor_types == QF_MAX_OVERRIDES) return qf_cli_usage(cmd, "too many --tensor-type options");
             else overrides[o.n_tensor_types++] = optarg;
             break;
         case 'j': if (parse_threads(cmd, optarg, &o.threads)) return 2; break;
         case 'n': o.dry_run = true; break;
         case 'q': quiet = true; break;
         case 'h': if (quantize) print_quantize_help(); else fputs(convert_help, stdout); return 0;
-        default: return usage_error(cmd, "unknown option");
+        default: return qf_cli_usage(cmd, "unknown option");
         }
     }
-    if (optind + 1 != argc) return usage_error(cmd, "expected exactly one SRC");
-    if (quantize && !o.type == !o.recipe) return usage_error(cmd, "give exactly one of --type or --recipe");
+    if (optind + 1 != argc) return qf_cli_usage(cmd, "expected exactly one SRC");
+    if (quantize && !o.type == !o.recipe) return qf_cli_usage(cmd, "give exactly one of --type or --recipe");
     o.src = argv[optind];
     progress p = {0};
     clock_gettime(CLOCK_MONOTONIC, &p.start);
     if (!quiet && isatty(STDERR_FILENO)) { o.progress = show_progress; o.progress_user = &p; }
     qf_error err;
-    if (qf_convert(&o, &err) != QF_OK) return fail(&err);
-    if (!o.dry_run && !quiet) fprintf(stderr, "qforge: wrote %s in %.2fs\n", o.out, elapsed(&p.start));
+    if (qf_convert(&o, &err) != QF_OK) return qf_cli_fail(argv[0], &err);
+    if (!o.dry_run && !quiet) fprintf(stderr, "qforge: wrote %s in %.2fs\n", o.out, qf_cli_seconds_since(&p.start));
     return 0;
 }
 
@@ -201,13 +184,13 @@ static int cmd_inspect(int argc, char **argv) {
         case 'J': o.json = true; break;
         case 'a': o.no_values = false; break;
         case 'h': fputs(inspect_help, stdout); return 0;
-        default: return usage_error("inspect", "unknown option");
+        default: return qf_cli_usage("inspect", "unknown option");
         }
     }
-    if (optind + 1 != argc) return usage_error("inspect", "expected exactly one FILE");
+    if (optind + 1 != argc) return qf_cli_usage("inspect", "expected exactly one FILE");
     o.path = argv[optind];
     qf_error err;
-    if (qf_inspect(&o, stdout, &err) != QF_OK) return fail(&err);
+    if (qf_inspect(&o, stdout, &err) != QF_OK) return qf_cli_fail(argv[0], &err);
     return 0;
 }
 
@@ -242,14 +225,14 @@ static int cmd_synth(int argc, char **argv) {
         case 'a': o.arch = optarg; bad = false; break;
         case 'T': o.tied = true; break;
         case 'h': fputs(synth_help, stdout); return 0;
-        default: return usage_error("synth", "unknown option");
+        default: return qf_cli_usage("synth", "unknown option");
         }
-        if (bad) return usage_error("synth", "numeric options take a positive integer");
+        if (bad) return qf_cli_usage("synth", "numeric options take a positive integer");
     }
-    if (optind + 1 != argc) return usage_error("synth", "expected exactly one DIR");
+    if (optind + 1 != argc) return qf_cli_usage("synth", "expected exactly one DIR");
     o.dir = argv[optind];
     qf_error err;
-    if (qf_synth_model(&o, &err) != QF_OK) return fail(&err);
+    if (qf_synth_model(&o, &err) != QF_OK) return qf_cli_fail(argv[0], &err);
     return 0;
 }
 
@@ -281,7 +264,7 @@ static int parse_u32(const char *cmd, const char *opt, const char *s, uint32_t *
     if (*end || v == 0 || v > 1u << 24) {
         char msg[96];
         snprintf(msg, sizeof msg, "%s takes a positive integer", opt);
-        return usage_error(cmd, msg);
+        return qf_cli_usage(cmd, msg);
     }
     *out = (uint32_t)v;
     return 0;
@@ -305,19 +288,19 @@ static int cmd_calibrate(int argc, char **argv) {
         case 'j': if (parse_threads("calibrate", optarg, &o.threads)) return 2; break;
         case 'q': quiet = true; break;
         case 'h': fputs(calibrate_help, stdout); return 0;
-        default: return usage_error("calibrate", "unknown option");
+        default: return qf_cli_usage("calibrate", "unknown option");
         }
     }
-    if (optind + 1 != argc) return usage_error("calibrate", "expected exactly one MODEL");
-    if (!o.text_path || !o.out) return usage_error("calibrate", "--text and -o are required");
+    if (optind + 1 != argc) return qf_cli_usage("calibrate", "expected exactly one MODEL");
+    if (!o.text_path || !o.out) return qf_cli_usage("calibrate", "--text and -o are required");
     o.model = argv[optind];
     progress p = {0};
     clock_gettime(CLOCK_MONOTONIC, &p.start);
     if (!quiet && isatty(STDERR_FILENO)) { o.progress = show_progress; o.progress_user = &p; }
     qf_error err;
-    if (qf_calibrate(&o, &err) != QF_OK) return fail(&err);
+    if (qf_calibrate(&o, &err) != QF_OK) return qf_cli_fail(argv[0], &err);
     if (!quiet) fprintf(stderr, "qforge: wrote %s%s%s in %.2fs\n", o.out, o.hessian_out ? " and " : "",
-                        o.hessian_out ? o.hessian_out : "", elapsed(&p.start));
+                        o.hessian_out ? o.hessian_out : "", qf_cli_seconds_since(&p.start));
     return 0;
 }
 

@@ -21,15 +21,6 @@ static void write_text(const char *path) {
     fclose(f);
 }
 
-static bool same_file(const char *a, const char *b) {
-    size_t na, nb;
-    uint8_t *x = qf_test_read_file(a, &na), *y = qf_test_read_file(b, &nb);
-    bool same = x && y && na == nb && !memcmp(x, y, na);
-    free(x);
-    free(y);
-    return same;
-}
-
 int main(int argc, char **argv) {
     qf_test_init(argc, argv);
     char dir[4096], text[4096], im1[4096], im2[4096], h1[4096], h2[4096], out[4096];
@@ -47,8 +38,8 @@ int main(int argc, char **argv) {
     o.hessian_out = h2;
     o.threads = 2;
     CHECK_OK(qf_calibrate(&o, &err), &err);
-    CHECK_MSG(same_file(im1, im2), "imatrix differs between 1 and 2 threads");
-    CHECK_MSG(same_file(h1, h2), "Hessians differ between 1 and 2 threads");
+    CHECK_MSG(qf_test_same_file(im1, im2), "imatrix differs between 1 and 2 threads");
+    CHECK_MSG(qf_test_same_file(h1, h2), "Hessians differ between 1 and 2 threads");
 
     qf_imatrix im;
     qf_hessian_set hs;
@@ -88,7 +79,7 @@ int main(int argc, char **argv) {
     qo.out = out2;
     qo.threads = 2;
     CHECK_OK(qf_convert(&qo, &err), &err);
-    CHECK_MSG(same_file(out, out2), "gptq output differs between 1 and 2 threads");
+    CHECK_MSG(qf_test_same_file(out, out2), "gptq output differs between 1 and 2 threads");
     qf_gguf *g;
     CHECK_OK(qf_gguf_open(out, &g, &err), &err);
     if (g) {

@@ -126,15 +126,6 @@ static void compare(const char *src_file, const char *gguf_path, double tol, uin
     qf_st_close(m);
 }
 
-static bool same_bytes(const char *a, const char *b) {
-    size_t na, nb;
-    uint8_t *x = qf_test_read_file(a, &na), *y = qf_test_read_file(b, &nb);
-    bool same = x && y && na == nb && memcmp(x, y, na) == 0;
-    free(x);
-    free(y);
-    return same;
-}
-
 static void test_round_trips(void) {
     char dir[4096], src[4200], out[4096];
     const char *dtypes[] = {"f32", "f16", "bf16"};
@@ -181,7 +172,7 @@ static void test_determinism(void) {
     for (int t = 2; t <= 5; t += 3) {
         snprintf(b, sizeof b, "%s/det-%d.gguf", qf_test_scratch, t);
         CHECK_OK(convert(dir, b, "q8_0", t, &err), &err);
-        CHECK_MSG(same_bytes(a, b), "q8_0 output differs between 1 and %d threads", t);
+        CHECK_MSG(qf_test_same_file(a, b), "q8_0 output differs between 1 and %d threads", t);
     }
 }
 

@@ -30,15 +30,6 @@ static bool make_model(const char *name, const char *type, char *out, size_t n) 
     return st == QF_OK;
 }
 
-static bool same_files(const char *a, const char *b) {
-    size_t na = 0, nb = 0;
-    uint8_t *x = qf_test_read_file(a, &na), *y = qf_test_read_file(b, &nb);
-    bool same = x && y && na == nb && memcmp(x, y, na) == 0;
-    free(x);
-    free(y);
-    return same;
-}
-
 static qf_status pack(const char *src, const char *out, int threads, uint32_t chunk_mib, qf_pack_stats *s, qf_error *err) {
     qf_pack_opts o = {.src = src, .out = out, .threads = threads, .chunk_mib = chunk_mib};
     return qf_pack(&o, s, err);
@@ -75,11 +66,11 @@ static void test_round_trips(const char *model) {
     CHECK(s.frames >= 3 && s.packed_bytes < s.raw_bytes);
     CHECK_OK(pack(model, p2, 2, 1, &s, &err), &err);
     CHECK_OK(pack(model, p4, 4, 1, &s, &err), &err);
-    CHECK(same_files(p1, p2) && same_files(p1, p4));
+    CHECK(qf_test_same_file(p1, p2) && qf_test_same_file(p1, p4));
     for (int t = 1; t <= 4; t *= 2) {
         unlink(out);
         CHECK_OK(unpack(p1, out, t, &s, &err), &err);
-        CHECK_MSG(same_files(model, out), "round trip with %d threads", t);
+        CHECK_MSG(qf_test_same_file(model, out), "round trip with %d threads", t);
         CHECK(s.gguf_checked && s.frames >= 3);
     }
     /* plain zstd reads the pack as a zstd stream (skippable frames are skipped) */
@@ -98,19 +89,19 @@ static void test_round_trips(const char *model) {
     CHECK_OK(pack(e, qf_test_path("empty.qfz", ep, sizeof ep), 2, 0, &s, &err), &err);
     CHECK(s.frames == 0);
     CHECK_OK(unpack(ep, qf_test_path("empty.out", eo, sizeof eo), 2, &s, &err), &err);
-    CHECK(same_files(e, eo) && !s.gguf_checked);
+    CHECK(qf_test_same_file(e, eo) && !s.gguf_checked);
     char text[300000];
     for (size_t i = 0; i < sizeof text; i++) text[i] = (char)('a' + (i * 7 + i / 13) % 26);
     CHECK(qf_test_write_file(e, text, sizeof text));
     CHECK_OK(pack(e, ep, 2, 0, &s, &err), &err);
     CHECK(s.packed_bytes < sizeof text / 4);
     CHECK_OK(unpack(ep, eo, 2, &s, &err), &err);
-    CHECK(same_files(e, eo) && !s.gguf_checked);
+    CHECK(qf_test_same_file(e, eo) && !s.gguf_checked);
 
     /* the output may not be the input (the rename would replace the file being read) */
     CHECK(pack(e, e, 1, 0, &s, &err) == QF_E_USAGE && strstr(err.msg, "the output is the input"));
     CHECK(unpack(ep, ep, 1, &s, &err) == QF_E_USAGE);
-    CHECK(same_files(e, eo));
+    CHECK(qf_test_same_file(e, eo));
 
     /* options and missing inputs */
     CHECK(pack(e, ep, 1, 257, &s, &err) == QF_E_USAGE);

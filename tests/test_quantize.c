@@ -115,15 +115,6 @@ static qf_status quantize(const char *src, const char *out, const char *recipe, 
     return qf_convert(&o, err);
 }
 
-static bool same_file(const char *a, const char *b) {
-    size_t na, nb;
-    uint8_t *x = qf_test_read_file(a, &na), *y = qf_test_read_file(b, &nb);
-    bool same = x && y && na == nb && !memcmp(x, y, na);
-    free(x);
-    free(y);
-    return same;
-}
-
 /* An imatrix with deterministic, uneven column importances for every linear weight of a model. */
 static void make_imatrix(const char *model_gguf, const char *path) {
     qf_gguf *g;
@@ -167,7 +158,7 @@ static void test_imatrix_quantize(void) {
     qf_test_path("imq-2.gguf", b, sizeof b);
     CHECK_OK(quantize(dir, a, "q4_k_m", NULL, im, 1, &err), &err);
     CHECK_OK(quantize(dir, b, "q4_k_m", NULL, im, 2, &err), &err);
-    CHECK_MSG(same_file(a, b), "weighted q4_k_m differs between 1 and 2 threads");
+    CHECK_MSG(qf_test_same_file(a, b), "weighted q4_k_m differs between 1 and 2 threads");
     /* Provenance: recipe, method, imatrix digest, calibration digest. */
     qf_gguf *g;
     CHECK_OK(qf_gguf_open(a, &g, &err), &err);
@@ -183,7 +174,7 @@ static void test_imatrix_quantize(void) {
     }
     /* The importance weights change the result (and the unweighted run differs). */
     CHECK_OK(quantize(dir, b, "q4_k_m", NULL, NULL, 1, &err), &err);
-    CHECK(!same_file(a, b));
+    CHECK(!qf_test_same_file(a, b));
     /* An imatrix whose shapes do not match the model is an error, and nothing is written. */
     char other[4096], other_im[4096], out[4096];
     qf_test_make_model("imq-other", 320, 512, "bf16", other, sizeof other);

@@ -63,6 +63,15 @@ uint8_t *qf_test_read_file(const char *path, size_t *n) {
 
 bool qf_test_file_exists(const char *path) { return access(path, F_OK) == 0; }
 
+bool qf_test_same_file(const char *a, const char *b) {
+    size_t na = 0, nb = 0;
+    uint8_t *x = qf_test_read_file(a, &na), *y = qf_test_read_file(b, &nb);
+    bool same = x && y && na == nb && memcmp(x, y, na) == 0;
+    free(x);
+    free(y);
+    return same;
+}
+
 uint64_t qf_test_rand(uint64_t *s) {
     uint64_t x = *s ? *s : 0x9E3779B97F4A7C15ull;
     x ^= x >> 12; x ^= x << 25; x ^= x >> 27;

@@ -25,6 +25,8 @@ bool qf_test_write_file(const char *path, const void *data, size_t n);
 /* Read a whole file (malloc'd); NULL on failure. */
 uint8_t *qf_test_read_file(const char *path, size_t *n);
 bool qf_test_file_exists(const char *path);
+/* Both files exist and hold the same bytes. */
+bool qf_test_same_file(const char *a, const char *b);
 /* Deterministic PRNG for generated data (xorshift64*); print the seed in messages. */
 uint64_t qf_test_rand(uint64_t *state);
 float qf_test_randn(uint64_t *state);
