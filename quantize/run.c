@@ -2,6 +2,7 @@
 #include "quantize/run.h"
 #include "kernels/qtypes.h"
 
+#include <math.h>
 #include <pthread.h>
 
 typedef struct chunk_job {
@@ -10,6 +11,7 @@ typedef struct chunk_job {
     const qf_qtype_traits *tt;
     const float *gen;       /* generated tensor data, or NULL */
     const float *imp;       /* n_mat x ne[0] importance weights, or NULL */
+    bool magnitude_imp;     /* no calibration covers this tensor: weight each row by its own magnitudes */
     uint64_t rows_per_mat;  /* rows sharing one importance vector (one expert's matrix) */
     uint64_t row0, n_rows;  /* rows of the output tensor in this chunk */
     uint64_t row_bytes;
@@ -50,16 +52,32 @@ static qf_status fetch_rows(chunk_job *j, uint64_t r0, uint64_t n) {
     return QF_OK;
 }
 
+/* Row-local importance for tensors no activation statistics reach (token embeddings are a lookup, and
+ * calibration skips the output projection as llama-imatrix does): rms(x) + |x_i|, the weighting ggml's
+ * k-quant search uses without an imatrix. Plain squared error under-weights the large entries that
+ * carry a row's direction; measured on qf-llama-a it costs KLD (README, quality table). */
+static void magnitude_weights(const float *x, uint64_t n, float *w) {
+    double ss = 0;
+    for (uint64_t i = 0; i < n; i++) ss += (double)x[i] * x[i];
+    float rms = (float)sqrt(ss / (double)(n ? n : 1));
+    for (uint64_t i = 0; i < n; i++) w[i] = rms + fabsf(x[i]);
+}
+
 static qf_status encode_rows(chunk_job *j, uint64_t r0, uint64_t n) {
     uint64_t len = j->e->ne[0];
-    for (uint64_t r = r0; r < r0 + n; r++) {
+    float *mw = j->magnitude_imp ? malloc(len * sizeof(float)) : NULL;
+    if (j->magnitude_imp && !mw) return qf_fail(&j->err, QF_E_NOMEM, "out of memory");
+    qf_status st = QF_OK;
+    for (uint64_t r = r0; r < r0 + n && !st; r++) {
         const float *x = j->f32 + (r - j->row0) * len;
         const float *imp = j->imp ? j->imp + (r / j->rows_per_mat) * len : NULL;
+        if (mw) { magnitude_weights(x, len, mw); imp = mw; }
         if (!j->tt->quantize(x, j->out + (r - j->row0) * j->row_bytes, (int64_t)len, imp))
-            return qf_fail(&j->err, QF_E_INPUT, "tensor '%s': row %llu holds NaN or Inf; refusing to quantize it",
-                           j->e->name, (unsigned long long)r);
+            st = qf_fail(&j->err, QF_E_INPUT, "tensor '%s': row %llu holds NaN or Inf; refusing to quantize it",
+                         j->e->name, (unsigned long long)r);
     }
-    return QF_OK;
+    free(mw);
+    return st;
 }
 
 typedef struct worker {
@@ -111,11 +129,15 @@ static qf_status generate(const qf_hparams *hp, const qf_plan_entry *e, float **
 /* Importance weights for a tensor from the imatrix: one vector per expert matrix. Tensors the
  * imatrix does not cover, and unquantized types, get none (round-to-nearest), as in llama-quantize. */
 static qf_status importance(const qf_run_opts *opts, const qf_plan_entry *e, const qf_qtype_traits *tt, float **imp,
-                            uint64_t *rows_per_mat, qf_error *err) {
+                            uint64_t *rows_per_mat, bool *magnitude, qf_error *err) {
     *imp = NULL;
+    *magnitude = false;
     *rows_per_mat = e->n_rows;
     const qf_imatrix_entry *ie = opts->imatrix && tt->quantized ? qf_imatrix_find(opts->imatrix, e->name) : NULL;
-    if (!ie) return QF_OK;
+    if (!ie) {
+        *magnitude = opts->imatrix && tt->quantized;
+        return QF_OK;
+    }
     uint64_t n_mat = e->n_dims == 3 ? e->ne[2] : 1;
     if (ie->n_cols != e->ne[0] || ie->n_mat != n_mat)
         return qf_fail(err, QF_E_INPUT, "imatrix entry '%s' is %u columns x %u matrices; the tensor needs %llu x %llu",
@@ -180,7 +202,7 @@ static qf_status run_tensor(qf_source *src, const qf_hparams *hp, const qf_plan_
     rows_per_chunk = QF_MIN(rows_per_chunk, e->n_rows);
     float *gen = NULL, *imp = NULL;
     qf_status st = generate(hp, e, &gen, err);
-    if (!st) st = importance(opts, e, j.tt, &imp, &j.rows_per_mat, err);
+    if (!st) st = importance(opts, e, j.tt, &imp, &j.rows_per_mat, &j.magnitude_imp, err);
     j.gen = gen;
     j.imp = imp;
     j.f32 = qf_malloc_n(rows_per_chunk, f32_row);
