@@ -8,6 +8,7 @@ root=$1; scratch=$2; mkdir -p "$scratch"
 shared=$root/../shared
 qf=${QF_BIN:?QF_BIN must name the qforge binary}
 ref=${QF_REF_DIR:-$HOME/.cache/qforge-ref}
+. "$(dirname "$0")/lib/llamacpp.sh"
 if [ ! -d "$shared/models" ]; then echo "SKIP: ../shared/models is absent"; exit 77; fi
 if [ ! -x "$ref/bin/llama-perplexity" ]; then
     echo "SKIP: llama.cpp reference not installed at $ref (run: bash ../shared/ref/setup_ref.sh)"; exit 77
@@ -21,8 +22,7 @@ for dir in "$shared"/models/*/; do
     for type in f32 f16; do
         out=$scratch/$model-$type.gguf
         "$qf" convert "$dir" -o "$out" --type "$type" -q
-        got=$("$ref/bin/llama-perplexity" -m "$out" -f "$text" -c 256 --chunks 20 -t 2 -fa off -ctk f32 -ctv f32 2>&1 \
-              | sed -n 's/.*Final estimate: PPL = \([0-9.]*\).*/\1/p')
+        got=$(llama_ppl "$out" "$text" 256 20)
         if [ -z "$got" ]; then echo "FAIL $model $type: llama-perplexity produced no estimate"; fail=$((fail+1)); continue; fi
         verdict=$(python3 -c "import sys; g,w=float(sys.argv[1]),float(sys.argv[2]); print('ok' if abs(g/w-1)<=0.01 else 'bad', '%+.4f%%' % (100*(g/w-1)))" "$got" "$want")
         echo "$model $type: llama.cpp PPL $got, REFERENCE.json $want (${verdict#* })"

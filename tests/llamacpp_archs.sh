@@ -7,6 +7,7 @@
 set -euo pipefail
 root=$1; scratch=$2; qf=${QF_BIN:?}
 ref=${QF_REF_DIR:-$HOME/.cache/qforge-ref}
+. "$(dirname "$0")/lib/llamacpp.sh"
 if [ ! -x "$ref/bin/llama-perplexity" ]; then echo "SKIP: llama.cpp reference not installed at $ref"; exit 77; fi
 rm -rf "$scratch"; mkdir -p "$scratch"; cd "$scratch"
 python3 - <<'PY'
@@ -21,8 +22,7 @@ check() { # name model-dir
     "$qf" convert "$dir" -o "$name.gguf" -t f32 -q
     local ours theirs
     ours=$("$qf" perplexity "$dir" --text text.txt --ctx 64 --chunks 6 --json 2>/dev/null | python3 -c 'import json,sys; print(json.load(sys.stdin)["ppl"])')
-    theirs=$("$ref/bin/llama-perplexity" -m "$name.gguf" -f text.txt -c 64 --chunks 6 -t 2 -fa off -ctk f32 -ctv f32 2>&1 \
-             | sed -n 's/.*Final estimate: PPL = \([0-9.]*\).*/\1/p')
+    theirs=$(llama_ppl "$name.gguf" text.txt 64 6)
     if [ -n "$theirs" ] && python3 -c "import sys; a,b=float(sys.argv[1]),float(sys.argv[2]); sys.exit(0 if abs(a/b-1) < 1e-3 else 1)" "$ours" "$theirs"; then
         echo "$name: qforge (HF dir) PPL $ours, llama.cpp (our GGUF) PPL $theirs"; pass=$((pass+1))
     else

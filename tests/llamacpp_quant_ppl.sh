@@ -5,6 +5,7 @@
 set -euo pipefail
 root=$1; scratch=$2; qf=${QF_BIN:?}
 ref=${QF_REF_DIR:-$HOME/.cache/qforge-ref}
+. "$(dirname "$0")/lib/llamacpp.sh"
 model=$root/../shared/models/qf-llama-a
 text=$root/../shared/text/tinystories-valid-head.txt
 if [ ! -d "$model" ]; then echo "SKIP: ../shared/models/qf-llama-a is absent"; exit 77; fi
@@ -18,8 +19,7 @@ for spec in "-r q4_k_m" "-r q3_k_m" "-r int3-mix" "-t q4_K" "-t q6_K"; do
     "$qf" quantize "$model" $spec -o "$out" -q
     ours=$("$qf" perplexity "$out" --text "$text" --ctx 256 --chunks 10 --json 2>/dev/null \
            | python3 -c 'import json,sys; print(json.load(sys.stdin)["ppl"])')
-    theirs=$("$ref/bin/llama-perplexity" -m "$out" -f "$text" -c 256 --chunks 10 -t 2 -fa off -ctk f32 -ctv f32 2>&1 \
-             | sed -n 's/.*Final estimate: PPL = \([0-9.]*\).*/\1/p')
+    theirs=$(llama_ppl "$out" "$text" 256 10)
     if [ -n "$theirs" ] && python3 -c "import sys; a,b=float(sys.argv[1]),float(sys.argv[2]); sys.exit(0 if abs(a/b-1) <= 0.005 else 1)" "$ours" "$theirs"; then
         echo "$name: qforge PPL $ours, llama.cpp PPL $theirs"; pass=$((pass+1))
     else
