@@ -40,10 +40,9 @@
 
 #define LN 8 /* lanes of every reduction */
 
-/* Weights for the unweighted case: multiplying by 1 is exact, so one branch-free code path serves both. */
-#define ONES8 1.0f, 1.0f, 1.0f, 1.0f, 1.0f, 1.0f, 1.0f, 1.0f
-#define ONES64 ONES8, ONES8, ONES8, ONES8, ONES8, ONES8, ONES8, ONES8
-static const float ones[QF_QK_K] = { ONES64, ONES64, ONES64, ONES64 };
+/* Weights w == NULL mean all ones: the passes then skip the multiplications by 1, which are exact, so
+ * results are the same bits as with an array of ones. WOFF offsets a weight pointer that may be NULL. */
+#define WOFF(w, o) ((w) ? (w) + (o) : NULL)
 
 /* 1.5 * 2^23: adding and subtracting it rounds |v| < 2^22 to the nearest integer, ties to even, in two
  * plain float operations (vectorisable, unlike lrintf). Every caller clamps v to a small range first. */
@@ -54,6 +53,27 @@ static inline float f16_round(float v) {
     return _cvtsh_ss(_cvtss_sh(v, _MM_FROUND_TO_NEAREST_INT)); /* same RNE as fpconv.c for finite v */
 #else
     return qf_f16_to_f32(qf_f32_to_f16(v));
+#endif
+}
+
+/* F16 bits of v (F16C: the same RNE as fpconv.c for finite v, without the call). */
+static inline uint16_t f16_bits(float v) {
+#if defined(__F16C__)
+    return (uint16_t)_cvtss_sh(v, _MM_FROUND_TO_NEAREST_INT);
+#else
+    return qf_f32_to_f16(v);
+#endif
+}
+
+/* f16_round of two values at once (one conversion each way on F16C: scale and min of one block). */
+static inline void f16_round2(float *a, float *b) {
+#if defined(__F16C__)
+    __m128 r = _mm_cvtph_ps(_mm_cvtps_ph(_mm_setr_ps(*a, *b, 0.0f, 0.0f), _MM_FROUND_TO_NEAREST_INT));
+    *a = _mm_cvtss_f32(r);
+    *b = _mm_cvtss_f32(_mm_shuffle_ps(r, r, 1));
+#else
+    *a = f16_round(*a);
+    *b = f16_round(*b);
 #endif
 }
 
@@ -72,11 +92,16 @@ static inline __m256 v_round(__m256 v) {
     const __m256 m = _mm256_set1_ps(RND_MAGIC);
     return _mm256_sub_ps(_mm256_add_ps(v, m), m);
 }
+/* hsum8's tree in registers: the halves added (a_l + a_l+4), then pairs 2 apart, then the last two. */
 static inline float v_hsum8(__m256 v) {
-    float a[LN];
-    _mm256_storeu_ps(a, v);
-    return hsum8(a);
+    __m128 b = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    __m128 c = _mm_add_ps(b, _mm_movehl_ps(b, b));
+    return _mm_cvtss_f32(_mm_add_ss(c, _mm_shuffle_ps(c, c, 1)));
 }
+/* w * a, or a itself for unit weights (w == NULL): multiplying by 1 is exact, so skipping it changes no
+ * bit and both builds stay identical. */
+#define VW(a) (w ? _mm256_mul_ps(wv, (a)) : (a))
+#define VWLOAD(k) (w ? _mm256_loadu_ps(w + (k)) : _mm256_setzero_ps())
 /* floor of v >= 0 from the nearest integer: one down where rounding went up */
 static inline __m256 v_floor_pos(__m256 v) {
     __m256 r = v_round(v);
@@ -145,12 +170,12 @@ static inline sym_sums sym_pass(const float *x, const float *w, int n, float s, 
                  vs = _mm256_set1_ps(s);
     __m256 axq = _mm256_setzero_ps(), aqq = axq, aer = axq;
     for (int k = 0; k < n; k += LN) {
-        __m256 xv = _mm256_loadu_ps(x + k), wv = _mm256_loadu_ps(w + k);
+        __m256 xv = _mm256_loadu_ps(x + k), wv = VWLOAD(k);
         __m256 r = v_round(_mm256_min_ps(_mm256_max_ps(_mm256_mul_ps(xv, vinv), vlo), vhi));
         __m256 e = _mm256_sub_ps(xv, _mm256_mul_ps(r, vs));
-        axq = _mm256_add_ps(axq, _mm256_mul_ps(_mm256_mul_ps(wv, xv), r));
-        aqq = _mm256_add_ps(aqq, _mm256_mul_ps(_mm256_mul_ps(wv, r), r));
-        aer = _mm256_add_ps(aer, _mm256_mul_ps(_mm256_mul_ps(wv, e), e));
+        axq = _mm256_add_ps(axq, _mm256_mul_ps(VW(xv), r));
+        aqq = _mm256_add_ps(aqq, _mm256_mul_ps(VW(r), r));
+        aer = _mm256_add_ps(aer, _mm256_mul_ps(VW(e), e));
         _mm256_storeu_ps(q + k, r);
     }
     return (sym_sums){ v_hsum8(axq), v_hsum8(aqq), v_hsum8(aer) };
@@ -161,10 +186,11 @@ static inline sym_sums sym_pass(const float *x, const float *w, int n, float s, 
             float v = x[k + l] * inv;
             v = v < lo ? lo : v;
             v = v > hi ? hi : v;
-            float r = (v + RND_MAGIC) - RND_MAGIC, wx = w[k + l] * x[k + l], e = x[k + l] - r * s;
+            float wi = w ? w[k + l] : 1.0f;
+            float r = (v + RND_MAGIC) - RND_MAGIC, wx = wi * x[k + l], e = x[k + l] - r * s;
             axq[l] += wx * r;
-            aqq[l] += w[k + l] * r * r;
-            aer[l] += w[k + l] * e * e;
+            aqq[l] += wi * r * r;
+            aer[l] += wi * e * e;
             q[k + l] = r;
         }
     return (sym_sums){ hsum8(axq), hsum8(aqq), hsum8(aer) };
@@ -172,27 +198,26 @@ static inline sym_sums sym_pass(const float *x, const float *w, int n, float s, 
 }
 
 /* ggml's round-to-nearest symmetric block: codes min(top, (int)(x*id + off)) - half with id = 1/d0 of the
- * unrounded scale d0 = m/-half, stored as F16(d0); its error under the stored scale. */
-static inline sym_sums sym_pass_ggml(const float *x, const float *w, int n, float d0, float half, float *q) {
+ * unrounded scale d0 = m/-half, stored as F16(d0) = s; its error under the stored scale. */
+static inline sym_sums sym_pass_ggml(const float *x, const float *w, int n, float d0, float s, float half, float *q) {
 #if defined(QF_VEC_PASSES)
-    float s = f16_round(d0);
     const __m256 vid = _mm256_set1_ps(d0 != 0.0f ? 1.0f / d0 : 0.0f), voff = _mm256_set1_ps(half + 0.5f),
                  vtop = _mm256_set1_ps(2.0f * half - 0.5f), vhalf = _mm256_set1_ps(half), vs = _mm256_set1_ps(s);
     __m256 axq = _mm256_setzero_ps(), aqq = axq, aer = axq;
     for (int k = 0; k < n; k += LN) {
-        __m256 xv = _mm256_loadu_ps(x + k), wv = _mm256_loadu_ps(w + k);
+        __m256 xv = _mm256_loadu_ps(x + k), wv = VWLOAD(k);
         __m256 v = _mm256_add_ps(_mm256_mul_ps(xv, vid), voff);
         v = _mm256_min_ps(_mm256_max_ps(v, _mm256_setzero_ps()), vtop);
         __m256 r = _mm256_sub_ps(v_floor_pos(v), vhalf);
         __m256 e = _mm256_sub_ps(xv, _mm256_mul_ps(r, vs));
-        axq = _mm256_add_ps(axq, _mm256_mul_ps(_mm256_mul_ps(wv, xv), r));
-        aqq = _mm256_add_ps(aqq, _mm256_mul_ps(_mm256_mul_ps(wv, r), r));
-        aer = _mm256_add_ps(aer, _mm256_mul_ps(_mm256_mul_ps(wv, e), e));
+        axq = _mm256_add_ps(axq, _mm256_mul_ps(VW(xv), r));
+        aqq = _mm256_add_ps(aqq, _mm256_mul_ps(VW(r), r));
+        aer = _mm256_add_ps(aer, _mm256_mul_ps(VW(e), e));
         _mm256_storeu_ps(q + k, r);
     }
     return (sym_sums){ v_hsum8(axq), v_hsum8(aqq), v_hsum8(aer) };
 #else
-    float id = d0 != 0.0f ? 1.0f / d0 : 0.0f, s = f16_round(d0), top = 2.0f * half - 1.0f;
+    float id = d0 != 0.0f ? 1.0f / d0 : 0.0f, top = 2.0f * half - 1.0f;
     float axq[LN] = { 0 }, aqq[LN] = { 0 }, aer[LN] = { 0 };
     for (int k = 0; k < n; k += LN)
         for (int l = 0; l < LN; l++) {
@@ -202,10 +227,11 @@ static inline sym_sums sym_pass_ggml(const float *x, const float *w, int n, floa
             float r = (v + RND_MAGIC) - RND_MAGIC; /* nearest, then down if that was up: floor(v) */
             r = r > v ? r - 1.0f : r;
             r -= half;
-            float wx = w[k + l] * x[k + l], e = x[k + l] - r * s;
+            float wi = w ? w[k + l] : 1.0f;
+            float wx = wi * x[k + l], e = x[k + l] - r * s;
             axq[l] += wx * r;
-            aqq[l] += w[k + l] * r * r;
-            aer[l] += w[k + l] * e * e;
+            aqq[l] += wi * r * r;
+            aer[l] += wi * e * e;
             q[k + l] = r;
         }
     return (sym_sums){ hsum8(axq), hsum8(aqq), hsum8(aer) };
@@ -255,14 +281,14 @@ static inline aff_sums aff_pass(const float *x, const float *w, int n, float s, 
                  vb = _mm256_set1_ps(b);
     __m256 aq = _mm256_setzero_ps(), aqq = aq, axq = aq, aer = aq;
     for (int k = 0; k < n; k += LN) {
-        __m256 xv = _mm256_loadu_ps(x + k), wv = _mm256_loadu_ps(w + k);
+        __m256 xv = _mm256_loadu_ps(x + k), wv = VWLOAD(k);
         __m256 v = _mm256_mul_ps(_mm256_sub_ps(xv, vb), vinv);
         __m256 r = v_round(_mm256_min_ps(_mm256_max_ps(v, _mm256_setzero_ps()), vhi));
-        __m256 wr = _mm256_mul_ps(wv, r), e = _mm256_sub_ps(xv, _mm256_add_ps(_mm256_mul_ps(r, vs), vb));
+        __m256 wr = VW(r), e = _mm256_sub_ps(xv, _mm256_add_ps(_mm256_mul_ps(r, vs), vb));
         aq = _mm256_add_ps(aq, wr);
         aqq = _mm256_add_ps(aqq, _mm256_mul_ps(wr, r));
         axq = _mm256_add_ps(axq, _mm256_mul_ps(wr, xv));
-        aer = _mm256_add_ps(aer, _mm256_mul_ps(_mm256_mul_ps(wv, e), e));
+        aer = _mm256_add_ps(aer, _mm256_mul_ps(VW(e), e));
         _mm256_storeu_ps(q + k, r);
     }
     return (aff_sums){ v_hsum8(aq), v_hsum8(aqq), v_hsum8(axq), v_hsum8(aer) };
@@ -273,11 +299,12 @@ static inline aff_sums aff_pass(const float *x, const float *w, int n, float s, 
             float v = (x[k + l] - b) * inv;
             v = v < 0.0f ? 0.0f : v;
             v = v > hi ? hi : v;
-            float r = (v + RND_MAGIC) - RND_MAGIC, wr = w[k + l] * r, e = x[k + l] - (r * s + b);
+            float wi = w ? w[k + l] : 1.0f;
+            float r = (v + RND_MAGIC) - RND_MAGIC, wr = wi * r, e = x[k + l] - (r * s + b);
             aq[l] += wr;
             aqq[l] += wr * r;
             axq[l] += wr * x[k + l];
-            aer[l] += w[k + l] * e * e;
+            aer[l] += wi * e * e;
             q[k + l] = r;
         }
     return (aff_sums){ hsum8(aq), hsum8(aqq), hsum8(axq), hsum8(aer) };
@@ -289,16 +316,20 @@ static inline void w_sums(const float *x, const float *w, int n, float *sw, floa
 #if defined(QF_VEC_PASSES)
     __m256 a = _mm256_setzero_ps(), b = a;
     for (int k = 0; k < n; k += LN) {
-        __m256 wv = _mm256_loadu_ps(w + k);
-        a = _mm256_add_ps(a, wv);
-        b = _mm256_add_ps(b, _mm256_mul_ps(wv, _mm256_loadu_ps(x + k)));
+        __m256 wv = VWLOAD(k);
+        a = _mm256_add_ps(a, w ? wv : _mm256_set1_ps(1.0f));
+        b = _mm256_add_ps(b, VW(_mm256_loadu_ps(x + k)));
     }
     *sw = v_hsum8(a);
     *sx = v_hsum8(b);
 #else
     float a[LN] = { 0 }, b[LN] = { 0 };
     for (int k = 0; k < n; k += LN)
-        for (int l = 0; l < LN; l++) { a[l] += w[k + l]; b[l] += w[k + l] * x[k + l]; }
+        for (int l = 0; l < LN; l++) {
+            float wi = w ? w[k + l] : 1.0f;
+            a[l] += wi;
+            b[l] += wi * x[k + l];
+        }
     *sw = hsum8(a);
     *sx = hsum8(b);
 #endif
@@ -309,13 +340,20 @@ static inline void w_sums(const float *x, const float *w, int n, float *sw, floa
 static inline bool aff_solve(float sw, float sx, const aff_sums *a, bool b_le0, float *s, float *b) {
     double det = (double)sw * a->sqq - (double)a->sq * a->sq;
     if (!(det > 0)) return false;
-    double ss = ((double)sw * a->sxq - (double)a->sq * sx) / det;
-    double bb = ((double)a->sqq * sx - (double)a->sq * a->sxq) / det;
+    double idet = 1.0 / det; /* one division instead of two: it is on every refit's critical path */
+    double ss = ((double)sw * a->sxq - (double)a->sq * sx) * idet;
+    double bb = ((double)a->sqq * sx - (double)a->sq * a->sxq) * idet;
     if (b_le0 && bb > 0) { bb = 0; ss = (double)a->sxq / a->sqq; }
     if (!(ss > 0)) return false;
     *s = (float)ss;
     *b = (float)bb;
     return true;
+}
+
+/* Weighted error of fixed codes under (s, b) less the constant sum w x^2, from the pass sums. */
+static inline double aff_err_rel(float sw, float sx, const aff_sums *a, float s, float b) {
+    double S = s, B = b;
+    return S * S * a->sqq + 2.0 * S * B * a->sq + B * B * sw - 2.0 * S * a->sxq - 2.0 * B * sx;
 }
 
 /* The affine counterpart of sym_refine. */
@@ -324,7 +362,7 @@ static inline void aff_refine(const float *x, const float *w, int n, float sw, f
     for (int r = 0; r < rounds; r++) {
         float s2, b2;
         if (!aff_solve(sw, sx, cur, b_le0, &s2, &b2)) break;
-        if (f16) { s2 = f16_round(s2); b2 = f16_round(b2); }
+        if (f16) f16_round2(&s2, &b2);
         if ((s2 == *s && b2 == *b) || !(s2 != 0.0f)) break;
         float qt[QF_QK];
         aff_sums nx = aff_pass(x, w, n, s2, b2, hi, qt);
@@ -391,9 +429,17 @@ static uint16_t sym_block(const float *x, const float *imp, float half, float *q
         for (int j = 0; j < QF_QK; j++) q[j] = half;
         return 0;
     }
-    const float *w = imp ? imp : ones;
-    sym_sums c = sym_pass_ggml(x, ones, QF_QK, m / -half, half, q);
-    float s = sym_refine(x, ones, QF_QK, lo, hi, true, 2, f16_round(m / -half), &c, q);
+    const float *w = imp;
+    float s = f16_round(m / -half);
+    sym_sums c = sym_pass_ggml(x, NULL, QF_QK, m / -half, s, half, q);
+    /* one least-squares refit of the scale for ggml's codes, kept when it lowers the error. The change
+     * err(s1) - err(s) = (s1 - s) ((s1 + s) sqq - 2 sxq) needs no second pass and does not cancel
+     * against sum x^2. Re-assigning codes after it would gain little for its cost (a full pass). */
+    if (c.sqq > 0.0f) {
+        float s1 = f16_round(c.sxq / c.sqq);
+        double delta = ((double)s1 - s) * (((double)s1 + s) * c.sqq - 2.0 * c.sxq);
+        if (s1 != 0.0f && delta < 0.0) s = s1;
+    }
     if (imp) {
         /* re-score the unweighted result under the weights, then let weighted starts compete */
         float qt[QF_QK];
@@ -408,7 +454,7 @@ static uint16_t sym_block(const float *x, const float *imp, float half, float *q
         s = sym_starts(x, w, QF_QK, lo, hi, true, m, starts, 13, 3, s, &err, q);
     }
     for (int j = 0; j < QF_QK; j++) q[j] += half;
-    return qf_f32_to_f16(s);
+    return f16_bits(s);
 }
 
 bool QF_FN(qf_quantize_q4_0)(const float *x, void *y, int64_t n, const float *imp) {
@@ -435,27 +481,28 @@ bool QF_FN(qf_quantize_q5_0)(const float *x, void *y, int64_t n, const float *im
 }
 
 /* ggml's round-to-nearest affine block: d0 = (hi-lo)/top, codes min(top, (int)((x-lo)/d0 + 0.5)), stored as
- * F16(d0), F16(lo); its error under the stored values. */
-static inline aff_sums aff_pass_ggml(const float *x, const float *w, float lo, float d0, float top, float *q) {
+ * F16(d0) = s, F16(lo) = b; its error under the stored values. */
+static inline aff_sums aff_pass_ggml(const float *x, const float *w, float lo, float d0, float s, float b, float top,
+                                     float *q) {
 #if defined(QF_VEC_PASSES)
     const __m256 vid = _mm256_set1_ps(d0 != 0.0f ? 1.0f / d0 : 0.0f), vlo = _mm256_set1_ps(lo),
-                 vtop = _mm256_set1_ps(top + 0.5f), vs = _mm256_set1_ps(f16_round(d0)),
-                 vb = _mm256_set1_ps(f16_round(lo)), half = _mm256_set1_ps(0.5f);
+                 vtop = _mm256_set1_ps(top + 0.5f), vs = _mm256_set1_ps(s), vb = _mm256_set1_ps(b),
+                 half = _mm256_set1_ps(0.5f);
     __m256 aq = _mm256_setzero_ps(), aqq = aq, axq = aq, aer = aq;
     for (int k = 0; k < QF_QK; k += LN) {
-        __m256 xv = _mm256_loadu_ps(x + k), wv = _mm256_loadu_ps(w + k);
+        __m256 xv = _mm256_loadu_ps(x + k), wv = VWLOAD(k);
         __m256 v = _mm256_min_ps(_mm256_add_ps(_mm256_mul_ps(_mm256_sub_ps(xv, vlo), vid), half), vtop);
         __m256 r = v_floor_pos(v);
-        __m256 wr = _mm256_mul_ps(wv, r), e = _mm256_sub_ps(xv, _mm256_add_ps(_mm256_mul_ps(r, vs), vb));
+        __m256 wr = VW(r), e = _mm256_sub_ps(xv, _mm256_add_ps(_mm256_mul_ps(r, vs), vb));
         aq = _mm256_add_ps(aq, wr);
         aqq = _mm256_add_ps(aqq, _mm256_mul_ps(wr, r));
         axq = _mm256_add_ps(axq, _mm256_mul_ps(wr, xv));
-        aer = _mm256_add_ps(aer, _mm256_mul_ps(_mm256_mul_ps(wv, e), e));
+        aer = _mm256_add_ps(aer, _mm256_mul_ps(VW(e), e));
         _mm256_storeu_ps(q + k, r);
     }
     return (aff_sums){ v_hsum8(aq), v_hsum8(aqq), v_hsum8(axq), v_hsum8(aer) };
 #else
-    float id = d0 != 0.0f ? 1.0f / d0 : 0.0f, s = f16_round(d0), b = f16_round(lo);
+    float id = d0 != 0.0f ? 1.0f / d0 : 0.0f;
     float aq[LN] = { 0 }, aqq[LN] = { 0 }, axq[LN] = { 0 }, aer[LN] = { 0 };
     for (int k = 0; k < QF_QK; k += LN)
         for (int l = 0; l < LN; l++) {
@@ -463,11 +510,12 @@ static inline aff_sums aff_pass_ggml(const float *x, const float *w, float lo, f
             v = v > top + 0.5f ? top + 0.5f : v;
             float r = (v + RND_MAGIC) - RND_MAGIC;
             r = r > v ? r - 1.0f : r; /* floor(v), v >= 0.5 */
-            float wr = w[k + l] * r, e = x[k + l] - (r * s + b);
+            float wi = w ? w[k + l] : 1.0f;
+            float wr = wi * r, e = x[k + l] - (r * s + b);
             aq[l] += wr;
             aqq[l] += wr * r;
             axq[l] += wr * x[k + l];
-            aer[l] += w[k + l] * e * e;
+            aer[l] += wi * e * e;
             q[k + l] = r;
         }
     return (aff_sums){ hsum8(aq), hsum8(aqq), hsum8(axq), hsum8(aer) };
@@ -478,10 +526,18 @@ static inline aff_sums aff_pass_ggml(const float *x, const float *w, float lo, f
 static void aff_block(const float *x, const float *imp, float top, uint16_t *d, uint16_t *mn, float *q) {
     float lo, hi;
     minmax(x, QF_QK, &lo, &hi);
-    float sw, sx, s = f16_round((hi - lo) / top), b = f16_round(lo);
-    w_sums(x, ones, QF_QK, &sw, &sx);
-    aff_sums c = aff_pass_ggml(x, ones, lo, (hi - lo) / top, top, q);
-    aff_refine(x, ones, QF_QK, sw, sx, top, true, false, 2, &s, &b, &c, q);
+    float sw, sx, s = (hi - lo) / top, b = lo;
+    f16_round2(&s, &b);
+    w_sums(x, NULL, QF_QK, &sw, &sx);
+    aff_sums c = aff_pass_ggml(x, NULL, lo, (hi - lo) / top, s, b, top, q);
+    /* one least-squares refit of scale and min for ggml's codes, kept when it lowers the error (judged
+     * from the sums: the error less its constant sum x^2, in double; no second pass) */
+    float s1, b1;
+    if (aff_solve(sw, sx, &c, false, &s1, &b1)) {
+        f16_round2(&s1, &b1);
+        double e0 = aff_err_rel(sw, sx, &c, s, b), e1 = aff_err_rel(sw, sx, &c, s1, b1);
+        if (s1 != 0.0f && e1 < e0) { s = s1; b = b1; }
+    }
     if (imp) {
         float qt[QF_QK];
         w_sums(x, imp, QF_QK, &sw, &sx);
@@ -495,8 +551,8 @@ static void aff_block(const float *x, const float *imp, float top, uint16_t *d, 
             if (ct.err < cw.err) { cw = ct; s = s0; b = b0; memcpy(q, qt, sizeof qt); }
         }
     }
-    *d = qf_f32_to_f16(s);
-    *mn = qf_f32_to_f16(b);
+    *d = f16_bits(s);
+    *mn = f16_bits(b);
 }
 
 bool QF_FN(qf_quantize_q4_1)(const float *x, void *y, int64_t n, const float *imp) {
@@ -551,7 +607,7 @@ static uint16_t q8_0_block_w(const float *x, const float *w, float *q) {
         }
     sym_sums c = { hsum8(axq), hsum8(aqq), hsum8(aer) };
     s = sym_refine(x, w, QF_QK, -127.0f, 127.0f, true, 2, s, &c, q);
-    return qf_f32_to_f16(s);
+    return f16_bits(s);
 }
 
 /* Only the weighted path: without weights the traits row keeps the plain RTN kernels. */
@@ -591,8 +647,8 @@ static inline aff_sums kq_pass(const qf_kq_spec *sp, const float *x, const float
                                int sc, int mn, float *q) {
     int o = j * sp->sublen;
     float S = st->d * (float)sc;
-    if (sp->affine) return aff_pass(x + o, w + o, sp->sublen, S, -(st->dmin * (float)mn), (float)sp->qmax, q);
-    sym_sums c = sym_pass(x + o, w + o, sp->sublen, S, (float)sp->qmin, (float)sp->qmax, q);
+    if (sp->affine) return aff_pass(x + o, WOFF(w, o), sp->sublen, S, -(st->dmin * (float)mn), (float)sp->qmax, q);
+    sym_sums c = sym_pass(x + o, WOFF(w, o), sp->sublen, S, (float)sp->qmin, (float)sp->qmax, q);
     return (aff_sums){ 0.0f, c.sqq, c.sxq, c.err };
 }
 
@@ -608,22 +664,22 @@ static void kq_sub_fits(const qf_kq_spec *sp, const float *x, const float *w, in
             float lo, hi, sw, sx, best = INFINITY;
             minmax(x + o, n, &lo, &hi);
             lo = lo > 0.0f ? 0.0f : lo;
-            w_sums(x + o, w + o, n, &sw, &sx);
+            w_sums(x + o, WOFF(w, o), n, &sw, &sx);
             s[j] = 0.0f;
             m[j] = -lo;
             for (int k = 0; k < nstarts; k++) {
                 float sj = (hi - lo) / ((float)sp->qmax - inset[k]), bj = lo;
-                aff_sums c = aff_pass(x + o, w + o, n, sj, bj, (float)sp->qmax, q);
-                aff_refine(x + o, w + o, n, sw, sx, (float)sp->qmax, false, true, KQ_SUB_ROUNDS, &sj, &bj, &c, q);
+                aff_sums c = aff_pass(x + o, WOFF(w, o), n, sj, bj, (float)sp->qmax, q);
+                aff_refine(x + o, WOFF(w, o), n, sw, sx, (float)sp->qmax, false, true, KQ_SUB_ROUNDS, &sj, &bj, &c, q);
                 if (c.err < best) { best = c.err; s[j] = sj; m[j] = -bj; }
             }
         } else {
             float mx = signed_absmax(x + o, n), sj = mx / (float)sp->qmin;
-            sym_sums c = sym_pass(x + o, w + o, n, sj, (float)sp->qmin, (float)sp->qmax, q);
-            sj = sym_refine(x + o, w + o, n, (float)sp->qmin, (float)sp->qmax, false, KQ_SUB_ROUNDS, sj, &c, q);
+            sym_sums c = sym_pass(x + o, WOFF(w, o), n, sj, (float)sp->qmin, (float)sp->qmax, q);
+            sj = sym_refine(x + o, WOFF(w, o), n, (float)sp->qmin, (float)sp->qmax, false, KQ_SUB_ROUNDS, sj, &c, q);
             float err = c.err, starts[KQ_STARTS_W - 1] = { (float)sp->qmin + 0.5f, (float)sp->qmin + 1.0f, (float)sp->qmax,
                                                       (float)sp->qmin - 0.5f };
-            s[j] = mx != 0.0f ? sym_starts(x + o, w + o, n, (float)sp->qmin, (float)sp->qmax, false, mx, starts, nstarts - 1,
+            s[j] = mx != 0.0f ? sym_starts(x + o, WOFF(w, o), n, (float)sp->qmin, (float)sp->qmax, false, mx, starts, nstarts - 1,
                                            KQ_SUB_ROUNDS, sj, &err, q)
                               : 0.0f;
             m[j] = 0.0f;
@@ -760,7 +816,7 @@ static float kq_fit(const qf_kq_spec *sp, const float *x, const float *w, int ns
         float a[LN] = { 0 }, b[LN] = { 0 }, c[LN] = { 0 };
         for (int k = 0; k < sp->sublen; k += LN)
             for (int l = 0; l < LN; l++) {
-                float wi = w[o + k + l], xi = x[o + k + l];
+                float wi = w ? w[o + k + l] : 1.0f, xi = x[o + k + l];
                 a[l] += wi;
                 b[l] += wi * xi;
                 c[l] += wi * xi * xi;
@@ -803,7 +859,7 @@ static bool kq_quantize(const qf_kq_spec *sp, kq_pack_fn pack, size_t block_byte
     for (int64_t i = 0; i < n / QF_QK_K; i++) {
         const float *xb = x + i * QF_QK_K;
         kq_state st;
-        kq_fit(sp, xb, ones, KQ_STARTS, &st);
+        kq_fit(sp, xb, NULL, KQ_STARTS, &st);
         if (imp) {
             const float *w = imp + i * QF_QK_K;
             kq_state sw;
@@ -811,8 +867,8 @@ static bool kq_quantize(const qf_kq_spec *sp, kq_pack_fn pack, size_t block_byte
             if (ew < eu) st = sw;
         }
         qf_kq_block k;
-        k.d = qf_f32_to_f16(st.d);
-        k.dmin = qf_f32_to_f16(st.dmin);
+        k.d = f16_bits(st.d);
+        k.dmin = f16_bits(st.dmin);
         memcpy(k.sc, st.sc, sizeof k.sc);
         memcpy(k.mn, st.mn, sizeof k.mn);
         for (int e = 0; e < QF_QK_K; e++) k.q[e] = (int8_t)st.q[e];

@@ -184,11 +184,12 @@ static void test_table(void) {
 #define ROWS 16
 #define COLS 4096
 
-/* Largest relative RMSE (error RMS over signal RMS) each type may show on gaussian / llm data. */
+/* Largest relative RMSE (error RMS over signal RMS) each type may show on gaussian / llm data: sanity
+ * bounds with some headroom (the real quality bar, RMSE <= ggml's, is checked by test_kernels_ggml.c). */
 static double rel_bound(const char *name) {
     static const struct { const char *name; double bound; } b[] = {
         { "f32", 0 }, { "f16", 5e-4 }, { "bf16", 4e-3 }, { "q8_0", 0.015 }, { "q6_K", 0.035 }, { "q5_0", 0.08 },
-        { "q5_1", 0.05 }, { "q5_K", 0.05 }, { "q4_0", 0.15 }, { "q4_1", 0.12 }, { "q4_K", 0.12 }, { "mxfp4", 0.15 },
+        { "q5_1", 0.06 }, { "q5_K", 0.05 }, { "q4_0", 0.15 }, { "q4_1", 0.12 }, { "q4_K", 0.12 }, { "mxfp4", 0.15 },
         { "q3_K", 0.2 }, { "q2_K", 0.4 }, { "e4m3_b32", 0.04 }, { "e5m2_b32", 0.08 }, { "e4m3_row", 0.05 },
     };
     for (size_t i = 0; i < QF_ARRAY_LEN(b); i++)
