@@ -220,19 +220,26 @@ static void test_reference_ppl(const char *text) {
     }
 }
 
-/* Thread count and batch size change the schedule, never the bits. */
+/* Thread count and batch size change the schedule, never the bits: a chunk split over calls (100), one
+ * chunk per call (0 = ctx), several chunks per call (512: groups of 2 and a last group of 1; 2048: all 3
+ * in one call). */
 static void test_determinism(const char *text) {
     char gguf[1200];
     qf_test_path("qf-llama-a-q8_0.gguf", gguf, sizeof gguf);
     if (!qf_test_file_exists(gguf)) qf_test_path("stories260K-q8_0.gguf", gguf, sizeof gguf);
     if (!qf_test_file_exists(gguf)) return;
-    qf_perplexity_result a, b, c;
+    qf_perplexity_result a, b, c, d, e;
     qf_error err;
     CHECK_OK(ppl_of(gguf, text, 3, 1, 0, &a, &err), &err);
     CHECK_OK(ppl_of(gguf, text, 3, 2, 0, &b, &err), &err);
     CHECK_OK(ppl_of(gguf, text, 3, 3, 100, &c, &err), &err);
+    CHECK_OK(ppl_of(gguf, text, 3, 2, 512, &d, &err), &err);
+    CHECK_OK(ppl_of(gguf, text, 3, 1, 2048, &e, &err), &err);
     CHECK_MSG(memcmp(&a.ppl, &b.ppl, sizeof a.ppl) == 0, "1 vs 2 threads: %.17g vs %.17g", a.ppl, b.ppl);
     CHECK_MSG(memcmp(&a.ppl, &c.ppl, sizeof a.ppl) == 0, "batch 256 vs 100: %.17g vs %.17g", a.ppl, c.ppl);
+    CHECK_MSG(memcmp(&a.ppl, &d.ppl, sizeof a.ppl) == 0, "batch 256 vs 512: %.17g vs %.17g", a.ppl, d.ppl);
+    CHECK_MSG(memcmp(&a.ppl, &e.ppl, sizeof a.ppl) == 0, "batch 256 vs 2048: %.17g vs %.17g", a.ppl, e.ppl);
+    CHECK(e.n_chunks == 3 && e.n_scored == a.n_scored);
 }
 
 /* The 8-bit path: the same bits for any thread count and batch size, and a PPL within 0.2% of the exact
@@ -256,6 +263,9 @@ static void test_act_q8(const char *text) {
         CHECK_OK(ppl_act(files[i], text, 3, 1, 0, true, &b, &err), &err);
         CHECK_OK(ppl_act(files[i], text, 3, 3, 100, true, &c, &err), &err);
         CHECK_MSG(memcmp(&b.ppl, &c.ppl, sizeof b.ppl) == 0, "act q8: 1 thread batch 256 vs 3 threads batch 100: %.17g vs %.17g",
+                  b.ppl, c.ppl);
+        CHECK_OK(ppl_act(files[i], text, 3, 2, 2048, true, &c, &err), &err);
+        CHECK_MSG(memcmp(&b.ppl, &c.ppl, sizeof b.ppl) == 0, "act q8: 1 thread batch 256 vs 2 threads batch 2048: %.17g vs %.17g",
                   b.ppl, c.ppl);
     }
 }

@@ -17,7 +17,8 @@ typedef struct session {
     int32_t bos;
     bool add_bos;
     uint32_t ctx, batch, n_chunks, first;
-    int32_t *chunk;   /* [ctx] the current chunk's inputs (first token replaced by BOS) */
+    uint32_t n_seq;   /* chunks per forward call (batch >= 2 ctx); 1: one chunk in batches of `batch` */
+    int32_t *chunk;   /* [n_seq][ctx] the current chunks' inputs (first token replaced by BOS) */
     qf_score_buf sb;
 } session;
 
@@ -66,9 +67,13 @@ static qf_status plan_chunks(session *s, const run_params *p, qf_error *err) {
                        s->n_tokens, s->ctx, 2ull * s->ctx);
     uint64_t max_chunks = s->n_tokens / s->ctx;
     s->n_chunks = (uint32_t)(p->chunks && p->chunks < max_chunks ? p->chunks : max_chunks);
-    s->batch = p->batch && p->batch < s->ctx ? p->batch : s->ctx;
+    /* as llama-perplexity -b: a batch of at least ctx tokens evaluates whole chunks, batch / ctx at once */
+    uint32_t batch = p->batch ? p->batch : s->ctx;
+    s->n_seq = batch >= s->ctx ? QF_MIN(batch / s->ctx, s->n_chunks) : 1;
+    s->batch = QF_MIN(batch, s->ctx);
     s->first = s->ctx / 2;
-    if (!(s->chunk = qf_malloc_n(s->ctx, sizeof *s->chunk))) return qf_fail(err, QF_E_NOMEM, "out of memory");
+    if (!(s->chunk = qf_malloc_n((uint64_t)s->n_seq * s->ctx, sizeof *s->chunk)))
+        return qf_fail(err, QF_E_NOMEM, "out of memory");
     return qf_score_buf_init(&s->sb, s->batch, err);
 }
 
@@ -92,7 +97,7 @@ static qf_status session_open(session *s, const char *const *paths, int n, const
     if (!st) st = tokenize_text(s, p, err);
     if (!st) st = plan_chunks(s, p, err);
     for (int i = 0; !st && i < n; i++) {
-        st = qf_rt_ctx_new(s->m[i], s->ctx, s->batch, threads, &s->c[i], err);
+        st = qf_rt_ctx_new(s->m[i], s->ctx, s->n_seq > 1 ? s->n_seq * s->ctx : s->batch, threads, &s->c[i], err);
         if (!st) qf_rt_ctx_set_act_q8(s->c[i], p->act_q8);
     }
     return st;
@@ -101,10 +106,14 @@ static qf_status session_open(session *s, const char *const *paths, int n, const
 /* One chunk: clear the caches, run the batches, hand every scored column to `score`. Column j of a batch
  * starting at chunk position b0 with outputs from position o is position o + j; it predicts the next
  * token, and only positions first .. ctx-2 are scored. */
+static void load_chunk(session *s, uint32_t i, int32_t *dst) {
+    memcpy(dst, s->tokens + (size_t)i * s->ctx, s->ctx * sizeof *dst);
+    if (s->add_bos) dst[0] = s->bos;
+}
+
 static qf_status run_chunk(session *s, uint32_t i, batch_fn score, void *u, qf_error *err) {
     const int32_t *src = s->tokens + (size_t)i * s->ctx;
-    memcpy(s->chunk, src, s->ctx * sizeof *s->chunk);
-    if (s->add_bos) s->chunk[0] = s->bos;
+    load_chunk(s, i, s->chunk);
     for (int k = 0; k < s->n_models; k++) qf_rt_ctx_clear(s->c[k]);
     for (uint32_t b0 = 0; b0 < s->ctx; b0 += s->batch) {
         uint32_t nb = QF_MIN(s->batch, s->ctx - b0);
@@ -122,11 +131,32 @@ static qf_status run_chunk(session *s, uint32_t i, batch_fn score, void *u, qf_e
     return QF_OK;
 }
 
-static qf_status run_all(session *s, batch_fn score, chunk_fn after, void *u, qf_error *err) {
-    for (uint32_t i = 0; i < s->n_chunks; i++) {
-        qf_status st = run_chunk(s, i, score, u, err);
+/* Chunks i .. i+n-1 in one forward call per model (qf_rt_eval_seqs), then scored chunk by chunk: the
+ * logits of chunk q start at column q * (ctx - first). */
+static qf_status run_group(session *s, uint32_t i, uint32_t n, batch_fn score, chunk_fn after, void *u,
+                           qf_error *err) {
+    for (uint32_t q = 0; q < n; q++) load_chunk(s, i + q, s->chunk + (size_t)q * s->ctx);
+    const float *logits[2] = {NULL, NULL};
+    size_t ld = 0;
+    for (int k = 0; k < s->n_models; k++) {
+        qf_status st = qf_rt_eval_seqs(s->c[k], s->chunk, n, s->ctx, s->first, &logits[k], &ld, err);
         if (st) return st;
-        after(u, s, i);
+    }
+    for (uint32_t q = 0; q < n; q++) {
+        size_t col = (size_t)q * (s->ctx - s->first);
+        const float *lq[2] = {logits[0] + col, logits[1] ? logits[1] + col : NULL};
+        score(u, s, lq, ld, s->tokens + (size_t)(i + q) * s->ctx + s->first + 1, s->ctx - 1 - s->first);
+        after(u, s, i + q);
+    }
+    return QF_OK;
+}
+
+static qf_status run_all(session *s, batch_fn score, chunk_fn after, void *u, qf_error *err) {
+    for (uint32_t i = 0; i < s->n_chunks; i += s->n_seq) {
+        qf_status st = QF_OK;
+        if (s->n_seq > 1) st = run_group(s, i, QF_MIN(s->n_seq, s->n_chunks - i), score, after, u, err);
+        else if (!(st = run_chunk(s, i, score, u, err))) after(u, s, i);
+        if (st) return st;
     }
     return QF_OK;
 }

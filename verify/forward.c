@@ -12,6 +12,14 @@
 #include <math.h>
 #include <time.h>
 
+/* The token columns of one call: n_seq sequences of len tokens, sequence s in columns s * stride ..
+ * s * stride + len - 1 at positions pos0 .. pos0 + len - 1 of cache slot s. Column-wise steps cover
+ * `cols` columns, the padding between sequences included (zeros from embed, finite after). */
+typedef struct shape {
+    uint32_t n_seq, len, pos0;
+    size_t stride, cols;
+} shape;
+
 struct qf_rt_ctx {
     const qf_rt_model *m;
     const qf_rt_kern *k;
@@ -19,6 +27,8 @@ struct qf_rt_ctx {
     bool act_q8;
     qf_pool *pool;
     uint32_t n_ctx, n_batch, n_past;
+    uint32_t n_seq_max;              /* sequences one call may hold (qf_rt_eval_seqs), each its own cache slot */
+    size_t kv_len;                   /* cache positions per head: n_seq_max slots of n_ctx */
     size_t ld;                       /* token columns of every activation matrix (n_batch padded) */
     float *x, *xn, *q, *kx, *vx, *att, *g, *u, *o; /* activations, [features][ld] */
     float *logits;                   /* [n_vocab][ld] */
@@ -26,8 +36,8 @@ struct qf_rt_ctx {
     int8_t *xq;                      /* 8-bit path: matmul input quantized, [ld / QF_RT_QT][K][QF_RT_QT] */
     float *xq_d, *xq_ds;             /* [ld / QF_RT_QT][K / 32][QF_RT_QT] */
     int32_t *xq_s;                   /* [ld / QF_RT_QT][K / 16][QF_RT_QT] */
-    float *kc;                       /* K cache [layer][kv head][position][head_dim] */
-    float *vc;                       /* V cache [layer][kv head][head_dim][position] */
+    float *kc;                       /* K cache [layer][kv head][slot * n_ctx + position][head_dim] */
+    float *vc;                       /* V cache [layer][kv head][head_dim][slot * n_ctx + position] */
     float *rope_cos, *rope_sin;      /* [head_dim/2][ld] for the current batch */
     double *norm_acc;                /* [ld] */
     float *norm_scale;               /* [ld] */
@@ -37,14 +47,18 @@ struct qf_rt_ctx {
     qf_rt_observer observer;         /* calibration hook, or NULL */
     void *observer_user;
     uint64_t n_calls;                /* matmul calls so far: groups observer reports by shared input */
+    shape sh;                        /* the call in progress */
 };
 
 /* ---- context ------------------------------------------------------------------------------------ */
 
 static size_t round_up(size_t v, size_t m) { return (v + m - 1) / m * m; }
 
+/* Zeroed and touched: a large calloc maps its pages lazily, and the first call would pay the faults
+ * (hundreds of MB of logits at the default batch) inside the timed forward pass. */
 static qf_status alloc_f(float **p, uint64_t n, uint64_t m, qf_error *err) {
     *p = qf_calloc_n(n, m * sizeof(float));
+    if (*p) memset(*p, 0, n * m * sizeof(float));
     return *p ? QF_OK : qf_fail(err, QF_E_NOMEM, "out of memory for %llu x %llu floats of runtime buffers",
                                 (unsigned long long)n, (unsigned long long)m);
 }
@@ -53,7 +67,7 @@ static qf_status alloc_activations(qf_rt_ctx *c, qf_error *err) {
     const qf_hparams *hp = &c->m->hp;
     uint64_t QD = (uint64_t)hp->n_head * hp->head_dim, KD = (uint64_t)hp->n_head_kv * hp->head_dim;
     uint64_t wide = QF_MAX(QF_MAX((uint64_t)hp->n_embd, QD), (uint64_t)hp->n_ff);
-    uint64_t cache = (uint64_t)hp->n_layer * KD * c->n_ctx;
+    uint64_t cache = (uint64_t)hp->n_layer * KD * c->kv_len;
     qf_status st;
     if ((st = alloc_f(&c->x, hp->n_embd, c->ld, err)) || (st = alloc_f(&c->xn, hp->n_embd, c->ld, err)) ||
         (st = alloc_f(&c->q, QD, c->ld, err)) || (st = alloc_f(&c->kx, KD, c->ld, err)) ||
@@ -76,11 +90,12 @@ static qf_status alloc_activations(qf_rt_ctx *c, qf_error *err) {
 }
 
 /* Per-thread scratch: a panel of QF_RT_MR weight rows, or attention scores for n_ctx keys x nt queries
- * plus one row of exp arguments, or one embedding row. */
+ * plus one row of exp arguments, or one embedding row, or one row of SwiGLU exponentials (ld). */
 static qf_status alloc_scratch(qf_rt_ctx *c, qf_error *err) {
     const qf_hparams *hp = &c->m->hp;
     uint64_t kmax = QF_MAX(QF_MAX((uint64_t)hp->n_embd, (uint64_t)hp->n_ff), (uint64_t)hp->n_head * hp->head_dim);
     c->scratch_len = QF_MAX(QF_RT_MR * kmax, ((uint64_t)c->n_ctx + 1) * c->k->nt + 2 * c->k->nt);
+    c->scratch_len = QF_MAX(c->scratch_len, c->ld);
     int n = qf_pool_size(c->pool);
     if (!(c->scratch = qf_calloc_n((uint64_t)n, sizeof *c->scratch))) return qf_fail(err, QF_E_NOMEM, "out of memory");
     for (int i = 0; i < n; i++) {
@@ -101,8 +116,15 @@ qf_status qf_rt_ctx_new(const qf_rt_model *m, uint32_t n_ctx, uint32_t n_batch, 
     c->k = qf_rt_kern_active();
     c->qk = qf_rt_qkern_active();
     c->n_ctx = n_ctx;
-    c->n_batch = QF_MIN(n_batch, n_ctx);
-    c->ld = round_up(c->n_batch, QF_RT_PAD);
+    /* a batch of whole contexts holds that many sequences, each padded to whole tiles so that no
+     * attention tile straddles two of them */
+    c->n_seq_max = n_batch >= n_ctx ? n_batch / n_ctx : 1;
+    c->n_batch = c->n_seq_max > 1 ? c->n_seq_max * n_ctx : QF_MIN(n_batch, n_ctx);
+    c->kv_len = (size_t)c->n_seq_max * n_ctx;
+    c->ld = c->n_seq_max * round_up(QF_MIN(n_batch, n_ctx), QF_RT_PAD);
+    /* rows a multiple of 1 KiB apart fall into few cache sets when column-wise steps walk the features:
+     * one spare tile breaks that (kernels never read past the tiles a call covers) */
+    if (c->ld % 256 == 0) c->ld += QF_RT_PAD;
     qf_status st = qf_pool_new(n_threads, &c->pool, err);
     if (!st) st = alloc_activations(c, err);
     if (!st) st = alloc_scratch(c, err);
@@ -256,8 +278,16 @@ static void pack_input(qf_rt_ctx *c, const float *x, size_t K, size_t tiles) {
         for (size_t kk = 0; kk < K; kk++) memcpy(c->xpack + (t * K + kk) * nt, x + kk * c->ld + t * nt, nt * sizeof(float));
 }
 
-static void matmul(qf_rt_ctx *c, const float *x, uint32_t n_cols, mm_part a, mm_part b, mm_part d) {
-    size_t K = a.w->row_len, nt = c->k->nt;
+/* Report x (laid out as `in`) to the observer, one sequence at a time so it never sees padding. */
+static void observe(qf_rt_ctx *c, const mm_job *j, const float *x, const shape *in) {
+    for (int i = 0; c->observer && i < j->n_part; i++)
+        for (uint32_t s = 0; s < in->n_seq; s++)
+            c->observer(c->observer_user, j->part[i].w, c->n_calls, x + s * in->stride, c->ld, in->len);
+    c->n_calls++;
+}
+
+static void matmul(qf_rt_ctx *c, const float *x, const shape *in, mm_part a, mm_part b, mm_part d) {
+    size_t K = a.w->row_len, nt = c->k->nt, n_cols = in->cols;
     mm_job j = {.c = c, .xp = c->xpack, .K = K, .tiles = (n_cols + nt - 1) / nt};
     j.group = QF_MAX((size_t)1, MM_GROUP_BYTES / (K * nt * sizeof(float)));
     mm_part parts[3] = {a, b, d};
@@ -274,8 +304,7 @@ static void matmul(qf_rt_ctx *c, const float *x, uint32_t n_cols, mm_part a, mm_
         xq_job q = {.c = c, .x = x, .K = K, .tiles = (n_cols + QF_RT_QT - 1) / QF_RT_QT};
         qf_pool_run(c->pool, xq_worker, &q);
     }
-    for (int i = 0; c->observer && i < j.n_part; i++) c->observer(c->observer_user, j.part[i].w, c->n_calls, x, c->ld, n_cols);
-    c->n_calls++;
+    observe(c, &j, x, in);
     qf_pool_run(c->pool, mm_worker, &j);
 }
 
@@ -310,15 +339,17 @@ static void add_into(float *x, const float *o, size_t rows, size_t ld, uint32_t 
         for (uint32_t t = 0; t < n; t++) x[r * ld + t] += o[r * ld + t];
 }
 
-/* cos/sin of position * scale / div[i] * theta^(-2i/hd) for the batch's positions, computed in double. */
-static void rope_tables(qf_rt_ctx *c, uint32_t pos0, uint32_t n) {
+/* cos/sin of position * scale / div[i] * theta^(-2i/hd) for the batch's positions, computed in double.
+ * Column t is at position pos0 + t % stride (padding columns get some position too: harmless). */
+static void rope_tables(qf_rt_ctx *c) {
+    const shape *sh = &c->sh;
     const qf_rt_model *m = c->m;
     uint32_t half = m->hp.head_dim / 2;
     for (uint32_t i = 0; i < half; i++) {
         double freq = pow((double)m->hp.rope_theta, -2.0 * i / (double)m->hp.head_dim) * m->rope_scale;
         if (m->rope_div) freq /= m->rope_div[i];
-        for (uint32_t t = 0; t < n; t++) {
-            double th = (double)(pos0 + t) * freq;
+        for (size_t t = 0; t < sh->cols; t++) {
+            double th = (double)(sh->pos0 + t % sh->stride) * freq;
             c->rope_cos[i * c->ld + t] = (float)cos(th);
             c->rope_sin[i * c->ld + t] = (float)sin(th);
         }
@@ -343,25 +374,29 @@ static void rope_apply(const qf_rt_ctx *c, float *x, uint32_t n_heads, uint32_t 
         }
 }
 
-/* Append the batch's k and v to layer l's cache at positions pos0 .. pos0+n-1. */
-static void cache_store(qf_rt_ctx *c, uint32_t l, uint32_t pos0, uint32_t n) {
+/* Append each sequence's k and v to its slot of layer l's cache at positions pos0 .. pos0+len-1. */
+static void cache_store(qf_rt_ctx *c, uint32_t l) {
     const qf_hparams *hp = &c->m->hp;
-    size_t hd = hp->head_dim, ld = c->ld, per_head = (size_t)c->n_ctx * hd;
+    const shape *sh = &c->sh;
+    size_t hd = hp->head_dim, ld = c->ld, per_head = c->kv_len * hd;
     float *kl = c->kc + (size_t)l * hp->n_head_kv * per_head, *vl = c->vc + (size_t)l * hp->n_head_kv * per_head;
-    for (size_t g = 0; g < hp->n_head_kv; g++)
-        for (size_t d = 0; d < hd; d++) {
-            const float *ks = c->kx + (g * hd + d) * ld, *vs = c->vx + (g * hd + d) * ld;
-            float *kd = kl + g * per_head + (size_t)pos0 * hd + d;
-            for (uint32_t t = 0; t < n; t++) kd[(size_t)t * hd] = ks[t];
-            memcpy(vl + g * per_head + d * c->n_ctx + pos0, vs, n * sizeof(float));
-        }
+    for (uint32_t s = 0; s < sh->n_seq; s++) {
+        size_t p0 = (size_t)s * c->n_ctx + sh->pos0, col = s * sh->stride;
+        for (size_t g = 0; g < hp->n_head_kv; g++)
+            for (size_t d = 0; d < hd; d++) {
+                const float *ks = c->kx + (g * hd + d) * ld + col, *vs = c->vx + (g * hd + d) * ld + col;
+                float *kd = kl + g * per_head + p0 * hd + d;
+                for (uint32_t t = 0; t < sh->len; t++) kd[(size_t)t * hd] = ks[t];
+                memcpy(vl + g * per_head + d * c->kv_len + p0, vs, sh->len * sizeof(float));
+            }
+    }
 }
 
 /* ---- attention ---------------------------------------------------------------------------------- */
 
 typedef struct attn_job {
     qf_rt_ctx *c;
-    uint32_t layer, pos0, n;
+    uint32_t layer;
 } attn_job;
 
 /* Unnormalized softmax of each query column j of s ([n_keys][nt]) over the keys it may see, in place, and
@@ -394,25 +429,27 @@ static void softmax_cols(const qf_rt_kern *k, float *s, uint32_t n_keys, uint32_
     for (uint32_t j = 0; j < nt; j++) inv[j] = (float)(1.0 / sum[j]);
 }
 
-/* One head over one tile of nt queries: scores = K q (tile kernel over the position-major K cache),
- * softmax, out = V p (tile kernel over the dimension-major V cache). */
-static void attn_tile(const attn_job *a, uint32_t h, uint32_t t0, float *s) {
+/* One head of sequence `seq` over one tile of nt queries (its tokens t0 ..): scores = K q (tile kernel
+ * over the position-major K cache), softmax, out = V p (tile kernel over the dimension-major V cache),
+ * both over the sequence's own cache slot. */
+static void attn_tile(const attn_job *a, uint32_t seq, uint32_t h, uint32_t t0, float *s) {
     qf_rt_ctx *c = a->c;
     const qf_hparams *hp = &c->m->hp;
     const qf_rt_kern *k = c->k;
+    const shape *sh = &c->sh;
     uint32_t hd = hp->head_dim, nt = k->nt, g = h / (hp->n_head / hp->n_head_kv);
-    uint32_t t1 = QF_MIN(t0 + nt, a->n), n_keys = a->pos0 + t1;
-    size_t ld = c->ld, per_head = (size_t)c->n_ctx * hd;
-    const float *kh = c->kc + ((size_t)a->layer * hp->n_head_kv + g) * per_head;
-    const float *vh = c->vc + ((size_t)a->layer * hp->n_head_kv + g) * per_head;
-    const float *qh = c->q + (size_t)h * hd * ld + t0;
+    uint32_t t1 = QF_MIN(t0 + nt, sh->len), n_keys = sh->pos0 + t1;
+    size_t ld = c->ld, per_head = c->kv_len * hd, slot = (size_t)seq * c->n_ctx, col = seq * sh->stride + t0;
+    const float *kh = c->kc + ((size_t)a->layer * hp->n_head_kv + g) * per_head + slot * hd;
+    const float *vh = c->vc + ((size_t)a->layer * hp->n_head_kv + g) * per_head + slot;
+    const float *qh = c->q + (size_t)h * hd * ld + col;
     for (uint32_t p = 0; p < n_keys; p += QF_RT_MR)
         k->tile(kh + (size_t)p * hd, hd, hd, qh, ld, s + (size_t)p * nt, nt, (int)QF_MIN((uint32_t)QF_RT_MR, n_keys - p));
     float *tmp = s + ((size_t)c->n_ctx + 1) * nt, *inv = tmp + nt;
-    softmax_cols(k, s, n_keys, a->pos0 + t0, 1.0f / sqrtf((float)hd), tmp, inv);
-    float *out = c->att + (size_t)h * hd * ld + t0;
+    softmax_cols(k, s, n_keys, sh->pos0 + t0, 1.0f / sqrtf((float)hd), tmp, inv);
+    float *out = c->att + (size_t)h * hd * ld + col;
     for (uint32_t d = 0; d < hd; d += QF_RT_MR)
-        k->tile(vh + (size_t)d * c->n_ctx, c->n_ctx, n_keys, s, nt, out + (size_t)d * ld, ld,
+        k->tile(vh + (size_t)d * c->kv_len, c->kv_len, n_keys, s, nt, out + (size_t)d * ld, ld,
                 (int)QF_MIN((uint32_t)QF_RT_MR, hd - d));
     for (uint32_t d = 0; d < hd; d++)
         for (uint32_t j = 0; j < nt; j++) out[(size_t)d * ld + j] *= inv[j];
@@ -420,11 +457,12 @@ static void attn_tile(const attn_job *a, uint32_t h, uint32_t t0, float *s) {
 
 static void attn_worker(void *arg, int ith, int nth) {
     const attn_job *a = arg;
-    uint32_t nt = a->c->k->nt, tiles = (a->n + nt - 1) / nt;
-    uint32_t tasks = a->c->m->hp.n_head * tiles;
+    const shape *sh = &a->c->sh;
+    uint32_t nt = a->c->k->nt, tiles = (sh->len + nt - 1) / nt, heads = a->c->m->hp.n_head;
+    uint32_t tasks = sh->n_seq * heads * tiles;
     /* round-robin: later query tiles see more keys, so contiguous ranges would be unbalanced */
     for (uint32_t i = (uint32_t)ith; i < tasks; i += (uint32_t)nth)
-        attn_tile(a, i / tiles, (i % tiles) * nt, a->c->scratch[ith]);
+        attn_tile(a, i / (heads * tiles), i / tiles % heads, (i % tiles) * nt, a->c->scratch[ith]);
 }
 
 /* ---- SwiGLU ------------------------------------------------------------------------------------- */
@@ -451,56 +489,72 @@ static void glu_worker(void *arg, int ith, int nth) {
 
 /* ---- the pass ----------------------------------------------------------------------------------- */
 
-static void embed(qf_rt_ctx *c, const int32_t *tokens, uint32_t n) {
+/* x = the token embeddings in their columns; the padding between sequences is zeroed so that it stays
+ * finite through every call. */
+static void embed(qf_rt_ctx *c, const int32_t *tokens) {
+    const shape *sh = &c->sh;
     size_t E = c->m->hp.n_embd;
     float *row = c->scratch[0];
-    for (uint32_t t = 0; t < n; t++) {
-        qf_rt_weight_rows(&c->m->tok_embd, (uint64_t)tokens[t], 1, row);
-        for (size_t f = 0; f < E; f++) c->x[f * c->ld + t] = row[f];
-    }
+    for (size_t f = 0; f < E; f++) memset(c->x + f * c->ld, 0, sh->cols * sizeof(float));
+    for (uint32_t s = 0; s < sh->n_seq; s++)
+        for (uint32_t t = 0; t < sh->len; t++) {
+            qf_rt_weight_rows(&c->m->tok_embd, (uint64_t)tokens[(size_t)s * sh->len + t], 1, row);
+            for (size_t f = 0; f < E; f++) c->x[f * c->ld + s * sh->stride + t] = row[f];
+        }
 }
 
-static void layer_forward(qf_rt_ctx *c, uint32_t l, uint32_t pos0, uint32_t n) {
+static void layer_forward(qf_rt_ctx *c, uint32_t l) {
     const qf_hparams *hp = &c->m->hp;
     const qf_rt_layer *L = &c->m->layers[l];
+    const shape *sh = &c->sh;
+    uint32_t n = (uint32_t)sh->cols;
     rmsnorm(c, c->x, c->xn, L->attn_norm, n);
-    matmul(c, c->xn, n, part(&L->wq, c->q, L->bq), part(&L->wk, c->kx, L->bk), part(&L->wv, c->vx, L->bv));
+    matmul(c, c->xn, sh, part(&L->wq, c->q, L->bq), part(&L->wk, c->kx, L->bk), part(&L->wv, c->vx, L->bv));
     rope_apply(c, c->q, hp->n_head, n);
     rope_apply(c, c->kx, hp->n_head_kv, n);
-    cache_store(c, l, pos0, n);
-    attn_job aj = {.c = c, .layer = l, .pos0 = pos0, .n = n};
+    cache_store(c, l);
+    attn_job aj = {.c = c, .layer = l};
     qf_pool_run(c->pool, attn_worker, &aj);
-    matmul(c, c->att, n, part(&L->wo, c->o, NULL), NO_PART, NO_PART);
+    matmul(c, c->att, sh, part(&L->wo, c->o, NULL), NO_PART, NO_PART);
     add_into(c->x, c->o, hp->n_embd, c->ld, n);
     rmsnorm(c, c->x, c->xn, L->ffn_norm, n);
-    matmul(c, c->xn, n, part(&L->wg, c->g, NULL), part(&L->wu, c->u, NULL), NO_PART);
+    matmul(c, c->xn, sh, part(&L->wg, c->g, NULL), part(&L->wu, c->u, NULL), NO_PART);
     glu_job gj = {.c = c, .cols = round_up(n, c->k->nt)};
     qf_pool_run(c->pool, glu_worker, &gj);
-    matmul(c, c->g, n, part(&L->wd, c->o, NULL), NO_PART, NO_PART);
+    matmul(c, c->g, sh, part(&L->wd, c->o, NULL), NO_PART, NO_PART);
     add_into(c->x, c->o, hp->n_embd, c->ld, n);
 }
 
-/* Logits for batch columns out_from .. n-1: gather them to the front, norm, project. */
-static void output_forward(qf_rt_ctx *c, uint32_t out_from, uint32_t n) {
-    size_t E = c->m->hp.n_embd, n_out = n - out_from;
-    for (size_t f = 0; f < E; f++) memmove(c->o + f * c->ld, c->x + f * c->ld + out_from, n_out * sizeof(float));
+/* Logits for tokens out_from .. len-1 of every sequence: gather them to the front (sequence after
+ * sequence, no padding), norm, project. */
+static void output_forward(qf_rt_ctx *c, uint32_t out_from) {
+    const shape *sh = &c->sh;
+    size_t E = c->m->hp.n_embd, per = sh->len - out_from, n_out = sh->n_seq * per;
+    for (size_t f = 0; f < E; f++)
+        for (uint32_t s = 0; s < sh->n_seq; s++)
+            memmove(c->o + f * c->ld + s * per, c->x + f * c->ld + s * sh->stride + out_from, per * sizeof(float));
     rmsnorm(c, c->o, c->xn, c->m->output_norm, (uint32_t)n_out);
-    matmul(c, c->xn, (uint32_t)n_out, part(&c->m->output, c->logits, NULL), NO_PART, NO_PART);
+    shape out = {.n_seq = 1, .len = (uint32_t)n_out, .stride = round_up(n_out, QF_RT_PAD), .cols = n_out};
+    matmul(c, c->xn, &out, part(&c->m->output, c->logits, NULL), NO_PART, NO_PART);
+}
+
+static qf_status check_tokens(const qf_rt_ctx *c, const int32_t *tokens, size_t n, qf_error *err) {
+    for (size_t t = 0; t < n; t++)
+        if (tokens[t] < 0 || (uint32_t)tokens[t] >= c->m->hp.n_vocab)
+            return qf_fail(err, QF_E_INPUT, "token id %d at batch index %zu is outside the vocabulary of %u", tokens[t], t,
+                           c->m->hp.n_vocab);
+    return QF_OK;
 }
 
 static qf_status check_batch(const qf_rt_ctx *c, const int32_t *tokens, uint32_t n, uint32_t pos0, qf_error *err) {
-    if (n == 0 || n > c->n_batch)
-        return qf_fail(err, QF_E_USAGE, "batch of %u tokens; this context takes 1..%u", n, c->n_batch);
+    if (n == 0 || n > QF_MIN(c->n_batch, c->n_ctx))
+        return qf_fail(err, QF_E_USAGE, "batch of %u tokens; this context takes 1..%u", n, QF_MIN(c->n_batch, c->n_ctx));
     if (pos0 != c->n_past)
         return qf_fail(err, QF_E_USAGE, "batch starts at position %u but the cache holds %u positions", pos0, c->n_past);
     if ((uint64_t)pos0 + n > c->n_ctx)
         return qf_fail(err, QF_E_USAGE, "positions up to %llu exceed the context of %u",
                        (unsigned long long)pos0 + n, c->n_ctx);
-    for (uint32_t t = 0; t < n; t++)
-        if (tokens[t] < 0 || (uint32_t)tokens[t] >= c->m->hp.n_vocab)
-            return qf_fail(err, QF_E_INPUT, "token id %d at batch index %u is outside the vocabulary of %u", tokens[t], t,
-                           c->m->hp.n_vocab);
-    return QF_OK;
+    return check_tokens(c, tokens, n, err);
 }
 
 static double now_s(void) {
@@ -509,18 +563,38 @@ static double now_s(void) {
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
+/* The pass over the shape in c->sh. */
+static void forward(qf_rt_ctx *c, const int32_t *tokens, uint32_t out_from, const float **logits, size_t *ld) {
+    double t_start = now_s();
+    embed(c, tokens);
+    rope_tables(c);
+    for (uint32_t l = 0; l < c->m->hp.n_layer; l++) layer_forward(c, l);
+    if (out_from < c->sh.len) output_forward(c, out_from);
+    c->eval_s += now_s() - t_start;
+    *logits = c->logits;
+    *ld = c->ld;
+}
+
 qf_status qf_rt_eval(qf_rt_ctx *c, const int32_t *tokens, uint32_t n, uint32_t pos0, uint32_t out_from,
                      const float **logits, size_t *ld, qf_error *err) {
     qf_status st = check_batch(c, tokens, n, pos0, err);
     if (st) return st;
-    double t_start = now_s();
-    embed(c, tokens, n);
-    rope_tables(c, pos0, n);
-    for (uint32_t l = 0; l < c->m->hp.n_layer; l++) layer_forward(c, l, pos0, n);
-    if (out_from < n) output_forward(c, out_from, n);
+    c->sh = (shape){.n_seq = 1, .len = n, .pos0 = pos0, .stride = round_up(n, QF_RT_PAD), .cols = n};
+    forward(c, tokens, out_from, logits, ld);
     c->n_past = pos0 + n;
-    c->eval_s += now_s() - t_start;
-    *logits = c->logits;
-    *ld = c->ld;
+    return QF_OK;
+}
+
+qf_status qf_rt_eval_seqs(qf_rt_ctx *c, const int32_t *tokens, uint32_t n_seq, uint32_t len, uint32_t out_from,
+                          const float **logits, size_t *ld, qf_error *err) {
+    if (n_seq == 0 || n_seq > c->n_seq_max || len == 0 || len > c->n_ctx)
+        return qf_fail(err, QF_E_USAGE, "%u sequences of %u tokens; this context takes 1..%u sequences of 1..%u",
+                       n_seq, len, c->n_seq_max, c->n_ctx);
+    qf_status st = check_tokens(c, tokens, (size_t)n_seq * len, err);
+    if (st) return st;
+    size_t stride = round_up(len, QF_RT_PAD);
+    c->sh = (shape){.n_seq = n_seq, .len = len, .pos0 = 0, .stride = stride, .cols = (n_seq - 1) * stride + len};
+    forward(c, tokens, out_from, logits, ld);
+    c->n_past = 0; /* the slots are not continued: qf_rt_eval starts over */
     return QF_OK;
 }

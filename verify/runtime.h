@@ -72,8 +72,12 @@ void qf_rt_weight_rows_q8(const qf_rt_weight *w, uint64_t r0, uint64_t n, uint8_
 
 typedef struct qf_rt_ctx qf_rt_ctx;
 
-/* An evaluation context: KV cache for n_ctx positions, scratch for batches of up to n_batch tokens,
- * and a pool of n_threads threads (the caller's thread is one of them). */
+/* An evaluation context: a pool of n_threads threads (the caller's thread is one of them), and
+ *   n_batch < n_ctx:  KV cache for n_ctx positions, scratch for batches of up to n_batch tokens;
+ *   n_batch >= n_ctx: n_batch / n_ctx sequences of up to n_ctx tokens per call (qf_rt_eval_seqs), each
+ *                     with a KV cache slot of n_ctx positions (slot 0 also serves qf_rt_eval).
+ * Memory, in floats: KV 2 * n_layer * n_head_kv * head_dim * slots * n_ctx; activations about
+ * ld * (n_vocab + 5 * n_embd + 2 * n_ff + 2 * max(n_embd, n_ff)) with ld = n_batch padded to 64 per slot. */
 qf_status qf_rt_ctx_new(const qf_rt_model *m, uint32_t n_ctx, uint32_t n_batch, int n_threads, qf_rt_ctx **out,
                         qf_error *err);
 void qf_rt_ctx_free(qf_rt_ctx *c);
@@ -95,9 +99,17 @@ void qf_rt_ctx_clear(qf_rt_ctx *c);
 qf_status qf_rt_eval(qf_rt_ctx *c, const int32_t *tokens, uint32_t n, uint32_t pos0, uint32_t out_from,
                      const float **logits, size_t *ld, qf_error *err);
 
+/* Run n_seq independent sequences of len tokens (tokens[s * len + t]), each from position 0 of its own
+ * cache slot, attending only to itself: the same bits as running them one by one with qf_rt_eval, while
+ * every weight row read serves n_seq times more tokens. Logits come for tokens out_from .. len-1 of each
+ * sequence: output j of sequence s in column s * (len - out_from) + j. The cache is left empty for
+ * qf_rt_eval (start at position 0). */
+qf_status qf_rt_eval_seqs(qf_rt_ctx *c, const int32_t *tokens, uint32_t n_seq, uint32_t len, uint32_t out_from,
+                          const float **logits, size_t *ld, qf_error *err);
+
 /* Called before every matrix product with its input: x holds row_len features of n tokens,
- * feature-major with leading dimension ld ((f, t) at x[f * ld + t]). Weights that read the same input
- * (q/k/v, gate/up) are reported in one go with the same `call` number, so an observer can do per-input
+ * feature-major with leading dimension ld ((f, t) at x[f * ld + t]); under qf_rt_eval_seqs, once per
+ * sequence. Weights that read the same input (q/k/v, gate/up) are reported with the same `call` number, so an observer can do per-input
  * work once. Calibration accumulates activation statistics through it. NULL removes the observer. */
 typedef void (*qf_rt_observer)(void *user, const qf_rt_weight *w, uint64_t call, const float *x, size_t ld, uint32_t n);
 void qf_rt_ctx_set_observer(qf_rt_ctx *c, qf_rt_observer fn, void *user);
