@@ -8,8 +8,8 @@
 # Our figure is qf_perplexity's eval time (forward passes only, scoring excluded), for the exact F32 path
 # (default) and the 8-bit path (--act q8: activations quantized per 32-block, integer products, as
 # llama.cpp does); llama.cpp's is the "prompt eval time" of llama_perf_context_print (llama_decode only).
-# llama-perplexity runs with -b 256 (one chunk per batch, exactly our batching) and with its default
-# -b 2048 (8 chunks per batch). The machine is shared, so every configuration runs RUNS times, the runs
+# Both sides run at llama-perplexity's default -b 2048 (8 chunks of 256 per forward call; qforge's
+# --batch means the same) and, for reference, llama-perplexity also at -b 256 (one chunk per call). The machine is shared, so every configuration runs RUNS times, the runs
 # interleaved, and the best run of each counts.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -33,7 +33,7 @@ gguf_of() { # $1 = type
     echo "$g"
 }
 ours() { # $1 = gguf, $2 = f32|q8 -> "tokens/s ppl"
-    "$QF" perplexity "$1" --text "$TEXT" --ctx 256 --chunks 20 --threads 1 --act "$2" --json 2>/dev/null |
+    "$QF" perplexity "$1" --text "$TEXT" --ctx 256 --chunks 20 --batch 2048 --threads 1 --act "$2" --json 2>/dev/null |
         python3 -c 'import json,sys; d=json.load(sys.stdin); print("%.1f %.4f" % (d["tokens_per_second"], d["ppl"]))'
 }
 llama() { # $1 = gguf, $2 = batch size -> "tokens/s ppl"
@@ -48,7 +48,7 @@ printf '%-6s %-34s %12s %10s\n' type configuration tokens/s PPL
 for t in $TYPES; do
     g=$(gguf_of "$t")
     declare -A res=()
-    configs=("qforge --act f32" "qforge --act q8" "llama-perplexity -b 256" "llama-perplexity -b 2048")
+    configs=("qforge --act f32 --batch 2048" "qforge --act q8 --batch 2048" "llama-perplexity -b 256" "llama-perplexity -b 2048")
     for _ in $(seq "$RUNS"); do
         res[0]+="$(ours "$g" f32)"$'\n'; res[1]+="$(ours "$g" q8)"$'\n'
         res[2]+="$(llama "$g" 256)"$'\n'; res[3]+="$(llama "$g" 2048)"$'\n'

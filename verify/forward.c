@@ -421,8 +421,10 @@ static void softmax_cols(const qf_rt_kern *k, float *s, uint32_t n_keys, uint32_
     for (uint32_t p = 0; p < n_keys; p++) {
         float *row = s + (size_t)p * nt;
         uint32_t j0 = QF_MIN(first_seeing(p, base), nt);
-        for (uint32_t j = 0; j < nt; j++) tmp[j] = row[j] * scale - mx[j];
-        k->vexp(tmp, row, nt);
+        /* exponentials of visible entries only (vexp is elementwise, so the bits do not change): in
+         * the diagonal block about half the entries are masked */
+        for (uint32_t j = j0; j < nt; j++) tmp[j] = row[j] * scale - mx[j];
+        k->vexp(tmp + j0, row + j0, nt - j0);
         for (uint32_t j = 0; j < j0; j++) row[j] = 0.0f;
         for (uint32_t j = j0; j < nt; j++) sum[j] += row[j];
     }
