@@ -55,7 +55,8 @@ QF_DECLARE_KERNELS(e4m3_row, )
     bool qf_quantize_q3_K##SUFFIX(const float *x, void *y, int64_t n, const float *imp); \
     bool qf_quantize_q4_K##SUFFIX(const float *x, void *y, int64_t n, const float *imp); \
     bool qf_quantize_q5_K##SUFFIX(const float *x, void *y, int64_t n, const float *imp); \
-    bool qf_quantize_q6_K##SUFFIX(const float *x, void *y, int64_t n, const float *imp);
+    bool qf_quantize_q6_K##SUFFIX(const float *x, void *y, int64_t n, const float *imp); \
+    bool qf_quantize_mxfp4##SUFFIX(const float *x, void *y, int64_t n, const float *imp);
 /* Weighted Q8_0 (imp must not be NULL; qf_quantize_q8_0 routes weighted calls here). */
 bool qf_quantize_q8_0_w(const float *x, void *y, int64_t n, const float *imp);
 

@@ -89,7 +89,7 @@ static const qf_qtype_row rows[] = {
     SIZED(QF_T_TQ1_0, "tq1_0", QF_QK_K, 54),
     SIZED(QF_T_TQ2_0, "tq2_0", QF_QK_K, 66),
     { .t = { .id = QF_T_MXFP4, .name = "mxfp4", .blck = QF_QK, .bytes = sizeof(qf_block_mxfp4), .quantized = true,
-             SCALAR(mxfp4) } },
+             SCALAR(mxfp4) }, QUANT(mxfp4) },
     SIZED(QF_T_NVFP4, "nvfp4", 64, 36),
     SIZED(QF_T_Q1_0, "q1_0", 128, 18),
     SIZED(QF_T_Q2_0, "q2_0", 64, 18),

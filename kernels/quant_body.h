@@ -886,3 +886,101 @@ KQ_QUANTIZE(q3_K)
 KQ_QUANTIZE(q4_K)
 KQ_QUANTIZE(q5_K)
 KQ_QUANTIZE(q6_K)
+
+/* ---- MXFP4 ------------------------------------------------------------------------------------------------
+ * E2M1 elements held as twice their value (0, 1, 2, 3, 4, 6, 8, 12 and negatives, as ggml) times
+ * d = 2^(e-128). Candidates: ggml's exponent (the largest magnitude lands in [4, 8) doubled units) and its
+ * two neighbours; each element takes its nearest grid value (midpoint comparisons, branch-free, so one
+ * AVX2 pass per exponent); the least weighted error wins. */
+
+static const float mx_mag[8] = { 0.0f, 1.0f, 2.0f, 3.0f, 4.0f, 6.0f, 8.0f, 12.0f };
+static const float mx_mid[7] = { 0.5f, 1.5f, 2.5f, 3.5f, 5.0f, 7.0f, 10.0f };
+
+/* Weighted error of one block for exponent e; codes (magnitude index | 8 for negative) into c[32].
+ * x/d is formed as x * 2^(128-e): the reciprocal of a power of two is exact, so the product is the
+ * correctly rounded quotient (e = 0, whose reciprocal overflows, divides). */
+/* 2^k from its bits for normal results (ldexpf is a library call per candidate otherwise) */
+static inline float pow2f(int k) {
+    if (k < -126 || k > 127) return ldexpf(1.0f, k);
+    uint32_t u = (uint32_t)(k + 127) << 23;
+    float f;
+    memcpy(&f, &u, sizeof f);
+    return f;
+}
+
+static inline float mx_pass(const float *x, const float *w, int e, int32_t *c) {
+    float d = pow2f(e - 128), inv = e > 0 ? pow2f(128 - e) : 0.0f;
+#if defined(QF_VEC_PASSES)
+    const __m256 vd = _mm256_set1_ps(d), vinv = _mm256_set1_ps(inv), sign = _mm256_set1_ps(-0.0f),
+                 mag = _mm256_loadu_ps(mx_mag), zero = _mm256_setzero_ps();
+    __m256 aer = zero;
+    for (int k = 0; k < QF_QK; k += LN) {
+        __m256 xv = _mm256_loadu_ps(x + k), wv = VWLOAD(k);
+        __m256 v = e > 0 ? _mm256_mul_ps(xv, vinv) : _mm256_div_ps(xv, vd);
+        __m256 a = _mm256_andnot_ps(sign, v);
+        /* the count of midpoints below a: ceil(min(a, 4.5) - 0.5) counts 0.5..3.5 (a - 0.5 is exact for
+         * 0.5 <= a < 2^23 and lands in [-0.5, 0) below, so the count is the compares' count exactly),
+         * then the compares with 5, 7 and 10 (each true one is -1) */
+        __m256 lowc = _mm256_ceil_ps(_mm256_sub_ps(_mm256_min_ps(a, _mm256_set1_ps(4.5f)), _mm256_set1_ps(0.5f)));
+        __m256i ci = _mm256_cvttps_epi32(lowc);
+        for (int t = 4; t < 7; t++)
+            ci = _mm256_sub_epi32(ci, _mm256_castps_si256(_mm256_cmp_ps(a, _mm256_set1_ps(mx_mid[t]), _CMP_GT_OQ)));
+        __m256 neg = _mm256_cmp_ps(v, zero, _CMP_LT_OQ);
+        __m256 val = _mm256_or_ps(_mm256_permutevar8x32_ps(mag, ci), _mm256_and_ps(neg, sign));
+        __m256 r = _mm256_sub_ps(xv, _mm256_mul_ps(val, vd));
+        aer = _mm256_add_ps(aer, _mm256_mul_ps(VW(r), r));
+        if (c) { /* only the winner's codes are wanted */
+            __m256i nz = _mm256_cmpgt_epi32(ci, _mm256_setzero_si256());
+            ci = _mm256_or_si256(ci, _mm256_and_si256(_mm256_and_si256(_mm256_castps_si256(neg), nz), _mm256_set1_epi32(8)));
+            _mm256_storeu_si256((__m256i *)(c + k), ci);
+        }
+    }
+    return v_hsum8(aer);
+#else
+    float aer[LN] = { 0 };
+    for (int k = 0; k < QF_QK; k += LN)
+        for (int l = 0; l < LN; l++) {
+            float xi = x[k + l], v = e > 0 ? xi * inv : xi / d, a = fabsf(v);
+            int m = 0;
+            for (int t = 0; t < 7; t++) m += a > mx_mid[t];
+            float val = v < 0.0f ? -mx_mag[m] : mx_mag[m], r = xi - val * d, wi = w ? w[k + l] : 1.0f;
+            aer[l] += wi * r * r;
+            if (c) c[k + l] = m | (v < 0.0f && m ? 8 : 0);
+        }
+    return hsum8(aer);
+#endif
+}
+
+bool QF_FN(qf_quantize_mxfp4)(const float *x, void *y, int64_t n, const float *imp) {
+    if (!all_finite(x, n)) return false;
+    qf_block_mxfp4 *b = y;
+    for (int64_t i = 0; i < n / QF_QK; i++) {
+        const float *xb = x + i * QF_QK, *w = imp ? imp + i * QF_QK : NULL;
+        float lo, hi;
+        minmax(xb, QF_QK, &lo, &hi);
+        float amax = hi > -lo ? hi : -lo;
+        /* ggml's exponent floor(log2(amax)) - 2 + 127; for normal amax the exponent field gives the floor
+         * without log2f (where log2f rounds up to the next integer ggml's choice is our e0 + 1, which is
+         * tried too) */
+        int e0 = 0;
+        if (amax >= 1.17549435e-38f) {
+            uint32_t u;
+            memcpy(&u, &amax, sizeof u);
+            e0 = (int)(u >> 23) - 127 - 2 + 127;
+        } else if (amax > 0.0f) {
+            e0 = (int)floorf(log2f(amax)) - 2 + 127;
+        }
+        int32_t codes[QF_QK] = { 0 };
+        float best = INFINITY;
+        int be = -1;
+        for (int e = e0 - 1; e <= e0 + 1; e++) {
+            if (e < 0 || e > 254) continue; /* 255 is NaN in OCP MX */
+            float err = mx_pass(xb, w, e, NULL); /* errors first, codes only for the winner */
+            if (err < best) { best = err; be = e; }
+        }
+        b[i].e = be < 0 ? 0 : (uint8_t)be;
+        if (be >= 0) mx_pass(xb, w, be, codes);
+        for (int j = 0; j < QF_QK / 2; j++) b[i].qs[j] = (uint8_t)(codes[j] | codes[j + 16] << 4);
+    }
+    return true;
+}
