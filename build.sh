@@ -103,14 +103,14 @@ cmd_fuzz() {
         echo "== SKIP: fuzz step (clang with libFuzzer not available; apt-get install clang libclang-rt-<N>-dev)"
         return 0
     fi
-    echo "== fuzzing every parser for ${QF_FUZZ_SECONDS:-30}s each (libFuzzer + ASan + UBSan)"
+    echo "== fuzzing every parser for ${QF_FUZZ_SECONDS:-20}s each (libFuzzer + ASan + UBSan)"
     CC=clang build build-fuzz -DQF_FUZZ=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo
     local failed=() t name
     mkdir -p build-fuzz/fuzz-artifacts
     for t in build-fuzz/tests/fuzz/fuzz_*; do
         name=${t##*/fuzz_}
         mkdir -p "build-fuzz/fuzz-corpus/$name"
-        if "$t" -max_total_time="${QF_FUZZ_SECONDS:-30}" -timeout=25 -rss_limit_mb=2048 -max_len=65536 \
+        if "$t" -max_total_time="${QF_FUZZ_SECONDS:-20}" -timeout=25 -rss_limit_mb=2048 -max_len=65536 \
                 -print_final_stats=1 -artifact_prefix="build-fuzz/fuzz-artifacts/$name-" \
                 "build-fuzz/fuzz-corpus/$name" "build-fuzz/tests/fuzz/seeds/$name" >"build-fuzz/fuzz-$name.log" 2>&1; then
             echo "fuzz $name: $(grep -a -m1 '^stat::number_of_executed_units' "build-fuzz/fuzz-$name.log" | awk '{print $2}') executions, clean"
