@@ -438,7 +438,7 @@ static uint16_t sym_block(const float *x, const float *imp, float half, float *q
     if (c.sqq > 0.0f) {
         float s1 = f16_round(c.sxq / c.sqq);
         double delta = ((double)s1 - s) * (((double)s1 + s) * c.sqq - 2.0 * c.sxq);
-        if (s1 != 0.0f && delta < 0.0) s = s1;
+        s = s1 != 0.0f && delta < 0.0 ? s1 : s; /* an unpredictable choice: a select, not a branch */
     }
     if (imp) {
         /* re-score the unweighted result under the weights, then let weighted starts compete */
@@ -536,7 +536,9 @@ static void aff_block(const float *x, const float *imp, float top, uint16_t *d, 
     if (aff_solve(sw, sx, &c, false, &s1, &b1)) {
         f16_round2(&s1, &b1);
         double e0 = aff_err_rel(sw, sx, &c, s, b), e1 = aff_err_rel(sw, sx, &c, s1, b1);
-        if (s1 != 0.0f && e1 < e0) { s = s1; b = b1; }
+        bool take = s1 != 0.0f && e1 < e0; /* an unpredictable choice: selects, not a branch */
+        s = take ? s1 : s;
+        b = take ? b1 : b;
     }
     if (imp) {
         float qt[QF_QK];
@@ -591,12 +593,32 @@ static uint16_t q8_0_block_w(const float *x, const float *w, float *q) {
         for (int j = 0; j < QF_QK; j++) q[j] = 0.0f;
         return 0;
     }
-    float id = 1.0f / d0, s = f16_round(d0), axq[LN] = { 0 }, aqq[LN] = { 0 }, aer[LN] = { 0 };
+    float id = 1.0f / d0, s = f16_round(d0);
+#if defined(QF_VEC_PASSES)
+    const __m256 vid = _mm256_set1_ps(id), vs = _mm256_set1_ps(s), sign = _mm256_set1_ps(-0.0f),
+                 half = _mm256_set1_ps(0.5f), one = _mm256_set1_ps(1.0f), top = _mm256_set1_ps(127.0f);
+    __m256 axq = _mm256_setzero_ps(), aqq = axq, aer = axq;
+    for (int k = 0; k < QF_QK; k += LN) {
+        __m256 xv = _mm256_loadu_ps(x + k), wv = _mm256_loadu_ps(w + k);
+        __m256 v = _mm256_mul_ps(xv, vid), a = _mm256_andnot_ps(sign, v), r = v_round(a);
+        /* a tie RNE rounded down goes up (roundf rounds ties away from zero) */
+        r = _mm256_add_ps(r, _mm256_and_ps(_mm256_cmp_ps(_mm256_sub_ps(a, r), half, _CMP_EQ_OQ), one));
+        r = _mm256_min_ps(r, top);
+        r = _mm256_or_ps(r, _mm256_and_ps(v, sign)); /* v's sign: -0 for 0 codes is harmless below */
+        __m256 e = _mm256_sub_ps(xv, _mm256_mul_ps(r, vs));
+        axq = _mm256_add_ps(axq, _mm256_mul_ps(_mm256_mul_ps(wv, xv), r));
+        aqq = _mm256_add_ps(aqq, _mm256_mul_ps(_mm256_mul_ps(wv, r), r));
+        aer = _mm256_add_ps(aer, _mm256_mul_ps(_mm256_mul_ps(wv, e), e));
+        _mm256_storeu_ps(q + k, r);
+    }
+    sym_sums c = { v_hsum8(axq), v_hsum8(aqq), v_hsum8(aer) };
+#else
+    float axq[LN] = { 0 }, aqq[LN] = { 0 }, aer[LN] = { 0 };
     for (int k = 0; k < QF_QK; k += LN)
         for (int l = 0; l < LN; l++) {
             float v = x[k + l] * id, a = v < 0.0f ? -v : v;
             float r = (a + RND_MAGIC) - RND_MAGIC; /* roundf: nearest, ties away from zero */
-            r = r - a == 0.5f ? r : (a - r == 0.5f ? r + 1.0f : r);
+            r = a - r == 0.5f ? r + 1.0f : r;
             r = r > 127.0f ? 127.0f : r;
             r = v < 0.0f ? -r : r;
             float wx = w[k + l] * x[k + l], e = x[k + l] - r * s;
@@ -606,7 +628,10 @@ static uint16_t q8_0_block_w(const float *x, const float *w, float *q) {
             q[k + l] = r;
         }
     sym_sums c = { hsum8(axq), hsum8(aqq), hsum8(aer) };
-    s = sym_refine(x, w, QF_QK, -127.0f, 127.0f, true, 2, s, &c, q);
+#endif
+    /* a single weighted least-squares refit with nearest codes (more rounds gain next to nothing at
+     * 8 bits), kept if its exact error is lower */
+    s = sym_refine(x, w, QF_QK, -127.0f, 127.0f, true, 1, s, &c, q);
     return f16_bits(s);
 }
 
