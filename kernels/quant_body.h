@@ -445,13 +445,15 @@ static uint16_t sym_block(const float *x, const float *imp, float half, float *q
         float qt[QF_QK];
         sym_sums cw = sym_pass(x, w, QF_QK, s, lo, hi, qt);
         memcpy(q, qt, sizeof qt);
-        s = sym_refine(x, w, QF_QK, lo, hi, true, 2, s, &cw, q);
+        s = sym_refine(x, w, QF_QK, lo, hi, true, 1, s, &cw, q);
         float err = cw.err;
         /* the extreme mapped onto codes around the ends, beyond them too (clipping it can pay when
          * its weight is small) */
-        const float starts[] = { lo - 0.75f, lo - 0.5f, lo - 0.25f, lo, lo + 0.25f, lo + 0.5f, lo + 0.75f,
-                                 lo + 1.0f, lo + 1.5f, hi + 0.5f, hi, hi - 0.5f, hi - 1.0f };
-        s = sym_starts(x, w, QF_QK, lo, hi, true, m, starts, 13, 3, s, &err, q);
+        const float starts[] = { lo - 0.5f, lo - 0.25f, lo + 0.25f, lo + 0.5f, lo + 0.75f, lo + 1.0f, hi, hi - 0.5f };
+        s = sym_starts(x, w, QF_QK, lo, hi, true, m, starts, 8, 1, s, &err, q);
+        /* the winner refined further: rounds there pay more than rounds on every start */
+        sym_sums cb = sym_pass(x, w, QF_QK, s, lo, hi, q);
+        s = sym_refine(x, w, QF_QK, lo, hi, true, 3, s, &cb, q);
     }
     for (int j = 0; j < QF_QK; j++) q[j] += half;
     return f16_bits(s);
