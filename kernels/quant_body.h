@@ -652,6 +652,7 @@ bool QF_FN(qf_quantize_q8_0_w)(const float *x, void *y, int64_t n, const float *
 /* Rounds of the sub-block fits and of the integer scale refinement: measured on qf-llama-a, more rounds
  * than these change the RMSE by less than 0.1%. */
 #define KQ_SUB_ROUNDS 4
+#define KQ_SUB_ROUNDS_PLAIN 2 /* without weights: ggml's plain K-quants leave a wide margin */
 #define KQ_LATTICE_ROUNDS 2
 #define KQ_STARTS 2   /* sub-block starting grids without importance weights */
 #define KQ_STARTS_W 5 /* with them (ggml's weighted searches try many grids too) */
@@ -683,6 +684,7 @@ static inline aff_sums kq_pass(const qf_kq_spec *sp, const float *x, const float
  * put the extreme half a code and a code inside the range (ggml searches such grids too), each refined;
  * the least error wins. Affine mins are returned as positive numbers (xhat = s q - m). */
 static void kq_sub_fits(const qf_kq_spec *sp, const float *x, const float *w, int nstarts, float *s, float *m) {
+    const int rounds = w ? KQ_SUB_ROUNDS : KQ_SUB_ROUNDS_PLAIN;
     static const float inset[KQ_STARTS_W] = { 0.0f, 0.5f, 1.0f, -0.5f, 1.5f };
     for (int j = 0; j < sp->nsub; j++) {
         int o = j * sp->sublen, n = sp->sublen;
@@ -697,17 +699,17 @@ static void kq_sub_fits(const qf_kq_spec *sp, const float *x, const float *w, in
             for (int k = 0; k < nstarts; k++) {
                 float sj = (hi - lo) / ((float)sp->qmax - inset[k]), bj = lo;
                 aff_sums c = aff_pass(x + o, WOFF(w, o), n, sj, bj, (float)sp->qmax, q);
-                aff_refine(x + o, WOFF(w, o), n, sw, sx, (float)sp->qmax, false, true, KQ_SUB_ROUNDS, &sj, &bj, &c, q);
+                aff_refine(x + o, WOFF(w, o), n, sw, sx, (float)sp->qmax, false, true, rounds, &sj, &bj, &c, q);
                 if (c.err < best) { best = c.err; s[j] = sj; m[j] = -bj; }
             }
         } else {
             float mx = signed_absmax(x + o, n), sj = mx / (float)sp->qmin;
             sym_sums c = sym_pass(x + o, WOFF(w, o), n, sj, (float)sp->qmin, (float)sp->qmax, q);
-            sj = sym_refine(x + o, WOFF(w, o), n, (float)sp->qmin, (float)sp->qmax, false, KQ_SUB_ROUNDS, sj, &c, q);
+            sj = sym_refine(x + o, WOFF(w, o), n, (float)sp->qmin, (float)sp->qmax, false, rounds, sj, &c, q);
             float err = c.err, starts[KQ_STARTS_W - 1] = { (float)sp->qmin + 0.5f, (float)sp->qmin + 1.0f, (float)sp->qmax,
                                                       (float)sp->qmin - 0.5f };
             s[j] = mx != 0.0f ? sym_starts(x + o, WOFF(w, o), n, (float)sp->qmin, (float)sp->qmax, false, mx, starts, nstarts - 1,
-                                           KQ_SUB_ROUNDS, sj, &err, q)
+                                           rounds, sj, &err, q)
                               : 0.0f;
             m[j] = 0.0f;
         }
@@ -793,6 +795,20 @@ static void kq_lattice(const qf_kq_spec *sp, const float *x, const float *w, kq_
     memcpy(st->q + j * sp->sublen, q, (size_t)sp->sublen * sizeof *q);
 }
 
+/* kq_descend on the sub-blocks whose error is at least the mean: they hold most of the error, and a
+ * step on the others rarely pays for its passes. With weights (where ggml's margin is thin) on all. */
+static void kq_descend_worst(const qf_kq_spec *sp, const float *x, const float *w, kq_state *st) {
+    if (w) {
+        for (int j = 0; j < sp->nsub; j++) kq_descend(sp, x, w, st, j);
+        return;
+    }
+    float tot = 0.0f;
+    for (int j = 0; j < sp->nsub; j++) tot += st->s[j].err;
+    float mean = tot / (float)sp->nsub;
+    for (int j = 0; j < sp->nsub; j++)
+        if (st->s[j].err >= mean) kq_descend(sp, x, w, st, j);
+}
+
 static float kq_total(const qf_kq_spec *sp, const kq_state *st) {
     float e = 0.0f;
     for (int j = 0; j < sp->nsub; j++) e += st->s[j].err;
@@ -855,7 +871,7 @@ static float kq_fit(const qf_kq_spec *sp, const float *x, const float *w, int ns
     kq_requantize(sp, x, w, st);
     for (int r = 0; r < KQ_LATTICE_ROUNDS; r++)
         for (int j = 0; j < sp->nsub; j++) kq_lattice(sp, x, w, st, j);
-    for (int j = 0; j < sp->nsub; j++) kq_descend(sp, x, w, st, j);
+    kq_descend_worst(sp, x, w, st);
     float err = kq_total(sp, st);
     /* refit the super-scales for the codes found, re-quantize, and keep it only if the error drops */
     kq_state t = *st;
@@ -863,17 +879,18 @@ static float kq_fit(const qf_kq_spec *sp, const float *x, const float *w, int ns
         kq_requantize(sp, x, w, &t);
         for (int r = 0; r < KQ_LATTICE_ROUNDS; r++)
             for (int j = 0; j < sp->nsub; j++) kq_lattice(sp, x, w, &t, j);
-        for (int j = 0; j < sp->nsub; j++) kq_descend(sp, x, w, &t, j);
+        kq_descend_worst(sp, x, w, &t);
         float e2 = kq_total(sp, &t);
         if (e2 < err) { *st = t; err = e2; }
     }
     return err;
 }
 
-/* Error of the state's scales re-scored under weights w (codes are nearest, which no weighting changes). */
-static float kq_rescore(const qf_kq_spec *sp, const float *x, const float *w, kq_state *st) {
-    kq_requantize(sp, x, w, st);
-    return kq_total(sp, st);
+/* True if all n weights are equal (n a multiple of 8). */
+static inline bool all_equal(const float *w, int n) {
+    for (int i = 1; i < n; i++)
+        if (w[i] != w[0]) return false;
+    return true;
 }
 
 typedef void (*kq_pack_fn)(const qf_kq_block *k, void *block);
@@ -885,13 +902,13 @@ static bool kq_quantize(const qf_kq_spec *sp, kq_pack_fn pack, size_t block_byte
     if (!all_finite(x, n)) return false;
     for (int64_t i = 0; i < n / QF_QK_K; i++) {
         const float *xb = x + i * QF_QK_K;
+        const float *w = imp ? imp + i * QF_QK_K : NULL;
         kq_state st;
-        kq_fit(sp, xb, NULL, KQ_STARTS, &st);
-        if (imp) {
-            const float *w = imp + i * QF_QK_K;
-            kq_state sw;
-            float eu = kq_rescore(sp, xb, w, &st), ew = kq_fit(sp, xb, w, KQ_STARTS_W, &sw);
-            if (ew < eu) st = sw;
+        if (!w || all_equal(w, QF_QK_K)) {
+            /* equal weights scale every candidate's error alike: the unweighted fit is their optimum */
+            kq_fit(sp, xb, NULL, KQ_STARTS, &st);
+        } else {
+            kq_fit(sp, xb, w, KQ_STARTS_W, &st);
         }
         qf_kq_block k;
         k.d = f16_bits(st.d);
