@@ -65,8 +65,9 @@ void qf_pack_q3_K(const qf_kq_block *k, void *out) {
         b->scales[8 + j % 4] |= (uint8_t)((l >> 4) << (2 * (j / 4)));
     }
     memset(b->hmask, 0, sizeof b->hmask);
-    for (int e = 0; e < QF_QK_K; e++) /* high bit of q+4: element e -> byte e%32, bit e/32 */
-        if (k->q[e] + 4 > 3) b->hmask[e % 32] |= (uint8_t)(1u << (e / 32));
+    /* high bit of q+4: element e -> byte e%32, bit e/32 (branch-free: the bits are random, and a
+     * mispredicted branch per element cost a quarter of the Q3_K quantizer's time) */
+    for (int e = 0; e < QF_QK_K; e++) b->hmask[e % 32] |= (uint8_t)((k->q[e] >= 0) << (e / 32));
     pack_2bit(k->q, 4, b->qs);
     b->d = k->d;
 }
@@ -156,7 +157,7 @@ void qf_pack_q5_K(const qf_kq_block *k, void *out) {
     pack_k_nibbles(k->q, b->qs);
     memset(b->qh, 0, sizeof b->qh);
     for (int e = 0; e < QF_QK_K; e++)
-        if (k->q[e] & 16) b->qh[e % 32] |= (uint8_t)(1u << (e / 32));
+        b->qh[e % 32] |= (uint8_t)(((k->q[e] >> 4) & 1) << (e / 32)); /* branch-free, as Q3_K's hmask */
 }
 
 void qf_dequantize_q5_K(const void *x, float *y, int64_t n) {
