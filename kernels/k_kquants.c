@@ -25,9 +25,13 @@ const qf_kq_spec qf_spec_q6_K = { .nsub = 16, .sublen = 16, .affine = false, .qm
 
 /* 2-bit fields: element e of a 128-chunk c sits in byte c*32 + e%32 at bit 2*((e%128)/32). */
 static void pack_2bit(const int8_t *q, int bias, uint8_t *qs) {
-    memset(qs, 0, QF_QK_K / 4);
-    for (int e = 0; e < QF_QK_K; e++)
-        qs[(e / 128) * 32 + e % 32] |= (uint8_t)(((q[e] + bias) & 3) << (2 * ((e % 128) / 32)));
+    /* one write per byte (read-modify-writes of the same bytes chained through memory before) */
+    for (int c = 0; c < 2; c++)
+        for (int i = 0; i < 32; i++) {
+            const int8_t *p = q + c * 128 + i;
+            qs[c * 32 + i] = (uint8_t)(((p[0] + bias) & 3) | ((p[32] + bias) & 3) << 2 | ((p[64] + bias) & 3) << 4 |
+                                       ((p[96] + bias) & 3) << 6);
+        }
 }
 
 static int get_2bit(const uint8_t *qs, int e) { return (qs[(e / 128) * 32 + e % 32] >> (2 * ((e % 128) / 32))) & 3; }
@@ -64,10 +68,13 @@ void qf_pack_q3_K(const qf_kq_block *k, void *out) {
         b->scales[j % 8] |= (uint8_t)((l & 0xF) << (4 * (j / 8)));
         b->scales[8 + j % 4] |= (uint8_t)((l >> 4) << (2 * (j / 4)));
     }
-    memset(b->hmask, 0, sizeof b->hmask);
-    /* high bit of q+4: element e -> byte e%32, bit e/32 (branch-free: the bits are random, and a
+    /* high bit of q+4: element e -> byte e%32, bit e/32; branch-free and one write per byte (a
      * mispredicted branch per element cost a quarter of the Q3_K quantizer's time) */
-    for (int e = 0; e < QF_QK_K; e++) b->hmask[e % 32] |= (uint8_t)((k->q[e] >= 0) << (e / 32));
+    for (int i = 0; i < 32; i++) {
+        unsigned h = 0;
+        for (int t = 0; t < 8; t++) h |= (unsigned)(k->q[i + 32 * t] >= 0) << t;
+        b->hmask[i] = (uint8_t)h;
+    }
     pack_2bit(k->q, 4, b->qs);
     b->d = k->d;
 }
@@ -155,9 +162,11 @@ void qf_pack_q5_K(const qf_kq_block *k, void *out) {
     b->dmin = k->dmin;
     pack_k4_scales(k->sc, k->mn, b->scales);
     pack_k_nibbles(k->q, b->qs);
-    memset(b->qh, 0, sizeof b->qh);
-    for (int e = 0; e < QF_QK_K; e++)
-        b->qh[e % 32] |= (uint8_t)(((k->q[e] >> 4) & 1) << (e / 32)); /* branch-free, as Q3_K's hmask */
+    for (int i = 0; i < 32; i++) { /* branch-free, one write per byte, as Q3_K's hmask */
+        unsigned h = 0;
+        for (int t = 0; t < 8; t++) h |= (unsigned)((k->q[i + 32 * t] >> 4) & 1) << t;
+        b->qh[i] = (uint8_t)h;
+    }
 }
 
 void qf_dequantize_q5_K(const void *x, float *y, int64_t n) {
@@ -182,13 +191,16 @@ void qf_dequantize_q5_K(const void *x, float *y, int64_t n) {
 /* Element e = c*128 + r*32 + l (r 0..3): ql[c*64 + (r&1)*32 + l] nibble r>>1, qh[c*32 + l] bits 2r. */
 void qf_pack_q6_K(const qf_kq_block *k, void *out) {
     qf_block_q6_K *b = out;
-    memset(b->ql, 0, sizeof b->ql);
-    memset(b->qh, 0, sizeof b->qh);
-    for (int e = 0; e < QF_QK_K; e++) {
-        int c = e / 128, r = (e % 128) / 32, l = e % 32, u = k->q[e] + 32;
-        b->ql[c * 64 + (r & 1) * 32 + l] |= (uint8_t)((u & 0xF) << (4 * (r >> 1)));
-        b->qh[c * 32 + l] |= (uint8_t)((u >> 4) << (2 * r));
-    }
+    /* element c*128 + r*32 + l (code u = q + 32): low nibble in ql[c*64 + (r&1)*32 + l] (high half for
+     * r >= 2), top 2 bits in qh[c*32 + l] at bit 2r; each byte written once */
+    for (int c = 0; c < 2; c++)
+        for (int l = 0; l < 32; l++) {
+            const int8_t *p = k->q + c * 128 + l;
+            int u0 = p[0] + 32, u1 = p[32] + 32, u2 = p[64] + 32, u3 = p[96] + 32;
+            b->ql[c * 64 + l] = (uint8_t)((u0 & 0xF) | (u2 & 0xF) << 4);
+            b->ql[c * 64 + 32 + l] = (uint8_t)((u1 & 0xF) | (u3 & 0xF) << 4);
+            b->qh[c * 32 + l] = (uint8_t)((u0 >> 4) | (u1 >> 4) << 2 | (u2 >> 4) << 4 | (u3 >> 4) << 6);
+        }
     for (int j = 0; j < 16; j++) b->scales[j] = (int8_t)k->sc[j];
     b->d = k->d;
 }
