@@ -40,6 +40,14 @@
 
 #define LN 8 /* lanes of every reduction */
 
+/* The K-quant fit's stages are forced inline into two copies of the fit (weights NULL, weights given),
+ * so the unit-weight case loses its per-pass weight tests and loads. */
+#if defined(__GNUC__)
+#define QF_AINLINE static inline __attribute__((always_inline))
+#else
+#define QF_AINLINE static inline
+#endif
+
 /* Weights w == NULL mean all ones: the passes then skip the multiplications by 1, which are exact, so
  * results are the same bits as with an array of ones. WOFF offsets a weight pointer that may be NULL. */
 #define WOFF(w, o) ((w) ? (w) + (o) : NULL)
@@ -683,7 +691,7 @@ static inline aff_sums kq_pass(const qf_kq_spec *sp, const float *x, const float
 /* Float (scale, min) of each sub-block before any code exists: the sub-block's RTN grid and grids that
  * put the extreme half a code and a code inside the range (ggml searches such grids too), each refined;
  * the least error wins. Affine mins are returned as positive numbers (xhat = s q - m). */
-static void kq_sub_fits(const qf_kq_spec *sp, const float *x, const float *w, int nstarts, float *s, float *m) {
+QF_AINLINE void kq_sub_fits(const qf_kq_spec *sp, const float *x, const float *w, int nstarts, float *s, float *m) {
     const int rounds = w ? KQ_SUB_ROUNDS : KQ_SUB_ROUNDS_PLAIN;
     static const float inset[KQ_STARTS_W] = { 0.0f, 0.5f, 1.0f, -0.5f, 1.5f };
     for (int j = 0; j < sp->nsub; j++) {
@@ -718,7 +726,7 @@ static void kq_sub_fits(const qf_kq_spec *sp, const float *x, const float *w, in
 
 /* Coordinate descent on the true error: each sub-block's scale code (and min code) one step either way,
  * re-quantized, kept while it helps. Catches what the fixed-code prediction of kq_lattice misses. */
-static void kq_descend(const qf_kq_spec *sp, const float *x, const float *w, kq_state *st, int j) {
+QF_AINLINE void kq_descend(const qf_kq_spec *sp, const float *x, const float *w, kq_state *st, int j) {
     static const int steps[4][2] = { { -1, 0 }, { 1, 0 }, { 0, -1 }, { 0, 1 } };
     int nsteps = sp->affine ? 4 : 2;
     for (int k = 0; k < nsteps; k++) {
@@ -765,7 +773,7 @@ static inline int kq_near(double v, int k, int lo, int hi) {
 
 /* Integer refinement of sub-block j: the least-squares scale (and min) for its codes, rounded down and
  * up to codes, judged by the predicted error; the best is re-quantized and kept if the true error drops. */
-static void kq_lattice(const qf_kq_spec *sp, const float *x, const float *w, kq_state *st, int j) {
+QF_AINLINE void kq_lattice(const qf_kq_spec *sp, const float *x, const float *w, kq_state *st, int j) {
     const aff_sums *a = &st->s[j];
     if (st->d == 0.0f || !(a->sqq > 0.0f)) return;
     double S = (double)a->sxq / a->sqq, M = 0.0;
@@ -798,7 +806,7 @@ static void kq_lattice(const qf_kq_spec *sp, const float *x, const float *w, kq_
 /* kq_descend on the sub-blocks whose error is at least the mean: they hold most of the error, and a
  * step on the others rarely pays for its passes. That holds for Q2_K/Q3_K without weights; the finer
  * types and every weighted fit (where ggml's margin is thin) step on all sub-blocks. */
-static void kq_descend_worst(const qf_kq_spec *sp, const float *x, const float *w, kq_state *st) {
+QF_AINLINE void kq_descend_worst(const qf_kq_spec *sp, const float *x, const float *w, kq_state *st) {
     if (w || sp->qmax - sp->qmin >= 8) {
         for (int j = 0; j < sp->nsub; j++) kq_descend(sp, x, w, st, j);
         return;
@@ -817,7 +825,7 @@ static float kq_total(const qf_kq_spec *sp, const kq_state *st) {
 }
 
 /* Codes of every sub-block under the current scales. */
-static void kq_requantize(const qf_kq_spec *sp, const float *x, const float *w, kq_state *st) {
+QF_AINLINE void kq_requantize(const qf_kq_spec *sp, const float *x, const float *w, kq_state *st) {
     for (int j = 0; j < sp->nsub; j++)
         st->s[j] = kq_pass(sp, x, w, st, j, st->sc[j], sp->affine ? st->mn[j] : 0, st->q + j * sp->sublen);
 }
@@ -848,7 +856,7 @@ static bool kq_refit_super(const qf_kq_spec *sp, const kq_state *st, float *d, f
 
 /* The whole super-block fit with weights w and nstarts sub-block starting grids; returns the total
  * weighted error. */
-static float kq_fit(const qf_kq_spec *sp, const float *x, const float *w, int nstarts, kq_state *st) {
+QF_AINLINE float kq_fit(const qf_kq_spec *sp, const float *x, const float *w, int nstarts, kq_state *st) {
     /* Q2_K/Q3_K without weights (at most 8 code levels): ggml's plain fit is far behind at these widths,
      * so one start, one integer-refinement round, the descent on the worst sub-blocks and no super-scale
      * refit keep a wide margin at about 2.5x the speed; the finer types need the full search to stay
@@ -895,6 +903,12 @@ static float kq_fit(const qf_kq_spec *sp, const float *x, const float *w, int ns
     return err;
 }
 
+/* The two instances of kq_fit (see QF_AINLINE). */
+static void kq_fit_plain(const qf_kq_spec *sp, const float *x, kq_state *st) { kq_fit(sp, x, NULL, KQ_STARTS, st); }
+static void kq_fit_weighted(const qf_kq_spec *sp, const float *x, const float *w, kq_state *st) {
+    kq_fit(sp, x, w, KQ_STARTS_W, st);
+}
+
 /* True if all n weights are equal (n a multiple of 8). */
 static inline bool all_equal(const float *w, int n) {
     for (int i = 1; i < n; i++)
@@ -915,9 +929,9 @@ static bool kq_quantize(const qf_kq_spec *sp, kq_pack_fn pack, size_t block_byte
         kq_state st;
         if (!w || all_equal(w, QF_QK_K)) {
             /* equal weights scale every candidate's error alike: the unweighted fit is their optimum */
-            kq_fit(sp, xb, NULL, KQ_STARTS, &st);
+            kq_fit_plain(sp, xb, &st);
         } else {
-            kq_fit(sp, xb, w, KQ_STARTS_W, &st);
+            kq_fit_weighted(sp, xb, w, &st);
         }
         qf_kq_block k;
         k.d = f16_bits(st.d);
