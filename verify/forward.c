@@ -177,11 +177,15 @@ typedef struct mm_job {
     qf_rt_ctx *c;
     const float *xp;   /* packed input */
     size_t K, tiles, group; /* input features, tiles of nt columns, tiles per L2 group */
+    size_t qtiles, qgroup;  /* 8-bit path: tiles of QF_RT_QT columns, tiles per L2 group */
     mm_part part[3];
     int n_part;
 } mm_job;
 
 #define MM_GROUP_BYTES (512u * 1024u)
+#ifndef MM_QGROUP_BYTES
+#define MM_QGROUP_BYTES (256u * 1024u) /* levels only: scales and sums add 1/8 */
+#endif
 
 static uint64_t panel_rows(const mm_part *p) { return p->q8 ? QF_RT_QR : QF_RT_MR; }
 static uint64_t panels_of(const mm_part *p) { return (p->w->n_rows + panel_rows(p) - 1) / panel_rows(p); }
@@ -200,11 +204,10 @@ static qf_rt_xq xq_tile(const qf_rt_ctx *c, size_t K, size_t t) {
                       .ds = c->xq_ds + t * nb * QF_RT_QT, .s = c->xq_s + t * 2 * nb * QF_RT_QT};
 }
 
-/* 8-bit path: decode QF_RT_QR (or fewer) rows to levels and scales, sweep every tile with them (the
- * quantized input of a whole batch fits in L2: K bytes per token). */
-static void mm_panel_q8(const mm_job *j, const mm_part *p, uint64_t panel, void *scratch) {
+/* 8-bit path: decode QF_RT_QR (or fewer) rows to levels and scales, sweep tiles [g0, g1) with them. */
+static void mm_panel_q8(const mm_job *j, const mm_part *p, uint64_t panel, size_t g0, size_t g1, void *scratch) {
     qf_rt_ctx *c = j->c;
-    size_t K = j->K, ld = c->ld, qtiles = (j->tiles * c->k->nt + QF_RT_QT - 1) / QF_RT_QT;
+    size_t K = j->K, ld = c->ld;
     uint64_t r0 = panel * QF_RT_QR;
     int mr = (int)QF_MIN((uint64_t)QF_RT_QR, p->w->n_rows - r0);
     uint8_t *wq = scratch;
@@ -217,11 +220,11 @@ static void mm_panel_q8(const mm_job *j, const mm_part *p, uint64_t panel, void 
         uint64_t bytes = QF_MIN((uint64_t)QF_RT_QR, p->w->n_rows - r0 - QF_RT_QR) * p->w->row_bytes;
         for (uint64_t o = 0; o < bytes; o += 64) __builtin_prefetch(next + o);
     }
-    for (size_t t = 0; t < qtiles; t++) {
+    for (size_t t = g0; t < g1; t++) {
         qf_rt_xq x = xq_tile(c, K, t);
         c->qk->qtile(&w, &x, K / 32, p->y + r0 * ld + t * QF_RT_QT, ld, mr);
     }
-    if (p->bias) add_bias(p, ld, r0, mr, 0, qtiles * QF_RT_QT);
+    if (p->bias) add_bias(p, ld, r0, mr, g0 * QF_RT_QT, g1 * QF_RT_QT);
 }
 
 /* One panel against tiles [g0, g1): dequantize QF_RT_MR (or fewer) rows, sweep the tiles with them. */
@@ -236,24 +239,31 @@ static void mm_panel(const mm_job *j, const mm_part *p, uint64_t panel, size_t g
     if (p->bias) add_bias(p, ld, r0, mr, g0 * nt, g1 * nt);
 }
 
+/* Panels [lo, hi) of the job's parts on path q8 (or F32), against tiles [g0, g1) of that path. */
+static void mm_sweep(const mm_job *j, uint64_t lo, uint64_t hi, bool q8, size_t g0, size_t g1, void *scratch) {
+    uint64_t base = 0;
+    for (int i = 0; i < j->n_part; i++) {
+        const mm_part *p = &j->part[i];
+        uint64_t n = panels_of(p);
+        for (uint64_t q = QF_MAX(lo, base); q < QF_MIN(hi, base + n) && p->q8 == q8; q++) {
+            if (q8) mm_panel_q8(j, p, q - base, g0, g1, scratch);
+            else mm_panel(j, p, q - base, g0, g1, scratch);
+        }
+        base += n;
+    }
+}
+
+/* Each thread takes a contiguous range of panels; tiles go by L2-sized groups so that a group's input
+ * stays in L2 while every panel of the range passes over it (a panel is decoded once per group). */
 static void mm_worker(void *arg, int ith, int nth) {
     const mm_job *j = arg;
     uint64_t total = 0;
     for (int i = 0; i < j->n_part; i++) total += panels_of(&j->part[i]);
     uint64_t lo = total * (uint64_t)ith / (uint64_t)nth, hi = total * (uint64_t)(ith + 1) / (uint64_t)nth;
-    for (size_t g0 = 0; g0 < j->tiles; g0 += j->group) {
-        size_t g1 = QF_MIN(g0 + j->group, j->tiles);
-        uint64_t base = 0;
-        for (int i = 0; i < j->n_part; i++) {
-            const mm_part *p = &j->part[i];
-            uint64_t n = panels_of(p);
-            for (uint64_t q = QF_MAX(lo, base); q < QF_MIN(hi, base + n) && (!p->q8 || g0 == 0); q++) {
-                if (p->q8) mm_panel_q8(j, p, q - base, j->c->scratch[ith]);
-                else mm_panel(j, p, q - base, g0, g1, j->c->scratch[ith]);
-            }
-            base += n;
-        }
-    }
+    for (size_t g0 = 0; g0 < j->tiles; g0 += j->group)
+        mm_sweep(j, lo, hi, false, g0, QF_MIN(g0 + j->group, j->tiles), j->c->scratch[ith]);
+    for (size_t g0 = 0; g0 < j->qtiles; g0 += j->qgroup)
+        mm_sweep(j, lo, hi, true, g0, QF_MIN(g0 + j->qgroup, j->qtiles), j->c->scratch[ith]);
 }
 
 typedef struct xq_job {
@@ -290,6 +300,8 @@ static void matmul(qf_rt_ctx *c, const float *x, const shape *in, mm_part a, mm_
     size_t K = a.w->row_len, nt = c->k->nt, n_cols = in->cols;
     mm_job j = {.c = c, .xp = c->xpack, .K = K, .tiles = (n_cols + nt - 1) / nt};
     j.group = QF_MAX((size_t)1, MM_GROUP_BYTES / (K * nt * sizeof(float)));
+    j.qtiles = (j.tiles * nt + QF_RT_QT - 1) / QF_RT_QT;
+    j.qgroup = QF_MAX((size_t)1, MM_QGROUP_BYTES / (K * QF_RT_QT));
     mm_part parts[3] = {a, b, d};
     bool any_f32 = false, any_q8 = false;
     for (int i = 0; i < 3; i++) {
@@ -420,11 +432,12 @@ static void softmax_cols(const qf_rt_kern *k, float *s, uint32_t n_keys, uint32_
     }
     for (uint32_t p = 0; p < n_keys; p++) {
         float *row = s + (size_t)p * nt;
-        uint32_t j0 = QF_MIN(first_seeing(p, base), nt);
+        uint32_t j0 = QF_MIN(first_seeing(p, base), nt), e0 = j0 / 16 * 16;
         /* exponentials of visible entries only (vexp is elementwise, so the bits do not change): in
-         * the diagonal block about half the entries are masked */
-        for (uint32_t j = j0; j < nt; j++) tmp[j] = row[j] * scale - mx[j];
-        k->vexp(tmp + j0, row + j0, nt - j0);
+         * the diagonal block about half the entries are masked. From a multiple of 16 so that SIMD
+         * variants run whole vectors (nt is a multiple of 16 or below it) */
+        for (uint32_t j = e0; j < nt; j++) tmp[j] = row[j] * scale - mx[j];
+        k->vexp(tmp + e0, row + e0, nt - e0);
         for (uint32_t j = 0; j < j0; j++) row[j] = 0.0f;
         for (uint32_t j = j0; j < nt; j++) sum[j] += row[j];
     }
