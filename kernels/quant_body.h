@@ -431,7 +431,7 @@ static inline bool all_finite(const float *x, int64_t n) {
 
 /* Symmetric block (Q4_0: half 8, Q5_0: half 16): ggml's RTN block, refined; with weights also the
  * unweighted result and a few more starts. Writes unsigned codes (q + half) and returns the F16 scale. */
-static uint16_t sym_block(const float *x, const float *imp, float half, float *q) {
+QF_AINLINE uint16_t sym_block(const float *x, const float *imp, float half, float *q) {
     float lo = -half, hi = half - 1.0f, m = signed_absmax(x, QF_QK);
     if (m == 0.0f) {
         for (int j = 0; j < QF_QK; j++) q[j] = half;
@@ -470,10 +470,19 @@ static uint16_t sym_block(const float *x, const float *imp, float half, float *q
 bool QF_FN(qf_quantize_q4_0)(const float *x, void *y, int64_t n, const float *imp) {
     if (!all_finite(x, n)) return false;
     qf_block_q4_0 *b = y;
-    for (int64_t i = 0; i < n / QF_QK; i++) {
-        float q[QF_QK];
-        b[i].d = sym_block(x + i * QF_QK, imp ? imp + i * QF_QK : NULL, 8.0f, q);
-        pack_nibbles32(q, b[i].qs);
+    /* two loops so the inlined block fit is specialised for unit weights in the first */
+    if (!imp) {
+        for (int64_t i = 0; i < n / QF_QK; i++) {
+            float q[QF_QK];
+            b[i].d = sym_block(x + i * QF_QK, NULL, 8.0f, q);
+            pack_nibbles32(q, b[i].qs);
+        }
+    } else {
+        for (int64_t i = 0; i < n / QF_QK; i++) {
+            float q[QF_QK];
+            b[i].d = sym_block(x + i * QF_QK, imp + i * QF_QK, 8.0f, q);
+            pack_nibbles32(q, b[i].qs);
+        }
     }
     return true;
 }
@@ -481,11 +490,21 @@ bool QF_FN(qf_quantize_q4_0)(const float *x, void *y, int64_t n, const float *im
 bool QF_FN(qf_quantize_q5_0)(const float *x, void *y, int64_t n, const float *imp) {
     if (!all_finite(x, n)) return false;
     qf_block_q5_0 *b = y;
-    for (int64_t i = 0; i < n / QF_QK; i++) {
-        float q[QF_QK];
-        b[i].d = sym_block(x + i * QF_QK, imp ? imp + i * QF_QK : NULL, 16.0f, q);
-        pack_nibbles32(q, b[i].qs);
-        pack_high32(q, b[i].qh);
+    /* two loops so the inlined block fit is specialised for unit weights in the first */
+    if (!imp) {
+        for (int64_t i = 0; i < n / QF_QK; i++) {
+            float q[QF_QK];
+            b[i].d = sym_block(x + i * QF_QK, NULL, 16.0f, q);
+            pack_nibbles32(q, b[i].qs);
+            pack_high32(q, b[i].qh);
+        }
+    } else {
+        for (int64_t i = 0; i < n / QF_QK; i++) {
+            float q[QF_QK];
+            b[i].d = sym_block(x + i * QF_QK, imp + i * QF_QK, 16.0f, q);
+            pack_nibbles32(q, b[i].qs);
+            pack_high32(q, b[i].qh);
+        }
     }
     return true;
 }
@@ -533,7 +552,7 @@ static inline aff_sums aff_pass_ggml(const float *x, const float *w, float lo, f
 }
 
 /* Affine block (Q4_1: top 15, Q5_1: top 31), seeded with ggml's RTN block; returns F16 scale and min. */
-static void aff_block(const float *x, const float *imp, float top, uint16_t *d, uint16_t *mn, float *q) {
+QF_AINLINE void aff_block(const float *x, const float *imp, float top, uint16_t *d, uint16_t *mn, float *q) {
     float lo, hi;
     minmax(x, QF_QK, &lo, &hi);
     float sw, sx, s = (hi - lo) / top, b = lo;
@@ -570,10 +589,19 @@ static void aff_block(const float *x, const float *imp, float top, uint16_t *d, 
 bool QF_FN(qf_quantize_q4_1)(const float *x, void *y, int64_t n, const float *imp) {
     if (!all_finite(x, n)) return false;
     qf_block_q4_1 *b = y;
-    for (int64_t i = 0; i < n / QF_QK; i++) {
-        float q[QF_QK];
-        aff_block(x + i * QF_QK, imp ? imp + i * QF_QK : NULL, 15.0f, &b[i].d, &b[i].m, q);
-        pack_nibbles32(q, b[i].qs);
+    /* two loops so the inlined block fit is specialised for unit weights in the first */
+    if (!imp) {
+        for (int64_t i = 0; i < n / QF_QK; i++) {
+            float q[QF_QK];
+            aff_block(x + i * QF_QK, NULL, 15.0f, &b[i].d, &b[i].m, q);
+            pack_nibbles32(q, b[i].qs);
+        }
+    } else {
+        for (int64_t i = 0; i < n / QF_QK; i++) {
+            float q[QF_QK];
+            aff_block(x + i * QF_QK, imp + i * QF_QK, 15.0f, &b[i].d, &b[i].m, q);
+            pack_nibbles32(q, b[i].qs);
+        }
     }
     return true;
 }
@@ -581,11 +609,21 @@ bool QF_FN(qf_quantize_q4_1)(const float *x, void *y, int64_t n, const float *im
 bool QF_FN(qf_quantize_q5_1)(const float *x, void *y, int64_t n, const float *imp) {
     if (!all_finite(x, n)) return false;
     qf_block_q5_1 *b = y;
-    for (int64_t i = 0; i < n / QF_QK; i++) {
-        float q[QF_QK];
-        aff_block(x + i * QF_QK, imp ? imp + i * QF_QK : NULL, 31.0f, &b[i].d, &b[i].m, q);
-        pack_nibbles32(q, b[i].qs);
-        pack_high32(q, b[i].qh);
+    /* two loops so the inlined block fit is specialised for unit weights in the first */
+    if (!imp) {
+        for (int64_t i = 0; i < n / QF_QK; i++) {
+            float q[QF_QK];
+            aff_block(x + i * QF_QK, NULL, 31.0f, &b[i].d, &b[i].m, q);
+            pack_nibbles32(q, b[i].qs);
+            pack_high32(q, b[i].qh);
+        }
+    } else {
+        for (int64_t i = 0; i < n / QF_QK; i++) {
+            float q[QF_QK];
+            aff_block(x + i * QF_QK, imp + i * QF_QK, 31.0f, &b[i].d, &b[i].m, q);
+            pack_nibbles32(q, b[i].qs);
+            pack_high32(q, b[i].qh);
+        }
     }
     return true;
 }
