@@ -72,9 +72,10 @@ static int parse_common(const char *cmd, int c, const char *arg, common_opts *o)
     "      --chunks N      score the first N chunks (default: all)\n" \
     "  -b, --batch N       tokens per forward call, as llama-perplexity -b (default 2048): N >= ctx\n" \
     "                      evaluates N/ctx chunks per call, N < ctx splits a chunk; results do not\n" \
-    "                      depend on it. Memory grows with it: about 4 x N x (n_vocab + 2 x n_layer x\n" \
-    "                      kv_dim + 5 x n_embd + 4 x n_ff) bytes of logits, KV cache and activations\n" \
-    "                      per model (qf-llama-a at 2048: 270 MB logits, 13 MB KV, 40 MB other)\n" \
+    "                      depend on it. Layers run in passes of max(ctx, 512) tokens (llama.cpp's\n" \
+    "                      physical batch). Memory per model: 4 x N x n_vocab bytes of logits, plus\n" \
+    "                      KV cache and activations for one pass (qf-llama-a at 2048, ctx 256:\n" \
+    "                      270 MB logits, 3 MB KV, 10 MB activations)\n" \
     "  -j, --threads N     threads (default: all CPUs; results do not depend on it)\n" \
     "      --act f32|q8    f32 (default): exact F32 arithmetic. q8: faster, inexact: activations\n" \
     "                      quantized to 8 bits per 32-block, as llama.cpp does, and integer products\n" \

@@ -12,8 +12,14 @@
 #include <math.h>
 #include <time.h>
 
-/* The token columns of one call: n_seq sequences of len tokens, sequence s in columns s * stride ..
- * s * stride + len - 1 at positions pos0 .. pos0 + len - 1 of cache slot s. Column-wise steps cover
+/* Tokens per pass through the layers, as llama.cpp's default physical batch (n_ubatch): a call of more
+ * sequences runs them in passes of whole sequences, so the activations of a pass stay in cache (a pass of
+ * 2048 tokens measured slower than four of 512 on qf-llama-a: the per-layer buffers outgrow L2). */
+#define QF_RT_UBATCH 512u
+
+/* The token columns of one pass: n_seq sequences of len tokens, sequence s in columns s * stride ..
+ * s * stride + len - 1 at positions pos0 .. pos0 + len - 1 of cache slot s (passes run one after the
+ * other and their sequences are independent, so every pass reuses slots 0 ..). Column-wise steps cover
  * `cols` columns, the padding between sequences included (zeros from embed, finite after). */
 typedef struct shape {
     uint32_t n_seq, len, pos0;
@@ -27,11 +33,13 @@ struct qf_rt_ctx {
     bool act_q8;
     qf_pool *pool;
     uint32_t n_ctx, n_batch, n_past;
-    uint32_t n_seq_max;              /* sequences one call may hold (qf_rt_eval_seqs), each its own cache slot */
-    size_t kv_len;                   /* cache positions per head: n_seq_max slots of n_ctx */
+    uint32_t n_seq_max;              /* sequences one call may hold (qf_rt_eval_seqs) */
+    uint32_t n_seq_pass;             /* sequences per pass through the layers, each its own cache slot */
+    size_t ld_out;                   /* columns of logits: every output of a call */
+    size_t kv_len;                   /* cache positions per head: n_seq_pass slots of n_ctx */
     size_t ld;                       /* token columns of every activation matrix (n_batch padded) */
     float *x, *xn, *q, *kx, *vx, *att, *g, *u, *o; /* activations, [features][ld] */
-    float *logits;                   /* [n_vocab][ld] */
+    float *logits;                   /* [n_vocab][ld_out] */
     float *xpack;                    /* matmul input packed tile by tile: [ld / nt][K][nt] */
     int8_t *xq;                      /* 8-bit path: matmul input quantized, [ld / QF_RT_QT][K][QF_RT_QT] */
     float *xq_d, *xq_ds;             /* [ld / QF_RT_QT][K / 32][QF_RT_QT] */
@@ -73,7 +81,7 @@ static qf_status alloc_activations(qf_rt_ctx *c, qf_error *err) {
         (st = alloc_f(&c->q, QD, c->ld, err)) || (st = alloc_f(&c->kx, KD, c->ld, err)) ||
         (st = alloc_f(&c->vx, KD, c->ld, err)) || (st = alloc_f(&c->att, QD, c->ld, err)) ||
         (st = alloc_f(&c->g, hp->n_ff, c->ld, err)) || (st = alloc_f(&c->u, hp->n_ff, c->ld, err)) ||
-        (st = alloc_f(&c->o, wide, c->ld, err)) || (st = alloc_f(&c->logits, hp->n_vocab, c->ld, err)) ||
+        (st = alloc_f(&c->o, wide, c->ld, err)) || (st = alloc_f(&c->logits, hp->n_vocab, c->ld_out, err)) ||
         (st = alloc_f(&c->xpack, wide, c->ld, err)) ||
         (st = alloc_f(&c->kc, cache, 1, err)) || (st = alloc_f(&c->vc, cache, 1, err)) ||
         (st = alloc_f(&c->rope_cos, hp->head_dim / 2, c->ld, err)) ||
@@ -105,6 +113,10 @@ static qf_status alloc_scratch(qf_rt_ctx *c, qf_error *err) {
     return QF_OK;
 }
 
+/* Rows a multiple of 1 KiB apart fall into few cache sets when column-wise steps walk the features:
+ * one spare tile breaks that (kernels never read past the tiles a call covers). */
+static size_t spare_tile(size_t ld) { return ld % 256 == 0 ? ld + QF_RT_PAD : ld; }
+
 qf_status qf_rt_ctx_new(const qf_rt_model *m, uint32_t n_ctx, uint32_t n_batch, int n_threads, qf_rt_ctx **out,
                         qf_error *err) {
     *out = NULL;
@@ -120,11 +132,11 @@ qf_status qf_rt_ctx_new(const qf_rt_model *m, uint32_t n_ctx, uint32_t n_batch, 
      * attention tile straddles two of them */
     c->n_seq_max = n_batch >= n_ctx ? n_batch / n_ctx : 1;
     c->n_batch = c->n_seq_max > 1 ? c->n_seq_max * n_ctx : QF_MIN(n_batch, n_ctx);
-    c->kv_len = (size_t)c->n_seq_max * n_ctx;
-    c->ld = c->n_seq_max * round_up(QF_MIN(n_batch, n_ctx), QF_RT_PAD);
-    /* rows a multiple of 1 KiB apart fall into few cache sets when column-wise steps walk the features:
-     * one spare tile breaks that (kernels never read past the tiles a call covers) */
-    if (c->ld % 256 == 0) c->ld += QF_RT_PAD;
+    c->n_seq_pass = QF_MIN(c->n_seq_max, QF_MAX(1u, QF_RT_UBATCH / n_ctx));
+    c->kv_len = (size_t)c->n_seq_pass * n_ctx;
+    c->ld = spare_tile(c->n_seq_pass * round_up(QF_MIN(n_batch, n_ctx), QF_RT_PAD));
+    /* the last pass's output tiles may run up to a tile past the call's outputs */
+    c->ld_out = QF_MAX(c->ld, round_up((size_t)c->n_batch, QF_RT_PAD) + QF_RT_PAD);
     qf_status st = qf_pool_new(n_threads, &c->pool, err);
     if (!st) st = alloc_activations(c, err);
     if (!st) st = alloc_scratch(c, err);
@@ -168,7 +180,8 @@ int qf_rt_n_threads(const qf_rt_ctx *c) { return qf_pool_size(c->pool); }
  * group, which is cheap next to the tile work it feeds). */
 typedef struct mm_part {
     const qf_rt_weight *w;
-    float *y;          /* [w->n_rows][ld] */
+    float *y;          /* [w->n_rows][ldy] */
+    size_t ldy;
     const float *bias; /* [w->n_rows] or NULL */
     bool q8;           /* runs on the 8-bit path (set by matmul) */
 } mm_part;
@@ -190,7 +203,8 @@ typedef struct mm_job {
 static uint64_t panel_rows(const mm_part *p) { return p->q8 ? QF_RT_QR : QF_RT_MR; }
 static uint64_t panels_of(const mm_part *p) { return (p->w->n_rows + panel_rows(p) - 1) / panel_rows(p); }
 
-static void add_bias(const mm_part *p, size_t ld, uint64_t r0, int mr, size_t c0, size_t c1) {
+static void add_bias(const mm_part *p, uint64_t r0, int mr, size_t c0, size_t c1) {
+    size_t ld = p->ldy;
     for (int r = 0; r < mr; r++) {
         float *yr = p->y + (r0 + (uint64_t)r) * ld, b = p->bias[r0 + (uint64_t)r];
         for (size_t t = c0; t < c1; t++) yr[t] += b;
@@ -207,7 +221,7 @@ static qf_rt_xq xq_tile(const qf_rt_ctx *c, size_t K, size_t t) {
 /* 8-bit path: decode QF_RT_QR (or fewer) rows to levels and scales, sweep tiles [g0, g1) with them. */
 static void mm_panel_q8(const mm_job *j, const mm_part *p, uint64_t panel, size_t g0, size_t g1, void *scratch) {
     qf_rt_ctx *c = j->c;
-    size_t K = j->K, ld = c->ld;
+    size_t K = j->K;
     uint64_t r0 = panel * QF_RT_QR;
     int mr = (int)QF_MIN((uint64_t)QF_RT_QR, p->w->n_rows - r0);
     uint8_t *wq = scratch;
@@ -222,21 +236,21 @@ static void mm_panel_q8(const mm_job *j, const mm_part *p, uint64_t panel, size_
     }
     for (size_t t = g0; t < g1; t++) {
         qf_rt_xq x = xq_tile(c, K, t);
-        c->qk->qtile(&w, &x, K / 32, p->y + r0 * ld + t * QF_RT_QT, ld, mr);
+        c->qk->qtile(&w, &x, K / 32, p->y + r0 * p->ldy + t * QF_RT_QT, p->ldy, mr);
     }
-    if (p->bias) add_bias(p, ld, r0, mr, g0 * QF_RT_QT, g1 * QF_RT_QT);
+    if (p->bias) add_bias(p, r0, mr, g0 * QF_RT_QT, g1 * QF_RT_QT);
 }
 
 /* One panel against tiles [g0, g1): dequantize QF_RT_MR (or fewer) rows, sweep the tiles with them. */
 static void mm_panel(const mm_job *j, const mm_part *p, uint64_t panel, size_t g0, size_t g1, float *wbuf) {
     const qf_rt_kern *k = j->c->k;
-    size_t ld = j->c->ld, K = j->K, nt = k->nt;
+    size_t K = j->K, nt = k->nt;
     uint64_t r0 = panel * QF_RT_MR;
     int mr = (int)QF_MIN((uint64_t)QF_RT_MR, p->w->n_rows - r0);
     qf_rt_weight_rows(p->w, r0, (uint64_t)mr, wbuf);
     for (size_t t = g0; t < g1; t++)
-        k->tile(wbuf, K, K, j->xp + t * K * nt, nt, p->y + r0 * ld + t * nt, ld, mr);
-    if (p->bias) add_bias(p, ld, r0, mr, g0 * nt, g1 * nt);
+        k->tile(wbuf, K, K, j->xp + t * K * nt, nt, p->y + r0 * p->ldy + t * nt, p->ldy, mr);
+    if (p->bias) add_bias(p, r0, mr, g0 * nt, g1 * nt);
 }
 
 /* Panels [lo, hi) of the job's parts on path q8 (or F32), against tiles [g0, g1) of that path. */
@@ -322,7 +336,10 @@ static void matmul(qf_rt_ctx *c, const float *x, const shape *in, mm_part a, mm_
 
 #define NO_PART ((mm_part){0})
 
-static mm_part part(const qf_rt_weight *w, float *y, const float *bias) { return (mm_part){.w = w, .y = y, .bias = bias}; }
+/* A product into an activation matrix (leading dimension ld). */
+static mm_part part(const qf_rt_ctx *c, const qf_rt_weight *w, float *y, const float *bias) {
+    return (mm_part){.w = w, .y = y, .ldy = c->ld, .bias = bias};
+}
 
 void qf_rt_ctx_set_observer(qf_rt_ctx *c, qf_rt_observer fn, void *user) {
     c->observer = fn;
@@ -454,7 +471,8 @@ static void attn_tile(const attn_job *a, uint32_t seq, uint32_t h, uint32_t t0, 
     const shape *sh = &c->sh;
     uint32_t hd = hp->head_dim, nt = k->nt, g = h / (hp->n_head / hp->n_head_kv);
     uint32_t t1 = QF_MIN(t0 + nt, sh->len), n_keys = sh->pos0 + t1;
-    size_t ld = c->ld, per_head = c->kv_len * hd, slot = (size_t)seq * c->n_ctx, col = seq * sh->stride + t0;
+    size_t ld = c->ld, per_head = c->kv_len * hd, slot = (size_t)seq * c->n_ctx;
+    size_t col = seq * sh->stride + t0;
     const float *kh = c->kc + ((size_t)a->layer * hp->n_head_kv + g) * per_head + slot * hd;
     const float *vh = c->vc + ((size_t)a->layer * hp->n_head_kv + g) * per_head + slot;
     const float *qh = c->q + (size_t)h * hd * ld + col;
@@ -524,25 +542,25 @@ static void layer_forward(qf_rt_ctx *c, uint32_t l) {
     const shape *sh = &c->sh;
     uint32_t n = (uint32_t)sh->cols;
     rmsnorm(c, c->x, c->xn, L->attn_norm, n);
-    matmul(c, c->xn, sh, part(&L->wq, c->q, L->bq), part(&L->wk, c->kx, L->bk), part(&L->wv, c->vx, L->bv));
+    matmul(c, c->xn, sh, part(c, &L->wq, c->q, L->bq), part(c, &L->wk, c->kx, L->bk), part(c, &L->wv, c->vx, L->bv));
     rope_apply(c, c->q, hp->n_head, n);
     rope_apply(c, c->kx, hp->n_head_kv, n);
     cache_store(c, l);
     attn_job aj = {.c = c, .layer = l};
     qf_pool_run(c->pool, attn_worker, &aj);
-    matmul(c, c->att, sh, part(&L->wo, c->o, NULL), NO_PART, NO_PART);
+    matmul(c, c->att, sh, part(c, &L->wo, c->o, NULL), NO_PART, NO_PART);
     add_into(c->x, c->o, hp->n_embd, c->ld, n);
     rmsnorm(c, c->x, c->xn, L->ffn_norm, n);
-    matmul(c, c->xn, sh, part(&L->wg, c->g, NULL), part(&L->wu, c->u, NULL), NO_PART);
+    matmul(c, c->xn, sh, part(c, &L->wg, c->g, NULL), part(c, &L->wu, c->u, NULL), NO_PART);
     glu_job gj = {.c = c, .cols = round_up(n, c->k->nt)};
     qf_pool_run(c->pool, glu_worker, &gj);
-    matmul(c, c->g, sh, part(&L->wd, c->o, NULL), NO_PART, NO_PART);
+    matmul(c, c->g, sh, part(c, &L->wd, c->o, NULL), NO_PART, NO_PART);
     add_into(c->x, c->o, hp->n_embd, c->ld, n);
 }
 
-/* Logits for tokens out_from .. len-1 of every sequence: gather them to the front (sequence after
- * sequence, no padding), norm, project. */
-static void output_forward(qf_rt_ctx *c, uint32_t out_from) {
+/* Logits for tokens out_from .. len-1 of every sequence of the pass, into logit columns out_base ..:
+ * gather them to the front (sequence after sequence, no padding), norm, project. */
+static void output_forward(qf_rt_ctx *c, uint32_t out_from, size_t out_base) {
     const shape *sh = &c->sh;
     size_t E = c->m->hp.n_embd, per = sh->len - out_from, n_out = sh->n_seq * per;
     for (size_t f = 0; f < E; f++)
@@ -550,7 +568,8 @@ static void output_forward(qf_rt_ctx *c, uint32_t out_from) {
             memmove(c->o + f * c->ld + s * per, c->x + f * c->ld + s * sh->stride + out_from, per * sizeof(float));
     rmsnorm(c, c->o, c->xn, c->m->output_norm, (uint32_t)n_out);
     shape out = {.n_seq = 1, .len = (uint32_t)n_out, .stride = round_up(n_out, QF_RT_PAD), .cols = n_out};
-    matmul(c, c->xn, &out, part(&c->m->output, c->logits, NULL), NO_PART, NO_PART);
+    mm_part logits = {.w = &c->m->output, .y = c->logits + out_base, .ldy = c->ld_out};
+    matmul(c, c->xn, &out, logits, NO_PART, NO_PART);
 }
 
 static qf_status check_tokens(const qf_rt_ctx *c, const int32_t *tokens, size_t n, qf_error *err) {
@@ -578,25 +597,25 @@ static double now_s(void) {
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
-/* The pass over the shape in c->sh. */
-static void forward(qf_rt_ctx *c, const int32_t *tokens, uint32_t out_from, const float **logits, size_t *ld) {
-    double t_start = now_s();
+/* One pass over the shape in c->sh, its logits from column out_base. */
+static void forward(qf_rt_ctx *c, const int32_t *tokens, uint32_t out_from, size_t out_base) {
     embed(c, tokens);
     rope_tables(c);
     for (uint32_t l = 0; l < c->m->hp.n_layer; l++) layer_forward(c, l);
-    if (out_from < c->sh.len) output_forward(c, out_from);
-    c->eval_s += now_s() - t_start;
-    *logits = c->logits;
-    *ld = c->ld;
+    if (out_from < c->sh.len) output_forward(c, out_from, out_base);
 }
 
 qf_status qf_rt_eval(qf_rt_ctx *c, const int32_t *tokens, uint32_t n, uint32_t pos0, uint32_t out_from,
                      const float **logits, size_t *ld, qf_error *err) {
     qf_status st = check_batch(c, tokens, n, pos0, err);
     if (st) return st;
+    double t_start = now_s();
     c->sh = (shape){.n_seq = 1, .len = n, .pos0 = pos0, .stride = round_up(n, QF_RT_PAD), .cols = n};
-    forward(c, tokens, out_from, logits, ld);
+    forward(c, tokens, out_from, 0);
     c->n_past = pos0 + n;
+    c->eval_s += now_s() - t_start;
+    *logits = c->logits;
+    *ld = c->ld_out;
     return QF_OK;
 }
 
@@ -607,9 +626,16 @@ qf_status qf_rt_eval_seqs(qf_rt_ctx *c, const int32_t *tokens, uint32_t n_seq, u
                        n_seq, len, c->n_seq_max, c->n_ctx);
     qf_status st = check_tokens(c, tokens, (size_t)n_seq * len, err);
     if (st) return st;
-    size_t stride = round_up(len, QF_RT_PAD);
-    c->sh = (shape){.n_seq = n_seq, .len = len, .pos0 = 0, .stride = stride, .cols = (n_seq - 1) * stride + len};
-    forward(c, tokens, out_from, logits, ld);
+    double t_start = now_s();
+    size_t stride = round_up(len, QF_RT_PAD), per_out = out_from < len ? len - out_from : 0;
+    for (uint32_t s0 = 0; s0 < n_seq; s0 += c->n_seq_pass) {
+        uint32_t n = QF_MIN(c->n_seq_pass, n_seq - s0);
+        c->sh = (shape){.n_seq = n, .len = len, .stride = stride, .cols = (n - 1) * stride + len};
+        forward(c, tokens + (size_t)s0 * len, out_from, s0 * per_out);
+    }
     c->n_past = 0; /* the slots are not continued: qf_rt_eval starts over */
+    c->eval_s += now_s() - t_start;
+    *logits = c->logits;
+    *ld = c->ld_out;
     return QF_OK;
 }

@@ -74,10 +74,12 @@ typedef struct qf_rt_ctx qf_rt_ctx;
 
 /* An evaluation context: a pool of n_threads threads (the caller's thread is one of them), and
  *   n_batch < n_ctx:  KV cache for n_ctx positions, scratch for batches of up to n_batch tokens;
- *   n_batch >= n_ctx: n_batch / n_ctx sequences of up to n_ctx tokens per call (qf_rt_eval_seqs), each
- *                     with a KV cache slot of n_ctx positions (slot 0 also serves qf_rt_eval).
- * Memory, in floats: KV 2 * n_layer * n_head_kv * head_dim * slots * n_ctx; activations about
- * ld * (n_vocab + 5 * n_embd + 2 * n_ff + 2 * max(n_embd, n_ff)) with ld = n_batch padded to 64 per slot. */
+ *   n_batch >= n_ctx: n_batch / n_ctx sequences of up to n_ctx tokens per call (qf_rt_eval_seqs), run
+ *                     through the layers in passes of P = max(1, 512 / n_ctx) sequences (as llama.cpp's
+ *                     physical batch), with P KV cache slots of n_ctx positions (slot 0 also serves
+ *                     qf_rt_eval).
+ * Memory, in floats: logits n_vocab * n_batch; KV 2 * n_layer * n_head_kv * head_dim * P * n_ctx;
+ * activations about (6 * n_embd + 6 * max(n_embd, n_ff)) per token of a pass. */
 qf_status qf_rt_ctx_new(const qf_rt_model *m, uint32_t n_ctx, uint32_t n_batch, int n_threads, qf_rt_ctx **out,
                         qf_error *err);
 void qf_rt_ctx_free(qf_rt_ctx *c);
