@@ -216,6 +216,8 @@ static void bench_type(const qf_qtype_traits *t, tensor *ts, int nt, int big, co
             if (write_tmp(qf, q, qb) && ggml_run(bench, &ts[i], t->name, qf, imp ? impf : NULL, o->min_time, &s, &rg, &ro)) {
                 ggml_s += s; se_g += rg * rg * e; se_o += ro * ro * e;
                 if (rg > 0 && ro / rg > worst) worst = ro / rg;
+                if (rg > 0 && ro > rg) /* name the tensors that break "RMSE <= ggml" */
+                    fprintf(stderr, "# %s %s: RMSE ratio %.4f\n", t->name, ts[i].name, ro / rg);
             } else ggml_ok = false;
             unlink(qf);
         } else {
