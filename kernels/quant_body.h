@@ -730,7 +730,11 @@ static inline aff_sums kq_pass(const qf_kq_spec *sp, const float *x, const float
  * put the extreme half a code and a code inside the range (ggml searches such grids too), each refined;
  * the least error wins. Affine mins are returned as positive numbers (xhat = s q - m). */
 QF_AINLINE void kq_sub_fits(const qf_kq_spec *sp, const float *x, const float *w, int nstarts, float *s, float *m) {
+    /* Q4_K..Q6_K with weights: each start gets one refit and only the winner the remaining rounds (about
+     * 1.4x faster, weighted RMSE 0.4% higher, still 2% or more below ggml's). Q2_K/Q3_K keep every
+     * round: their weighted margin over ggml is too thin. */
     const int rounds = w ? KQ_SUB_ROUNDS : KQ_SUB_ROUNDS_PLAIN;
+    const int srounds = w && sp->qmax - sp->qmin >= 8 ? 1 : rounds;
     static const float inset[KQ_STARTS_W] = { 0.0f, 0.5f, 1.0f, -0.5f, 1.5f };
     for (int j = 0; j < sp->nsub; j++) {
         int o = j * sp->sublen, n = sp->sublen;
@@ -745,18 +749,29 @@ QF_AINLINE void kq_sub_fits(const qf_kq_spec *sp, const float *x, const float *w
             for (int k = 0; k < nstarts; k++) {
                 float sj = (hi - lo) / ((float)sp->qmax - inset[k]), bj = lo;
                 aff_sums c = aff_pass(x + o, WOFF(w, o), n, sj, bj, (float)sp->qmax, q);
-                aff_refine(x + o, WOFF(w, o), n, sw, sx, (float)sp->qmax, false, true, rounds, &sj, &bj, &c, q);
+                aff_refine(x + o, WOFF(w, o), n, sw, sx, (float)sp->qmax, false, true, srounds, &sj, &bj, &c, q);
                 if (c.err < best) { best = c.err; s[j] = sj; m[j] = -bj; }
+            }
+            if (srounds < rounds && s[j] > 0.0f) {
+                float sj = s[j], bj = -m[j];
+                aff_sums c = aff_pass(x + o, WOFF(w, o), n, sj, bj, (float)sp->qmax, q);
+                aff_refine(x + o, WOFF(w, o), n, sw, sx, (float)sp->qmax, false, true, rounds - srounds, &sj, &bj, &c, q);
+                s[j] = sj;
+                m[j] = -bj;
             }
         } else {
             float mx = signed_absmax(x + o, n), sj = mx / (float)sp->qmin;
             sym_sums c = sym_pass(x + o, WOFF(w, o), n, sj, (float)sp->qmin, (float)sp->qmax, q);
-            sj = sym_refine(x + o, WOFF(w, o), n, (float)sp->qmin, (float)sp->qmax, false, rounds, sj, &c, q);
+            sj = sym_refine(x + o, WOFF(w, o), n, (float)sp->qmin, (float)sp->qmax, false, srounds, sj, &c, q);
             float err = c.err, starts[KQ_STARTS_W - 1] = { (float)sp->qmin + 0.5f, (float)sp->qmin + 1.0f, (float)sp->qmax,
                                                       (float)sp->qmin - 0.5f };
             s[j] = mx != 0.0f ? sym_starts(x + o, WOFF(w, o), n, (float)sp->qmin, (float)sp->qmax, false, mx, starts, nstarts - 1,
-                                           rounds, sj, &err, q)
+                                           srounds, sj, &err, q)
                               : 0.0f;
+            if (srounds < rounds && s[j] != 0.0f) {
+                sym_sums cb = sym_pass(x + o, WOFF(w, o), n, s[j], (float)sp->qmin, (float)sp->qmax, q);
+                s[j] = sym_refine(x + o, WOFF(w, o), n, (float)sp->qmin, (float)sp->qmax, false, rounds - srounds, s[j], &cb, q);
+            }
             m[j] = 0.0f;
         }
     }
