@@ -2,7 +2,7 @@
 # runtime_ppl.sh — the perplexity and verify commands end to end (argv: repo root, scratch; env QF_BIN):
 #   * qforge perplexity on q8_0 GGUFs agrees with llama.cpp's llama-perplexity on the same files (0.5%)
 #     when the reference build is installed (../shared/ref/README.md; skipped otherwise)
-#   * QF_ISA=scalar gives the same bits as the SIMD kernels
+#   * QF_ISA=scalar (and, for --act q8, QF_ISA=avx2) gives the same bits as the default kernels
 #   * verify: self-comparison passes (exit 0), a failed threshold exits 1, mismatched vocabularies and
 #     usage errors exit 2; the JSON and JUnit reports parse and hold their fields
 set -uo pipefail
@@ -69,8 +69,10 @@ else
     echo "SKIP --act q8 vs llama.cpp: qf-llama-a or $REF/bin/llama-perplexity absent"
 fi
 a=$("$QF" perplexity "$SCRATCH/stories260K-q8_0.gguf" --text "$TEXT" --ctx 256 --chunks 2 --act q8 --json 2>/dev/null | python3 -c 'import json,sys; print(repr(json.load(sys.stdin)["ppl"]))')
-b=$(QF_ISA=scalar "$QF" perplexity "$SCRATCH/stories260K-q8_0.gguf" --text "$TEXT" --ctx 256 --chunks 2 --act q8 --json 2>/dev/null | python3 -c 'import json,sys; print(repr(json.load(sys.stdin)["ppl"]))')
-[ -n "$a" ] && [ "$a" = "$b" ] && ok "--act q8: QF_ISA=scalar PPL $b identical" || bad "--act q8: QF_ISA=scalar PPL $b vs $a"
+for isa in scalar avx2; do # the reference and the AVX2 integer tile (used where VNNI is absent)
+    b=$(QF_ISA=$isa "$QF" perplexity "$SCRATCH/stories260K-q8_0.gguf" --text "$TEXT" --ctx 256 --chunks 2 --act q8 --json 2>/dev/null | python3 -c 'import json,sys; print(repr(json.load(sys.stdin)["ppl"]))')
+    [ -n "$a" ] && [ "$a" = "$b" ] && ok "--act q8: QF_ISA=$isa PPL $b identical" || bad "--act q8: QF_ISA=$isa PPL $b vs $a"
+done
 "$QF" perplexity "$S260" --text "$TEXT" --act q4 >/dev/null 2>&1
 rc=$?
 [ $rc -eq 2 ] && ok "--act q4 is a usage error (exit 2)" || bad "--act q4 exit $rc"

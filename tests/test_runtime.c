@@ -121,6 +121,11 @@ static void test_qtile(void) {
                     worst = QF_MAX(worst, fabs(ref[r * QF_RT_QT + t] - want) / mag);
                 }
             CHECK_MSG(worst < 1e-5, "%s mr=%d: integer tile vs double dot, relative error %.3g", tt->name, mr, worst);
+            if (qf_isa_active() >= QF_ISA_AVX2) {
+                memset(got, 0, sizeof got);
+                qf_rt_qtile_avx2(&wd, &xa, NB, got, QF_RT_QT, mr);
+                CHECK_MSG(memcmp(ref, got, sizeof ref) == 0, "%s mr=%d: AVX2 tile differs from scalar", tt->name, mr);
+            }
             if (!have_vnni()) continue;
             memset(got, 0, sizeof got);
             qf_rt_qtile_avx512vnni(&wd, &xa, NB, got, QF_RT_QT, mr);

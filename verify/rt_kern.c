@@ -120,7 +120,14 @@ static bool has_vnni(void) {
 
 const qf_rt_qkern *qf_rt_qkern_active(void) {
     static const qf_rt_qkern scalar = {.isa = "scalar", .qtile = qf_rt_qtile_scalar, .xquant = qf_rt_xquant_scalar};
+    static const qf_rt_qkern avx2 = {.isa = "avx2", .qtile = qf_rt_qtile_avx2, .xquant = qf_rt_xquant_scalar};
+    static const qf_rt_qkern avx512 = {.isa = "avx512", .qtile = qf_rt_qtile_avx2, .xquant = qf_rt_xquant_avx512};
     static const qf_rt_qkern vnni = {.isa = "avx512vnni", .qtile = qf_rt_qtile_avx512vnni,
                                      .xquant = qf_rt_xquant_avx512};
-    return has_vnni() ? &vnni : &scalar;
+    if (has_vnni()) return &vnni;
+    switch (qf_isa_active()) {
+    case QF_ISA_AVX512: return &avx512; /* AVX-512 without VNNI: the AVX2 tile */
+    case QF_ISA_AVX2: return &avx2;
+    default: return &scalar;
+    }
 }

@@ -85,10 +85,12 @@ typedef void (*qf_rt_xquant_fn)(const float *x, size_t ldx, size_t nb, const qf_
 
 void qf_rt_qtile_scalar(const qf_rt_wq *w, const qf_rt_xq *x, size_t nb, float *y, size_t ldy, int mr);
 void qf_rt_xquant_scalar(const float *x, size_t ldx, size_t nb, const qf_rt_xq *out);
+void qf_rt_qtile_avx2(const qf_rt_wq *w, const qf_rt_xq *x, size_t nb, float *y, size_t ldy, int mr);
 void qf_rt_qtile_avx512vnni(const qf_rt_wq *w, const qf_rt_xq *x, size_t nb, float *y, size_t ldy, int mr);
 void qf_rt_xquant_avx512(const float *x, size_t ldx, size_t nb, const qf_rt_xq *out);
 
-/* Integer kernels for the active ISA (VNNI when the CPU has it, else the scalar reference). */
+/* Integer kernels for the active ISA: VNNI when the CPU has it, else the AVX2 tile (vpmaddubsw) when
+ * AVX2 is active, else the scalar reference. */
 typedef struct qf_rt_qkern {
     const char *isa;
     qf_rt_qtile_fn qtile;
