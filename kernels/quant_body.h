@@ -123,7 +123,9 @@ static inline float safe_inv(float s) {
     return isfinite(inv) ? inv : 0.0f;
 }
 
-/* Largest and smallest value of x[n] (n a multiple of 8). */
+/* Largest and smallest value of x[n] (n a multiple of 8). Lanes as everywhere, then the same tree as
+ * hsum8 with "a < b ? a : b" / "a > b ? a : b" at every node (what minps/maxps compute), so the builds
+ * agree even on which of +0 and -0 comes out. */
 static inline void minmax(const float *x, int n, float *lo, float *hi) {
 #if defined(QF_VEC_PASSES)
     __m256 mn = _mm256_loadu_ps(x), mx = mn;
@@ -132,13 +134,12 @@ static inline void minmax(const float *x, int n, float *lo, float *hi) {
         mn = _mm256_min_ps(v, mn);
         mx = _mm256_max_ps(v, mx);
     }
-    float a8[LN], b8[LN];
-    _mm256_storeu_ps(a8, mn);
-    _mm256_storeu_ps(b8, mx);
-    float a = a8[0], b = b8[0];
-    for (int l = 1; l < LN; l++) { a = a8[l] < a ? a8[l] : a; b = b8[l] > b ? b8[l] : b; }
-    *lo = a;
-    *hi = b;
+    __m128 a = _mm_min_ps(_mm256_castps256_ps128(mn), _mm256_extractf128_ps(mn, 1));
+    __m128 b = _mm_max_ps(_mm256_castps256_ps128(mx), _mm256_extractf128_ps(mx, 1));
+    a = _mm_min_ps(a, _mm_movehl_ps(a, a));
+    b = _mm_max_ps(b, _mm_movehl_ps(b, b));
+    *lo = _mm_cvtss_f32(_mm_min_ss(a, _mm_shuffle_ps(a, a, 1)));
+    *hi = _mm_cvtss_f32(_mm_max_ss(b, _mm_shuffle_ps(b, b, 1)));
 #else
     float mn[LN], mx[LN];
     for (int l = 0; l < LN; l++) mn[l] = mx[l] = x[l];
@@ -148,10 +149,13 @@ static inline void minmax(const float *x, int n, float *lo, float *hi) {
             mn[l] = v < mn[l] ? v : mn[l];
             mx[l] = v > mx[l] ? v : mx[l];
         }
-    float a = mn[0], b = mx[0];
-    for (int l = 1; l < LN; l++) { a = mn[l] < a ? mn[l] : a; b = mx[l] > b ? mx[l] : b; }
-    *lo = a;
-    *hi = b;
+    for (int w = LN / 2; w >= 1; w /= 2)
+        for (int l = 0; l < w; l++) {
+            mn[l] = mn[l] < mn[l + w] ? mn[l] : mn[l + w];
+            mx[l] = mx[l] > mx[l + w] ? mx[l] : mx[l + w];
+        }
+    *lo = mn[0];
+    *hi = mx[0];
 #endif
 }
 
