@@ -133,7 +133,7 @@ cmd_test() {
     # agreement with llama.cpp or REFERENCE.json on real models (already run above; their C paths are
     # covered by the unit tests) and those asserting peak RSS, which ASan's shadow memory inflates.
     build build-asan -DQF_SANITIZE=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo
-    (cd build-asan && ASAN_OPTIONS=detect_leaks=1 ctest -j"$jobs" --output-on-failure --timeout 1200 \
+    (cd build-asan && QF_TEST_QUICK=1 ASAN_OPTIONS=detect_leaks=1 ctest -j"$jobs" --output-on-failure --timeout 1200 \
         -E '^(llamacpp_.*|memory_.*|bench_.*|runtime_ppl|trust_pack|test_imatrix_interop)$')
     cmd_fuzz
 }
