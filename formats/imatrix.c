@@ -74,7 +74,9 @@ static qf_status load_entry(const char *path, const qf_gguf *g, const qf_gguf_te
     for (uint32_t m = 0; m < e->n_mat; m++) {
         float v;
         memcpy(&v, cnt->data + 4 * (uint64_t)m, 4);
-        if (!isfinite(v) || v < 0) return qf_fail(err, QF_E_INPUT, "%s: '%s' holds count %g", path, cname, v);
+        /* token counts are whole numbers; a fractional one could blow sum2/count up to infinity */
+        if (!isfinite(v) || v < 0 || v != floorf(v))
+            return qf_fail(err, QF_E_INPUT, "%s: '%s' holds count %g; counts are whole numbers of tokens", path, cname, v);
         e->counts[m] = v;
     }
     return QF_OK;
