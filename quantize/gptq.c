@@ -170,15 +170,16 @@ qf_status qf_gptq_quantize(const qf_qtype_traits *tt, float *W, uint64_t n_rows,
     int threads = opts->threads > 0 ? opts->threads : 1;
     gptq_job jobs[64];
     pthread_t tids[64];
+    bool threaded[64] = {false};
     int nt = (int)QF_MIN((uint64_t)QF_MIN(threads, 64), n_rows);
     for (int t = 0; t < nt; t++) {
         jobs[t] = (gptq_job){.tt = tt, .W = Wp, .n_cols = n, .row_bytes = row_bytes, .blocks = order, .n_blocks = nb,
                              .blck = blck, .U = T, .M = M, .m_off = m_off, .imp = imp, .out = out,
                              .r0 = n_rows * (uint64_t)t / (uint64_t)nt, .r1 = n_rows * (uint64_t)(t + 1) / (uint64_t)nt};
-        if (t && pthread_create(&tids[t], NULL, gptq_worker, &jobs[t]) != 0) gptq_worker(&jobs[t]), tids[t] = 0;
+        if (t && !(threaded[t] = pthread_create(&tids[t], NULL, gptq_worker, &jobs[t]) == 0)) gptq_worker(&jobs[t]);
     }
     if (nt > 0) gptq_worker(&jobs[0]);
-    for (int t = 1; t < nt; t++) if (tids[t]) pthread_join(tids[t], NULL);
+    for (int t = 1; t < nt; t++) if (threaded[t]) pthread_join(tids[t], NULL);
     for (int t = 0; t < nt; t++)
         if (!jobs[t].ok) { st = qf_fail(err, QF_E_INPUT, "gptq: a row held NaN or Inf"); break; }
     for (uint64_t r = 0; !st && r < n_rows; r++)

@@ -86,6 +86,7 @@ typedef struct worker {
     qf_status st;
     qf_error err;
     pthread_t tid;
+    bool threaded;          /* false: ran on the caller's thread (creation failed or worker 0) */
 } worker;
 
 static void *worker_main(void *arg) {
@@ -106,12 +107,13 @@ static qf_status run_chunk(chunk_job *j, int threads, qf_error *err) {
     for (uint64_t r = j->row0; r < j->row0 + j->n_rows && nw < (int)QF_ARRAY_LEN(ws); r += per, nw++)
         ws[nw] = (worker){.job = j, .r0 = r, .n = QF_MIN(per, j->row0 + j->n_rows - r)};
     for (int i = 1; i < nw; i++)
-        if (pthread_create(&ws[i].tid, NULL, worker_main, &ws[i]) != 0) ws[i].tid = 0, worker_main(&ws[i]);
+        /* a thread that cannot be created costs time, not correctness: run its rows here */
+        if (!(ws[i].threaded = pthread_create(&ws[i].tid, NULL, worker_main, &ws[i]) == 0)) worker_main(&ws[i]);
     worker_main(&ws[0]);
     qf_status st = ws[0].st;
     if (st) *err = ws[0].err;
     for (int i = 1; i < nw; i++) {
-        if (ws[i].tid) pthread_join(ws[i].tid, NULL);
+        if (ws[i].threaded) pthread_join(ws[i].tid, NULL);
         if (!st && ws[i].st) { st = ws[i].st; *err = ws[i].err; }
     }
     return st;
