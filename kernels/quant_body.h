@@ -115,6 +115,41 @@ static inline __m256 v_floor_pos(__m256 v) {
     __m256 r = v_round(v);
     return _mm256_sub_ps(r, _mm256_and_ps(_mm256_cmp_ps(r, v, _CMP_GT_OQ), _mm256_set1_ps(1.0f)));
 }
+/* hsum8's tree (or minmax's, with min/max at every node) of 8 vectors at once: lane k of the result is
+ * the tree of a[k], the same operations in the same order as v_hsum8, with the shuffles shared by all
+ * eight. Inputs are paired (k, k+4) so the results come out in order. Batched legacy blocks use it to
+ * put one block per lane, which leaves their scalar refit to 8-wide code. */
+#define QF_TREE8(NAME, OP)                                                                                  \
+    static inline __m256 NAME(const __m256 *a) {                                                            \
+        __m256 p[4];                                                                                        \
+        for (int k = 0; k < 4; k++) /* halves: element l with l + 4 */                                      \
+            p[k] = OP(_mm256_permute2f128_ps(a[k], a[k + 4], 0x20), _mm256_permute2f128_ps(a[k], a[k + 4], 0x31)); \
+        /* pairs 2 apart: [k0: c0 c1, k1: c0 c1 | k4: .., k5: ..] and the same for k2, k3, k6, k7 */       \
+        __m256 q0 = OP(_mm256_shuffle_ps(p[0], p[1], 0x44), _mm256_shuffle_ps(p[0], p[1], 0xEE));           \
+        __m256 q1 = OP(_mm256_shuffle_ps(p[2], p[3], 0x44), _mm256_shuffle_ps(p[2], p[3], 0xEE));           \
+        return OP(_mm256_shuffle_ps(q0, q1, 0x88), _mm256_shuffle_ps(q0, q1, 0xDD)); /* c0 op c1 */          \
+    }
+QF_TREE8(v_tree8_add, _mm256_add_ps)
+QF_TREE8(v_tree8_min, _mm256_min_ps)
+QF_TREE8(v_tree8_max, _mm256_max_ps)
+
+/* Lanes k with bit k of m set, as a mask vector. */
+static inline __m256 v_lanes(int m) {
+    const __m256i bit = _mm256_setr_epi32(1, 2, 4, 8, 16, 32, 64, 128);
+    return _mm256_castsi256_ps(_mm256_cmpeq_epi32(_mm256_and_si256(_mm256_set1_epi32(m), bit), bit));
+}
+static inline __m256 v_f16_round(__m256 v) { return _mm256_cvtph_ps(_mm256_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT)); }
+static inline __m256d v_lo_pd(__m256 v) { return _mm256_cvtps_pd(_mm256_castps256_ps128(v)); }
+static inline __m256d v_hi_pd(__m256 v) { return _mm256_cvtps_pd(_mm256_extractf128_ps(v, 1)); }
+static inline __m256 v_pd_ps(__m256d lo, __m256d hi) {
+    return _mm256_insertf128_ps(_mm256_castps128_ps256(_mm256_cvtpd_ps(lo)), _mm256_cvtpd_ps(hi), 1);
+}
+/* 8 F16 bit patterns of v into the 16-bit fields at p, p + stride bytes, ... */
+static inline void v_store_f16(__m256 v, void *p, size_t stride) {
+    uint16_t h[8];
+    _mm_storeu_si128((__m128i *)h, _mm256_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT));
+    for (int k = 0; k < 8; k++) memcpy((uint8_t *)p + (size_t)k * stride, &h[k], sizeof h[k]);
+}
 #endif
 
 /* Reciprocal of a scale, or 0 when s is 0 or so small that 1/s overflows (all codes then become 0). */
@@ -234,8 +269,11 @@ static inline sym_sums sym_pass_ggml(const float *x, const float *w, int n, floa
     for (int k = 0; k < n; k += LN)
         for (int l = 0; l < LN; l++) {
             float v = x[k + l] * id + (half + 0.5f);
-            v = v < 0.0f ? 0.0f : v; /* only rounding noise goes below 0; truncation maps it to 0 too */
-            v = v > top + 0.5f ? top + 0.5f : v;
+            /* only rounding noise goes below 0; truncation maps it to 0 too. Written as maxps/minps
+             * compute them (second operand when unordered): a NaN (0 * an id that overflowed to inf, for
+             * a subnormal-range block) then clamps as in the AVX2 build instead of reaching (int)NaN */
+            v = v > 0.0f ? v : 0.0f;
+            v = v < top + 0.5f ? v : top + 0.5f;
             float r = (v + RND_MAGIC) - RND_MAGIC; /* nearest, then down if that was up: floor(v) */
             r = r > v ? r - 1.0f : r;
             r -= half;
@@ -471,12 +509,94 @@ QF_AINLINE uint16_t sym_block(const float *x, const float *imp, float half, floa
     return f16_bits(s);
 }
 
+#if defined(QF_VEC_PASSES)
+/* sym_block(x + 32k, NULL, half) for k = 0..7, one block per lane wherever a block is reduced to a few
+ * numbers (signed extreme, grid, pass sums, refit decision), as aff_group8 does for affine blocks.
+ * Unsigned codes into q, F16 scales into the 16-bit fields at d (blocks stride bytes apart). */
+static inline void sym_group8(const float *x, float half, float *q, uint16_t *d, size_t stride) {
+    __m256 a[8], c[8];
+    for (int k = 0; k < 8; k++) {
+        const float *xb = x + k * QF_QK;
+        __m256 mn = _mm256_loadu_ps(xb), mx = mn;
+        for (int j = LN; j < QF_QK; j += LN) {
+            __m256 v = _mm256_loadu_ps(xb + j);
+            mn = _mm256_min_ps(v, mn);
+            mx = _mm256_max_ps(v, mx);
+        }
+        a[k] = mn;
+        c[k] = mx;
+    }
+    /* signed_absmax: hi where hi > -lo, lo where -lo > hi, the first of the two in x on a tie */
+    __m256 lo = v_tree8_min(a), hi = v_tree8_max(c), nlo = _mm256_sub_ps(_mm256_setzero_ps(), lo);
+    __m256 gt = _mm256_cmp_ps(hi, nlo, _CMP_GT_OQ), lt = _mm256_cmp_ps(nlo, hi, _CMP_GT_OQ);
+    __m256 m = _mm256_blendv_ps(_mm256_and_ps(lt, lo), hi, gt);
+    int tie = 0xFF & ~_mm256_movemask_ps(_mm256_or_ps(gt, lt));
+    if (tie) { /* rare: equal magnitudes (all-zero blocks included) */
+        float mv[8];
+        _mm256_storeu_ps(mv, m);
+        for (int k = 0; k < 8; k++)
+            if (tie >> k & 1) mv[k] = signed_absmax(x + k * QF_QK, QF_QK);
+        m = _mm256_loadu_ps(mv);
+    }
+    __m256 d0 = _mm256_div_ps(m, _mm256_set1_ps(-half));
+    __m256 id = _mm256_and_ps(_mm256_cmp_ps(d0, _mm256_setzero_ps(), _CMP_NEQ_UQ), _mm256_div_ps(_mm256_set1_ps(1.0f), d0));
+    __m256 s = v_f16_round(d0);
+    float idv[8];
+    _mm256_storeu_ps(idv, id);
+    __m256 sxq[8], sqq[8];
+    const __m256 voff = _mm256_set1_ps(half + 0.5f), vtop = _mm256_set1_ps(2.0f * half - 0.5f), vhalf = _mm256_set1_ps(half);
+    for (int k = 0; k < 8; k++) { /* sym_pass_ggml without weights; codes stored unsigned (r + half) */
+        const float *xb = x + k * QF_QK;
+        const __m256 vid = _mm256_set1_ps(idv[k]);
+        __m256 axq = _mm256_setzero_ps(), aqq = axq;
+        for (int j = 0; j < QF_QK; j += LN) {
+            __m256 xv = _mm256_loadu_ps(xb + j);
+            __m256 v = _mm256_add_ps(_mm256_mul_ps(xv, vid), voff);
+            v = _mm256_min_ps(_mm256_max_ps(v, _mm256_setzero_ps()), vtop);
+            __m256 u = v_floor_pos(v), r = _mm256_sub_ps(u, vhalf);
+            axq = _mm256_add_ps(axq, _mm256_mul_ps(xv, r));
+            aqq = _mm256_add_ps(aqq, _mm256_mul_ps(r, r));
+            _mm256_storeu_ps(q + k * QF_QK + j, u);
+        }
+        sxq[k] = axq;
+        sqq[k] = aqq;
+    }
+    /* sym_block's one refit, kept where delta < 0 (in double, two halves) */
+    __m256 XQ = v_tree8_add(sxq), QQ = v_tree8_add(sqq);
+    __m256 s1 = v_f16_round(_mm256_div_ps(XQ, QQ));
+    int take = _mm256_movemask_ps(_mm256_cmp_ps(QQ, _mm256_setzero_ps(), _CMP_GT_OQ)) &
+               _mm256_movemask_ps(_mm256_cmp_ps(s1, _mm256_setzero_ps(), _CMP_NEQ_UQ));
+    const __m256d two = _mm256_set1_pd(2.0);
+    for (int h = 0; h < 2; h++) {
+        __m256d S1 = h ? v_hi_pd(s1) : v_lo_pd(s1), S = h ? v_hi_pd(s) : v_lo_pd(s);
+        __m256d Q2 = h ? v_hi_pd(QQ) : v_lo_pd(QQ), X = h ? v_hi_pd(XQ) : v_lo_pd(XQ);
+        __m256d delta = _mm256_mul_pd(_mm256_sub_pd(S1, S),
+                                      _mm256_sub_pd(_mm256_mul_pd(_mm256_add_pd(S1, S), Q2), _mm256_mul_pd(two, X)));
+        int neg = _mm256_movemask_pd(_mm256_cmp_pd(delta, _mm256_setzero_pd(), _CMP_LT_OQ));
+        take &= ~(0xF << 4 * h) | neg << 4 * h;
+    }
+    s = _mm256_blendv_ps(s, s1, v_lanes(take));
+    s = _mm256_andnot_ps(_mm256_cmp_ps(m, _mm256_setzero_ps(), _CMP_EQ_OQ), s); /* m == 0: scale 0 */
+    v_store_f16(s, d, stride);
+}
+#endif
+
 bool QF_FN(qf_quantize_q4_0)(const float *x, void *y, int64_t n, const float *imp) {
     if (!all_finite(x, n)) return false;
     qf_block_q4_0 *b = y;
     /* two loops so the inlined block fit is specialised for unit weights in the first */
     if (!imp) {
-        for (int64_t i = 0; i < n / QF_QK; i++) {
+        int64_t i = 0;
+#if defined(QF_VEC_PASSES)
+        for (; i + 8 <= n / QF_QK; i += 8) {
+            float q[8 * QF_QK];
+            sym_group8(x + i * QF_QK, 8.0f, q, &b[i].d, sizeof *b);
+            for (int k = 0; k < 8; k++) {
+                pack_nibbles32(q + k * QF_QK, b[i + k].qs);
+            }
+        }
+#endif
+        for (; i < n / QF_QK; i++) {
             float q[QF_QK];
             b[i].d = sym_block(x + i * QF_QK, NULL, 8.0f, q);
             pack_nibbles32(q, b[i].qs);
@@ -496,7 +616,18 @@ bool QF_FN(qf_quantize_q5_0)(const float *x, void *y, int64_t n, const float *im
     qf_block_q5_0 *b = y;
     /* two loops so the inlined block fit is specialised for unit weights in the first */
     if (!imp) {
-        for (int64_t i = 0; i < n / QF_QK; i++) {
+        int64_t i = 0;
+#if defined(QF_VEC_PASSES)
+        for (; i + 8 <= n / QF_QK; i += 8) {
+            float q[8 * QF_QK];
+            sym_group8(x + i * QF_QK, 16.0f, q, &b[i].d, sizeof *b);
+            for (int k = 0; k < 8; k++) {
+                pack_nibbles32(q + k * QF_QK, b[i + k].qs);
+                pack_high32(q + k * QF_QK, b[i + k].qh);
+            }
+        }
+#endif
+        for (; i < n / QF_QK; i++) {
             float q[QF_QK];
             b[i].d = sym_block(x + i * QF_QK, NULL, 16.0f, q);
             pack_nibbles32(q, b[i].qs);
@@ -540,7 +671,7 @@ static inline aff_sums aff_pass_ggml(const float *x, const float *w, float lo, f
     for (int k = 0; k < QF_QK; k += LN)
         for (int l = 0; l < LN; l++) {
             float v = (x[k + l] - lo) * id + 0.5f;
-            v = v > top + 0.5f ? top + 0.5f : v;
+            v = v < top + 0.5f ? v : top + 0.5f; /* minps's order: NaN (0 * inf) clamps as in AVX2 */
             float r = (v + RND_MAGIC) - RND_MAGIC;
             r = r > v ? r - 1.0f : r; /* floor(v), v >= 0.5 */
             float wi = w ? w[k + l] : 1.0f;
@@ -590,12 +721,107 @@ QF_AINLINE void aff_block(const float *x, const float *imp, float top, uint16_t 
     *mn = f16_bits(b);
 }
 
+#if defined(QF_VEC_PASSES)
+/* aff_block's refit decision (aff_solve, f16_round2, aff_err_rel and "take if lower"), in double lanes
+ * for four blocks: the same operations in the same order. Returns the 4-bit mask of blocks whose
+ * refit is kept; s1, b1 get the refit values. */
+static inline int aff_refit4(double swv, __m256d Q, __m256d QQ, __m256d XQ, __m256d X, __m128 s, __m128 b,
+                             __m128 *s1o, __m128 *b1o) {
+    const __m256d sw = _mm256_set1_pd(swv), two = _mm256_set1_pd(2.0), zero = _mm256_setzero_pd();
+    __m256d det = _mm256_sub_pd(_mm256_mul_pd(sw, QQ), _mm256_mul_pd(Q, Q));
+    __m256d idet = _mm256_div_pd(_mm256_set1_pd(1.0), det);
+    __m256d ss = _mm256_mul_pd(_mm256_sub_pd(_mm256_mul_pd(sw, XQ), _mm256_mul_pd(Q, X)), idet);
+    __m256d bb = _mm256_mul_pd(_mm256_sub_pd(_mm256_mul_pd(QQ, X), _mm256_mul_pd(Q, XQ)), idet);
+    int ok = _mm256_movemask_pd(_mm256_cmp_pd(det, zero, _CMP_GT_OQ)) & _mm256_movemask_pd(_mm256_cmp_pd(ss, zero, _CMP_GT_OQ));
+    __m128 s1 = _mm_cvtph_ps(_mm_cvtps_ph(_mm256_cvtpd_ps(ss), _MM_FROUND_TO_NEAREST_INT));
+    __m128 b1 = _mm_cvtph_ps(_mm_cvtps_ph(_mm256_cvtpd_ps(bb), _MM_FROUND_TO_NEAREST_INT));
+    ok &= _mm_movemask_ps(_mm_cmp_ps(s1, _mm_setzero_ps(), _CMP_NEQ_UQ));
+    __m256d e[2];
+    for (int t = 0; t < 2; t++) { /* aff_err_rel of (s, b), then of (s1, b1) */
+        __m256d S = _mm256_cvtps_pd(t ? s1 : s), B = _mm256_cvtps_pd(t ? b1 : b), S2 = _mm256_mul_pd(two, S);
+        __m256d v = _mm256_add_pd(_mm256_mul_pd(_mm256_mul_pd(S, S), QQ), _mm256_mul_pd(_mm256_mul_pd(S2, B), Q));
+        v = _mm256_add_pd(v, _mm256_mul_pd(_mm256_mul_pd(B, B), sw));
+        v = _mm256_sub_pd(v, _mm256_mul_pd(S2, XQ));
+        e[t] = _mm256_sub_pd(v, _mm256_mul_pd(_mm256_mul_pd(two, B), X));
+    }
+    *s1o = s1;
+    *b1o = b1;
+    return ok & _mm256_movemask_pd(_mm256_cmp_pd(e[1], e[0], _CMP_LT_OQ));
+}
+
+/* aff_block(x + 32k, NULL, top) for k = 0..7 with one block per lane wherever a block is reduced to a
+ * few numbers: the range, the grid and its reciprocal, the pass sums and the refit run 8-wide instead
+ * of as one latency-bound scalar chain per block (the element passes stay per block). Codes into q,
+ * F16 scale and min into the 16-bit fields at d and m (blocks stride bytes apart). */
+static inline void aff_group8(const float *x, float top, float *q, uint16_t *d, uint16_t *m, size_t stride) {
+    __m256 a[8], c[8];
+    for (int k = 0; k < 8; k++) { /* minmax's lanes, one block per vector */
+        const float *xb = x + k * QF_QK;
+        __m256 mn = _mm256_loadu_ps(xb), mx = mn;
+        for (int j = LN; j < QF_QK; j += LN) {
+            __m256 v = _mm256_loadu_ps(xb + j);
+            mn = _mm256_min_ps(v, mn);
+            mx = _mm256_max_ps(v, mx);
+        }
+        a[k] = mn;
+        c[k] = mx;
+    }
+    __m256 lo = v_tree8_min(a), hi = v_tree8_max(c);
+    __m256 d0 = _mm256_div_ps(_mm256_sub_ps(hi, lo), _mm256_set1_ps(top));
+    __m256 id = _mm256_and_ps(_mm256_cmp_ps(d0, _mm256_setzero_ps(), _CMP_NEQ_UQ), _mm256_div_ps(_mm256_set1_ps(1.0f), d0));
+    __m256 s = v_f16_round(d0), b = v_f16_round(lo);
+    float lov[8], idv[8];
+    _mm256_storeu_ps(lov, lo);
+    _mm256_storeu_ps(idv, id);
+    __m256 sq[8], sqq[8], sxq[8], sx[8];
+    const __m256 vtop = _mm256_set1_ps(top + 0.5f), half = _mm256_set1_ps(0.5f);
+    for (int k = 0; k < 8; k++) { /* aff_pass_ggml and w_sums without weights */
+        const float *xb = x + k * QF_QK;
+        const __m256 vlo = _mm256_set1_ps(lov[k]), vid = _mm256_set1_ps(idv[k]);
+        __m256 aq = _mm256_setzero_ps(), aqq = aq, axq = aq, ax = aq;
+        for (int j = 0; j < QF_QK; j += LN) {
+            __m256 xv = _mm256_loadu_ps(xb + j);
+            __m256 v = _mm256_min_ps(_mm256_add_ps(_mm256_mul_ps(_mm256_sub_ps(xv, vlo), vid), half), vtop);
+            __m256 r = v_floor_pos(v);
+            aq = _mm256_add_ps(aq, r);
+            aqq = _mm256_add_ps(aqq, _mm256_mul_ps(r, r));
+            axq = _mm256_add_ps(axq, _mm256_mul_ps(r, xv));
+            ax = _mm256_add_ps(ax, xv);
+            _mm256_storeu_ps(q + k * QF_QK + j, r);
+        }
+        sq[k] = aq;
+        sqq[k] = aqq;
+        sxq[k] = axq;
+        sx[k] = ax;
+    }
+    __m256 Q = v_tree8_add(sq), QQ = v_tree8_add(sqq), XQ = v_tree8_add(sxq), X = v_tree8_add(sx);
+    __m128 s1l, b1l, s1h, b1h;
+    int take = aff_refit4((float)QF_QK, v_lo_pd(Q), v_lo_pd(QQ), v_lo_pd(XQ), v_lo_pd(X), _mm256_castps256_ps128(s),
+                          _mm256_castps256_ps128(b), &s1l, &b1l);
+    take |= aff_refit4((float)QF_QK, v_hi_pd(Q), v_hi_pd(QQ), v_hi_pd(XQ), v_hi_pd(X), _mm256_extractf128_ps(s, 1),
+                       _mm256_extractf128_ps(b, 1), &s1h, &b1h) << 4;
+    __m256 t = v_lanes(take);
+    s = _mm256_blendv_ps(s, _mm256_insertf128_ps(_mm256_castps128_ps256(s1l), s1h, 1), t);
+    b = _mm256_blendv_ps(b, _mm256_insertf128_ps(_mm256_castps128_ps256(b1l), b1h, 1), t);
+    v_store_f16(s, d, stride);
+    v_store_f16(b, m, stride);
+}
+#endif
+
 bool QF_FN(qf_quantize_q4_1)(const float *x, void *y, int64_t n, const float *imp) {
     if (!all_finite(x, n)) return false;
     qf_block_q4_1 *b = y;
     /* two loops so the inlined block fit is specialised for unit weights in the first */
     if (!imp) {
-        for (int64_t i = 0; i < n / QF_QK; i++) {
+        int64_t i = 0;
+#if defined(QF_VEC_PASSES)
+        for (; i + 8 <= n / QF_QK; i += 8) {
+            float q[8 * QF_QK];
+            aff_group8(x + i * QF_QK, 15.0f, q, &b[i].d, &b[i].m, sizeof *b);
+            for (int k = 0; k < 8; k++) pack_nibbles32(q + k * QF_QK, b[i + k].qs);
+        }
+#endif
+        for (; i < n / QF_QK; i++) {
             float q[QF_QK];
             aff_block(x + i * QF_QK, NULL, 15.0f, &b[i].d, &b[i].m, q);
             pack_nibbles32(q, b[i].qs);
@@ -615,7 +841,18 @@ bool QF_FN(qf_quantize_q5_1)(const float *x, void *y, int64_t n, const float *im
     qf_block_q5_1 *b = y;
     /* two loops so the inlined block fit is specialised for unit weights in the first */
     if (!imp) {
-        for (int64_t i = 0; i < n / QF_QK; i++) {
+        int64_t i = 0;
+#if defined(QF_VEC_PASSES)
+        for (; i + 8 <= n / QF_QK; i += 8) {
+            float q[8 * QF_QK];
+            aff_group8(x + i * QF_QK, 31.0f, q, &b[i].d, &b[i].m, sizeof *b);
+            for (int k = 0; k < 8; k++) {
+                pack_nibbles32(q + k * QF_QK, b[i + k].qs);
+                pack_high32(q + k * QF_QK, b[i + k].qh);
+            }
+        }
+#endif
+        for (; i < n / QF_QK; i++) {
             float q[QF_QK];
             aff_block(x + i * QF_QK, NULL, 31.0f, &b[i].d, &b[i].m, q);
             pack_nibbles32(q, b[i].qs);
