@@ -513,12 +513,13 @@ QF_AINLINE uint16_t sym_block(const float *x, const float *imp, float half, floa
 /* sym_block(x + 32k, NULL, half) for k = 0..7, one block per lane wherever a block is reduced to a few
  * numbers (signed extreme, grid, pass sums, refit decision), as aff_group8 does for affine blocks.
  * Unsigned codes into q, F16 scales into the 16-bit fields at d (blocks stride bytes apart). */
-static inline void sym_group8(const float *x, float half, float *q, uint16_t *d, size_t stride) {
+/* signed_absmax of the 8 consecutive n-element blocks at x, one per lane. */
+static inline __m256 v_signed_absmax8(const float *x, int n) {
     __m256 a[8], c[8];
     for (int k = 0; k < 8; k++) {
-        const float *xb = x + k * QF_QK;
+        const float *xb = x + k * n;
         __m256 mn = _mm256_loadu_ps(xb), mx = mn;
-        for (int j = LN; j < QF_QK; j += LN) {
+        for (int j = LN; j < n; j += LN) {
             __m256 v = _mm256_loadu_ps(xb + j);
             mn = _mm256_min_ps(v, mn);
             mx = _mm256_max_ps(v, mx);
@@ -526,7 +527,7 @@ static inline void sym_group8(const float *x, float half, float *q, uint16_t *d,
         a[k] = mn;
         c[k] = mx;
     }
-    /* signed_absmax: hi where hi > -lo, lo where -lo > hi, the first of the two in x on a tie */
+    /* hi where hi > -lo, lo where -lo > hi, the first of the two in x on a tie */
     __m256 lo = v_tree8_min(a), hi = v_tree8_max(c), nlo = _mm256_sub_ps(_mm256_setzero_ps(), lo);
     __m256 gt = _mm256_cmp_ps(hi, nlo, _CMP_GT_OQ), lt = _mm256_cmp_ps(nlo, hi, _CMP_GT_OQ);
     __m256 m = _mm256_blendv_ps(_mm256_and_ps(lt, lo), hi, gt);
@@ -535,9 +536,14 @@ static inline void sym_group8(const float *x, float half, float *q, uint16_t *d,
         float mv[8];
         _mm256_storeu_ps(mv, m);
         for (int k = 0; k < 8; k++)
-            if (tie >> k & 1) mv[k] = signed_absmax(x + k * QF_QK, QF_QK);
+            if (tie >> k & 1) mv[k] = signed_absmax(x + k * n, n);
         m = _mm256_loadu_ps(mv);
     }
+    return m;
+}
+
+static inline void sym_group8(const float *x, float half, float *q, uint16_t *d, size_t stride) {
+    __m256 m = v_signed_absmax8(x, QF_QK);
     __m256 d0 = _mm256_div_ps(m, _mm256_set1_ps(-half));
     __m256 id = _mm256_and_ps(_mm256_cmp_ps(d0, _mm256_setzero_ps(), _CMP_NEQ_UQ), _mm256_div_ps(_mm256_set1_ps(1.0f), d0));
     __m256 s = v_f16_round(d0);
@@ -1219,6 +1225,242 @@ static inline bool all_equal(const float *w, int n) {
     return true;
 }
 
+#if defined(QF_VEC_PASSES)
+/* ---- symmetric K-quants without weights (Q3_K, Q6_K), one sub-block per lane ---------------------------
+ * kq_fit(sp, x, NULL, KQ_STARTS) for 16 sub-blocks of 16, run as two groups of 8 sub-blocks with sub-block
+ * k of a group in lane k. Every stage of kq_fit decides per sub-block independently of the others
+ * (the sub-block fits, re-quantization, integer refinement, descent), so each stage runs on all eight
+ * lanes at once: lane k performs the scalar loop's float operations for its sub-block in the same order
+ * (its pass sums come from v_tree8_*), a lane whose scalar loop has stopped is masked out and keeps
+ * its state. The point: the per-sub-block horizontal sums and the branchy accept/reject chains of the
+ * scalar form disappear, which is where the time went. */
+
+typedef struct kq8 { __m256 xq, qq, er; } kq8; /* sym_sums of 8 sub-blocks */
+
+/* sym_pass (no weights) of the 8 consecutive 16-element sub-blocks at x, lane k with scale S[k]; codes
+ * into q (128 floats) unless q is NULL. */
+static inline kq8 sym_pass8(const float *x, __m256 S, float lo, float hi, float *q) {
+    const __m256 zero = _mm256_setzero_ps(), vlo = _mm256_set1_ps(lo), vhi = _mm256_set1_ps(hi);
+    /* safe_inv per lane: 0 where S is 0 or 1/S is not finite */
+    __m256 inv = _mm256_div_ps(_mm256_set1_ps(1.0f), S);
+    __m256 ok = _mm256_and_ps(_mm256_cmp_ps(S, zero, _CMP_NEQ_UQ),
+                              _mm256_cmp_ps(_mm256_andnot_ps(_mm256_set1_ps(-0.0f), inv), _mm256_set1_ps(INFINITY), _CMP_LT_OQ));
+    float iv[8], sv[8];
+    _mm256_storeu_ps(iv, _mm256_and_ps(ok, inv));
+    _mm256_storeu_ps(sv, S);
+    __m256 axq[8], aqq[8], aer[8];
+    for (int k = 0; k < 8; k++) {
+        const __m256 vinv = _mm256_set1_ps(iv[k]), vs = _mm256_set1_ps(sv[k]);
+        __m256 a = zero, b = zero, c = zero;
+        for (int j = 0; j < 16; j += LN) {
+            __m256 xv = _mm256_loadu_ps(x + 16 * k + j);
+            __m256 r = v_round(_mm256_min_ps(_mm256_max_ps(_mm256_mul_ps(xv, vinv), vlo), vhi));
+            __m256 e = _mm256_sub_ps(xv, _mm256_mul_ps(r, vs));
+            a = _mm256_add_ps(a, _mm256_mul_ps(xv, r));
+            b = _mm256_add_ps(b, _mm256_mul_ps(r, r));
+            c = _mm256_add_ps(c, _mm256_mul_ps(e, e));
+            if (q) _mm256_storeu_ps(q + 16 * k + j, r);
+        }
+        axq[k] = a;
+        aqq[k] = b;
+        aer[k] = c;
+    }
+    return (kq8){ v_tree8_add(axq), v_tree8_add(aqq), v_tree8_add(aer) };
+}
+
+/* sym_refine without F16 rounding, per lane. Returns the scales; *cur follows them (codes not kept:
+ * the sub-block fits only need scales). */
+static inline __m256 sym_refine8(const float *x, float lo, float hi, int rounds, __m256 S, kq8 *cur) {
+    const __m256 zero = _mm256_setzero_ps();
+    __m256 act = _mm256_castsi256_ps(_mm256_set1_epi32(-1));
+    for (int r = 0; r < rounds; r++) {
+        act = _mm256_and_ps(act, _mm256_cmp_ps(cur->qq, zero, _CMP_GT_OQ));
+        __m256 S2 = _mm256_div_ps(cur->xq, cur->qq);
+        act = _mm256_and_ps(act, _mm256_and_ps(_mm256_cmp_ps(S2, S, _CMP_NEQ_UQ), _mm256_cmp_ps(S2, zero, _CMP_NEQ_UQ)));
+        if (!_mm256_movemask_ps(act)) break;
+        kq8 nx = sym_pass8(x, S2, lo, hi, NULL);
+        act = _mm256_and_ps(act, _mm256_cmp_ps(nx.er, cur->er, _CMP_LT_OQ));
+        S = _mm256_blendv_ps(S, S2, act);
+        cur->xq = _mm256_blendv_ps(cur->xq, nx.xq, act);
+        cur->qq = _mm256_blendv_ps(cur->qq, nx.qq, act);
+        cur->er = _mm256_blendv_ps(cur->er, nx.er, act);
+    }
+    return S;
+}
+
+/* Work state: scale codes, per-lane sums of the current codes (group g = sub-blocks 8g..8g+7), codes. */
+typedef struct kq_sym8 {
+    float d;
+    int sc[16];
+    kq8 s[2];
+    float q[QF_QK_K];
+} kq_sym8;
+
+/* Lanes k of a group whose bit is set in m take (sums, codes from qt, scale code from cs). */
+static inline void kq8_accept(kq_sym8 *st, int g, int m, const kq8 *nx, const float *qt, const int *cs) {
+    __m256 t = v_lanes(m);
+    st->s[g].xq = _mm256_blendv_ps(st->s[g].xq, nx->xq, t);
+    st->s[g].qq = _mm256_blendv_ps(st->s[g].qq, nx->qq, t);
+    st->s[g].er = _mm256_blendv_ps(st->s[g].er, nx->er, t);
+    for (int k = 0; k < 8; k++)
+        if (m >> k & 1) {
+            st->sc[8 * g + k] = cs[k];
+            memcpy(st->q + 128 * g + 16 * k, qt + 16 * k, 16 * sizeof *qt);
+        }
+}
+
+/* Scales d * sc of a group, as kq_pass forms them (one float product). */
+static inline __m256 kq8_scales(float d, const int *sc) {
+    return _mm256_mul_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(_mm256_loadu_si256((const __m256i *)sc)));
+}
+
+/* kq_requantize */
+static inline void kq8_requantize(const qf_kq_spec *sp, const float *x, kq_sym8 *st) {
+    for (int g = 0; g < 2; g++)
+        st->s[g] = sym_pass8(x + 128 * g, kq8_scales(st->d, st->sc + 8 * g), (float)sp->qmin, (float)sp->qmax, st->q + 128 * g);
+}
+
+/* kq_lattice of every sub-block (symmetric: no min), candidates chosen per lane by kq_predict's
+ * arithmetic, then one pass for the lanes that moved. */
+static inline void kq8_lattice(const qf_kq_spec *sp, const float *x, const float *sxx, kq_sym8 *st) {
+    if (st->d == 0.0f) return;
+    for (int g = 0; g < 2; g++) {
+        float xq[8], qq[8];
+        _mm256_storeu_ps(xq, st->s[g].xq);
+        _mm256_storeu_ps(qq, st->s[g].qq);
+        int cand[8], moved = 0;
+        for (int k = 0; k < 8; k++) {
+            int j = 8 * g + k, bs = st->sc[j];
+            cand[k] = bs;
+            if (!(qq[k] > 0.0f)) continue;
+            double S = (double)xq[k] / qq[k];
+            /* kq_predict with M = 0 (its min terms are exact zeros here) */
+            double Sb = (double)(st->d * (float)bs);
+            double best = sxx[j] + Sb * Sb * qq[k] - 2 * Sb * xq[k];
+            for (int ks = 0; ks <= 1; ks++) {
+                int cs = kq_near(S / st->d, ks, sp->sc_min, sp->sc_max);
+                double Sc = (double)(st->d * (float)cs), p = sxx[j] + Sc * Sc * qq[k] - 2 * Sc * xq[k];
+                if (p < best) { best = p; bs = cs; }
+            }
+            cand[k] = bs;
+            moved |= (bs != st->sc[j]) << k;
+        }
+        if (!moved) continue;
+        float qt[128];
+        kq8 nx = sym_pass8(x + 128 * g, kq8_scales(st->d, cand), (float)sp->qmin, (float)sp->qmax, qt);
+        int m = moved & _mm256_movemask_ps(_mm256_cmp_ps(nx.er, st->s[g].er, _CMP_LT_OQ));
+        kq8_accept(st, g, m, &nx, qt, cand);
+    }
+}
+
+/* kq_descend_worst: each scale code one step down, then one step up, kept where the error drops. */
+static inline void kq8_descend(const qf_kq_spec *sp, const float *x, bool lean, kq_sym8 *st) {
+    int sel[2] = { 0xFF, 0xFF };
+    if (lean) { /* the sub-blocks at or above the mean error */
+        float e[16], tot = 0.0f;
+        _mm256_storeu_ps(e, st->s[0].er);
+        _mm256_storeu_ps(e + 8, st->s[1].er);
+        for (int j = 0; j < 16; j++) tot += e[j];
+        float mean = tot / 16.0f;
+        sel[0] = sel[1] = 0;
+        for (int j = 0; j < 16; j++) sel[j / 8] |= (e[j] >= mean) << (j % 8);
+    }
+    for (int g = 0; g < 2; g++) {
+        for (int step = -1; step <= 1; step += 2) {
+            int cs[8], valid = 0;
+            for (int k = 0; k < 8; k++) {
+                cs[k] = st->sc[8 * g + k] + step;
+                valid |= (cs[k] >= sp->sc_min && cs[k] <= sp->sc_max) << k;
+            }
+            valid &= sel[g];
+            if (!valid) continue;
+            float qt[128];
+            kq8 nx = sym_pass8(x + 128 * g, kq8_scales(st->d, cs), (float)sp->qmin, (float)sp->qmax, qt);
+            int m = valid & _mm256_movemask_ps(_mm256_cmp_ps(nx.er, st->s[g].er, _CMP_LT_OQ));
+            kq8_accept(st, g, m, &nx, qt, cs);
+        }
+    }
+}
+
+/* kq_total: the errors summed in sub-block order. */
+static inline float kq8_total(const kq_sym8 *st) {
+    float e[16], t = 0.0f;
+    _mm256_storeu_ps(e, st->s[0].er);
+    _mm256_storeu_ps(e + 8, st->s[1].er);
+    for (int j = 0; j < 16; j++) t += e[j];
+    return t;
+}
+
+static void kq_fit_sym8(const qf_kq_spec *sp, const float *x, kq_state *out) {
+    const bool lean = sp->qmax - sp->qmin < 8; /* as kq_fit without weights */
+    const int nstarts = lean ? 1 : KQ_STARTS, lattice = lean ? 1 : KQ_LATTICE_ROUNDS;
+    const float lo = (float)sp->qmin, hi = (float)sp->qmax;
+    float s[16];
+    for (int g = 0; g < 2; g++) { /* kq_sub_fits */
+        const float *xg = x + 128 * g;
+        __m256 mx = v_signed_absmax8(xg, 16), S = _mm256_div_ps(mx, _mm256_set1_ps(lo));
+        kq8 c = sym_pass8(xg, S, lo, hi, NULL);
+        S = sym_refine8(xg, lo, hi, KQ_SUB_ROUNDS_PLAIN, S, &c);
+        for (int i = 0; i + 1 < nstarts; i++) { /* sym_starts; its first start is qmin + 0.5 */
+            __m256 S0 = _mm256_div_ps(mx, _mm256_set1_ps(i == 0 ? lo + 0.5f : lo + 1.0f));
+            __m256 valid = _mm256_and_ps(_mm256_cmp_ps(S0, _mm256_setzero_ps(), _CMP_NEQ_UQ), _mm256_cmp_ps(S0, S, _CMP_NEQ_UQ));
+            kq8 c0 = sym_pass8(xg, S0, lo, hi, NULL);
+            S0 = sym_refine8(xg, lo, hi, KQ_SUB_ROUNDS_PLAIN, S0, &c0);
+            __m256 take = _mm256_and_ps(valid, _mm256_cmp_ps(c0.er, c.er, _CMP_LT_OQ));
+            S = _mm256_blendv_ps(S, S0, take);
+            c.er = _mm256_blendv_ps(c.er, c0.er, take);
+        }
+        S = _mm256_and_ps(S, _mm256_cmp_ps(mx, _mm256_setzero_ps(), _CMP_NEQ_UQ));
+        _mm256_storeu_ps(s + 8 * g, S);
+    }
+    float sxx[16]; /* kq_fit's sum x^2 per sub-block (lanes l, l + 8, then hsum8's tree) */
+    for (int g = 0; g < 2; g++) {
+        __m256 a[8];
+        for (int k = 0; k < 8; k++) {
+            const float *xs = x + 128 * g + 16 * k;
+            __m256 x0 = _mm256_loadu_ps(xs), x1 = _mm256_loadu_ps(xs + 8);
+            a[k] = _mm256_add_ps(_mm256_mul_ps(x0, x0), _mm256_mul_ps(x1, x1));
+        }
+        _mm256_storeu_ps(sxx + 8 * g, v_tree8_add(a));
+    }
+    kq_sym8 st;
+    st.d = kq_codes(s, 16, sp->sc_min, sp->sc_max, st.sc);
+    kq8_requantize(sp, x, &st);
+    for (int r = 0; r < lattice; r++) kq8_lattice(sp, x, sxx, &st);
+    kq8_descend(sp, x, lean, &st);
+    float err = kq8_total(&st);
+    if (!lean) { /* kq_refit_super (symmetric: d alone), then the same stages; kept if the error drops */
+        float xq[16], qq[16];
+        _mm256_storeu_ps(xq, st.s[0].xq);
+        _mm256_storeu_ps(xq + 8, st.s[1].xq);
+        _mm256_storeu_ps(qq, st.s[0].qq);
+        _mm256_storeu_ps(qq + 8, st.s[1].qq);
+        double saa = 0, sxa = 0;
+        for (int j = 0; j < 16; j++) {
+            double c = st.sc[j];
+            saa += c * c * qq[j];
+            sxa += c * xq[j];
+        }
+        if (saa > 0) {
+            kq_sym8 t = st;
+            t.d = f16_round((float)(sxa / saa));
+            if (t.d != 0.0f) {
+                kq8_requantize(sp, x, &t);
+                for (int r = 0; r < lattice; r++) kq8_lattice(sp, x, sxx, &t);
+                kq8_descend(sp, x, lean, &t);
+                float e2 = kq8_total(&t);
+                if (e2 < err) st = t;
+            }
+        }
+    }
+    out->d = st.d;
+    out->dmin = 0.0f;
+    memcpy(out->sc, st.sc, sizeof st.sc);
+    memset(out->mn, 0, sizeof out->mn);
+    memcpy(out->q, st.q, sizeof st.q);
+}
+#endif
+
 typedef void (*kq_pack_fn)(const qf_kq_block *k, void *block);
 
 /* Quantize row x super-block by super-block. With weights, the unweighted fit (re-scored) competes with
@@ -1232,7 +1474,11 @@ static bool kq_quantize(const qf_kq_spec *sp, kq_pack_fn pack, size_t block_byte
         kq_state st;
         if (!w || all_equal(w, QF_QK_K)) {
             /* equal weights scale every candidate's error alike: the unweighted fit is their optimum */
-            kq_fit_plain(sp, xb, &st);
+#if defined(QF_VEC_PASSES)
+            if (!sp->affine && sp->nsub == 16 && sp->sublen == 16) kq_fit_sym8(sp, xb, &st);
+            else
+#endif
+                kq_fit_plain(sp, xb, &st);
         } else {
             kq_fit_weighted(sp, xb, w, &st);
         }
