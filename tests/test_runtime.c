@@ -12,6 +12,7 @@
 #include "verify/score.h"
 
 #include <cjson/cJSON.h>
+#include <cpuid.h>
 #include <math.h>
 
 static const char *const TEXT = "text/tinystories-valid-head.txt";
@@ -67,7 +68,12 @@ static void test_vexp_isas(void) {
 
 /* ---- the 8-bit path's kernels ---------------------------------------------------------------------- */
 
-static bool have_vnni(void) { return strcmp(qf_rt_qkern_active()->isa, "avx512vnni") == 0; }
+/* The CPU features behind each integer kernel, whichever one is active (QF_ISA can select another). */
+static bool have_vnni(void) {
+    unsigned a, b, c, d;
+    return qf_isa_supported(QF_ISA_AVX512) && __get_cpuid_count(7, 0, &a, &b, &c, &d) && (c & (1u << 11));
+}
+static bool have_amx(void) { return have_vnni() && qf_rt_amx_usable(); }
 
 /* Quantized activations of a random [K][QF_RT_QT] tile; the buffers live in *store. */
 typedef struct xq_store {
@@ -78,10 +84,12 @@ typedef struct xq_store {
 
 static qf_rt_xq xq_view(xq_store *st) { return (qf_rt_xq){.q = st->q, .d = st->d, .ds = st->ds, .s = st->s}; }
 
-/* VNNI quantization and tile equal the scalar reference bit for bit, for every decoded format; the
- * scalar tile equals a double-precision dot of the F32-dequantized rows with the dequantized levels. */
+/* VNNI quantization and every integer tile equal the scalar reference bit for bit, for every decoded
+ * format and row count (AVX2 and VNNI take up to 3 rows, AMX up to 16 rows of signed levels); the
+ * scalar tile gives the same bits on unsigned and signed levels, and equals a double-precision dot of
+ * the F32-dequantized rows with the dequantized levels. */
 static void test_qtile(void) {
-    enum { K = 512, NB = K / 32, ROWS = 3 };
+    enum { K = 512, NB = K / 32, ROWS = QF_RT_QR_MAX };
     uint64_t seed = 0x9e3779b9;
     static float x[K * QF_RT_QT], wf[ROWS * K], wdq[ROWS * K], ref[ROWS * QF_RT_QT], got[ROWS * QF_RT_QT];
     static uint8_t wraw[ROWS * K * 2], wq[ROWS * K];
@@ -96,17 +104,19 @@ static void test_qtile(void) {
         qf_rt_xquant_avx512(x, QF_RT_QT, NB, &xb);
         CHECK_MSG(memcmp(&a, &b, sizeof a) == 0, "avx512 activation quantization differs from scalar");
     }
+    if (!have_amx()) printf("  SKIP AMX integer tile: this CPU lacks AMX-INT8 (or the kernel refused the tile state)\n");
     const uint32_t types[] = {QF_T_Q8_0, QF_T_Q4_K, QF_T_Q6_K};
     for (size_t ti = 0; ti < QF_ARRAY_LEN(types); ti++) {
         const qf_qtype_traits *tt = qf_qtype_get(types[ti]);
         qf_rt_weight w = {.n_rows = ROWS, .row_len = K, .tt = tt, .data = wraw};
         CHECK(qf_qtype_row_bytes(tt, K, &w.row_bytes) && w.row_bytes * ROWS <= sizeof wraw);
         fill(wf, QF_ARRAY_LEN(wf), &seed);
+        if (types[ti] == QF_T_Q8_0) wf[3] = -40.0f; /* one level at the -127 end */
         for (int r = 0; r < ROWS; r++) CHECK(tt->quantize(wf + r * K, wraw + r * w.row_bytes, K, NULL));
         qf_rt_weight_rows(&w, 0, ROWS, wdq);
         for (int mr = 1; mr <= ROWS; mr++) {
             qf_rt_wq wd;
-            qf_rt_weight_rows_q8(&w, 0, (uint64_t)mr, wq, ws, &wd);
+            qf_rt_weight_rows_q8(&w, 0, (uint64_t)mr, (uint64_t)mr, false, wq, ws, &wd);
             memset(ref, 0, sizeof ref);
             qf_rt_qtile_scalar(&wd, &xa, NB, ref, QF_RT_QT, mr);
             double worst = 0;
@@ -121,15 +131,29 @@ static void test_qtile(void) {
                     worst = QF_MAX(worst, fabs(ref[r * QF_RT_QT + t] - want) / mag);
                 }
             CHECK_MSG(worst < 1e-5, "%s mr=%d: integer tile vs double dot, relative error %.3g", tt->name, mr, worst);
-            if (qf_isa_active() >= QF_ISA_AVX2) {
+            if (mr <= 3 && qf_isa_active() >= QF_ISA_AVX2) {
                 memset(got, 0, sizeof got);
                 qf_rt_qtile_avx2(&wd, &xa, NB, got, QF_RT_QT, mr);
                 CHECK_MSG(memcmp(ref, got, sizeof ref) == 0, "%s mr=%d: AVX2 tile differs from scalar", tt->name, mr);
             }
-            if (!have_vnni()) continue;
+            if (mr <= 3 && have_vnni()) {
+                memset(got, 0, sizeof got);
+                qf_rt_qtile_avx512vnni(&wd, &xa, NB, got, QF_RT_QT, mr);
+                CHECK_MSG(memcmp(ref, got, sizeof ref) == 0, "%s mr=%d: VNNI tile differs from scalar", tt->name, mr);
+            }
+            /* signed levels in a whole panel of 16 rows (the rows past mr zeroed), as AMX takes them;
+             * the panel is first filled with garbage to check that the decoder clears it */
+            memset(wq, 0x5a, sizeof wq);
+            memset(ws, 0x7f, sizeof ws);
+            qf_rt_weight_rows_q8(&w, 0, (uint64_t)mr, ROWS, true, wq, ws, &wd);
+            CHECK(wd.sgn == 1 && wd.off == 0);
             memset(got, 0, sizeof got);
-            qf_rt_qtile_avx512vnni(&wd, &xa, NB, got, QF_RT_QT, mr);
-            CHECK_MSG(memcmp(ref, got, sizeof ref) == 0, "%s mr=%d: VNNI tile differs from scalar", tt->name, mr);
+            qf_rt_qtile_scalar(&wd, &xa, NB, got, QF_RT_QT, mr);
+            CHECK_MSG(memcmp(ref, got, sizeof ref) == 0, "%s mr=%d: scalar tile on signed levels differs", tt->name, mr);
+            if (!have_amx()) continue;
+            memset(got, 0, sizeof got);
+            qf_rt_qtile_amx(&wd, &xa, NB, got, QF_RT_QT, mr);
+            CHECK_MSG(memcmp(ref, got, sizeof ref) == 0, "%s mr=%d: AMX tile differs from scalar", tt->name, mr);
         }
     }
 }
@@ -278,6 +302,16 @@ static void test_act_q8(const char *text) {
         CHECK_OK(ppl_act(files[i], text, 3, 2, 2048, true, &c, &err), &err);
         CHECK_MSG(memcmp(&b.ppl, &c.ppl, sizeof b.ppl) == 0, "act q8: 1 thread batch 256 vs 2 threads batch 2048: %.17g vs %.17g",
                   b.ppl, c.ppl);
+        /* the whole pass on the VNNI tile: AMX is taken only when QF_ISA is unset, QF_ISA=avx512 keeps
+         * VNNI (the AVX2 and scalar tiles are compared kernel by kernel in test_qtile) */
+        const char *env = getenv("QF_ISA");
+        if ((env && *env) || strcmp(qf_rt_qkern_active()->isa, "amx") != 0) continue;
+        setenv("QF_ISA", "avx512", 1);
+        CHECK(strcmp(qf_rt_qkern_active()->isa, "avx512vnni") == 0);
+        CHECK_OK(ppl_act(files[i], text, 3, 1, 0, true, &c, &err), &err);
+        unsetenv("QF_ISA");
+        printf("  --act q8 AMX vs VNNI: PPL %.17g vs %.17g\n", b.ppl, c.ppl);
+        CHECK_MSG(memcmp(&b.ppl, &c.ppl, sizeof b.ppl) == 0, "act q8: AMX vs VNNI: %.17g vs %.17g", b.ppl, c.ppl);
     }
 }
 

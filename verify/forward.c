@@ -62,6 +62,9 @@ struct qf_rt_ctx {
 
 static size_t round_up(size_t v, size_t m) { return (v + m - 1) / m * m; }
 
+/* Bytes of one decoded panel of the 8-bit path: levels, then scales and min terms (model.c). */
+static size_t q8_panel_bytes(size_t rows, size_t K) { return round_up(rows * K, 64) + 2 * rows * (K / 16) * sizeof(float); }
+
 /* Zeroed and touched: a large calloc maps its pages lazily, and the first call would pay the faults
  * (hundreds of MB of logits at the default batch) inside the timed forward pass. */
 static qf_status alloc_f(float **p, uint64_t n, uint64_t m, qf_error *err) {
@@ -97,13 +100,14 @@ static qf_status alloc_activations(qf_rt_ctx *c, qf_error *err) {
     return QF_OK;
 }
 
-/* Per-thread scratch: a panel of QF_RT_MR weight rows, or attention scores for n_ctx keys x nt queries
+/* Per-thread scratch: a panel of QF_RT_MR weight rows, or one of the integer kernel's decoded panels, or attention scores for n_ctx keys x nt queries
  * plus one row of exp arguments, or one embedding row, or one row of SwiGLU exponentials (ld). */
 static qf_status alloc_scratch(qf_rt_ctx *c, qf_error *err) {
     const qf_hparams *hp = &c->m->hp;
     uint64_t kmax = QF_MAX(QF_MAX((uint64_t)hp->n_embd, (uint64_t)hp->n_ff), (uint64_t)hp->n_head * hp->head_dim);
     c->scratch_len = QF_MAX(QF_RT_MR * kmax, ((uint64_t)c->n_ctx + 1) * c->k->nt + 2 * c->k->nt);
     c->scratch_len = QF_MAX(c->scratch_len, c->ld);
+    c->scratch_len = QF_MAX(c->scratch_len, (q8_panel_bytes(c->qk->rows, kmax) + sizeof(float) - 1) / sizeof(float));
     int n = qf_pool_size(c->pool);
     if (!(c->scratch = qf_calloc_n((uint64_t)n, sizeof *c->scratch))) return qf_fail(err, QF_E_NOMEM, "out of memory");
     for (int i = 0; i < n; i++) {
@@ -186,6 +190,7 @@ typedef struct mm_part {
     size_t ldy;
     const float *bias; /* [w->n_rows] or NULL */
     bool q8;           /* runs on the 8-bit path (set by matmul) */
+    uint32_t rows;     /* weight rows per panel: the integer kernel's height, or QF_RT_MR (set by matmul) */
 } mm_part;
 
 typedef struct mm_job {
@@ -202,8 +207,7 @@ typedef struct mm_job {
 #define MM_QGROUP_BYTES (256u * 1024u) /* levels only: scales and sums add 1/8 */
 #endif
 
-static uint64_t panel_rows(const mm_part *p) { return p->q8 ? QF_RT_QR : QF_RT_MR; }
-static uint64_t panels_of(const mm_part *p) { return (p->w->n_rows + panel_rows(p) - 1) / panel_rows(p); }
+static uint64_t panels_of(const mm_part *p) { return (p->w->n_rows + p->rows - 1) / p->rows; }
 
 static void add_bias(const mm_part *p, uint64_t r0, int mr, size_t c0, size_t c1) {
     size_t ld = p->ldy;
@@ -220,20 +224,21 @@ static qf_rt_xq xq_tile(const qf_rt_ctx *c, size_t K, size_t t) {
                       .ds = c->xq_ds + t * nb * QF_RT_QT, .s = c->xq_s + t * 2 * nb * QF_RT_QT};
 }
 
-/* 8-bit path: decode QF_RT_QR (or fewer) rows to levels and scales, sweep tiles [g0, g1) with them. */
+/* 8-bit path: decode the kernel's panel height of rows (fewer at the end: the rest zeroed) to levels and
+ * scales, sweep tiles [g0, g1) with them. */
 static void mm_panel_q8(const mm_job *j, const mm_part *p, uint64_t panel, size_t g0, size_t g1, void *scratch) {
     qf_rt_ctx *c = j->c;
     size_t K = j->K;
-    uint64_t r0 = panel * QF_RT_QR;
-    int mr = (int)QF_MIN((uint64_t)QF_RT_QR, p->w->n_rows - r0);
+    uint64_t R = p->rows, r0 = panel * R;
+    int mr = (int)QF_MIN(R, p->w->n_rows - r0);
     uint8_t *wq = scratch;
-    float *ws = (float *)(wq + round_up(QF_RT_QR * K, 64));
+    float *ws = (float *)(wq + round_up(R * K, 64));
     qf_rt_wq w;
-    qf_rt_weight_rows_q8(p->w, r0, (uint64_t)mr, wq, ws, &w);
+    qf_rt_weight_rows_q8(p->w, r0, (uint64_t)mr, R, c->qk->sgn, wq, ws, &w);
     /* the stored rows stream from memory once per batch: fetch the next panel's while this one computes */
-    if (r0 + QF_RT_QR < p->w->n_rows) {
-        const uint8_t *next = p->w->data + (r0 + QF_RT_QR) * p->w->row_bytes;
-        uint64_t bytes = QF_MIN((uint64_t)QF_RT_QR, p->w->n_rows - r0 - QF_RT_QR) * p->w->row_bytes;
+    if (r0 + R < p->w->n_rows) {
+        const uint8_t *next = p->w->data + (r0 + R) * p->w->row_bytes;
+        uint64_t bytes = QF_MIN(R, p->w->n_rows - r0 - R) * p->w->row_bytes;
         for (uint64_t o = 0; o < bytes; o += 64) __builtin_prefetch(next + o);
     }
     for (size_t t = g0; t < g1; t++) {
@@ -323,6 +328,7 @@ static void matmul(qf_rt_ctx *c, const float *x, const shape *in, mm_part a, mm_
     for (int i = 0; i < 3; i++) {
         if (!parts[i].w) continue;
         parts[i].q8 = c->act_q8 && qf_rt_weight_has_q8(parts[i].w);
+        parts[i].rows = parts[i].q8 ? c->qk->rows : QF_RT_MR;
         any_q8 |= parts[i].q8;
         any_f32 |= !parts[i].q8;
         j.part[j.n_part++] = parts[i];

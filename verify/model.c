@@ -27,12 +27,13 @@ bool qf_rt_weight_has_q8(const qf_rt_weight *w) {
     return w->tt && (w->tt->id == QF_T_Q8_0 || w->tt->id == QF_T_Q4_K || w->tt->id == QF_T_Q6_K);
 }
 
-/* Q8_0: level + 128 (so it is unsigned), one scale per 32. */
-static void q8_0_row(const uint8_t *src, uint64_t K, uint8_t *q, float *d) {
+/* Q8_0: level + 128 (so it is unsigned), or the level itself when sgn; one scale per 32. */
+static void q8_0_row(const uint8_t *src, uint64_t K, uint8_t *q, float *d, bool sgn) {
     const qf_block_q8_0 *b = (const qf_block_q8_0 *)src;
+    uint8_t flip = sgn ? 0 : 0x80;
     for (uint64_t i = 0; i < K / QF_QK; i++) {
         d[i] = qf_f16_to_f32(b[i].d);
-        for (int l = 0; l < QF_QK; l++) q[i * QF_QK + (uint64_t)l] = (uint8_t)(b[i].qs[l] ^ 0x80);
+        for (int l = 0; l < QF_QK; l++) q[i * QF_QK + (uint64_t)l] = (uint8_t)(b[i].qs[l] ^ flip);
     }
 }
 
@@ -70,7 +71,8 @@ static void q4_K_row(const uint8_t *src, uint64_t K, uint8_t *q, float *d, float
 
 /* Q6_K: levels 0..63 (= signed level + 32), scale d * sc per 16. Element e of a super-block: 128-half
  * c = e / 128, quarter r = (e % 128) / 32, lane l = e % 32; low 4 bits in ql, high 2 bits in qh. */
-static void q6_K_row(const uint8_t *src, uint64_t K, uint8_t *q, float *d) {
+static void q6_K_row(const uint8_t *src, uint64_t K, uint8_t *q, float *d, bool sgn) {
+    uint8_t off = sgn ? 32 : 0; /* signed: level - 32 as int8 (two's complement in the byte) */
     const qf_block_q6_K *b = (const qf_block_q6_K *)src;
     for (uint64_t i = 0; i < K / QF_QK_K; i++, q += QF_QK_K, d += 16) {
         float bd = qf_f16_to_f32(b[i].d);
@@ -80,23 +82,30 @@ static void q6_K_row(const uint8_t *src, uint64_t K, uint8_t *q, float *d) {
                 for (int l = 0; l < 32; l++) {
                     int lo = (b[i].ql[c * 64 + (r & 1) * 32 + l] >> (4 * (r >> 1))) & 0xF;
                     int hi = (b[i].qh[c * 32 + l] >> (2 * r)) & 3;
-                    q[c * 128 + r * 32 + l] = (uint8_t)(lo | hi << 4);
+                    q[c * 128 + r * 32 + l] = (uint8_t)((lo | hi << 4) - off);
                 }
     }
 }
 
-void qf_rt_weight_rows_q8(const qf_rt_weight *w, uint64_t r0, uint64_t n, uint8_t *q, float *s, qf_rt_wq *out) {
+void qf_rt_weight_rows_q8(const qf_rt_weight *w, uint64_t r0, uint64_t n, uint64_t rows, bool sgn, uint8_t *q,
+                          float *s, qf_rt_wq *out) {
     uint64_t K = w->row_len, lds = K / 16;
     uint32_t id = w->tt->id;
-    *out = (qf_rt_wq){.q = q, .ldq = K, .d = s, .m = id == QF_T_Q4_K ? s + n * lds : NULL, .lds = lds,
-                      .sub = id == QF_T_Q6_K ? 16 : 32, .off = id == QF_T_Q8_0 ? 128 : id == QF_T_Q6_K ? 32 : 0};
+    uint32_t off = sgn ? 0 : id == QF_T_Q8_0 ? 128 : id == QF_T_Q6_K ? 32 : 0;
+    *out = (qf_rt_wq){.q = q, .ldq = K, .d = s, .m = id == QF_T_Q4_K ? s + rows * lds : NULL, .lds = lds,
+                      .sub = id == QF_T_Q6_K ? 16 : 32, .off = off, .sgn = sgn};
     for (uint64_t r = 0; r < n; r++) {
         const uint8_t *src = w->data + (r0 + r) * w->row_bytes;
         uint8_t *qr = q + r * K;
         float *dr = s + r * lds;
-        if (id == QF_T_Q8_0) q8_0_row(src, K, qr, dr);
-        else if (id == QF_T_Q4_K) q4_K_row(src, K, qr, dr, s + (n + r) * lds);
-        else q6_K_row(src, K, qr, dr);
+        if (id == QF_T_Q8_0) q8_0_row(src, K, qr, dr, sgn);
+        else if (id == QF_T_Q4_K) q4_K_row(src, K, qr, dr, s + (rows + r) * lds);
+        else q6_K_row(src, K, qr, dr, sgn);
+    }
+    if (n < rows) {
+        memset(q + n * K, 0, (rows - n) * K);
+        memset(s + n * lds, 0, (rows - n) * lds * sizeof(float));
+        memset(s + (rows + n) * lds, 0, (rows - n) * lds * sizeof(float));
     }
 }
 

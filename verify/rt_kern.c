@@ -5,6 +5,7 @@
 
 #include <cpuid.h>
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 #define SCALAR_NT 16
@@ -71,10 +72,12 @@ void qf_rt_xquant_scalar(const float *x, size_t ldx, size_t nb, const qf_rt_xq *
         }
 }
 
-/* Exact integer dot of `len` elements of weight row wr and token t, starting at feature k0. */
-static int32_t qdot(const uint8_t *wr, const qf_rt_xq *x, size_t k0, size_t len, size_t t) {
+/* Exact integer dot of `len` elements of weight row wr (unsigned levels, or int8 ones when sgn) and
+ * token t, starting at feature k0. */
+static int32_t qdot(const uint8_t *wr, bool sgn, const qf_rt_xq *x, size_t k0, size_t len, size_t t) {
     int32_t s = 0;
-    for (size_t k = k0; k < k0 + len; k++) s += (int32_t)wr[k] * (int32_t)x->q[xq_at(k, t)];
+    for (size_t k = k0; k < k0 + len; k++)
+        s += (sgn ? (int32_t)(int8_t)wr[k] : (int32_t)wr[k]) * (int32_t)x->q[xq_at(k, t)];
     return s;
 }
 
@@ -90,7 +93,7 @@ void qf_rt_qtile_scalar(const qf_rt_wq *w, const qf_rt_xq *x, size_t nb, float *
                     size_t g = b * groups + h; /* scale group */
                     int32_t xs = groups == 1 ? x->s[2 * b * QF_RT_QT + t] + x->s[(2 * b + 1) * QF_RT_QT + t]
                                              : x->s[g * QF_RT_QT + t];
-                    int32_t dot = qdot(wr, x, g * w->sub, w->sub, t) - (int32_t)w->off * xs;
+                    int32_t dot = qdot(wr, w->sgn, x, g * w->sub, w->sub, t) - (int32_t)w->off * xs;
                     acc = fmaf((float)dot * wd[g], x->d[b * QF_RT_QT + t], acc);
                 }
                 if (wm) acc = fmaf(wm[b], x->ds[b * QF_RT_QT + t], acc);
@@ -118,12 +121,24 @@ static bool has_vnni(void) {
     return qf_isa_active() == QF_ISA_AVX512 && __get_cpuid_count(7, 0, &a, &b, &c, &d) && (c & (1u << 11));
 }
 
+/* AMX only when nobody asked for an ISA: QF_ISA=avx512 keeps the VNNI tile, so every path stays reachable. */
+static bool isa_forced(void) {
+    const char *env = getenv("QF_ISA");
+    return env && *env;
+}
+
 const qf_rt_qkern *qf_rt_qkern_active(void) {
-    static const qf_rt_qkern scalar = {.isa = "scalar", .qtile = qf_rt_qtile_scalar, .xquant = qf_rt_xquant_scalar};
-    static const qf_rt_qkern avx2 = {.isa = "avx2", .qtile = qf_rt_qtile_avx2, .xquant = qf_rt_xquant_scalar};
-    static const qf_rt_qkern avx512 = {.isa = "avx512", .qtile = qf_rt_qtile_avx2, .xquant = qf_rt_xquant_avx512};
+    static const qf_rt_qkern scalar = {.isa = "scalar", .qtile = qf_rt_qtile_scalar, .xquant = qf_rt_xquant_scalar,
+                                       .rows = 3};
+    static const qf_rt_qkern avx2 = {.isa = "avx2", .qtile = qf_rt_qtile_avx2, .xquant = qf_rt_xquant_scalar,
+                                     .rows = 3};
+    static const qf_rt_qkern avx512 = {.isa = "avx512", .qtile = qf_rt_qtile_avx2, .xquant = qf_rt_xquant_avx512,
+                                       .rows = 3};
     static const qf_rt_qkern vnni = {.isa = "avx512vnni", .qtile = qf_rt_qtile_avx512vnni,
-                                     .xquant = qf_rt_xquant_avx512};
+                                     .xquant = qf_rt_xquant_avx512, .rows = 3};
+    static const qf_rt_qkern amx = {.isa = "amx", .qtile = qf_rt_qtile_amx, .xquant = qf_rt_xquant_avx512,
+                                    .rows = 16, .sgn = true};
+    if (has_vnni() && !isa_forced() && qf_rt_amx_usable()) return &amx;
     if (has_vnni()) return &vnni;
     switch (qf_isa_active()) {
     case QF_ISA_AVX512: return &avx512; /* AVX-512 without VNNI: the AVX2 tile */

@@ -16,6 +16,7 @@
 #ifndef QF_VERIFY_RT_KERN_H
 #define QF_VERIFY_RT_KERN_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -58,8 +59,8 @@ void qf_rt_vexp_avx512(const float *x, float *y, size_t n);
  * Layout of one tile of QF_RT_QT tokens over K = 32 * nb features (qf_rt_xq): q holds, for block b and
  * group g of 4 features, the 4 bytes of each token in turn ([nb][8][QF_RT_QT][4]) so one vector load
  * feeds a 4-way dot product per token lane. */
-#define QF_RT_QT 64 /* token columns per integer tile (= QF_RT_PAD) */
-#define QF_RT_QR 3  /* weight rows per integer tile call */
+#define QF_RT_QT 64     /* token columns per integer tile (= QF_RT_PAD) */
+#define QF_RT_QR_MAX 16 /* the most weight rows any integer kernel takes per call (qf_rt_qkern.rows) */
 
 typedef struct qf_rt_xq {
     int8_t *q;    /* [nb][8][QF_RT_QT][4] levels */
@@ -68,15 +69,19 @@ typedef struct qf_rt_xq {
     int32_t *s;   /* [2 * nb][QF_RT_QT] sum of levels per half-block of 16, for level offsets */
 } qf_rt_xq;
 
-/* Up to QF_RT_QR decoded weight rows of K = 32 * nb elements. */
+/* Up to qf_rt_qkern.rows decoded weight rows of K = 32 * nb elements. Levels are stored unsigned
+ * (stored = signed level + off) for the VNNI/AVX2 kernels, whose products take one unsigned operand, or
+ * signed (sgn: int8 levels with the offset already removed, off = 0) for AMX, whose TDPBSSD takes two
+ * signed ones; the integer sums are the same either way. */
 typedef struct qf_rt_wq {
-    const uint8_t *q; /* [row][K] unsigned levels: stored level = signed level + off */
+    const uint8_t *q; /* [row][K] levels: unsigned (stored level = signed level + off), or int8 when sgn */
     size_t ldq;
     const float *d;   /* [row][K / sub] scale of each group of `sub` elements */
     const float *m;   /* [row][nb] min term per 32-block (Q4_K: -dmin * m), NULL when the type has none */
     size_t lds;       /* floats between rows of d and of m */
     uint32_t sub;     /* 32 or 16 */
-    uint32_t off;     /* 0, 32 or 128 */
+    uint32_t off;     /* 0, 32 or 128 (0 when sgn) */
+    uint32_t sgn;     /* 1: q holds signed levels; off is 0 */
 } qf_rt_wq;
 
 typedef void (*qf_rt_qtile_fn)(const qf_rt_wq *w, const qf_rt_xq *x, size_t nb, float *y, size_t ldy, int mr);
@@ -88,13 +93,22 @@ void qf_rt_xquant_scalar(const float *x, size_t ldx, size_t nb, const qf_rt_xq *
 void qf_rt_qtile_avx2(const qf_rt_wq *w, const qf_rt_xq *x, size_t nb, float *y, size_t ldy, int mr);
 void qf_rt_qtile_avx512vnni(const qf_rt_wq *w, const qf_rt_xq *x, size_t nb, float *y, size_t ldy, int mr);
 void qf_rt_xquant_avx512(const float *x, size_t ldx, size_t nb, const qf_rt_xq *out);
+/* AMX (TDPBSSD on 16-row tiles): mr <= 16 rows of signed levels (sgn). The kernel reads all 16 rows of q,
+ * d and m (rows past mr must be readable; the decoder zeroes them), stores mr. Call only when
+ * qf_rt_amx_usable(). */
+void qf_rt_qtile_amx(const qf_rt_wq *w, const qf_rt_xq *x, size_t nb, float *y, size_t ldy, int mr);
+/* The CPU has AMX-TILE and AMX-INT8 and the kernel granted this process the tile state (asked once). */
+bool qf_rt_amx_usable(void);
 
-/* Integer kernels for the active ISA: VNNI when the CPU has it, else the AVX2 tile (vpmaddubsw) when
- * AVX2 is active, else the scalar reference. */
+/* Integer kernels for the active ISA: AMX when the CPU has it and QF_ISA is not set (QF_ISA=avx512
+ * means the VNNI tile, so tests and benchmarks can pick each path), else VNNI when the CPU has it, else
+ * the AVX2 tile (vpmaddubsw) when AVX2 is active, else the scalar reference. */
 typedef struct qf_rt_qkern {
     const char *isa;
     qf_rt_qtile_fn qtile;
     qf_rt_xquant_fn xquant;
+    uint32_t rows;  /* weight rows per qtile call (the panel height), <= QF_RT_QR_MAX */
+    bool sgn;       /* qtile takes signed levels (qf_rt_wq.sgn) */
 } qf_rt_qkern;
 const qf_rt_qkern *qf_rt_qkern_active(void);
 

@@ -65,10 +65,13 @@ void qf_rt_weight_rows(const qf_rt_weight *w, uint64_t r0, uint64_t n, float *ds
 
 /* The 8-bit path (rt_kern.h) takes Q8_0, Q4_K and Q6_K rows; other types stay on the F32 path. */
 bool qf_rt_weight_has_q8(const qf_rt_weight *w);
-/* Decode rows [r0, r0 + n) (n <= QF_RT_QR) of such a weight into q (n * row_len bytes) and s (2 * n *
- * row_len / 16 floats) and describe them in *out. Thread-safe once the model is open. */
+/* Decode rows [r0, r0 + n) of such a weight into a panel of `rows` >= n rows: q (rows * row_len bytes)
+ * and s (2 * rows * row_len / 16 floats), rows n .. rows-1 zeroed (levels and scales: kernels that read
+ * whole panels get zeros there); levels unsigned, or signed when sgn (rt_kern.h: qf_rt_wq). Described in
+ * *out. Thread-safe once the model is open. */
 struct qf_rt_wq;
-void qf_rt_weight_rows_q8(const qf_rt_weight *w, uint64_t r0, uint64_t n, uint8_t *q, float *s, struct qf_rt_wq *out);
+void qf_rt_weight_rows_q8(const qf_rt_weight *w, uint64_t r0, uint64_t n, uint64_t rows, bool sgn, uint8_t *q,
+                          float *s, struct qf_rt_wq *out);
 
 typedef struct qf_rt_ctx qf_rt_ctx;
 
