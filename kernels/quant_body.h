@@ -1296,17 +1296,22 @@ typedef struct kq_sym8 {
     float q[QF_QK_K];
 } kq_sym8;
 
-/* Lanes k of a group whose bit is set in m take (sums, codes from qt, scale code from cs). */
+/* Lanes k of a group whose bit is set in m take (sums, codes from qt, scale code from cs); blends, no
+ * branches: which lanes accept is data-dependent and unpredictable. */
 static inline void kq8_accept(kq_sym8 *st, int g, int m, const kq8 *nx, const float *qt, const int *cs) {
     __m256 t = v_lanes(m);
     st->s[g].xq = _mm256_blendv_ps(st->s[g].xq, nx->xq, t);
     st->s[g].qq = _mm256_blendv_ps(st->s[g].qq, nx->qq, t);
     st->s[g].er = _mm256_blendv_ps(st->s[g].er, nx->er, t);
-    for (int k = 0; k < 8; k++)
-        if (m >> k & 1) {
-            st->sc[8 * g + k] = cs[k];
-            memcpy(st->q + 128 * g + 16 * k, qt + 16 * k, 16 * sizeof *qt);
-        }
+    __m256i *sc = (__m256i *)(st->sc + 8 * g);
+    _mm256_storeu_si256(sc, _mm256_blendv_epi8(_mm256_loadu_si256(sc), _mm256_loadu_si256((const __m256i *)cs),
+                                               _mm256_castps_si256(t)));
+    float *q = st->q + 128 * g;
+    for (int k = 0; k < 8; k++) {
+        __m256 mk = _mm256_castsi256_ps(_mm256_set1_epi32(-(m >> k & 1)));
+        for (int j = 0; j < 16; j += LN)
+            _mm256_storeu_ps(q + 16 * k + j, _mm256_blendv_ps(_mm256_loadu_ps(q + 16 * k + j), _mm256_loadu_ps(qt + 16 * k + j), mk));
+    }
 }
 
 /* Scales d * sc of a group, as kq_pass forms them (one float product). */
@@ -1320,30 +1325,39 @@ static inline void kq8_requantize(const qf_kq_spec *sp, const float *x, kq_sym8 
         st->s[g] = sym_pass8(x + 128 * g, kq8_scales(st->d, st->sc + 8 * g), (float)sp->qmin, (float)sp->qmax, st->q + 128 * g);
 }
 
-/* kq_lattice of every sub-block (symmetric: no min), candidates chosen per lane by kq_predict's
- * arithmetic, then one pass for the lanes that moved. */
+/* kq_predict for symmetric sub-blocks (M = 0: its min terms are exact zeros and drop out) at scale
+ * code c (integral doubles), four lanes: (double)(d * (float)c), then kq_predict's operations. */
+static inline __m256d kq4_predict(__m128 d, __m256d sxx, __m256d qq, __m256d xq, __m256d c) {
+    __m256d S = _mm256_cvtps_pd(_mm_mul_ps(d, _mm256_cvtpd_ps(c)));
+    __m256d p = _mm256_add_pd(sxx, _mm256_mul_pd(_mm256_mul_pd(S, S), qq));
+    return _mm256_sub_pd(p, _mm256_mul_pd(_mm256_mul_pd(_mm256_set1_pd(2.0), S), xq));
+}
+
+/* kq_lattice of every sub-block (symmetric: no min): kq_near's candidates judged by kq_predict in four
+ * double lanes at a time, then one pass for the lanes that moved. */
 static inline void kq8_lattice(const qf_kq_spec *sp, const float *x, const float *sxx, kq_sym8 *st) {
     if (st->d == 0.0f) return;
+    const __m256d dd = _mm256_set1_pd((double)st->d), clo = _mm256_set1_pd(sp->sc_min), chi = _mm256_set1_pd(sp->sc_max);
+    const __m128 df = _mm_set1_ps(st->d);
     for (int g = 0; g < 2; g++) {
-        float xq[8], qq[8];
-        _mm256_storeu_ps(xq, st->s[g].xq);
-        _mm256_storeu_ps(qq, st->s[g].qq);
         int cand[8], moved = 0;
-        for (int k = 0; k < 8; k++) {
-            int j = 8 * g + k, bs = st->sc[j];
-            cand[k] = bs;
-            if (!(qq[k] > 0.0f)) continue;
-            double S = (double)xq[k] / qq[k];
-            /* kq_predict with M = 0 (its min terms are exact zeros here) */
-            double Sb = (double)(st->d * (float)bs);
-            double best = sxx[j] + Sb * Sb * qq[k] - 2 * Sb * xq[k];
-            for (int ks = 0; ks <= 1; ks++) {
-                int cs = kq_near(S / st->d, ks, sp->sc_min, sp->sc_max);
-                double Sc = (double)(st->d * (float)cs), p = sxx[j] + Sc * Sc * qq[k] - 2 * Sc * xq[k];
-                if (p < best) { best = p; bs = cs; }
+        for (int h = 0; h < 2; h++) {
+            __m256d XQ = h ? v_hi_pd(st->s[g].xq) : v_lo_pd(st->s[g].xq);
+            __m256d QQ = h ? v_hi_pd(st->s[g].qq) : v_lo_pd(st->s[g].qq);
+            __m256d SXX = _mm256_cvtps_pd(_mm_loadu_ps(sxx + 8 * g + 4 * h));
+            __m128i cur = _mm_loadu_si128((const __m128i *)(st->sc + 8 * g + 4 * h));
+            __m256d cd = _mm256_cvtepi32_pd(cur), bs = cd, best = kq4_predict(df, SXX, QQ, XQ, cd);
+            __m256d fl = _mm256_floor_pd(_mm256_div_pd(_mm256_div_pd(XQ, QQ), dd));
+            for (int ks = 0; ks <= 1; ks++) { /* kq_near: floor + ks, clamped to the code range */
+                __m256d c = _mm256_min_pd(_mm256_max_pd(_mm256_add_pd(fl, _mm256_set1_pd(ks)), clo), chi);
+                __m256d p = kq4_predict(df, SXX, QQ, XQ, c), lt = _mm256_cmp_pd(p, best, _CMP_LT_OQ);
+                best = _mm256_blendv_pd(best, p, lt);
+                bs = _mm256_blendv_pd(bs, c, lt);
             }
-            cand[k] = bs;
-            moved |= (bs != st->sc[j]) << k;
+            bs = _mm256_blendv_pd(cd, bs, _mm256_cmp_pd(QQ, _mm256_setzero_pd(), _CMP_GT_OQ)); /* sqq > 0 only */
+            __m128i b = _mm256_cvtpd_epi32(bs);
+            _mm_storeu_si128((__m128i *)(cand + 4 * h), b);
+            moved |= (~_mm_movemask_ps(_mm_castsi128_ps(_mm_cmpeq_epi32(b, cur))) & 0xF) << 4 * h;
         }
         if (!moved) continue;
         float qt[128];
@@ -1365,20 +1379,28 @@ static inline void kq8_descend(const qf_kq_spec *sp, const float *x, bool lean, 
         sel[0] = sel[1] = 0;
         for (int j = 0; j < 16; j++) sel[j / 8] |= (e[j] >= mean) << (j % 8);
     }
+    /* The step up after an accepted step down re-tries the original code, whose error (the same pass)
+     * is above the new one, so it is never taken: both steps can start from the original codes, the up
+     * step counting only where the down step was not taken. Independent passes, more overlap. */
     for (int g = 0; g < 2; g++) {
-        for (int step = -1; step <= 1; step += 2) {
-            int cs[8], valid = 0;
+        int cs[2][8], valid[2] = { 0, 0 };
+        for (int t = 0; t < 2; t++)
             for (int k = 0; k < 8; k++) {
-                cs[k] = st->sc[8 * g + k] + step;
-                valid |= (cs[k] >= sp->sc_min && cs[k] <= sp->sc_max) << k;
+                cs[t][k] = st->sc[8 * g + k] + (t ? 1 : -1);
+                valid[t] |= (cs[t][k] >= sp->sc_min && cs[t][k] <= sp->sc_max) << k;
             }
-            valid &= sel[g];
-            if (!valid) continue;
-            float qt[128];
-            kq8 nx = sym_pass8(x + 128 * g, kq8_scales(st->d, cs), (float)sp->qmin, (float)sp->qmax, qt);
-            int m = valid & _mm256_movemask_ps(_mm256_cmp_ps(nx.er, st->s[g].er, _CMP_LT_OQ));
-            kq8_accept(st, g, m, &nx, qt, cs);
+        float qt[2][128];
+        kq8 nx[2];
+        int m[2];
+        for (int t = 0; t < 2; t++) {
+            valid[t] &= sel[g];
+            if (!valid[t]) { m[t] = 0; continue; }
+            nx[t] = sym_pass8(x + 128 * g, kq8_scales(st->d, cs[t]), (float)sp->qmin, (float)sp->qmax, qt[t]);
+            m[t] = valid[t] & _mm256_movemask_ps(_mm256_cmp_ps(nx[t].er, st->s[g].er, _CMP_LT_OQ));
         }
+        m[1] &= ~m[0];
+        for (int t = 0; t < 2; t++)
+            if (m[t]) kq8_accept(st, g, m[t], &nx[t], qt[t], cs[t]);
     }
 }
 
