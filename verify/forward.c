@@ -66,10 +66,15 @@ static size_t round_up(size_t v, size_t m) { return (v + m - 1) / m * m; }
 static size_t q8_panel_bytes(size_t rows, size_t K) { return round_up(rows * K, 64) + 2 * rows * (K / 16) * sizeof(float); }
 
 /* Zeroed and touched: a large calloc maps its pages lazily, and the first call would pay the faults
- * (hundreds of MB of logits at the default batch) inside the timed forward pass. */
+ * (hundreds of MB of logits at the default batch) inside the timed forward pass. malloc + memset, not
+ * calloc + memset: the compiler drops a memset of zeros after calloc (it did, and the faults of the
+ * logits were a third of --act q8's eval time on qf-llama-a). */
 static qf_status alloc_f(float **p, uint64_t n, uint64_t m, qf_error *err) {
-    *p = qf_calloc_n(n, m * sizeof(float));
-    if (*p) memset(*p, 0, n * m * sizeof(float));
+    /* 64-byte aligned: a kernel's vector of 16 outputs is then one whole cache line of y */
+    uint64_t bytes = 0;
+    bool ok = qf_mul_ok(n, m, &bytes) && qf_mul_ok(bytes, sizeof(float), &bytes) && bytes <= SIZE_MAX - 64;
+    *p = ok ? aligned_alloc(64, (size_t)round_up(bytes ? bytes : 1, 64)) : NULL;
+    if (*p) memset(*p, 0, (size_t)bytes);
     return *p ? QF_OK : qf_fail(err, QF_E_NOMEM, "out of memory for %llu x %llu floats of runtime buffers",
                                 (unsigned long long)n, (unsigned long long)m);
 }
@@ -191,6 +196,7 @@ typedef struct mm_part {
     const float *bias; /* [w->n_rows] or NULL */
     bool q8;           /* runs on the 8-bit path (set by matmul) */
     uint32_t rows;     /* weight rows per panel: the integer kernel's height, or QF_RT_MR (set by matmul) */
+    bool stream;       /* y is written once and read after the pass (the logits): may bypass the caches */
 } mm_part;
 
 typedef struct mm_job {
@@ -235,15 +241,20 @@ static void mm_panel_q8(const mm_job *j, const mm_part *p, uint64_t panel, size_
     float *ws = (float *)(wq + round_up(R * K, 64));
     qf_rt_wq w;
     qf_rt_weight_rows_q8(p->w, r0, (uint64_t)mr, R, c->qk->sgn, wq, ws, &w);
-    /* the stored rows stream from memory once per batch: fetch the next panel's while this one computes */
-    if (r0 + R < p->w->n_rows) {
-        const uint8_t *next = p->w->data + (r0 + R) * p->w->row_bytes;
-        uint64_t bytes = QF_MIN(R, p->w->n_rows - r0 - R) * p->w->row_bytes;
-        for (uint64_t o = 0; o < bytes; o += 64) __builtin_prefetch(next + o);
-    }
+    /* the logits (hundreds of MB written once) miss every cache: waiting for their lines to be fetched
+     * for writing stalled the AMX tile more than its own work, so they are streamed */
+    w.stream = p->stream;
+    /* the stored rows stream from memory once per batch: fetch the next panel's while this one computes,
+     * spread over the tile calls (a burst of a whole panel's lines filled the line-fill buffers and
+     * stalled) */
+    const uint8_t *next = p->w->data + (r0 + R) * p->w->row_bytes;
+    uint64_t next_bytes = r0 + R < p->w->n_rows ? QF_MIN(R, p->w->n_rows - r0 - R) * p->w->row_bytes : 0;
+    uint64_t per_tile = round_up((next_bytes + (g1 - g0) - 1) / (g1 - g0), 64), pf = 0;
     for (size_t t = g0; t < g1; t++) {
         qf_rt_xq x = xq_tile(c, K, t);
-        c->qk->qtile(&w, &x, K / 32, p->y + r0 * p->ldy + t * QF_RT_QT, p->ldy, mr);
+        float *y = p->y + r0 * p->ldy + t * QF_RT_QT;
+        for (uint64_t e = QF_MIN(pf + per_tile, next_bytes); pf < e; pf += 64) __builtin_prefetch(next + pf);
+        c->qk->qtile(&w, &x, K / 32, y, p->ldy, mr);
     }
     if (p->bias) add_bias(p, r0, mr, g0 * QF_RT_QT, g1 * QF_RT_QT);
 }
@@ -576,7 +587,7 @@ static void output_forward(qf_rt_ctx *c, uint32_t out_from, size_t out_base) {
             memmove(c->o + f * c->ld + s * per, c->x + f * c->ld + s * sh->stride + out_from, per * sizeof(float));
     rmsnorm(c, c->o, c->xn, c->m->output_norm, (uint32_t)n_out);
     shape out = {.n_seq = 1, .len = (uint32_t)n_out, .stride = round_up(n_out, QF_RT_PAD), .cols = n_out};
-    mm_part logits = {.w = &c->m->output, .y = c->logits + out_base, .ldy = c->ld_out};
+    mm_part logits = {.w = &c->m->output, .y = c->logits + out_base, .ldy = c->ld_out, .stream = true};
     matmul(c, c->xn, &out, logits, NO_PART, NO_PART);
 }
 

@@ -82,6 +82,8 @@ typedef struct qf_rt_wq {
     uint32_t sub;     /* 32 or 16 */
     uint32_t off;     /* 0, 32 or 128 (0 when sgn) */
     uint32_t sgn;     /* 1: q holds signed levels; off is 0 */
+    uint32_t stream;  /* 1: y is written once and read after the pass (the logits): a kernel may store it
+                       * around the caches (non-temporal stores, fenced before it returns) */
 } qf_rt_wq;
 
 typedef void (*qf_rt_qtile_fn)(const qf_rt_wq *w, const qf_rt_xq *x, size_t nb, float *y, size_t ldy, int mr);

@@ -140,11 +140,18 @@ AMX INLINE void item(const qf_rt_wq *w, const qf_rt_xq *x, size_t ng, const pos 
         for (int r = 0; r < 16; r++) acc[r] = _mm512_fmadd_ps(_mm512_set1_ps(wm[(size_t)r * lds]), xds, acc[r]);
     }
     if (p->g == ng - 1) {
+        /* streamed: the caller asked for it and every row's 16 outputs are one aligned cache line */
+        if (w->stream && !(((uintptr_t)y | ldy * sizeof(float)) & 63)) {
 #pragma GCC unroll 16
-        for (int r = 0; r < 16; r++) {
-            if (r < mr) _mm512_storeu_ps(y + (size_t)r * ldy + p->j0, acc[r]);
-            acc[r] = _mm512_setzero_ps();
+            for (int r = 0; r < 16; r++)
+                if (r < mr) _mm512_stream_ps(y + (size_t)r * ldy + p->j0, acc[r]);
+        } else {
+#pragma GCC unroll 16
+            for (int r = 0; r < 16; r++)
+                if (r < mr) _mm512_storeu_ps(y + (size_t)r * ldy + p->j0, acc[r]);
         }
+#pragma GCC unroll 16
+        for (int r = 0; r < 16; r++) acc[r] = _mm512_setzero_ps();
     }
 }
 
@@ -215,4 +222,5 @@ AMX void qf_rt_qtile_amx(const qf_rt_wq *w, const qf_rt_xq *x, size_t nb, float 
     if (w->sub == 16) qtile_q6_k(w, x, nb, y, ldy, mr);
     else if (w->m) qtile_q4_k(w, x, nb, y, ldy, mr);
     else qtile_q8_0(w, x, nb, y, ldy, mr);
+    if (w->stream) _mm_sfence(); /* the streamed outputs are visible before the pool's barrier */
 }
