@@ -66,6 +66,54 @@ static void test_vexp_isas(void) {
     }
 }
 
+/* The fused softmax and SwiGLU of every ISA equal the scalar reference bit for bit: scores with a causal
+ * mask (several bases, the diagonal inside the tile), large and tiny values, a key beyond every column. */
+static void test_softmax_glu_isas(void) {
+    enum { KEYS = 200, NT = 64, N = 1000 };
+    static float s0[KEYS * NT], ref[KEYS * NT], got[KEYS * NT], tmp[NT], inv_ref[NT], inv_got[NT];
+    static float g0[N], u[N], gref[N], ggot[N], e[N];
+    uint64_t seed = 0xa77e;
+    fill(s0, QF_ARRAY_LEN(s0), &seed);
+    for (size_t i = 0; i < QF_ARRAY_LEN(s0); i += 37) s0[i] *= 40.0f;
+    struct { qf_isa isa; qf_rt_softmax_fn sm; qf_rt_glu_fn glu; uint32_t nt; } v[] = {
+        {QF_ISA_AVX2, qf_rt_softmax_avx2, qf_rt_glu_avx2, 16}, {QF_ISA_AVX512, qf_rt_softmax_avx512, qf_rt_glu_avx512, 64}};
+    const uint32_t bases[] = {0, 7, 136, 150};
+    for (size_t bi = 0; bi < QF_ARRAY_LEN(bases); bi++) {
+        uint32_t base = bases[bi], n_keys = QF_MIN((uint32_t)KEYS, base + NT);
+        for (size_t i = 0; i < QF_ARRAY_LEN(v); i++) {
+            if (!qf_isa_supported(v[i].isa)) continue;
+            uint32_t nt = v[i].nt;
+            /* columns c0 .. c0 + nt - 1 of the 64 as one tile of the kernel's width, base moved along */
+            for (uint32_t c0 = 0; c0 < NT; c0 += nt) {
+                uint32_t b = base + c0, nk = QF_MIN(n_keys, b + nt);
+                for (uint32_t p = 0; p < nk; p++) memcpy(ref + p * nt, s0 + p * NT + c0, nt * sizeof(float));
+                memcpy(got, ref, nk * nt * sizeof(float));
+                if (nt == 16) qf_rt_softmax_scalar(ref, nk, b, 0.17f, tmp, inv_ref);
+                else for (uint32_t q = 0; q < nt; q += 16) { /* the scalar reference is 16 wide */
+                    static float sub[KEYS * 16];
+                    for (uint32_t p = 0; p < nk; p++) memcpy(sub + p * 16, ref + p * nt + q, 16 * sizeof(float));
+                    qf_rt_softmax_scalar(sub, nk, b + q, 0.17f, tmp, inv_ref + q);
+                    for (uint32_t p = 0; p < nk; p++) memcpy(ref + p * nt + q, sub + p * 16, 16 * sizeof(float));
+                }
+                v[i].sm(got, nk, b, 0.17f, tmp, inv_got);
+                CHECK_MSG(memcmp(ref, got, nk * nt * sizeof(float)) == 0 && memcmp(inv_ref, inv_got, nt * sizeof(float)) == 0,
+                          "softmax %s base %u differs from scalar", qf_isa_name(v[i].isa), b);
+            }
+        }
+    }
+    fill(g0, N, &seed);
+    fill(u, N, &seed);
+    g0[0] = 0.0f; g0[1] = -0.0f; g0[2] = 100.0f; g0[3] = -100.0f; g0[4] = 1e-30f;
+    memcpy(gref, g0, sizeof g0);
+    qf_rt_glu_scalar(gref, u, e, N);
+    for (size_t i = 0; i < QF_ARRAY_LEN(v); i++) {
+        if (!qf_isa_supported(v[i].isa)) continue;
+        memcpy(ggot, g0, sizeof g0);
+        v[i].glu(ggot, u, e, N);
+        CHECK_MSG(memcmp(gref, ggot, sizeof gref) == 0, "glu %s differs from scalar", qf_isa_name(v[i].isa));
+    }
+}
+
 /* ---- the 8-bit path's kernels ---------------------------------------------------------------------- */
 
 /* The CPU features behind each integer kernel, whichever one is active (QF_ISA can select another). */
@@ -403,6 +451,7 @@ int main(int argc, char **argv) {
     qf_test_init(argc, argv);
     test_tile_isas();
     test_vexp_isas();
+    test_softmax_glu_isas();
     test_qtile();
     test_escapes();
     char text[1200];

@@ -447,39 +447,6 @@ typedef struct attn_job {
     uint32_t layer;
 } attn_job;
 
-/* Unnormalized softmax of each query column j of s ([n_keys][nt]) over the keys it may see, in place, and
- * inv[j] = 1 / its sum (taken in double, as ggml's soft_max does); the caller scales the hd outputs
- * instead of the n_keys probabilities. Query j sees keys p <= base + j (padding columns see every key), so the
- * columns that see key p form a suffix starting at vis(p); masked entries become exactly 0. */
-static uint32_t first_seeing(uint32_t p, uint32_t base) { return p > base ? p - base : 0; }
-
-static void softmax_cols(const qf_rt_kern *k, float *s, uint32_t n_keys, uint32_t base, float scale, float *tmp,
-                         float *inv) {
-    uint32_t nt = k->nt;
-    float mx[64];
-    double sum[64];
-    for (uint32_t j = 0; j < nt; j++) { mx[j] = -INFINITY; sum[j] = 0; }
-    for (uint32_t p = 0; p < n_keys; p++) {
-        const float *row = s + (size_t)p * nt;
-        for (uint32_t j = first_seeing(p, base); j < nt; j++) {
-            float v = row[j] * scale;
-            mx[j] = v > mx[j] ? v : mx[j];
-        }
-    }
-    for (uint32_t p = 0; p < n_keys; p++) {
-        float *row = s + (size_t)p * nt;
-        uint32_t j0 = QF_MIN(first_seeing(p, base), nt), e0 = j0 / 16 * 16;
-        /* exponentials of visible entries only (vexp is elementwise, so the bits do not change): in
-         * the diagonal block about half the entries are masked. From a multiple of 16 so that SIMD
-         * variants run whole vectors (nt is a multiple of 16 or below it) */
-        for (uint32_t j = e0; j < nt; j++) tmp[j] = row[j] * scale - mx[j];
-        k->vexp(tmp + e0, row + e0, nt - e0);
-        for (uint32_t j = 0; j < j0; j++) row[j] = 0.0f;
-        for (uint32_t j = j0; j < nt; j++) sum[j] += row[j];
-    }
-    for (uint32_t j = 0; j < nt; j++) inv[j] = (float)(1.0 / sum[j]);
-}
-
 /* One head of sequence `seq` over one tile of nt queries (its tokens t0 ..): scores = K q (tile kernel
  * over the position-major K cache), softmax, out = V p (tile kernel over the dimension-major V cache),
  * both over the sequence's own cache slot. */
@@ -498,7 +465,8 @@ static void attn_tile(const attn_job *a, uint32_t seq, uint32_t h, uint32_t t0, 
     for (uint32_t p = 0; p < n_keys; p += QF_RT_MR)
         k->tile(kh + (size_t)p * hd, hd, hd, qh, ld, s + (size_t)p * nt, nt, (int)QF_MIN((uint32_t)QF_RT_MR, n_keys - p));
     float *tmp = s + ((size_t)c->n_ctx + 1) * nt, *inv = tmp + nt;
-    softmax_cols(k, s, n_keys, sh->pos0 + t0, 1.0f / sqrtf((float)hd), tmp, inv);
+    /* unnormalized: the hd outputs are scaled by inv instead of the n_keys probabilities */
+    k->softmax(s, n_keys, sh->pos0 + t0, 1.0f / sqrtf((float)hd), tmp, inv);
     float *out = c->att + (size_t)h * hd * ld + col;
     for (uint32_t d = 0; d < hd; d += QF_RT_MR)
         k->tile(vh + (size_t)d * c->kv_len, c->kv_len, n_keys, s, nt, out + (size_t)d * ld, ld,
@@ -530,13 +498,7 @@ static void glu_worker(void *arg, int ith, int nth) {
     qf_rt_ctx *c = j->c;
     size_t F = c->m->hp.n_ff, lo = F * (size_t)ith / (size_t)nth, hi = F * (size_t)(ith + 1) / (size_t)nth;
     float *e = c->scratch[ith];
-    for (size_t r = lo; r < hi; r++) {
-        float *g = c->g + r * c->ld;
-        const float *u = c->u + r * c->ld;
-        for (size_t t = 0; t < j->cols; t++) e[t] = -g[t];
-        c->k->vexp(e, e, j->cols);
-        for (size_t t = 0; t < j->cols; t++) g[t] = g[t] / (1.0f + e[t]) * u[t];
-    }
+    for (size_t r = lo; r < hi; r++) c->k->glu(c->g + r * c->ld, c->u + r * c->ld, e, j->cols);
 }
 
 /* ---- the pass ----------------------------------------------------------------------------------- */

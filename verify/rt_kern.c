@@ -103,10 +103,57 @@ void qf_rt_qtile_scalar(const qf_rt_wq *w, const qf_rt_xq *x, size_t nb, float *
     }
 }
 
+/* ---- softmax and SwiGLU (the reference, written over a vexp; rt_kern.h) ---------------------------- */
+
+static void softmax_with(qf_rt_vexp_fn vexp, uint32_t nt, float *s, uint32_t n_keys, uint32_t base, float scale,
+                         float *tmp, float *inv) {
+    float mx[64];
+    double sum[64];
+    for (uint32_t j = 0; j < nt; j++) { mx[j] = -INFINITY; sum[j] = 0; }
+    for (uint32_t p = 0; p < n_keys; p++) {
+        const float *row = s + (size_t)p * nt;
+        for (uint32_t j = qf_rt_first_seeing(p, base); j < nt; j++) {
+            float v = row[j] * scale;
+            mx[j] = v > mx[j] ? v : mx[j];
+        }
+    }
+    for (uint32_t p = 0; p < n_keys; p++) {
+        float *row = s + (size_t)p * nt;
+        uint32_t first = qf_rt_first_seeing(p, base), j0 = first < nt ? first : nt, e0 = j0 / 16 * 16;
+        /* exponentials of visible entries only (vexp is elementwise, so the bits do not change): in
+         * the diagonal block about half the entries are masked. From a multiple of 16 so that SIMD
+         * variants run whole vectors (nt is a multiple of 16 or below it) */
+        for (uint32_t j = e0; j < nt; j++) tmp[j] = row[j] * scale - mx[j];
+        vexp(tmp + e0, row + e0, nt - e0);
+        for (uint32_t j = 0; j < j0; j++) row[j] = 0.0f;
+        for (uint32_t j = j0; j < nt; j++) sum[j] += row[j];
+    }
+    for (uint32_t j = 0; j < nt; j++) inv[j] = (float)(1.0 / sum[j]);
+}
+
+void qf_rt_softmax_scalar(float *s, uint32_t n_keys, uint32_t base, float scale, float *tmp, float *inv) {
+    softmax_with(qf_rt_vexp_scalar, SCALAR_NT, s, n_keys, base, scale, tmp, inv);
+}
+void qf_rt_softmax_avx2(float *s, uint32_t n_keys, uint32_t base, float scale, float *tmp, float *inv) {
+    softmax_with(qf_rt_vexp_avx2, 16, s, n_keys, base, scale, tmp, inv);
+}
+
+static void glu_with(qf_rt_vexp_fn vexp, float *g, const float *u, float *e, size_t n) {
+    for (size_t t = 0; t < n; t++) e[t] = -g[t];
+    vexp(e, e, n);
+    for (size_t t = 0; t < n; t++) g[t] = g[t] / (1.0f + e[t]) * u[t];
+}
+
+void qf_rt_glu_scalar(float *g, const float *u, float *e, size_t n) { glu_with(qf_rt_vexp_scalar, g, u, e, n); }
+void qf_rt_glu_avx2(float *g, const float *u, float *e, size_t n) { glu_with(qf_rt_vexp_avx2, g, u, e, n); }
+
 static const qf_rt_kern kern_table[QF_ISA_COUNT] = {
-    [QF_ISA_SCALAR] = {.isa = "scalar", .nt = SCALAR_NT, .tile = qf_rt_tile_scalar, .vexp = qf_rt_vexp_scalar},
-    [QF_ISA_AVX2] = {.isa = "avx2", .nt = 16, .tile = qf_rt_tile_avx2, .vexp = qf_rt_vexp_avx2},
-    [QF_ISA_AVX512] = {.isa = "avx512", .nt = 64, .tile = qf_rt_tile_avx512, .vexp = qf_rt_vexp_avx512},
+    [QF_ISA_SCALAR] = {.isa = "scalar", .nt = SCALAR_NT, .tile = qf_rt_tile_scalar, .vexp = qf_rt_vexp_scalar,
+                       .softmax = qf_rt_softmax_scalar, .glu = qf_rt_glu_scalar},
+    [QF_ISA_AVX2] = {.isa = "avx2", .nt = 16, .tile = qf_rt_tile_avx2, .vexp = qf_rt_vexp_avx2,
+                     .softmax = qf_rt_softmax_avx2, .glu = qf_rt_glu_avx2},
+    [QF_ISA_AVX512] = {.isa = "avx512", .nt = 64, .tile = qf_rt_tile_avx512, .vexp = qf_rt_vexp_avx512,
+                       .softmax = qf_rt_softmax_avx512, .glu = qf_rt_glu_avx512},
 };
 
 const qf_rt_kern *qf_rt_kern_active(void) {

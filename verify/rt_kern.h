@@ -26,13 +26,26 @@
 typedef void (*qf_rt_tile_fn)(const float *w, size_t ldw, size_t K, const float *x, size_t ldx, float *y,
                               size_t ldy, int mr);
 typedef void (*qf_rt_vexp_fn)(const float *x, float *y, size_t n);
+/* softmax: the causal softmax of the attention scores s ([n_keys][nt], nt = the kernel's nt) of nt
+ * query columns, in place, unnormalized: column j sees keys p <= base + j (first_seeing below); per
+ * column, mx = the largest visible s * scale (by v > mx ? v : mx, keys in order), visible entries become
+ * vexp(s * scale - mx) and masked ones exactly 0, and inv[j] = (float)(1 / sum) with the sum of the
+ * column's entries taken in double, keys in order. tmp holds nt floats of scratch. */
+typedef void (*qf_rt_softmax_fn)(float *s, uint32_t n_keys, uint32_t base, float scale, float *tmp, float *inv);
+/* glu: g[t] = g[t] / (1 + vexp(-g[t])) * u[t] for t < n (SiLU(g) * u); e holds n floats of scratch. */
+typedef void (*qf_rt_glu_fn)(float *g, const float *u, float *e, size_t n);
 
 typedef struct qf_rt_kern {
     const char *isa;
     uint32_t nt;       /* token columns per tile call */
     qf_rt_tile_fn tile;
     qf_rt_vexp_fn vexp;
+    qf_rt_softmax_fn softmax;
+    qf_rt_glu_fn glu;
 } qf_rt_kern;
+
+/* The first query column of a softmax tile that sees key p (columns j with p <= base + j). */
+static inline uint32_t qf_rt_first_seeing(uint32_t p, uint32_t base) { return p > base ? p - base : 0; }
 
 /* Kernels of the ISA kernels/cpu.h made active (QF_ISA can force one). */
 const qf_rt_kern *qf_rt_kern_active(void);
@@ -43,6 +56,12 @@ void qf_rt_tile_avx2(const float *w, size_t ldw, size_t K, const float *x, size_
 void qf_rt_vexp_avx2(const float *x, float *y, size_t n);
 void qf_rt_tile_avx512(const float *w, size_t ldw, size_t K, const float *x, size_t ldx, float *y, size_t ldy, int mr);
 void qf_rt_vexp_avx512(const float *x, float *y, size_t n);
+void qf_rt_softmax_scalar(float *s, uint32_t n_keys, uint32_t base, float scale, float *tmp, float *inv);
+void qf_rt_softmax_avx2(float *s, uint32_t n_keys, uint32_t base, float scale, float *tmp, float *inv);
+void qf_rt_softmax_avx512(float *s, uint32_t n_keys, uint32_t base, float scale, float *tmp, float *inv);
+void qf_rt_glu_scalar(float *g, const float *u, float *e, size_t n);
+void qf_rt_glu_avx2(float *g, const float *u, float *e, size_t n);
+void qf_rt_glu_avx512(float *g, const float *u, float *e, size_t n);
 
 /* ---- the 8-bit integer path (opt-in: qf_rt_ctx_set_act_q8) -------------------------------------------
  *

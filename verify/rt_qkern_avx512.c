@@ -13,6 +13,7 @@
 #include "verify/rt_kern.h"
 
 #include <immintrin.h>
+#include <math.h>
 #include <string.h>
 
 #define VNNI __attribute__((target("avx512vnni")))
@@ -142,4 +143,78 @@ INLINE void xquant_block(const float *x, size_t ldx, size_t b, size_t t, const q
 void qf_rt_xquant_avx512(const float *x, size_t ldx, size_t nb, const qf_rt_xq *out) {
     for (size_t b = 0; b < nb; b++)
         for (size_t t = 0; t < QT; t += 16) xquant_block(x, ldx, b, t, out);
+}
+
+/* ---- softmax and SwiGLU (both paths; rt_kern.h) -----------------------------------------------------
+ *
+ * Fused versions of the reference in rt_kern.c: the same operations per element in the same order, so
+ * the same bits. The exponential is vexp's (rt_kern.h, Cephes) with the final multiply by 2^n done by
+ * vscalefps: e * 2^n rounded once either way (exact unless the result is subnormal, then the same
+ * round-to-nearest-even), three operations fewer than building 2^n from its bits. */
+
+INLINE __m512 exp16(__m512 x) {
+    x = _mm512_min_ps(_mm512_max_ps(x, _mm512_set1_ps(QF_VEXP_LO)), _mm512_set1_ps(QF_VEXP_HI));
+    __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(QF_VEXP_LOG2E)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m512 r = _mm512_sub_ps(x, _mm512_mul_ps(n, _mm512_set1_ps(QF_VEXP_C1)));
+    r = _mm512_sub_ps(r, _mm512_mul_ps(n, _mm512_set1_ps(QF_VEXP_C2)));
+    __m512 p = _mm512_set1_ps(QF_VEXP_P0);
+    p = _mm512_add_ps(_mm512_mul_ps(p, r), _mm512_set1_ps(QF_VEXP_P1));
+    p = _mm512_add_ps(_mm512_mul_ps(p, r), _mm512_set1_ps(QF_VEXP_P2));
+    p = _mm512_add_ps(_mm512_mul_ps(p, r), _mm512_set1_ps(QF_VEXP_P3));
+    p = _mm512_add_ps(_mm512_mul_ps(p, r), _mm512_set1_ps(QF_VEXP_P4));
+    p = _mm512_add_ps(_mm512_mul_ps(p, r), _mm512_set1_ps(QF_VEXP_P5));
+    __m512 z = _mm512_mul_ps(r, r);
+    __m512 e = _mm512_add_ps(_mm512_add_ps(_mm512_mul_ps(p, z), r), _mm512_set1_ps(1.0f));
+    return _mm512_scalef_ps(e, n);
+}
+
+/* Lanes j of a 16-column vector starting at column c that are >= j0 (the visible ones). */
+INLINE __mmask16 from_col(uint32_t c, uint32_t j0) {
+    return j0 <= c ? (__mmask16)0xffff : j0 >= c + 16 ? (__mmask16)0 : (__mmask16)(0xffffu << (j0 - c));
+}
+
+/* nt = 64 (the AVX-512 tile's columns): maxima in 4 zmm, sums in 8 zmm of doubles. */
+void qf_rt_softmax_avx512(float *s, uint32_t n_keys, uint32_t base, float scale, float *tmp, float *inv) {
+    (void)tmp;
+    const __m512 vs = _mm512_set1_ps(scale);
+    __m512 mx[4];
+    __m512d sum[8];
+    for (int v = 0; v < 4; v++) mx[v] = _mm512_set1_ps(-INFINITY);
+    for (int v = 0; v < 8; v++) sum[v] = _mm512_setzero_pd();
+    for (uint32_t p = 0; p < n_keys; p++) {
+        const float *row = s + (size_t)p * 64;
+        uint32_t j0 = qf_rt_first_seeing(p, base);
+        for (int v = 0; v < 4; v++) {
+            /* mx = v > mx ? v : mx on the visible lanes (false for NaN, as in the reference) */
+            __m512 val = _mm512_mul_ps(_mm512_loadu_ps(row + 16 * v), vs);
+            __mmask16 gt = _mm512_mask_cmp_ps_mask(from_col(16u * (uint32_t)v, j0), val, mx[v], _CMP_GT_OQ);
+            mx[v] = _mm512_mask_mov_ps(mx[v], gt, val);
+        }
+    }
+    for (uint32_t p = 0; p < n_keys; p++) {
+        float *row = s + (size_t)p * 64;
+        uint32_t j0 = qf_rt_first_seeing(p, base);
+        for (int v = 0; v < 4; v++) {
+            __mmask16 vis = from_col(16u * (uint32_t)v, j0);
+            if (!vis) { _mm512_storeu_ps(row + 16 * v, _mm512_setzero_ps()); continue; }
+            __m512 e = exp16(_mm512_sub_ps(_mm512_mul_ps(_mm512_loadu_ps(row + 16 * v), vs), mx[v]));
+            e = _mm512_maskz_mov_ps(vis, e);
+            _mm512_storeu_ps(row + 16 * v, e);
+            /* masked lanes add +0.0 to a sum of non-negative terms: no change */
+            sum[2 * v] = _mm512_add_pd(sum[2 * v], _mm512_cvtps_pd(_mm512_castps512_ps256(e)));
+            sum[2 * v + 1] = _mm512_add_pd(sum[2 * v + 1], _mm512_cvtps_pd(_mm512_extractf32x8_ps(e, 1)));
+        }
+    }
+    const __m512d one = _mm512_set1_pd(1.0);
+    for (int v = 0; v < 8; v++) _mm256_storeu_ps(inv + 8 * v, _mm512_cvtpd_ps(_mm512_div_pd(one, sum[v])));
+}
+
+void qf_rt_glu_avx512(float *g, const float *u, float *e, size_t n) {
+    size_t t = 0;
+    for (; t + 16 <= n; t += 16) {
+        __m512 gv = _mm512_loadu_ps(g + t);
+        __m512 ev = exp16(_mm512_xor_ps(gv, _mm512_set1_ps(-0.0f))); /* -g: the sign flipped, as in C */
+        _mm512_storeu_ps(g + t, _mm512_mul_ps(_mm512_div_ps(gv, _mm512_add_ps(_mm512_set1_ps(1.0f), ev)), _mm512_loadu_ps(u + t)));
+    }
+    if (t < n) qf_rt_glu_scalar(g + t, u + t, e + t, n - t);
 }
