@@ -202,6 +202,37 @@ static void test_qtile(void) {
             memset(got, 0, sizeof got);
             qf_rt_qtile_amx(&wd, &xa, NB, got, QF_RT_QT, mr);
             CHECK_MSG(memcmp(ref, got, sizeof ref) == 0, "%s mr=%d: AMX tile differs from scalar", tt->name, mr);
+            if (mr != 5 && mr != ROWS) continue;
+            /* several activation tiles in one call: three different tiles */
+            static xq_store three[3];
+            static float ref3[ROWS * 3 * QF_RT_QT], got3[ROWS * 3 * QF_RT_QT], xr[K * QF_RT_QT];
+            for (size_t i = 0; i < QF_ARRAY_LEN(xr); i++) xr[i] = x[QF_ARRAY_LEN(xr) - 1 - i] * (i % 3 ? 1.0f : -2.0f);
+            qf_rt_xq xt1 = xq_view(&three[1]);
+            qf_rt_xquant_scalar(xr, QF_RT_QT, NB, &xt1);
+            three[0] = a;
+            three[2] = a;
+            three[2].d[7] *= 2.0f; /* a third, different tile */
+            three[2].q[100] = (int8_t)-three[2].q[100];
+            /* qf_rt_xq_next expects the tiles' arrays one after the other: lay them out that way */
+            static int8_t q3[3 * K * QF_RT_QT];
+            static float d3[3 * NB * QF_RT_QT], ds3[3 * NB * QF_RT_QT];
+            static int32_t s3[3 * 2 * NB * QF_RT_QT];
+            for (int t = 0; t < 3; t++) {
+                memcpy(q3 + t * K * QF_RT_QT, three[t].q, K * QF_RT_QT);
+                memcpy(d3 + t * NB * QF_RT_QT, three[t].d, NB * QF_RT_QT * sizeof(float));
+                memcpy(ds3 + t * NB * QF_RT_QT, three[t].ds, NB * QF_RT_QT * sizeof(float));
+                memcpy(s3 + t * 2 * NB * QF_RT_QT, three[t].s, 2 * NB * QF_RT_QT * sizeof(int32_t));
+            }
+            qf_rt_xq x3 = {.q = q3, .d = d3, .ds = ds3, .s = s3};
+            memset(ref3, 0, sizeof ref3);
+            memset(got3, 0, sizeof got3);
+            for (size_t t = 0; t < 3; t++) {
+                qf_rt_xq xt = qf_rt_xq_next(&x3, NB, t);
+                qf_rt_qtile_scalar(&wd, &xt, NB, ref3 + t * QF_RT_QT, 3 * QF_RT_QT, mr);
+            }
+            qf_rt_qtiles_amx(&wd, &x3, NB, 3, got3, 3 * QF_RT_QT, mr);
+            CHECK_MSG(memcmp(ref3, got3, sizeof ref3) == 0, "%s mr=%d: AMX on 3 tiles in one call differs from scalar",
+                      tt->name, mr);
         }
     }
 }

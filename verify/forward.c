@@ -250,11 +250,17 @@ static void mm_panel_q8(const mm_job *j, const mm_part *p, uint64_t panel, size_
     const uint8_t *next = p->w->data + (r0 + R) * p->w->row_bytes;
     uint64_t next_bytes = r0 + R < p->w->n_rows ? QF_MIN(R, p->w->n_rows - r0 - R) * p->w->row_bytes : 0;
     uint64_t per_tile = round_up((next_bytes + (g1 - g0) - 1) / (g1 - g0), 64), pf = 0;
-    for (size_t t = g0; t < g1; t++) {
-        qf_rt_xq x = xq_tile(c, K, t);
-        float *y = p->y + r0 * p->ldy + t * QF_RT_QT;
-        for (uint64_t e = QF_MIN(pf + per_tile, next_bytes); pf < e; pf += 64) __builtin_prefetch(next + pf);
-        c->qk->qtile(&w, &x, K / 32, y, p->ldy, mr);
+    if (c->qk->qtiles) {
+        for (uint64_t o = 0; o < next_bytes; o += 64) __builtin_prefetch(next + o);
+        qf_rt_xq x = xq_tile(c, K, g0);
+        c->qk->qtiles(&w, &x, K / 32, g1 - g0, p->y + r0 * p->ldy + g0 * QF_RT_QT, p->ldy, mr);
+    } else {
+        for (size_t t = g0; t < g1; t++) {
+            qf_rt_xq x = xq_tile(c, K, t);
+            float *y = p->y + r0 * p->ldy + t * QF_RT_QT;
+            for (uint64_t e = QF_MIN(pf + per_tile, next_bytes); pf < e; pf += 64) __builtin_prefetch(next + pf);
+            c->qk->qtile(&w, &x, K / 32, y, p->ldy, mr);
+        }
     }
     if (p->bias) add_bias(p, r0, mr, g0 * QF_RT_QT, g1 * QF_RT_QT);
 }

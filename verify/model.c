@@ -27,12 +27,24 @@ bool qf_rt_weight_has_q8(const qf_rt_weight *w) {
     return w->tt && (w->tt->id == QF_T_Q8_0 || w->tt->id == QF_T_Q4_K || w->tt->id == QF_T_Q6_K);
 }
 
+/* qf_f16_to_f32 for the scales of the decoders below, inline: normal halves by moving their bits (exact:
+ * every half is a float), the rest through the library. The decoders run once per panel and per pass,
+ * and the call was as costly as the decoding itself. */
+static inline float half_to_float(uint16_t h) {
+    uint32_t e = (h >> 10) & 0x1f;
+    if (e == 0 || e == 31) return qf_f16_to_f32(h);
+    uint32_t bits = (uint32_t)(h & 0x8000) << 16 | (e + 112) << 23 | (uint32_t)(h & 0x3ff) << 13;
+    float f;
+    memcpy(&f, &bits, sizeof f);
+    return f;
+}
+
 /* Q8_0: level + 128 (so it is unsigned), or the level itself when sgn; one scale per 32. */
 static void q8_0_row(const uint8_t *src, uint64_t K, uint8_t *q, float *d, bool sgn) {
     const qf_block_q8_0 *b = (const qf_block_q8_0 *)src;
     uint8_t flip = sgn ? 0 : 0x80;
     for (uint64_t i = 0; i < K / QF_QK; i++) {
-        d[i] = qf_f16_to_f32(b[i].d);
+        d[i] = half_to_float(b[i].d);
         for (int l = 0; l < QF_QK; l++) q[i * QF_QK + (uint64_t)l] = (uint8_t)(b[i].qs[l] ^ flip);
     }
 }
@@ -53,7 +65,7 @@ static void k4_scale_min(const uint8_t *s, int j, int *sc, int *mn) {
 static void q4_K_row(const uint8_t *src, uint64_t K, uint8_t *q, float *d, float *m) {
     const qf_block_q4_K *b = (const qf_block_q4_K *)src;
     for (uint64_t i = 0; i < K / QF_QK_K; i++, q += QF_QK_K, d += 8, m += 8) {
-        float bd = qf_f16_to_f32(b[i].d), bm = qf_f16_to_f32(b[i].dmin);
+        float bd = half_to_float(b[i].d), bm = half_to_float(b[i].dmin);
         for (int j = 0; j < 8; j++) {
             int sc, mn;
             k4_scale_min(b[i].scales, j, &sc, &mn);
@@ -75,7 +87,7 @@ static void q6_K_row(const uint8_t *src, uint64_t K, uint8_t *q, float *d, bool 
     uint8_t off = sgn ? 32 : 0; /* signed: level - 32 as int8 (two's complement in the byte) */
     const qf_block_q6_K *b = (const qf_block_q6_K *)src;
     for (uint64_t i = 0; i < K / QF_QK_K; i++, q += QF_QK_K, d += 16) {
-        float bd = qf_f16_to_f32(b[i].d);
+        float bd = half_to_float(b[i].d);
         for (int j = 0; j < 16; j++) d[j] = bd * (float)b[i].scales[j];
         for (int c = 0; c < 2; c++)
             for (int r = 0; r < 4; r++)

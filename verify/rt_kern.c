@@ -183,7 +183,8 @@ const qf_rt_qkern *qf_rt_qkern_active(void) {
                                        .rows = 3};
     static const qf_rt_qkern vnni = {.isa = "avx512vnni", .qtile = qf_rt_qtile_avx512vnni,
                                      .xquant = qf_rt_xquant_avx512, .rows = 3};
-    static const qf_rt_qkern amx = {.isa = "amx", .qtile = qf_rt_qtile_amx, .xquant = qf_rt_xquant_avx512,
+    static const qf_rt_qkern amx = {.isa = "amx", .qtile = qf_rt_qtile_amx, .qtiles = qf_rt_qtiles_amx,
+                                    .xquant = qf_rt_xquant_avx512,
                                     .rows = 16, .sgn = true};
     if (has_vnni() && !isa_forced() && qf_rt_amx_usable()) return &amx;
     if (has_vnni()) return &vnni;

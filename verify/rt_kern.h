@@ -106,6 +106,16 @@ typedef struct qf_rt_wq {
 } qf_rt_wq;
 
 typedef void (*qf_rt_qtile_fn)(const qf_rt_wq *w, const qf_rt_xq *x, size_t nb, float *y, size_t ldy, int mr);
+/* `tiles` consecutive activation tiles in one call: tile t is qf_rt_xq_next(x, nb, t), its outputs at
+ * y + t * QF_RT_QT (the same bits as one qtile call per tile). */
+typedef void (*qf_rt_qtiles_fn)(const qf_rt_wq *w, const qf_rt_xq *x, size_t nb, size_t tiles, float *y, size_t ldy,
+                                int mr);
+
+/* Tile t of activation tiles stored one after the other from x (each 32 * nb features). */
+static inline qf_rt_xq qf_rt_xq_next(const qf_rt_xq *x, size_t nb, size_t t) {
+    return (qf_rt_xq){.q = x->q + t * 32 * nb * QF_RT_QT, .d = x->d + t * nb * QF_RT_QT, .ds = x->ds + t * nb * QF_RT_QT,
+                      .s = x->s + t * 2 * nb * QF_RT_QT};
+}
 /* Quantize one tile: x[f * ldx + t] for f < 32 * nb, t < QF_RT_QT. */
 typedef void (*qf_rt_xquant_fn)(const float *x, size_t ldx, size_t nb, const qf_rt_xq *out);
 
@@ -118,6 +128,7 @@ void qf_rt_xquant_avx512(const float *x, size_t ldx, size_t nb, const qf_rt_xq *
  * d and m (rows past mr must be readable; the decoder zeroes them), stores mr. Call only when
  * qf_rt_amx_usable(). */
 void qf_rt_qtile_amx(const qf_rt_wq *w, const qf_rt_xq *x, size_t nb, float *y, size_t ldy, int mr);
+void qf_rt_qtiles_amx(const qf_rt_wq *w, const qf_rt_xq *x, size_t nb, size_t tiles, float *y, size_t ldy, int mr);
 /* The CPU has AMX-TILE and AMX-INT8 and the kernel granted this process the tile state (asked once). */
 bool qf_rt_amx_usable(void);
 
@@ -127,6 +138,7 @@ bool qf_rt_amx_usable(void);
 typedef struct qf_rt_qkern {
     const char *isa;
     qf_rt_qtile_fn qtile;
+    qf_rt_qtiles_fn qtiles; /* several tiles per call, or NULL: one qtile call per tile */
     qf_rt_xquant_fn xquant;
     uint32_t rows;  /* weight rows per qtile call (the panel height), <= QF_RT_QR_MAX */
     bool sgn;       /* qtile takes signed levels (qf_rt_wq.sgn) */

@@ -101,23 +101,30 @@ AMX static void use_cfg(int kb) {
  * epilogue of pair p (stored in step p - 1), store pair p + 1 (whose products were issued a whole step
  * earlier, so the store does not wait for the tile unit, and neither do the loads behind it). Storing
  * right after the product serialized the tile unit and the vector units (measured 2-4x slower). */
-#define PRODUCT(C, A, B, g, j0)                                                                               \
+#define PRODUCT(C, A, B, pp)                                                                                  \
     do {                                                                                                      \
         _tile_zero(C);                                                                                        \
-        _tile_loadd(A, wq + (g) * (size_t)sub, ldq);                                                          \
-        _tile_loadd(B, xq + ((g) * (size_t)sub / 4 * QT + (j0)) * 4, QT * 4);                                  \
+        _tile_loadd(A, wq + (pp).g * (size_t)sub, ldq);                                                       \
+        _tile_loadd(B, xq + (pp).tq + ((pp).g * (size_t)sub / 4 * QT + (pp).jj) * 4, QT * 4);                 \
         _tile_dpbssd(C, A, B);                                                                                \
     } while (0)
 
-/* Position of an item: group g (block b, group h in the block) of tokens j0 .. j0 + 15. */
+/* Position of an item: group g (block b, group h in the block) of tokens jj .. jj + 15 of activation
+ * tile t (whose levels start tq bytes and whose scales start td floats into the first tile's), output
+ * column col = 64 t + jj. */
 typedef struct pos {
-    size_t g, b, j0;
+    size_t g, b, jj, col, tq, td;
     int h;
 } pos;
 
-INLINE void advance(pos *p, size_t ng, int groups) {
+INLINE void advance(pos *p, size_t ng, int groups, size_t nb) {
     if (++p->h == groups) { p->h = 0; p->b++; }
-    if (++p->g == ng) { p->g = 0; p->b = 0; p->j0 += 16; }
+    if (++p->g == ng) {
+        p->g = 0;
+        p->b = 0;
+        p->col += 16;
+        if ((p->jj += 16) == QT) { p->jj = 0; p->tq += 32 * nb * QT; p->td += nb * QT; }
+    }
 }
 
 /* Epilogue of the item at p from the stored C tile ci: acc[r] = fma((float)ci[r] * wd[r][g], xd, acc[r]),
@@ -126,7 +133,7 @@ INLINE void advance(pos *p, size_t ng, int groups) {
 AMX INLINE void item(const qf_rt_wq *w, const qf_rt_xq *x, size_t ng, const pos *p, const int32_t *ci, float *y,
                      size_t ldy, int mr, const int groups, const int has_m, __m512 acc[16]) {
     size_t lds = w->lds;
-    __m512 xd = _mm512_loadu_ps(x->d + p->b * QT + p->j0);
+    __m512 xd = _mm512_loadu_ps(x->d + p->td + p->b * QT + p->jj);
     const float *wd = w->d + p->g;
 #pragma GCC unroll 16
     for (int r = 0; r < 16; r++) {
@@ -134,7 +141,7 @@ AMX INLINE void item(const qf_rt_wq *w, const qf_rt_xq *x, size_t ng, const pos 
         acc[r] = _mm512_fmadd_ps(_mm512_mul_ps(v, _mm512_set1_ps(wd[(size_t)r * lds])), xd, acc[r]);
     }
     if (has_m && p->h == groups - 1) {
-        __m512 xds = _mm512_loadu_ps(x->ds + p->b * QT + p->j0);
+        __m512 xds = _mm512_loadu_ps(x->ds + p->td + p->b * QT + p->jj);
         const float *wm = w->m + p->b;
 #pragma GCC unroll 16
         for (int r = 0; r < 16; r++) acc[r] = _mm512_fmadd_ps(_mm512_set1_ps(wm[(size_t)r * lds]), xds, acc[r]);
@@ -144,24 +151,25 @@ AMX INLINE void item(const qf_rt_wq *w, const qf_rt_xq *x, size_t ng, const pos 
         if (w->stream && !(((uintptr_t)y | ldy * sizeof(float)) & 63)) {
 #pragma GCC unroll 16
             for (int r = 0; r < 16; r++)
-                if (r < mr) _mm512_stream_ps(y + (size_t)r * ldy + p->j0, acc[r]);
+                if (r < mr) _mm512_stream_ps(y + (size_t)r * ldy + p->col, acc[r]);
         } else {
 #pragma GCC unroll 16
             for (int r = 0; r < 16; r++)
-                if (r < mr) _mm512_storeu_ps(y + (size_t)r * ldy + p->j0, acc[r]);
+                if (r < mr) _mm512_storeu_ps(y + (size_t)r * ldy + p->col, acc[r]);
         }
 #pragma GCC unroll 16
         for (int r = 0; r < 16; r++) acc[r] = _mm512_setzero_ps();
     }
 }
 
-/* All 16 rows x 64 tokens for groups of `sub` features (32: one per block, tiles A 16 x 32 and B 8 x 64;
- * 16: two per block, A 16 x 16 and B 4 x 64), with or without a min term. */
-AMX INLINE void qtile_body(const qf_rt_wq *w, const qf_rt_xq *x, size_t nb, float *y, size_t ldy, int mr,
-                           const int sub, const int has_m) {
+/* All 16 rows x 64 tokens of `tiles` consecutive activation tiles for groups of `sub` features (32: one
+ * per block, tiles A 16 x 32 and B 8 x 64; 16: two per block, A 16 x 16 and B 4 x 64), with or without
+ * a min term: one stream of items, so the pipeline does not drain between activation tiles. */
+AMX INLINE void qtile_body(const qf_rt_wq *w, const qf_rt_xq *x, size_t nb, size_t tiles, float *y, size_t ldy,
+                           int mr, const int sub, const int has_m) {
     __attribute__((aligned(64))) int32_t c[2][2][256];
     const int groups = 32 / sub;
-    const size_t ng = nb * (size_t)groups, n = 4 * ng, ldq = w->ldq; /* n: a multiple of 4 */
+    const size_t ng = nb * (size_t)groups, n = 4 * ng * tiles, ldq = w->ldq; /* n: a multiple of 4 */
     const int8_t *xq = x->q;
     const uint8_t *wq = w->q;
     __m512 acc[16];
@@ -171,17 +179,17 @@ AMX INLINE void qtile_body(const qf_rt_wq *w, const qf_rt_xq *x, size_t nb, floa
     const size_t P = n / 2;  /* pairs, an even count */
 #define ISSUE(C0, A0, B0, C1, A1, B1)                                                                         \
     do {                                                                                                      \
-        PRODUCT(C0, A0, B0, pp.g, pp.j0);                                                                     \
-        advance(&pp, ng, groups);                                                                             \
-        PRODUCT(C1, A1, B1, pp.g, pp.j0);                                                                     \
-        advance(&pp, ng, groups);                                                                             \
+        PRODUCT(C0, A0, B0, pp);                                                                              \
+        advance(&pp, ng, groups, nb);                                                                         \
+        PRODUCT(C1, A1, B1, pp);                                                                              \
+        advance(&pp, ng, groups, nb);                                                                         \
     } while (0)
 #define FINISH(buf)                                                                                           \
     do {                                                                                                      \
         item(w, x, ng, &pe, buf[0], y, ldy, mr, groups, has_m, acc);                                          \
-        advance(&pe, ng, groups);                                                                             \
+        advance(&pe, ng, groups, nb);                                                                         \
         item(w, x, ng, &pe, buf[1], y, ldy, mr, groups, has_m, acc);                                          \
-        advance(&pe, ng, groups);                                                                             \
+        advance(&pe, ng, groups, nb);                                                                         \
     } while (0)
     ISSUE(0, 4, 6, 1, 5, 7);
     ISSUE(2, 4, 6, 3, 5, 7);
@@ -206,21 +214,31 @@ AMX INLINE void qtile_body(const qf_rt_wq *w, const qf_rt_xq *x, size_t nb, floa
 }
 #undef PRODUCT
 
-AMX static void qtile_q8_0(const qf_rt_wq *w, const qf_rt_xq *x, size_t nb, float *y, size_t ldy, int mr) {
-    qtile_body(w, x, nb, y, ldy, mr, 32, 0);
+AMX static void qtiles_q8_0(const qf_rt_wq *w, const qf_rt_xq *x, size_t nb, size_t tiles, float *y, size_t ldy, int mr) {
+    qtile_body(w, x, nb, tiles, y, ldy, mr, 32, 0);
 }
-AMX static void qtile_q4_k(const qf_rt_wq *w, const qf_rt_xq *x, size_t nb, float *y, size_t ldy, int mr) {
-    qtile_body(w, x, nb, y, ldy, mr, 32, 1);
+AMX static void qtiles_q4_k(const qf_rt_wq *w, const qf_rt_xq *x, size_t nb, size_t tiles, float *y, size_t ldy, int mr) {
+    qtile_body(w, x, nb, tiles, y, ldy, mr, 32, 1);
 }
-AMX static void qtile_q6_k(const qf_rt_wq *w, const qf_rt_xq *x, size_t nb, float *y, size_t ldy, int mr) {
-    qtile_body(w, x, nb, y, ldy, mr, 16, 0);
+AMX static void qtiles_q6_k(const qf_rt_wq *w, const qf_rt_xq *x, size_t nb, size_t tiles, float *y, size_t ldy, int mr) {
+    qtile_body(w, x, nb, tiles, y, ldy, mr, 16, 0);
+}
+
+AMX void qf_rt_qtiles_amx(const qf_rt_wq *w, const qf_rt_xq *x, size_t nb, size_t tiles, float *y, size_t ldy, int mr) {
+    if (!w->sgn || w->off) { /* not this kernel's format */
+        for (size_t t = 0; t < tiles; t++) {
+            qf_rt_xq xt = qf_rt_xq_next(x, nb, t);
+            qf_rt_qtile_scalar(w, &xt, nb, y + t * QT, ldy, mr);
+        }
+        return;
+    }
+    use_cfg((int)w->sub);
+    if (w->sub == 16) qtiles_q6_k(w, x, nb, tiles, y, ldy, mr);
+    else if (w->m) qtiles_q4_k(w, x, nb, tiles, y, ldy, mr);
+    else qtiles_q8_0(w, x, nb, tiles, y, ldy, mr);
+    if (w->stream) _mm_sfence(); /* the streamed outputs are visible before the pool's barrier */
 }
 
 AMX void qf_rt_qtile_amx(const qf_rt_wq *w, const qf_rt_xq *x, size_t nb, float *y, size_t ldy, int mr) {
-    if (!w->sgn || w->off) { qf_rt_qtile_scalar(w, x, nb, y, ldy, mr); return; } /* not this kernel's format */
-    use_cfg((int)w->sub);
-    if (w->sub == 16) qtile_q6_k(w, x, nb, y, ldy, mr);
-    else if (w->m) qtile_q4_k(w, x, nb, y, ldy, mr);
-    else qtile_q8_0(w, x, nb, y, ldy, mr);
-    if (w->stream) _mm_sfence(); /* the streamed outputs are visible before the pool's barrier */
+    qf_rt_qtiles_amx(w, x, nb, 1, y, ldy, mr);
 }
