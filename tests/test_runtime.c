@@ -7,7 +7,9 @@
 #include "testutil.h"
 
 #include "formats/gguf.h"
+#include "kernels/blocks.h"
 #include "kernels/cpu.h"
+#include "kernels/fpconv.h"
 #include "verify/rt_kern.h"
 #include "verify/score.h"
 
@@ -235,6 +237,28 @@ static void test_qtile(void) {
                       tt->name, mr);
         }
     }
+}
+
+/* The 8-bit decoders convert block scales inline: every one of the 65536 halves as qf_f16_to_f32 does
+ * (compared as bits; a row of 2048 Q8_0 blocks per decode). */
+static void test_decoder_scales(void) {
+    enum { NBLK = 2048, K = NBLK * QF_QK };
+    static qf_block_q8_0 blk[NBLK];
+    static uint8_t q[K];
+    static float sc[2 * K / 16];
+    const qf_qtype_traits *tt = qf_qtype_get(QF_T_Q8_0);
+    qf_rt_weight w = {.n_rows = 1, .row_len = K, .tt = tt, .data = (const uint8_t *)blk, .row_bytes = sizeof blk};
+    int bad = 0;
+    for (uint32_t h0 = 0; h0 < 65536; h0 += NBLK) {
+        for (uint32_t i = 0; i < NBLK; i++) blk[i].d = (uint16_t)(h0 + i);
+        qf_rt_wq wd;
+        qf_rt_weight_rows_q8(&w, 0, 1, 1, true, q, sc, &wd);
+        for (uint32_t i = 0; i < NBLK; i++) {
+            float want = qf_f16_to_f32((uint16_t)(h0 + i));
+            bad += memcmp(&want, &sc[i], sizeof want) != 0;
+        }
+    }
+    CHECK_MSG(bad == 0, "%d half-precision scales decoded differently from qf_f16_to_f32", bad);
 }
 
 static void test_escapes(void) {
@@ -484,6 +508,7 @@ int main(int argc, char **argv) {
     test_vexp_isas();
     test_softmax_glu_isas();
     test_qtile();
+    test_decoder_scales();
     test_escapes();
     char text[1200];
     if (!qf_test_shared(TEXT, text, sizeof text)) return qf_test_finish();
