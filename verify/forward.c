@@ -5,6 +5,7 @@
  *              a = softmax(q k^T / sqrt(hd), causal) v per head; x += Wo a;
  *              xn = rmsnorm(x) * ffn_norm; x += Wd (silu(Wg xn) * (Wu xn))
  *   logits = Wout (rmsnorm(x) * output_norm) for the requested output tokens only. */
+#include "kernels/cpu.h"
 #include "verify/pool.h"
 #include "verify/rt_kern.h"
 #include "verify/runtime.h"
@@ -31,6 +32,7 @@ struct qf_rt_ctx {
     const qf_rt_kern *k;
     const qf_rt_qkern *qk;           /* 8-bit path kernels, used when act_q8 */
     bool act_q8;
+    bool wide;                       /* AVX-512 active: column loops compiled for it (same bits) */
     qf_pool *pool;
     uint32_t n_ctx, n_batch, n_past;
     uint32_t n_seq_max;              /* sequences one call may hold (qf_rt_eval_seqs) */
@@ -138,6 +140,7 @@ qf_status qf_rt_ctx_new(const qf_rt_model *m, uint32_t n_ctx, uint32_t n_batch, 
     c->m = m;
     c->k = qf_rt_kern_active();
     c->qk = qf_rt_qkern_active();
+    c->wide = qf_isa_active() == QF_ISA_AVX512;
     c->n_ctx = n_ctx;
     /* a batch of whole contexts holds that many sequences, each padded to whole tiles so that no
      * attention tile straddles two of them */
@@ -250,8 +253,9 @@ static void mm_panel_q8(const mm_job *j, const mm_part *p, uint64_t panel, size_
     const uint8_t *next = p->w->data + (r0 + R) * p->w->row_bytes;
     uint64_t next_bytes = r0 + R < p->w->n_rows ? QF_MIN(R, p->w->n_rows - r0 - R) * p->w->row_bytes : 0;
     uint64_t per_tile = round_up((next_bytes + (g1 - g0) - 1) / (g1 - g0), 64), pf = 0;
-    if (c->qk->qtiles) {
-        for (uint64_t o = 0; o < next_bytes; o += 64) __builtin_prefetch(next + o);
+    if (c->qk->qtiles) { /* the kernel spreads the prefetch of the next panel over its work */
+        w.pf = next;
+        w.pf_len = (size_t)next_bytes;
         qf_rt_xq x = xq_tile(c, K, g0);
         c->qk->qtiles(&w, &x, K / 32, g1 - g0, p->y + r0 * p->ldy + g0 * QF_RT_QT, p->ldy, mr);
     } else {
@@ -373,24 +377,49 @@ void qf_rt_ctx_set_observer(qf_rt_ctx *c, qf_rt_observer fn, void *user) {
 
 /* ---- column-wise elementwise steps ------------------------------------------------------------------ */
 
-/* y = x / sqrt(mean(x^2) + eps) * w per token column; the sum of squares in double (as ggml does). */
-static void rmsnorm(qf_rt_ctx *c, const float *x, float *y, const float *w, uint32_t n) {
+/* y = x / sqrt(mean(x^2) + eps) * w per token column; the sum of squares in double (as ggml does).
+ * The column loops vectorize across tokens without changing any operation or its order, so every build of
+ * them returns the same bits; with AVX-512 active they are compiled for it (the file's baseline is SSE2).
+ * No multiply feeds an add in one expression, so no compiler can contract them into FMAs. */
+static inline __attribute__((always_inline)) void rmsnorm_body(qf_rt_ctx *c, const float *x, float *y, const float *w,
+                                                                uint32_t n) {
     size_t ld = c->ld, E = c->m->hp.n_embd;
-    for (uint32_t t = 0; t < n; t++) c->norm_acc[t] = 0;
-    for (size_t f = 0; f < E; f++)
-        for (uint32_t t = 0; t < n; t++) {
-            float v = x[f * ld + t];
-            c->norm_acc[t] += (double)(v * v);
-        }
-    for (uint32_t t = 0; t < n; t++)
-        c->norm_scale[t] = 1.0f / sqrtf((float)(c->norm_acc[t] / (double)E) + c->m->hp.rms_eps);
-    for (size_t f = 0; f < E; f++)
-        for (uint32_t t = 0; t < n; t++) y[f * ld + t] = x[f * ld + t] * c->norm_scale[t] * w[f];
+    double *acc = c->norm_acc;
+    float *scale = c->norm_scale;
+    for (uint32_t t = 0; t < n; t++) acc[t] = 0;
+    for (size_t f = 0; f < E; f++) {
+        const float *xf = x + f * ld;
+        for (uint32_t t = 0; t < n; t++) acc[t] += (double)(xf[t] * xf[t]);
+    }
+    for (uint32_t t = 0; t < n; t++) scale[t] = 1.0f / sqrtf((float)(acc[t] / (double)E) + c->m->hp.rms_eps);
+    for (size_t f = 0; f < E; f++) {
+        const float *xf = x + f * ld;
+        float *yf = y + f * ld, wf = w[f];
+        for (uint32_t t = 0; t < n; t++) yf[t] = xf[t] * scale[t] * wf;
+    }
 }
 
-static void add_into(float *x, const float *o, size_t rows, size_t ld, uint32_t n) {
-    for (size_t r = 0; r < rows; r++)
-        for (uint32_t t = 0; t < n; t++) x[r * ld + t] += o[r * ld + t];
+static inline __attribute__((always_inline)) void add_into_body(float *x, const float *o, size_t rows, size_t ld,
+                                                                 uint32_t n) {
+    for (size_t r = 0; r < rows; r++) {
+        float *xr = x + r * ld;
+        const float *orow = o + r * ld;
+        for (uint32_t t = 0; t < n; t++) xr[t] += orow[t];
+    }
+}
+
+#define WIDE __attribute__((target("avx512f,avx512dq,avx512bw,avx512vl,prefer-vector-width=512")))
+WIDE static void rmsnorm_wide(qf_rt_ctx *c, const float *x, float *y, const float *w, uint32_t n) { rmsnorm_body(c, x, y, w, n); }
+WIDE static void add_into_wide(float *x, const float *o, size_t rows, size_t ld, uint32_t n) { add_into_body(x, o, rows, ld, n); }
+
+static void rmsnorm(qf_rt_ctx *c, const float *x, float *y, const float *w, uint32_t n) {
+    if (c->wide) rmsnorm_wide(c, x, y, w, n);
+    else rmsnorm_body(c, x, y, w, n);
+}
+
+static void add_into(const qf_rt_ctx *c, float *x, const float *o, size_t rows, uint32_t n) {
+    if (c->wide) add_into_wide(x, o, rows, c->ld, n);
+    else add_into_body(x, o, rows, c->ld, n);
 }
 
 /* cos/sin of position * scale / div[i] * theta^(-2i/hd) for the batch's positions, computed in double.
@@ -536,13 +565,13 @@ static void layer_forward(qf_rt_ctx *c, uint32_t l) {
     attn_job aj = {.c = c, .layer = l};
     qf_pool_run(c->pool, attn_worker, &aj);
     matmul(c, c->att, sh, part(c, &L->wo, c->o, NULL), NO_PART, NO_PART);
-    add_into(c->x, c->o, hp->n_embd, c->ld, n);
+    add_into(c, c->x, c->o, hp->n_embd, n);
     rmsnorm(c, c->x, c->xn, L->ffn_norm, n);
     matmul(c, c->xn, sh, part(c, &L->wg, c->g, NULL), part(c, &L->wu, c->u, NULL), NO_PART);
     glu_job gj = {.c = c, .cols = round_up(n, c->k->nt)};
     qf_pool_run(c->pool, glu_worker, &gj);
     matmul(c, c->g, sh, part(c, &L->wd, c->o, NULL), NO_PART, NO_PART);
-    add_into(c->x, c->o, hp->n_embd, c->ld, n);
+    add_into(c, c->x, c->o, hp->n_embd, n);
 }
 
 /* Logits for tokens out_from .. len-1 of every sequence of the pass, into logit columns out_base ..:

@@ -45,7 +45,9 @@ static void q8_0_row(const uint8_t *src, uint64_t K, uint8_t *q, float *d, bool 
     uint8_t flip = sgn ? 0 : 0x80;
     for (uint64_t i = 0; i < K / QF_QK; i++) {
         d[i] = half_to_float(b[i].d);
-        for (int l = 0; l < QF_QK; l++) q[i * QF_QK + (uint64_t)l] = (uint8_t)(b[i].qs[l] ^ flip);
+        if (sgn) memcpy(q + i * QF_QK, b[i].qs, QF_QK);
+        else
+            for (int l = 0; l < QF_QK; l++) q[i * QF_QK + (uint64_t)l] = (uint8_t)(b[i].qs[l] ^ flip);
     }
 }
 

@@ -103,6 +103,8 @@ typedef struct qf_rt_wq {
     uint32_t sgn;     /* 1: q holds signed levels; off is 0 */
     uint32_t stream;  /* 1: y is written once and read after the pass (the logits): a kernel may store it
                        * around the caches (non-temporal stores, fenced before it returns) */
+    const uint8_t *pf; /* bytes the caller reads next (the next panel's stored rows), or NULL: a kernel may */
+    size_t pf_len;     /* prefetch them a line at a time while it computes */
 } qf_rt_wq;
 
 typedef void (*qf_rt_qtile_fn)(const qf_rt_wq *w, const qf_rt_xq *x, size_t nb, float *y, size_t ldy, int mr);

@@ -177,8 +177,10 @@ AMX INLINE void qtile_body(const qf_rt_wq *w, const qf_rt_xq *x, size_t nb, size
     for (int r = 0; r < 16; r++) acc[r] = _mm512_setzero_ps();
     pos pp = {0}, pe = {0}; /* the next item to issue, the next item to finish */
     const size_t P = n / 2;  /* pairs, an even count */
+    const uint8_t *pf = w->pf, *pf_end = w->pf ? w->pf + w->pf_len : NULL;
 #define ISSUE(C0, A0, B0, C1, A1, B1)                                                                         \
     do {                                                                                                      \
+        if (pf < pf_end) { _mm_prefetch((const char *)pf, _MM_HINT_T0); pf += 64; }                          \
         PRODUCT(C0, A0, B0, pp);                                                                              \
         advance(&pp, ng, groups, nb);                                                                         \
         PRODUCT(C1, A1, B1, pp);                                                                              \
