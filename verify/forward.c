@@ -408,7 +408,11 @@ static inline __attribute__((always_inline)) void add_into_body(float *x, const 
     }
 }
 
+#ifdef __clang__
+#define WIDE __attribute__((target("avx512f,avx512dq,avx512bw,avx512vl")))
+#else
 #define WIDE __attribute__((target("avx512f,avx512dq,avx512bw,avx512vl,prefer-vector-width=512")))
+#endif
 WIDE static void rmsnorm_wide(qf_rt_ctx *c, const float *x, float *y, const float *w, uint32_t n) { rmsnorm_body(c, x, y, w, n); }
 WIDE static void add_into_wide(float *x, const float *o, size_t rows, size_t ld, uint32_t n) { add_into_body(x, o, rows, ld, n); }
 
