@@ -188,6 +188,62 @@ static void test_imatrix_quantize(void) {
     CHECK_MSG(st == QF_E_INPUT && strstr(err.msg, "not an imatrix"), "%d %s", st, err.msg);
 }
 
+/* Rows of a tensor quantized with an imatrix equal the type's kernel called on the calibrated weights,
+ * hedged by the row's magnitudes (imp * sqrt(2 ms + x^2)) below 4 bits per weight and as they are from
+ * 4 bits up: the policy is checked byte for byte, not only that "something changed". */
+static void check_weighting(const char *dir, const char *base_gguf, const char *im_path, const char *type, bool hedged) {
+    char out[4096];
+    snprintf(out, sizeof out, "%s-%s.gguf", base_gguf, type);
+    qf_error err;
+    CHECK_OK(quantize(dir, out, NULL, type, im_path, 2, &err), &err);
+    qf_gguf *q = NULL, *b = NULL;
+    qf_imatrix im;
+    CHECK_OK(qf_gguf_open(out, &q, &err), &err);
+    CHECK_OK(qf_gguf_open(base_gguf, &b, &err), &err);
+    CHECK_OK(qf_imatrix_load(im_path, &im, &err), &err);
+    const char *name = "blk.0.ffn_up.weight";
+    const qf_gguf_tensor *tq = q ? qf_gguf_find_tensor(q, name) : NULL, *tb = b ? qf_gguf_find_tensor(b, name) : NULL;
+    const qf_imatrix_entry *ie = qf_imatrix_find(&im, name);
+    const qf_qtype_traits *tt = qf_qtype_by_name(type);
+    CHECK(tq && tb && ie && tt && tq->type == tt->id);
+    if (tq && tb && ie && tt && tq->type == tt->id) {
+        uint64_t n = tb->ne[0], rb = 0;
+        qf_qtype_row_bytes(tt, n, &rb);
+        float *imp = malloc(n * sizeof(float)), *w = malloc(n * sizeof(float));
+        uint8_t *row = malloc(rb);
+        qf_imatrix_weights(ie, 0, imp);
+        int bad = 0;
+        for (uint64_t r = 0; r < tb->ne[1]; r++) {
+            const float *x = (const float *)tb->data + r * n;
+            double ss = 0;
+            for (uint64_t i = 0; i < n; i++) ss += (double)x[i] * x[i];
+            float two_ms = (float)(2.0 * ss / (double)n);
+            for (uint64_t i = 0; i < n; i++) w[i] = hedged ? imp[i] * sqrtf(two_ms + x[i] * x[i]) : imp[i];
+            CHECK(tt->quantize(x, row, (int64_t)n, w));
+            bad += memcmp(row, tq->data + r * rb, rb) != 0;
+        }
+        CHECK_MSG(bad == 0, "%s: %d rows differ from the %s weighting", type, bad, hedged ? "hedged" : "calibrated");
+        free(imp), free(w), free(row);
+    }
+    qf_imatrix_free(&im);
+    qf_gguf_close(q);
+    qf_gguf_close(b);
+}
+
+static void test_weighting_by_width(void) {
+    char dir[4096], base[4096], im[4096];
+    qf_test_make_model("imw", 256, 512, "bf16", dir, sizeof dir);
+    qf_error err;
+    qf_test_path("imw-f32.gguf", base, sizeof base);
+    CHECK_OK(quantize(dir, base, NULL, "f32", NULL, 1, &err), &err);
+    qf_test_path("imw.imatrix.gguf", im, sizeof im);
+    make_imatrix(base, im);
+    check_weighting(dir, base, im, "q3_K", true);
+    check_weighting(dir, base, im, "q2_K", true);
+    check_weighting(dir, base, im, "q4_K", false);
+    check_weighting(dir, base, im, "q4_0", false);
+}
+
 static void test_fp8_release_to_mix(void) {
     char dir[4096], out[4096];
     qf_test_make_model("fp8mix", 256, 512, "bf16", dir, sizeof dir);
@@ -239,6 +295,7 @@ int main(int argc, char **argv) {
     test_recipe_rules();
     test_fallbacks();
     test_imatrix_quantize();
+    test_weighting_by_width();
     test_fp8_release_to_mix();
     test_bad_options();
     return qf_test_finish();
