@@ -17,7 +17,7 @@
 #
 # Environment (defaults in brackets)
 #   QQ_MODEL [../shared/models/qf-llama-a]   QF_REF_DIR [~/.cache/qforge-ref]   QQ_THREADS [nproc]
-#   QQ_CTX [256]  QQ_CAL_CHUNKS [100]  QQ_EVAL_CHUNKS [40]  QQ_WIKI_CHUNKS [20]
+#   QQ_CTX [256]  QQ_CAL_CHUNKS [100]  QQ_EVAL_CHUNKS [40]  QQ_WIKI_CHUNKS [60]
 #   QQ_CAL [tinyshakespeare.txt]  QQ_CAL_BYTES [300000]  QQ_CAL_SKIP [0]
 #   QQ_RTN [1]      also the no-imatrix rows (qforge RTN, llama-quantize without --imatrix)
 #   QQ_GPTQ [1]     the GPTQ rows (calibrate --hessian, quantize --imatrix --hessian)
@@ -36,7 +36,7 @@ threads=${QQ_THREADS:-$(nproc)}
 ctx=${QQ_CTX:-256}
 cal_chunks=${QQ_CAL_CHUNKS:-100}
 eval_chunks=${QQ_EVAL_CHUNKS:-40}
-wiki_chunks=${QQ_WIKI_CHUNKS:-20}
+wiki_chunks=${QQ_WIKI_CHUNKS:-60}
 cal_src=${QQ_CAL:-$shared/text/tinyshakespeare.txt}
 cal_bytes=${QQ_CAL_BYTES:-300000}
 cal_skip=${QQ_CAL_SKIP:-0}
