@@ -73,6 +73,8 @@ float qf_e8m0_scale(uint8_t e);
     float qf_dot_q8_0##SUFFIX(const void *w, const float *x, int64_t n); \
     float qf_dot_q4_K##SUFFIX(const void *w, const float *x, int64_t n); \
     float qf_dot_q6_K##SUFFIX(const void *w, const float *x, int64_t n); \
+    bool qf_quantize_f16##SUFFIX(const float *x, void *y, int64_t n, const float *imp); \
+    bool qf_quantize_bf16##SUFFIX(const float *x, void *y, int64_t n, const float *imp); \
     QF_DECLARE_KERNELS(e4m3_b32, SUFFIX) \
     QF_DECLARE_KERNELS(e5m2_b32, SUFFIX) \
     QF_DECLARE_KERNELS(e4m3_row, SUFFIX)

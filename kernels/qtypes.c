@@ -45,7 +45,7 @@ typedef struct qf_qtype_row {
 
 static const qf_qtype_row rows[] = {
     { .t = { .id = QF_T_F32, .name = "f32", .blck = 1, .bytes = 4, SCALAR(f32) } },
-    { .t = { .id = QF_T_F16, .name = "f16", .blck = 1, .bytes = 2, SCALAR(f16) } },
+    { .t = { .id = QF_T_F16, .name = "f16", .blck = 1, .bytes = 2, SCALAR(f16) }, AVX2(.quantize = qf_quantize_f16_avx2) },
     { .t = { .id = QF_T_Q4_0, .name = "q4_0", .blck = QF_QK, .bytes = sizeof(qf_block_q4_0), .quantized = true,
              SCALAR(q4_0) }, QUANT(q4_0) },
     { .t = { .id = QF_T_Q4_1, .name = "q4_1", .blck = QF_QK, .bytes = sizeof(qf_block_q4_1), .quantized = true,
@@ -85,7 +85,7 @@ static const qf_qtype_row rows[] = {
     PLAIN(QF_T_I64, "i64", 8),
     PLAIN(QF_T_F64, "f64", 8),
     SIZED(QF_T_IQ1_M, "iq1_m", QF_QK_K, 56),
-    { .t = { .id = QF_T_BF16, .name = "bf16", .blck = 1, .bytes = 2, SCALAR(bf16) } },
+    { .t = { .id = QF_T_BF16, .name = "bf16", .blck = 1, .bytes = 2, SCALAR(bf16) }, AVX2(.quantize = qf_quantize_bf16_avx2) },
     SIZED(QF_T_TQ1_0, "tq1_0", QF_QK_K, 54),
     SIZED(QF_T_TQ2_0, "tq2_0", QF_QK_K, 66),
     { .t = { .id = QF_T_MXFP4, .name = "mxfp4", .blck = QF_QK, .bytes = sizeof(qf_block_mxfp4), .quantized = true,

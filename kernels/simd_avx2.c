@@ -7,6 +7,23 @@
  * order. The shared per-element helpers live in simd_x86.h so the AVX-512 file builds on them.
  */
 #include "kernels/simd_x86.h"
+#include "kernels/fprow.h"
+
+/* ---- F16 / BF16: the finiteness check in 8 lanes, then the dispatched row conversion (fprow.h) ---- */
+
+bool qf_quantize_f16_avx2(const float *x, void *y, int64_t n, const float *imp) {
+    (void)imp;
+    if (!qf_all_finite_avx2(x, n)) return false;
+    qf_f32_to_f16_row(x, y, n);
+    return true;
+}
+
+bool qf_quantize_bf16_avx2(const float *x, void *y, int64_t n, const float *imp) {
+    (void)imp;
+    if (!qf_all_finite_avx2(x, n)) return false;
+    qf_f32_to_bf16_row(x, y, n);
+    return true;
+}
 
 /* ---- Q8_0 ---------------------------------------------------------------------------------------- */
 
