@@ -67,10 +67,11 @@ void qf_rt_glu_avx512(float *g, const float *u, float *e, size_t n);
  *
  * Activations are quantized the way llama.cpp quantizes them for Q8_0 weights: per token and per block of
  * 32 features, d = amax / 127 and q = round-half-even(x / d) in -127..127. Weight rows are decoded from
- * their stored type into unsigned levels plus float scales (qf_rt_wq); a tile call computes
+ * their stored type into integer levels plus float scales (qf_rt_wq); a tile call computes
  *     y[r][t] = sum over 32-blocks b of
  *                 sum over the block's scale groups h (one of 32 or two of 16):
  *                     fma((float)(sum_i wq[r][i] * xq[t][i] - off * xs[h][t]) * wd[r][h], xd[b][t], .)
+ *                     (off = 0 for signed levels)
  *                 then, for types with a min term: fma(wm[r][b], xds[b][t], .)
  * in exactly that order, one F32 accumulator per output; integer sums are exact, so every ISA (the
  * scalar reference included) returns the same bits, and so does every thread count.
