@@ -188,44 +188,54 @@ static void test_imatrix_quantize(void) {
     CHECK_MSG(st == QF_E_INPUT && strstr(err.msg, "not an imatrix"), "%d %s", st, err.msg);
 }
 
-/* Rows of a tensor quantized with an imatrix equal the type's kernel called on the calibrated weights,
- * hedged by the row's magnitudes (imp * sqrt(2 ms + x^2)) below 4 bits per weight and as they are from
- * 4 bits up: the policy is checked byte for byte, not only that "something changed". */
-static void check_weighting(const char *dir, const char *base_gguf, const char *im_path, const char *type, bool hedged) {
+/* Rows of a quantized tensor equal the type's kernel called with the weights the policy names, byte for
+ * byte: with an imatrix, the calibrated weights hedged by the row's magnitudes (imp * sqrt(2 ms + x^2))
+ * below 4 bits per weight and as they are from 4 bits up; without one, rms(x) + |x_i| below 4 bits and
+ * no weights from 4 bits up. */
+typedef enum { EXPECT_PLAIN, EXPECT_CALIBRATED, EXPECT_HEDGED, EXPECT_MAGNITUDE } expect_w;
+
+static void expected_weights(expect_w how, const float *x, const float *imp, uint64_t n, float *w) {
+    double ss = 0;
+    for (uint64_t i = 0; i < n; i++) ss += (double)x[i] * x[i];
+    float two_ms = (float)(2.0 * ss / (double)n), rms = (float)sqrt(ss / (double)n);
+    for (uint64_t i = 0; i < n; i++)
+        w[i] = how == EXPECT_HEDGED ? imp[i] * sqrtf(two_ms + x[i] * x[i])
+             : how == EXPECT_MAGNITUDE ? rms + fabsf(x[i]) : imp[i];
+}
+
+static void check_weighting(const char *dir, const char *base_gguf, const char *im_path, const char *type, expect_w how) {
+    static const char *names[] = {"plain", "calibrated", "hedged", "magnitude"};
     char out[4096];
-    snprintf(out, sizeof out, "%s-%s.gguf", base_gguf, type);
+    snprintf(out, sizeof out, "%s-%s-%s.gguf", base_gguf, type, names[how]);
     qf_error err;
     CHECK_OK(quantize(dir, out, NULL, type, im_path, 2, &err), &err);
     qf_gguf *q = NULL, *b = NULL;
-    qf_imatrix im;
+    qf_imatrix im = {0};
     CHECK_OK(qf_gguf_open(out, &q, &err), &err);
     CHECK_OK(qf_gguf_open(base_gguf, &b, &err), &err);
-    CHECK_OK(qf_imatrix_load(im_path, &im, &err), &err);
+    if (im_path) CHECK_OK(qf_imatrix_load(im_path, &im, &err), &err);
     const char *name = "blk.0.ffn_up.weight";
     const qf_gguf_tensor *tq = q ? qf_gguf_find_tensor(q, name) : NULL, *tb = b ? qf_gguf_find_tensor(b, name) : NULL;
-    const qf_imatrix_entry *ie = qf_imatrix_find(&im, name);
+    const qf_imatrix_entry *ie = im_path ? qf_imatrix_find(&im, name) : NULL;
     const qf_qtype_traits *tt = qf_qtype_by_name(type);
-    CHECK(tq && tb && ie && tt && tq->type == tt->id);
-    if (tq && tb && ie && tt && tq->type == tt->id) {
+    CHECK(tq && tb && tt && tq->type == tt->id && (ie || !im_path));
+    if (tq && tb && tt && tq->type == tt->id && (ie || !im_path)) {
         uint64_t n = tb->ne[0], rb = 0;
         qf_qtype_row_bytes(tt, n, &rb);
         float *imp = malloc(n * sizeof(float)), *w = malloc(n * sizeof(float));
         uint8_t *row = malloc(rb);
-        qf_imatrix_weights(ie, 0, imp);
+        if (ie) qf_imatrix_weights(ie, 0, imp);
         int bad = 0;
         for (uint64_t r = 0; r < tb->ne[1]; r++) {
             const float *x = (const float *)tb->data + r * n;
-            double ss = 0;
-            for (uint64_t i = 0; i < n; i++) ss += (double)x[i] * x[i];
-            float two_ms = (float)(2.0 * ss / (double)n);
-            for (uint64_t i = 0; i < n; i++) w[i] = hedged ? imp[i] * sqrtf(two_ms + x[i] * x[i]) : imp[i];
-            CHECK(tt->quantize(x, row, (int64_t)n, w));
+            expected_weights(how, x, imp, n, w);
+            CHECK(tt->quantize(x, row, (int64_t)n, how == EXPECT_PLAIN ? NULL : w));
             bad += memcmp(row, tq->data + r * rb, rb) != 0;
         }
-        CHECK_MSG(bad == 0, "%s: %d rows differ from the %s weighting", type, bad, hedged ? "hedged" : "calibrated");
+        CHECK_MSG(bad == 0, "%s: %d rows differ from the %s weighting", type, bad, names[how]);
         free(imp), free(w), free(row);
     }
-    qf_imatrix_free(&im);
+    if (im_path) qf_imatrix_free(&im);
     qf_gguf_close(q);
     qf_gguf_close(b);
 }
@@ -238,10 +248,14 @@ static void test_weighting_by_width(void) {
     CHECK_OK(quantize(dir, base, NULL, "f32", NULL, 1, &err), &err);
     qf_test_path("imw.imatrix.gguf", im, sizeof im);
     make_imatrix(base, im);
-    check_weighting(dir, base, im, "q3_K", true);
-    check_weighting(dir, base, im, "q2_K", true);
-    check_weighting(dir, base, im, "q4_K", false);
-    check_weighting(dir, base, im, "q4_0", false);
+    check_weighting(dir, base, im, "q3_K", EXPECT_HEDGED);
+    check_weighting(dir, base, im, "q2_K", EXPECT_HEDGED);
+    check_weighting(dir, base, im, "q4_K", EXPECT_CALIBRATED);
+    check_weighting(dir, base, im, "q4_0", EXPECT_CALIBRATED);
+    check_weighting(dir, base, NULL, "q3_K", EXPECT_MAGNITUDE);
+    check_weighting(dir, base, NULL, "q2_K", EXPECT_MAGNITUDE);
+    check_weighting(dir, base, NULL, "q4_K", EXPECT_PLAIN);
+    check_weighting(dir, base, NULL, "q6_K", EXPECT_PLAIN);
 }
 
 static void test_fp8_release_to_mix(void) {
