@@ -82,7 +82,7 @@ static const char quantize_help[] =
     "  -T, --tensor-type RE=T    POSIX extended regex on the GGUF tensor name; first match wins and\n"
     "                            beats the recipe (repeatable), e.g. 'attn_v=q8_0' or 'blk\\.0\\.=q6_K'\n"
     "  -i, --imatrix F           importance matrix in llama.cpp's GGUF layout (qforge calibrate or\n"
-    "                            llama-imatrix); tensors it lacks weigh elements by magnitude\n"
+    "                            llama-imatrix); tensors it lacks are quantized as with rtn\n"
     "  -m, --method M            rtn (no calibration: plain error, or magnitude-weighted below 4 bpw)\n"
     "                            | weighted (imatrix-weighted scale search, hedged by magnitude below\n"
     "                            4 bpw; default with --imatrix)\n"

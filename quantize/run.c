@@ -5,12 +5,15 @@
 #include <math.h>
 #include <pthread.h>
 
-/* How one row's importance weights are formed from the calibration statistics and the row itself. */
+/* How one row's importance weights are formed from the calibration statistics and the row itself.
+ * One rule, measured on qf-llama-a (README, quality): below 4 bits per weight the grid is coarse enough
+ * that large entries must be protected by their magnitude, and a grid fitted to calibration statistics
+ * alone overfits the calibration text; from 4 bits up, magnitude weights only cost accuracy. */
 typedef enum row_weighting {
     W_NONE,       /* plain squared error (the kernel's own search) */
     W_CALIBRATED, /* imatrix column weights as they are */
     W_HEDGED,     /* imatrix weights times sqrt(2 ms + x_i^2) (ms: the row's mean square) */
-    W_MAGNITUDE,  /* no statistics for this tensor: rms(x) + |x_i| */
+    W_MAGNITUDE,  /* no statistics for this tensor, below 4 bits: rms(x) + |x_i| */
 } row_weighting;
 
 typedef struct chunk_job {
@@ -60,10 +63,9 @@ static qf_status fetch_rows(chunk_job *j, uint64_t r0, uint64_t n) {
     return QF_OK;
 }
 
-/* Row-local importance for tensors no activation statistics reach (token embeddings are a lookup, and
- * calibration skips the output projection as llama-imatrix does): rms(x) + |x_i|, the weighting ggml's
- * k-quant search uses without an imatrix. Plain squared error under-weights the large entries that
- * carry a row's direction; measured on qf-llama-a it costs KLD (README, quality table). */
+/* Row-local importance where no activation statistics reach (no imatrix; token embeddings are a lookup,
+ * and calibration skips the output projection as llama-imatrix does): rms(x) + |x_i|, the weighting
+ * ggml's k-quant search uses without an imatrix. */
 static void magnitude_weights(const float *x, uint64_t n, float *w) {
     double ss = 0;
     for (uint64_t i = 0; i < n; i++) ss += (double)x[i] * x[i];
@@ -151,9 +153,9 @@ static qf_status generate(const qf_hparams *hp, const qf_plan_entry *e, float **
 }
 
 /* Importance weights for a tensor from the imatrix: one vector per expert matrix, and how rows use them
- * (row_weighting). Unquantized types need none; without an imatrix, types of 4 bits and more use the
- * kernel's plain squared error and narrower ones row magnitudes (on qf-llama-a, q3_k_m without an
- * imatrix: KLD -10% on tinystories, -3% on wikitext; the same weights on q4_k_m raise KLD 7%). */
+ * (row_weighting). Unquantized types need none. On qf-llama-a: magnitude weights without an imatrix cut
+ * q3_k_m's KLD 10% (tinystories) and 3% (wikitext) but raise q4_k_m's 7%; for the embeddings and output
+ * of q4_k_m with an imatrix, dropping them lowered wikitext KLD 6%. */
 static qf_status importance(const qf_run_opts *opts, const qf_plan_entry *e, const qf_qtype_traits *tt, float **imp,
                             uint64_t *rows_per_mat, row_weighting *how, qf_error *err) {
     *imp = NULL;
@@ -163,8 +165,7 @@ static qf_status importance(const qf_run_opts *opts, const qf_plan_entry *e, con
     bool narrow = (uint64_t)tt->bytes * 8 < 4 * (uint64_t)tt->blck; /* below 4 bits per weight */
     const qf_imatrix_entry *ie = opts->imatrix ? qf_imatrix_find(opts->imatrix, e->name) : NULL;
     if (!ie) {
-        /* magnitudes stand in for statistics the imatrix lacks, and below 4 bits for no imatrix at all */
-        *how = opts->imatrix || narrow ? W_MAGNITUDE : W_NONE;
+        *how = narrow ? W_MAGNITUDE : W_NONE;
         return QF_OK;
     }
     *how = narrow ? W_HEDGED : W_CALIBRATED;

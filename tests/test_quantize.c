@@ -189,9 +189,9 @@ static void test_imatrix_quantize(void) {
 }
 
 /* Rows of a quantized tensor equal the type's kernel called with the weights the policy names, byte for
- * byte: with an imatrix, the calibrated weights hedged by the row's magnitudes (imp * sqrt(2 ms + x^2))
- * below 4 bits per weight and as they are from 4 bits up; without one, rms(x) + |x_i| below 4 bits and
- * no weights from 4 bits up. */
+ * byte: where the imatrix covers the tensor, the calibrated weights hedged by the row's magnitudes
+ * (imp * sqrt(2 ms + x^2)) below 4 bits per weight and as they are from 4 bits up; where it does not (or
+ * there is none), rms(x) + |x_i| below 4 bits and no weights from 4 bits up. */
 typedef enum { EXPECT_PLAIN, EXPECT_CALIBRATED, EXPECT_HEDGED, EXPECT_MAGNITUDE } expect_w;
 
 static void expected_weights(expect_w how, const float *x, const float *imp, uint64_t n, float *w) {
@@ -203,10 +203,11 @@ static void expected_weights(expect_w how, const float *x, const float *imp, uin
              : how == EXPECT_MAGNITUDE ? rms + fabsf(x[i]) : imp[i];
 }
 
-static void check_weighting(const char *dir, const char *base_gguf, const char *im_path, const char *type, expect_w how) {
+static void check_weighting(const char *dir, const char *base_gguf, const char *im_path, const char *type,
+                            const char *name, expect_w how) {
     static const char *names[] = {"plain", "calibrated", "hedged", "magnitude"};
     char out[4096];
-    snprintf(out, sizeof out, "%s-%s-%s.gguf", base_gguf, type, names[how]);
+    snprintf(out, sizeof out, "%s-%s-%s-%s.gguf", base_gguf, type, names[how], im_path ? "im" : "none");
     qf_error err;
     CHECK_OK(quantize(dir, out, NULL, type, im_path, 2, &err), &err);
     qf_gguf *q = NULL, *b = NULL;
@@ -214,12 +215,12 @@ static void check_weighting(const char *dir, const char *base_gguf, const char *
     CHECK_OK(qf_gguf_open(out, &q, &err), &err);
     CHECK_OK(qf_gguf_open(base_gguf, &b, &err), &err);
     if (im_path) CHECK_OK(qf_imatrix_load(im_path, &im, &err), &err);
-    const char *name = "blk.0.ffn_up.weight";
     const qf_gguf_tensor *tq = q ? qf_gguf_find_tensor(q, name) : NULL, *tb = b ? qf_gguf_find_tensor(b, name) : NULL;
     const qf_imatrix_entry *ie = im_path ? qf_imatrix_find(&im, name) : NULL;
     const qf_qtype_traits *tt = qf_qtype_by_name(type);
-    CHECK(tq && tb && tt && tq->type == tt->id && (ie || !im_path));
-    if (tq && tb && tt && tq->type == tt->id && (ie || !im_path)) {
+    bool uses_imp = how == EXPECT_CALIBRATED || how == EXPECT_HEDGED;
+    CHECK_MSG(tq && tb && tt && tq->type == tt->id && (ie || !uses_imp), "%s as %s", name, type);
+    if (tq && tb && tt && tq->type == tt->id && (ie || !uses_imp)) {
         uint64_t n = tb->ne[0], rb = 0;
         qf_qtype_row_bytes(tt, n, &rb);
         float *imp = malloc(n * sizeof(float)), *w = malloc(n * sizeof(float));
@@ -232,7 +233,7 @@ static void check_weighting(const char *dir, const char *base_gguf, const char *
             CHECK(tt->quantize(x, row, (int64_t)n, how == EXPECT_PLAIN ? NULL : w));
             bad += memcmp(row, tq->data + r * rb, rb) != 0;
         }
-        CHECK_MSG(bad == 0, "%s: %d rows differ from the %s weighting", type, bad, names[how]);
+        CHECK_MSG(bad == 0, "%s as %s: %d rows differ from the %s weighting", name, type, bad, names[how]);
         free(imp), free(w), free(row);
     }
     if (im_path) qf_imatrix_free(&im);
@@ -248,14 +249,17 @@ static void test_weighting_by_width(void) {
     CHECK_OK(quantize(dir, base, NULL, "f32", NULL, 1, &err), &err);
     qf_test_path("imw.imatrix.gguf", im, sizeof im);
     make_imatrix(base, im);
-    check_weighting(dir, base, im, "q3_K", EXPECT_HEDGED);
-    check_weighting(dir, base, im, "q2_K", EXPECT_HEDGED);
-    check_weighting(dir, base, im, "q4_K", EXPECT_CALIBRATED);
-    check_weighting(dir, base, im, "q4_0", EXPECT_CALIBRATED);
-    check_weighting(dir, base, NULL, "q3_K", EXPECT_MAGNITUDE);
-    check_weighting(dir, base, NULL, "q2_K", EXPECT_MAGNITUDE);
-    check_weighting(dir, base, NULL, "q4_K", EXPECT_PLAIN);
-    check_weighting(dir, base, NULL, "q6_K", EXPECT_PLAIN);
+    const char *up = "blk.0.ffn_up.weight", *emb = "token_embd.weight"; /* the imatrix lacks the embedding */
+    check_weighting(dir, base, im, "q3_K", up, EXPECT_HEDGED);
+    check_weighting(dir, base, im, "q2_K", up, EXPECT_HEDGED);
+    check_weighting(dir, base, im, "q4_K", up, EXPECT_CALIBRATED);
+    check_weighting(dir, base, im, "q4_0", up, EXPECT_CALIBRATED);
+    check_weighting(dir, base, im, "q3_K", emb, EXPECT_MAGNITUDE);
+    check_weighting(dir, base, im, "q4_K", emb, EXPECT_PLAIN);
+    check_weighting(dir, base, NULL, "q3_K", up, EXPECT_MAGNITUDE);
+    check_weighting(dir, base, NULL, "q2_K", up, EXPECT_MAGNITUDE);
+    check_weighting(dir, base, NULL, "q4_K", up, EXPECT_PLAIN);
+    check_weighting(dir, base, NULL, "q6_K", up, EXPECT_PLAIN);
 }
 
 static void test_fp8_release_to_mix(void) {
