@@ -514,12 +514,9 @@ QF_AINLINE uint16_t sym_block(const float *x, const float *imp, float half, floa
 }
 
 #if defined(QF_VEC_PASSES)
-/* sym_block(x + 32k, NULL, half) for k = 0..7, one block per lane wherever a block is reduced to a few
- * numbers (signed extreme, grid, pass sums, refit decision), as aff_group8 does for affine blocks.
- * Unsigned codes into q, F16 scales into the 16-bit fields at d (blocks stride bytes apart). */
-/* signed_absmax of the 8 consecutive n-element blocks at x, one per lane. */
-static inline __m256 v_signed_absmax8(const float *x, int n) {
-    __m256 a[8], c[8];
+/* minmax's lanes for the 8 consecutive n-element blocks at x, one block per vector: a[k] and c[k] hold
+ * block k's 8 lane minima and maxima, ready for the lane-transposing trees v_tree8_min/max. */
+static inline void v_lane_minmax8(const float *x, int n, __m256 *a, __m256 *c) {
     for (int k = 0; k < 8; k++) {
         const float *xb = x + k * n;
         __m256 mn = _mm256_loadu_ps(xb), mx = mn;
@@ -531,6 +528,12 @@ static inline __m256 v_signed_absmax8(const float *x, int n) {
         a[k] = mn;
         c[k] = mx;
     }
+}
+
+/* signed_absmax of the 8 consecutive n-element blocks at x, one per lane. */
+static inline __m256 v_signed_absmax8(const float *x, int n) {
+    __m256 a[8], c[8];
+    v_lane_minmax8(x, n, a, c);
     /* hi where hi > -lo, lo where -lo > hi, the first of the two in x on a tie */
     __m256 lo = v_tree8_min(a), hi = v_tree8_max(c), nlo = _mm256_sub_ps(_mm256_setzero_ps(), lo);
     __m256 gt = _mm256_cmp_ps(hi, nlo, _CMP_GT_OQ), lt = _mm256_cmp_ps(nlo, hi, _CMP_GT_OQ);
@@ -546,6 +549,9 @@ static inline __m256 v_signed_absmax8(const float *x, int n) {
     return m;
 }
 
+/* sym_block(x + 32k, NULL, half) for k = 0..7, one block per lane wherever a block is reduced to a few
+ * numbers (signed extreme, grid, pass sums, refit decision), as aff_group8 does for affine blocks.
+ * Unsigned codes into q, F16 scales into the 16-bit fields at d (blocks stride bytes apart). */
 static inline void sym_group8(const float *x, float half, float *q, uint16_t *d, size_t stride) {
     __m256 m = v_signed_absmax8(x, QF_QK);
     __m256 d0 = _mm256_div_ps(m, _mm256_set1_ps(-half));
@@ -765,17 +771,7 @@ static inline int aff_refit4(double swv, __m256d Q, __m256d QQ, __m256d XQ, __m2
  * F16 scale and min into the 16-bit fields at d and m (blocks stride bytes apart). */
 static inline void aff_group8(const float *x, float top, float *q, uint16_t *d, uint16_t *m, size_t stride) {
     __m256 a[8], c[8];
-    for (int k = 0; k < 8; k++) { /* minmax's lanes, one block per vector */
-        const float *xb = x + k * QF_QK;
-        __m256 mn = _mm256_loadu_ps(xb), mx = mn;
-        for (int j = LN; j < QF_QK; j += LN) {
-            __m256 v = _mm256_loadu_ps(xb + j);
-            mn = _mm256_min_ps(v, mn);
-            mx = _mm256_max_ps(v, mx);
-        }
-        a[k] = mn;
-        c[k] = mx;
-    }
+    v_lane_minmax8(x, QF_QK, a, c);
     __m256 lo = v_tree8_min(a), hi = v_tree8_max(c);
     __m256 d0 = _mm256_div_ps(_mm256_sub_ps(hi, lo), _mm256_set1_ps(top));
     __m256 id = _mm256_and_ps(_mm256_cmp_ps(d0, _mm256_setzero_ps(), _CMP_NEQ_UQ), _mm256_div_ps(_mm256_set1_ps(1.0f), d0));

@@ -1,6 +1,7 @@
 /* rt_kern_avx512.c — AVX-512 variants of the runtime kernels (see rt_kern.h).
  * The tile keeps 6 rows x 64 tokens of accumulators in 24 zmm registers: per k, four loads of x, six
  * broadcasts of w (folded into the FMAs), twenty-four FMAs. */
+#include "verify/rt_exp512.h"
 #include "verify/rt_kern.h"
 
 #include <immintrin.h>
@@ -30,26 +31,8 @@ void qf_rt_tile_avx512(const float *w, size_t ldw, size_t K, const float *x, siz
     STORE(0) STORE(1) STORE(2) STORE(3) STORE(4) STORE(5)
 }
 
-/* Same operations in the same order as vexp1 in rt_kern.c: separate multiplies and adds, no FMA. */
-static inline __m512 vexp16(__m512 x) {
-    x = _mm512_min_ps(_mm512_max_ps(x, _mm512_set1_ps(QF_VEXP_LO)), _mm512_set1_ps(QF_VEXP_HI));
-    __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(QF_VEXP_LOG2E)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    __m512 r = _mm512_sub_ps(x, _mm512_mul_ps(n, _mm512_set1_ps(QF_VEXP_C1)));
-    r = _mm512_sub_ps(r, _mm512_mul_ps(n, _mm512_set1_ps(QF_VEXP_C2)));
-    __m512 p = _mm512_set1_ps(QF_VEXP_P0);
-    p = _mm512_add_ps(_mm512_mul_ps(p, r), _mm512_set1_ps(QF_VEXP_P1));
-    p = _mm512_add_ps(_mm512_mul_ps(p, r), _mm512_set1_ps(QF_VEXP_P2));
-    p = _mm512_add_ps(_mm512_mul_ps(p, r), _mm512_set1_ps(QF_VEXP_P3));
-    p = _mm512_add_ps(_mm512_mul_ps(p, r), _mm512_set1_ps(QF_VEXP_P4));
-    p = _mm512_add_ps(_mm512_mul_ps(p, r), _mm512_set1_ps(QF_VEXP_P5));
-    __m512 z = _mm512_mul_ps(r, r);
-    __m512 e = _mm512_add_ps(_mm512_add_ps(_mm512_mul_ps(p, z), r), _mm512_set1_ps(1.0f));
-    __m512i bits = _mm512_slli_epi32(_mm512_add_epi32(_mm512_cvtps_epi32(n), _mm512_set1_epi32(127)), 23);
-    return _mm512_mul_ps(e, _mm512_castsi512_ps(bits));
-}
-
 void qf_rt_vexp_avx512(const float *x, float *y, size_t n) {
     size_t i = 0;
-    for (; i + 16 <= n; i += 16) _mm512_storeu_ps(y + i, vexp16(_mm512_loadu_ps(x + i)));
+    for (; i + 16 <= n; i += 16) _mm512_storeu_ps(y + i, qf_rt_exp16(_mm512_loadu_ps(x + i)));
     if (i < n) qf_rt_vexp_scalar(x + i, y + i, n - i);
 }

@@ -10,6 +10,7 @@
  *
  * The dot products need AVX512-VNNI, which the file-wide flags do not enable: each function carries the
  * target attribute, and the caller checks the CPU (qf_rt_qkern_active). */
+#include "verify/rt_exp512.h"
 #include "verify/rt_kern.h"
 
 #include <immintrin.h>
@@ -148,25 +149,7 @@ void qf_rt_xquant_avx512(const float *x, size_t ldx, size_t nb, const qf_rt_xq *
 /* ---- softmax and SwiGLU (both paths; rt_kern.h) -----------------------------------------------------
  *
  * Fused versions of the reference in rt_kern.c: the same operations per element in the same order, so
- * the same bits. The exponential is vexp's (rt_kern.h, Cephes) with the final multiply by 2^n done by
- * vscalefps: e * 2^n rounded once either way (exact unless the result is subnormal, then the same
- * round-to-nearest-even), three operations fewer than building 2^n from its bits. */
-
-INLINE __m512 exp16(__m512 x) {
-    x = _mm512_min_ps(_mm512_max_ps(x, _mm512_set1_ps(QF_VEXP_LO)), _mm512_set1_ps(QF_VEXP_HI));
-    __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(QF_VEXP_LOG2E)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    __m512 r = _mm512_sub_ps(x, _mm512_mul_ps(n, _mm512_set1_ps(QF_VEXP_C1)));
-    r = _mm512_sub_ps(r, _mm512_mul_ps(n, _mm512_set1_ps(QF_VEXP_C2)));
-    __m512 p = _mm512_set1_ps(QF_VEXP_P0);
-    p = _mm512_add_ps(_mm512_mul_ps(p, r), _mm512_set1_ps(QF_VEXP_P1));
-    p = _mm512_add_ps(_mm512_mul_ps(p, r), _mm512_set1_ps(QF_VEXP_P2));
-    p = _mm512_add_ps(_mm512_mul_ps(p, r), _mm512_set1_ps(QF_VEXP_P3));
-    p = _mm512_add_ps(_mm512_mul_ps(p, r), _mm512_set1_ps(QF_VEXP_P4));
-    p = _mm512_add_ps(_mm512_mul_ps(p, r), _mm512_set1_ps(QF_VEXP_P5));
-    __m512 z = _mm512_mul_ps(r, r);
-    __m512 e = _mm512_add_ps(_mm512_add_ps(_mm512_mul_ps(p, z), r), _mm512_set1_ps(1.0f));
-    return _mm512_scalef_ps(e, n);
-}
+ * the same bits; the exponential is qf_rt_exp16 (rt_exp512.h). */
 
 /* Lanes j of a 16-column vector starting at column c that are >= j0 (the visible ones). */
 INLINE __mmask16 from_col(uint32_t c, uint32_t j0) {
@@ -197,7 +180,7 @@ void qf_rt_softmax_avx512(float *s, uint32_t n_keys, uint32_t base, float scale,
         for (int v = 0; v < 4; v++) {
             __mmask16 vis = from_col(16u * (uint32_t)v, j0);
             if (!vis) { _mm512_storeu_ps(row + 16 * v, _mm512_setzero_ps()); continue; }
-            __m512 e = exp16(_mm512_sub_ps(_mm512_mul_ps(_mm512_loadu_ps(row + 16 * v), vs), mx[v]));
+            __m512 e = qf_rt_exp16(_mm512_sub_ps(_mm512_mul_ps(_mm512_loadu_ps(row + 16 * v), vs), mx[v]));
             e = _mm512_maskz_mov_ps(vis, e);
             _mm512_storeu_ps(row + 16 * v, e);
             /* masked lanes add +0.0 to a sum of non-negative terms: no change */
@@ -213,7 +196,7 @@ void qf_rt_glu_avx512(float *g, const float *u, float *e, size_t n) {
     size_t t = 0;
     for (; t + 16 <= n; t += 16) {
         __m512 gv = _mm512_loadu_ps(g + t);
-        __m512 ev = exp16(_mm512_xor_ps(gv, _mm512_set1_ps(-0.0f))); /* -g: the sign flipped, as in C */
+        __m512 ev = qf_rt_exp16(_mm512_xor_ps(gv, _mm512_set1_ps(-0.0f))); /* -g: the sign flipped, as in C */
         _mm512_storeu_ps(g + t, _mm512_mul_ps(_mm512_div_ps(gv, _mm512_add_ps(_mm512_set1_ps(1.0f), ev)), _mm512_loadu_ps(u + t)));
     }
     if (t < n) qf_rt_glu_scalar(g + t, u + t, e + t, n - t);
