@@ -1163,6 +1163,10 @@ static bool kq_refit_super(const qf_kq_spec *sp, const kq_state *st, float *d, f
     return *d != 0.0f;
 }
 
+#if defined(QF_VEC_PASSES)
+static void kq_sub_fits_w8(const qf_kq_spec *sp, const float *x, const float *w, float *s); /* below */
+#endif
+
 /* The whole super-block fit with weights w and nstarts sub-block starting grids; returns the total
  * weighted error. */
 QF_AINLINE float kq_fit(const qf_kq_spec *sp, const float *x, const float *w, int nstarts, kq_state *st) {
@@ -1174,7 +1178,13 @@ QF_AINLINE float kq_fit(const qf_kq_spec *sp, const float *x, const float *w, in
     int lattice = lean ? 1 : KQ_LATTICE_ROUNDS;
     if (lean) nstarts = 1;
     float s[QF_KQ_MAX_SUB], m[QF_KQ_MAX_SUB];
-    kq_sub_fits(sp, x, w, nstarts, s, m);
+#if defined(QF_VEC_PASSES)
+    if (w && !sp->affine && sp->nsub == 16 && sp->sublen == 16) {
+        kq_sub_fits_w8(sp, x, w, s);
+        memset(m, 0, sizeof m);
+    } else
+#endif
+        kq_sub_fits(sp, x, w, nstarts, s, m);
     for (int j = 0; j < sp->nsub; j++) {
         int o = j * sp->sublen;
         float a[LN] = { 0 }, b[LN] = { 0 }, c[LN] = { 0 };
@@ -1237,9 +1247,9 @@ static inline bool all_equal(const float *w, int n) {
 
 typedef struct kq8 { __m256 xq, qq, er; } kq8; /* sym_sums of 8 sub-blocks */
 
-/* sym_pass (no weights) of the 8 consecutive 16-element sub-blocks at x, lane k with scale S[k]; codes
- * into q (128 floats) unless q is NULL. */
-static inline kq8 sym_pass8(const float *x, __m256 S, float lo, float hi, float *q) {
+/* sym_pass of the 8 consecutive 16-element sub-blocks at x with weights w (NULL: none), lane k with scale
+ * S[k]; codes into q (128 floats) unless q is NULL. */
+static inline kq8 sym_pass8(const float *x, const float *w, __m256 S, float lo, float hi, float *q) {
     const __m256 zero = _mm256_setzero_ps(), vlo = _mm256_set1_ps(lo), vhi = _mm256_set1_ps(hi);
     /* safe_inv per lane: 0 where S is 0 or 1/S is not finite */
     __m256 inv = _mm256_div_ps(_mm256_set1_ps(1.0f), S);
@@ -1253,12 +1263,12 @@ static inline kq8 sym_pass8(const float *x, __m256 S, float lo, float hi, float 
         const __m256 vinv = _mm256_set1_ps(iv[k]), vs = _mm256_set1_ps(sv[k]);
         __m256 a = zero, b = zero, c = zero;
         for (int j = 0; j < 16; j += LN) {
-            __m256 xv = _mm256_loadu_ps(x + 16 * k + j);
+            __m256 xv = _mm256_loadu_ps(x + 16 * k + j), wv = VWLOAD(16 * k + j);
             __m256 r = v_round(_mm256_min_ps(_mm256_max_ps(_mm256_mul_ps(xv, vinv), vlo), vhi));
             __m256 e = _mm256_sub_ps(xv, _mm256_mul_ps(r, vs));
-            a = _mm256_add_ps(a, _mm256_mul_ps(xv, r));
-            b = _mm256_add_ps(b, _mm256_mul_ps(r, r));
-            c = _mm256_add_ps(c, _mm256_mul_ps(e, e));
+            a = _mm256_add_ps(a, _mm256_mul_ps(VW(xv), r));
+            b = _mm256_add_ps(b, _mm256_mul_ps(VW(r), r));
+            c = _mm256_add_ps(c, _mm256_mul_ps(VW(e), e));
             if (q) _mm256_storeu_ps(q + 16 * k + j, r);
         }
         axq[k] = a;
@@ -1270,7 +1280,7 @@ static inline kq8 sym_pass8(const float *x, __m256 S, float lo, float hi, float 
 
 /* sym_refine without F16 rounding, per lane. Returns the scales; *cur follows them (codes not kept:
  * the sub-block fits only need scales). */
-static inline __m256 sym_refine8(const float *x, float lo, float hi, int rounds, __m256 S, kq8 *cur) {
+static inline __m256 sym_refine8(const float *x, const float *w, float lo, float hi, int rounds, __m256 S, kq8 *cur) {
     const __m256 zero = _mm256_setzero_ps();
     __m256 act = _mm256_castsi256_ps(_mm256_set1_epi32(-1));
     for (int r = 0; r < rounds; r++) {
@@ -1278,7 +1288,7 @@ static inline __m256 sym_refine8(const float *x, float lo, float hi, int rounds,
         __m256 S2 = _mm256_div_ps(cur->xq, cur->qq);
         act = _mm256_and_ps(act, _mm256_and_ps(_mm256_cmp_ps(S2, S, _CMP_NEQ_UQ), _mm256_cmp_ps(S2, zero, _CMP_NEQ_UQ)));
         if (!_mm256_movemask_ps(act)) break;
-        kq8 nx = sym_pass8(x, S2, lo, hi, NULL);
+        kq8 nx = sym_pass8(x, w, S2, lo, hi, NULL);
         act = _mm256_and_ps(act, _mm256_cmp_ps(nx.er, cur->er, _CMP_LT_OQ));
         S = _mm256_blendv_ps(S, S2, act);
         cur->xq = _mm256_blendv_ps(cur->xq, nx.xq, act);
@@ -1286,6 +1296,53 @@ static inline __m256 sym_refine8(const float *x, float lo, float hi, int rounds,
         cur->er = _mm256_blendv_ps(cur->er, nx.er, act);
     }
     return S;
+}
+
+/* sym_starts per lane (no F16 rounding) for the lanes in act: each start's scale mx / starts[i], refined,
+ * replaces (S, *err) where it is valid there (non-zero, not the current scale) and its error is lower. */
+static inline __m256 sym_starts8(const float *x, const float *w, float lo, float hi, __m256 mx, const float *starts,
+                                 int nstarts, int rounds, __m256 act, __m256 S, __m256 *err) {
+    for (int i = 0; i < nstarts; i++) {
+        __m256 S0 = _mm256_div_ps(mx, _mm256_set1_ps(starts[i]));
+        __m256 valid = _mm256_and_ps(act, _mm256_and_ps(_mm256_cmp_ps(S0, _mm256_setzero_ps(), _CMP_NEQ_UQ),
+                                                        _mm256_cmp_ps(S0, S, _CMP_NEQ_UQ)));
+        if (!_mm256_movemask_ps(valid)) continue;
+        kq8 c0 = sym_pass8(x, w, S0, lo, hi, NULL);
+        S0 = sym_refine8(x, w, lo, hi, rounds, S0, &c0);
+        __m256 take = _mm256_and_ps(valid, _mm256_cmp_ps(c0.er, *err, _CMP_LT_OQ));
+        S = _mm256_blendv_ps(S, S0, take);
+        *err = _mm256_blendv_ps(*err, c0.er, take);
+    }
+    return S;
+}
+
+/* kq_sub_fits with weights (nstarts = KQ_STARTS_W) for 16 symmetric sub-blocks of 16 (Q3_K, Q6_K), one
+ * sub-block per lane in two groups of 8: the same starts, rounds and per-sub-block decisions, each lane
+ * doing its sub-block's float operations in the scalar order. The weighted fit spends most of its passes
+ * here (9 or 13 starting grids), and the scalar form pays three horizontal sums and a branch per pass. */
+static void kq_sub_fits_w8(const qf_kq_spec *sp, const float *x, const float *w, float *s) {
+    const float lo = (float)sp->qmin, hi = (float)sp->qmax;
+    const int rounds = KQ_SUB_ROUNDS, srounds = 1; /* kq_sub_fits' weighted symmetric case */
+    const float starts[KQ_STARTS_W - 1] = { lo + 0.5f, lo + 1.0f, hi, lo - 0.5f };
+    const float more[4] = { lo + 0.25f, lo - 0.25f, lo + 0.75f, lo - 1.0f };
+    const __m256 zero = _mm256_setzero_ps();
+    for (int g = 0; g < 2; g++) {
+        const float *xg = x + 128 * g, *wg = w + 128 * g;
+        __m256 mx = v_signed_absmax8(xg, 16), S = _mm256_div_ps(mx, _mm256_set1_ps(lo));
+        kq8 c = sym_pass8(xg, wg, S, lo, hi, NULL);
+        S = sym_refine8(xg, wg, lo, hi, srounds, S, &c);
+        __m256 err = c.er, all = _mm256_castsi256_ps(_mm256_set1_epi32(-1));
+        S = sym_starts8(xg, wg, lo, hi, mx, starts, KQ_STARTS_W - 1, srounds, all, S, &err);
+        S = _mm256_and_ps(S, _mm256_cmp_ps(mx, zero, _CMP_NEQ_UQ)); /* 0 for an all-zero sub-block */
+        if (hi - lo < 8.0f) /* Q3_K: the four finer grids, where the scale is non-zero */
+            S = sym_starts8(xg, wg, lo, hi, mx, more, 4, 1, _mm256_cmp_ps(S, zero, _CMP_NEQ_UQ), S, &err);
+        __m256 act = _mm256_cmp_ps(S, zero, _CMP_NEQ_UQ); /* the winner's remaining rounds */
+        if (_mm256_movemask_ps(act)) {
+            kq8 cb = sym_pass8(xg, wg, S, lo, hi, NULL);
+            S = _mm256_blendv_ps(S, sym_refine8(xg, wg, lo, hi, rounds - srounds, S, &cb), act);
+        }
+        _mm256_storeu_ps(s + 8 * g, S);
+    }
 }
 
 /* Work state: scale codes, per-lane sums of the current codes (group g = sub-blocks 8g..8g+7), codes. */
@@ -1322,7 +1379,7 @@ static inline __m256 kq8_scales(float d, const int *sc) {
 /* kq_requantize */
 static inline void kq8_requantize(const qf_kq_spec *sp, const float *x, kq_sym8 *st) {
     for (int g = 0; g < 2; g++)
-        st->s[g] = sym_pass8(x + 128 * g, kq8_scales(st->d, st->sc + 8 * g), (float)sp->qmin, (float)sp->qmax, st->q + 128 * g);
+        st->s[g] = sym_pass8(x + 128 * g, NULL, kq8_scales(st->d, st->sc + 8 * g), (float)sp->qmin, (float)sp->qmax, st->q + 128 * g);
 }
 
 /* kq_predict for symmetric sub-blocks (M = 0: its min terms are exact zeros and drop out) at scale
@@ -1361,7 +1418,7 @@ static inline void kq8_lattice(const qf_kq_spec *sp, const float *x, const float
         }
         if (!moved) continue;
         float qt[128];
-        kq8 nx = sym_pass8(x + 128 * g, kq8_scales(st->d, cand), (float)sp->qmin, (float)sp->qmax, qt);
+        kq8 nx = sym_pass8(x + 128 * g, NULL, kq8_scales(st->d, cand), (float)sp->qmin, (float)sp->qmax, qt);
         int m = moved & _mm256_movemask_ps(_mm256_cmp_ps(nx.er, st->s[g].er, _CMP_LT_OQ));
         kq8_accept(st, g, m, &nx, qt, cand);
     }
@@ -1395,7 +1452,7 @@ static inline void kq8_descend(const qf_kq_spec *sp, const float *x, bool lean, 
         for (int t = 0; t < 2; t++) {
             valid[t] &= sel[g];
             if (!valid[t]) { m[t] = 0; continue; }
-            nx[t] = sym_pass8(x + 128 * g, kq8_scales(st->d, cs[t]), (float)sp->qmin, (float)sp->qmax, qt[t]);
+            nx[t] = sym_pass8(x + 128 * g, NULL, kq8_scales(st->d, cs[t]), (float)sp->qmin, (float)sp->qmax, qt[t]);
             m[t] = valid[t] & _mm256_movemask_ps(_mm256_cmp_ps(nx[t].er, st->s[g].er, _CMP_LT_OQ));
         }
         m[1] &= ~m[0];
@@ -1421,13 +1478,13 @@ static void kq_fit_sym8(const qf_kq_spec *sp, const float *x, kq_state *out) {
     for (int g = 0; g < 2; g++) { /* kq_sub_fits */
         const float *xg = x + 128 * g;
         __m256 mx = v_signed_absmax8(xg, 16), S = _mm256_div_ps(mx, _mm256_set1_ps(lo));
-        kq8 c = sym_pass8(xg, S, lo, hi, NULL);
-        S = sym_refine8(xg, lo, hi, KQ_SUB_ROUNDS_PLAIN, S, &c);
+        kq8 c = sym_pass8(xg, NULL, S, lo, hi, NULL);
+        S = sym_refine8(xg, NULL, lo, hi, KQ_SUB_ROUNDS_PLAIN, S, &c);
         for (int i = 0; i + 1 < nstarts; i++) { /* sym_starts; its first start is qmin + 0.5 */
             __m256 S0 = _mm256_div_ps(mx, _mm256_set1_ps(i == 0 ? lo + 0.5f : lo + 1.0f));
             __m256 valid = _mm256_and_ps(_mm256_cmp_ps(S0, _mm256_setzero_ps(), _CMP_NEQ_UQ), _mm256_cmp_ps(S0, S, _CMP_NEQ_UQ));
-            kq8 c0 = sym_pass8(xg, S0, lo, hi, NULL);
-            S0 = sym_refine8(xg, lo, hi, KQ_SUB_ROUNDS_PLAIN, S0, &c0);
+            kq8 c0 = sym_pass8(xg, NULL, S0, lo, hi, NULL);
+            S0 = sym_refine8(xg, NULL, lo, hi, KQ_SUB_ROUNDS_PLAIN, S0, &c0);
             __m256 take = _mm256_and_ps(valid, _mm256_cmp_ps(c0.er, c.er, _CMP_LT_OQ));
             S = _mm256_blendv_ps(S, S0, take);
             c.er = _mm256_blendv_ps(c.er, c0.er, take);
