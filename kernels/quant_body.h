@@ -1163,10 +1163,6 @@ static bool kq_refit_super(const qf_kq_spec *sp, const kq_state *st, float *d, f
     return *d != 0.0f;
 }
 
-#if defined(QF_VEC_PASSES)
-static void kq_sub_fits_w8(const qf_kq_spec *sp, const float *x, const float *w, float *s); /* below */
-#endif
-
 /* The whole super-block fit with weights w and nstarts sub-block starting grids; returns the total
  * weighted error. */
 QF_AINLINE float kq_fit(const qf_kq_spec *sp, const float *x, const float *w, int nstarts, kq_state *st) {
@@ -1178,13 +1174,7 @@ QF_AINLINE float kq_fit(const qf_kq_spec *sp, const float *x, const float *w, in
     int lattice = lean ? 1 : KQ_LATTICE_ROUNDS;
     if (lean) nstarts = 1;
     float s[QF_KQ_MAX_SUB], m[QF_KQ_MAX_SUB];
-#if defined(QF_VEC_PASSES)
-    if (w && !sp->affine && sp->nsub == 16 && sp->sublen == 16) {
-        kq_sub_fits_w8(sp, x, w, s);
-        memset(m, 0, sizeof m);
-    } else
-#endif
-        kq_sub_fits(sp, x, w, nstarts, s, m);
+    kq_sub_fits(sp, x, w, nstarts, s, m);
     for (int j = 0; j < sp->nsub; j++) {
         int o = j * sp->sublen;
         float a[LN] = { 0 }, b[LN] = { 0 }, c[LN] = { 0 };
@@ -1236,9 +1226,9 @@ static inline bool all_equal(const float *w, int n) {
 }
 
 #if defined(QF_VEC_PASSES)
-/* ---- symmetric K-quants without weights (Q3_K, Q6_K), one sub-block per lane ---------------------------
- * kq_fit(sp, x, NULL, KQ_STARTS) for 16 sub-blocks of 16, run as two groups of 8 sub-blocks with sub-block
- * k of a group in lane k. Every stage of kq_fit decides per sub-block independently of the others
+/* ---- symmetric K-quants (Q3_K, Q6_K), one sub-block per lane ----------------------------------------------
+ * kq_fit(sp, x, w, ...) for 16 sub-blocks of 16, with or without weights, run as two groups of 8
+ * sub-blocks with sub-block k of a group in lane k. Every stage of kq_fit decides per sub-block independently of the others
  * (the sub-block fits, re-quantization, integer refinement, descent), so each stage runs on all eight
  * lanes at once: lane k performs the scalar loop's float operations for its sub-block in the same order
  * (its pass sums come from v_tree8_*), a lane whose scalar loop has stopped is masked out and keeps
@@ -1377,9 +1367,9 @@ static inline __m256 kq8_scales(float d, const int *sc) {
 }
 
 /* kq_requantize */
-static inline void kq8_requantize(const qf_kq_spec *sp, const float *x, kq_sym8 *st) {
+static inline void kq8_requantize(const qf_kq_spec *sp, const float *x, const float *w, kq_sym8 *st) {
     for (int g = 0; g < 2; g++)
-        st->s[g] = sym_pass8(x + 128 * g, NULL, kq8_scales(st->d, st->sc + 8 * g), (float)sp->qmin, (float)sp->qmax, st->q + 128 * g);
+        st->s[g] = sym_pass8(x + 128 * g, WOFF(w, 128 * g), kq8_scales(st->d, st->sc + 8 * g), (float)sp->qmin, (float)sp->qmax, st->q + 128 * g);
 }
 
 /* kq_predict for symmetric sub-blocks (M = 0: its min terms are exact zeros and drop out) at scale
@@ -1391,8 +1381,11 @@ static inline __m256d kq4_predict(__m128 d, __m256d sxx, __m256d qq, __m256d xq,
 }
 
 /* kq_lattice of every sub-block (symmetric: no min): kq_near's candidates judged by kq_predict in four
- * double lanes at a time, then one pass for the lanes that moved. */
-static inline void kq8_lattice(const qf_kq_spec *sp, const float *x, const float *sxx, kq_sym8 *st) {
+ * double lanes at a time, then one pass for the lanes that moved. Only sub-blocks with bit k of ok[g]
+ * set may move: kq_predict's dropped min terms 0 * sw and 0 * sx are NaN where a weighted sum overflowed,
+ * and then no prediction beats another. */
+static inline void kq8_lattice(const qf_kq_spec *sp, const float *x, const float *w, const float *sxx, const int *ok,
+                               kq_sym8 *st) {
     if (st->d == 0.0f) return;
     const __m256d dd = _mm256_set1_pd((double)st->d), clo = _mm256_set1_pd(sp->sc_min), chi = _mm256_set1_pd(sp->sc_max);
     const __m128 df = _mm_set1_ps(st->d);
@@ -1416,16 +1409,17 @@ static inline void kq8_lattice(const qf_kq_spec *sp, const float *x, const float
             _mm_storeu_si128((__m128i *)(cand + 4 * h), b);
             moved |= (~_mm_movemask_ps(_mm_castsi128_ps(_mm_cmpeq_epi32(b, cur))) & 0xF) << 4 * h;
         }
+        moved &= ok[g];
         if (!moved) continue;
         float qt[128];
-        kq8 nx = sym_pass8(x + 128 * g, NULL, kq8_scales(st->d, cand), (float)sp->qmin, (float)sp->qmax, qt);
+        kq8 nx = sym_pass8(x + 128 * g, WOFF(w, 128 * g), kq8_scales(st->d, cand), (float)sp->qmin, (float)sp->qmax, qt);
         int m = moved & _mm256_movemask_ps(_mm256_cmp_ps(nx.er, st->s[g].er, _CMP_LT_OQ));
         kq8_accept(st, g, m, &nx, qt, cand);
     }
 }
 
 /* kq_descend_worst: each scale code one step down, then one step up, kept where the error drops. */
-static inline void kq8_descend(const qf_kq_spec *sp, const float *x, bool lean, kq_sym8 *st) {
+static inline void kq8_descend(const qf_kq_spec *sp, const float *x, const float *w, bool lean, kq_sym8 *st) {
     int sel[2] = { 0xFF, 0xFF };
     if (lean) { /* the sub-blocks at or above the mean error */
         float e[16], tot = 0.0f;
@@ -1452,7 +1446,7 @@ static inline void kq8_descend(const qf_kq_spec *sp, const float *x, bool lean, 
         for (int t = 0; t < 2; t++) {
             valid[t] &= sel[g];
             if (!valid[t]) { m[t] = 0; continue; }
-            nx[t] = sym_pass8(x + 128 * g, NULL, kq8_scales(st->d, cs[t]), (float)sp->qmin, (float)sp->qmax, qt[t]);
+            nx[t] = sym_pass8(x + 128 * g, WOFF(w, 128 * g), kq8_scales(st->d, cs[t]), (float)sp->qmin, (float)sp->qmax, qt[t]);
             m[t] = valid[t] & _mm256_movemask_ps(_mm256_cmp_ps(nx[t].er, st->s[g].er, _CMP_LT_OQ));
         }
         m[1] &= ~m[0];
@@ -1470,12 +1464,14 @@ static inline float kq8_total(const kq_sym8 *st) {
     return t;
 }
 
-static void kq_fit_sym8(const qf_kq_spec *sp, const float *x, kq_state *out) {
-    const bool lean = sp->qmax - sp->qmin < 8; /* as kq_fit without weights */
+/* kq_fit_plain (w NULL) or kq_fit_weighted of one symmetric super-block. */
+static void kq_fit_sym8(const qf_kq_spec *sp, const float *x, const float *w, kq_state *out) {
+    const bool lean = !w && sp->qmax - sp->qmin < 8; /* as kq_fit */
     const int nstarts = lean ? 1 : KQ_STARTS, lattice = lean ? 1 : KQ_LATTICE_ROUNDS;
     const float lo = (float)sp->qmin, hi = (float)sp->qmax;
     float s[16];
-    for (int g = 0; g < 2; g++) { /* kq_sub_fits */
+    if (w) kq_sub_fits_w8(sp, x, w, s);
+    else for (int g = 0; g < 2; g++) { /* kq_sub_fits */
         const float *xg = x + 128 * g;
         __m256 mx = v_signed_absmax8(xg, 16), S = _mm256_div_ps(mx, _mm256_set1_ps(lo));
         kq8 c = sym_pass8(xg, NULL, S, lo, hi, NULL);
@@ -1492,21 +1488,38 @@ static void kq_fit_sym8(const qf_kq_spec *sp, const float *x, kq_state *out) {
         S = _mm256_and_ps(S, _mm256_cmp_ps(mx, _mm256_setzero_ps(), _CMP_NEQ_UQ));
         _mm256_storeu_ps(s + 8 * g, S);
     }
-    float sxx[16]; /* kq_fit's sum x^2 per sub-block (lanes l, l + 8, then hsum8's tree) */
+    /* kq_fit's sum w x^2 per sub-block (lanes l, l + 8, then hsum8's tree); with weights also which
+     * sub-blocks have finite sum w and sum w x (see kq8_lattice) */
+    float sxx[16];
+    int ok[2] = { 0xFF, 0xFF };
     for (int g = 0; g < 2; g++) {
-        __m256 a[8];
+        __m256 a[8], b[8], c[8];
         for (int k = 0; k < 8; k++) {
-            const float *xs = x + 128 * g + 16 * k;
-            __m256 x0 = _mm256_loadu_ps(xs), x1 = _mm256_loadu_ps(xs + 8);
-            a[k] = _mm256_add_ps(_mm256_mul_ps(x0, x0), _mm256_mul_ps(x1, x1));
+            const int o = 128 * g + 16 * k;
+            __m256 x0 = _mm256_loadu_ps(x + o), x1 = _mm256_loadu_ps(x + o + 8);
+            if (w) {
+                __m256 w0 = _mm256_loadu_ps(w + o), w1 = _mm256_loadu_ps(w + o + 8);
+                __m256 wx0 = _mm256_mul_ps(w0, x0), wx1 = _mm256_mul_ps(w1, x1);
+                a[k] = _mm256_add_ps(_mm256_mul_ps(wx0, x0), _mm256_mul_ps(wx1, x1));
+                b[k] = _mm256_add_ps(w0, w1);
+                c[k] = _mm256_add_ps(wx0, wx1);
+            } else {
+                a[k] = _mm256_add_ps(_mm256_mul_ps(x0, x0), _mm256_mul_ps(x1, x1));
+            }
         }
         _mm256_storeu_ps(sxx + 8 * g, v_tree8_add(a));
+        if (w) {
+            const __m256 sign = _mm256_set1_ps(-0.0f), inf = _mm256_set1_ps(INFINITY);
+            __m256 fw = _mm256_cmp_ps(_mm256_andnot_ps(sign, v_tree8_add(b)), inf, _CMP_LT_OQ);
+            __m256 fx = _mm256_cmp_ps(_mm256_andnot_ps(sign, v_tree8_add(c)), inf, _CMP_LT_OQ);
+            ok[g] = _mm256_movemask_ps(_mm256_and_ps(fw, fx));
+        }
     }
     kq_sym8 st;
     st.d = kq_codes(s, 16, sp->sc_min, sp->sc_max, st.sc);
-    kq8_requantize(sp, x, &st);
-    for (int r = 0; r < lattice; r++) kq8_lattice(sp, x, sxx, &st);
-    kq8_descend(sp, x, lean, &st);
+    kq8_requantize(sp, x, w, &st);
+    for (int r = 0; r < lattice; r++) kq8_lattice(sp, x, w, sxx, ok, &st);
+    kq8_descend(sp, x, w, lean, &st);
     float err = kq8_total(&st);
     if (!lean) { /* kq_refit_super (symmetric: d alone), then the same stages; kept if the error drops */
         float xq[16], qq[16];
@@ -1524,9 +1537,9 @@ static void kq_fit_sym8(const qf_kq_spec *sp, const float *x, kq_state *out) {
             kq_sym8 t = st;
             t.d = f16_round((float)(sxa / saa));
             if (t.d != 0.0f) {
-                kq8_requantize(sp, x, &t);
-                for (int r = 0; r < lattice; r++) kq8_lattice(sp, x, sxx, &t);
-                kq8_descend(sp, x, lean, &t);
+                kq8_requantize(sp, x, w, &t);
+                for (int r = 0; r < lattice; r++) kq8_lattice(sp, x, w, sxx, ok, &t);
+                kq8_descend(sp, x, w, lean, &t);
                 float e2 = kq8_total(&t);
                 if (e2 < err) st = t;
             }
@@ -1554,12 +1567,16 @@ static bool kq_quantize(const qf_kq_spec *sp, kq_pack_fn pack, size_t block_byte
         if (!w || all_equal(w, QF_QK_K)) {
             /* equal weights scale every candidate's error alike: the unweighted fit is their optimum */
 #if defined(QF_VEC_PASSES)
-            if (!sp->affine && sp->nsub == 16 && sp->sublen == 16) kq_fit_sym8(sp, xb, &st);
+            if (!sp->affine && sp->nsub == 16 && sp->sublen == 16) kq_fit_sym8(sp, xb, NULL, &st);
             else
 #endif
                 kq_fit_plain(sp, xb, &st);
         } else {
-            kq_fit_weighted(sp, xb, w, &st);
+#if defined(QF_VEC_PASSES)
+            if (!sp->affine && sp->nsub == 16 && sp->sublen == 16) kq_fit_sym8(sp, xb, w, &st);
+            else
+#endif
+                kq_fit_weighted(sp, xb, w, &st);
         }
         qf_kq_block k;
         k.d = f16_bits(st.d);
