@@ -66,22 +66,22 @@ static qf_status fetch_rows(chunk_job *j, uint64_t r0, uint64_t n) {
 /* Row-local importance where no activation statistics reach (no imatrix; token embeddings are a lookup,
  * and calibration skips the output projection as llama-imatrix does): rms(x) + |x_i|, the weighting
  * ggml's k-quant search uses without an imatrix. */
-static void magnitude_weights(const float *x, uint64_t n, float *w) {
+static double mean_square(const float *x, uint64_t n) {
     double ss = 0;
     for (uint64_t i = 0; i < n; i++) ss += (double)x[i] * x[i];
-    float rms = (float)sqrt(ss / (double)(n ? n : 1));
+    return ss / (double)(n ? n : 1);
+}
+
+static void magnitude_weights(const float *x, uint64_t n, float *w) {
+    float rms = (float)sqrt(mean_square(x, n));
     for (uint64_t i = 0; i < n; i++) w[i] = rms + fabsf(x[i]);
 }
 
-/* Calibrated weights hedged by the row's magnitudes, as ggml's k-quant search does with an imatrix:
- * below 4 bits per weight a grid fitted to the calibration text alone overfits it. On qf-llama-a
- * (q3_k_m, imatrix from tinyshakespeare) the hedge lowers KLD on held-out wikitext by 6% and leaves
- * tinystories unchanged; on 4-bit and wider types it raises KLD, so they keep the weights as they are
- * (README, quality table). */
+/* Calibrated weights hedged by the row's magnitudes, as ggml's k-quant search does with an imatrix (used
+ * below 4 bits per weight; row_weighting). On qf-llama-a's q3_k_m it lowered held-out wikitext KLD 6% and
+ * raised tinystories' 2%. */
 static void hedged_weights(const float *x, const float *imp, uint64_t n, float *w) {
-    double ss = 0;
-    for (uint64_t i = 0; i < n; i++) ss += (double)x[i] * x[i];
-    float two_ms = (float)(2.0 * ss / (double)(n ? n : 1));
+    float two_ms = (float)(2.0 * mean_square(x, n));
     for (uint64_t i = 0; i < n; i++) w[i] = imp[i] * sqrtf(two_ms + x[i] * x[i]);
 }
 

@@ -110,8 +110,9 @@ static qf_status alloc_activations(qf_rt_ctx *c, qf_error *err) {
     return QF_OK;
 }
 
-/* Per-thread scratch: a panel of QF_RT_MR weight rows, or one of the integer kernel's decoded panels, or attention scores for n_ctx keys x nt queries
- * plus one row of exp arguments, or one embedding row, or one row of SwiGLU exponentials (ld). */
+/* Per-thread scratch: a panel of QF_RT_MR weight rows, or one of the integer kernel's decoded panels, or
+ * attention scores for n_ctx keys x nt queries plus one row of exp arguments, or one embedding row, or one
+ * row of SwiGLU exponentials (ld). */
 static qf_status alloc_scratch(qf_rt_ctx *c, qf_error *err) {
     const qf_hparams *hp = &c->m->hp;
     uint64_t kmax = QF_MAX(QF_MAX((uint64_t)hp->n_embd, (uint64_t)hp->n_ff), (uint64_t)hp->n_head * hp->head_dim);
@@ -231,9 +232,8 @@ static void add_bias(const mm_part *p, uint64_t r0, int mr, size_t c0, size_t c1
 
 /* The activation tile t of the 8-bit path. */
 static qf_rt_xq xq_tile(const qf_rt_ctx *c, size_t K, size_t t) {
-    size_t nb = K / 32;
-    return (qf_rt_xq){.q = c->xq + t * K * QF_RT_QT, .d = c->xq_d + t * nb * QF_RT_QT,
-                      .ds = c->xq_ds + t * nb * QF_RT_QT, .s = c->xq_s + t * 2 * nb * QF_RT_QT};
+    qf_rt_xq first = {.q = c->xq, .d = c->xq_d, .ds = c->xq_ds, .s = c->xq_s};
+    return qf_rt_xq_next(&first, K / 32, t);
 }
 
 /* 8-bit path: decode the kernel's panel height of rows (fewer at the end: the rest zeroed) to levels and

@@ -42,12 +42,11 @@ static inline float half_to_float(uint16_t h) {
 /* Q8_0: level + 128 (so it is unsigned), or the level itself when sgn; one scale per 32. */
 static void q8_0_row(const uint8_t *src, uint64_t K, uint8_t *q, float *d, bool sgn) {
     const qf_block_q8_0 *b = (const qf_block_q8_0 *)src;
-    uint8_t flip = sgn ? 0 : 0x80;
     for (uint64_t i = 0; i < K / QF_QK; i++) {
         d[i] = half_to_float(b[i].d);
         if (sgn) memcpy(q + i * QF_QK, b[i].qs, QF_QK);
         else
-            for (int l = 0; l < QF_QK; l++) q[i * QF_QK + (uint64_t)l] = (uint8_t)(b[i].qs[l] ^ flip);
+            for (int l = 0; l < QF_QK; l++) q[i * QF_QK + (uint64_t)l] = (uint8_t)(b[i].qs[l] ^ 0x80);
     }
 }
 
