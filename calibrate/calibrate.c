@@ -9,9 +9,9 @@
 #include "formats/hessian.h"
 #include "formats/imatrix.h"
 #include "formats/integrity.h"
-#include "verify/runtime.h"
-#include "verify/score.h"
-#include "verify/tokenizer.h"
+#include "runtime/runtime.h"
+#include "runtime/text.h"
+#include "runtime/tokenizer.h"
 
 #include <libgen.h>
 #include <unistd.h>

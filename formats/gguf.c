@@ -8,7 +8,7 @@
  * is allocated for it, so a short file can never make us allocate more than a small multiple of its size.
  */
 #include "gguf.h"
-#include "integrity.h"
+#include "formats/digest.h"
 #include "outfile.h"
 #include "kernels/qtypes.h"
 

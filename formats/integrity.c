@@ -5,51 +5,12 @@
  * reader side: it hashes the exact byte spans the reader recorded, so nothing is re-serialized and a
  * file written by another implementation checks the same way.
  */
-#include <errno.h>
-#include "integrity.h"
+#include "formats/integrity.h"
 
 #include <openssl/evp.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <unistd.h>
-
-bool qf_integrity_is_key(const char *key) {
-    return !strcmp(key, QF_INTEGRITY_KEY_SCHEME) || !strcmp(key, QF_INTEGRITY_KEY_HEADER) ||
-           !strcmp(key, QF_INTEGRITY_KEY_TENSORS);
-}
-
-void qf_sha256_hex(const uint8_t digest[32], char hex[QF_SHA256_HEX_LEN + 1]) {
-    static const char digits[] = "0123456789abcdef";
-    for (int i = 0; i < 32; i++) {
-        hex[2 * i] = digits[digest[i] >> 4];
-        hex[2 * i + 1] = digits[digest[i] & 15];
-    }
-    hex[QF_SHA256_HEX_LEN] = '\0';
-}
-
-void qf_sha256_buf_hex(const void *data, size_t len, char hex[QF_SHA256_HEX_LEN + 1]) {
-    uint8_t d[32];
-    unsigned int dl = 0;
-    EVP_Digest(data, len, d, &dl, EVP_sha256(), NULL);
-    qf_sha256_hex(d, hex);
-}
-
-qf_status qf_sha256_file_hex(const char *path, char hex[QF_SHA256_HEX_LEN + 1], qf_error *err) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return qf_fail(err, QF_E_IO, "%s: %s", path, strerror(errno));
-    EVP_MD_CTX *md = EVP_MD_CTX_new();
-    unsigned char buf[1 << 16], d[32];
-    unsigned int dl = 0;
-    size_t n;
-    bool ok = md && EVP_DigestInit_ex(md, EVP_sha256(), NULL);
-    while (ok && (n = fread(buf, 1, sizeof buf, f)) > 0) ok = EVP_DigestUpdate(md, buf, n);
-    ok = ok && !ferror(f) && EVP_DigestFinal_ex(md, d, &dl);
-    fclose(f);
-    EVP_MD_CTX_free(md);
-    if (!ok) return qf_fail(err, QF_E_IO, "%s: cannot read it through for its SHA-256", path);
-    qf_sha256_hex(d, hex);
-    return QF_OK;
-}
 
 int qf_integrity_threads(int threads) {
     if (threads > 0) return QF_MIN(threads, 1024);

@@ -3,19 +3,21 @@
 # listed for it (plus include/). CMake links the per-folder libraries in the same order.
 #   kernels   -> (nothing)
 #   formats   -> kernels
-#   verify    -> formats, kernels
+#   runtime   -> formats, kernels           (model loading, the graph, tokenizer, CPU backend)
+#   verify    -> runtime, formats, kernels  (the judge: perplexity, KLD, gates, integrity)
 #   quantize  -> formats, kernels
-#   calibrate -> verify, formats, kernels    (calibration runs the reference runtime)
+#   calibrate -> runtime, formats, kernels  (calibration runs the runtime, not the judge)
 #   convert   -> everything (the front door)
 set -euo pipefail
 root=$1
 declare -A allowed=(
     [kernels]="kernels"
     [formats]="formats kernels"
-    [verify]="verify formats kernels"
+    [runtime]="runtime formats kernels"
+    [verify]="verify runtime formats kernels"
     [quantize]="quantize formats kernels"
-    [calibrate]="calibrate verify formats kernels"
-    [convert]="convert calibrate quantize verify formats kernels"
+    [calibrate]="calibrate runtime formats kernels"
+    [convert]="convert calibrate quantize verify runtime formats kernels"
 )
 bad=0; checked=0
 for dir in "${!allowed[@]}"; do

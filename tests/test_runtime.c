@@ -10,7 +10,8 @@
 #include "kernels/blocks.h"
 #include "kernels/cpu.h"
 #include "kernels/fpconv.h"
-#include "verify/rt_kern.h"
+#include "runtime/rt_kern.h"
+#include "runtime/text.h"
 #include "verify/score.h"
 
 #include <cjson/cJSON.h>

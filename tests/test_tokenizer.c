@@ -10,7 +10,7 @@
  *     (clear errors), and invalid UTF-8 / random bytes (no crash, stable results).
  */
 #include "testutil.h"
-#include "verify/tokenizer.h"
+#include "runtime/tokenizer.h"
 
 #include <cjson/cJSON.h>
 #include <ctype.h>

@@ -1,8 +1,9 @@
 /* eval.c — qf_perplexity and qf_verify (qforge.h): llama-perplexity's chunking over one model or over a
  * base and a model side by side. */
-#include "verify/runtime.h"
+#include "runtime/runtime.h"
+#include "runtime/text.h"
 #include "verify/score.h"
-#include "verify/tokenizer.h"
+#include "runtime/tokenizer.h"
 
 #include <math.h>
 #include <unistd.h>

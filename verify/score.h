@@ -1,5 +1,5 @@
 /*
- * score.h — what perplexity and verify compute from logits, and how they read their text (internal).
+ * score.h — what perplexity and verify compute from logits (internal).
  *
  * Logits arrive feature-major (runtime.h): entry v of output column j at l[v * ld + j]. Each scoring call
  * covers n columns, splits them across the context's threads by column, and writes one result per
@@ -8,13 +8,7 @@
 #ifndef QF_VERIFY_SCORE_H
 #define QF_VERIFY_SCORE_H
 
-#include "verify/runtime.h"
-
-/* Read a prompt file as llama-perplexity -f does: one trailing '\n' dropped, then (escape) backslash
- * escapes processed as llama.cpp's string_process_escapes does. *text is malloc'd and NUL-terminated. */
-qf_status qf_text_load_prompt(const char *path, bool escape, char **text, size_t *len, qf_error *err);
-/* The escape processing alone, in place; returns the new length. */
-size_t qf_text_process_escapes(char *s, size_t len);
+#include "runtime/runtime.h"
 
 /* Per-column results of one batch. */
 typedef struct qf_score_cols {

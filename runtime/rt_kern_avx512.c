@@ -1,8 +1,8 @@
 /* rt_kern_avx512.c — AVX-512 variants of the runtime kernels (see rt_kern.h).
  * The tile keeps 6 rows x 64 tokens of accumulators in 24 zmm registers: per k, four loads of x, six
  * broadcasts of w (folded into the FMAs), twenty-four FMAs. */
-#include "verify/rt_exp512.h"
-#include "verify/rt_kern.h"
+#include "runtime/rt_exp512.h"
+#include "runtime/rt_kern.h"
 
 #include <immintrin.h>
 

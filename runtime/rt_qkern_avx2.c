@@ -13,7 +13,7 @@
  * 127 = 32512): that sum is exactly the reference's sum of w * x minus 128 * (sum of x). Every later
  * step (int32 -> F32 conversion of values below 2^24, multiply by the weight scale, FMA with the
  * activation scale, FMA of the min term) is the reference's, in its order. */
-#include "verify/rt_kern.h"
+#include "runtime/rt_kern.h"
 
 #include <immintrin.h>
 #include <string.h>

@@ -11,7 +11,7 @@
  *      adjacent symbols are merged lowest merge rank first.
  * Ties break as llama.cpp's priority queues do: equal score/rank -> leftmost pair first.
  */
-#include "verify/tokenizer.h"
+#include "runtime/tokenizer.h"
 
 #include "qf_core.h"
 

@@ -1,23 +1,20 @@
-/* rt_kern.c — scalar reference kernels of the runtime and the choice of ISA (see rt_kern.h). */
-#include "verify/rt_kern.h"
+/* rt_kern_scalar.c — the scalar reference kernels of the runtime: they define the bits every ISA
+ * variant must return (see rt_kern.h). */
+#include "runtime/rt_kern.h"
 
-#include "kernels/cpu.h"
-
-#include <cpuid.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
-#define SCALAR_NT 16
 
 void qf_rt_tile_scalar(const float *w, size_t ldw, size_t K, const float *x, size_t ldx, float *y, size_t ldy, int mr) {
     for (int r = 0; r < mr; r++) {
-        float acc[SCALAR_NT] = {0};
+        float acc[QF_RT_SCALAR_NT] = {0};
         const float *wr = w + (size_t)r * ldw;
         for (size_t k = 0; k < K; k++) {
             const float *xk = x + k * ldx;
             /* fmaf, not a*b+c: the SIMD kernels fuse, and results must match them bit for bit */
-            for (int t = 0; t < SCALAR_NT; t++) acc[t] = fmaf(wr[k], xk[t], acc[t]);
+            for (int t = 0; t < QF_RT_SCALAR_NT; t++) acc[t] = fmaf(wr[k], xk[t], acc[t]);
         }
         memcpy(y + (size_t)r * ldy, acc, sizeof acc);
     }
@@ -132,7 +129,7 @@ static void softmax_with(qf_rt_vexp_fn vexp, uint32_t nt, float *s, uint32_t n_k
 }
 
 void qf_rt_softmax_scalar(float *s, uint32_t n_keys, uint32_t base, float scale, float *tmp, float *inv) {
-    softmax_with(qf_rt_vexp_scalar, SCALAR_NT, s, n_keys, base, scale, tmp, inv);
+    softmax_with(qf_rt_vexp_scalar, QF_RT_SCALAR_NT, s, n_keys, base, scale, tmp, inv);
 }
 void qf_rt_softmax_avx2(float *s, uint32_t n_keys, uint32_t base, float scale, float *tmp, float *inv) {
     softmax_with(qf_rt_vexp_avx2, 16, s, n_keys, base, scale, tmp, inv);
@@ -146,51 +143,3 @@ static void glu_with(qf_rt_vexp_fn vexp, float *g, const float *u, float *e, siz
 
 void qf_rt_glu_scalar(float *g, const float *u, float *e, size_t n) { glu_with(qf_rt_vexp_scalar, g, u, e, n); }
 void qf_rt_glu_avx2(float *g, const float *u, float *e, size_t n) { glu_with(qf_rt_vexp_avx2, g, u, e, n); }
-
-static const qf_rt_kern kern_table[QF_ISA_COUNT] = {
-    [QF_ISA_SCALAR] = {.isa = "scalar", .nt = SCALAR_NT, .tile = qf_rt_tile_scalar, .vexp = qf_rt_vexp_scalar,
-                       .softmax = qf_rt_softmax_scalar, .glu = qf_rt_glu_scalar},
-    [QF_ISA_AVX2] = {.isa = "avx2", .nt = 16, .tile = qf_rt_tile_avx2, .vexp = qf_rt_vexp_avx2,
-                     .softmax = qf_rt_softmax_avx2, .glu = qf_rt_glu_avx2},
-    [QF_ISA_AVX512] = {.isa = "avx512", .nt = 64, .tile = qf_rt_tile_avx512, .vexp = qf_rt_vexp_avx512,
-                       .softmax = qf_rt_softmax_avx512, .glu = qf_rt_glu_avx512},
-};
-
-const qf_rt_kern *qf_rt_kern_active(void) {
-    qf_isa isa = qf_isa_active();
-    return (int)isa >= 0 && isa < QF_ISA_COUNT ? &kern_table[isa] : &kern_table[QF_ISA_SCALAR];
-}
-
-/* CPUID leaf 7 ECX bit 11 directly: older clang rejects some names in __builtin_cpu_supports. The
- * AVX-512 register state itself was checked when the ISA became active. */
-static bool has_vnni(void) {
-    unsigned a, b, c, d;
-    return qf_isa_active() == QF_ISA_AVX512 && __get_cpuid_count(7, 0, &a, &b, &c, &d) && (c & (1u << 11));
-}
-
-/* AMX only when nobody asked for an ISA: QF_ISA=avx512 keeps the VNNI tile, so every path stays reachable. */
-static bool isa_forced(void) {
-    const char *env = getenv("QF_ISA");
-    return env && *env;
-}
-
-const qf_rt_qkern *qf_rt_qkern_active(void) {
-    static const qf_rt_qkern scalar = {.isa = "scalar", .qtile = qf_rt_qtile_scalar, .xquant = qf_rt_xquant_scalar,
-                                       .rows = 3};
-    static const qf_rt_qkern avx2 = {.isa = "avx2", .qtile = qf_rt_qtile_avx2, .xquant = qf_rt_xquant_scalar,
-                                     .rows = 3};
-    static const qf_rt_qkern avx512 = {.isa = "avx512", .qtile = qf_rt_qtile_avx2, .xquant = qf_rt_xquant_avx512,
-                                       .rows = 3};
-    static const qf_rt_qkern vnni = {.isa = "avx512vnni", .qtile = qf_rt_qtile_avx512vnni,
-                                     .xquant = qf_rt_xquant_avx512, .rows = 3};
-    static const qf_rt_qkern amx = {.isa = "amx", .qtile = qf_rt_qtile_amx, .qtiles = qf_rt_qtiles_amx,
-                                    .xquant = qf_rt_xquant_avx512,
-                                    .rows = 16, .sgn = true};
-    if (has_vnni() && !isa_forced() && qf_rt_amx_usable()) return &amx;
-    if (has_vnni()) return &vnni;
-    switch (qf_isa_active()) {
-    case QF_ISA_AVX512: return &avx512; /* AVX-512 without VNNI: the AVX2 tile */
-    case QF_ISA_AVX2: return &avx2;
-    default: return &scalar;
-    }
-}

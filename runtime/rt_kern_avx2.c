@@ -1,7 +1,7 @@
 /* rt_kern_avx2.c — AVX2 + FMA variants of the runtime kernels (compiled with -mavx2 -mfma; see rt_kern.h).
  * The tile keeps 6 rows x 16 tokens of accumulators in 12 ymm registers: per k, two loads of x, six
  * broadcasts of w, twelve FMAs. */
-#include "verify/rt_kern.h"
+#include "runtime/rt_kern.h"
 
 #include <immintrin.h>
 

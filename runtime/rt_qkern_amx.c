@@ -1,5 +1,5 @@
 /* rt_qkern_amx.c — AMX kernel of the runtime's 8-bit integer path (see rt_kern.h for the math and the
- * layouts; the scalar reference is in rt_kern.c and this returns the same bits).
+ * layouts; the scalar reference is in rt_kern_scalar.c and this returns the same bits).
  *
  * A call covers 16 weight rows (one A tile of signed levels, 16 rows x 32 bytes of one 32-block, or
  * 16 bytes of one 16-group for Q6_K, stride ldq) against one or more activation tiles of 64 tokens, 16
@@ -21,7 +21,7 @@
  * The instructions need AMX-TILE, AMX-INT8 and AVX-512, which the file-wide flags do not enable: each
  * function carries the target attribute, and the caller checks the CPU and the kernel's permission
  * (qf_rt_amx_usable, qf_rt_qkern_active). */
-#include "verify/rt_kern.h"
+#include "runtime/rt_kern.h"
 
 #include <cpuid.h>
 #include <immintrin.h>

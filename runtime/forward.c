@@ -6,9 +6,9 @@
  *              xn = rmsnorm(x) * ffn_norm; x += Wd (silu(Wg xn) * (Wu xn))
  *   logits = Wout (rmsnorm(x) * output_norm) for the requested output tokens only. */
 #include "kernels/cpu.h"
-#include "verify/pool.h"
-#include "verify/rt_kern.h"
-#include "verify/runtime.h"
+#include "runtime/pool.h"
+#include "runtime/rt_kern.h"
+#include "runtime/runtime.h"
 
 #include <math.h>
 #include <time.h>

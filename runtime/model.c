@@ -1,9 +1,9 @@
 /* model.c — open a model for the runtime from a GGUF file or a Hugging Face checkpoint (see runtime.h). */
-#include "verify/runtime.h"
+#include "runtime/runtime.h"
 
 #include "kernels/blocks.h"
 #include "kernels/fpconv.h"
-#include "verify/rt_kern.h"
+#include "runtime/rt_kern.h"
 
 #include <errno.h>
 #include <stdio.h>

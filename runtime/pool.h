@@ -5,8 +5,8 @@
  * i = 0), and returns when all have returned. Work splitting is the function's business: the runtime
  * splits rows and heads statically by i, so results never depend on scheduling.
  */
-#ifndef QF_VERIFY_POOL_H
-#define QF_VERIFY_POOL_H
+#ifndef QF_RUNTIME_POOL_H
+#define QF_RUNTIME_POOL_H
 
 #include "qf_core.h"
 

@@ -1,5 +1,5 @@
 /*
- * rt_kern.h — the runtime's inner loops, one implementation per ISA (internal to verify/).
+ * rt_kern.h — the runtime's inner loops, one implementation per ISA (internal to runtime/).
  *
  * tile: the one matrix kernel. For rows r < mr and token columns t < nt it computes
  *     y[r * ldy + t] = sum_{k < K} w[r * ldw + k] * x[k * ldx + t]
@@ -13,8 +13,8 @@
  * callers that mask set zeros themselves). Cephes-style range reduction and polynomial built from
  * separate multiplies and adds in one fixed order, so every ISA returns the same bits; about 1 ulp.
  */
-#ifndef QF_VERIFY_RT_KERN_H
-#define QF_VERIFY_RT_KERN_H
+#ifndef QF_RUNTIME_RT_KERN_H
+#define QF_RUNTIME_RT_KERN_H
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -22,6 +22,7 @@
 
 #define QF_RT_MR 6   /* weight rows per tile call */
 #define QF_RT_PAD 64 /* token dimensions are padded to this (a multiple of every nt) */
+#define QF_RT_SCALAR_NT 16 /* token columns per call of the scalar tile */
 
 typedef void (*qf_rt_tile_fn)(const float *w, size_t ldw, size_t K, const float *x, size_t ldx, float *y,
                               size_t ldy, int mr);

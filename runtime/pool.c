@@ -1,6 +1,6 @@
 /* pool.c — see pool.h. Workers sleep on a condition variable between jobs: the runtime hands out a few
  * dozen jobs per batch, each milliseconds long, so wake-up latency does not matter and no core spins. */
-#include "verify/pool.h"
+#include "runtime/pool.h"
 
 #include <pthread.h>
 

@@ -10,8 +10,8 @@
  *
  * The dot products need AVX512-VNNI, which the file-wide flags do not enable: each function carries the
  * target attribute, and the caller checks the CPU (qf_rt_qkern_active). */
-#include "verify/rt_exp512.h"
-#include "verify/rt_kern.h"
+#include "runtime/rt_exp512.h"
+#include "runtime/rt_kern.h"
 
 #include <immintrin.h>
 #include <math.h>

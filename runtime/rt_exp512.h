@@ -3,10 +3,10 @@
  * The same operations in the same order as vexp1 in rt_kern.c (Cephes, separate multiplies and adds, no
  * FMA), so the same bits. The final multiply by 2^n is vscalefps: e * 2^n rounded once either way, and
  * n >= -126 after the clamp, so 2^n is normal and building it from its bits would give the same value. */
-#ifndef QF_VERIFY_RT_EXP512_H
-#define QF_VERIFY_RT_EXP512_H
+#ifndef QF_RUNTIME_RT_EXP512_H
+#define QF_RUNTIME_RT_EXP512_H
 
-#include "verify/rt_kern.h"
+#include "runtime/rt_kern.h"
 
 #include <immintrin.h>
 

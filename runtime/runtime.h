@@ -17,8 +17,8 @@
  * matmul, one fixed order elsewhere); threads split rows and heads, never a reduction, so results do not
  * depend on the thread count or on the ISA chosen (scalar fmaf matches the SIMD FMA bit for bit).
  */
-#ifndef QF_VERIFY_RUNTIME_H
-#define QF_VERIFY_RUNTIME_H
+#ifndef QF_RUNTIME_RUNTIME_H
+#define QF_RUNTIME_RUNTIME_H
 
 #include "formats/arch.h"
 #include "formats/source.h"

@@ -1,0 +1,62 @@
+/* text.c — prompt files read as llama.cpp's tools read them (text.h). */
+#include "runtime/text.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* \xNN as llama.cpp reads it: strtol over the two characters must consume both. */
+static bool hex_escape(const char *s, size_t i, size_t len, char *out) {
+    if (!(i + 2 < len)) return false;
+    char x[3] = {s[i + 1], s[i + 2], 0};
+    char *end = NULL;
+    long v = strtol(x, &end, 16);
+    if (end != x + 2) return false;
+    *out = (char)v;
+    return true;
+}
+
+size_t qf_text_process_escapes(char *s, size_t len) {
+    size_t o = 0;
+    for (size_t i = 0; i < len; i++) {
+        if (s[i] != '\\' || i + 1 >= len) { s[o++] = s[i]; continue; }
+        char c = s[++i], h;
+        if (c == 'x' && hex_escape(s, i, len, &h)) { i += 2; s[o++] = h; continue; }
+        switch (c) {
+        case 'n': s[o++] = '\n'; break;
+        case 'r': s[o++] = '\r'; break;
+        case 't': s[o++] = '\t'; break;
+        case '\'': case '"': case '\\': s[o++] = c; break;
+        default: s[o++] = '\\'; s[o++] = c; break; /* not an escape (a bad \x too): keep both */
+        }
+    }
+    return o;
+}
+
+qf_status qf_text_load_prompt(const char *path, bool escape, char **text, size_t *len, qf_error *err) {
+    *text = NULL;
+    *len = 0;
+    FILE *f = fopen(path, "rb");
+    if (!f) return qf_fail(err, errno == ENOENT ? QF_E_NOTFOUND : QF_E_IO, "%s: %s", path, strerror(errno));
+    size_t cap = 1 << 16, n = 0;
+    char *buf = malloc(cap + 1);
+    while (buf) {
+        n += fread(buf + n, 1, cap - n, f);
+        if (n < cap) break;
+        char *nb = cap < SIZE_MAX / 4 ? realloc(buf, cap * 2 + 1) : NULL;
+        if (!nb) { free(buf); buf = NULL; break; }
+        buf = nb;
+        cap *= 2;
+    }
+    bool bad = ferror(f);
+    fclose(f);
+    if (!buf) return qf_fail(err, QF_E_NOMEM, "%s: out of memory reading the text", path);
+    if (bad) { free(buf); return qf_fail(err, QF_E_IO, "%s: read error", path); }
+    if (n > 0 && buf[n - 1] == '\n') n--;
+    if (escape) n = qf_text_process_escapes(buf, n);
+    buf[n] = '\0';
+    *text = buf;
+    *len = n;
+    return QF_OK;
+}
