@@ -23,7 +23,7 @@ typedef struct tracked {
 } tracked;
 
 typedef struct calib {
-    tracked *t;
+    tracked *t;             /* sorted by weight address: the observer finds its weight by bsearch */
     size_t n;
     qf_imatrix im;
     qf_hessian_set hs;
@@ -31,15 +31,20 @@ typedef struct calib {
     uint64_t *hessian_call; /* per Hessian: the last matmul call added, so a shared input counts once */
 } calib;
 
-static qf_status track(calib *c, const qf_rt_weight *w, qf_role role, int layer, qf_error *err) {
+/* The imatrix entry of a weight: one per GGUF tensor, one matrix per expert of a stacked tensor. */
+static qf_status track(calib *c, const qf_rt_model *m, const qf_rt_weight *w, qf_error *err) {
     char name[96], key[96];
-    qf_arch_tensor_name(role, layer, name, sizeof name);
+    qf_arch_tensor_name(w->role, w->layer, name, sizeof name);
     tracked *t = &c->t[c->n];
     t->w = w;
     t->hessian = -1;
-    if (!qf_imatrix_add(&c->im, name, (uint32_t)w->row_len, 1)) return qf_fail(err, QF_E_NOMEM, "out of memory");
-    t->entry = c->im.n - 1;
-    if (c->want_hessian && qf_hessian_key(role, layer, key, sizeof key)) {
+    qf_imatrix_entry *e = NULL;
+    for (size_t i = c->im.n; w->expert > 0 && i-- > 0;)
+        if (!strcmp(c->im.e[i].name, name)) { e = &c->im.e[i]; break; }
+    if (!e && !(e = qf_imatrix_add(&c->im, name, (uint32_t)w->row_len, w->expert >= 0 ? m->hp.n_expert : 1)))
+        return qf_fail(err, QF_E_NOMEM, "out of memory");
+    t->entry = (size_t)(e - c->im.e);
+    if (c->want_hessian && w->expert < 0 && qf_hessian_key(w->role, w->layer, key, sizeof key)) {
         const qf_hessian *h = qf_hessian_find(&c->hs, key);
         if (!h && !(h = qf_hessian_add(&c->hs, key, (uint32_t)w->row_len)))
             return qf_fail(err, QF_E_NOMEM, "out of memory for the Hessian of %s (%llu x %llu doubles)", key,
@@ -50,20 +55,32 @@ static qf_status track(calib *c, const qf_rt_weight *w, qf_role role, int layer,
     return QF_OK;
 }
 
+/* Weights whose input statistics a quantizer uses. Not the routers (kept F32) and, as llama-imatrix,
+ * not the output projection; not yet MLA's per-head k/v expansions, whose GGUF tensors read other
+ * inputs in llama.cpp's absorbed attention than in this runtime's expanded one. */
+static bool calibrated(const qf_rt_weight *w) {
+    return w->role != QF_ROLE_FFN_GATE_INP && w->role != QF_ROLE_FFN_GATE_INP_SHEXP && w->role != QF_ROLE_OUTPUT &&
+           w->role != QF_ROLE_ATTN_K_B && w->role != QF_ROLE_ATTN_V_B;
+}
+
+static int cmp_tracked(const void *a, const void *b) {
+    uintptr_t x = (uintptr_t)((const tracked *)a)->w, y = (uintptr_t)((const tracked *)b)->w;
+    return x < y ? -1 : x > y;
+}
+
 static qf_status track_model(calib *c, const qf_rt_model *m, qf_error *err) {
-    c->t = qf_calloc_n((uint64_t)m->hp.n_layer * 7, sizeof *c->t);
-    if (!c->t) return qf_fail(err, QF_E_NOMEM, "out of memory");
-    for (uint32_t l = 0; l < m->hp.n_layer; l++) {
-        const qf_rt_layer *L = &m->layers[l];
-        const struct { const qf_rt_weight *w; qf_role role; } ws[] = {
-            {&L->wq, QF_ROLE_ATTN_Q}, {&L->wk, QF_ROLE_ATTN_K}, {&L->wv, QF_ROLE_ATTN_V}, {&L->wo, QF_ROLE_ATTN_OUT},
-            {&L->wg, QF_ROLE_FFN_GATE}, {&L->wu, QF_ROLE_FFN_UP}, {&L->wd, QF_ROLE_FFN_DOWN}};
-        for (size_t i = 0; i < QF_ARRAY_LEN(ws); i++) {
-            qf_status st = track(c, ws[i].w, ws[i].role, (int)l, err);
-            if (st) return st;
-        }
-    }
-    c->hessian_call = qf_malloc_n(c->hs.n, sizeof *c->hessian_call);
+    size_t n = qf_rt_model_weights(m, NULL);
+    const qf_rt_weight **ws = qf_malloc_n(n ? n : 1, sizeof *ws);
+    c->t = qf_calloc_n(n ? n : 1, sizeof *c->t);
+    if (!ws || !c->t) { free(ws); return qf_fail(err, QF_E_NOMEM, "out of memory"); }
+    qf_rt_model_weights(m, ws);
+    qf_status st = QF_OK;
+    for (size_t i = 0; !st && i < n; i++)
+        if (calibrated(ws[i])) st = track(c, m, ws[i], err);
+    free(ws);
+    if (st) return st;
+    qsort(c->t, c->n, sizeof *c->t, cmp_tracked);
+    c->hessian_call = qf_malloc_n(c->hs.n ? c->hs.n : 1, sizeof *c->hessian_call);
     if (!c->hessian_call) return qf_fail(err, QF_E_NOMEM, "out of memory");
     for (size_t i = 0; i < c->hs.n; i++) c->hessian_call[i] = UINT64_MAX;
     return QF_OK;
@@ -97,22 +114,23 @@ static void add_outer(qf_hessian *h, const float *x, size_t ld, uint32_t n) {
 
 static void observe(void *user, const qf_rt_weight *w, uint64_t call, const float *x, size_t ld, uint32_t n) {
     calib *c = user;
-    for (size_t i = 0; i < c->n; i++) {
-        if (c->t[i].w != w) continue;
-        qf_imatrix_entry *e = &c->im.e[c->t[i].entry];
-        for (uint32_t f = 0; f < e->n_cols; f++) {
-            const float *xf = x + (size_t)f * ld;
-            double s = 0;
-            for (uint32_t t = 0; t < n; t++) s += (double)xf[t] * xf[t];
-            e->sum2[f] += s;
-        }
-        e->counts[0] += n;
-        long h = c->t[i].hessian;
-        if (h >= 0 && c->hessian_call[h] != call) {
-            add_outer(&c->hs.e[h], x, ld, n);
-            c->hessian_call[h] = call;
-        }
-        return;
+    tracked key = {.w = w};
+    const tracked *t = bsearch(&key, c->t, c->n, sizeof *c->t, cmp_tracked);
+    if (!t) return;
+    qf_imatrix_entry *e = &c->im.e[t->entry];
+    uint32_t mat = w->expert >= 0 ? (uint32_t)w->expert : 0;
+    double *sum2 = e->sum2 + (uint64_t)mat * e->n_cols;
+    for (uint32_t f = 0; f < e->n_cols; f++) {
+        const float *xf = x + (size_t)f * ld;
+        double s = 0;
+        for (uint32_t k = 0; k < n; k++) s += (double)xf[k] * xf[k];
+        sum2[f] += s;
+    }
+    e->counts[mat] += n;
+    long h = t->hessian;
+    if (h >= 0 && c->hessian_call[h] != call) {
+        add_outer(&c->hs.e[h], x, ld, n);
+        c->hessian_call[h] = call;
     }
 }
 
@@ -154,7 +172,8 @@ static qf_status run_chunks(const qf_calibrate_opts *o, const qf_rt_model *m, co
     qf_rt_ctx *rc;
     qf_status st = qf_rt_ctx_new(m, ctx, ctx, threads > 0 ? threads : 1, &rc, err);
     if (st) return st;
-    qf_rt_ctx_set_observer(rc, observe, c);
+    qf_rt_observer obs = {.matmul = observe, .user = c};
+    qf_rt_ctx_set_observer(rc, &obs);
     int32_t *chunk = malloc(ctx * sizeof *chunk);
     if (!chunk) st = qf_fail(err, QF_E_NOMEM, "out of memory");
     for (uint32_t i = 0; !st && i < n_chunks; i++) {

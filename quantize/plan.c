@@ -2,83 +2,6 @@
 #include "quantize/plan.h"
 #include "kernels/qtypes.h"
 
-/* Shape a role must have, as [rows, cols] in HF order (cols = row length); 0 = 1-D of `cols`. */
-static void expected_shape(const qf_hparams *hp, qf_role role, uint64_t *rows, uint64_t *cols) {
-    uint64_t q = (uint64_t)hp->n_head * hp->head_dim, kv = (uint64_t)hp->n_head_kv * hp->head_dim;
-    *rows = 0;
-    *cols = 0;
-    switch (role) {
-    case QF_ROLE_TOKEN_EMBD: case QF_ROLE_OUTPUT: *rows = hp->n_vocab; *cols = hp->n_embd; break;
-    case QF_ROLE_ATTN_Q: *rows = q; *cols = hp->n_embd; break;
-    case QF_ROLE_ATTN_K: case QF_ROLE_ATTN_V: *rows = kv; *cols = hp->n_embd; break;
-    case QF_ROLE_ATTN_OUT: *rows = hp->n_embd; *cols = q; break;
-    case QF_ROLE_FFN_GATE: case QF_ROLE_FFN_UP: *rows = hp->n_ff; *cols = hp->n_embd; break;
-    case QF_ROLE_FFN_DOWN: *rows = hp->n_embd; *cols = hp->n_ff; break;
-    case QF_ROLE_ATTN_NORM: case QF_ROLE_FFN_NORM: case QF_ROLE_OUTPUT_NORM: *cols = hp->n_embd; break;
-    case QF_ROLE_ATTN_Q_BIAS: *cols = q; break;
-    case QF_ROLE_ATTN_K_BIAS: case QF_ROLE_ATTN_V_BIAS: *cols = kv; break;
-    default: break;
-    }
-}
-
-static qf_status check_shape(const qf_source *src, const qf_src_tensor *t, const qf_hparams *hp, qf_role role,
-                             qf_error *err) {
-    uint64_t rows, cols;
-    expected_shape(hp, role, &rows, &cols);
-    if (!cols) return QF_OK;
-    bool ok = rows ? (t->n_dims == 2 && t->shape[0] == rows && t->shape[1] == cols)
-                   : (t->n_dims == 1 && t->shape[0] == cols);
-    if (ok) return QF_OK;
-    char got[96] = "", want[64];
-    for (uint32_t d = 0, n = 0; d < t->n_dims && n < sizeof got - 24; d++)
-        n += (uint32_t)snprintf(got + n, sizeof got - n, "%s%llu", d ? ", " : "", (unsigned long long)t->shape[d]);
-    if (rows) snprintf(want, sizeof want, "[%llu, %llu]", (unsigned long long)rows, (unsigned long long)cols);
-    else snprintf(want, sizeof want, "[%llu]", (unsigned long long)cols);
-    return qf_fail(err, QF_E_INPUT, "%s: tensor '%s' has shape [%s]; config.json implies %s", qf_source_label(src),
-                   t->name, got, want);
-}
-
-/* Roles every layer must have; biases only where the architecture uses them. */
-static const qf_role layer_roles[] = {
-    QF_ROLE_ATTN_NORM, QF_ROLE_ATTN_Q, QF_ROLE_ATTN_K, QF_ROLE_ATTN_V, QF_ROLE_ATTN_OUT,
-    QF_ROLE_FFN_NORM, QF_ROLE_FFN_GATE, QF_ROLE_FFN_UP, QF_ROLE_FFN_DOWN,
-};
-static const qf_role bias_roles[] = {QF_ROLE_ATTN_Q_BIAS, QF_ROLE_ATTN_K_BIAS, QF_ROLE_ATTN_V_BIAS};
-
-static bool plan_has(const qf_plan *p, qf_role role, int layer) {
-    for (size_t i = 0; i < p->n; i++)
-        if (p->e[i].role == role && p->e[i].layer == layer) return true;
-    return false;
-}
-
-static qf_status check_complete(const qf_source *src, const qf_hparams *hp, const qf_plan *p, qf_error *err) {
-    char name[96];
-    const qf_role global[] = {QF_ROLE_TOKEN_EMBD, QF_ROLE_OUTPUT_NORM};
-    for (size_t r = 0; r < QF_ARRAY_LEN(global); r++) {
-        if (!plan_has(p, global[r], -1)) {
-            qf_arch_tensor_name(global[r], -1, name, sizeof name);
-            return qf_fail(err, QF_E_INPUT, "%s: the checkpoint has no tensor for GGUF '%s'", qf_source_label(src), name);
-        }
-    }
-    for (uint32_t l = 0; l < hp->n_layer; l++) {
-        for (size_t r = 0; r < QF_ARRAY_LEN(layer_roles) + (hp->arch->qkv_bias ? QF_ARRAY_LEN(bias_roles) : 0); r++) {
-            qf_role role = r < QF_ARRAY_LEN(layer_roles) ? layer_roles[r] : bias_roles[r - QF_ARRAY_LEN(layer_roles)];
-            if (!plan_has(p, role, (int)l)) {
-                qf_arch_tensor_name(role, (int)l, name, sizeof name);
-                return qf_fail(err, QF_E_INPUT, "%s: layer %u has no tensor for GGUF '%s'", qf_source_label(src), l, name);
-            }
-        }
-    }
-    return QF_OK;
-}
-
-static uint32_t permute_heads(const qf_hparams *hp, qf_role role) {
-    if (!hp->arch->permute_qk) return 0;
-    if (role == QF_ROLE_ATTN_Q || role == QF_ROLE_ATTN_Q_BIAS) return hp->n_head;
-    if (role == QF_ROLE_ATTN_K || role == QF_ROLE_ATTN_K_BIAS) return hp->n_head_kv;
-    return 0;
-}
-
 qf_status qf_type_override_parse(const char *spec, qf_type_override *o, qf_error *err) {
     memset(o, 0, sizeof *o);
     const char *eq = strrchr(spec, '=');
@@ -106,9 +29,22 @@ void qf_type_override_free(qf_type_override *o) {
     o->spec = NULL;
 }
 
-/* The type before block-size fitting: policy for 1-D tensors, then overrides, then the recipe. */
+/* Tensors every plan keeps F32 whatever the recipe or override says: 1-D tensors (norms, biases,
+ * llama3 rope factors), and the routers, whose few rows decide which experts run (llama.cpp's
+ * converter and llama-quantize never quantize them either). */
+static bool kept_f32(const qf_plan_entry *e, const char **why) {
+    if (e->n_dims == 1) { *why = "1-D tensor: kept F32"; return true; }
+    if (e->role == QF_ROLE_FFN_GATE_INP || e->role == QF_ROLE_FFN_GATE_INP_SHEXP) {
+        *why = "router: kept F32";
+        return true;
+    }
+    return false;
+}
+
+/* The type before block-size fitting: policy, then overrides, then the recipe. */
 static uint32_t wanted_type(const qf_plan_entry *e, const qf_hparams *hp, const qf_plan_opts *opts, char *why, size_t n) {
-    if (e->n_dims == 1) { snprintf(why, n, "1-D tensor: kept F32"); return QF_T_F32; }
+    const char *policy;
+    if (kept_f32(e, &policy)) { snprintf(why, n, "%s", policy); return QF_T_F32; }
     for (size_t i = 0; i < opts->n_overrides; i++) {
         if (regexec(&opts->overrides[i].re, e->name, 0, NULL, 0) == 0) {
             snprintf(why, n, "override '%s'", opts->overrides[i].spec);
@@ -148,37 +84,30 @@ static qf_status finish_entry(qf_plan *p, qf_plan_entry *e, const qf_hparams *hp
     return QF_OK;
 }
 
-static qf_status add_source_tensor(qf_plan *p, qf_source *src, const qf_hparams *hp, size_t i,
-                                   const qf_plan_opts *opts, qf_error *err) {
-    const qf_src_tensor *t = qf_source_tensor(src, i);
-    qf_plan_entry *e = &p->e[p->n];
-    memset(e, 0, sizeof *e);
+/* Every source tensor a spec reads must hold numbers the executor can decode to F32. */
+static qf_status check_readable(qf_source *src, const qf_plan *p, const qf_tensor_spec *t, qf_error *err) {
     bool gguf = qf_source_gguf(src) != NULL;
-    qf_status st = QF_OK;
-    if (gguf) {
-        /* Already GGUF names and row order (q/k permuted by whoever wrote it). */
-        if (strlen(t->name) >= sizeof e->name)
-            return qf_fail(err, QF_E_INPUT, "%s: tensor name '%s' is too long", qf_source_label(src), t->name);
-        snprintf(e->name, sizeof e->name, "%s", t->name);
-        qf_arch_role_from_gguf(t->name, &e->role, &e->layer);
-    } else {
-        st = qf_arch_map_tensor(hp, t->name, e->name, sizeof e->name, &e->role, &e->layer, err);
-        if (st == QF_E_NOTFOUND) return QF_OK; /* not part of the inference graph */
-        if (st) return qf_fail_prefix(err, st, qf_source_label(src));
-    }
-    if (gguf ? !qf_qtype_get(t->qtype) || !qf_qtype_get(t->qtype)->dequantize : !qf_dtype_is_float(t->dtype))
+    for (size_t k = 0; k < t->n_src; k++) {
+        const qf_src_tensor *s = qf_source_tensor(src, p->map.src[t->first_src + k]);
+        const qf_qtype_traits *tt = gguf ? qf_qtype_get(s->qtype) : NULL;
+        if (gguf ? tt && tt->dequantize : qf_dtype_is_float(s->dtype)) continue;
         return qf_fail(err, QF_E_INPUT, "%s: tensor '%s' has %s %s; expected a floating or readable quantized type",
-                       qf_source_label(src), t->name, gguf ? "type" : "dtype",
-                       gguf ? (qf_qtype_get(t->qtype) ? qf_qtype_get(t->qtype)->name : "?") : qf_dtype_name(t->dtype));
-    if (t->n_dims < 1 || t->n_dims > 4)
-        return qf_fail(err, QF_E_UNSUPPORTED, "%s: tensor '%s' has %u dimensions; GGUF holds 1 to 4",
-                       qf_source_label(src), t->name, t->n_dims);
-    if ((st = check_shape(src, t, hp, e->role, err))) return st;
-    e->src = (long)i;
-    e->n_dims = t->n_dims;
-    for (uint32_t d = 0; d < 4; d++) e->ne[d] = d < t->n_dims ? t->shape[t->n_dims - 1 - d] : 1;
-    e->permute_heads = gguf ? 0 : permute_heads(hp, e->role);
-    return finish_entry(p, e, hp, opts, err);
+                       qf_source_label(src), s->name, gguf ? "type" : "dtype",
+                       gguf ? (tt ? tt->name : "?") : qf_dtype_name(s->dtype));
+    }
+    return QF_OK;
+}
+
+typedef struct shapes {
+    qf_source *src;
+    qf_tensor_shape cur;
+} shapes;
+
+static const qf_tensor_shape *shape_of(void *ctx, size_t i) {
+    shapes *s = ctx;
+    const qf_src_tensor *t = qf_source_tensor(s->src, i);
+    s->cur = (qf_tensor_shape){.name = t->name, .n_dims = t->n_dims, .shape = t->shape};
+    return &s->cur;
 }
 
 qf_status qf_plan_build(qf_source *src, const qf_hparams *hp, const qf_plan_opts *opts, qf_plan *p, qf_error *err) {
@@ -186,20 +115,30 @@ qf_status qf_plan_build(qf_source *src, const qf_hparams *hp, const qf_plan_opts
     p->weight_type = opts->recipe ? opts->recipe->bulk : opts->type;
     if (!qf_qtype_get(p->weight_type) || !qf_qtype_get(p->weight_type)->quantize)
         return qf_fail(err, QF_E_USAGE, "type id %u cannot be written by this build", p->weight_type);
+    shapes sh = {.src = src};
     size_t n = qf_source_n_tensors(src);
-    p->e = qf_calloc_n(n + 1, sizeof *p->e);
-    if (!p->e) return qf_fail(err, QF_E_NOMEM, "out of memory for the plan");
-    qf_status st;
-    if (hp->rope_scaling == QF_ROPE_SCALING_LLAMA3 && !qf_source_gguf(src)) {
+    bool gguf = qf_source_gguf(src) != NULL;
+    qf_status st = gguf ? qf_tensor_map_gguf(hp, n, shape_of, &sh, qf_source_label(src), &p->map, err)
+                        : qf_tensor_map_hf(hp, n, shape_of, &sh, qf_source_label(src), &p->map, err);
+    if (st) return st;
+    p->e = qf_calloc_n(p->map.n + 1, sizeof *p->e);
+    if (!p->e) { st = qf_fail(err, QF_E_NOMEM, "out of memory for the plan"); goto fail; }
+    if (hp->rope_scaling == QF_ROPE_SCALING_LLAMA3 && !gguf) {
         qf_plan_entry *e = &p->e[p->n];
-        *e = (qf_plan_entry){.src = -1, .gen = QF_GEN_ROPE_LLAMA3, .role = QF_ROLE_ROPE_FREQS, .layer = -1,
+        *e = (qf_plan_entry){.gen = QF_GEN_ROPE_LLAMA3, .role = QF_ROLE_ROPE_FREQS, .layer = -1,
                              .n_dims = 1, .ne = {hp->head_dim / 2, 1, 1, 1}};
         snprintf(e->name, sizeof e->name, "rope_freqs.weight");
         if ((st = finish_entry(p, e, hp, opts, err))) goto fail;
     }
-    for (size_t i = 0; i < n; i++)
-        if ((st = add_source_tensor(p, src, hp, i, opts, err))) goto fail;
-    if ((st = check_complete(src, hp, p, err))) goto fail;
+    for (size_t i = 0; i < p->map.n; i++) {
+        const qf_tensor_spec *t = &p->map.t[i];
+        if ((st = check_readable(src, p, t, err))) goto fail;
+        qf_plan_entry *e = &p->e[p->n];
+        *e = (qf_plan_entry){.spec = t, .role = t->role, .layer = t->layer, .n_dims = t->n_dims};
+        snprintf(e->name, sizeof e->name, "%s", t->name);
+        memcpy(e->ne, t->ne, sizeof e->ne);
+        if ((st = finish_entry(p, e, hp, opts, err))) goto fail;
+    }
     return QF_OK;
 fail:
     qf_plan_free(p);
@@ -208,6 +147,7 @@ fail:
 
 void qf_plan_free(qf_plan *p) {
     free(p->e);
+    qf_tensor_map_free(&p->map);
     memset(p, 0, sizeof *p);
 }
 
@@ -239,9 +179,15 @@ void qf_plan_print(const qf_plan *p, FILE *out) {
         int k = 0;
         for (uint32_t d = 0; d < e->n_dims; d++)
             k += snprintf(shape + k, sizeof shape - (size_t)k, "%s%llu", d ? " x " : "", (unsigned long long)e->ne[d]);
+        const char *how = !e->spec ? "" : e->spec->map == QF_MAP_STACK ? " (experts stacked)"
+                        : e->spec->map == QF_MAP_HEAD_ROWS ? " (v rows of kv_b_proj)"
+                        : e->spec->map == QF_MAP_HEAD_COLS ? " (nope rows of kv_b_proj, transposed)"
+                        : e->spec->permute_heads ? " (rotary rows permuted)" : "";
         fprintf(out, "%-34s %-22s %-9s %12llu  %s%s\n", e->name, shape, qf_qtype_get(e->type)->name,
-                (unsigned long long)e->nbytes, e->reason, e->permute_heads ? " (q/k rows permuted)" : "");
+                (unsigned long long)e->nbytes, e->reason, how);
     }
+    if (p->map.n_skipped)
+        fprintf(out, "skipped: %zu source tensors: %s\n", p->map.n_skipped, p->map.skipped_note);
     double bpw = p->total_params ? 8.0 * (double)p->total_bytes / (double)p->total_params : 0;
     fprintf(out, "total: %zu tensors, %llu parameters, %llu bytes of tensor data (%.2f MiB), %.3f bits per weight\n",
             p->n, (unsigned long long)p->total_params, (unsigned long long)p->total_bytes,

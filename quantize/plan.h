@@ -16,13 +16,13 @@
 #include <regex.h>
 
 typedef enum qf_gen {
-    QF_GEN_NONE = 0,     /* data comes from the source tensor */
+    QF_GEN_NONE = 0,     /* data comes from the source through the entry's tensor spec */
     QF_GEN_ROPE_LLAMA3,  /* rope_freqs.weight computed from the hyper-parameters */
 } qf_gen;
 
 typedef struct qf_plan_entry {
     char name[96];        /* GGUF tensor name */
-    long src;             /* source tensor index, -1 for generated tensors */
+    const qf_tensor_spec *spec; /* where the rows come from (qf_plan.map), NULL for generated tensors */
     qf_gen gen;
     qf_role role;
     int layer;            /* block index or -1 */
@@ -31,13 +31,13 @@ typedef struct qf_plan_entry {
     uint64_t n_rows;      /* product of ne[1..] */
     uint32_t type;        /* stored type id (kernels/qtypes.h) */
     uint64_t nbytes;
-    uint32_t permute_heads; /* >0: reorder rows rotate-half -> interleaved with this many heads */
     char reason[160];      /* why this type: recipe rule, override, fallback, policy */
 } qf_plan_entry;
 
 typedef struct qf_plan {
     qf_plan_entry *e;
     size_t n;
+    qf_tensor_map map;    /* the model's tensors and their sources (formats/arch.h) */
     uint64_t total_bytes;
     uint64_t total_params;
     uint32_t weight_type; /* the type asked for the bulk of weights (general.file_type) */
@@ -62,11 +62,13 @@ typedef struct qf_plan_opts {
 qf_status qf_type_override_parse(const char *spec, qf_type_override *o, qf_error *err);
 void qf_type_override_free(qf_type_override *o);
 
-/* Build the plan for a source whose hyper-parameters are `hp`. Checks that every tensor the
- * architecture needs is present with the shape config.json implies; errors name the tensor. */
+/* Build the plan for a source whose hyper-parameters are `hp`: the model's tensors (qf_tensor_map_hf
+ * or _gguf: every tensor the architecture needs, with the shape the hyper-parameters imply; errors
+ * name the tensor), each with its stored type and the reason for it. */
 qf_status qf_plan_build(qf_source *src, const qf_hparams *hp, const qf_plan_opts *opts, qf_plan *plan, qf_error *err);
 void qf_plan_free(qf_plan *plan);
-/* Human-readable table (tensor, shape, type, bytes, reason) and totals. */
+/* Human-readable table (tensor, shape, type, bytes, reason), what the source had that the model does
+ * not use, and totals. */
 void qf_plan_print(const qf_plan *plan, FILE *out);
 /* llama.cpp's general.file_type for a bulk weight type (LLAMA_FTYPE_*), or -1 if it has none. */
 int qf_plan_file_type(uint32_t type);

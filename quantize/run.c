@@ -19,6 +19,7 @@ typedef enum row_weighting {
 typedef struct chunk_job {
     qf_source *src;
     const qf_plan_entry *e;
+    const size_t *srcs;     /* source tensor indices of e's spec (qf_plan.map.src + spec->first_src) */
     const qf_qtype_traits *tt;
     const float *gen;       /* generated tensor data, or NULL */
     const float *imp;       /* n_mat x ne[0] importance weights, or NULL */
@@ -32,13 +33,49 @@ typedef struct chunk_job {
     qf_error err;
 } chunk_job;
 
-/* Source row holding output row r. HF stores q/k rows of each head as [first halves | second halves]
- * of the rotary pairs (rotate-half); ggml's normal rope expects the two members of a pair adjacent, so
- * output row h*d + 2i + j comes from source row h*d + j*d/2 + i (d = rows per head). */
-static uint64_t source_row(const qf_plan_entry *e, uint64_t r, uint64_t total) {
-    if (!e->permute_heads) return r;
-    uint64_t d = total / e->permute_heads, h = r / d, k = r % d;
-    return h * d + (k % 2) * (d / 2) + k / 2;
+/* Rotate-half -> adjacent pairs: HF keeps the two members of a rotary pair half the rotated span
+ * apart, ggml's normal rope wants them adjacent, so within each group of rows (a head) rotated row
+ * offset + 2i + j comes from offset + j * rot/2 + i. */
+static uint64_t permuted(const qf_tensor_spec *t, uint64_t r, uint64_t total) {
+    if (!t->permute_heads) return r;
+    uint64_t d = total / t->permute_heads, h = r / d, k = r % d;
+    if (k < t->permute_offset || k >= t->permute_offset + t->permute_rot) return r;
+    k -= t->permute_offset;
+    return h * d + t->permute_offset + (k % 2) * (t->permute_rot / 2) + k / 2;
+}
+
+/* Where output row r of a row-mapped tensor comes from: source slot and row in it. */
+static void source_row(const chunk_job *j, uint64_t r, size_t *slot, uint64_t *row) {
+    const qf_tensor_spec *t = j->e->spec;
+    *slot = 0;
+    switch (t->map) {
+    case QF_MAP_STACK: {
+        uint64_t per = j->e->n_rows / t->n_src;
+        *slot = (size_t)(r / per);
+        *row = r % per;
+        return;
+    }
+    case QF_MAP_HEAD_ROWS: *row = (r / t->take) * t->stride + t->offset + r % t->take; return;
+    default: *row = permuted(t, r, j->e->n_rows); return;
+    }
+}
+
+/* attn_k_b rows: output row h * R + c (R = rows of the source, the latent rank) is column c of the
+ * head's `take` source rows from its offset. A head's rows are read once per chunk. */
+static qf_status fetch_transposed(chunk_job *j, uint64_t r0, uint64_t n, float *dst) {
+    const qf_tensor_spec *t = j->e->spec;
+    uint64_t len = j->e->ne[0], R = j->e->ne[1];
+    float *block = qf_malloc_n(t->take, R * sizeof(float));
+    if (!block) return qf_fail(&j->err, QF_E_NOMEM, "out of memory transposing '%s'", j->e->name);
+    qf_status st = QF_OK;
+    for (uint64_t r = r0; r < r0 + n && !st;) {
+        uint64_t h = r / R, end = QF_MIN((h + 1) * R, r0 + n);
+        st = qf_source_rows(j->src, j->srcs[0], h * t->stride + t->offset, t->take, block, &j->err);
+        for (; !st && r < end; r++)
+            for (uint64_t i = 0; i < len; i++) dst[(r - r0) * len + i] = block[i * R + r % R];
+    }
+    free(block);
+    return st;
 }
 
 static qf_status fetch_rows(chunk_job *j, uint64_t r0, uint64_t n) {
@@ -46,19 +83,27 @@ static qf_status fetch_rows(chunk_job *j, uint64_t r0, uint64_t n) {
     uint64_t len = e->ne[0];
     float *dst = j->f32 + (r0 - j->row0) * len;
     if (j->gen) { memcpy(dst, j->gen + r0 * len, n * len * sizeof(float)); return QF_OK; }
-    if (!e->permute_heads) return qf_source_rows(j->src, (size_t)e->src, r0, n, dst, &j->err);
-    if (e->n_dims == 1) {
+    const qf_tensor_spec *t = e->spec;
+    if (t->map == QF_MAP_HEAD_COLS) return fetch_transposed(j, r0, n, dst);
+    if (e->n_dims == 1 && t->permute_heads) {
         /* A permuted bias: its elements are the "rows". */
         float *all = malloc(len * sizeof(float));
         if (!all) return qf_fail(&j->err, QF_E_NOMEM, "out of memory");
-        qf_status st = qf_source_rows(j->src, (size_t)e->src, 0, 1, all, &j->err);
-        for (uint64_t k = 0; st == QF_OK && k < len; k++) dst[k] = all[source_row(e, k, len)];
+        qf_status st = qf_source_rows(j->src, j->srcs[0], 0, 1, all, &j->err);
+        for (uint64_t k = 0; st == QF_OK && k < len; k++) dst[k] = all[permuted(t, k, len)];
         free(all);
         return st;
     }
-    for (uint64_t r = r0; r < r0 + n; r++) {
-        qf_status st = qf_source_rows(j->src, (size_t)e->src, source_row(e, r, e->n_rows), 1, dst + (r - r0) * len, &j->err);
+    /* runs of consecutive source rows in one read */
+    for (uint64_t r = r0; r < r0 + n;) {
+        size_t slot;
+        uint64_t row, run = 1, next_row;
+        size_t next_slot;
+        source_row(j, r, &slot, &row);
+        while (r + run < r0 + n && (source_row(j, r + run, &next_slot, &next_row), next_slot == slot && next_row == row + run)) run++;
+        qf_status st = qf_source_rows(j->src, j->srcs[slot], row, run, dst + (r - r0) * len, &j->err);
         if (st) return st;
+        r += run;
     }
     return QF_OK;
 }
@@ -189,39 +234,66 @@ static const qf_hessian *gptq_hessian(const qf_run_opts *opts, const qf_plan_ent
     return h && h->n == e->ne[0] ? h : NULL;
 }
 
+/* Source slots rows [r0, r0 + n) read: experts of a stacked tensor are visited in order, one source
+ * each; every other map reads one source. */
+static void slots_of(const chunk_job *j, uint64_t r0, uint64_t n, size_t *first, size_t *last) {
+    const qf_tensor_spec *t = j->e->spec;
+    if (!t || t->map != QF_MAP_STACK) { *first = 0; *last = t ? 0 : SIZE_MAX; return; }
+    uint64_t per = j->e->n_rows / t->n_src;
+    *first = (size_t)(r0 / per);
+    *last = (size_t)((r0 + n - 1) / per);
+}
+
+/* Sources fetch lazily; preparing before the workers start keeps them to pure reads of the bytes. */
+static qf_status prepare_slots(chunk_job *j, size_t first, size_t last, qf_error *err) {
+    for (size_t k = first; k <= last && last != SIZE_MAX; k++) {
+        qf_status st = qf_source_prepare(j->src, j->srcs[k], err);
+        if (st) return st;
+    }
+    return QF_OK;
+}
+
+/* Slots [first, upto) are done: drop their pages/buffers (a stacked tensor streams expert by expert). */
+static void release_slots(chunk_job *j, size_t first, size_t upto) {
+    for (size_t k = first; k < upto; k++) qf_source_release(j->src, j->srcs[k]);
+}
+
 /* GPTQ needs the whole matrix at once: read every row, quantize with error feedback, write. */
-static qf_status run_tensor_gptq(qf_source *src, const qf_plan_entry *e, const qf_hessian *h, qf_gguf_writer *w,
-                                 const qf_run_opts *opts, qf_error *err) {
-    chunk_job j = {.src = src, .e = e, .tt = qf_qtype_get(e->type), .row0 = 0, .n_rows = e->n_rows};
-    qf_qtype_row_bytes(j.tt, e->ne[0], &j.row_bytes);
-    j.f32 = qf_malloc_n(e->n_rows, e->ne[0] * sizeof(float));
-    j.out = qf_malloc_n(e->n_rows, j.row_bytes);
-    qf_status st = j.f32 && j.out ? qf_source_prepare(src, (size_t)e->src, err)
-                                  : qf_fail(err, QF_E_NOMEM, "gptq: out of memory for '%s' as F32", e->name);
-    if (!st && (st = fetch_rows(&j, 0, e->n_rows))) *err = j.err;
+static qf_status run_tensor_gptq(chunk_job *j, const qf_hessian *h, qf_gguf_writer *w, const qf_run_opts *opts,
+                                 qf_error *err) {
+    const qf_plan_entry *e = j->e;
+    j->row0 = 0;
+    j->n_rows = e->n_rows;
+    qf_qtype_row_bytes(j->tt, e->ne[0], &j->row_bytes);
+    j->f32 = qf_malloc_n(e->n_rows, e->ne[0] * sizeof(float));
+    j->out = qf_malloc_n(e->n_rows, j->row_bytes);
+    qf_status st = j->f32 && j->out ? prepare_slots(j, 0, 0, err)
+                                    : qf_fail(err, QF_E_NOMEM, "gptq: out of memory for '%s' as F32", e->name);
+    if (!st && (st = fetch_rows(j, 0, e->n_rows))) *err = j->err;
     if (!st) {
         qf_gptq_opts go = opts->gptq;
         go.threads = opts->threads;
-        st = qf_gptq_quantize(j.tt, j.f32, e->n_rows, e->ne[0], h->h, &go, j.out, err);
+        st = qf_gptq_quantize(j->tt, j->f32, e->n_rows, e->ne[0], h->h, &go, j->out, err);
         if (st) {
             char what[160];
             snprintf(what, sizeof what, "tensor '%s'", e->name);
             st = qf_fail_prefix(err, st, what);
         }
     }
-    if (!st) st = qf_gguf_write_tensor_data(w, j.out, e->n_rows * j.row_bytes, err);
-    qf_source_release(src, (size_t)e->src);
-    free(j.f32);
-    free(j.out);
+    if (!st) st = qf_gguf_write_tensor_data(w, j->out, e->n_rows * j->row_bytes, err);
+    release_slots(j, 0, 1);
+    free(j->f32);
+    free(j->out);
     return st;
 }
 
-static qf_status run_tensor(qf_source *src, const qf_hparams *hp, const qf_plan_entry *e, qf_gguf_writer *w,
-                            const qf_run_opts *opts, uint64_t *done, uint64_t total, qf_error *err) {
-    chunk_job j = {.src = src, .e = e, .tt = qf_qtype_get(e->type)};
-    const qf_hessian *h = e->src >= 0 ? gptq_hessian(opts, e, j.tt) : NULL;
+static qf_status run_tensor(qf_source *src, const qf_hparams *hp, const qf_plan *plan, const qf_plan_entry *e,
+                            qf_gguf_writer *w, const qf_run_opts *opts, uint64_t *done, uint64_t total, qf_error *err) {
+    chunk_job j = {.src = src, .e = e, .tt = qf_qtype_get(e->type),
+                   .srcs = e->spec ? plan->map.src + e->spec->first_src : NULL};
+    const qf_hessian *h = e->spec && e->spec->map == QF_MAP_COPY ? gptq_hessian(opts, e, j.tt) : NULL;
     if (h) {
-        qf_status st = run_tensor_gptq(src, e, h, w, opts, err);
+        qf_status st = run_tensor_gptq(&j, h, w, opts, err);
         *done += e->nbytes;
         if (!st && opts->progress) opts->progress(opts->progress_user, e->name, *done, total);
         return st;
@@ -229,7 +301,7 @@ static qf_status run_tensor(qf_source *src, const qf_hparams *hp, const qf_plan_
     qf_qtype_row_bytes(j.tt, e->ne[0], &j.row_bytes);
     uint64_t f32_row = e->ne[0] * sizeof(float);
     uint64_t rows_per_chunk = QF_MAX(1, QF_RUN_CHUNK_BYTES / QF_MAX(f32_row, 1));
-    if (e->n_dims == 1 && e->permute_heads) rows_per_chunk = 1;
+    if (e->n_dims == 1 && e->spec && e->spec->permute_heads) rows_per_chunk = 1;
     rows_per_chunk = QF_MIN(rows_per_chunk, e->n_rows);
     float *gen = NULL, *imp = NULL;
     qf_status st = generate(hp, e, &gen, err);
@@ -239,19 +311,23 @@ static qf_status run_tensor(qf_source *src, const qf_hparams *hp, const qf_plan_
     j.f32 = qf_malloc_n(rows_per_chunk, f32_row);
     j.out = qf_malloc_n(rows_per_chunk, j.row_bytes);
     if (!st && (!j.f32 || !j.out)) st = qf_fail(err, QF_E_NOMEM, "tensor '%s': out of memory for a chunk", e->name);
-    /* Sources fetch lazily; preparing here keeps worker threads to pure reads of the tensor's bytes. */
-    if (!st && e->src >= 0) st = qf_source_prepare(src, (size_t)e->src, err);
     int threads = opts->threads > 0 ? opts->threads : 1;
+    size_t released = 0, first = 0, last = 0;
     for (uint64_t r = 0; !st && r < e->n_rows; r += rows_per_chunk) {
         j.row0 = r;
         j.n_rows = QF_MIN(rows_per_chunk, e->n_rows - r);
+        slots_of(&j, r, j.n_rows, &first, &last);
+        if (last != SIZE_MAX) {
+            release_slots(&j, released, first);
+            released = QF_MAX(released, first);
+        }
         int t = (int)QF_MIN((uint64_t)threads, j.n_rows);
-        if ((st = run_chunk(&j, t, err))) break;
+        if ((st = prepare_slots(&j, first, last, err)) || (st = run_chunk(&j, t, err))) break;
         st = qf_gguf_write_tensor_data(w, j.out, j.n_rows * j.row_bytes, err);
         *done += j.n_rows * j.row_bytes;
         if (opts->progress) opts->progress(opts->progress_user, e->name, *done, total);
     }
-    if (e->src >= 0) qf_source_release(src, (size_t)e->src);
+    if (e->spec) release_slots(&j, released, e->spec->n_src);
     free(gen);
     free(imp);
     free(j.f32);
@@ -263,7 +339,7 @@ qf_status qf_plan_execute(qf_source *src, const qf_hparams *hp, const qf_plan *p
                           const qf_run_opts *opts, qf_error *err) {
     uint64_t done = 0;
     for (size_t i = 0; i < plan->n; i++) {
-        qf_status st = run_tensor(src, hp, &plan->e[i], w, opts, &done, plan->total_bytes, err);
+        qf_status st = run_tensor(src, hp, plan, &plan->e[i], w, opts, &done, plan->total_bytes, err);
         if (st) return st;
     }
     return QF_OK;

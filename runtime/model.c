@@ -1,287 +1,288 @@
-/* model.c — open a model for the runtime from a GGUF file or a Hugging Face checkpoint (see runtime.h). */
+/* model.c — open a model for the runtime from a GGUF file or a Hugging Face checkpoint (runtime.h).
+ *
+ * Both kinds go through the tensor map of formats/ (arch.h): it checks that the file holds exactly the
+ * tensors the architecture's row and the hyper-parameters imply, with their shapes, as llama.cpp's
+ * loader does, so a file qforge runs is one llama.cpp would load. The weights are then bound by role,
+ * per layer kind. */
 #include "runtime/runtime.h"
 
-#include "kernels/blocks.h"
-#include "kernels/fpconv.h"
-#include "runtime/rt_kern.h"
+#include "kernels/qtypes.h"
 
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <sys/stat.h>
 
-/* ---- weight rows ------------------------------------------------------------------------------- */
+/* ---- binding ------------------------------------------------------------------------------------- */
 
-void qf_rt_weight_rows(const qf_rt_weight *w, uint64_t r0, uint64_t n, float *dst) {
-    if (w->tt) {
-        for (uint64_t r = 0; r < n; r++)
-            w->tt->dequantize(w->data + (r0 + r) * w->row_bytes, dst + r * w->row_len, (int64_t)w->row_len);
-        return;
-    }
-    /* Every tensor was prepared at open and rows are in range by construction, so this cannot fail. */
-    qf_source_rows(w->src, w->src_idx, r0, n, dst, NULL);
-}
+typedef struct binder {
+    qf_rt_model *m;
+    qf_tensor_map map;
+    qf_error *err;
+} binder;
 
-/* ---- rows for the 8-bit path (rt_kern.h: qf_rt_wq) ---------------------------------------------------- */
-
-bool qf_rt_weight_has_q8(const qf_rt_weight *w) {
-    return w->tt && (w->tt->id == QF_T_Q8_0 || w->tt->id == QF_T_Q4_K || w->tt->id == QF_T_Q6_K);
-}
-
-/* qf_f16_to_f32 for the scales of the decoders below, inline: normal halves by moving their bits (exact:
- * every half is a float), the rest through the library. The decoders run once per panel and per pass,
- * and the call was as costly as the decoding itself. */
-static inline float half_to_float(uint16_t h) {
-    uint32_t e = (h >> 10) & 0x1f;
-    if (e == 0 || e == 31) return qf_f16_to_f32(h);
-    uint32_t bits = (uint32_t)(h & 0x8000) << 16 | (e + 112) << 23 | (uint32_t)(h & 0x3ff) << 13;
-    float f;
-    memcpy(&f, &bits, sizeof f);
-    return f;
-}
-
-/* Q8_0: level + 128 (so it is unsigned), or the level itself when sgn; one scale per 32. */
-static void q8_0_row(const uint8_t *src, uint64_t K, uint8_t *q, float *d, bool sgn) {
-    const qf_block_q8_0 *b = (const qf_block_q8_0 *)src;
-    for (uint64_t i = 0; i < K / QF_QK; i++) {
-        d[i] = half_to_float(b[i].d);
-        if (sgn) memcpy(q + i * QF_QK, b[i].qs, QF_QK);
-        else
-            for (int l = 0; l < QF_QK; l++) q[i * QF_QK + (uint64_t)l] = (uint8_t)(b[i].qs[l] ^ 0x80);
-    }
-}
-
-/* Q4_K's 6-bit scale and min of sub-block j (ggml's get_scale_min_k4 layout). */
-static void k4_scale_min(const uint8_t *s, int j, int *sc, int *mn) {
-    if (j < 4) {
-        *sc = s[j] & 63;
-        *mn = s[j + 4] & 63;
-    } else {
-        *sc = (s[j + 4] & 0xF) | (s[j - 4] >> 6) << 4;
-        *mn = (s[j + 4] >> 4) | (s[j] >> 6) << 4;
-    }
-}
-
-/* Q4_K: levels 0..15 as stored, scale d * sc and min term -(dmin * m) per 32; in each 64-element chunk
- * byte l holds element l (low nibble) and element l + 32 (high nibble). */
-static void q4_K_row(const uint8_t *src, uint64_t K, uint8_t *q, float *d, float *m) {
-    const qf_block_q4_K *b = (const qf_block_q4_K *)src;
-    for (uint64_t i = 0; i < K / QF_QK_K; i++, q += QF_QK_K, d += 8, m += 8) {
-        float bd = half_to_float(b[i].d), bm = half_to_float(b[i].dmin);
-        for (int j = 0; j < 8; j++) {
-            int sc, mn;
-            k4_scale_min(b[i].scales, j, &sc, &mn);
-            d[j] = bd * (float)sc;
-            m[j] = -(bm * (float)mn);
-        }
-        for (int c = 0; c < 4; c++)
-            for (int l = 0; l < 32; l++) {
-                uint8_t v = b[i].qs[c * 32 + l];
-                q[c * 64 + l] = v & 0xF;
-                q[c * 64 + 32 + l] = v >> 4;
-            }
-    }
-}
-
-/* Q6_K: levels 0..63 (= signed level + 32), scale d * sc per 16. Element e of a super-block: 128-half
- * c = e / 128, quarter r = (e % 128) / 32, lane l = e % 32; low 4 bits in ql, high 2 bits in qh. */
-static void q6_K_row(const uint8_t *src, uint64_t K, uint8_t *q, float *d, bool sgn) {
-    uint8_t off = sgn ? 32 : 0; /* signed: level - 32 as int8 (two's complement in the byte) */
-    const qf_block_q6_K *b = (const qf_block_q6_K *)src;
-    for (uint64_t i = 0; i < K / QF_QK_K; i++, q += QF_QK_K, d += 16) {
-        float bd = half_to_float(b[i].d);
-        for (int j = 0; j < 16; j++) d[j] = bd * (float)b[i].scales[j];
-        for (int c = 0; c < 2; c++)
-            for (int r = 0; r < 4; r++)
-                for (int l = 0; l < 32; l++) {
-                    int lo = (b[i].ql[c * 64 + (r & 1) * 32 + l] >> (4 * (r >> 1))) & 0xF;
-                    int hi = (b[i].qh[c * 32 + l] >> (2 * r)) & 3;
-                    q[c * 128 + r * 32 + l] = (uint8_t)((lo | hi << 4) - off);
-                }
-    }
-}
-
-void qf_rt_weight_rows_q8(const qf_rt_weight *w, uint64_t r0, uint64_t n, uint64_t rows, bool sgn, uint8_t *q,
-                          float *s, qf_rt_wq *out) {
-    uint64_t K = w->row_len, lds = K / 16;
-    uint32_t id = w->tt->id;
-    uint32_t off = sgn ? 0 : id == QF_T_Q8_0 ? 128 : id == QF_T_Q6_K ? 32 : 0;
-    *out = (qf_rt_wq){.q = q, .ldq = K, .d = s, .m = id == QF_T_Q4_K ? s + rows * lds : NULL, .lds = lds,
-                      .sub = id == QF_T_Q6_K ? 16 : 32, .off = off, .sgn = sgn};
-    for (uint64_t r = 0; r < n; r++) {
-        const uint8_t *src = w->data + (r0 + r) * w->row_bytes;
-        uint8_t *qr = q + r * K;
-        float *dr = s + r * lds;
-        if (id == QF_T_Q8_0) q8_0_row(src, K, qr, dr, sgn);
-        else if (id == QF_T_Q4_K) q4_K_row(src, K, qr, dr, s + (rows + r) * lds);
-        else q6_K_row(src, K, qr, dr, sgn);
-    }
-    if (n < rows) {
-        memset(q + n * K, 0, (rows - n) * K);
-        memset(s + n * lds, 0, (rows - n) * lds * sizeof(float));
-        memset(s + (rows + n) * lds, 0, (rows - n) * lds * sizeof(float));
-    }
-}
-
-/* ---- finding tensors by role ------------------------------------------------------------------- */
-
-/* HF tensors indexed by (role, layer): slot = (layer + 1) * QF_ROLE_COUNT + role. */
-typedef struct hf_index {
-    long *slot;
-    size_t n_slots;
-} hf_index;
-
-static size_t slot_of(qf_role role, int layer) { return (size_t)(layer + 1) * QF_ROLE_COUNT + (size_t)role; }
-
-static qf_status hf_index_build(qf_rt_model *m, hf_index *ix, qf_error *err) {
-    ix->n_slots = slot_of(0, (int)m->hp.n_layer);
-    ix->slot = qf_malloc_n(ix->n_slots, sizeof *ix->slot);
-    if (!ix->slot) return qf_fail(err, QF_E_NOMEM, "out of memory");
-    for (size_t i = 0; i < ix->n_slots; i++) ix->slot[i] = -1;
-    for (size_t i = 0; i < qf_source_n_tensors(m->src); i++) {
-        const qf_src_tensor *t = qf_source_tensor(m->src, i);
-        char gname[256];
-        qf_role role;
-        int layer;
-        qf_status st = qf_arch_map_tensor(&m->hp, t->name, gname, sizeof gname, &role, &layer, err);
-        if (st == QF_E_NOTFOUND) continue; /* not part of the graph (rotary inv_freq buffers) */
-        if (st) {
-            char why[sizeof err->msg];
-            snprintf(why, sizeof why, "%s", err ? err->msg : "unknown tensor");
-            return qf_fail(err, st, "%s: %s", m->label, why);
-        }
-        ix->slot[slot_of(role, layer)] = (long)i;
-    }
-    return QF_OK;
-}
-
-static qf_status gguf_weight(qf_rt_model *m, const char *name, qf_rt_weight *w, qf_error *err) {
-    const qf_gguf_tensor *t = qf_gguf_find_tensor(m->gguf, name);
-    if (!t) return QF_E_NOTFOUND;
-    const qf_qtype_traits *tt = qf_qtype_get(t->type);
+static qf_status gguf_weight(binder *b, const qf_tensor_spec *t, qf_rt_weight *w) {
+    qf_rt_model *m = b->m;
+    const qf_gguf_tensor *g = qf_gguf_tensor_at(m->gguf, b->map.src[t->first_src]);
+    const qf_qtype_traits *tt = qf_qtype_get(g->type);
     if (!tt || !tt->dequantize)
-        return qf_fail(err, QF_E_UNSUPPORTED, "%s: tensor '%s' has type %s, which this build cannot dequantize", m->label,
-                       name, tt ? tt->name : "(unknown)");
+        return qf_fail(b->err, QF_E_UNSUPPORTED, "%s: tensor '%s' has type %s, which this build cannot dequantize",
+                       m->label, g->name, tt ? tt->name : "(unknown)");
     w->tt = tt;
-    w->data = t->data;
-    w->row_len = t->ne[0];
-    w->n_rows = t->ne[1] * t->ne[2] * t->ne[3]; /* the reader checked the product for overflow */
+    w->data = g->data;
+    w->row_len = g->ne[0];
+    w->n_rows = g->ne[1] * g->ne[2] * g->ne[3]; /* the reader checked the product for overflow */
     if (!qf_qtype_row_bytes(tt, w->row_len, &w->row_bytes))
-        return qf_fail(err, QF_E_INPUT, "%s: tensor '%s' row length %llu does not fit type %s", m->label, name,
+        return qf_fail(b->err, QF_E_INPUT, "%s: tensor '%s' row length %llu does not fit type %s", m->label, g->name,
                        (unsigned long long)w->row_len, tt->name);
     return QF_OK;
 }
 
-static qf_status src_weight(qf_rt_model *m, const hf_index *ix, qf_role role, int layer, qf_rt_weight *w,
-                            qf_error *err) {
-    long i = ix->slot[slot_of(role, layer)];
-    if (i < 0) return QF_E_NOTFOUND;
-    const qf_src_tensor *t = qf_source_tensor(m->src, (size_t)i);
+static qf_status source_weight(binder *b, size_t src, qf_rt_weight *w) {
+    const qf_src_tensor *t = qf_source_tensor(b->m->src, src);
     if (!qf_dtype_is_float(t->dtype))
-        return qf_fail(err, QF_E_UNSUPPORTED, "%s: tensor '%s' has dtype %s; the runtime reads float tensors only",
-                       m->label, t->name, qf_dtype_name(t->dtype));
-    w->src = m->src;
-    w->src_idx = (size_t)i;
+        return qf_fail(b->err, QF_E_UNSUPPORTED, "%s: tensor '%s' has dtype %s; the runtime reads float tensors only",
+                       b->m->label, t->name, qf_dtype_name(t->dtype));
+    w->src = b->m->src;
+    w->src_idx = src;
     w->row_len = t->row_len;
     w->n_rows = t->n_rows;
     return QF_OK;
 }
 
-/* Look up (role, layer) in whichever storage the model has; QF_E_NOTFOUND without a message. */
-static qf_status find_weight(qf_rt_model *m, const hf_index *ix, qf_role role, int layer, qf_rt_weight *w,
-                             qf_error *err) {
+/* The matrix of (role, layer); experts of a stacked one as n_expert separate matrices. Absent
+ * optional ones keep n_rows 0 (the map already refused missing required tensors). */
+static qf_status bind_matrix(binder *b, qf_role role, int layer, qf_rt_weight *w) {
     memset(w, 0, sizeof *w);
-    if (m->src) return src_weight(m, ix, role, layer, w, err);
-    char name[128];
-    qf_arch_tensor_name(role, layer, name, sizeof name);
-    return gguf_weight(m, name, w, err);
+    w->role = role;
+    w->layer = layer;
+    w->expert = -1;
+    const qf_tensor_spec *t = qf_tensor_map_find(&b->map, role, layer);
+    if (!t) return QF_OK;
+    return b->m->gguf ? gguf_weight(b, t, w) : source_weight(b, b->map.src[t->first_src], w);
 }
 
-static void role_label(qf_role role, int layer, char *out, size_t n) { qf_arch_tensor_name(role, layer, out, n); }
-
-/* A matrix of rows x cols; optional ones may be absent (then w->n_rows == 0). */
-static qf_status bind_matrix(qf_rt_model *m, const hf_index *ix, qf_role role, int layer, uint64_t rows, uint64_t cols,
-                             bool optional, qf_rt_weight *w, qf_error *err) {
-    qf_status st = find_weight(m, ix, role, layer, w, err);
-    char name[128];
-    role_label(role, layer, name, sizeof name);
-    if (st == QF_E_NOTFOUND && optional) return QF_OK;
-    if (st == QF_E_NOTFOUND) return qf_fail(err, QF_E_INPUT, "%s: required tensor '%s' is missing", m->label, name);
-    if (st) return st;
-    if (w->n_rows != rows || w->row_len != cols)
-        return qf_fail(err, QF_E_INPUT, "%s: tensor '%s' is %llu x %llu, the hyper-parameters need %llu x %llu", m->label,
-                       name, (unsigned long long)w->n_rows, (unsigned long long)w->row_len, (unsigned long long)rows,
-                       (unsigned long long)cols);
-    return QF_OK;
+static qf_status bind_experts(binder *b, qf_role role, int layer, qf_rt_weight **out) {
+    uint32_t n = b->m->hp.n_expert;
+    qf_rt_weight *w = qf_calloc_n(n, sizeof *w);
+    if (!(*out = w)) return qf_fail(b->err, QF_E_NOMEM, "out of memory");
+    const qf_tensor_spec *t = qf_tensor_map_find(&b->map, role, layer);
+    qf_rt_weight all;
+    qf_status st = b->m->gguf ? bind_matrix(b, role, layer, &all) : QF_OK;
+    for (uint32_t e = 0; !st && e < n; e++) {
+        if (b->m->gguf) { /* matrix e of the 3-D tensor */
+            w[e] = all;
+            w[e].n_rows = all.n_rows / n;
+            w[e].data = all.data + (uint64_t)e * w[e].n_rows * all.row_bytes;
+        } else {
+            st = source_weight(b, b->map.src[t->first_src + e], &w[e]);
+            w[e].role = role;
+            w[e].layer = layer;
+        }
+        w[e].expert = (int)e;
+    }
+    return st;
 }
 
-/* A 1-D tensor of n values copied to F32; *out stays NULL when optional and absent. */
-static qf_status bind_vector(qf_rt_model *m, const hf_index *ix, qf_role role, int layer, uint64_t n, bool optional,
-                             float **out, qf_error *err) {
+/* A 1-D tensor copied to F32; *out stays NULL when it is absent. */
+static qf_status bind_vector(binder *b, qf_role role, int layer, float **out) {
     qf_rt_weight w;
     *out = NULL;
-    qf_status st = bind_matrix(m, ix, role, layer, 1, n, optional, &w, err);
+    qf_status st = bind_matrix(b, role, layer, &w);
     if (st || w.n_rows == 0) return st;
-    if (!(*out = qf_malloc_n(n, sizeof(float)))) return qf_fail(err, QF_E_NOMEM, "out of memory");
-    qf_rt_weight_rows(&w, 0, 1, *out);
+    uint64_t n = w.n_rows * w.row_len; /* a [1, n] tensor is a vector too (the shared-expert gate) */
+    if (!(*out = qf_malloc_n(n, sizeof(float)))) return qf_fail(b->err, QF_E_NOMEM, "out of memory");
+    qf_rt_weight_rows(&w, 0, w.n_rows, *out);
     return QF_OK;
 }
 
-static qf_status bind_layer(qf_rt_model *m, const hf_index *ix, int l, qf_error *err) {
-    const qf_hparams *hp = &m->hp;
-    qf_rt_layer *L = &m->layers[l];
-    uint64_t E = hp->n_embd, F = hp->n_ff, QD = (uint64_t)hp->n_head * hp->head_dim;
-    uint64_t KD = (uint64_t)hp->n_head_kv * hp->head_dim;
-    bool bias = hp->arch->qkv_bias;
+/* MLA's per-head key and value expansions of the latent. From an HF checkpoint (or an old GGUF with
+ * the unsplit attn_kv_b) both are row maps of kv_b_proj; from a llama.cpp GGUF attn_v_b is used as it
+ * is and attn_k_b, stored transposed for the absorbed attention, is transposed back once into F32. */
+static qf_status bind_mla_kv(binder *b, int l, qf_rt_attn *A) {
+    const qf_hparams *hp = &b->m->hp;
+    uint32_t H = hp->n_head, nope = hp->qk_nope_dim, dv = hp->v_head_dim, R = hp->kv_lora_rank;
+    const qf_tensor_spec *kb = qf_tensor_map_find(&b->map, QF_ROLE_ATTN_K_B, l);
     qf_status st;
-    if ((st = bind_vector(m, ix, QF_ROLE_ATTN_NORM, l, E, false, &L->attn_norm, err)) ||
-        (st = bind_vector(m, ix, QF_ROLE_FFN_NORM, l, E, false, &L->ffn_norm, err)) ||
-        (st = bind_matrix(m, ix, QF_ROLE_ATTN_Q, l, QD, E, false, &L->wq, err)) ||
-        (st = bind_matrix(m, ix, QF_ROLE_ATTN_K, l, KD, E, false, &L->wk, err)) ||
-        (st = bind_matrix(m, ix, QF_ROLE_ATTN_V, l, KD, E, false, &L->wv, err)) ||
-        (st = bind_matrix(m, ix, QF_ROLE_ATTN_OUT, l, E, QD, false, &L->wo, err)) ||
-        (st = bind_matrix(m, ix, QF_ROLE_FFN_GATE, l, F, E, false, &L->wg, err)) ||
-        (st = bind_matrix(m, ix, QF_ROLE_FFN_UP, l, F, E, false, &L->wu, err)) ||
-        (st = bind_matrix(m, ix, QF_ROLE_FFN_DOWN, l, E, F, false, &L->wd, err)) ||
-        (st = bind_vector(m, ix, QF_ROLE_ATTN_Q_BIAS, l, QD, !bias, &L->bq, err)) ||
-        (st = bind_vector(m, ix, QF_ROLE_ATTN_K_BIAS, l, KD, !bias, &L->bk, err)) ||
-        (st = bind_vector(m, ix, QF_ROLE_ATTN_V_BIAS, l, KD, !bias, &L->bv, err)))
+    if (!b->m->gguf || !kb) {
+        qf_role whole = b->m->gguf ? QF_ROLE_ATTN_KV_B : QF_ROLE_ATTN_V_B; /* HF: both specs read kv_b_proj */
+        if ((st = bind_matrix(b, whole, l, &A->wkb))) return st;
+        A->wvb = A->wkb;
+        A->wkb.group = nope;
+        A->wvb.group = dv;
+        A->wkb.stride = A->wvb.stride = nope + dv;
+        A->wkb.offset = 0;
+        A->wvb.offset = nope;
+        A->wkb.n_rows = (uint64_t)H * nope;
+        A->wvb.n_rows = (uint64_t)H * dv;
+        A->wkb.role = QF_ROLE_ATTN_K_B;
+        A->wvb.role = QF_ROLE_ATTN_V_B;
+        return QF_OK;
+    }
+    qf_rt_weight t;
+    if ((st = bind_matrix(b, QF_ROLE_ATTN_V_B, l, &A->wvb)) || (st = bind_matrix(b, QF_ROLE_ATTN_K_B, l, &t))) return st;
+    float *kt = qf_malloc_n((uint64_t)H * nope, (uint64_t)R * sizeof(float)), *row = qf_malloc_n(nope, sizeof(float));
+    if (!kt || !row) { free(kt); free(row); return qf_fail(b->err, QF_E_NOMEM, "out of memory transposing attn_k_b"); }
+    for (uint32_t h = 0; h < H; h++)
+        for (uint32_t j = 0; j < R; j++) {
+            qf_rt_weight_rows(&t, (uint64_t)h * R + j, 1, row);
+            for (uint32_t i = 0; i < nope; i++) kt[((uint64_t)h * nope + i) * R + j] = row[i];
+        }
+    free(row);
+    A->owned = kt;
+    A->wkb = (qf_rt_weight){.n_rows = (uint64_t)H * nope, .row_len = R, .tt = qf_qtype_get(QF_T_F32),
+                            .data = (const uint8_t *)kt, .row_bytes = (uint64_t)R * sizeof(float), .expert = -1,
+                            .role = QF_ROLE_ATTN_K_B, .layer = l};
+    return QF_OK;
+}
+
+static qf_status bind_attn(binder *b, int l, qf_rt_attn *A) {
+    qf_status st;
+    if ((st = bind_vector(b, QF_ROLE_ATTN_NORM, l, &A->norm)) || (st = bind_matrix(b, QF_ROLE_ATTN_OUT, l, &A->wo)) ||
+        (st = bind_matrix(b, QF_ROLE_ATTN_Q, l, &A->wq)))
+        return st;
+    if (b->m->hp.arch->attn == QF_ATTN_GQA) {
+        if ((st = bind_matrix(b, QF_ROLE_ATTN_K, l, &A->wk)) || (st = bind_matrix(b, QF_ROLE_ATTN_V, l, &A->wv)) ||
+            (st = bind_vector(b, QF_ROLE_ATTN_Q_BIAS, l, &A->bq)) || (st = bind_vector(b, QF_ROLE_ATTN_K_BIAS, l, &A->bk)) ||
+            (st = bind_vector(b, QF_ROLE_ATTN_V_BIAS, l, &A->bv)) || (st = bind_vector(b, QF_ROLE_ATTN_Q_NORM, l, &A->q_norm)) ||
+            (st = bind_vector(b, QF_ROLE_ATTN_K_NORM, l, &A->k_norm)))
+            return st;
+        return QF_OK;
+    }
+    if ((st = bind_matrix(b, QF_ROLE_ATTN_Q_A, l, &A->wq_a)) || (st = bind_matrix(b, QF_ROLE_ATTN_Q_B, l, &A->wq_b)) ||
+        (st = bind_matrix(b, QF_ROLE_ATTN_KV_A_MQA, l, &A->wkv_a)) ||
+        (st = bind_vector(b, QF_ROLE_ATTN_Q_A_NORM, l, &A->q_a_norm)) ||
+        (st = bind_vector(b, QF_ROLE_ATTN_KV_A_NORM, l, &A->kv_a_norm)))
+        return st;
+    return bind_mla_kv(b, l, A);
+}
+
+static qf_status bind_ffn(binder *b, int l, qf_rt_ffn *F) {
+    qf_status st = bind_vector(b, QF_ROLE_FFN_NORM, l, &F->norm);
+    if (st) return st;
+    F->moe = qf_layer_is_moe(&b->m->hp, l);
+    if (!F->moe) {
+        if ((st = bind_matrix(b, QF_ROLE_FFN_GATE, l, &F->wg)) || (st = bind_matrix(b, QF_ROLE_FFN_UP, l, &F->wu)) ||
+            (st = bind_matrix(b, QF_ROLE_FFN_DOWN, l, &F->wd)))
+            return st;
+        return QF_OK;
+    }
+    if ((st = bind_matrix(b, QF_ROLE_FFN_GATE_INP, l, &F->router)) ||
+        (st = bind_vector(b, QF_ROLE_FFN_EXP_PROBS_B, l, &F->expert_bias)) ||
+        (st = bind_experts(b, QF_ROLE_FFN_GATE_EXPS, l, &F->eg)) || (st = bind_experts(b, QF_ROLE_FFN_UP_EXPS, l, &F->eu)) ||
+        (st = bind_experts(b, QF_ROLE_FFN_DOWN_EXPS, l, &F->ed)) || (st = bind_matrix(b, QF_ROLE_FFN_GATE_SHEXP, l, &F->wg)) ||
+        (st = bind_matrix(b, QF_ROLE_FFN_UP_SHEXP, l, &F->wu)) || (st = bind_matrix(b, QF_ROLE_FFN_DOWN_SHEXP, l, &F->wd)) ||
+        (st = bind_matrix(b, QF_ROLE_FFN_GATE_INP_SHEXP, l, &F->shexp_gate)))
         return st;
     return QF_OK;
 }
 
-/* Rotary embedding setup: pair layout, llama3 frequency divisors, linear position scaling. */
-static qf_status bind_rope(qf_rt_model *m, const hf_index *ix, qf_error *err) {
+/* ---- rotary embeddings and the attention scale ---------------------------------------------------- */
+
+/* yarn_get_mscale of DeepSeek's and HF's code: the attention temperature of a YaRN factor. */
+static double yarn_mscale(double factor, double m) { return factor <= 1 ? 1.0 : 0.1 * m * log(factor) + 1.0; }
+
+/* The YaRN ramp of pair i (ggml_rope_yarn_corr_dims and rope_yarn_ramp; HF's find_correction_range and
+ * linear_ramp_mask are the same formula): 1 keeps the pair's frequency, 0 divides it by the factor. */
+static double yarn_ramp(const qf_hparams *hp, uint32_t i) {
+    double n = hp->n_rot, two_pi = 6.283185307179586, ctx = hp->rope_orig_ctx, base = hp->rope_theta;
+    double lo = floor(n * log(ctx / (hp->yarn_beta_fast * two_pi)) / (2 * log(base)));
+    double hi = ceil(n * log(ctx / (hp->yarn_beta_slow * two_pi)) / (2 * log(base)));
+    lo = QF_MAX(0.0, lo);
+    hi = QF_MIN(n - 1, hi);
+    double y = ((double)i - lo) / QF_MAX(0.001, hi - lo);
+    return 1.0 - QF_MIN(1.0, QF_MAX(0.0, y));
+}
+
+/* The cos/sin magnitude and the softmax scale. An HF checkpoint follows its family's reference code
+ * (DeepSeek's for MLA: cos/sin x mscale(mscale)/mscale(mscale_all_dim), softmax x mscale(mscale_all_dim)^2;
+ * transformers' YaRN otherwise: cos/sin x mscale(1)); a GGUF follows llama.cpp, which for deepseek2
+ * takes mscale equal to mscale_all_dim (so cos/sin stay unscaled) and otherwise scales cos/sin by
+ * mscale(1). The two agree for every released DeepSeek config. */
+static void attn_scales(qf_rt_model *m) {
     const qf_hparams *hp = &m->hp;
-    /* HF rows are in rotate-half order for every architecture; llama.cpp permutes llama's q/k rows so
-     * that its "normal" rope (adjacent pairs) applies, and leaves qwen2's alone (NEOX rope). */
-    m->rope_neox = m->src != NULL || !hp->arch->permute_qk;
-    m->rope_scale = 1.0f;
-    if (hp->rope_scaling == QF_ROPE_SCALING_YARN)
-        return qf_fail(err, QF_E_UNSUPPORTED, "%s: YaRN rope scaling is not implemented by the runtime", m->label);
-    if (hp->rope_scaling == QF_ROPE_SCALING_LINEAR) m->rope_scale = 1.0f / hp->rope_factor;
-    uint64_t half = hp->head_dim / 2;
-    if (m->gguf) return bind_vector(m, ix, QF_ROLE_ROPE_FREQS, -1, half, true, &m->rope_div, err);
-    if (hp->rope_scaling != QF_ROPE_SCALING_LLAMA3) return QF_OK;
-    if (!(m->rope_div = qf_malloc_n(half, sizeof(float)))) return qf_fail(err, QF_E_NOMEM, "out of memory");
-    qf_rope_llama3_factors(hp, m->rope_div);
+    double dk = qf_attn_dk(hp), f = hp->rope_factor, cs = 1.0, sm = 1.0 / sqrt(dk);
+    bool yarn = hp->rope_scaling == QF_ROPE_SCALING_YARN, mla = hp->arch->attn == QF_ATTN_MLA;
+    if (yarn && mla && m->src) {
+        cs = yarn_mscale(f, hp->yarn_mscale) / yarn_mscale(f, hp->yarn_mscale_all_dim);
+        if (hp->yarn_mscale_all_dim != 0) sm *= yarn_mscale(f, hp->yarn_mscale_all_dim) * yarn_mscale(f, hp->yarn_mscale_all_dim);
+    } else if (yarn && mla) {
+        double m_all = hp->yarn_mscale_all_dim, ln = log(f);
+        double af = (m_all != 0 ? yarn_mscale(f, m_all != 1 ? m_all : 1) / yarn_mscale(f, m_all) : yarn_mscale(f, 1)) / (1 + 0.1 * ln);
+        cs = af * (1 + 0.1 * ln);
+        double ms = cs * (1 + 0.1 * m_all * ln);
+        sm = ms * ms / sqrt(dk);
+    } else if (yarn) {
+        cs = yarn_mscale(f, 1);
+    }
+    m->rope_mscale = (float)cs;
+    m->attn_scale = (float)sm;
+}
+
+/* Angle per position of each rotary pair: theta^(-2i/n_rot), with linear, llama3 (rope_freqs) or YaRN
+ * scaling. */
+static qf_status bind_rope(binder *b) {
+    qf_rt_model *m = b->m;
+    const qf_hparams *hp = &m->hp;
+    uint32_t half = hp->n_rot / 2;
+    qf_rope_pairs pairs = m->src ? hp->hf_pairs : hp->arch->gguf_pairs;
+    m->rope_neox = pairs == QF_ROPE_NEOX;
+    float *div = NULL;
+    qf_status st = QF_OK;
+    if (m->gguf) st = bind_vector(b, QF_ROLE_ROPE_FREQS, -1, &div);
+    else if (hp->rope_scaling == QF_ROPE_SCALING_LLAMA3) {
+        if (!(div = qf_malloc_n(half, sizeof(float)))) return qf_fail(b->err, QF_E_NOMEM, "out of memory");
+        qf_rope_llama3_factors(hp, div);
+    }
+    if (!st && !(m->rope_freq = qf_malloc_n(half, sizeof(double)))) st = qf_fail(b->err, QF_E_NOMEM, "out of memory");
+    for (uint32_t i = 0; !st && i < half; i++) {
+        double freq = pow((double)hp->rope_theta, -2.0 * i / (double)hp->n_rot);
+        if (hp->rope_scaling == QF_ROPE_SCALING_LINEAR) freq /= hp->rope_factor;
+        if (hp->rope_scaling == QF_ROPE_SCALING_YARN) {
+            double ramp = yarn_ramp(hp, i);
+            freq = freq / hp->rope_factor * (1 - ramp) + freq * ramp;
+        }
+        if (div) freq /= div[i];
+        m->rope_freq[i] = freq;
+    }
+    free(div);
+    attn_scales(m);
+    return st;
+}
+
+static qf_status bind_all(binder *b) {
+    qf_rt_model *m = b->m;
+    const qf_hparams *hp = &m->hp;
+    qf_status st;
+    if ((st = bind_matrix(b, QF_ROLE_TOKEN_EMBD, -1, &m->tok_embd)) || (st = bind_matrix(b, QF_ROLE_OUTPUT, -1, &m->output)) ||
+        (st = bind_vector(b, QF_ROLE_OUTPUT_NORM, -1, &m->output_norm)) || (st = bind_rope(b)))
+        return st;
+    if (m->output.n_rows == 0) m->output = m->tok_embd; /* tied embeddings */
+    m->output.role = QF_ROLE_OUTPUT;
+    if (!(m->layers = qf_calloc_n(hp->n_layer, sizeof *m->layers))) return qf_fail(b->err, QF_E_NOMEM, "out of memory");
+    for (uint32_t l = 0; l < hp->n_layer; l++)
+        if ((st = bind_attn(b, (int)l, &m->layers[l].a)) || (st = bind_ffn(b, (int)l, &m->layers[l].f))) return st;
     return QF_OK;
 }
 
-static qf_status bind_all(qf_rt_model *m, const hf_index *ix, qf_error *err) {
-    const qf_hparams *hp = &m->hp;
-    if (hp->head_dim == 0 || hp->head_dim % 2 || hp->n_head_kv == 0 || hp->n_head % hp->n_head_kv)
-        return qf_fail(err, QF_E_INPUT, "%s: head_dim %u / heads %u / kv heads %u do not describe a valid attention",
-                       m->label, hp->head_dim, hp->n_head, hp->n_head_kv);
-    qf_status st = bind_matrix(m, ix, QF_ROLE_TOKEN_EMBD, -1, hp->n_vocab, hp->n_embd, false, &m->tok_embd, err);
-    if (!st) st = bind_matrix(m, ix, QF_ROLE_OUTPUT, -1, hp->n_vocab, hp->n_embd, true, &m->output, err);
-    if (!st) st = bind_vector(m, ix, QF_ROLE_OUTPUT_NORM, -1, hp->n_embd, false, &m->output_norm, err);
-    if (!st) st = bind_rope(m, ix, err);
-    if (st) return st;
-    if (m->output.n_rows == 0) m->output = m->tok_embd; /* tied embeddings */
-    if (!(m->layers = qf_calloc_n(hp->n_layer, sizeof *m->layers))) return qf_fail(err, QF_E_NOMEM, "out of memory");
-    for (uint32_t l = 0; l < hp->n_layer; l++)
-        if ((st = bind_layer(m, ix, (int)l, err))) return st;
-    return QF_OK;
+size_t qf_rt_model_weights(const qf_rt_model *m, const qf_rt_weight **out) {
+    size_t n = 0;
+#define ADD(w) do { if ((w)->n_rows) { if (out) out[n] = (w); n++; } } while (0)
+    for (uint32_t l = 0; m->layers && l < m->hp.n_layer; l++) {
+        const qf_rt_attn *A = &m->layers[l].a;
+        const qf_rt_ffn *F = &m->layers[l].f;
+        const qf_rt_weight *attn[] = {&A->wq, &A->wk, &A->wv, &A->wq_a, &A->wq_b, &A->wkv_a, &A->wkb, &A->wvb, &A->wo};
+        for (size_t i = 0; i < QF_ARRAY_LEN(attn); i++) ADD(attn[i]);
+        const qf_rt_weight *ffn[] = {&F->wg, &F->wu, &F->wd, &F->router, &F->shexp_gate};
+        for (size_t i = 0; i < QF_ARRAY_LEN(ffn); i++) ADD(ffn[i]);
+        for (uint32_t e = 0; F->moe && e < m->hp.n_expert; e++) {
+            ADD(&F->eg[e]);
+            ADD(&F->eu[e]);
+            ADD(&F->ed[e]);
+        }
+    }
+#undef ADD
+    return n;
 }
 
 /* ---- opening ------------------------------------------------------------------------------------ */
@@ -297,13 +298,39 @@ static bool is_gguf_file(const char *path) {
     return n == 4 && memcmp(b, "GGUF", 4) == 0;
 }
 
-static qf_status open_gguf(qf_rt_model *m, const char *path, qf_error *err) {
+typedef struct shape_ctx {
+    const qf_rt_model *m;
+    qf_tensor_shape cur;
+    uint64_t shape[4];
+} shape_ctx;
+
+static const qf_tensor_shape *gguf_shape(void *ctx, size_t i) {
+    shape_ctx *s = ctx;
+    const qf_gguf_tensor *t = qf_gguf_tensor_at(s->m->gguf, i);
+    for (uint32_t d = 0; d < t->n_dims; d++) s->shape[d] = t->ne[t->n_dims - 1 - d];
+    s->cur = (qf_tensor_shape){.name = t->name, .n_dims = t->n_dims, .shape = s->shape};
+    return &s->cur;
+}
+
+static const qf_tensor_shape *source_shape(void *ctx, size_t i) {
+    shape_ctx *s = ctx;
+    const qf_src_tensor *t = qf_source_tensor(s->m->src, i);
+    s->cur = (qf_tensor_shape){.name = t->name, .n_dims = t->n_dims, .shape = t->shape};
+    return &s->cur;
+}
+
+static qf_status open_gguf(qf_rt_model *m, const char *path, binder *b, qf_error *err) {
     qf_status st = qf_gguf_open(path, &m->gguf, err);
     if (!st) st = qf_hparams_from_gguf(m->gguf, &m->hp, err);
-    if (!st) st = qf_vocab_load_gguf(m->gguf, &m->vocab, err);
-    if (st) return st;
+    if (st) return qf_fail_prefix(err, st, path);
     if (m->hp.n_vocab == 0) return qf_fail(err, QF_E_INPUT, "%s: no 2-D token_embd.weight tensor", path);
-    return bind_all(m, NULL, err);
+    if ((st = qf_vocab_load_gguf(m->gguf, &m->vocab, err))) return qf_fail_prefix(err, st, path);
+    if (m->vocab.n_tokens != m->hp.n_vocab)
+        return qf_fail(err, QF_E_INPUT, "%s: the vocabulary has %u tokens but token_embd.weight has %u rows", path,
+                       m->vocab.n_tokens, m->hp.n_vocab);
+    shape_ctx sc = {.m = m};
+    if ((st = qf_tensor_map_gguf(&m->hp, qf_gguf_n_tensors(m->gguf), gguf_shape, &sc, path, &b->map, err))) return st;
+    return bind_all(b);
 }
 
 static qf_status source_reader(void *ctx, const char *name, char **buf, size_t *len, qf_error *err) {
@@ -324,17 +351,16 @@ static qf_status open_hf_config(qf_rt_model *m, qf_error *err) {
     return st;
 }
 
-static qf_status open_hf(qf_rt_model *m, const char *path, qf_error *err) {
-    hf_index ix = {0};
+static qf_status open_hf(qf_rt_model *m, const char *path, binder *b, qf_error *err) {
     qf_status st = qf_source_open(path, &m->src, err);
     if (!st) st = open_hf_config(m, err);
     if (!st) st = qf_vocab_load_hf(source_reader, m->src, m->hp.n_vocab, &m->vocab, err);
     /* Prepare every tensor now, in storage order: archives stream forward only, and afterwards rows
      * may be read from many threads at once. */
     for (size_t i = 0; !st && i < qf_source_n_tensors(m->src); i++) st = qf_source_prepare(m->src, i, err);
-    if (!st) st = hf_index_build(m, &ix, err);
-    if (!st) st = bind_all(m, &ix, err);
-    free(ix.slot);
+    shape_ctx sc = {.m = m};
+    if (!st) st = qf_tensor_map_hf(&m->hp, qf_source_n_tensors(m->src), source_shape, &sc, m->label, &b->map, err);
+    if (!st) st = bind_all(b);
     return st;
 }
 
@@ -343,10 +369,12 @@ qf_status qf_rt_model_open(const char *path, qf_rt_model **out, qf_error *err) {
     qf_rt_model *m = calloc(1, sizeof *m);
     if (!m) return qf_fail(err, QF_E_NOMEM, "out of memory");
     snprintf(m->label, sizeof m->label, "%s", path);
+    binder b = {.m = m, .err = err};
     struct stat sb;
     qf_status st;
     if (stat(path, &sb) != 0) st = qf_fail(err, QF_E_NOTFOUND, "%s: %s", path, strerror(errno));
-    else st = is_gguf_file(path) ? open_gguf(m, path, err) : open_hf(m, path, err);
+    else st = is_gguf_file(path) ? open_gguf(m, path, &b, err) : open_hf(m, path, &b, err);
+    qf_tensor_map_free(&b.map);
     if (st) { qf_rt_model_close(m); return st; }
     *out = m;
     return QF_OK;
@@ -355,12 +383,18 @@ qf_status qf_rt_model_open(const char *path, qf_rt_model **out, qf_error *err) {
 void qf_rt_model_close(qf_rt_model *m) {
     if (!m) return;
     for (uint32_t l = 0; m->layers && l < m->hp.n_layer; l++) {
-        qf_rt_layer *L = &m->layers[l];
-        free(L->attn_norm); free(L->ffn_norm); free(L->bq); free(L->bk); free(L->bv);
+        qf_rt_attn *A = &m->layers[l].a;
+        qf_rt_ffn *F = &m->layers[l].f;
+        float *vecs[] = {A->norm, A->bq, A->bk, A->bv, A->q_norm, A->k_norm, A->q_a_norm, A->kv_a_norm, F->norm, F->expert_bias};
+        for (size_t i = 0; i < QF_ARRAY_LEN(vecs); i++) free(vecs[i]);
+        free(A->owned);
+        free(F->eg);
+        free(F->eu);
+        free(F->ed);
     }
     free(m->layers);
     free(m->output_norm);
-    free(m->rope_div);
+    free(m->rope_freq);
     qf_vocab_free(&m->vocab);
     qf_source_close(m->src);
     qf_gguf_close(m->gguf);

@@ -28,9 +28,11 @@ void qf_rt_tile_avx2(const float *w, size_t ldw, size_t K, const float *x, size_
     }
 }
 
-/* Same operations in the same order as vexp1 in rt_kern.c: separate multiplies and adds, no FMA. */
+/* Same operations in the same order as vexp1 in rt_kern_scalar.c: separate multiplies and adds, no FMA.
+ * The clamp keeps a NaN (max/min return their second operand when one is NaN): a NaN score must stay
+ * NaN, or it becomes a uniform attention weight and a broken model passes its checks. */
 static inline __m256 vexp8(__m256 x) {
-    x = _mm256_min_ps(_mm256_max_ps(x, _mm256_set1_ps(QF_VEXP_LO)), _mm256_set1_ps(QF_VEXP_HI));
+    x = _mm256_min_ps(_mm256_set1_ps(QF_VEXP_HI), _mm256_max_ps(_mm256_set1_ps(QF_VEXP_LO), x));
     __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(QF_VEXP_LOG2E)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
     __m256 r = _mm256_sub_ps(x, _mm256_mul_ps(n, _mm256_set1_ps(QF_VEXP_C1)));
     r = _mm256_sub_ps(r, _mm256_mul_ps(n, _mm256_set1_ps(QF_VEXP_C2)));

@@ -1,12 +1,17 @@
 /*
- * runtime.h — the reference runtime: a llama-family forward pass (llama 1/2/3, Mistral, Qwen2) over
- * weights of any stored type, read where they lie (internal to libqforge; qforge.h exposes perplexity
- * and verify on top of it).
+ * runtime.h — the runtime: a forward pass over every architecture of the table (formats/arch.h) with
+ * weights of any stored type, read where they lie (internal to libqforge; qforge.h exposes perplexity,
+ * verify and calibrate on top of it).
  *
  * A model is opened from a GGUF file (mmap'd; rows dequantized with the traits table) or from a Hugging
  * Face checkpoint through a tensor source (rows decoded to F32 by qf_source_rows, FP8 scales folded in).
- * No dequantized copy of a weight matrix is ever made: the matmul dequantizes a few rows at a time into
- * per-thread scratch. Only 1-D tensors (norm weights, biases, rope factors) are copied to F32 at open.
+ * No dequantized copy of a weight matrix is made, with one exception: an MLA layer's attn_k_b of a GGUF
+ * file is stored transposed (for llama.cpp's absorbed attention) and is held once as F32 in the other
+ * orientation (n_head * qk_nope * kv_lora floats per layer). 1-D tensors are copied to F32 at open.
+ *
+ * The forward pass (graph.c) is written in the operations of a backend (backend.h): matrix products
+ * over a stored type, the expert-grouped product, attention, norms, rope, activations, buffers. The
+ * CPU backend (cpu*.c) implements them today.
  *
  * Activations are stored feature-major: a matrix of `rows` features by `ld` token columns, element
  * (f, t) at [f * ld + t]. The token dimension is padded to a multiple of the matmul tile, so kernels run
@@ -15,7 +20,8 @@
  *
  * Determinism: every output element is one sequential F32 chain over its reduction (FMA per step in the
  * matmul, one fixed order elsewhere); threads split rows and heads, never a reduction, so results do not
- * depend on the thread count or on the ISA chosen (scalar fmaf matches the SIMD FMA bit for bit).
+ * depend on the thread count or on the ISA chosen (scalar fmaf matches the SIMD FMA bit for bit). A
+ * token's routed experts are summed in ascending expert order whatever the threads do.
  */
 #ifndef QF_RUNTIME_RUNTIME_H
 #define QF_RUNTIME_RUNTIME_H
@@ -28,17 +34,44 @@
 /* A weight matrix of n_rows outputs by row_len inputs, wherever it is stored. */
 typedef struct qf_rt_weight {
     uint64_t n_rows, row_len;
-    const qf_qtype_traits *tt; /* GGUF: type of the rows; NULL for a source tensor */
-    const uint8_t *data;       /* GGUF: first row, borrowed from the mapping */
+    const qf_qtype_traits *tt; /* GGUF (or a copy the model owns): type of the rows; NULL for a source tensor */
+    const uint8_t *data;       /* GGUF: first row, borrowed from the mapping (or owned, see runtime.h) */
     uint64_t row_bytes;        /* GGUF: bytes of one row */
     qf_source *src;            /* HF: the source and the tensor's index in it */
     size_t src_idx;
+    /* row map (MLA from HF: the k or v rows of each head of kv_b_proj): logical row r is stored row
+     * (r / group) * stride + offset + r % group; group 0 = rows as stored */
+    uint32_t group, stride, offset;
+    int expert;                /* expert index within its layer's stack, or -1 */
+    qf_role role;              /* what it is, for observers and messages */
+    int layer;
 } qf_rt_weight;
 
+typedef struct qf_rt_attn {
+    float *norm;                      /* [n_embd] */
+    /* GQA */
+    qf_rt_weight wq, wk, wv, wo;
+    float *bq, *bk, *bv;              /* biases, NULL without them */
+    float *q_norm, *k_norm;           /* per-head RMSNorm weights [head_dim], NULL without them */
+    /* MLA: q = wq_b(norm(wq_a x)) or wq x; [kv_c | k_pe] = wkv_a x; k_nope = wkb norm(kv_c), v = wvb norm(kv_c) */
+    qf_rt_weight wq_a, wq_b, wkv_a, wkb, wvb;
+    float *q_a_norm, *kv_a_norm;
+    void *owned;                      /* wkb's transposed copy, when the model made one */
+} qf_rt_attn;
+
+typedef struct qf_rt_ffn {
+    float *norm;                      /* [n_embd] */
+    qf_rt_weight wg, wu, wd;          /* the dense FFN, or a MoE layer's shared expert (n_rows 0 without) */
+    bool moe;
+    qf_rt_weight router;              /* [n_expert] x n_embd */
+    float *expert_bias;               /* [n_expert] selection bias, or NULL */
+    qf_rt_weight *eg, *eu, *ed;       /* [n_expert] each: the experts' gate, up, down */
+    qf_rt_weight shexp_gate;          /* 1 x n_embd sigmoid gate of the shared expert, n_rows 0 without */
+} qf_rt_ffn;
+
 typedef struct qf_rt_layer {
-    float *attn_norm, *ffn_norm;     /* [n_embd] */
-    float *bq, *bk, *bv;             /* [n_head*head_dim], [n_head_kv*head_dim] x2; NULL without biases */
-    qf_rt_weight wq, wk, wv, wo, wg, wu, wd;
+    qf_rt_attn a;
+    qf_rt_ffn f;
 } qf_rt_layer;
 
 typedef struct qf_rt_model {
@@ -49,9 +82,10 @@ typedef struct qf_rt_model {
     qf_source *src;
     qf_rt_weight tok_embd, output;
     float *output_norm;       /* [n_embd] */
-    float *rope_div;          /* [head_dim/2] frequency divisors (llama3 rope_freqs), NULL = all 1 */
-    float rope_scale;         /* linear position scale (1/factor), 1 = none */
-    bool rope_neox;           /* rotate-half pairs (i, i+hd/2) instead of adjacent pairs (2i, 2i+1) */
+    double *rope_freq;        /* [n_rot / 2] angle per position of each rotary pair (scalings applied) */
+    float rope_mscale;        /* cos/sin magnitude (YaRN), 1 = none */
+    float attn_scale;         /* softmax scale of q.k */
+    bool rope_neox;           /* rotate-half pairs (i, i + n_rot/2) instead of adjacent pairs (2i, 2i+1) */
     qf_rt_layer *layers;
 } qf_rt_model;
 
@@ -73,16 +107,19 @@ struct qf_rt_wq;
 void qf_rt_weight_rows_q8(const qf_rt_weight *w, uint64_t r0, uint64_t n, uint64_t rows, bool sgn, uint8_t *q,
                           float *s, struct qf_rt_wq *out);
 
+/* Every weight matrix of the model in a fixed order (layer by layer, experts in order), for callers
+ * that treat them alike (calibration). Returns the count; out may be NULL to count. */
+size_t qf_rt_model_weights(const qf_rt_model *m, const qf_rt_weight **out);
+
 typedef struct qf_rt_ctx qf_rt_ctx;
 
 /* An evaluation context: a pool of n_threads threads (the caller's thread is one of them), and
  *   n_batch < n_ctx:  KV cache for n_ctx positions, scratch for batches of up to n_batch tokens;
  *   n_batch >= n_ctx: n_batch / n_ctx sequences of up to n_ctx tokens per call (qf_rt_eval_seqs), run
- *                     through the layers in passes of P = max(1, 512 / n_ctx) sequences (as llama.cpp's
- *                     physical batch), with P KV cache slots of n_ctx positions (slot 0 also serves
- *                     qf_rt_eval).
- * Memory, in floats: logits n_vocab * n_batch; KV 2 * n_layer * n_head_kv * head_dim * P * n_ctx;
- * activations about (6 * n_embd + 6 * max(n_embd, n_ff)) per token of a pass. */
+ *                     through the layers in passes of P = max(1, 1024 / n_ctx) sequences, with P KV
+ *                     cache slots of n_ctx positions (slot 0 also serves qf_rt_eval).
+ * Memory, in floats: logits n_vocab * n_batch; KV n_layer * n_head_kv * (dk + dv) * P * n_ctx;
+ * activations a few times the widest layer (attention, FFN, experts) per token of a pass. */
 qf_status qf_rt_ctx_new(const qf_rt_model *m, uint32_t n_ctx, uint32_t n_batch, int n_threads, qf_rt_ctx **out,
                         qf_error *err);
 void qf_rt_ctx_free(qf_rt_ctx *c);
@@ -100,7 +137,8 @@ void qf_rt_ctx_clear(qf_rt_ctx *c);
 /* Run n tokens at positions pos0 .. pos0+n-1 (the cache must hold exactly positions < pos0). Logits
  * are computed for the batch tokens with index >= out_from only (n - out_from outputs, none if
  * out_from >= n); *logits receives them feature-major with leading dimension *ld (valid until the next
- * call). Token ids are checked against the vocabulary. */
+ * call). Token ids are checked against the vocabulary. A non-finite value anywhere in the pass is an
+ * error (QF_E_CHECK) naming the first layer and tensor where it appeared. */
 qf_status qf_rt_eval(qf_rt_ctx *c, const int32_t *tokens, uint32_t n, uint32_t pos0, uint32_t out_from,
                      const float **logits, size_t *ld, qf_error *err);
 
@@ -112,12 +150,20 @@ qf_status qf_rt_eval(qf_rt_ctx *c, const int32_t *tokens, uint32_t n, uint32_t p
 qf_status qf_rt_eval_seqs(qf_rt_ctx *c, const int32_t *tokens, uint32_t n_seq, uint32_t len, uint32_t out_from,
                           const float **logits, size_t *ld, qf_error *err);
 
-/* Called before every matrix product with its input: x holds row_len features of n tokens,
- * feature-major with leading dimension ld ((f, t) at x[f * ld + t]); under qf_rt_eval_seqs, once per
- * sequence. Weights that read the same input (q/k/v, gate/up) are reported with the same `call` number, so an observer can do per-input
- * work once. Calibration accumulates activation statistics through it. NULL removes the observer. */
-typedef void (*qf_rt_observer)(void *user, const qf_rt_weight *w, uint64_t call, const float *x, size_t ld, uint32_t n);
-void qf_rt_ctx_set_observer(qf_rt_ctx *c, qf_rt_observer fn, void *user);
+/* What a calibration (or any other) observer is told, from the thread driving the run:
+ *   matmul: before every matrix product, its input x (row_len features of n tokens, feature-major with
+ *     leading dimension ld); under qf_rt_eval_seqs once per sequence; for a routed expert once per
+ *     expert with exactly the tokens routed to it. Weights that read the same input (q/k/v, gate/up)
+ *     are reported with the same `call` number, so per-input work can be done once.
+ *   route: after a MoE layer's routing, per real token (padding never reported) the n_used experts it
+ *     selected (experts[t * n_used + k]), in the order of selection. */
+typedef struct qf_rt_observer {
+    void (*matmul)(void *user, const qf_rt_weight *w, uint64_t call, const float *x, size_t ld, uint32_t n);
+    void (*route)(void *user, int layer, const uint16_t *experts, uint32_t n_used, uint32_t n_tokens);
+    void *user;
+} qf_rt_observer;
+/* NULL removes the observer. */
+void qf_rt_ctx_set_observer(qf_rt_ctx *c, const qf_rt_observer *obs);
 
 /* Seconds spent inside qf_rt_eval since the context was made (forward pass only). */
 double qf_rt_eval_seconds(const qf_rt_ctx *c);

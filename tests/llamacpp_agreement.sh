@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # llama.cpp (the external reference in ../shared/ref) loads qforge's F32 and F16 conversions of the
-# checkpoints named in MODELS below and reproduces the perplexity recorded in each REFERENCE.json within 1%.
+# checkpoints named in MODELS below and reproduces the perplexity recorded in each REFERENCE.json: within
+# 1e-4 relative for F32 (exact attention and KV cache: the same numbers up to summation order) and 0.5%
+# for F16 (its rounding of the weights).
 # This proves tensor names, the Q/K permutation, FP8 dequantization and the tokenizer metadata.
 # The list is explicit on purpose: a checkpoint joins it when its architecture lands, and a named
 # checkpoint that is missing from ../shared/models fails the test (it is never skipped silently).
@@ -16,7 +18,8 @@ if [ ! -x "$ref/bin/llama-perplexity" ]; then
     echo "SKIP: llama.cpp reference not installed at $ref (run: bash ../shared/ref/setup_ref.sh)"; exit 77
 fi
 text=$shared/text/tinystories-valid-head.txt
-MODELS=(stories260K stories260K-bf16 stories260K-f16-sharded stories260K-fp8 qf-llama-a qf-llama-a-fp8)
+MODELS=(stories260K stories260K-bf16 stories260K-f16-sharded stories260K-fp8 qf-llama-a qf-llama-a-fp8
+        qf-deepseek-a qf-deepseek-a-fp8)
 pass=0; fail=0
 for model in "${MODELS[@]}"; do
     dir=$shared/models/$model
@@ -27,8 +30,9 @@ for model in "${MODELS[@]}"; do
         "$qf" convert "$dir" -o "$out" --type "$type" -q
         got=$(llama_ppl "$out" "$text" 256 20)
         if [ -z "$got" ]; then echo "FAIL $model $type: llama-perplexity produced no estimate"; fail=$((fail+1)); continue; fi
-        verdict=$(python3 -c "import sys; g,w=float(sys.argv[1]),float(sys.argv[2]); print('ok' if abs(g/w-1)<=0.01 else 'bad', '%+.4f%%' % (100*(g/w-1)))" "$got" "$want")
-        echo "$model $type: llama.cpp PPL $got, REFERENCE.json $want (${verdict#* })"
+        tol=$([ "$type" = f32 ] && echo 1e-4 || echo 5e-3)
+        verdict=$(python3 -c "import sys; g,w,t=map(float,sys.argv[1:4]); print('ok' if abs(g/w-1)<=t else 'bad', '%+.4f%%' % (100*(g/w-1)))" "$got" "$want" "$tol")
+        echo "$model $type: llama.cpp PPL $got, REFERENCE.json $want (${verdict#* }, limit $tol)"
         if [ "${verdict%% *}" = ok ]; then pass=$((pass+1)); else fail=$((fail+1)); echo "FAIL $model $type"; fi
         rm -f "$out"
     done

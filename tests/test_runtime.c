@@ -54,9 +54,14 @@ static void test_vexp_isas(void) {
     uint64_t seed = 42;
     for (int i = 0; i < N; i++) x[i] = (float)(qf_test_rand(&seed) % 200000) / 1000.0f - 100.0f; /* [-100, 100) */
     x[0] = 0; x[1] = -87; x[2] = 88; x[3] = -1e30f; x[4] = 1e-8f;
+    /* NaN in every lane position of a 16-lane vector, and in the scalar tail: it must come out NaN on
+     * every ISA (a clamp that drops it turns a NaN attention score into a uniform weight) */
+    for (int i = 16; i < 32; i++) x[i + (i - 16) * 16] = NAN;
+    x[N - 1] = NAN;
     qf_rt_vexp_scalar(x, ref, N);
     double worst = 0;
     for (int i = 0; i < N; i++) {
+        if (isnan(x[i])) { CHECK_MSG(isnan(ref[i]), "vexp scalar of NaN at %d is %g", i, ref[i]); ref[i] = 0; continue; }
         double e = exp((double)QF_MAX(QF_MIN(x[i], QF_VEXP_HI), QF_VEXP_LO));
         worst = QF_MAX(worst, fabs(ref[i] - e) / e);
     }
@@ -65,6 +70,11 @@ static void test_vexp_isas(void) {
     for (size_t i = 0; i < QF_ARRAY_LEN(v); i++) {
         if (!qf_isa_supported(v[i].isa)) continue;
         v[i].fn(x, got, N);
+        for (int k = 0; k < N; k++) {
+            if (!isnan(x[k])) continue;
+            CHECK_MSG(isnan(got[k]), "vexp %s of NaN at %d is %g", qf_isa_name(v[i].isa), k, got[k]);
+            got[k] = 0;
+        }
         CHECK_MSG(memcmp(ref, got, sizeof ref) == 0, "vexp %s differs from scalar", qf_isa_name(v[i].isa));
     }
 }
@@ -336,23 +346,28 @@ static void convert_to(const char *src, const char *name, const char *type, char
  * pass; the 260K-parameter checkpoints still cover every path. */
 static bool quick(void) { return getenv("QF_TEST_QUICK") != NULL; }
 
+/* Every shared checkpoint (dense and DeepSeek MoE, BF16/F16/F32 and FP8 release layouts) from its HF
+ * directory, and the F32 GGUF of some, within 1e-4 of REFERENCE.json (measured: 1.4e-7 or better). */
 static void test_reference_ppl(const char *text) {
-    static const char *const models[] = {"stories260K", "stories260K-bf16", "stories260K-f16-sharded", "stories260K-fp8",
-                                         "qf-llama-a", "qf-llama-a-fp8"};
+    static const struct { const char *name; bool gguf, big; } models[] = {
+        {"stories260K", true, false}, {"stories260K-bf16", false, false}, {"stories260K-f16-sharded", false, false},
+        {"stories260K-fp8", false, false}, {"qf-llama-a", true, true}, {"qf-llama-a-fp8", false, true},
+        {"qf-deepseek-a", true, false}, {"qf-deepseek-a-fp8", true, false}};
     for (size_t i = 0; i < QF_ARRAY_LEN(models); i++) {
         char rel[256], dir[1200];
-        snprintf(rel, sizeof rel, "models/%s", models[i]);
-        if (quick() && !strncmp(models[i], "qf-llama-a", 10)) continue;
+        snprintf(rel, sizeof rel, "models/%s", models[i].name);
+        if (quick() && models[i].big) continue;
         if (!qf_test_shared(rel, dir, sizeof dir)) continue;
         double want = reference_ppl(dir);
-        CHECK_MSG(!isnan(want), "%s: no reference PPL", models[i]);
-        check_ppl(models[i], dir, text, want, 1e-3);
-        if (strcmp(models[i], "stories260K") != 0 && strcmp(models[i], "qf-llama-a") != 0) continue;
+        CHECK_MSG(!isnan(want), "%s: no reference PPL", models[i].name);
+        check_ppl(models[i].name, dir, text, want, 1e-4);
+        if (!models[i].gguf) continue;
         char gguf[1200], label[128];
-        snprintf(label, sizeof label, "%s-f32.gguf", models[i]);
+        snprintf(label, sizeof label, "%s-f32.gguf", models[i].name);
         convert_to(dir, label, "f32", gguf, sizeof gguf);
-        check_ppl(label, gguf, text, want, 1e-3);
-        snprintf(label, sizeof label, "%s-q8_0.gguf", models[i]);
+        check_ppl(label, gguf, text, want, 1e-4);
+        if (!strncmp(models[i].name, "qf-deepseek", 11)) continue; /* quantized MoE files: llamacpp_quant_ppl */
+        snprintf(label, sizeof label, "%s-q8_0.gguf", models[i].name);
         convert_to(dir, label, "q8_0", gguf, sizeof gguf);
         check_ppl(label, gguf, text, want, 5e-3); /* vs llama.cpp on the same file: tests/runtime_ppl.sh */
     }
@@ -361,11 +376,7 @@ static void test_reference_ppl(const char *text) {
 /* Thread count and batch size change the schedule, never the bits: a chunk split over calls (100), one
  * chunk per call (0 = ctx), several chunks per call (512: groups of 2 and a last group of 1; 2048: all 3
  * in one call). */
-static void test_determinism(const char *text) {
-    char gguf[1200];
-    qf_test_path("qf-llama-a-q8_0.gguf", gguf, sizeof gguf);
-    if (!qf_test_file_exists(gguf)) qf_test_path("stories260K-q8_0.gguf", gguf, sizeof gguf);
-    if (!qf_test_file_exists(gguf)) return;
+static void check_determinism(const char *gguf, const char *text) {
     qf_perplexity_result a, b, c, d, e;
     qf_error err;
     CHECK_OK(ppl_of(gguf, text, 3, 1, 0, &a, &err), &err);
@@ -378,6 +389,16 @@ static void test_determinism(const char *text) {
     CHECK_MSG(memcmp(&a.ppl, &d.ppl, sizeof a.ppl) == 0, "batch 256 vs 512: %.17g vs %.17g", a.ppl, d.ppl);
     CHECK_MSG(memcmp(&a.ppl, &e.ppl, sizeof a.ppl) == 0, "batch 256 vs 2048: %.17g vs %.17g", a.ppl, e.ppl);
     CHECK(e.n_chunks == 3 && e.n_scored == a.n_scored);
+}
+
+/* A dense file, and a MoE one (routing, expert grouping and their sums are scheduled too). */
+static void test_determinism(const char *text) {
+    char gguf[1200];
+    qf_test_path("qf-llama-a-q8_0.gguf", gguf, sizeof gguf);
+    if (!qf_test_file_exists(gguf)) qf_test_path("stories260K-q8_0.gguf", gguf, sizeof gguf);
+    if (qf_test_file_exists(gguf)) check_determinism(gguf, text);
+    qf_test_path("qf-deepseek-a-f32.gguf", gguf, sizeof gguf);
+    if (qf_test_file_exists(gguf)) check_determinism(gguf, text);
 }
 
 /* The 8-bit path: the same bits for any thread count and batch size, and a PPL within 0.2% of the exact

@@ -1,0 +1,325 @@
+/* graph.c — the forward pass by layer kinds, written in the backend's operations (backend.h; layouts
+ * and the determinism rule: runtime.h). One pass:
+ *   x = embed(tokens)
+ *   per layer, attention by kind:
+ *     GQA: q,k,v = W{q,k,v} norm(x) (+ biases) [per-head q/k norms]; rope(q, k); a = attention(q, k, v)
+ *     MLA: q = Wq_b norm(Wq_a xn) or Wq xn; [c | k_pe] = Wkv_a xn; c = norm(c); rope(q_pe, k_pe);
+ *          k_nope = Wk_b c, v = Wv_b c; k = [k_nope | k_pe] per head; a = attention(q, k, v)
+ *     x += Wo a
+ *   then the FFN by kind:
+ *     dense: x += Wd (silu(Wg xn) * (Wu xn))
+ *     MoE:   x += sum of the routed experts' FFNs, weighted, + the shared expert (sigmoid-gated in Qwen2-MoE)
+ *   logits = Wout (norm(x)) for the requested output tokens only. */
+#include "runtime/backend.h"
+
+#include <math.h>
+#include <time.h>
+
+/* Tokens per pass through the layers: a call of more sequences runs them in passes of whole sequences,
+ * so the activations of a pass stay in cache (a pass of 2048 tokens measured slower than four of 512 on
+ * qf-llama-a: the per-layer buffers outgrow L2). 1024 rather than llama.cpp's default 512 (n_ubatch):
+ * with the 8-bit path's AMX tile each decoded weight panel then serves twice the tokens and the output
+ * matrix is decoded half as often; measured in CPU samples of the eval, q8_0 --act q8 -3%, --act f32 -3%,
+ * q4_K --act q8 unchanged. */
+#define QF_RT_UBATCH 1024u
+
+struct qf_rt_ctx {
+    const qf_rt_model *m;
+    qf_be *be;
+    const qf_be_ops *ops;
+    uint32_t n_ctx, n_batch, n_past;
+    uint32_t n_seq_max;              /* sequences one call may hold (qf_rt_eval_seqs) */
+    uint32_t n_seq_pass;             /* sequences per pass through the layers, each its own cache slot */
+    size_t ld;                       /* token columns of every activation matrix (n_batch padded) */
+    size_t ld_out;                   /* columns of logits: every output of a call */
+    /* activations, [features][ld] */
+    float *x, *xn, *q, *k, *v, *att, *o, *o2, *g, *u;
+    float *qa, *kva, *kvc, *kn;      /* MLA: q latent, kv latent + k_pe, normalised kv latent, k_nope */
+    float *rl, *sg;                  /* MoE: router logits, shared-expert gate */
+    float *logits;                   /* [n_vocab][ld_out], host memory */
+    double eval_s;
+    qf_be_pass sh;                   /* the pass in progress */
+};
+
+/* ---- context ------------------------------------------------------------------------------------ */
+
+static size_t round_up(size_t v, size_t m) { return (v + m - 1) / m * m; }
+
+typedef struct bufs {
+    qf_rt_ctx *c;
+    qf_error *err;
+    qf_status st;
+} bufs;
+
+static float *buf(bufs *b, uint64_t rows, size_t cols) {
+    uint64_t n;
+    if (b->st || rows == 0) return NULL;
+    float *p = qf_mul_ok(rows, cols, &n) ? b->c->ops->alloc(b->c->be, n) : NULL;
+    if (!p) b->st = qf_fail(b->err, QF_E_NOMEM, "out of memory for %llu x %zu floats of runtime buffers", (unsigned long long)rows, cols);
+    return p;
+}
+
+static qf_status alloc_activations(qf_rt_ctx *c, qf_error *err) {
+    const qf_hparams *hp = &c->m->hp;
+    uint64_t E = hp->n_embd, H = hp->n_head, dk = qf_attn_dk(hp), dv = qf_attn_dv(hp), Hkv = hp->n_head_kv;
+    uint64_t ff = QF_MAX(hp->n_ff, hp->n_ff_shexp);
+    bool mla = hp->arch->attn == QF_ATTN_MLA;
+    bufs b = {.c = c, .err = err};
+    size_t ld = c->ld;
+    c->x = buf(&b, E, ld);
+    c->xn = buf(&b, E, ld);
+    c->q = buf(&b, H * dk, ld);
+    c->k = buf(&b, Hkv * dk, ld);
+    c->v = buf(&b, Hkv * dv, ld);
+    c->att = buf(&b, H * dv, ld);
+    c->o = buf(&b, E, ld);
+    c->g = buf(&b, ff, ld);
+    c->u = buf(&b, ff, ld);
+    if (mla) {
+        c->qa = buf(&b, hp->q_lora_rank, ld);
+        c->kva = buf(&b, (uint64_t)hp->kv_lora_rank + hp->qk_rope_dim, ld);
+        c->kvc = buf(&b, hp->kv_lora_rank, ld);
+        c->kn = buf(&b, H * hp->qk_nope_dim, ld);
+    }
+    if (hp->n_expert) {
+        c->rl = buf(&b, hp->n_expert, ld);
+        c->sg = buf(&b, 1, ld);
+        c->o2 = buf(&b, E, ld);
+    }
+    c->logits = buf(&b, hp->n_vocab, c->ld_out);
+    return b.st;
+}
+
+/* Rows a multiple of 1 KiB apart fall into few cache sets when column-wise steps walk the features:
+ * one spare tile breaks that (kernels never read past the tiles a call covers). Measured on qf-llama-a
+ * (forward CPU time): passes of 512 columns gain 5% on the 8-bit path, while one chunk of 256 loses 8%
+ * on the F32 path, so only multi-sequence passes get it. */
+static size_t spare_tile(size_t ld, uint32_t n_seq_pass) { return n_seq_pass > 1 && ld % 256 == 0 ? ld + QF_BE_PAD : ld; }
+
+qf_status qf_rt_ctx_new(const qf_rt_model *m, uint32_t n_ctx, uint32_t n_batch, int n_threads, qf_rt_ctx **out,
+                        qf_error *err) {
+    *out = NULL;
+    if (n_ctx < 1 || n_batch < 1 || n_ctx > (1u << 24))
+        return qf_fail(err, QF_E_USAGE, "context %u / batch %u must be in 1..16777216", n_ctx, n_batch);
+    qf_rt_ctx *c = calloc(1, sizeof *c);
+    if (!c) return qf_fail(err, QF_E_NOMEM, "out of memory");
+    c->m = m;
+    c->n_ctx = n_ctx;
+    /* a batch of whole contexts holds that many sequences, each padded to whole tiles so that no
+     * attention tile straddles two of them */
+    c->n_seq_max = n_batch >= n_ctx ? n_batch / n_ctx : 1;
+    c->n_batch = c->n_seq_max > 1 ? c->n_seq_max * n_ctx : QF_MIN(n_batch, n_ctx);
+    c->n_seq_pass = QF_MIN(c->n_seq_max, QF_MAX(1u, QF_RT_UBATCH / n_ctx));
+    c->ld = spare_tile(c->n_seq_pass * round_up(QF_MIN(n_batch, n_ctx), QF_BE_PAD), c->n_seq_pass);
+    /* the last pass's output tiles may run up to a tile past the call's outputs */
+    c->ld_out = QF_MAX(c->ld, round_up((size_t)c->n_batch, QF_BE_PAD) + QF_BE_PAD);
+    qf_be_cpu_opts bo = {.m = m, .n_threads = n_threads, .ld = c->ld, .kv_len = (size_t)c->n_seq_pass * n_ctx,
+                         .n_ctx = n_ctx};
+    qf_status st = qf_be_cpu_new(&bo, &c->be, &c->ops, err);
+    if (!st) st = alloc_activations(c, err);
+    if (st) { qf_rt_ctx_free(c); return st; }
+    *out = c;
+    return QF_OK;
+}
+
+void qf_rt_ctx_free(qf_rt_ctx *c) {
+    if (!c) return;
+    qf_be_cpu_free(c->be); /* owns every buffer */
+    free(c);
+}
+
+void qf_rt_ctx_clear(qf_rt_ctx *c) { c->n_past = 0; }
+void qf_rt_ctx_set_act_q8(qf_rt_ctx *c, bool on) { qf_be_cpu_set_act_q8(c->be, on); }
+void qf_rt_ctx_set_observer(qf_rt_ctx *c, const qf_rt_observer *obs) { qf_be_cpu_set_observer(c->be, obs); }
+double qf_rt_eval_seconds(const qf_rt_ctx *c) { return c->eval_s; }
+void qf_rt_parallel(qf_rt_ctx *c, void (*fn)(void *arg, int ith, int nth), void *arg) { qf_be_cpu_parallel(c->be, fn, arg); }
+int qf_rt_n_threads(const qf_rt_ctx *c) { return qf_be_cpu_threads(c->be); }
+
+/* ---- layers ------------------------------------------------------------------------------------- */
+
+/* A product into an activation matrix. */
+static qf_be_mm mm(const qf_rt_ctx *c, const qf_rt_weight *w, float *y, const float *bias) {
+    return (qf_be_mm){.w = w, .y = y, .ldy = c->ld, .bias = bias};
+}
+
+static void attn_gqa(qf_rt_ctx *c, uint32_t l, const qf_rt_attn *A) {
+    const qf_hparams *hp = &c->m->hp;
+    const qf_be_ops *op = c->ops;
+    uint32_t hd = hp->head_dim;
+    qf_be_mm qkv[3] = {mm(c, &A->wq, c->q, A->bq), mm(c, &A->wk, c->k, A->bk), mm(c, &A->wv, c->v, A->bv)};
+    op->matmul(c->be, c->xn, &c->sh, qkv, 3);
+    if (A->q_norm) {
+        op->rmsnorm(c->be, c->q, c->q, (size_t)hp->n_head * hd, hd, A->q_norm);
+        op->rmsnorm(c->be, c->k, c->k, (size_t)hp->n_head_kv * hd, hd, A->k_norm);
+    }
+    op->rope(c->be, c->q, hp->n_head, hd, 0, c->m->rope_neox);
+    op->rope(c->be, c->k, hp->n_head_kv, hd, 0, c->m->rope_neox);
+    qf_be_attn a = {.layer = l, .n_head = hp->n_head, .n_head_kv = hp->n_head_kv, .dk = hd, .dv = hd,
+                    .scale = c->m->attn_scale, .q = c->q, .k = c->k, .v = c->v, .out = c->att};
+    op->attention(c->be, &a);
+}
+
+/* Latent attention without absorption: the latent is expanded to per-head keys and values, so
+ * attention itself is plain multi-head (cheaper than the absorbed form at the context lengths a
+ * perplexity run uses). */
+static void attn_mla(qf_rt_ctx *c, uint32_t l, const qf_rt_attn *A) {
+    const qf_hparams *hp = &c->m->hp;
+    const qf_be_ops *op = c->ops;
+    uint32_t H = hp->n_head, nope = hp->qk_nope_dim, rope = hp->qk_rope_dim, dk = nope + rope, R = hp->kv_lora_rank;
+    if (hp->q_lora_rank) {
+        qf_be_mm a[2] = {mm(c, &A->wq_a, c->qa, NULL), mm(c, &A->wkv_a, c->kva, NULL)};
+        op->matmul(c->be, c->xn, &c->sh, a, 2);
+        op->rmsnorm(c->be, c->qa, c->qa, hp->q_lora_rank, hp->q_lora_rank, A->q_a_norm);
+        qf_be_mm b = mm(c, &A->wq_b, c->q, NULL);
+        op->matmul(c->be, c->qa, &c->sh, &b, 1);
+    } else {
+        qf_be_mm a[2] = {mm(c, &A->wq, c->q, NULL), mm(c, &A->wkv_a, c->kva, NULL)};
+        op->matmul(c->be, c->xn, &c->sh, a, 2);
+    }
+    op->rmsnorm(c->be, c->kva, c->kvc, R, R, A->kv_a_norm);
+    op->rope(c->be, c->q, H, dk, nope, c->m->rope_neox);
+    op->rope(c->be, c->kva, 1, R + rope, R, c->m->rope_neox);
+    qf_be_mm kv[2] = {mm(c, &A->wkb, c->kn, NULL), mm(c, &A->wvb, c->v, NULL)};
+    op->matmul(c->be, c->kvc, &c->sh, kv, 2);
+    for (uint32_t h = 0; h < H; h++) {
+        op->copy_rows(c->be, c->k + (size_t)h * dk * c->ld, c->kn + (size_t)h * nope * c->ld, nope);
+        op->copy_rows(c->be, c->k + ((size_t)h * dk + nope) * c->ld, c->kva + (size_t)R * c->ld, rope);
+    }
+    qf_be_attn a = {.layer = l, .n_head = H, .n_head_kv = H, .dk = dk, .dv = hp->v_head_dim,
+                    .scale = c->m->attn_scale, .q = c->q, .k = c->k, .v = c->v, .out = c->att};
+    op->attention(c->be, &a);
+}
+
+/* y = Wd (silu(Wg x) * (Wu x)) of a dense FFN or a shared expert. */
+static void ffn_dense(qf_rt_ctx *c, const qf_rt_ffn *F, float *y) {
+    const qf_be_ops *op = c->ops;
+    qf_be_mm gu[2] = {mm(c, &F->wg, c->g, NULL), mm(c, &F->wu, c->u, NULL)};
+    op->matmul(c->be, c->xn, &c->sh, gu, 2);
+    op->glu(c->be, c->g, c->u, F->wg.n_rows);
+    qf_be_mm d = mm(c, &F->wd, y, NULL);
+    op->matmul(c->be, c->g, &c->sh, &d, 1);
+}
+
+static void ffn_moe_layer(qf_rt_ctx *c, uint32_t l, const qf_rt_ffn *F) {
+    const qf_hparams *hp = &c->m->hp;
+    const qf_be_ops *op = c->ops;
+    qf_be_mm r[2] = {mm(c, &F->router, c->rl, NULL), mm(c, &F->shexp_gate, c->sg, NULL)};
+    op->matmul(c->be, c->xn, &c->sh, r, F->shexp_gate.n_rows ? 2 : 1);
+    qf_be_moe m = {.hp = hp, .layer = (int)l, .x = c->xn, .logits = c->rl, .bias = F->expert_bias,
+                   .gate = F->eg, .up = F->eu, .down = F->ed, .y = c->o};
+    op->moe(c->be, &m);
+    if (!F->wg.n_rows) return;
+    ffn_dense(c, F, c->o2);
+    if (F->shexp_gate.n_rows) op->sigmoid_scale(c->be, c->o2, c->sg, hp->n_embd);
+    op->add(c->be, c->o, c->o2, hp->n_embd);
+}
+
+static void layer_forward(qf_rt_ctx *c, uint32_t l) {
+    const qf_hparams *hp = &c->m->hp;
+    const qf_rt_layer *L = &c->m->layers[l];
+    const qf_be_ops *op = c->ops;
+    op->rmsnorm(c->be, c->x, c->xn, hp->n_embd, hp->n_embd, L->a.norm);
+    if (hp->arch->attn == QF_ATTN_MLA) attn_mla(c, l, &L->a);
+    else attn_gqa(c, l, &L->a);
+    qf_be_mm o = mm(c, &L->a.wo, c->o, NULL);
+    op->matmul(c->be, c->att, &c->sh, &o, 1);
+    op->add(c->be, c->x, c->o, hp->n_embd);
+    op->rmsnorm(c->be, c->x, c->xn, hp->n_embd, hp->n_embd, L->f.norm);
+    if (L->f.moe) ffn_moe_layer(c, l, &L->f);
+    else ffn_dense(c, &L->f, c->o);
+    op->add(c->be, c->x, c->o, hp->n_embd);
+}
+
+/* Logits for tokens out_from .. len-1 of every sequence of the pass, into logit columns out_base ..:
+ * gather them to the front (sequence after sequence, no padding), norm, project. */
+static void output_forward(qf_rt_ctx *c, uint32_t out_from, size_t out_base) {
+    const qf_be_pass *sh = &c->sh;
+    const qf_be_ops *op = c->ops;
+    size_t E = c->m->hp.n_embd, n_out = sh->n_seq * (sh->len - out_from);
+    op->gather_outputs(c->be, c->o, c->x, E, out_from);
+    op->rmsnorm(c->be, c->o, c->xn, E, E, c->m->output_norm);
+    qf_be_pass out = {.n_seq = 1, .len = (uint32_t)n_out, .stride = round_up(n_out, QF_BE_PAD), .cols = n_out};
+    qf_be_mm logits = {.w = &c->m->output, .y = c->logits + out_base, .ldy = c->ld_out, .host = true};
+    op->matmul(c->be, c->xn, &out, &logits, 1);
+}
+
+/* One pass over the shape in c->sh, its logits from column out_base. */
+static void forward(qf_rt_ctx *c, const int32_t *tokens, uint32_t out_from, size_t out_base) {
+    const qf_rt_model *m = c->m;
+    c->ops->begin_pass(c->be, &c->sh, m->rope_freq, m->hp.n_rot, m->rope_mscale);
+    c->ops->embed(c->be, &m->tok_embd, tokens, c->x);
+    for (uint32_t l = 0; l < m->hp.n_layer; l++) layer_forward(c, l);
+    if (out_from < c->sh.len) output_forward(c, out_from, out_base);
+}
+
+/* ---- calls -------------------------------------------------------------------------------------- */
+
+static qf_status check_tokens(const qf_rt_ctx *c, const int32_t *tokens, size_t n, qf_error *err) {
+    for (size_t t = 0; t < n; t++)
+        if (tokens[t] < 0 || (uint32_t)tokens[t] >= c->m->hp.n_vocab)
+            return qf_fail(err, QF_E_INPUT, "token id %d at batch index %zu is outside the vocabulary of %u", tokens[t], t,
+                           c->m->hp.n_vocab);
+    return QF_OK;
+}
+
+static qf_status check_batch(const qf_rt_ctx *c, const int32_t *tokens, uint32_t n, uint32_t pos0, qf_error *err) {
+    if (n == 0 || n > QF_MIN(c->n_batch, c->n_ctx))
+        return qf_fail(err, QF_E_USAGE, "batch of %u tokens; this context takes 1..%u", n, QF_MIN(c->n_batch, c->n_ctx));
+    if (pos0 != c->n_past)
+        return qf_fail(err, QF_E_USAGE, "batch starts at position %u but the cache holds %u positions", pos0, c->n_past);
+    if ((uint64_t)pos0 + n > c->n_ctx)
+        return qf_fail(err, QF_E_USAGE, "positions up to %llu exceed the context of %u",
+                       (unsigned long long)pos0 + n, c->n_ctx);
+    return check_tokens(c, tokens, n, err);
+}
+
+/* A NaN or Inf anywhere fails the run, named where it first appeared: a broken scale must never be
+ * averaged into a finite perplexity or a passing KL divergence. */
+static qf_status check_finite(qf_rt_ctx *c, qf_error *err) {
+    char what[96];
+    c->ops->take_nonfinite(c->be, what, sizeof what);
+    if (!what[0]) return QF_OK;
+    return qf_fail(err, QF_E_CHECK, "%s: a non-finite value (NaN or Inf) first appeared in %s: the model's weights or "
+                   "its input are broken", c->m->label, what);
+}
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+qf_status qf_rt_eval(qf_rt_ctx *c, const int32_t *tokens, uint32_t n, uint32_t pos0, uint32_t out_from,
+                     const float **logits, size_t *ld, qf_error *err) {
+    qf_status st = check_batch(c, tokens, n, pos0, err);
+    if (st) return st;
+    double t_start = now_s();
+    c->sh = (qf_be_pass){.n_seq = 1, .len = n, .pos0 = pos0, .stride = round_up(n, QF_BE_PAD), .cols = n};
+    forward(c, tokens, out_from, 0);
+    c->n_past = pos0 + n;
+    c->eval_s += now_s() - t_start;
+    *logits = c->logits;
+    *ld = c->ld_out;
+    return check_finite(c, err);
+}
+
+qf_status qf_rt_eval_seqs(qf_rt_ctx *c, const int32_t *tokens, uint32_t n_seq, uint32_t len, uint32_t out_from,
+                          const float **logits, size_t *ld, qf_error *err) {
+    if (n_seq == 0 || n_seq > c->n_seq_max || len == 0 || len > c->n_ctx)
+        return qf_fail(err, QF_E_USAGE, "%u sequences of %u tokens; this context takes 1..%u sequences of 1..%u",
+                       n_seq, len, c->n_seq_max, c->n_ctx);
+    qf_status st = check_tokens(c, tokens, (size_t)n_seq * len, err);
+    if (st) return st;
+    double t_start = now_s();
+    size_t stride = round_up(len, QF_BE_PAD), per_out = out_from < len ? len - out_from : 0;
+    for (uint32_t s0 = 0; s0 < n_seq; s0 += c->n_seq_pass) {
+        uint32_t n = QF_MIN(c->n_seq_pass, n_seq - s0);
+        c->sh = (qf_be_pass){.n_seq = n, .len = len, .stride = stride, .cols = (n - 1) * stride + len};
+        forward(c, tokens + (size_t)s0 * len, out_from, s0 * per_out);
+    }
+    c->n_past = 0; /* the slots are not continued: qf_rt_eval starts over */
+    c->eval_s += now_s() - t_start;
+    *logits = c->logits;
+    *ld = c->ld_out;
+    return check_finite(c, err);
+}
