@@ -35,9 +35,19 @@ build() { # build DIR [cmake args...]
     cmake --build "$dir" -j"$jobs"
 }
 
+# llama.cpp's own converter (convert_hf_to_gguf.py, run by ../shared/ref/llamacpp_convert*.py) needs these
+# Debian packages; the tests that compare our conversions with it skip, saying so, without them.
+ref_python="python3-torch python3-numpy python3-sentencepiece python3-tqdm python3-yaml"
+
 setup_reference() {
     # llama.cpp from ../shared/ref is the measuring instrument of the agreement tests; never linked.
     local ref=${QF_REF_DIR:-$HOME/.cache/qforge-ref}
+    if [ -d ../shared/ref ] && ! /usr/bin/python3 -c 'import torch, numpy, sentencepiece, yaml, tqdm' 2>/dev/null &&
+        [ "$(id -u)" -eq 0 ]; then
+        echo "build.sh: installing $ref_python (llama.cpp's converter, for the comparison tests)"
+        { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $ref_python; } >/dev/null 2>&1 ||
+            echo "build.sh: installing $ref_python failed; the converter comparisons will skip" >&2
+    fi
     if [ -d ../shared/ref ] && [ ! -x "$ref/bin/llama-perplexity" ]; then
         bash ../shared/ref/setup_ref.sh "$ref" >/dev/null 2>&1 || echo "build.sh: llama.cpp reference setup failed; its tests will skip" >&2
     fi

@@ -34,8 +34,8 @@ static void model_name(const char *label, char *out, size_t n) {
     }
 }
 
-/* llama.cpp's size label: 260K, 21M, 7.2B ... (two significant digits at least). */
-static void size_label(uint64_t params, char *out, size_t n) {
+/* A parameter count as llama.cpp writes it: 260K, 21M, 7.2B ... (two significant digits at least). */
+static void count_label(uint64_t params, char *out, size_t n) {
     double v = (double)params;
     const char *suffix = "K";
     double scaled = v * 1e-3;
@@ -46,6 +46,21 @@ static void size_label(uint64_t params, char *out, size_t n) {
     snprintf(digits, sizeof digits, "%.0f", scaled);
     int fix = 2 - (int)strlen(digits);
     snprintf(out, n, "%.*f%s", fix > 0 ? fix : 0, scaled, suffix);
+}
+
+/* general.size_label as llama.cpp's converter computes it: the parameter count, or for a mixture of
+ * experts "<experts>x<shared + one expert's parameters>" (gguf-py's size_label). */
+static void size_label(const qf_plan *p, uint32_t n_expert, char *out, size_t n) {
+    uint64_t shared = 0, per_expert = 0;
+    for (size_t i = 0; i < p->n; i++) {
+        uint64_t params = p->e[i].ne[0] * p->e[i].n_rows;
+        if (qf_role_is_experts(p->e[i].role) && p->e[i].n_dims == 3) per_expert += params / p->e[i].ne[2];
+        else shared += params;
+    }
+    if (!n_expert || !per_expert) { count_label(p->total_params, out, n); return; }
+    char c[24];
+    count_label(shared + per_expert, c, sizeof c);
+    snprintf(out, n, "%ux%s", n_expert, c);
 }
 
 typedef struct conversion {
@@ -162,8 +177,8 @@ static qf_status copy_gguf_metadata(const qf_gguf *g, qf_gguf_writer *w, qf_erro
 
 static qf_status write_model_metadata(const conversion *c, qf_gguf_writer *w, qf_error *err) {
     if (qf_source_gguf(c->src)) return copy_gguf_metadata(qf_source_gguf(c->src), w, err);
-    char label[32];
-    size_label(c->plan.total_params, label, sizeof label);
+    char label[48];
+    size_label(&c->plan, c->hp.n_expert, label, sizeof label);
     qf_status st;
     if ((st = qf_hparams_write_gguf(&c->hp, w, err)) || (st = qf_gguf_set_str(w, "general.size_label", label, err)))
         return st;

@@ -199,37 +199,53 @@ static int cmd_inspect(int argc, char **argv) {
 /* ---- synth ------------------------------------------------------------------------------------- */
 
 static const char synth_help[] =
-    "usage: qforge synth DIR [--seed S] [--layers N] [--dim D] [--ff F] [--vocab V] [--dtype T]\n"
-    "                    [--arch llama|mistral|qwen2] [--tied]\n"
+    "usage: qforge synth DIR [--arch A] [--seed S] [--layers N] [--dim D] [--ff F] [--vocab V] [--dtype T]\n"
+    "                    [--tied] [--experts N] [--experts-used K] [--ff-exp F] [--fp8] [--shards N] [--mtp N]\n"
     "\n"
-    "Write a small random Llama checkpoint in Hugging Face layout (config.json, tokenizer.json,\n"
-    "model.safetensors) to DIR: the built-in default model for demos and tests.\n";
+    "Write a small random checkpoint in Hugging Face layout (config.json, tokenizer.json, safetensors) to\n"
+    "DIR: the built-in model for demos and tests, of any family the converter supports.\n"
+    "\n"
+    "  --arch A          llama (default), mistral, qwen2, qwen3, mixtral, qwen2moe, qwen3moe, deepseek-v2,\n"
+    "                    deepseek-v3\n"
+    "  --experts N       routed experts of the MoE families (default 16), --experts-used K per token (2)\n"
+    "  --ff-exp F        expert FFN width (default ff / 2)\n"
+    "  --fp8             deepseek-v3 in DeepSeek's FP8 release layout (E4M3 + 128x128 weight_scale_inv)\n"
+    "  --shards N        N safetensors shards and a model.safetensors.index.json\n"
+    "  --mtp N           deepseek-v3: N multi-token-prediction layers after the last, as released\n";
 
 static int cmd_synth(int argc, char **argv) {
     static const struct option opts[] = {
         {"seed", required_argument, 0, 's'}, {"layers", required_argument, 0, 'l'}, {"dim", required_argument, 0, 'd'},
         {"ff", required_argument, 0, 'f'}, {"vocab", required_argument, 0, 'v'}, {"dtype", required_argument, 0, 't'},
-        {"arch", required_argument, 0, 'a'}, {"tied", no_argument, 0, 'T'},
+        {"arch", required_argument, 0, 'a'}, {"tied", no_argument, 0, 'T'}, {"experts", required_argument, 0, 'E'},
+        {"experts-used", required_argument, 0, 'K'}, {"ff-exp", required_argument, 0, 'F'}, {"fp8", no_argument, 0, '8'},
+        {"shards", required_argument, 0, 'S'}, {"mtp", required_argument, 0, 'M'},
         {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
     qf_synth_opts o = {.seed = 1, .n_layer = 2, .n_embd = 256, .n_ff = 512, .n_vocab = 512, .dtype = "bf16"};
     int c;
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
         char *end = NULL;
-        unsigned long v = optarg ? strtoul(optarg, &end, 10) : 0;
-        bool bad = optarg && (*end || v == 0 || v > (1ul << 20));
+        bool numeric = optarg && c != 't' && c != 'a';
+        unsigned long v = numeric ? strtoul(optarg, &end, 10) : 0;
+        if (numeric && (*end || v == 0 || v > (1ul << 20))) return qf_cli_usage("synth", "numeric options take a positive integer");
         switch (c) {
         case 's': o.seed = v; break;
         case 'l': o.n_layer = (uint32_t)v; break;
         case 'd': o.n_embd = (uint32_t)v; break;
         case 'f': o.n_ff = (uint32_t)v; break;
         case 'v': o.n_vocab = (uint32_t)v; break;
-        case 't': o.dtype = optarg; bad = false; break;
-        case 'a': o.arch = optarg; bad = false; break;
+        case 't': o.dtype = optarg; break;
+        case 'a': o.arch = optarg; break;
         case 'T': o.tied = true; break;
+        case 'E': o.n_expert = (uint32_t)v; break;
+        case 'K': o.n_expert_used = (uint32_t)v; break;
+        case 'F': o.n_ff_exp = (uint32_t)v; break;
+        case '8': o.fp8 = true; break;
+        case 'S': o.n_shards = (uint32_t)v; break;
+        case 'M': o.n_mtp = (uint32_t)v; break;
         case 'h': fputs(synth_help, stdout); return 0;
         default: return qf_cli_usage("synth", "unknown option");
         }
-        if (bad) return qf_cli_usage("synth", "numeric options take a positive integer");
     }
     if (optind + 1 != argc) return qf_cli_usage("synth", "expected exactly one DIR");
     o.dir = argv[optind];
@@ -313,7 +329,7 @@ static const command commands[] = {
     {"quantize", cmd_quantize, "checkpoint -> quantized GGUF (types, recipes, overrides, imatrix, GPTQ)"},
     {"calibrate", cmd_calibrate, "activation statistics over text: importance matrix (+ GPTQ Hessians)"},
     {"inspect", cmd_inspect, "describe a GGUF or safetensors file"},
-    {"synth", cmd_synth, "write a small random Llama checkpoint (built-in demo model)"},
+    {"synth", cmd_synth, "write a small random checkpoint of any supported family (demo and test model)"},
     {"perplexity", qf_cli_perplexity, "perplexity of a GGUF or HF model (llama-perplexity protocol)"},
     {"verify", qf_cli_verify, "compare a model with its base: PPL, KLD, top-1; thresholds gate"},
     {"sign", qf_cli_sign, "Ed25519 detached signature over a GGUF's integrity digests"},

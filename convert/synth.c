@@ -1,9 +1,12 @@
 /*
- * qf_synth_model: the built-in default model. A small random Llama checkpoint written exactly as
- * Hugging Face releases are laid out (config.json, tokenizer.json with a byte-level BPE vocabulary
- * trained here on a fixed text, tokenizer_config.json, model.safetensors), so every path the demo and
- * the tests exercise is the one real checkpoints take.
+ * qf_synth_model: generated checkpoints of every supported family (Llama, Mistral, Qwen2/3, Mixtral,
+ * Qwen2/3-MoE, DeepSeek-V2/V3, the last also in DeepSeek-V3's FP8 release layout with its MTP block),
+ * written exactly as Hugging Face releases are laid out (config.json, tokenizer.json with a byte-level
+ * BPE vocabulary trained here on a fixed text, tokenizer_config.json, safetensors, shards with an
+ * index), so every path the demo and the tests exercise is the one real checkpoints take. The tensor
+ * list is the architecture table's own (qf_arch_hf_tensors), so synth and the converter cannot drift.
  */
+#include "formats/arch.h"
 #include "formats/outfile.h"
 #include "formats/safetensors.h"
 #include "kernels/fpconv.h"
@@ -156,15 +159,21 @@ static qf_status write_json(const char *dir, const char *name, cJSON *root, qf_e
     return st;
 }
 
+/* The families synth writes, by the name --arch takes. */
 typedef struct synth_arch {
     const char *name, *hf_class, *model_type;
-    bool qkv_bias;
 } synth_arch;
 
 static const synth_arch synth_archs[] = {
-    {"llama", "LlamaForCausalLM", "llama", false},
-    {"mistral", "MistralForCausalLM", "mistral", false},
-    {"qwen2", "Qwen2ForCausalLM", "qwen2", true},
+    {"llama", "LlamaForCausalLM", "llama"},
+    {"mistral", "MistralForCausalLM", "mistral"},
+    {"qwen2", "Qwen2ForCausalLM", "qwen2"},
+    {"qwen3", "Qwen3ForCausalLM", "qwen3"},
+    {"mixtral", "MixtralForCausalLM", "mixtral"},
+    {"qwen2moe", "Qwen2MoeForCausalLM", "qwen2_moe"},
+    {"qwen3moe", "Qwen3MoeForCausalLM", "qwen3_moe"},
+    {"deepseek-v2", "DeepseekV2ForCausalLM", "deepseek_v2"},
+    {"deepseek-v3", "DeepseekV3ForCausalLM", "deepseek_v3"},
 };
 
 static const synth_arch *find_arch(const char *name) {
@@ -173,25 +182,141 @@ static const synth_arch *find_arch(const char *name) {
     return NULL;
 }
 
-static qf_status write_config(const qf_synth_opts *o, const char *dtype, qf_error *err) {
-    const synth_arch *arch = find_arch(o->arch);
+static bool is(const synth_arch *a, const char *name) { return !strcmp(a->name, name); }
+
+/* The hyper-parameters of the model to write: the options, and each family's own conventions at a
+ * small scale (head width 32; DeepSeek: MLA ranks of the model width, 4 expert groups of which 2 are
+ * kept, one leading dense layer, YaRN as V3 ships it). */
+static qf_status synth_hparams(const qf_synth_opts *o, const synth_arch *sa, qf_hparams *hp, qf_error *err) {
+    memset(hp, 0, sizeof *hp);
+    for (size_t i = 0; qf_arch_at(i) && !hp->arch; i++)
+        for (const char *const *c = qf_arch_at(i)->hf_classes; *c; c++)
+            if (!strcmp(*c, sa->hf_class)) hp->arch = qf_arch_at(i);
+    if (!hp->arch) return qf_fail(err, QF_E_INTERNAL, "synth: no architecture row for %s", sa->hf_class);
+    bool ds = hp->arch->attn == QF_ATTN_MLA, v3 = is(sa, "deepseek-v3");
+    hp->n_layer = o->n_layer;
+    hp->n_embd = o->n_embd;
+    hp->n_ff = o->n_ff;
+    hp->n_vocab = o->n_vocab;
+    hp->n_head = o->n_embd / 32;
+    hp->n_head_kv = ds ? hp->n_head : o->n_embd / 64 ? o->n_embd / 64 : 1;
+    hp->head_dim = 32;
+    hp->head_dim_explicit = hp->arch->qk_norm;
+    hp->n_rot = 32;
+    hp->rms_eps = 1e-5f;
+    hp->rope_theta = 10000.0f;
+    hp->n_ctx_train = 512;
+    hp->tied_embeddings = o->tied;
+    if (hp->arch->moe && !is(sa, "llama") && !is(sa, "mistral")) {
+        hp->n_expert = o->n_expert ? o->n_expert : 16;
+        hp->n_expert_used = o->n_expert_used ? o->n_expert_used : 2;
+        hp->n_ff_exp = o->n_ff_exp ? o->n_ff_exp : QF_MAX(64u, o->n_ff / 2);
+        hp->gating = QF_GATING_SOFTMAX;
+        hp->expert_weights_norm = hp->arch->moe_norm == QF_MOE_NORM_ALWAYS;
+    }
+    if (is(sa, "mixtral")) hp->n_ff = hp->n_ff_exp; /* Mixtral's experts take intermediate_size */
+    if (hp->arch->shexp_gate) hp->n_ff_shexp = o->n_ff;
+    if (ds) {
+        hp->q_lora_rank = v3 ? o->n_embd : 0;
+        hp->kv_lora_rank = o->n_embd;
+        hp->qk_nope_dim = 32;
+        hp->qk_rope_dim = 16;
+        hp->v_head_dim = 32;
+        hp->head_dim = 48;
+        hp->n_rot = 16;
+        hp->n_expert_shared = 1;
+        hp->n_ff_shexp = hp->n_ff_exp;
+        hp->n_layer_dense_lead = o->n_layer > 1 ? 1 : 0;
+        hp->rms_eps = 1e-6f;
+        if (v3) {
+            hp->n_expert_group = hp->n_expert % 4 ? 1 : 4;
+            hp->n_expert_group_used = hp->n_expert_group > 1 ? 2 : 1;
+            hp->gating = QF_GATING_SIGMOID;
+            hp->expert_bias = true;
+            hp->expert_weights_norm = true;
+            hp->expert_weights_scale = 2.5f;
+            hp->n_mtp_layers = o->n_mtp;
+            hp->rope_scaling = QF_ROPE_SCALING_YARN;
+            hp->rope_factor = 4.0f;
+            hp->rope_orig_ctx = 128;
+            hp->yarn_beta_fast = 32.0f;
+            hp->yarn_beta_slow = 1.0f;
+            hp->yarn_mscale = hp->yarn_mscale_all_dim = 1.0f;
+        } else {
+            hp->n_expert_group = hp->n_expert_group_used = 1;
+            hp->expert_weights_scale = 1.0f;
+        }
+    }
+    if (o->fp8) hp->fp8_block[0] = hp->fp8_block[1] = 128;
+    return QF_OK;
+}
+
+static qf_status write_config(const qf_synth_opts *o, const synth_arch *sa, const qf_hparams *hp, const char *dtype,
+                              qf_error *err) {
     cJSON *c = cJSON_CreateObject();
     cJSON *a = cJSON_AddArrayToObject(c, "architectures");
-    cJSON_AddItemToArray(a, cJSON_CreateString(arch->hf_class));
-    cJSON_AddStringToObject(c, "model_type", arch->model_type);
-    cJSON_AddNumberToObject(c, "hidden_size", o->n_embd);
-    cJSON_AddNumberToObject(c, "intermediate_size", o->n_ff);
-    cJSON_AddNumberToObject(c, "num_hidden_layers", o->n_layer);
-    cJSON_AddNumberToObject(c, "num_attention_heads", o->n_embd / 32);
-    cJSON_AddNumberToObject(c, "num_key_value_heads", o->n_embd / 64 ? o->n_embd / 64 : 1);
-    cJSON_AddNumberToObject(c, "vocab_size", o->n_vocab);
-    cJSON_AddNumberToObject(c, "max_position_embeddings", 512);
-    cJSON_AddNumberToObject(c, "rms_norm_eps", 1e-5);
-    cJSON_AddNumberToObject(c, "rope_theta", 10000.0);
-    cJSON_AddBoolToObject(c, "tie_word_embeddings", o->tied);
-    cJSON_AddNumberToObject(c, "bos_token_id", o->n_vocab - 2);
-    cJSON_AddNumberToObject(c, "eos_token_id", o->n_vocab - 1);
+    cJSON_AddItemToArray(a, cJSON_CreateString(sa->hf_class));
+    cJSON_AddStringToObject(c, "model_type", sa->model_type);
+    cJSON_AddNumberToObject(c, "hidden_size", hp->n_embd);
+    cJSON_AddNumberToObject(c, "intermediate_size", hp->n_ff);
+    cJSON_AddNumberToObject(c, "num_hidden_layers", hp->n_layer);
+    cJSON_AddNumberToObject(c, "num_attention_heads", hp->n_head);
+    cJSON_AddNumberToObject(c, "num_key_value_heads", hp->n_head_kv);
+    if (hp->head_dim_explicit) cJSON_AddNumberToObject(c, "head_dim", hp->head_dim);
+    cJSON_AddNumberToObject(c, "vocab_size", hp->n_vocab);
+    cJSON_AddNumberToObject(c, "max_position_embeddings", hp->n_ctx_train);
+    cJSON_AddNumberToObject(c, "rms_norm_eps", hp->rms_eps);
+    cJSON_AddNumberToObject(c, "rope_theta", hp->rope_theta);
+    cJSON_AddBoolToObject(c, "tie_word_embeddings", hp->tied_embeddings);
+    cJSON_AddNumberToObject(c, "bos_token_id", hp->n_vocab - 2);
+    cJSON_AddNumberToObject(c, "eos_token_id", hp->n_vocab - 1);
     cJSON_AddStringToObject(c, "torch_dtype", dtype);
+    if (hp->n_expert) {
+        const char *count_key = is(sa, "mixtral") ? "num_local_experts" : hp->arch->attn == QF_ATTN_MLA ? "n_routed_experts" : "num_experts";
+        cJSON_AddNumberToObject(c, count_key, hp->n_expert);
+        cJSON_AddNumberToObject(c, "num_experts_per_tok", hp->n_expert_used);
+        if (!is(sa, "mixtral")) cJSON_AddNumberToObject(c, "moe_intermediate_size", hp->n_ff_exp);
+        if (!is(sa, "mixtral")) cJSON_AddBoolToObject(c, "norm_topk_prob", hp->expert_weights_norm);
+        if (hp->arch->shexp_gate) cJSON_AddNumberToObject(c, "shared_expert_intermediate_size", hp->n_ff_shexp);
+        if (hp->arch->shexp_gate || hp->arch->qk_norm) cJSON_AddNumberToObject(c, "decoder_sparse_step", 1);
+    }
+    if (hp->arch->attn == QF_ATTN_MLA) {
+        bool v3 = hp->q_lora_rank > 0;
+        if (v3) cJSON_AddNumberToObject(c, "q_lora_rank", hp->q_lora_rank);
+        else cJSON_AddNullToObject(c, "q_lora_rank");
+        cJSON_AddNumberToObject(c, "kv_lora_rank", hp->kv_lora_rank);
+        cJSON_AddNumberToObject(c, "qk_nope_head_dim", hp->qk_nope_dim);
+        cJSON_AddNumberToObject(c, "qk_rope_head_dim", hp->qk_rope_dim);
+        cJSON_AddNumberToObject(c, "v_head_dim", hp->v_head_dim);
+        cJSON_AddNumberToObject(c, "n_shared_experts", hp->n_expert_shared);
+        cJSON_AddNumberToObject(c, "first_k_dense_replace", hp->n_layer_dense_lead);
+        cJSON_AddNumberToObject(c, "moe_layer_freq", 1);
+        cJSON_AddNumberToObject(c, "n_group", hp->n_expert_group);
+        cJSON_AddNumberToObject(c, "topk_group", hp->n_expert_group_used);
+        cJSON_AddStringToObject(c, "topk_method", v3 ? "noaux_tc" : "greedy");
+        cJSON_AddStringToObject(c, "scoring_func", v3 ? "sigmoid" : "softmax");
+        cJSON_AddNumberToObject(c, "routed_scaling_factor", hp->expert_weights_scale);
+        cJSON_AddNumberToObject(c, "num_nextn_predict_layers", hp->n_mtp_layers);
+    }
+    if (hp->rope_scaling == QF_ROPE_SCALING_YARN) {
+        cJSON *rs = cJSON_AddObjectToObject(c, "rope_scaling");
+        cJSON_AddStringToObject(rs, "type", "yarn");
+        cJSON_AddNumberToObject(rs, "factor", hp->rope_factor);
+        cJSON_AddNumberToObject(rs, "original_max_position_embeddings", hp->rope_orig_ctx);
+        cJSON_AddNumberToObject(rs, "beta_fast", hp->yarn_beta_fast);
+        cJSON_AddNumberToObject(rs, "beta_slow", hp->yarn_beta_slow);
+        cJSON_AddNumberToObject(rs, "mscale", hp->yarn_mscale);
+        cJSON_AddNumberToObject(rs, "mscale_all_dim", hp->yarn_mscale_all_dim);
+    }
+    if (o->fp8) { /* as DeepSeek-V3 ships it */
+        cJSON *q = cJSON_AddObjectToObject(c, "quantization_config");
+        cJSON_AddStringToObject(q, "activation_scheme", "dynamic");
+        cJSON_AddStringToObject(q, "fmt", "e4m3");
+        cJSON_AddStringToObject(q, "quant_method", "fp8");
+        cJSON *bs = cJSON_AddArrayToObject(q, "weight_block_size");
+        cJSON_AddItemToArray(bs, cJSON_CreateNumber(128));
+        cJSON_AddItemToArray(bs, cJSON_CreateNumber(128));
+    }
     return write_json(o->dir, "config.json", c, err);
 }
 
@@ -245,6 +370,7 @@ static qf_status write_tokenizer(const qf_synth_opts *o, qf_error *err) {
 
 /* ---- weights ------------------------------------------------------------------------------------- */
 
+/* A Gaussian from the xorshift state s (Box-Muller). */
 static double randn(uint64_t *s) {
     *s ^= *s >> 12; *s ^= *s << 25; *s ^= *s >> 27;
     double u1 = ((*s * 0x2545F4914F6CDD1Dull) >> 11) * (1.0 / 9007199254740992.0) + 1e-300;
@@ -253,73 +379,160 @@ static double randn(uint64_t *s) {
     return sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2);
 }
 
-static void *random_tensor(qf_dtype dt, uint64_t n, double mean, double stddev, uint64_t *rng) {
-    uint32_t es = qf_dtype_size(dt);
-    uint8_t *p = qf_malloc_n(n, es);
-    for (uint64_t i = 0; p && i < n; i++) {
-        float v = (float)(mean + stddev * randn(rng));
-        if (dt == QF_DT_F32) memcpy(p + 4 * i, &v, 4);
-        else {
-            uint16_t h = dt == QF_DT_F16 ? qf_f32_to_f16(v) : qf_f32_to_bf16(v);
-            memcpy(p + 2 * i, &h, 2);
-        }
-    }
-    return p;
-}
-
 typedef struct synth_tensor {
-    char name[96];
-    uint64_t rows, cols; /* rows == 0: 1-D */
-    bool norm;
+    char name[224];
+    qf_dtype dtype;
+    uint32_t n_dims;
+    uint64_t shape[2];
+    double mean, sd;        /* of the values */
+    bool fp8;               /* F8_E4M3 codes of value / block scale */
+    bool scales;            /* the weight_scale_inv of the tensor before it */
+    uint64_t rng;           /* value stream, advanced as the writer asks for bytes */
+    uint64_t seed;          /* for the block scales */
 } synth_tensor;
 
-static qf_status write_weights(const qf_synth_opts *o, qf_dtype dt, qf_error *err) {
-    uint32_t q = o->n_embd, kv = (o->n_embd / 64 ? o->n_embd / 64 : 1) * 32;
-    bool bias = find_arch(o->arch)->qkv_bias;
-    size_t n = 3 + (9 + (bias ? 3 : 0)) * (size_t)o->n_layer;
-    synth_tensor *ts = calloc(n, sizeof *ts);
-    qf_st_out_tensor *out = calloc(n, sizeof *out);
-    if (!ts || !out) { free(ts); free(out); return qf_fail(err, QF_E_NOMEM, "out of memory"); }
-    size_t k = 0;
-    ts[k++] = (synth_tensor){"model.embed_tokens.weight", o->n_vocab, o->n_embd, false};
-    for (uint32_t l = 0; l < o->n_layer; l++) {
-        const struct { const char *suffix; uint64_t rows, cols; bool norm; } layer[] = {
-            {"input_layernorm.weight", 0, o->n_embd, true}, {"self_attn.q_proj.weight", q, o->n_embd, false},
-            {"self_attn.k_proj.weight", kv, o->n_embd, false}, {"self_attn.v_proj.weight", kv, o->n_embd, false},
-            {"self_attn.o_proj.weight", o->n_embd, q, false}, {"post_attention_layernorm.weight", 0, o->n_embd, true},
-            {"mlp.gate_proj.weight", o->n_ff, o->n_embd, false}, {"mlp.up_proj.weight", o->n_ff, o->n_embd, false},
-            {"mlp.down_proj.weight", o->n_embd, o->n_ff, false}};
-        for (size_t i = 0; i < QF_ARRAY_LEN(layer); i++) {
-            ts[k] = (synth_tensor){"", layer[i].rows, layer[i].cols, layer[i].norm};
-            snprintf(ts[k++].name, sizeof ts[0].name, "model.layers.%u.%s", l, layer[i].suffix);
+typedef struct synth_list {
+    synth_tensor *t;
+    size_t n, cap;
+    const qf_synth_opts *o;
+    qf_dtype dt;
+    bool oom;
+} synth_list;
+
+static synth_tensor *add_tensor(synth_list *l, const char *name, uint32_t n_dims, const uint64_t *shape, qf_dtype dt) {
+    if (l->n == l->cap) {
+        size_t cap = l->cap * 2 + 64;
+        synth_tensor *t = realloc(l->t, cap * sizeof *t);
+        if (!t) { l->oom = true; return NULL; }
+        l->t = t;
+        l->cap = cap;
+    }
+    synth_tensor *t = &l->t[l->n++];
+    memset(t, 0, sizeof *t);
+    snprintf(t->name, sizeof t->name, "%s", name);
+    t->dtype = dt;
+    t->n_dims = n_dims;
+    t->shape[0] = shape[0];
+    t->shape[1] = n_dims > 1 ? shape[1] : 0;
+    t->rng = l->o->seed * 0x9E3779B97F4A7C15ull + 1 + l->n * 0x632BE59BD9B4E019ull;
+    t->seed = t->rng ^ 0xD1B54A32D192ED03ull;
+    return t;
+}
+
+/* Scaled like trained weights: unit-gain norms, fan-in-scaled projections, small biases. In the FP8
+ * release layout the linear weights are E4M3 codes with one F32 scale per 128x128 block, as DeepSeek
+ * ships them; embeddings, output, routers, norms and the MTP projection stay BF16, the router bias F32. */
+static void add_one(void *ctx, const char *name, uint32_t n_dims, const uint64_t *shape, qf_role role) {
+    synth_list *l = ctx;
+    bool linear = n_dims == 2 && role != QF_ROLE_TOKEN_EMBD && role != QF_ROLE_OUTPUT && role != QF_ROLE_FFN_GATE_INP &&
+                  role != QF_ROLE_FFN_GATE_INP_SHEXP;
+    bool fp8 = l->o->fp8 && linear;
+    qf_dtype dt = fp8 ? QF_DT_F8_E4M3 : role == QF_ROLE_FFN_EXP_PROBS_B ? QF_DT_F32 : l->dt;
+    synth_tensor *t = add_tensor(l, name, n_dims, shape, dt);
+    if (!t) return;
+    bool norm = n_dims == 1 && role != QF_ROLE_FFN_EXP_PROBS_B && role != QF_ROLE_ATTN_Q_BIAS &&
+                role != QF_ROLE_ATTN_K_BIAS && role != QF_ROLE_ATTN_V_BIAS;
+    t->mean = norm ? 1.0 : 0.0;
+    t->sd = norm ? 0.05 : n_dims == 2 ? 1.0 / sqrt((double)shape[1]) : role == QF_ROLE_FFN_EXP_PROBS_B ? 0.01 : 0.1;
+    t->fp8 = fp8;
+    if (!fp8) return;
+    char sname[200];
+    snprintf(sname, sizeof sname, "%s_scale_inv", name);
+    uint64_t blocks[2] = {(shape[0] + 127) / 128, (shape[1] + 127) / 128};
+    synth_tensor *s = add_tensor(l, sname, 2, blocks, QF_DT_F32);
+    if (!s) return;
+    s->scales = true;
+    s->sd = l->t[l->n - 2].sd;
+    s->seed = l->t[l->n - 2].seed;
+}
+
+/* The scale of block (br, bc): the value spread over E4M3's range, varied by up to 2x per block so
+ * that the dequantization is exercised (one F32 per 128x128 block). */
+static float block_scale(const synth_tensor *t, uint64_t br, uint64_t bc) {
+    uint64_t h = t->seed ^ (br * 0x9E3779B97F4A7C15ull) ^ (bc * 0xC2B2AE3D27D4EB4Full);
+    h ^= h >> 31; h *= 0xBF58476D1CE4E5B9ull; h ^= h >> 29;
+    return (float)(t->sd * (4.0 + 4.0 * (double)(h >> 11) / 9007199254740992.0) / 448.0);
+}
+
+static qf_status fill_tensor(void *ctx, const qf_st_out_tensor *out, uint64_t off, uint8_t *buf, uint64_t n, qf_error *err) {
+    synth_tensor *t = ctx;
+    (void)err;
+    uint32_t es = qf_dtype_size(t->dtype);
+    uint64_t cols = t->n_dims > 1 ? t->shape[1] : t->shape[0];
+    for (uint64_t i = off / es; i < (off + n) / es; i++) {
+        uint64_t r = i / cols, c = i % cols;
+        uint8_t *p = buf + (i * es - off);
+        if (t->scales) {
+            float s = block_scale(t, r, c);
+            memcpy(p, &s, 4);
+            continue;
         }
-        const struct { const char *suffix; uint64_t len; } biases[] = {
-            {"self_attn.q_proj.bias", q}, {"self_attn.k_proj.bias", kv}, {"self_attn.v_proj.bias", kv}};
-        for (size_t i = 0; bias && i < QF_ARRAY_LEN(biases); i++) {
-            ts[k] = (synth_tensor){"", 0, biases[i].len, false};
-            snprintf(ts[k++].name, sizeof ts[0].name, "model.layers.%u.%s", l, biases[i].suffix);
+        float v = (float)(t->mean + t->sd * randn(&t->rng));
+        if (t->fp8) p[0] = qf_f32_to_e4m3(v / block_scale(t, r / 128, c / 128));
+        else if (t->dtype == QF_DT_F32) memcpy(p, &v, 4);
+        else {
+            uint16_t h = t->dtype == QF_DT_F16 ? qf_f32_to_f16(v) : qf_f32_to_bf16(v);
+            memcpy(p, &h, 2);
         }
     }
-    ts[k++] = (synth_tensor){"model.norm.weight", 0, o->n_embd, true};
-    if (!o->tied) ts[k++] = (synth_tensor){"lm_head.weight", o->n_vocab, o->n_embd, false};
-    n = k;
-    uint64_t rng = o->seed * 0x9E3779B97F4A7C15ull + 1;
+    (void)out;
+    return QF_OK;
+}
+
+/* DeepSeek's multi-token-prediction block carries its own embedding, norms and projections besides
+ * the layer tensors. */
+static void add_mtp_extras(synth_list *l, const qf_hparams *hp) {
+    for (uint32_t k = 0; k < hp->n_mtp_layers; k++) {
+        uint32_t L = hp->n_layer + k;
+        uint64_t ee[2] = {hp->n_embd, 2ull * hp->n_embd}, ve[2] = {hp->n_vocab, hp->n_embd}, e[1] = {hp->n_embd};
+        const struct { const char *suffix; uint32_t nd; const uint64_t *shape; qf_role role; } x[] = {
+            {"eh_proj.weight", 2, ee, QF_ROLE_OUTPUT}, {"enorm.weight", 1, e, QF_ROLE_ATTN_NORM},
+            {"hnorm.weight", 1, e, QF_ROLE_ATTN_NORM}, {"embed_tokens.weight", 2, ve, QF_ROLE_TOKEN_EMBD},
+            {"shared_head.norm.weight", 1, e, QF_ROLE_OUTPUT_NORM}, {"shared_head.head.weight", 2, ve, QF_ROLE_OUTPUT}};
+        for (size_t i = 0; i < QF_ARRAY_LEN(x); i++) {
+            char name[160];
+            snprintf(name, sizeof name, "model.layers.%u.%s", L, x[i].suffix);
+            add_one(l, name, x[i].nd, x[i].shape, x[i].role);
+        }
+    }
+}
+
+static qf_status write_shards(const qf_synth_opts *o, synth_list *l, qf_error *err) {
+    uint32_t shards = o->n_shards > 1 ? o->n_shards : 1;
+    qf_st_out_tensor *out = qf_calloc_n(l->n, sizeof *out);
+    if (!out) return qf_fail(err, QF_E_NOMEM, "out of memory");
+    for (size_t i = 0; i < l->n; i++) {
+        synth_tensor *t = &l->t[i];
+        out[i] = (qf_st_out_tensor){.name = t->name, .dtype = t->dtype, .n_dims = t->n_dims,
+                                    .shape = {t->shape[0], t->shape[1]}, .fill = fill_tensor, .ctx = t};
+    }
+    cJSON *index = cJSON_CreateObject(), *map = cJSON_AddObjectToObject(index, "weight_map");
+    cJSON_AddObjectToObject(index, "metadata");
     qf_status st = QF_OK;
-    for (size_t i = 0; i < n && !st; i++) {
-        uint64_t elems = (ts[i].rows ? ts[i].rows : 1) * ts[i].cols;
-        out[i] = (qf_st_out_tensor){.name = ts[i].name, .dtype = dt, .n_dims = ts[i].rows ? 2 : 1,
-                                    .shape = {ts[i].rows ? ts[i].rows : ts[i].cols, ts[i].cols}};
-        /* Scaled like trained weights: unit-gain norms, fan-in-scaled projections. */
-        double sd = ts[i].norm ? 0.05 : ts[i].rows ? 1.0 / sqrt((double)ts[i].cols) : 0.1; /* biases: small */
-        out[i].data = random_tensor(dt, elems, ts[i].norm ? 1.0 : 0.0, sd, &rng);
-        if (!out[i].data) st = qf_fail(err, QF_E_NOMEM, "out of memory");
+    for (uint32_t k = 0; !st && k < shards; k++) {
+        /* consecutive runs of tensors; a weight keeps its scales in the same shard */
+        size_t lo = l->n * k / shards, hi = l->n * (k + 1) / shards;
+        while (lo > 0 && lo < l->n && l->t[lo].scales) lo++;
+        while (hi < l->n && l->t[hi].scales) hi++;
+        char file[64], path[4200];
+        if (shards == 1) snprintf(file, sizeof file, "model.safetensors");
+        else snprintf(file, sizeof file, "model-%05u-of-%05u.safetensors", k + 1, shards);
+        snprintf(path, sizeof path, "%s/%s", o->dir, file);
+        for (size_t i = lo; i < hi; i++) cJSON_AddStringToObject(map, l->t[i].name, file);
+        st = qf_st_write(path, out + lo, hi - lo, err);
     }
-    char path[4096];
-    snprintf(path, sizeof path, "%s/model.safetensors", o->dir);
-    if (!st) st = qf_st_write(path, out, n, err);
-    for (size_t i = 0; i < n; i++) free((void *)out[i].data);
     free(out);
-    free(ts);
+    if (!st && shards > 1) return write_json(o->dir, "model.safetensors.index.json", index, err);
+    cJSON_Delete(index);
+    return st;
+}
+
+static qf_status write_weights(const qf_synth_opts *o, const qf_hparams *hp, qf_dtype dt, qf_error *err) {
+    synth_list l = {.o = o, .dt = dt};
+    qf_arch_hf_tensors(hp, add_one, &l);
+    add_mtp_extras(&l, hp);
+    qf_status st = l.oom ? qf_fail(err, QF_E_NOMEM, "out of memory") : write_shards(o, &l, err);
+    free(l.t);
     return st;
 }
 
@@ -329,14 +542,27 @@ qf_status qf_synth_model(const qf_synth_opts *o, qf_error *err) {
     else if (!strcasecmp(o->dtype, "f16")) dt = QF_DT_F16;
     else if (!strcasecmp(o->dtype, "bf16")) dt = QF_DT_BF16;
     else return qf_fail(err, QF_E_USAGE, "synth: dtype '%s' is not f32, f16 or bf16", o->dtype);
-    if (!find_arch(o->arch)) return qf_fail(err, QF_E_USAGE, "synth: arch '%s' is not llama, mistral or qwen2", o->arch);
+    const synth_arch *sa = find_arch(o->arch);
+    if (!sa) {
+        char list[256] = "";
+        for (size_t i = 0, k = 0; i < QF_ARRAY_LEN(synth_archs); i++)
+            k += (size_t)snprintf(list + k, sizeof list - k, "%s%s", i ? ", " : "", synth_archs[i].name);
+        return qf_fail(err, QF_E_USAGE, "synth: --arch '%s' is not one of %s", o->arch, list);
+    }
     if (o->n_embd % 64 || o->n_vocab < 260 || o->n_layer == 0 || o->n_ff == 0)
         return qf_fail(err, QF_E_USAGE, "synth: dim must be a multiple of 64, vocab >= 260, layers and ff > 0");
+    if ((o->fp8 || o->n_mtp) && strcmp(sa->name, "deepseek-v3") != 0)
+        return qf_fail(err, QF_E_USAGE, "synth: --fp8 and --mtp write DeepSeek-V3's release layout: use --arch deepseek-v3");
+    qf_hparams hp;
+    qf_status st = synth_hparams(o, sa, &hp, err);
+    if (!st && hp.n_expert && (hp.n_expert_used > hp.n_expert || hp.n_expert > QF_MAX_EXPERTS))
+        st = qf_fail(err, QF_E_USAGE, "synth: --experts-used %u must not exceed --experts %u", hp.n_expert_used, hp.n_expert);
+    if (st) return st;
     if (mkdir(o->dir, 0755) != 0 && errno != EEXIST)
         return qf_fail(err, QF_E_IO, "%s: cannot create directory: %s", o->dir, strerror(errno));
     const char *torch_dtype = dt == QF_DT_F32 ? "float32" : dt == QF_DT_F16 ? "float16" : "bfloat16";
-    qf_status st = write_config(o, torch_dtype, err);
+    st = write_config(o, sa, &hp, torch_dtype, err);
     if (!st) st = write_tokenizer(o, err);
-    if (!st) st = write_weights(o, dt, err);
+    if (!st) st = write_weights(o, &hp, dt, err);
     return st;
 }

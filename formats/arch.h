@@ -220,6 +220,12 @@ qf_status qf_tensor_map_hf(const qf_hparams *hp, size_t n, qf_tensor_shape_fn sh
 qf_status qf_tensor_map_gguf(const qf_hparams *hp, size_t n, qf_tensor_shape_fn shape_of, void *ctx, const char *label,
                              qf_tensor_map *map, qf_error *err);
 void qf_tensor_map_free(qf_tensor_map *map);
+
+/* The inverse: the tensors an HF checkpoint of this configuration consists of (the names its family
+ * uses, shapes in HF order), in checkpoint order, then the multi-token-prediction blocks
+ * (hp->n_mtp_layers, laid out as a MoE layer): qforge synth writes checkpoints from it. */
+typedef void (*qf_hf_tensor_fn)(void *ctx, const char *name, uint32_t n_dims, const uint64_t *shape, qf_role role);
+void qf_arch_hf_tensors(const qf_hparams *hp, qf_hf_tensor_fn fn, void *ctx);
 /* The spec for (role, layer), or NULL. */
 const qf_tensor_spec *qf_tensor_map_find(const qf_tensor_map *map, qf_role role, int layer);
 

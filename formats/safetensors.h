@@ -87,7 +87,11 @@ typedef struct qf_st_out_tensor {
     qf_dtype dtype;
     uint32_t n_dims;
     uint64_t shape[QF_ST_MAX_DIMS];
-    const void *data;       /* dtype size x product(shape) bytes */
+    const void *data;       /* dtype size x product(shape) bytes, or NULL: then fill() produces them */
+    /* the bytes [off, off + n) of the tensor into buf, called with increasing offsets; lets a writer of
+     * large generated checkpoints hold one chunk at a time */
+    qf_status (*fill)(void *ctx, const struct qf_st_out_tensor *t, uint64_t off, uint8_t *buf, uint64_t n, qf_error *err);
+    void *ctx;
 } qf_st_out_tensor;
 
 /* Write a safetensors file (atomically, via formats/outfile.h) holding the tensors in the given

@@ -4,6 +4,9 @@
 
 #include <cjson/cJSON.h>
 
+/* Generated tensors are written in pieces of this size (a multiple of every dtype's size). */
+#define QF_ST_FILL_CHUNK (8u << 20)
+
 static qf_status tensor_bytes(const qf_st_out_tensor *t, uint64_t *bytes, qf_error *err) {
     uint64_t n = qf_dtype_size(t->dtype);
     for (uint32_t d = 0; d < t->n_dims; d++)
@@ -54,10 +57,18 @@ qf_status qf_st_write(const char *path, const qf_st_out_tensor *t, size_t n, qf_
     for (int i = 0; i < 8; i++) prefix[i] = (uint8_t)(len >> (8 * i));
     st = qf_outfile_write(f, prefix, 8, err);
     if (!st) st = qf_outfile_write(f, json, len, err);
+    uint8_t *chunk = NULL;
     for (size_t i = 0; !st && i < n; i++) {
         uint64_t bytes = 0;
-        if (!(st = tensor_bytes(&t[i], &bytes, err))) st = qf_outfile_write(f, t[i].data, bytes, err);
+        if ((st = tensor_bytes(&t[i], &bytes, err))) break;
+        if (t[i].data) { st = qf_outfile_write(f, t[i].data, bytes, err); continue; }
+        if (!chunk && !(chunk = malloc(QF_ST_FILL_CHUNK))) { st = qf_fail(err, QF_E_NOMEM, "out of memory"); break; }
+        for (uint64_t off = 0; !st && off < bytes; off += QF_ST_FILL_CHUNK) {
+            uint64_t k = QF_MIN((uint64_t)QF_ST_FILL_CHUNK, bytes - off);
+            if (!(st = t[i].fill(t[i].ctx, &t[i], off, chunk, k, err))) st = qf_outfile_write(f, chunk, k, err);
+        }
     }
+    free(chunk);
     free(json);
     if (st) { qf_outfile_abort(f); return st; }
     return qf_outfile_commit(f, err);

@@ -437,3 +437,56 @@ const qf_tensor_spec *qf_tensor_map_find(const qf_tensor_map *map, qf_role role,
         if (map->t[i].role == role && map->t[i].layer == layer) return &map->t[i];
     return NULL;
 }
+
+/* ---- the inverse: the HF tensors of a configuration ------------------------------------------------ */
+
+/* The first naming rule of the row that produces role (the name an HF checkpoint uses for it). */
+static const qf_name_rule *rule_for(const qf_arch *a, qf_role role) {
+    for (const qf_name_rule *r = a->layer_rules; r->hf; r++)
+        if (r->role == role) return r;
+    return NULL;
+}
+
+/* The tensors of one layer in the order the family's checkpoints store them (its rule order). */
+static void emit_layer(const qf_hparams *hp, int layer, int name_layer, qf_hf_tensor_fn fn, void *ctx) {
+    qf_role roles[QF_ROLE_COUNT];
+    size_t n = required_roles(hp, layer, roles);
+    for (const qf_name_rule *r = hp->arch->layer_rules; r->hf; r++) {
+        bool needed = false;
+        for (size_t i = 0; i < n && !needed; i++) needed = roles[i] == r->role;
+        /* kv_b_proj is written once, for its k half */
+        if (!needed || rule_for(hp->arch, r->role) != r || r->map == QF_MAP_HEAD_ROWS) continue;
+        uint64_t ne[4], shape[2];
+        uint32_t nd;
+        char name[160], pat[128];
+        expected_ne(hp, r->role, layer, ne, &nd);
+        if (r->map == QF_MAP_HEAD_COLS) {
+            shape[0] = (uint64_t)hp->n_head * (hp->qk_nope_dim + hp->v_head_dim);
+            shape[1] = hp->kv_lora_rank;
+            snprintf(name, sizeof name, "model.layers.%d.%s", name_layer, r->hf);
+            fn(ctx, name, 2, shape, r->role);
+            continue;
+        }
+        const char *e = strstr(r->hf, "{E}");
+        uint32_t n_expert = e ? hp->n_expert : 1;
+        for (uint32_t x = 0; x < n_expert; x++) {
+            if (e) snprintf(pat, sizeof pat, "%.*s%u%s", (int)(e - r->hf), r->hf, x, e + 3);
+            else snprintf(pat, sizeof pat, "%s", r->hf);
+            snprintf(name, sizeof name, "model.layers.%d.%s", name_layer, pat);
+            uint32_t hn = e ? 2 : nd;
+            for (uint32_t d = 0; d < hn; d++) shape[d] = ne[hn - 1 - d];
+            fn(ctx, name, hn, shape, r->role);
+        }
+    }
+}
+
+void qf_arch_hf_tensors(const qf_hparams *hp, qf_hf_tensor_fn fn, void *ctx) {
+    uint64_t embd[2] = {hp->n_vocab, hp->n_embd}, norm[1] = {hp->n_embd};
+    fn(ctx, "model.embed_tokens.weight", 2, embd, QF_ROLE_TOKEN_EMBD);
+    for (uint32_t l = 0; l < hp->n_layer; l++) emit_layer(hp, (int)l, (int)l, fn, ctx);
+    /* multi-token-prediction blocks follow the last layer as DeepSeek's release numbers them; each is
+     * laid out as the last layer (the converter skips them whole) */
+    for (uint32_t k = 0; k < hp->n_mtp_layers; k++) emit_layer(hp, (int)hp->n_layer - 1, (int)(hp->n_layer + k), fn, ctx);
+    fn(ctx, "model.norm.weight", 1, norm, QF_ROLE_OUTPUT_NORM);
+    if (!hp->tied_embeddings) fn(ctx, "lm_head.weight", 2, embd, QF_ROLE_OUTPUT);
+}

@@ -95,12 +95,20 @@ typedef struct qf_synth_opts {
     uint64_t seed;
     uint32_t n_layer, n_embd, n_ff, n_vocab;
     const char *dtype;      /* "f32", "f16" or "bf16" */
-    const char *arch;       /* NULL/"llama", "mistral" or "qwen2" (q/k/v biases) */
+    const char *arch;       /* NULL/"llama", "mistral", "qwen2" (q/k/v biases), "qwen3" (q/k norms),
+                               "mixtral", "qwen2moe", "qwen3moe", "deepseek-v2", "deepseek-v3" */
     bool tied;              /* tie_word_embeddings: no lm_head.weight */
+    uint32_t n_expert, n_expert_used; /* MoE families; 0 = 16 and 2 */
+    uint32_t n_ff_exp;      /* expert FFN width; 0 = n_ff / 2 */
+    bool fp8;               /* DeepSeek-V3's released layout: linear weights F8_E4M3 with one F32
+                               weight_scale_inv per 128x128 block, quantization_config in config.json */
+    uint32_t n_shards;      /* 0/1: model.safetensors; more: model-0000k-of-0000N.safetensors + index */
+    uint32_t n_mtp;         /* deepseek-v3: multi-token-prediction layers after the last, as released */
 } qf_synth_opts;
 
-/* Write a small random Llama checkpoint in Hugging Face layout: config.json, tokenizer.json (byte-level
- * BPE), tokenizer_config.json, model.safetensors. Same options -> same bytes. */
+/* Write a small random checkpoint of one of the supported families in Hugging Face layout: config.json,
+ * tokenizer.json (byte-level BPE), tokenizer_config.json, safetensors (one file, or shards with an
+ * index). Same options -> same bytes. */
 qf_status qf_synth_model(const qf_synth_opts *opts, qf_error *err);
 
 /* ---- perplexity and verify: the reference runtime ----------------------------------------------- */
