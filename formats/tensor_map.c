@@ -261,41 +261,49 @@ static qf_status map_hf_tensor(builder *b, size_t i, const qf_tensor_shape *ts) 
 
 /* ---- shapes of the mapped tensors --------------------------------------------------------------- */
 
-/* GGUF ne of a spec from its sources' HF shapes; false when the sources disagree with each other. */
-static bool mapped_ne(const qf_tensor_map *m, const qf_tensor_spec *e, qf_tensor_shape_fn shape_of, void *ctx,
-                      uint64_t ne[4], uint32_t *nd, const qf_tensor_shape **bad) {
+/* GGUF ne of a spec from its sources' HF shapes (want: the expected ne, which stacked experts must each
+ * match); false when they cannot form it, *bad naming the source at fault. */
+static bool mapped_ne(const qf_tensor_map *m, const qf_tensor_spec *e, const uint64_t *want, qf_tensor_shape_fn shape_of,
+                      void *ctx, uint64_t ne[4], uint32_t *nd, const qf_tensor_shape **bad) {
+    /* shape_of may reuse its storage: keep the first source's shape by value */
     const qf_tensor_shape *s0 = shape_of(ctx, m->src[e->first_src]);
+    uint32_t n0 = s0->n_dims;
+    uint64_t sh[4];
     *bad = s0;
-    if (e->map == QF_MAP_STACK) {
-        for (size_t k = 1; k < e->n_src; k++) {
+    if (n0 < 1 || n0 > 4) return false;
+    memcpy(sh, s0->shape, n0 * sizeof *sh);
+    if (e->map == QF_MAP_STACK) { /* every expert must have the shape the config gives one */
+        for (size_t k = 0; k < e->n_src; k++) {
             const qf_tensor_shape *s = shape_of(ctx, m->src[e->first_src + k]);
-            if (s->n_dims != s0->n_dims || memcmp(s->shape, s0->shape, s0->n_dims * sizeof *s0->shape)) { *bad = s; return false; }
+            if (s->n_dims != 2 || s->shape[0] != want[1] || s->shape[1] != want[0]) { *bad = s; return false; }
         }
-        if (s0->n_dims != 2) return false;
-        set_ne(ne, nd, 3, s0->shape[1], s0->shape[0], e->n_src);
+        set_ne(ne, nd, 3, want[0], want[1], e->n_src);
         return true;
     }
     if (e->map == QF_MAP_HEAD_ROWS || e->map == QF_MAP_HEAD_COLS) {
-        if (s0->n_dims != 2 || s0->shape[0] != (uint64_t)e->heads * e->stride) return false;
-        if (e->map == QF_MAP_HEAD_ROWS) set_ne(ne, nd, 3, s0->shape[1], e->take, e->heads);
-        else set_ne(ne, nd, 3, e->take, s0->shape[1], e->heads);
+        if (n0 != 2 || sh[0] != (uint64_t)e->heads * e->stride) return false;
+        if (e->map == QF_MAP_HEAD_ROWS) set_ne(ne, nd, 3, sh[1], e->take, e->heads);
+        else set_ne(ne, nd, 3, e->take, sh[1], e->heads);
         return true;
     }
-    if (s0->n_dims < 1 || s0->n_dims > 4) return false;
-    *nd = s0->n_dims;
-    for (uint32_t d = 0; d < 4; d++) ne[d] = d < s0->n_dims ? s0->shape[s0->n_dims - 1 - d] : 1;
+    *nd = n0;
+    for (uint32_t d = 0; d < 4; d++) ne[d] = d < n0 ? sh[n0 - 1 - d] : 1;
     return true;
 }
 
 /* Shapes in messages as the user's files state them: HF order ([rows, cols], per expert for stacked
  * tensors) for checkpoints, ggml's ne order for GGUF files. */
+static void fmt_hf_shape(const uint64_t *shape, uint32_t n, char *out, size_t len) {
+    size_t k = (size_t)snprintf(out, len, "[");
+    for (uint32_t d = 0; d < n && k < len; d++) k += (size_t)snprintf(out + k, len - k, "%s%llu", d ? ", " : "", (unsigned long long)shape[d]);
+    if (k < len) snprintf(out + k, len - k, "]");
+}
+
 static void fmt_hf(const uint64_t *ne, uint32_t nd, qf_map_kind map, char *out, size_t len) {
     uint64_t s[4];
     uint32_t n = map == QF_MAP_STACK ? 2 : nd;
     for (uint32_t d = 0; d < n; d++) s[d] = ne[n - 1 - d];
-    size_t k = (size_t)snprintf(out, len, "[");
-    for (uint32_t d = 0; d < n && k < len; d++) k += (size_t)snprintf(out + k, len - k, "%s%llu", d ? ", " : "", (unsigned long long)s[d]);
-    if (k < len) snprintf(out + k, len - k, "]");
+    fmt_hf_shape(s, n, out, len);
 }
 
 static qf_status check_spec_shape(const builder *b, const qf_tensor_spec *e, const char *src_name, bool hf) {
@@ -331,11 +339,19 @@ static qf_status finish_hf(builder *b, qf_tensor_shape_fn shape_of, void *ctx) {
                            b->label, e->layer, k, e->name, b->hp->n_expert);
         }
         const qf_tensor_shape *bad;
-        if (!mapped_ne(m, e, shape_of, ctx, e->ne, &e->n_dims, &bad)) {
-            char s[80];
-            fmt_ne(bad->shape, bad->n_dims, s, sizeof s);
-            return qf_fail(b->err, QF_E_INPUT, "%s: tensor '%s' has shape [%s], which cannot form GGUF '%s'", b->label,
-                           bad->name, s, e->name);
+        uint64_t w[4];
+        uint32_t wn;
+        expected_ne(b->hp, e->role, e->layer, w, &wn);
+        if (!mapped_ne(m, e, w, shape_of, ctx, e->ne, &e->n_dims, &bad)) {
+            char got[80], want[80];
+            fmt_hf_shape(bad->shape, bad->n_dims, got, sizeof got);
+            if (e->map == QF_MAP_STACK) {
+                fmt_hf(w, wn, e->map, want, sizeof want);
+                return qf_fail(b->err, QF_E_INPUT, "%s: tensor '%s' (an expert) has shape %s; config.json implies %s",
+                               b->label, bad->name, got, want);
+            }
+            return qf_fail(b->err, QF_E_INPUT, "%s: tensor '%s' has shape %s, which cannot form GGUF '%s'", b->label,
+                           bad->name, got, e->name);
         }
         qf_status st = check_spec_shape(b, e, bad->name, true);
         if (st) return st;

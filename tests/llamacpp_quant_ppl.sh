@@ -1,19 +1,24 @@
 #!/usr/bin/env bash
 # Files qforge quantizes with ggml types only load in llama.cpp (the reference in ../shared/ref), and
-# llama.cpp's perplexity on them agrees with qforge's own runtime within 0.5% (issues 4 and 5):
-# qf-llama-a quantized with the q4_k_m, q3_k_m and int3-mix recipes and uniform q4_K / q6_K.
+# llama.cpp's perplexity on them agrees with qforge's own runtime within 0.5%: qf-llama-a quantized with
+# the q4_k_m, q3_k_m and int3-mix recipes and uniform q4_K / q6_K, and the DeepSeek-V3-architecture
+# qf-deepseek-a (MLA, MoE) with q8_0, q4_k_m and q3_k_m.
 set -euo pipefail
 root=$1; scratch=$2; qf=${QF_BIN:?}
 ref=${QF_REF_DIR:-$HOME/.cache/qforge-ref}
 . "$(dirname "$0")/lib/llamacpp.sh"
-model=$root/../shared/models/qf-llama-a
+models=$root/../shared/models
 text=$root/../shared/text/tinystories-valid-head.txt
-if [ ! -d "$model" ]; then echo "SKIP: ../shared/models/qf-llama-a is absent"; exit 77; fi
+for m in qf-llama-a qf-deepseek-a; do
+    if [ ! -d "$models/$m" ]; then echo "SKIP: ../shared/models/$m is absent"; exit 77; fi
+done
 if [ ! -x "$ref/bin/llama-perplexity" ]; then echo "SKIP: llama.cpp reference not installed at $ref"; exit 77; fi
 rm -rf "$scratch"; mkdir -p "$scratch"
 pass=0; fail=0
-for spec in "-r q4_k_m" "-r q3_k_m" "-r int3-mix" "-t q4_K" "-t q6_K"; do
-    name=${spec#* }
+for job in "qf-llama-a -r q4_k_m" "qf-llama-a -r q3_k_m" "qf-llama-a -r int3-mix" "qf-llama-a -t q4_K" \
+           "qf-llama-a -t q6_K" "qf-deepseek-a -r q8_0" "qf-deepseek-a -r q4_k_m" "qf-deepseek-a -r q3_k_m"; do
+    set -- $job
+    model=$models/$1; spec="$2 $3"; name=$1-$3
     out=$scratch/$name.gguf
     # shellcheck disable=SC2086 # spec is two words on purpose
     "$qf" quantize "$model" $spec -o "$out" -q
