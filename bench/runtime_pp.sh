@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# runtime_pp.sh — prompt-processing throughput of qforge's reference runtime vs llama.cpp on the same
-# GGUFs of qf-llama-a (q8_0 from `qforge convert`, q4_K from `qforge quantize`), the same text and the same
-# protocol (ctx 256, 20 chunks), one thread on each side.
+# runtime_pp.sh — prompt-processing throughput of qforge's runtime vs llama.cpp on the same GGUFs (the
+# dense qf-llama-a as q8_0 from `qforge convert` and q4_K from `qforge quantize`, the DeepSeek-V3-
+# architecture qf-deepseek-a with the q4_k_m recipe), the same text and the same protocol (ctx 256,
+# 20 chunks), one thread on each side.
 #
 # usage: bench/runtime_pp.sh [QFORGE_BIN] [SCRATCH]     (env: REF=llama.cpp reference dir, RUNS=best-of,
-#                                                         TYPES="q8_0 q4_K")
+#                                                         JOBS="qf-llama-a:q8_0 qf-llama-a:q4_K qf-deepseek-a:q4_k_m")
 # Our figure is qf_perplexity's eval time (forward passes only, scoring excluded), for the exact F32 path
 # (default) and the 8-bit path (--act q8: activations quantized per 32-block, integer products, as
 # llama.cpp does); llama.cpp's is the "prompt eval time" of llama_perf_context_print (llama_decode only).
@@ -17,18 +18,21 @@ QF=${1:-${QF_BIN:-$ROOT/build/qforge}}
 SCRATCH=${2:-$(mktemp -d)}
 REF=${REF:-${QF_REF_DIR:-$HOME/.cache/qforge-ref}}
 RUNS=${RUNS:-3}
-TYPES=${TYPES:-q8_0 q4_K}
-MODEL=$ROOT/../shared/models/qf-llama-a
+JOBS=${JOBS:-qf-llama-a:q8_0 qf-llama-a:q4_K qf-deepseek-a:q4_k_m}
+MODELS=$ROOT/../shared/models
 TEXT=$ROOT/../shared/text/tinystories-valid-head.txt
-[ -d "$MODEL" ] && [ -f "$TEXT" ] || { echo "SKIP: ../shared models/text absent"; exit 77; }
+[ -d "$MODELS" ] && [ -f "$TEXT" ] || { echo "SKIP: ../shared models/text absent"; exit 77; }
 [ -x "$REF/bin/llama-perplexity" ] || { echo "SKIP: llama-perplexity not found under $REF"; exit 77; }
 mkdir -p "$SCRATCH"
 
-gguf_of() { # $1 = type
-    local g=$SCRATCH/qf-llama-a-$1.gguf
+gguf_of() { # $1 = model, $2 = type or recipe (q4_k_m)
+    local g=$SCRATCH/$1-$2.gguf
     if [ ! -f "$g" ]; then
-        if [ "$1" = q8_0 ]; then "$QF" convert "$MODEL" -o "$g" --type q8_0 -q
-        else "$QF" quantize "$MODEL" -t "$1" -o "$g" >/dev/null; fi
+        case $2 in
+            q8_0) "$QF" convert "$MODELS/$1" -o "$g" --type q8_0 -q ;;
+            *_k_m) "$QF" quantize "$MODELS/$1" --recipe "$2" -o "$g" -q ;;
+            *) "$QF" quantize "$MODELS/$1" -t "$2" -o "$g" -q ;;
+        esac
     fi
     echo "$g"
 }
@@ -43,10 +47,11 @@ llama() { # $1 = gguf, $2 = batch size -> "tokens/s ppl"
 }
 best() { sort -g -r | head -1; }
 
-echo "qf-llama-a, text tinystories-valid-head.txt, ctx 256, 20 chunks, 1 thread each side, best of $RUNS interleaved runs"
-printf '%-6s %-34s %12s %10s\n' type configuration tokens/s PPL
-for t in $TYPES; do
-    g=$(gguf_of "$t")
+echo "text tinystories-valid-head.txt, ctx 256, 20 chunks, 1 thread each side, best of $RUNS interleaved runs"
+printf '%-22s %-34s %12s %10s\n' file configuration tokens/s PPL
+for job in $JOBS; do
+    t=${job/:/-}
+    g=$(gguf_of "${job%%:*}" "${job#*:}")
     declare -A res=()
     configs=("qforge --act f32 --batch 2048" "qforge --act q8 --batch 2048" "llama-perplexity -b 256" "llama-perplexity -b 2048")
     for _ in $(seq "$RUNS"); do
@@ -57,12 +62,12 @@ for t in $TYPES; do
     for i in 0 1 2 3; do
         read -r v p <<<"$(printf '%s' "${res[$i]}" | best)"
         tps+=("$v")
-        printf '%-6s %-34s %12s %10s\n' "$t" "${configs[$i]}" "$v" "$p"
+        printf '%-22s %-34s %12s %10s\n' "$t" "${configs[$i]}" "$v" "$p"
     done
     python3 - "$t" "${tps[@]}" <<'PY'
 import sys
 t, f, q, l256, l2048 = sys.argv[1], *map(float, sys.argv[2:])
-print("%-6s ratio qforge/llama.cpp: f32 %.2f (-b 256) %.2f (-b 2048); q8 %.2f (-b 256) %.2f (-b 2048)"
+print("%-22s ratio qforge/llama.cpp: f32 %.2f (-b 256) %.2f (-b 2048); q8 %.2f (-b 256) %.2f (-b 2048)"
       % (t, f / l256, f / l2048, q / l256, q / l2048))
 PY
     unset res

@@ -186,7 +186,7 @@ static qf_status write_model_metadata(const conversion *c, qf_gguf_writer *w, qf
 }
 
 static qf_status write_metadata(const conversion *c, const qf_convert_opts *o, qf_gguf_writer *w, qf_error *err) {
-    int ftype = qf_plan_file_type(c->plan.weight_type);
+    int ftype = qf_plan_file_type(&c->plan);
     qf_status st;
     if ((st = write_model_metadata(c, w, err)) ||
         (ftype >= 0 && (st = qf_gguf_set_u32(w, "general.file_type", (uint32_t)ftype, err))) ||

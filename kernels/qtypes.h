@@ -48,6 +48,11 @@ typedef struct qf_qtype_traits {
     uint32_t bytes;         /* bytes per block */
     bool quantized;         /* false for plain float/int storage types */
     uint32_t row_extra;     /* bytes in front of each row's blocks (a per-row scale); 0 for ggml types */
+    uint32_t fallback;      /* the type a tensor takes when its rows do not fit blck; chains end in F16
+                               (block 1), which 0 also means here */
+    int32_t file_type;      /* llama.cpp's general.file_type (LLAMA_FTYPE_*) for files mostly of this
+                               type, or -1: none (extension types, types llama.cpp never writes) */
+    bool int8_path;         /* the runtime's 8-bit path decodes its rows to integer levels */
     qf_quantize_fn quantize;
     qf_dequantize_fn dequantize;
     qf_dot_fn dot;
@@ -65,5 +70,7 @@ const qf_qtype_traits *qf_qtype_at(size_t i);
  * tensor, never compute ne/blck*bytes over the whole tensor (per-row types would be wrong). False if n is
  * not a multiple of the block size or on overflow. */
 bool qf_qtype_row_bytes(const qf_qtype_traits *t, uint64_t n, uint64_t *bytes);
+/* The next type of t's fallback chain (F16 for types without one; F16 itself is its own end). */
+uint32_t qf_qtype_fallback(const qf_qtype_traits *t);
 
 #endif

@@ -61,7 +61,7 @@ static uint32_t wanted_type(const qf_plan_entry *e, const qf_hparams *hp, const 
 /* Rows must hold whole blocks; walk the fallback chain (ending in F16, block 1) until they do. */
 static void choose_type(qf_plan_entry *e, const qf_hparams *hp, const qf_plan_opts *opts) {
     uint32_t t = wanted_type(e, hp, opts, e->reason, sizeof e->reason), first = t;
-    while (e->ne[0] % qf_qtype_get(t)->blck != 0) t = qf_recipe_fallback(t);
+    while (e->ne[0] % qf_qtype_get(t)->blck != 0) t = qf_qtype_fallback(qf_qtype_get(t));
     if (t != first) {
         size_t used = strlen(e->reason);
         snprintf(e->reason + used, sizeof e->reason - used, "; row %llu does not fit %s blocks: fallback",
@@ -151,24 +151,11 @@ void qf_plan_free(qf_plan *p) {
     memset(p, 0, sizeof *p);
 }
 
-int qf_plan_file_type(uint32_t type) {
-    switch (type) {
-    case QF_T_F32: return 0;
-    case QF_T_F16: return 1;
-    case QF_T_Q4_0: return 2;
-    case QF_T_Q4_1: return 3;
-    case QF_T_Q8_0: return 7;
-    case QF_T_Q5_0: return 8;
-    case QF_T_Q5_1: return 9;
-    case QF_T_Q2_K: return 10;
-    case QF_T_Q3_K: return 12;
-    case QF_T_Q4_K: return 15;
-    case QF_T_Q5_K: return 17;
-    case QF_T_Q6_K: return 18;
-    case QF_T_BF16: return 32;
-    case QF_T_MXFP4: return 38;
-    default: return -1;
-    }
+int qf_plan_file_type(const qf_plan *p) {
+    /* a file holding a type llama.cpp cannot load must not claim one of its file types */
+    for (size_t i = 0; i < p->n; i++)
+        if (qf_qtype_get(p->e[i].type)->file_type < 0) return -1;
+    return qf_qtype_get(p->weight_type)->file_type;
 }
 
 void qf_plan_print(const qf_plan *p, FILE *out) {

@@ -70,7 +70,8 @@ void qf_plan_free(qf_plan *plan);
 /* Human-readable table (tensor, shape, type, bytes, reason), what the source had that the model does
  * not use, and totals. */
 void qf_plan_print(const qf_plan *plan, FILE *out);
-/* llama.cpp's general.file_type for a bulk weight type (LLAMA_FTYPE_*), or -1 if it has none. */
-int qf_plan_file_type(uint32_t type);
+/* llama.cpp's general.file_type for the plan (LLAMA_FTYPE_* of its bulk type), or -1 when it has none
+ * or the plan holds a type llama.cpp cannot load. */
+int qf_plan_file_type(const qf_plan *plan);
 
 #endif

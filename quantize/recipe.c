@@ -78,12 +78,3 @@ uint32_t qf_recipe_type(const qf_recipe *r, qf_role role, int layer, uint32_t n_
     *why = "recipe bulk type";
     return r->bulk;
 }
-
-uint32_t qf_recipe_fallback(uint32_t type) {
-    switch (type) {
-    case QF_T_Q2_K: case QF_T_Q3_K: case QF_T_Q4_K: return QF_T_Q5_0;
-    case QF_T_Q5_K: return QF_T_Q5_1;
-    case QF_T_Q6_K: return QF_T_Q8_0;
-    default: return QF_T_F16;
-    }
-}

@@ -4,7 +4,7 @@
  * A recipe is a bulk type plus first-match rules over (tensor role, layer selection). Adding a recipe
  * is one table row in recipe.c. Policies that hold for every recipe live in plan.c, not here: 1-D
  * tensors (norms, biases) stay F32 and MoE routers are never quantized; rows that do not fit a type's
- * block fall back along qf_recipe_fallback().
+ * block fall back along the traits table's chain (kernels/qtypes.h: qf_qtype_fallback).
  */
 #ifndef QF_RECIPE_H
 #define QF_RECIPE_H
@@ -46,8 +46,5 @@ const qf_recipe *qf_recipe_at(size_t i);
 /* The type a recipe gives a 2-D tensor of `role` in `layer` (of n_layer), with the reason. Tied
  * embeddings are quantized like the output they double as. */
 uint32_t qf_recipe_type(const qf_recipe *r, qf_role role, int layer, uint32_t n_layer, bool tied, const char **why);
-
-/* Next type to try when a tensor's rows do not fit `type`'s block size; F16 ends the chain. */
-uint32_t qf_recipe_fallback(uint32_t type);
 
 #endif

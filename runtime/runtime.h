@@ -97,7 +97,8 @@ void qf_rt_model_close(qf_rt_model *m);
 /* Dequantize rows [r0, r0 + n) of w into dst[n][row_len]. Thread-safe once the model is open. */
 void qf_rt_weight_rows(const qf_rt_weight *w, uint64_t r0, uint64_t n, float *dst);
 
-/* The 8-bit path (rt_kern.h) takes Q8_0, Q4_K and Q6_K rows; other types stay on the F32 path. */
+/* The 8-bit path (rt_kern.h) takes the types whose traits say int8_path (Q8_0, Q4_K, Q6_K: their
+ * decoders are below); other types stay on the F32 path. */
 bool qf_rt_weight_has_q8(const qf_rt_weight *w);
 /* Decode rows [r0, r0 + n) of such a weight into a panel of `rows` >= n rows: q (rows * row_len bytes)
  * and s (2 * rows * row_len / 16 floats), rows n .. rows-1 zeroed (levels and scales: kernels that read

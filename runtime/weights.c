@@ -30,7 +30,7 @@ void qf_rt_weight_rows(const qf_rt_weight *w, uint64_t r0, uint64_t n, float *ds
 /* ---- rows for the 8-bit path (rt_kern.h: qf_rt_wq) ---------------------------------------------------- */
 
 bool qf_rt_weight_has_q8(const qf_rt_weight *w) {
-    return w->tt && !w->group && (w->tt->id == QF_T_Q8_0 || w->tt->id == QF_T_Q4_K || w->tt->id == QF_T_Q6_K);
+    return w->tt && !w->group && w->tt->int8_path;
 }
 
 /* qf_f16_to_f32 for the scales of the decoders below, inline: normal halves by moving their bits (exact:

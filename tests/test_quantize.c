@@ -276,6 +276,9 @@ static void test_fp8_release_to_mix(void) {
     CHECK(!strcmp(qf_qtype_get(qf_gguf_find_tensor(g, "blk.1.ffn_up.weight")->type)->name, "q4_K"));
     CHECK(!strcmp(qf_qtype_get(qf_gguf_find_tensor(g, "output.weight")->type)->name, "q8_0"));
     CHECK(!strcmp(qf_qtype_get(qf_gguf_find_tensor(g, "output_norm.weight")->type)->name, "f32"));
+    /* it holds a type llama.cpp cannot load: claiming Q4_K_M (its bulk's file type) would be false */
+    uint32_t ft;
+    CHECK_MSG(qf_gguf_get_u32(g, "general.file_type", &ft, NULL) == QF_E_NOTFOUND, "fp8-int4 claims file type %u", ft);
     qf_gguf_close(g);
 }
 
