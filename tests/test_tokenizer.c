@@ -10,6 +10,7 @@
  *     (clear errors), and invalid UTF-8 / random bytes (no crash, stable results).
  */
 #include "testutil.h"
+#include "tokdata.h"
 #include "runtime/tokenizer.h"
 
 #include <cjson/cJSON.h>
@@ -86,78 +87,6 @@ static bool expect_ids(const qf_tokenizer *t, const char *text, size_t len, bool
 
 /* ---- 1. llama.cpp tokenizer vectors -------------------------------------------------------------- */
 
-/* test-tokenizer-0's read_tests: inputs separated by "\n__ggml_vocab_test__\n" (a trailing separator ends
- * the list), one output line of space-separated ids per input. */
-typedef struct { char **inp; size_t *inp_len; int32_t **ids; size_t *n_ids; size_t n; } vectors;
-
-static void vectors_free(vectors *v) {
-    for (size_t i = 0; i < v->n; i++) { free(v->inp[i]); free(v->ids[i]); }
-    free(v->inp); free(v->inp_len); free(v->ids); free(v->n_ids);
-}
-
-static bool vectors_add_input(vectors *v, const char *s, size_t n) {
-    size_t k = v->n;
-    char **inp = realloc(v->inp, (k + 1) * sizeof *inp);
-    if (inp) v->inp = inp;
-    size_t *il = realloc(v->inp_len, (k + 1) * sizeof *il);
-    if (il) v->inp_len = il;
-    if (!inp || !il || !(v->inp[k] = qf_strndup(s, n))) return false;
-    v->inp_len[k] = n;
-    v->n++;
-    return true;
-}
-
-static size_t count_lines(const char *s, size_t n) {
-    size_t lines = 0;
-    for (size_t i = 0; i < n; i++) lines += s[i] == '\n';
-    return lines + (n && s[n - 1] != '\n');
-}
-
-/* Output lines: ids separated by spaces (string_strip'ed); line k pairs with input k. */
-static bool parse_outputs(vectors *v, char *out, size_t n) {
-    size_t lines = count_lines(out, n);
-    if (lines != v->n) return false;
-    v->ids = calloc(lines ? lines : 1, sizeof *v->ids);
-    v->n_ids = calloc(lines ? lines : 1, sizeof *v->n_ids);
-    if (!v->ids || !v->n_ids) return false;
-    char *p = out;
-    for (size_t k = 0; k < lines; k++) {
-        char *eol = strchr(p, '\n');
-        if (eol) *eol = '\0';
-        v->ids[k] = malloc((strlen(p) / 2 + 1) * sizeof **v->ids);
-        if (!v->ids[k]) return false;
-        for (char *q = p, *e; ; q = e) {
-            long id = strtol(q, &e, 10);
-            if (e == q) break;
-            v->ids[k][v->n_ids[k]++] = (int32_t)id;
-        }
-        p = eol ? eol + 1 : p + strlen(p);
-    }
-    return true;
-}
-
-static bool load_vectors(const char *gguf, vectors *v) {
-    char path[4400];
-    size_t ni, no;
-    memset(v, 0, sizeof *v);
-    snprintf(path, sizeof path, "%s.inp", gguf);
-    char *inp = read_text(path, &ni);
-    snprintf(path, sizeof path, "%s.out", gguf);
-    char *out = read_text(path, &no);
-    bool ok = inp && out;
-    static const char sep[] = "\n__ggml_vocab_test__\n";
-    for (size_t pos = 0; ok && pos < ni;) {
-        const char *next = memmem(inp + pos, ni - pos, sep, sizeof sep - 1);
-        size_t end = next ? (size_t)(next - inp) : ni;
-        ok = vectors_add_input(v, inp + pos, end - pos);
-        pos = next ? end + sizeof sep - 1 : ni;
-    }
-    ok = ok && parse_outputs(v, out, no);
-    free(inp);
-    free(out);
-    return ok;
-}
-
 static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
 
 /* Open a vocab GGUF and build its tokenizer; *reason says why not. */
@@ -193,15 +122,18 @@ static void run_vector_file(const char *dir, const char *name) {
         qf_tokenizer_free(t);
         return;
     }
-    vectors v;
-    bool loaded = load_vectors(path, &v);
+    char inp[4300], out[4300];
+    snprintf(inp, sizeof inp, "%s.inp", path);
+    snprintf(out, sizeof out, "%s.out", path);
+    qf_tok_vectors v;
+    bool loaded = qf_tok_vectors_load(inp, out, &v);
     CHECK_MSG(loaded, "%s: cannot read the .inp/.out pair (input/output counts differ?)", name);
     size_t pass = 0;
     for (size_t i = 0; loaded && i < v.n; i++)
         pass += expect_ids(t, v.inp[i], v.inp_len[i], false, v.ids[i], v.n_ids[i], name);
     printf("%-32s %zu/%zu inputs match llama.cpp\n", name, pass, loaded ? v.n : 0);
     CHECK_MSG(loaded && pass == v.n, "%s: %zu of %zu inputs differ", name, v.n - pass, v.n);
-    if (loaded) vectors_free(&v);
+    if (loaded) qf_tok_vectors_free(&v);
     qf_tokenizer_free(t);
 }
 
@@ -431,6 +363,23 @@ static void test_bpe_small(void) {
     qf_tokenizer_free(t);
 }
 
+/* Merges are matched by text, as llama.cpp's bpe_ranks are: a merge may name or make text that is no token
+ * (the converter rewrites added tokens such as Gemma's U+2581 runs, which merges still name). Here "a a"
+ * makes "aa", no token, and "aa b" then makes the token "aab". */
+static void test_bpe_merge_through_non_token(void) {
+    static const tok_def toks[] = { { "a", 0, 0 }, { "b", 0, 0 }, { "aab", 0, 0 } };
+    const char *merges[] = { "a a", "aa b", "zz a" };
+    qf_vocab v = small_vocab("gpt2", "gpt-2", toks, QF_ARRAY_LEN(toks), merges, QF_ARRAY_LEN(merges));
+    qf_tokenizer *t = NULL;
+    qf_error err = {0};
+    CHECK_OK(qf_tokenizer_new(&v, &t, &err), &err);
+    free_small(&v);
+    if (!t) return;
+    CHECK(expect_ids(t, "aab", 3, false, (const int32_t[]){ 2 }, 1, "merge through a non-token"));
+    CHECK(expect_ids(t, "aa", 2, false, (const int32_t[]){ 0, 0 }, 2, "non-token result falls back to bytes"));
+    qf_tokenizer_free(t);
+}
+
 static void expect_new_fails(qf_vocab *v, qf_status want, const char *needle, const char *label) {
     qf_tokenizer *t = NULL;
     qf_error err = {0};
@@ -441,11 +390,8 @@ static void expect_new_fails(qf_vocab *v, qf_status want, const char *needle, co
 }
 
 static void test_malformed(void) {
-    const char *unknown[] = { "a b", "a zz" };
-    qf_vocab v = small_vocab("gpt2", "gpt-2", k_bpe, QF_ARRAY_LEN(k_bpe), unknown, 2);
-    expect_new_fails(&v, QF_E_INPUT, "'zz' that is not in the vocabulary", "merge with unknown token");
     const char *nospace[] = { "ab" };
-    v.merges = (char **)nospace, v.n_merges = 1;
+    qf_vocab v = small_vocab("gpt2", "gpt-2", k_bpe, QF_ARRAY_LEN(k_bpe), nospace, 1);
     expect_new_fails(&v, QF_E_INPUT, "not two space-separated tokens", "merge without space");
     v.merges = NULL, v.n_merges = 0;
     v.bos_id = 1000;
@@ -521,10 +467,208 @@ static void test_random_bytes(void) {
     qf_tokenizer_free(tb);
 }
 
+/* ---- 4. released tokenizers (../shared/tokenizers) ------------------------------------------------- */
+
+/* GPT-2's bytes_to_unicode, inverted: code point -> byte, -1 where no byte maps there. */
+static void gpt2_unicode_to_byte(int16_t inv[324]) {
+    int next = 256;
+    for (int i = 0; i < 324; i++) inv[i] = -1;
+    for (int b = 0; b < 256; b++) {
+        bool keep = (b >= 0x21 && b <= 0x7E) || (b >= 0xA1 && b <= 0xAC) || (b >= 0xAE && b <= 0xFF);
+        inv[keep ? b : next++] = (int16_t)b;
+    }
+}
+
+/* Next code point of s (valid UTF-8 assumed: token texts are), advancing *i. */
+static uint32_t next_cpt(const char *s, size_t *i) {
+    const uint8_t *u = (const uint8_t *)s + *i;
+    uint32_t n = u[0] < 0x80 ? 1 : u[0] < 0xE0 ? 2 : u[0] < 0xF0 ? 3 : 4;
+    uint32_t cp = n == 1 ? u[0] : n == 2 ? u[0] & 0x1Fu : n == 3 ? u[0] & 0x0Fu : u[0] & 0x07u;
+    for (uint32_t k = 1; k < n; k++) cp = cp << 6 | (u[k] & 0x3Fu);
+    *i += n;
+    return cp;
+}
+
+typedef struct { char *v; size_t n, cap; } bytebuf;
+
+static bool buf_put(bytebuf *b, const char *s, size_t n) {
+    if (b->n + n + 1 > b->cap) {
+        size_t cap = (b->n + n + 1) * 2;
+        char *v = realloc(b->v, cap);
+        if (!v) return false;
+        b->v = v, b->cap = cap;
+    }
+    memcpy(b->v + b->n, s, n);
+    b->n += n;
+    return true;
+}
+
+/* The bytes a NORMAL token stands for: byte-level BPE maps its code points back through GPT-2's table;
+ * SentencePiece-style BPE reads <0xNN> as that byte and U+2581 as ' '. false when a code point maps to
+ * no byte. */
+static bool normal_piece(const char *tok, bool byte_level, const int16_t inv[324], bytebuf *out) {
+    unsigned hex;
+    char c;
+    if (!byte_level && strlen(tok) == 6 && sscanf(tok, "<0x%2X%c", &hex, &c) == 2 && c == '>') {
+        c = (char)hex;
+        return buf_put(out, &c, 1);
+    }
+    bool ok = true;
+    for (size_t i = 0; ok && tok[i];) {
+        size_t at = i;
+        uint32_t cp = next_cpt(tok, &i);
+        if (!byte_level) ok = cp == 0x2581 ? buf_put(out, " ", 1) : buf_put(out, tok + at, i - at);
+        else if (cp < 324 && inv[cp] >= 0) { c = (char)inv[cp]; ok = buf_put(out, &c, 1); }
+        else ok = false;
+    }
+    return ok;
+}
+
+/* The text ids spell, as llama.cpp's token_to_piece(special = true) writes it: control and user-defined
+ * tokens as their text, the others through normal_piece. NULL if some id has no such text. */
+static char *detokenize(const qf_vocab *v, bool byte_level, const int32_t *ids, size_t n, size_t *out_len) {
+    int16_t inv[324];
+    gpt2_unicode_to_byte(inv);
+    bytebuf b = { 0 };
+    bool ok = buf_put(&b, "", 0);
+    for (size_t i = 0; ok && i < n; i++) {
+        if (ids[i] < 0 || (uint32_t)ids[i] >= v->n_tokens) { ok = false; break; }
+        const char *tok = v->tokens[ids[i]];
+        int32_t type = v->types[ids[i]];
+        ok = type == QF_TOK_CONTROL || type == QF_TOK_USER_DEFINED ? buf_put(&b, tok, strlen(tok))
+                                                                    : normal_piece(tok, byte_level, inv, &b);
+    }
+    if (!ok) { free(b.v); return NULL; }
+    *out_len = b.n;
+    return b.v;
+}
+
+/* The input with every U+2581 as ' ': what a SentencePiece-style decode gives back (README: Gemma 99). */
+static char *spaces_for_spm_space(const char *s, size_t n, size_t *out_n) {
+    char *o = malloc(n + 1);
+    size_t k = 0;
+    for (size_t i = 0; o && i < n; i++) {
+        if (i + 2 < n && !memcmp(s + i, "\xe2\x96\x81", 3)) { o[k++] = ' '; i += 2; }
+        else o[k++] = s[i];
+    }
+    *out_n = k;
+    return o;
+}
+
+typedef struct { size_t agree, listed, roundtrip; } family_counts;
+
+/* One mode over all inputs: ids against the expected ids, every difference a documented one; and the ids
+ * spell the input again (with U+2581 as ' ' where README says so). */
+static family_counts check_mode(const qf_tok_family *fam, const qf_vocab *v, const qf_tokenizer *t,
+                                const qf_tok_vectors *want, unsigned flags, const char *mode) {
+    family_counts c = { 0, 0, 0 };
+    bool byte_level = strcmp(fam->pre, "granite-embed-multi-311m") != 0;
+    for (size_t i = 0; i < want->n; i++) {
+        int32_t *ids = NULL;
+        size_t n = 0, dn = 0, rn = 0;
+        qf_error err = {0};
+        CHECK_OK(qf_tokenize_flags(t, want->inp[i], want->inp_len[i], flags, &ids, &n, &err), &err);
+        bool same = same_ids(ids, n, want->ids[i], want->n_ids[i]);
+        bool listed = qf_tok_listed(fam->llamacpp_deviations, (int)i) ||
+                      (!(flags & QF_TOKENIZE_PARSE_SPECIAL) && qf_tok_listed(fam->unparsed_deviations, (int)i));
+        c.agree += same;
+        c.listed += !same && listed;
+        if (!same && !listed) {
+            fprintf(stderr, "  %s %s input %zu: '%.60s'\n", fam->dir, mode, i, want->inp[i]);
+            print_ids("want", want->ids[i], want->n_ids[i]);
+            print_ids("got ", ids, n);
+        }
+        CHECK_MSG(same || listed, "%s %s: input %zu differs from expected ids and is no documented deviation",
+                  fam->dir, mode, i);
+        /* skip the BOS that add_special put in front */
+        size_t skip = (flags & QF_TOKENIZE_ADD_SPECIAL) && n && ids[0] == qf_tokenizer_bos(t) ? 1 : 0;
+        char *text = detokenize(v, byte_level, ids + skip, n - skip, &dn);
+        char *back = qf_tok_listed(fam->no_roundtrip, (int)i) ? spaces_for_spm_space(want->inp[i], want->inp_len[i], &rn)
+                                                              : qf_strndup(want->inp[i], rn = want->inp_len[i]);
+        bool rt = text && back && dn == rn && memcmp(text, back, dn) == 0;
+        c.roundtrip += rt;
+        CHECK_MSG(rt, "%s %s: input %zu: the ids do not spell the input again", fam->dir, mode, i);
+        free(text);
+        free(back);
+        free(ids);
+    }
+    return c;
+}
+
+/* The family's vocabulary built from its files, written to a GGUF and read back (as llama.cpp and the
+ * runtime see it), and its tokenizer. */
+static qf_status family_tokenizer(qf_tok_family_ctx *ctx, const char *gguf, qf_vocab *v, qf_tokenizer **t) {
+    qf_vocab hf;
+    qf_error err = {0};
+    qf_gguf_writer *w = NULL;
+    qf_gguf *g = NULL;
+    qf_status st = qf_vocab_load_hf(qf_tok_family_reader, ctx, ctx->fam->vocab_size, &hf, &err);
+    if (st) { CHECK_OK(st, &err); return st; }
+    st = qf_gguf_writer_open(gguf, &w, &err);
+    if (!st) st = qf_gguf_set_str(w, "general.architecture", "llama", &err);
+    if (!st) st = qf_vocab_write_gguf(&hf, w, &err);
+    if (!st) st = qf_gguf_begin_data(w, &err);
+    if (!st) st = qf_gguf_writer_finish(w, &err);
+    else if (w) qf_gguf_writer_abort(w);
+    qf_vocab_free(&hf);
+    if (!st) st = qf_gguf_open(gguf, &g, &err);
+    if (!st) st = qf_vocab_load_gguf(g, v, &err);
+    qf_gguf_close(g);
+    if (!st && (st = qf_tokenizer_new(v, t, &err))) qf_vocab_free(v);
+    CHECK_OK(st, &err);
+    return st;
+}
+
+static void test_released_family(const qf_tok_family *fam) {
+    char rel[256];
+    qf_tok_family_ctx ctx = { .fam = fam };
+    snprintf(rel, sizeof rel, "tokenizers/%s", fam->dir);
+    if (!qf_test_shared(rel, ctx.dir, sizeof ctx.dir)) return;
+    char inp[4200], exp[4200], exp_special[4200], gguf[4200];
+    snprintf(inp, sizeof inp, "%s/../inputs.inp", ctx.dir);
+    snprintf(exp, sizeof exp, "%s/expected.out", ctx.dir);
+    snprintf(exp_special, sizeof exp_special, "%s/expected-with-special.out", ctx.dir);
+    snprintf(gguf, sizeof gguf, "%s/%s.vocab.gguf", qf_test_scratch, fam->dir);
+    qf_tok_vectors want, want_special;
+    bool loaded = qf_tok_vectors_load(inp, exp, &want);
+    CHECK_MSG(loaded, "%s: cannot read %s with %s", fam->dir, inp, exp);
+    if (!loaded) return;
+    CHECK_MSG(qf_tok_vectors_load(inp, exp_special, &want_special), "%s: cannot read %s", fam->dir, exp_special);
+    CHECK_MSG(want.n == 113 && want_special.n == want.n, "%s: %zu inputs, README states 113", fam->dir, want.n);
+    qf_vocab v;
+    qf_tokenizer *t = NULL;
+    qf_status st = family_tokenizer(&ctx, gguf, &v, &t);
+    if (!st) {
+        /* add_special adds BOS exactly where the expected ids start with one (no family adds EOS) */
+        bool bos = want_special.n && want_special.n_ids[0] > 0 && want.n_ids[0] + 1 == want_special.n_ids[0];
+        CHECK_MSG(qf_tokenizer_wants_bos(t) == bos && !qf_tokenizer_wants_eos(t), "%s: add_bos %d, expected %d",
+                  fam->dir, qf_tokenizer_wants_bos(t), bos);
+        family_counts a = check_mode(fam, &v, t, &want, QF_TOKENIZE_PARSE_SPECIAL, "parse_special");
+        family_counts b = check_mode(fam, &v, t, &want_special, QF_TOKENIZE_PARSE_SPECIAL | QF_TOKENIZE_ADD_SPECIAL,
+                                     "add_special");
+        family_counts c = check_mode(fam, &v, t, &want, 0, "no parse_special");
+        printf("%-12s %zu/%zu expected.out (%zu documented llama.cpp deviations), %zu/%zu "
+               "expected-with-special.out, %zu/%zu with parse_special off (%zu documented); ids spell the input "
+               "again: %zu/%zu/%zu\n", fam->dir, a.agree, want.n, a.listed, b.agree, want.n, c.agree, want.n,
+               c.listed, a.roundtrip, b.roundtrip, c.roundtrip);
+    }
+    if (!st) {
+        qf_tokenizer_free(t);
+        qf_vocab_free(&v);
+    }
+    qf_tok_vectors_free(&want);
+    qf_tok_vectors_free(&want_special);
+}
+
+static void test_released(void) {
+    for (int i = 0; i < QF_TOK_N_FAMILIES; i++) test_released_family(&qf_tok_families[i]);
+}
+
 int main(int argc, char **argv) {
     qf_test_init(argc, argv);
     test_spm_small();
     test_bpe_small();
+    test_bpe_merge_through_non_token();
     test_malformed();
     test_all_pre();
     test_random_bytes();
@@ -532,5 +676,6 @@ int main(int argc, char **argv) {
     test_real_text("qf-llama-a");
     test_real_text("stories260K");
     test_hf_matches_gguf();
+    test_released();
     return qf_test_finish();
 }
