@@ -1235,10 +1235,27 @@ static void hf_files_free(hf_files *hf) {
     cJSON_Delete(hf->config);
 }
 
-/* LlamaModel.set_vocab: tokenizer_config's add_prefix_space, when stated, becomes add_space_prefix. */
-static void apply_add_prefix_space(const cJSON *tc, qf_vocab *v) {
-    const cJSON *a = js_get(tc, "add_prefix_space");
-    if (cJSON_IsBool(a)) v->add_space_prefix = cJSON_IsTrue(a);
+/* Whether llama.cpp converts the checkpoint with its LlamaModel class (conversion/llama.py's registered
+ * names); a config.json without architectures counts as Llama, as qforge reads it. */
+static bool llama_model_class(const cJSON *config) {
+    static const char *const names[] = {
+        "LLaMAForCausalLM", "LlamaForCausalLM", "MistralForCausalLM", "MixtralForCausalLM", "VLlama3ForCausalLM",
+        "LlavaForConditionalGeneration", "VoxtralForConditionalGeneration", "LlamaForCausalLMEagle3",
+        "Eagle3LlamaForCausalLM", "Eagle3Speculator", "Eagle3DraftModel", "IQuestCoderForCausalLM", "LlamaModel",
+    };
+    const cJSON *arch = js_get(config, "architectures");
+    const char *first = cJSON_IsArray(arch) && cJSON_IsString(arch->child) ? arch->child->valuestring : NULL;
+    if (!first) return true;
+    for (size_t i = 0; i < QF_ARRAY_LEN(names); i++)
+        if (strcmp(first, names[i]) == 0) return true;
+    return false;
+}
+
+/* LlamaModel.set_vocab: tokenizer_config's add_prefix_space, when stated, becomes add_space_prefix (the
+ * other converters of supported models, e.g. Qwen2/Qwen3's, do not write it). */
+static void apply_add_prefix_space(const hf_files *hf, qf_vocab *v) {
+    const cJSON *a = js_get(hf->tok_config, "add_prefix_space");
+    if (cJSON_IsBool(a) && llama_model_class(hf->config)) v->add_space_prefix = cJSON_IsTrue(a);
 }
 
 qf_status qf_vocab_load_hf(qf_file_reader rd, void *ctx, uint32_t vocab_size, qf_vocab *out, qf_error *err) {
@@ -1259,7 +1276,7 @@ qf_status qf_vocab_load_hf(qf_file_reader rd, void *ctx, uint32_t vocab_size, qf
             st = qf_fail(err, QF_E_NOTFOUND, "no tokenizer: neither tokenizer.model nor tokenizer.json exists");
     }
     if (!st) st = special_vocab_apply(rd, ctx, &hf, out, err);
-    if (!st) apply_add_prefix_space(hf.tok_config, out);
+    if (!st) apply_add_prefix_space(&hf, out);
     free(spm);
     hf_files_free(&hf);
     if (st) qf_vocab_free(out);

@@ -93,10 +93,11 @@ void qf_tok_ids_write(FILE *f, const int32_t *ids, size_t n) {
 /* Values from ../shared/tokenizers/README.md; config.json ids as the released models' config.json states
  * them (Gemma 3's eos_token_id is a list, which the converter skips). */
 const qf_tok_family qf_tok_families[QF_TOK_N_FAMILIES] = {
-    { "deepseek-v3", "deepseek-v3", 129280, 0, 1, { -1 }, { 99, -1 }, { -1 } },
-    { "llama3", "llama-bpe", 128256, 128000, 128009, { -1 }, { 101, -1 }, { -1 } },
-    { "qwen3", "qwen2", 151936, 151643, 151645, { 89, 91, 92, 103, -1 }, { 98, -1 }, { -1 } },
-    { "gemma3", "granite-embed-multi-311m", 262208, 2, -1, { -1 }, { 100, 103, -1 }, { 99, -1 } },
+    { "deepseek-v3", "DeepseekV3ForCausalLM", "deepseek-v3", 129280, 0, 1, { -1 }, { 99, -1 }, { -1 },
+      "<\xef\xbd\x9cplace\xe2\x96\x81holder\xe2\x96\x81no\xe2\x96\x81" "100\xef\xbd\x9c>" },
+    { "llama3", "LlamaForCausalLM", "llama-bpe", 128256, 128000, 128009, { -1 }, { 101, -1 }, { -1 }, "<|reserved_special_token_100|>" },
+    { "qwen3", "Qwen3ForCausalLM", "qwen2", 151936, 151643, 151645, { 89, 91, 92, 103, -1 }, { 98, -1 }, { -1 }, "<|box_start|>" },
+    { "gemma3", "Gemma3ForCausalLM", "granite-embed-multi-311m", 262208, 2, -1, { -1 }, { 100, 103, -1 }, { 99, -1 }, "<start_of_image>" },
 };
 
 bool qf_tok_listed(const int *list, int i) {
@@ -115,7 +116,8 @@ qf_status qf_tok_family_reader(void *ctx, const char *name, char **buf, size_t *
     const qf_tok_family_ctx *c = ctx;
     if (strcmp(name, "config.json") == 0) {
         char cfg[256];
-        int n = snprintf(cfg, sizeof cfg, "{\"vocab_size\": %u", c->fam->vocab_size);
+        int n = snprintf(cfg, sizeof cfg, "{\"architectures\": [\"%s\"], \"vocab_size\": %u", c->fam->arch,
+                         c->fam->vocab_size);
         if (c->fam->bos_id >= 0) n += snprintf(cfg + n, sizeof cfg - (size_t)n, ", \"bos_token_id\": %lld", (long long)c->fam->bos_id);
         if (c->fam->eos_id >= 0) n += snprintf(cfg + n, sizeof cfg - (size_t)n, ", \"eos_token_id\": %lld", (long long)c->fam->eos_id);
         snprintf(cfg + n, sizeof cfg - (size_t)n, "}");

@@ -36,9 +36,10 @@ void qf_tok_ids_write(FILE *f, const int32_t *ids, size_t n);
 
 typedef struct qf_tok_family {
     const char *dir;          /* ../shared/tokenizers/<dir> */
+    const char *arch;         /* config.json architectures[0] of the released model */
     const char *pre;          /* tokenizer.ggml.pre llama.cpp's converter writes for it */
-    uint32_t vocab_size;      /* config.json of the released model */
-    int64_t bos_id, eos_id;   /* config.json's bos_token_id / eos_token_id; -1: absent or a list */
+    uint32_t vocab_size;      /* its config.json's vocab_size, bos_token_id, eos_token_id (-1: absent or a list) */
+    int64_t bos_id, eos_id;
     /* Inputs (0-based) where llama.cpp, parse_special on, does not give expected.out (README: Qwen3's NFC
      * normalizer is not applied, '</s>' is forced CONTROL); -1 ends each list. */
     int llamacpp_deviations[QF_TOK_MAX_LISTED];
@@ -46,6 +47,8 @@ typedef struct qf_tok_family {
     int unparsed_deviations[QF_TOK_MAX_LISTED];
     /* Inputs whose ids do not decode back to the input: a literal U+2581 decodes to ' ' (Gemma). */
     int no_roundtrip[QF_TOK_MAX_LISTED];
+    /* A control token no input spells: joins the inputs for one llama-tokenize call (llamacpp_tokenizers.sh). */
+    const char *separator;
 } qf_tok_family;
 
 #define QF_TOK_N_FAMILIES 4
