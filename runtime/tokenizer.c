@@ -53,6 +53,7 @@ struct qf_tokenizer {
     bool byte_encode;        /* BPE: words go through GPT-2's byte mapping (false: SentencePiece-style BPE) */
     bool escape_spaces;      /* BPE: ' ' becomes U+2581 before splitting (SentencePiece-style BPE) */
     bool newline_words;      /* BPE: a word of only '\n' that is a token stays whole (gemma4) */
+    bool force_bos;          /* BPE: add_bos is on whatever the vocab says (gemma4) */
     bool space_prefix;       /* SPM: add_space_prefix */
     bool wants_bos, wants_eos;
     int32_t bos, eos, unk;
@@ -524,7 +525,7 @@ static qf_status setup_pre(qf_tokenizer *t, const char *pre, qf_error *err) {
         if (d->flags & PRE_NO_BOS) t->bos = -1;
         t->byte_encode = !(d->flags & PRE_RAW_UTF8);
         t->escape_spaces = d->flags & PRE_RAW_UTF8;
-        t->newline_words = d->flags & PRE_GEMMA4;
+        t->newline_words = t->force_bos = d->flags & PRE_GEMMA4;
         qf_status st = QF_OK;
         for (int k = 0; k < MAX_REGEX && d->re[k] && !st; k++) st = compile_regex(t, d->re[k], err);
         return st;
@@ -534,10 +535,10 @@ static qf_status setup_pre(qf_tokenizer *t, const char *pre, qf_error *err) {
 
 /* ---- construction ------------------------------------------------------------------------------- */
 
-/* Special ids and flags: llama.cpp's per-model defaults, then the vocab's keys. */
 /* A default special id, dropped when the vocab is too small for it (as llama.cpp disables it). */
 static int32_t default_id(const qf_tokenizer *t, int32_t id) { return id >= 0 && (uint32_t)id < t->n ? id : -1; }
 
+/* Special ids and flags: llama.cpp's per-model defaults, then the vocab's keys (apply_vocab_flags). */
 static qf_status setup_specials(qf_tokenizer *t, const qf_vocab *v, qf_error *err) {
     bool spm = t->kind == KIND_SPM;
     t->bos = default_id(t, spm ? 1 : 11);
@@ -558,7 +559,7 @@ static void apply_vocab_flags(qf_tokenizer *t, const qf_vocab *v) {
     if (v->unk_id >= 0) t->unk = (int32_t)v->unk_id;
     if (v->add_bos >= 0) t->wants_bos = v->add_bos;
     if (v->add_eos >= 0) t->wants_eos = v->add_eos;
-    if (t->newline_words) t->wants_bos = true; /* llama.cpp's Gemma 4 override of add_bos_token */
+    if (t->force_bos) t->wants_bos = true; /* llama.cpp's Gemma 4 override of add_bos_token */
     if (v->add_space_prefix >= 0 && t->kind == KIND_SPM) t->space_prefix = v->add_space_prefix;
 }
 
@@ -765,13 +766,13 @@ static qf_status bpe_emit(const qf_tokenizer *t, const char *s, const sym *y, si
     return QF_OK;
 }
 
-/* Merge one GPT-2-encoded word. */
 static bool only_newlines(const char *s, size_t n) {
     for (size_t i = 0; i < n; i++)
         if (s[i] != '\n') return false;
     return true;
 }
 
+/* Merge one word (GPT-2-encoded, or UTF-8 for SentencePiece-style BPE). */
 static qf_status bpe_word(const qf_tokenizer *t, const char *s, size_t n, idvec *out, qf_error *err) {
     if (t->ignore_merges || (t->newline_words && only_newlines(s, n))) {
         int32_t id = lookup(t, s, n);

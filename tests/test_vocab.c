@@ -396,6 +396,59 @@ static void test_bpe_pre_tokenizers(void) {
               NULL, "llama3 + gpt2 regex");
 }
 
+/* A Gemma-3-like tokenizer.json: SentencePiece-style BPE (normalizer ' ' -> U+2581, byte fallback). */
+static char *spm_bpe_like(const char *normalizer, const char *pre, bool byte_fallback) {
+    static const char fmt[] =
+        "{\"added_tokens\":[{\"id\":0,\"content\":\"<bos>\",\"special\":true,\"normalized\":false},"
+        "{\"id\":5,\"content\":\"\\u2581\\u2581\",\"special\":false,\"normalized\":false}],"
+        "\"normalizer\":%s,\"pre_tokenizer\":%s,"
+        "\"model\":{\"type\":\"BPE\",\"byte_fallback\":%s,\"vocab\":{\"<bos>\":0,\"<0x41>\":1,\"\\u2581\":2,\"a\":3,"
+        "\"\\u2581a\":4,\"\\u2581\\u2581\":5},\"merges\":[[\"\\u2581\",\"a\"],[\"\\u2581\",\"\\u2581\"]]}}";
+    size_t n = sizeof fmt + strlen(normalizer) + strlen(pre) + 8;
+    char *s = malloc(n);
+    if (s) snprintf(s, n, fmt, normalizer, pre, byte_fallback ? "true" : "false");
+    return s;
+}
+
+static void test_bpe_spm_style(void) {
+    static const char replace[] = "{\"type\":\"Replace\",\"pattern\":{\"String\":\" \"},\"content\":\"\\u2581\"}";
+    static const char split[] = "{\"type\":\"Split\",\"pattern\":{\"String\":\" \"},\"behavior\":\"MergedWithPrevious\",\"invert\":false}";
+    static const struct { const char *norm, *pre; bool fallback; const char *want; } cases[] = {
+        { replace, split, true, "granite-embed-multi-311m" },  /* Gemma 3 */
+        { replace, "null", true, "granite-embed-multi-311m" }, /* no pre-tokenizer at all: the same */
+        { replace, split, false, NULL },                       /* no byte fallback: not SentencePiece-style */
+        /* Llama-2-style: a dummy prefix U+2581, which llama.cpp's gemma4 type does not add */
+        { "{\"type\":\"Sequence\",\"normalizers\":[{\"type\":\"Prepend\",\"prepend\":\"\\u2581\"},"
+          "{\"type\":\"Replace\",\"pattern\":{\"String\":\" \"},\"content\":\"\\u2581\"}]}", "null", true, NULL },
+        { "null", split, true, NULL },
+    };
+    for (size_t i = 0; i < QF_ARRAY_LEN(cases); i++) {
+        char *tj = spm_bpe_like(cases[i].norm, cases[i].pre, cases[i].fallback);
+        const mem_file files[] = { { "tokenizer.json", tj, 0 }, { NULL, NULL, 0 } };
+        qf_vocab v;
+        qf_error err = {0};
+        qf_status st = load_mem(files, 8, &v, &err);
+        if (cases[i].want) {
+            CHECK_OK(st, &err);
+            if (!st) {
+                CHECK_MSG(!strcmp(v.model, "gpt2") && !strcmp(v.pre, cases[i].want), "case %zu: %s %s", i, v.model, v.pre);
+                CHECK(v.n_tokens == 8 && !v.scores && v.types[0] == QF_TOK_CONTROL && v.types[1] == QF_TOK_NORMAL);
+                /* a non-special added token: U+2581 written as ' ', as llama.cpp matches it against raw text */
+                CHECK(v.types[5] == QF_TOK_USER_DEFINED && !strcmp(v.tokens[5], "  "));
+                CHECK(v.types[6] == QF_TOK_UNUSED && !strcmp(v.tokens[7], "[PAD7]"));
+                CHECK(v.n_merges == 2 && !strcmp(v.merges[0], "\xe2\x96\x81 a"));
+                check_round_trip(&v, "bpe-spm-style");
+                qf_vocab_free(&v);
+            }
+        } else {
+            CHECK_MSG(st == QF_E_UNSUPPORTED && strstr(err.msg, "tokenizer.json") && !strchr(err.msg, '\n'),
+                      "case %zu: %s '%s'", i, qf_status_name(st), err.msg);
+            if (!st) qf_vocab_free(&v);
+        }
+        free(tj);
+    }
+}
+
 /* ---- synthetic SentencePiece model ------------------------------------------------------------------- */
 
 typedef struct pbuf {
@@ -855,6 +908,7 @@ int main(int argc, char **argv) {
     test_bpe_gpt2();
     test_bpe_llama3();
     test_bpe_pre_tokenizers();
+    test_bpe_spm_style();
     test_spm_synthetic();
     test_malformed_json();
     test_malformed_spm();
