@@ -27,36 +27,6 @@ static double now_s(void) {
     return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
-static char *read_text(const char *path, size_t *n) {
-    uint8_t *d = qf_test_read_file(path, n);
-    if (!d) return NULL;
-    char *s = realloc(d, *n + 1);
-    if (!s) { free(d); return NULL; }
-    s[*n] = '\0';
-    return s;
-}
-
-static qf_status dir_reader(void *ctx, const char *name, char **buf, size_t *len, qf_error *err) {
-    char path[4096];
-    snprintf(path, sizeof path, "%s/%s", (const char *)ctx, name);
-    if (!qf_test_file_exists(path)) return QF_E_NOTFOUND;
-    if (!(*buf = read_text(path, len))) return qf_fail(err, QF_E_IO, "%s: cannot read", path);
-    return QF_OK;
-}
-
-static uint32_t config_vocab_size(const char *dir) {
-    char *buf;
-    size_t len;
-    qf_error err = {0};
-    if (dir_reader((void *)dir, "config.json", &buf, &len, &err)) return 0;
-    cJSON *j = cJSON_ParseWithLength(buf, len);
-    const cJSON *vs = cJSON_GetObjectItemCaseSensitive(j, "vocab_size");
-    uint32_t n = cJSON_IsNumber(vs) && vs->valuedouble > 0 ? (uint32_t)vs->valuedouble : 0;
-    cJSON_Delete(j);
-    free(buf);
-    return n;
-}
-
 static void print_ids(const char *label, const int32_t *ids, size_t n) {
     fprintf(stderr, "    %s (%zu):", label, n);
     for (size_t i = 0; i < n && i < 40; i++) fprintf(stderr, " %d", ids[i]);
@@ -89,25 +59,12 @@ static bool expect_ids(const qf_tokenizer *t, const char *text, size_t len, bool
 
 static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
 
-/* Open a vocab GGUF and build its tokenizer; *reason says why not. */
-static qf_status open_tokenizer(const char *path, qf_tokenizer **t, qf_error *err) {
-    qf_gguf *g = NULL;
-    qf_vocab v;
-    qf_status st = qf_gguf_open(path, &g, err);
-    if (!st) st = qf_vocab_load_gguf(g, &v, err);
-    qf_gguf_close(g);
-    if (st) return st;
-    st = qf_tokenizer_new(&v, t, err);
-    qf_vocab_free(&v);
-    return st;
-}
-
 static void run_vector_file(const char *dir, const char *name) {
     char path[4200];
     snprintf(path, sizeof path, "%s/%s", dir, name);
     qf_tokenizer *t = NULL;
     qf_error err = {0};
-    qf_status st = open_tokenizer(path, &t, &err);
+    qf_status st = qf_test_open_tokenizer(path, &t, &err);
     char probe[4300];
     snprintf(probe, sizeof probe, "%s.inp", path);
     bool has_vectors = qf_test_file_exists(probe);
@@ -196,7 +153,7 @@ static void check_text(const qf_tokenizer *t, const char *model, const char *tex
     snprintf(rel, sizeof rel, "text/%s", text_name);
     if (!qf_test_shared(rel, path, sizeof path)) return;
     size_t n;
-    char *s = read_text(path, &n);
+    char *s = qf_test_read_text(path, &n);
     CHECK(s != NULL);
     if (!s) return;
     n = perplexity_text(s, n);
@@ -227,7 +184,7 @@ static void test_real_text(const char *model) {
     if (!qf_test_shared(rel, dir, sizeof dir)) return;
     qf_vocab v;
     qf_error err = {0};
-    qf_status st = qf_vocab_load_hf(dir_reader, dir, config_vocab_size(dir), &v, &err);
+    qf_status st = qf_vocab_load_hf(qf_test_dir_reader, dir, qf_test_config_vocab_size(dir), &v, &err);
     CHECK_OK(st, &err);
     if (st) return;
     qf_tokenizer *t = NULL;
@@ -238,7 +195,7 @@ static void test_real_text(const char *model) {
     CHECK(qf_tokenizer_wants_bos(t) && qf_tokenizer_bos(t) >= 0);
     snprintf(ref_path, sizeof ref_path, "%s/REFERENCE.json", dir);
     size_t n;
-    char *js = read_text(ref_path, &n);
+    char *js = qf_test_read_text(ref_path, &n);
     cJSON *ref = js ? cJSON_ParseWithLength(js, n) : NULL;
     CHECK_MSG(ref != NULL, "%s: cannot parse", ref_path);
     const cJSON *texts = cJSON_GetObjectItemCaseSensitive(ref, "texts"), *e;
@@ -256,11 +213,11 @@ static void test_hf_matches_gguf(void) {
     qf_vocab v;
     qf_error err = {0};
     qf_tokenizer *a = NULL, *b = NULL;
-    CHECK_OK(qf_vocab_load_hf(dir_reader, dir, config_vocab_size(dir), &v, &err), &err);
+    CHECK_OK(qf_vocab_load_hf(qf_test_dir_reader, dir, qf_test_config_vocab_size(dir), &v, &err), &err);
     if (err.status) return;
     CHECK_OK(qf_tokenizer_new(&v, &a, &err), &err);
     qf_vocab_free(&v);
-    CHECK_OK(open_tokenizer(gg, &b, &err), &err);
+    CHECK_OK(qf_test_open_tokenizer(gg, &b, &err), &err);
     static const char text[] = "Once upon a time, there was a little girl named Lily.\nShe  liked \xc3\xa9t\xc3\xa9 \xe2\x82\xac 42!";
     int32_t *x = NULL, *y = NULL;
     size_t nx = 0, ny = 0;
@@ -304,6 +261,17 @@ static qf_vocab small_vocab(const char *model, const char *pre, const tok_def *t
 
 static void free_small(qf_vocab *v) { free(v->tokens); free(v->scores); free(v->types); }
 
+/* The tokenizer of a small_vocab (NULL, with the failure recorded, when it cannot be built). */
+static qf_tokenizer *small_tokenizer(const char *model, const char *pre, const tok_def *toks, uint32_t n,
+                                     const char **merges, uint64_t n_merges) {
+    qf_vocab v = small_vocab(model, pre, toks, n, merges, n_merges);
+    qf_tokenizer *t = NULL;
+    qf_error err = {0};
+    CHECK_OK(qf_tokenizer_new(&v, &t, &err), &err);
+    free_small(&v);
+    return t;
+}
+
 static const tok_def k_spm[] = {
     { "<unk>", 0, QF_TOK_UNKNOWN }, { "<s>", 0, QF_TOK_CONTROL }, { "</s>", 0, QF_TOK_CONTROL },
     { "<0x41>", 0, QF_TOK_BYTE }, { "<0xC3>", 0, QF_TOK_BYTE }, { "<0xA9>", 0, QF_TOK_BYTE },
@@ -312,11 +280,7 @@ static const tok_def k_spm[] = {
 };
 
 static void test_spm_small(void) {
-    qf_vocab v = small_vocab("llama", "", k_spm, QF_ARRAY_LEN(k_spm), NULL, 0);
-    qf_tokenizer *t = NULL;
-    qf_error err = {0};
-    CHECK_OK(qf_tokenizer_new(&v, &t, &err), &err);
-    free_small(&v);
+    qf_tokenizer *t = small_tokenizer("llama", "", k_spm, QF_ARRAY_LEN(k_spm), NULL, 0);
     if (!t) return;
     CHECK(qf_tokenizer_bos(t) == 1 && qf_tokenizer_wants_bos(t) && qf_tokenizer_n_vocab(t) == QF_ARRAY_LEN(k_spm));
     CHECK(strcmp(qf_token_text(t, 9), "ab") == 0 && qf_token_text(t, -1) == NULL && qf_token_text(t, 99) == NULL);
@@ -343,11 +307,7 @@ static const tok_def k_bpe[] = {
 static const char *k_bpe_merges[] = { "a b", "\xc4\xa0 a", "\xc4\xa0" "a b" };
 
 static void test_bpe_small(void) {
-    qf_vocab v = small_vocab("gpt2", "gpt-2", k_bpe, QF_ARRAY_LEN(k_bpe), k_bpe_merges, QF_ARRAY_LEN(k_bpe_merges));
-    qf_tokenizer *t = NULL;
-    qf_error err = {0};
-    CHECK_OK(qf_tokenizer_new(&v, &t, &err), &err);
-    free_small(&v);
+    qf_tokenizer *t = small_tokenizer("gpt2", "gpt-2", k_bpe, QF_ARRAY_LEN(k_bpe), k_bpe_merges, QF_ARRAY_LEN(k_bpe_merges));
     if (!t) return;
     CHECK(!qf_tokenizer_wants_bos(t) && qf_tokenizer_bos(t) == 11); /* llama.cpp's BPE default id 11 */
     /* "ab ab": words "ab" and " ab"; rank 0 (a b) applies before " a" + "b" would */
@@ -366,14 +326,43 @@ static void test_bpe_small(void) {
 static void test_bpe_merge_through_non_token(void) {
     static const tok_def toks[] = { { "a", 0, 0 }, { "b", 0, 0 }, { "aab", 0, 0 } };
     const char *merges[] = { "a a", "aa b", "zz a" };
-    qf_vocab v = small_vocab("gpt2", "gpt-2", toks, QF_ARRAY_LEN(toks), merges, QF_ARRAY_LEN(merges));
+    qf_tokenizer *t = small_tokenizer("gpt2", "gpt-2", toks, QF_ARRAY_LEN(toks), merges, QF_ARRAY_LEN(merges));
+    if (!t) return;
+    CHECK(expect_ids(t, "aab", 3, false, (const int32_t[]){ 2 }, 1, "merge through a non-token"));
+    CHECK(expect_ids(t, "aa", 2, false, (const int32_t[]){ 0, 0 }, 2, "non-token result falls back to bytes"));
+    qf_tokenizer_free(t);
+}
+
+/* SentencePiece-style BPE (Gemma's tokenizer.json as llama.cpp's gemma4 pre-tokenizer type runs it):
+ * spaces become U+2581, no GPT-2 byte mapping, <0xNN> byte fallback, a newline-only word that is a token
+ * stays whole, BOS whatever add_bos says; and llama_tokenize's add_special / parse_special. */
+static void test_bpe_spm_style(void) {
+    static const tok_def toks[] = {
+        { "<bos>", 0, QF_TOK_CONTROL }, { "\xe2\x96\x81", 0, 0 }, { "a", 0, 0 }, { "\xe2\x96\x81" "a", 0, 0 },
+        { "\n", 0, 0 }, { "\n\n", 0, 0 }, { "<0x42>", 0, 0 }, { "<eos>", 0, QF_TOK_CONTROL },
+    };
+    const char *merges[] = { "\xe2\x96\x81 a" };
+    qf_vocab v = small_vocab("gpt2", "granite-embed-multi-311m", toks, QF_ARRAY_LEN(toks), merges, 1);
+    v.bos_id = 0, v.eos_id = 7, v.add_bos = 0;
     qf_tokenizer *t = NULL;
     qf_error err = {0};
     CHECK_OK(qf_tokenizer_new(&v, &t, &err), &err);
     free_small(&v);
     if (!t) return;
-    CHECK(expect_ids(t, "aab", 3, false, (const int32_t[]){ 2 }, 1, "merge through a non-token"));
-    CHECK(expect_ids(t, "aa", 2, false, (const int32_t[]){ 0, 0 }, 2, "non-token result falls back to bytes"));
+    CHECK(qf_tokenizer_wants_bos(t) && !qf_tokenizer_wants_eos(t)); /* llama.cpp forces add_bos for gemma4 */
+    CHECK(expect_ids(t, "a a", 3, false, (const int32_t[]){ 2, 3 }, 2, "spm-style spaces"));
+    CHECK(expect_ids(t, "\n\n", 2, false, (const int32_t[]){ 5 }, 1, "spm-style newline word"));
+    CHECK(expect_ids(t, "a\n\na", 4, false, (const int32_t[]){ 2, 5, 2 }, 3, "spm-style newline split"));
+    /* 'B' only as <0x42>; 'C' has no token at all and is dropped, as llama.cpp drops it */
+    CHECK(expect_ids(t, "BC", 2, false, (const int32_t[]){ 6 }, 1, "spm-style byte fallback"));
+    int32_t *ids = NULL;
+    size_t n = 0;
+    CHECK_OK(qf_tokenize_flags(t, "<eos>a", 6, QF_TOKENIZE_ADD_SPECIAL | QF_TOKENIZE_PARSE_SPECIAL, &ids, &n, &err), &err);
+    CHECK(same_ids(ids, n, (const int32_t[]){ 0, 7, 2 }, 3));
+    free(ids);
+    CHECK_OK(qf_tokenize_flags(t, "<eos>a", 6, 0, &ids, &n, &err), &err); /* control text stays text */
+    CHECK(same_ids(ids, n, (const int32_t[]){ 2 }, 1));
+    free(ids);
     qf_tokenizer_free(t);
 }
 
@@ -409,7 +398,7 @@ static void test_all_pre(void) {
     static const char *const pres[] = {
         "", "default", "llama-bpe", "dbrx", "deepseek-llm", "deepseek-coder", "falcon", "starcoder", "gpt-2",
         "qwen2", "qwen35", "chatglm-bpe", "bloom", "viking", "tekken", "seed-coder", "grok-2", "ufakzeka",
-        "bailingmoe", "minicpm5",
+        "bailingmoe", "minicpm5", "deepseek-v3", "joyai-llm", "granite-embed-multi-311m", "gemma4", "sarvam-moe",
     };
     static const char text[] = "Hello world! It's 1234567 \t\n\n  x \xc3\xbc\xe4\xb8\xad\xe6\x96\x87\xe3\x80\x80"
                                "\xd9\xa1\xd9\xa2 ab   \xc2\x85\xff";
@@ -597,16 +586,10 @@ static family_counts check_mode(const qf_tok_family *fam, const qf_vocab *v, con
 static qf_status family_tokenizer(qf_tok_family_ctx *ctx, const char *gguf, qf_vocab *v, qf_tokenizer **t) {
     qf_vocab hf;
     qf_error err = {0};
-    qf_gguf_writer *w = NULL;
     qf_gguf *g = NULL;
     qf_status st = qf_vocab_load_hf(qf_tok_family_reader, ctx, ctx->fam->vocab_size, &hf, &err);
     if (st) { CHECK_OK(st, &err); return st; }
-    st = qf_gguf_writer_open(gguf, &w, &err);
-    if (!st) st = qf_gguf_set_str(w, "general.architecture", "llama", &err);
-    if (!st) st = qf_vocab_write_gguf(&hf, w, &err);
-    if (!st) st = qf_gguf_begin_data(w, &err);
-    if (!st) st = qf_gguf_writer_finish(w, &err);
-    else if (w) qf_gguf_writer_abort(w);
+    st = qf_test_write_vocab(&hf, gguf, &err);
     qf_vocab_free(&hf);
     if (!st) st = qf_gguf_open(gguf, &g, &err);
     if (!st) st = qf_vocab_load_gguf(g, v, &err);
@@ -666,6 +649,7 @@ int main(int argc, char **argv) {
     test_spm_small();
     test_bpe_small();
     test_bpe_merge_through_non_token();
+    test_bpe_spm_style();
     test_malformed();
     test_all_pre();
     test_random_bytes();

@@ -18,29 +18,8 @@
 
 #include <cjson/cJSON.h>
 
-#include <errno.h>
 
 /* ---- file readers ------------------------------------------------------------------------------------ */
-
-/* Reads from a directory, as the converter's source does. */
-static qf_status dir_reader(void *ctx, const char *name, char **buf, size_t *len, qf_error *err) {
-    char path[4096];
-    snprintf(path, sizeof path, "%s/%s", (const char *)ctx, name);
-    FILE *f = fopen(path, "rb");
-    if (!f) return errno == ENOENT ? QF_E_NOTFOUND : qf_fail(err, QF_E_IO, "%s: cannot open", path);
-    fclose(f);
-    size_t n = 0;
-    uint8_t *data = qf_test_read_file(path, &n);
-    if (!data) return qf_fail(err, QF_E_IO, "%s: cannot read", path);
-    char *s = malloc(n + 1);
-    if (!s) { free(data); return QF_E_NOMEM; }
-    memcpy(s, data, n);
-    s[n] = '\0';
-    free(data);
-    *buf = s;
-    *len = n;
-    return QF_OK;
-}
 
 /* An in-memory "directory": name/content pairs, NULL-terminated; len 0 means strlen(content). */
 typedef struct mem_file {
@@ -64,18 +43,6 @@ static qf_status mem_reader(void *ctx, const char *name, char **buf, size_t *len
 }
 
 /* ---- GGUF helpers ------------------------------------------------------------------------------------ */
-
-static qf_status write_vocab_gguf(const qf_vocab *v, const char *path, qf_error *err) {
-    qf_gguf_writer *w;
-    qf_status st = qf_gguf_writer_open(path, &w, err);
-    if (st) return st;
-    if ((st = qf_gguf_set_str(w, "general.architecture", "llama", err)) || (st = qf_vocab_write_gguf(v, w, err)) ||
-        (st = qf_gguf_begin_data(w, err))) {
-        qf_gguf_writer_abort(w);
-        return st;
-    }
-    return qf_gguf_writer_finish(w, err);
-}
 
 static size_t vtype_size(qf_gguf_vtype t) {
     switch (t) {
@@ -148,29 +115,16 @@ static void compare_tokenizer_keys(const qf_gguf *ours, const qf_gguf *ref, cons
     printf("%s: %d tokenizer keys in the reference, %d in ours\n", label, n_ref, n_ours);
 }
 
-/* config.json's vocab_size, as the converter reads it (0 if absent). */
-static uint32_t config_vocab_size(const char *dir) {
-    char *buf = NULL;
-    size_t len;
-    qf_error err;
-    uint32_t n = 0;
-    if (dir_reader((void *)dir, "config.json", &buf, &len, &err)) return 0;
-    const char *p = strstr(buf, "\"vocab_size\"");
-    if (p && (p = strchr(p, ':'))) n = (uint32_t)strtoul(p + 1, NULL, 10);
-    free(buf);
-    return n;
-}
-
 /* Build from an HF directory, write, and compare with a GGUF llama.cpp's converter wrote. */
 static void check_against_reference(const char *hf_dir, const char *ref_path, const char *label) {
     qf_error err = {0};
     qf_vocab v;
     char out[4096];
     snprintf(out, sizeof out, "%s/%s.vocab.gguf", qf_test_scratch, label);
-    qf_status st = qf_vocab_load_hf(dir_reader, (void *)hf_dir, config_vocab_size(hf_dir), &v, &err);
+    qf_status st = qf_vocab_load_hf(qf_test_dir_reader, (void *)hf_dir, qf_test_config_vocab_size(hf_dir), &v, &err);
     CHECK_OK(st, &err);
     if (st) return;
-    CHECK_OK(write_vocab_gguf(&v, out, &err), &err);
+    CHECK_OK(qf_test_write_vocab(&v, out, &err), &err);
     qf_gguf *ours = NULL, *ref = NULL;
     CHECK_OK(qf_gguf_open(out, &ours, &err), &err);
     CHECK_OK(qf_gguf_open(ref_path, &ref, &err), &err);
@@ -222,7 +176,7 @@ static void check_round_trip(const qf_vocab *v, const char *label) {
     char path[4096];
     qf_error err = {0};
     snprintf(path, sizeof path, "%s/%s.gguf", qf_test_scratch, label);
-    CHECK_OK(write_vocab_gguf(v, path, &err), &err);
+    CHECK_OK(qf_test_write_vocab(v, path, &err), &err);
     qf_gguf *g = NULL;
     CHECK_OK(qf_gguf_open(path, &g, &err), &err);
     if (!g) return;
@@ -781,7 +735,7 @@ static char *config_chat_template(const char *dir) {
     char *buf = NULL, *out = NULL;
     size_t len;
     qf_error err = {0};
-    if (dir_reader((void *)dir, "tokenizer_config.json", &buf, &len, &err)) return NULL;
+    if (qf_test_dir_reader((void *)dir, "tokenizer_config.json", &buf, &len, &err)) return NULL;
     cJSON *j = cJSON_ParseWithLength(buf, len);
     const cJSON *ct = cJSON_GetObjectItemCaseSensitive(j, "chat_template");
     if (cJSON_IsString(ct)) out = strdup(ct->valuestring);
@@ -885,7 +839,7 @@ static void test_released(void) {
         check_released_vocab(fam, k, &v, ctx.dir);
         /* written and read back: the same keys, and nothing else */
         snprintf(out, sizeof out, "%s/%s.vocab.gguf", qf_test_scratch, fam->dir);
-        CHECK_OK(write_vocab_gguf(&v, out, &err), &err);
+        CHECK_OK(qf_test_write_vocab(&v, out, &err), &err);
         qf_gguf *g = NULL;
         CHECK_OK(qf_gguf_open(out, &g, &err), &err);
         if (g) {

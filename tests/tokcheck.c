@@ -16,21 +16,6 @@
 
 #include "formats/vocab.h"
 #include "runtime/tokenizer.h"
-#include "testutil.h"
-
-#include <cjson/cJSON.h>
-
-static qf_status open_tokenizer(const char *path, qf_tokenizer **t, qf_error *err) {
-    qf_gguf *g = NULL;
-    qf_vocab v;
-    qf_status st = qf_gguf_open(path, &g, err);
-    if (!st) st = qf_vocab_load_gguf(g, &v, err);
-    qf_gguf_close(g);
-    if (st) return st;
-    st = qf_tokenizer_new(&v, t, err);
-    qf_vocab_free(&v);
-    return st;
-}
 
 static int usage(void) {
     fprintf(stderr, "usage: tokcheck ids MODEL.gguf INPUTS.inp [--parse-special] [--add-special]\n"
@@ -57,7 +42,7 @@ static int cmd_ids(int argc, char **argv) {
     if (n_pos != 2) return usage();
     qf_error err = {0};
     qf_tokenizer *t = NULL;
-    qf_status st = open_tokenizer(pos[0], &t, &err);
+    qf_status st = qf_test_open_tokenizer(pos[0], &t, &err);
     if (st) return fail(&err, st);
     qf_tok_vectors v;
     if (!qf_tok_vectors_load(pos[1], NULL, &v)) {
@@ -78,45 +63,13 @@ static int cmd_ids(int argc, char **argv) {
     return rc ? rc : (fflush(stdout) == 0 ? 0 : 3);
 }
 
-static qf_status dir_reader(void *ctx, const char *name, char **buf, size_t *len, qf_error *err) {
-    char path[4200];
-    snprintf(path, sizeof path, "%s/%s", (const char *)ctx, name);
-    if (!qf_test_file_exists(path)) return QF_E_NOTFOUND;
-    uint8_t *d = qf_test_read_file(path, len);
-    char *s = d ? realloc(d, *len + 1) : NULL;
-    if (!s) { free(d); return qf_fail(err, QF_E_IO, "%s: cannot read", path); }
-    s[*len] = '\0';
-    *buf = s;
-    return QF_OK;
-}
-
-/* config.json's vocab_size, as the converter passes it (0 when absent). */
-static uint32_t config_vocab_size(const char *dir) {
-    char *buf = NULL;
-    size_t len = 0;
-    qf_error err = {0};
-    if (dir_reader((void *)dir, "config.json", &buf, &len, &err)) return 0;
-    cJSON *j = cJSON_ParseWithLength(buf, len);
-    const cJSON *vs = cJSON_GetObjectItemCaseSensitive(j, "vocab_size");
-    uint32_t n = cJSON_IsNumber(vs) && vs->valuedouble > 0 && vs->valuedouble < 4e9 ? (uint32_t)vs->valuedouble : 0;
-    cJSON_Delete(j);
-    free(buf);
-    return n;
-}
-
 static int cmd_vocab(int argc, char **argv) {
     if (argc != 2) return usage();
     qf_error err = {0};
     qf_vocab v;
-    qf_gguf_writer *w = NULL;
-    qf_status st = qf_vocab_load_hf(dir_reader, argv[0], config_vocab_size(argv[0]), &v, &err);
+    qf_status st = qf_vocab_load_hf(qf_test_dir_reader, argv[0], qf_test_config_vocab_size(argv[0]), &v, &err);
     if (st) return fail(&err, st);
-    st = qf_gguf_writer_open(argv[1], &w, &err);
-    if (!st) st = qf_gguf_set_str(w, "general.architecture", "llama", &err);
-    if (!st) st = qf_vocab_write_gguf(&v, w, &err);
-    if (!st) st = qf_gguf_begin_data(w, &err);
-    if (!st) st = qf_gguf_writer_finish(w, &err);
-    else if (w) qf_gguf_writer_abort(w);
+    st = qf_test_write_vocab(&v, argv[1], &err);
     qf_vocab_free(&v);
     return st ? fail(&err, st) : 0;
 }

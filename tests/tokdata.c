@@ -3,13 +3,60 @@
 
 #include "testutil.h"
 
-static char *read_text(const char *path, size_t *n) {
+#include <cjson/cJSON.h>
+
+char *qf_test_read_text(const char *path, size_t *n) {
     uint8_t *d = qf_test_read_file(path, n);
     if (!d) return NULL;
     char *s = realloc(d, *n + 1);
     if (!s) { free(d); return NULL; }
     s[*n] = '\0';
     return s;
+}
+
+qf_status qf_test_dir_reader(void *ctx, const char *name, char **buf, size_t *len, qf_error *err) {
+    char path[4200];
+    snprintf(path, sizeof path, "%s/%s", (const char *)ctx, name);
+    if (!qf_test_file_exists(path)) return QF_E_NOTFOUND;
+    if (!(*buf = qf_test_read_text(path, len))) return qf_fail(err, QF_E_IO, "%s: cannot read", path);
+    return QF_OK;
+}
+
+uint32_t qf_test_config_vocab_size(const char *dir) {
+    char *buf = NULL;
+    size_t len = 0;
+    qf_error err = {0};
+    if (qf_test_dir_reader((void *)dir, "config.json", &buf, &len, &err)) return 0;
+    cJSON *j = cJSON_ParseWithLength(buf, len);
+    const cJSON *vs = cJSON_GetObjectItemCaseSensitive(j, "vocab_size");
+    uint32_t n = cJSON_IsNumber(vs) && vs->valuedouble > 0 && vs->valuedouble < 4e9 ? (uint32_t)vs->valuedouble : 0;
+    cJSON_Delete(j);
+    free(buf);
+    return n;
+}
+
+qf_status qf_test_write_vocab(const qf_vocab *v, const char *path, qf_error *err) {
+    qf_gguf_writer *w = NULL;
+    qf_status st = qf_gguf_writer_open(path, &w, err);
+    if (st) return st;
+    if ((st = qf_gguf_set_str(w, "general.architecture", "llama", err)) || (st = qf_vocab_write_gguf(v, w, err)) ||
+        (st = qf_gguf_begin_data(w, err))) {
+        qf_gguf_writer_abort(w);
+        return st;
+    }
+    return qf_gguf_writer_finish(w, err);
+}
+
+qf_status qf_test_open_tokenizer(const char *path, qf_tokenizer **t, qf_error *err) {
+    qf_gguf *g = NULL;
+    qf_vocab v;
+    qf_status st = qf_gguf_open(path, &g, err);
+    if (!st) st = qf_vocab_load_gguf(g, &v, err);
+    qf_gguf_close(g);
+    if (st) return st;
+    st = qf_tokenizer_new(&v, t, err);
+    qf_vocab_free(&v);
+    return st;
 }
 
 void qf_tok_vectors_free(qf_tok_vectors *v) {
@@ -77,7 +124,7 @@ static bool parse_outputs(qf_tok_vectors *v, char *out, size_t n) {
 bool qf_tok_vectors_load(const char *inp_path, const char *out_path, qf_tok_vectors *v) {
     size_t ni = 0, no = 0;
     memset(v, 0, sizeof *v);
-    char *inp = read_text(inp_path, &ni), *out = out_path ? read_text(out_path, &no) : NULL;
+    char *inp = qf_test_read_text(inp_path, &ni), *out = out_path ? qf_test_read_text(out_path, &no) : NULL;
     bool ok = inp && (out || !out_path) && parse_inputs(v, inp, ni) && (!out_path || parse_outputs(v, out, no));
     free(inp);
     free(out);
@@ -123,9 +170,5 @@ qf_status qf_tok_family_reader(void *ctx, const char *name, char **buf, size_t *
         snprintf(cfg + n, sizeof cfg - (size_t)n, "}");
         return copy_out(cfg, buf, len, err);
     }
-    char path[4200];
-    snprintf(path, sizeof path, "%s/%s", c->dir, name);
-    if (!qf_test_file_exists(path)) return QF_E_NOTFOUND;
-    if (!(*buf = read_text(path, len))) return qf_fail(err, QF_E_IO, "%s: cannot read", path);
-    return QF_OK;
+    return qf_test_dir_reader((void *)c->dir, name, buf, len, err);
 }

@@ -1,5 +1,5 @@
 /*
- * tokdata.h — tokenizer test data shared by test_vocab, test_tokenizer and the tok_ids helper.
+ * tokdata.h — tokenizer test data and helpers shared by test_vocab, test_tokenizer and tokcheck.
  *
  * llama.cpp's tokenizer test vectors (tests/test-tokenizer-0.cpp's files): NAME.inp holds the inputs,
  * each followed by "\n__ggml_vocab_test__\n" (the last one too); NAME.out holds one line per input, each
@@ -13,6 +13,7 @@
 #define QF_TOKDATA_H
 
 #include "formats/vocab.h"
+#include "runtime/tokenizer.h"
 
 #include <stdio.h>
 
@@ -31,6 +32,17 @@ void qf_tok_vectors_free(qf_tok_vectors *v);
 /* One .out line. */
 void qf_tok_ids_write(FILE *f, const int32_t *ids, size_t n);
 
+
+/* A whole file as a NUL-terminated string (malloc'd), or NULL. */
+char *qf_test_read_text(const char *path, size_t *n);
+/* A qf_file_reader over the directory ctx names, as the converter's source reads it. */
+qf_status qf_test_dir_reader(void *ctx, const char *name, char **buf, size_t *len, qf_error *err);
+/* config.json's vocab_size in dir, as the converter passes it (0 when absent). */
+uint32_t qf_test_config_vocab_size(const char *dir);
+/* The vocabulary alone in a GGUF (general.architecture llama), as the converter writes its keys. */
+qf_status qf_test_write_vocab(const qf_vocab *v, const char *path, qf_error *err);
+/* A GGUF's vocabulary and its tokenizer. */
+qf_status qf_test_open_tokenizer(const char *path, qf_tokenizer **t, qf_error *err);
 
 #define QF_TOK_MAX_LISTED 8
 
