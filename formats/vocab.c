@@ -870,12 +870,14 @@ static void pre_collect(const cJSON *node, pre_steps *p, int depth) {
         p->byte_level = true;
         if (!use_regex || cJSON_IsTrue(use_regex)) pre_push(p, RE_GPT2);
     } else if (strcmp(type, "Split") == 0) {
-        const char *re = js_str(js_get(node, "pattern"), "Regex");
+        const char *re = js_str(js_get(node, "pattern"), "Regex"), *str = js_str(js_get(node, "pattern"), "String");
         const char *behavior = js_str(node, "behavior");
-        if (js_truthy(js_get(node, "invert")) || (behavior && strcmp(behavior, "Isolated") != 0))
+        if (str && behavior && !strcmp(behavior, "MergedWithPrevious") && !js_truthy(js_get(node, "invert")))
+            pre_push_other(p, "<Split '%.20s' MergedWithPrevious>", str);
+        else if (js_truthy(js_get(node, "invert")) || (behavior && strcmp(behavior, "Isolated") != 0))
             pre_push_other(p, "<Split behavior %s>", behavior);
         else if (re) pre_push(p, re);
-        else pre_push_other(p, "<Split on string '%.40s'>", js_str(js_get(node, "pattern"), "String"));
+        else pre_push_other(p, "<Split on string '%.40s'>", str);
     } else if (strcmp(type, "Digits") == 0 && cJSON_IsTrue(js_get(node, "individual_digits"))) {
         pre_push(p, PRE_DIGITS_INDIVIDUAL);
     } else {
@@ -909,14 +911,37 @@ static void utf8_prefix(char *dst, size_t cap, const char *s) {
     }
 }
 
+/* A Replace normalizer of the string `from` by `to`. */
+static bool is_replace(const cJSON *n, const char *from, const char *to) {
+    const char *type = js_str(n, "type"), *pat = js_str(js_get(n, "pattern"), "String"), *content = js_str(n, "content");
+    return type && pat && content && !strcmp(type, "Replace") && !strcmp(pat, from) && !strcmp(content, to);
+}
+
+/* SentencePiece-style BPE as Gemma 3's tokenizer.json spells it: the normalizer turns every ' ' into
+ * U+2581 (and adds no prefix), the pre-tokenizer splits nothing more (none, or Split on ' ', which no
+ * longer occurs), unknown bytes fall back to <0xNN> tokens. llama.cpp's converter (Gemma3Model without
+ * tokenizer.model -> _set_vocab_gpt2) hashes this vocabulary to "granite-embed-multi-311m", a name of its
+ * Gemma 4 pre-tokenizer type, which implements exactly these steps. */
+#define PRE_SPM_BPE "granite-embed-multi-311m"
+
+static bool is_spm_style_bpe(const cJSON *tj, const pre_steps *p) {
+    const cJSON *norm = js_get(tj, "normalizer");
+    bool no_split = p->n == 0 || (p->n == 1 && !strcmp(p->step[0], "<Split ' ' MergedWithPrevious>"));
+    return no_split && is_replace(norm, " ", SPM_SPACE) && cJSON_IsTrue(js_get(js_get(tj, "model"), "byte_fallback"));
+}
+
 static qf_status bpe_pre(const cJSON *tj, qf_vocab *v, qf_error *err) {
     const cJSON *node = js_get(tj, "pre_tokenizer");
     pre_steps p = { .n = 0 };
+    if (node) pre_collect(node, &p, 0);
+    if (!p.byte_level && is_spm_style_bpe(tj, &p)) {
+        snprintf(v->pre, sizeof v->pre, "%s", PRE_SPM_BPE);
+        return QF_OK;
+    }
     if (!node) return qf_fail(err, QF_E_UNSUPPORTED, TJ ": BPE model without a pre_tokenizer (not byte-level BPE)");
-    pre_collect(node, &p, 0);
     if (!p.byte_level)
-        return qf_fail(err, QF_E_UNSUPPORTED, TJ ": pre-tokenizer has no ByteLevel step (only byte-level BPE is supported "
-                       "without tokenizer.model)");
+        return qf_fail(err, QF_E_UNSUPPORTED, TJ ": pre-tokenizer has no ByteLevel step and the model is not "
+                       "SentencePiece-style BPE (normalizer ' ' -> U+2581, byte_fallback) either");
     const char *name = pre_match(&p);
     if (!name) {
         char shown[96];
@@ -1210,10 +1235,27 @@ static void hf_files_free(hf_files *hf) {
     cJSON_Delete(hf->config);
 }
 
-/* LlamaModel.set_vocab: tokenizer_config's add_prefix_space, when stated, becomes add_space_prefix. */
-static void apply_add_prefix_space(const cJSON *tc, qf_vocab *v) {
-    const cJSON *a = js_get(tc, "add_prefix_space");
-    if (cJSON_IsBool(a)) v->add_space_prefix = cJSON_IsTrue(a);
+/* Whether llama.cpp converts the checkpoint with its LlamaModel class (conversion/llama.py's registered
+ * names); a config.json without architectures counts as Llama, as qforge reads it. */
+static bool llama_model_class(const cJSON *config) {
+    static const char *const names[] = {
+        "LLaMAForCausalLM", "LlamaForCausalLM", "MistralForCausalLM", "MixtralForCausalLM", "VLlama3ForCausalLM",
+        "LlavaForConditionalGeneration", "VoxtralForConditionalGeneration", "LlamaForCausalLMEagle3",
+        "Eagle3LlamaForCausalLM", "Eagle3Speculator", "Eagle3DraftModel", "IQuestCoderForCausalLM", "LlamaModel",
+    };
+    const cJSON *arch = js_get(config, "architectures");
+    const char *first = cJSON_IsArray(arch) && cJSON_IsString(arch->child) ? arch->child->valuestring : NULL;
+    if (!first) return true;
+    for (size_t i = 0; i < QF_ARRAY_LEN(names); i++)
+        if (strcmp(first, names[i]) == 0) return true;
+    return false;
+}
+
+/* LlamaModel.set_vocab: tokenizer_config's add_prefix_space, when stated, becomes add_space_prefix (the
+ * other converters of supported models, e.g. Qwen2/Qwen3's, do not write it). */
+static void apply_add_prefix_space(const hf_files *hf, qf_vocab *v) {
+    const cJSON *a = js_get(hf->tok_config, "add_prefix_space");
+    if (cJSON_IsBool(a) && llama_model_class(hf->config)) v->add_space_prefix = cJSON_IsTrue(a);
 }
 
 qf_status qf_vocab_load_hf(qf_file_reader rd, void *ctx, uint32_t vocab_size, qf_vocab *out, qf_error *err) {
@@ -1234,7 +1276,7 @@ qf_status qf_vocab_load_hf(qf_file_reader rd, void *ctx, uint32_t vocab_size, qf
             st = qf_fail(err, QF_E_NOTFOUND, "no tokenizer: neither tokenizer.model nor tokenizer.json exists");
     }
     if (!st) st = special_vocab_apply(rd, ctx, &hf, out, err);
-    if (!st) apply_add_prefix_space(hf.tok_config, out);
+    if (!st) apply_add_prefix_space(&hf, out);
     free(spm);
     hf_files_free(&hf);
     if (st) qf_vocab_free(out);

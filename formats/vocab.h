@@ -3,8 +3,10 @@
  * Face files (tokenizer.json, tokenizer.model, tokenizer_config.json, special_tokens_map.json,
  * added_tokens.json, config.json) or read back from a GGUF.
  *
- * Models: "llama" = SentencePiece-style (scores, byte-fallback tokens <0xNN>), "gpt2" = byte-level BPE
- * (merges, pre-tokenizer named by tokenizer.ggml.pre as llama.cpp spells it).
+ * Models: "llama" = SentencePiece (scores, byte-fallback tokens <0xNN>) from tokenizer.model; "gpt2" = BPE
+ * from tokenizer.json (merges, pre-tokenizer named by tokenizer.ggml.pre as llama.cpp spells it): byte-level
+ * BPE, or the SentencePiece-style BPE Gemma 3 ships (pre "granite-embed-multi-311m", as llama.cpp's converter
+ * names it for that vocabulary).
  */
 #ifndef QF_VOCAB_H
 #define QF_VOCAB_H

@@ -1,14 +1,16 @@
 /*
- * tokenizer.c — llama.cpp's tokenizer (src/llama-vocab.cpp, src/unicode.cpp) for SPM and byte-level BPE.
+ * tokenizer.c — llama.cpp's tokenizer (src/llama-vocab.cpp, src/unicode.cpp) for SPM and BPE.
  *
- * Pipeline (llama_vocab::impl::tokenize with parse_special = false):
- *   1. user-defined tokens are cut out of the raw text, longest first ("fragments");
+ * Pipeline (llama_vocab::impl::tokenize):
+ *   1. special tokens are cut out of the raw text, longest first ("fragments"): user-defined ones always,
+ *      control and unknown ones only with parse_special;
  *   2. SPM: each raw fragment gets the dummy space prefix when it starts the text or follows a token,
  *      spaces become U+2581, and UTF-8 characters are merged pairwise, highest-scoring pair first;
  *      pieces that are no token fall back to <0xNN> byte tokens;
  *   3. BPE: each raw fragment is split by the pre-tokenizer regexes in turn (matches and the text between
- *      them both become words), each word is mapped byte by byte to GPT-2's printable code points, and
- *      adjacent symbols are merged lowest merge rank first.
+ *      them both become words), each word is mapped byte by byte to GPT-2's printable code points (or,
+ *      for SentencePiece-style BPE, kept as UTF-8 after spaces became U+2581), and adjacent symbols are
+ *      merged lowest merge rank first; what stays no token falls back to single-byte tokens.
  * Ties break as llama.cpp's priority queues do: equal score/rank -> leftmost pair first.
  */
 #include "runtime/tokenizer.h"
@@ -26,14 +28,19 @@ enum { KIND_SPM, KIND_BPE };
 struct qf_tokenizer {
     int kind;
     uint32_t n;              /* tokens */
-    char *pool;              /* all token texts, each NUL-terminated */
-    uint64_t *off;           /* [n] offset of token i in pool */
-    uint32_t *len;           /* [n] bytes, without the NUL */
+    /* Interned strings: ids below n are the tokens; ids from n up are texts the BPE merges name that are no
+     * token (llama.cpp ranks merges by their strings, so a merge may name or make such text). */
+    uint32_t n_str;
+    uint64_t str_cap;
+    char *pool;              /* all texts, each NUL-terminated */
+    uint64_t pool_len, pool_cap;
+    uint64_t *off;           /* [n_str] offset of string i in pool */
+    uint32_t *len;           /* [n_str] bytes, without the NUL */
     float *score;            /* [n] SPM merge priority */
     uint8_t *attr;           /* [n] A_* bits */
     int32_t *slot;           /* text -> id hash table, open addressing, -1 = empty */
     uint64_t slot_mask;
-    /* BPE merges keyed by the token ids of both halves: rank (first listing wins) and merged token id. */
+    /* BPE merges keyed by the string ids of both halves: rank (first listing wins) and merged string id. */
     uint64_t *pair_key;      /* (left+1) << 32 | (right+1); 0 = empty */
     int32_t *pair_rank, *pair_id;
     uint64_t pair_mask;
@@ -43,11 +50,15 @@ struct qf_tokenizer {
     pcre2_code *re[MAX_REGEX];
     int n_re;
     bool ignore_merges;      /* BPE: a word that is itself a token skips merging (llama3 and kin) */
+    bool byte_encode;        /* BPE: words go through GPT-2's byte mapping (false: SentencePiece-style BPE) */
+    bool escape_spaces;      /* BPE: ' ' becomes U+2581 before splitting (SentencePiece-style BPE) */
+    bool newline_words;      /* BPE: a word of only '\n' that is a token stays whole (gemma4) */
+    bool force_bos;          /* BPE: add_bos is on whatever the vocab says (gemma4) */
     bool space_prefix;       /* SPM: add_space_prefix */
-    bool wants_bos;
-    int32_t bos, unk;
-    int32_t *user;           /* user-defined tokens cut out before tokenizing, longest first */
-    uint32_t n_user;
+    bool wants_bos, wants_eos;
+    int32_t bos, eos, unk;
+    int32_t *special;        /* control, user-defined and unknown tokens, cut out first, longest first */
+    uint32_t n_special;
 };
 
 /* ---- growable id output ------------------------------------------------------------------------- */
@@ -75,12 +86,19 @@ static uint64_t hash_bytes(const char *s, size_t n) {
 
 static const char *tok_str(const qf_tokenizer *t, int32_t id) { return t->pool + t->off[id]; }
 
-static int32_t lookup(const qf_tokenizer *t, const char *s, size_t n) {
+/* The string id of s[0..n) (token or merge text), or -1. */
+static int32_t find_str(const qf_tokenizer *t, const char *s, size_t n) {
     for (uint64_t i = hash_bytes(s, n) & t->slot_mask;; i = (i + 1) & t->slot_mask) {
         int32_t id = t->slot[i];
         if (id < 0) return -1;
         if (t->len[id] == n && memcmp(tok_str(t, id), s, n) == 0) return id;
     }
+}
+
+/* The token whose text is s[0..n), or -1. */
+static int32_t lookup(const qf_tokenizer *t, const char *s, size_t n) {
+    int32_t id = find_str(t, s, n);
+    return (uint32_t)id < t->n ? id : -1;
 }
 
 /* Later duplicates replace earlier ones, as token_to_id[word] = i does in llama.cpp. */
@@ -118,6 +136,8 @@ static qf_status copy_tokens(qf_tokenizer *t, const qf_vocab *v, qf_error *err) 
     t->off = qf_malloc_n(v->n_tokens, sizeof *t->off);
     t->len = qf_malloc_n(v->n_tokens, sizeof *t->len);
     if (!t->pool || !t->off || !t->len) return oom(err);
+    t->pool_len = t->pool_cap = total;
+    t->n_str = t->str_cap = v->n_tokens;
     uint64_t at = 0;
     for (uint32_t i = 0; i < v->n_tokens; i++) {
         char *dst = t->pool + at;
@@ -130,12 +150,47 @@ static qf_status copy_tokens(qf_tokenizer *t, const qf_vocab *v, qf_error *err) 
     return QF_OK;
 }
 
+/* (Re)build the text -> id table over every interned string, at most half full. */
 static qf_status build_index(qf_tokenizer *t, qf_error *err) {
-    uint64_t cap = table_size(t->n);
-    if (!(t->slot = qf_malloc_n(cap, sizeof *t->slot))) return oom(err);
+    uint64_t cap = table_size((uint64_t)t->n_str + 1);
+    int32_t *slot = qf_malloc_n(cap, sizeof *slot);
+    if (!slot) return oom(err);
+    free(t->slot);
+    t->slot = slot;
     memset(t->slot, 0xff, cap * sizeof *t->slot);
     t->slot_mask = cap - 1;
-    for (uint32_t i = 0; i < t->n; i++) insert_token(t, (int32_t)i);
+    for (uint32_t i = 0; i < t->n_str; i++) insert_token(t, (int32_t)i);
+    return QF_OK;
+}
+
+static bool grow(void **p, uint64_t *cap, uint64_t need, size_t elem) {
+    if (need <= *cap) return true;
+    uint64_t c = QF_MAX(need, 2 * *cap);
+    void *q = c <= SIZE_MAX / elem ? realloc(*p, (size_t)(c * elem)) : NULL;
+    if (!q) return false;
+    *p = q, *cap = c;
+    return true;
+}
+
+/* The string id of s[0..n), interning it when it is new. */
+static qf_status intern(qf_tokenizer *t, const char *s, size_t n, int32_t *id, qf_error *err) {
+    if ((*id = find_str(t, s, n)) >= 0) return QF_OK;
+    if (t->n_str >= INT32_MAX || n > UINT32_MAX) return qf_fail(err, QF_E_INPUT, "tokenizer.ggml.merges: too many texts");
+    if (!grow((void **)&t->pool, &t->pool_cap, t->pool_len + n + 1, 1)) return oom(err);
+    if (t->n_str == t->str_cap) { /* off and len share one capacity */
+        uint64_t off_cap = t->str_cap, len_cap = t->str_cap;
+        if (!grow((void **)&t->off, &off_cap, t->str_cap + 1, sizeof *t->off) ||
+            !grow((void **)&t->len, &len_cap, t->str_cap + 1, sizeof *t->len))
+            return oom(err);
+        t->str_cap = QF_MIN(off_cap, len_cap);
+    }
+    memcpy(t->pool + t->pool_len, s, n);
+    t->pool[t->pool_len + n] = '\0';
+    t->off[t->n_str] = t->pool_len, t->len[t->n_str] = (uint32_t)n;
+    t->pool_len += n + 1;
+    *id = (int32_t)t->n_str++;
+    if (2 * ((uint64_t)t->n_str + 1) > t->slot_mask + 1) return build_index(t, err);
+    insert_token(t, *id);
     return QF_OK;
 }
 
@@ -192,20 +247,20 @@ static void set_attrs(qf_tokenizer *t, const qf_vocab *v) {
     if (eos_s >= 0 && find_cstr(t, "<|tool_response>") >= 0) t->attr[eos_s] = A_NORMAL;
 }
 
-static int cmp_user(const void *pa, const void *pb, void *ctx) {
+static int cmp_special(const void *pa, const void *pb, void *ctx) {
     const qf_tokenizer *t = ctx;
     int32_t a = *(const int32_t *)pa, b = *(const int32_t *)pb;
     if (t->len[a] != t->len[b]) return t->len[a] > t->len[b] ? -1 : 1;
     return (a > b) - (a < b); /* llama.cpp's std::sort leaves equal lengths unordered; take id order */
 }
 
-/* User-defined tokens that are not also control/unknown: the only ones split out without parse_special. */
-static qf_status collect_user_tokens(qf_tokenizer *t, qf_error *err) {
-    if (!(t->user = qf_malloc_n(t->n, sizeof *t->user))) return oom(err);
+/* llama.cpp's cache_special_tokens: every control, user-defined or unknown token, longest first. Without
+ * parse_special only the user-defined ones that are neither control nor unknown are cut out. */
+static qf_status collect_special_tokens(qf_tokenizer *t, qf_error *err) {
+    if (!(t->special = qf_malloc_n(t->n, sizeof *t->special))) return oom(err);
     for (uint32_t i = 0; i < t->n; i++)
-        if ((t->attr[i] & A_USER) && !(t->attr[i] & (A_CONTROL | A_UNKNOWN)))
-            t->user[t->n_user++] = (int32_t)i;
-    qsort_r(t->user, t->n_user, sizeof *t->user, cmp_user, t);
+        if (t->attr[i] & (A_CONTROL | A_USER | A_UNKNOWN)) t->special[t->n_special++] = (int32_t)i;
+    qsort_r(t->special, t->n_special, sizeof *t->special, cmp_special, t);
     return QF_OK;
 }
 
@@ -229,17 +284,14 @@ static int32_t pair_rank(const qf_tokenizer *t, int32_t l, int32_t r, int32_t *m
     return t->pair_rank[i];
 }
 
-/* One merge line "left right" (split at the first space after position 0, as llama.cpp does). */
+/* One merge line "left right" (split at the first space after position 0, as llama.cpp does). Its parts
+ * and result need not be tokens: the converter rewrites some added tokens (U+2581 -> ' ') that merges
+ * still name, and llama.cpp matches merges by text. */
 static qf_status add_merge(qf_tokenizer *t, const char *m, uint64_t rank, char **buf, size_t *cap, qf_error *err) {
     const char *sp = m[0] ? strchr(m + 1, ' ') : NULL;
     if (!sp) return qf_fail(err, QF_E_INPUT, "tokenizer.ggml.merges[%llu]: '%.60s' is not two space-separated tokens",
                             (unsigned long long)rank, m);
     size_t ll = (size_t)(sp - m), rl = strlen(sp + 1);
-    int32_t l = lookup(t, m, ll), r = lookup(t, sp + 1, rl);
-    if (l < 0 || r < 0)
-        return qf_fail(err, QF_E_INPUT, "tokenizer.ggml.merges[%llu]: '%.60s' names %s '%.*s' that is not in the vocabulary",
-                       (unsigned long long)rank, m, l < 0 ? "left part" : "right part",
-                       (int)QF_MIN(l < 0 ? ll : rl, 60), l < 0 ? m : sp + 1);
     if (ll + rl + 1 > *cap) {
         char *nb = realloc(*buf, ll + rl + 1);
         if (!nb) return oom(err);
@@ -247,11 +299,16 @@ static qf_status add_merge(qf_tokenizer *t, const char *m, uint64_t rank, char *
     }
     memcpy(*buf, m, ll);
     memcpy(*buf + ll, sp + 1, rl);
+    int32_t l, r, merged;
+    qf_status st = intern(t, m, ll, &l, err);
+    if (!st) st = intern(t, sp + 1, rl, &r, err);
+    if (!st) st = intern(t, *buf, ll + rl, &merged, err);
+    if (st) return st;
     uint64_t i = pair_slot(t, pair_key(l, r));
     if (t->pair_key[i]) return QF_OK; /* first listing keeps its rank (bpe_ranks.emplace) */
     t->pair_key[i] = pair_key(l, r);
     t->pair_rank[i] = (int32_t)rank;
-    t->pair_id[i] = lookup(t, *buf, ll + rl);
+    t->pair_id[i] = merged;
     return QF_OK;
 }
 
@@ -291,18 +348,20 @@ static void build_gpt2_bytes(qf_tokenizer *t) {
     }
 }
 
-/* Single-byte fallback tokens: SPM looks up "<0xNN>" then the raw byte; BPE the raw byte string (which
- * llama.cpp looks up per byte of the GPT-2-encoded text, so usually only ASCII bytes hit). */
+/* Single-byte fallback tokens: SPM looks up "<0xNN>" then the raw byte; byte-level BPE the raw byte
+ * string (which llama.cpp looks up per byte of the GPT-2-encoded text, so usually only ASCII bytes hit);
+ * SentencePiece-style BPE only "<0xNN>". */
 static void build_byte_tokens(qf_tokenizer *t) {
+    bool hex = t->kind == KIND_SPM || !t->byte_encode, raw_too = t->kind == KIND_SPM || t->byte_encode;
     for (int b = 0; b < 256; b++) {
         char s[8];
         char raw = (char)b;
         int32_t id = -1;
-        if (t->kind == KIND_SPM) {
+        if (hex) {
             snprintf(s, sizeof s, "<0x%02X>", b);
             id = lookup(t, s, 6);
         }
-        t->byte_tok[b] = id >= 0 ? id : lookup(t, &raw, 1);
+        t->byte_tok[b] = id >= 0 || !raw_too ? id : lookup(t, &raw, 1);
     }
 }
 
@@ -315,19 +374,28 @@ static void build_byte_tokens(qf_tokenizer *t) {
 #define RE_QWEN2 "(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+"
 #define RE_PORO " ?[^(\\s|.,!?\xe2\x80\xa6\xe3\x80\x82\xef\xbc\x8c\xe3\x80\x81\xe0\xa5\xa4\xdb\x94\xd8\x8c)]+"
 
+/* What a pre-tokenizer type changes besides its regexes (llama_vocab::impl::load, llm_tokenizer_bpe). */
+enum {
+    PRE_IGNORE_MERGES = 1, /* a word that is itself a token is not merged */
+    PRE_ADD_BOS = 2,       /* add_bos defaults to true */
+    PRE_NO_BOS = 4,        /* the default BOS id is cleared */
+    PRE_RAW_UTF8 = 8,      /* SentencePiece-style BPE: spaces become U+2581, no GPT-2 byte mapping, <0xNN> bytes */
+    PRE_GEMMA4 = 16,       /* a word of only newlines that is a token stays whole; add_bos forced on */
+};
+
 typedef struct {
     const char *names;             /* space-separated tokenizer.ggml.pre values */
-    bool ignore_merges, wants_bos, no_bos;
+    unsigned flags;                /* PRE_* */
     const char *re[MAX_REGEX];
 } pre_def;
 
 static const pre_def k_pre[] = {
-    { "default", false, false, false,
+    { "default", 0,
       { "[\\p{P}\\$\\+<=>\\^~\\|]+", RE_GPT2, "\\p{N}+", "[0-9][0-9][0-9]" } },
-    { "llama3 llama-v3 llama-bpe falcon3 falcon-h1 pixtral midm-2.0 lfm2 jina-v5-nano", true, true, false,
+    { "llama3 llama-v3 llama-bpe falcon3 falcon-h1 pixtral midm-2.0 lfm2 jina-v5-nano", PRE_IGNORE_MERGES | PRE_ADD_BOS,
       { RE_LLAMA3 } },
-    { "dbrx smaug-bpe", false, false, false, { RE_LLAMA3 } },
-    { "deepseek-llm", false, false, false,
+    { "dbrx smaug-bpe", 0, { RE_LLAMA3 } },
+    { "deepseek-llm", 0,
       { "[\r\n]",
         "\\s?[A-Za-z\xc2\xb5\xc3\x80-\xc3\x96\xc3\x98-\xc3\xb6\xc3\xb8-\xc6\xba\xc6\xbc-\xc6\xbf\xc7\x84-\xca\x93\xca\x95-\xca\xaf\xcd\xb0-\xcd\xb3\xcd\xb6\xcd\xb7\xcd\xbb-\xcd\xbd\xcd\xbf\xce\x86\xce\x88-\xce\x8a\xce\x8c\xce\x8e-\xce\xa1\xce\xa3-\xcf\xb5\xcf\xb7-\xd2\x81\xd2\x8a-\xd4\xaf\xd4\xb1-\xd5\x96\xe1\x82\xa0-\xe1\x83\x85\xe1\x8e\xa0-\xe1\x8f\xb5\xe1\x8f\xb8-\xe1\x8f\xbd\xe1\xb2\x90-\xe1\xb2\xba\xe1\xb2\xbd-\xe1\xb2\xbf\xe1\xb4\x80-\xe1\xb4\xab\xe1\xb5\xab-\xe1\xb5\xb7\xe1\xb5\xb9-\xe1\xb6\x9a\xe1\xb8\x80-\xe1\xbc\x95\xe1\xbc\x98-\xe1\xbc\x9d\xe1\xbc\xa0-\xe1\xbd\x85\xe1\xbd\x88-\xe1\xbd\x8d\xe1\xbd\x90-\xe1\xbd\x97\xe1\xbd\x99\xe1\xbd\x9b\xe1\xbd\x9d\xe1\xbd\x9f-\xe1\xbd\xbd\xe1\xbe\x80-\xe1\xbe\xb4\xe1\xbe\xb6-\xe1\xbe\xbc\xe1\xbe\xbe\xe1\xbf\x82-\xe1\xbf\x84\xe1\xbf\x86-\xe1\xbf\x8c\xe1\xbf\x90-\xe1\xbf\x93\xe1\xbf\x96-\xe1\xbf\x9b\xe1\xbf\xa0-\xe1\xbf\xac\xe1\xbf\xb2-\xe1\xbf\xb4\xe1\xbf\xb6-\xe1\xbf\xbc\xe2\x84\x82\xe2\x84\x87\xe2\x84\x8a-\xe2\x84\x93\xe2\x84\x95\xe2\x84\x99-\xe2\x84\x9d\xe2\x84\xa4\xe2\x84\xa6\xe2\x84\xa8\xe2\x84\xaa-\xe2\x84\xad\xe2\x84\xaf-\xe2\x84\xb4\xe2\x84\xb9\xe2\x84\xbc-\xe2\x84\xbf\xe2\x85\x85-\xe2\x85\x89\xe2\x85\x8e\xe2\x86\x83\xe2\x86\x84\xe2\xb0\x80-\xe2\xb1\xbb\xe2\xb1\xbe-\xe2\xb3\xa4\xe2\xb3\xab-\xe2\xb3\xae\xe2\xb3\xb2\xe2\xb3\xb3\xea\x99\x80-\xea\x99\xad\xea\x9a\x80-\xea\x9a\x9b\xea\x9c\xa2-\xea\x9d\xaf\xea\x9d\xb1-\xea\x9e\x87\xea\x9e\x8b-\xea\x9e\x8e\xea\xad\xb0-\xea\xae\xbf\xef\xac\x80-\xef\xac\x86\xef\xac\x93-\xef\xac\x97\xef\xbc\xa1-\xef\xbc\xba\xef\xbd\x81-\xef\xbd\x9a\xf0\x90\x90\x80-\xf0\x90\x91\x8f\xf0\x90\x92\xb0-\xf0\x90\x93\x93\xf0\x90\x93\x98-\xf0\x90\x93\xbb\xf0\x90\xb2\x80-\xf0\x90\xb2\xb2\xf0\x90\xb3\x80-\xf0\x90\xb3\xb2\xf0\x91\xa2\xa0-\xf0\x91\xa3\x9f\xf0\x9e\xa4\x80-\xf0\x9e\xa5\x83]+",
         /* llama.cpp's class ends in U+3000-U+3002, but it maps U+3000 to \v before matching (std::wregex
@@ -336,34 +404,40 @@ static const pre_def k_pre[] = {
         "\\s+$",
         "[\xe4\xb8\x80-\xe9\xbe\xa5\xe0\xa0\x80-\xe4\xb8\x80\xea\xb0\x80-\xed\x9f\xbf]+",
         "\\p{N}+" } },
-    { "deepseek-coder", false, false, false,
+    { "deepseek-v3 joyai-llm hunyuan-dense hy_v4", 0,
+      { "\\p{N}{1,3}", "[\xe4\xb8\x80-\xe9\xbe\xa5\xe3\x81\x80-\xe3\x82\x9f\xe3\x82\xa0-\xe3\x83\xbf]+",
+        "[!\"#$%&'()*+,\\-./:;<=>?@\\[\\\\\\]^_`{|}~][A-Za-z]+|[^\r\n\\p{L}\\p{P}\\p{S}]?[\\p{L}\\p{M}]+| ?[\\p{P}\\p{S}]+[\r\n]*|\\s*[\r\n]+|\\s+(?!\\S)|\\s+" } },
+    { "deepseek-coder", 0,
       { "[\r\n]", "\\s?\\p{L}+", "\\s?\\p{P}+", "[\xe4\xb8\x80-\xe9\xbe\xa5\xe0\xa0\x80-\xe4\xb8\x80\xea\xb0\x80-\xed\x9f\xbf]+",
         "\\p{N}" } },
-    { "falcon", false, false, false,
+    { "falcon", 0,
       { "[\\p{P}\\$\\+<=>\\^~\\|`]+", RE_GPT2, "[0-9][0-9][0-9]" } },
-    { "starcoder refact command-r smollm codeshell exaone minerva-7b mellum2", false, false, false,
+    { "starcoder refact command-r smollm codeshell exaone minerva-7b mellum2", 0,
       { "\\p{N}", RE_GPT2 } },
     { "gpt-2 phi-2 jina-es jina-de gigachat jina-v2-es jina-v2-de a.x-4.0 mellum modern-bert jina-v1-en "
-      "jina-v2-code roberta-bpe exaone4 mpt olmo jais trillion granite-docling", false, false, false,
+      "jina-v2-code roberta-bpe exaone4 mpt olmo jais trillion granite-docling", 0,
       { RE_GPT2 } },
-    { "qwen2 deepseek-r1-qwen kormo f2llmv2 megrez stablelm2 hunyuan solar-open", false, false, false,
+    { "qwen2 deepseek-r1-qwen kormo f2llmv2 megrez stablelm2 hunyuan solar-open", 0,
       { RE_QWEN2 } },
-    { "qwen35", false, false, false,
+    { "qwen35", 0,
       { "(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\\r\\n\\p{L}\\p{N}]?[\\p{L}\\p{M}]+|\\p{N}| ?[^\\s\\p{L}\\p{M}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+" } },
-    { "glm4 chatglm-bpe", false, false, true,
+    { "glm4 chatglm-bpe", PRE_NO_BOS,
       { "(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+" } },
-    { "poro-chat bloom gpt3-finnish", false, false, false, { RE_PORO } },
-    { "viking", false, false, false, { RE_PORO, "\\p{N}" } },
-    { "tekken", true, true, false,
+    { "poro-chat bloom gpt3-finnish", 0, { RE_PORO } },
+    { "viking", 0, { RE_PORO, "\\p{N}" } },
+    { "tekken", PRE_IGNORE_MERGES | PRE_ADD_BOS,
       { "[^\\r\\n\\p{L}\\p{N}]?((?=[\\p{L}])([^a-z]))*((?=[\\p{L}])([^A-Z]))+|[^\\r\\n\\p{L}\\p{N}]?((?=[\\p{L}])([^a-z]))+((?=[\\p{L}])([^A-Z]))*|\\p{N}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n/]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+" } },
-    { "seed-coder", false, false, false,
+    { "seed-coder", 0,
       { "(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1}| ?[^\\s\\p{L}\\p{N}\\r\\n]+|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+" } },
-    { "grok-2", false, false, false, { RE_QWEN2 } },
-    { "ufakzeka", false, false, false,
+    { "grok-2", 0, { RE_QWEN2 } },
+    { "ufakzeka", 0,
       { "[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+" } },
-    { "bailingmoe bailingmoe2 llada-moe", false, false, false,
+    { "bailingmoe bailingmoe2 llada-moe", 0,
       { "'(?:[sSdDmMtT]|[lL][lL]|[vV][eE]|[rR][eE])|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]|\\s+(?!\\S)|\\s+" } },
-    { "minicpm5", true, false, false,
+    /* SentencePiece-style BPE (Gemma's tokenizer.json): no word splitting beyond newline runs */
+    { "gemma4 granite-embed-multi-311m", PRE_RAW_UTF8 | PRE_GEMMA4, { "[^\\n]+|[\\n]+" } },
+    { "sarvam-moe", PRE_RAW_UTF8, { "[^\\n]+|[\\n]+" } },
+    { "minicpm5", PRE_IGNORE_MERGES,
       { "\\p{N}{1,3}",
         "(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}+| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+" } },
 };
@@ -446,9 +520,12 @@ static qf_status setup_pre(qf_tokenizer *t, const char *pre, qf_error *err) {
     for (size_t i = 0; i < QF_ARRAY_LEN(k_pre); i++) {
         const pre_def *d = &k_pre[i];
         if (!name_in_list(d->names, name)) continue;
-        t->ignore_merges = d->ignore_merges;
-        t->wants_bos = d->wants_bos;
-        if (d->no_bos) t->bos = -1;
+        t->ignore_merges = d->flags & PRE_IGNORE_MERGES;
+        t->wants_bos = d->flags & PRE_ADD_BOS;
+        if (d->flags & PRE_NO_BOS) t->bos = -1;
+        t->byte_encode = !(d->flags & PRE_RAW_UTF8);
+        t->escape_spaces = d->flags & PRE_RAW_UTF8;
+        t->newline_words = t->force_bos = d->flags & PRE_GEMMA4;
         qf_status st = QF_OK;
         for (int k = 0; k < MAX_REGEX && d->re[k] && !st; k++) st = compile_regex(t, d->re[k], err);
         return st;
@@ -458,24 +535,31 @@ static qf_status setup_pre(qf_tokenizer *t, const char *pre, qf_error *err) {
 
 /* ---- construction ------------------------------------------------------------------------------- */
 
-/* Special ids and flags: llama.cpp's per-model defaults, then the vocab's keys. */
+/* A default special id, dropped when the vocab is too small for it (as llama.cpp disables it). */
+static int32_t default_id(const qf_tokenizer *t, int32_t id) { return id >= 0 && (uint32_t)id < t->n ? id : -1; }
+
+/* Special ids and flags: llama.cpp's per-model defaults, then the vocab's keys (apply_vocab_flags). */
 static qf_status setup_specials(qf_tokenizer *t, const qf_vocab *v, qf_error *err) {
-    int64_t bos = t->kind == KIND_SPM ? 1 : 11, unk = t->kind == KIND_SPM ? 0 : -1;
-    if (bos >= t->n) bos = -1;
-    if (unk >= t->n) unk = -1;
-    t->bos = (int32_t)bos, t->unk = (int32_t)unk;
-    t->wants_bos = t->kind == KIND_SPM;
-    t->space_prefix = t->kind == KIND_SPM;
-    if (v->bos_id >= (int64_t)t->n || v->unk_id >= (int64_t)t->n)
-        return qf_fail(err, QF_E_INPUT, "tokenizer: special id (bos %lld, unk %lld) outside the %u tokens",
-                       (long long)v->bos_id, (long long)v->unk_id, t->n);
+    bool spm = t->kind == KIND_SPM;
+    t->bos = default_id(t, spm ? 1 : 11);
+    t->eos = default_id(t, spm ? 2 : 11);
+    t->unk = default_id(t, spm ? 0 : -1);
+    t->wants_bos = spm;
+    t->space_prefix = spm;
+    t->byte_encode = true;
+    if (v->bos_id >= (int64_t)t->n || v->eos_id >= (int64_t)t->n || v->unk_id >= (int64_t)t->n)
+        return qf_fail(err, QF_E_INPUT, "tokenizer: special id (bos %lld, eos %lld, unk %lld) outside the %u tokens",
+                       (long long)v->bos_id, (long long)v->eos_id, (long long)v->unk_id, t->n);
     return QF_OK;
 }
 
 static void apply_vocab_flags(qf_tokenizer *t, const qf_vocab *v) {
     if (v->bos_id >= 0) t->bos = (int32_t)v->bos_id;
+    if (v->eos_id >= 0) t->eos = (int32_t)v->eos_id;
     if (v->unk_id >= 0) t->unk = (int32_t)v->unk_id;
     if (v->add_bos >= 0) t->wants_bos = v->add_bos;
+    if (v->add_eos >= 0) t->wants_eos = v->add_eos;
+    if (t->force_bos) t->wants_bos = true; /* llama.cpp's Gemma 4 override of add_bos_token */
     if (v->add_space_prefix >= 0 && t->kind == KIND_SPM) t->space_prefix = v->add_space_prefix;
 }
 
@@ -492,7 +576,7 @@ static qf_status tokenizer_init(qf_tokenizer *t, const qf_vocab *v, qf_error *er
     if (!(t->score = qf_calloc_n(t->n, sizeof *t->score)) || !(t->attr = qf_malloc_n(t->n, 1))) return oom(err);
     if (v->scores) memcpy(t->score, v->scores, (size_t)t->n * sizeof *t->score);
     set_attrs(t, v);
-    if ((st = collect_user_tokens(t, err)) || (st = setup_specials(t, v, err))) return st;
+    if ((st = collect_special_tokens(t, err)) || (st = setup_specials(t, v, err))) return st;
     if (t->kind == KIND_BPE) {
         build_gpt2_bytes(t);
         if ((st = setup_pre(t, v->pre, err)) || (st = build_merges(t, v, err))) return st;
@@ -516,7 +600,7 @@ void qf_tokenizer_free(qf_tokenizer *t) {
     if (!t) return;
     for (int i = 0; i < t->n_re; i++) pcre2_code_free(t->re[i]);
     free(t->pool); free(t->off); free(t->len); free(t->score); free(t->attr); free(t->slot);
-    free(t->pair_key); free(t->pair_rank); free(t->pair_id); free(t->user);
+    free(t->pair_key); free(t->pair_rank); free(t->pair_id); free(t->special);
     free(t);
 }
 
@@ -526,6 +610,7 @@ const char *qf_token_text(const qf_tokenizer *t, int32_t id) {
 int32_t qf_tokenizer_bos(const qf_tokenizer *t) { return t->bos; }
 uint32_t qf_tokenizer_n_vocab(const qf_tokenizer *t) { return t->n; }
 bool qf_tokenizer_wants_bos(const qf_tokenizer *t) { return t->wants_bos; }
+bool qf_tokenizer_wants_eos(const qf_tokenizer *t) { return t->wants_eos; }
 
 /* ---- merging: one symbol per UTF-8 character, linked list, binary heap of candidate pairs ---------- */
 
@@ -582,7 +667,7 @@ static sym *split_chars(const qf_tokenizer *t, const char *s, size_t n, bool wit
     for (size_t at = 0; at < n; k++) {
         uint32_t l = (uint32_t)QF_MIN((size_t)utf8_len((uint8_t)s[at]), n - at);
         y[k] = (sym){ (int32_t)k - 1, at + l == n ? -1 : (int32_t)k + 1, (uint32_t)at, l,
-                      with_ids ? lookup(t, s + at, l) : -1 };
+                      with_ids ? find_str(t, s + at, l) : -1 };
         at += l;
     }
     *count = k;
@@ -672,7 +757,7 @@ static bool bpe_try_pair(const qf_tokenizer *t, const sym *y, heap *h, int32_t l
 
 static qf_status bpe_emit(const qf_tokenizer *t, const char *s, const sym *y, size_t count, idvec *out, qf_error *err) {
     for (int32_t i = count ? 0 : -1; i != -1; i = y[i].next) {
-        if (y[i].id >= 0) { if (!idvec_push(out, y[i].id)) return oom(err); continue; }
+        if ((uint32_t)y[i].id < t->n) { if (!idvec_push(out, y[i].id)) return oom(err); continue; }
         for (uint32_t k = 0; k < y[i].n; k++) { /* llama.cpp: each byte of the encoded text, if a token */
             int32_t bt = t->byte_tok[(uint8_t)s[y[i].start + k]];
             if (bt >= 0 && !idvec_push(out, bt)) return oom(err);
@@ -681,9 +766,15 @@ static qf_status bpe_emit(const qf_tokenizer *t, const char *s, const sym *y, si
     return QF_OK;
 }
 
-/* Merge one GPT-2-encoded word. */
+static bool only_newlines(const char *s, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        if (s[i] != '\n') return false;
+    return true;
+}
+
+/* Merge one word (GPT-2-encoded, or UTF-8 for SentencePiece-style BPE). */
 static qf_status bpe_word(const qf_tokenizer *t, const char *s, size_t n, idvec *out, qf_error *err) {
-    if (t->ignore_merges) {
+    if (t->ignore_merges || (t->newline_words && only_newlines(s, n))) {
         int32_t id = lookup(t, s, n);
         if (id >= 0) return idvec_push(out, id) ? QF_OK : oom(err);
     }
@@ -835,18 +926,22 @@ static bool gpt2_encode(const qf_tokenizer *t, const char *w, size_t n, char **b
 }
 
 static qf_status bpe_fragment(const qf_tokenizer *t, const char *text, size_t len, idvec *out, qf_error *err) {
-    size_t n;
-    char *s = sanitize_utf8(text, len, &n);
+    size_t n, en = len;
+    char *escaped = t->escape_spaces ? spm_escape(text, len, false, &en) : NULL;
+    if (t->escape_spaces && !escaped) return oom(err);
+    char *s = sanitize_utf8(escaped ? escaped : text, en, &n);
+    free(escaped);
     if (!s) return oom(err);
     spans words = { 0 };
     qf_status st = pre_split(t, s, n, &words, err);
     char *buf = NULL;
     size_t cap = 0;
     for (size_t i = 0; !st && i < words.n; i++) {
-        size_t en;
-        if (words.len[i] == 0) continue;
-        if (!gpt2_encode(t, s + words.off[i], words.len[i], &buf, &cap, &en)) st = oom(err);
-        else st = bpe_word(t, buf, en, out, err);
+        const char *w = s + words.off[i];
+        size_t wn = words.len[i];
+        if (wn == 0) continue;
+        if (t->byte_encode && !gpt2_encode(t, w, wn, &buf, &cap, &wn)) st = oom(err);
+        else st = bpe_word(t, t->byte_encode ? buf : w, wn, out, err);
     }
     free(buf);
     spans_free(&words);
@@ -915,9 +1010,12 @@ static bool may_occur(const present *p, const char *s, uint32_t n) {
     return p->pair[k >> 6] >> (k & 63) & 1;
 }
 
-static qf_status partition(const qf_tokenizer *t, const char *text, size_t len, frags *f, qf_error *err) {
+/* Cut the special tokens out of the text (tokenizer_st_partition); control and unknown tokens only when
+ * parse_special. */
+static qf_status partition(const qf_tokenizer *t, const char *text, size_t len, bool parse_special, frags *f,
+                           qf_error *err) {
     if (len && !frags_push(f, (frag){ -1, 0, len })) return oom(err);
-    if (!t->n_user || !len) return QF_OK;
+    if (!t->n_special || !len) return QF_OK;
     present *p = calloc(1, sizeof *p);
     if (!p) return oom(err);
     for (size_t i = 0; i < len; i++) {
@@ -929,8 +1027,9 @@ static qf_status partition(const qf_tokenizer *t, const char *text, size_t len, 
         }
     }
     bool ok = true;
-    for (uint32_t k = 0; ok && k < t->n_user; k++) {
-        int32_t id = t->user[k];
+    for (uint32_t k = 0; ok && k < t->n_special; k++) {
+        int32_t id = t->special[k];
+        if (!parse_special && (t->attr[id] & (A_CONTROL | A_UNKNOWN))) continue;
         if (t->len[id] <= len && may_occur(p, tok_str(t, id), t->len[id])) ok = cut_token(t, id, text, f);
     }
     free(p);
@@ -939,10 +1038,11 @@ static qf_status partition(const qf_tokenizer *t, const char *text, size_t len, 
 
 /* ---- entry point -------------------------------------------------------------------------------- */
 
-static qf_status encode_all(const qf_tokenizer *t, const char *text, size_t len, bool add_bos, idvec *out, qf_error *err) {
+static qf_status encode_all(const qf_tokenizer *t, const char *text, size_t len, bool add_bos, bool add_eos,
+                            bool parse_special, idvec *out, qf_error *err) {
     if (add_bos && t->bos >= 0 && !idvec_push(out, t->bos)) return oom(err);
     frags f = { 0 };
-    qf_status st = partition(t, text, len, &f, err);
+    qf_status st = partition(t, text, len, parse_special, &f, err);
     bool prev_special = true; /* SPM: the first fragment and any after a token get the dummy prefix */
     for (size_t i = 0; !st && i < f.n; i++) {
         const frag *x = &f.v[i];
@@ -952,17 +1052,30 @@ static qf_status encode_all(const qf_tokenizer *t, const char *text, size_t len,
         prev_special = false;
     }
     free(f.v);
+    if (!st && add_eos && t->eos >= 0 && !idvec_push(out, t->eos)) st = oom(err);
     return st;
 }
 
-qf_status qf_tokenize(const qf_tokenizer *t, const char *text, size_t len, bool add_bos, int32_t **ids, size_t *n,
-                      qf_error *err) {
+static qf_status tokenize(const qf_tokenizer *t, const char *text, size_t len, bool add_bos, bool add_eos,
+                          bool parse_special, int32_t **ids, size_t *n, qf_error *err) {
     *ids = NULL, *n = 0;
     if (!text && len) return qf_fail(err, QF_E_USAGE, "qf_tokenize: NULL text with length %zu", len);
     idvec out = { 0 };
-    qf_status st = encode_all(t, text, len, add_bos, &out, err);
+    qf_status st = encode_all(t, text, len, add_bos, add_eos, parse_special, &out, err);
     if (!st && !out.v && !(out.v = malloc(sizeof *out.v))) st = oom(err);
     if (st) { free(out.v); return st; }
     *ids = out.v, *n = out.n;
     return QF_OK;
+}
+
+qf_status qf_tokenize(const qf_tokenizer *t, const char *text, size_t len, bool add_bos, int32_t **ids, size_t *n,
+                      qf_error *err) {
+    return tokenize(t, text, len, add_bos, false, false, ids, n, err);
+}
+
+qf_status qf_tokenize_flags(const qf_tokenizer *t, const char *text, size_t len, unsigned flags, int32_t **ids,
+                            size_t *n, qf_error *err) {
+    bool add = flags & QF_TOKENIZE_ADD_SPECIAL;
+    return tokenize(t, text, len, add && t->wants_bos, add && t->wants_eos, flags & QF_TOKENIZE_PARSE_SPECIAL, ids,
+                    n, err);
 }

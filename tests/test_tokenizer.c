@@ -10,6 +10,7 @@
  *     (clear errors), and invalid UTF-8 / random bytes (no crash, stable results).
  */
 #include "testutil.h"
+#include "tokdata.h"
 #include "runtime/tokenizer.h"
 
 #include <cjson/cJSON.h>
@@ -24,36 +25,6 @@ static double now_s(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
-static char *read_text(const char *path, size_t *n) {
-    uint8_t *d = qf_test_read_file(path, n);
-    if (!d) return NULL;
-    char *s = realloc(d, *n + 1);
-    if (!s) { free(d); return NULL; }
-    s[*n] = '\0';
-    return s;
-}
-
-static qf_status dir_reader(void *ctx, const char *name, char **buf, size_t *len, qf_error *err) {
-    char path[4096];
-    snprintf(path, sizeof path, "%s/%s", (const char *)ctx, name);
-    if (!qf_test_file_exists(path)) return QF_E_NOTFOUND;
-    if (!(*buf = read_text(path, len))) return qf_fail(err, QF_E_IO, "%s: cannot read", path);
-    return QF_OK;
-}
-
-static uint32_t config_vocab_size(const char *dir) {
-    char *buf;
-    size_t len;
-    qf_error err = {0};
-    if (dir_reader((void *)dir, "config.json", &buf, &len, &err)) return 0;
-    cJSON *j = cJSON_ParseWithLength(buf, len);
-    const cJSON *vs = cJSON_GetObjectItemCaseSensitive(j, "vocab_size");
-    uint32_t n = cJSON_IsNumber(vs) && vs->valuedouble > 0 ? (uint32_t)vs->valuedouble : 0;
-    cJSON_Delete(j);
-    free(buf);
-    return n;
 }
 
 static void print_ids(const char *label, const int32_t *ids, size_t n) {
@@ -86,99 +57,14 @@ static bool expect_ids(const qf_tokenizer *t, const char *text, size_t len, bool
 
 /* ---- 1. llama.cpp tokenizer vectors -------------------------------------------------------------- */
 
-/* test-tokenizer-0's read_tests: inputs separated by "\n__ggml_vocab_test__\n" (a trailing separator ends
- * the list), one output line of space-separated ids per input. */
-typedef struct { char **inp; size_t *inp_len; int32_t **ids; size_t *n_ids; size_t n; } vectors;
-
-static void vectors_free(vectors *v) {
-    for (size_t i = 0; i < v->n; i++) { free(v->inp[i]); free(v->ids[i]); }
-    free(v->inp); free(v->inp_len); free(v->ids); free(v->n_ids);
-}
-
-static bool vectors_add_input(vectors *v, const char *s, size_t n) {
-    size_t k = v->n;
-    char **inp = realloc(v->inp, (k + 1) * sizeof *inp);
-    if (inp) v->inp = inp;
-    size_t *il = realloc(v->inp_len, (k + 1) * sizeof *il);
-    if (il) v->inp_len = il;
-    if (!inp || !il || !(v->inp[k] = qf_strndup(s, n))) return false;
-    v->inp_len[k] = n;
-    v->n++;
-    return true;
-}
-
-static size_t count_lines(const char *s, size_t n) {
-    size_t lines = 0;
-    for (size_t i = 0; i < n; i++) lines += s[i] == '\n';
-    return lines + (n && s[n - 1] != '\n');
-}
-
-/* Output lines: ids separated by spaces (string_strip'ed); line k pairs with input k. */
-static bool parse_outputs(vectors *v, char *out, size_t n) {
-    size_t lines = count_lines(out, n);
-    if (lines != v->n) return false;
-    v->ids = calloc(lines ? lines : 1, sizeof *v->ids);
-    v->n_ids = calloc(lines ? lines : 1, sizeof *v->n_ids);
-    if (!v->ids || !v->n_ids) return false;
-    char *p = out;
-    for (size_t k = 0; k < lines; k++) {
-        char *eol = strchr(p, '\n');
-        if (eol) *eol = '\0';
-        v->ids[k] = malloc((strlen(p) / 2 + 1) * sizeof **v->ids);
-        if (!v->ids[k]) return false;
-        for (char *q = p, *e; ; q = e) {
-            long id = strtol(q, &e, 10);
-            if (e == q) break;
-            v->ids[k][v->n_ids[k]++] = (int32_t)id;
-        }
-        p = eol ? eol + 1 : p + strlen(p);
-    }
-    return true;
-}
-
-static bool load_vectors(const char *gguf, vectors *v) {
-    char path[4400];
-    size_t ni, no;
-    memset(v, 0, sizeof *v);
-    snprintf(path, sizeof path, "%s.inp", gguf);
-    char *inp = read_text(path, &ni);
-    snprintf(path, sizeof path, "%s.out", gguf);
-    char *out = read_text(path, &no);
-    bool ok = inp && out;
-    static const char sep[] = "\n__ggml_vocab_test__\n";
-    for (size_t pos = 0; ok && pos < ni;) {
-        const char *next = memmem(inp + pos, ni - pos, sep, sizeof sep - 1);
-        size_t end = next ? (size_t)(next - inp) : ni;
-        ok = vectors_add_input(v, inp + pos, end - pos);
-        pos = next ? end + sizeof sep - 1 : ni;
-    }
-    ok = ok && parse_outputs(v, out, no);
-    free(inp);
-    free(out);
-    return ok;
-}
-
 static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
-
-/* Open a vocab GGUF and build its tokenizer; *reason says why not. */
-static qf_status open_tokenizer(const char *path, qf_tokenizer **t, qf_error *err) {
-    qf_gguf *g = NULL;
-    qf_vocab v;
-    qf_status st = qf_gguf_open(path, &g, err);
-    if (!st) st = qf_vocab_load_gguf(g, &v, err);
-    qf_gguf_close(g);
-    if (st) return st;
-    st = qf_tokenizer_new(&v, t, err);
-    qf_vocab_free(&v);
-    return st;
-}
 
 static void run_vector_file(const char *dir, const char *name) {
     char path[4200];
     snprintf(path, sizeof path, "%s/%s", dir, name);
     qf_tokenizer *t = NULL;
     qf_error err = {0};
-    qf_status st = open_tokenizer(path, &t, &err);
+    qf_status st = qf_test_open_tokenizer(path, &t, &err);
     char probe[4300];
     snprintf(probe, sizeof probe, "%s.inp", path);
     bool has_vectors = qf_test_file_exists(probe);
@@ -193,15 +79,18 @@ static void run_vector_file(const char *dir, const char *name) {
         qf_tokenizer_free(t);
         return;
     }
-    vectors v;
-    bool loaded = load_vectors(path, &v);
+    char inp[4300], out[4300];
+    snprintf(inp, sizeof inp, "%s.inp", path);
+    snprintf(out, sizeof out, "%s.out", path);
+    qf_tok_vectors v;
+    bool loaded = qf_tok_vectors_load(inp, out, &v);
     CHECK_MSG(loaded, "%s: cannot read the .inp/.out pair (input/output counts differ?)", name);
     size_t pass = 0;
     for (size_t i = 0; loaded && i < v.n; i++)
         pass += expect_ids(t, v.inp[i], v.inp_len[i], false, v.ids[i], v.n_ids[i], name);
     printf("%-32s %zu/%zu inputs match llama.cpp\n", name, pass, loaded ? v.n : 0);
     CHECK_MSG(loaded && pass == v.n, "%s: %zu of %zu inputs differ", name, v.n - pass, v.n);
-    if (loaded) vectors_free(&v);
+    if (loaded) qf_tok_vectors_free(&v);
     qf_tokenizer_free(t);
 }
 
@@ -264,7 +153,7 @@ static void check_text(const qf_tokenizer *t, const char *model, const char *tex
     snprintf(rel, sizeof rel, "text/%s", text_name);
     if (!qf_test_shared(rel, path, sizeof path)) return;
     size_t n;
-    char *s = read_text(path, &n);
+    char *s = qf_test_read_text(path, &n);
     CHECK(s != NULL);
     if (!s) return;
     n = perplexity_text(s, n);
@@ -295,7 +184,7 @@ static void test_real_text(const char *model) {
     if (!qf_test_shared(rel, dir, sizeof dir)) return;
     qf_vocab v;
     qf_error err = {0};
-    qf_status st = qf_vocab_load_hf(dir_reader, dir, config_vocab_size(dir), &v, &err);
+    qf_status st = qf_vocab_load_hf(qf_test_dir_reader, dir, qf_test_config_vocab_size(dir), &v, &err);
     CHECK_OK(st, &err);
     if (st) return;
     qf_tokenizer *t = NULL;
@@ -306,7 +195,7 @@ static void test_real_text(const char *model) {
     CHECK(qf_tokenizer_wants_bos(t) && qf_tokenizer_bos(t) >= 0);
     snprintf(ref_path, sizeof ref_path, "%s/REFERENCE.json", dir);
     size_t n;
-    char *js = read_text(ref_path, &n);
+    char *js = qf_test_read_text(ref_path, &n);
     cJSON *ref = js ? cJSON_ParseWithLength(js, n) : NULL;
     CHECK_MSG(ref != NULL, "%s: cannot parse", ref_path);
     const cJSON *texts = cJSON_GetObjectItemCaseSensitive(ref, "texts"), *e;
@@ -324,11 +213,11 @@ static void test_hf_matches_gguf(void) {
     qf_vocab v;
     qf_error err = {0};
     qf_tokenizer *a = NULL, *b = NULL;
-    CHECK_OK(qf_vocab_load_hf(dir_reader, dir, config_vocab_size(dir), &v, &err), &err);
+    CHECK_OK(qf_vocab_load_hf(qf_test_dir_reader, dir, qf_test_config_vocab_size(dir), &v, &err), &err);
     if (err.status) return;
     CHECK_OK(qf_tokenizer_new(&v, &a, &err), &err);
     qf_vocab_free(&v);
-    CHECK_OK(open_tokenizer(gg, &b, &err), &err);
+    CHECK_OK(qf_test_open_tokenizer(gg, &b, &err), &err);
     static const char text[] = "Once upon a time, there was a little girl named Lily.\nShe  liked \xc3\xa9t\xc3\xa9 \xe2\x82\xac 42!";
     int32_t *x = NULL, *y = NULL;
     size_t nx = 0, ny = 0;
@@ -372,6 +261,17 @@ static qf_vocab small_vocab(const char *model, const char *pre, const tok_def *t
 
 static void free_small(qf_vocab *v) { free(v->tokens); free(v->scores); free(v->types); }
 
+/* The tokenizer of a small_vocab (NULL, with the failure recorded, when it cannot be built). */
+static qf_tokenizer *small_tokenizer(const char *model, const char *pre, const tok_def *toks, uint32_t n,
+                                     const char **merges, uint64_t n_merges) {
+    qf_vocab v = small_vocab(model, pre, toks, n, merges, n_merges);
+    qf_tokenizer *t = NULL;
+    qf_error err = {0};
+    CHECK_OK(qf_tokenizer_new(&v, &t, &err), &err);
+    free_small(&v);
+    return t;
+}
+
 static const tok_def k_spm[] = {
     { "<unk>", 0, QF_TOK_UNKNOWN }, { "<s>", 0, QF_TOK_CONTROL }, { "</s>", 0, QF_TOK_CONTROL },
     { "<0x41>", 0, QF_TOK_BYTE }, { "<0xC3>", 0, QF_TOK_BYTE }, { "<0xA9>", 0, QF_TOK_BYTE },
@@ -380,11 +280,7 @@ static const tok_def k_spm[] = {
 };
 
 static void test_spm_small(void) {
-    qf_vocab v = small_vocab("llama", "", k_spm, QF_ARRAY_LEN(k_spm), NULL, 0);
-    qf_tokenizer *t = NULL;
-    qf_error err = {0};
-    CHECK_OK(qf_tokenizer_new(&v, &t, &err), &err);
-    free_small(&v);
+    qf_tokenizer *t = small_tokenizer("llama", "", k_spm, QF_ARRAY_LEN(k_spm), NULL, 0);
     if (!t) return;
     CHECK(qf_tokenizer_bos(t) == 1 && qf_tokenizer_wants_bos(t) && qf_tokenizer_n_vocab(t) == QF_ARRAY_LEN(k_spm));
     CHECK(strcmp(qf_token_text(t, 9), "ab") == 0 && qf_token_text(t, -1) == NULL && qf_token_text(t, 99) == NULL);
@@ -411,11 +307,7 @@ static const tok_def k_bpe[] = {
 static const char *k_bpe_merges[] = { "a b", "\xc4\xa0 a", "\xc4\xa0" "a b" };
 
 static void test_bpe_small(void) {
-    qf_vocab v = small_vocab("gpt2", "gpt-2", k_bpe, QF_ARRAY_LEN(k_bpe), k_bpe_merges, QF_ARRAY_LEN(k_bpe_merges));
-    qf_tokenizer *t = NULL;
-    qf_error err = {0};
-    CHECK_OK(qf_tokenizer_new(&v, &t, &err), &err);
-    free_small(&v);
+    qf_tokenizer *t = small_tokenizer("gpt2", "gpt-2", k_bpe, QF_ARRAY_LEN(k_bpe), k_bpe_merges, QF_ARRAY_LEN(k_bpe_merges));
     if (!t) return;
     CHECK(!qf_tokenizer_wants_bos(t) && qf_tokenizer_bos(t) == 11); /* llama.cpp's BPE default id 11 */
     /* "ab ab": words "ab" and " ab"; rank 0 (a b) applies before " a" + "b" would */
@@ -425,6 +317,52 @@ static void test_bpe_small(void) {
     CHECK(expect_ids(t, "a<|user|>a", 10, false, (const int32_t[]){ 0, 6, 0 }, 3, "bpe user-defined"));
     /* invalid byte -> U+FFFD (EF BF BD) -> GPT-2 "ï¿½" */
     CHECK(expect_ids(t, "\xff", 1, false, (const int32_t[]){ 8, 9, 10 }, 3, "bpe invalid utf-8"));
+    qf_tokenizer_free(t);
+}
+
+/* Merges are matched by text, as llama.cpp's bpe_ranks are: a merge may name or make text that is no token
+ * (the converter rewrites added tokens such as Gemma's U+2581 runs, which merges still name). Here "a a"
+ * makes "aa", no token, and "aa b" then makes the token "aab". */
+static void test_bpe_merge_through_non_token(void) {
+    static const tok_def toks[] = { { "a", 0, 0 }, { "b", 0, 0 }, { "aab", 0, 0 } };
+    const char *merges[] = { "a a", "aa b", "zz a" };
+    qf_tokenizer *t = small_tokenizer("gpt2", "gpt-2", toks, QF_ARRAY_LEN(toks), merges, QF_ARRAY_LEN(merges));
+    if (!t) return;
+    CHECK(expect_ids(t, "aab", 3, false, (const int32_t[]){ 2 }, 1, "merge through a non-token"));
+    CHECK(expect_ids(t, "aa", 2, false, (const int32_t[]){ 0, 0 }, 2, "non-token result falls back to bytes"));
+    qf_tokenizer_free(t);
+}
+
+/* SentencePiece-style BPE (Gemma's tokenizer.json as llama.cpp's gemma4 pre-tokenizer type runs it):
+ * spaces become U+2581, no GPT-2 byte mapping, <0xNN> byte fallback, a newline-only word that is a token
+ * stays whole, BOS whatever add_bos says; and llama_tokenize's add_special / parse_special. */
+static void test_bpe_spm_style(void) {
+    static const tok_def toks[] = {
+        { "<bos>", 0, QF_TOK_CONTROL }, { "\xe2\x96\x81", 0, 0 }, { "a", 0, 0 }, { "\xe2\x96\x81" "a", 0, 0 },
+        { "\n", 0, 0 }, { "\n\n", 0, 0 }, { "<0x42>", 0, 0 }, { "<eos>", 0, QF_TOK_CONTROL },
+    };
+    const char *merges[] = { "\xe2\x96\x81 a" };
+    qf_vocab v = small_vocab("gpt2", "granite-embed-multi-311m", toks, QF_ARRAY_LEN(toks), merges, 1);
+    v.bos_id = 0, v.eos_id = 7, v.add_bos = 0;
+    qf_tokenizer *t = NULL;
+    qf_error err = {0};
+    CHECK_OK(qf_tokenizer_new(&v, &t, &err), &err);
+    free_small(&v);
+    if (!t) return;
+    CHECK(qf_tokenizer_wants_bos(t) && !qf_tokenizer_wants_eos(t)); /* llama.cpp forces add_bos for gemma4 */
+    CHECK(expect_ids(t, "a a", 3, false, (const int32_t[]){ 2, 3 }, 2, "spm-style spaces"));
+    CHECK(expect_ids(t, "\n\n", 2, false, (const int32_t[]){ 5 }, 1, "spm-style newline word"));
+    CHECK(expect_ids(t, "a\n\na", 4, false, (const int32_t[]){ 2, 5, 2 }, 3, "spm-style newline split"));
+    /* 'B' only as <0x42>; 'C' has no token at all and is dropped, as llama.cpp drops it */
+    CHECK(expect_ids(t, "BC", 2, false, (const int32_t[]){ 6 }, 1, "spm-style byte fallback"));
+    int32_t *ids = NULL;
+    size_t n = 0;
+    CHECK_OK(qf_tokenize_flags(t, "<eos>a", 6, QF_TOKENIZE_ADD_SPECIAL | QF_TOKENIZE_PARSE_SPECIAL, &ids, &n, &err), &err);
+    CHECK(same_ids(ids, n, (const int32_t[]){ 0, 7, 2 }, 3));
+    free(ids);
+    CHECK_OK(qf_tokenize_flags(t, "<eos>a", 6, 0, &ids, &n, &err), &err); /* control text stays text */
+    CHECK(same_ids(ids, n, (const int32_t[]){ 2 }, 1));
+    free(ids);
     qf_tokenizer_free(t);
 }
 
@@ -438,11 +376,8 @@ static void expect_new_fails(qf_vocab *v, qf_status want, const char *needle, co
 }
 
 static void test_malformed(void) {
-    const char *unknown[] = { "a b", "a zz" };
-    qf_vocab v = small_vocab("gpt2", "gpt-2", k_bpe, QF_ARRAY_LEN(k_bpe), unknown, 2);
-    expect_new_fails(&v, QF_E_INPUT, "'zz' that is not in the vocabulary", "merge with unknown token");
     const char *nospace[] = { "ab" };
-    v.merges = (char **)nospace, v.n_merges = 1;
+    qf_vocab v = small_vocab("gpt2", "gpt-2", k_bpe, QF_ARRAY_LEN(k_bpe), nospace, 1);
     expect_new_fails(&v, QF_E_INPUT, "not two space-separated tokens", "merge without space");
     v.merges = NULL, v.n_merges = 0;
     v.bos_id = 1000;
@@ -463,7 +398,7 @@ static void test_all_pre(void) {
     static const char *const pres[] = {
         "", "default", "llama-bpe", "dbrx", "deepseek-llm", "deepseek-coder", "falcon", "starcoder", "gpt-2",
         "qwen2", "qwen35", "chatglm-bpe", "bloom", "viking", "tekken", "seed-coder", "grok-2", "ufakzeka",
-        "bailingmoe", "minicpm5",
+        "bailingmoe", "minicpm5", "deepseek-v3", "joyai-llm", "granite-embed-multi-311m", "gemma4", "sarvam-moe",
     };
     static const char text[] = "Hello world! It's 1234567 \t\n\n  x \xc3\xbc\xe4\xb8\xad\xe6\x96\x87\xe3\x80\x80"
                                "\xd9\xa1\xd9\xa2 ab   \xc2\x85\xff";
@@ -518,10 +453,203 @@ static void test_random_bytes(void) {
     qf_tokenizer_free(tb);
 }
 
+/* ---- 4. released tokenizers (../shared/tokenizers) ------------------------------------------------- */
+
+/* GPT-2's bytes_to_unicode, inverted: code point -> byte, -1 where no byte maps there. */
+static void gpt2_unicode_to_byte(int16_t inv[324]) {
+    int next = 256;
+    for (int i = 0; i < 324; i++) inv[i] = -1;
+    for (int b = 0; b < 256; b++) {
+        bool keep = (b >= 0x21 && b <= 0x7E) || (b >= 0xA1 && b <= 0xAC) || (b >= 0xAE && b <= 0xFF);
+        inv[keep ? b : next++] = (int16_t)b;
+    }
+}
+
+/* Next code point of s (valid UTF-8 assumed: token texts are), advancing *i. */
+static uint32_t next_cpt(const char *s, size_t *i) {
+    const uint8_t *u = (const uint8_t *)s + *i;
+    uint32_t n = u[0] < 0x80 ? 1 : u[0] < 0xE0 ? 2 : u[0] < 0xF0 ? 3 : 4;
+    uint32_t cp = n == 1 ? u[0] : n == 2 ? u[0] & 0x1Fu : n == 3 ? u[0] & 0x0Fu : u[0] & 0x07u;
+    for (uint32_t k = 1; k < n; k++) cp = cp << 6 | (u[k] & 0x3Fu);
+    *i += n;
+    return cp;
+}
+
+typedef struct { char *v; size_t n, cap; } bytebuf;
+
+static bool buf_put(bytebuf *b, const char *s, size_t n) {
+    if (b->n + n + 1 > b->cap) {
+        size_t cap = (b->n + n + 1) * 2;
+        char *v = realloc(b->v, cap);
+        if (!v) return false;
+        b->v = v, b->cap = cap;
+    }
+    memcpy(b->v + b->n, s, n);
+    b->n += n;
+    return true;
+}
+
+/* The bytes a NORMAL token stands for: byte-level BPE maps its code points back through GPT-2's table;
+ * SentencePiece-style BPE reads <0xNN> as that byte and U+2581 as ' '. false when a code point maps to
+ * no byte. */
+static bool normal_piece(const char *tok, bool byte_level, const int16_t inv[324], bytebuf *out) {
+    unsigned hex;
+    char c;
+    if (!byte_level && strlen(tok) == 6 && sscanf(tok, "<0x%2X%c", &hex, &c) == 2 && c == '>') {
+        c = (char)hex;
+        return buf_put(out, &c, 1);
+    }
+    bool ok = true;
+    for (size_t i = 0; ok && tok[i];) {
+        size_t at = i;
+        uint32_t cp = next_cpt(tok, &i);
+        if (!byte_level) ok = cp == 0x2581 ? buf_put(out, " ", 1) : buf_put(out, tok + at, i - at);
+        else if (cp < 324 && inv[cp] >= 0) { c = (char)inv[cp]; ok = buf_put(out, &c, 1); }
+        else ok = false;
+    }
+    return ok;
+}
+
+/* The text ids spell, as llama.cpp's token_to_piece(special = true) writes it: control and user-defined
+ * tokens as their text, the others through normal_piece. NULL if some id has no such text. */
+static char *detokenize(const qf_vocab *v, bool byte_level, const int32_t *ids, size_t n, size_t *out_len) {
+    int16_t inv[324];
+    gpt2_unicode_to_byte(inv);
+    bytebuf b = { 0 };
+    bool ok = buf_put(&b, "", 0);
+    for (size_t i = 0; ok && i < n; i++) {
+        if (ids[i] < 0 || (uint32_t)ids[i] >= v->n_tokens) { ok = false; break; }
+        const char *tok = v->tokens[ids[i]];
+        int32_t type = v->types[ids[i]];
+        ok = type == QF_TOK_CONTROL || type == QF_TOK_USER_DEFINED ? buf_put(&b, tok, strlen(tok))
+                                                                    : normal_piece(tok, byte_level, inv, &b);
+    }
+    if (!ok) { free(b.v); return NULL; }
+    *out_len = b.n;
+    return b.v;
+}
+
+/* The input with every U+2581 as ' ': what a SentencePiece-style decode gives back (README: Gemma 99). */
+static char *spaces_for_spm_space(const char *s, size_t n, size_t *out_n) {
+    char *o = malloc(n + 1);
+    size_t k = 0;
+    for (size_t i = 0; o && i < n; i++) {
+        if (i + 2 < n && !memcmp(s + i, "\xe2\x96\x81", 3)) { o[k++] = ' '; i += 2; }
+        else o[k++] = s[i];
+    }
+    *out_n = k;
+    return o;
+}
+
+typedef struct { size_t agree, listed, roundtrip; } family_counts;
+
+/* One mode over all inputs: ids against the expected ids, every difference a documented one; and the ids
+ * spell the input again (with U+2581 as ' ' where README says so). */
+static family_counts check_mode(const qf_tok_family *fam, const qf_vocab *v, const qf_tokenizer *t,
+                                const qf_tok_vectors *want, unsigned flags, const char *mode) {
+    family_counts c = { 0, 0, 0 };
+    bool byte_level = strcmp(fam->pre, "granite-embed-multi-311m") != 0;
+    for (size_t i = 0; i < want->n; i++) {
+        int32_t *ids = NULL;
+        size_t n = 0, dn = 0, rn = 0;
+        qf_error err = {0};
+        CHECK_OK(qf_tokenize_flags(t, want->inp[i], want->inp_len[i], flags, &ids, &n, &err), &err);
+        bool same = same_ids(ids, n, want->ids[i], want->n_ids[i]);
+        bool listed = qf_tok_listed(fam->llamacpp_deviations, (int)i) ||
+                      (!(flags & QF_TOKENIZE_PARSE_SPECIAL) && qf_tok_listed(fam->unparsed_deviations, (int)i));
+        c.agree += same;
+        c.listed += !same && listed;
+        if (!same && !listed) {
+            fprintf(stderr, "  %s %s input %zu: '%.60s'\n", fam->dir, mode, i, want->inp[i]);
+            print_ids("want", want->ids[i], want->n_ids[i]);
+            print_ids("got ", ids, n);
+        }
+        CHECK_MSG(same || listed, "%s %s: input %zu differs from expected ids and is no documented deviation",
+                  fam->dir, mode, i);
+        /* skip the BOS that add_special put in front */
+        size_t skip = (flags & QF_TOKENIZE_ADD_SPECIAL) && n && ids[0] == qf_tokenizer_bos(t) ? 1 : 0;
+        char *text = detokenize(v, byte_level, ids + skip, n - skip, &dn);
+        char *back = qf_tok_listed(fam->no_roundtrip, (int)i) ? spaces_for_spm_space(want->inp[i], want->inp_len[i], &rn)
+                                                              : qf_strndup(want->inp[i], rn = want->inp_len[i]);
+        bool rt = text && back && dn == rn && memcmp(text, back, dn) == 0;
+        c.roundtrip += rt;
+        CHECK_MSG(rt, "%s %s: input %zu: the ids do not spell the input again", fam->dir, mode, i);
+        free(text);
+        free(back);
+        free(ids);
+    }
+    return c;
+}
+
+/* The family's vocabulary built from its files, written to a GGUF and read back (as llama.cpp and the
+ * runtime see it), and its tokenizer. */
+static qf_status family_tokenizer(qf_tok_family_ctx *ctx, const char *gguf, qf_vocab *v, qf_tokenizer **t) {
+    qf_vocab hf;
+    qf_error err = {0};
+    qf_gguf *g = NULL;
+    qf_status st = qf_vocab_load_hf(qf_tok_family_reader, ctx, ctx->fam->vocab_size, &hf, &err);
+    if (st) { CHECK_OK(st, &err); return st; }
+    st = qf_test_write_vocab(&hf, gguf, &err);
+    qf_vocab_free(&hf);
+    if (!st) st = qf_gguf_open(gguf, &g, &err);
+    if (!st) st = qf_vocab_load_gguf(g, v, &err);
+    qf_gguf_close(g);
+    if (!st && (st = qf_tokenizer_new(v, t, &err))) qf_vocab_free(v);
+    CHECK_OK(st, &err);
+    return st;
+}
+
+static void test_released_family(const qf_tok_family *fam) {
+    char rel[256];
+    qf_tok_family_ctx ctx = { .fam = fam };
+    snprintf(rel, sizeof rel, "tokenizers/%s", fam->dir);
+    if (!qf_test_shared(rel, ctx.dir, sizeof ctx.dir)) return;
+    char inp[4200], exp[4200], exp_special[4200], gguf[4200];
+    snprintf(inp, sizeof inp, "%s/../inputs.inp", ctx.dir);
+    snprintf(exp, sizeof exp, "%s/expected.out", ctx.dir);
+    snprintf(exp_special, sizeof exp_special, "%s/expected-with-special.out", ctx.dir);
+    snprintf(gguf, sizeof gguf, "%s/%s.vocab.gguf", qf_test_scratch, fam->dir);
+    qf_tok_vectors want, want_special;
+    bool loaded = qf_tok_vectors_load(inp, exp, &want);
+    CHECK_MSG(loaded, "%s: cannot read %s with %s", fam->dir, inp, exp);
+    if (!loaded) return;
+    CHECK_MSG(qf_tok_vectors_load(inp, exp_special, &want_special), "%s: cannot read %s", fam->dir, exp_special);
+    CHECK_MSG(want.n == 113 && want_special.n == want.n, "%s: %zu inputs, README states 113", fam->dir, want.n);
+    qf_vocab v;
+    qf_tokenizer *t = NULL;
+    qf_status st = family_tokenizer(&ctx, gguf, &v, &t);
+    if (!st) {
+        /* add_special adds BOS exactly where the expected ids start with one (no family adds EOS) */
+        bool bos = want_special.n && want_special.n_ids[0] > 0 && want.n_ids[0] + 1 == want_special.n_ids[0];
+        CHECK_MSG(qf_tokenizer_wants_bos(t) == bos && !qf_tokenizer_wants_eos(t), "%s: add_bos %d, expected %d",
+                  fam->dir, qf_tokenizer_wants_bos(t), bos);
+        family_counts a = check_mode(fam, &v, t, &want, QF_TOKENIZE_PARSE_SPECIAL, "parse_special");
+        family_counts b = check_mode(fam, &v, t, &want_special, QF_TOKENIZE_PARSE_SPECIAL | QF_TOKENIZE_ADD_SPECIAL,
+                                     "add_special");
+        family_counts c = check_mode(fam, &v, t, &want, 0, "no parse_special");
+        printf("%-12s %zu/%zu expected.out (%zu documented llama.cpp deviations), %zu/%zu "
+               "expected-with-special.out, %zu/%zu with parse_special off (%zu documented); ids spell the input "
+               "again: %zu/%zu/%zu\n", fam->dir, a.agree, want.n, a.listed, b.agree, want.n, c.agree, want.n,
+               c.listed, a.roundtrip, b.roundtrip, c.roundtrip);
+    }
+    if (!st) {
+        qf_tokenizer_free(t);
+        qf_vocab_free(&v);
+    }
+    qf_tok_vectors_free(&want);
+    qf_tok_vectors_free(&want_special);
+}
+
+static void test_released(void) {
+    for (int i = 0; i < QF_TOK_N_FAMILIES; i++) test_released_family(&qf_tok_families[i]);
+}
+
 int main(int argc, char **argv) {
     qf_test_init(argc, argv);
     test_spm_small();
     test_bpe_small();
+    test_bpe_merge_through_non_token();
+    test_bpe_spm_style();
     test_malformed();
     test_all_pre();
     test_random_bytes();
@@ -529,5 +657,6 @@ int main(int argc, char **argv) {
     test_real_text("qf-llama-a");
     test_real_text("stories260K");
     test_hf_matches_gguf();
+    test_released();
     return qf_test_finish();
 }

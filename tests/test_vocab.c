@@ -12,32 +12,14 @@
  *     files, GGUFs with inconsistent tokenizer arrays; each must give a one-line error, never a crash.
  */
 #include "testutil.h"
+#include "tokdata.h"
 
 #include "formats/vocab.h"
 
-#include <errno.h>
+#include <cjson/cJSON.h>
+
 
 /* ---- file readers ------------------------------------------------------------------------------------ */
-
-/* Reads from a directory, as the converter's source does. */
-static qf_status dir_reader(void *ctx, const char *name, char **buf, size_t *len, qf_error *err) {
-    char path[4096];
-    snprintf(path, sizeof path, "%s/%s", (const char *)ctx, name);
-    FILE *f = fopen(path, "rb");
-    if (!f) return errno == ENOENT ? QF_E_NOTFOUND : qf_fail(err, QF_E_IO, "%s: cannot open", path);
-    fclose(f);
-    size_t n = 0;
-    uint8_t *data = qf_test_read_file(path, &n);
-    if (!data) return qf_fail(err, QF_E_IO, "%s: cannot read", path);
-    char *s = malloc(n + 1);
-    if (!s) { free(data); return QF_E_NOMEM; }
-    memcpy(s, data, n);
-    s[n] = '\0';
-    free(data);
-    *buf = s;
-    *len = n;
-    return QF_OK;
-}
 
 /* An in-memory "directory": name/content pairs, NULL-terminated; len 0 means strlen(content). */
 typedef struct mem_file {
@@ -61,18 +43,6 @@ static qf_status mem_reader(void *ctx, const char *name, char **buf, size_t *len
 }
 
 /* ---- GGUF helpers ------------------------------------------------------------------------------------ */
-
-static qf_status write_vocab_gguf(const qf_vocab *v, const char *path, qf_error *err) {
-    qf_gguf_writer *w;
-    qf_status st = qf_gguf_writer_open(path, &w, err);
-    if (st) return st;
-    if ((st = qf_gguf_set_str(w, "general.architecture", "llama", err)) || (st = qf_vocab_write_gguf(v, w, err)) ||
-        (st = qf_gguf_begin_data(w, err))) {
-        qf_gguf_writer_abort(w);
-        return st;
-    }
-    return qf_gguf_writer_finish(w, err);
-}
 
 static size_t vtype_size(qf_gguf_vtype t) {
     switch (t) {
@@ -145,29 +115,16 @@ static void compare_tokenizer_keys(const qf_gguf *ours, const qf_gguf *ref, cons
     printf("%s: %d tokenizer keys in the reference, %d in ours\n", label, n_ref, n_ours);
 }
 
-/* config.json's vocab_size, as the converter reads it (0 if absent). */
-static uint32_t config_vocab_size(const char *dir) {
-    char *buf = NULL;
-    size_t len;
-    qf_error err;
-    uint32_t n = 0;
-    if (dir_reader((void *)dir, "config.json", &buf, &len, &err)) return 0;
-    const char *p = strstr(buf, "\"vocab_size\"");
-    if (p && (p = strchr(p, ':'))) n = (uint32_t)strtoul(p + 1, NULL, 10);
-    free(buf);
-    return n;
-}
-
 /* Build from an HF directory, write, and compare with a GGUF llama.cpp's converter wrote. */
 static void check_against_reference(const char *hf_dir, const char *ref_path, const char *label) {
     qf_error err = {0};
     qf_vocab v;
     char out[4096];
     snprintf(out, sizeof out, "%s/%s.vocab.gguf", qf_test_scratch, label);
-    qf_status st = qf_vocab_load_hf(dir_reader, (void *)hf_dir, config_vocab_size(hf_dir), &v, &err);
+    qf_status st = qf_vocab_load_hf(qf_test_dir_reader, (void *)hf_dir, qf_test_config_vocab_size(hf_dir), &v, &err);
     CHECK_OK(st, &err);
     if (st) return;
-    CHECK_OK(write_vocab_gguf(&v, out, &err), &err);
+    CHECK_OK(qf_test_write_vocab(&v, out, &err), &err);
     qf_gguf *ours = NULL, *ref = NULL;
     CHECK_OK(qf_gguf_open(out, &ours, &err), &err);
     CHECK_OK(qf_gguf_open(ref_path, &ref, &err), &err);
@@ -219,7 +176,7 @@ static void check_round_trip(const qf_vocab *v, const char *label) {
     char path[4096];
     qf_error err = {0};
     snprintf(path, sizeof path, "%s/%s.gguf", qf_test_scratch, label);
-    CHECK_OK(write_vocab_gguf(v, path, &err), &err);
+    CHECK_OK(qf_test_write_vocab(v, path, &err), &err);
     qf_gguf *g = NULL;
     CHECK_OK(qf_gguf_open(path, &g, &err), &err);
     if (!g) return;
@@ -391,6 +348,59 @@ static void test_bpe_pre_tokenizers(void) {
     check_pre("{\"type\":\"Sequence\",\"pretokenizers\":[{\"type\":\"Split\",\"pattern\":{\"Regex\":\"" LLAMA3_RE "\"},"
               "\"behavior\":\"Isolated\",\"invert\":false},{\"type\":\"ByteLevel\",\"use_regex\":true}]}",
               NULL, "llama3 + gpt2 regex");
+}
+
+/* A Gemma-3-like tokenizer.json: SentencePiece-style BPE (normalizer ' ' -> U+2581, byte fallback). */
+static char *spm_bpe_like(const char *normalizer, const char *pre, bool byte_fallback) {
+    static const char fmt[] =
+        "{\"added_tokens\":[{\"id\":0,\"content\":\"<bos>\",\"special\":true,\"normalized\":false},"
+        "{\"id\":5,\"content\":\"\\u2581\\u2581\",\"special\":false,\"normalized\":false}],"
+        "\"normalizer\":%s,\"pre_tokenizer\":%s,"
+        "\"model\":{\"type\":\"BPE\",\"byte_fallback\":%s,\"vocab\":{\"<bos>\":0,\"<0x41>\":1,\"\\u2581\":2,\"a\":3,"
+        "\"\\u2581a\":4,\"\\u2581\\u2581\":5},\"merges\":[[\"\\u2581\",\"a\"],[\"\\u2581\",\"\\u2581\"]]}}";
+    size_t n = sizeof fmt + strlen(normalizer) + strlen(pre) + 8;
+    char *s = malloc(n);
+    if (s) snprintf(s, n, fmt, normalizer, pre, byte_fallback ? "true" : "false");
+    return s;
+}
+
+static void test_bpe_spm_style(void) {
+    static const char replace[] = "{\"type\":\"Replace\",\"pattern\":{\"String\":\" \"},\"content\":\"\\u2581\"}";
+    static const char split[] = "{\"type\":\"Split\",\"pattern\":{\"String\":\" \"},\"behavior\":\"MergedWithPrevious\",\"invert\":false}";
+    static const struct { const char *norm, *pre; bool fallback; const char *want; } cases[] = {
+        { replace, split, true, "granite-embed-multi-311m" },  /* Gemma 3 */
+        { replace, "null", true, "granite-embed-multi-311m" }, /* no pre-tokenizer at all: the same */
+        { replace, split, false, NULL },                       /* no byte fallback: not SentencePiece-style */
+        /* Llama-2-style: a dummy prefix U+2581, which llama.cpp's gemma4 type does not add */
+        { "{\"type\":\"Sequence\",\"normalizers\":[{\"type\":\"Prepend\",\"prepend\":\"\\u2581\"},"
+          "{\"type\":\"Replace\",\"pattern\":{\"String\":\" \"},\"content\":\"\\u2581\"}]}", "null", true, NULL },
+        { "null", split, true, NULL },
+    };
+    for (size_t i = 0; i < QF_ARRAY_LEN(cases); i++) {
+        char *tj = spm_bpe_like(cases[i].norm, cases[i].pre, cases[i].fallback);
+        const mem_file files[] = { { "tokenizer.json", tj, 0 }, { NULL, NULL, 0 } };
+        qf_vocab v;
+        qf_error err = {0};
+        qf_status st = load_mem(files, 8, &v, &err);
+        if (cases[i].want) {
+            CHECK_OK(st, &err);
+            if (!st) {
+                CHECK_MSG(!strcmp(v.model, "gpt2") && !strcmp(v.pre, cases[i].want), "case %zu: %s %s", i, v.model, v.pre);
+                CHECK(v.n_tokens == 8 && !v.scores && v.types[0] == QF_TOK_CONTROL && v.types[1] == QF_TOK_NORMAL);
+                /* a non-special added token: U+2581 written as ' ', as llama.cpp matches it against raw text */
+                CHECK(v.types[5] == QF_TOK_USER_DEFINED && !strcmp(v.tokens[5], "  "));
+                CHECK(v.types[6] == QF_TOK_UNUSED && !strcmp(v.tokens[7], "[PAD7]"));
+                CHECK(v.n_merges == 2 && !strcmp(v.merges[0], "\xe2\x96\x81 a"));
+                check_round_trip(&v, "bpe-spm-style");
+                qf_vocab_free(&v);
+            }
+        } else {
+            CHECK_MSG(st == QF_E_UNSUPPORTED && strstr(err.msg, "tokenizer.json") && !strchr(err.msg, '\n'),
+                      "case %zu: %s '%s'", i, qf_status_name(st), err.msg);
+            if (!st) qf_vocab_free(&v);
+        }
+        free(tj);
+    }
 }
 
 /* ---- synthetic SentencePiece model ------------------------------------------------------------------- */
@@ -664,16 +674,201 @@ static void test_gguf_validation(void) {
     }
 }
 
+/* ---- released tokenizers (../shared/tokenizers) ------------------------------------------------------
+ * llama.cpp's converter needs transformers' AutoTokenizer for these (get_vocab_base, and the pre-tokenizer
+ * hash), which Debian does not package, so what it writes is stated here from its code (conversion/base.py
+ * get_vocab_base, gguf-py SpecialVocab) and ../shared/tokenizers/README.md; tests/llamacpp_tokenizers.sh
+ * runs gguf-py's own SpecialVocab on the same files, and llama.cpp's GGUFs of the same Llama 3 and Qwen
+ * vocabularies are compared below where the reference is installed. */
+
+typedef struct released_keys {
+    const char *dir;
+    uint32_t n_control, n_user, n_unused; /* token types; the rest are NORMAL */
+    uint64_t n_merges;
+    int64_t bos, eos, unk, pad;
+    int8_t add_bos, add_eos, add_sep;     /* -1: not written */
+    const char *merge0;                   /* merges[0] as written */
+} released_keys;
+
+static const released_keys k_released[QF_TOK_N_FAMILIES] = {
+    /* 818 added tokens, all <｜…｜> or <|…|>: CONTROL; ids 128815.. padded. No template: add_* from the config */
+    { "deepseek-v3", 818, 0, 129280 - 128815, 127741, 0, 1, -1, 1, 1, 0, -1, "\xc4\xa0 t" },
+    /* 256 special added tokens; template "<|begin_of_text|> $A" (add_bos), pair "… $A <bos> $B" (add_sep off) */
+    { "llama3", 256, 0, 0, 280147, 128000, 128009, -1, -1, 1, -1, 0, "\xc4\xa0 \xc4\xa0" },
+    /* 14 special + 6 special-looking <|fim_…|>/<|repo_name|>/<|file_sep|>; <tool_call> </tool_call>
+     * <tool_response> </tool_response> <think> </think> USER_DEFINED; bos from config.json */
+    { "qwen3", 20, 6, 151936 - 151669, 151387, 151643, 151645, -1, 151643, 0, -1, -1, "\xc4\xa0 \xc4\xa0" },
+    /* 9 special, <mask> and 6242 <unusedN> special-looking; the other 163 added tokens USER_DEFINED
+     * (U+2581 runs written as spaces); merges from pairs, no spaces in them */
+    { "gemma3", 6252, 163, 262208 - 262145, 514906, 2, 106, 3, 0, 1, 0, 0,
+      "\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n\n \n" },
+};
+
+/* The tokenizer keys the converter writes for a gpt2 vocabulary: exactly these (given values). */
+static void check_key_set(const qf_gguf *g, const released_keys *k, bool chat_template) {
+    const char *want[16];
+    int n = 0;
+    want[n++] = "tokenizer.ggml.model", want[n++] = "tokenizer.ggml.pre", want[n++] = "tokenizer.ggml.tokens";
+    want[n++] = "tokenizer.ggml.token_type", want[n++] = "tokenizer.ggml.merges";
+    if (k->bos >= 0) want[n++] = "tokenizer.ggml.bos_token_id";
+    if (k->eos >= 0) want[n++] = "tokenizer.ggml.eos_token_id";
+    if (k->unk >= 0) want[n++] = "tokenizer.ggml.unknown_token_id";
+    if (k->pad >= 0) want[n++] = "tokenizer.ggml.padding_token_id";
+    if (k->add_bos >= 0) want[n++] = "tokenizer.ggml.add_bos_token";
+    if (k->add_eos >= 0) want[n++] = "tokenizer.ggml.add_eos_token";
+    if (k->add_sep >= 0) want[n++] = "tokenizer.ggml.add_sep_token";
+    if (chat_template) want[n++] = "tokenizer.chat_template";
+    int found = 0;
+    for (size_t i = 0; i < qf_gguf_n_kv(g); i++) {
+        const char *key = qf_gguf_kv_at(g, i)->key;
+        if (!is_tokenizer_key(key)) continue;
+        bool listed = false;
+        for (int j = 0; j < n; j++) listed |= strcmp(key, want[j]) == 0;
+        CHECK_MSG(listed, "%s: we write %s, llama.cpp's converter does not", k->dir, key);
+        found += listed;
+    }
+    CHECK_MSG(found == n, "%s: %d of the %d tokenizer keys llama.cpp's converter writes", k->dir, found, n);
+}
+
+/* tokenizer_config.json's chat_template string (the released files all carry one). */
+static char *config_chat_template(const char *dir) {
+    char *buf = NULL, *out = NULL;
+    size_t len;
+    qf_error err = {0};
+    if (qf_test_dir_reader((void *)dir, "tokenizer_config.json", &buf, &len, &err)) return NULL;
+    cJSON *j = cJSON_ParseWithLength(buf, len);
+    const cJSON *ct = cJSON_GetObjectItemCaseSensitive(j, "chat_template");
+    if (cJSON_IsString(ct)) out = strdup(ct->valuestring);
+    cJSON_Delete(j);
+    free(buf);
+    return out;
+}
+
+static void check_released_vocab(const qf_tok_family *fam, const released_keys *k, const qf_vocab *v,
+                                 const char *dir) {
+    uint32_t n_type[8] = { 0 };
+    for (uint32_t i = 0; i < v->n_tokens; i++) n_type[v->types[i] & 7]++;
+    CHECK_MSG(!strcmp(v->model, "gpt2") && !strcmp(v->pre, fam->pre), "%s: model '%s' pre '%s', llama.cpp: gpt2 %s",
+              fam->dir, v->model, v->pre, fam->pre);
+    CHECK_MSG(v->n_tokens == fam->vocab_size && !v->scores, "%s: %u tokens (vocab_size %u)", fam->dir, v->n_tokens,
+              fam->vocab_size);
+    CHECK_MSG(n_type[QF_TOK_CONTROL] == k->n_control && n_type[QF_TOK_USER_DEFINED] == k->n_user &&
+              n_type[QF_TOK_UNUSED] == k->n_unused && n_type[QF_TOK_NORMAL] == v->n_tokens - k->n_control - k->n_user - k->n_unused,
+              "%s: types control %u user %u unused %u normal %u, expected %u %u %u", fam->dir, n_type[QF_TOK_CONTROL],
+              n_type[QF_TOK_USER_DEFINED], n_type[QF_TOK_UNUSED], n_type[QF_TOK_NORMAL], k->n_control, k->n_user,
+              k->n_unused);
+    for (uint32_t i = 0; i < v->n_tokens; i++) {
+        char pad[32];
+        snprintf(pad, sizeof pad, "[PAD%u]", i);
+        if (v->types[i] == QF_TOK_UNUSED && strcmp(v->tokens[i], pad)) {
+            CHECK_MSG(false, "%s: unused token %u is '%s', not %s", fam->dir, i, v->tokens[i], pad);
+            break;
+        }
+        if (v->types[i] == QF_TOK_USER_DEFINED && strstr(v->tokens[i], "\xe2\x96\x81")) {
+            CHECK_MSG(false, "%s: user-defined token %u keeps a U+2581", fam->dir, i);
+            break;
+        }
+    }
+    CHECK_MSG(v->n_merges == k->n_merges && v->n_merges && !strcmp(v->merges[0], k->merge0), "%s: %llu merges, first '%s'",
+              fam->dir, (unsigned long long)v->n_merges, v->n_merges ? v->merges[0] : "");
+    CHECK_MSG(v->bos_id == k->bos && v->eos_id == k->eos && v->unk_id == k->unk && v->pad_id == k->pad &&
+              v->sep_id == -1 && v->mask_id == -1 && v->eot_id == -1 && v->eom_id == -1,
+              "%s: ids bos %lld eos %lld unk %lld pad %lld sep %lld mask %lld eot %lld eom %lld", fam->dir,
+              (long long)v->bos_id, (long long)v->eos_id, (long long)v->unk_id, (long long)v->pad_id,
+              (long long)v->sep_id, (long long)v->mask_id, (long long)v->eot_id, (long long)v->eom_id);
+    CHECK_MSG(v->add_bos == k->add_bos && v->add_eos == k->add_eos && v->add_sep == k->add_sep &&
+              v->add_space_prefix == -1, "%s: add_bos %d add_eos %d add_sep %d add_space_prefix %d", fam->dir,
+              v->add_bos, v->add_eos, v->add_sep, v->add_space_prefix);
+    char *ct = config_chat_template(dir);
+    CHECK_MSG(ct && v->chat_template && !strcmp(ct, v->chat_template), "%s: chat template differs from the config's",
+              fam->dir);
+    free(ct);
+}
+
+/* llama.cpp's own GGUF of a vocabulary (REF/llama.cpp-src/models/ggml-vocab-NAME.gguf): tokens, types and
+ * merges equal ours over [0, n) (all of them when n is 0). */
+static void check_against_llamacpp_vocab(const char *name, const qf_vocab *v, uint32_t n, const char *label) {
+    const char *ref = getenv("QF_REF_DIR"), *home = getenv("HOME");
+    char path[4096];
+    if (ref) snprintf(path, sizeof path, "%s/llama.cpp-src/models/ggml-vocab-%s.gguf", ref, name);
+    else snprintf(path, sizeof path, "%s/.cache/qforge-ref/llama.cpp-src/models/ggml-vocab-%s.gguf", home ? home : "", name);
+    if (!qf_test_file_exists(path)) {
+        printf("SKIP: %s: no llama.cpp reference vocabulary at %s (bash ../shared/ref/setup_ref.sh)\n", label, path);
+        return;
+    }
+    qf_gguf *g = NULL;
+    qf_vocab r;
+    qf_error err = {0};
+    CHECK_OK(qf_gguf_open(path, &g, &err), &err);
+    if (!g) return;
+    qf_status st = qf_vocab_load_gguf(g, &r, &err);
+    CHECK_OK(st, &err);
+    qf_gguf_close(g);
+    if (st) return;
+    uint32_t upto = n ? n : v->n_tokens, tok_diff = 0, type_diff = 0;
+    uint64_t merge_diff = 0;
+    CHECK_MSG(upto <= r.n_tokens && upto <= v->n_tokens, "%s: %u tokens, llama.cpp's %u", label, v->n_tokens, r.n_tokens);
+    if (!n) CHECK_MSG(r.n_tokens == v->n_tokens, "%s: %u tokens, llama.cpp's %u", label, v->n_tokens, r.n_tokens);
+    for (uint32_t i = 0; i < upto && i < r.n_tokens && i < v->n_tokens; i++) {
+        tok_diff += strcmp(r.tokens[i], v->tokens[i]) != 0;
+        type_diff += r.types[i] != v->types[i];
+    }
+    CHECK_MSG(r.n_merges == v->n_merges, "%s: %llu merges, llama.cpp's %llu", label, (unsigned long long)v->n_merges,
+              (unsigned long long)r.n_merges);
+    for (uint64_t i = 0; i < r.n_merges && i < v->n_merges; i++) merge_diff += strcmp(r.merges[i], v->merges[i]) != 0;
+    printf("%s vs llama.cpp's ggml-vocab-%s.gguf: tokens 0..%u: %u texts and %u types differ; %llu of %llu merges differ\n",
+           label, name, upto - 1, tok_diff, type_diff, (unsigned long long)merge_diff, (unsigned long long)r.n_merges);
+    CHECK(tok_diff == 0 && type_diff == 0 && merge_diff == 0);
+    qf_vocab_free(&r);
+}
+
+static void test_released(void) {
+    for (int f = 0; f < QF_TOK_N_FAMILIES; f++) {
+        const qf_tok_family *fam = &qf_tok_families[f];
+        const released_keys *k = &k_released[f];
+        char rel[256], out[4096];
+        qf_tok_family_ctx ctx = { .fam = fam };
+        snprintf(rel, sizeof rel, "tokenizers/%s", fam->dir);
+        if (!qf_test_shared(rel, ctx.dir, sizeof ctx.dir)) return;
+        CHECK(!strcmp(k->dir, fam->dir));
+        qf_vocab v, r;
+        qf_error err = {0};
+        qf_status st = qf_vocab_load_hf(qf_tok_family_reader, &ctx, fam->vocab_size, &v, &err);
+        CHECK_OK(st, &err);
+        if (st) continue;
+        check_released_vocab(fam, k, &v, ctx.dir);
+        /* written and read back: the same keys, and nothing else */
+        snprintf(out, sizeof out, "%s/%s.vocab.gguf", qf_test_scratch, fam->dir);
+        CHECK_OK(qf_test_write_vocab(&v, out, &err), &err);
+        qf_gguf *g = NULL;
+        CHECK_OK(qf_gguf_open(out, &g, &err), &err);
+        if (g) {
+            check_key_set(g, k, v.chat_template != NULL);
+            CHECK_OK(qf_vocab_load_gguf(g, &r, &err), &err);
+            if (!err.status) { check_released_vocab(fam, k, &r, ctx.dir); qf_vocab_free(&r); }
+            qf_gguf_close(g);
+        }
+        if (!strcmp(fam->dir, "llama3")) check_against_llamacpp_vocab("llama-bpe", &v, 0, fam->dir);
+        /* llama.cpp's is Qwen1.5's: same base vocabulary and merges, other added tokens from 151646 */
+        if (!strcmp(fam->dir, "qwen3")) check_against_llamacpp_vocab("qwen2", &v, 151646, fam->dir);
+        printf("%-12s model gpt2, pre %s, %u tokens, %llu merges: every tokenizer.ggml.* key as llama.cpp's "
+               "converter writes it\n", fam->dir, v.pre, v.n_tokens, (unsigned long long)v.n_merges);
+        qf_vocab_free(&v);
+    }
+}
+
 int main(int argc, char **argv) {
     qf_test_init(argc, argv);
     test_bpe_gpt2();
     test_bpe_llama3();
     test_bpe_pre_tokenizers();
+    test_bpe_spm_style();
     test_spm_synthetic();
     test_malformed_json();
     test_malformed_spm();
     test_gguf_validation();
     test_env_reference();
     test_stories260k();
+    test_released();
     return qf_test_finish();
 }
