@@ -20,9 +20,15 @@ static qf_status source_reader(void *ctx, const char *name, char **buf, size_t *
 }
 
 /* general.name as llama.cpp's converter picks it: the model directory's name (archive: file name
- * without its archive extensions). */
-static void model_name(const char *label, char *out, size_t n) {
-    char *copy = strdup(label);
+ * without its archive extensions); for a Hugging Face cache entry the NAME of ORG/NAME, not the
+ * snapshot's commit hash. */
+static void model_name(const qf_source *src, char *out, size_t n) {
+    const char *repo = qf_source_repo_id(src);
+    if (repo) {
+        snprintf(out, n, "%s", strchr(repo, '/') ? strchr(repo, '/') + 1 : repo);
+        return;
+    }
+    char *copy = strdup(qf_source_label(src));
     const char *base = copy ? basename(copy) : "model";
     snprintf(out, n, "%s", base);
     free(copy);
@@ -139,7 +145,7 @@ static qf_status load_model(conversion *c, const qf_convert_opts *o, qf_error *e
     st = qf_hparams_from_hf(label, cfg, cfg_len, &c->hp, err);
     free(cfg);
     if (st) return st;
-    model_name(qf_source_label(c->src), c->hp.name, sizeof c->hp.name);
+    model_name(c->src, c->hp.name, sizeof c->hp.name);
     if ((st = qf_vocab_load_hf(source_reader, c->src, c->hp.n_vocab, &c->vocab, err)))
         return qf_fail_prefix(err, st, qf_source_label(c->src));
     return qf_source_digest(c->src, c->src_digest, err);
@@ -167,6 +173,13 @@ static qf_status write_model_metadata(const conversion *c, qf_gguf_writer *w, qf
     qf_status st;
     if ((st = qf_hparams_write_gguf(&c->hp, w, err)) || (st = qf_gguf_set_str(w, "general.size_label", label, err)))
         return st;
+    /* gguf-py splits a model id the same way: ORG is general.organization, NAME general.name */
+    const char *repo = qf_source_repo_id(c->src), *slash = repo ? strchr(repo, '/') : NULL;
+    if (slash) {
+        char org[128];
+        snprintf(org, sizeof org, "%.*s", (int)(slash - repo), repo);
+        if ((st = qf_gguf_set_str(w, "general.organization", org, err))) return st;
+    }
     return QF_OK;
 }
 
