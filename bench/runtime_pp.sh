@@ -28,7 +28,7 @@ gguf_of() { # $1 = type
     local g=$SCRATCH/qf-llama-a-$1.gguf
     if [ ! -f "$g" ]; then
         if [ "$1" = q8_0 ]; then "$QF" convert "$MODEL" -o "$g" --type q8_0 -q
-        else "$QF" quantize "$MODEL" -t "$1" -o "$g" >/dev/null; fi
+        else "$QF" quantize "$MODEL" --type "$1" -o "$g" >/dev/null; fi
     fi
     echo "$g"
 }
