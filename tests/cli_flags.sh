@@ -9,11 +9,8 @@
 #     and give the same results;
 #   - -q is accepted by every command and silences the summary line.
 set -uo pipefail
-root=$1; scratch=$2; qf=${QF_BIN:?}
-rm -rf "$scratch"; mkdir -p "$scratch"; cd "$scratch" || exit 1
-pass=0; fail=0
-ok() { pass=$((pass+1)); }
-bad() { fail=$((fail+1)); echo "FAIL: $*"; }
+source "$1/tests/lib/cli_test.sh"
+cli_test_setup "$@"
 
 # ---- one line naming the option, exit 2 -------------------------------------------------------------
 one_line() { # WANT_SUBSTRING ARGS...
@@ -81,9 +78,7 @@ done
 
 # ---- the aliases work and mean the same ---------------------------------------------------------------
 "$qf" synth m --dim 64 --ff 128 --vocab 300 >/dev/null || exit 1
-python3 -c "
-import random; r = random.Random(7); w = ['the','cat','sat','on','a','mat','and','dog','ran','far','away','home']
-print(' '.join(r.choice(w) for _ in range(3000)))" > text.txt
+make_text text.txt 7
 "$qf" convert m -o m.gguf --type f32 -j 1 -q 2>err.txt && [ ! -s err.txt ] && ok || bad "convert -q printed: $(cat err.txt)"
 "$qf" convert -m m -o m2.gguf --type f32 -t 1 -q && cmp -s m.gguf m2.gguf && ok || bad "convert -m SRC -t 1 differs"
 ppl() { "$qf" perplexity "$@" --json 2>/dev/null | python3 -c 'import json,sys; print(repr(json.load(sys.stdin)["ppl"]))'; }
@@ -97,5 +92,4 @@ c=$(ppl -m m.gguf --file text.txt --ctx-size 64 --batch-size 128 -j 1 --chunks 3
 "$qf" verify -m m.gguf --base m.gguf -f text.txt -c 64 --chunks 2 -t 1 -q >v.txt 2>v.err && grep -q "same top-1  = 100" v.txt &&
     [ ! -s v.err ] && ok || bad "verify -m/-f/-c/-t -q: $(cat v.txt v.err)"
 
-echo "cli_flags: $pass passed, $fail failed"
-[ $fail -eq 0 ]
+cli_test_finish cli_flags

@@ -3,16 +3,11 @@
 # its own (n/N, rate, ETA, running PPL for evaluation), a bounded number of them, and the last at 100%;
 # --progress=none|bar|lines on every long-running command; -q silences it; stdout never carries it.
 set -uo pipefail
-root=$1; scratch=$2; qf=${QF_BIN:?}
-rm -rf "$scratch"; mkdir -p "$scratch"; cd "$scratch" || exit 1
-pass=0; fail=0
-ok() { pass=$((pass+1)); }
-bad() { fail=$((fail+1)); echo "FAIL: $*"; }
+source "$1/tests/lib/cli_test.sh"
+cli_test_setup "$@"
 
 "$qf" synth m --dim 64 --ff 128 --vocab 300 >/dev/null || exit 1
-python3 -c "
-import random; r = random.Random(5); w = ['up','down','left','right','stop','go','slow','fast','now','then']
-print(' '.join(r.choice(w) for _ in range(4000)))" > text.txt
+make_text text.txt 5
 
 # lines PATTERN DESCRIPTION -- COMMAND...: stderr (not a terminal here) holds 1..12 progress lines, each
 # matching PATTERN, the last at 100%; stdout holds none of them.
@@ -51,5 +46,4 @@ grep -q "(100%)" err.txt && ! grep -q "wrote" err.txt && ok || bad "-q --progres
 "$qf" convert m -o f32d.gguf --type f32 --progress=bar 2>err.txt
 grep -q $'\r\033\\[K' err.txt && [ "$(tail -c 1 err.txt | od -An -c | tr -d ' ')" = '\n' ] && ok || bad "bar: $(od -c err.txt | head -3)"
 
-echo "cli_progress: $pass passed, $fail failed"
-[ $fail -eq 0 ]
+cli_test_finish cli_progress

@@ -6,18 +6,12 @@
 # --dry-run --json lists what the real run then writes; verify prints the mean KLD with llama-perplexity's
 # +/-; JUnit has one testcase per metric with or without thresholds.
 set -uo pipefail
-root=$1; scratch=$2; qf=${QF_BIN:?}
-rm -rf "$scratch"; mkdir -p "$scratch"; cd "$scratch" || exit 1
-meta="python3 $root/tests/lib/gguf_meta.py"
-pass=0; fail=0
-ok() { pass=$((pass+1)); }
-bad() { fail=$((fail+1)); echo "FAIL: $*"; }
+source "$1/tests/lib/cli_test.sh"
+cli_test_setup "$@"
 py() { python3 - "$@" && ok || bad "$PY_WHAT"; }
 
 "$qf" synth m --dim 64 --ff 128 --vocab 300 >/dev/null || exit 1
-python3 -c "
-import random; r = random.Random(3); w = ['one','two','red','blue','fish','old','new','box','fox','socks','in','on']
-print(' '.join(r.choice(w) for _ in range(4000)))" > text.txt
+make_text text.txt 3
 "$qf" convert m -o f32.gguf --type f32 -q && "$qf" quantize f32.gguf -o q8.gguf --type q8_0 -q || exit 1
 
 # ---- verify --json -: stdout is exactly one JSON object; the text report goes to stderr ----------------
@@ -132,5 +126,4 @@ PY
 "$qf" convert m -o x.gguf --json >/dev/null 2>err.txt; [ $? -eq 2 ] && grep -q "with --dry-run" err.txt && ok ||
     bad "--json without --dry-run: $(cat err.txt)"
 
-echo "cli_reports: $pass passed, $fail failed"
-[ $fail -eq 0 ]
+cli_test_finish cli_reports

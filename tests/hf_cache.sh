@@ -5,18 +5,8 @@
 # hash; the snapshot directory given directly does the same; broken entries get one clear error. Then
 # --name and llama-quantize's --override-kv KEY=TYPE:VALUE, checked with an independent GGUF reader.
 set -uo pipefail
-root=$1; scratch=$2; qf=${QF_BIN:?}
-rm -rf "$scratch"; mkdir -p "$scratch"; cd "$scratch" || exit 1
-meta="python3 $root/tests/lib/gguf_meta.py"
-pass=0; fail=0
-ok() { pass=$((pass+1)); }
-bad() { fail=$((fail+1)); echo "FAIL: $*"; }
-expect() {
-    local want=$1 what=$2; shift 3
-    out=$("$@" 2>&1); local rc=$?
-    if [ "$rc" -eq "$want" ]; then ok; else bad "$what: exit $rc, expected $want: $out"; fi
-}
-has() { if grep -qF -- "$2" <<<"$out"; then ok; else bad "$1: output lacks '$2': $out"; fi; }
+source "$1/tests/lib/cli_test.sh"
+cli_test_setup "$@"
 # kv FILE KEY: "TYPE VALUE" of a metadata key
 kv() { $meta "$1" | python3 -c 'import json,sys; d=json.load(sys.stdin)["kv"].get(sys.argv[1]); print(d and "%s %s" % (d["type"], d["value"]))' "$2"; }
 
@@ -115,5 +105,4 @@ expect 2 "a str for a GGUF int key" -- "$qf" quantize plain.gguf -o x.gguf --typ
 has "kind" "as another kind of value"
 [ ! -e x.gguf ] && ok || bad "a refused override left x.gguf"
 
-echo "hf_cache: $pass passed, $fail failed"
-[ $fail -eq 0 ]
+cli_test_finish hf_cache

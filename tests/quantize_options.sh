@@ -5,21 +5,10 @@
 # or fails the run with --strict before anything is written; quantize.imatrix.* integer keys are u32,
 # the types llama-quantize itself writes (compared with a llama-quantize run when the reference is built).
 set -uo pipefail
-root=$1; scratch=$2; qf=${QF_BIN:?}
-ref=${QF_REF_DIR:-$HOME/.cache/qforge-ref}
-rm -rf "$scratch"; mkdir -p "$scratch"; cd "$scratch" || exit 1
-meta="python3 $root/tests/lib/gguf_meta.py"
-pass=0; fail=0
-ok() { pass=$((pass+1)); }
-bad() { fail=$((fail+1)); echo "FAIL: $*"; }
-# expect CODE DESCRIPTION -- COMMAND...: exit code, output in $out
-expect() {
-    local want=$1 what=$2; shift 3
-    out=$("$@" 2>&1); local rc=$?
-    if [ "$rc" -eq "$want" ]; then ok; else bad "$what: exit $rc, expected $want: $out"; fi
-}
-has() { if grep -qF -- "$2" <<<"$out"; then ok; else bad "$1: output lacks '$2': $out"; fi; }
+source "$1/tests/lib/cli_test.sh"
+cli_test_setup "$@"
 
+ref=${QF_REF_DIR:-$HOME/.cache/qforge-ref}
 "$qf" synth m --dim 256 --ff 512 --vocab 300 >/dev/null || exit 1
 "$qf" convert m -o f32.gguf --type f32 -q && "$qf" quantize f32.gguf -o q8.gguf --type q8_0 -q || exit 1
 
@@ -65,9 +54,7 @@ expect 2 "bad regex" -- "$qf" quantize m --type q4_K -T '(attn=q8_0' --dry-run
 has "bad regex" "bad regular expression"
 
 # ---- quantize.imatrix.* keys as llama-quantize writes them ---------------------------------------------
-python3 -c "
-import random; r = random.Random(9); w = ['sun','moon','star','sky','sea','land','tree','stone']
-print(' '.join(r.choice(w) for _ in range(3000)))" > text.txt
+make_text text.txt 9
 "$qf" calibrate f32.gguf -f text.txt -c 64 --chunks 4 -o im.gguf -q || bad "calibrate"
 "$qf" quantize f32.gguf --recipe q4_k_m --imatrix im.gguf -o qi.gguf -q || bad "quantize --imatrix"
 $meta qi.gguf >qi.json
@@ -94,5 +81,4 @@ else
     echo "SKIP: $ref/bin/llama-quantize is absent (bash ../shared/ref/setup_ref.sh): key types checked against the source only"
 fi
 
-echo "quantize_options: $pass passed, $fail failed"
-[ $fail -eq 0 ]
+cli_test_finish quantize_options
