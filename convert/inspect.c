@@ -202,11 +202,15 @@ static cJSON *tensor_json(const tensor_view *t) {
     return e;
 }
 
-static void print_tensor_row(FILE *out, const tensor_view *t, const char *extra) {
+/* A table row; the shape in the format's own order (GGUF: ne, row length first; safetensors: outermost
+ * first), as each format's tools show it. */
+static void print_tensor_row(FILE *out, const tensor_view *t, bool outermost_first, const char *extra) {
     char shape[96], *name = qf_text_escaped(t->name, QF_TEXT_TERMINAL);
-    shape_str(t->ne, t->n_dims, shape, sizeof shape);
-    fprintf(out, "  %-44s %-8s %-24s %12" PRIu64 " %7.3f %s\n", name ? name : "?", t->type, shape, t->bytes,
-            t->elems ? 8.0 * (double)t->bytes / (double)t->elems : 0, extra);
+    uint64_t dims[QF_ST_MAX_DIMS];
+    for (uint32_t d = 0; d < t->n_dims; d++) dims[d] = outermost_first ? t->ne[t->n_dims - 1 - d] : t->ne[d];
+    shape_str(dims, t->n_dims, shape, sizeof shape);
+    fprintf(out, "  %-44s %-8s %-24s %12" PRIu64 " %7.3f%s%s\n", name ? name : "?", t->type, shape, t->bytes,
+            t->elems ? 8.0 * (double)t->bytes / (double)t->elems : 0, *extra ? " " : "", extra);
     free(name);
 }
 
@@ -276,7 +280,7 @@ static qf_status inspect_gguf(const qf_inspect_opts *o, FILE *out, qf_error *err
         fprintf(out, "\ntensors:\n  %-44s %-8s %-24s %12s %7s\n", "name", "type", "shape (ne)", "bytes", "bpw");
         for (size_t i = 0; i < n; i++) {
             tensor_view v = gguf_view(qf_gguf_tensor_at(g, i));
-            print_tensor_row(out, &v, "");
+            print_tensor_row(out, &v, false, "");
         }
         print_totals(out, n, params, bytes);
     }
@@ -328,10 +332,10 @@ static qf_status inspect_source(const qf_inspect_opts *o, FILE *out, qf_error *e
     } else {
         qf_text_put(out, qf_source_label(s), strlen(qf_source_label(s)), QF_TEXT_TERMINAL);
         fprintf(out, ": safetensors checkpoint%s, %zu tensors\n\n  %-44s %-8s %-24s %12s %7s %s\n",
-                qf_source_sequential(s) ? " (archive)" : "", n, "name", "dtype", "shape (ne)", "bytes", "bpw", "scale");
+                qf_source_sequential(s) ? " (archive)" : "", n, "name", "dtype", "shape", "bytes", "bpw", "scale");
         for (size_t i = 0; i < n; i++) {
             tensor_view v = source_view(qf_source_tensor(s, i));
-            print_tensor_row(out, &v, scale_name(qf_source_tensor(s, i)->scale_kind));
+            print_tensor_row(out, &v, true, scale_name(qf_source_tensor(s, i)->scale_kind));
         }
         print_totals(out, n, params, bytes);
     }
