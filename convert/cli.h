@@ -60,7 +60,8 @@ enum { QF_OPT_PROGRESS = 1000, QF_OPT_FIRST_FREE = 1100 };
 #define QF_CLI_MODEL_OPTS {"model", required_argument, 0, 'm'}
 
 #define QF_CLI_QUIET_HELP \
-    "  -q, --quiet            no progress and no summary line (errors and warnings still print)\n"
+    "  -q, --quiet            no summary line, and no progress unless --progress asks for it (errors\n" \
+    "                         and warnings still print)\n"
 #define QF_CLI_PROGRESS_HELP \
     "      --progress=MODE    none | bar (one redrawn line; the default on a terminal) | lines (a plain\n" \
     "                         line per tenth of the work and at least once a minute; the default when\n" \
