@@ -12,7 +12,7 @@ if [ ! -d "$model" ]; then echo "SKIP: ../shared/models/qf-llama-a is absent"; e
 if [ ! -x "$ref/bin/llama-perplexity" ]; then echo "SKIP: llama.cpp reference not installed at $ref"; exit 77; fi
 rm -rf "$scratch"; mkdir -p "$scratch"
 pass=0; fail=0
-for spec in "-r q4_k_m" "-r q3_k_m" "-r int3-mix" "-t q4_K" "-t q6_K"; do
+for spec in "-r q4_k_m" "-r q3_k_m" "-r int3-mix" "--type q4_K" "--type q6_K"; do
     name=${spec#* }
     out=$scratch/$name.gguf
     # shellcheck disable=SC2086 # spec is two words on purpose
