@@ -371,7 +371,7 @@ static qf_status hf_cache_snapshot(const char *repo, char **snapshot, qf_error *
     bool got = fgets(commit, sizeof commit, f) != NULL;
     fclose(f);
     commit[strcspn(commit, "\r\n")] = '\0';
-    bool ok = got && commit[0] && commit[0] != '.';
+    bool ok = got && commit[0];
     for (const char *c = commit; *c; c++) ok &= (*c >= '0' && *c <= '9') || (*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z');
     if (!ok) return qf_fail(err, QF_E_INPUT, "%s: does not hold a commit hash", ref_path);
     size_t n = strlen(repo) + strlen(commit) + 16;
@@ -394,7 +394,7 @@ static qf_status hf_cache_snapshot(const char *repo, char **snapshot, qf_error *
  * repository id is recorded. *resolved stays NULL for paths outside the cache layout. */
 static qf_status hf_cache_resolve(qf_source *s, const char *path, char **resolved, qf_error *err) {
     *resolved = NULL;
-    size_t len = strlen(path), clen = len;
+    size_t clen = strlen(path);
     const char *comp = last_component(path, &clen);
     char snaps[4200];
     snprintf(snaps, sizeof snaps, "%.*s/snapshots", (int)(comp - path + clen), path);
