@@ -6,7 +6,7 @@
 #   bash bench/quant_quality.sh [QFORGE_BIN]            # default build/qforge
 #
 # Protocol
-#   base        the HF directory itself (BF16); an F32 GGUF of it (qforge convert -t f32) feeds llama.cpp's tools
+#   base        the HF directory itself (BF16); an F32 GGUF of it (qforge convert --type f32) feeds llama.cpp's tools
 #   calibration QQ_CAL (default ../shared/text/tinyshakespeare.txt), QQ_CAL_BYTES bytes from byte QQ_CAL_SKIP;
 #               qforge calibrate and llama-imatrix both read that same slice, ctx QQ_CTX, QQ_CAL_CHUNKS chunks
 #   evaluation  ../shared/text/tinystories-valid-head.txt (in domain), QQ_EVAL_CHUNKS chunks of QQ_CTX, and
@@ -93,7 +93,7 @@ done
 
 # ---- base, importance matrices --------------------------------------------------------------------------
 log "base: F32 GGUF for llama.cpp's tools"
-run convert "$qf" convert "$model" -o "$work/base-f32.gguf" -t f32 -q -j "$threads"
+run convert "$qf" convert "$model" -o "$work/base-f32.gguf" --type f32 -q -j "$threads"
 hess_args=()
 if [ "$do_gptq" = 1 ]; then hess_args=(--hessian "$work/ours.hessian.gguf"); fi
 log "qforge calibrate ($cal_chunks x $ctx tokens)"

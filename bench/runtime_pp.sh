@@ -31,7 +31,7 @@ gguf_of() { # $1 = model, $2 = type or recipe (q4_k_m)
         case $2 in
             q8_0) "$QF" convert "$MODELS/$1" -o "$g" --type q8_0 -q ;;
             *_k_m) "$QF" quantize "$MODELS/$1" --recipe "$2" -o "$g" -q ;;
-            *) "$QF" quantize "$MODELS/$1" -t "$2" -o "$g" -q ;;
+            *) "$QF" quantize "$MODELS/$1" --type "$2" -o "$g" -q ;;
         esac
     fi
     echo "$g"

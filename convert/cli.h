@@ -1,24 +1,108 @@
 /*
- * cli.h — subcommands implemented outside main.c. Each takes (argc, argv) with argv[0] = the command
- * name, parses its own options with getopt_long, and returns the process exit code
- * (qf_status_exit_code of the library's status; 0 ok, 1 check failed, 2 bad input, 3 environment).
+ * cli.h — what the qforge subcommands share. Each command takes (argc, argv) with argv[0] = the command
+ * name, parses its options with qf_cli_getopt and returns the process exit code (qf_status_exit_code of
+ * the library's status; 0 ok, 1 check failed, 2 bad input, 3 environment).
+ *
+ * Short flags mean one thing in every command and follow llama.cpp where the idea is the same:
+ *   -m --model   -f --file/--text   -c --ctx-size/--ctx   -t --threads (-j too)   -b --batch-size/--batch
+ *   -o --output  -q --quiet         -h --help
+ * and, where a command has them, -n --dry-run, -r --recipe, -T --tensor-type, -i --imatrix,
+ * -H --hessian, -k --key/--pubkey, -l --level. --type has no short form: llama.cpp's -t is threads.
+ * tests/cli_flags.sh checks the table against every command's --help.
+ *
+ * Standard streams: results go to stdout; progress, warnings, summaries and errors to stderr. When a
+ * command prints JSON on stdout, every other line goes to stderr so stdout parses as one JSON value.
  */
 #ifndef QF_CLI_H
 #define QF_CLI_H
 
 #include "qforge.h"
 
+#include <getopt.h>
 #include <stdio.h>
 #include <time.h>
 
-/* "qforge CMD: error: MSG" on stderr; returns the exit code for the error's status. */
+/* "qforge CMD: error: MSG" on stderr (MSG escaped: it may quote file contents); the exit code for the
+ * error's status. */
 int qf_cli_fail(const char *cmd, const qf_error *err);
 /* "qforge CMD: MSG (see 'qforge CMD --help')" on stderr; returns 2. */
 int qf_cli_usage(const char *cmd, const char *msg);
-/* Parse an integer option value in lo..hi; false after printing the usage line. */
-bool qf_cli_long(const char *cmd, const char *opt, const char *s, long lo, long hi, long *out);
+/* "qforge CMD: warning: MSG" on stderr, escaped. `user` is the command name (a qf_warn_fn). */
+void qf_cli_warn(void *user, const char *msg);
 double qf_cli_seconds_since(const struct timespec *t0);
 
+/* getopt_long that reports a bad option in one line naming it ("option '--output' needs a value",
+ * "unknown option '--frobnicate'") and then returns '?'; the caller returns 2. */
+int qf_cli_getopt(const char *cmd, int argc, char **argv, const char *shortopts, const struct option *longopts);
+
+/* ---- options every command shares ------------------------------------------------------------------ */
+
+typedef enum qf_cli_progress_mode {
+    QF_PROGRESS_AUTO = 0, /* bar when stderr is a terminal, lines otherwise */
+    QF_PROGRESS_NONE,
+    QF_PROGRESS_BAR,
+    QF_PROGRESS_LINES,
+} qf_cli_progress_mode;
+
+typedef struct qf_cli_common {
+    bool quiet;                    /* -q: no progress, no summary line */
+    qf_cli_progress_mode progress; /* --progress */
+    int threads;                   /* -t/-j/--threads; 0 = all CPUs */
+    const char *model;             /* -m/--model: the positional MODEL/SRC given as an option */
+} qf_cli_common;
+
+/* Option values for the long-only options (outside the char range getopt uses for short ones). */
+enum { QF_OPT_PROGRESS = 1000, QF_OPT_FIRST_FREE = 1100 };
+
+#define QF_CLI_BASE_OPTS {"quiet", no_argument, 0, 'q'}, {"help", no_argument, 0, 'h'}
+#define QF_CLI_PROGRESS_OPTS {"progress", required_argument, 0, QF_OPT_PROGRESS}
+#define QF_CLI_THREADS_OPTS {"threads", required_argument, 0, 't'}
+#define QF_CLI_MODEL_OPTS {"model", required_argument, 0, 'm'}
+
+#define QF_CLI_QUIET_HELP \
+    "  -q, --quiet            no summary line, and no progress unless --progress asks for it (errors\n" \
+    "                         and warnings still print)\n"
+#define QF_CLI_PROGRESS_HELP \
+    "      --progress=MODE    none | bar (one redrawn line; the default on a terminal) | lines (a plain\n" \
+    "                         line per tenth of the work and at least once a minute; the default when\n" \
+    "                         stderr is not a terminal, e.g. in CI logs)\n"
+#define QF_CLI_THREADS_HELP \
+    "  -t, -j, --threads N    worker threads (default: all CPUs); results do not depend on N\n"
+
+/* Handle -q, --progress, -t/-j/--threads and -m/--model: 0 handled, 2 bad value (message printed),
+ * -1 not one of them. */
+int qf_cli_common_opt(const char *cmd, int c, const char *arg, qf_cli_common *co);
+/* The one positional argument, or -m's value: NULL (message printed) when there is not exactly one. */
+const char *qf_cli_positional(const char *cmd, int argc, char **argv, const qf_cli_common *co, const char *what);
+/* Parse an integer option value in lo..hi; false after printing the usage line. */
+bool qf_cli_long(const char *cmd, const char *opt, const char *s, long lo, long hi, long *out);
+
+/* ---- progress on stderr ------------------------------------------------------------------------------ */
+
+typedef struct qf_cli_progress {
+    const char *cmd;
+    qf_cli_progress_mode mode; /* resolved: NONE, BAR or LINES */
+    struct timespec start;
+    double last_draw, last_line;
+    int last_tenth;            /* tenths of the work reported by LINES so far */
+    bool open_bar;             /* a bar line is on screen without its newline */
+} qf_cli_progress;
+
+void qf_cli_progress_start(qf_cli_progress *p, const char *cmd, const qf_cli_common *co);
+/* qf_progress_fn for work counted in bytes (convert, quantize): MiB done/total, MiB/s, ETA. */
+void qf_cli_progress_bytes(void *p, const char *tensor, uint64_t done, uint64_t total);
+/* qf_progress_fn for work counted in chunks (calibrate): n/N, chunks/s, ETA. */
+void qf_cli_progress_count(void *p, const char *what, uint64_t done, uint64_t total);
+/* qf_chunk_fn (perplexity, verify): chunk n/N, running PPL, ETA. */
+void qf_cli_progress_chunks(void *p, uint32_t chunk, uint32_t n_chunks, double ppl);
+/* End an open bar line (before printing anything else on stderr after a failure). */
+void qf_cli_progress_end(qf_cli_progress *p);
+
+/* ---- subcommands ------------------------------------------------------------------------------------- */
+
+int qf_cli_convert(int argc, char **argv);   /* cli_convert.c */
+int qf_cli_quantize(int argc, char **argv);  /* cli_convert.c */
+int qf_cli_calibrate(int argc, char **argv); /* cli_convert.c */
 int qf_cli_perplexity(int argc, char **argv);
 int qf_cli_verify(int argc, char **argv);
 /* `qforge verify FILE --integrity ...` (cli_integrity.c): qf_cli_verify hands argv over unchanged

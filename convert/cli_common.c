@@ -1,17 +1,74 @@
-/* Helpers every qforge subcommand shares: error and usage lines, exit codes, option values, timing. */
+/* Helpers every qforge subcommand shares: error, warning and usage lines, option parsing (cli.h). */
 #include "convert/cli.h"
+#include "convert/report.h"
 
 #include <stdlib.h>
 #include <string.h>
 
 int qf_cli_fail(const char *cmd, const qf_error *err) {
-    fprintf(stderr, "qforge %s: error: %s\n", cmd, err->msg[0] ? err->msg : qf_status_name(err->status));
+    const char *msg = err->msg[0] ? err->msg : qf_status_name(err->status);
+    fprintf(stderr, "qforge %s: error: ", cmd);
+    qf_text_put(stderr, msg, strlen(msg), QF_TEXT_TERMINAL);
+    fputc('\n', stderr);
     return qf_status_exit_code(err->status);
 }
 
 int qf_cli_usage(const char *cmd, const char *msg) {
-    fprintf(stderr, "qforge %s: %s (see 'qforge %s --help')\n", cmd, msg, cmd);
+    fprintf(stderr, "qforge %s: ", cmd);
+    qf_text_put(stderr, msg, strlen(msg), QF_TEXT_TERMINAL);
+    fprintf(stderr, " (see 'qforge %s --help')\n", cmd);
     return 2;
+}
+
+void qf_cli_warn(void *user, const char *msg) {
+    fprintf(stderr, "qforge %s: warning: ", (const char *)user);
+    qf_text_put(stderr, msg, strlen(msg), QF_TEXT_TERMINAL);
+    fputc('\n', stderr);
+}
+
+double qf_cli_seconds_since(const struct timespec *t0) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)(t.tv_sec - t0->tv_sec) + (double)(t.tv_nsec - t0->tv_nsec) * 1e-9;
+}
+
+/* How many long options `name` (without "--", up to '=') names: exact match, else unique prefix. */
+static int long_matches(const struct option *longopts, const char *name, size_t len) {
+    int n = 0;
+    for (const struct option *o = longopts; o->name; o++) {
+        if (strlen(o->name) == len && !strncmp(o->name, name, len)) return 1;
+        n += !strncmp(o->name, name, len);
+    }
+    return n;
+}
+
+int qf_cli_getopt(const char *cmd, int argc, char **argv, const char *shortopts, const struct option *longopts) {
+    char spec[128];
+    snprintf(spec, sizeof spec, ":%s", shortopts); /* leading ':' = report a missing value as ':' */
+    opterr = 0;                                     /* and let us print the one line */
+    int before = optind;
+    int c = getopt_long(argc, argv, spec, longopts, NULL);
+    if (c != '?' && c != ':') return c;
+    /* getopt moves past a long option even when it fails; a short one is named by optopt */
+    const char *cur = optind >= 1 && optind - 1 < argc ? argv[optind - 1] : "";
+    char msg[256], name[96];
+    if (optind != before && !strncmp(cur, "--", 2)) {
+        size_t len = strcspn(cur + 2, "=");
+        snprintf(name, sizeof name, "--%.*s", (int)(len < 80 ? len : 80), cur + 2);
+        int n = long_matches(longopts, cur + 2, len);
+        if (c == ':') snprintf(msg, sizeof msg, "option '%s' needs a value", name);
+        else if (n > 1) snprintf(msg, sizeof msg, "option '%s' is ambiguous", name);
+        else if (n == 1 && cur[2 + len] == '=') snprintf(msg, sizeof msg, "option '%s' takes no value", name);
+        else snprintf(msg, sizeof msg, "unknown option '%s'", name);
+    } else if (c == ':') {
+        snprintf(msg, sizeof msg, "option '-%c' needs a value", optopt);
+    } else if (optopt > 0x20 && optopt < 0x7f) {
+        snprintf(msg, sizeof msg, "unknown option '-%c'", optopt);
+    } else {
+        snprintf(msg, sizeof msg, "unknown option '%s'", cur);
+    }
+    qf_cli_usage(cmd, msg);
+    return '?';
 }
 
 bool qf_cli_long(const char *cmd, const char *opt, const char *s, long lo, long hi, long *out) {
@@ -27,8 +84,42 @@ bool qf_cli_long(const char *cmd, const char *opt, const char *s, long lo, long 
     return false;
 }
 
-double qf_cli_seconds_since(const struct timespec *t0) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)(t.tv_sec - t0->tv_sec) + (double)(t.tv_nsec - t0->tv_nsec) * 1e-9;
+static int parse_threads(const char *cmd, const char *arg, int *out) {
+    char *end;
+    long v = strtol(arg, &end, 10);
+    if (*arg && !*end && v >= 0 && v <= 1024) {
+        *out = (int)v;
+        return 0;
+    }
+    char msg[200];
+    /* convert/quantize once read -t as --type: a type name here gets the way to say it now */
+    if (*arg && *end)
+        snprintf(msg, sizeof msg, "-t/--threads takes an integer in 0..1024 (-t is threads, as in llama.cpp; a weight type is --type %.40s)", arg);
+    else snprintf(msg, sizeof msg, "-t/--threads takes an integer in 0..1024");
+    return qf_cli_usage(cmd, msg);
+}
+
+int qf_cli_common_opt(const char *cmd, int c, const char *arg, qf_cli_common *co) {
+    switch (c) {
+    case 'q': co->quiet = true; return 0;
+    case 't': case 'j': return parse_threads(cmd, arg, &co->threads);
+    case 'm': co->model = arg; return 0;
+    case QF_OPT_PROGRESS:
+        if (!strcmp(arg, "none")) co->progress = QF_PROGRESS_NONE;
+        else if (!strcmp(arg, "bar")) co->progress = QF_PROGRESS_BAR;
+        else if (!strcmp(arg, "lines")) co->progress = QF_PROGRESS_LINES;
+        else return qf_cli_usage(cmd, "--progress is none, bar or lines");
+        return 0;
+    default: return -1;
+    }
+}
+
+const char *qf_cli_positional(const char *cmd, int argc, char **argv, const qf_cli_common *co, const char *what) {
+    int n = argc - optind + (co->model != NULL);
+    char msg[160];
+    if (n == 1) return co->model ? co->model : argv[optind];
+    if (co->model && n > 1) snprintf(msg, sizeof msg, "%s given twice (as -m/--model and as an argument)", what);
+    else snprintf(msg, sizeof msg, "expected exactly one %s", what);
+    qf_cli_usage(cmd, msg);
+    return NULL;
 }

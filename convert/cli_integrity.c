@@ -5,10 +5,9 @@
  * qforge digests, 3 environment). `qforge verify` hands its arguments here when --integrity is present.
  */
 #include "convert/cli.h"
+#include "convert/report.h"
 #include "qforge.h"
 
-#include <cjson/cJSON.h>
-#include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,11 +21,12 @@ static const char integrity_help[] =
     "bytes changed and says whether the header/metadata changed. Streams from the file; tensors are\n"
     "hashed in parallel.\n"
     "\n"
-    "  -k, --pubkey P     also check the detached Ed25519 signature (made by 'qforge sign') with the PEM\n"
-    "                     public key P ('openssl pkey -in key.pem -pubout -out pub.pem')\n"
-    "      --sig S        signature file (default FILE.sig)\n"
-    "  -j, --threads N    hashing threads (default: all CPUs)\n"
-    "      --json         machine-readable result on stdout\n"
+    "  -k, --pubkey P         also check the detached Ed25519 signature (made by 'qforge sign') with the\n"
+    "                         PEM public key P ('openssl pkey -in key.pem -pubout -out pub.pem')\n"
+    "      --sig S            signature file (default FILE.sig)\n"
+    "  -t, -j, --threads N    hashing threads (default: all CPUs)\n"
+    "      --json             one JSON object on stdout whatever the outcome (schema qforge.integrity/1)\n"
+    "  -q, --quiet            print nothing when everything matches\n"
     "\n"
     "Exit: 0 everything matches, 1 a tensor or the header changed or the signature fails,\n"
     "2 unreadable or malformed file, or a file without qforge digests, 3 I/O.\n";
@@ -34,7 +34,10 @@ static const char integrity_help[] =
 typedef struct integrity_cli {
     qf_integrity_opts o;
     bool json;
+    qf_cli_common co;
 } integrity_cli;
+
+enum { OPT_INTEGRITY = QF_OPT_FIRST_FREE, OPT_SIG, OPT_JSON };
 
 static int usage_error(const char *msg) {
     fprintf(stderr, "qforge verify: %s (see 'qforge verify --integrity --help')\n", msg);
@@ -44,29 +47,26 @@ static int usage_error(const char *msg) {
 /* 0 = run, -1 = help printed, 2 = usage error. */
 static int parse(int argc, char **argv, integrity_cli *v) {
     static const struct option opts[] = {
-        {"integrity", no_argument, 0, 'I'}, {"pubkey", required_argument, 0, 'k'}, {"sig", required_argument, 0, 's'},
-        {"threads", required_argument, 0, 'j'}, {"json", no_argument, 0, 'J'}, {"help", no_argument, 0, 'h'},
-        {0, 0, 0, 0}};
-    int c;
+        {"integrity", no_argument, 0, OPT_INTEGRITY}, {"pubkey", required_argument, 0, 'k'},
+        {"sig", required_argument, 0, OPT_SIG}, {"json", no_argument, 0, OPT_JSON}, QF_CLI_THREADS_OPTS,
+        QF_CLI_BASE_OPTS, {0, 0, 0, 0}};
+    int c, rc;
     optind = 1; /* the caller may have scanned argv with getopt already */
-    while ((c = getopt_long(argc, argv, "k:j:h", opts, NULL)) != -1) {
-        long t;
+    while ((c = qf_cli_getopt("verify", argc, argv, "k:t:j:qh", opts)) != -1) {
+        if ((rc = qf_cli_common_opt("verify", c, optarg, &v->co)) >= 0) { if (rc) return rc; continue; }
         switch (c) {
-        case 'I': break;
+        case OPT_INTEGRITY: break;
         case 'k': v->o.pubkey = optarg; break;
-        case 's': v->o.sig = optarg; break;
-        case 'J': v->json = true; break;
-        case 'j':
-            if (!qf_cli_long("verify", "--threads", optarg, 0, 1024, &t)) return 2;
-            v->o.threads = (int)t;
-            break;
+        case OPT_SIG: v->o.sig = optarg; break;
+        case OPT_JSON: v->json = true; break;
         case 'h': fputs(integrity_help, stdout); return -1;
-        default: return usage_error("unknown option");
+        default: return 2;
         }
     }
     if (optind + 1 != argc) return usage_error("expected exactly one FILE");
     if (v->o.sig && !v->o.pubkey) return usage_error("--sig needs --pubkey");
     v->o.path = argv[optind];
+    v->o.threads = v->co.threads;
     return 0;
 }
 
@@ -79,25 +79,46 @@ static const char *sig_word(qf_sig_state s) {
     }
 }
 
+/* "FILE: " with the file name as given, escaped like everything else that is printed. */
+static void file_prefix(const char *f) {
+    qf_text_put(stdout, f, strlen(f), QF_TEXT_TERMINAL);
+    fputs(": ", stdout);
+}
+
 static void print_text(const integrity_cli *v, const qf_integrity_report *r, qf_status st, double secs) {
     const char *f = v->o.path;
-    if (!r->header_ok) printf("%s: CHANGED header/metadata/tensor infos\n", f);
-    for (size_t i = 0; i < r->n_bad; i++) printf("%s: CHANGED tensor %s\n", f, r->bad[i]);
-    if (r->sig == QF_SIG_BAD) printf("%s: BAD signature\n", f);
-    if (r->sig == QF_SIG_WRONG_KEY) printf("%s: signature made with another key than %s\n", f, v->o.pubkey);
+    if (!r->header_ok) { file_prefix(f); printf("CHANGED header/metadata/tensor infos\n"); }
+    for (size_t i = 0; i < r->n_bad; i++) {
+        file_prefix(f);
+        printf("CHANGED tensor ");
+        qf_text_put(stdout, r->bad[i], strlen(r->bad[i]), QF_TEXT_TERMINAL); /* names come from the file */
+        putchar('\n');
+    }
+    if (r->sig == QF_SIG_BAD) { file_prefix(f); printf("BAD signature\n"); }
+    if (r->sig == QF_SIG_WRONG_KEY) {
+        file_prefix(f);
+        printf("signature made with another key than ");
+        qf_text_put(stdout, v->o.pubkey, strlen(v->o.pubkey), QF_TEXT_TERMINAL);
+        putchar('\n');
+    }
     double mib = (double)r->bytes_hashed / 1048576.0;
+    if (st == QF_OK && v->co.quiet) return;
+    file_prefix(f);
     if (st == QF_OK)
-        printf("%s: OK (header + %zu tensors, %.1f MiB in %.2f s%s)\n", f, r->n_tensors, mib, secs,
+        printf("OK (header + %zu tensors, %.1f MiB in %.2f s%s)\n", r->n_tensors, mib, secs,
                r->sig == QF_SIG_OK ? "; signature OK" : "");
     else
-        printf("%s: FAILED: %s, %zu of %zu tensors changed%s\n", f, r->header_ok ? "header ok" : "header/metadata changed",
+        printf("FAILED: %s, %zu of %zu tensors changed%s\n", r->header_ok ? "header ok" : "header/metadata changed",
                r->n_bad, r->n_tensors, r->sig == QF_SIG_NOT_CHECKED ? "" : r->sig == QF_SIG_OK ? ", signature ok" : ", signature fails");
 }
 
 /* Printed for every outcome, so scripts always get one JSON object; "error" holds the message. */
 static void print_json(const integrity_cli *v, const qf_integrity_report *r, qf_status st, const qf_error *err) {
-    cJSON *o = cJSON_CreateObject();
-    cJSON_AddStringToObject(o, "file", v->o.path);
+    cJSON *o = qf_report_new("qforge.integrity/1");
+    if (!o) return;
+    qf_error derr;
+    if (st != QF_E_NOTFOUND && st != QF_E_IO) qf_report_add_file(o, "file", v->o.path, &derr);
+    qf_json_add_text(o, "file", v->o.path);
     cJSON_AddBoolToObject(o, "ok", st == QF_OK);
     cJSON_AddStringToObject(o, "status", qf_status_name(st));
     bool report = st == QF_OK || st == QF_E_CHECK;
@@ -105,15 +126,12 @@ static void print_json(const integrity_cli *v, const qf_integrity_report *r, qf_
         cJSON_AddBoolToObject(o, "header_ok", r->header_ok);
         cJSON_AddNumberToObject(o, "tensors", (double)r->n_tensors);
         cJSON *bad = cJSON_AddArrayToObject(o, "changed_tensors");
-        for (size_t i = 0; i < r->n_bad; i++) cJSON_AddItemToArray(bad, cJSON_CreateString(r->bad[i]));
+        for (size_t i = 0; i < r->n_bad; i++) cJSON_AddItemToArray(bad, qf_json_text(r->bad[i]));
         cJSON_AddNumberToObject(o, "bytes_hashed", (double)r->bytes_hashed);
         cJSON_AddStringToObject(o, "signature", sig_word(r->sig));
     }
-    if (st != QF_OK) cJSON_AddStringToObject(o, "error", err->msg);
-    char *s = cJSON_Print(o);
-    if (s) puts(s);
-    free(s);
-    cJSON_Delete(o);
+    if (st != QF_OK) qf_json_add_text(o, "error", err->msg);
+    qf_report_print(o, stdout);
 }
 
 int qf_cli_integrity(int argc, char **argv) {
@@ -129,7 +147,6 @@ int qf_cli_integrity(int argc, char **argv) {
     double secs = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) * 1e-9;
     if (v.json) print_json(&v, &r, st, &err);
     else if (st == QF_OK || st == QF_E_CHECK) print_text(&v, &r, st, secs);
-    if (st != QF_OK) fprintf(stderr, "qforge verify: error: %s\n", err.msg[0] ? err.msg : qf_status_name(st));
     qf_integrity_report_free(&r);
-    return qf_status_exit_code(st);
+    return st != QF_OK ? qf_cli_fail("verify", &err) : 0;
 }

@@ -6,7 +6,6 @@
 #include "convert/cli.h"
 #include "qforge.h"
 
-#include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,34 +20,35 @@ static const char sign_help[] =
     "digest manifest (header digest + every tensor's name and digest; docs/integrity.md). A file whose\n"
     "digests do not match is not signed (exit 1). Check with 'qforge verify FILE --integrity --pubkey P'.\n"
     "\n"
-    "  -k, --key K        PEM Ed25519 private key, unencrypted:\n"
-    "                       openssl genpkey -algorithm ed25519 -out key.pem\n"
-    "                       openssl pkey -in key.pem -pubout -out pub.pem     (the key to publish)\n"
-    "  -o, --output F     signature file (default FILE.gguf.sig), written atomically\n"
-    "  -j, --threads N    hashing threads (default: all CPUs)\n";
+    "  -k, --key K            PEM Ed25519 private key, unencrypted:\n"
+    "                           openssl genpkey -algorithm ed25519 -out key.pem\n"
+    "                           openssl pkey -in key.pem -pubout -out pub.pem   (the key to publish)\n"
+    "  -o, --output F         signature file (default FILE.gguf.sig), written atomically\n"
+    "  -t, -j, --threads N    hashing threads (default: all CPUs)\n"
+    "  -q, --quiet            no summary line\n";
 
 int qf_cli_sign(int argc, char **argv) {
     static const struct option opts[] = {{"key", required_argument, 0, 'k'}, {"output", required_argument, 0, 'o'},
-                                         {"threads", required_argument, 0, 'j'}, {"help", no_argument, 0, 'h'},
-                                         {0, 0, 0, 0}};
+                                         QF_CLI_THREADS_OPTS, QF_CLI_BASE_OPTS, {0, 0, 0, 0}};
     qf_sign_opts o = {0};
-    long t;
-    int c;
-    while ((c = getopt_long(argc, argv, "k:o:j:h", opts, NULL)) != -1) {
+    qf_cli_common co = {0};
+    int c, rc;
+    while ((c = qf_cli_getopt("sign", argc, argv, "k:o:t:j:qh", opts)) != -1) {
+        if ((rc = qf_cli_common_opt("sign", c, optarg, &co)) >= 0) { if (rc) return rc; continue; }
         switch (c) {
         case 'k': o.key = optarg; break;
         case 'o': o.out = optarg; break;
-        case 'j': if (!qf_cli_long("sign", "--threads", optarg, 0, 1024, &t)) return 2; o.threads = (int)t; break;
         case 'h': fputs(sign_help, stdout); return 0;
-        default: return qf_cli_usage("sign", "unknown option");
+        default: return 2;
         }
     }
+    o.threads = co.threads;
     if (optind + 1 != argc) return qf_cli_usage("sign", "expected exactly one FILE");
     if (!o.key) return qf_cli_usage("sign", "--key KEY.pem is required");
     o.path = argv[optind];
     qf_error err;
     if (qf_sign(&o, &err) != QF_OK) return qf_cli_fail("sign", &err);
-    fprintf(stderr, "qforge: signed %s -> %s%s\n", o.path, o.out ? o.out : o.path, o.out ? "" : ".sig");
+    if (!co.quiet) fprintf(stderr, "qforge: signed %s -> %s%s\n", o.path, o.out ? o.out : o.path, o.out ? "" : ".sig");
     return 0;
 }
 
@@ -61,11 +61,12 @@ static const char pack_help[] =
     "each plus an index of offsets and per-frame SHA-256, so 'qforge unpack' runs in parallel and checks\n"
     "every frame as it streams. Plain 'zstd -d FILE.qfz' also restores the file. Prints the ratio and MB/s.\n"
     "\n"
-    "  -o, --output F     the pack (written atomically)\n"
-    "  -l, --level L      zstd level 1..19 (default 3)\n"
-    "      --chunk-mib M  uncompressed MiB per frame, 1..256 (default 4)\n"
-    "  -j, --threads N    compression threads (default: all CPUs); the pack's bytes do not depend on N\n"
-    "  -q, --quiet        no summary line\n";
+    "  -o, --output F         the pack (written atomically)\n"
+    "  -l, --level L          zstd level 1..19 (default 3)\n"
+    "      --chunk-mib M      uncompressed MiB per frame, 1..256 (default 4)\n"
+    "  -t, -j, --threads N    compression threads (default: all CPUs); the pack's bytes do not depend\n"
+    "                         on N\n"
+    "  -q, --quiet            no summary line\n";
 
 static const char unpack_help[] =
     "usage: qforge unpack FILE.qfz -o FILE [--threads N] [-q]\n"
@@ -74,35 +75,37 @@ static const char unpack_help[] =
     "indexed size and SHA-256, and a GGUF carrying qforge integrity digests is re-verified before the\n"
     "output appears; on any failure no output is left behind (exit 1 damaged data, 2 malformed pack).\n"
     "\n"
-    "  -o, --output F     the restored file (written atomically)\n"
-    "  -j, --threads N    decompression threads (default: all CPUs)\n"
-    "  -q, --quiet        no summary line\n";
+    "  -o, --output F         the restored file (written atomically)\n"
+    "  -t, -j, --threads N    decompression threads (default: all CPUs)\n"
+    "  -q, --quiet            no summary line\n";
 
 typedef struct pack_cli {
     qf_pack_opts o;
-    bool quiet;
+    qf_cli_common co;
 } pack_cli;
+
+enum { OPT_CHUNK_MIB = QF_OPT_FIRST_FREE };
 
 /* 0 = run, -1 = help printed, 2 = usage error. */
 static int parse_pack(const char *cmd, bool packing, int argc, char **argv, pack_cli *p) {
     static const struct option opts[] = {
         {"output", required_argument, 0, 'o'}, {"level", required_argument, 0, 'l'},
-        {"chunk-mib", required_argument, 0, 'c'}, {"threads", required_argument, 0, 'j'},
-        {"quiet", no_argument, 0, 'q'}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
+        {"chunk-mib", required_argument, 0, OPT_CHUNK_MIB}, QF_CLI_THREADS_OPTS, QF_CLI_BASE_OPTS, {0, 0, 0, 0}};
     long v;
-    int c;
-    while ((c = getopt_long(argc, argv, packing ? "o:l:j:qh" : "o:j:qh", opts, NULL)) != -1) {
-        if ((c == 'l' || c == 'c') && !packing) return qf_cli_usage(cmd, "--level and --chunk-mib are pack options");
+    int c, rc;
+    while ((c = qf_cli_getopt(cmd, argc, argv, packing ? "o:l:t:j:qh" : "o:t:j:qh", opts)) != -1) {
+        if (c == '?') return 2;
+        if ((c == 'l' || c == OPT_CHUNK_MIB) && !packing) return qf_cli_usage(cmd, "--level and --chunk-mib are pack options");
+        if ((rc = qf_cli_common_opt(cmd, c, optarg, &p->co)) >= 0) { if (rc) return rc; continue; }
         switch (c) {
         case 'o': p->o.out = optarg; break;
         case 'l': if (!qf_cli_long(cmd, "--level", optarg, 1, 19, &v)) return 2; p->o.level = (int)v; break;
-        case 'c': if (!qf_cli_long(cmd, "--chunk-mib", optarg, 1, 256, &v)) return 2; p->o.chunk_mib = (uint32_t)v; break;
-        case 'j': if (!qf_cli_long(cmd, "--threads", optarg, 0, 1024, &v)) return 2; p->o.threads = (int)v; break;
-        case 'q': p->quiet = true; break;
+        case OPT_CHUNK_MIB: if (!qf_cli_long(cmd, "--chunk-mib", optarg, 1, 256, &v)) return 2; p->o.chunk_mib = (uint32_t)v; break;
         case 'h': fputs(packing ? pack_help : unpack_help, stdout); return -1;
-        default: return qf_cli_usage(cmd, "unknown option");
+        default: return 2;
         }
     }
+    p->o.threads = p->co.threads;
     if (optind + 1 != argc) return qf_cli_usage(cmd, "expected exactly one FILE");
     if (!p->o.out) return qf_cli_usage(cmd, "-o OUTPUT is required");
     p->o.src = argv[optind];
@@ -132,7 +135,7 @@ static int run_pack(const char *cmd, bool packing, int argc, char **argv) {
     qf_error err;
     qf_status st = packing ? qf_pack(&p.o, &s, &err) : qf_unpack(&p.o, &s, &err);
     if (st != QF_OK) return qf_cli_fail(cmd, &err);
-    if (!p.quiet) print_pack_summary(packing, &p, &s, qf_cli_seconds_since(&t0));
+    if (!p.co.quiet) print_pack_summary(packing, &p, &s, qf_cli_seconds_since(&t0));
     return 0;
 }
 

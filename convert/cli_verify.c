@@ -1,25 +1,23 @@
 /*
- * cli_verify.c — `qforge perplexity` and `qforge verify`: argument parsing, progress lines in
- * llama-perplexity's style, and the JSON / JUnit reports. The numbers come from qf_perplexity and
+ * cli_verify.c — `qforge perplexity` and `qforge verify`: argument parsing, progress, the text report
+ * in llama-perplexity's terms and the JSON / JUnit reports. The numbers come from qf_perplexity and
  * qf_verify (qforge.h).
  */
 #include "convert/cli.h"
+#include "convert/report.h"
 #include "qforge.h"
 
-#include <cjson/cJSON.h>
-#include <getopt.h>
 #include <math.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 /* Options both commands share. */
-typedef struct common_opts {
+typedef struct eval_opts {
     const char *text;
     uint32_t ctx, chunks, batch;
-    int threads;
     bool no_escape, act_q8;
-} common_opts;
+    qf_cli_common co;
+} eval_opts;
 
 static bool parse_u32(const char *s, uint32_t lo, uint32_t hi, uint32_t *out) {
     char *end;
@@ -37,20 +35,22 @@ static bool parse_nonneg(const char *s, double *out) {
     return true;
 }
 
-/* Returns 0 when `c` was one of the shared options, 2 on a bad value, -1 when not shared. */
-static int parse_common(const char *cmd, int c, const char *arg, common_opts *o) {
-    uint32_t v;
+enum {
+    OPT_CHUNKS = QF_OPT_FIRST_FREE, OPT_NO_ESCAPE, OPT_ACT, OPT_JSON, OPT_BASE, OPT_MAX_KLD, OPT_MAX_PPL,
+    OPT_MIN_TOP1, OPT_JUNIT,
+};
+
+/* 0 when `c` was one of the shared options, 2 on a bad value, -1 when not shared. */
+static int parse_eval_opt(const char *cmd, int c, const char *arg, eval_opts *o) {
+    int rc = qf_cli_common_opt(cmd, c, arg, &o->co);
+    if (rc >= 0) return rc;
     switch (c) {
     case 'f': o->text = arg; return 0;
-    case 'c': return parse_u32(arg, 4, 1u << 20, &o->ctx) ? 0 : qf_cli_usage(cmd, "--ctx takes an integer in 4..1048576");
-    case 'n': return parse_u32(arg, 1, UINT32_MAX, &o->chunks) ? 0 : qf_cli_usage(cmd, "--chunks takes a positive integer");
-    case 'b': return parse_u32(arg, 1, 1u << 20, &o->batch) ? 0 : qf_cli_usage(cmd, "--batch takes a positive integer");
-    case 'j':
-        if (!parse_u32(arg, 0, 1024, &v)) return qf_cli_usage(cmd, "--threads takes an integer in 0..1024");
-        o->threads = (int)v;
-        return 0;
-    case 'E': o->no_escape = true; return 0;
-    case 'A':
+    case 'c': return parse_u32(arg, 4, 1u << 20, &o->ctx) ? 0 : qf_cli_usage(cmd, "-c/--ctx-size takes an integer in 4..1048576");
+    case OPT_CHUNKS: return parse_u32(arg, 1, UINT32_MAX, &o->chunks) ? 0 : qf_cli_usage(cmd, "--chunks takes a positive integer");
+    case 'b': return parse_u32(arg, 1, 1u << 20, &o->batch) ? 0 : qf_cli_usage(cmd, "-b/--batch-size takes a positive integer");
+    case OPT_NO_ESCAPE: o->no_escape = true; return 0;
+    case OPT_ACT:
         if (strcmp(arg, "q8") == 0) o->act_q8 = true;
         else if (strcmp(arg, "f32") == 0) o->act_q8 = false;
         else return qf_cli_usage(cmd, "--act takes f32 or q8");
@@ -59,51 +59,54 @@ static int parse_common(const char *cmd, int c, const char *arg, common_opts *o)
     }
 }
 
-#define COMMON_LONG_OPTS \
+#define EVAL_SHORT "f:c:b:t:j:m:qh"
+#define EVAL_LONG_OPTS \
     {"text", required_argument, 0, 'f'}, {"file", required_argument, 0, 'f'}, {"ctx", required_argument, 0, 'c'}, \
-    {"chunks", required_argument, 0, 'n'}, {"batch", required_argument, 0, 'b'}, \
-    {"threads", required_argument, 0, 'j'}, {"no-escape", no_argument, 0, 'E'}, {"act", required_argument, 0, 'A'}, \
-    {"help", no_argument, 0, 'h'}
+    {"ctx-size", required_argument, 0, 'c'}, {"chunks", required_argument, 0, OPT_CHUNKS}, \
+    {"batch", required_argument, 0, 'b'}, {"batch-size", required_argument, 0, 'b'}, \
+    {"no-escape", no_argument, 0, OPT_NO_ESCAPE}, {"act", required_argument, 0, OPT_ACT}, \
+    QF_CLI_THREADS_OPTS, QF_CLI_MODEL_OPTS, QF_CLI_BASE_OPTS, QF_CLI_PROGRESS_OPTS
 
-#define COMMON_HELP \
-    "  -f, --text FILE     evaluation text (llama-perplexity -f rules: one trailing newline dropped,\n" \
-    "                      backslash escapes \\n \\t \\xNN ... processed unless --no-escape)\n" \
-    "  -c, --ctx N         tokens per chunk (default 512); positions N/2 .. N-2 are scored\n" \
-    "      --chunks N      score the first N chunks (default: all)\n" \
-    "  -b, --batch N       tokens per forward call, as llama-perplexity -b (default 2048): N >= ctx\n" \
-    "                      evaluates N/ctx chunks per call, N < ctx splits a chunk; results do not\n" \
-    "                      depend on it. Layers run in passes of max(ctx, 512) tokens (llama.cpp's\n" \
-    "                      physical batch). Memory per model: 4 x N x n_vocab bytes of logits, plus\n" \
-    "                      KV cache and activations for one pass (qf-llama-a at 2048, ctx 256:\n" \
-    "                      270 MB logits, 3 MB KV, 10 MB activations)\n" \
-    "  -j, --threads N     threads (default: all CPUs; results do not depend on it)\n" \
-    "      --act f32|q8    f32 (default): exact F32 arithmetic. q8: faster, inexact: activations\n" \
-    "                      quantized to 8 bits per 32-block, as llama.cpp does, and integer products\n" \
-    "                      with Q8_0/Q4_K/Q6_K weights (other weights stay F32)\n"
+#define EVAL_HELP \
+    "  -m, --model MODEL      the model, instead of the MODEL argument\n" \
+    "  -f, --file, --text F   evaluation text (llama-perplexity -f rules: one trailing newline dropped,\n" \
+    "                         backslash escapes \\n \\t \\xNN ... processed unless --no-escape)\n" \
+    "  -c, --ctx-size, --ctx N\n" \
+    "                         tokens per chunk (default 512); positions N/2 .. N-2 are scored\n" \
+    "      --chunks N         score the first N chunks (default: all)\n" \
+    "  -b, --batch-size, --batch N\n" \
+    "                         tokens per forward call, as llama-perplexity -b (default 2048): N >= ctx\n" \
+    "                         evaluates N/ctx chunks per call, N < ctx splits a chunk; results do not\n" \
+    "                         depend on it. Layers run in passes of max(ctx, 512) tokens (llama.cpp's\n" \
+    "                         physical batch). Memory per model: 4 x N x n_vocab bytes of logits, plus\n" \
+    "                         KV cache and activations for one pass (qf-llama-a at 2048, ctx 256:\n" \
+    "                         270 MB logits, 3 MB KV, 10 MB activations)\n" \
+    "      --act f32|q8       f32 (default): exact F32 arithmetic. q8: faster, inexact: activations\n" \
+    "                         quantized to 8 bits per 32-block, as llama.cpp does, and integer products\n" \
+    "                         with Q8_0/Q4_K/Q6_K weights (other weights stay F32)\n" \
+    QF_CLI_THREADS_HELP QF_CLI_QUIET_HELP QF_CLI_PROGRESS_HELP
 
 /* ---- perplexity ----------------------------------------------------------------------------------- */
 
 static const char ppl_help[] =
-    "usage: qforge perplexity MODEL --text FILE [--ctx N] [--chunks N] [--batch N] [--threads N] [--json]\n"
+    "usage: qforge perplexity MODEL -f TEXT [--ctx-size N] [--chunks N] [--batch-size N] [--threads N]\n"
+    "                         [--json]\n"
     "\n"
     "Perplexity of a model (GGUF file, or HF directory / shard index / archive read in place) with\n"
     "llama-perplexity's protocol: the text tokenized whole with BOS, cut into chunks of N tokens whose\n"
-    "first token becomes BOS, the second half of each chunk scored. Prints the running PPL per chunk\n"
-    "and the final estimate with its +/- like llama-perplexity.\n"
-    "\n" COMMON_HELP
-    "      --json          print one JSON object on stdout instead\n";
+    "first token becomes BOS, the second half of each chunk scored. Progress (with the running PPL) goes\n"
+    "to stderr; stdout gets the final estimate with its +/- like llama-perplexity, or the JSON object.\n"
+    "\n" EVAL_HELP
+    "      --json             print one JSON object on stdout instead (schema qforge.perplexity/1)\n";
 
-static void ppl_progress(void *user, uint32_t chunk, uint32_t n_chunks, double ppl) {
-    FILE *out = user;
-    fprintf(out, "[%u]%.4f,", chunk, ppl);
-    if (chunk == n_chunks) fputc('\n', out);
-    fflush(out);
-}
-
-static void print_ppl_json(const char *model, const char *text, const qf_perplexity_result *r) {
-    cJSON *o = cJSON_CreateObject();
-    cJSON_AddStringToObject(o, "model", model);
-    cJSON_AddStringToObject(o, "text", text);
+static qf_status print_ppl_json(const qf_perplexity_opts *po, const qf_perplexity_result *r, qf_error *err) {
+    cJSON *o = qf_report_new("qforge.perplexity/1");
+    if (!o) return qf_fail(err, QF_E_NOMEM, "out of memory for the report");
+    qf_status st = qf_report_add_model(o, "model", po->model, true, err);
+    if (!st) st = qf_report_add_file(o, "text", po->text_path, err);
+    if (st) { cJSON_Delete(o); return st; }
+    qf_json_add_text(o, "model", po->model);
+    qf_json_add_text(o, "text", po->text_path);
     cJSON_AddNumberToObject(o, "ctx", r->ctx);
     cJSON_AddNumberToObject(o, "chunks", r->n_chunks);
     cJSON_AddNumberToObject(o, "tokens_total", (double)r->n_tokens);
@@ -113,67 +116,97 @@ static void print_ppl_json(const char *model, const char *text, const qf_perplex
     cJSON_AddNumberToObject(o, "mean_nll", r->mean_nll);
     cJSON_AddNumberToObject(o, "eval_seconds", r->eval_seconds);
     cJSON_AddNumberToObject(o, "tokens_per_second", r->tokens_per_second);
-    char *s = cJSON_Print(o);
-    if (s) puts(s);
-    free(s);
-    cJSON_Delete(o);
+    return qf_report_print(o, stdout) ? QF_OK : qf_fail(err, QF_E_IO, "could not write the report to stdout");
 }
 
 int qf_cli_perplexity(int argc, char **argv) {
-    static const struct option opts[] = {COMMON_LONG_OPTS, {"json", no_argument, 0, 'J'}, {0, 0, 0, 0}};
-    common_opts co = {.batch = 2048};
+    static const struct option opts[] = {EVAL_LONG_OPTS, {"json", no_argument, 0, OPT_JSON}, {0, 0, 0, 0}};
+    eval_opts eo = {.batch = 2048};
     bool json = false;
     int c, rc;
-    while ((c = getopt_long(argc, argv, "f:c:b:j:h", opts, NULL)) != -1) {
+    while ((c = qf_cli_getopt("perplexity", argc, argv, EVAL_SHORT, opts)) != -1) {
         if (c == 'h') { fputs(ppl_help, stdout); return 0; }
-        if (c == 'J') { json = true; continue; }
-        if ((rc = parse_common("perplexity", c, optarg, &co)) != 0)
-            return rc > 0 ? rc : qf_cli_usage("perplexity", "unknown option");
+        if (c == OPT_JSON) { json = true; continue; }
+        if ((rc = parse_eval_opt("perplexity", c, optarg, &eo)) != 0) return rc > 0 ? rc : 2;
     }
-    if (optind + 1 != argc) return qf_cli_usage("perplexity", "expected exactly one MODEL");
-    if (!co.text) return qf_cli_usage("perplexity", "--text FILE is required");
-    qf_perplexity_opts o = {.model = argv[optind], .text_path = co.text, .ctx = co.ctx, .chunks = co.chunks,
-                            .batch = co.batch, .threads = co.threads, .no_escape = co.no_escape,
-                            .act_q8 = co.act_q8, .on_chunk = ppl_progress, .user = json ? stderr : stdout};
+    const char *model = qf_cli_positional("perplexity", argc, argv, &eo.co, "MODEL");
+    if (!model) return 2;
+    if (!eo.text) return qf_cli_usage("perplexity", "-f/--text FILE is required");
+    qf_cli_progress p;
+    qf_cli_progress_start(&p, "perplexity", &eo.co);
+    qf_perplexity_opts o = {.model = model, .text_path = eo.text, .ctx = eo.ctx, .chunks = eo.chunks,
+                            .batch = eo.batch, .threads = eo.co.threads, .no_escape = eo.no_escape,
+                            .act_q8 = eo.act_q8, .on_chunk = qf_cli_progress_chunks, .user = &p};
     qf_perplexity_result r;
     qf_error err;
-    if (qf_perplexity(&o, &r, &err) != QF_OK) return qf_cli_fail("perplexity", &err);
-    fprintf(stderr, "qforge perplexity: %u chunks of %u tokens (%llu scored) in %.2f s, %.1f tokens/s\n", r.n_chunks,
-            r.ctx, (unsigned long long)r.n_scored, r.eval_seconds, r.tokens_per_second);
-    if (json) print_ppl_json(o.model, o.text_path, &r);
-    else printf("Final estimate: PPL = %.4f +/- %.5f\n", r.ppl, r.ppl_err);
+    qf_status st = qf_perplexity(&o, &r, &err);
+    qf_cli_progress_end(&p);
+    if (st != QF_OK) return qf_cli_fail("perplexity", &err);
+    if (!eo.co.quiet)
+        fprintf(stderr, "qforge perplexity: %u chunks of %u tokens (%llu scored) in %.2f s, %.1f tokens/s\n", r.n_chunks,
+                r.ctx, (unsigned long long)r.n_scored, r.eval_seconds, r.tokens_per_second);
+    if (json) return print_ppl_json(&o, &r, &err) ? qf_cli_fail("perplexity", &err) : 0;
+    printf("Final estimate: PPL = %.4f +/- %.5f\n", r.ppl, r.ppl_err);
     return 0;
 }
 
 /* ---- verify --------------------------------------------------------------------------------------- */
 
 static const char verify_help[] =
-    "usage: qforge verify MODEL --base BASE --text FILE [--ctx N] [--chunks N] [--max-kld X]\n"
+    "usage: qforge verify MODEL --base BASE -f TEXT [--ctx-size N] [--chunks N] [--max-kld X]\n"
     "                     [--max-ppl-increase P] [--min-top1 P] [--json FILE] [--junit FILE]\n"
     "\n"
     "Run MODEL and BASE side by side on the same chunks of text and compare their next-token\n"
-    "distributions: PPL of each and their ratio, KL(base || model) per token (mean, median, p99, max),\n"
-    "how often the most likely token agrees, RMS change in the probability of the correct token.\n"
-    "Exit 0 when every threshold given holds, 1 when one fails, 2 on bad input (e.g. vocabularies\n"
-    "that differ). 'qforge verify FILE --integrity' checks a file's digests instead (see --integrity --help).\n"
+    "distributions: PPL of each and their ratio, KL(base || model) per token (mean with its +/- as\n"
+    "llama-perplexity prints it, median, p99, max), how often the most likely token agrees, RMS change in\n"
+    "the probability of the correct token. Exit 0 when every threshold given holds, 1 when one fails,\n"
+    "2 on bad input (e.g. vocabularies that differ). 'qforge verify FILE --integrity' checks a file's\n"
+    "digests instead (see --integrity --help).\n"
     "\n"
-    "  -m, --base BASE          the reference model (GGUF or HF checkpoint)\n" COMMON_HELP
-    "      --max-kld X          fail when the mean KLD exceeds X (nats)\n"
-    "      --max-ppl-increase P fail when PPL(model) exceeds PPL(base) by more than P percent\n"
-    "      --min-top1 P         fail when fewer than P percent of top-1 tokens agree\n"
-    "      --json FILE          write the report as JSON ('-' = stdout)\n"
-    "      --junit FILE         write a JUnit XML file with one testcase per threshold given\n";
+    "      --base BASE        the reference model (GGUF or HF checkpoint)\n" EVAL_HELP
+    "      --max-kld X        fail when the mean KLD exceeds X (nats)\n"
+    "      --max-ppl-increase P\n"
+    "                         fail when PPL(model) exceeds PPL(base) by more than P percent\n"
+    "      --min-top1 P       fail when fewer than P percent of top-1 tokens agree\n"
+    "      --json FILE        write the report as JSON (schema qforge.verify/1; '-' = stdout, and the\n"
+    "                         text report then goes to stderr)\n"
+    "      --junit FILE       write a JUnit XML file with one testcase per metric; a metric with a\n"
+    "                         threshold fails its testcase when the threshold does not hold\n";
 
 typedef struct verify_cli {
     qf_verify_opts o;
     const char *json, *junit;
+    qf_cli_common co;
 } verify_cli;
 
-static cJSON *verify_json(const verify_cli *v, const qf_verify_result *r) {
-    cJSON *o = cJSON_CreateObject();
-    cJSON_AddStringToObject(o, "model", v->o.model);
-    cJSON_AddStringToObject(o, "base", v->o.base);
-    cJSON_AddStringToObject(o, "text", v->o.text_path);
+/* The metrics every report carries, in order, and the threshold (check) that gates each, if any. */
+typedef struct metric {
+    const char *name;
+    double value;
+    int check; /* qf_verify_check_id, or -1 */
+} metric;
+
+#define N_METRICS 10
+
+static void metrics(const qf_verify_result *r, metric m[N_METRICS]) {
+    const metric all[N_METRICS] = {
+        {"ppl_model", r->ppl_model, -1}, {"ppl_base", r->ppl_base, -1}, {"ppl_ratio", r->ppl_ratio, -1},
+        {"ppl_increase_pct", 100.0 * (r->ppl_ratio - 1.0), QF_CHECK_PPL}, {"kld_mean", r->kld_mean, QF_CHECK_KLD},
+        {"kld_median", r->kld_median, -1}, {"kld_p99", r->kld_p99, -1}, {"kld_max", r->kld_max, -1},
+        {"same_top1_pct", r->top1_pct, QF_CHECK_TOP1}, {"rms_dp_pct", r->dp_rms_pct, -1}};
+    memcpy(m, all, sizeof all);
+}
+
+static qf_status verify_json(const verify_cli *v, const qf_verify_result *r, cJSON **out, qf_error *err) {
+    cJSON *o = qf_report_new("qforge.verify/1");
+    if (!o) return qf_fail(err, QF_E_NOMEM, "out of memory for the report");
+    qf_status st = qf_report_add_model(o, "model", v->o.model, true, err);
+    if (!st) st = qf_report_add_model(o, "base", v->o.base, true, err);
+    if (!st) st = qf_report_add_file(o, "text", v->o.text_path, err);
+    if (st) { cJSON_Delete(o); return st; }
+    qf_json_add_text(o, "model", v->o.model);
+    qf_json_add_text(o, "base", v->o.base);
+    qf_json_add_text(o, "text", v->o.text_path);
     cJSON_AddNumberToObject(o, "ctx", r->ctx);
     cJSON_AddNumberToObject(o, "chunks", r->n_chunks);
     cJSON_AddNumberToObject(o, "tokens_total", (double)r->n_tokens);
@@ -184,6 +217,7 @@ static cJSON *verify_json(const verify_cli *v, const qf_verify_result *r) {
     cJSON_AddNumberToObject(o, "ppl_base_pm", r->ppl_base_err);
     cJSON_AddNumberToObject(o, "ppl_ratio", r->ppl_ratio);
     cJSON_AddNumberToObject(o, "kld_mean", r->kld_mean);
+    cJSON_AddNumberToObject(o, "kld_mean_pm", r->kld_mean_err);
     cJSON_AddNumberToObject(o, "kld_median", r->kld_median);
     cJSON_AddNumberToObject(o, "kld_p99", r->kld_p99);
     cJSON_AddNumberToObject(o, "kld_max", r->kld_max);
@@ -201,7 +235,8 @@ static cJSON *verify_json(const verify_cli *v, const qf_verify_result *r) {
         cJSON_AddItemToArray(checks, e);
     }
     cJSON_AddBoolToObject(o, "pass", r->pass);
-    return o;
+    *out = o;
+    return QF_OK;
 }
 
 static bool write_text(const char *path, const char *text) {
@@ -212,69 +247,78 @@ static bool write_text(const char *path, const char *text) {
     return fclose(f) == 0 && ok;
 }
 
+/* An XML attribute value: markup escaped, and text made safe first (XML 1.0 allows no C0 controls). */
 static void xml_escaped(FILE *f, const char *s) {
-    for (; *s; s++) {
-        switch (*s) {
+    char *safe = qf_text_escaped(s, QF_TEXT_TERMINAL);
+    for (const char *p = safe ? safe : ""; *p; p++) {
+        switch (*p) {
         case '<': fputs("&lt;", f); break;
         case '>': fputs("&gt;", f); break;
         case '&': fputs("&amp;", f); break;
         case '"': fputs("&quot;", f); break;
-        default: fputc(*s, f);
+        default: fputc(*p, f);
         }
     }
+    free(safe);
+}
+
+static void junit_property(FILE *f, const char *name, const char *text) {
+    fprintf(f, "      <property name=\"%s\" value=\"", name);
+    xml_escaped(f, text);
+    fprintf(f, "\"/>\n");
 }
 
 static bool write_junit(const verify_cli *v, const qf_verify_result *r) {
     FILE *f = fopen(v->junit, "w");
     if (!f) return false;
-    int tests = 0, failures = 0;
-    for (int i = 0; i < QF_CHECK_COUNT; i++) {
-        tests += r->checks[i].given;
-        failures += r->checks[i].given && !r->checks[i].pass;
-    }
+    metric m[N_METRICS];
+    metrics(r, m);
+    int failures = 0;
+    for (int i = 0; i < QF_CHECK_COUNT; i++) failures += r->checks[i].given && !r->checks[i].pass;
     fprintf(f, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites>\n");
-    fprintf(f, "  <testsuite name=\"qforge.verify\" tests=\"%d\" failures=\"%d\" errors=\"0\" time=\"%.3f\">\n", tests,
-            failures, r->eval_seconds);
-    fprintf(f, "    <properties>\n      <property name=\"model\" value=\"");
-    xml_escaped(f, v->o.model);
-    fprintf(f, "\"/>\n      <property name=\"base\" value=\"");
-    xml_escaped(f, v->o.base);
-    fprintf(f, "\"/>\n      <property name=\"text\" value=\"");
-    xml_escaped(f, v->o.text_path);
-    fprintf(f, "\"/>\n      <property name=\"ppl_model\" value=\"%.6f\"/>\n", r->ppl_model);
-    fprintf(f, "      <property name=\"ppl_base\" value=\"%.6f\"/>\n    </properties>\n", r->ppl_base);
-    for (int i = 0; i < QF_CHECK_COUNT; i++) {
-        const qf_verify_check *c = &r->checks[i];
-        if (!c->given) continue;
-        fprintf(f, "    <testcase classname=\"qforge.verify\" name=\"%s\">", c->name);
-        if (!c->pass)
-            fprintf(f, "\n      <failure message=\"%s = %.6g, limit %.6g\"/>\n    ", c->name, c->value, c->limit);
-        fprintf(f, "</testcase>\n");
+    fprintf(f, "  <testsuite name=\"qforge.verify\" tests=\"%d\" failures=\"%d\" errors=\"0\" time=\"%.3f\">\n",
+            N_METRICS, failures, r->eval_seconds);
+    fprintf(f, "    <properties>\n");
+    junit_property(f, "model", v->o.model);
+    junit_property(f, "base", v->o.base);
+    junit_property(f, "text", v->o.text_path);
+    fprintf(f, "      <property name=\"qforge_version\" value=\"%s\"/>\n    </properties>\n", QF_VERSION_STRING);
+    for (int i = 0; i < N_METRICS; i++) {
+        const qf_verify_check *c = m[i].check >= 0 && r->checks[m[i].check].given ? &r->checks[m[i].check] : NULL;
+        fprintf(f, "    <testcase classname=\"qforge.verify\" name=\"%s\">\n", m[i].name);
+        if (c && !c->pass)
+            fprintf(f, "      <failure message=\"%s = %.6g, %s %.6g\"/>\n", m[i].name, c->value, c->name, c->limit);
+        if (c) fprintf(f, "      <system-out>%s = %.6g (%s %.6g)</system-out>\n", m[i].name, m[i].value, c->name, c->limit);
+        else fprintf(f, "      <system-out>%s = %.6g (no threshold)</system-out>\n", m[i].name, m[i].value);
+        fprintf(f, "    </testcase>\n");
     }
     fprintf(f, "  </testsuite>\n</testsuites>\n");
     return fclose(f) == 0;
 }
 
-static void print_verify(const qf_verify_result *r) {
-    printf("chunks %u x ctx %u, %llu scored tokens\n", r->n_chunks, r->ctx, (unsigned long long)r->n_scored);
-    printf("PPL(model)  = %.4f +/- %.5f\n", r->ppl_model, r->ppl_model_err);
-    printf("PPL(base)   = %.4f +/- %.5f\n", r->ppl_base, r->ppl_base_err);
-    printf("PPL ratio   = %.6f (%+.4f%%)\n", r->ppl_ratio, 100.0 * (r->ppl_ratio - 1.0));
-    printf("KLD mean    = %.6f   median %.6f   p99 %.6f   max %.6f\n", r->kld_mean, r->kld_median, r->kld_p99,
-           r->kld_max);
-    printf("same top-1  = %.3f%%\n", r->top1_pct);
-    printf("RMS dp      = %.4f%%\n", r->dp_rms_pct);
+static void print_verify(FILE *out, const qf_verify_result *r) {
+    fprintf(out, "chunks %u x ctx %u, %llu scored tokens\n", r->n_chunks, r->ctx, (unsigned long long)r->n_scored);
+    fprintf(out, "PPL(model)  = %.4f +/- %.5f\n", r->ppl_model, r->ppl_model_err);
+    fprintf(out, "PPL(base)   = %.4f +/- %.5f\n", r->ppl_base, r->ppl_base_err);
+    fprintf(out, "PPL ratio   = %.6f (%+.4f%%)\n", r->ppl_ratio, 100.0 * (r->ppl_ratio - 1.0));
+    fprintf(out, "Mean KLD    = %.6f +/- %.6f\n", r->kld_mean, r->kld_mean_err);
+    fprintf(out, "KLD median  = %.6f   p99 %.6f   max %.6f\n", r->kld_median, r->kld_p99, r->kld_max);
+    fprintf(out, "same top-1  = %.3f%%\n", r->top1_pct);
+    fprintf(out, "RMS dp      = %.4f%%\n", r->dp_rms_pct);
     for (int i = 0; i < QF_CHECK_COUNT; i++) {
         const qf_verify_check *c = &r->checks[i];
-        if (c->given) printf("check %-17s %s (%.6g, limit %.6g)\n", c->name, c->pass ? "PASS" : "FAIL", c->value, c->limit);
+        if (c->given) fprintf(out, "check %-17s %s (%.6g, limit %.6g)\n", c->name, c->pass ? "PASS" : "FAIL", c->value, c->limit);
     }
 }
 
 static int verify_report(const verify_cli *v, const qf_verify_result *r) {
-    print_verify(r);
+    bool json_stdout = v->json && strcmp(v->json, "-") == 0;
+    print_verify(json_stdout ? stderr : stdout, r);
     if (v->json) {
-        cJSON *j = verify_json(v, r);
-        char *s = j ? cJSON_Print(j) : NULL;
+        cJSON *j = NULL;
+        qf_error err;
+        if (verify_json(v, r, &j, &err)) return qf_cli_fail("verify", &err);
+        char *s = cJSON_Print(j);
         bool ok = s && write_text(v->json, s);
         free(s);
         cJSON_Delete(j);
@@ -287,45 +331,39 @@ static int verify_report(const verify_cli *v, const qf_verify_result *r) {
     return 0;
 }
 
-static void verify_progress(void *user, uint32_t chunk, uint32_t n_chunks, double ppl) {
-    fprintf(stderr, "[%u]%.4f,", chunk, ppl);
-    if (chunk == n_chunks) fputc('\n', stderr);
-}
-
 static int parse_verify(int argc, char **argv, verify_cli *v) {
     static const struct option opts[] = {
-        COMMON_LONG_OPTS, {"base", required_argument, 0, 'm'}, {"max-kld", required_argument, 0, 'K'},
-        {"max-ppl-increase", required_argument, 0, 'P'}, {"min-top1", required_argument, 0, 'T'},
-        {"json", required_argument, 0, 'J'}, {"junit", required_argument, 0, 'U'}, {0, 0, 0, 0}};
-    common_opts co = {.batch = 2048};
+        EVAL_LONG_OPTS, {"base", required_argument, 0, OPT_BASE}, {"max-kld", required_argument, 0, OPT_MAX_KLD},
+        {"max-ppl-increase", required_argument, 0, OPT_MAX_PPL}, {"min-top1", required_argument, 0, OPT_MIN_TOP1},
+        {"json", required_argument, 0, OPT_JSON}, {"junit", required_argument, 0, OPT_JUNIT}, {0, 0, 0, 0}};
+    eval_opts eo = {.batch = 2048};
     v->o.max_kld = v->o.max_ppl_increase = v->o.min_top1 = -1;
     int c, rc;
-    while ((c = getopt_long(argc, argv, "f:c:b:j:m:h", opts, NULL)) != -1) {
+    while ((c = qf_cli_getopt("verify", argc, argv, EVAL_SHORT, opts)) != -1) {
         switch (c) {
         case 'h': fputs(verify_help, stdout); return -1;
-        case 'm': v->o.base = optarg; continue;
-        case 'J': v->json = optarg; continue;
-        case 'U': v->junit = optarg; continue;
-        case 'K': if (!parse_nonneg(optarg, &v->o.max_kld)) return qf_cli_usage("verify", "--max-kld takes a number >= 0"); continue;
-        case 'P': if (!parse_nonneg(optarg, &v->o.max_ppl_increase)) return qf_cli_usage("verify", "--max-ppl-increase takes a percentage >= 0"); continue;
-        case 'T':
+        case OPT_BASE: v->o.base = optarg; continue;
+        case OPT_JSON: v->json = optarg; continue;
+        case OPT_JUNIT: v->junit = optarg; continue;
+        case OPT_MAX_KLD: if (!parse_nonneg(optarg, &v->o.max_kld)) return qf_cli_usage("verify", "--max-kld takes a number >= 0"); continue;
+        case OPT_MAX_PPL: if (!parse_nonneg(optarg, &v->o.max_ppl_increase)) return qf_cli_usage("verify", "--max-ppl-increase takes a percentage >= 0"); continue;
+        case OPT_MIN_TOP1:
             if (!parse_nonneg(optarg, &v->o.min_top1) || v->o.min_top1 > 100) return qf_cli_usage("verify", "--min-top1 takes a percentage in 0..100");
             continue;
         }
-        if ((rc = parse_common("verify", c, optarg, &co)) != 0) return rc > 0 ? rc : qf_cli_usage("verify", "unknown option");
+        if ((rc = parse_eval_opt("verify", c, optarg, &eo)) != 0) return rc > 0 ? rc : 2;
     }
-    if (optind + 1 != argc) return qf_cli_usage("verify", "expected exactly one MODEL");
+    if (!(v->o.model = qf_cli_positional("verify", argc, argv, &eo.co, "MODEL"))) return 2;
     if (!v->o.base) return qf_cli_usage("verify", "--base BASE is required");
-    if (!co.text) return qf_cli_usage("verify", "--text FILE is required");
-    v->o.model = argv[optind];
-    v->o.text_path = co.text;
-    v->o.ctx = co.ctx;
-    v->o.chunks = co.chunks;
-    v->o.batch = co.batch;
-    v->o.threads = co.threads;
-    v->o.no_escape = co.no_escape;
-    v->o.act_q8 = co.act_q8;
-    v->o.on_chunk = verify_progress;
+    if (!eo.text) return qf_cli_usage("verify", "-f/--text FILE is required");
+    v->o.text_path = eo.text;
+    v->o.ctx = eo.ctx;
+    v->o.chunks = eo.chunks;
+    v->o.batch = eo.batch;
+    v->o.threads = eo.co.threads;
+    v->o.no_escape = eo.no_escape;
+    v->o.act_q8 = eo.act_q8;
+    v->co = eo.co;
     return 0;
 }
 
@@ -336,9 +374,14 @@ int qf_cli_verify(int argc, char **argv) {
     verify_cli v = {0};
     int rc = parse_verify(argc, argv, &v);
     if (rc) return rc < 0 ? 0 : rc;
+    qf_cli_progress p;
+    qf_cli_progress_start(&p, "verify", &v.co);
+    v.o.on_chunk = qf_cli_progress_chunks;
+    v.o.user = &p;
     qf_verify_result r;
     qf_error err;
     qf_status st = qf_verify(&v.o, &r, &err);
+    qf_cli_progress_end(&p);
     if (st != QF_OK && st != QF_E_CHECK) return qf_cli_fail("verify", &err);
     if ((rc = verify_report(&v, &r)) != 0) return rc;
     return st == QF_E_CHECK ? qf_cli_fail("verify", &err) : 0;

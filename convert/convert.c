@@ -1,4 +1,6 @@
 /* qf_convert: compose source -> hyper-parameters + vocabulary -> plan -> GGUF writer (qforge.h). */
+#include "convert/kv_override.h"
+#include "convert/report.h"
 #include "formats/arch.h"
 #include "formats/gguf.h"
 #include "formats/source.h"
@@ -10,9 +12,9 @@
 #include "formats/hessian.h"
 #include "formats/integrity.h"
 
-
 #include <errno.h>
 #include <libgen.h>
+#include <stdarg.h>
 #include <unistd.h>
 
 static qf_status source_reader(void *ctx, const char *name, char **buf, size_t *len, qf_error *err) {
@@ -20,9 +22,15 @@ static qf_status source_reader(void *ctx, const char *name, char **buf, size_t *
 }
 
 /* general.name as llama.cpp's converter picks it: the model directory's name (archive: file name
- * without its archive extensions). */
-static void model_name(const char *label, char *out, size_t n) {
-    char *copy = strdup(label);
+ * without its archive extensions); for a Hugging Face cache entry the NAME of ORG/NAME, not the
+ * snapshot's commit hash. */
+static void model_name(const qf_source *src, char *out, size_t n) {
+    const char *repo = qf_source_repo_id(src);
+    if (repo) {
+        snprintf(out, n, "%s", strchr(repo, '/') ? strchr(repo, '/') + 1 : repo);
+        return;
+    }
+    char *copy = strdup(qf_source_label(src));
     const char *base = copy ? basename(copy) : "model";
     snprintf(out, n, "%s", base);
     free(copy);
@@ -77,6 +85,8 @@ typedef struct conversion {
     const char *method;
     qf_hessian_set hessians;
     char hessian_digest[65];
+    qf_kv_override *kv;
+    size_t n_kv;
 } conversion;
 
 const char *qf_recipe_name(size_t i, const char **summary) {
@@ -94,16 +104,54 @@ const char *qf_writable_type_name(size_t i) {
 }
 
 
+static void warn(const qf_convert_opts *o, const char *fmt, ...) QF_PRINTF(2, 3);
+static void warn(const qf_convert_opts *o, const char *fmt, ...) {
+    char msg[600];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    if (o->warn) { o->warn(o->warn_user, msg); return; }
+    fputs("qforge: warning: ", stderr);
+    qf_text_put(stderr, msg, strlen(msg), QF_TEXT_TERMINAL);
+    fputc('\n', stderr);
+}
+
+/* "a, b, c": the recipe names, for messages. */
+static void recipe_list(char *out, size_t n) {
+    size_t k = 0;
+    out[0] = '\0';
+    for (size_t i = 0; qf_recipe_at(i) && k < n; i++)
+        k += (size_t)snprintf(out + k, n - k, "%s%s", i ? ", " : "", qf_recipe_at(i)->name);
+}
+
+/* --type names one stored type; a mix's name (Q4_K_M, as llama-quantize spells its presets) gets the
+ * option that takes it. */
+static qf_status resolve_type(const char *type, uint32_t *id, qf_error *err) {
+    const qf_qtype_traits *tt = qf_qtype_by_name(type);
+    if (tt && tt->quantize) { *id = tt->id; return QF_OK; }
+    const qf_recipe *r = qf_recipe_by_name(type);
+    if (r)
+        return qf_fail(err, QF_E_USAGE, "--type '%s' names a recipe (a mix of types), not a type: use --recipe %s "
+                       "(qforge quantize)", type, r->name);
+    char recipes[256];
+    recipe_list(recipes, sizeof recipes);
+    if (tt) return qf_fail(err, QF_E_USAGE, "--type '%s': this build cannot write %s", type, tt->name);
+    return qf_fail(err, QF_E_USAGE, "--type '%s' is not a type this build can write (see --help); mixes are recipes "
+                   "(--recipe %s)", type, recipes);
+}
+
 /* Options that stand on their own: type/recipe names, override regexes, the imatrix, the method. */
 static qf_status load_options(conversion *c, const qf_convert_opts *o, qf_plan_opts *po, qf_error *err) {
     if (o->recipe) {
-        if (!(po->recipe = qf_recipe_by_name(o->recipe)))
-            return qf_fail(err, QF_E_USAGE, "--recipe '%s' is not a recipe (see qforge quantize --help)", o->recipe);
+        if (!(po->recipe = qf_recipe_by_name(o->recipe))) {
+            char recipes[256];
+            recipe_list(recipes, sizeof recipes);
+            return qf_fail(err, QF_E_USAGE, "--recipe '%s' is not a recipe; recipes: %s", o->recipe, recipes);
+        }
     } else {
-        const qf_qtype_traits *tt = qf_qtype_by_name(o->type ? o->type : "f16");
-        if (!tt || !tt->quantize)
-            return qf_fail(err, QF_E_USAGE, "--type '%s' is not a type this build can write (see --help)", o->type);
-        po->type = tt->id;
+        qf_status st = resolve_type(o->type ? o->type : "f16", &po->type, err);
+        if (st) return st;
     }
     c->overrides = qf_calloc_n(o->n_tensor_types, sizeof *c->overrides);
     if (!c->overrides) return qf_fail(err, QF_E_NOMEM, "out of memory");
@@ -131,6 +179,17 @@ static qf_status load_options(conversion *c, const qf_convert_opts *o, qf_plan_o
     return qf_sha256_file_hex(o->imatrix, c->imatrix_digest, err);
 }
 
+/* --override-kv: parsed once the source is open, since a GGUF source's key types decide written types. */
+static qf_status load_kv_overrides(conversion *c, const qf_convert_opts *o, qf_error *err) {
+    if (!o->n_override_kv) return QF_OK;
+    if (!(c->kv = qf_calloc_n(o->n_override_kv, sizeof *c->kv))) return qf_fail(err, QF_E_NOMEM, "out of memory");
+    for (; c->n_kv < o->n_override_kv; c->n_kv++) {
+        qf_status st = qf_kv_override_parse(o->override_kv[c->n_kv], qf_source_gguf(c->src), &c->kv[c->n_kv], err);
+        if (st) return st;
+    }
+    return QF_OK;
+}
+
 /* A GGUF source already carries hyper-parameters and vocabulary as metadata. */
 static qf_status load_gguf_model(conversion *c, qf_error *err) {
     qf_status st = qf_hparams_from_gguf(qf_source_gguf(c->src), &c->hp, err);
@@ -154,7 +213,7 @@ static qf_status load_model(conversion *c, const qf_convert_opts *o, qf_error *e
     st = qf_hparams_from_hf(label, cfg, cfg_len, &c->hp, err);
     free(cfg);
     if (st) return st;
-    model_name(qf_source_label(c->src), c->hp.name, sizeof c->hp.name);
+    model_name(c->src, c->hp.name, sizeof c->hp.name);
     if ((st = qf_vocab_load_hf(source_reader, c->src, c->hp.n_vocab, &c->vocab, err)))
         return qf_fail_prefix(err, st, qf_source_label(c->src));
     return qf_source_digest(c->src, c->src_digest, err);
@@ -175,20 +234,56 @@ static qf_status copy_gguf_metadata(const qf_gguf *g, qf_gguf_writer *w, qf_erro
     return QF_OK;
 }
 
-static qf_status write_model_metadata(const conversion *c, qf_gguf_writer *w, qf_error *err) {
-    if (qf_source_gguf(c->src)) return copy_gguf_metadata(qf_source_gguf(c->src), w, err);
-    char label[48];
-    size_label(&c->plan, c->hp.n_expert, label, sizeof label);
+static qf_status write_model_metadata(const conversion *c, const qf_convert_opts *o, qf_gguf_writer *w, qf_error *err) {
     qf_status st;
-    if ((st = qf_hparams_write_gguf(&c->hp, w, err)) || (st = qf_gguf_set_str(w, "general.size_label", label, err)))
+    if (qf_source_gguf(c->src)) {
+        if ((st = copy_gguf_metadata(qf_source_gguf(c->src), w, err))) return st;
+    } else {
+        char label[48];
+        size_label(&c->plan, c->hp.n_expert, label, sizeof label);
+        if ((st = qf_hparams_write_gguf(&c->hp, w, err)) || (st = qf_gguf_set_str(w, "general.size_label", label, err)))
+            return st;
+        /* gguf-py splits a model id the same way: ORG is general.organization, NAME general.name */
+        const char *repo = qf_source_repo_id(c->src), *slash = repo ? strchr(repo, '/') : NULL;
+        if (slash) {
+            char org[128];
+            snprintf(org, sizeof org, "%.*s", (int)(slash - repo), repo);
+            if ((st = qf_gguf_set_str(w, "general.organization", org, err))) return st;
+        }
+    }
+    return o->name ? qf_gguf_set_str(w, "general.name", o->name, err) : QF_OK;
+}
+
+/* llama-quantize's quantize.imatrix.* keys (integers as u32, as it writes them), so tools that read
+ * those see the imatrix too. */
+static qf_status write_imatrix_keys(const conversion *c, const qf_convert_opts *o, qf_gguf_writer *w, qf_error *err) {
+    qf_status st;
+    if ((st = qf_gguf_set_str(w, "qforge.imatrix_sha256", c->imatrix_digest, err)) ||
+        (st = qf_gguf_set_str(w, "quantize.imatrix.file", o->imatrix, err)) ||
+        (st = qf_gguf_set_u32(w, "quantize.imatrix.entries_count", (uint32_t)c->imatrix.n, err)))
+        return st;
+    if (c->imatrix.chunk_count && (st = qf_gguf_set_u32(w, "quantize.imatrix.chunks_count", c->imatrix.chunk_count, err)))
+        return st;
+    if (c->imatrix.n_datasets && (st = qf_gguf_set_str(w, "quantize.imatrix.dataset", c->imatrix.datasets[0], err)))
+        return st;
+    if (c->imatrix.calibration_sha256 &&
+        (st = qf_gguf_set_str(w, "qforge.calibration_sha256", c->imatrix.calibration_sha256, err)))
         return st;
     return QF_OK;
+}
+
+/* The user's --override-kv values last, so they win; qforge.override_kv records them. */
+static qf_status write_kv_overrides(const conversion *c, const qf_convert_opts *o, qf_gguf_writer *w, qf_error *err) {
+    qf_status st;
+    for (size_t i = 0; i < c->n_kv; i++)
+        if ((st = qf_kv_override_apply(&c->kv[i], w, err))) return st;
+    return c->n_kv ? qf_gguf_set_arr_str(w, "qforge.override_kv", o->override_kv, c->n_kv, err) : QF_OK;
 }
 
 static qf_status write_metadata(const conversion *c, const qf_convert_opts *o, qf_gguf_writer *w, qf_error *err) {
     int ftype = qf_plan_file_type(&c->plan);
     qf_status st;
-    if ((st = write_model_metadata(c, w, err)) ||
+    if ((st = write_model_metadata(c, o, w, err)) ||
         (ftype >= 0 && (st = qf_gguf_set_u32(w, "general.file_type", (uint32_t)ftype, err))) ||
         (st = qf_gguf_set_u32(w, "general.quantization_version", 2, err)) ||
         (!qf_source_gguf(c->src) && (st = qf_vocab_write_gguf(&c->vocab, w, err))) ||
@@ -200,20 +295,8 @@ static qf_status write_metadata(const conversion *c, const qf_convert_opts *o, q
     if (o->n_tensor_types && (st = qf_gguf_set_arr_str(w, "qforge.tensor_types", o->tensor_types, o->n_tensor_types, err)))
         return st;
     if (o->hessian && (st = qf_gguf_set_str(w, "qforge.hessian_sha256", c->hessian_digest, err))) return st;
-    if (c->have_imatrix) {
-        if ((st = qf_gguf_set_str(w, "qforge.imatrix_sha256", c->imatrix_digest, err))) return st;
-        /* llama-quantize's keys, so tools that read those see the imatrix too */
-        if ((st = qf_gguf_set_str(w, "quantize.imatrix.file", o->imatrix, err)) ||
-            (st = qf_gguf_set_i32(w, "quantize.imatrix.entries_count", (int32_t)c->imatrix.n, err)) ||
-            (st = qf_gguf_set_i32(w, "quantize.imatrix.chunks_count", (int32_t)c->imatrix.chunk_count, err)))
-            return st;
-        if (c->imatrix.n_datasets && (st = qf_gguf_set_str(w, "quantize.imatrix.dataset", c->imatrix.datasets[0], err)))
-            return st;
-        if (c->imatrix.calibration_sha256 &&
-            (st = qf_gguf_set_str(w, "qforge.calibration_sha256", c->imatrix.calibration_sha256, err)))
-            return st;
-    }
-    return QF_OK;
+    if (c->have_imatrix && (st = write_imatrix_keys(c, o, w, err))) return st;
+    return write_kv_overrides(c, o, w, err);
 }
 
 static qf_status write_gguf(conversion *c, const qf_convert_opts *o, qf_error *err) {
@@ -238,6 +321,54 @@ fail:
     return st;
 }
 
+/* llama-quantize refuses to quantize a tensor that is already quantized unless told to: each rounding
+ * adds its error to the last. Dequantizing to F32/F16/BF16 is a conversion, not a requantization. */
+static qf_status check_requantize(const conversion *c, const qf_convert_opts *o, qf_error *err) {
+    if (o->allow_requantize || !qf_source_gguf(c->src)) return QF_OK;
+    for (size_t i = 0; i < c->plan.n; i++) {
+        const qf_plan_entry *e = &c->plan.e[i];
+        const qf_qtype_traits *from =
+            e->spec ? qf_qtype_get(qf_source_tensor(c->src, c->plan.map.src[e->spec->first_src])->qtype) : NULL;
+        if (from && from->quantized && qf_qtype_get(e->type)->quantized)
+            return qf_fail(err, QF_E_USAGE, "%s: tensor '%s' is already %s; quantizing it again to %s adds a second "
+                           "rounding error (llama-quantize refuses this too): start from the F16/BF16/F32 model, or pass "
+                           "--allow-requantize", qf_source_label(c->src), e->name, from->name, qf_qtype_get(e->type)->name);
+    }
+    return QF_OK;
+}
+
+/* A --tensor-type that decides no tensor is almost always a typo (or a pattern for another
+ * architecture): a warning, or with --strict an error, before any work. */
+static qf_status check_overrides(const conversion *c, const qf_convert_opts *o, qf_error *err) {
+    for (size_t k = 0; k < c->n_overrides; k++) {
+        size_t used = 0;
+        for (size_t i = 0; i < c->plan.n; i++) used += c->plan.e[i].override == (int)k;
+        if (used) continue;
+        const char *why = "no 2-D tensor's GGUF name matches it before an earlier --tensor-type does; 1-D tensors stay F32";
+        if (o->strict) return qf_fail(err, QF_E_USAGE, "--tensor-type '%s' decides no tensor: %s", c->overrides[k].spec, why);
+        warn(o, "--tensor-type '%s' decides no tensor: %s", c->overrides[k].spec, why);
+    }
+    return QF_OK;
+}
+
+static qf_status dry_run(const conversion *c, const qf_convert_opts *o, qf_error *err) {
+    if (!o->json) {
+        qf_plan_print_text(&c->plan, stdout);
+        return QF_OK;
+    }
+    cJSON *r = qf_plan_report(c->src, &c->plan, c->src_digest);
+    if (!r) return qf_fail(err, QF_E_NOMEM, "out of memory for the plan report");
+    qf_status st = QF_OK;
+    if (o->imatrix) st = qf_report_add_file(r, "imatrix", o->imatrix, err);
+    if (!st && o->hessian) st = qf_report_add_file(r, "hessian", o->hessian, err);
+    const qf_recipe *recipe = o->recipe ? qf_recipe_by_name(o->recipe) : NULL;
+    cJSON_AddItemToObject(r, "recipe", recipe ? cJSON_CreateString(recipe->name) : cJSON_CreateNull());
+    cJSON_AddStringToObject(r, "weight_type", qf_qtype_get(c->plan.weight_type)->name);
+    cJSON_AddStringToObject(r, "method", c->method);
+    if (st) { cJSON_Delete(r); return st; }
+    return qf_report_print(r, stdout) ? QF_OK : qf_fail(err, QF_E_IO, "could not write the plan to stdout");
+}
+
 qf_status qf_convert(const qf_convert_opts *o, qf_error *err) {
     qf_error_clear(err);
     if (!o->dry_run && !o->out) return qf_fail(err, QF_E_USAGE, "no output file given (-o OUT.gguf)");
@@ -245,10 +376,14 @@ qf_status qf_convert(const qf_convert_opts *o, qf_error *err) {
     qf_plan_opts po = {0};
     qf_status st = load_options(&c, o, &po, err);
     if (!st) st = load_model(&c, o, err);
+    if (!st) st = load_kv_overrides(&c, o, err);
     if (!st) st = qf_plan_build(c.src, &c.hp, &po, &c.plan, err);
-    if (!st && o->dry_run) qf_plan_print(&c.plan, stdout);
+    if (!st) st = check_requantize(&c, o, err);
+    if (!st) st = check_overrides(&c, o, err);
+    if (!st && o->dry_run) st = dry_run(&c, o, err);
     else if (!st) st = write_gguf(&c, o, err);
     qf_plan_free(&c.plan);
+    free(c.kv);
     for (size_t i = 0; i < c.n_overrides; i++) qf_type_override_free(&c.overrides[i]);
     free(c.overrides);
     if (c.have_imatrix) qf_imatrix_free(&c.imatrix);

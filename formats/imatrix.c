@@ -1,9 +1,11 @@
-/* llama.cpp-compatible GGUF imatrix files (imatrix.h). */
+/* llama.cpp-compatible imatrix files: the GGUF form, and the legacy imatrix.dat read too (imatrix.h). */
 #include "formats/imatrix.h"
 #include "formats/gguf.h"
 #include "kernels/qtypes.h"
 
+#include <errno.h>
 #include <math.h>
+#include <sys/stat.h>
 
 static bool ends_with(const char *s, const char *suffix) {
     size_t a = strlen(s), b = strlen(suffix);
@@ -104,8 +106,121 @@ static qf_status load_meta(const char *path, const qf_gguf *g, qf_imatrix *im, q
     return QF_OK;
 }
 
-qf_status qf_imatrix_load(const char *path, qf_imatrix *im, qf_error *err) {
-    memset(im, 0, sizeof *im);
+/* ---- llama.cpp's legacy imatrix.dat ----------------------------------------------------------------
+ * All little-endian int32/float32, as llama-imatrix --output-format dat writes it:
+ *   i32 n_entries (>= 1)
+ *   n_entries x { i32 len | len bytes name | i32 ncall | i32 nval | nval x f32 }
+ *       the values are per-column means of x^2 scaled by ncall (sum2 / count * ncall), matrix after
+ *       matrix for 3-D expert tensors; a column no token reached holds 1 * ncall
+ *   optional trailer: i32 chunk count, then optionally i32 len | len bytes dataset (the text's name)
+ * llama-quantize divides each value by ncall; read as sum2 = value, count = ncall the importance
+ * sum2 / count is the same. The file does not say how values split into matrices, so an entry is one
+ * matrix of nval columns (quantize names the tensor if its shape disagrees). */
+
+typedef struct reader {
+    const char *path;
+    const uint8_t *p;
+    size_t n, at;
+} reader;
+
+static bool rd_i32(reader *r, int32_t *v) {
+    if (r->n - r->at < 4) return false;
+    uint32_t u = (uint32_t)r->p[r->at] | (uint32_t)r->p[r->at + 1] << 8 | (uint32_t)r->p[r->at + 2] << 16 |
+                 (uint32_t)r->p[r->at + 3] << 24;
+    memcpy(v, &u, 4);
+    r->at += 4;
+    return true;
+}
+
+static qf_status legacy_entry(reader *r, int32_t i, qf_imatrix *im, qf_error *err) {
+    int32_t len, ncall, nval;
+    char name[256];
+    if (!rd_i32(r, &len)) return qf_fail(err, QF_E_INPUT, "%s: the file ends before entry %d of the count", r->path, (int)i + 1);
+    if (len < 1 || (size_t)len >= sizeof name || r->n - r->at < (size_t)len)
+        return qf_fail(err, QF_E_INPUT, "%s: entry %d: name length %d is outside 1..255 or past the end of the file", r->path,
+                       (int)i + 1, (int)len);
+    memcpy(name, r->p + r->at, (size_t)len);
+    name[len] = '\0';
+    r->at += (size_t)len;
+    if (strlen(name) != (size_t)len) return qf_fail(err, QF_E_INPUT, "%s: entry %d: the name holds a NUL byte", r->path, (int)i);
+    if (qf_imatrix_find(im, name)) return qf_fail(err, QF_E_INPUT, "%s: entry '%s' appears twice", r->path, name);
+    if (!rd_i32(r, &ncall) || !rd_i32(r, &nval))
+        return qf_fail(err, QF_E_INPUT, "%s: entry '%s': the file ends inside its header", r->path, name);
+    if (ncall < 0 || nval < 1 || (uint64_t)nval * 4 > r->n - r->at)
+        return qf_fail(err, QF_E_INPUT, "%s: entry '%s': ncall %d must be >= 0 and its %d values must fit in the file",
+                       r->path, name, (int)ncall, (int)nval);
+    qf_imatrix_entry *e = qf_imatrix_add(im, name, (uint32_t)nval, 1);
+    if (!e) return qf_fail(err, QF_E_NOMEM, "%s: out of memory", r->path);
+    for (int32_t j = 0; j < nval; j++) {
+        float v;
+        memcpy(&v, r->p + r->at + 4 * (size_t)j, 4);
+        if (!isfinite(v) || v < 0)
+            return qf_fail(err, QF_E_INPUT, "%s: entry '%s' holds %g at %d; mean squares are finite and >= 0", r->path, name,
+                           v, (int)j);
+        e->sum2[j] = v;
+    }
+    r->at += 4 * (size_t)nval;
+    /* llama-quantize uses the values as they are when ncall is 0: the same as dividing by a count of 1 */
+    e->counts[0] = ncall ? ncall : 1;
+    return QF_OK;
+}
+
+static qf_status legacy_trailer(reader *r, qf_imatrix *im, qf_error *err) {
+    int32_t chunks, len;
+    size_t rest = r->n - r->at;
+    if (!rest) return QF_OK;
+    if (!rd_i32(r, &chunks) || chunks < 0)
+        return qf_fail(err, QF_E_INPUT, "%s: %zu bytes after the last entry are not a chunk count", r->path, rest);
+    im->chunk_count = (uint32_t)chunks;
+    if (r->at == r->n) return QF_OK;
+    if (!rd_i32(r, &len) || len < 0 || (size_t)len != r->n - r->at)
+        return qf_fail(err, QF_E_INPUT, "%s: the dataset name after the chunk count does not end the file", r->path);
+    if (!len) return QF_OK;
+    char *ds = qf_strndup((const char *)r->p + r->at, (size_t)len);
+    if (!ds || !(im->datasets = calloc(1, sizeof *im->datasets))) { free(ds); return qf_fail(err, QF_E_NOMEM, "out of memory"); }
+    im->datasets[0] = ds;
+    im->n_datasets = 1;
+    r->at = r->n;
+    return QF_OK;
+}
+
+static qf_status load_legacy(const char *path, qf_imatrix *im, qf_error *err) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return qf_fail(err, errno == ENOENT ? QF_E_NOTFOUND : QF_E_IO, "%s: %s", path, strerror(errno));
+    struct stat sb;
+    if (fstat(fileno(f), &sb) != 0 || !S_ISREG(sb.st_mode)) {
+        fclose(f);
+        return qf_fail(err, QF_E_INPUT, "%s: not a regular file", path);
+    }
+    /* sized by the file itself: every value is 4 bytes of it, so allocations stay within 3x its size */
+    uint8_t *buf = malloc(sb.st_size ? (size_t)sb.st_size : 1);
+    size_t got = buf ? fread(buf, 1, (size_t)sb.st_size, f) : 0;
+    fclose(f);
+    if (!buf) return qf_fail(err, QF_E_NOMEM, "%s: out of memory", path);
+    if (got != (size_t)sb.st_size) { free(buf); return qf_fail(err, QF_E_IO, "%s: short read", path); }
+    reader r = {.path = path, .p = buf, .n = got};
+    int32_t n = 0;
+    qf_status st = QF_OK;
+    if (!rd_i32(&r, &n) || n < 1 || (uint64_t)n * 17 > got) /* an entry takes at least 17 bytes */
+        st = qf_fail(err, QF_E_INPUT, "%s: neither a GGUF imatrix nor llama.cpp's legacy imatrix.dat (entry count %d)", path,
+                     got >= 4 ? (int)n : 0);
+    for (int32_t i = 0; !st && i < n; i++) st = legacy_entry(&r, i, im, err);
+    if (!st) st = legacy_trailer(&r, im, err);
+    free(buf);
+    return st;
+}
+
+static bool gguf_magic(const char *path) {
+    FILE *f = fopen(path, "rb");
+    uint8_t m[4] = {0};
+    bool yes = f && fread(m, 1, 4, f) == 4 && !memcmp(m, "GGUF", 4);
+    if (f) fclose(f);
+    return yes;
+}
+
+/* ---- GGUF imatrix -------------------------------------------------------------------------------- */
+
+static qf_status load_gguf(const char *path, qf_imatrix *im, qf_error *err) {
     qf_gguf *g;
     qf_status st = qf_gguf_open(path, &g, err);
     if (st) return st;
@@ -120,6 +235,13 @@ qf_status qf_imatrix_load(const char *path, qf_imatrix *im, qf_error *err) {
             st = qf_fail(err, QF_E_INPUT, "%s: unexpected tensor '%s' (expected <name>.in_sum2 / <name>.counts)", path, t->name);
     }
     qf_gguf_close(g);
+    return st;
+}
+
+qf_status qf_imatrix_load(const char *path, qf_imatrix *im, qf_error *err) {
+    memset(im, 0, sizeof *im);
+    /* by content: llama-imatrix writes either form under any name */
+    qf_status st = gguf_magic(path) ? load_gguf(path, im, err) : load_legacy(path, im, err);
     if (st) qf_imatrix_free(im);
     return st;
 }

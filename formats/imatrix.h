@@ -30,6 +30,9 @@ typedef struct qf_imatrix {
     char *calibration_sha256;  /* qforge.calibration_sha256: SHA-256 of the calibration text, or NULL */
 } qf_imatrix;
 
+/* Reads the GGUF layout above, or llama.cpp's legacy imatrix.dat (told apart by the GGUF magic; see
+ * imatrix.c for that layout): its values are means scaled by a call count, read as sum2 = value and
+ * count = ncall, one matrix per entry. */
 qf_status qf_imatrix_load(const char *path, qf_imatrix *im, qf_error *err);
 qf_status qf_imatrix_save(const char *path, const qf_imatrix *im, qf_error *err);
 void qf_imatrix_free(qf_imatrix *im);

@@ -21,6 +21,7 @@ typedef struct logical {
 
 struct qf_source {
     char *label;
+    char *repo_id;       /* "ORG/NAME" of a Hugging Face hub cache entry, or NULL */
     const qf_source_backend *ops;
     void *impl;
     qf_source_raw raw;
@@ -333,13 +334,106 @@ static char *label_for(const char *path) {
     return qf_strndup(path, n);
 }
 
+/* ---- Hugging Face hub cache ------------------------------------------------------------------------
+ * huggingface_hub keeps a repository as models--ORG--NAME/ with refs/<branch> holding a commit hash,
+ * snapshots/<commit>/ holding the files as symlinks into blobs/ (opened through the links like any
+ * file). The repository id is the directory name with "--" for "/" (hub ids never contain "--"). */
+
+/* "ORG/NAME" (or "NAME") from a directory named models--ORG--NAME, else NULL. */
+static char *repo_id_from(const char *dir_name, size_t len) {
+    static const char prefix[] = "models--";
+    size_t p = sizeof prefix - 1;
+    if (len <= p || strncmp(dir_name, prefix, p) != 0) return NULL;
+    char *id = qf_strndup(dir_name + p, len - p);
+    char *sep = id ? strstr(id, "--") : NULL;
+    if (sep) memmove(sep + 1, sep + 2, strlen(sep + 2) + 1), *sep = '/';
+    return id;
+}
+
+/* The last path component of path[0..len) (no trailing slashes), as a span. */
+static const char *last_component(const char *path, size_t *len) {
+    size_t n = *len;
+    while (n > 1 && path[n - 1] == '/') n--;
+    size_t b = n;
+    while (b > 0 && path[b - 1] != '/') b--;
+    *len = n - b;
+    return path + b;
+}
+
+/* Read refs/main of a cache entry and check the commit names a snapshot directory. */
+static qf_status hf_cache_snapshot(const char *repo, char **snapshot, qf_error *err) {
+    char ref_path[4200], commit[128] = "";
+    snprintf(ref_path, sizeof ref_path, "%s/refs/main", repo);
+    FILE *f = fopen(ref_path, "r");
+    if (!f)
+        return qf_fail(err, QF_E_INPUT, "%s: a Hugging Face cache entry without refs/main: give the snapshot directory "
+                       "(%s/snapshots/COMMIT) instead", repo, repo);
+    bool got = fgets(commit, sizeof commit, f) != NULL;
+    fclose(f);
+    commit[strcspn(commit, "\r\n")] = '\0';
+    bool ok = got && commit[0];
+    for (const char *c = commit; *c; c++) ok &= (*c >= '0' && *c <= '9') || (*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z');
+    if (!ok) return qf_fail(err, QF_E_INPUT, "%s: does not hold a commit hash", ref_path);
+    size_t n = strlen(repo) + strlen(commit) + 16;
+    char *snap = malloc(n);
+    if (!snap) return qf_fail(err, QF_E_NOMEM, "out of memory");
+    snprintf(snap, n, "%s/snapshots/%s", repo, commit);
+    struct stat sb;
+    if (stat(snap, &sb) != 0 || !S_ISDIR(sb.st_mode)) {
+        qf_status st = qf_fail(err, QF_E_INPUT, "%s: refs/main names commit %s, whose snapshot directory is missing "
+                               "(an interrupted download?)", repo, commit);
+        free(snap);
+        return st;
+    }
+    *snapshot = snap;
+    return QF_OK;
+}
+
+/* A cache entry (models--ORG--NAME holding refs/ and snapshots/) resolves to its refs/main snapshot; a
+ * snapshot directory given directly (models--ORG--NAME/snapshots/COMMIT) keeps its path. Either way the
+ * repository id is recorded. *resolved stays NULL for paths outside the cache layout. */
+static qf_status hf_cache_resolve(qf_source *s, const char *path, char **resolved, qf_error *err) {
+    *resolved = NULL;
+    size_t clen = strlen(path);
+    const char *comp = last_component(path, &clen);
+    char snaps[4200];
+    snprintf(snaps, sizeof snaps, "%.*s/snapshots", (int)(comp - path + clen), path);
+    struct stat sb;
+    if ((s->repo_id = repo_id_from(comp, clen)) && stat(snaps, &sb) == 0 && S_ISDIR(sb.st_mode))
+        return hf_cache_snapshot(s->label, resolved, err);
+    free(s->repo_id);
+    s->repo_id = NULL;
+    /* .../models--ORG--NAME/snapshots/COMMIT[/file] */
+    size_t plen = (size_t)(comp - path);
+    for (int up = 0; up < 3 && plen > 0; up++) {
+        size_t n = plen;
+        const char *parent = last_component(path, &n);
+        if (n == 9 && !strncmp(parent, "snapshots", 9)) {
+            size_t rn = (size_t)(parent - path);
+            const char *repo = last_component(path, &rn);
+            s->repo_id = repo_id_from(repo, rn);
+            return QF_OK;
+        }
+        plen = (size_t)(parent - path);
+    }
+    return QF_OK;
+}
+
 qf_status qf_source_open(const char *path, qf_source **out, qf_error *err) {
     *out = NULL;
     struct stat sb;
     if (stat(path, &sb) != 0) return qf_fail(err, QF_E_NOTFOUND, "%s: %s", path, strerror(errno));
     qf_source *s = calloc(1, sizeof *s);
     if (!s || !(s->label = label_for(path))) { free(s); return qf_fail(err, QF_E_NOMEM, "out of memory"); }
-    qf_status st;
+    char *snapshot = NULL;
+    qf_status st = S_ISDIR(sb.st_mode) || S_ISREG(sb.st_mode) ? hf_cache_resolve(s, path, &snapshot, err) : QF_OK;
+    if (st) { qf_source_close(s); return st; }
+    if (snapshot) {
+        free(s->label);
+        s->label = snapshot;
+        path = snapshot;
+        stat(path, &sb);
+    }
     if (S_ISREG(sb.st_mode) && is_gguf_file(path)) {
         s->ops = &gguf_ops;
         st = gguf_open_backend(path, &s->impl, &s->raw, err);
@@ -362,10 +456,12 @@ void qf_source_close(qf_source *s) {
     free(s->t);
     free(s->by_name);
     free(s->label);
+    free(s->repo_id);
     free(s);
 }
 
 const char *qf_source_label(const qf_source *s) { return s->label; }
+const char *qf_source_repo_id(const qf_source *s) { return s->repo_id; }
 const qf_gguf *qf_source_gguf(const qf_source *s) { return s->raw.gguf; }
 bool qf_source_sequential(const qf_source *s) { return s->raw.sequential; }
 size_t qf_source_n_tensors(const qf_source *s) { return s->n; }

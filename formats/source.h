@@ -2,7 +2,8 @@
  * source.h — a tensor source: where a checkpoint's tensors and side files come from, hidden behind one
  * interface so nothing upstream cares about the input format.
  *
- * Backends: an HF directory / single .safetensors / shard index (mmap'd), an archive (.tar, .tar.gz,
+ * Backends: an HF directory (also a Hugging Face hub cache entry, read from its refs/main snapshot) /
+ * single .safetensors / shard index (mmap'd), an archive (.tar, .tar.gz,
  * .tar.zst, .zip) holding one HF directory, streamed through libarchive without unpacking to disk, or a
  * GGUF file (mmap'd; any stored type, rows dequantized through the traits table; GGUF tensor names).
  *
@@ -47,7 +48,10 @@ typedef struct qf_source qf_source;
 qf_status qf_source_open(const char *path, qf_source **out, qf_error *err);
 void qf_source_close(qf_source *s);
 
-const char *qf_source_label(const qf_source *s); /* path for messages */
+const char *qf_source_label(const qf_source *s); /* path for messages (an HF cache entry: its snapshot) */
+/* "ORG/NAME" when the checkpoint is a Hugging Face hub cache entry (models--ORG--NAME, or one of its
+ * snapshots/COMMIT directories), else NULL. A cache entry is read from the snapshot refs/main names. */
+const char *qf_source_repo_id(const qf_source *s);
 bool qf_source_sequential(const qf_source *s);
 size_t qf_source_n_tensors(const qf_source *s);
 const qf_src_tensor *qf_source_tensor(const qf_source *s, size_t i);

@@ -49,6 +49,8 @@ int qf_status_exit_code(qf_status st);
 
 /* Progress callback: called from the thread driving the run; done/total in bytes of output data. */
 typedef void (*qf_progress_fn)(void *user, const char *tensor, uint64_t done, uint64_t total);
+/* Warning callback: one line, no newline; the text may quote file contents (escape before printing). */
+typedef void (*qf_warn_fn)(void *user, const char *msg);
 
 typedef struct qf_convert_opts {
     const char *src;        /* HF directory, *.safetensors, model.safetensors.index.json, or archive */
@@ -64,8 +66,20 @@ typedef struct qf_convert_opts {
     bool gptq_block_order;  /* process blocks by descending input energy instead of left to right */
     int threads;            /* 0 = all online CPUs */
     bool dry_run;           /* print the plan, write nothing */
+    bool json;              /* with dry_run: the plan as one JSON object on stdout (schema qforge.plan/1) */
+    bool allow_requantize;  /* accept a GGUF source whose tensors are already quantized (llama-quantize's
+                               --allow-requantize): each is dequantized and quantized again, which adds
+                               the second rounding error to the first */
+    bool strict;            /* a --tensor-type override that decides no tensor is an error, not a warning */
+    const char *name;       /* general.name of the output; NULL = from the source (directory name; NAME of
+                               an HF cache's models--ORG--NAME; a GGUF source's own) */
+    const char *const *override_kv; /* "KEY=TYPE:VALUE" as llama-quantize --override-kv: TYPE int (u32, or
+                               the key's integer type in a GGUF source), float (f32), bool, str */
+    size_t n_override_kv;
     qf_progress_fn progress;
     void *progress_user;
+    qf_warn_fn warn;        /* NULL = "qforge: warning: MSG" on stderr */
+    void *warn_user;
 } qf_convert_opts;
 
 /* Convert a checkpoint to GGUF, quantizing as the type/recipe/overrides say (qforge convert and
@@ -177,6 +191,7 @@ typedef struct qf_verify_result {
     double ppl_model, ppl_model_err, ppl_base, ppl_base_err;
     double ppl_ratio;        /* ppl_model / ppl_base */
     double kld_mean, kld_median, kld_p99, kld_max; /* per scored token, nats, computed in double */
+    double kld_mean_err;     /* llama-perplexity's +/- of the mean KLD: sqrt(var / (n - 1)), 0 for n <= 10 */
     double top1_pct;         /* percent of scored tokens with the same argmax */
     double dp_rms_pct;       /* RMS over tokens of p_model(correct) - p_base(correct), percent */
     uint32_t ctx, n_chunks;

@@ -10,14 +10,18 @@ qf_status qf_type_override_parse(const char *spec, qf_type_override *o, qf_error
     const qf_qtype_traits *t = qf_qtype_by_name(eq + 1);
     if (!t || !t->quantize)
         return qf_fail(err, QF_E_USAGE, "--tensor-type '%s': '%s' is not a type this build can write", spec, eq + 1);
-    char *pattern = qf_strndup(spec, (size_t)(eq - spec));
-    if (!pattern) return qf_fail(err, QF_E_NOMEM, "out of memory");
-    int rc = regcomp(&o->re, pattern, REG_EXTENDED | REG_NOSUB);
-    free(pattern);
-    if (rc != 0) {
-        char msg[128];
-        regerror(rc, &o->re, msg, sizeof msg);
-        return qf_fail(err, QF_E_USAGE, "--tensor-type '%s': bad regular expression: %s", spec, msg);
+    int code;
+    PCRE2_SIZE at;
+    o->re = pcre2_compile((PCRE2_SPTR)spec, (PCRE2_SIZE)(eq - spec), 0, &code, &at, NULL);
+    if (!o->re) {
+        PCRE2_UCHAR msg[160];
+        pcre2_get_error_message(code, msg, sizeof msg);
+        return qf_fail(err, QF_E_USAGE, "--tensor-type '%s': bad regular expression at offset %zu: %s", spec, (size_t)at,
+                       (const char *)msg);
+    }
+    if (!(o->md = pcre2_match_data_create_from_pattern(o->re, NULL))) {
+        qf_type_override_free(o);
+        return qf_fail(err, QF_E_NOMEM, "out of memory");
     }
     o->spec = spec;
     o->type = t->id;
@@ -25,8 +29,14 @@ qf_status qf_type_override_parse(const char *spec, qf_type_override *o, qf_error
 }
 
 void qf_type_override_free(qf_type_override *o) {
-    if (o->spec) regfree(&o->re);
-    o->spec = NULL;
+    pcre2_match_data_free(o->md);
+    pcre2_code_free(o->re);
+    memset(o, 0, sizeof *o);
+}
+
+/* Searched, not anchored, like llama-quantize's std::regex_search. */
+static bool override_matches(const qf_type_override *o, const char *name) {
+    return pcre2_match(o->re, (PCRE2_SPTR)name, PCRE2_ZERO_TERMINATED, 0, 0, o->md, NULL) >= 0;
 }
 
 /* Tensors every plan keeps F32 whatever the recipe or override says: 1-D tensors (norms, biases,
@@ -42,12 +52,14 @@ static bool kept_f32(const qf_plan_entry *e, const char **why) {
 }
 
 /* The type before block-size fitting: policy, then overrides, then the recipe. */
-static uint32_t wanted_type(const qf_plan_entry *e, const qf_hparams *hp, const qf_plan_opts *opts, char *why, size_t n) {
+static uint32_t wanted_type(qf_plan_entry *e, const qf_hparams *hp, const qf_plan_opts *opts, char *why, size_t n) {
     const char *policy;
+    e->override = -1;
     if (kept_f32(e, &policy)) { snprintf(why, n, "%s", policy); return QF_T_F32; }
     for (size_t i = 0; i < opts->n_overrides; i++) {
-        if (regexec(&opts->overrides[i].re, e->name, 0, NULL, 0) == 0) {
+        if (override_matches(&opts->overrides[i], e->name)) {
             snprintf(why, n, "override '%s'", opts->overrides[i].spec);
+            e->override = (int)i;
             return opts->overrides[i].type;
         }
     }
@@ -156,27 +168,4 @@ int qf_plan_file_type(const qf_plan *p) {
     for (size_t i = 0; i < p->n; i++)
         if (qf_qtype_get(p->e[i].type)->file_type < 0) return -1;
     return qf_qtype_get(p->weight_type)->file_type;
-}
-
-void qf_plan_print(const qf_plan *p, FILE *out) {
-    fprintf(out, "%-34s %-22s %-9s %12s  %s\n", "tensor", "shape (ne)", "type", "bytes", "reason");
-    for (size_t i = 0; i < p->n; i++) {
-        const qf_plan_entry *e = &p->e[i];
-        char shape[64];
-        int k = 0;
-        for (uint32_t d = 0; d < e->n_dims; d++)
-            k += snprintf(shape + k, sizeof shape - (size_t)k, "%s%llu", d ? " x " : "", (unsigned long long)e->ne[d]);
-        const char *how = !e->spec ? "" : e->spec->map == QF_MAP_STACK ? " (experts stacked)"
-                        : e->spec->map == QF_MAP_HEAD_ROWS ? " (v rows of kv_b_proj)"
-                        : e->spec->map == QF_MAP_HEAD_COLS ? " (nope rows of kv_b_proj, transposed)"
-                        : e->spec->permute_heads ? " (rotary rows permuted)" : "";
-        fprintf(out, "%-34s %-22s %-9s %12llu  %s%s\n", e->name, shape, qf_qtype_get(e->type)->name,
-                (unsigned long long)e->nbytes, e->reason, how);
-    }
-    if (p->map.n_skipped)
-        fprintf(out, "skipped: %zu source tensors: %s\n", p->map.n_skipped, p->map.skipped_note);
-    double bpw = p->total_params ? 8.0 * (double)p->total_bytes / (double)p->total_params : 0;
-    fprintf(out, "total: %zu tensors, %llu parameters, %llu bytes of tensor data (%.2f MiB), %.3f bits per weight\n",
-            p->n, (unsigned long long)p->total_params, (unsigned long long)p->total_bytes,
-            (double)p->total_bytes / 1048576.0, bpw);
 }

@@ -4,7 +4,7 @@
  * A plan is a list of entries in output order (= source storage order, so sequential sources stream),
  * each naming its GGUF tensor, its source tensor (or a generated one), the stored type and why that
  * type was chosen. Recipes, --tensor-type overrides and (later) a size-targeting solver all fill the
- * same object; the executor (run.h) only follows it. --dry-run prints it.
+ * same object; the executor (run.h) only follows it. --dry-run prints it (convert/plan_report.c).
  */
 #ifndef QF_PLAN_H
 #define QF_PLAN_H
@@ -13,7 +13,8 @@
 #include "formats/source.h"
 #include "quantize/recipe.h"
 
-#include <regex.h>
+#define PCRE2_CODE_UNIT_WIDTH 8
+#include <pcre2.h>
 
 typedef enum qf_gen {
     QF_GEN_NONE = 0,     /* data comes from the source through the entry's tensor spec */
@@ -32,6 +33,7 @@ typedef struct qf_plan_entry {
     uint32_t type;        /* stored type id (kernels/qtypes.h) */
     uint64_t nbytes;
     char reason[160];      /* why this type: recipe rule, override, fallback, policy */
+    int override;          /* index of the --tensor-type override that decided the type, or -1 */
 } qf_plan_entry;
 
 typedef struct qf_plan {
@@ -43,11 +45,13 @@ typedef struct qf_plan {
     uint32_t weight_type; /* the type asked for the bulk of weights (general.file_type) */
 } qf_plan;
 
-/* --tensor-type REGEX=TYPE: POSIX extended regex searched in the GGUF tensor name; first match wins
- * and beats the recipe. */
+/* --tensor-type REGEX=TYPE: a PCRE2 regex (Perl syntax, as llama-quantize's std::regex ECMAScript
+ * patterns: \d, \w, (a|b), ...) searched anywhere in the GGUF tensor name; first match wins and beats the
+ * recipe. */
 typedef struct qf_type_override {
     const char *spec;     /* the user's text, for reasons and provenance */
-    regex_t re;
+    pcre2_code *re;
+    pcre2_match_data *md;
     uint32_t type;
 } qf_type_override;
 
@@ -67,9 +71,6 @@ void qf_type_override_free(qf_type_override *o);
  * name the tensor), each with its stored type and the reason for it. */
 qf_status qf_plan_build(qf_source *src, const qf_hparams *hp, const qf_plan_opts *opts, qf_plan *plan, qf_error *err);
 void qf_plan_free(qf_plan *plan);
-/* Human-readable table (tensor, shape, type, bytes, reason), what the source had that the model does
- * not use, and totals. */
-void qf_plan_print(const qf_plan *plan, FILE *out);
 /* llama.cpp's general.file_type for the plan (LLAMA_FTYPE_* of its bulk type), or -1 when it has none
  * or the plan holds a type llama.cpp cannot load. */
 int qf_plan_file_type(const qf_plan *plan);

@@ -27,7 +27,7 @@ PY
 pass=0; fail=0
 check() { # name model-dir
     local name=$1 dir=$2
-    "$qf" convert "$dir" -o "$name.gguf" -t f32 -q
+    "$qf" convert "$dir" -o "$name.gguf" --type f32 -q
     local ours theirs
     ours=$("$qf" perplexity "$dir" --text text.txt --ctx 64 --chunks 6 --json 2>/dev/null | python3 -c 'import json,sys; print(json.load(sys.stdin)["ppl"])')
     theirs=$(llama_ppl "$name.gguf" text.txt 64 6)
@@ -55,7 +55,7 @@ check mistral mistral
 "$qf" synth qwen2 --arch qwen2 --tied --dim 128 --ff 256 --vocab 300 --seed 4
 check qwen2 qwen2
 tar -C . --zstd -cf qwen2.tar.zst qwen2
-"$qf" convert qwen2.tar.zst -o qwen2-from-archive.gguf -t f32 -q
+"$qf" convert qwen2.tar.zst -o qwen2-from-archive.gguf --type f32 -q
 if cmp -s qwen2.gguf qwen2-from-archive.gguf; then echo "qwen2.tar.zst: byte-identical to the directory's conversion"; pass=$((pass+1))
 else echo "FAIL: conversion from qwen2.tar.zst differs from the directory's"; fail=$((fail+1)); fi
 

@@ -15,8 +15,8 @@ done
 if [ ! -x "$ref/bin/llama-perplexity" ]; then echo "SKIP: llama.cpp reference not installed at $ref"; exit 77; fi
 rm -rf "$scratch"; mkdir -p "$scratch"
 pass=0; fail=0
-for job in "qf-llama-a -r q4_k_m" "qf-llama-a -r q3_k_m" "qf-llama-a -r int3-mix" "qf-llama-a -t q4_K" \
-           "qf-llama-a -t q6_K" "qf-deepseek-a -r q8_0" "qf-deepseek-a -r q4_k_m" "qf-deepseek-a -r q3_k_m"; do
+for job in "qf-llama-a -r q4_k_m" "qf-llama-a -r q3_k_m" "qf-llama-a -r int3-mix" "qf-llama-a --type q4_K" \
+           "qf-llama-a --type q6_K" "qf-deepseek-a -r q8_0" "qf-deepseek-a -r q4_k_m" "qf-deepseek-a -r q3_k_m"; do
     set -- $job
     model=$models/$1; spec="$2 $3"; name=$1-$3
     out=$scratch/$name.gguf

@@ -1,7 +1,8 @@
 /*
  * Importance matrices move both ways between qforge and llama.cpp: on qf-llama-a, qforge calibrate and
  * llama-imatrix (the reference in ../shared/ref) agree on every entry, qforge quantize reads
- * llama-imatrix's file, and llama-quantize reads ours. Skips where ../shared or the reference is absent.
+ * llama-imatrix's file (GGUF, and the legacy imatrix.dat with the same importance), and llama-quantize
+ * reads ours. Skips where ../shared or the reference is absent.
  */
 #include "testutil.h"
 
@@ -33,7 +34,7 @@ int main(int argc, char **argv) {
     qf_test_path("theirs.imatrix.gguf", theirs, sizeof theirs);
     qf_test_path("q-ours.gguf", q_ours, sizeof q_ours);
     qf_test_path("q-theirs.gguf", q_theirs, sizeof q_theirs);
-    snprintf(cmd, sizeof cmd, "'%s' convert '%s' -o '%s' -t f32 -q", qf, model, f32);
+    snprintf(cmd, sizeof cmd, "'%s' convert '%s' -o '%s' --type f32 -q", qf, model, f32);
     CHECK(system(cmd) == 0);
     snprintf(cmd, sizeof cmd, "'%s' -m '%s' -f '%s' -c 256 --chunks 8 -t 2 -o '%s' >/dev/null 2>&1", tool, f32, text, theirs);
     CHECK(system(cmd) == 0);
@@ -58,6 +59,33 @@ int main(int argc, char **argv) {
            matched, worst);
     CHECK(matched == b.n && worst < 5e-3);
     qf_imatrix_free(&a);
+    /* the same statistics in llama.cpp's legacy imatrix.dat (llama-imatrix converting its own file) give
+     * the same importance weights: the .dat stores sum2 / count * ncall in float */
+    char dat[4096];
+    qf_test_path("theirs.imatrix.dat", dat, sizeof dat);
+    snprintf(cmd, sizeof cmd, "'%s' -m '%s' --in-file '%s' -c 256 --output-format dat -o '%s' >/dev/null 2>&1", tool, f32,
+             theirs, dat);
+    CHECK(system(cmd) == 0);
+    qf_imatrix c;
+    CHECK_OK(qf_imatrix_load(dat, &c, &err), &err);
+    double worst_dat = 0;
+    size_t same_shape = 0;
+    for (size_t i = 0; i < b.n; i++) {
+        const qf_imatrix_entry *x = &b.e[i], *y = qf_imatrix_find(&c, x->name);
+        CHECK_MSG(y != NULL, "the .dat has no entry %s", x->name);
+        if (!y || y->n_cols != x->n_cols * x->n_mat) continue;
+        same_shape++;
+        float *wx = malloc(x->n_cols * sizeof(float)), *wy = malloc(y->n_cols * sizeof(float));
+        qf_imatrix_weights(x, 0, wx);
+        qf_imatrix_weights(y, 0, wy);
+        for (uint32_t j = 0; j < x->n_cols; j++) worst_dat = fmax(worst_dat, fabs(wx[j] - wy[j]) / fmax(fabs(wx[j]), 1e-30));
+        free(wx);
+        free(wy);
+    }
+    printf("  legacy .dat from llama-imatrix: %zu entries, worst relative difference of the importance %.2e\n", same_shape,
+           worst_dat);
+    CHECK(same_shape == b.n && c.n == b.n && worst_dat < 1e-6 && c.chunk_count == b.chunk_count);
+    qf_imatrix_free(&c);
     qf_imatrix_free(&b);
     /* each side's quantizer reads the other's file */
     snprintf(cmd, sizeof cmd, "'%s' quantize '%s' -r q4_k_m --imatrix '%s' -o '%s' -q", qf, model, theirs, q_theirs);

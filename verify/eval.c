@@ -278,9 +278,12 @@ static void fill_verify(const session *s, cmp_state *v, const qf_verify_opts *o,
     r->ppl_model_err = ppl_err(v->sum_m, v->sum2_m, n);
     r->ppl_base_err = ppl_err(v->sum_b, v->sum2_b, n);
     r->ppl_ratio = r->ppl_model / r->ppl_base;
-    double sum = 0;
-    for (uint64_t i = 0; i < n; i++) sum += v->kld_all[i];
+    double sum = 0, sum2 = 0;
+    for (uint64_t i = 0; i < n; i++) { sum += v->kld_all[i]; sum2 += v->kld_all[i] * v->kld_all[i]; }
     r->kld_mean = sum / (double)n;
+    /* llama-perplexity's uncertainty of the mean (mean_and_uncertainty): 0 below 11 tokens */
+    double var = sum2 / (double)n - r->kld_mean * r->kld_mean;
+    r->kld_mean_err = var > 0 && n > 10 ? sqrt(var / (double)(n - 1)) : 0;
     qsort(v->kld_all, n, sizeof *v->kld_all, cmp_double);
     r->kld_median = quantile(v->kld_all, n, 0.5);
     r->kld_p99 = quantile(v->kld_all, n, 0.99);

@@ -1569,7 +1569,8 @@ static void seeds_archive(void) {
 }
 
 /* An importance matrix (two weights, one with two expert matrices) and a Hessian file, written by the
- * library's own writers so the seeds are exactly what qforge calibrate produces. */
+ * library's own writers so the seeds are exactly what qforge calibrate produces, and the same kind of
+ * data in llama.cpp's legacy imatrix.dat layout. */
 static void seeds_imatrix(void) {
     char dir[4096], path[4200];
     snprintf(dir, sizeof dir, "%s/imatrix/x", out_root);
@@ -1595,6 +1596,21 @@ static void seeds_imatrix(void) {
     if (qf_hessian_save(path, &hs, &err)) { fprintf(stderr, "make_corpus: %s\n", err.msg); exit(3); }
     qf_hessian_free(&hs);
     n_cases += 2;
+    /* llama.cpp's legacy imatrix.dat (formats/imatrix.c has the layout): two entries, chunk count, dataset */
+    buf d = {0};
+    b_u32(&d, 2);
+    static const char *const names[] = {"blk.0.attn_q.weight", "output.weight"};
+    for (int e = 0; e < 2; e++) {
+        b_u32(&d, (uint32_t)strlen(names[e]));
+        b_put(&d, names[e], strlen(names[e]));
+        b_u32(&d, 4);     /* ncall */
+        b_u32(&d, 4 + 4 * (uint32_t)e); /* nval */
+        for (int j = 0; j < 4 + 4 * e; j++) { float v = 0.25f * (float)(j + 1); b_put(&d, &v, 4); }
+    }
+    b_u32(&d, 4);
+    b_u32(&d, 8);
+    b_put(&d, "wiki.txt", 8);
+    seed_buf("imatrix", "small.imatrix.dat", &d);
 }
 
 /* ---- main ------------------------------------------------------------------------------------------ */

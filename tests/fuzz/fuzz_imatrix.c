@@ -1,8 +1,10 @@
 /*
  * fuzz_imatrix.c — importance-matrix and Hessian files (qf_imatrix_load, qf_hessian_load), which
- * qforge quantize reads from users and from llama-imatrix. The input goes through a file (both readers
- * take paths); an accepted imatrix is used as quantize uses it: every entry's importance weights are
- * computed for every matrix and must be finite.
+ * qforge quantize reads from users and from llama-imatrix: the GGUF form and llama.cpp's legacy
+ * imatrix.dat (qf_imatrix_load reads a file without the GGUF magic as the legacy layout, so every
+ * input that is not a GGUF exercises that parser; the seeds hold both). The input goes through a file
+ * (both readers take paths); an accepted imatrix is used as quantize uses it: every entry's importance
+ * weights are computed for every matrix and must be finite.
  */
 #include "fuzz_util.h"
 

@@ -1,0 +1,130 @@
+#!/usr/bin/env bash
+# The machine-readable reports: whenever JSON goes to stdout nothing else does; every JSON object names
+# its schema, the qforge version and its inputs' digests (checked against sha256sum and against the
+# qforge.source_sha256 a conversion writes); inspect --json has the same keys for GGUF and safetensors
+# and keeps GGUF value types (checked against an independent GGUF reader, tests/lib/gguf_meta.py);
+# --dry-run --json lists what the real run then writes; verify prints the mean KLD with llama-perplexity's
+# +/-; JUnit has one testcase per metric with or without thresholds.
+set -uo pipefail
+source "$1/tests/lib/cli_test.sh"
+cli_test_setup "$@"
+py() { python3 - "$@" && ok || bad "$PY_WHAT"; }
+
+"$qf" synth m --dim 64 --ff 128 --vocab 300 >/dev/null || exit 1
+make_text text.txt 3
+"$qf" convert m -o f32.gguf --type f32 -q && "$qf" quantize f32.gguf -o q8.gguf --type q8_0 -q || exit 1
+
+# ---- verify --json -: stdout is exactly one JSON object; the text report goes to stderr ----------------
+"$qf" verify q8.gguf --base f32.gguf -f text.txt -c 64 --chunks 4 --json - >v.json 2>v.err
+rc=$?
+[ $rc -eq 0 ] && ok || bad "verify --json - exit $rc: $(cat v.err)"
+grep -q "Mean KLD" v.err && ok || bad "text report not on stderr: $(cat v.err)"
+PY_WHAT="verify --json - stdout" py v.json text.txt q8.gguf f32.gguf <<'PY'
+import hashlib, json, sys
+d = json.load(open(sys.argv[1]))          # fails on any text before or after the object
+sha = lambda p: hashlib.sha256(open(p, 'rb').read()).hexdigest()
+assert d["schema"] == "qforge.verify/1" and d["qforge_version"], d.get("schema")
+i = d["inputs"]
+assert i["text"]["sha256"] == sha(sys.argv[2]), i["text"]
+assert i["model"]["sha256"] == sha(sys.argv[3]) and i["base"]["sha256"] == sha(sys.argv[4]), i
+assert len(i["model"]["source_sha256"]) == 64 and i["model"]["source_sha256"] != i["base"]["source_sha256"]
+assert d["kld_mean"] > 0 and 0 < d["kld_mean_pm"] < d["kld_mean"], (d["kld_mean"], d["kld_mean_pm"])
+PY
+# the text report prints the mean KLD with its +/- as llama-perplexity does
+grep -Eq '^Mean KLD    = [0-9.]+ \+/- [0-9.]*[1-9][0-9.]*$' v.err && ok || bad "no 'Mean KLD = X +/- Y': $(grep KLD v.err)"
+
+# ---- JUnit: one testcase per metric, with or without thresholds ------------------------------------------
+"$qf" verify q8.gguf --base f32.gguf -f text.txt -c 64 --chunks 4 --junit none.xml -q >/dev/null 2>&1 || bad "verify --junit"
+"$qf" verify q8.gguf --base f32.gguf -f text.txt -c 64 --chunks 4 --max-kld 0 --junit gate.xml -q >/dev/null 2>&1
+[ $? -eq 1 ] && ok || bad "verify --max-kld 0 should exit 1"
+PY_WHAT="JUnit testcases" py none.xml gate.xml <<'PY'
+import sys, xml.etree.ElementTree as ET
+want = ["ppl_model", "ppl_base", "ppl_ratio", "ppl_increase_pct", "kld_mean", "kld_median", "kld_p99", "kld_max",
+        "same_top1_pct", "rms_dp_pct"]
+for path, failing in ((sys.argv[1], []), (sys.argv[2], ["kld_mean"])):
+    s = ET.parse(path).getroot().find("testsuite")
+    cases = s.findall("testcase")
+    assert [c.get("name") for c in cases] == want, [c.get("name") for c in cases]
+    assert s.get("tests") == str(len(want)) and s.get("failures") == str(len(failing)), (path, s.attrib)
+    assert [c.get("name") for c in cases if c.find("failure") is not None] == failing, path
+    assert all(c.find("system-out") is not None and "=" in c.find("system-out").text for c in cases)
+PY
+
+# ---- perplexity --json: schema and inputs; nothing else on stdout ----------------------------------------
+"$qf" perplexity f32.gguf -f text.txt -c 64 --chunks 3 --json >p.json 2>/dev/null || bad "perplexity --json"
+PY_WHAT="perplexity --json" py p.json text.txt f32.gguf <<'PY'
+import hashlib, json, sys
+d = json.load(open(sys.argv[1]))
+sha = lambda p: hashlib.sha256(open(p, 'rb').read()).hexdigest()
+assert d["schema"] == "qforge.perplexity/1" and d["qforge_version"]
+assert d["inputs"]["text"]["sha256"] == sha(sys.argv[2]) and d["inputs"]["model"]["sha256"] == sha(sys.argv[3])
+assert d["ppl"] > 1
+PY
+
+# ---- verify --integrity --json ---------------------------------------------------------------------------
+"$qf" verify q8.gguf --integrity --json >i.json 2>/dev/null || bad "integrity --json"
+PY_WHAT="integrity --json" py i.json q8.gguf <<'PY'
+import hashlib, json, sys
+d = json.load(open(sys.argv[1]))
+assert d["schema"] == "qforge.integrity/1" and d["ok"] is True
+assert d["inputs"]["file"]["sha256"] == hashlib.sha256(open(sys.argv[2], 'rb').read()).hexdigest()
+PY
+
+# ---- inspect --json: one set of keys for both formats, GGUF value types kept -----------------------------
+"$qf" inspect m --json >st.json 2>/dev/null && "$qf" inspect f32.gguf --json >gg.json 2>/dev/null || bad "inspect --json"
+$meta f32.gguf >f32.meta.json
+PY_WHAT="inspect --json keys and types" py st.json gg.json f32.meta.json <<'PY'
+import json, struct, sys
+st, gg, ref = (json.load(open(p)) for p in sys.argv[1:4])
+for d, fmt in ((st, "safetensors"), (gg, "gguf")):
+    assert d["schema"] == "qforge.inspect/1" and d["format"] == fmt and d["qforge_version"], d.get("schema")
+    assert len(d["inputs"]["file"]["source_sha256"]) == 64
+common = {"name", "type", "shape", "ne", "elements", "bytes", "bpw"}
+assert all(common <= set(t) for t in st["tensors"] + gg["tensors"])
+assert set(st["totals"]) == set(gg["totals"]) == {"tensors", "parameters", "bytes", "bpw"}
+emb_st = next(t for t in st["tensors"] if t["name"] == "model.embed_tokens.weight")
+emb_gg = next(t for t in gg["tensors"] if t["name"] == "token_embd.weight")
+assert emb_st["shape"] == emb_gg["shape"] and emb_st["ne"] == emb_gg["ne"] == emb_gg["shape"][::-1], (emb_st, emb_gg)
+assert st["totals"]["parameters"] == gg["totals"]["parameters"]
+# every GGUF value with its type, equal to what an independent reader sees
+for k, v in ref["kv"].items():
+    got = gg["metadata"][k]
+    assert got["type"] == v["type"], (k, got, v)
+    if v["type"] == "arr":
+        assert got["array_of"] == v["array_of"] and got["length"] == len(v["value"]), k
+    elif v["type"] == "f32":  # the same float32 bits
+        assert struct.pack('<f', got["value"]) == struct.pack('<f', v["value"]), (k, got["value"], v["value"])
+    else:
+        assert got["value"] == v["value"], (k, got["value"], v["value"])
+assert gg["metadata"]["general.file_type"] == {"type": "u32", "value": 0}
+assert gg["metadata"]["llama.rope.freq_base"]["type"] == "f32"
+assert gg["metadata"]["llama.attention.layer_norm_rms_epsilon"]["value"] == 1e-05  # shortest form of the f32
+PY
+
+# ---- --dry-run --json: the plan the real run follows ------------------------------------------------------
+"$qf" quantize m --recipe q4_k_m --dry-run --json >plan.json 2>plan.err && ok || bad "dry-run --json: $(cat plan.err)"
+"$qf" quantize m --recipe q4_k_m -o q4.gguf -q && $meta q4.gguf >q4.meta.json || bad "quantize q4_k_m"
+"$qf" convert m --dry-run --json >cplan.json 2>/dev/null || bad "convert --dry-run --json"
+PY_WHAT="plan JSON" py plan.json q4.meta.json cplan.json <<'PY'
+import json, sys
+plan, out, cplan = (json.load(open(p)) for p in sys.argv[1:4])
+assert plan["schema"] == cplan["schema"] == "qforge.plan/1" and plan["qforge_version"]
+assert plan["recipe"] == "q4_k_m" and cplan["recipe"] is None and cplan["weight_type"] == "f16"
+assert plan["inputs"]["src"]["source_sha256"] == out["kv"]["qforge.source_sha256"]["value"]
+ts = plan["tensors"]
+assert all({"name", "sources", "map", "shape", "ne", "type", "bytes", "reason"} <= set(t) for t in ts)
+assert all(len(t["sources"]) == 1 and t["map"] == "copy" for t in ts), "a dense model reads one source per tensor"
+assert plan["totals"]["tensors"] == len(ts) and plan["totals"]["bytes"] == sum(t["bytes"] for t in ts)
+names = {0: "f32", 1: "f16", 8: "q8_0", 12: "q4_K", 13: "q5_K", 14: "q6_K", 6: "q5_0"}
+assert [t["name"] for t in ts] == [t["name"] for t in out["tensors"]]
+for p, o in zip(ts, out["tensors"]):
+    assert p["ne"] == o["ne"] and p["type"] == names.get(o["type"]), (p, o)
+assert any("use_more_bits" in t["reason"] or "q4_k_m" in t["reason"] for t in ts)
+PY
+# the text table (no --json) still goes to stdout alone
+"$qf" quantize m --recipe q4_k_m --dry-run >plan.txt 2>plan.err && grep -q "^total: " plan.txt && [ ! -s plan.err ] && ok ||
+    bad "dry-run text: $(cat plan.err)"
+"$qf" convert m -o x.gguf --json >/dev/null 2>err.txt; [ $? -eq 2 ] && grep -q "with --dry-run" err.txt && ok ||
+    bad "--json without --dry-run: $(cat err.txt)"
+
+cli_test_finish cli_reports
