@@ -76,7 +76,7 @@ else
         "$qf" synth "$name" --arch "$arch" --vocab 8000 --dim 128 --ff 256 --layers 3 --seed 5 "$@"
         rm -f "$name/tokenizer.json"
         cp "$spm/tokenizer.model" "$spm/tokenizer_config.json" "$name/"
-        "$qf" convert "$name" -o "$name-qf.gguf" -t f32 -q
+        "$qf" convert "$name" -o "$name-qf.gguf" --type f32 -q
         case $arch in
             deepseek*) conv=(/usr/bin/python3 "$root/../shared/ref/llamacpp_convert_ds.py") ;;
             *) conv=(/usr/bin/python3 "$root/../shared/ref/llamacpp_convert.py" --spm-vocab) ;;
