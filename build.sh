@@ -53,6 +53,7 @@ cmd_demo() {
     if [ -z "$model" ]; then
         model=$out/model
         echo "== generating a small random Llama checkpoint in $model"
+        rm -rf "$model" # the demo's own model: synth never writes over an existing one
         "$qf" synth "$model"
     fi
     echo "== the checkpoint"

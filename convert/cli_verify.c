@@ -4,6 +4,7 @@
  * qf_verify (qforge.h).
  */
 #include "convert/cli.h"
+#include "formats/outfile.h"
 #include "qforge.h"
 
 #include <cjson/cJSON.h>
@@ -204,12 +205,27 @@ static cJSON *verify_json(const verify_cli *v, const qf_verify_result *r) {
     return o;
 }
 
-static bool write_text(const char *path, const char *text) {
+/* Report files are outputs like any other (formats/outfile.h): a temp file renamed when complete. */
+static bool write_file(const char *path, const char *data, size_t len, qf_error *err) {
+    qf_outfile *f;
+    if (qf_outfile_open(path, &f, err) != QF_OK) return false;
+    if (qf_outfile_write(f, data, len, err) != QF_OK) {
+        qf_outfile_abort(f);
+        return false;
+    }
+    return qf_outfile_commit(f, err) == QF_OK;
+}
+
+static bool write_text(const char *path, const char *text, qf_error *err) {
     if (strcmp(path, "-") == 0) return fputs(text, stdout) >= 0 && fputc('\n', stdout) != EOF;
-    FILE *f = fopen(path, "w");
-    if (!f) return false;
-    bool ok = fputs(text, f) >= 0 && fputc('\n', f) != EOF;
-    return fclose(f) == 0 && ok;
+    size_t n = strlen(text);
+    char *line = malloc(n + 2);
+    if (!line) return false;
+    memcpy(line, text, n);
+    memcpy(line + n, "\n", 2);
+    bool ok = write_file(path, line, n + 1, err);
+    free(line);
+    return ok;
 }
 
 static void xml_escaped(FILE *f, const char *s) {
@@ -224,8 +240,10 @@ static void xml_escaped(FILE *f, const char *s) {
     }
 }
 
-static bool write_junit(const verify_cli *v, const qf_verify_result *r) {
-    FILE *f = fopen(v->junit, "w");
+static bool write_junit(const verify_cli *v, const qf_verify_result *r, qf_error *err) {
+    char *xml = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&xml, &len);
     if (!f) return false;
     int tests = 0, failures = 0;
     for (int i = 0; i < QF_CHECK_COUNT; i++) {
@@ -252,7 +270,9 @@ static bool write_junit(const verify_cli *v, const qf_verify_result *r) {
         fprintf(f, "</testcase>\n");
     }
     fprintf(f, "  </testsuite>\n</testsuites>\n");
-    return fclose(f) == 0;
+    bool ok = fclose(f) == 0 && write_file(v->junit, xml, len, err);
+    free(xml);
+    return ok;
 }
 
 static void print_verify(const qf_verify_result *r) {
@@ -275,13 +295,15 @@ static int verify_report(const verify_cli *v, const qf_verify_result *r) {
     if (v->json) {
         cJSON *j = verify_json(v, r);
         char *s = j ? cJSON_Print(j) : NULL;
-        bool ok = s && write_text(v->json, s);
+        qf_error err = {QF_E_IO, ""};
+        bool ok = s && write_text(v->json, s, &err);
         free(s);
         cJSON_Delete(j);
-        if (!ok) { fprintf(stderr, "qforge verify: error: could not write %s\n", v->json); return 3; }
+        if (!ok) { fprintf(stderr, "qforge verify: error: could not write %s: %s\n", v->json, err.msg); return 3; }
     }
-    if (v->junit && !write_junit(v, r)) {
-        fprintf(stderr, "qforge verify: error: could not write %s\n", v->junit);
+    qf_error err = {QF_E_IO, ""};
+    if (v->junit && !write_junit(v, r, &err)) {
+        fprintf(stderr, "qforge verify: error: could not write %s: %s\n", v->junit, err.msg);
         return 3;
     }
     return 0;
@@ -329,6 +351,15 @@ static int parse_verify(int argc, char **argv, verify_cli *v) {
     return 0;
 }
 
+/* The report files are checked like every output before the models run (formats/outfile.h). */
+static qf_status check_reports(const verify_cli *v, qf_error *err) {
+    const char *for_json[] = {v->o.model, v->o.base, v->o.text_path, v->junit};
+    const char *for_junit[] = {v->o.model, v->o.base, v->o.text_path, v->json};
+    qf_status st = v->json && strcmp(v->json, "-") ? qf_outfile_check(v->json, for_json, 4, err) : QF_OK;
+    if (st == QF_OK && v->junit) st = qf_outfile_check(v->junit, for_junit, 4, err);
+    return st;
+}
+
 int qf_cli_verify(int argc, char **argv) {
     /* `verify FILE --integrity` is the file-integrity check (cli_integrity.c), which parses its own options */
     for (int i = 1; i < argc && strcmp(argv[i], "--") != 0; i++)
@@ -338,6 +369,7 @@ int qf_cli_verify(int argc, char **argv) {
     if (rc) return rc < 0 ? 0 : rc;
     qf_verify_result r;
     qf_error err;
+    if (check_reports(&v, &err) != QF_OK) return qf_cli_fail("verify", &err);
     qf_status st = qf_verify(&v.o, &r, &err);
     if (st != QF_OK && st != QF_E_CHECK) return qf_cli_fail("verify", &err);
     if ((rc = verify_report(&v, &r)) != 0) return rc;

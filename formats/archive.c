@@ -37,11 +37,15 @@
 
 #include <archive.h>
 #include <archive_entry.h>
+#include "formats/infile.h"
+#include "formats/json.h"
+
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
-#define AR_MAX_SIDE (256ull << 20)     /* one side file */
+#define AR_MAX_SIDE QF_SOURCE_MAX_SIDE_FILE /* one side file */
 #define AR_MAX_KEPT (1ull << 30)       /* all side files + shard headers held at once */
 #define AR_CHUNK (1u << 20)            /* discard granularity, reader block size */
 #define AR_FIRST_ALLOC (8ull << 20)    /* first allocation for a buffer that then grows */
@@ -203,14 +207,14 @@ static bool libarchive_recognises(const char *path) {
 }
 
 bool qf_archive_detect(const char *path) {
-    struct stat sb;
-    if (!path || stat(path, &sb) != 0 || !S_ISREG(sb.st_mode)) return false;
+    int fd;
+    uint64_t size;
+    if (!path || qf_infile_open(path, &fd, &size, NULL) != QF_OK) return false;
     uint8_t head[512];
-    FILE *f = fopen(path, "rb");
-    if (!f) return false;
-    size_t n = fread(head, 1, sizeof head, f);
-    fclose(f);
-    if (looks_like_model_file(head, n, (uint64_t)sb.st_size)) return false;
+    ssize_t got = read(fd, head, sizeof head);
+    close(fd);
+    size_t n = got > 0 ? (size_t)got : 0;
+    if (looks_like_model_file(head, n, size)) return false;
     return libarchive_recognises(path) || has_archive_magic(head, n);
 }
 
@@ -576,8 +580,11 @@ static qf_status parse_index(const qf_archive *qa, const ar_entry *idx, ar_map *
     if (idx->kind != AR_SIDE || idx->problem)
         return qf_fail(err, QF_E_INPUT, "%s:%s: cannot read the shard index: %s", qa->path, idx->path,
                        idx->problem ? idx->problem : "it is stored as a link");
-    m->root = cJSON_ParseWithLength((const char *)idx->data, (size_t)idx->len);
-    const cJSON *wm = m->root ? cJSON_GetObjectItemCaseSensitive(m->root, "weight_map") : NULL;
+    char label[4200];
+    snprintf(label, sizeof label, "%s:%s", qa->path, idx->path);
+    qf_status st = qf_json_parse(label, (const char *)idx->data, (size_t)idx->len, &m->root, err);
+    if (st != QF_OK) return st;
+    const cJSON *wm = cJSON_GetObjectItemCaseSensitive(m->root, "weight_map");
     if (!cJSON_IsObject(wm))
         return qf_fail(err, QF_E_INPUT, "%s:%s: not a JSON object with a \"weight_map\" object", qa->path, idx->path);
     return map_collect(qa, idx, wm, m, err);

@@ -10,6 +10,7 @@
 #include "gguf.h"
 #include "formats/digest.h"
 #include "outfile.h"
+#include "formats/infile.h"
 #include "kernels/qtypes.h"
 
 #include <errno.h>
@@ -591,41 +592,26 @@ qf_status qf_gguf_open_mem(const char *label, const uint8_t *buf, uint64_t len, 
 
 qf_status qf_gguf_open(const char *path, qf_gguf **out, qf_error *err) {
     *out = NULL;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return qf_fail(err, errno == ENOENT ? QF_E_NOTFOUND : QF_E_IO, "%s: open failed: %s", path, strerror(errno));
-    struct stat sb;
-    if (fstat(fd, &sb) != 0) {
-        int e = errno;
-        close(fd);
-        return qf_fail(err, QF_E_IO, "%s: fstat failed: %s", path, strerror(e));
-    }
-    if (!S_ISREG(sb.st_mode)) {
-        close(fd);
-        return qf_fail(err, QF_E_INPUT, "%s: not a regular file", path);
-    }
+    int fd;
+    uint64_t size;
+    qf_status st = qf_infile_open(path, &fd, &size, err);
+    if (st != QF_OK) return st;
     void *map = NULL;
-    if (sb.st_size > 0) {
-        map = mmap(NULL, (size_t)sb.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
-        if (map == MAP_FAILED) {
-            int e = errno;
-            close(fd);
-            return qf_fail(err, QF_E_IO, "%s: mmap of %lld bytes failed: %s", path, (long long)sb.st_size, strerror(e));
-        }
-    }
+    if (size > 0) st = qf_infile_map(path, fd, size, &map, err);
     close(fd); /* the mapping keeps the file alive */
-    qf_status st = qf_gguf_open_mem(path, map, (uint64_t)sb.st_size, out, err);
+    if (st == QF_OK) st = qf_gguf_open_mem(path, map, size, out, err);
     if (st != QF_OK) {
-        if (map) munmap(map, (size_t)sb.st_size);
+        qf_infile_unmap(map, size);
         return st;
     }
     (*out)->map = map;
-    (*out)->map_len = (size_t)sb.st_size;
+    (*out)->map_len = (size_t)size;
     return QF_OK;
 }
 
 void qf_gguf_close(qf_gguf *g) {
     if (!g) return;
-    if (g->map) munmap(g->map, g->map_len);
+    qf_infile_unmap(g->map, g->map_len);
     arena_free(&g->a);
     index_free(&g->kv_idx);
     index_free(&g->t_idx);

@@ -13,6 +13,7 @@
 #include "integrity.h"
 #include "ordered.h"
 #include "outfile.h"
+#include "formats/infile.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -92,29 +93,6 @@ static bool sha256(const void *p, size_t n, uint8_t out[32]) {
 static uint64_t frames_for(uint64_t raw_size, uint64_t chunk) { return raw_size / chunk + (raw_size % chunk != 0); }
 
 /* ---- I/O helpers ------------------------------------------------------------------------------- */
-
-static qf_status open_input(const char *path, int *fd, uint64_t *size, qf_error *err) {
-    *fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (*fd < 0) return qf_fail(err, errno == ENOENT ? QF_E_NOTFOUND : QF_E_IO, "%s: open failed: %s", path, strerror(errno));
-    struct stat sb;
-    if (fstat(*fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
-        int e = errno;
-        close(*fd);
-        *fd = -1;
-        return S_ISREG(sb.st_mode) ? qf_fail(err, QF_E_IO, "%s: fstat failed: %s", path, strerror(e))
-                                   : qf_fail(err, QF_E_INPUT, "%s: not a regular file", path);
-    }
-    *size = (uint64_t)sb.st_size;
-    return QF_OK;
-}
-
-/* Writing the output over the input would replace the file being read (the rename is atomic, so the
- * result would be a pack named like the model, or the reverse): refused up front. */
-static qf_status check_not_input(int fd, const char *src, const char *out, qf_error *err) {
-    struct stat a, b;
-    if (stat(out, &b) != 0 || fstat(fd, &a) != 0 || a.st_dev != b.st_dev || a.st_ino != b.st_ino) return QF_OK;
-    return qf_fail(err, QF_E_USAGE, "%s: the output is the input file %s", out, src);
-}
 
 /* Reads exactly n bytes at off. Hitting the end early means the file is shorter than it said it was
  * (a truncated pack, or an input that shrank while we read it): bad input, not an I/O failure. */
@@ -256,8 +234,7 @@ static qf_status pack_setup(pack_ctx *c, const qf_pack_opts *o, unsigned threads
     int level = o->level ? o->level : 3;
     if (level < 1 || level > ZSTD_maxCLevel()) return qf_fail(err, QF_E_USAGE, "zstd level %d is outside 1..%d", level, ZSTD_maxCLevel());
     c->h.chunk = mib << 20;
-    qf_status st = open_input(o->src, &c->fd, &c->h.raw_size, err);
-    if (st == QF_OK) st = check_not_input(c->fd, o->src, o->out, err);
+    qf_status st = qf_infile_open(o->src, &c->fd, &c->h.raw_size, err);
     if (st != QF_OK) return st;
     c->h.n_frames = frames_for(c->h.raw_size, c->h.chunk);
     /* The index frame's size is a u32: n * 64 + 48 must fit. */
@@ -277,7 +254,8 @@ qf_status qf_pack(const qf_pack_opts *o, qf_pack_stats *stats, qf_error *err) {
     memset(stats, 0, sizeof *stats);
     unsigned threads = (unsigned)qf_integrity_threads(o->threads);
     pack_ctx c = {.src = o->src, .fd = -1};
-    qf_status st = pack_setup(&c, o, threads, err);
+    qf_status st = qf_outfile_check(o->out, &o->src, 1, err);
+    if (st == QF_OK) st = pack_setup(&c, o, threads, err);
     if (st == QF_OK) st = qf_outfile_open(o->out, &c.out, err);
     uint8_t head[QF_QFZ_FRAMES_OFF];
     header_encode(&c.h, head); /* index_off 0 until the index is written */
@@ -382,7 +360,7 @@ typedef struct unpack_ctx {
 static qf_status read_index(unpack_ctx *c, qf_error *err) {
     uint64_t size;
     uint8_t head[QF_QFZ_FRAMES_OFF];
-    qf_status st = open_input(c->src, &c->fd, &size, err);
+    qf_status st = qf_infile_open(c->src, &c->fd, &size, err);
     if (st == QF_OK && size < QF_QFZ_FRAMES_OFF)
         st = qf_fail(err, QF_E_INPUT, "%s: truncated or not a qforge pack (%llu bytes)", c->src, (unsigned long long)size);
     if (st == QF_OK) st = pread_all(c->fd, head, sizeof head, 0, c->src, err);
@@ -455,8 +433,8 @@ qf_status qf_unpack(const qf_pack_opts *o, qf_pack_stats *stats, qf_error *err) 
     memset(stats, 0, sizeof *stats);
     unsigned threads = (unsigned)qf_integrity_threads(o->threads);
     unpack_ctx c = {.src = o->src, .fd = -1};
-    qf_status st = read_index(&c, err);
-    if (st == QF_OK) st = check_not_input(c.fd, o->src, o->out, err);
+    qf_status st = qf_outfile_check(o->out, &o->src, 1, err);
+    if (st == QF_OK) st = read_index(&c, err);
     threads = (unsigned)QF_MIN((uint64_t)threads, QF_MAX(c.h.n_frames, (uint64_t)1)); /* no idle workers */
     unsigned slots = (unsigned)QF_MIN((uint64_t)threads + 2, QF_MAX(c.h.n_frames, (uint64_t)1));
     size_t cap = (size_t)QF_MIN(c.h.chunk, QF_MAX(c.h.raw_size, (uint64_t)1));

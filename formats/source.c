@@ -1,6 +1,7 @@
 /* Tensor source: logical tensors over a storage backend, FP8 scale folding, row decoding (source.h). */
 #include "formats/source_impl.h"
 #include "formats/arch.h"
+#include "formats/infile.h"
 #include "kernels/qtypes.h"
 
 #include <errno.h>
@@ -41,25 +42,11 @@ static qf_status dir_read_file(void *impl, const char *name, char **buf, size_t 
     dir_backend *d = impl;
     char path[4096];
     snprintf(path, sizeof path, "%s/%s", d->dir, name);
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        if (errno == ENOENT) return QF_E_NOTFOUND;
-        return qf_fail(err, QF_E_IO, "%s: %s", path, strerror(errno));
-    }
-    struct stat sb;
-    if (fstat(fileno(f), &sb) != 0 || !S_ISREG(sb.st_mode) || sb.st_size > (1ll << 30)) {
-        fclose(f);
-        return qf_fail(err, QF_E_INPUT, "%s: not a regular file below 1 GiB", path);
-    }
-    char *b = malloc((size_t)sb.st_size + 1);
-    if (!b) { fclose(f); return qf_fail(err, QF_E_NOMEM, "%s: out of memory", path); }
-    size_t got = fread(b, 1, (size_t)sb.st_size, f);
-    fclose(f);
-    if (got != (size_t)sb.st_size) { free(b); return qf_fail(err, QF_E_IO, "%s: short read", path); }
-    b[got] = '\0';
-    *buf = b;
-    *len = got;
-    return QF_OK;
+    qf_error e;
+    qf_status st = qf_infile_read(path, QF_SOURCE_MAX_SIDE_FILE, "side file", buf, len, &e);
+    if (st == QF_E_NOTFOUND) return QF_E_NOTFOUND; /* callers decide whether a missing side file matters */
+    if (st != QF_OK && err) *err = e;
+    return st;
 }
 
 static void dir_pin(void *impl, size_t r) { (void)impl; (void)r; }
@@ -117,13 +104,7 @@ typedef struct gguf_backend {
     uint32_t *qtypes;
 } gguf_backend;
 
-static bool is_gguf_file(const char *path) {
-    FILE *f = fopen(path, "rb");
-    uint8_t m[4] = {0};
-    bool yes = f && fread(m, 1, 4, f) == 4 && !memcmp(m, "GGUF", 4);
-    if (f) fclose(f);
-    return yes;
-}
+static bool is_gguf_file(const char *path) { return qf_infile_has_magic(path, "GGUF", 4); }
 
 static qf_status gguf_read_file(void *impl, const char *name, char **buf, size_t *len, qf_error *err) {
     return QF_E_NOTFOUND; /* a GGUF carries its configuration as metadata, not side files */
@@ -469,6 +450,15 @@ void qf_source_release(qf_source *s, size_t i) {
 
 static const char *const digest_files[] = {"config.json", "tokenizer.json", "tokenizer.model", "tokenizer_config.json",
                                            "special_tokens_map.json", "added_tokens.json"};
+
+bool qf_source_dir_reads(const char *name) {
+    if (ends_with(name, ".safetensors") || !strcmp(name, "model.safetensors.index.json") ||
+        !strcmp(name, "generation_config.json"))
+        return true;
+    for (size_t f = 0; f < QF_ARRAY_LEN(digest_files); f++)
+        if (!strcmp(name, digest_files[f])) return true;
+    return false;
+}
 
 qf_status qf_source_digest(qf_source *s, char hex[65], qf_error *err) {
     EVP_MD_CTX *md = EVP_MD_CTX_new();

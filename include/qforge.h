@@ -91,7 +91,7 @@ qf_status qf_inspect(const qf_inspect_opts *opts, void *out, qf_error *err);
 /* ---- synth: the built-in default model ---------------------------------------------------------- */
 
 typedef struct qf_synth_opts {
-    const char *dir;        /* created if missing; files inside are replaced atomically */
+    const char *dir;        /* created if missing; must not hold a model already (synth never replaces one) */
     uint64_t seed;
     uint32_t n_layer, n_embd, n_ff, n_vocab;
     const char *dtype;      /* "f32", "f16" or "bf16" */

@@ -588,7 +588,7 @@ static const bad_case bad_cases[] = {
     {"several_no_index", "no model.safetensors.index.json", AK_TAR},
     {"index_wrong_tensor", "no such tensor", AK_TAR},
     {"index_wrong_shard", "but it is in", AK_TGZ},
-    {"index_not_json", "weight_map", AK_TAR},
+    {"index_not_json", "index.json: not valid JSON", AK_TAR},
     {"dotdot_zip", "'..'", AK_ZIP},
     {"symlink_shard", "stored as a link", AK_ZIP},
     {"index_missing_tensor", "not listed in the index", AK_TAR},

@@ -24,7 +24,7 @@
  * alignment, so the file has padding after tensors as well as before the data section. */
 static bool make_model(const char *name, char *out, size_t n) {
     char dir[4096];
-    qf_test_path("synth", dir, sizeof dir);
+    qf_test_fresh_dir("synth", dir, sizeof dir);
     qf_synth_opts so = {.dir = dir, .seed = 7, .n_layer = 2, .n_embd = 64, .n_ff = 100, .n_vocab = 300, .dtype = "bf16"};
     qf_error err = {0};
     CHECK_OK(qf_synth_model(&so, &err), &err);
@@ -406,13 +406,13 @@ static void test_signatures(const char *model) {
     CHECK(qf_verify_integrity(&io, &rep, &err) == QF_E_NOTFOUND && strstr(err.msg, ".sig"));
     qf_integrity_report_free(&rep);
     so.key = eck;
-    CHECK(qf_sign(&so, &err) == QF_E_UNSUPPORTED && strstr(err.msg, "not Ed25519"));
+    CHECK(qf_sign(&so, &err) == QF_E_UNSUPPORTED && strstr(err.msg, "Ed25519 keys only"));
     CHECK(!qf_test_file_exists(sig));
     so.key = pub; /* a public key cannot sign */
     CHECK(qf_sign(&so, &err) == QF_E_INPUT && strstr(err.msg, "genpkey"));
     so.key = key;
     so.out = m; /* never over the model itself */
-    CHECK(qf_sign(&so, &err) == QF_E_USAGE && strstr(err.msg, "overwrite its own input"));
+    CHECK(qf_sign(&so, &err) == QF_E_USAGE && strstr(err.msg, "the output is the input"));
     so.out = other;
     CHECK_OK(qf_sign(&so, &err), &err); /* -o elsewhere */
     io.sig = other;

@@ -19,7 +19,7 @@
 
 static bool make_model(const char *name, const char *type, char *out, size_t n) {
     char dir[4096];
-    qf_test_path("synth", dir, sizeof dir);
+    qf_test_fresh_dir("synth", dir, sizeof dir);
     qf_synth_opts so = {.dir = dir, .seed = 11, .n_layer = 2, .n_embd = 256, .n_ff = 512, .n_vocab = 512, .dtype = "bf16"};
     qf_error err = {0};
     CHECK_OK(qf_synth_model(&so, &err), &err);

@@ -294,6 +294,10 @@ static const st_case ST_CASES[] = {
     {"json_string", "\"x\"", 0, 0, NO_LEN, "header JSON is a string", false},
     {"json_number", "42", 0, 0, NO_LEN, "header JSON is 42", false},
     {"json_trailing", "{} {}", 0, 0, NO_LEN, "data after the JSON value at byte 3", false},
+    /* parser differentials: cJSON would skip the mark and cut the name at the NUL; Python refuses both */
+    {"bom_header", "\xef\xbb\xbf{\"a\":{" ONE_F32 "}}", 0, 4, NO_LEN, "starts with a UTF-8 byte-order mark", true},
+    {"name_escaped_nul", "{\"weight\\u0000evil\":{" ONE_F32 "}}", 0, 4, NO_LEN,
+     "key \"weight\\u0000evil\" contains \\u0000 (NUL)", true},
     {"control_char", "{\"a\x01\":{}}", 0, 0, NO_LEN, "control character 0x01", false},
     {"nul_padding", "{}\0\0", 4, 0, NO_LEN, "control character 0x00", false},
     {"invalid_utf8", "{\"\xff\":{}}", 0, 0, NO_LEN, "not valid UTF-8 at byte 2", false},
@@ -369,14 +373,14 @@ static const st_case ST_CASES[] = {
     {"trailing_bytes", T(ONE_F32), 0, 9, NO_LEN, "data buffer is 9 bytes but tensors cover only 4", false},
     {"data_without_tensors", "{}", 0, 16, NO_LEN, "data buffer is 16 bytes but tensors cover only 0", false},
     {"duplicate_name", "{\"a\":{" ONE_F32 "},\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[4,8]}}", 0, 8,
-     NO_LEN, "tensor 'a' is defined twice", true},
+     NO_LEN, "key 'a' is defined twice (at the top level)", true},
     {"empty_name", "{\"\":{" ONE_F32 "}}", 0, 4, NO_LEN, "a tensor has an empty name", false},
     {"metadata_array", "{\"__metadata__\":[\"pt\"]}", 0, 0, NO_LEN, "__metadata__ is an array", false},
     {"metadata_number_value", "{\"__metadata__\":{\"format\":1}}", 0, 0, NO_LEN,
      "__metadata__ key 'format' is 1, expected a string", false},
     {"metadata_nested", "{\"__metadata__\":{\"a\":{\"b\":\"c\"}}}", 0, 0, NO_LEN, "__metadata__ key 'a' is an object",
      false},
-    {"metadata_twice", "{\"__metadata__\":{},\"__metadata__\":{}}", 0, 0, NO_LEN, "__metadata__ appears twice", false},
+    {"metadata_twice", "{\"__metadata__\":{},\"__metadata__\":{}}", 0, 0, NO_LEN, "key '__metadata__' is defined twice", false},
     {"name_with_newline", "{\"a\\nb\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,4]}}", 0, 4, NO_LEN,
      "tensor 'a?b': data_offsets [0, 4] span 4 bytes", false},
     {"deep_nesting", NULL, 1, 0, NO_LEN, "not valid JSON", false}, /* header built below */
@@ -696,7 +700,7 @@ static void gen_index(void) {
          index_with("\"model.norm.weight\":\"" SHARD2 "\"", "\"model.norm.weight\":\"" SHARD1 "\""), true},
         {"unlisted_tensor", "inspect", "is not listed in the index weight_map",
          index_with(",\"lm_head.weight\":\"" SHARD2 "\"", ""), true},
-        {"listed_twice", "convert", "lists tensor 'lm_head.weight' twice",
+        {"listed_twice", "convert", "key 'lm_head.weight' is defined twice (in 'weight_map')",
          index_with("\"lm_head.weight\"", "\"lm_head.weight\":\"" SHARD2 "\",\"lm_head.weight\""), true},
         {"path_traversal", "convert", "expected a file name in the index's directory",
          index_with("\"" SHARD1 "\"", "\"../" SHARD1 "\""), true},
@@ -744,9 +748,9 @@ static void gen_config(void) {
     static const struct {
         const char *name, *config, *expect;
     } cases[] = {
-        {"not_json", "{\"architectures\": [\"LlamaForCausalLM\"", "config.json: not a JSON object"},
+        {"not_json", "{\"architectures\": [\"LlamaForCausalLM\"", "config.json: not valid JSON"},
         {"top_array", "[\"LlamaForCausalLM\"]", "config.json: not a JSON object"},
-        {"empty_file", "", "config.json: not a JSON object"},
+        {"empty_file", "", "config.json: not valid JSON"},
         {"architectures_missing", "{" CFG_SIZES CFG_REST, "'architectures' must be a non-empty array of strings"},
         {"architectures_empty", "{\"architectures\":[]," CFG_SIZES CFG_REST, "'architectures' must be a non-empty array"},
         {"architectures_number", "{\"architectures\":[7]," CFG_SIZES CFG_REST, "'architectures' must be"},
@@ -778,6 +782,14 @@ static void gen_config(void) {
          "key 'rope_theta' must be a finite number"},
         {"tie_embeddings_string", CFG_HEAD CFG_SIZES "\"vocab_size\":8,\"tie_word_embeddings\":\"yes\"}",
          "'tie_word_embeddings' must be true or false"},
+        /* Python's json keeps the last of two equal keys, cJSON the first: refused, whichever it is */
+        {"duplicate_key", CFG_HEAD CFG_SIZES "\"vocab_size\":8,\"rope_theta\":10000,\"rope_theta\":500000}",
+         "config.json: key 'rope_theta' is defined twice (at the top level)"},
+        {"duplicate_nested_key", CFG_HEAD CFG_SIZES
+         "\"vocab_size\":8,\"rope_scaling\":{\"rope_type\":\"linear\",\"factor\":2,\"factor\":8}}",
+         "key 'factor' is defined twice (in 'rope_scaling')"},
+        {"bom", "\xef\xbb\xbf" CFG_HEAD CFG_SIZES "\"vocab_size\":8}", "config.json: starts with a UTF-8 byte-order mark"},
+        {"vocab_size_2pow32", CFG_HEAD CFG_SIZES "\"vocab_size\":4294967295}", "vocab_size 4294967295"},
         {"rope_scaling_array", CFG_HEAD CFG_SIZES "\"vocab_size\":8,\"rope_scaling\":[1]}",
          "'rope_scaling' must be an object or null"},
         {"rope_scaling_no_type", CFG_HEAD CFG_SIZES "\"vocab_size\":8,\"rope_scaling\":{\"factor\":2}}",
@@ -813,8 +825,10 @@ static void gen_tokenizer_json(void) {
     static const struct {
         const char *name, *tokenizer, *expect;
     } cases[] = {
-        {"not_json", "{\"model\": {\"type\": \"BPE\",", "tokenizer.json: invalid JSON"},
+        {"not_json", "{\"model\": {\"type\": \"BPE\",", "tokenizer.json: not valid JSON"},
         {"top_array", "[{\"model\":{}}]", "tokenizer.json: top level is not a JSON object"},
+        {"vocab_duplicate_key", BPE("{\"a\":0,\"b\":1,\"a\":2}", "[]"),
+         "tokenizer.json: key 'a' is defined twice (in 'model.vocab')"},
         {"vocab_missing", TOK_WITH_MODEL("{\"type\":\"BPE\"}"), "model.vocab is missing or not an object"},
         {"vocab_array", BPE("[\"a\",\"b\"]", "[]"), "model.vocab is missing or not an object"},
         {"id_negative", BPE("{\"<unk>\":0,\"a\":-1}", "[]"), "model.vocab['a'] is not an id"},
@@ -852,7 +866,7 @@ static void gen_tokenizer_json(void) {
     static const struct {
         const char *name, *config, *expect;
     } tc_cases[] = {
-        {"config_not_json", "{\"bos_token\":", "tokenizer_config.json: invalid JSON"},
+        {"config_not_json", "{\"bos_token\":", "tokenizer_config.json: not valid JSON"},
         {"config_top_array", "[1,2]", "tokenizer_config.json: top level is not a JSON object"},
     };
     for (size_t i = 0; i < QF_ARRAY_LEN(tc_cases); i++) {
