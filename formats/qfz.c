@@ -29,6 +29,9 @@
 static const char k_header_magic[8] = {'Q', 'F', 'Z', 'P', 'A', 'C', 'K', '\0'};
 static const char k_index_magic[8] = {'Q', 'F', 'Z', 'I', 'N', 'D', 'E', 'X'};
 
+/* zstd's best case is an RLE block: 3 bytes of block header and 1 byte for up to 128 KiB. */
+#define QFZ_MAX_RATIO ((unsigned)(ZSTD_BLOCKSIZE_MAX / 4))
+
 typedef struct qfz_header {
     uint64_t chunk, raw_size, n_frames, index_off;
 } qfz_header;
@@ -340,6 +343,12 @@ static qf_status index_decode(const char *path, const uint8_t *head, const uint8
             e[i].comp_size > ZSTD_compressBound((size_t)raw_size) || !qf_add_ok(comp_end, e[i].comp_size, &comp_end) || comp_end > h->index_off)
             return qf_fail(err, QF_E_INPUT, "%s: index entry %llu (offset %llu, %llu bytes) does not fit the pack layout", path,
                            (unsigned long long)i, (unsigned long long)e[i].comp_off, (unsigned long long)e[i].comp_size);
+        /* What the pack may make us write (and reserve, and buffer) is justified by its own bytes: no zstd
+         * frame decodes to more than QFZ_MAX_RATIO times its size. */
+        if (raw_size / QFZ_MAX_RATIO > e[i].comp_size || (raw_size / QFZ_MAX_RATIO == e[i].comp_size && raw_size % QFZ_MAX_RATIO))
+            return qf_fail(err, QF_E_INPUT, "%s: index entry %llu claims %llu bytes from a frame of %llu, more than zstd "
+                           "can encode (at most %u:1)", path, (unsigned long long)i, (unsigned long long)raw_size,
+                           (unsigned long long)e[i].comp_size, QFZ_MAX_RATIO);
     }
     if (comp_end != h->index_off)
         return qf_fail(err, QF_E_INPUT, "%s: frames end at %llu but the index starts at %llu", path,
@@ -386,13 +395,14 @@ static qf_status unpack_work(void *user, uint64_t job, unsigned slot, unsigned w
     if (st != QF_OK) return st;
     size_t fsz = ZSTD_findFrameCompressedSize(comp, (size_t)e->comp_size);
     unsigned long long content = ZSTD_getFrameContentSize(comp, (size_t)e->comp_size);
+    /* The index (hash-checked) says what the frame must be; a frame that is not that is damaged data. */
     if (ZSTD_isError(fsz) || fsz != e->comp_size || content != e->raw_size)
-        return qf_fail(err, QF_E_INPUT, "%s: frame %llu at offset %llu is not one zstd frame of %llu bytes holding %llu",
+        return qf_fail(err, QF_E_CHECK, "%s: frame %llu at offset %llu is damaged: not one zstd frame of %llu bytes holding %llu",
                        c->src, (unsigned long long)job, (unsigned long long)e->comp_off,
                        (unsigned long long)e->comp_size, (unsigned long long)e->raw_size);
     size_t n = ZSTD_decompressDCtx(c->b.dctx[worker], raw, (size_t)e->raw_size, comp, (size_t)e->comp_size);
     if (ZSTD_isError(n) || n != e->raw_size)
-        return qf_fail(err, QF_E_INPUT, "%s: frame %llu at offset %llu does not decode: %s", c->src, (unsigned long long)job,
+        return qf_fail(err, QF_E_CHECK, "%s: frame %llu at offset %llu is damaged: it does not decode: %s", c->src, (unsigned long long)job,
                        (unsigned long long)e->comp_off, ZSTD_isError(n) ? ZSTD_getErrorName(n) : "wrong size");
     if (!sha256(raw, n, d)) return qf_fail(err, QF_E_INTERNAL, "%s: SHA-256 failed", c->src);
     if (memcmp(d, e->sha, 32) != 0)
@@ -408,23 +418,45 @@ static qf_status unpack_consume(void *user, uint64_t job, unsigned slot, qf_erro
     return qf_outfile_write(c->out, c->b.raw[slot], c->entries[job].raw_size, err);
 }
 
+/* True when the file holds the scheme key's name anywhere: it carries (or claims) qforge digests. */
+static bool mentions_digests(const char *path) {
+    int fd;
+    uint64_t size;
+    void *map = NULL;
+    if (qf_infile_open(path, &fd, &size, NULL) != QF_OK) return false;
+    bool yes = size > 0 && qf_infile_map(path, fd, size, &map, NULL) == QF_OK &&
+               memmem(map, (size_t)size, QF_INTEGRITY_KEY_SCHEME, strlen(QF_INTEGRITY_KEY_SCHEME)) != NULL;
+    qf_infile_unmap(map, size);
+    close(fd);
+    return yes;
+}
+
 /* A GGUF that carries qforge digests is re-verified from the temp file before it may appear under its
- * name; one without digests (or that does not parse: it was packed that way) is passed through. */
+ * name; one without digests is passed through (a pack may hold any file). A file that starts with
+ * GGUF and carries digests but does not parse cannot be verified, and that is a failed check: it is
+ * exactly what damage (or a forger wanting the check skipped) would produce. */
 static qf_status check_gguf(unpack_ctx *c, unsigned threads, bool *checked, qf_error *err) {
     *checked = false;
     if (!c->is_gguf) return QF_OK;
     qf_gguf *g = NULL;
     qf_error e;
-    if (qf_gguf_open(qf_outfile_temp_path(c->out), &g, &e) != QF_OK) return QF_OK;
+    const char *tmp = qf_outfile_temp_path(c->out);
+    qf_status st = qf_gguf_open(tmp, &g, &e);
+    const char *colon = strstr(e.msg, ": ");
+    if (st != QF_OK && mentions_digests(tmp))
+        return qf_fail(err, QF_E_CHECK, "%s -> %s: the file starts with GGUF and carries qforge integrity digests but "
+                       "does not parse, so they cannot be verified: %s", c->src, qf_outfile_path(c->out),
+                       colon ? colon + 2 : e.msg);
+    if (st != QF_OK) return QF_OK;
     qf_integrity_result r;
-    qf_status st = qf_integrity_check(g, (int)threads, &r, &e);
+    st = qf_integrity_check(g, (int)threads, &r, &e);
     qf_integrity_result_free(&r);
     qf_gguf_close(g);
     if (st == QF_E_NOTFOUND) return QF_OK;
     *checked = st == QF_OK;
     if (st == QF_OK) return QF_OK;
     /* the temp file's name means nothing to the user: say which pack and output it was */
-    const char *colon = strstr(e.msg, ": ");
+    colon = strstr(e.msg, ": ");
     return qf_fail(err, st, "%s -> %s: %s", c->src, qf_outfile_path(c->out), colon ? colon + 2 : e.msg);
 }
 
