@@ -7,9 +7,17 @@
 #include <stdio.h>
 #include <unistd.h>
 
-bool qf_integrity_is_key(const char *key) {
-    return !strcmp(key, QF_INTEGRITY_KEY_SCHEME) || !strcmp(key, QF_INTEGRITY_KEY_HEADER) ||
-           !strcmp(key, QF_INTEGRITY_KEY_TENSORS);
+int qf_integrity_scheme_of(const char *s, uint64_t len) {
+    if (len == strlen(QF_INTEGRITY_SCHEME_1) && !memcmp(s, QF_INTEGRITY_SCHEME_1, (size_t)len)) return 1;
+    if (len == strlen(QF_INTEGRITY_SCHEME_2) && !memcmp(s, QF_INTEGRITY_SCHEME_2, (size_t)len)) return 2;
+    return 0;
+}
+
+bool qf_integrity_is_key(const char *key, int scheme) {
+    if (!strcmp(key, QF_INTEGRITY_KEY_SCHEME) || !strcmp(key, QF_INTEGRITY_KEY_HEADER) ||
+        !strcmp(key, QF_INTEGRITY_KEY_TENSORS))
+        return true;
+    return scheme >= 2 && (!strcmp(key, QF_INTEGRITY_KEY_NAMES) || !strcmp(key, QF_INTEGRITY_KEY_TYPES));
 }
 
 void qf_sha256_hex(const uint8_t digest[32], char hex[QF_SHA256_HEX_LEN + 1]) {
