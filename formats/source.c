@@ -18,6 +18,8 @@ typedef struct logical {
     uint64_t n_scales;
     uint64_t scale_cols; /* QF_SCALE_BLOCK: scale tensor row length */
     const uint8_t *data; /* raw bytes while prepared */
+    const uint8_t *win;  /* sequential sources: rows [win_row0, win_row0 + win_rows) while windowed */
+    uint64_t win_row0, win_rows;
 } logical;
 
 struct qf_source {
@@ -381,6 +383,31 @@ static qf_status prepare_scales(qf_source *s, logical *l, qf_error *err) {
     return QF_OK;
 }
 
+/* Stored bytes of one row of a safetensors tensor (GGUF sources are never sequential). */
+static uint64_t row_bytes(const logical *l) { return l->pub.row_len * qf_dtype_size(l->pub.dtype); }
+
+qf_status qf_source_prepare_rows(qf_source *s, size_t i, uint64_t row0, uint64_t n, qf_error *err) {
+    if (i >= s->n) return qf_fail(err, QF_E_INTERNAL, "tensor index %zu out of range", i);
+    logical *l = &s->t[i];
+    if (!s->raw.sequential || !s->ops->window || l->data) return qf_source_prepare(s, i, err);
+    if (row0 > l->pub.n_rows || n > l->pub.n_rows - row0)
+        return qf_fail(err, QF_E_INTERNAL, "rows [%llu, +%llu) out of range for '%s'", (unsigned long long)row0,
+                       (unsigned long long)n, l->pub.name);
+    /* the window first: it puts the stream at this tensor, and scales stored after it come from a
+     * second stream instead of making this one pass the tensor */
+    uint64_t rb = row_bytes(l);
+    l->win = NULL;
+    qf_status st = s->ops->window(s->impl, l->raw, row0 * rb, (row0 + n) * rb, &l->win, err);
+    if (st == QF_OK && l->scale_raw >= 0 && !l->scales) st = prepare_scales(s, l, err);
+    if (st != QF_OK) {
+        l->win = NULL;
+        return st;
+    }
+    l->win_row0 = row0;
+    l->win_rows = n;
+    return QF_OK;
+}
+
 qf_status qf_source_prepare(qf_source *s, size_t i, qf_error *err) {
     if (i >= s->n) return qf_fail(err, QF_E_INTERNAL, "tensor index %zu out of range", i);
     logical *l = &s->t[i];
@@ -414,9 +441,18 @@ static void apply_scales(const logical *l, uint64_t row0, uint64_t n, float *dst
 }
 
 qf_status qf_source_rows(qf_source *s, size_t i, uint64_t row0, uint64_t n, float *dst, qf_error *err) {
+    logical *l = i < s->n ? &s->t[i] : NULL;
+    if (l && l->win && !l->data) { /* a window prepared by qf_source_prepare_rows */
+        if (row0 < l->win_row0 || n > l->win_rows || row0 - l->win_row0 > l->win_rows - n)
+            return qf_fail(err, QF_E_INTERNAL, "rows [%llu, +%llu) of '%s' are outside the prepared rows [%llu, +%llu)",
+                           (unsigned long long)row0, (unsigned long long)n, l->pub.name,
+                           (unsigned long long)l->win_row0, (unsigned long long)l->win_rows);
+        qf_dtype_decode(l->pub.dtype, l->win + (row0 - l->win_row0) * row_bytes(l), dst, n * l->pub.row_len);
+        if (l->pub.scale_kind != QF_SCALE_NONE) apply_scales(l, row0, n, dst);
+        return QF_OK;
+    }
     qf_status st = qf_source_prepare(s, i, err);
     if (st) return st;
-    logical *l = &s->t[i];
     if (row0 > l->pub.n_rows || n > l->pub.n_rows - row0)
         return qf_fail(err, QF_E_INTERNAL, "rows [%llu, +%llu) out of range for '%s'", (unsigned long long)row0,
                        (unsigned long long)n, l->pub.name);
@@ -438,10 +474,11 @@ qf_status qf_source_rows(qf_source *s, size_t i, uint64_t row0, uint64_t n, floa
 }
 
 void qf_source_release(qf_source *s, size_t i) {
-    if (i >= s->n || !s->t[i].data) return;
+    if (i >= s->n || (!s->t[i].data && !s->t[i].win)) return;
     logical *l = &s->t[i];
     s->ops->release(s->impl, l->raw);
     l->data = NULL;
+    l->win = NULL;
     free(l->scales);
     l->scales = NULL;
 }

@@ -216,6 +216,22 @@ static qf_status run_tensor_gptq(qf_source *src, const qf_plan_entry *e, const q
     return st;
 }
 
+/* Sources fetch lazily; preparing each chunk's source rows here keeps worker threads to pure reads, and
+ * lets an archive stream a tensor instead of holding it whole. Permuted q/k rows of a chunk come from
+ * the heads it touches (source_row); a permuted bias is read whole as its one row. */
+static qf_status prepare_chunk(qf_source *src, const qf_plan_entry *e, uint64_t r0, uint64_t n, qf_error *err) {
+    uint64_t lo = r0, hi = r0 + n;
+    if (e->permute_heads && e->n_dims == 1) {
+        lo = 0;
+        hi = 1;
+    } else if (e->permute_heads) {
+        uint64_t d = e->n_rows / e->permute_heads;
+        lo = lo / d * d;
+        hi = QF_MIN(e->n_rows, (hi + d - 1) / d * d);
+    }
+    return qf_source_prepare_rows(src, (size_t)e->src, lo, hi - lo, err);
+}
+
 static qf_status run_tensor(qf_source *src, const qf_hparams *hp, const qf_plan_entry *e, qf_gguf_writer *w,
                             const qf_run_opts *opts, uint64_t *done, uint64_t total, qf_error *err) {
     chunk_job j = {.src = src, .e = e, .tt = qf_qtype_get(e->type)};
@@ -239,13 +255,12 @@ static qf_status run_tensor(qf_source *src, const qf_hparams *hp, const qf_plan_
     j.f32 = qf_malloc_n(rows_per_chunk, f32_row);
     j.out = qf_malloc_n(rows_per_chunk, j.row_bytes);
     if (!st && (!j.f32 || !j.out)) st = qf_fail(err, QF_E_NOMEM, "tensor '%s': out of memory for a chunk", e->name);
-    /* Sources fetch lazily; preparing here keeps worker threads to pure reads of the tensor's bytes. */
-    if (!st && e->src >= 0) st = qf_source_prepare(src, (size_t)e->src, err);
     int threads = opts->threads > 0 ? opts->threads : 1;
     for (uint64_t r = 0; !st && r < e->n_rows; r += rows_per_chunk) {
         j.row0 = r;
         j.n_rows = QF_MIN(rows_per_chunk, e->n_rows - r);
         int t = (int)QF_MIN((uint64_t)threads, j.n_rows);
+        if (e->src >= 0 && (st = prepare_chunk(src, e, j.row0, j.n_rows, err))) break;
         if ((st = run_chunk(&j, t, err))) break;
         st = qf_gguf_write_tensor_data(w, j.out, j.n_rows * j.row_bytes, err);
         *done += j.n_rows * j.row_bytes;
