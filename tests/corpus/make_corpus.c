@@ -21,9 +21,11 @@
 #include "formats/gguf.h"
 #include "formats/hessian.h"
 #include "formats/imatrix.h"
+#include "formats/infile.h"
 #include "formats/safetensors.h"
 #include "formats/vocab.h"
 #include "kernels/qtypes.h"
+#include "../fuzz/sig_fixture.h"
 
 #include <archive.h>
 #include <archive_entry.h>
@@ -1529,6 +1531,112 @@ static void seeds_imatrix(void) {
     n_cases += 2;
 }
 
+/* Transport packs made by qf_pack: of a GGUF (its digests re-verified on unpack), of a file of several
+ * frames, and of an empty file. */
+static void seeds_qfz(void) {
+    char src[4200], path[4200], dir[4096];
+    snprintf(dir, sizeof dir, "%s/qfz/x", out_root);
+    mkdirs(dir);
+    qf_error err;
+    qf_pack_stats st;
+    struct { const char *src_name, *name; size_t size; } packs[] = {
+        {"gguf/small.gguf", "small-gguf.qfz", 0}, {"qfz/frames.src", "frames.qfz", (2u << 20) + 777},
+        {"qfz/empty.src", "empty.qfz", 0}};
+    for (size_t i = 0; i < QF_ARRAY_LEN(packs); i++) {
+        snprintf(src, sizeof src, "%s/%s", out_root, packs[i].src_name);
+        if (strncmp(packs[i].src_name, "qfz/", 4) == 0) { /* generated here, removed after packing */
+            buf b = {0};
+            for (size_t k = 0; k < packs[i].size; k++) b_u8(&b, (uint8_t)((k * 131) ^ (k >> 9)));
+            write_rel(packs[i].src_name, b.p, b.n);
+            b_free(&b);
+        }
+        snprintf(path, sizeof path, "%s/qfz/%s", out_root, packs[i].name);
+        qf_pack_opts o = {.src = src, .out = path, .threads = 1, .chunk_mib = 1};
+        if (qf_pack(&o, &st, &err)) { fprintf(stderr, "make_corpus: %s\n", err.msg); exit(3); }
+        if (strncmp(packs[i].src_name, "qfz/", 4) == 0) unlink(src);
+        n_cases++;
+    }
+}
+
+/* Signature files for the fixed GGUF and key of tests/fuzz/sig_fixture.h: a good one, one by another
+ * key, one whose signature bytes are damaged. */
+static void seeds_signature(void) {
+    char dir[4096], gguf[4200], key[4200], pub[4200], sig[4200], other[4200], opub[4200];
+    snprintf(dir, sizeof dir, "%s/signature/x", out_root);
+    mkdirs(dir);
+    snprintf(gguf, sizeof gguf, "%s/signature.gguf", out_root);
+    snprintf(key, sizeof key, "%s/signature.key.pem", out_root);
+    snprintf(pub, sizeof pub, "%s/signature.pub.pem", out_root);
+    snprintf(other, sizeof other, "%s/signature.other.pem", out_root);
+    snprintf(opub, sizeof opub, "%s/signature.otherpub.pem", out_root);
+    EVP_PKEY *k2 = EVP_PKEY_Q_keygen(NULL, NULL, "ED25519");
+    FILE *f = fopen(other, "wb");
+    bool ok = k2 && f && PEM_write_PrivateKey(f, k2, NULL, NULL, 0, NULL, NULL) == 1;
+    if (f) fclose(f);
+    EVP_PKEY_free(k2);
+    if (!ok || !qf_sig_fixture_gguf(gguf) || !qf_sig_fixture_keys(key, pub)) die("signature fixture");
+    qf_error err;
+    const char *keys[] = {key, other}, *names[] = {"good.sig", "other-key.sig"};
+    for (int i = 0; i < 2; i++) {
+        snprintf(sig, sizeof sig, "%s/signature/%s", out_root, names[i]);
+        qf_sign_opts so = {.path = gguf, .key = keys[i], .out = sig, .threads = 1};
+        if (qf_sign(&so, &err)) die("%s", err.msg);
+        n_cases++;
+    }
+    size_t n = 0;
+    char *b = NULL;
+    snprintf(sig, sizeof sig, "%s/signature/good.sig", out_root);
+    if (qf_infile_read(sig, 1 << 16, "signature", &b, &n, &err)) die("%s", err.msg);
+    char *p = strstr(b, "\"signature\": \"");
+    if (!p) die("good.sig has no signature");
+    p[15] = p[15] == 'A' ? 'B' : 'A';
+    seed("signature", "damaged.sig", b, n);
+    free(b);
+    unlink(gguf);
+    unlink(key);
+    unlink(pub);
+    unlink(other);
+    unlink(opub);
+}
+
+/* Hessian files whose matrices GPTQ can run (32 and 64 columns: Q8_0 blocks), one positive definite
+ * and one only semi-definite (a zero column, which damping must absorb). */
+static void seeds_hessian(void) {
+    char dir[4096], path[4200];
+    snprintf(dir, sizeof dir, "%s/hessian/x", out_root);
+    mkdirs(dir);
+    qf_error err;
+    for (int v = 0; v < 2; v++) {
+        qf_hessian_set hs = {0};
+        uint32_t n = v ? 64 : 32;
+        qf_hessian *h = qf_hessian_add(&hs, v ? "blk.0.ffn_in" : "blk.0.attn_in", n);
+        if (!h) exit(3);
+        for (uint32_t i = 0; i < n; i++)
+            for (uint32_t j = 0; j < n; j++)
+                h->h[(uint64_t)i * n + j] = (v && (i == 5 || j == 5)) ? 0.0 : (i == j ? 2.0 + i : 1.0 / (1 + i + j));
+        h->count = 64;
+        snprintf(path, sizeof path, "%s/hessian/%s.hessian.gguf", out_root, v ? "semidefinite64" : "definite32");
+        if (qf_hessian_save(path, &hs, &err)) { fprintf(stderr, "make_corpus: %s\n", err.msg); exit(3); }
+        qf_hessian_free(&hs);
+        n_cases++;
+    }
+}
+
+/* Text for fuzz_tokenizer: byte 0 picks the vocabulary (even: BPE, odd: SentencePiece), byte 1 BOS. */
+static void seeds_tokenizer(void) {
+    static const struct { const char *name, *text; size_t len; } texts[] = {
+        {"bpe-ascii", "\x00" "\x01" "the quick brown fox jumps over the lazy dog. 0 1 2 100.", 0},
+        {"bpe-unicode", "\x00" "\x00" "caf\xc3\xa9 \xe6\x97\xa5\xe6\x9c\xac \xf0\x9f\x98\x80  \t\n  x", 0},
+        {"spm-ascii", "\x01" "\x01" "the thing in the inn", 0},
+        {"spm-user-token", "\x01" "\x00" "a<|x|>b <|x|> \xe6\x97\xa5\xe6\x9c\xac", 0},
+        {"spm-invalid-utf8", "\x01" "\x01" "\xff\xfe\xc3 \xed\xa0\x80 end", 0},
+    };
+    for (size_t i = 0; i < QF_ARRAY_LEN(texts); i++) {
+        size_t n = 2 + strlen(texts[i].text + 2);
+        seed("tokenizer", texts[i].name, texts[i].text, n);
+    }
+}
+
 /* ---- main ------------------------------------------------------------------------------------------ */
 
 int main(int argc, char **argv) {
@@ -1542,7 +1650,8 @@ int main(int argc, char **argv) {
     mkdirs(probe); /* the output directory and its parents */
     if (!strcmp(argv[1], "seeds")) {
         static const char *const owned[] = {"safetensors", "st_index", "gguf", "tokenizer_json", "tokenizer_model",
-                                            "config", "archive", "imatrix"};
+                                            "config", "archive", "imatrix", "qfz", "signature", "hessian",
+                                            "tokenizer"};
         clear_owned(owned, QF_ARRAY_LEN(owned));
         seeds_safetensors();
         seeds_index();
@@ -1551,6 +1660,10 @@ int main(int argc, char **argv) {
         seeds_config();
         seeds_archive();
         seeds_imatrix();
+        seeds_qfz();
+        seeds_signature();
+        seeds_hessian();
+        seeds_tokenizer();
         printf("make_corpus: %u seed files in %s\n", n_cases, out_root);
         return 0;
     }
