@@ -151,12 +151,8 @@ static qf_status cfg_parse(const cfg_ctx *c, qf_hparams *hp) {
 qf_status qf_hparams_from_hf(const char *label, const char *json, size_t len, qf_hparams *hp, qf_error *err) {
     memset(hp, 0, sizeof *hp);
     cJSON *root = NULL;
-    qf_status pst = qf_json_parse(label, json, len, &root, err);
+    qf_status pst = qf_json_parse_object(label, json, len, &root, err);
     if (pst != QF_OK) return pst;
-    if (!cJSON_IsObject(root)) {
-        cJSON_Delete(root);
-        return qf_fail(err, QF_E_INPUT, "%s: not a JSON object", label);
-    }
     cfg_ctx c = {.label = label, .root = root, .err = err};
     qf_status st = cfg_parse(&c, hp);
     cJSON_Delete(root);
@@ -166,12 +162,8 @@ qf_status qf_hparams_from_hf(const char *label, const char *json, size_t len, qf
 qf_status qf_hf_fp8_block(const char *label, const char *json, size_t len, uint32_t block[2], qf_error *err) {
     block[0] = block[1] = 0;
     cJSON *root = NULL;
-    qf_status pst = qf_json_parse(label, json, len, &root, err);
+    qf_status pst = qf_json_parse_object(label, json, len, &root, err);
     if (pst != QF_OK) return pst;
-    if (!cJSON_IsObject(root)) {
-        cJSON_Delete(root);
-        return qf_fail(err, QF_E_INPUT, "%s: not a JSON object", label);
-    }
     cfg_ctx c = {.label = label, .root = root, .err = err};
     qf_hparams hp = {0};
     qf_status st = cfg_fp8_block(&c, &hp);

@@ -174,3 +174,13 @@ qf_status qf_json_parse(const char *label, const char *text, size_t len, cJSON *
     *out = root;
     return QF_OK;
 }
+
+qf_status qf_json_parse_object(const char *label, const char *text, size_t len, cJSON **out, qf_error *err) {
+    qf_status st = qf_json_parse(label, text, len, out, err);
+    if (st != QF_OK || cJSON_IsObject(*out)) return st;
+    const char *what = cJSON_IsArray(*out) ? "an array" : cJSON_IsString(*out) ? "a string" : cJSON_IsNumber(*out) ? "a number"
+                       : cJSON_IsBool(*out) ? "a boolean" : "null";
+    cJSON_Delete(*out);
+    *out = NULL;
+    return qf_fail(err, QF_E_INPUT, "%s: top level is not a JSON object (it is %s)", label, what);
+}

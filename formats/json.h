@@ -27,5 +27,8 @@
 /* Parse len bytes of text. QF_E_INPUT for anything above (message names label and the key or byte),
  * QF_E_NOMEM when memory ran out while building the tree. *out is freed with cJSON_Delete. */
 qf_status qf_json_parse(const char *label, const char *text, size_t len, cJSON **out, qf_error *err);
+/* The same for files whose top level must be an object (config.json, the tokenizer files):
+ * "<label>: top level is not a JSON object (it is an array)" otherwise. */
+qf_status qf_json_parse_object(const char *label, const char *text, size_t len, cJSON **out, qf_error *err);
 
 #endif

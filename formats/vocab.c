@@ -181,17 +181,6 @@ static qf_status read_side(qf_file_reader rd, void *ctx, const char *name, char 
     return st;
 }
 
-static qf_status parse_json(const char *name, const char *buf, size_t len, cJSON **out, qf_error *err) {
-    cJSON *j = NULL;
-    qf_status st = qf_json_parse(name, buf, len, &j, err);
-    if (st != QF_OK) return st;
-    if (!cJSON_IsObject(j)) {
-        cJSON_Delete(j);
-        return qf_fail(err, QF_E_INPUT, "%s: top level is not a JSON object", name);
-    }
-    *out = j;
-    return QF_OK;
-}
 
 /* Load an optional JSON side file: QF_OK with *out NULL when it does not exist. */
 static qf_status load_json(qf_file_reader rd, void *ctx, const char *name, cJSON **out, qf_error *err) {
@@ -201,7 +190,7 @@ static qf_status load_json(qf_file_reader rd, void *ctx, const char *name, cJSON
     qf_status st = read_side(rd, ctx, name, &buf, &len, err);
     if (st == QF_E_NOTFOUND) return QF_OK;
     if (st != QF_OK) return st;
-    st = parse_json(name, buf, len, out, err);
+    st = qf_json_parse_object(name, buf, len, out, err);
     free(buf);
     return st;
 }

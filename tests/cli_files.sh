@@ -6,11 +6,7 @@
 # reports the output), and every input is byte for byte what it was. Inputs that are not regular files
 # (a FIFO as model or text, /dev/zero as text) are refused at once instead of blocking or growing.
 set -uo pipefail
-root=$1; scratch=$2; qf=${QF_BIN:?}
-rm -rf "$scratch"; mkdir -p "$scratch"; cd "$scratch" || exit 1
-pass=0; fail=0
-ok() { pass=$((pass+1)); }
-bad() { fail=$((fail+1)); echo "FAIL: $*"; }
+. "$(dirname "$0")/lib/checks.sh"
 # refused DESCRIPTION 'expected message part' -- COMMAND...: exit 2, one stderr line holding the part
 refused() {
     local what=$1 part=$2; shift 3
@@ -100,5 +96,4 @@ cp -r m mf && rm mf/config.json && mkfifo mf/config.json
 refused "convert a model whose config.json is a FIFO" "FIFO" -- "$qf" convert mf -o y.gguf -q
 [ ! -e y.gguf ] && ok || bad "a refused input left an output"
 
-echo "cli_files: $pass passed, $fail failed"
-[ "$fail" -eq 0 ]
+finish cli_files

@@ -4,13 +4,9 @@
 # was rewritten by another tool, matching digests to tensors by name (the norms llama-quantize keeps as
 # F32 still match), instead of listing every tensor as changed; the exit code stays 1.
 set -uo pipefail
-root=$1; scratch=$2; qf=${QF_BIN:?}
 ref=${QF_REF_DIR:-$HOME/.cache/qforge-ref}
 if [ ! -x "$ref/bin/llama-quantize" ]; then echo "SKIP: llama.cpp reference not installed at $ref"; exit 77; fi
-rm -rf "$scratch"; mkdir -p "$scratch"; cd "$scratch" || exit 1
-pass=0; fail=0
-ok() { pass=$((pass+1)); }
-bad() { fail=$((fail+1)); echo "FAIL: $*"; }
+. "$(dirname "$0")/lib/checks.sh"
 
 "$qf" synth m --dim 128 --ff 256 --vocab 300 --layers 2 >/dev/null && "$qf" convert m -o m.gguf --type f16 -q || exit 1
 LD_LIBRARY_PATH="$ref/bin${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" "$ref/bin/llama-quantize" m.gguf q.gguf Q4_K_M 2 \
@@ -25,5 +21,4 @@ grep -q "CHANGED tensor" <<<"$out" && bad "tensors listed as CHANGED: $out" || o
 json=$("$qf" verify q.gguf --integrity --json 2>/dev/null)
 python3 -c 'import json,sys; d=json.loads(sys.argv[1]); sys.exit(0 if d["rewritten"] and d["scheme"]==2 and not d["changed_tensors"] and len(d["re_encoded_tensors"])==16 else 1)' "$json" \
     && ok || bad "json: $json"
-echo "llamacpp_integrity: $pass passed, $fail failed"
-[ "$fail" -eq 0 ]
+finish llamacpp_integrity

@@ -421,17 +421,26 @@ static void test_side_file_limit(void) {
 
 /* Pinned tensors are kept when streaming passes them; unpinned ones behind the stream cost a reopen.
  * The archive is renamed away mid-way so that any reopen shows up as a failure. */
-static void test_pin_and_order(void) {
+/* The fixture as a .tar under name (with `prefix` as its top folder), opened; path and path.moved for
+ * tests that rename it away to prove no reopen happens. False (nothing to free) when it fails. */
+static bool open_fixture_tar(const char *name, const char *prefix, char *path, char *moved, opened *o) {
     aset s = {0};
-    fx_entries(&s, "top/", NULL);
+    fx_entries(&s, prefix, NULL);
+    qf_test_path(name, path, 1024);
+    snprintf(moved, 1100, "%s.moved", path);
+    bool ok = write_archive(path, AK_TAR, &s);
+    aset_free(&s);
+    qf_error err;
+    CHECK(ok);
+    CHECK_OK(open_backend(path, o, &err), &err);
+    return ok && o->impl;
+}
+
+static void test_pin_and_order(void) {
     char path[1024], moved[1100];
-    qf_test_path("pin.tar", path, sizeof path);
-    snprintf(moved, sizeof moved, "%s.moved", path);
-    CHECK(write_archive(path, AK_TAR, &s));
     opened o;
     qf_error err;
-    CHECK_OK(open_backend(path, &o, &err), &err);
-    if (!o.impl) { aset_free(&s); return; }
+    if (!open_fixture_tar("pin.tar", "top/", path, moved, &o)) return;
     const uint8_t *a = NULL, *b = NULL;
     o.ops->pin(o.impl, 0);
     o.ops->pin(o.impl, 3);                                   /* the scale after the FP8 weight */
@@ -452,23 +461,16 @@ static void test_pin_and_order(void) {
     o.ops->release(o.impl, N_FX + 5); /* out of range: ignored */
     o.ops->pin(o.impl, N_FX + 5);
     o.ops->close(o.impl);
-    aset_free(&s);
 }
 
 /* Windows stream a tensor in pieces (what conversion does, so an archive never holds a large tensor):
  * forward windows read on without reopening; a whole tensor wanted meanwhile (the FP8 weight's scale,
  * stored after it) comes from a second stream; a window that moves backwards reopens the archive. */
 static void test_windows(void) {
-    aset s = {0};
-    fx_entries(&s, "", NULL);
     char path[1024], moved[1100];
-    qf_test_path("window.tar", path, sizeof path);
-    snprintf(moved, sizeof moved, "%s.moved", path);
-    CHECK(write_archive(path, AK_TAR, &s));
     opened o;
     qf_error err;
-    CHECK_OK(open_backend(path, &o, &err), &err);
-    if (!o.impl) { aset_free(&s); return; }
+    if (!open_fixture_tar("window.tar", "", path, moved, &o)) return;
     const uint8_t *w = NULL, *sc = NULL;
     uint64_t half = fx[2].nbytes / 2;
     CHECK_OK(o.ops->window(o.impl, 2, 0, half, &w, &err), &err);
@@ -510,7 +512,6 @@ static void test_windows(void) {
     }
     qf_source_close(a);
     qf_source_close(b);
-    aset_free(&s);
 }
 
 static void test_detect(void) {

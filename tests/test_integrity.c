@@ -340,10 +340,34 @@ static void test_coverage(const char *model) {
 
 /* ---- 5. a file another tool rewrote -------------------------------------------------------------- */
 
-/* What llama-quantize does to a file qforge wrote: copies every key (the stale qforge.integrity.* ones
- * too), writes the tensors in another order, re-encodes some in another type and adds keys after the
- * copied ones. Digests are off: the writer then writes exactly the keys it was given. */
-static bool rewrite_like_another_tool(const char *src, const char *dst, const char *retype) {
+/* Re-writes src to dst the ways the tests need, every key copied (the writer replaces stale digest keys
+ * when digests are on, and writes exactly the keys given when they are off):
+ *   - with fresh digests and one byte of tensor `flip` changed: an attacker who recomputes the digests
+ *     passes the integrity check, and only the signature can tell;
+ *   - as llama-quantize does: stale digest keys copied, tensors in reverse order, tensor `retype`
+ *     re-encoded (as F32 zeros), a key added after the copied ones. */
+typedef struct rewrite_how {
+    bool digests, reverse;
+    long flip;          /* tensor whose first byte changes, or -1 */
+    const char *retype; /* tensor stored as F32 instead, or NULL */
+    const char *extra_key;
+} rewrite_how;
+
+static qf_status write_as(qf_gguf_writer *w, const qf_gguf_tensor *t, size_t i, const rewrite_how *how, qf_error *err) {
+    if (how->retype && !strcmp(t->name, how->retype)) {
+        uint64_t bytes = 4;
+        for (uint32_t d = 0; d < t->n_dims; d++) bytes *= t->ne[d];
+        uint8_t *zeros = calloc(1, bytes);
+        qf_status st = zeros ? qf_gguf_write_tensor_data(w, zeros, bytes, err) : QF_E_NOMEM;
+        free(zeros);
+        return st;
+    }
+    uint8_t first = (uint8_t)(t->data[0] ^ ((long)i == how->flip ? 1 : 0));
+    qf_status st = qf_gguf_write_tensor_data(w, &first, 1, err);
+    return st == QF_OK ? qf_gguf_write_tensor_data(w, t->data + 1, t->nbytes - 1, err) : st;
+}
+
+static bool rewrite_file(const char *src, const char *dst, const rewrite_how *how) {
     qf_error err = {0};
     qf_gguf *g = NULL;
     qf_gguf_writer *w = NULL;
@@ -351,27 +375,19 @@ static bool rewrite_like_another_tool(const char *src, const char *dst, const ch
         qf_gguf_close(g);
         return false;
     }
-    qf_gguf_writer_set_digests(w, false, &err);
+    if (!how->digests) qf_gguf_writer_set_digests(w, false, &err);
     for (size_t i = 0; i < qf_gguf_n_kv(g); i++) qf_gguf_set_kv(w, qf_gguf_kv_at(g, i), &err);
-    qf_gguf_set_str(w, "quantize.imatrix.file", "imatrix.gguf", &err);
+    if (how->extra_key) qf_gguf_set_str(w, how->extra_key, "x", &err);
     size_t n = qf_gguf_n_tensors(g);
     for (size_t k = 0; k < n; k++) {
-        const qf_gguf_tensor *t = qf_gguf_tensor_at(g, n - 1 - k);
-        qf_gguf_add_tensor(w, t->name, strcmp(t->name, retype) ? t->type : 0 /* F32 */, t->n_dims, t->ne, &err);
+        const qf_gguf_tensor *t = qf_gguf_tensor_at(g, how->reverse ? n - 1 - k : k);
+        bool re = how->retype && !strcmp(t->name, how->retype);
+        qf_gguf_add_tensor(w, t->name, re ? 0 /* F32 */ : t->type, t->n_dims, t->ne, &err);
     }
     qf_status st = qf_gguf_begin_data(w, &err);
     for (size_t k = 0; k < n && st == QF_OK; k++) {
-        const qf_gguf_tensor *t = qf_gguf_tensor_at(g, n - 1 - k);
-        uint64_t bytes = t->nbytes;
-        if (!strcmp(t->name, retype)) {
-            bytes = 4;
-            for (uint32_t d = 0; d < t->n_dims; d++) bytes *= t->ne[d];
-            uint8_t *zeros = calloc(1, bytes);
-            st = zeros ? qf_gguf_write_tensor_data(w, zeros, bytes, &err) : QF_E_NOMEM;
-            free(zeros);
-        } else {
-            st = qf_gguf_write_tensor_data(w, t->data, bytes, &err);
-        }
+        size_t i = how->reverse ? n - 1 - k : k;
+        st = write_as(w, qf_gguf_tensor_at(g, i), i, how, &err);
     }
     st = st == QF_OK ? qf_gguf_writer_finish(w, &err) : (qf_gguf_writer_abort(w), st);
     qf_gguf_close(g);
@@ -382,7 +398,8 @@ static void test_rewritten(const char *model) {
     char out[4096];
     qf_error err = {0};
     qf_integrity_report rep;
-    CHECK(rewrite_like_another_tool(model, qf_test_path("rewritten.gguf", out, sizeof out), "blk.0.ffn_up.weight"));
+    rewrite_how how = {.reverse = true, .flip = -1, .retype = "blk.0.ffn_up.weight", .extra_key = "quantize.imatrix.file"};
+    CHECK(rewrite_file(model, qf_test_path("rewritten.gguf", out, sizeof out), &how));
     qf_status st = verify(out, NULL, 2, &rep, &err);
     CHECK_MSG(st == QF_E_CHECK && rep.rewritten && !rep.header_ok && strstr(err.msg, "rewritten by another tool"),
               "%s: %s", qf_status_name(st), err.msg);
@@ -406,33 +423,6 @@ static bool write_keypair(const char *type, const char *priv, const char *pub) {
     if (b) fclose(b);
     EVP_PKEY_free(k);
     return ok;
-}
-
-/* Re-writes src to dst with one tensor byte changed and fresh digests: an attacker who recomputes the
- * digests passes the integrity check, and only the signature can tell. */
-static bool tamper_and_redigest(const char *src, const char *dst) {
-    qf_error err = {0};
-    qf_gguf *g = NULL;
-    qf_gguf_writer *w = NULL;
-    if (qf_gguf_open(src, &g, &err) != QF_OK || qf_gguf_writer_open(dst, &w, &err) != QF_OK) {
-        qf_gguf_close(g);
-        return false;
-    }
-    for (size_t i = 0; i < qf_gguf_n_kv(g); i++) qf_gguf_set_kv(w, qf_gguf_kv_at(g, i), &err);
-    for (size_t i = 0; i < qf_gguf_n_tensors(g); i++) {
-        const qf_gguf_tensor *t = qf_gguf_tensor_at(g, i);
-        qf_gguf_add_tensor(w, t->name, t->type, t->n_dims, t->ne, &err);
-    }
-    qf_status st = qf_gguf_begin_data(w, &err);
-    for (size_t i = 0; i < qf_gguf_n_tensors(g) && st == QF_OK; i++) {
-        const qf_gguf_tensor *t = qf_gguf_tensor_at(g, i);
-        uint8_t first = (uint8_t)(t->data[0] ^ (i == 3 ? 1 : 0));
-        st = qf_gguf_write_tensor_data(w, &first, 1, &err);
-        if (st == QF_OK) st = qf_gguf_write_tensor_data(w, t->data + 1, t->nbytes - 1, &err);
-    }
-    st = st == QF_OK ? qf_gguf_writer_finish(w, &err) : (qf_gguf_writer_abort(w), st);
-    qf_gguf_close(g);
-    return st == QF_OK;
 }
 
 static void test_signatures(const char *model) {
@@ -475,7 +465,8 @@ static void test_signatures(const char *model) {
     /* tampered tensor with recomputed digests: integrity passes, the signature does not */
     CHECK_OK(qf_sign(&so, &err), &err);
     snprintf(other, sizeof other, "%s.tampered.gguf", m);
-    CHECK(tamper_and_redigest(m, other));
+    rewrite_how redigest = {.digests = true, .flip = 3};
+    CHECK(rewrite_file(m, other, &redigest));
     qf_integrity_opts io = {.path = other, .pubkey = pub, .sig = sig, .threads = 2};
     CHECK_OK(verify(other, NULL, 2, &rep, &err), &err);
     qf_integrity_report_free(&rep);

@@ -751,7 +751,7 @@ static void gen_config(void) {
         const char *name, *config, *expect;
     } cases[] = {
         {"not_json", "{\"architectures\": [\"LlamaForCausalLM\"", "config.json: not valid JSON"},
-        {"top_array", "[\"LlamaForCausalLM\"]", "config.json: not a JSON object"},
+        {"top_array", "[\"LlamaForCausalLM\"]", "config.json: top level is not a JSON object (it is an array)"},
         {"empty_file", "", "config.json: not valid JSON"},
         {"architectures_missing", "{" CFG_SIZES CFG_REST, "'architectures' must be a non-empty array of strings"},
         {"architectures_empty", "{\"architectures\":[]," CFG_SIZES CFG_REST, "'architectures' must be a non-empty array"},
@@ -1502,8 +1502,9 @@ static void seeds_archive(void) {
     seed_buf(tg, "plain.safetensors", &w);
 }
 
-/* An importance matrix (two weights, one with two expert matrices) and a Hessian file, written by the
- * library's own writers so the seeds are exactly what qforge calibrate produces. */
+/* An importance matrix (two weights, one with two expert matrices) and a small Hessian file (for the
+ * hessian target), written by the library's own writers so the seeds are exactly what qforge
+ * calibrate produces. */
 static void seeds_imatrix(void) {
     char dir[4096], path[4200];
     snprintf(dir, sizeof dir, "%s/imatrix/x", out_root);
@@ -1525,7 +1526,9 @@ static void seeds_imatrix(void) {
     if (!h) exit(3);
     for (uint32_t i = 0; i < 4; i++) h->h[i * 4 + i] = 2.0 + i;
     h->count = 8;
-    snprintf(path, sizeof path, "%s/imatrix/small.hessian.gguf", out_root);
+    snprintf(path, sizeof path, "%s/hessian/x", out_root);
+    mkdirs(path);
+    snprintf(path, sizeof path, "%s/hessian/small.hessian.gguf", out_root);
     if (qf_hessian_save(path, &hs, &err)) { fprintf(stderr, "make_corpus: %s\n", err.msg); exit(3); }
     qf_hessian_free(&hs);
     n_cases += 2;
