@@ -63,6 +63,7 @@ cmd_demo() {
     if [ -z "$model" ]; then
         model=$out/model
         echo "== generating a small random Llama checkpoint in $model"
+        rm -rf "$model" # the demo's own model: synth never writes over an existing one
         "$qf" synth "$model"
     fi
     echo "== the checkpoint"
@@ -105,7 +106,7 @@ fuzz_toolchain() {
     return $ok
 }
 
-# Every fuzz target for QF_FUZZ_SECONDS (default 20; 8 targets: under 3 minutes), starting from the
+# Every fuzz target for QF_FUZZ_SECONDS (default 20; 12 targets: about 4 minutes), starting from the
 # generated seeds plus what earlier runs found (build-fuzz/fuzz-corpus). Any crash, leak, sanitizer
 # report or input slower than 25 s fails the step; the input is saved under build-fuzz/fuzz-artifacts.
 cmd_fuzz() {

@@ -9,6 +9,7 @@
 #include "formats/hessian.h"
 #include "formats/imatrix.h"
 #include "formats/integrity.h"
+#include "formats/outfile.h"
 #include "runtime/runtime.h"
 #include "runtime/text.h"
 #include "runtime/tokenizer.h"
@@ -211,6 +212,11 @@ static qf_status save(const qf_calibrate_opts *o, calib *c, const tokens *tk, ui
 qf_status qf_calibrate(const qf_calibrate_opts *o, qf_error *err) {
     qf_error_clear(err);
     if (!o->out) return qf_fail(err, QF_E_USAGE, "no output file given (-o IMATRIX.gguf)");
+    /* both outputs checked before the model runs, each against the inputs and the other output */
+    const char *for_out[] = {o->model, o->text_path, o->hessian_out}, *for_hessian[] = {o->model, o->text_path, o->out};
+    qf_status chk = qf_outfile_check(o->out, for_out, 3, err);
+    if (chk == QF_OK && o->hessian_out) chk = qf_outfile_check(o->hessian_out, for_hessian, 3, err);
+    if (chk != QF_OK) return chk;
     uint32_t ctx = o->ctx ? o->ctx : 512;
     qf_rt_model *m = NULL;
     tokens tk = {0};

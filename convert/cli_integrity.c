@@ -16,9 +16,13 @@
 static const char integrity_help[] =
     "usage: qforge verify FILE.gguf --integrity [--pubkey PUB.pem] [--sig FILE.sig] [--threads N] [--json]\n"
     "\n"
-    "Re-hash the header, metadata and every tensor of a GGUF written by qforge and compare them with the\n"
-    "SHA-256 digests it carries (qforge.integrity.* keys; docs/integrity.md). Names every tensor whose\n"
-    "bytes changed and says whether the header/metadata changed. Streams from the file; tensors are\n"
+    "Re-hash a GGUF written by qforge and compare it with the SHA-256 digests it carries (qforge.integrity.*\n"
+    "keys; docs/integrity.md). Files of scheme 2 (qforge writes no other) have every byte covered: header,\n"
+    "metadata, tensor infos, each tensor with its padding, and the file's length, so any changed, added or\n"
+    "removed byte fails. Older files of scheme 1 leave padding and bytes appended at the end uncovered; the\n"
+    "OK line says which scheme a file has. Names every tensor whose bytes changed, matching digests to\n"
+    "tensors by name, and says when another tool rewrote the file (reordered or re-encoded tensors, keys\n"
+    "after the digests) instead of listing every tensor as changed. Streams from the file; tensors are\n"
     "hashed in parallel.\n"
     "\n"
     "  -k, --pubkey P         also check the detached Ed25519 signature (made by 'qforge sign') with the\n"
@@ -28,7 +32,7 @@ static const char integrity_help[] =
     "      --json             one JSON object on stdout whatever the outcome (schema qforge.integrity/1)\n"
     "  -q, --quiet            print nothing when everything matches\n"
     "\n"
-    "Exit: 0 everything matches, 1 a tensor or the header changed or the signature fails,\n"
+    "Exit: 0 everything matches, 1 a tensor or the header changed, the file was rewritten, or the signature fails,\n"
     "2 unreadable or malformed file, or a file without qforge digests, 3 I/O.\n";
 
 typedef struct integrity_cli {
@@ -85,31 +89,63 @@ static void file_prefix(const char *f) {
     fputs(": ", stdout);
 }
 
+/* A name that came from the file, escaped (terminal injection). */
+static void put_name(const char *name) { qf_text_put(stdout, name, strlen(name), QF_TEXT_TERMINAL); }
+
+static const char *verdict_word(qf_tensor_verdict v) {
+    switch (v) {
+    case QF_TENSOR_RETYPED: return "RE-ENCODED (stored in another type than qforge wrote)";
+    case QF_TENSOR_UNCOVERED: return "NOT COVERED (no digest names it)";
+    default: return "CHANGED";
+    }
+}
+
 static void print_text(const integrity_cli *v, const qf_integrity_report *r, qf_status st, double secs) {
     const char *f = v->o.path;
-    if (!r->header_ok) { file_prefix(f); printf("CHANGED header/metadata/tensor infos\n"); }
-    for (size_t i = 0; i < r->n_bad; i++) {
+    if (r->rewritten) {
         file_prefix(f);
-        printf("CHANGED tensor ");
-        qf_text_put(stdout, r->bad[i], strlen(r->bad[i]), QF_TEXT_TERMINAL); /* names come from the file */
+        printf("REWRITTEN by another tool since qforge wrote it: its qforge digests describe that file, not this one\n");
+    }
+    if (!r->header_ok) { file_prefix(f); printf("CHANGED header/metadata/tensor infos%s\n", r->scheme >= 2 ? "/padding/length" : ""); }
+    /* Re-encoded tensors are what a rewrite does on purpose: one line for all of them; the others, whose
+     * bytes changed in place or that no digest covers, one line each. */
+    size_t n_retyped = 0;
+    for (size_t i = 0; i < r->n_bad; i++) n_retyped += r->bad_verdict[i] == QF_TENSOR_RETYPED;
+    for (size_t i = 0, shown = 0; n_retyped && i < r->n_bad; i++) {
+        if (r->bad_verdict[i] != QF_TENSOR_RETYPED) continue;
+        if (shown == 0) { file_prefix(f); printf("%s %zu tensors: ", verdict_word(QF_TENSOR_RETYPED), n_retyped); }
+        else if (shown < 3) printf(", ");
+        put_name(r->bad[i]);
+        if (++shown == 3 || shown == n_retyped) printf("%s\n", n_retyped > shown ? ", ..." : "");
+        if (shown == 3) break;
+    }
+    for (size_t i = 0; i < r->n_bad; i++) {
+        if (r->bad_verdict[i] == QF_TENSOR_RETYPED) continue;
+        file_prefix(f);
+        printf("%s tensor ", verdict_word(r->bad_verdict[i]));
+        put_name(r->bad[i]);
         putchar('\n');
     }
+    if (r->n_missing) { file_prefix(f); printf("MISSING %zu tensors the digests describe\n", r->n_missing); }
     if (r->sig == QF_SIG_BAD) { file_prefix(f); printf("BAD signature\n"); }
     if (r->sig == QF_SIG_WRONG_KEY) {
         file_prefix(f);
         printf("signature made with another key than ");
-        qf_text_put(stdout, v->o.pubkey, strlen(v->o.pubkey), QF_TEXT_TERMINAL);
+        put_name(v->o.pubkey);
         putchar('\n');
     }
     double mib = (double)r->bytes_hashed / 1048576.0;
+    const char *scheme = r->scheme >= 2 ? "scheme 2: every byte covered" : "scheme 1: padding and file length not covered";
     if (st == QF_OK && v->co.quiet) return;
     file_prefix(f);
     if (st == QF_OK)
-        printf("OK (header + %zu tensors, %.1f MiB in %.2f s%s)\n", r->n_tensors, mib, secs,
+        printf("OK (%s; header + %zu tensors, %.1f MiB in %.2f s%s)\n", scheme, r->n_tensors, mib, secs,
                r->sig == QF_SIG_OK ? "; signature OK" : "");
     else
-        printf("FAILED: %s, %zu of %zu tensors changed%s\n", r->header_ok ? "header ok" : "header/metadata changed",
-               r->n_bad, r->n_tensors, r->sig == QF_SIG_NOT_CHECKED ? "" : r->sig == QF_SIG_OK ? ", signature ok" : ", signature fails");
+        printf("FAILED: %s%s, %zu of %zu tensors %s%s (%s)\n", r->rewritten ? "rewritten by another tool, " : "",
+               r->header_ok ? "header ok" : "header/metadata changed", r->n_bad, r->n_tensors,
+               r->rewritten ? "not as qforge wrote them" : "changed",
+               r->sig == QF_SIG_NOT_CHECKED ? "" : r->sig == QF_SIG_OK ? ", signature ok" : ", signature fails", scheme);
 }
 
 /* Printed for every outcome, so scripts always get one JSON object; "error" holds the message. */
@@ -123,10 +159,19 @@ static void print_json(const integrity_cli *v, const qf_integrity_report *r, qf_
     cJSON_AddStringToObject(o, "status", qf_status_name(st));
     bool report = st == QF_OK || st == QF_E_CHECK;
     if (report) {
+        cJSON_AddNumberToObject(o, "scheme", r->scheme);
         cJSON_AddBoolToObject(o, "header_ok", r->header_ok);
+        cJSON_AddBoolToObject(o, "rewritten", r->rewritten);
         cJSON_AddNumberToObject(o, "tensors", (double)r->n_tensors);
-        cJSON *bad = cJSON_AddArrayToObject(o, "changed_tensors");
-        for (size_t i = 0; i < r->n_bad; i++) cJSON_AddItemToArray(bad, qf_json_text(r->bad[i]));
+        static const struct { const char *key; qf_tensor_verdict v; } lists[] = {
+            {"changed_tensors", QF_TENSOR_CHANGED}, {"re_encoded_tensors", QF_TENSOR_RETYPED},
+            {"uncovered_tensors", QF_TENSOR_UNCOVERED}};
+        for (size_t l = 0; l < sizeof lists / sizeof lists[0]; l++) {
+            cJSON *a = cJSON_AddArrayToObject(o, lists[l].key);
+            for (size_t i = 0; i < r->n_bad; i++)
+                if (r->bad_verdict[i] == lists[l].v) cJSON_AddItemToArray(a, qf_json_text(r->bad[i]));
+        }
+        cJSON_AddNumberToObject(o, "missing_tensors", (double)r->n_missing);
         cJSON_AddNumberToObject(o, "bytes_hashed", (double)r->bytes_hashed);
         cJSON_AddStringToObject(o, "signature", sig_word(r->sig));
     }

@@ -5,6 +5,7 @@
  */
 #include "convert/cli.h"
 #include "convert/report.h"
+#include "formats/outfile.h"
 #include "qforge.h"
 
 #include <math.h>
@@ -239,12 +240,27 @@ static qf_status verify_json(const verify_cli *v, const qf_verify_result *r, cJS
     return QF_OK;
 }
 
-static bool write_text(const char *path, const char *text) {
+/* Report files are outputs like any other (formats/outfile.h): a temp file renamed when complete. */
+static bool write_file(const char *path, const char *data, size_t len, qf_error *err) {
+    qf_outfile *f;
+    if (qf_outfile_open(path, &f, err) != QF_OK) return false;
+    if (qf_outfile_write(f, data, len, err) != QF_OK) {
+        qf_outfile_abort(f);
+        return false;
+    }
+    return qf_outfile_commit(f, err) == QF_OK;
+}
+
+static bool write_text(const char *path, const char *text, qf_error *err) {
     if (strcmp(path, "-") == 0) return fputs(text, stdout) >= 0 && fputc('\n', stdout) != EOF;
-    FILE *f = fopen(path, "w");
-    if (!f) return false;
-    bool ok = fputs(text, f) >= 0 && fputc('\n', f) != EOF;
-    return fclose(f) == 0 && ok;
+    size_t n = strlen(text);
+    char *line = malloc(n + 2);
+    if (!line) return false;
+    memcpy(line, text, n);
+    memcpy(line + n, "\n", 2);
+    bool ok = write_file(path, line, n + 1, err);
+    free(line);
+    return ok;
 }
 
 /* An XML attribute value: markup escaped, and text made safe first (XML 1.0 allows no C0 controls). */
@@ -268,8 +284,10 @@ static void junit_property(FILE *f, const char *name, const char *text) {
     fprintf(f, "\"/>\n");
 }
 
-static bool write_junit(const verify_cli *v, const qf_verify_result *r) {
-    FILE *f = fopen(v->junit, "w");
+static bool write_junit(const verify_cli *v, const qf_verify_result *r, qf_error *err) {
+    char *xml = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&xml, &len);
     if (!f) return false;
     metric m[N_METRICS];
     metrics(r, m);
@@ -293,7 +311,9 @@ static bool write_junit(const verify_cli *v, const qf_verify_result *r) {
         fprintf(f, "    </testcase>\n");
     }
     fprintf(f, "  </testsuite>\n</testsuites>\n");
-    return fclose(f) == 0;
+    bool ok = fclose(f) == 0 && write_file(v->junit, xml, len, err);
+    free(xml);
+    return ok;
 }
 
 static void print_verify(FILE *out, const qf_verify_result *r) {
@@ -316,16 +336,17 @@ static int verify_report(const verify_cli *v, const qf_verify_result *r) {
     print_verify(json_stdout ? stderr : stdout, r);
     if (v->json) {
         cJSON *j = NULL;
-        qf_error err;
+        qf_error err = {QF_E_IO, ""};
         if (verify_json(v, r, &j, &err)) return qf_cli_fail("verify", &err);
         char *s = cJSON_Print(j);
-        bool ok = s && write_text(v->json, s);
+        bool ok = s && write_text(v->json, s, &err);
         free(s);
         cJSON_Delete(j);
-        if (!ok) { fprintf(stderr, "qforge verify: error: could not write %s\n", v->json); return 3; }
+        if (!ok) { fprintf(stderr, "qforge verify: error: could not write %s: %s\n", v->json, err.msg); return 3; }
     }
-    if (v->junit && !write_junit(v, r)) {
-        fprintf(stderr, "qforge verify: error: could not write %s\n", v->junit);
+    qf_error err = {QF_E_IO, ""};
+    if (v->junit && !write_junit(v, r, &err)) {
+        fprintf(stderr, "qforge verify: error: could not write %s: %s\n", v->junit, err.msg);
         return 3;
     }
     return 0;
@@ -367,6 +388,15 @@ static int parse_verify(int argc, char **argv, verify_cli *v) {
     return 0;
 }
 
+/* The report files are checked like every output before the models run (formats/outfile.h). */
+static qf_status check_reports(const verify_cli *v, qf_error *err) {
+    const char *for_json[] = {v->o.model, v->o.base, v->o.text_path, v->junit};
+    const char *for_junit[] = {v->o.model, v->o.base, v->o.text_path, v->json};
+    qf_status st = v->json && strcmp(v->json, "-") ? qf_outfile_check(v->json, for_json, 4, err) : QF_OK;
+    if (st == QF_OK && v->junit) st = qf_outfile_check(v->junit, for_junit, 4, err);
+    return st;
+}
+
 int qf_cli_verify(int argc, char **argv) {
     /* `verify FILE --integrity` is the file-integrity check (cli_integrity.c), which parses its own options */
     for (int i = 1; i < argc && strcmp(argv[i], "--") != 0; i++)
@@ -380,6 +410,7 @@ int qf_cli_verify(int argc, char **argv) {
     v.o.user = &p;
     qf_verify_result r;
     qf_error err;
+    if (check_reports(&v, &err) != QF_OK) return qf_cli_fail("verify", &err);
     qf_status st = qf_verify(&v.o, &r, &err);
     qf_cli_progress_end(&p);
     if (st != QF_OK && st != QF_E_CHECK) return qf_cli_fail("verify", &err);

@@ -11,6 +11,7 @@
 #include "formats/imatrix.h"
 #include "formats/hessian.h"
 #include "formats/integrity.h"
+#include "formats/outfile.h"
 
 #include <errno.h>
 #include <libgen.h>
@@ -372,6 +373,9 @@ static qf_status dry_run(const conversion *c, const qf_convert_opts *o, qf_error
 qf_status qf_convert(const qf_convert_opts *o, qf_error *err) {
     qf_error_clear(err);
     if (!o->dry_run && !o->out) return qf_fail(err, QF_E_USAGE, "no output file given (-o OUT.gguf)");
+    const char *inputs[] = {o->src, o->imatrix, o->hessian};
+    qf_status chk = o->dry_run ? QF_OK : qf_outfile_check(o->out, inputs, QF_ARRAY_LEN(inputs), err);
+    if (chk != QF_OK) return chk;
     conversion c = {0};
     qf_plan_opts po = {0};
     qf_status st = load_options(&c, o, &po, err);

@@ -9,6 +9,7 @@
  */
 #include "convert/report.h"
 #include "formats/gguf.h"
+#include "formats/infile.h"
 #include "formats/source.h"
 #include "kernels/qtypes.h"
 
@@ -20,12 +21,7 @@
 static bool is_gguf(const char *path) {
     size_t len = strlen(path);
     if (len > 5 && !strcmp(path + len - 5, ".gguf")) return true;
-    FILE *f = fopen(path, "rb");
-    if (!f) return false;
-    uint8_t m[4] = {0};
-    size_t n = fread(m, 1, 4, f);
-    fclose(f);
-    return n == 4 && memcmp(m, "GGUF", 4) == 0;
+    return qf_infile_has_magic(path, "GGUF", 4);
 }
 
 static const char *vtype_name(qf_gguf_vtype t) {

@@ -536,6 +536,25 @@ static qf_status write_weights(const qf_synth_opts *o, const qf_hparams *hp, qf_
     return st;
 }
 
+/* The files synth writes. A directory that already holds any of them holds a model (perhaps a real
+ * one), and synth never replaces a model: it writes into a new directory or one without these files. */
+static const char *const k_outputs[] = {"config.json", "tokenizer.json", "tokenizer_config.json", "model.safetensors"};
+
+static qf_status check_outputs(const char *dir, qf_error *err) {
+    for (size_t i = 0; i < QF_ARRAY_LEN(k_outputs); i++) {
+        char path[4200];
+        snprintf(path, sizeof path, "%s/%s", dir, k_outputs[i]);
+        struct stat sb;
+        if (lstat(path, &sb) == 0)
+            return qf_fail(err, QF_E_USAGE, "%s: the directory already holds a model (%s exists); synth writes only "
+                           "into a new directory or one without %s, %s, %s or %s", dir, k_outputs[i], k_outputs[0],
+                           k_outputs[1], k_outputs[2], k_outputs[3]);
+        qf_status st = qf_outfile_check(path, NULL, 0, err);
+        if (st != QF_OK) return st;
+    }
+    return QF_OK;
+}
+
 qf_status qf_synth_model(const qf_synth_opts *o, qf_error *err) {
     qf_dtype dt;
     if (!strcasecmp(o->dtype, "f32")) dt = QF_DT_F32;
@@ -560,6 +579,8 @@ qf_status qf_synth_model(const qf_synth_opts *o, qf_error *err) {
     if (st) return st;
     if (mkdir(o->dir, 0755) != 0 && errno != EEXIST)
         return qf_fail(err, QF_E_IO, "%s: cannot create directory: %s", o->dir, strerror(errno));
+    qf_status chk = check_outputs(o->dir, err);
+    if (chk != QF_OK) return chk;
     const char *torch_dtype = dt == QF_DT_F32 ? "float32" : dt == QF_DT_F16 ? "float16" : "bfloat16";
     st = write_config(o, sa, &hp, torch_dtype, err);
     if (!st) st = write_tokenizer(o, err);

@@ -37,17 +37,29 @@
 
 #include <archive.h>
 #include <archive_entry.h>
+#include "formats/infile.h"
+#include "formats/json.h"
+
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
-#define AR_MAX_SIDE (256ull << 20)     /* one side file */
+#define AR_MAX_SIDE QF_SOURCE_MAX_SIDE_FILE /* one side file */
 #define AR_MAX_KEPT (1ull << 30)       /* all side files + shard headers held at once */
 #define AR_CHUNK (1u << 20)            /* discard granularity, reader block size */
 #define AR_FIRST_ALLOC (8ull << 20)    /* first allocation for a buffer that then grows */
 #define AR_INDEX_NAME "model.safetensors.index.json"
 
 typedef enum ar_kind { AR_SIDE, AR_SHARD, AR_LINK } ar_kind;
+
+/* A forward-only read of the archive in pass 2. */
+typedef struct ar_stream {
+    struct archive *rd; /* NULL: not open */
+    size_t cur;         /* member the stream is inside, SIZE_MAX before the first */
+    uint64_t pos;       /* bytes of that member consumed */
+    size_t next;        /* first raw tensor not yet passed */
+} ar_stream;
 
 /* A member of interest found in pass 1. */
 typedef struct ar_entry {
@@ -81,11 +93,12 @@ typedef struct qf_archive {
     uint8_t **buf;         /* [n_t] bytes handed out or kept for a pinned tensor */
     bool *pinned;          /* [n_t] */
     uint8_t *scratch;      /* AR_CHUNK bytes for discarding */
-    /* pass 2 stream position */
-    struct archive *rd;    /* NULL: not open */
-    size_t cur;            /* member the stream is inside, SIZE_MAX before the first */
-    uint64_t pos;          /* bytes of that member consumed */
-    size_t next;           /* first raw tensor not yet passed */
+    ar_stream main;        /* pass 2: whole tensors and the window */
+    ar_stream side;        /* pass 2: whole tensors wanted while a window holds the main stream */
+    /* The window: bytes [wlo, whi) of tensor win_t, which the main stream is inside (wpos consumed). */
+    size_t win_t;          /* SIZE_MAX: no window */
+    uint8_t *wbuf;
+    uint64_t wcap, wlo, whi, wpos;
 } qf_archive;
 
 /* ---- small helpers ------------------------------------------------------------------------------ */
@@ -203,14 +216,14 @@ static bool libarchive_recognises(const char *path) {
 }
 
 bool qf_archive_detect(const char *path) {
-    struct stat sb;
-    if (!path || stat(path, &sb) != 0 || !S_ISREG(sb.st_mode)) return false;
+    int fd;
+    uint64_t size;
+    if (!path || qf_infile_open(path, &fd, &size, NULL) != QF_OK) return false;
     uint8_t head[512];
-    FILE *f = fopen(path, "rb");
-    if (!f) return false;
-    size_t n = fread(head, 1, sizeof head, f);
-    fclose(f);
-    if (looks_like_model_file(head, n, (uint64_t)sb.st_size)) return false;
+    ssize_t got = read(fd, head, sizeof head);
+    close(fd);
+    size_t n = got > 0 ? (size_t)got : 0;
+    if (looks_like_model_file(head, n, size)) return false;
     return libarchive_recognises(path) || has_archive_magic(head, n);
 }
 
@@ -576,8 +589,11 @@ static qf_status parse_index(const qf_archive *qa, const ar_entry *idx, ar_map *
     if (idx->kind != AR_SIDE || idx->problem)
         return qf_fail(err, QF_E_INPUT, "%s:%s: cannot read the shard index: %s", qa->path, idx->path,
                        idx->problem ? idx->problem : "it is stored as a link");
-    m->root = cJSON_ParseWithLength((const char *)idx->data, (size_t)idx->len);
-    const cJSON *wm = m->root ? cJSON_GetObjectItemCaseSensitive(m->root, "weight_map") : NULL;
+    char label[4200];
+    snprintf(label, sizeof label, "%s:%s", qa->path, idx->path);
+    qf_status st = qf_json_parse(label, (const char *)idx->data, (size_t)idx->len, &m->root, err);
+    if (st != QF_OK) return st;
+    const cJSON *wm = cJSON_GetObjectItemCaseSensitive(m->root, "weight_map");
     if (!cJSON_IsObject(wm))
         return qf_fail(err, QF_E_INPUT, "%s:%s: not a JSON object with a \"weight_map\" object", qa->path, idx->path);
     return map_collect(qa, idx, wm, m, err);
@@ -753,28 +769,28 @@ static qf_status build_model(qf_archive *qa, qf_error *err) {
 /* ---- pass 2: streaming -------------------------------------------------------------------------- */
 
 /* Back to "not open": the next request reopens the archive from its start. */
-static void stream_reset(qf_archive *qa) {
-    if (qa->rd) archive_read_free(qa->rd);
-    qa->rd = NULL;
-    qa->cur = SIZE_MAX;
-    qa->pos = 0;
-    qa->next = 0;
+static void stream_reset(ar_stream *s) {
+    if (s->rd) archive_read_free(s->rd);
+    s->rd = NULL;
+    s->cur = SIZE_MAX;
+    s->pos = 0;
+    s->next = 0;
 }
 
 /* Move the stream to the start of member m (at or after the current member). */
-static qf_status stream_enter(qf_archive *qa, size_t m, qf_error *err) {
+static qf_status stream_enter(qf_archive *qa, ar_stream *s, size_t m, qf_error *err) {
     qf_status st;
-    if (!qa->rd && (st = reader_open(qa->path, &qa->rd, err)) != QF_OK) return st;
+    if (!s->rd && (st = reader_open(qa->path, &s->rd, err)) != QF_OK) return st;
     const ar_entry *want = qa->mem[m].ent;
     for (;;) {
         struct archive_entry *ae;
-        int rc = archive_read_next_header(qa->rd, &ae);
+        int rc = archive_read_next_header(s->rd, &ae);
         if (rc == ARCHIVE_EOF)
             return qf_fail(err, QF_E_INPUT, "%s: member '%s' not found when re-reading the archive (changed since "
                            "it was opened?)", qa->path, want->path);
         if (!header_ok(rc))
             return qf_fail(err, QF_E_INPUT, "%s: corrupt or truncated archive: %s", qa->path,
-                           ar_errstr(qa->rd));
+                           ar_errstr(s->rd));
         const char *raw = archive_entry_pathname_utf8(ae);
         if (!raw) raw = archive_entry_pathname(ae);
         char *path;
@@ -786,8 +802,8 @@ static qf_status stream_enter(qf_archive *qa, size_t m, qf_error *err) {
         if (entry_size(ae, &size) && size != want->size)
             return qf_fail(err, QF_E_INPUT, "%s:%s: member has %llu bytes now but had %llu when opened", qa->path,
                            want->path, (unsigned long long)size, (unsigned long long)want->size);
-        qa->cur = m;
-        qa->pos = 0;
+        s->cur = m;
+        s->pos = 0;
         return QF_OK;
     }
 }
@@ -798,55 +814,159 @@ static qf_status short_member(const qf_archive *qa, const qf_st_tensor *t, uint6
 }
 
 /* Drop bytes of the current member up to member offset `to`. */
-static qf_status stream_skip_to(qf_archive *qa, const qf_st_tensor *t, uint64_t to, qf_error *err) {
-    if (to <= qa->pos) return QF_OK;
+static qf_status stream_skip_to(qf_archive *qa, ar_stream *s, const qf_st_tensor *t, uint64_t to, qf_error *err) {
+    if (to <= s->pos) return QF_OK;
     uint64_t got = 0;
-    qf_status st = read_discard(qa, qa->rd, qa->mem[qa->cur].ent->path, to - qa->pos, &got, err);
+    qf_status st = read_discard(qa, s->rd, qa->mem[s->cur].ent->path, to - s->pos, &got, err);
     if (st != QF_OK) return st;
-    qa->pos += got;
-    return qa->pos == to ? QF_OK : short_member(qa, t, qa->pos, err);
+    s->pos += got;
+    return s->pos == to ? QF_OK : short_member(qa, t, s->pos, err);
+}
+
+/* Member offset of tensor i's first byte. */
+static qf_status tensor_start(const qf_archive *qa, size_t i, uint64_t *start, qf_error *err) {
+    const qf_st_tensor *t = &qa->t[i];
+    const ar_member *m = &qa->mem[t->shard];
+    uint64_t end;
+    if (!qf_add_ok(m->hdr.data_start, t->offset, start) || !qf_add_ok(*start, t->nbytes, &end))
+        return qf_fail(err, QF_E_INTERNAL, "%s: tensor '%s' offset overflows", m->label, t->name);
+    return QF_OK;
 }
 
 /* Read tensor i (the stream is at its first byte) into its own buffer. */
-static qf_status stream_take(qf_archive *qa, size_t i, qf_error *err) {
+static qf_status stream_take(qf_archive *qa, ar_stream *s, size_t i, qf_error *err) {
     const qf_st_tensor *t = &qa->t[i];
     uint8_t *b;
     uint64_t got = 0;
-    qf_status st = read_grow(qa, qa->rd, qa->mem[t->shard].ent->path, t->nbytes, &b, &got, err);
+    qf_status st = read_grow(qa, s->rd, qa->mem[t->shard].ent->path, t->nbytes, &b, &got, err);
     if (st != QF_OK) return st;
-    qa->pos += got;
-    if (got < t->nbytes) { free(b); return short_member(qa, t, qa->pos, err); }
+    s->pos += got;
+    if (got < t->nbytes) { free(b); return short_member(qa, t, s->pos, err); }
     qa->buf[i] = b;
     return QF_OK;
 }
 
-/* Pass tensor qa->next: keep it if it is `r` or pinned and not yet held, else drop its bytes. */
-static qf_status stream_step(qf_archive *qa, size_t r, qf_error *err) {
-    size_t i = qa->next;
+/* Bring the stream to the first byte of tensor s->next. */
+static qf_status stream_to_next(qf_archive *qa, ar_stream *s, qf_error *err) {
+    const qf_st_tensor *t = &qa->t[s->next];
+    uint64_t start;
+    qf_status st = tensor_start(qa, s->next, &start, err);
+    if (st == QF_OK && s->cur != t->shard) st = stream_enter(qa, s, t->shard, err);
+    return st == QF_OK ? stream_skip_to(qa, s, t, start, err) : st;
+}
+
+/* Pass tensor s->next: keep it if it is `r` or pinned and not yet held, else drop its bytes. */
+static qf_status stream_step(qf_archive *qa, ar_stream *s, size_t r, qf_error *err) {
+    size_t i = s->next;
     const qf_st_tensor *t = &qa->t[i];
-    const ar_member *m = &qa->mem[t->shard];
-    uint64_t start, end;
-    if (!qf_add_ok(m->hdr.data_start, t->offset, &start) || !qf_add_ok(start, t->nbytes, &end))
-        return qf_fail(err, QF_E_INTERNAL, "%s: tensor '%s' offset overflows", m->label, t->name);
-    qf_status st;
-    if (qa->cur != t->shard && (st = stream_enter(qa, t->shard, err)) != QF_OK) return st;
-    if ((st = stream_skip_to(qa, t, start, err)) != QF_OK) return st;
+    uint64_t start;
+    qf_status st = tensor_start(qa, i, &start, err);
+    if (st == QF_OK) st = stream_to_next(qa, s, err);
+    if (st != QF_OK) return st;
     bool keep = i == r || (qa->pinned[i] && !qa->buf[i]);
-    st = keep ? stream_take(qa, i, err) : stream_skip_to(qa, t, end, err);
-    if (st == QF_OK) qa->next = i + 1;
+    st = keep ? stream_take(qa, s, i, err) : stream_skip_to(qa, s, t, start + t->nbytes, err);
+    if (st == QF_OK) s->next = i + 1;
     return st;
 }
 
+/* A whole tensor. While a window holds the main stream, other tensors (an FP8 weight's scales that
+ * come after it) are read on a second stream, so the window's stream never has to turn back. */
 static qf_status ar_raw_bytes(void *impl, size_t r, const uint8_t **data, qf_error *err) {
     qf_archive *qa = impl;
     if (r >= qa->n_t)
         return qf_fail(err, QF_E_INTERNAL, "%s: raw tensor %zu requested, the archive has %zu", qa->path, r, qa->n_t);
-    if (!qa->buf[r] && r < qa->next) stream_reset(qa); /* behind us: stream again from the start */
+    ar_stream *s = qa->win_t != SIZE_MAX ? &qa->side : &qa->main;
+    if (!qa->buf[r] && r < s->next) stream_reset(s); /* behind us: stream again from the start */
     while (!qa->buf[r]) {
-        qf_status st = stream_step(qa, r, err);
-        if (st != QF_OK) { stream_reset(qa); return st; }
+        qf_status st = stream_step(qa, s, r, err);
+        if (st != QF_OK) { stream_reset(s); return st; }
     }
     *data = qa->buf[r];
+    return QF_OK;
+}
+
+static void window_drop(qf_archive *qa) {
+    free(qa->wbuf);
+    qa->wbuf = NULL;
+    qa->wcap = qa->wlo = qa->whi = qa->wpos = 0;
+    qa->win_t = SIZE_MAX;
+}
+
+/* Put the main stream at the first byte of tensor r, which the window then owns. */
+static qf_status window_start(qf_archive *qa, size_t r, qf_error *err) {
+    window_drop(qa);
+    ar_stream *s = &qa->main;
+    if (r < s->next) stream_reset(s);
+    qf_status st = QF_OK;
+    while (st == QF_OK && s->next < r) st = stream_step(qa, s, r, err);
+    if (st == QF_OK) st = stream_to_next(qa, s, err);
+    if (st != QF_OK) {
+        stream_reset(s);
+        return st;
+    }
+    s->next = r + 1; /* the window consumes r; the next step skips what it leaves */
+    qa->win_t = r;
+    return QF_OK;
+}
+
+/* Grow the window buffer to n bytes, as bytes arrive (never on a size the archive merely declares). */
+static qf_status window_reserve(qf_archive *qa, uint64_t n, qf_error *err) {
+    if (n <= qa->wcap) return QF_OK;
+    uint64_t cap = QF_MAX(n, QF_MIN(qa->wcap * 2, (uint64_t)SIZE_MAX / 2));
+    uint8_t *b = cap < SIZE_MAX ? realloc(qa->wbuf, (size_t)cap) : NULL;
+    if (!b)
+        return qf_fail(err, QF_E_NOMEM, "%s: out of memory for %llu bytes of tensor '%s'", qa->path,
+                       (unsigned long long)cap, qa->t[qa->win_t].name);
+    qa->wbuf = b;
+    qa->wcap = cap;
+    return QF_OK;
+}
+
+/* Bytes [lo, hi) of tensor r, streamed: what the window held before lo is dropped, the rest is read
+ * on. Forward only within a tensor (a window that starts before the last one re-reads the archive). */
+static qf_status ar_window(void *impl, size_t r, uint64_t lo, uint64_t hi, const uint8_t **data, qf_error *err) {
+    qf_archive *qa = impl;
+    if (r >= qa->n_t || lo > hi || hi > qa->t[r].nbytes)
+        return qf_fail(err, QF_E_INTERNAL, "%s: window [%llu, %llu) of raw tensor %zu is out of range", qa->path,
+                       (unsigned long long)lo, (unsigned long long)hi, r);
+    if (qa->buf[r]) { /* already held whole (pinned) */
+        *data = qa->buf[r] + lo;
+        return QF_OK;
+    }
+    qf_status st = QF_OK;
+    if (qa->win_t != r || lo < qa->wlo) st = window_start(qa, r, err);
+    ar_stream *s = &qa->main;
+    const qf_st_tensor *t = &qa->t[r];
+    const char *member = qa->mem[t->shard].ent->path;
+    if (st == QF_OK && lo >= qa->whi) { /* nothing kept: skip to lo */
+        uint64_t got = 0;
+        st = read_discard(qa, s->rd, member, lo - qa->wpos, &got, err);
+        s->pos += got;
+        qa->wpos += got;
+        if (st == QF_OK && qa->wpos < lo) st = short_member(qa, t, s->pos, err);
+        qa->wlo = qa->whi = lo;
+    } else if (st == QF_OK) { /* keep [lo, whi) */
+        memmove(qa->wbuf, qa->wbuf + (lo - qa->wlo), (size_t)(qa->whi - lo));
+        qa->wlo = lo;
+    }
+    while (st == QF_OK && qa->whi < hi) {
+        uint64_t want = QF_MIN(hi - qa->whi, (uint64_t)AR_FIRST_ALLOC);
+        if ((st = window_reserve(qa, qa->whi + want - qa->wlo, err)) != QF_OK) break;
+        la_ssize_t got = archive_read_data(s->rd, qa->wbuf + (qa->whi - qa->wlo), (size_t)want);
+        if (got < 0) st = qf_fail(err, QF_E_INPUT, "%s:%s: read failed: %s", qa->path, member, ar_errstr(s->rd));
+        else if (got == 0) st = short_member(qa, t, s->pos, err);
+        else {
+            s->pos += (uint64_t)got;
+            qa->wpos += (uint64_t)got;
+            qa->whi += (uint64_t)got;
+        }
+    }
+    if (st != QF_OK) {
+        window_drop(qa);
+        stream_reset(s);
+        return st;
+    }
+    *data = qa->wbuf;
     return QF_OK;
 }
 
@@ -855,13 +975,15 @@ static void ar_pin(void *impl, size_t r) {
     if (r < qa->n_t) qa->pinned[r] = true;
 }
 
-/* The caller is done with r: its buffer goes, and it is no longer kept when streamed past again. */
+/* The caller is done with r: its buffer (or window) goes, and it is no longer kept when streamed past
+ * again. */
 static void ar_release(void *impl, size_t r) {
     qf_archive *qa = impl;
     if (r >= qa->n_t) return;
     free(qa->buf[r]);
     qa->buf[r] = NULL;
     qa->pinned[r] = false;
+    if (qa->win_t == r) window_drop(qa);
 }
 
 /* ---- side files, close, open -------------------------------------------------------------------- */
@@ -885,7 +1007,9 @@ static qf_status ar_read_file(void *impl, const char *name, char **buf, size_t *
 static void ar_close(void *impl) {
     qf_archive *qa = impl;
     if (!qa) return;
-    if (qa->rd) archive_read_free(qa->rd);
+    stream_reset(&qa->main);
+    stream_reset(&qa->side);
+    window_drop(qa);
     for (size_t i = 0; i < qa->n_t; i++) free(qa->buf[i]);
     for (size_t i = 0; i < qa->n_mem; i++) {
         qf_st_header_free(&qa->mem[i].hdr);
@@ -907,6 +1031,7 @@ static const qf_source_backend ar_ops = {
     .read_file = ar_read_file,
     .pin = ar_pin,
     .raw_bytes = ar_raw_bytes,
+    .window = ar_window,
     .release = ar_release,
     .close = ar_close,
 };
@@ -915,7 +1040,7 @@ qf_status qf_archive_backend_open(const char *path, const qf_source_backend **op
                                   qf_source_raw *raw, qf_error *err) {
     qf_archive *qa = calloc(1, sizeof *qa);
     if (!qa) return qf_fail(err, QF_E_NOMEM, "%s: out of memory", path);
-    qa->cur = SIZE_MAX;
+    qa->main.cur = qa->side.cur = qa->win_t = SIZE_MAX;
     qa->path = qf_strndup(path, strlen(path));
     qa->scratch = malloc(AR_CHUNK);
     qf_status st = !qa->path || !qa->scratch ? qf_fail(err, QF_E_NOMEM, "%s: out of memory", path) : QF_OK;

@@ -10,6 +10,7 @@
 #include "gguf.h"
 #include "formats/digest.h"
 #include "outfile.h"
+#include "formats/infile.h"
 #include "kernels/qtypes.h"
 
 #include <errno.h>
@@ -591,41 +592,26 @@ qf_status qf_gguf_open_mem(const char *label, const uint8_t *buf, uint64_t len, 
 
 qf_status qf_gguf_open(const char *path, qf_gguf **out, qf_error *err) {
     *out = NULL;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return qf_fail(err, errno == ENOENT ? QF_E_NOTFOUND : QF_E_IO, "%s: open failed: %s", path, strerror(errno));
-    struct stat sb;
-    if (fstat(fd, &sb) != 0) {
-        int e = errno;
-        close(fd);
-        return qf_fail(err, QF_E_IO, "%s: fstat failed: %s", path, strerror(e));
-    }
-    if (!S_ISREG(sb.st_mode)) {
-        close(fd);
-        return qf_fail(err, QF_E_INPUT, "%s: not a regular file", path);
-    }
+    int fd;
+    uint64_t size;
+    qf_status st = qf_infile_open(path, &fd, &size, err);
+    if (st != QF_OK) return st;
     void *map = NULL;
-    if (sb.st_size > 0) {
-        map = mmap(NULL, (size_t)sb.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
-        if (map == MAP_FAILED) {
-            int e = errno;
-            close(fd);
-            return qf_fail(err, QF_E_IO, "%s: mmap of %lld bytes failed: %s", path, (long long)sb.st_size, strerror(e));
-        }
-    }
+    if (size > 0) st = qf_infile_map(path, fd, size, &map, err);
     close(fd); /* the mapping keeps the file alive */
-    qf_status st = qf_gguf_open_mem(path, map, (uint64_t)sb.st_size, out, err);
+    if (st == QF_OK) st = qf_gguf_open_mem(path, map, size, out, err);
     if (st != QF_OK) {
-        if (map) munmap(map, (size_t)sb.st_size);
+        qf_infile_unmap(map, size);
         return st;
     }
     (*out)->map = map;
-    (*out)->map_len = (size_t)sb.st_size;
+    (*out)->map_len = (size_t)size;
     return QF_OK;
 }
 
 void qf_gguf_close(qf_gguf *g) {
     if (!g) return;
-    if (g->map) munmap(g->map, g->map_len);
+    qf_infile_unmap(g->map, g->map_len);
     arena_free(&g->a);
     index_free(&g->kv_idx);
     index_free(&g->t_idx);
@@ -1158,7 +1144,7 @@ static qf_status emit_header(qf_gguf_writer *w, qf_error *err) {
     qf_status st = emit(w, head, sizeof head, err);
     if (st == QF_OK) st = emit(w, counts, sizeof counts, err);
     for (size_t i = 0; i < w->n_kv && st == QF_OK; i++) {
-        bool digest_key = qf_integrity_is_key(w->kv[i].key);
+        bool digest_key = qf_integrity_is_key(w->kv[i].key, 2);
         w->hashing = hash && !digest_key;
         st = emit_str(w, w->kv[i].key, err);
         if (st == QF_OK) st = emit(w, &w->kv[i].type, 4, err);
@@ -1207,7 +1193,7 @@ static qf_status assign_offsets(qf_gguf_writer *w, uint64_t *data_size, qf_error
 static qf_status strip_digest_keys(qf_gguf_writer *w, qf_error *err) {
     size_t kept = 0;
     for (size_t i = 0; i < w->n_kv; i++) {
-        if (qf_integrity_is_key(w->kv[i].key)) {
+        if (qf_integrity_is_key(w->kv[i].key, 2)) {
             free(w->kv[i].key);
             free(w->kv[i].val);
         } else {
@@ -1222,7 +1208,9 @@ static qf_status strip_digest_keys(qf_gguf_writer *w, qf_error *err) {
     return QF_OK;
 }
 
-/* The three digest keys, last, with all-zero hex placeholders of the final length. */
+/* The five digest keys, last: the scheme, the two digests with all-zero hex placeholders of the final
+ * length, and every tensor's name and type, so that a checker can match digests by name in a file
+ * another tool has rewritten (reordered, re-encoded). */
 static qf_status add_digest_keys(qf_gguf_writer *w, qf_error *err) {
     char zeros[QF_SHA256_HEX_LEN + 1];
     memset(zeros, '0', QF_SHA256_HEX_LEN);
@@ -1230,11 +1218,24 @@ static qf_status add_digest_keys(qf_gguf_writer *w, qf_error *err) {
     qf_status st = qf_gguf_set_str(w, QF_INTEGRITY_KEY_SCHEME, QF_INTEGRITY_SCHEME, err);
     if (st == QF_OK) st = qf_gguf_set_str(w, QF_INTEGRITY_KEY_HEADER, zeros, err);
     if (st != QF_OK) return st;
-    bytes b = {0};
+    bytes b = {0}, names = {0};
     put_u32(&b, QF_GGUF_STRING);
     put_u64(&b, w->n_t);
-    for (size_t i = 0; i < w->n_t; i++) put_str(&b, zeros, QF_SHA256_HEX_LEN);
-    return put_kv(w, QF_INTEGRITY_KEY_TENSORS, QF_GGUF_ARRAY, &b, err);
+    put_u32(&names, QF_GGUF_STRING);
+    put_u64(&names, w->n_t);
+    uint32_t *types = qf_malloc_n(w->n_t, sizeof *types);
+    for (size_t i = 0; i < w->n_t; i++) {
+        put_str(&b, zeros, QF_SHA256_HEX_LEN);
+        put_str(&names, w->t[i].name, strlen(w->t[i].name));
+        if (types) types[i] = w->t[i].type;
+    }
+    st = put_kv(w, QF_INTEGRITY_KEY_TENSORS, QF_GGUF_ARRAY, &b, err);
+    if (st == QF_OK) st = put_kv(w, QF_INTEGRITY_KEY_NAMES, QF_GGUF_ARRAY, &names, err);
+    else free(names.p);
+    if (st == QF_OK && !types) st = wfail(w, err, QF_E_NOMEM, "out of memory for the digest keys");
+    if (st == QF_OK) st = qf_gguf_set_arr(w, QF_INTEGRITY_KEY_TYPES, QF_GGUF_U32, types, w->n_t, err);
+    free(types);
+    return st;
 }
 
 static qf_status prepare_digests(qf_gguf_writer *w, qf_error *err) {
@@ -1272,21 +1273,30 @@ qf_status qf_gguf_begin_data(qf_gguf_writer *w, qf_error *err) {
     qf_outfile_reserve(w->out, total);
     w->state = W_DATA;
     st = emit_header(w, err);
-    if (st == QF_OK && w->digests && EVP_DigestFinal_ex(w->hdr_md, w->hdr_sha, NULL) != 1) {
+    /* scheme 2: the padding before the data and the file's final length are part of the header digest */
+    w->hashing = w->digests;
+    if (st == QF_OK) st = emit_zeros(w, head - w->counted, err);
+    w->hashing = false;
+    if (st == QF_OK && w->digests && (EVP_DigestUpdate(w->hdr_md, &total, 8) != 1 ||
+                                      EVP_DigestFinal_ex(w->hdr_md, w->hdr_sha, NULL) != 1)) {
         wfail(w, err, QF_E_INTERNAL, "SHA-256 of the header failed");
         st = wfatal(w, err, QF_E_INTERNAL);
     }
-    if (st == QF_OK) st = emit_zeros(w, head - w->counted, err);
     w->cur = 0;
     w->cur_done = 0;
     return st;
 }
 
-/* Feeds one piece of the current tensor to its digest; the first piece starts it, the last ends it. */
-static qf_status hash_tensor_piece(qf_gguf_writer *w, const void *p, uint64_t k, bool last, qf_error *err) {
+/* Feeds one piece of the current tensor to its digest (the first piece starts it); with `pad` the
+ * tensor's data is complete, its padding zeros are fed too and the digest ends (scheme 2 covers them). */
+static qf_status hash_tensor_piece(qf_gguf_writer *w, const void *p, uint64_t k, uint64_t pad, bool last,
+                                   qf_error *err) {
+    static const uint8_t zeros[256];
     bool ok = true;
     if (w->cur_done == 0) ok = EVP_DigestInit_ex(w->t_md, EVP_sha256(), NULL) == 1;
     if (ok) ok = EVP_DigestUpdate(w->t_md, p, (size_t)k) == 1;
+    for (uint64_t left = last ? pad : 0; ok && left > 0; left -= QF_MIN(left, (uint64_t)sizeof zeros))
+        ok = EVP_DigestUpdate(w->t_md, zeros, (size_t)QF_MIN(left, (uint64_t)sizeof zeros)) == 1;
     if (ok && last) ok = EVP_DigestFinal_ex(w->t_md, w->t_sha[w->cur], NULL) == 1;
     if (ok) return QF_OK;
     wfail(w, err, QF_E_INTERNAL, "SHA-256 of tensor '%s' failed", w->t[w->cur].name);
@@ -1305,15 +1315,15 @@ qf_status qf_gguf_write_tensor_data(qf_gguf_writer *w, const void *buf, uint64_t
             return wfatal(w, err, QF_E_USAGE);
         }
         const wtensor *t = &w->t[w->cur];
-        uint64_t k = QF_MIN(n, t->nbytes - w->cur_done);
-        if (w->digests) st = hash_tensor_piece(w, p, k, w->cur_done + k == t->nbytes, err);
+        uint64_t k = QF_MIN(n, t->nbytes - w->cur_done), padded = 0;
+        qf_pad_ok(t->nbytes, w->alignment, &padded); /* cannot overflow: checked in assign_offsets */
+        bool last = w->cur_done + k == t->nbytes;
+        if (w->digests) st = hash_tensor_piece(w, p, k, padded - t->nbytes, last, err);
         if (st == QF_OK) st = emit(w, p, k, err);
         p += k;
         n -= k;
         w->cur_done += k;
-        if (st == QF_OK && w->cur_done == t->nbytes) {
-            uint64_t padded = 0;
-            qf_pad_ok(t->nbytes, w->alignment, &padded); /* cannot overflow: checked in assign_offsets */
+        if (st == QF_OK && last) {
             st = emit_zeros(w, padded - t->nbytes, err);
             w->cur++;
             w->cur_done = 0;

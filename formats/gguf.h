@@ -111,8 +111,8 @@ typedef struct qf_gguf_writer qf_gguf_writer;
 
 qf_status qf_gguf_writer_open(const char *path, qf_gguf_writer **out, qf_error *err);
 /* Integrity digests (formats/integrity.h) are on by default: begin_data() drops any
- * qforge.integrity.* digest key set by the caller and appends the three keys last, with placeholder
- * values that finish() patches once every tensor has streamed through. Turning them off (only before
+ * qforge.integrity.* digest key set by the caller and appends the five keys of scheme 2 last, the two
+ * digests as placeholders that finish() patches once every tensor has streamed through. Turning them off (only before
  * begin_data) makes the writer write exactly the keys it was given, e.g. for byte-identical rewrites of
  * files from other tools. */
 qf_status qf_gguf_writer_set_digests(qf_gguf_writer *w, bool on, qf_error *err);

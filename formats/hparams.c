@@ -1,5 +1,6 @@
 /* Model hyper-parameters: config.json in, GGUF <arch>.* keys out and back (arch.h). */
 #include "formats/arch.h"
+#include "formats/json.h"
 
 #include <cjson/cJSON.h>
 #include <math.h>
@@ -290,11 +291,9 @@ static qf_status cfg_parse(const cfg_ctx *c, qf_hparams *hp) {
 
 qf_status qf_hparams_from_hf(const char *label, const char *json, size_t len, qf_hparams *hp, qf_error *err) {
     memset(hp, 0, sizeof *hp);
-    cJSON *root = cJSON_ParseWithLength(json, len);
-    if (!root || !cJSON_IsObject(root)) {
-        cJSON_Delete(root);
-        return qf_fail(err, QF_E_INPUT, "%s: not a JSON object", label);
-    }
+    cJSON *root = NULL;
+    qf_status pst = qf_json_parse_object(label, json, len, &root, err);
+    if (pst != QF_OK) return pst;
     cfg_ctx c = {.label = label, .root = root, .err = err};
     qf_status st = cfg_parse(&c, hp);
     cJSON_Delete(root);
@@ -303,11 +302,9 @@ qf_status qf_hparams_from_hf(const char *label, const char *json, size_t len, qf
 
 qf_status qf_hf_fp8_block(const char *label, const char *json, size_t len, uint32_t block[2], qf_error *err) {
     block[0] = block[1] = 0;
-    cJSON *root = cJSON_ParseWithLength(json, len);
-    if (!root || !cJSON_IsObject(root)) {
-        cJSON_Delete(root);
-        return qf_fail(err, QF_E_INPUT, "%s: not a JSON object", label);
-    }
+    cJSON *root = NULL;
+    qf_status pst = qf_json_parse_object(label, json, len, &root, err);
+    if (pst != QF_OK) return pst;
     cfg_ctx c = {.label = label, .root = root, .err = err};
     qf_hparams hp = {0};
     qf_status st = cfg_fp8_block(&c, &hp);

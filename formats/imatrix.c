@@ -1,5 +1,6 @@
 /* llama.cpp-compatible imatrix files: the GGUF form, and the legacy imatrix.dat read too (imatrix.h). */
 #include "formats/imatrix.h"
+#include "formats/infile.h"
 #include "formats/gguf.h"
 #include "kernels/qtypes.h"
 
@@ -184,38 +185,24 @@ static qf_status legacy_trailer(reader *r, qf_imatrix *im, qf_error *err) {
     return QF_OK;
 }
 
+/* A legacy file holds 4 bytes per value: DeepSeek-V3's is about 0.2 GB; anything far beyond is not one. */
+#define QF_IMATRIX_DAT_MAX (4ull << 30)
+
 static qf_status load_legacy(const char *path, qf_imatrix *im, qf_error *err) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return qf_fail(err, errno == ENOENT ? QF_E_NOTFOUND : QF_E_IO, "%s: %s", path, strerror(errno));
-    struct stat sb;
-    if (fstat(fileno(f), &sb) != 0 || !S_ISREG(sb.st_mode)) {
-        fclose(f);
-        return qf_fail(err, QF_E_INPUT, "%s: not a regular file", path);
-    }
-    /* sized by the file itself: every value is 4 bytes of it, so allocations stay within 3x its size */
-    uint8_t *buf = malloc(sb.st_size ? (size_t)sb.st_size : 1);
-    size_t got = buf ? fread(buf, 1, (size_t)sb.st_size, f) : 0;
-    fclose(f);
-    if (!buf) return qf_fail(err, QF_E_NOMEM, "%s: out of memory", path);
-    if (got != (size_t)sb.st_size) { free(buf); return qf_fail(err, QF_E_IO, "%s: short read", path); }
+    char *text = NULL;
+    size_t got = 0;
+    qf_status st = qf_infile_read(path, QF_IMATRIX_DAT_MAX, "a legacy imatrix.dat", &text, &got, err);
+    if (st) return st;
+    const uint8_t *buf = (const uint8_t *)text;
     reader r = {.path = path, .p = buf, .n = got};
     int32_t n = 0;
-    qf_status st = QF_OK;
     if (!rd_i32(&r, &n) || n < 1 || (uint64_t)n * 17 > got) /* an entry takes at least 17 bytes */
         st = qf_fail(err, QF_E_INPUT, "%s: neither a GGUF imatrix nor llama.cpp's legacy imatrix.dat (entry count %d)", path,
                      got >= 4 ? (int)n : 0);
     for (int32_t i = 0; !st && i < n; i++) st = legacy_entry(&r, i, im, err);
     if (!st) st = legacy_trailer(&r, im, err);
-    free(buf);
+    free(text);
     return st;
-}
-
-static bool gguf_magic(const char *path) {
-    FILE *f = fopen(path, "rb");
-    uint8_t m[4] = {0};
-    bool yes = f && fread(m, 1, 4, f) == 4 && !memcmp(m, "GGUF", 4);
-    if (f) fclose(f);
-    return yes;
 }
 
 /* ---- GGUF imatrix -------------------------------------------------------------------------------- */
@@ -241,7 +228,7 @@ static qf_status load_gguf(const char *path, qf_imatrix *im, qf_error *err) {
 qf_status qf_imatrix_load(const char *path, qf_imatrix *im, qf_error *err) {
     memset(im, 0, sizeof *im);
     /* by content: llama-imatrix writes either form under any name */
-    qf_status st = gguf_magic(path) ? load_gguf(path, im, err) : load_legacy(path, im, err);
+    qf_status st = qf_infile_has_magic(path, "GGUF", 4) ? load_gguf(path, im, err) : load_legacy(path, im, err);
     if (st) qf_imatrix_free(im);
     return st;
 }

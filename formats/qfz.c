@@ -13,6 +13,7 @@
 #include "integrity.h"
 #include "ordered.h"
 #include "outfile.h"
+#include "formats/infile.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -27,6 +28,9 @@
 
 static const char k_header_magic[8] = {'Q', 'F', 'Z', 'P', 'A', 'C', 'K', '\0'};
 static const char k_index_magic[8] = {'Q', 'F', 'Z', 'I', 'N', 'D', 'E', 'X'};
+
+/* zstd's best case is an RLE block: 3 bytes of block header and 1 byte for up to 128 KiB. */
+#define QFZ_MAX_RATIO ((unsigned)(ZSTD_BLOCKSIZE_MAX / 4))
 
 typedef struct qfz_header {
     uint64_t chunk, raw_size, n_frames, index_off;
@@ -92,29 +96,6 @@ static bool sha256(const void *p, size_t n, uint8_t out[32]) {
 static uint64_t frames_for(uint64_t raw_size, uint64_t chunk) { return raw_size / chunk + (raw_size % chunk != 0); }
 
 /* ---- I/O helpers ------------------------------------------------------------------------------- */
-
-static qf_status open_input(const char *path, int *fd, uint64_t *size, qf_error *err) {
-    *fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (*fd < 0) return qf_fail(err, errno == ENOENT ? QF_E_NOTFOUND : QF_E_IO, "%s: open failed: %s", path, strerror(errno));
-    struct stat sb;
-    if (fstat(*fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
-        int e = errno;
-        close(*fd);
-        *fd = -1;
-        return S_ISREG(sb.st_mode) ? qf_fail(err, QF_E_IO, "%s: fstat failed: %s", path, strerror(e))
-                                   : qf_fail(err, QF_E_INPUT, "%s: not a regular file", path);
-    }
-    *size = (uint64_t)sb.st_size;
-    return QF_OK;
-}
-
-/* Writing the output over the input would replace the file being read (the rename is atomic, so the
- * result would be a pack named like the model, or the reverse): refused up front. */
-static qf_status check_not_input(int fd, const char *src, const char *out, qf_error *err) {
-    struct stat a, b;
-    if (stat(out, &b) != 0 || fstat(fd, &a) != 0 || a.st_dev != b.st_dev || a.st_ino != b.st_ino) return QF_OK;
-    return qf_fail(err, QF_E_USAGE, "%s: the output is the input file %s", out, src);
-}
 
 /* Reads exactly n bytes at off. Hitting the end early means the file is shorter than it said it was
  * (a truncated pack, or an input that shrank while we read it): bad input, not an I/O failure. */
@@ -256,8 +237,7 @@ static qf_status pack_setup(pack_ctx *c, const qf_pack_opts *o, unsigned threads
     int level = o->level ? o->level : 3;
     if (level < 1 || level > ZSTD_maxCLevel()) return qf_fail(err, QF_E_USAGE, "zstd level %d is outside 1..%d", level, ZSTD_maxCLevel());
     c->h.chunk = mib << 20;
-    qf_status st = open_input(o->src, &c->fd, &c->h.raw_size, err);
-    if (st == QF_OK) st = check_not_input(c->fd, o->src, o->out, err);
+    qf_status st = qf_infile_open(o->src, &c->fd, &c->h.raw_size, err);
     if (st != QF_OK) return st;
     c->h.n_frames = frames_for(c->h.raw_size, c->h.chunk);
     /* The index frame's size is a u32: n * 64 + 48 must fit. */
@@ -277,7 +257,8 @@ qf_status qf_pack(const qf_pack_opts *o, qf_pack_stats *stats, qf_error *err) {
     memset(stats, 0, sizeof *stats);
     unsigned threads = (unsigned)qf_integrity_threads(o->threads);
     pack_ctx c = {.src = o->src, .fd = -1};
-    qf_status st = pack_setup(&c, o, threads, err);
+    qf_status st = qf_outfile_check(o->out, &o->src, 1, err);
+    if (st == QF_OK) st = pack_setup(&c, o, threads, err);
     if (st == QF_OK) st = qf_outfile_open(o->out, &c.out, err);
     uint8_t head[QF_QFZ_FRAMES_OFF];
     header_encode(&c.h, head); /* index_off 0 until the index is written */
@@ -362,6 +343,12 @@ static qf_status index_decode(const char *path, const uint8_t *head, const uint8
             e[i].comp_size > ZSTD_compressBound((size_t)raw_size) || !qf_add_ok(comp_end, e[i].comp_size, &comp_end) || comp_end > h->index_off)
             return qf_fail(err, QF_E_INPUT, "%s: index entry %llu (offset %llu, %llu bytes) does not fit the pack layout", path,
                            (unsigned long long)i, (unsigned long long)e[i].comp_off, (unsigned long long)e[i].comp_size);
+        /* What the pack may make us write (and reserve, and buffer) is justified by its own bytes: no zstd
+         * frame decodes to more than QFZ_MAX_RATIO times its size. */
+        if (raw_size / QFZ_MAX_RATIO > e[i].comp_size || (raw_size / QFZ_MAX_RATIO == e[i].comp_size && raw_size % QFZ_MAX_RATIO))
+            return qf_fail(err, QF_E_INPUT, "%s: index entry %llu claims %llu bytes from a frame of %llu, more than zstd "
+                           "can encode (at most %u:1)", path, (unsigned long long)i, (unsigned long long)raw_size,
+                           (unsigned long long)e[i].comp_size, QFZ_MAX_RATIO);
     }
     if (comp_end != h->index_off)
         return qf_fail(err, QF_E_INPUT, "%s: frames end at %llu but the index starts at %llu", path,
@@ -382,7 +369,7 @@ typedef struct unpack_ctx {
 static qf_status read_index(unpack_ctx *c, qf_error *err) {
     uint64_t size;
     uint8_t head[QF_QFZ_FRAMES_OFF];
-    qf_status st = open_input(c->src, &c->fd, &size, err);
+    qf_status st = qf_infile_open(c->src, &c->fd, &size, err);
     if (st == QF_OK && size < QF_QFZ_FRAMES_OFF)
         st = qf_fail(err, QF_E_INPUT, "%s: truncated or not a qforge pack (%llu bytes)", c->src, (unsigned long long)size);
     if (st == QF_OK) st = pread_all(c->fd, head, sizeof head, 0, c->src, err);
@@ -408,13 +395,14 @@ static qf_status unpack_work(void *user, uint64_t job, unsigned slot, unsigned w
     if (st != QF_OK) return st;
     size_t fsz = ZSTD_findFrameCompressedSize(comp, (size_t)e->comp_size);
     unsigned long long content = ZSTD_getFrameContentSize(comp, (size_t)e->comp_size);
+    /* The index (hash-checked) says what the frame must be; a frame that is not that is damaged data. */
     if (ZSTD_isError(fsz) || fsz != e->comp_size || content != e->raw_size)
-        return qf_fail(err, QF_E_INPUT, "%s: frame %llu at offset %llu is not one zstd frame of %llu bytes holding %llu",
+        return qf_fail(err, QF_E_CHECK, "%s: frame %llu at offset %llu is damaged: not one zstd frame of %llu bytes holding %llu",
                        c->src, (unsigned long long)job, (unsigned long long)e->comp_off,
                        (unsigned long long)e->comp_size, (unsigned long long)e->raw_size);
     size_t n = ZSTD_decompressDCtx(c->b.dctx[worker], raw, (size_t)e->raw_size, comp, (size_t)e->comp_size);
     if (ZSTD_isError(n) || n != e->raw_size)
-        return qf_fail(err, QF_E_INPUT, "%s: frame %llu at offset %llu does not decode: %s", c->src, (unsigned long long)job,
+        return qf_fail(err, QF_E_CHECK, "%s: frame %llu at offset %llu is damaged: it does not decode: %s", c->src, (unsigned long long)job,
                        (unsigned long long)e->comp_off, ZSTD_isError(n) ? ZSTD_getErrorName(n) : "wrong size");
     if (!sha256(raw, n, d)) return qf_fail(err, QF_E_INTERNAL, "%s: SHA-256 failed", c->src);
     if (memcmp(d, e->sha, 32) != 0)
@@ -430,23 +418,45 @@ static qf_status unpack_consume(void *user, uint64_t job, unsigned slot, qf_erro
     return qf_outfile_write(c->out, c->b.raw[slot], c->entries[job].raw_size, err);
 }
 
+/* True when the file holds the scheme key's name anywhere: it carries (or claims) qforge digests. */
+static bool mentions_digests(const char *path) {
+    int fd;
+    uint64_t size;
+    void *map = NULL;
+    if (qf_infile_open(path, &fd, &size, NULL) != QF_OK) return false;
+    bool yes = size > 0 && qf_infile_map(path, fd, size, &map, NULL) == QF_OK &&
+               memmem(map, (size_t)size, QF_INTEGRITY_KEY_SCHEME, strlen(QF_INTEGRITY_KEY_SCHEME)) != NULL;
+    qf_infile_unmap(map, size);
+    close(fd);
+    return yes;
+}
+
 /* A GGUF that carries qforge digests is re-verified from the temp file before it may appear under its
- * name; one without digests (or that does not parse: it was packed that way) is passed through. */
+ * name; one without digests is passed through (a pack may hold any file). A file that starts with
+ * GGUF and carries digests but does not parse cannot be verified, and that is a failed check: it is
+ * exactly what damage (or a forger wanting the check skipped) would produce. */
 static qf_status check_gguf(unpack_ctx *c, unsigned threads, bool *checked, qf_error *err) {
     *checked = false;
     if (!c->is_gguf) return QF_OK;
     qf_gguf *g = NULL;
     qf_error e;
-    if (qf_gguf_open(qf_outfile_temp_path(c->out), &g, &e) != QF_OK) return QF_OK;
+    const char *tmp = qf_outfile_temp_path(c->out);
+    qf_status st = qf_gguf_open(tmp, &g, &e);
+    const char *colon = strstr(e.msg, ": ");
+    if (st != QF_OK && mentions_digests(tmp))
+        return qf_fail(err, QF_E_CHECK, "%s -> %s: the file starts with GGUF and carries qforge integrity digests but "
+                       "does not parse, so they cannot be verified: %s", c->src, qf_outfile_path(c->out),
+                       colon ? colon + 2 : e.msg);
+    if (st != QF_OK) return QF_OK;
     qf_integrity_result r;
-    qf_status st = qf_integrity_check(g, (int)threads, &r, &e);
+    st = qf_integrity_check(g, (int)threads, &r, &e);
     qf_integrity_result_free(&r);
     qf_gguf_close(g);
     if (st == QF_E_NOTFOUND) return QF_OK;
     *checked = st == QF_OK;
     if (st == QF_OK) return QF_OK;
     /* the temp file's name means nothing to the user: say which pack and output it was */
-    const char *colon = strstr(e.msg, ": ");
+    colon = strstr(e.msg, ": ");
     return qf_fail(err, st, "%s -> %s: %s", c->src, qf_outfile_path(c->out), colon ? colon + 2 : e.msg);
 }
 
@@ -455,8 +465,8 @@ qf_status qf_unpack(const qf_pack_opts *o, qf_pack_stats *stats, qf_error *err) 
     memset(stats, 0, sizeof *stats);
     unsigned threads = (unsigned)qf_integrity_threads(o->threads);
     unpack_ctx c = {.src = o->src, .fd = -1};
-    qf_status st = read_index(&c, err);
-    if (st == QF_OK) st = check_not_input(c.fd, o->src, o->out, err);
+    qf_status st = qf_outfile_check(o->out, &o->src, 1, err);
+    if (st == QF_OK) st = read_index(&c, err);
     threads = (unsigned)QF_MIN((uint64_t)threads, QF_MAX(c.h.n_frames, (uint64_t)1)); /* no idle workers */
     unsigned slots = (unsigned)QF_MIN((uint64_t)threads + 2, QF_MAX(c.h.n_frames, (uint64_t)1));
     size_t cap = (size_t)QF_MIN(c.h.chunk, QF_MAX(c.h.raw_size, (uint64_t)1));

@@ -7,6 +7,8 @@
  * qf_st_header_free releases it with one free() of `tensors`.
  */
 #include "formats/safetensors.h"
+#include "formats/infile.h"
+#include "formats/json.h"
 #include "kernels/fpconv.h"
 #include "kernels/fprow.h"
 
@@ -160,7 +162,6 @@ static uint64_t header_bad_byte(const uint8_t *s, uint64_t n) {
 }
 
 static bool is_digit(uint8_t c) { return c >= '0' && c <= '9'; }
-static bool is_json_space(uint8_t c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; }
 
 /* Position of the first number not written as a plain JSON integer ("1.0", "1e2", "01"), or n. cJSON
  * hands 1.0 and 1e2 over as the same doubles as 1 and 100, and accepts leading zeros; the reference
@@ -438,20 +439,8 @@ static qf_status parse_json(const char *label, const uint8_t *json, uint64_t jso
         return qf_fail(err, QF_E_INPUT, json[bad] < 0x80 ? "%s: header byte %llu is control character 0x%02x, which "
                        "JSON does not allow" : "%s: header is not valid UTF-8 at byte %llu (0x%02x)", label,
                        (unsigned long long)bad, json[bad]);
-    const char *end = NULL;
-    *root = cJSON_ParseWithLengthOpts((const char *)json, (size_t)json_len, &end, 0);
-    if (!*root) {
-        uint64_t at = end && end >= (const char *)json ? (uint64_t)(end - (const char *)json) : 0;
-        at = QF_MIN(at, json_len);
-        return qf_fail(err, QF_E_INPUT, "%s: header is not valid JSON (error near byte %llu of %llu: \"%.*s\")",
-                       label, (unsigned long long)at, (unsigned long long)json_len, (int)QF_MIN(json_len - at, 24),
-                       (const char *)json + at);
-    }
-    uint64_t tail = (uint64_t)(end - (const char *)json);
-    while (tail < json_len && is_json_space(json[tail])) tail++;
-    if (tail < json_len)
-        return qf_fail(err, QF_E_INPUT, "%s: header has data after the JSON value at byte %llu (only whitespace "
-                       "padding is allowed)", label, (unsigned long long)tail);
+    qf_status st = qf_json_parse(label, (const char *)json, (size_t)json_len, root, err);
+    if (st != QF_OK) return st;
     if (!cJSON_IsObject(*root)) {
         char buf[40];
         return qf_fail(err, QF_E_INPUT, "%s: header JSON is %s, expected an object", label,
@@ -540,23 +529,18 @@ static qf_status open_error(const char *what, const char *path, qf_error *err) {
 
 /* Map one file and validate its header; tensor data pointers then point into the mapping. */
 static qf_status shard_open(st_shard *s, uint32_t index, qf_error *err) {
-    int fd = open(s->path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return open_error("", s->path, err);
-    struct stat sb;
-    qf_status st = QF_OK;
-    if (fstat(fd, &sb) != 0)
-        st = qf_fail(err, QF_E_IO, "%s: cannot stat: %s", s->path, strerror(errno));
-    else if (!S_ISREG(sb.st_mode))
-        st = qf_fail(err, QF_E_INPUT, "%s: not a regular file", s->path);
-    else if (sb.st_size < 8)
-        st = qf_fail(err, QF_E_INPUT, "%s: file is %lld bytes, shorter than the 8-byte header length", s->path,
-                     (long long)sb.st_size);
-    else if ((uint64_t)sb.st_size > SIZE_MAX)
-        st = qf_fail(err, QF_E_UNSUPPORTED, "%s: file is too large to map", s->path);
+    int fd;
+    uint64_t size;
+    qf_status st = qf_infile_open(s->path, &fd, &size, err);
+    if (st != QF_OK) return st;
+    if (size < 8)
+        st = qf_fail(err, QF_E_INPUT, "%s: file is %llu bytes, shorter than the 8-byte header length", s->path,
+                     (unsigned long long)size);
+    void *p = NULL;
+    if (st == QF_OK) st = qf_infile_map(s->path, fd, size, &p, err);
     if (st == QF_OK) {
-        void *p = mmap(NULL, (size_t)sb.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
-        if (p == MAP_FAILED) st = qf_fail(err, QF_E_IO, "%s: cannot mmap: %s", s->path, strerror(errno));
-        else { s->map = p; s->size = (uint64_t)sb.st_size; }
+        s->map = p;
+        s->size = size;
     }
     close(fd); /* the mapping keeps the file open */
     if (st != QF_OK) return st;
@@ -604,31 +588,10 @@ static int cmp_entry(const void *a, const void *b) {
 
 /* Read a small JSON file whole; the size cap keeps a hostile index from asking for unbounded memory. */
 static qf_status read_json_file(const char *path, cJSON **root, qf_error *err) {
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return open_error("", path, err);
-    struct stat sb;
-    qf_status st = QF_OK;
     char *buf = NULL;
-    if (fstat(fd, &sb) != 0) st = qf_fail(err, QF_E_IO, "%s: cannot stat: %s", path, strerror(errno));
-    else if (!S_ISREG(sb.st_mode)) st = qf_fail(err, QF_E_INPUT, "%s: not a regular file", path);
-    else if ((uint64_t)sb.st_size > QF_ST_MAX_HEADER)
-        st = qf_fail(err, QF_E_INPUT, "%s: index is %lld bytes, over the %u-byte limit", path, (long long)sb.st_size,
-                     QF_ST_MAX_HEADER);
-    else if (!(buf = malloc((size_t)sb.st_size + 1)))
-        st = qf_fail(err, QF_E_NOMEM, "%s: out of memory reading %lld bytes", path, (long long)sb.st_size);
-    size_t got = 0;
-    while (st == QF_OK && got < (size_t)sb.st_size) {
-        ssize_t r = read(fd, buf + got, (size_t)sb.st_size - got);
-        if (r < 0 && errno == EINTR) continue;
-        if (r < 0) st = qf_fail(err, QF_E_IO, "%s: read failed: %s", path, strerror(errno));
-        else if (r == 0) st = qf_fail(err, QF_E_IO, "%s: file shrank while being read", path);
-        else got += (size_t)r;
-    }
-    close(fd);
-    if (st == QF_OK) {
-        *root = cJSON_ParseWithLength(buf, got);
-        if (!*root) st = qf_fail(err, QF_E_INPUT, "%s: not valid JSON", path);
-    }
+    size_t len = 0;
+    qf_status st = qf_infile_read(path, QF_ST_MAX_HEADER, "shard index", &buf, &len, err);
+    if (st == QF_OK) st = qf_json_parse(path, buf, len, root, err);
     free(buf);
     return st;
 }
@@ -832,7 +795,7 @@ void qf_st_close(qf_st_model *m) {
     if (!m) return;
     for (size_t i = 0; i < m->n_shards; i++) {
         st_shard *s = &m->shards[i];
-        if (s->map) munmap(s->map, (size_t)s->size);
+        qf_infile_unmap(s->map, s->size);
         qf_st_header_free(&s->hdr);
         free(s->path);
     }

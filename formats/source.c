@@ -1,6 +1,7 @@
 /* Tensor source: logical tensors over a storage backend, FP8 scale folding, row decoding (source.h). */
 #include "formats/source_impl.h"
 #include "formats/arch.h"
+#include "formats/infile.h"
 #include "kernels/qtypes.h"
 
 #include <errno.h>
@@ -17,6 +18,8 @@ typedef struct logical {
     uint64_t n_scales;
     uint64_t scale_cols; /* QF_SCALE_BLOCK: scale tensor row length */
     const uint8_t *data; /* raw bytes while prepared */
+    const uint8_t *win;  /* sequential sources: rows [win_row0, win_row0 + win_rows) while windowed */
+    uint64_t win_row0, win_rows;
 } logical;
 
 struct qf_source {
@@ -42,25 +45,11 @@ static qf_status dir_read_file(void *impl, const char *name, char **buf, size_t 
     dir_backend *d = impl;
     char path[4096];
     snprintf(path, sizeof path, "%s/%s", d->dir, name);
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        if (errno == ENOENT) return QF_E_NOTFOUND;
-        return qf_fail(err, QF_E_IO, "%s: %s", path, strerror(errno));
-    }
-    struct stat sb;
-    if (fstat(fileno(f), &sb) != 0 || !S_ISREG(sb.st_mode) || sb.st_size > (1ll << 30)) {
-        fclose(f);
-        return qf_fail(err, QF_E_INPUT, "%s: not a regular file below 1 GiB", path);
-    }
-    char *b = malloc((size_t)sb.st_size + 1);
-    if (!b) { fclose(f); return qf_fail(err, QF_E_NOMEM, "%s: out of memory", path); }
-    size_t got = fread(b, 1, (size_t)sb.st_size, f);
-    fclose(f);
-    if (got != (size_t)sb.st_size) { free(b); return qf_fail(err, QF_E_IO, "%s: short read", path); }
-    b[got] = '\0';
-    *buf = b;
-    *len = got;
-    return QF_OK;
+    qf_error e;
+    qf_status st = qf_infile_read(path, QF_SOURCE_MAX_SIDE_FILE, "side file", buf, len, &e);
+    if (st == QF_E_NOTFOUND) return QF_E_NOTFOUND; /* callers decide whether a missing side file matters */
+    if (st != QF_OK && err) *err = e;
+    return st;
 }
 
 static void dir_pin(void *impl, size_t r) { (void)impl; (void)r; }
@@ -118,13 +107,7 @@ typedef struct gguf_backend {
     uint32_t *qtypes;
 } gguf_backend;
 
-static bool is_gguf_file(const char *path) {
-    FILE *f = fopen(path, "rb");
-    uint8_t m[4] = {0};
-    bool yes = f && fread(m, 1, 4, f) == 4 && !memcmp(m, "GGUF", 4);
-    if (f) fclose(f);
-    return yes;
-}
+static bool is_gguf_file(const char *path) { return qf_infile_has_magic(path, "GGUF", 4); }
 
 static qf_status gguf_read_file(void *impl, const char *name, char **buf, size_t *len, qf_error *err) {
     return QF_E_NOTFOUND; /* a GGUF carries its configuration as metadata, not side files */
@@ -496,6 +479,31 @@ static qf_status prepare_scales(qf_source *s, logical *l, qf_error *err) {
     return QF_OK;
 }
 
+/* Stored bytes of one row of a safetensors tensor (GGUF sources are never sequential). */
+static uint64_t row_bytes(const logical *l) { return l->pub.row_len * qf_dtype_size(l->pub.dtype); }
+
+qf_status qf_source_prepare_rows(qf_source *s, size_t i, uint64_t row0, uint64_t n, qf_error *err) {
+    if (i >= s->n) return qf_fail(err, QF_E_INTERNAL, "tensor index %zu out of range", i);
+    logical *l = &s->t[i];
+    if (!s->raw.sequential || !s->ops->window || l->data) return qf_source_prepare(s, i, err);
+    if (row0 > l->pub.n_rows || n > l->pub.n_rows - row0)
+        return qf_fail(err, QF_E_INTERNAL, "rows [%llu, +%llu) out of range for '%s'", (unsigned long long)row0,
+                       (unsigned long long)n, l->pub.name);
+    /* the window first: it puts the stream at this tensor, and scales stored after it come from a
+     * second stream instead of making this one pass the tensor */
+    uint64_t rb = row_bytes(l);
+    l->win = NULL;
+    qf_status st = s->ops->window(s->impl, l->raw, row0 * rb, (row0 + n) * rb, &l->win, err);
+    if (st == QF_OK && l->scale_raw >= 0 && !l->scales) st = prepare_scales(s, l, err);
+    if (st != QF_OK) {
+        l->win = NULL;
+        return st;
+    }
+    l->win_row0 = row0;
+    l->win_rows = n;
+    return QF_OK;
+}
+
 qf_status qf_source_prepare(qf_source *s, size_t i, qf_error *err) {
     if (i >= s->n) return qf_fail(err, QF_E_INTERNAL, "tensor index %zu out of range", i);
     logical *l = &s->t[i];
@@ -529,9 +537,18 @@ static void apply_scales(const logical *l, uint64_t row0, uint64_t n, float *dst
 }
 
 qf_status qf_source_rows(qf_source *s, size_t i, uint64_t row0, uint64_t n, float *dst, qf_error *err) {
+    logical *l = i < s->n ? &s->t[i] : NULL;
+    if (l && l->win && !l->data) { /* a window prepared by qf_source_prepare_rows */
+        if (row0 < l->win_row0 || n > l->win_rows || row0 - l->win_row0 > l->win_rows - n)
+            return qf_fail(err, QF_E_INTERNAL, "rows [%llu, +%llu) of '%s' are outside the prepared rows [%llu, +%llu)",
+                           (unsigned long long)row0, (unsigned long long)n, l->pub.name,
+                           (unsigned long long)l->win_row0, (unsigned long long)l->win_rows);
+        qf_dtype_decode(l->pub.dtype, l->win + (row0 - l->win_row0) * row_bytes(l), dst, n * l->pub.row_len);
+        if (l->pub.scale_kind != QF_SCALE_NONE) apply_scales(l, row0, n, dst);
+        return QF_OK;
+    }
     qf_status st = qf_source_prepare(s, i, err);
     if (st) return st;
-    logical *l = &s->t[i];
     if (row0 > l->pub.n_rows || n > l->pub.n_rows - row0)
         return qf_fail(err, QF_E_INTERNAL, "rows [%llu, +%llu) out of range for '%s'", (unsigned long long)row0,
                        (unsigned long long)n, l->pub.name);
@@ -553,10 +570,11 @@ qf_status qf_source_rows(qf_source *s, size_t i, uint64_t row0, uint64_t n, floa
 }
 
 void qf_source_release(qf_source *s, size_t i) {
-    if (i >= s->n || !s->t[i].data) return;
+    if (i >= s->n || (!s->t[i].data && !s->t[i].win)) return;
     logical *l = &s->t[i];
     s->ops->release(s->impl, l->raw);
     l->data = NULL;
+    l->win = NULL;
     free(l->scales);
     l->scales = NULL;
 }
@@ -565,6 +583,15 @@ void qf_source_release(qf_source *s, size_t i) {
 
 static const char *const digest_files[] = {"config.json", "tokenizer.json", "tokenizer.model", "tokenizer_config.json",
                                            "special_tokens_map.json", "added_tokens.json"};
+
+bool qf_source_dir_reads(const char *name) {
+    if (ends_with(name, ".safetensors") || !strcmp(name, "model.safetensors.index.json") ||
+        !strcmp(name, "generation_config.json"))
+        return true;
+    for (size_t f = 0; f < QF_ARRAY_LEN(digest_files); f++)
+        if (!strcmp(name, digest_files[f])) return true;
+    return false;
+}
 
 qf_status qf_source_digest(qf_source *s, char hex[65], qf_error *err) {
     EVP_MD_CTX *md = EVP_MD_CTX_new();

@@ -45,6 +45,9 @@ typedef struct qf_src_tensor {
 
 typedef struct qf_source qf_source;
 
+/* The largest side file (config.json, tokenizer files, ...) a source reads into memory. */
+#define QF_SOURCE_MAX_SIDE_FILE (256ull << 20)
+
 qf_status qf_source_open(const char *path, qf_source **out, qf_error *err);
 void qf_source_close(qf_source *s);
 
@@ -65,6 +68,12 @@ qf_status qf_source_read_file(qf_source *s, const char *name, char **buf, size_t
 /* Fetch tensor i's bytes (and its scales) so that qf_source_rows() may then be called for it from
  * several threads at once. qf_source_rows() prepares on its own when called from one thread. */
 qf_status qf_source_prepare(qf_source *s, size_t i, qf_error *err);
+/* Make rows [row0, row0+n) of tensor i, and only those, readable by qf_source_rows (from several
+ * threads) until the next call for tensor i or its release. A sequential source (archive) streams
+ * them instead of holding the tensor whole, so memory follows the rows asked for, not the tensor;
+ * successive calls for one tensor must not move row0 backwards. Random-access sources prepare the
+ * whole tensor (a mapping costs nothing). */
+qf_status qf_source_prepare_rows(qf_source *s, size_t i, uint64_t row0, uint64_t n, qf_error *err);
 /* Rows [row0, row0+n) of tensor i as F32 (dtype decoded, FP8 scales applied) into dst[n*row_len]. */
 qf_status qf_source_rows(qf_source *s, size_t i, uint64_t row0, uint64_t n, float *dst, qf_error *err);
 /* Tensor i is no longer needed: drop its pages / buffers. */
@@ -72,6 +81,10 @@ void qf_source_release(qf_source *s, size_t i);
 
 /* The GGUF file a GGUF source reads (its metadata and GGUF tensor names), or NULL for HF sources. */
 const struct qf_gguf *qf_source_gguf(const qf_source *s);
+
+/* True for a file name a model directory is read through: *.safetensors, the shard index, config.json,
+ * the tokenizer files. Writing such a file into a model directory changes that model. */
+bool qf_source_dir_reads(const char *name);
 
 /* Hex SHA-256 over the source's tensor headers and side files, identifying the input (provenance). */
 qf_status qf_source_digest(qf_source *s, char hex[65], qf_error *err);

@@ -9,7 +9,8 @@
  * Sequential backends (archives) read forward only. Raw tensors the source will need out of order
  * (FP8 scale tensors) are pinned first with pin(); a sequential backend keeps a pinned tensor's bytes
  * in memory when streaming passes it. raw_bytes(r) returns bytes valid until release(r); requesting an
- * unpinned tensor that streaming has already passed is an error (QF_E_INTERNAL: caller bug).
+ * unpinned tensor that streaming has already passed is an error (QF_E_INTERNAL: caller bug). window()
+ * streams a tensor in pieces instead (qf_source_prepare_rows), so an archive never holds a large one.
  */
 #ifndef QF_SOURCE_IMPL_H
 #define QF_SOURCE_IMPL_H
@@ -21,6 +22,10 @@ typedef struct qf_source_backend {
     qf_status (*read_file)(void *impl, const char *name, char **buf, size_t *len, qf_error *err);
     void (*pin)(void *impl, size_t r);
     qf_status (*raw_bytes)(void *impl, size_t r, const uint8_t **data, qf_error *err);
+    /* Sequential backends: bytes [lo, hi) of raw tensor r in *data, valid until the next window or
+     * release(r), without holding the whole tensor. Successive windows of one tensor move forward
+     * (lo never decreases). NULL for random-access backends. */
+    qf_status (*window)(void *impl, size_t r, uint64_t lo, uint64_t hi, const uint8_t **data, qf_error *err);
     void (*release)(void *impl, size_t r);
     void (*close)(void *impl);
 } qf_source_backend;

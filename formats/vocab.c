@@ -17,6 +17,7 @@
  * running a Hugging Face tokenizer are stated at the function that makes them.
  */
 #include "formats/vocab.h"
+#include "formats/json.h"
 
 #include <cjson/cJSON.h>
 #include <ctype.h>
@@ -180,20 +181,6 @@ static qf_status read_side(qf_file_reader rd, void *ctx, const char *name, char 
     return st;
 }
 
-static qf_status parse_json(const char *name, const char *buf, size_t len, cJSON **out, qf_error *err) {
-    const char *end = NULL;
-    cJSON *j = cJSON_ParseWithLengthOpts(buf, len, &end, false);
-    if (!j) {
-        size_t off = (end && end >= buf && end <= buf + len) ? (size_t)(end - buf) : 0;
-        return qf_fail(err, QF_E_INPUT, "%s: invalid JSON near byte %zu", name, off);
-    }
-    if (!cJSON_IsObject(j)) {
-        cJSON_Delete(j);
-        return qf_fail(err, QF_E_INPUT, "%s: top level is not a JSON object", name);
-    }
-    *out = j;
-    return QF_OK;
-}
 
 /* Load an optional JSON side file: QF_OK with *out NULL when it does not exist. */
 static qf_status load_json(qf_file_reader rd, void *ctx, const char *name, cJSON **out, qf_error *err) {
@@ -203,7 +190,7 @@ static qf_status load_json(qf_file_reader rd, void *ctx, const char *name, cJSON
     qf_status st = read_side(rd, ctx, name, &buf, &len, err);
     if (st == QF_E_NOTFOUND) return QF_OK;
     if (st != QF_OK) return st;
-    st = parse_json(name, buf, len, out, err);
+    st = qf_json_parse_object(name, buf, len, out, err);
     free(buf);
     return st;
 }
@@ -1263,6 +1250,10 @@ qf_status qf_vocab_load_hf(qf_file_reader rd, void *ctx, uint32_t vocab_size, qf
     char *spm = NULL;
     size_t spm_len = 0;
     vocab_init(out);
+    /* A dimension error, before anything is sized from it (2^32 - 1 would otherwise be "out of memory"). */
+    if (vocab_size > QF_VOCAB_MAX_TOKENS)
+        return qf_fail(err, QF_E_INPUT, "config.json: vocab_size %u is above the %u tokens a vocabulary may have",
+                       vocab_size, QF_VOCAB_MAX_TOKENS);
     qf_status st = load_json(rd, ctx, "tokenizer.json", &hf.tok_json, err);
     if (!st) st = load_json(rd, ctx, "tokenizer_config.json", &hf.tok_config, err);
     if (!st) st = load_json(rd, ctx, "config.json", &hf.config, err);

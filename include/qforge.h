@@ -105,7 +105,7 @@ qf_status qf_inspect(const qf_inspect_opts *opts, void *out, qf_error *err);
 /* ---- synth: the built-in default model ---------------------------------------------------------- */
 
 typedef struct qf_synth_opts {
-    const char *dir;        /* created if missing; files inside are replaced atomically */
+    const char *dir;        /* created if missing; must not hold a model already (synth never replaces one) */
     uint64_t seed;
     uint32_t n_layer, n_embd, n_ff, n_vocab;
     const char *dtype;      /* "f32", "f16" or "bf16" */
@@ -243,18 +243,32 @@ typedef struct qf_integrity_opts {
     int threads;        /* hashing threads across tensors; 0 = all online CPUs */
 } qf_integrity_opts;
 
+/* What became of a tensor since qforge wrote the file. */
+typedef enum qf_tensor_verdict {
+    QF_TENSOR_OK = 0,    /* its bytes are the ones its digest describes */
+    QF_TENSOR_CHANGED,   /* same tensor, same type, other bytes */
+    QF_TENSOR_RETYPED,   /* stored in another type than qforge wrote (re-encoded by another tool) */
+    QF_TENSOR_UNCOVERED, /* no digest belongs to it (added by another tool) */
+} qf_tensor_verdict;
+
 typedef struct qf_integrity_report {
-    bool header_ok;        /* header, metadata and tensor infos match qforge.integrity.header_sha256 */
+    int scheme;            /* 2: every byte covered; 1 (older files): padding and the file's length not covered */
+    bool header_ok;        /* header, metadata, tensor infos (scheme 2: and padding, file length) match */
+    bool rewritten;        /* another tool rewrote the file (tensors reordered, re-encoded, added or removed,
+                              keys after the digests): its digests describe the file qforge wrote */
     size_t n_tensors;
-    size_t n_bad;          /* tensors whose bytes changed */
+    size_t n_bad;          /* tensors that are not as their digests describe */
     char **bad;            /* their names, in file order (owned; qf_integrity_report_free) */
+    qf_tensor_verdict *bad_verdict; /* and what became of each */
+    size_t n_missing;      /* tensors the digests describe that the file no longer has */
     uint64_t bytes_hashed;
     qf_sig_state sig;
 } qf_integrity_report;
 
 /* Re-hash a GGUF's header and every tensor (streaming from the mapping) and compare with the digests
- * it carries; with a public key also check the signature. QF_OK: all match. QF_E_CHECK: something
- * changed or the signature fails (rep says what). QF_E_NOTFOUND: the file has no qforge digests;
+ * it carries (matched by name in scheme 2, so a file another tool rewrote is reported as rewritten,
+ * tensor by tensor); with a public key also check the signature. QF_OK: all match. QF_E_CHECK:
+ * something changed or the signature fails (rep says what). QF_E_NOTFOUND: the file has no qforge digests;
  * QF_E_INPUT: malformed file or signature file. rep is filled for QF_OK and QF_E_CHECK. */
 qf_status qf_verify_integrity(const qf_integrity_opts *o, qf_integrity_report *rep, qf_error *err);
 void qf_integrity_report_free(qf_integrity_report *rep);

@@ -244,10 +244,43 @@ static void slots_of(const chunk_job *j, uint64_t r0, uint64_t n, size_t *first,
     *last = (size_t)((r0 + n - 1) / per);
 }
 
-/* Sources fetch lazily; preparing before the workers start keeps them to pure reads of the bytes. */
-static qf_status prepare_slots(chunk_job *j, size_t first, size_t last, qf_error *err) {
+/* The source rows chunk rows [r0, r0 + n) read from slot k, as a range: what qf_source_prepare_rows
+ * needs so that an archive streams a tensor instead of holding it whole. Permuted q/k rows come from
+ * the heads the chunk touches; a permuted bias is its one row; the head maps read kv_b_proj's rows out
+ * of order, so they take the whole tensor (*n = UINT64_MAX). Successive chunks never move a range's
+ * start backwards. */
+static void slot_rows(const chunk_job *j, size_t k, uint64_t r0, uint64_t n, uint64_t *lo, uint64_t *cnt) {
+    const qf_tensor_spec *t = j->e->spec;
+    const qf_plan_entry *e = j->e;
+    uint64_t a = r0, b = r0 + n;
+    if (t->map == QF_MAP_STACK) {
+        uint64_t per = e->n_rows / t->n_src, base = (uint64_t)k * per;
+        a = QF_MAX(a, base) - base;
+        b = QF_MIN(b, base + per) - base;
+    } else if (t->map != QF_MAP_COPY) {
+        *lo = 0;
+        *cnt = UINT64_MAX;
+        return;
+    } else if (t->permute_heads && e->n_dims == 1) {
+        a = 0;
+        b = 1;
+    } else if (t->permute_heads) {
+        uint64_t d = e->n_rows / t->permute_heads;
+        a = a / d * d;
+        b = QF_MIN(e->n_rows, (b + d - 1) / d * d);
+    }
+    *lo = a;
+    *cnt = b - a;
+}
+
+/* Sources fetch lazily; preparing each chunk's rows before the workers start keeps them to pure reads
+ * of the bytes. */
+static qf_status prepare_slots(chunk_job *j, uint64_t r0, uint64_t n, size_t first, size_t last, qf_error *err) {
     for (size_t k = first; k <= last && last != SIZE_MAX; k++) {
-        qf_status st = qf_source_prepare(j->src, j->srcs[k], err);
+        uint64_t lo, cnt;
+        slot_rows(j, k, r0, n, &lo, &cnt);
+        qf_status st = cnt == UINT64_MAX ? qf_source_prepare(j->src, j->srcs[k], err)
+                                         : qf_source_prepare_rows(j->src, j->srcs[k], lo, cnt, err);
         if (st) return st;
     }
     return QF_OK;
@@ -267,7 +300,7 @@ static qf_status run_tensor_gptq(chunk_job *j, const qf_hessian *h, qf_gguf_writ
     qf_qtype_row_bytes(j->tt, e->ne[0], &j->row_bytes);
     j->f32 = qf_malloc_n(e->n_rows, e->ne[0] * sizeof(float));
     j->out = qf_malloc_n(e->n_rows, j->row_bytes);
-    qf_status st = j->f32 && j->out ? prepare_slots(j, 0, 0, err)
+    qf_status st = j->f32 && j->out ? prepare_slots(j, 0, e->n_rows, 0, 0, err)
                                     : qf_fail(err, QF_E_NOMEM, "gptq: out of memory for '%s' as F32", e->name);
     if (!st && (st = fetch_rows(j, 0, e->n_rows))) *err = j->err;
     if (!st) {
@@ -322,7 +355,7 @@ static qf_status run_tensor(qf_source *src, const qf_hparams *hp, const qf_plan 
             released = QF_MAX(released, first);
         }
         int t = (int)QF_MIN((uint64_t)threads, j.n_rows);
-        if ((st = prepare_slots(&j, first, last, err)) || (st = run_chunk(&j, t, err))) break;
+        if ((st = prepare_slots(&j, r, j.n_rows, first, last, err)) || (st = run_chunk(&j, t, err))) break;
         st = qf_gguf_write_tensor_data(w, j.out, j.n_rows * j.row_bytes, err);
         *done += j.n_rows * j.row_bytes;
         if (opts->progress) opts->progress(opts->progress_user, e->name, *done, total);

@@ -6,6 +6,7 @@
  * per layer kind. */
 #include "runtime/runtime.h"
 
+#include "formats/infile.h"
 #include "kernels/qtypes.h"
 
 #include <errno.h>
@@ -287,17 +288,6 @@ size_t qf_rt_model_weights(const qf_rt_model *m, const qf_rt_weight **out) {
 
 /* ---- opening ------------------------------------------------------------------------------------ */
 
-static bool is_gguf_file(const char *path) {
-    struct stat sb;
-    if (stat(path, &sb) != 0 || !S_ISREG(sb.st_mode)) return false;
-    FILE *f = fopen(path, "rb");
-    if (!f) return false;
-    unsigned char b[4] = {0};
-    size_t n = fread(b, 1, 4, f);
-    fclose(f);
-    return n == 4 && memcmp(b, "GGUF", 4) == 0;
-}
-
 typedef struct shape_ctx {
     const qf_rt_model *m;
     qf_tensor_shape cur;
@@ -373,7 +363,7 @@ qf_status qf_rt_model_open(const char *path, qf_rt_model **out, qf_error *err) {
     struct stat sb;
     qf_status st;
     if (stat(path, &sb) != 0) st = qf_fail(err, QF_E_NOTFOUND, "%s: %s", path, strerror(errno));
-    else st = is_gguf_file(path) ? open_gguf(m, path, &b, err) : open_hf(m, path, &b, err);
+    else st = qf_infile_has_magic(path, "GGUF", 4) ? open_gguf(m, path, &b, err) : open_hf(m, path, &b, err);
     qf_tensor_map_free(&b.map);
     if (st) { qf_rt_model_close(m); return st; }
     *out = m;

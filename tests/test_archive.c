@@ -4,7 +4,8 @@
  * A small model directory is generated in code (config, tokenizer files, two safetensors shards with
  * an index: F32, BF16, and an FP8 weight whose weight_scale_inv follows it in storage order), written
  * with libarchive into tar, tar.gz, tar.zst and zip, with and without a top-level folder, and read back
- * through the backend: raw table, every tensor's bytes, side files, pin/stream/reopen behaviour.
+ * through the backend: raw table, every tensor's bytes, side files, pin/stream/reopen behaviour, and
+ * windows (a tensor streamed in pieces, as conversion reads it).
  * A catalogue of malformed archives must fail with a one-line error naming the cause, and seeded
  * mutations of valid archives must fail or succeed without crashing. With ../shared present, a tar of
  * stories260K-fp8 must give the same raw table and bytes as qf_st_open on the directory, and the same
@@ -420,17 +421,26 @@ static void test_side_file_limit(void) {
 
 /* Pinned tensors are kept when streaming passes them; unpinned ones behind the stream cost a reopen.
  * The archive is renamed away mid-way so that any reopen shows up as a failure. */
-static void test_pin_and_order(void) {
+/* The fixture as a .tar under name (with `prefix` as its top folder), opened; path and path.moved for
+ * tests that rename it away to prove no reopen happens. False (nothing to free) when it fails. */
+static bool open_fixture_tar(const char *name, const char *prefix, char *path, char *moved, opened *o) {
     aset s = {0};
-    fx_entries(&s, "top/", NULL);
+    fx_entries(&s, prefix, NULL);
+    qf_test_path(name, path, 1024);
+    snprintf(moved, 1100, "%s.moved", path);
+    bool ok = write_archive(path, AK_TAR, &s);
+    aset_free(&s);
+    qf_error err;
+    CHECK(ok);
+    CHECK_OK(open_backend(path, o, &err), &err);
+    return ok && o->impl;
+}
+
+static void test_pin_and_order(void) {
     char path[1024], moved[1100];
-    qf_test_path("pin.tar", path, sizeof path);
-    snprintf(moved, sizeof moved, "%s.moved", path);
-    CHECK(write_archive(path, AK_TAR, &s));
     opened o;
     qf_error err;
-    CHECK_OK(open_backend(path, &o, &err), &err);
-    if (!o.impl) { aset_free(&s); return; }
+    if (!open_fixture_tar("pin.tar", "top/", path, moved, &o)) return;
     const uint8_t *a = NULL, *b = NULL;
     o.ops->pin(o.impl, 0);
     o.ops->pin(o.impl, 3);                                   /* the scale after the FP8 weight */
@@ -451,7 +461,57 @@ static void test_pin_and_order(void) {
     o.ops->release(o.impl, N_FX + 5); /* out of range: ignored */
     o.ops->pin(o.impl, N_FX + 5);
     o.ops->close(o.impl);
-    aset_free(&s);
+}
+
+/* Windows stream a tensor in pieces (what conversion does, so an archive never holds a large tensor):
+ * forward windows read on without reopening; a whole tensor wanted meanwhile (the FP8 weight's scale,
+ * stored after it) comes from a second stream; a window that moves backwards reopens the archive. */
+static void test_windows(void) {
+    char path[1024], moved[1100];
+    opened o;
+    qf_error err;
+    if (!open_fixture_tar("window.tar", "", path, moved, &o)) return;
+    const uint8_t *w = NULL, *sc = NULL;
+    uint64_t half = fx[2].nbytes / 2;
+    CHECK_OK(o.ops->window(o.impl, 2, 0, half, &w, &err), &err);
+    CHECK(w && memcmp(w, fx[2].bytes, (size_t)half) == 0);
+    CHECK_OK(o.ops->raw_bytes(o.impl, 3, &sc, &err), &err); /* after the window's tensor: the side stream */
+    CHECK(sc && memcmp(sc, fx[3].bytes, (size_t)fx[3].nbytes) == 0);
+    CHECK(rename(path, moved) == 0); /* from here on, any reopen fails */
+    CHECK_OK(o.ops->window(o.impl, 2, half - 4, fx[2].nbytes, &w, &err), &err); /* overlapping, forward */
+    CHECK(w && memcmp(w, fx[2].bytes + half - 4, (size_t)(fx[2].nbytes - half + 4)) == 0);
+    qf_status st = o.ops->window(o.impl, 2, 0, 8, &w, &err); /* backwards: reopens */
+    CHECK_MSG(st == QF_E_IO && strstr(err.msg, "window.tar"), "%s: %s", qf_status_name(st), err.msg);
+    CHECK(rename(moved, path) == 0);
+    CHECK_OK(o.ops->window(o.impl, 2, 0, 8, &w, &err), &err);
+    CHECK(w && memcmp(w, fx[2].bytes, 8) == 0);
+    CHECK(o.ops->window(o.impl, 2, 0, fx[2].nbytes + 1, &w, &err) == QF_E_INTERNAL);
+    o.ops->release(o.impl, 2);
+    CHECK(tensor_bytes_ok(&o, 4, fx[4].bytes, fx[4].nbytes)); /* the main stream goes on after a window */
+    o.ops->close(o.impl);
+
+    /* the same through qf_source: rows in windows of one row equal rows of the tensor read whole */
+    qf_source *a = NULL, *b = NULL;
+    CHECK_OK(qf_source_open(path, &a, &err), &err);
+    CHECK_OK(qf_source_open(path, &b, &err), &err);
+    for (size_t i = 0; a && b && i < qf_source_n_tensors(a); i++) {
+        const qf_src_tensor *t = qf_source_tensor(a, i);
+        float *whole = malloc(t->n_rows * t->row_len * sizeof *whole), *row = malloc(t->row_len * sizeof *row);
+        CHECK_OK(qf_source_rows(a, i, 0, t->n_rows, whole, &err), &err);
+        for (uint64_t r = 0; r < t->n_rows; r++) {
+            CHECK_OK(qf_source_prepare_rows(b, i, r, 1, &err), &err);
+            CHECK_OK(qf_source_rows(b, i, r, 1, row, &err), &err);
+            CHECK_MSG(!memcmp(row, whole + r * t->row_len, t->row_len * sizeof *row), "'%s' row %llu", t->name,
+                      (unsigned long long)r);
+            if (r + 1 < t->n_rows) CHECK(qf_source_rows(b, i, r + 1, 1, row, &err) == QF_E_INTERNAL); /* not prepared */
+        }
+        qf_source_release(a, i);
+        qf_source_release(b, i);
+        free(whole);
+        free(row);
+    }
+    qf_source_close(a);
+    qf_source_close(b);
 }
 
 static void test_detect(void) {
@@ -588,7 +648,7 @@ static const bad_case bad_cases[] = {
     {"several_no_index", "no model.safetensors.index.json", AK_TAR},
     {"index_wrong_tensor", "no such tensor", AK_TAR},
     {"index_wrong_shard", "but it is in", AK_TGZ},
-    {"index_not_json", "weight_map", AK_TAR},
+    {"index_not_json", "index.json: not valid JSON", AK_TAR},
     {"dotdot_zip", "'..'", AK_ZIP},
     {"symlink_shard", "stored as a link", AK_ZIP},
     {"index_missing_tensor", "not listed in the index", AK_TAR},
@@ -893,7 +953,11 @@ static void compare_sources(const char *dir, const char *tar) {
             size_t n = (size_t)(ta->n_rows * ta->row_len);
             float *ra = malloc(n * sizeof *ra + 1), *rb = malloc(n * sizeof *rb + 1);
             CHECK_OK(qf_source_rows(a, i, 0, ta->n_rows, ra, &err), &err);
-            CHECK_OK(qf_source_rows(b, i, 0, tb->n_rows, rb, &err), &err);
+            for (uint64_t r = 0; r < tb->n_rows; r += 3) { /* windows of 3 rows, as conversion reads */
+                uint64_t k = QF_MIN(3, tb->n_rows - r);
+                CHECK_OK(qf_source_prepare_rows(b, i, r, k, &err), &err);
+                CHECK_OK(qf_source_rows(b, i, r, k, rb + r * tb->row_len, &err), &err);
+            }
             CHECK_MSG(memcmp(ra, rb, n * sizeof *ra) == 0, "rows of '%s' differ", ta->name);
             qf_source_release(a, i);
             qf_source_release(b, i);
@@ -928,6 +992,7 @@ int main(int argc, char **argv) {
     test_layout_variants();
     test_single_file();
     test_pin_and_order();
+    test_windows();
     test_detect();
     test_malformed();
     test_truncated();

@@ -381,10 +381,11 @@ static void test_writer_errors(void) {
     CHECK_OK(qf_gguf_writer_finish(w, &err), &err);
     qf_gguf *g = NULL;
     CHECK_OK(qf_gguf_open(path, &g, &err), &err);
-    /* the key, then the three integrity keys the writer appends last */
-    CHECK(g && qf_gguf_n_tensors(g) == 0 && qf_gguf_n_kv(g) == 4);
-    CHECK(g && qf_gguf_n_kv(g) == 4 && strcmp(qf_gguf_kv_at(g, 1)->key, QF_INTEGRITY_KEY_SCHEME) == 0 &&
-          strcmp(qf_gguf_kv_at(g, 3)->key, QF_INTEGRITY_KEY_TENSORS) == 0 && qf_gguf_kv_at(g, 3)->n == 0);
+    /* the key, then the five integrity keys (scheme 2) the writer appends last */
+    CHECK(g && qf_gguf_n_tensors(g) == 0 && qf_gguf_n_kv(g) == 6);
+    CHECK(g && qf_gguf_n_kv(g) == 6 && strcmp(qf_gguf_kv_at(g, 1)->key, QF_INTEGRITY_KEY_SCHEME) == 0 &&
+          strcmp(qf_gguf_kv_at(g, 3)->key, QF_INTEGRITY_KEY_TENSORS) == 0 && qf_gguf_kv_at(g, 3)->n == 0 &&
+          strcmp(qf_gguf_kv_at(g, 5)->key, QF_INTEGRITY_KEY_TYPES) == 0 && qf_gguf_kv_at(g, 5)->n == 0);
     qf_gguf_close(g);
 
     /* a directory with only our files: no temp left behind by any of the above */

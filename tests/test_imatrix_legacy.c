@@ -130,7 +130,7 @@ static void rejects_malformed(void) {
 static void quantizes_the_same(void) {
     char dir[4096], text[4096], gg[4096], dat[4096], q1[4096], q2[4096];
     qf_error err;
-    qf_synth_opts so = {.dir = qf_test_path("m", dir, sizeof dir), .seed = 3, .n_layer = 2, .n_embd = 64, .n_ff = 128,
+    qf_synth_opts so = {.dir = qf_test_fresh_dir("m", dir, sizeof dir), .seed = 3, .n_layer = 2, .n_embd = 64, .n_ff = 128,
                         .n_vocab = 300, .dtype = "bf16"};
     CHECK_OK(qf_synth_model(&so, &err), &err);
     FILE *f = fopen(qf_test_path("text.txt", text, sizeof text), "w");

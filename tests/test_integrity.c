@@ -1,13 +1,17 @@
 /*
  * test_integrity.c — qforge.integrity.* digests and detached signatures.
- *   1. the writer's digests equal independently computed SHA-256s; the keys come last; opt-out works
+ *   1. the writer's digests (scheme 2: padding and file length covered, names and types stored) equal
+ *      independently computed SHA-256s; the keys come last; opt-out works
  *   2. a converted model verifies with 1, 2 and 8 threads; a file without digests is refused
  *   3. 200 single-bit flips across a converted model (header, metadata, tensor infos, tensor data,
- *      padding, the digest keys themselves): every flip in a covered byte is caught and names the right
- *      tensor; flips in padding change nothing the data depends on (QF_FLIP_SEED replays)
- *   4. sign / verify: good, tampered signature, wrong key, re-digested tampering, missing and garbage
- *      signature files, non-Ed25519 keys, refusing to sign a damaged file
- */
+ *      padding before the data and after tensors, the digest keys themselves): every flip is caught and
+ *      names the right tensor or the header (QF_FLIP_SEED replays)
+ *   4. bytes appended to a file fail; a scheme-1 file (tests/data) verifies, says so and keeps its limit
+ *   5. a file another tool rewrote (keys copied, tensors reordered, one re-encoded, a key added) is
+ *      reported as rewritten, digests matched by name: only the re-encoded tensor is named
+ *   6. sign / verify: good, tampered signature, wrong key, re-digested tampering, missing and garbage
+ *      signature files, non-Ed25519 keys (the message says what was given), refusing to sign a
+ *      damaged file */
 #include "testutil.h"
 #include "formats/gguf.h"
 #include "formats/integrity.h"
@@ -24,7 +28,7 @@
  * alignment, so the file has padding after tensors as well as before the data section. */
 static bool make_model(const char *name, char *out, size_t n) {
     char dir[4096];
-    qf_test_path("synth", dir, sizeof dir);
+    qf_test_fresh_dir("synth", dir, sizeof dir);
     qf_synth_opts so = {.dir = dir, .seed = 7, .n_layer = 2, .n_embd = 64, .n_ff = 100, .n_vocab = 300, .dtype = "bf16"};
     qf_error err = {0};
     CHECK_OK(qf_synth_model(&so, &err), &err);
@@ -80,33 +84,43 @@ static void test_writer(void) {
     qf_gguf *g = NULL;
     CHECK_OK(qf_gguf_open(path, &g, &err), &err);
     if (!g) return;
-    CHECK(qf_gguf_n_kv(g) == 4);
+    CHECK(qf_gguf_n_kv(g) == 6);
     CHECK(strcmp(qf_gguf_kv_at(g, 0)->key, "general.name") == 0);
     CHECK(strcmp(qf_gguf_kv_at(g, 1)->key, QF_INTEGRITY_KEY_SCHEME) == 0);
     CHECK(strcmp(qf_gguf_kv_at(g, 2)->key, QF_INTEGRITY_KEY_HEADER) == 0);
     CHECK(strcmp(qf_gguf_kv_at(g, 3)->key, QF_INTEGRITY_KEY_TENSORS) == 0);
+    CHECK(strcmp(qf_gguf_kv_at(g, 4)->key, QF_INTEGRITY_KEY_NAMES) == 0);
+    CHECK(strcmp(qf_gguf_kv_at(g, 5)->key, QF_INTEGRITY_KEY_TYPES) == 0);
     qf_integrity_keys k;
     CHECK_OK(qf_integrity_keys_get(g, &k, &err), &err);
-    uint8_t d[32];
+    CHECK(k.scheme == 2 && k.n == 2 && k.names && k.types);
+    CHECK(k.names && !strcmp(k.names[0].ptr, "a") && !strcmp(k.names[1].ptr, "b") && k.types[0] == 0 && k.types[1] == 0);
+    /* tensor digests cover the data and its padding: a is 20 bytes + 12 zeros, b 160 bytes exactly */
+    uint8_t d[32], padded_a[32] = {0};
     char hex[65];
-    sha256(a, sizeof a, d);
+    memcpy(padded_a, a, sizeof a);
+    sha256(padded_a, sizeof padded_a, d);
     qf_sha256_hex(d, hex);
     CHECK(k.n == 2 && strcmp(k.tensors[0].ptr, hex) == 0);
     sha256(b, sizeof b, d);
     qf_sha256_hex(d, hex);
     CHECK(k.n == 2 && strcmp(k.tensors[1].ptr, hex) == 0);
-    /* header digest, recomputed here from the definition: bytes [0,24) + record 0 + tensor infos */
+    /* header digest, recomputed here from the definition: bytes [0,24) + record 0 + tensor infos +
+     * padding to the data section + the file length as u64 little-endian */
     uint64_t len, ioff, ilen;
     const uint8_t *f = qf_gguf_file_bytes(g, &len);
     qf_gguf_tensor_info_span(g, &ioff, &ilen);
     const qf_gguf_kv *kv0 = qf_gguf_kv_at(g, 0);
     CHECK(kv0->rec_off == 24 && kv0->rec_len == 8 + 12 + 4 + 8 + 3);
-    CHECK(ioff == qf_gguf_kv_at(g, 3)->rec_off + qf_gguf_kv_at(g, 3)->rec_len);
-    size_t hn = 24 + (size_t)kv0->rec_len + (size_t)ilen;
+    CHECK(ioff == qf_gguf_kv_at(g, 5)->rec_off + qf_gguf_kv_at(g, 5)->rec_len);
+    uint64_t pad = qf_gguf_data_offset(g) - (ioff + ilen);
+    CHECK(len == qf_gguf_data_offset(g) + 32 + 160); /* the file ends with the last tensor's padding */
+    size_t hn = 24 + (size_t)kv0->rec_len + (size_t)ilen + (size_t)pad + 8;
     uint8_t *h = malloc(hn);
     memcpy(h, f, 24);
     memcpy(h + 24, f + kv0->rec_off, (size_t)kv0->rec_len);
-    memcpy(h + 24 + kv0->rec_len, f + ioff, (size_t)ilen);
+    memcpy(h + 24 + kv0->rec_len, f + ioff, (size_t)(ilen + pad));
+    memcpy(h + hn - 8, &len, 8);
     sha256(h, hn, d);
     free(h);
     qf_sha256_hex(d, hex);
@@ -148,13 +162,14 @@ static void test_clean(const char *model) {
 
 /* ---- 3. bit flips ------------------------------------------------------------------------------ */
 
-enum { R_HEADER, R_DATA, R_PAD, R_TDIGEST, R_HDIGEST, R_DIGEST_OTHER, R_COUNT };
-static const char *const k_region[R_COUNT] = {"header/metadata/infos", "tensor data", "padding",
-                                              "stored tensor digest", "stored header digest", "other digest-key bytes"};
+enum { R_HEADER, R_DATA, R_HPAD, R_TPAD, R_TDIGEST, R_HDIGEST, R_DIGEST_OTHER, R_COUNT };
+static const char *const k_region[R_COUNT] = {"header/metadata/infos", "tensor data", "padding before the data",
+                                              "padding after a tensor", "stored tensor digest", "stored header digest",
+                                              "other digest-key bytes"};
 
 typedef struct byte_map {
     uint8_t *cls;   /* region of every byte */
-    int32_t *owner; /* tensor index for R_DATA and R_TDIGEST bytes, else -1 */
+    int32_t *owner; /* tensor index for R_DATA, R_TPAD and R_TDIGEST bytes, else -1 */
     size_t len;
 } byte_map;
 
@@ -175,11 +190,11 @@ static void build_map(const qf_gguf *g, byte_map *m) {
     m->cls = malloc(m->len);
     m->owner = malloc(m->len * sizeof *m->owner);
     qf_gguf_tensor_info_span(g, &ioff, &ilen);
-    mark(m, 0, len, R_PAD, -1);
+    mark(m, 0, len, R_HPAD, -1);
     mark(m, 0, ioff + ilen, R_HEADER, -1);
     for (size_t i = 0; i < qf_gguf_n_kv(g); i++) {
         const qf_gguf_kv *kv = qf_gguf_kv_at(g, i);
-        if (!qf_integrity_is_key(kv->key)) continue;
+        if (!qf_integrity_is_key(kv->key, 2)) continue;
         mark(m, kv->rec_off, kv->rec_len, R_DIGEST_OTHER, -1);
         if (!strcmp(kv->key, QF_INTEGRITY_KEY_HEADER)) mark(m, value_off(kv) + 8, 64, R_HDIGEST, -1);
         for (uint64_t t = 0; !strcmp(kv->key, QF_INTEGRITY_KEY_TENSORS) && t < kv->n; t++)
@@ -187,7 +202,9 @@ static void build_map(const qf_gguf *g, byte_map *m) {
     }
     for (size_t i = 0; i < qf_gguf_n_tensors(g); i++) {
         const qf_gguf_tensor *t = qf_gguf_tensor_at(g, i);
-        mark(m, qf_gguf_data_offset(g) + t->offset, t->nbytes, R_DATA, (int32_t)i);
+        uint64_t start = qf_gguf_data_offset(g) + t->offset, padded = (t->nbytes + 31) / 32 * 32;
+        mark(m, start, padded, R_TPAD, (int32_t)i);
+        mark(m, start, t->nbytes, R_DATA, (int32_t)i);
     }
 }
 
@@ -201,30 +218,18 @@ static size_t pick(const byte_map *m, int cls, uint64_t *seed) {
 
 static bool poke(int fd, size_t off, uint8_t v) { return pwrite(fd, &v, 1, (off_t)off) == 1; }
 
-/* A flip in padding: the file still parses to the same tensors with the same bytes. */
-static bool data_unchanged(const char *path, const qf_gguf *orig) {
-    qf_gguf *g = NULL;
-    qf_error err;
-    if (qf_gguf_open(path, &g, &err) != QF_OK) return false;
-    bool same = qf_gguf_n_tensors(g) == qf_gguf_n_tensors(orig);
-    for (size_t i = 0; same && i < qf_gguf_n_tensors(g); i++) {
-        const qf_gguf_tensor *a = qf_gguf_tensor_at(g, i), *b = qf_gguf_tensor_at(orig, i);
-        same = a->nbytes == b->nbytes && a->offset == b->offset && memcmp(a->data, b->data, a->nbytes) == 0;
-    }
-    qf_gguf_close(g);
-    return same;
-}
-
-/* Checks one flip's outcome against what its region promises. */
-static bool flip_outcome_ok(int cls, int32_t owner, qf_status st, const qf_integrity_report *rep, const qf_gguf *g,
-                            const char *path) {
+/* Checks one flip's outcome against what its region promises: scheme 2 covers every byte, so every
+ * flip fails, naming the tensor whose data or padding it hit, or the header. */
+static bool flip_outcome_ok(int cls, int32_t owner, qf_status st, const qf_integrity_report *rep, const qf_gguf *g) {
     const char *name = owner >= 0 ? qf_gguf_tensor_at(g, (size_t)owner)->name : "";
     switch (cls) {
     case R_DATA:
+    case R_TPAD:
     case R_TDIGEST:
-        return st == QF_E_CHECK && rep->header_ok && rep->n_bad == 1 && strcmp(rep->bad[0], name) == 0;
-    case R_HDIGEST: return st == QF_E_CHECK && !rep->header_ok && rep->n_bad == 0;
-    case R_PAD: return st == QF_OK && data_unchanged(path, g);
+        return st == QF_E_CHECK && rep->header_ok && rep->n_bad == 1 && strcmp(rep->bad[0], name) == 0 &&
+               rep->bad_verdict[0] == QF_TENSOR_CHANGED && !rep->rewritten;
+    case R_HPAD:
+    case R_HDIGEST: return st == QF_E_CHECK && !rep->header_ok && rep->n_bad == 0 && !rep->rewritten;
     case R_HEADER: return st != QF_OK && (st != QF_E_CHECK || !rep->header_ok);
     default: return st != QF_OK;
     }
@@ -249,8 +254,8 @@ static void test_flips(const char *model) {
         printf("flips: region %-24s %7zu bytes\n", k_region[c], have[c]);
         CHECK_MSG(have[c] > 0, "the model has no %s bytes to flip", k_region[c]);
     }
-    /* 200 flips: 60 header, 80 data, 25 padding, 15 stored tensor digests, 10 header digest, 10 other */
-    static const int quota[R_COUNT] = {60, 80, 25, 15, 10, 10};
+    /* 200 flips: 60 header, 80 data, 10 + 15 padding, 15 stored tensor digests, 10 header digest, 10 other */
+    static const int quota[R_COUNT] = {60, 80, 10, 15, 15, 10, 10};
     int fd = open(work, O_RDWR);
     int caught[R_COUNT] = {0}, tried[R_COUNT] = {0};
     const uint8_t *orig = qf_gguf_file_bytes(g, &(uint64_t){0});
@@ -261,7 +266,7 @@ static void test_flips(const char *model) {
             CHECK(poke(fd, off, orig[off] ^ bit));
             qf_integrity_report rep;
             qf_status st = verify(work, NULL, 2, &rep, &err);
-            bool ok = flip_outcome_ok(c, m.owner[off], st, &rep, g, work);
+            bool ok = flip_outcome_ok(c, m.owner[off], st, &rep, g);
             CHECK_MSG(ok, "flip of bit 0x%02x at offset %zu (%s%s%s): %s, %zu tensors named: %s", bit, off, k_region[c],
                       m.owner[off] >= 0 ? " of " : "", m.owner[off] >= 0 ? qf_gguf_tensor_at(g, (size_t)m.owner[off])->name : "",
                       qf_status_name(st), rep.n_bad, err.msg);
@@ -272,8 +277,7 @@ static void test_flips(const char *model) {
         }
     }
     for (int c = 0; c < R_COUNT; c++)
-        printf("flips: %-24s %3d/%d as expected (%s)\n", k_region[c], caught[c], tried[c],
-               c == R_PAD ? "verify OK, data unchanged" : "caught");
+        printf("flips: %-24s %3d/%d caught as expected\n", k_region[c], caught[c], tried[c]);
     if (fd >= 0) close(fd);
     qf_integrity_report rep;
     CHECK_OK(verify(work, NULL, 2, &rep, &err), &err); /* every flip was undone */
@@ -283,22 +287,87 @@ static void test_flips(const char *model) {
     qf_gguf_close(g);
 }
 
-/* ---- 4. signatures ----------------------------------------------------------------------------- */
+/* ---- 4. what scheme 2 covers that scheme 1 did not, and scheme-1 files ------------------------- */
 
-static bool write_keypair(const char *type, const char *priv, const char *pub) {
-    EVP_PKEY *k = !strcmp(type, "ED25519") ? EVP_PKEY_Q_keygen(NULL, NULL, "ED25519")
-                                           : EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256");
-    FILE *a = fopen(priv, "wb"), *b = fopen(pub, "wb");
-    bool ok = k && a && b && PEM_write_PrivateKey(a, k, NULL, NULL, 0, NULL, NULL) == 1 && PEM_write_PUBKEY(b, k) == 1;
-    if (a) fclose(a);
-    if (b) fclose(b);
-    EVP_PKEY_free(k);
+static bool append_bytes(const char *src, const char *dst, size_t extra) {
+    size_t n = 0;
+    uint8_t *b = qf_test_read_file(src, &n), *c = b ? realloc(b, n + extra) : NULL;
+    if (!c) { free(b); return false; }
+    memset(c + n, 0, extra);
+    bool ok = qf_test_write_file(dst, c, n + extra);
+    free(c);
     return ok;
 }
 
-/* Re-writes src to dst with one tensor byte changed and fresh digests: an attacker who recomputes the
- * digests passes the integrity check, and only the signature can tell. */
-static bool tamper_and_redigest(const char *src, const char *dst) {
+static void test_coverage(const char *model) {
+    char big[4096], v1[4096], v1big[4096];
+    qf_error err = {0};
+    qf_integrity_report rep;
+    /* 10 MB appended: the file's length is in the header digest */
+    CHECK(append_bytes(model, qf_test_path("appended.gguf", big, sizeof big), 10u << 20));
+    CHECK(verify(big, NULL, 2, &rep, &err) == QF_E_CHECK && !rep.header_ok && rep.n_bad == 0 && rep.scheme == 2 &&
+          !rep.rewritten);
+    qf_integrity_report_free(&rep);
+    CHECK(append_bytes(model, big, 1)); /* one byte is enough */
+    CHECK(verify(big, NULL, 2, &rep, &err) == QF_E_CHECK && !rep.header_ok);
+    qf_integrity_report_free(&rep);
+    CHECK_OK(verify(model, NULL, 2, &rep, &err), &err);
+    CHECK(rep.scheme == 2);
+    qf_integrity_report_free(&rep);
+
+    /* a scheme-1 file (tests/data, written by qforge before scheme 2) still verifies, says so, and keeps
+     * its documented limit: bytes appended at the end are not covered */
+    snprintf(v1, sizeof v1, "%s/tests/data/integrity-scheme1.gguf", qf_test_root);
+    CHECK_OK(verify(v1, NULL, 1, &rep, &err), &err);
+    CHECK(rep.scheme == 1 && rep.n_tensors == 2 && rep.header_ok);
+    qf_integrity_report_free(&rep);
+    CHECK(append_bytes(v1, qf_test_path("v1-appended.gguf", v1big, sizeof v1big), 4096));
+    CHECK_OK(verify(v1big, NULL, 1, &rep, &err), &err);
+    qf_integrity_report_free(&rep);
+    size_t n = 0;
+    uint8_t *b = qf_test_read_file(v1, &n);
+    qf_gguf *g = NULL;
+    if (b && qf_gguf_open_mem("v1", b, n, &g, &err) == QF_OK) { /* and a data byte is still caught */
+        const qf_gguf_tensor *t = qf_gguf_tensor_at(g, 1);
+        b[qf_gguf_data_offset(g) + t->offset + 3] ^= 1;
+        CHECK(qf_test_write_file(v1big, b, n));
+        qf_gguf_close(g);
+        CHECK(verify(v1big, NULL, 1, &rep, &err) == QF_E_CHECK && rep.n_bad == 1 && !strcmp(rep.bad[0], "b.weight"));
+        qf_integrity_report_free(&rep);
+    }
+    free(b);
+}
+
+/* ---- 5. a file another tool rewrote -------------------------------------------------------------- */
+
+/* Re-writes src to dst the ways the tests need, every key copied (the writer replaces stale digest keys
+ * when digests are on, and writes exactly the keys given when they are off):
+ *   - with fresh digests and one byte of tensor `flip` changed: an attacker who recomputes the digests
+ *     passes the integrity check, and only the signature can tell;
+ *   - as llama-quantize does: stale digest keys copied, tensors in reverse order, tensor `retype`
+ *     re-encoded (as F32 zeros), a key added after the copied ones. */
+typedef struct rewrite_how {
+    bool digests, reverse;
+    long flip;          /* tensor whose first byte changes, or -1 */
+    const char *retype; /* tensor stored as F32 instead, or NULL */
+    const char *extra_key;
+} rewrite_how;
+
+static qf_status write_as(qf_gguf_writer *w, const qf_gguf_tensor *t, size_t i, const rewrite_how *how, qf_error *err) {
+    if (how->retype && !strcmp(t->name, how->retype)) {
+        uint64_t bytes = 4;
+        for (uint32_t d = 0; d < t->n_dims; d++) bytes *= t->ne[d];
+        uint8_t *zeros = calloc(1, bytes);
+        qf_status st = zeros ? qf_gguf_write_tensor_data(w, zeros, bytes, err) : QF_E_NOMEM;
+        free(zeros);
+        return st;
+    }
+    uint8_t first = (uint8_t)(t->data[0] ^ ((long)i == how->flip ? 1 : 0));
+    qf_status st = qf_gguf_write_tensor_data(w, &first, 1, err);
+    return st == QF_OK ? qf_gguf_write_tensor_data(w, t->data + 1, t->nbytes - 1, err) : st;
+}
+
+static bool rewrite_file(const char *src, const char *dst, const rewrite_how *how) {
     qf_error err = {0};
     qf_gguf *g = NULL;
     qf_gguf_writer *w = NULL;
@@ -306,21 +375,54 @@ static bool tamper_and_redigest(const char *src, const char *dst) {
         qf_gguf_close(g);
         return false;
     }
+    if (!how->digests) qf_gguf_writer_set_digests(w, false, &err);
     for (size_t i = 0; i < qf_gguf_n_kv(g); i++) qf_gguf_set_kv(w, qf_gguf_kv_at(g, i), &err);
-    for (size_t i = 0; i < qf_gguf_n_tensors(g); i++) {
-        const qf_gguf_tensor *t = qf_gguf_tensor_at(g, i);
-        qf_gguf_add_tensor(w, t->name, t->type, t->n_dims, t->ne, &err);
+    if (how->extra_key) qf_gguf_set_str(w, how->extra_key, "x", &err);
+    size_t n = qf_gguf_n_tensors(g);
+    for (size_t k = 0; k < n; k++) {
+        const qf_gguf_tensor *t = qf_gguf_tensor_at(g, how->reverse ? n - 1 - k : k);
+        bool re = how->retype && !strcmp(t->name, how->retype);
+        qf_gguf_add_tensor(w, t->name, re ? 0 /* F32 */ : t->type, t->n_dims, t->ne, &err);
     }
     qf_status st = qf_gguf_begin_data(w, &err);
-    for (size_t i = 0; i < qf_gguf_n_tensors(g) && st == QF_OK; i++) {
-        const qf_gguf_tensor *t = qf_gguf_tensor_at(g, i);
-        uint8_t first = (uint8_t)(t->data[0] ^ (i == 3 ? 1 : 0));
-        st = qf_gguf_write_tensor_data(w, &first, 1, &err);
-        if (st == QF_OK) st = qf_gguf_write_tensor_data(w, t->data + 1, t->nbytes - 1, &err);
+    for (size_t k = 0; k < n && st == QF_OK; k++) {
+        size_t i = how->reverse ? n - 1 - k : k;
+        st = write_as(w, qf_gguf_tensor_at(g, i), i, how, &err);
     }
     st = st == QF_OK ? qf_gguf_writer_finish(w, &err) : (qf_gguf_writer_abort(w), st);
     qf_gguf_close(g);
     return st == QF_OK;
+}
+
+static void test_rewritten(const char *model) {
+    char out[4096];
+    qf_error err = {0};
+    qf_integrity_report rep;
+    rewrite_how how = {.reverse = true, .flip = -1, .retype = "blk.0.ffn_up.weight", .extra_key = "quantize.imatrix.file"};
+    CHECK(rewrite_file(model, qf_test_path("rewritten.gguf", out, sizeof out), &how));
+    qf_status st = verify(out, NULL, 2, &rep, &err);
+    CHECK_MSG(st == QF_E_CHECK && rep.rewritten && !rep.header_ok && strstr(err.msg, "rewritten by another tool"),
+              "%s: %s", qf_status_name(st), err.msg);
+    /* matched by name: only the re-encoded tensor is not as qforge wrote it */
+    CHECK_MSG(rep.n_tensors == 21 && rep.n_bad == 1 && rep.n_missing == 0, "%zu of %zu tensors named: %s", rep.n_bad,
+              rep.n_tensors, err.msg);
+    CHECK(rep.n_bad == 1 && !strcmp(rep.bad[0], "blk.0.ffn_up.weight") && rep.bad_verdict[0] == QF_TENSOR_RETYPED);
+    CHECK(strstr(err.msg, "tensors in another order") && strstr(err.msg, "20 tensors keep their bytes"));
+    qf_integrity_report_free(&rep);
+}
+
+/* ---- 6. signatures ----------------------------------------------------------------------------- */
+
+static bool write_keypair(const char *type, const char *priv, const char *pub) {
+    EVP_PKEY *k = !strcmp(type, "ED25519") ? EVP_PKEY_Q_keygen(NULL, NULL, "ED25519")
+                  : !strcmp(type, "RSA")   ? EVP_PKEY_Q_keygen(NULL, NULL, "RSA", (size_t)2048)
+                                           : EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256");
+    FILE *a = fopen(priv, "wb"), *b = fopen(pub, "wb");
+    bool ok = k && a && b && PEM_write_PrivateKey(a, k, NULL, NULL, 0, NULL, NULL) == 1 && PEM_write_PUBKEY(b, k) == 1;
+    if (a) fclose(a);
+    if (b) fclose(b);
+    EVP_PKEY_free(k);
+    return ok;
 }
 
 static void test_signatures(const char *model) {
@@ -363,7 +465,8 @@ static void test_signatures(const char *model) {
     /* tampered tensor with recomputed digests: integrity passes, the signature does not */
     CHECK_OK(qf_sign(&so, &err), &err);
     snprintf(other, sizeof other, "%s.tampered.gguf", m);
-    CHECK(tamper_and_redigest(m, other));
+    rewrite_how redigest = {.digests = true, .flip = 3};
+    CHECK(rewrite_file(m, other, &redigest));
     qf_integrity_opts io = {.path = other, .pubkey = pub, .sig = sig, .threads = 2};
     CHECK_OK(verify(other, NULL, 2, &rep, &err), &err);
     qf_integrity_report_free(&rep);
@@ -406,13 +509,18 @@ static void test_signatures(const char *model) {
     CHECK(qf_verify_integrity(&io, &rep, &err) == QF_E_NOTFOUND && strstr(err.msg, ".sig"));
     qf_integrity_report_free(&rep);
     so.key = eck;
-    CHECK(qf_sign(&so, &err) == QF_E_UNSUPPORTED && strstr(err.msg, "not Ed25519"));
+    CHECK(qf_sign(&so, &err) == QF_E_UNSUPPORTED && strstr(err.msg, "Ed25519 keys only") && strstr(err.msg, "type EC"));
+    char rsak[4096], rsap[4096]; /* says what is needed and what was given, not "key type unknown" */
+    CHECK(write_keypair("RSA", qf_test_path("rsa.pem", rsak, sizeof rsak), qf_test_path("rsapub.pem", rsap, sizeof rsap)));
+    so.key = rsak;
+    CHECK_MSG(qf_sign(&so, &err) == QF_E_UNSUPPORTED && strstr(err.msg, "Ed25519 keys only") &&
+                  strstr(err.msg, "a key of type RSA (2048 bits)"), "%s", err.msg);
     CHECK(!qf_test_file_exists(sig));
     so.key = pub; /* a public key cannot sign */
     CHECK(qf_sign(&so, &err) == QF_E_INPUT && strstr(err.msg, "genpkey"));
     so.key = key;
     so.out = m; /* never over the model itself */
-    CHECK(qf_sign(&so, &err) == QF_E_USAGE && strstr(err.msg, "overwrite its own input"));
+    CHECK(qf_sign(&so, &err) == QF_E_USAGE && strstr(err.msg, "the output is the input"));
     so.out = other;
     CHECK_OK(qf_sign(&so, &err), &err); /* -o elsewhere */
     io.sig = other;
@@ -431,6 +539,8 @@ int main(int argc, char **argv) {
     if (make_model("model.gguf", model, sizeof model)) {
         test_clean(model);
         test_flips(model);
+        test_coverage(model);
+        test_rewritten(model);
         test_signatures(model);
     }
     return qf_test_finish();

@@ -1,6 +1,8 @@
 /*
  * test_outfile.c — atomic output: commit, abort, write failure, and death by signal mid-write.
  * Each case works in its own subdirectory of the scratch dir so "no temp file left" is a directory scan.
+ * Also: temps that runs killed outright left behind are removed by the next run in that directory,
+ * but only when their owner is provably gone; only regular files are ever replaced.
  */
 #include "testutil.h"
 #include "formats/outfile.h"
@@ -268,6 +270,151 @@ static void test_signals(void) {
     case_dir("sigkill", dir, sizeof dir);
 }
 
+/* ---- temps of dead runs ------------------------------------------------------------------------ */
+
+/* The identity fields of our own temp names: everything between ".qf-tmp." and the random suffix. */
+static bool own_tag(const char *dir, char *tag, size_t n) {
+    char path[4200];
+    snprintf(path, sizeof path, "%s/probe.bin", dir);
+    qf_error err = {0};
+    qf_outfile *f;
+    if (qf_outfile_open(path, &f, &err) != QF_OK) return false;
+    const char *t = strstr(qf_outfile_temp_path(f), ".qf-tmp.");
+    bool ok = t && strlen(t) > 7 + 8 && strlen(t) - 7 < n;
+    if (ok) snprintf(tag, n, "%.*s", (int)(strlen(t) - 7), t + 8); /* without the ".XXXXXX" */
+    qf_outfile_abort(f);
+    return ok;
+}
+
+/* Replace field i (0 host, 1 boot, 2 pidns, 3 pid, 4 start) of a tag. */
+static void set_field(const char *tag, int field, const char *value, char *out, size_t n) {
+    char parts[5][64] = {{0}};
+    const char *p = tag;
+    for (int i = 0; i < 5; i++) {
+        size_t len = strcspn(p, ".");
+        snprintf(parts[i], sizeof parts[i], "%.*s", (int)len, p);
+        p += len + (p[len] == '.');
+    }
+    snprintf(parts[field], sizeof parts[field], "%s", value);
+    snprintf(out, n, "%s.%s.%s.%s.%s", parts[0], parts[1], parts[2], parts[3], parts[4]);
+}
+
+static void plant(const char *dir, const char *name) {
+    char path[8600];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    CHECK(qf_test_write_file(path, "stale", 5));
+}
+
+static bool present(const char *dir, const char *name) {
+    char path[8600];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    return qf_test_file_exists(path);
+}
+
+/* A PID that is certainly not running now: a child that has exited and been reaped. */
+static pid_t dead_pid(void) {
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid == 0) _exit(0);
+    int ws;
+    while (waitpid(pid, &ws, 0) < 0 && errno == EINTR) {}
+    return pid;
+}
+
+static void test_killed_run_temp(void) {
+    /* the case that matters: a run killed outright leaves its temp, the next run in that directory
+     * removes it */
+    char dir[4096], path[4200];
+    qf_error err = {0};
+    qf_outfile *f;
+    case_dir("stale-kill", dir, sizeof dir);
+    snprintf(path, sizeof path, "%s/out.bin", dir);
+    int ws = kill_mid_write(path, SIGKILL);
+    CHECK(ws != -1 && WIFSIGNALED(ws) && WTERMSIG(ws) == SIGKILL);
+    CHECK(count_temps(dir) == 1);
+    CHECK_OK(qf_outfile_open(path, &f, &err), &err);
+    CHECK_MSG(count_temps(dir) == 1, "%d temps: the killed run's was not removed", count_temps(dir));
+    if (f) {
+        CHECK_OK(qf_outfile_write(f, "x", 1, &err), &err);
+        CHECK_OK(qf_outfile_commit(f, &err), &err);
+    }
+    CHECK(count_temps(dir) == 0);
+}
+
+/* Which temps count as provably dead, by the fields of their names. */
+static void test_stale_temps(void) {
+    char dir[4096], tag[256], t[400], name[4400], pid[32];
+    case_dir("stale", dir, sizeof dir);
+    size_t tl = own_tag(dir, tag, sizeof tag) ? strlen(tag) : 0;
+    if (tl < 2 || strstr(tag, ".x.") || !strcmp(tag + tl - 2, ".x")) {
+        printf("SKIP stale temps: no /proc identity on this system (temps are then never removed)\n");
+        return;
+    }
+    struct { const char *what; int field; const char *value; bool removed; } cases[] = {
+        {"owner exited", 3, NULL, true},                  /* value: a reaped child's PID */
+        {"PID reused by another process", 4, "1", true},  /* our PID, another start time */
+        {"owner alive (this process)", -1, NULL, false},
+        {"another host (shared file system)", 0, "otherhost", false},
+        {"an earlier boot of a host of this name", 1, "00000000", false},
+        {"another PID namespace (container)", 2, "1", false},
+    };
+    char names[QF_ARRAY_LEN(cases)][600];
+    for (size_t i = 0; i < QF_ARRAY_LEN(cases); i++) {
+        const char *v = cases[i].value;
+        if (cases[i].field == 3) { snprintf(pid, sizeof pid, "%ld", (long)dead_pid()); v = pid; }
+        if (cases[i].field >= 0) set_field(tag, cases[i].field, v, t, sizeof t);
+        else snprintf(t, sizeof t, "%s", tag);
+        snprintf(names[i], sizeof names[i], ".model.gguf.qf-tmp.%s.Ab%zu3xY", t, i);
+        plant(dir, names[i]);
+    }
+    /* not ours at all: the old naming, and a directory that looks like a temp */
+    plant(dir, ".model.gguf.qf-Ab12xY");
+    snprintf(name, sizeof name, "%s/.d.qf-tmp.%s.dirdir", dir, tag);
+    CHECK(mkdir(name, 0755) == 0);
+    char path[4200];
+    snprintf(path, sizeof path, "%s/model.gguf", dir);
+    qf_error err = {0};
+    qf_outfile *f;
+    CHECK_OK(qf_outfile_open(path, &f, &err), &err); /* opening cleans the directory */
+    for (size_t i = 0; i < QF_ARRAY_LEN(cases); i++)
+        CHECK_MSG(present(dir, names[i]) != cases[i].removed, "%s: temp %s", cases[i].what,
+                  cases[i].removed ? "kept" : "removed");
+    CHECK(present(dir, ".model.gguf.qf-Ab12xY"));
+    CHECK(qf_test_file_exists(name));
+    if (f) qf_outfile_abort(f);
+    rmdir(name);
+}
+
+/* ---- what may be replaced ---------------------------------------------------------------------- */
+
+static void test_replace_only_regular(void) {
+    char dir[4096], fifo[4200], sub[4200];
+    case_dir("replace", dir, sizeof dir);
+    snprintf(fifo, sizeof fifo, "%s/fifo", dir);
+    snprintf(sub, sizeof sub, "%s/sub", dir);
+    rmdir(sub); /* case_dir removes files only */
+    CHECK(mkfifo(fifo, 0644) == 0);
+    CHECK(mkdir(sub, 0755) == 0);
+    qf_error err = {0};
+    qf_outfile *f = NULL;
+    CHECK(qf_outfile_open(fifo, &f, &err) == QF_E_USAGE && strstr(err.msg, "FIFO") && !f);
+    CHECK(qf_outfile_open(sub, &f, &err) == QF_E_USAGE && strstr(err.msg, "is a directory") && !f);
+    CHECK(count_temps(dir) == 0);
+    /* something non-regular takes the name between open and commit: the commit refuses it */
+    char late[4200];
+    snprintf(late, sizeof late, "%s/late", dir);
+    CHECK_OK(qf_outfile_open(late, &f, &err), &err);
+    if (f) {
+        CHECK_OK(qf_outfile_write(f, "x", 1, &err), &err);
+        CHECK(mkfifo(late, 0644) == 0);
+        CHECK(qf_outfile_commit(f, &err) == QF_E_USAGE && strstr(err.msg, "FIFO"));
+    }
+    struct stat sb;
+    CHECK(stat(late, &sb) == 0 && S_ISFIFO(sb.st_mode));
+    CHECK(stat(fifo, &sb) == 0 && S_ISFIFO(sb.st_mode));
+    CHECK(count_temps(dir) == 0);
+}
+
 int main(int argc, char **argv) {
     qf_test_init(argc, argv);
     test_commit();
@@ -275,5 +422,8 @@ int main(int argc, char **argv) {
     test_open_fails();
     test_write_failure();
     test_signals();
+    test_killed_run_temp();
+    test_stale_temps();
+    test_replace_only_regular();
     return qf_test_finish();
 }

@@ -9,17 +9,19 @@
  *   4. seeded single-byte mutations of a small pack (QF_PACK_SEED replays): never accepted
  */
 #include "testutil.h"
+#include "formats/gguf.h"
 #include "formats/qfz.h"
 
 #include <dirent.h>
 #include <fcntl.h>
 #include <openssl/evp.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <zstd.h>
 
 static bool make_model(const char *name, const char *type, char *out, size_t n) {
     char dir[4096];
-    qf_test_path("synth", dir, sizeof dir);
+    qf_test_fresh_dir("synth", dir, sizeof dir);
     qf_synth_opts so = {.dir = dir, .seed = 11, .n_layer = 2, .n_embd = 256, .n_ff = 512, .n_vocab = 512, .dtype = "bf16"};
     qf_error err = {0};
     CHECK_OK(qf_synth_model(&so, &err), &err);
@@ -215,12 +217,13 @@ static void test_damage(const char *model) {
         return;
     }
     uint64_t f1 = entry_u64(&v, 1, 0), f1n = entry_u64(&v, 1, 1);
+    /* damaged frame bytes are damaged data: a failed check (exit 1), as unpack --help says */
     write_variant(bad, &v, (size_t)(f1 + f1n / 2), 0x08);
-    expect_fail("flipped byte inside frame 1", bad, QF_OK, "frame 1");
+    expect_fail("flipped byte inside frame 1", bad, QF_E_CHECK, "frame 1");
     write_variant(bad, &v, (size_t)(f1 + f1n - 1), 0x01); /* the frame's XXH64 checksum */
-    expect_fail("flipped frame checksum", bad, QF_OK, "frame 1");
+    expect_fail("flipped frame checksum", bad, QF_E_CHECK, "frame 1");
     write_variant(bad, &v, (size_t)(f1 + 4), 0x02);        /* the frame header */
-    expect_fail("flipped frame header", bad, QF_OK, NULL);
+    expect_fail("flipped frame header", bad, QF_E_CHECK, "damaged");
     write_variant(bad, &v, (size_t)(v.index_off + 8 + 64 + 40), 0x10);
     expect_fail("flipped frame SHA in the index", bad, QF_E_CHECK, "index or header is damaged");
     write_variant(bad, &v, 8 + 24, 0x01);                  /* raw_size */
@@ -247,6 +250,72 @@ static void test_damage(const char *model) {
         CHECK_OK(pack(t, qf_test_path("tampered.qfz", tp, sizeof tp), 2, 1, &s, &err), &err);
         expect_fail("pack of a tampered GGUF", tp, QF_E_CHECK, "integrity check failed");
     }
+    /* a GGUF that carries digests but no longer parses cannot have them checked: that fails too */
+    g = qf_test_read_file(model, &n);
+    qf_gguf *pg = NULL;
+    if (g && qf_gguf_open_mem("m", g, n, &pg, &err) == QF_OK) {
+        uint64_t off, len;
+        qf_gguf_tensor_info_span(pg, &off, &len);
+        const qf_gguf_tensor *t0 = qf_gguf_tensor_at(pg, 0);
+        uint64_t type_at = off + 8 + strlen(t0->name) + 4 + 8 * t0->n_dims; /* first info's u32 type */
+        qf_gguf_close(pg);
+        uint32_t bogus = 4; /* a removed ggml type id: the reader refuses the file */
+        memcpy(g + type_at, &bogus, 4);
+        CHECK(qf_test_write_file(t, g, n));
+        CHECK_OK(pack(t, tp, 2, 1, &s, &err), &err);
+        expect_fail("pack of a GGUF that does not parse", tp, QF_E_CHECK, "carries qforge integrity digests but does not parse");
+    }
+    free(g);
+}
+
+/* A pack built from the documented layout whose header and index claim raw_size bytes in frames of
+ * comp bytes each (the frames are filler: unpack must refuse before it decodes or reserves anything). */
+static bool forge_claim(const char *path, uint64_t chunk, uint64_t raw_size, uint64_t comp) {
+    uint64_t n_frames = (raw_size + chunk - 1) / chunk, index_off = 72 + n_frames * comp;
+    size_t total = (size_t)(index_off + 8 + n_frames * 64 + 48);
+    uint8_t *b = calloc(1, total);
+    if (!b) return false;
+    uint32_t skip = 0x184D2A5Eu, hlen = 64, ilen = (uint32_t)(n_frames * 64 + 48), version = 1;
+    memcpy(b, &skip, 4);
+    memcpy(b + 4, &hlen, 4);
+    memcpy(b + 8, "QFZPACK", 8);
+    memcpy(b + 8 + 8, &version, 4);
+    memcpy(b + 8 + 16, &chunk, 8);
+    memcpy(b + 8 + 24, &raw_size, 8);
+    memcpy(b + 8 + 32, &n_frames, 8);
+    memcpy(b + 8 + 40, &index_off, 8);
+    uint8_t *idx = b + index_off;
+    memcpy(idx, &skip, 4);
+    memcpy(idx + 4, &ilen, 4);
+    for (uint64_t i = 0; i < n_frames; i++) {
+        uint64_t e[4] = {72 + i * comp, comp, i * chunk, i + 1 < n_frames ? chunk : raw_size - i * chunk};
+        memcpy(idx + 8 + i * 64, e, sizeof e);
+    }
+    uint8_t *tr = idx + 8 + n_frames * 64;
+    memcpy(tr, &n_frames, 8);
+    EVP_MD_CTX *md = EVP_MD_CTX_new();
+    EVP_DigestInit_ex(md, EVP_sha256(), NULL);
+    EVP_DigestUpdate(md, b + 8, 64);
+    EVP_DigestUpdate(md, idx + 8, (size_t)(n_frames * 64));
+    EVP_DigestFinal_ex(md, tr + 8, NULL);
+    EVP_MD_CTX_free(md);
+    memcpy(tr + 40, "QFZINDEX", 8);
+    bool ok = qf_test_write_file(path, b, total);
+    free(b);
+    return ok;
+}
+
+/* What unpack writes, reserves and buffers is bounded by the pack's own size: a 388-byte pack used to
+ * reserve the 1 GiB its header claimed. */
+static void test_claims(void) {
+    char p[4096];
+    qf_test_path("claim.qfz", p, sizeof p);
+    CHECK(forge_claim(p, 256u << 20, 1ull << 30, 5));
+    struct stat sb;
+    CHECK(stat(p, &sb) == 0 && sb.st_size < 1024);
+    expect_fail("1 GiB claimed by a tiny pack", p, QF_E_INPUT, "more than zstd can encode");
+    CHECK(forge_claim(p, 1u << 20, 3u << 20, 31)); /* 32 bytes would be just enough for 1 MiB */
+    expect_fail("1 MiB per 31-byte frame", p, QF_E_INPUT, "at most 32768:1");
 }
 
 /* ---- 3. truncation ----------------------------------------------------------------------------- */
@@ -337,5 +406,6 @@ int main(int argc, char **argv) {
         test_truncation(model);
     }
     test_mutations();
+    test_claims();
     return qf_test_finish();
 }

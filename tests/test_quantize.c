@@ -44,7 +44,7 @@ static void test_recipe_rules(void) {
     char dir[4096];
     /* 8 layers so llama.cpp's use_more_bits pattern is visible: i < n/8, i >= 7n/8, (i - n/8) % 3 == 2
      * select layers 0, 3, 6, 7 */
-    qf_test_path("rules", dir, sizeof dir);
+    qf_test_fresh_dir("rules", dir, sizeof dir);
     qf_synth_opts so = {.dir = dir, .seed = 3, .n_layer = 8, .n_embd = 256, .n_ff = 512, .n_vocab = 320, .dtype = "bf16"};
     qf_error err;
     CHECK_OK(qf_synth_model(&so, &err), &err);

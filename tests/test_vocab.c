@@ -518,7 +518,7 @@ static void test_malformed_json(void) {
     expect_fail(none, 0, QF_E_NOTFOUND, "tokenizer.model", "no tokenizer files");
 
     const mem_file bad_json[] = { { "tokenizer.json", "{\"model\": {\"type\": \"BPE\",", 0 }, { NULL, NULL, 0 } };
-    expect_fail(bad_json, 0, QF_E_INPUT, "tokenizer.json: invalid JSON", "truncated tokenizer.json");
+    expect_fail(bad_json, 0, QF_E_INPUT, "tokenizer.json: not valid JSON", "truncated tokenizer.json");
 
     pbuf spm;
     make_spm(&spm);

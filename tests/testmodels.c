@@ -7,7 +7,7 @@
 #include <math.h>
 
 const char *qf_test_make_model(const char *name, uint32_t dim, uint32_t ff, const char *dtype, char *dir, size_t n) {
-    qf_test_path(name, dir, n);
+    qf_test_fresh_dir(name, dir, n);
     qf_synth_opts o = {.dir = dir, .seed = 7, .n_layer = 2, .n_embd = dim, .n_ff = ff, .n_vocab = 320, .dtype = dtype};
     qf_error err;
     CHECK_OK(qf_synth_model(&o, &err), &err);

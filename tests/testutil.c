@@ -1,6 +1,7 @@
 #include "testutil.h"
 
 #include <errno.h>
+#include <ftw.h>
 #include <math.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -38,6 +39,18 @@ bool qf_test_shared(const char *rel, char *buf, size_t n) {
 
 const char *qf_test_path(const char *name, char *buf, size_t n) {
     snprintf(buf, n, "%s/%s", qf_test_scratch, name);
+    return buf;
+}
+
+static int remove_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw) {
+    (void)sb; (void)flag; (void)ftw;
+    return remove(path) == 0 || errno == ENOENT ? 0 : -1;
+}
+
+const char *qf_test_fresh_dir(const char *name, char *buf, size_t n) {
+    qf_test_path(name, buf, n);
+    nftw(buf, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+    mkdir_p(buf);
     return buf;
 }
 

@@ -21,6 +21,9 @@ int qf_test_finish(void);
 bool qf_test_shared(const char *rel, char *buf, size_t n);
 /* Scratch path for a file name. */
 const char *qf_test_path(const char *name, char *buf, size_t n);
+/* Scratch path for a directory that starts out empty: whatever an earlier run left there is removed
+ * (qforge synth refuses to write over a model, so reruns need this). */
+const char *qf_test_fresh_dir(const char *name, char *buf, size_t n);
 bool qf_test_write_file(const char *path, const void *data, size_t n);
 /* Read a whole file (malloc'd); NULL on failure. */
 uint8_t *qf_test_read_file(const char *path, size_t *n);

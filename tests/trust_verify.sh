@@ -25,7 +25,7 @@ fi
 "$qf" synth m --dim 64 --ff 100 --vocab 300 >/dev/null && "$qf" convert m -o m.gguf --type q8_0 -q || exit 1
 
 expect 0 "clean file" -- "$qf" verify m.gguf --integrity --threads 2
-has "clean file" "m.gguf: OK (header + 21 tensors"
+has "clean file" "m.gguf: OK (scheme 2: every byte covered; header + 21 tensors"
 
 # one byte of the last tensor's data (output.weight, 20400 bytes + 16 padding at the end)
 size=$(stat -c %s m.gguf)
@@ -41,14 +41,23 @@ has "changed tensor" "FAILED: header ok, 1 of 21 tensors changed"
 json=$("$qf" verify t.gguf --integrity --json 2>/dev/null)
 if python3 -c 'import json,sys; d=json.loads(sys.argv[1]); sys.exit(0 if d["changed_tensors"]==["output.weight"] and d["header_ok"] and not d["ok"] else 1)' "$json"; then ok; else bad "json: $json"; fi
 
-# padding after the last tensor is not covered and changes nothing
+# scheme 2 covers every byte: the padding after the last tensor belongs to its digest, and the file's
+# length to the header digest (scheme 1 left both uncovered)
 cp m.gguf p.gguf
 python3 - p.gguf $((size - 3)) <<'PY'
 import sys
 p, off = sys.argv[1], int(sys.argv[2])
 b = bytearray(open(p, 'rb').read()); b[off] ^= 0xff; open(p, 'wb').write(b)
 PY
-expect 0 "flip in trailing padding" -- "$qf" verify p.gguf --integrity
+expect 1 "flip in trailing padding" -- "$qf" verify p.gguf --integrity
+has "flip in trailing padding" "p.gguf: CHANGED tensor output.weight"
+cp m.gguf a.gguf && head -c 10485760 /dev/zero >> a.gguf
+expect 1 "10 MB appended" -- "$qf" verify a.gguf --integrity
+has "10 MB appended" "a.gguf: CHANGED header/metadata/tensor infos/padding/length"
+has "10 MB appended" "FAILED: header/metadata changed, 0 of 21 tensors changed"
+# a file of scheme 1 (written by qforge before scheme 2) verifies and says what it does not cover
+expect 0 "scheme-1 file" -- "$qf" verify "$root/tests/data/integrity-scheme1.gguf" --integrity
+has "scheme-1 file" "OK (scheme 1: padding and file length not covered"
 
 # metadata: general.name's value
 cp m.gguf h.gguf
@@ -104,7 +113,7 @@ expect 0 "sign help" -- "$qf" sign --help
 # ---- an independent implementation of the digest definition (docs/integrity.md) ----
 expect 0 "python reference" -- python3 - m.gguf <<'PY'
 import hashlib, struct, sys
-SKIP = {b"qforge.integrity.scheme", b"qforge.integrity.header_sha256", b"qforge.integrity.tensor_sha256"}
+SKIP = {b"qforge.integrity." + k for k in (b"scheme", b"header_sha256", b"tensor_sha256", b"tensor_names", b"tensor_types")}
 SIZES = {0: 1, 1: 1, 2: 2, 3: 2, 4: 4, 5: 4, 6: 4, 7: 1, 10: 8, 11: 8, 12: 8}
 TYPES = {0: (1, 4), 1: (1, 2), 8: (32, 34), 30: (1, 2)}  # f32, f16, q8_0, bf16: (block, bytes)
 b = open(sys.argv[1], "rb").read(); pos = 0
@@ -132,9 +141,12 @@ for _ in range(nt):
 h.update(b[info:pos])
 align = struct.unpack("<I", kv[b"general.alignment"])[0] if b"general.alignment" in kv else 32
 data = (pos + align - 1) // align * align
+h.update(b[pos:data]); h.update(struct.pack("<Q", len(b)))  # padding to the data, the file's length
 assert h.hexdigest() == kv[b"qforge.integrity.header_sha256"].decode(), "header digest"
+assert kv[b"qforge.integrity.tensor_names"] == [t[0] for t in tensors], "tensor names"
 for (name, off, n), want in zip(tensors, kv[b"qforge.integrity.tensor_sha256"]):
-    assert hashlib.sha256(b[data + off:data + off + n]).hexdigest() == want.decode(), name
+    padded = (n + align - 1) // align * align  # data and its padding
+    assert hashlib.sha256(b[data + off:data + off + padded]).hexdigest() == want.decode(), name
 print("python: header and", len(tensors), "tensor digests agree")
 PY
 has "python reference" "tensor digests agree"

@@ -4,19 +4,24 @@
  */
 #include "signature.h"
 
-/* Copies the names of changed tensors out of the reader, which is closed before we return. */
+/* Copies the names of the tensors that are not as their digests describe out of the reader, which is
+ * closed before we return. */
 static qf_status fill_report(const qf_gguf *g, const qf_integrity_result *r, qf_integrity_report *rep, qf_error *err) {
+    rep->scheme = r->scheme;
     rep->header_ok = r->header_ok;
+    rep->rewritten = r->rewritten;
     rep->n_tensors = r->n_tensors;
+    rep->n_missing = r->n_missing;
     rep->bytes_hashed = r->bytes_hashed;
     rep->bad = qf_calloc_n(r->n_bad, sizeof *rep->bad);
-    if (!rep->bad) return qf_fail(err, QF_E_NOMEM, "%s: out of memory", qf_gguf_label(g));
+    rep->bad_verdict = qf_calloc_n(r->n_bad, sizeof *rep->bad_verdict);
+    if (!rep->bad || !rep->bad_verdict) return qf_fail(err, QF_E_NOMEM, "%s: out of memory", qf_gguf_label(g));
     for (size_t i = 0; i < r->n_tensors; i++) {
-        if (r->tensor_ok[i]) continue;
+        if (r->verdict[i] == QF_TENSOR_OK) continue;
         const char *name = qf_gguf_tensor_at(g, i)->name;
         if (!(rep->bad[rep->n_bad] = qf_strndup(name, strlen(name))))
             return qf_fail(err, QF_E_NOMEM, "%s: out of memory", qf_gguf_label(g));
-        rep->n_bad++;
+        rep->bad_verdict[rep->n_bad++] = (qf_tensor_verdict)r->verdict[i];
     }
     return QF_OK;
 }
@@ -74,6 +79,8 @@ qf_status qf_verify_integrity(const qf_integrity_opts *o, qf_integrity_report *r
 void qf_integrity_report_free(qf_integrity_report *rep) {
     for (size_t i = 0; rep->bad && i < rep->n_bad; i++) free(rep->bad[i]);
     free(rep->bad);
+    free(rep->bad_verdict);
     rep->bad = NULL;
+    rep->bad_verdict = NULL;
     rep->n_bad = 0;
 }

@@ -6,6 +6,8 @@
  * the manifest binds every byte the digests cover.
  */
 #include "signature.h"
+#include "formats/infile.h"
+#include "formats/json.h"
 #include "formats/outfile.h"
 
 #include <cjson/cJSON.h>
@@ -13,7 +15,6 @@
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 #include <openssl/x509.h>
-#include <sys/stat.h>
 
 #define ED25519_SIG_BYTES 64
 #define ED25519_SIG_B64 88 /* base64 of 64 bytes, with "==" */
@@ -21,24 +22,9 @@
 /* ---- small helpers ----------------------------------------------------------------------------- */
 
 static qf_status read_small_file(const char *path, const char *what, char **buf, size_t *len, qf_error *err) {
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return qf_fail(err, errno == ENOENT ? QF_E_NOTFOUND : QF_E_IO, "%s: cannot open the %s: %s", path, what,
-                       strerror(errno));
-    char *b = malloc(QF_SIG_MAX_FILE + 1);
-    size_t n = b ? fread(b, 1, QF_SIG_MAX_FILE + 1, f) : 0;
-    bool rerr = ferror(f) != 0;
-    fclose(f);
-    if (!b) return qf_fail(err, QF_E_NOMEM, "%s: out of memory", path);
-    if (rerr || n > QF_SIG_MAX_FILE) {
-        free(b);
-        return rerr ? qf_fail(err, QF_E_IO, "%s: read error", path)
-                    : qf_fail(err, QF_E_INPUT, "%s: larger than %u bytes: not a %s", path, QF_SIG_MAX_FILE, what);
-    }
-    b[n] = '\0';
-    *buf = b;
-    *len = n;
-    return QF_OK;
+    qf_status st = qf_infile_read(path, QF_SIG_MAX_FILE, what, buf, len, err);
+    if (st == QF_E_NOTFOUND) return qf_fail(err, st, "%s: cannot open the %s: %s", path, what, strerror(ENOENT));
+    return st;
 }
 
 /* Never prompts: an encrypted key is refused with a message instead of blocking on a terminal. */
@@ -47,23 +33,42 @@ static int no_passphrase(char *buf, int size, int rwflag, void *u) {
     return -1;
 }
 
+#define QF_KEY_MAX_FILE (64u << 10) /* a PEM key is well under 1 KiB; an RSA-16384 one is ~13 KiB */
+
+/* What a key that is not Ed25519 is, for the message: "a key of type RSA (2048 bits)". */
+static void describe_key(EVP_PKEY *k, char *buf, size_t n) {
+    const char *name = EVP_PKEY_get0_type_name(k);
+    if (!name) name = OBJ_nid2sn(EVP_PKEY_get_id(k));
+    int bits = EVP_PKEY_get_bits(k);
+    size_t len = (size_t)snprintf(buf, n, "a key of type %s", name ? name : "unknown to OpenSSL");
+    if (bits > 0 && len < n) snprintf(buf + len, n - len, " (%d bits)", bits);
+}
+
 static qf_status load_key(const char *path, bool private_key, EVP_PKEY **out, qf_error *err) {
     *out = NULL;
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return qf_fail(err, errno == ENOENT ? QF_E_NOTFOUND : QF_E_IO, "%s: cannot open the %s key: %s", path,
-                       private_key ? "private" : "public", strerror(errno));
-    EVP_PKEY *k = private_key ? PEM_read_PrivateKey(f, NULL, no_passphrase, NULL) : PEM_read_PUBKEY(f, NULL, no_passphrase, NULL);
-    fclose(f);
+    const char *which = private_key ? "private" : "public";
+    char what[32], *pem = NULL;
+    size_t len = 0;
+    snprintf(what, sizeof what, "%s key", which);
+    qf_status st = qf_infile_read(path, QF_KEY_MAX_FILE, what, &pem, &len, err);
+    if (st == QF_E_NOTFOUND) return qf_fail(err, st, "%s: cannot open the %s key: %s", path, which, strerror(ENOENT));
+    if (st != QF_OK) return st;
+    BIO *bio = BIO_new_mem_buf(pem, (int)len);
+    EVP_PKEY *k = !bio ? NULL
+                  : private_key ? PEM_read_bio_PrivateKey(bio, NULL, no_passphrase, NULL)
+                                : PEM_read_bio_PUBKEY(bio, NULL, no_passphrase, NULL);
+    BIO_free(bio);
+    free(pem);
     if (!k)
-        return qf_fail(err, QF_E_INPUT, "%s: not a PEM %s key (unencrypted; make one with %s)", path,
-                       private_key ? "private" : "public",
+        return qf_fail(err, QF_E_INPUT, "%s: not a PEM %s key (unencrypted; make one with %s)", path, which,
                        private_key ? "'openssl genpkey -algorithm ed25519 -out key.pem'"
                                    : "'openssl pkey -in key.pem -pubout -out pub.pem'");
-    if (EVP_PKEY_get_id(k) != EVP_PKEY_ED25519) {
+    if (!EVP_PKEY_is_a(k, "ED25519")) {
+        char desc[96];
+        describe_key(k, desc, sizeof desc);
         EVP_PKEY_free(k);
-        return qf_fail(err, QF_E_UNSUPPORTED, "%s: key type %s is not Ed25519", path,
-                       OBJ_nid2sn(EVP_PKEY_get_id(k)) ? OBJ_nid2sn(EVP_PKEY_get_id(k)) : "unknown");
+        return qf_fail(err, QF_E_UNSUPPORTED, "%s: qforge signs with Ed25519 keys only, and this is %s; make one with "
+                       "'openssl genpkey -algorithm ed25519 -out key.pem'", path, desc);
     }
     *out = k;
     return QF_OK;
@@ -129,8 +134,10 @@ static qf_status parse_sig_file(const char *path, sig_file *s, qf_error *err) {
     size_t len = 0;
     qf_status st = read_small_file(path, "signature file", &buf, &len, err);
     if (st != QF_OK) return st;
-    cJSON *o = cJSON_ParseWithLength(buf, len);
+    cJSON *o = NULL;
+    st = qf_json_parse(path, buf, len, &o, err);
     free(buf);
+    if (st != QF_OK) return st;
     char fmt[64], alg[32], b64[ED25519_SIG_B64 + 1];
     bool ok = cJSON_IsObject(o) && json_str(o, "format", 0, fmt, sizeof fmt) && json_str(o, "algorithm", 0, alg, sizeof alg);
     if (ok && (strcmp(fmt, QF_SIG_FORMAT) != 0 || strcmp(alg, "ed25519") != 0)) {
@@ -234,12 +241,6 @@ static qf_status verified_keys(const qf_gguf *g, int threads, qf_integrity_keys 
     return st == QF_OK ? qf_integrity_keys_get(g, k, err) : st;
 }
 
-/* The signature must not replace the model (or the key) it was made from. */
-static bool same_file(const char *a, const char *b) {
-    struct stat x, y;
-    return stat(a, &x) == 0 && stat(b, &y) == 0 && x.st_dev == y.st_dev && x.st_ino == y.st_ino;
-}
-
 qf_status qf_sign(const qf_sign_opts *o, qf_error *err) {
     qf_error_clear(err);
     char def_out[4096];
@@ -249,8 +250,9 @@ qf_status qf_sign(const qf_sign_opts *o, qf_error *err) {
             return qf_fail(err, QF_E_USAGE, "%s: path too long", o->path);
         out = def_out;
     }
-    if (same_file(out, o->path) || same_file(out, o->key))
-        return qf_fail(err, QF_E_USAGE, "%s: the signature would overwrite its own input", out);
+    const char *inputs[] = {o->path, o->key}; /* the signature must replace neither */
+    qf_status chk = qf_outfile_check(out, inputs, QF_ARRAY_LEN(inputs), err);
+    if (chk != QF_OK) return chk;
     qf_gguf *g = NULL;
     EVP_PKEY *key = NULL;
     qf_integrity_keys k;

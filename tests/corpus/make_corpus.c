@@ -21,9 +21,11 @@
 #include "formats/gguf.h"
 #include "formats/hessian.h"
 #include "formats/imatrix.h"
+#include "formats/infile.h"
 #include "formats/safetensors.h"
 #include "formats/vocab.h"
 #include "kernels/qtypes.h"
+#include "../fuzz/sig_fixture.h"
 
 #include <archive.h>
 #include <archive_entry.h>
@@ -294,6 +296,10 @@ static const st_case ST_CASES[] = {
     {"json_string", "\"x\"", 0, 0, NO_LEN, "header JSON is a string", false},
     {"json_number", "42", 0, 0, NO_LEN, "header JSON is 42", false},
     {"json_trailing", "{} {}", 0, 0, NO_LEN, "data after the JSON value at byte 3", false},
+    /* parser differentials: cJSON would skip the mark and cut the name at the NUL; Python refuses both */
+    {"bom_header", "\xef\xbb\xbf{\"a\":{" ONE_F32 "}}", 0, 4, NO_LEN, "starts with a UTF-8 byte-order mark", true},
+    {"name_escaped_nul", "{\"weight\\u0000evil\":{" ONE_F32 "}}", 0, 4, NO_LEN,
+     "key \"weight\\u0000evil\" contains \\u0000 (NUL)", true},
     {"control_char", "{\"a\x01\":{}}", 0, 0, NO_LEN, "control character 0x01", false},
     {"nul_padding", "{}\0\0", 4, 0, NO_LEN, "control character 0x00", false},
     {"invalid_utf8", "{\"\xff\":{}}", 0, 0, NO_LEN, "not valid UTF-8 at byte 2", false},
@@ -369,14 +375,14 @@ static const st_case ST_CASES[] = {
     {"trailing_bytes", T(ONE_F32), 0, 9, NO_LEN, "data buffer is 9 bytes but tensors cover only 4", false},
     {"data_without_tensors", "{}", 0, 16, NO_LEN, "data buffer is 16 bytes but tensors cover only 0", false},
     {"duplicate_name", "{\"a\":{" ONE_F32 "},\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[4,8]}}", 0, 8,
-     NO_LEN, "tensor 'a' is defined twice", true},
+     NO_LEN, "key 'a' is defined twice (at the top level)", true},
     {"empty_name", "{\"\":{" ONE_F32 "}}", 0, 4, NO_LEN, "a tensor has an empty name", false},
     {"metadata_array", "{\"__metadata__\":[\"pt\"]}", 0, 0, NO_LEN, "__metadata__ is an array", false},
     {"metadata_number_value", "{\"__metadata__\":{\"format\":1}}", 0, 0, NO_LEN,
      "__metadata__ key 'format' is 1, expected a string", false},
     {"metadata_nested", "{\"__metadata__\":{\"a\":{\"b\":\"c\"}}}", 0, 0, NO_LEN, "__metadata__ key 'a' is an object",
      false},
-    {"metadata_twice", "{\"__metadata__\":{},\"__metadata__\":{}}", 0, 0, NO_LEN, "__metadata__ appears twice", false},
+    {"metadata_twice", "{\"__metadata__\":{},\"__metadata__\":{}}", 0, 0, NO_LEN, "key '__metadata__' is defined twice", false},
     {"name_with_newline", "{\"a\\nb\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,4]}}", 0, 4, NO_LEN,
      "tensor 'a?b': data_offsets [0, 4] span 4 bytes", false},
     {"deep_nesting", NULL, 1, 0, NO_LEN, "not valid JSON", false}, /* header built below */
@@ -694,7 +700,7 @@ static void gen_index(void) {
          index_with("\"model.norm.weight\":\"" SHARD2 "\"", "\"model.norm.weight\":\"" SHARD1 "\""), true},
         {"unlisted_tensor", "inspect", "is not listed in the index weight_map",
          index_with(",\"lm_head.weight\":\"" SHARD2 "\"", ""), true},
-        {"listed_twice", "convert", "lists tensor 'lm_head.weight' twice",
+        {"listed_twice", "convert", "key 'lm_head.weight' is defined twice (in 'weight_map')",
          index_with("\"lm_head.weight\"", "\"lm_head.weight\":\"" SHARD2 "\",\"lm_head.weight\""), true},
         {"path_traversal", "convert", "expected a file name in the index's directory",
          index_with("\"" SHARD1 "\"", "\"../" SHARD1 "\""), true},
@@ -742,9 +748,9 @@ static void gen_config(void) {
     static const struct {
         const char *name, *config, *expect;
     } cases[] = {
-        {"not_json", "{\"architectures\": [\"LlamaForCausalLM\"", "config.json: not a JSON object"},
-        {"top_array", "[\"LlamaForCausalLM\"]", "config.json: not a JSON object"},
-        {"empty_file", "", "config.json: not a JSON object"},
+        {"not_json", "{\"architectures\": [\"LlamaForCausalLM\"", "config.json: not valid JSON"},
+        {"top_array", "[\"LlamaForCausalLM\"]", "config.json: top level is not a JSON object (it is an array)"},
+        {"empty_file", "", "config.json: not valid JSON"},
         {"architectures_missing", "{" CFG_SIZES CFG_REST, "'architectures' must be a non-empty array of strings"},
         {"architectures_empty", "{\"architectures\":[]," CFG_SIZES CFG_REST, "'architectures' must be a non-empty array"},
         {"architectures_number", "{\"architectures\":[7]," CFG_SIZES CFG_REST, "'architectures' must be"},
@@ -776,6 +782,14 @@ static void gen_config(void) {
          "key 'rope_theta' must be a finite number"},
         {"tie_embeddings_string", CFG_HEAD CFG_SIZES "\"vocab_size\":8,\"tie_word_embeddings\":\"yes\"}",
          "'tie_word_embeddings' must be true or false"},
+        /* Python's json keeps the last of two equal keys, cJSON the first: refused, whichever it is */
+        {"duplicate_key", CFG_HEAD CFG_SIZES "\"vocab_size\":8,\"rope_theta\":10000,\"rope_theta\":500000}",
+         "config.json: key 'rope_theta' is defined twice (at the top level)"},
+        {"duplicate_nested_key", CFG_HEAD CFG_SIZES
+         "\"vocab_size\":8,\"rope_scaling\":{\"rope_type\":\"linear\",\"factor\":2,\"factor\":8}}",
+         "key 'factor' is defined twice (in 'rope_scaling')"},
+        {"bom", "\xef\xbb\xbf" CFG_HEAD CFG_SIZES "\"vocab_size\":8}", "config.json: starts with a UTF-8 byte-order mark"},
+        {"vocab_size_2pow32", CFG_HEAD CFG_SIZES "\"vocab_size\":4294967295}", "vocab_size 4294967295"},
         {"rope_scaling_array", CFG_HEAD CFG_SIZES "\"vocab_size\":8,\"rope_scaling\":[1]}",
          "'rope_scaling' must be an object or null"},
         {"rope_scaling_no_type", CFG_HEAD CFG_SIZES "\"vocab_size\":8,\"rope_scaling\":{\"factor\":2}}",
@@ -811,8 +825,10 @@ static void gen_tokenizer_json(void) {
     static const struct {
         const char *name, *tokenizer, *expect;
     } cases[] = {
-        {"not_json", "{\"model\": {\"type\": \"BPE\",", "tokenizer.json: invalid JSON"},
+        {"not_json", "{\"model\": {\"type\": \"BPE\",", "tokenizer.json: not valid JSON"},
         {"top_array", "[{\"model\":{}}]", "tokenizer.json: top level is not a JSON object"},
+        {"vocab_duplicate_key", BPE("{\"a\":0,\"b\":1,\"a\":2}", "[]"),
+         "tokenizer.json: key 'a' is defined twice (in 'model.vocab')"},
         {"vocab_missing", TOK_WITH_MODEL("{\"type\":\"BPE\"}"), "model.vocab is missing or not an object"},
         {"vocab_array", BPE("[\"a\",\"b\"]", "[]"), "model.vocab is missing or not an object"},
         {"id_negative", BPE("{\"<unk>\":0,\"a\":-1}", "[]"), "model.vocab['a'] is not an id"},
@@ -849,7 +865,7 @@ static void gen_tokenizer_json(void) {
     static const struct {
         const char *name, *config, *expect;
     } tc_cases[] = {
-        {"config_not_json", "{\"bos_token\":", "tokenizer_config.json: invalid JSON"},
+        {"config_not_json", "{\"bos_token\":", "tokenizer_config.json: not valid JSON"},
         {"config_top_array", "[1,2]", "tokenizer_config.json: top level is not a JSON object"},
     };
     for (size_t i = 0; i < QF_ARRAY_LEN(tc_cases); i++) {
@@ -1568,9 +1584,9 @@ static void seeds_archive(void) {
     seed_buf(tg, "plain.safetensors", &w);
 }
 
-/* An importance matrix (two weights, one with two expert matrices) and a Hessian file, written by the
- * library's own writers so the seeds are exactly what qforge calibrate produces, and the same kind of
- * data in llama.cpp's legacy imatrix.dat layout. */
+/* An importance matrix (two weights, one with two expert matrices) and a small Hessian file (for the
+ * hessian target), written by the library's own writers so the seeds are exactly what qforge
+ * calibrate produces, and the same kind of data in llama.cpp's legacy imatrix.dat layout. */
 static void seeds_imatrix(void) {
     char dir[4096], path[4200];
     snprintf(dir, sizeof dir, "%s/imatrix/x", out_root);
@@ -1592,7 +1608,9 @@ static void seeds_imatrix(void) {
     if (!h) exit(3);
     for (uint32_t i = 0; i < 4; i++) h->h[i * 4 + i] = 2.0 + i;
     h->count = 8;
-    snprintf(path, sizeof path, "%s/imatrix/small.hessian.gguf", out_root);
+    snprintf(path, sizeof path, "%s/hessian/x", out_root);
+    mkdirs(path);
+    snprintf(path, sizeof path, "%s/hessian/small.hessian.gguf", out_root);
     if (qf_hessian_save(path, &hs, &err)) { fprintf(stderr, "make_corpus: %s\n", err.msg); exit(3); }
     qf_hessian_free(&hs);
     n_cases += 2;
@@ -1613,6 +1631,112 @@ static void seeds_imatrix(void) {
     seed_buf("imatrix", "small.imatrix.dat", &d);
 }
 
+/* Transport packs made by qf_pack: of a GGUF (its digests re-verified on unpack), of a file of several
+ * frames, and of an empty file. */
+static void seeds_qfz(void) {
+    char src[4200], path[4200], dir[4096];
+    snprintf(dir, sizeof dir, "%s/qfz/x", out_root);
+    mkdirs(dir);
+    qf_error err;
+    qf_pack_stats st;
+    struct { const char *src_name, *name; size_t size; } packs[] = {
+        {"gguf/small.gguf", "small-gguf.qfz", 0}, {"qfz/frames.src", "frames.qfz", (2u << 20) + 777},
+        {"qfz/empty.src", "empty.qfz", 0}};
+    for (size_t i = 0; i < QF_ARRAY_LEN(packs); i++) {
+        snprintf(src, sizeof src, "%s/%s", out_root, packs[i].src_name);
+        if (strncmp(packs[i].src_name, "qfz/", 4) == 0) { /* generated here, removed after packing */
+            buf b = {0};
+            for (size_t k = 0; k < packs[i].size; k++) b_u8(&b, (uint8_t)((k * 131) ^ (k >> 9)));
+            write_rel(packs[i].src_name, b.p, b.n);
+            b_free(&b);
+        }
+        snprintf(path, sizeof path, "%s/qfz/%s", out_root, packs[i].name);
+        qf_pack_opts o = {.src = src, .out = path, .threads = 1, .chunk_mib = 1};
+        if (qf_pack(&o, &st, &err)) { fprintf(stderr, "make_corpus: %s\n", err.msg); exit(3); }
+        if (strncmp(packs[i].src_name, "qfz/", 4) == 0) unlink(src);
+        n_cases++;
+    }
+}
+
+/* Signature files for the fixed GGUF and key of tests/fuzz/sig_fixture.h: a good one, one by another
+ * key, one whose signature bytes are damaged. */
+static void seeds_signature(void) {
+    char dir[4096], gguf[4200], key[4200], pub[4200], sig[4200], other[4200], opub[4200];
+    snprintf(dir, sizeof dir, "%s/signature/x", out_root);
+    mkdirs(dir);
+    snprintf(gguf, sizeof gguf, "%s/signature.gguf", out_root);
+    snprintf(key, sizeof key, "%s/signature.key.pem", out_root);
+    snprintf(pub, sizeof pub, "%s/signature.pub.pem", out_root);
+    snprintf(other, sizeof other, "%s/signature.other.pem", out_root);
+    snprintf(opub, sizeof opub, "%s/signature.otherpub.pem", out_root);
+    EVP_PKEY *k2 = EVP_PKEY_Q_keygen(NULL, NULL, "ED25519");
+    FILE *f = fopen(other, "wb");
+    bool ok = k2 && f && PEM_write_PrivateKey(f, k2, NULL, NULL, 0, NULL, NULL) == 1;
+    if (f) fclose(f);
+    EVP_PKEY_free(k2);
+    if (!ok || !qf_sig_fixture_gguf(gguf) || !qf_sig_fixture_keys(key, pub)) die("signature fixture");
+    qf_error err;
+    const char *keys[] = {key, other}, *names[] = {"good.sig", "other-key.sig"};
+    for (int i = 0; i < 2; i++) {
+        snprintf(sig, sizeof sig, "%s/signature/%s", out_root, names[i]);
+        qf_sign_opts so = {.path = gguf, .key = keys[i], .out = sig, .threads = 1};
+        if (qf_sign(&so, &err)) die("%s", err.msg);
+        n_cases++;
+    }
+    size_t n = 0;
+    char *b = NULL;
+    snprintf(sig, sizeof sig, "%s/signature/good.sig", out_root);
+    if (qf_infile_read(sig, 1 << 16, "signature", &b, &n, &err)) die("%s", err.msg);
+    char *p = strstr(b, "\"signature\": \"");
+    if (!p) die("good.sig has no signature");
+    p[15] = p[15] == 'A' ? 'B' : 'A';
+    seed("signature", "damaged.sig", b, n);
+    free(b);
+    unlink(gguf);
+    unlink(key);
+    unlink(pub);
+    unlink(other);
+    unlink(opub);
+}
+
+/* Hessian files whose matrices GPTQ can run (32 and 64 columns: Q8_0 blocks), one positive definite
+ * and one only semi-definite (a zero column, which damping must absorb). */
+static void seeds_hessian(void) {
+    char dir[4096], path[4200];
+    snprintf(dir, sizeof dir, "%s/hessian/x", out_root);
+    mkdirs(dir);
+    qf_error err;
+    for (int v = 0; v < 2; v++) {
+        qf_hessian_set hs = {0};
+        uint32_t n = v ? 64 : 32;
+        qf_hessian *h = qf_hessian_add(&hs, v ? "blk.0.ffn_in" : "blk.0.attn_in", n);
+        if (!h) exit(3);
+        for (uint32_t i = 0; i < n; i++)
+            for (uint32_t j = 0; j < n; j++)
+                h->h[(uint64_t)i * n + j] = (v && (i == 5 || j == 5)) ? 0.0 : (i == j ? 2.0 + i : 1.0 / (1 + i + j));
+        h->count = 64;
+        snprintf(path, sizeof path, "%s/hessian/%s.hessian.gguf", out_root, v ? "semidefinite64" : "definite32");
+        if (qf_hessian_save(path, &hs, &err)) { fprintf(stderr, "make_corpus: %s\n", err.msg); exit(3); }
+        qf_hessian_free(&hs);
+        n_cases++;
+    }
+}
+
+/* Text for fuzz_tokenizer: byte 0 picks the vocabulary (even: BPE, odd: SentencePiece), byte 1 BOS. */
+static void seeds_tokenizer(void) {
+    static const struct { const char *name, *text; size_t len; } texts[] = {
+        {"bpe-ascii", "\x00" "\x01" "the quick brown fox jumps over the lazy dog. 0 1 2 100.", 0},
+        {"bpe-unicode", "\x00" "\x00" "caf\xc3\xa9 \xe6\x97\xa5\xe6\x9c\xac \xf0\x9f\x98\x80  \t\n  x", 0},
+        {"spm-ascii", "\x01" "\x01" "the thing in the inn", 0},
+        {"spm-user-token", "\x01" "\x00" "a<|x|>b <|x|> \xe6\x97\xa5\xe6\x9c\xac", 0},
+        {"spm-invalid-utf8", "\x01" "\x01" "\xff\xfe\xc3 \xed\xa0\x80 end", 0},
+    };
+    for (size_t i = 0; i < QF_ARRAY_LEN(texts); i++) {
+        size_t n = 2 + strlen(texts[i].text + 2);
+        seed("tokenizer", texts[i].name, texts[i].text, n);
+    }
+}
+
 /* ---- main ------------------------------------------------------------------------------------------ */
 
 int main(int argc, char **argv) {
@@ -1626,7 +1750,8 @@ int main(int argc, char **argv) {
     mkdirs(probe); /* the output directory and its parents */
     if (!strcmp(argv[1], "seeds")) {
         static const char *const owned[] = {"safetensors", "st_index", "gguf", "tokenizer_json", "tokenizer_model",
-                                            "config", "archive", "imatrix"};
+                                            "config", "archive", "imatrix", "qfz", "signature", "hessian",
+                                            "tokenizer"};
         clear_owned(owned, QF_ARRAY_LEN(owned));
         seeds_safetensors();
         seeds_index();
@@ -1635,6 +1760,10 @@ int main(int argc, char **argv) {
         seeds_config();
         seeds_archive();
         seeds_imatrix();
+        seeds_qfz();
+        seeds_signature();
+        seeds_hessian();
+        seeds_tokenizer();
         printf("make_corpus: %u seed files in %s\n", n_cases, out_root);
         return 0;
     }

@@ -1,14 +1,13 @@
 /*
- * fuzz_imatrix.c — importance-matrix and Hessian files (qf_imatrix_load, qf_hessian_load), which
- * qforge quantize reads from users and from llama-imatrix: the GGUF form and llama.cpp's legacy
- * imatrix.dat (qf_imatrix_load reads a file without the GGUF magic as the legacy layout, so every
- * input that is not a GGUF exercises that parser; the seeds hold both). The input goes through a file
- * (both readers take paths); an accepted imatrix is used as quantize uses it: every entry's importance
- * weights are computed for every matrix and must be finite.
+ * fuzz_imatrix.c — importance-matrix files (qf_imatrix_load), which qforge quantize reads from users
+ * and from llama-imatrix: the GGUF form and llama.cpp's legacy imatrix.dat (qf_imatrix_load reads a
+ * file without the GGUF magic as the legacy layout, so every input that is not a GGUF exercises that
+ * parser; the seeds hold both). The input goes through a file (the reader takes a path); an accepted
+ * imatrix is used as quantize uses it: every entry's importance weights are computed for every matrix
+ * and must be finite. GPTQ Hessian files have their own target (fuzz_hessian.c).
  */
 #include "fuzz_util.h"
 
-#include "formats/hessian.h"
 #include "formats/imatrix.h"
 
 #include <math.h>
@@ -35,15 +34,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
             free(w);
         }
         qf_imatrix_free(&im);
-    }
-    qf_error_clear(&err);
-    qf_hessian_set hs;
-    st = qf_hessian_load(path, &hs, &err);
-    qf_fuzz_check_failure(st, &err);
-    if (st == QF_OK) {
-        for (size_t i = 0; i < hs.n; i++)
-            if (qf_hessian_find(&hs, hs.e[i].key) == NULL) qf_fuzz_violation("Hessian lookup fails", &err);
-        qf_hessian_free(&hs);
     }
     return 0;
 }
