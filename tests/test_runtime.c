@@ -524,6 +524,42 @@ static void test_verify(const char *text) {
     }
 }
 
+/* A copy of a GGUF with the 2 bytes at offset `at` of tensor `name`'s data replaced by `bits`. */
+static bool patched_copy(const char *src, const char *dst, const char *name, uint64_t at, uint16_t bits) {
+    qf_gguf *g = NULL;
+    qf_error err;
+    if (qf_gguf_open(src, &g, &err)) return false;
+    const qf_gguf_tensor *t = qf_gguf_find_tensor(g, name);
+    uint64_t off = t ? qf_gguf_data_offset(g) + t->offset + at : 0;
+    qf_gguf_close(g);
+    size_t n;
+    uint8_t *buf = qf_test_read_file(src, &n);
+    if (!buf || !t || off + 2 > n) { free(buf); return false; }
+    memcpy(buf + off, &bits, 2);
+    bool ok = qf_test_write_file(dst, buf, n);
+    free(buf);
+    return ok;
+}
+
+/* A NaN in one scale must fail the run where it enters: the AVX2/AVX-512 exponential once clamped NaN
+ * attention scores to a finite value, so a file with a NaN attn_k scale got a finite PPL and passed a
+ * KLD gate. (Every ISA's exponential keeps NaN: test_vexp_isas.) */
+static void test_nonfinite(const char *text) {
+    char q8[1200], bad[1200];
+    qf_test_path("stories260K-q8_0.gguf", q8, sizeof q8);
+    qf_test_path("stories260K-nan.gguf", bad, sizeof bad);
+    if (!qf_test_file_exists(q8)) return;
+    CHECK(patched_copy(q8, bad, "blk.0.attn_k.weight", 0, 0x7e00)); /* the first Q8_0 block's F16 scale */
+    qf_perplexity_result r;
+    qf_error err;
+    qf_status st = ppl_of(bad, text, 2, 2, 0, &r, &err);
+    CHECK_MSG(st == QF_E_CHECK && strstr(err.msg, "layer 0 attn_k") && strstr(err.msg, "non-finite"), "status %d, message: %s",
+              st, err.msg);
+    qf_verify_result v;
+    st = verify_of(bad, q8, text, 0.1, &v, &err);
+    CHECK_MSG(st == QF_E_CHECK && strstr(err.msg, "non-finite"), "verify status %d, message: %s", st, err.msg);
+}
+
 int main(int argc, char **argv) {
     qf_test_init(argc, argv);
     test_tile_isas();
@@ -539,5 +575,6 @@ int main(int argc, char **argv) {
     test_act_q8(text);
     test_ppl_errors(text);
     test_verify(text);
+    test_nonfinite(text);
     return qf_test_finish();
 }
