@@ -12,6 +12,7 @@
 
 
 #include <errno.h>
+#include <float.h>
 #include <libgen.h>
 #include <unistd.h>
 
@@ -201,11 +202,48 @@ static qf_status write_metadata(const conversion *c, const qf_convert_opts *o, q
     return QF_OK;
 }
 
-static qf_status write_gguf(conversion *c, const qf_convert_opts *o, qf_error *err) {
-    qf_gguf_writer *w = NULL;
-    qf_status st = qf_gguf_writer_open(o->out, &w, err);
-    if (st) return st;
+/* Clamp mode: count, before anything is written, what every tensor will have clamped, so the file's
+ * metadata can say so (qforge.clamped) and stderr can warn. */
+static qf_status survey_ranges(conversion *c, qf_error *err) {
+    for (size_t i = 0; i < c->plan.n; i++) {
+        qf_plan_entry *e = &c->plan.e[i];
+        const qf_qtype_traits *tt = qf_qtype_get(e->type);
+        if (tt->max_abs >= FLT_MAX) continue;
+        float amax;
+        qf_status st = qf_tensor_range(c->src, &c->hp, e, &e->clamped, &amax, err);
+        if (st) return st;
+        if (e->clamped)
+            fprintf(stderr, "qforge: warning: tensor '%s': %llu value%s beyond %s's range clamped to +-%.7g "
+                    "(largest |x| %.7g)\n", e->name, (unsigned long long)e->clamped, e->clamped == 1 ? "" : "s",
+                    tt->name, tt->max_abs, amax);
+    }
+    return QF_OK;
+}
+
+/* qforge.clamp_overflow, and one "tensor: count" line per clamped tensor in qforge.clamped. */
+static qf_status write_clamped(const conversion *c, qf_gguf_writer *w, qf_error *err) {
+    qf_status st = qf_gguf_set_bool(w, "qforge.clamp_overflow", true, err);
+    size_t n = 0;
+    char **lines = qf_calloc_n(c->plan.n, sizeof *lines);
+    if (!st && !lines) st = qf_fail(err, QF_E_NOMEM, "out of memory");
+    for (size_t i = 0; !st && i < c->plan.n; i++) {
+        const qf_plan_entry *e = &c->plan.e[i];
+        const qf_qtype_traits *tt = qf_qtype_get(e->type);
+        if (!e->clamped) continue;
+        if (!(lines[n] = malloc(160))) { st = qf_fail(err, QF_E_NOMEM, "out of memory"); break; }
+        snprintf(lines[n++], 160, "%s: %llu value%s clamped to +-%.7g (%s)", e->name, (unsigned long long)e->clamped,
+                 e->clamped == 1 ? "" : "s", tt->max_abs, tt->name);
+    }
+    if (!st && n) st = qf_gguf_set_arr_str(w, "qforge.clamped", (const char *const *)lines, n, err);
+    for (size_t i = 0; lines && i < n; i++) free(lines[i]);
+    free(lines);
+    return st;
+}
+
+static qf_status write_gguf(conversion *c, const qf_convert_opts *o, qf_gguf_writer *w, qf_error *err) {
+    qf_status st = QF_OK;
     if ((st = write_metadata(c, o, w, err))) goto fail;
+    if (o->clamp_overflow && (st = write_clamped(c, w, err))) goto fail;
     for (size_t i = 0; i < c->plan.n; i++) {
         const qf_plan_entry *e = &c->plan.e[i];
         if ((st = qf_gguf_add_tensor(w, e->name, e->type, e->n_dims, e->ne, err))) goto fail;
@@ -215,12 +253,20 @@ static qf_status write_gguf(conversion *c, const qf_convert_opts *o, qf_error *e
     qf_run_opts ro = {.threads = threads > 0 ? threads : 1, .progress = o->progress, .progress_user = o->progress_user,
                       .imatrix = strcmp(c->method, "rtn") != 0 && c->have_imatrix ? &c->imatrix : NULL,
                       .hessians = strcmp(c->method, "gptq") == 0 ? &c->hessians : NULL,
-                      .gptq = {.damp = o->gptq_damp > 0 ? o->gptq_damp : 0.01, .block_order = o->gptq_block_order}};
+                      .gptq = {.damp = o->gptq_damp > 0 ? o->gptq_damp : 0.01, .block_order = o->gptq_block_order},
+                      .clamp_overflow = o->clamp_overflow};
     if ((st = qf_plan_execute(c->src, &c->hp, &c->plan, w, &ro, err))) goto fail;
     return qf_gguf_writer_finish(w, err);
 fail:
     qf_gguf_writer_abort(w);
     return st;
+}
+
+static qf_status write_output(conversion *c, const qf_convert_opts *o, qf_error *err) {
+    qf_status st = o->clamp_overflow ? survey_ranges(c, err) : QF_OK;
+    qf_gguf_writer *w = NULL;
+    if (!st) st = qf_gguf_writer_open(o->out, &w, err);
+    return st ? st : write_gguf(c, o, w, err);
 }
 
 qf_status qf_convert(const qf_convert_opts *o, qf_error *err) {
@@ -232,7 +278,7 @@ qf_status qf_convert(const qf_convert_opts *o, qf_error *err) {
     if (!st) st = load_model(&c, o, err);
     if (!st) st = qf_plan_build(c.src, &c.hp, &po, &c.plan, err);
     if (!st && o->dry_run) qf_plan_print(&c.plan, stdout);
-    else if (!st) st = write_gguf(&c, o, err);
+    else if (!st) st = write_output(&c, o, err);
     qf_plan_free(&c.plan);
     for (size_t i = 0; i < c.n_overrides; i++) qf_type_override_free(&c.overrides[i]);
     free(c.overrides);

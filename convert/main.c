@@ -66,6 +66,8 @@ static const char convert_help[] =
     "                      fit a type's blocks fall back (K-quants -> Q5_0/Q5_1/Q8_0, then F16)\n"
     "  -j, --threads N     worker threads (default: all CPUs); output bytes do not depend on N\n"
     "  -n, --dry-run       print the plan (tensor, shape, type, bytes, reason) and write nothing\n"
+    "      --clamp-overflow  clamp weights beyond the type's range (f16: |x| > 65504) instead of refusing\n"
+    "                      (exit 2); the file records it (qforge.clamp_overflow, qforge.clamped)\n"
     "  -q, --quiet         no progress display\n";
 
 static const char quantize_help[] =
@@ -93,6 +95,9 @@ static const char quantize_help[] =
     "      --gptq-order O        natural | energy (blocks by descending input energy; default natural)\n"
     "  -j, --threads N           worker threads; output bytes do not depend on N\n"
     "  -n, --dry-run             print the plan and totals (size, bpw) and write nothing\n"
+    "      --clamp-overflow      clamp weights beyond a type's range (its F16 scales would be Inf:\n"
+    "                            q8_0 |x| > 8.3e6, q4_0 > 5.2e5, f16 > 65504, ...) instead of refusing\n"
+    "                            (exit 2); the file records it (qforge.clamp_overflow, qforge.clamped)\n"
     "  -q, --quiet               no progress display\n";
 
 static void print_quantize_help(void) {
@@ -116,6 +121,7 @@ static int run_convert(int argc, char **argv, bool quantize) {
         {"hessian", required_argument, 0, 'H'}, {"gptq-damp", required_argument, 0, 'D'},
         {"gptq-order", required_argument, 0, 'O'},
         {"threads", required_argument, 0, 'j'}, {"dry-run", no_argument, 0, 'n'},
+        {"clamp-overflow", no_argument, 0, 'X'},
         {"quiet", no_argument, 0, 'q'}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
     const char *cmd = quantize ? "quantize" : "convert";
     const char *overrides[QF_MAX_OVERRIDES];
@@ -145,6 +151,7 @@ static int run_convert(int argc, char **argv, bool quantize) {
             break;
         case 'j': if (parse_threads(cmd, optarg, &o.threads)) return 2; break;
         case 'n': o.dry_run = true; break;
+        case 'X': o.clamp_overflow = true; break;
         case 'q': quiet = true; break;
         case 'h': if (quantize) print_quantize_help(); else fputs(convert_help, stdout); return 0;
         default: return qf_cli_usage(cmd, "unknown option");

@@ -64,6 +64,9 @@ typedef struct qf_convert_opts {
     bool gptq_block_order;  /* process blocks by descending input energy instead of left to right */
     int threads;            /* 0 = all online CPUs */
     bool dry_run;           /* print the plan, write nothing */
+    bool clamp_overflow;    /* values beyond a type's range (the F16 scales of q8_0, f16 itself, ...) are
+                               clamped into it, recorded in qforge.clamped and warned about on stderr;
+                               default: such a tensor is refused (QF_E_INPUT naming it and what holds it) */
     qf_progress_fn progress;
     void *progress_user;
 } qf_convert_opts;

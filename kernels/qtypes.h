@@ -48,6 +48,10 @@ typedef struct qf_qtype_traits {
     uint32_t bytes;         /* bytes per block */
     bool quantized;         /* false for plain float/int storage types */
     uint32_t row_extra;     /* bytes in front of each row's blocks (a per-row scale); 0 for ggml types */
+    float max_abs;          /* range: the quantizer stores every finite row with all |x| <= max_abs without
+                             * Inf and without clipping (F16 scales bound most types; FLT_MAX: any finite
+                             * row). Beyond it a type's F16 scale or value would overflow, so the quantize
+                             * path refuses or clamps such rows (quantize/run.c); 0 for types without kernels */
     qf_quantize_fn quantize;
     qf_dequantize_fn dequantize;
     qf_dot_fn dot;
@@ -65,5 +69,9 @@ const qf_qtype_traits *qf_qtype_at(size_t i);
  * tensor, never compute ne/blck*bytes over the whole tensor (per-row types would be wrong). False if n is
  * not a multiple of the block size or on overflow. */
 bool qf_qtype_row_bytes(const qf_qtype_traits *t, uint64_t n, uint64_t *bytes);
+/* Largest |x[i]| over a row (NaN elements are skipped; 0 for n = 0). */
+float qf_row_absmax(const float *x, int64_t n);
+/* Clamp x[0..n) into [-lim, lim] in place; returns how many elements moved. */
+uint64_t qf_row_clamp(float *x, int64_t n, float lim);
 
 #endif

@@ -33,6 +33,7 @@ typedef struct qf_plan_entry {
     uint64_t nbytes;
     uint32_t permute_heads; /* >0: reorder rows rotate-half -> interleaved with this many heads */
     char reason[160];      /* why this type: recipe rule, override, fallback, policy */
+    uint64_t clamped;      /* clamp mode: values beyond the type's range that the run clamps (surveyed) */
 } qf_plan_entry;
 
 typedef struct qf_plan {
