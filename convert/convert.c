@@ -171,6 +171,16 @@ static qf_status write_model_metadata(const conversion *c, qf_gguf_writer *w, qf
     return QF_OK;
 }
 
+/* qforge.methods: what each tensor class was quantized with, as the plan decided and the run does. */
+static qf_status write_methods(const qf_plan *plan, qf_gguf_writer *w, qf_error *err) {
+    char **lines;
+    size_t n;
+    qf_status st = qf_plan_methods(plan, &lines, &n, err);
+    if (!st && n) st = qf_gguf_set_arr_str(w, "qforge.methods", (const char *const *)lines, n, err);
+    qf_plan_methods_free(lines, n);
+    return st;
+}
+
 static qf_status write_metadata(const conversion *c, const qf_convert_opts *o, qf_gguf_writer *w, qf_error *err) {
     int ftype = qf_plan_file_type(c->plan.weight_type);
     qf_status st;
@@ -186,6 +196,7 @@ static qf_status write_metadata(const conversion *c, const qf_convert_opts *o, q
     if (o->n_tensor_types && (st = qf_gguf_set_arr_str(w, "qforge.tensor_types", o->tensor_types, o->n_tensor_types, err)))
         return st;
     if (o->hessian && (st = qf_gguf_set_str(w, "qforge.hessian_sha256", c->hessian_digest, err))) return st;
+    if ((st = write_methods(&c->plan, w, err))) return st;
     if (c->have_imatrix) {
         if ((st = qf_gguf_set_str(w, "qforge.imatrix_sha256", c->imatrix_digest, err))) return st;
         /* llama-quantize's keys, so tools that read those see the imatrix too */
@@ -251,8 +262,6 @@ static qf_status write_gguf(conversion *c, const qf_convert_opts *o, qf_gguf_wri
     if ((st = qf_gguf_begin_data(w, err))) goto fail;
     int threads = o->threads > 0 ? o->threads : (int)sysconf(_SC_NPROCESSORS_ONLN);
     qf_run_opts ro = {.threads = threads > 0 ? threads : 1, .progress = o->progress, .progress_user = o->progress_user,
-                      .imatrix = strcmp(c->method, "rtn") != 0 && c->have_imatrix ? &c->imatrix : NULL,
-                      .hessians = strcmp(c->method, "gptq") == 0 ? &c->hessians : NULL,
                       .gptq = {.damp = o->gptq_damp > 0 ? o->gptq_damp : 0.01, .block_order = o->gptq_block_order},
                       .clamp_overflow = o->clamp_overflow};
     if ((st = qf_plan_execute(c->src, &c->hp, &c->plan, w, &ro, err))) goto fail;
@@ -269,6 +278,25 @@ static qf_status write_output(conversion *c, const qf_convert_opts *o, qf_error 
     return st ? st : write_gguf(c, o, w, err);
 }
 
+/* Bind the plan to the calibration data the method uses; warn where it covers only part of the layers
+ * (the per-class record, qforge.methods and --dry-run, says exactly what each class got). */
+static qf_status bind_calibration(conversion *c, const qf_convert_opts *o, qf_error *err) {
+    const qf_imatrix *im = strcmp(c->method, "rtn") != 0 && c->have_imatrix ? &c->imatrix : NULL;
+    const qf_hessian_set *hs = strcmp(c->method, "gptq") == 0 ? &c->hessians : NULL;
+    qf_calib_coverage cov;
+    qf_status st = qf_plan_bind_calibration(&c->plan, im, o->imatrix, hs, o->hessian, &cov, err);
+    if (st) return st;
+    if (im && cov.imatrix_layer < cov.layer_quantized)
+        fprintf(stderr, "qforge: warning: imatrix %s covers %zu of the %zu quantized layer tensors; the other %zu are "
+                "quantized without it\n", o->imatrix, cov.imatrix_layer, cov.layer_quantized,
+                cov.layer_quantized - cov.imatrix_layer);
+    if (hs && cov.gptq < cov.gptq_able)
+        fprintf(stderr, "qforge: warning: Hessians %s cover %zu of the %zu tensors GPTQ can take; the other %zu are "
+                "quantized %s\n", o->hessian, cov.gptq, cov.gptq_able, cov.gptq_able - cov.gptq,
+                im ? "with the imatrix where it has them" : "without calibration");
+    return QF_OK;
+}
+
 qf_status qf_convert(const qf_convert_opts *o, qf_error *err) {
     qf_error_clear(err);
     if (!o->dry_run && !o->out) return qf_fail(err, QF_E_USAGE, "no output file given (-o OUT.gguf)");
@@ -277,6 +305,7 @@ qf_status qf_convert(const qf_convert_opts *o, qf_error *err) {
     qf_status st = load_options(&c, o, &po, err);
     if (!st) st = load_model(&c, o, err);
     if (!st) st = qf_plan_build(c.src, &c.hp, &po, &c.plan, err);
+    if (!st) st = bind_calibration(&c, o, err);
     if (!st && o->dry_run) qf_plan_print(&c.plan, stdout);
     else if (!st) st = write_output(&c, o, err);
     qf_plan_free(&c.plan);

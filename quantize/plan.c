@@ -246,4 +246,9 @@ void qf_plan_print(const qf_plan *p, FILE *out) {
     fprintf(out, "total: %zu tensors, %llu parameters, %llu bytes of tensor data (%.2f MiB), %.3f bits per weight\n",
             p->n, (unsigned long long)p->total_params, (unsigned long long)p->total_bytes,
             (double)p->total_bytes / 1048576.0, bpw);
+    char **lines;
+    size_t n;
+    if (qf_plan_methods(p, &lines, &n, NULL)) return;
+    for (size_t i = 0; i < n; i++) fprintf(out, "%s %s\n", i ? "        " : "methods:", lines[i]);
+    qf_plan_methods_free(lines, n);
 }

@@ -177,41 +177,29 @@ static qf_status generate(const qf_hparams *hp, const qf_plan_entry *e, float **
     return QF_OK;
 }
 
-/* Importance weights for a tensor from the imatrix: one vector per expert matrix, and how rows use them
- * (row_weighting). Unquantized types need none. On qf-llama-a: magnitude weights without an imatrix cut
- * q3_k_m's KLD 10% (tinystories) and 3% (wikitext) but raise q4_k_m's 7%; for the embeddings and output
- * of q4_k_m with an imatrix, dropping them lowered wikitext KLD 6%. */
-static qf_status importance(const qf_run_opts *opts, const qf_plan_entry *e, const qf_qtype_traits *tt, float **imp,
-                            uint64_t *rows_per_mat, row_weighting *how, qf_error *err) {
+/* Importance weights for a tensor from its imatrix entry (bound by qf_plan_bind_calibration): one vector
+ * per expert matrix, and how rows use them (row_weighting). Unquantized types need none. On qf-llama-a:
+ * magnitude weights without an imatrix cut q3_k_m's KLD 10% (tinystories) and 3% (wikitext) but raise
+ * q4_k_m's 7%; for the embeddings and output of q4_k_m with an imatrix, dropping them lowered wikitext KLD 6%. */
+static qf_status importance(const qf_plan_entry *e, const qf_qtype_traits *tt, float **imp, uint64_t *rows_per_mat,
+                            row_weighting *how, qf_error *err) {
     *imp = NULL;
     *how = W_NONE;
     *rows_per_mat = e->n_rows;
     if (!tt->quantized) return QF_OK;
     bool narrow = (uint64_t)tt->bytes * 8 < 4 * (uint64_t)tt->blck; /* below 4 bits per weight */
-    const qf_imatrix_entry *ie = opts->imatrix ? qf_imatrix_find(opts->imatrix, e->name) : NULL;
+    const qf_imatrix_entry *ie = e->calib == QF_CALIB_WEIGHTED ? e->imx : NULL;
     if (!ie) {
         *how = narrow ? W_MAGNITUDE : W_NONE;
         return QF_OK;
     }
     *how = narrow ? W_HEDGED : W_CALIBRATED;
-    uint64_t n_mat = e->n_dims == 3 ? e->ne[2] : 1;
-    if (ie->n_cols != e->ne[0] || ie->n_mat != n_mat)
-        return qf_fail(err, QF_E_INPUT, "imatrix entry '%s' is %u columns x %u matrices; the tensor needs %llu x %llu",
-                       e->name, ie->n_cols, ie->n_mat, (unsigned long long)e->ne[0], (unsigned long long)n_mat);
+    uint64_t n_mat = ie->n_mat;
     *imp = qf_malloc_n(n_mat, e->ne[0] * sizeof(float));
     if (!*imp) return qf_fail(err, QF_E_NOMEM, "out of memory for importance weights of '%s'", e->name);
     for (uint32_t m = 0; m < n_mat; m++) qf_imatrix_weights(ie, m, *imp + m * e->ne[0]);
     *rows_per_mat = e->n_rows / n_mat;
     return QF_OK;
-}
-
-/* The Hessian of a tensor's input when GPTQ applies to it: a linear weight whose type has blocks. */
-static const qf_hessian *gptq_hessian(const qf_run_opts *opts, const qf_plan_entry *e, const qf_qtype_traits *tt) {
-    char key[96];
-    if (!opts->hessians || !tt->quantized || tt->blck < 2 || e->n_dims != 2 || !qf_hessian_key(e->role, e->layer, key, sizeof key))
-        return NULL;
-    const qf_hessian *h = qf_hessian_find(opts->hessians, key);
-    return h && h->n == e->ne[0] ? h : NULL;
 }
 
 /* Rows of a tensor read and encoded at once: QF_RUN_CHUNK_BYTES of F32 (a permuted bias: one). */
@@ -319,7 +307,7 @@ static qf_status run_tensor(qf_source *src, const qf_hparams *hp, const qf_plan_
                             const qf_run_opts *opts, uint64_t *done, uint64_t total, qf_error *err) {
     chunk_job j = {.src = src, .e = e, .tt = qf_qtype_get(e->type), .clamp = opts->clamp_overflow,
                    .over_row = UINT64_MAX};
-    const qf_hessian *h = e->src >= 0 ? gptq_hessian(opts, e, j.tt) : NULL;
+    const qf_hessian *h = e->src >= 0 && e->calib == QF_CALIB_GPTQ ? e->hess : NULL;
     if (h) {
         qf_status st = run_tensor_gptq(src, hp, e, h, w, opts, err);
         *done += e->nbytes;
@@ -330,7 +318,7 @@ static qf_status run_tensor(qf_source *src, const qf_hparams *hp, const qf_plan_
     uint64_t f32_row = e->ne[0] * sizeof(float), rows_per_chunk = chunk_rows(e);
     float *gen = NULL, *imp = NULL;
     qf_status st = generate(hp, e, &gen, err);
-    if (!st) st = importance(opts, e, j.tt, &imp, &j.rows_per_mat, &j.weighting, err);
+    if (!st) st = importance(e, j.tt, &imp, &j.rows_per_mat, &j.weighting, err);
     j.gen = gen;
     j.imp = imp;
     j.f32 = qf_malloc_n(rows_per_chunk, f32_row);

@@ -18,10 +18,9 @@
 
 #define QF_RUN_CHUNK_BYTES (16u << 20)
 
+/* Which calibration data a tensor uses is the plan entry's (calib, imx, hess: qf_plan_bind_calibration). */
 typedef struct qf_run_opts {
     int threads;                 /* >= 1 */
-    const qf_imatrix *imatrix;   /* importance weights, or NULL for round-to-nearest everywhere */
-    const qf_hessian_set *hessians; /* GPTQ: tensors with a Hessian for their input take qf_gptq_quantize */
     qf_gptq_opts gptq;
     bool clamp_overflow;         /* clamp values beyond a type's range (plan entries' `clamped` counts
                                     them) instead of refusing the tensor */
