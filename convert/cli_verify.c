@@ -70,12 +70,12 @@ static int parse_common(const char *cmd, int c, const char *arg, common_opts *o)
     "                      backslash escapes \\n \\t \\xNN ... processed unless --no-escape)\n" \
     "  -c, --ctx N         tokens per chunk (default 512); positions N/2 .. N-2 are scored\n" \
     "      --chunks N      score the first N chunks (default: all)\n" \
-    "  -b, --batch N       tokens per forward call, as llama-perplexity -b (default 2048): N >= ctx\n" \
-    "                      evaluates N/ctx chunks per call, N < ctx splits a chunk; results do not\n" \
-    "                      depend on it. Layers run in passes of max(ctx, 512) tokens (llama.cpp's\n" \
-    "                      physical batch). Memory per model: 4 x N x n_vocab bytes of logits, plus\n" \
-    "                      KV cache and activations for one pass (qf-llama-a at 2048, ctx 256:\n" \
-    "                      270 MB logits, 3 MB KV, 10 MB activations)\n" \
+    "  -b, --batch N       tokens per forward call, as llama-perplexity -b: N >= ctx evaluates N/ctx\n" \
+    "                      chunks per call, N < ctx splits a chunk; results do not depend on it.\n" \
+    "                      Layers run in passes of max(ctx, 1024) tokens.\n" \
+    "                      Memory per model: 4 x N x n_vocab bytes of logits, plus KV cache and\n" \
+    "                      activations for one pass. Default: max(ctx, 1024), less where the logits\n" \
+    "                      would pass 64 MiB (qf-llama-a, ctx 256: 512, 66 MB of logits)\n" \
     "  -j, --threads N     threads (default: all CPUs; results do not depend on it)\n" \
     "      --act f32|q8    f32 (default): exact F32 arithmetic. q8: faster, inexact: activations\n" \
     "                      quantized to 8 bits per 32-block, as llama.cpp does, and integer products\n" \
@@ -121,7 +121,7 @@ static void print_ppl_json(const char *model, const char *text, const qf_perplex
 
 int qf_cli_perplexity(int argc, char **argv) {
     static const struct option opts[] = {COMMON_LONG_OPTS, {"json", no_argument, 0, 'J'}, {0, 0, 0, 0}};
-    common_opts co = {.batch = 2048};
+    common_opts co = {0};
     bool json = false;
     int c, rc;
     while ((c = getopt_long(argc, argv, "f:c:b:j:h", opts, NULL)) != -1) {
@@ -162,7 +162,16 @@ static const char verify_help[] =
     "      --max-ppl-increase P fail when PPL(model) exceeds PPL(base) by more than P percent\n"
     "      --min-top1 P         fail when fewer than P percent of top-1 tokens agree\n"
     "      --json FILE          write the report as JSON ('-' = stdout)\n"
-    "      --junit FILE         write a JUnit XML file with one testcase per threshold given\n";
+    "      --junit FILE         write a JUnit XML file with one testcase per threshold given\n"
+    "      --save-base FILE     also save the base's next-token distributions, compactly (the K most\n"
+    "                           likely tokens and the tail mass per position), with digests of the\n"
+    "                           base, vocabulary, text and tokens\n"
+    "      --base-logits FILE   compare with such a file instead of running the base (--base then\n"
+    "                           optional, and checked to be the file's base); KLD over the K tokens\n"
+    "                           plus the rest as one: a lower bound of the full KLD (0.93-0.96 of it on\n"
+    "                           qf-llama-a at K = 1024, README); ctx and chunks default to the file's;\n"
+    "                           a file made for another text or setting is refused\n"
+    "      --base-topk K        tokens kept per position by --save-base (default 1024; 8 + 8K bytes)\n";
 
 typedef struct verify_cli {
     qf_verify_opts o;
@@ -187,6 +196,9 @@ static cJSON *verify_json(const verify_cli *v, const qf_verify_result *r) {
     cJSON_AddNumberToObject(o, "kld_median", r->kld_median);
     cJSON_AddNumberToObject(o, "kld_p99", r->kld_p99);
     cJSON_AddNumberToObject(o, "kld_max", r->kld_max);
+    cJSON_AddNumberToObject(o, "kld_topk", r->kld_topk);
+    if (r->kld_topk) cJSON_AddNumberToObject(o, "base_tail_mean", r->base_tail_mean);
+    if (v->o.base_logits) cJSON_AddStringToObject(o, "base_logits", v->o.base_logits);
     cJSON_AddNumberToObject(o, "same_top1_pct", r->top1_pct);
     cJSON_AddNumberToObject(o, "rms_dp_pct", r->dp_rms_pct);
     cJSON *checks = cJSON_AddArrayToObject(o, "checks");
@@ -262,6 +274,9 @@ static void print_verify(const qf_verify_result *r) {
     printf("PPL ratio   = %.6f (%+.4f%%)\n", r->ppl_ratio, 100.0 * (r->ppl_ratio - 1.0));
     printf("KLD mean    = %.6f   median %.6f   p99 %.6f   max %.6f\n", r->kld_mean, r->kld_median, r->kld_p99,
            r->kld_max);
+    if (r->kld_topk)
+        printf("KLD from base logits: top %u tokens + the rest as one (a lower bound); mean mass of the rest %.4f\n",
+               r->kld_topk, r->base_tail_mean);
     printf("same top-1  = %.3f%%\n", r->top1_pct);
     printf("RMS dp      = %.4f%%\n", r->dp_rms_pct);
     for (int i = 0; i < QF_CHECK_COUNT; i++) {
@@ -296,8 +311,10 @@ static int parse_verify(int argc, char **argv, verify_cli *v) {
     static const struct option opts[] = {
         COMMON_LONG_OPTS, {"base", required_argument, 0, 'm'}, {"max-kld", required_argument, 0, 'K'},
         {"max-ppl-increase", required_argument, 0, 'P'}, {"min-top1", required_argument, 0, 'T'},
-        {"json", required_argument, 0, 'J'}, {"junit", required_argument, 0, 'U'}, {0, 0, 0, 0}};
-    common_opts co = {.batch = 2048};
+        {"json", required_argument, 0, 'J'}, {"junit", required_argument, 0, 'U'},
+        {"save-base", required_argument, 0, 'S'}, {"base-logits", required_argument, 0, 'L'},
+        {"base-topk", required_argument, 0, 'k'}, {0, 0, 0, 0}};
+    common_opts co = {0};
     v->o.max_kld = v->o.max_ppl_increase = v->o.min_top1 = -1;
     int c, rc;
     while ((c = getopt_long(argc, argv, "f:c:b:j:m:h", opts, NULL)) != -1) {
@@ -306,6 +323,12 @@ static int parse_verify(int argc, char **argv, verify_cli *v) {
         case 'm': v->o.base = optarg; continue;
         case 'J': v->json = optarg; continue;
         case 'U': v->junit = optarg; continue;
+        case 'S': v->o.save_base = optarg; continue;
+        case 'L': v->o.base_logits = optarg; continue;
+        case 'k':
+            if (!parse_u32(optarg, 1, 4096, &v->o.base_topk))
+                return qf_cli_usage("verify", "--base-topk takes an integer in 1..4096");
+            continue;
         case 'K': if (!parse_nonneg(optarg, &v->o.max_kld)) return qf_cli_usage("verify", "--max-kld takes a number >= 0"); continue;
         case 'P': if (!parse_nonneg(optarg, &v->o.max_ppl_increase)) return qf_cli_usage("verify", "--max-ppl-increase takes a percentage >= 0"); continue;
         case 'T':
@@ -315,7 +338,8 @@ static int parse_verify(int argc, char **argv, verify_cli *v) {
         if ((rc = parse_common("verify", c, optarg, &co)) != 0) return rc > 0 ? rc : qf_cli_usage("verify", "unknown option");
     }
     if (optind + 1 != argc) return qf_cli_usage("verify", "expected exactly one MODEL");
-    if (!v->o.base) return qf_cli_usage("verify", "--base BASE is required");
+    if (!v->o.base && !v->o.base_logits)
+        return qf_cli_usage("verify", "--base BASE (or --base-logits FILE) is required");
     if (!co.text) return qf_cli_usage("verify", "--text FILE is required");
     v->o.model = argv[optind];
     v->o.text_path = co.text;
