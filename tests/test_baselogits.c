@@ -68,6 +68,7 @@ static void test_format(void) {
         qf_baselogits_rec r = qf_baselogits_at(&b, 4);
         CHECK(r.nll == 5.5f && r.tail == 0.125f && qf_baselogits_id(&r, 1) == 7 && qf_baselogits_logp(&r, 2) == logf(0.125f));
     }
+    qf_baselogits_free(&b);
     size_t n;
     uint8_t *bytes = qf_test_read_file(path, &n);
     CHECK(bytes && n == 184 + 10 + 6 * 32 + 32 && qf_baselogits_parse("ok", bytes, n, &b, &err) == QF_OK);
