@@ -46,9 +46,15 @@ static bool file_size(const qf_baselogits_header *h, uint32_t label_len, uint64_
     return qf_mul_ok(h->n_scored, *rec_bytes, &recs) && qf_add_ok(recs, FIXED + (uint64_t)label_len + 32, size);
 }
 
+static int cmp_u32(const void *a, const void *b) {
+    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+    return (x > y) - (x < y);
+}
+
 /* One record: nll and tail in range, ids distinct and in the vocabulary, logp non-increasing and <= 0,
- * masses summing to 1. `seen` (n_vocab stamps) detects repeated ids in O(k). */
-static qf_status check_record(const char *label, const qf_baselogits *b, uint64_t i, uint64_t *seen, qf_error *err) {
+ * masses summing to 1. Repeated ids are found by sorting a copy (`ids`, k entries): memory follows k,
+ * which the file's size justifies, not n_vocab, which a header can claim freely. */
+static qf_status check_record(const char *label, const qf_baselogits *b, uint64_t i, uint32_t *ids, qf_error *err) {
     qf_baselogits_rec r = qf_baselogits_at(b, i);
     if (!(r.nll >= 0.0f) || isinf(r.nll) || !(r.tail >= 0.0f && r.tail <= 1.0f))
         return qf_fail(err, QF_E_INPUT, "%s: position %llu: nll %g or tail mass %g out of range", label,
@@ -56,12 +62,11 @@ static qf_status check_record(const char *label, const qf_baselogits *b, uint64_
     double mass = r.tail;
     float prev = 0.0f;
     for (uint32_t j = 0; j < b->h.k; j++) {
-        uint32_t id = qf_baselogits_id(&r, j);
+        uint32_t id = ids[j] = qf_baselogits_id(&r, j);
         float lp = qf_baselogits_logp(&r, j);
-        if (id >= b->h.n_vocab || seen[id] == i + 1)
-            return qf_fail(err, QF_E_INPUT, "%s: position %llu: token id %u is %s", label, (unsigned long long)i, id,
-                           id >= b->h.n_vocab ? "outside the vocabulary" : "repeated");
-        seen[id] = i + 1;
+        if (id >= b->h.n_vocab)
+            return qf_fail(err, QF_E_INPUT, "%s: position %llu: token id %u is outside the vocabulary of %u", label,
+                           (unsigned long long)i, id, b->h.n_vocab);
         if (!(lp <= prev) || isinf(lp))
             return qf_fail(err, QF_E_INPUT, "%s: position %llu: log-probability %g of entry %u is not finite, <= 0 and "
                            "non-increasing", label, (unsigned long long)i, (double)lp, j);
@@ -71,6 +76,11 @@ static qf_status check_record(const char *label, const qf_baselogits *b, uint64_
     if (!(fabs(mass - 1.0) <= MASS_TOL))
         return qf_fail(err, QF_E_INPUT, "%s: position %llu: probabilities sum to %.6g, not 1", label, (unsigned long long)i,
                        mass);
+    qsort(ids, b->h.k, sizeof *ids, cmp_u32);
+    for (uint32_t j = 1; j < b->h.k; j++)
+        if (ids[j] == ids[j - 1])
+            return qf_fail(err, QF_E_INPUT, "%s: position %llu: token id %u is repeated", label, (unsigned long long)i,
+                           ids[j]);
     return QF_OK;
 }
 
@@ -118,10 +128,10 @@ qf_status qf_baselogits_parse(const char *label, const uint8_t *p, uint64_t size
     b->bytes = (uint8_t *)p;
     b->size = size;
     b->rec_off = FIXED + label_len;
-    uint64_t *seen = qf_calloc_n(h->n_vocab, sizeof *seen);
-    if (!seen) return qf_fail(err, QF_E_NOMEM, "%s: out of memory for a vocabulary of %u", label, h->n_vocab);
-    for (uint64_t i = 0; !st && i < h->n_scored; i++) st = check_record(label, b, i, seen, err);
-    free(seen);
+    uint32_t *ids = qf_calloc_n(h->k, sizeof *ids);
+    if (!ids) return qf_fail(err, QF_E_NOMEM, "%s: out of memory", label);
+    for (uint64_t i = 0; !st && i < h->n_scored; i++) st = check_record(label, b, i, ids, err);
+    free(ids);
     if (st) memset(b, 0, sizeof *b);
     return st;
 }

@@ -101,6 +101,13 @@ static void test_format(void) {
         st = qf_baselogits_load(path, &b, &err);
         CHECK_MSG(st == QF_E_INPUT && strstr(err.msg, bad[c].msg) && strstr(err.msg, path), "%s: %s", bad[c].what, err.msg);
     }
+    /* a vocabulary the header claims is not allocated: 4e9 tokens in a 400-byte file parse (verify then
+     * refuses the mismatch with the model's) */
+    h.n_vocab = 0xFFFFFFFFu;
+    write_small(path, &h);
+    CHECK_OK(qf_baselogits_load(path, &b, &err), &err);
+    qf_baselogits_free(&b);
+    h.n_vocab = 10;
     /* a writer that stops short leaves no file */
     remove(path);
     qf_baselogits_writer *w;
