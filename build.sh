@@ -106,7 +106,7 @@ fuzz_toolchain() {
     return $ok
 }
 
-# Every fuzz target for QF_FUZZ_SECONDS (default 20; 12 targets: about 4 minutes), starting from the
+# Every fuzz target for QF_FUZZ_SECONDS (default 20; 13 targets: about 5 minutes), starting from the
 # generated seeds plus what earlier runs found (build-fuzz/fuzz-corpus). Any crash, leak, sanitizer
 # report or input slower than 25 s fails the step; the input is saved under build-fuzz/fuzz-artifacts.
 cmd_fuzz() {

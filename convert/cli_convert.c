@@ -22,6 +22,9 @@
     "      --allow-requantize accept a GGUF whose tensors are already quantized: they are dequantized and\n" \
     "                         quantized again, adding a second rounding error (refused without it, as\n" \
     "                         llama-quantize does)\n" \
+    "      --clamp-overflow   clamp weights beyond a type's range (its F16 scales would be Inf: q8_0\n" \
+    "                         |x| > 8.3e6, q4_0 > 5.2e5, f16 > 65504, ...) instead of refusing (exit 2);\n" \
+    "                         the file records it (qforge.clamp_overflow, qforge.clamped)\n" \
     QF_CLI_THREADS_HELP QF_CLI_QUIET_HELP QF_CLI_PROGRESS_HELP
 
 static const char convert_help[] =
@@ -82,7 +85,7 @@ static void print_quantize_help(void) {
 
 enum {
     OPT_TYPE = QF_OPT_FIRST_FREE, OPT_METHOD, OPT_DAMP, OPT_ORDER, OPT_JSON, OPT_NAME, OPT_OVERRIDE_KV,
-    OPT_REQUANT, OPT_STRICT,
+    OPT_REQUANT, OPT_STRICT, OPT_CLAMP,
 };
 
 #define QF_MAX_LIST 256
@@ -130,6 +133,7 @@ static int parse_convert(int argc, char **argv, bool quantize, convert_cli *v) {
         {"output", required_argument, 0, 'o'}, {"type", required_argument, 0, OPT_TYPE},
         {"dry-run", no_argument, 0, 'n'}, {"json", no_argument, 0, OPT_JSON}, {"name", required_argument, 0, OPT_NAME},
         {"override-kv", required_argument, 0, OPT_OVERRIDE_KV}, {"allow-requantize", no_argument, 0, OPT_REQUANT},
+        {"clamp-overflow", no_argument, 0, OPT_CLAMP},
         {"recipe", required_argument, 0, 'r'}, {"tensor-type", required_argument, 0, 'T'},
         {"imatrix", required_argument, 0, 'i'}, {"method", required_argument, 0, OPT_METHOD},
         {"hessian", required_argument, 0, 'H'}, {"gptq-damp", required_argument, 0, OPT_DAMP},
@@ -147,6 +151,7 @@ static int parse_convert(int argc, char **argv, bool quantize, convert_cli *v) {
         case OPT_JSON: v->o.json = true; break;
         case OPT_NAME: v->o.name = optarg; break;
         case OPT_REQUANT: v->o.allow_requantize = true; break;
+        case OPT_CLAMP: v->o.clamp_overflow = true; break;
         case OPT_OVERRIDE_KV:
             if ((rc = add_listed(cmd, v->kv, &v->o.n_override_kv, optarg, "--override-kv"))) return rc;
             break;

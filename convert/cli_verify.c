@@ -38,7 +38,7 @@ static bool parse_nonneg(const char *s, double *out) {
 
 enum {
     OPT_CHUNKS = QF_OPT_FIRST_FREE, OPT_NO_ESCAPE, OPT_ACT, OPT_JSON, OPT_BASE, OPT_MAX_KLD, OPT_MAX_PPL,
-    OPT_MIN_TOP1, OPT_JUNIT,
+    OPT_MIN_TOP1, OPT_JUNIT, OPT_SAVE_BASE, OPT_BASE_LOGITS, OPT_BASE_TOPK,
 };
 
 /* 0 when `c` was one of the shared options, 2 on a bad value, -1 when not shared. */
@@ -76,12 +76,12 @@ static int parse_eval_opt(const char *cmd, int c, const char *arg, eval_opts *o)
     "                         tokens per chunk (default 512); positions N/2 .. N-2 are scored\n" \
     "      --chunks N         score the first N chunks (default: all)\n" \
     "  -b, --batch-size, --batch N\n" \
-    "                         tokens per forward call, as llama-perplexity -b (default 2048): N >= ctx\n" \
-    "                         evaluates N/ctx chunks per call, N < ctx splits a chunk; results do not\n" \
-    "                         depend on it. Layers run in passes of max(ctx, 512) tokens (llama.cpp's\n" \
-    "                         physical batch). Memory per model: 4 x N x n_vocab bytes of logits, plus\n" \
-    "                         KV cache and activations for one pass (qf-llama-a at 2048, ctx 256:\n" \
-    "                         270 MB logits, 3 MB KV, 10 MB activations)\n" \
+    "                         tokens per forward call, as llama-perplexity -b: N >= ctx evaluates\n" \
+    "                         N/ctx chunks per call, N < ctx splits a chunk; results do not depend\n" \
+    "                         on it. Layers run in passes of max(ctx, 1024) tokens. Memory per model:\n" \
+    "                         4 x N x n_vocab bytes of logits, plus KV cache and activations for one\n" \
+    "                         pass. Default: max(ctx, 1024), less where the logits would pass 64 MiB\n" \
+    "                         (qf-llama-a, ctx 256: 512, 66 MB of logits)\n" \
     "      --act f32|q8       f32 (default): exact F32 arithmetic. q8: faster, inexact: activations\n" \
     "                         quantized to 8 bits per 32-block, as llama.cpp does, and integer products\n" \
     "                         with Q8_0/Q4_K/Q6_K weights (other weights stay F32)\n" \
@@ -122,7 +122,7 @@ static qf_status print_ppl_json(const qf_perplexity_opts *po, const qf_perplexit
 
 int qf_cli_perplexity(int argc, char **argv) {
     static const struct option opts[] = {EVAL_LONG_OPTS, {"json", no_argument, 0, OPT_JSON}, {0, 0, 0, 0}};
-    eval_opts eo = {.batch = 2048};
+    eval_opts eo = {0};
     bool json = false;
     int c, rc;
     while ((c = qf_cli_getopt("perplexity", argc, argv, EVAL_SHORT, opts)) != -1) {
@@ -154,8 +154,8 @@ int qf_cli_perplexity(int argc, char **argv) {
 /* ---- verify --------------------------------------------------------------------------------------- */
 
 static const char verify_help[] =
-    "usage: qforge verify MODEL --base BASE -f TEXT [--ctx-size N] [--chunks N] [--max-kld X]\n"
-    "                     [--max-ppl-increase P] [--min-top1 P] [--json FILE] [--junit FILE]\n"
+    "usage: qforge verify MODEL (--base BASE | --base-logits FILE) -f TEXT [--ctx-size N] [--chunks N]\n"
+    "                     [--max-kld X] [--max-ppl-increase P] [--min-top1 P] [--json FILE] [--junit FILE]\n                     [--save-base FILE] [--base-topk K]\n"
     "\n"
     "Run MODEL and BASE side by side on the same chunks of text and compare their next-token\n"
     "distributions: PPL of each and their ratio, KL(base || model) per token (mean with its +/- as\n"
@@ -172,7 +172,16 @@ static const char verify_help[] =
     "      --json FILE        write the report as JSON (schema qforge.verify/1; '-' = stdout, and the\n"
     "                         text report then goes to stderr)\n"
     "      --junit FILE       write a JUnit XML file with one testcase per metric; a metric with a\n"
-    "                         threshold fails its testcase when the threshold does not hold\n";
+    "                         threshold fails its testcase when the threshold does not hold\n"
+    "      --save-base FILE   also save the base's next-token distributions, compactly (the K most\n"
+    "                         likely tokens and the tail mass per position), with digests of the\n"
+    "                         base, vocabulary, text and tokens\n"
+    "      --base-logits FILE compare with such a file instead of running the base (--base then\n"
+    "                         optional, and checked to be the file's base); KLD over the K tokens\n"
+    "                         plus the rest as one: a lower bound of the full KLD (0.93-0.96 of it on\n"
+    "                         qf-llama-a at K = 1024, README); ctx and chunks default to the file's;\n"
+    "                         a file made for another text or setting is refused\n"
+    "      --base-topk K      tokens kept per position by --save-base (default 1024; 8 + 8K bytes)\n";
 
 typedef struct verify_cli {
     qf_verify_opts o;
@@ -202,11 +211,12 @@ static qf_status verify_json(const verify_cli *v, const qf_verify_result *r, cJS
     cJSON *o = qf_report_new("qforge.verify/1");
     if (!o) return qf_fail(err, QF_E_NOMEM, "out of memory for the report");
     qf_status st = qf_report_add_model(o, "model", v->o.model, true, err);
-    if (!st) st = qf_report_add_model(o, "base", v->o.base, true, err);
+    if (!st && v->o.base) st = qf_report_add_model(o, "base", v->o.base, true, err);
+    if (!st && v->o.base_logits) st = qf_report_add_file(o, "base_logits", v->o.base_logits, err);
     if (!st) st = qf_report_add_file(o, "text", v->o.text_path, err);
     if (st) { cJSON_Delete(o); return st; }
     qf_json_add_text(o, "model", v->o.model);
-    qf_json_add_text(o, "base", v->o.base);
+    if (v->o.base) qf_json_add_text(o, "base", v->o.base);
     qf_json_add_text(o, "text", v->o.text_path);
     cJSON_AddNumberToObject(o, "ctx", r->ctx);
     cJSON_AddNumberToObject(o, "chunks", r->n_chunks);
@@ -222,6 +232,9 @@ static qf_status verify_json(const verify_cli *v, const qf_verify_result *r, cJS
     cJSON_AddNumberToObject(o, "kld_median", r->kld_median);
     cJSON_AddNumberToObject(o, "kld_p99", r->kld_p99);
     cJSON_AddNumberToObject(o, "kld_max", r->kld_max);
+    cJSON_AddNumberToObject(o, "kld_topk", r->kld_topk);
+    if (r->kld_topk) cJSON_AddNumberToObject(o, "base_tail_mean", r->base_tail_mean);
+    if (v->o.base_logits) qf_json_add_text(o, "base_logits", v->o.base_logits);
     cJSON_AddNumberToObject(o, "same_top1_pct", r->top1_pct);
     cJSON_AddNumberToObject(o, "rms_dp_pct", r->dp_rms_pct);
     cJSON *checks = cJSON_AddArrayToObject(o, "checks");
@@ -298,7 +311,8 @@ static bool write_junit(const verify_cli *v, const qf_verify_result *r, qf_error
             N_METRICS, failures, r->eval_seconds);
     fprintf(f, "    <properties>\n");
     junit_property(f, "model", v->o.model);
-    junit_property(f, "base", v->o.base);
+    if (v->o.base) junit_property(f, "base", v->o.base);
+    if (v->o.base_logits) junit_property(f, "base_logits", v->o.base_logits);
     junit_property(f, "text", v->o.text_path);
     fprintf(f, "      <property name=\"qforge_version\" value=\"%s\"/>\n    </properties>\n", QF_VERSION_STRING);
     for (int i = 0; i < N_METRICS; i++) {
@@ -323,6 +337,9 @@ static void print_verify(FILE *out, const qf_verify_result *r) {
     fprintf(out, "PPL ratio   = %.6f (%+.4f%%)\n", r->ppl_ratio, 100.0 * (r->ppl_ratio - 1.0));
     fprintf(out, "Mean KLD    = %.6f +/- %.6f\n", r->kld_mean, r->kld_mean_err);
     fprintf(out, "KLD median  = %.6f   p99 %.6f   max %.6f\n", r->kld_median, r->kld_p99, r->kld_max);
+    if (r->kld_topk)
+        fprintf(out, "KLD from base logits: top %u tokens + the rest as one (a lower bound); mean mass of the rest %.4f\n",
+                r->kld_topk, r->base_tail_mean);
     fprintf(out, "same top-1  = %.3f%%\n", r->top1_pct);
     fprintf(out, "RMS dp      = %.4f%%\n", r->dp_rms_pct);
     for (int i = 0; i < QF_CHECK_COUNT; i++) {
@@ -356,8 +373,10 @@ static int parse_verify(int argc, char **argv, verify_cli *v) {
     static const struct option opts[] = {
         EVAL_LONG_OPTS, {"base", required_argument, 0, OPT_BASE}, {"max-kld", required_argument, 0, OPT_MAX_KLD},
         {"max-ppl-increase", required_argument, 0, OPT_MAX_PPL}, {"min-top1", required_argument, 0, OPT_MIN_TOP1},
-        {"json", required_argument, 0, OPT_JSON}, {"junit", required_argument, 0, OPT_JUNIT}, {0, 0, 0, 0}};
-    eval_opts eo = {.batch = 2048};
+        {"json", required_argument, 0, OPT_JSON}, {"junit", required_argument, 0, OPT_JUNIT},
+        {"save-base", required_argument, 0, OPT_SAVE_BASE}, {"base-logits", required_argument, 0, OPT_BASE_LOGITS},
+        {"base-topk", required_argument, 0, OPT_BASE_TOPK}, {0, 0, 0, 0}};
+    eval_opts eo = {0};
     v->o.max_kld = v->o.max_ppl_increase = v->o.min_top1 = -1;
     int c, rc;
     while ((c = qf_cli_getopt("verify", argc, argv, EVAL_SHORT, opts)) != -1) {
@@ -366,6 +385,12 @@ static int parse_verify(int argc, char **argv, verify_cli *v) {
         case OPT_BASE: v->o.base = optarg; continue;
         case OPT_JSON: v->json = optarg; continue;
         case OPT_JUNIT: v->junit = optarg; continue;
+        case OPT_SAVE_BASE: v->o.save_base = optarg; continue;
+        case OPT_BASE_LOGITS: v->o.base_logits = optarg; continue;
+        case OPT_BASE_TOPK:
+            if (!parse_u32(optarg, 1, 4096, &v->o.base_topk))
+                return qf_cli_usage("verify", "--base-topk takes an integer in 1..4096");
+            continue;
         case OPT_MAX_KLD: if (!parse_nonneg(optarg, &v->o.max_kld)) return qf_cli_usage("verify", "--max-kld takes a number >= 0"); continue;
         case OPT_MAX_PPL: if (!parse_nonneg(optarg, &v->o.max_ppl_increase)) return qf_cli_usage("verify", "--max-ppl-increase takes a percentage >= 0"); continue;
         case OPT_MIN_TOP1:
@@ -375,7 +400,8 @@ static int parse_verify(int argc, char **argv, verify_cli *v) {
         if ((rc = parse_eval_opt("verify", c, optarg, &eo)) != 0) return rc > 0 ? rc : 2;
     }
     if (!(v->o.model = qf_cli_positional("verify", argc, argv, &eo.co, "MODEL"))) return 2;
-    if (!v->o.base) return qf_cli_usage("verify", "--base BASE is required");
+    if (!v->o.base && !v->o.base_logits)
+        return qf_cli_usage("verify", "--base BASE (or --base-logits FILE) is required");
     if (!eo.text) return qf_cli_usage("verify", "-f/--text FILE is required");
     v->o.text_path = eo.text;
     v->o.ctx = eo.ctx;
@@ -390,11 +416,15 @@ static int parse_verify(int argc, char **argv, verify_cli *v) {
 
 /* The report files are checked like every output before the models run (formats/outfile.h). */
 static qf_status check_reports(const verify_cli *v, qf_error *err) {
-    const char *for_json[] = {v->o.model, v->o.base, v->o.text_path, v->junit};
-    const char *for_junit[] = {v->o.model, v->o.base, v->o.text_path, v->json};
-    qf_status st = v->json && strcmp(v->json, "-") ? qf_outfile_check(v->json, for_json, 4, err) : QF_OK;
-    if (st == QF_OK && v->junit) st = qf_outfile_check(v->junit, for_junit, 4, err);
-    return st;
+    const char *outs[] = {v->json && strcmp(v->json, "-") ? v->json : NULL, v->junit, v->o.save_base};
+    for (size_t i = 0; i < 3; i++) {
+        if (!outs[i]) continue;
+        const char *others[] = {v->o.model, v->o.base, v->o.base_logits, v->o.text_path,
+                                outs[(i + 1) % 3], outs[(i + 2) % 3]};
+        qf_status st = qf_outfile_check(outs[i], others, 6, err);
+        if (st) return st;
+    }
+    return QF_OK;
 }
 
 int qf_cli_verify(int argc, char **argv) {

@@ -14,6 +14,7 @@
 #include "formats/outfile.h"
 
 #include <errno.h>
+#include <float.h>
 #include <libgen.h>
 #include <stdarg.h>
 #include <unistd.h>
@@ -273,6 +274,16 @@ static qf_status write_imatrix_keys(const conversion *c, const qf_convert_opts *
     return QF_OK;
 }
 
+/* qforge.methods: what each tensor class was quantized with, as the plan decided and the run does. */
+static qf_status write_methods(const qf_plan *plan, qf_gguf_writer *w, qf_error *err) {
+    char **lines;
+    size_t n;
+    qf_status st = qf_plan_methods(plan, &lines, &n, err);
+    if (!st && n) st = qf_gguf_set_arr_str(w, "qforge.methods", (const char *const *)lines, n, err);
+    qf_plan_methods_free(lines, n);
+    return st;
+}
+
 /* The user's --override-kv values last, so they win; qforge.override_kv records them. */
 static qf_status write_kv_overrides(const conversion *c, const qf_convert_opts *o, qf_gguf_writer *w, qf_error *err) {
     qf_status st;
@@ -296,15 +307,53 @@ static qf_status write_metadata(const conversion *c, const qf_convert_opts *o, q
     if (o->n_tensor_types && (st = qf_gguf_set_arr_str(w, "qforge.tensor_types", o->tensor_types, o->n_tensor_types, err)))
         return st;
     if (o->hessian && (st = qf_gguf_set_str(w, "qforge.hessian_sha256", c->hessian_digest, err))) return st;
+    if ((st = write_methods(&c->plan, w, err))) return st;
     if (c->have_imatrix && (st = write_imatrix_keys(c, o, w, err))) return st;
     return write_kv_overrides(c, o, w, err);
 }
 
-static qf_status write_gguf(conversion *c, const qf_convert_opts *o, qf_error *err) {
-    qf_gguf_writer *w = NULL;
-    qf_status st = qf_gguf_writer_open(o->out, &w, err);
-    if (st) return st;
+/* Clamp mode: count, before anything is written, what every tensor will have clamped, so the file's
+ * metadata can say so (qforge.clamped) and stderr can warn. */
+static qf_status survey_ranges(conversion *c, qf_error *err) {
+    for (size_t i = 0; i < c->plan.n; i++) {
+        qf_plan_entry *e = &c->plan.e[i];
+        const qf_qtype_traits *tt = qf_qtype_get(e->type);
+        if (tt->max_abs >= FLT_MAX) continue;
+        float amax;
+        qf_status st = qf_tensor_range(c->src, &c->hp, &c->plan, e, &e->clamped, &amax, err);
+        if (st) return st;
+        if (e->clamped)
+            fprintf(stderr, "qforge: warning: tensor '%s': %llu value%s beyond %s's range clamped to +-%.7g "
+                    "(largest |x| %.7g)\n", e->name, (unsigned long long)e->clamped, e->clamped == 1 ? "" : "s",
+                    tt->name, tt->max_abs, amax);
+    }
+    return QF_OK;
+}
+
+/* qforge.clamp_overflow, and one "tensor: count" line per clamped tensor in qforge.clamped. */
+static qf_status write_clamped(const conversion *c, qf_gguf_writer *w, qf_error *err) {
+    qf_status st = qf_gguf_set_bool(w, "qforge.clamp_overflow", true, err);
+    size_t n = 0;
+    char **lines = qf_calloc_n(c->plan.n, sizeof *lines);
+    if (!st && !lines) st = qf_fail(err, QF_E_NOMEM, "out of memory");
+    for (size_t i = 0; !st && i < c->plan.n; i++) {
+        const qf_plan_entry *e = &c->plan.e[i];
+        const qf_qtype_traits *tt = qf_qtype_get(e->type);
+        if (!e->clamped) continue;
+        if (!(lines[n] = malloc(160))) { st = qf_fail(err, QF_E_NOMEM, "out of memory"); break; }
+        snprintf(lines[n++], 160, "%s: %llu value%s clamped to +-%.7g (%s)", e->name, (unsigned long long)e->clamped,
+                 e->clamped == 1 ? "" : "s", tt->max_abs, tt->name);
+    }
+    if (!st && n) st = qf_gguf_set_arr_str(w, "qforge.clamped", (const char *const *)lines, n, err);
+    for (size_t i = 0; lines && i < n; i++) free(lines[i]);
+    free(lines);
+    return st;
+}
+
+static qf_status write_gguf(conversion *c, const qf_convert_opts *o, qf_gguf_writer *w, qf_error *err) {
+    qf_status st = QF_OK;
     if ((st = write_metadata(c, o, w, err))) goto fail;
+    if (o->clamp_overflow && (st = write_clamped(c, w, err))) goto fail;
     for (size_t i = 0; i < c->plan.n; i++) {
         const qf_plan_entry *e = &c->plan.e[i];
         if ((st = qf_gguf_add_tensor(w, e->name, e->type, e->n_dims, e->ne, err))) goto fail;
@@ -312,9 +361,8 @@ static qf_status write_gguf(conversion *c, const qf_convert_opts *o, qf_error *e
     if ((st = qf_gguf_begin_data(w, err))) goto fail;
     int threads = o->threads > 0 ? o->threads : (int)sysconf(_SC_NPROCESSORS_ONLN);
     qf_run_opts ro = {.threads = threads > 0 ? threads : 1, .progress = o->progress, .progress_user = o->progress_user,
-                      .imatrix = strcmp(c->method, "rtn") != 0 && c->have_imatrix ? &c->imatrix : NULL,
-                      .hessians = strcmp(c->method, "gptq") == 0 ? &c->hessians : NULL,
-                      .gptq = {.damp = o->gptq_damp > 0 ? o->gptq_damp : 0.01, .block_order = o->gptq_block_order}};
+                      .gptq = {.damp = o->gptq_damp > 0 ? o->gptq_damp : 0.01, .block_order = o->gptq_block_order},
+                      .clamp_overflow = o->clamp_overflow};
     if ((st = qf_plan_execute(c->src, &c->hp, &c->plan, w, &ro, err))) goto fail;
     return qf_gguf_writer_finish(w, err);
 fail:
@@ -370,6 +418,32 @@ static qf_status dry_run(const conversion *c, const qf_convert_opts *o, qf_error
     return qf_report_print(r, stdout) ? QF_OK : qf_fail(err, QF_E_IO, "could not write the plan to stdout");
 }
 
+static qf_status write_output(conversion *c, const qf_convert_opts *o, qf_error *err) {
+    qf_status st = o->clamp_overflow ? survey_ranges(c, err) : QF_OK;
+    qf_gguf_writer *w = NULL;
+    if (!st) st = qf_gguf_writer_open(o->out, &w, err);
+    return st ? st : write_gguf(c, o, w, err);
+}
+
+/* Bind the plan to the calibration data the method uses; warn where it covers only part of the layers
+ * (the per-class record, qforge.methods and --dry-run, says exactly what each class got). */
+static qf_status bind_calibration(conversion *c, const qf_convert_opts *o, qf_error *err) {
+    const qf_imatrix *im = strcmp(c->method, "rtn") != 0 && c->have_imatrix ? &c->imatrix : NULL;
+    const qf_hessian_set *hs = strcmp(c->method, "gptq") == 0 ? &c->hessians : NULL;
+    qf_calib_coverage cov;
+    qf_status st = qf_plan_bind_calibration(&c->plan, im, o->imatrix, hs, o->hessian, &cov, err);
+    if (st) return st;
+    if (im && cov.imatrix_layer < cov.layer_quantized)
+        fprintf(stderr, "qforge: warning: imatrix %s covers %zu of the %zu quantized layer tensors; the other %zu are "
+                "quantized without it\n", o->imatrix, cov.imatrix_layer, cov.layer_quantized,
+                cov.layer_quantized - cov.imatrix_layer);
+    if (hs && cov.gptq < cov.gptq_able)
+        fprintf(stderr, "qforge: warning: Hessians %s cover %zu of the %zu tensors GPTQ can take; the other %zu are "
+                "quantized %s\n", o->hessian, cov.gptq, cov.gptq_able, cov.gptq_able - cov.gptq,
+                im ? "with the imatrix where it has them" : "without calibration");
+    return QF_OK;
+}
+
 qf_status qf_convert(const qf_convert_opts *o, qf_error *err) {
     qf_error_clear(err);
     if (!o->dry_run && !o->out) return qf_fail(err, QF_E_USAGE, "no output file given (-o OUT.gguf)");
@@ -384,8 +458,9 @@ qf_status qf_convert(const qf_convert_opts *o, qf_error *err) {
     if (!st) st = qf_plan_build(c.src, &c.hp, &po, &c.plan, err);
     if (!st) st = check_requantize(&c, o, err);
     if (!st) st = check_overrides(&c, o, err);
+    if (!st) st = bind_calibration(&c, o, err);
     if (!st && o->dry_run) st = dry_run(&c, o, err);
-    else if (!st) st = write_gguf(&c, o, err);
+    else if (!st) st = write_output(&c, o, err);
     qf_plan_free(&c.plan);
     free(c.kv);
     for (size_t i = 0; i < c.n_overrides; i++) qf_type_override_free(&c.overrides[i]);

@@ -50,6 +50,11 @@ void qf_plan_print_text(const qf_plan *p, FILE *out) {
     fprintf(out, "total: %zu tensors, %llu parameters, %llu bytes of tensor data (%.2f MiB), %.3f bits per weight\n",
             p->n, (unsigned long long)p->total_params, (unsigned long long)p->total_bytes,
             (double)p->total_bytes / 1048576.0, bpw);
+    char **lines;
+    size_t n;
+    if (qf_plan_methods(p, &lines, &n, NULL)) return;
+    for (size_t k = 0; k < n; k++) fprintf(out, "%s %s\n", k ? "        " : "methods:", lines[k]);
+    qf_plan_methods_free(lines, n);
 }
 
 /* ne (GGUF order, ne[0] = row length) and shape (outermost first), as inspect --json writes them. */

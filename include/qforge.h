@@ -76,6 +76,9 @@ typedef struct qf_convert_opts {
     const char *const *override_kv; /* "KEY=TYPE:VALUE" as llama-quantize --override-kv: TYPE int (u32, or
                                the key's integer type in a GGUF source), float (f32), bool, str */
     size_t n_override_kv;
+    bool clamp_overflow;    /* values beyond a type's range (the F16 scales of q8_0, f16 itself, ...) are
+                               clamped into it, recorded in qforge.clamped and warned about on stderr;
+                               default: such a tensor is refused (QF_E_INPUT naming it and what holds it) */
     qf_progress_fn progress;
     void *progress_user;
     qf_warn_fn warn;        /* NULL = "qforge: warning: MSG" on stderr */
@@ -136,7 +139,8 @@ typedef struct qf_perplexity_opts {
     const char *text_path;  /* UTF-8 text, read as llama-perplexity -f reads it (see qf_perplexity) */
     uint32_t ctx;           /* tokens per chunk; 0 = 512 */
     uint32_t chunks;        /* chunks to score; 0 = all that fit */
-    uint32_t batch;         /* tokens per forward call; 0 = ctx (results do not depend on it) */
+    uint32_t batch;         /* tokens per forward call; 0 = max(ctx, 1024), fewer where the logits buffer
+                               would pass QF_VERIFY_LOGITS_BYTES (results do not depend on it) */
     int threads;            /* 0 = all online CPUs (results do not depend on it) */
     bool no_escape;         /* take the text literally instead of processing \n, \t, \xNN, ... */
     bool act_q8;            /* faster, inexact: activations quantized to 8 bits per 32-block, as llama.cpp
@@ -162,10 +166,19 @@ typedef struct qf_perplexity_result {
  * scored on predicting the next token. QF_E_INPUT when the text has fewer than 2*ctx tokens. */
 qf_status qf_perplexity(const qf_perplexity_opts *opts, qf_perplexity_result *res, qf_error *err);
 
+/* The default batch keeps each model's logits buffer (4 bytes x n_vocab x batch) within this. */
+#define QF_VERIFY_LOGITS_BYTES (64u << 20)
+
 typedef struct qf_verify_opts {
     const char *model;      /* the model under test */
-    const char *base;       /* the reference it is compared with (same vocabulary) */
+    const char *base;       /* the reference it is compared with (same vocabulary); may be NULL with
+                               base_logits, else checked to be the base that file was made from */
     const char *text_path;
+    const char *save_base;  /* also write the base's compact logits here (formats/baselogits.h) */
+    const char *base_logits; /* compare with such a file instead of running the base: ctx and chunks
+                               default to the file's, and a file made for another text, tokenization,
+                               vocabulary, --act/--no-escape or base is refused (QF_E_INPUT) */
+    uint32_t base_topk;     /* tokens kept per position by save_base; 0 = 1024 */
     uint32_t ctx, chunks, batch;
     int threads;
     bool no_escape;
@@ -192,6 +205,9 @@ typedef struct qf_verify_result {
     double ppl_ratio;        /* ppl_model / ppl_base */
     double kld_mean, kld_median, kld_p99, kld_max; /* per scored token, nats, computed in double */
     double kld_mean_err;     /* llama-perplexity's +/- of the mean KLD: sqrt(var / (n - 1)), 0 for n <= 10 */
+    uint32_t kld_topk;       /* 0: KLD over the full softmax; K: from a base-logits file keeping K tokens
+                                and the tail (a lower bound; README, "Saved base logits") */
+    double base_tail_mean;   /* with kld_topk: the base's mean probability mass outside the K tokens */
     double top1_pct;         /* percent of scored tokens with the same argmax */
     double dp_rms_pct;       /* RMS over tokens of p_model(correct) - p_base(correct), percent */
     uint32_t ctx, n_chunks;
@@ -202,7 +218,8 @@ typedef struct qf_verify_result {
 } qf_verify_result;
 
 /* Run base and model side by side on the same tokens (perplexity's protocol, tokenized with the base's
- * vocabulary) and compare their full next-token distributions. The vocabularies must agree in size and
+ * vocabulary) and compare their full next-token distributions; or compare the model with a base-logits
+ * file (opts->base_logits), running the model alone. The vocabularies must agree in size and
  * in every token's text (QF_E_INPUT otherwise). Returns QF_E_CHECK, with *res filled in and a message
  * naming the failed thresholds, when one does not hold. */
 qf_status qf_verify(const qf_verify_opts *opts, qf_verify_result *res, qf_error *err);

@@ -22,6 +22,7 @@ uint8_t  qf_f32_to_e4m3(float f);
 float    qf_e5m2_to_f32(uint8_t v);
 uint8_t  qf_f32_to_e5m2(float f);
 
+#define QF_F16_MAX 65504.0f
 #define QF_E4M3_MAX 448.0f
 #define QF_E5M2_MAX 57344.0f
 

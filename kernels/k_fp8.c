@@ -131,6 +131,12 @@ static float row_err(const float *x, const float *w, int64_t n, float s, uint8_t
     return err;
 }
 
+/* A row whose largest magnitude is below ~1.5e-36: 1/s overflows, and x * inf would store Inf codes (and
+ * 0 * inf NaN ones), so divide, without the weighted search; a scale that underflowed to 0 stores zeros. */
+static void e4m3_row_tiny(const float *x, uint8_t *q, int64_t n, float s) {
+    for (int64_t i = 0; i < n; i++) q[i] = s > 0.0f ? qf_f32_to_e4m3(x[i] / s) : 0;
+}
+
 bool qf_quantize_e4m3_row(const float *x, void *y, int64_t n, const float *imp) {
     if (!qf_all_finite(x, n)) return false;
     uint8_t *q = (uint8_t *)y + sizeof(float);
@@ -141,6 +147,11 @@ bool qf_quantize_e4m3_row(const float *x, void *y, int64_t n, const float *imp) 
         return true;
     }
     float inv = 1.0f / s;
+    if (!isfinite(inv)) {
+        memcpy(y, &s, sizeof s);
+        e4m3_row_tiny(x, q, n, s);
+        return true;
+    }
     for (int64_t i = 0; i < n; i++) q[i] = qf_f32_to_e4m3(x[i] * inv);
     if (imp) { /* candidates are tried in place; the best is re-encoded at the end */
         float best_s = s, best = row_err(x, imp, n, s, q);

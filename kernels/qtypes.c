@@ -3,21 +3,25 @@
  *
  * A row holds the layout (block size, bytes per block), the type's facts for the stages above (its
  * fallback when rows do not fit its blocks, llama.cpp's file type for it, whether the runtime's 8-bit
- * path takes it), the scalar reference kernels, and optional SIMD kernels per ISA. Adding a type means one row here plus its kernel functions. Sizes come from the
- * block structs, whose sizes blocks.h pins with _Static_assert; types qforge has no kernels for
- * (IQ*, TQ*, NVFP4, ...) still get their ggml sizes so files holding them can be sized and copied.
+ * path takes it, the range it stores), the scalar reference kernels, and optional SIMD kernels per ISA.
+ * Adding a type means one row here plus its kernel functions. Sizes come from the block structs, whose
+ * sizes blocks.h pins with _Static_assert; types qforge has no kernels for (IQ*, TQ*, NVFP4, ...) still
+ * get their ggml sizes so files holding them can be sized and copied.
  *
  * At first use the table is expanded into one traits array per ISA (SIMD pointers fall back to the
  * next lower ISA where a row has none) and the active ISA is chosen (kernels/cpu.h).
  */
 #include "kernels/cpu.h"
+#include "kernels/fpconv.h"
 #include "kernels/kern.h"
 #include "qf_core.h"
 
+#include <float.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <strings.h>
+#include <math.h>
 
 typedef struct qf_qtype_row {
     qf_qtype_traits t;            /* layout + scalar reference kernels */
@@ -44,43 +48,41 @@ typedef struct qf_qtype_row {
 #define SIZED(ID, NAME, BLCK, BYTES) \
     { .t = { .id = (ID), .name = (NAME), .blck = (BLCK), .bytes = (BYTES), .quantized = true, .file_type = -1 } }
 
+/* Ranges (max_abs). F16 scales: a legacy block's scale is amax over its largest code (8, 16, 127; the
+ * affine types also store their min as F16); a K-quant's F16 super-scale d times its largest scale code
+ * bounds the sub-block scales (|s| <= amax for the symmetric fits: 32 for Q3_K, 128 for Q6_K), and d_min
+ * times the largest min code the mins (15, 63). BF16: its largest finite value (larger ones round to
+ * Inf). E8M0 scales (FP8, MXFP4): any |x| below 2^127 dequantizes finite even after rounding up. */
+#define BF16_MAX 0x1.fep127f
+#define MX_MAX 0x1p127f
+
 static const qf_qtype_row rows[] = {
-    { .t = { .id = QF_T_F32, .name = "f32", .file_type = 0, .blck = 1, .bytes = 4, SCALAR(f32) } },
-    { .t = { .id = QF_T_F16, .name = "f16", .file_type = 1, .blck = 1, .bytes = 2, SCALAR(f16) },
+    { .t = { .id = QF_T_F32, .name = "f32", .blck = 1, .bytes = 4, .file_type = 0, .max_abs = FLT_MAX, SCALAR(f32) } },
+    { .t = { .id = QF_T_F16, .name = "f16", .blck = 1, .bytes = 2, .file_type = 1, .max_abs = QF_F16_MAX, SCALAR(f16) },
       AVX2(.quantize = qf_quantize_f16_avx2) },
     { .t = { .id = QF_T_Q4_0, .name = "q4_0", .blck = QF_QK, .bytes = sizeof(qf_block_q4_0), .quantized = true,
-             .file_type = 2,
-             SCALAR(q4_0) }, QUANT(q4_0) },
+             .file_type = 2, .max_abs = 8 * QF_F16_MAX, SCALAR(q4_0) }, QUANT(q4_0) },
     { .t = { .id = QF_T_Q4_1, .name = "q4_1", .blck = QF_QK, .bytes = sizeof(qf_block_q4_1), .quantized = true,
-             .file_type = 3,
-             SCALAR(q4_1) }, QUANT(q4_1) },
+             .file_type = 3, .max_abs = QF_F16_MAX, SCALAR(q4_1) }, QUANT(q4_1) },
     { .t = { .id = QF_T_Q5_0, .name = "q5_0", .blck = QF_QK, .bytes = sizeof(qf_block_q5_0), .quantized = true,
-             .file_type = 8,
-             SCALAR(q5_0) }, QUANT(q5_0) },
+             .file_type = 8, .max_abs = 16 * QF_F16_MAX, SCALAR(q5_0) }, QUANT(q5_0) },
     { .t = { .id = QF_T_Q5_1, .name = "q5_1", .blck = QF_QK, .bytes = sizeof(qf_block_q5_1), .quantized = true,
-             .file_type = 9,
-             SCALAR(q5_1) }, QUANT(q5_1) },
+             .file_type = 9, .max_abs = QF_F16_MAX, SCALAR(q5_1) }, QUANT(q5_1) },
     { .t = { .id = QF_T_Q8_0, .name = "q8_0", .blck = QF_QK, .bytes = sizeof(qf_block_q8_0),
-             .file_type = 7, .int8_path = true,
-             .quantized = true, SCALAR(q8_0) },
+             .quantized = true, .file_type = 7, .int8_path = true, .max_abs = 127 * QF_F16_MAX, SCALAR(q8_0) },
       QUANT_DOT(q8_0, .dequantize = qf_dequantize_q8_0_avx2, .dot = qf_dot_q8_0_avx2) },
     SIZED(QF_T_Q8_1, "q8_1", QF_QK, sizeof(qf_block_q8_1)),
     { .t = { .id = QF_T_Q2_K, .name = "q2_K", .blck = QF_QK_K, .bytes = sizeof(qf_block_q2_K), .quantized = true,
-             .file_type = 10, .fallback = QF_T_Q5_0,
-             SCALAR(q2_K) }, QUANT(q2_K) },
+             .file_type = 10, .fallback = QF_T_Q5_0, .max_abs = 15 * QF_F16_MAX, SCALAR(q2_K) }, QUANT(q2_K) },
     { .t = { .id = QF_T_Q3_K, .name = "q3_K", .blck = QF_QK_K, .bytes = sizeof(qf_block_q3_K), .quantized = true,
-             .file_type = 12, .fallback = QF_T_Q5_0,
-             SCALAR(q3_K) }, QUANT(q3_K) },
+             .file_type = 12, .fallback = QF_T_Q5_0, .max_abs = 32 * QF_F16_MAX, SCALAR(q3_K) }, QUANT(q3_K) },
     { .t = { .id = QF_T_Q4_K, .name = "q4_K", .blck = QF_QK_K, .bytes = sizeof(qf_block_q4_K), .quantized = true,
-             .file_type = 15, .fallback = QF_T_Q5_0, .int8_path = true,
-             SCALAR(q4_K) },
+             .file_type = 15, .fallback = QF_T_Q5_0, .int8_path = true, .max_abs = 63 * QF_F16_MAX, SCALAR(q4_K) },
       QUANT_DOT(q4_K, .dot = qf_dot_q4_K_avx2) },
     { .t = { .id = QF_T_Q5_K, .name = "q5_K", .blck = QF_QK_K, .bytes = sizeof(qf_block_q5_K), .quantized = true,
-             .file_type = 17, .fallback = QF_T_Q5_1,
-             SCALAR(q5_K) }, QUANT(q5_K) },
+             .file_type = 17, .fallback = QF_T_Q5_1, .max_abs = 63 * QF_F16_MAX, SCALAR(q5_K) }, QUANT(q5_K) },
     { .t = { .id = QF_T_Q6_K, .name = "q6_K", .blck = QF_QK_K, .bytes = sizeof(qf_block_q6_K), .quantized = true,
-             .file_type = 18, .fallback = QF_T_Q8_0, .int8_path = true,
-             SCALAR(q6_K) },
+             .file_type = 18, .fallback = QF_T_Q8_0, .int8_path = true, .max_abs = 128 * QF_F16_MAX, SCALAR(q6_K) },
       QUANT_DOT(q6_K, .dot = qf_dot_q6_K_avx2) },
     SIZED(QF_T_Q8_K, "q8_K", QF_QK_K, sizeof(qf_block_q8_K)),
     SIZED(QF_T_IQ2_XXS, "iq2_xxs", QF_QK_K, 66),
@@ -97,26 +99,25 @@ static const qf_qtype_row rows[] = {
     PLAIN(QF_T_I64, "i64", 8),
     PLAIN(QF_T_F64, "f64", 8),
     SIZED(QF_T_IQ1_M, "iq1_m", QF_QK_K, 56),
-    { .t = { .id = QF_T_BF16, .name = "bf16", .file_type = 32, .blck = 1, .bytes = 2, SCALAR(bf16) },
+    { .t = { .id = QF_T_BF16, .name = "bf16", .blck = 1, .bytes = 2,
+             .file_type = 32, .max_abs = BF16_MAX, SCALAR(bf16) },
       AVX2(.quantize = qf_quantize_bf16_avx2) },
     SIZED(QF_T_TQ1_0, "tq1_0", QF_QK_K, 54),
     SIZED(QF_T_TQ2_0, "tq2_0", QF_QK_K, 66),
     { .t = { .id = QF_T_MXFP4, .name = "mxfp4", .blck = QF_QK, .bytes = sizeof(qf_block_mxfp4), .quantized = true,
-             .file_type = 38,
-             SCALAR(mxfp4) }, QUANT(mxfp4) },
+             .file_type = 38, .max_abs = MX_MAX, SCALAR(mxfp4) }, QUANT(mxfp4) },
     SIZED(QF_T_NVFP4, "nvfp4", 64, 36),
     SIZED(QF_T_Q1_0, "q1_0", 128, 18),
     SIZED(QF_T_Q2_0, "q2_0", 64, 18),
     /* qforge extensions (docs/quant-types.md) */
     { .t = { .id = QF_T_E4M3_B32, .name = "e4m3_b32", .blck = QF_QK, .bytes = sizeof(qf_block_fp8_b32),
-             .file_type = -1, .quantized = true, SCALAR(e4m3_b32) },
+             .quantized = true, .file_type = -1, .max_abs = MX_MAX, SCALAR(e4m3_b32) },
       AVX2_512(e4m3_b32, qf_quantize_e4m3_b32_avx2, qf_dequantize_e4m3_b32_avx2, qf_dot_e4m3_b32_avx2) },
     { .t = { .id = QF_T_E5M2_B32, .name = "e5m2_b32", .blck = QF_QK, .bytes = sizeof(qf_block_fp8_b32),
-             .file_type = -1, .quantized = true, SCALAR(e5m2_b32) },
+             .quantized = true, .file_type = -1, .max_abs = MX_MAX, SCALAR(e5m2_b32) },
       AVX2_512(e5m2_b32, qf_quantize_e5m2_b32_avx2, qf_dequantize_e5m2_b32_avx2, qf_dot_e5m2_b32_avx2) },
     { .t = { .id = QF_T_E4M3_ROW, .name = "e4m3_row", .blck = 1, .bytes = 1, .row_extra = sizeof(float),
-             .file_type = -1,
-             .quantized = true, SCALAR(e4m3_row) },
+             .quantized = true, .file_type = -1, .max_abs = MX_MAX, SCALAR(e4m3_row) },
       AVX2_512(e4m3_row, qf_quantize_e4m3_row_avx2, qf_dequantize_e4m3_row_avx2, qf_dot_e4m3_row_avx2) },
 };
 
@@ -211,4 +212,22 @@ bool qf_qtype_row_bytes(const qf_qtype_traits *t, uint64_t n, uint64_t *bytes) {
     if (!t || t->blck == 0 || n % t->blck != 0) return false;
     uint64_t body;
     return qf_mul_ok(n / t->blck, t->bytes, &body) && qf_add_ok(body, t->row_extra, bytes);
+}
+
+float qf_row_absmax(const float *x, int64_t n) {
+    float a = 0.0f;
+    for (int64_t i = 0; i < n; i++) {
+        float v = fabsf(x[i]);
+        a = v > a ? v : a; /* a NaN compares false and is skipped (the quantizers refuse it) */
+    }
+    return a;
+}
+
+uint64_t qf_row_clamp(float *x, int64_t n, float lim) {
+    uint64_t moved = 0;
+    for (int64_t i = 0; i < n; i++) {
+        if (x[i] > lim) { x[i] = lim; moved++; }
+        else if (x[i] < -lim) { x[i] = -lim; moved++; }
+    }
+    return moved;
 }

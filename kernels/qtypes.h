@@ -53,6 +53,10 @@ typedef struct qf_qtype_traits {
     int32_t file_type;      /* llama.cpp's general.file_type (LLAMA_FTYPE_*) for files mostly of this
                                type, or -1: none (extension types, types llama.cpp never writes) */
     bool int8_path;         /* the runtime's 8-bit path decodes its rows to integer levels */
+    float max_abs;          /* range: the quantizer stores every finite row with all |x| <= max_abs without
+                             * Inf and without clipping (F16 scales bound most types; FLT_MAX: any finite
+                             * row). Beyond it a type's F16 scale or value would overflow, so the quantize
+                             * path refuses or clamps such rows (quantize/run.c); 0 for types without kernels */
     qf_quantize_fn quantize;
     qf_dequantize_fn dequantize;
     qf_dot_fn dot;
@@ -72,5 +76,9 @@ const qf_qtype_traits *qf_qtype_at(size_t i);
 bool qf_qtype_row_bytes(const qf_qtype_traits *t, uint64_t n, uint64_t *bytes);
 /* The next type of t's fallback chain (F16 for types without one; F16 itself is its own end). */
 uint32_t qf_qtype_fallback(const qf_qtype_traits *t);
+/* Largest |x[i]| over a row (NaN elements are skipped; 0 for n = 0). */
+float qf_row_absmax(const float *x, int64_t n);
+/* Clamp x[0..n) into [-lim, lim] in place; returns how many elements moved. */
+uint64_t qf_row_clamp(float *x, int64_t n, float lim);
 
 #endif

@@ -1052,13 +1052,18 @@ QF_AINLINE void kq_descend(const qf_kq_spec *sp, const float *x, const float *w,
 }
 
 /* Codes of the float sub-scales v under an F16 super-scale that maps the extreme onto the end of the code
- * range (for symmetric types the negative end, which has one more code). Returns the super-scale. */
+ * range (for symmetric types the negative end, which has one more code). Returns the super-scale.
+ * A super-scale beyond F16's range saturates at 65504 (the extreme sub-scales' codes then clip) rather
+ * than becoming Inf: a weighted least-squares fit of an affine sub-block whose weight sits on one or two
+ * elements can return a min hundreds of times the block's range, which the stages after this one refit
+ * codes around. Scales within F16's range are untouched, so no normal block changes. */
 static float kq_codes(const float *v, int nsub, int cmin, int cmax, int *codes) {
     float m = 0.0f;
     for (int j = 0; j < nsub; j++)
         if (fabsf(v[j]) > fabsf(m)) m = v[j];
-    float end = cmin < 0 ? (float)cmin : (float)cmax;
-    float d = m != 0.0f ? f16_round(m / end) : 0.0f, inv = safe_inv(d);
+    float end = cmin < 0 ? (float)cmin : (float)cmax, r = m / end;
+    r = r > QF_F16_MAX ? QF_F16_MAX : r < -QF_F16_MAX ? -QF_F16_MAX : r;
+    float d = m != 0.0f ? f16_round(r) : 0.0f, inv = safe_inv(d);
     for (int j = 0; j < nsub; j++) {
         float c = v[j] * inv;
         c = c < (float)cmin ? (float)cmin : c;
@@ -1695,6 +1700,10 @@ bool QF_FN(qf_quantize_mxfp4)(const float *x, void *y, int64_t n, const float *i
             float err = mx_pass(xb, w, e, c);
             if (err < best) { best = err; b[i].e = (uint8_t)e; codes = c; }
         }
+        /* no error was a number below Inf (residuals beyond 1.8e19 square to Inf, times a zero weight to
+         * NaN): the first candidate in range, ggml's exponent where it is one, instead of zeros */
+        int e_first = e0 >= 0 ? e0 : e0 + 1;
+        if (!codes && e_first >= 0 && e_first <= 254) { b[i].e = (uint8_t)e_first; codes = cbuf[e_first - e0]; }
         if (!codes) { /* only when every candidate was out of range: all zeros */
             memset(cbuf[0], 0, sizeof cbuf[0]);
             codes = cbuf[0];

@@ -187,6 +187,7 @@ bool qf_quantize_e4m3_row_avx2(const float *x, void *y, int64_t n, const float *
     memcpy(y, &s, sizeof s);
     if (a == 0.0f) { memset(q, 0, (size_t)n); return true; }
     float inv = 1.0f / s;
+    if (!isfinite(inv)) return qf_quantize_e4m3_row(x, y, n, NULL); /* a tiny row: the reference's division */
     __m256 vinv = _mm256_set1_ps(inv);
     for (i = 0; i + 8 <= n; i += 8) qf_store_fp8x8(qf_e4m3_encode_avx2(_mm256_mul_ps(_mm256_loadu_ps(x + i), vinv)), q + i);
     for (; i < n; i++) q[i] = qf_f32_to_e4m3(x[i] * inv);

@@ -63,13 +63,21 @@ typedef struct gptq_job {
     bool ok;
 } gptq_job;
 
-/* One row through all blocks: quantize the block, propagate its error to the remaining columns. */
-static bool gptq_row(const gptq_job *j, uint64_t r, float *deq, double *errv) {
+/* One row through all blocks: quantize the block, propagate its error to the remaining columns. Error
+ * feedback can carry a value past the type's range (the source rows were within it): the block is then
+ * quantized saturated at the range, and the saturation is part of the error passed on. */
+static bool gptq_row(const gptq_job *j, uint64_t r, float *deq, float *sat, double *errv) {
     float *w = j->W + r * j->n_cols;
     for (uint64_t b = 0; b < j->n_blocks; b++) {
         uint64_t col0 = b * j->blck, orig = j->blocks[b];
         uint8_t *dst = j->out + r * j->row_bytes + orig * j->tt->bytes;
-        if (!j->tt->quantize(w + col0, dst, (int64_t)j->blck, j->imp + orig * j->blck)) return false;
+        const float *blk = w + col0;
+        if (qf_row_absmax(blk, (int64_t)j->blck) > j->tt->max_abs) {
+            memcpy(sat, blk, j->blck * sizeof *sat);
+            qf_row_clamp(sat, (int64_t)j->blck, j->tt->max_abs);
+            blk = sat;
+        }
+        if (!j->tt->quantize(blk, dst, (int64_t)j->blck, j->imp + orig * j->blck)) return false;
         j->tt->dequantize(dst, deq, (int64_t)j->blck);
         uint64_t rest = j->n_cols - col0 - j->blck;
         if (!rest) continue;
@@ -86,11 +94,12 @@ static bool gptq_row(const gptq_job *j, uint64_t r, float *deq, double *errv) {
 
 static void *gptq_worker(void *arg) {
     gptq_job *j = arg;
-    float *deq = malloc(j->blck * sizeof(float));
+    float *deq = malloc(j->blck * sizeof(float)), *sat = malloc(j->blck * sizeof(float));
     double *errv = malloc(j->blck * sizeof(double));
-    j->ok = deq && errv;
-    for (uint64_t r = j->r0; j->ok && r < j->r1; r++) j->ok = gptq_row(j, r, deq, errv);
+    j->ok = deq && sat && errv;
+    for (uint64_t r = j->r0; j->ok && r < j->r1; r++) j->ok = gptq_row(j, r, deq, sat, errv);
     free(deq);
+    free(sat);
     free(errv);
     return NULL;
 }

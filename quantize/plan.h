@@ -10,6 +10,8 @@
 #define QF_PLAN_H
 
 #include "formats/arch.h"
+#include "formats/hessian.h"
+#include "formats/imatrix.h"
 #include "formats/source.h"
 #include "quantize/recipe.h"
 
@@ -20,6 +22,14 @@ typedef enum qf_gen {
     QF_GEN_NONE = 0,     /* data comes from the source through the entry's tensor spec */
     QF_GEN_ROPE_LLAMA3,  /* rope_freqs.weight computed from the hyper-parameters */
 } qf_gen;
+
+/* The calibration data a tensor is quantized with (qf_plan_bind_calibration decides; the executor follows). */
+typedef enum qf_calib {
+    QF_CALIB_NONE = 0,  /* not quantized (F32/F16/BF16 storage): nothing to calibrate */
+    QF_CALIB_RTN,       /* quantized without statistics (the type's plain error or magnitude weights) */
+    QF_CALIB_WEIGHTED,  /* importance-weighted by its imatrix entry */
+    QF_CALIB_GPTQ,      /* GPTQ error feedback with the Hessian of its input */
+} qf_calib;
 
 typedef struct qf_plan_entry {
     char name[96];        /* GGUF tensor name */
@@ -34,6 +44,10 @@ typedef struct qf_plan_entry {
     uint64_t nbytes;
     char reason[160];      /* why this type: recipe rule, override, fallback, policy */
     int override;          /* index of the --tensor-type override that decided the type, or -1 */
+    uint64_t clamped;      /* clamp mode: values beyond the type's range that the run clamps (surveyed) */
+    qf_calib calib;        /* what it is quantized with; imx / hess point at the data (borrowed) */
+    const qf_imatrix_entry *imx;
+    const qf_hessian *hess;
 } qf_plan_entry;
 
 typedef struct qf_plan {
@@ -74,5 +88,26 @@ void qf_plan_free(qf_plan *plan);
 /* llama.cpp's general.file_type for the plan (LLAMA_FTYPE_* of its bulk type), or -1 when it has none
  * or the plan holds a type llama.cpp cannot load. */
 int qf_plan_file_type(const qf_plan *plan);
+
+/* How far calibration data reached, in tensors: quantized by the plan; of those, inside layers (what
+ * calibration observes: token embeddings are a lookup, llama-imatrix skips the output) and with an
+ * imatrix entry; with an imatrix entry anywhere; GPTQ-able (2-D layer weights of a block type) and
+ * bound to a Hessian. */
+typedef struct qf_calib_coverage {
+    size_t quantized, layer_quantized, imatrix_layer, imatrix_any, gptq_able, gptq;
+} qf_calib_coverage;
+
+/* Decide every entry's calibration: GPTQ where `hs` has a Hessian for its input, else importance
+ * weights where `im` has its entry, else none (im / hs NULL: not used). An entry or a Hessian of the
+ * wrong shape, or an imatrix / Hessian set (labels im_label / hs_label, for messages) that matches
+ * nothing the plan quantizes, is QF_E_INPUT: such data was made for another model. Partial coverage is
+ * not an error; *cov says how much. */
+qf_status qf_plan_bind_calibration(qf_plan *plan, const qf_imatrix *im, const char *im_label, const qf_hessian_set *hs,
+                                   const char *hs_label, qf_calib_coverage *cov, qf_error *err);
+/* What each tensor class used, one line per class in plan order, e.g. "attn_q: gptq 2",
+ * "ffn_down: gptq 1, weighted 1", "token_embd: rtn 1"; classes with nothing quantized are left out.
+ * lines and their strings are malloc'd: free with qf_plan_methods_free. */
+qf_status qf_plan_methods(const qf_plan *plan, char ***lines, size_t *n, qf_error *err);
+void qf_plan_methods_free(char **lines, size_t n);
 
 #endif

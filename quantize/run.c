@@ -29,6 +29,9 @@ typedef struct chunk_job {
     uint64_t row_bytes;
     float *f32;             /* n_rows x ne[0] scratch */
     uint8_t *out;           /* n_rows x row_bytes */
+    bool clamp;             /* values beyond the type's range are clamped (else the row is refused) */
+    uint64_t clamped;       /* values clamped so far */
+    uint64_t over_row;      /* the first output row refused for its range, or UINT64_MAX */
     qf_status st;
     qf_error err;
 } chunk_job;
@@ -130,6 +133,17 @@ static void hedged_weights(const float *x, const float *imp, uint64_t n, float *
     for (uint64_t i = 0; i < n; i++) w[i] = imp[i] * sqrtf(two_ms + x[i] * x[i]);
 }
 
+/* The range rule, the one place every row passes before a quantizer sees it: values beyond what the
+ * type stores finitely (qf_qtype_traits.max_abs) are clamped into it when the run allows (counted),
+ * else the row is refused (false). Rows holding Inf are left to the quantizer, which refuses them. */
+static bool fit_range(const qf_qtype_traits *tt, float *x, uint64_t n, bool clamp, uint64_t *clamped) {
+    float a = qf_row_absmax(x, (int64_t)n);
+    if (!(a > tt->max_abs) || isinf(a)) return true;
+    if (!clamp) return false;
+    *clamped += qf_row_clamp(x, (int64_t)n, tt->max_abs);
+    return true;
+}
+
 static qf_status encode_rows(chunk_job *j, uint64_t r0, uint64_t n) {
     uint64_t len = j->e->ne[0];
     bool own = j->weighting == W_HEDGED || j->weighting == W_MAGNITUDE;
@@ -137,7 +151,13 @@ static qf_status encode_rows(chunk_job *j, uint64_t r0, uint64_t n) {
     if (own && !rw) return qf_fail(&j->err, QF_E_NOMEM, "out of memory");
     qf_status st = QF_OK;
     for (uint64_t r = r0; r < r0 + n && !st; r++) {
-        const float *x = j->f32 + (r - j->row0) * len;
+        float *x = j->f32 + (r - j->row0) * len;
+        if (!fit_range(j->tt, x, len, j->clamp, &j->clamped)) {
+            j->over_row = r;
+            st = qf_fail(&j->err, QF_E_INPUT, "tensor '%s': row %llu is beyond %s's range", j->e->name,
+                         (unsigned long long)r, j->tt->name);
+            break;
+        }
         const float *imp = j->imp ? j->imp + (r / j->rows_per_mat) * len : NULL;
         if (j->weighting == W_MAGNITUDE) { magnitude_weights(x, len, rw); imp = rw; }
         if (j->weighting == W_HEDGED) { hedged_weights(x, imp, len, rw); imp = rw; }
@@ -152,6 +172,7 @@ static qf_status encode_rows(chunk_job *j, uint64_t r0, uint64_t n) {
 typedef struct worker {
     chunk_job *job;
     uint64_t r0, n;
+    uint64_t clamped, over_row;
     qf_status st;
     qf_error err;
     pthread_t tid;
@@ -160,11 +181,14 @@ typedef struct worker {
 
 static void *worker_main(void *arg) {
     worker *w = arg;
-    chunk_job j = *w->job; /* private copy: own error record */
+    chunk_job j = *w->job; /* private copy: own error record and counts */
     qf_error_clear(&j.err);
+    j.clamped = 0;
     w->st = fetch_rows(&j, w->r0, w->n);
     if (w->st == QF_OK) w->st = encode_rows(&j, w->r0, w->n);
     w->err = j.err;
+    w->clamped = j.clamped;
+    w->over_row = j.over_row;
     return NULL;
 }
 
@@ -179,11 +203,12 @@ static qf_status run_chunk(chunk_job *j, int threads, qf_error *err) {
         /* a thread that cannot be created costs time, not correctness: run its rows here */
         if (!(ws[i].threaded = pthread_create(&ws[i].tid, NULL, worker_main, &ws[i]) == 0)) worker_main(&ws[i]);
     worker_main(&ws[0]);
-    qf_status st = ws[0].st;
-    if (st) *err = ws[0].err;
-    for (int i = 1; i < nw; i++) {
-        if (ws[i].threaded) pthread_join(ws[i].tid, NULL);
-        if (!st && ws[i].st) { st = ws[i].st; *err = ws[i].err; }
+    qf_status st = QF_OK;
+    for (int i = 0; i < nw; i++) {
+        if (i && ws[i].threaded) pthread_join(ws[i].tid, NULL);
+        j->clamped += ws[i].clamped;
+        /* the first failing row range decides, so the message does not depend on the thread count */
+        if (!st && ws[i].st) { st = ws[i].st; *err = ws[i].err; j->over_row = ws[i].over_row; }
     }
     return st;
 }
@@ -197,41 +222,29 @@ static qf_status generate(const qf_hparams *hp, const qf_plan_entry *e, float **
     return QF_OK;
 }
 
-/* Importance weights for a tensor from the imatrix: one vector per expert matrix, and how rows use them
- * (row_weighting). Unquantized types need none. On qf-llama-a: magnitude weights without an imatrix cut
- * q3_k_m's KLD 10% (tinystories) and 3% (wikitext) but raise q4_k_m's 7%; for the embeddings and output
- * of q4_k_m with an imatrix, dropping them lowered wikitext KLD 6%. */
-static qf_status importance(const qf_run_opts *opts, const qf_plan_entry *e, const qf_qtype_traits *tt, float **imp,
-                            uint64_t *rows_per_mat, row_weighting *how, qf_error *err) {
+/* Importance weights for a tensor from its imatrix entry (bound by qf_plan_bind_calibration): one vector
+ * per expert matrix, and how rows use them (row_weighting). Unquantized types need none. On qf-llama-a:
+ * magnitude weights without an imatrix cut q3_k_m's KLD 10% (tinystories) and 3% (wikitext) but raise
+ * q4_k_m's 7%; for the embeddings and output of q4_k_m with an imatrix, dropping them lowered wikitext KLD 6%. */
+static qf_status importance(const qf_plan_entry *e, const qf_qtype_traits *tt, float **imp, uint64_t *rows_per_mat,
+                            row_weighting *how, qf_error *err) {
     *imp = NULL;
     *how = W_NONE;
     *rows_per_mat = e->n_rows;
     if (!tt->quantized) return QF_OK;
     bool narrow = (uint64_t)tt->bytes * 8 < 4 * (uint64_t)tt->blck; /* below 4 bits per weight */
-    const qf_imatrix_entry *ie = opts->imatrix ? qf_imatrix_find(opts->imatrix, e->name) : NULL;
+    const qf_imatrix_entry *ie = e->calib == QF_CALIB_WEIGHTED ? e->imx : NULL;
     if (!ie) {
         *how = narrow ? W_MAGNITUDE : W_NONE;
         return QF_OK;
     }
     *how = narrow ? W_HEDGED : W_CALIBRATED;
-    uint64_t n_mat = e->n_dims == 3 ? e->ne[2] : 1;
-    if (ie->n_cols != e->ne[0] || ie->n_mat != n_mat)
-        return qf_fail(err, QF_E_INPUT, "imatrix entry '%s' is %u columns x %u matrices; the tensor needs %llu x %llu",
-                       e->name, ie->n_cols, ie->n_mat, (unsigned long long)e->ne[0], (unsigned long long)n_mat);
+    uint64_t n_mat = ie->n_mat;
     *imp = qf_malloc_n(n_mat, e->ne[0] * sizeof(float));
     if (!*imp) return qf_fail(err, QF_E_NOMEM, "out of memory for importance weights of '%s'", e->name);
     for (uint32_t m = 0; m < n_mat; m++) qf_imatrix_weights(ie, m, *imp + m * e->ne[0]);
     *rows_per_mat = e->n_rows / n_mat;
     return QF_OK;
-}
-
-/* The Hessian of a tensor's input when GPTQ applies to it: a linear weight whose type has blocks. */
-static const qf_hessian *gptq_hessian(const qf_run_opts *opts, const qf_plan_entry *e, const qf_qtype_traits *tt) {
-    char key[96];
-    if (!opts->hessians || !tt->quantized || tt->blck < 2 || e->n_dims != 2 || !qf_hessian_key(e->role, e->layer, key, sizeof key))
-        return NULL;
-    const qf_hessian *h = qf_hessian_find(opts->hessians, key);
-    return h && h->n == e->ne[0] ? h : NULL;
 }
 
 /* Source slots rows [r0, r0 + n) read: experts of a stacked tensor are visited in order, one source
@@ -291,18 +304,120 @@ static void release_slots(chunk_job *j, size_t first, size_t upto) {
     for (size_t k = first; k < upto; k++) qf_source_release(j->src, j->srcs[k]);
 }
 
+/* Rows of a tensor read and encoded at once: QF_RUN_CHUNK_BYTES of F32 (a permuted bias: one). */
+static uint64_t chunk_rows(const qf_plan_entry *e) {
+    uint64_t rows = QF_MAX(1, QF_RUN_CHUNK_BYTES / QF_MAX(e->ne[0] * sizeof(float), 1));
+    if (e->n_dims == 1 && e->spec && e->spec->permute_heads) rows = 1;
+    return QF_MIN(rows, e->n_rows);
+}
+
+/* A tensor's chunks in order: each chunk's source rows are prepared before it is read, and the
+ * sources it has passed (the experts of a stacked tensor) are released, so a tensor streams. */
+typedef struct walk {
+    size_t released, first, last;
+} walk;
+
+static qf_status walk_chunk(chunk_job *j, walk *w, uint64_t r, uint64_t n, qf_error *err) {
+    j->row0 = r;
+    j->n_rows = n;
+    slots_of(j, r, n, &w->first, &w->last);
+    if (w->last == SIZE_MAX) return QF_OK; /* generated */
+    release_slots(j, w->released, w->first);
+    w->released = QF_MAX(w->released, w->first);
+    return prepare_slots(j, r, n, w->first, w->last, err);
+}
+
+static void walk_done(chunk_job *j, walk *w) {
+    if (j->e->spec) release_slots(j, w->released, j->e->spec->n_src);
+}
+
+static chunk_job job_for(qf_source *src, const qf_plan *plan, const qf_plan_entry *e) {
+    return (chunk_job){.src = src, .e = e, .tt = qf_qtype_get(e->type), .over_row = UINT64_MAX,
+                       .srcs = e->spec ? plan->map.src + e->spec->first_src : NULL};
+}
+
+qf_status qf_tensor_range(qf_source *src, const qf_hparams *hp, const qf_plan *plan, const qf_plan_entry *e,
+                          uint64_t *beyond, float *amax, qf_error *err) {
+    chunk_job j = job_for(src, plan, e);
+    *beyond = 0;
+    *amax = 0.0f;
+    uint64_t len = e->ne[0], rows_per_chunk = chunk_rows(e);
+    float *gen = NULL;
+    walk w = {0};
+    j.f32 = qf_malloc_n(rows_per_chunk, len * sizeof(float));
+    qf_status st = j.f32 ? generate(hp, e, &gen, err) : qf_fail(err, QF_E_NOMEM, "tensor '%s': out of memory", e->name);
+    j.gen = gen;
+    for (uint64_t r = 0; !st && r < e->n_rows; r += rows_per_chunk) {
+        uint64_t n = QF_MIN(rows_per_chunk, e->n_rows - r);
+        if ((st = walk_chunk(&j, &w, r, n, err))) break;
+        if ((st = fetch_rows(&j, r, n))) { *err = j.err; break; }
+        for (uint64_t i = 0; i < n * len; i++) {
+            float v = fabsf(j.f32[i]);
+            *beyond += v > j.tt->max_abs && !isinf(v);
+            *amax = v > *amax && !isinf(v) ? v : *amax;
+        }
+    }
+    walk_done(&j, &w);
+    free(gen);
+    free(j.f32);
+    return st;
+}
+
+/* The refusal of a tensor with values beyond its type's range: how many, the largest, where the first
+ * one is in the source, and the types that hold it. */
+static qf_status range_refusal(qf_source *src, const qf_hparams *hp, const qf_plan *plan, const qf_plan_entry *e,
+                               uint64_t row, qf_error *err) {
+    uint64_t beyond;
+    float amax;
+    qf_status st = qf_tensor_range(src, hp, plan, e, &beyond, &amax, err);
+    if (st) return st;
+    const qf_qtype_traits *tt = qf_qtype_get(e->type);
+    char holds[320] = "";
+    for (size_t i = 0, used = 0; i < qf_qtype_count() && used < sizeof holds; i++) {
+        const qf_qtype_traits *t = qf_qtype_at(i);
+        if (t->quantize && t->max_abs >= amax)
+            used += (size_t)snprintf(holds + used, sizeof holds - used, "%s%s", used ? ", " : "", t->name);
+    }
+    char re[2 * sizeof e->name] = "";
+    for (size_t i = 0, k = 0; e->name[i] && k + 2 < sizeof re; i++) { /* the name as a regex */
+        if (e->name[i] == '.') re[k++] = '\\';
+        re[k++] = e->name[i];
+    }
+    chunk_job j = job_for(src, plan, e);
+    size_t slot = 0;
+    uint64_t src_row = row;
+    if (e->spec && e->spec->map != QF_MAP_HEAD_COLS) source_row(&j, row, &slot, &src_row);
+    const char *from = e->spec ? qf_source_tensor(src, j.srcs[slot])->name : "generated";
+    return qf_fail(err, QF_E_INPUT,
+                   "tensor '%s' (%s): %llu value%s beyond what %s stores (|x| <= %.7g; it would write Inf), the "
+                   "first in row %llu, largest |x| %.7g; types that hold it: %s (quantize --tensor-type '%s=TYPE'), "
+                   "or --clamp-overflow to clamp such values to the range",
+                   e->name, from, (unsigned long long)beyond, beyond == 1 ? "" : "s", tt->name, tt->max_abs,
+                   (unsigned long long)src_row, amax, holds, re);
+}
+
+/* In clamp mode the executor must clamp exactly what the survey recorded in the file's metadata. */
+static qf_status check_clamped(const qf_plan_entry *e, const qf_run_opts *opts, uint64_t clamped, qf_error *err) {
+    if (!opts->clamp_overflow || clamped == e->clamped) return QF_OK;
+    return qf_fail(err, QF_E_INTERNAL, "tensor '%s': clamped %llu values, the survey counted %llu", e->name,
+                   (unsigned long long)clamped, (unsigned long long)e->clamped);
+}
+
 /* GPTQ needs the whole matrix at once: read every row, quantize with error feedback, write. */
-static qf_status run_tensor_gptq(chunk_job *j, const qf_hessian *h, qf_gguf_writer *w, const qf_run_opts *opts,
-                                 qf_error *err) {
+static qf_status run_tensor_gptq(chunk_job *j, const qf_hparams *hp, const qf_plan *plan, const qf_hessian *h,
+                                 qf_gguf_writer *w, const qf_run_opts *opts, qf_error *err) {
     const qf_plan_entry *e = j->e;
-    j->row0 = 0;
-    j->n_rows = e->n_rows;
+    walk wk = {0};
     qf_qtype_row_bytes(j->tt, e->ne[0], &j->row_bytes);
     j->f32 = qf_malloc_n(e->n_rows, e->ne[0] * sizeof(float));
     j->out = qf_malloc_n(e->n_rows, j->row_bytes);
-    qf_status st = j->f32 && j->out ? prepare_slots(j, 0, e->n_rows, 0, 0, err)
+    qf_status st = j->f32 && j->out ? walk_chunk(j, &wk, 0, e->n_rows, err)
                                     : qf_fail(err, QF_E_NOMEM, "gptq: out of memory for '%s' as F32", e->name);
     if (!st && (st = fetch_rows(j, 0, e->n_rows))) *err = j->err;
+    for (uint64_t r = 0; !st && r < e->n_rows; r++)
+        if (!fit_range(j->tt, j->f32 + r * e->ne[0], e->ne[0], opts->clamp_overflow, &j->clamped))
+            st = range_refusal(j->src, hp, plan, e, r, err);
+    if (!st) st = check_clamped(e, opts, j->clamped, err);
     if (!st) {
         qf_gptq_opts go = opts->gptq;
         go.threads = opts->threads;
@@ -314,7 +429,7 @@ static qf_status run_tensor_gptq(chunk_job *j, const qf_hessian *h, qf_gguf_writ
         }
     }
     if (!st) st = qf_gguf_write_tensor_data(w, j->out, e->n_rows * j->row_bytes, err);
-    release_slots(j, 0, 1);
+    walk_done(j, &wk);
     free(j->f32);
     free(j->out);
     return st;
@@ -322,45 +437,41 @@ static qf_status run_tensor_gptq(chunk_job *j, const qf_hessian *h, qf_gguf_writ
 
 static qf_status run_tensor(qf_source *src, const qf_hparams *hp, const qf_plan *plan, const qf_plan_entry *e,
                             qf_gguf_writer *w, const qf_run_opts *opts, uint64_t *done, uint64_t total, qf_error *err) {
-    chunk_job j = {.src = src, .e = e, .tt = qf_qtype_get(e->type),
-                   .srcs = e->spec ? plan->map.src + e->spec->first_src : NULL};
-    const qf_hessian *h = e->spec && e->spec->map == QF_MAP_COPY ? gptq_hessian(opts, e, j.tt) : NULL;
+    chunk_job j = job_for(src, plan, e);
+    j.clamp = opts->clamp_overflow;
+    const qf_hessian *h = e->spec && e->calib == QF_CALIB_GPTQ ? e->hess : NULL;
     if (h) {
-        qf_status st = run_tensor_gptq(&j, h, w, opts, err);
+        qf_status st = run_tensor_gptq(&j, hp, plan, h, w, opts, err);
         *done += e->nbytes;
         if (!st && opts->progress) opts->progress(opts->progress_user, e->name, *done, total);
         return st;
     }
     qf_qtype_row_bytes(j.tt, e->ne[0], &j.row_bytes);
-    uint64_t f32_row = e->ne[0] * sizeof(float);
-    uint64_t rows_per_chunk = QF_MAX(1, QF_RUN_CHUNK_BYTES / QF_MAX(f32_row, 1));
-    if (e->n_dims == 1 && e->spec && e->spec->permute_heads) rows_per_chunk = 1;
-    rows_per_chunk = QF_MIN(rows_per_chunk, e->n_rows);
+    uint64_t f32_row = e->ne[0] * sizeof(float), rows_per_chunk = chunk_rows(e);
     float *gen = NULL, *imp = NULL;
     qf_status st = generate(hp, e, &gen, err);
-    if (!st) st = importance(opts, e, j.tt, &imp, &j.rows_per_mat, &j.weighting, err);
+    if (!st) st = importance(e, j.tt, &imp, &j.rows_per_mat, &j.weighting, err);
     j.gen = gen;
     j.imp = imp;
     j.f32 = qf_malloc_n(rows_per_chunk, f32_row);
     j.out = qf_malloc_n(rows_per_chunk, j.row_bytes);
     if (!st && (!j.f32 || !j.out)) st = qf_fail(err, QF_E_NOMEM, "tensor '%s': out of memory for a chunk", e->name);
     int threads = opts->threads > 0 ? opts->threads : 1;
-    size_t released = 0, first = 0, last = 0;
+    walk wk = {0};
     for (uint64_t r = 0; !st && r < e->n_rows; r += rows_per_chunk) {
-        j.row0 = r;
-        j.n_rows = QF_MIN(rows_per_chunk, e->n_rows - r);
-        slots_of(&j, r, j.n_rows, &first, &last);
-        if (last != SIZE_MAX) {
-            release_slots(&j, released, first);
-            released = QF_MAX(released, first);
+        uint64_t n = QF_MIN(rows_per_chunk, e->n_rows - r);
+        int t = (int)QF_MIN((uint64_t)threads, n);
+        if ((st = walk_chunk(&j, &wk, r, n, err))) break;
+        if ((st = run_chunk(&j, t, err))) {
+            if (j.over_row != UINT64_MAX) st = range_refusal(src, hp, plan, e, j.over_row, err);
+            break;
         }
-        int t = (int)QF_MIN((uint64_t)threads, j.n_rows);
-        if ((st = prepare_slots(&j, r, j.n_rows, first, last, err)) || (st = run_chunk(&j, t, err))) break;
         st = qf_gguf_write_tensor_data(w, j.out, j.n_rows * j.row_bytes, err);
         *done += j.n_rows * j.row_bytes;
         if (opts->progress) opts->progress(opts->progress_user, e->name, *done, total);
     }
-    if (e->spec) release_slots(&j, released, e->spec->n_src);
+    if (!st) st = check_clamped(e, opts, j.clamped, err);
+    walk_done(&j, &wk);
     free(gen);
     free(imp);
     free(j.f32);

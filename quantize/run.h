@@ -18,16 +18,24 @@
 
 #define QF_RUN_CHUNK_BYTES (16u << 20)
 
+/* Which calibration data a tensor uses is the plan entry's (calib, imx, hess: qf_plan_bind_calibration). */
 typedef struct qf_run_opts {
     int threads;                 /* >= 1 */
-    const qf_imatrix *imatrix;   /* importance weights, or NULL for round-to-nearest everywhere */
-    const qf_hessian_set *hessians; /* GPTQ: tensors with a Hessian for their input take qf_gptq_quantize */
     qf_gptq_opts gptq;
+    bool clamp_overflow;         /* clamp values beyond a type's range (plan entries' `clamped` counts
+                                    them) instead of refusing the tensor */
     qf_progress_fn progress;     /* may be NULL */
     void *progress_user;
 } qf_run_opts;
 
-/* The writer must have had begin_data() called with the plan's tensors declared in plan order. */
+/* Values of tensor e beyond its planned type's range (qf_qtype_traits.max_abs) and its largest finite |x|,
+ * streaming the tensor from the source once: what the executor would refuse, or clamp in clamp mode. */
+qf_status qf_tensor_range(qf_source *src, const qf_hparams *hp, const qf_plan *plan, const qf_plan_entry *e,
+                          uint64_t *beyond, float *amax, qf_error *err);
+
+/* The writer must have had begin_data() called with the plan's tensors declared in plan order. A value
+ * beyond its type's range refuses the tensor (QF_E_INPUT naming it, the count, the largest value and the
+ * types that hold it) unless opts->clamp_overflow, which clamps exactly the counts in e->clamped. */
 qf_status qf_plan_execute(qf_source *src, const qf_hparams *hp, const qf_plan *plan, qf_gguf_writer *w,
                           const qf_run_opts *opts, qf_error *err);
 

@@ -98,3 +98,35 @@ void qf_test_to_fp8_layout(const char *dir, qf_test_fp8_layout layout) {
 }
 
 void qf_test_to_fp8(const char *dir) { qf_test_to_fp8_layout(dir, QF_TEST_FP8_BLOCK128); }
+
+void qf_test_set_weight(const char *dir, const char *name, uint64_t index, float v) {
+    char path[4096], out_path[4096];
+    snprintf(path, sizeof path, "%s/model.safetensors", dir);
+    snprintf(out_path, sizeof out_path, "%s/model.edit.tmp", dir);
+    qf_st_model *m;
+    qf_error err;
+    CHECK_OK(qf_st_open(path, &m, &err), &err);
+    if (!m) return;
+    size_t n = qf_st_n_tensors(m);
+    qf_st_out_tensor *out = calloc(n, sizeof *out);
+    uint8_t *edited = NULL;
+    for (size_t i = 0; i < n; i++) {
+        const qf_st_tensor *t = qf_st_tensor_at(m, i);
+        out[i] = (qf_st_out_tensor){.name = t->name, .dtype = t->dtype, .n_dims = t->n_dims, .data = t->data};
+        memcpy(out[i].shape, t->shape, sizeof out[i].shape);
+        if (strcmp(t->name, name) != 0) continue;
+        CHECK_MSG(t->dtype == QF_DT_F32 || t->dtype == QF_DT_BF16, "%s: only F32/BF16 tensors are edited", name);
+        size_t esz = t->dtype == QF_DT_F32 ? 4 : 2;
+        edited = malloc(t->nbytes);
+        memcpy(edited, t->data, t->nbytes);
+        if (t->dtype == QF_DT_F32) memcpy(edited + index * esz, &v, esz);
+        else { uint16_t h = qf_f32_to_bf16(v); memcpy(edited + index * esz, &h, esz); }
+        out[i].data = edited;
+    }
+    CHECK_MSG(edited != NULL, "%s: no tensor '%s'", path, name);
+    CHECK_OK(qf_st_write(out_path, out, n, &err), &err);
+    free(edited);
+    free(out);
+    qf_st_close(m);
+    CHECK(rename(out_path, path) == 0);
+}

@@ -19,4 +19,8 @@ typedef enum qf_test_fp8_layout {
 void qf_test_to_fp8_layout(const char *dir, qf_test_fp8_layout layout);
 void qf_test_to_fp8(const char *dir); /* DeepSeek blocks */
 
+/* Set element `index` (row-major) of tensor `name` in dir/model.safetensors to v (F32 or BF16 tensors):
+ * a weight no released checkpoint would hold, for tests of what happens to it. */
+void qf_test_set_weight(const char *dir, const char *name, uint64_t index, float v);
+
 #endif

@@ -4,11 +4,13 @@
 #include "runtime/text.h"
 #include "verify/score.h"
 #include "runtime/tokenizer.h"
+#include "verify/basefile.h"
 
 #include <math.h>
 #include <unistd.h>
 
-/* One or two models fed the same chunks. Model 0 is the one tokenizing (verify: the base). */
+/* One or two models fed the same chunks. Model 0 is the one tokenizing (verify: the base; the model when
+ * it is compared with a base-logits file). */
 typedef struct session {
     qf_rt_model *m[2];
     qf_rt_ctx *c[2];
@@ -28,10 +30,12 @@ typedef struct run_params {
     uint32_t ctx, chunks, batch;
     int threads;
     bool no_escape, act_q8;
+    uint32_t topk;   /* columns keep their k most likely tokens in the score buffer (verify --save-base) */
 } run_params;
 
 /* Called per forward batch with each model's logits for n scored columns and their target tokens. */
-typedef void (*batch_fn)(void *u, session *s, const float *const *logits, size_t ld, const int32_t *targets, uint32_t n);
+typedef qf_status (*batch_fn)(void *u, session *s, const float *const *logits, size_t ld, const int32_t *targets,
+                              uint32_t n, qf_error *err);
 /* Called after each chunk. */
 typedef void (*chunk_fn)(void *u, const session *s, uint32_t chunk);
 
@@ -60,6 +64,18 @@ static qf_status tokenize_text(session *s, const run_params *p, qf_error *err) {
     return st;
 }
 
+/* Default tokens per forward call: whole chunks filling one of the runtime's passes through the layers
+ * (1024 tokens, forward.c; a larger batch only holds more logits), fewer so that one model's logits
+ * buffer, 4 n_vocab bytes per token, stays within QF_VERIFY_LOGITS_BYTES; below one chunk, a chunk is
+ * split into batches. Results do not depend on it. */
+#define PASS_TOKENS 1024u
+
+static uint32_t default_batch(uint32_t n_vocab, uint32_t ctx) {
+    uint64_t fit = QF_MAX(1, QF_VERIFY_LOGITS_BYTES / (4 * (uint64_t)QF_MAX(n_vocab, 1)));
+    if (fit < ctx) return (uint32_t)fit;
+    return (uint32_t)(QF_MIN(QF_MAX(ctx, PASS_TOKENS), fit) / ctx * ctx);
+}
+
 static qf_status plan_chunks(session *s, const run_params *p, qf_error *err) {
     s->ctx = p->ctx ? p->ctx : 512;
     if (s->ctx < 4) return qf_fail(err, QF_E_USAGE, "--ctx %u is too small; use at least 4", s->ctx);
@@ -69,13 +85,13 @@ static qf_status plan_chunks(session *s, const run_params *p, qf_error *err) {
     uint64_t max_chunks = s->n_tokens / s->ctx;
     s->n_chunks = (uint32_t)(p->chunks && p->chunks < max_chunks ? p->chunks : max_chunks);
     /* as llama-perplexity -b: a batch of at least ctx tokens evaluates whole chunks, batch / ctx at once */
-    uint32_t batch = p->batch ? p->batch : s->ctx;
+    uint32_t batch = p->batch ? p->batch : default_batch(s->m[0]->hp.n_vocab, s->ctx);
     s->n_seq = batch >= s->ctx ? QF_MIN(batch / s->ctx, s->n_chunks) : 1;
     s->batch = QF_MIN(batch, s->ctx);
     s->first = s->ctx / 2;
     if (!(s->chunk = qf_malloc_n((uint64_t)s->n_seq * s->ctx, sizeof *s->chunk)))
         return qf_fail(err, QF_E_NOMEM, "out of memory");
-    return qf_score_buf_init(&s->sb, s->batch, err);
+    return qf_score_buf_init(&s->sb, s->batch, p->topk, err);
 }
 
 static qf_status session_open(session *s, const char *const *paths, int n, const run_params *p, qf_error *err) {
@@ -127,7 +143,8 @@ static qf_status run_chunk(session *s, uint32_t i, batch_fn score, void *u, qf_e
         }
         if (out_pos >= b0 + nb || out_pos > s->ctx - 2) continue;
         uint32_t n_score = QF_MIN(b0 + nb, s->ctx - 1) - out_pos;
-        score(u, s, logits, ld, src + out_pos + 1, n_score);
+        qf_status st = score(u, s, logits, ld, src + out_pos + 1, n_score, err);
+        if (st) return st;
     }
     return QF_OK;
 }
@@ -146,7 +163,9 @@ static qf_status run_group(session *s, uint32_t i, uint32_t n, batch_fn score, c
     for (uint32_t q = 0; q < n; q++) {
         size_t col = (size_t)q * (s->ctx - s->first);
         const float *lq[2] = {logits[0] + col, logits[1] ? logits[1] + col : NULL};
-        score(u, s, lq, ld, s->tokens + (size_t)(i + q) * s->ctx + s->first + 1, s->ctx - 1 - s->first);
+        const int32_t *targets = s->tokens + (size_t)(i + q) * s->ctx + s->first + 1;
+        qf_status st = score(u, s, lq, ld, targets, s->ctx - 1 - s->first, err);
+        if (st) return st;
         after(u, s, i + q);
     }
     return QF_OK;
@@ -177,11 +196,14 @@ typedef struct ppl_state {
     uint64_t count;
 } ppl_state;
 
-static void ppl_batch(void *u, session *s, const float *const *logits, size_t ld, const int32_t *tg, uint32_t n) {
+static qf_status ppl_batch(void *u, session *s, const float *const *logits, size_t ld, const int32_t *tg, uint32_t n,
+                           qf_error *err) {
     ppl_state *p = u;
+    (void)err;
     qf_score_nll(s->c[0], &s->sb, logits[0], ld, s->m[0]->hp.n_vocab, tg, n, p->nll);
     for (uint32_t j = 0; j < n; j++) { p->sum += p->nll[j]; p->sum2 += p->nll[j] * p->nll[j]; }
     p->count += n;
+    return QF_OK;
 }
 
 static void ppl_chunk(void *u, const session *s, uint32_t i) {
@@ -193,7 +215,7 @@ qf_status qf_perplexity(const qf_perplexity_opts *o, qf_perplexity_result *r, qf
     qf_error_clear(err);
     memset(r, 0, sizeof *r);
     if (!o->model || !o->text_path) return qf_fail(err, QF_E_USAGE, "perplexity needs a model and a text file");
-    run_params rp = {o->text_path, o->ctx, o->chunks, o->batch, o->threads, o->no_escape, o->act_q8};
+    run_params rp = {o->text_path, o->ctx, o->chunks, o->batch, o->threads, o->no_escape, o->act_q8, 0};
     session s;
     ppl_state p = {.o = o};
     qf_status st = session_open(&s, &o->model, 1, &rp, err);
@@ -223,11 +245,42 @@ typedef struct cmp_state {
     double sum_m, sum2_m, sum_b, sum2_b, dp2;
     double *kld_all;   /* [n_chunks * scored per chunk] */
     uint64_t count, top1;
+    double tail_sum;             /* sum of the file's tail masses */
+    const qf_baselogits *bl;     /* compare with this file (model 0 is the model), or NULL (model 0: base) */
+    qf_baselogits_rec *recs;     /* [batch] the file's records of the current batch */
+    qf_baselogits_writer *bw;    /* save the base's compact columns here, or NULL */
+    uint32_t *ids;               /* [batch][k] scratch for saving */
+    float *logp, *tail, *nll;
 } cmp_state;
 
-static void cmp_batch(void *u, session *s, const float *const *logits, size_t ld, const int32_t *tg, uint32_t n) {
+/* The base's compact form of this batch's columns, appended to the file being saved. */
+static qf_status save_base_cols(cmp_state *v, session *s, const float *base, size_t ld, const int32_t *tg, uint32_t n,
+                                qf_error *err) {
+    uint32_t k = s->sb.k;
+    qf_score_topk(s->c[0], &s->sb, base, ld, s->m[0]->hp.n_vocab, tg, n, v->ids, v->logp, v->tail, v->nll);
+    for (uint32_t j = 0; j < n; j++) {
+        qf_status st = qf_baselogits_write(v->bw, v->nll[j], v->tail[j], v->ids + (size_t)j * k, v->logp + (size_t)j * k,
+                                           err);
+        if (st) return st;
+    }
+    return QF_OK;
+}
+
+static qf_status cmp_batch(void *u, session *s, const float *const *logits, size_t ld, const int32_t *tg, uint32_t n,
+                           qf_error *err) {
     cmp_state *v = u;
-    qf_score_compare(s->c[0], &s->sb, logits[0], logits[1], ld, s->m[0]->hp.n_vocab, tg, n, &v->cols);
+    uint32_t V = s->m[0]->hp.n_vocab;
+    if (v->bl) {
+        for (uint32_t j = 0; j < n; j++) {
+            v->recs[j] = qf_baselogits_at(v->bl, v->count + j);
+            v->tail_sum += v->recs[j].tail;
+        }
+        qf_score_compare_compact(s->c[0], &s->sb, v->recs, v->bl->h.k, logits[0], ld, V, tg, n, &v->cols);
+    } else {
+        qf_score_compare(s->c[0], &s->sb, logits[0], logits[1], ld, V, tg, n, &v->cols);
+        qf_status st = v->bw ? save_base_cols(v, s, logits[0], ld, tg, n, err) : QF_OK;
+        if (st) return st;
+    }
     for (uint32_t j = 0; j < n; j++) {
         double nm = v->cols.nll[j], nb = v->cols.nll_base[j], dp = exp(-nm) - exp(-nb);
         v->sum_m += nm; v->sum2_m += nm * nm;
@@ -236,6 +289,7 @@ static void cmp_batch(void *u, session *s, const float *const *logits, size_t ld
         v->top1 += v->cols.same_top1[j];
         v->kld_all[v->count++] = v->cols.kld[j];
     }
+    return QF_OK;
 }
 
 static void cmp_chunk(void *u, const session *s, uint32_t i) {
@@ -290,7 +344,9 @@ static void fill_verify(const session *s, cmp_state *v, const qf_verify_opts *o,
     r->kld_max = v->kld_all[n - 1];
     r->top1_pct = 100.0 * (double)v->top1 / (double)n;
     r->dp_rms_pct = 100.0 * sqrt(v->dp2 / (double)n);
-    r->eval_seconds = qf_rt_eval_seconds(s->c[0]) + qf_rt_eval_seconds(s->c[1]);
+    r->eval_seconds = qf_rt_eval_seconds(s->c[0]) + (s->c[1] ? qf_rt_eval_seconds(s->c[1]) : 0);
+    r->kld_topk = v->bl ? v->bl->h.k : 0;
+    r->base_tail_mean = v->bl ? v->tail_sum / (double)n : 0;
     r->pass = true;
     set_check(r, QF_CHECK_KLD, "max_kld", o->max_kld, r->kld_mean, true);
     set_check(r, QF_CHECK_PPL, "max_ppl_increase", o->max_ppl_increase, 100.0 * (r->ppl_ratio - 1.0), true);
@@ -318,28 +374,98 @@ static qf_status alloc_cmp(cmp_state *v, const session *s, qf_error *err) {
     v->cols.kld = qf_calloc_n(s->batch, sizeof(double));
     v->cols.same_top1 = qf_calloc_n(s->batch, 1);
     v->kld_all = qf_calloc_n((uint64_t)s->n_chunks * s->ctx, sizeof(double));
-    if (!v->cols.nll || !v->cols.nll_base || !v->cols.kld || !v->cols.same_top1 || !v->kld_all)
-        return qf_fail(err, QF_E_NOMEM, "out of memory for verify statistics");
+    v->recs = qf_calloc_n(s->batch, sizeof *v->recs);
+    uint64_t k = s->sb.k;
+    bool ok = v->cols.nll && v->cols.nll_base && v->cols.kld && v->cols.same_top1 && v->kld_all && v->recs;
+    if (ok && k) {
+        v->ids = qf_calloc_n(s->batch, k * sizeof *v->ids);
+        v->logp = qf_calloc_n(s->batch, k * sizeof *v->logp);
+        v->tail = qf_calloc_n(s->batch, sizeof *v->tail);
+        v->nll = qf_calloc_n(s->batch, sizeof *v->nll);
+        ok = v->ids && v->logp && v->tail && v->nll;
+    }
+    return ok ? QF_OK : qf_fail(err, QF_E_NOMEM, "out of memory for verify statistics");
+}
+
+static void free_cmp(cmp_state *v) {
+    free(v->cols.nll); free(v->cols.nll_base); free(v->cols.kld); free(v->cols.same_top1); free(v->kld_all);
+    free(v->recs); free(v->ids); free(v->logp); free(v->tail); free(v->nll);
+}
+
+static qf_base_run base_run(const session *s, const run_params *p) {
+    return (qf_base_run){.text_path = p->text_path, .vocab = &s->m[0]->vocab, .n_vocab = s->m[0]->hp.n_vocab,
+                         .tokens = s->tokens, .n_tokens = s->n_tokens, .ctx = s->ctx, .n_chunks = s->n_chunks,
+                         .first = s->first, .no_escape = p->no_escape, .act_q8 = p->act_q8, .bos = s->add_bos};
+}
+
+/* --base given with --base-logits: it must be the base the file was computed from. */
+static qf_status check_base_identity(const qf_verify_opts *o, const qf_baselogits *bl, qf_error *err) {
+    qf_rt_model *m = NULL;
+    uint8_t id[32];
+    qf_status st = qf_rt_model_open(o->base, &m, err);
+    if (!st) st = qf_base_identity(m, id, err);
+    qf_rt_model_close(m);
+    if (!st && memcmp(id, bl->h.base, 32) != 0)
+        st = qf_fail(err, QF_E_INPUT, "%s: computed from another base model (%s), not %s", o->base_logits, bl->h.label,
+                     o->base);
+    return st;
+}
+
+/* Compare the model with a saved base: its ctx and chunk count unless the options name them (then they
+ * must agree), the model alone in the session, and everything the file was made with checked. */
+static qf_status open_with_file(session *s, cmp_state *v, qf_baselogits *bl, const qf_verify_opts *o, run_params *rp,
+                                qf_error *err) {
+    qf_status st = qf_baselogits_load(o->base_logits, bl, err);
+    if (st) return st;
+    if ((o->ctx && o->ctx != bl->h.ctx) || (o->chunks && o->chunks != bl->h.n_chunks))
+        return qf_fail(err, QF_E_INPUT, "%s: computed with --ctx %u over %u chunks; this run asks for --ctx %u over %u",
+                       o->base_logits, bl->h.ctx, bl->h.n_chunks, o->ctx ? o->ctx : bl->h.ctx,
+                       o->chunks ? o->chunks : bl->h.n_chunks);
+    if (o->base && (st = check_base_identity(o, bl, err))) return st;
+    rp->ctx = bl->h.ctx;
+    rp->chunks = bl->h.n_chunks;
+    if ((st = session_open(s, &o->model, 1, rp, err))) return st;
+    qf_base_run run = base_run(s, rp);
+    if ((st = qf_base_check(o->base_logits, &bl->h, &run, err))) return st;
+    v->bl = bl;
     return QF_OK;
 }
 
 qf_status qf_verify(const qf_verify_opts *o, qf_verify_result *r, qf_error *err) {
     qf_error_clear(err);
     memset(r, 0, sizeof *r);
-    if (!o->model || !o->base || !o->text_path)
-        return qf_fail(err, QF_E_USAGE, "verify needs a model, a base model (--base) and a text file (--text)");
-    run_params rp = {o->text_path, o->ctx, o->chunks, o->batch, o->threads, o->no_escape, o->act_q8};
+    if (!o->model || (!o->base && !o->base_logits) || !o->text_path)
+        return qf_fail(err, QF_E_USAGE,
+                       "verify needs a model, a base (--base, or --base-logits) and a text file (--text)");
+    if (o->save_base && o->base_logits)
+        return qf_fail(err, QF_E_USAGE, "--save-base writes what --base-logits reads: give one of them");
+    uint32_t k = o->base_topk ? o->base_topk : 1024;
+    run_params rp = {o->text_path, o->ctx, o->chunks, o->batch, o->threads, o->no_escape, o->act_q8,
+                     o->save_base ? k : 0};
     const char *paths[2] = {o->base, o->model};
     session s;
+    memset(&s, 0, sizeof s);
     cmp_state v = {.o = o};
-    qf_status st = session_open(&s, paths, 2, &rp, err);
+    qf_baselogits bl = {0};
+    qf_status st = o->base_logits ? open_with_file(&s, &v, &bl, o, &rp, err) : session_open(&s, paths, 2, &rp, err);
+    if (!st && o->save_base) {
+        qf_baselogits_header h;
+        qf_base_run run = base_run(&s, &rp);
+        st = qf_base_header(&run, s.m[0], o->base, k, &h, err);
+        if (!st) st = qf_baselogits_writer_open(o->save_base, &h, &v.bw, err);
+    }
     if (!st) st = alloc_cmp(&v, &s, err);
     if (!st) st = run_all(&s, cmp_batch, cmp_chunk, &v, err);
+    if (v.bw) {
+        qf_status fs = st ? (qf_baselogits_writer_abort(v.bw), st) : qf_baselogits_writer_finish(v.bw, err);
+        st = st ? st : fs;
+    }
     if (!st) {
         fill_verify(&s, &v, o, r);
         st = verify_verdict(r, err);
     }
-    free(v.cols.nll); free(v.cols.nll_base); free(v.cols.kld); free(v.cols.same_top1); free(v.kld_all);
+    free_cmp(&v);
+    qf_baselogits_free(&bl);
     session_close(&s);
     return st;
 }
