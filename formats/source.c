@@ -20,6 +20,7 @@ typedef struct logical {
     const uint8_t *data; /* raw bytes while prepared */
     const uint8_t *win;  /* sequential sources: rows [win_row0, win_row0 + win_rows) while windowed */
     uint64_t win_row0, win_rows;
+    bool win_lost;       /* its window was ended by another tensor's: reading it now is a caller bug */
 } logical;
 
 struct qf_source {
@@ -31,6 +32,7 @@ struct qf_source {
     size_t *by_name;     /* raw indices sorted by name: checkpoints hold up to ~10^5 tensors */
     logical *t;
     size_t n;
+    size_t win_i;        /* the tensor whose rows a sequential source's one stream window holds, or SIZE_MAX */
 };
 
 /* ---- directory backend: mmap'd safetensors ------------------------------------------------------- */
@@ -408,6 +410,7 @@ qf_status qf_source_open(const char *path, qf_source **out, qf_error *err) {
     if (stat(path, &sb) != 0) return qf_fail(err, QF_E_NOTFOUND, "%s: %s", path, strerror(errno));
     qf_source *s = calloc(1, sizeof *s);
     if (!s || !(s->label = label_for(path))) { free(s); return qf_fail(err, QF_E_NOMEM, "out of memory"); }
+    s->win_i = SIZE_MAX;
     char *snapshot = NULL;
     qf_status st = S_ISDIR(sb.st_mode) || S_ISREG(sb.st_mode) ? hf_cache_resolve(s, path, &snapshot, err) : QF_OK;
     if (st) { qf_source_close(s); return st; }
@@ -492,7 +495,13 @@ qf_status qf_source_prepare_rows(qf_source *s, size_t i, uint64_t row0, uint64_t
     /* the window first: it puts the stream at this tensor, and scales stored after it come from a
      * second stream instead of making this one pass the tensor */
     uint64_t rb = row_bytes(l);
+    if (s->win_i != SIZE_MAX && s->win_i != i) { /* the backend has one window: the last one's ends */
+        s->t[s->win_i].win = NULL;
+        s->t[s->win_i].win_lost = true;
+    }
+    s->win_i = SIZE_MAX;
     l->win = NULL;
+    l->win_lost = false;
     qf_status st = s->ops->window(s->impl, l->raw, row0 * rb, (row0 + n) * rb, &l->win, err);
     if (st == QF_OK && l->scale_raw >= 0 && !l->scales) st = prepare_scales(s, l, err);
     if (st != QF_OK) {
@@ -501,12 +510,14 @@ qf_status qf_source_prepare_rows(qf_source *s, size_t i, uint64_t row0, uint64_t
     }
     l->win_row0 = row0;
     l->win_rows = n;
+    s->win_i = i;
     return QF_OK;
 }
 
 qf_status qf_source_prepare(qf_source *s, size_t i, qf_error *err) {
     if (i >= s->n) return qf_fail(err, QF_E_INTERNAL, "tensor index %zu out of range", i);
     logical *l = &s->t[i];
+    l->win_lost = false;
     if (l->data) return QF_OK;
     qf_status st = s->ops->raw_bytes(s->impl, l->raw, &l->data, err);
     if (st == QF_OK && l->scale_raw >= 0 && !l->scales) st = prepare_scales(s, l, err);
@@ -538,6 +549,9 @@ static void apply_scales(const logical *l, uint64_t row0, uint64_t n, float *dst
 
 qf_status qf_source_rows(qf_source *s, size_t i, uint64_t row0, uint64_t n, float *dst, qf_error *err) {
     logical *l = i < s->n ? &s->t[i] : NULL;
+    if (l && l->win_lost)
+        return qf_fail(err, QF_E_INTERNAL, "%s: rows of '%s' were read after another tensor's rows replaced them",
+                       s->label, l->pub.name);
     if (l && l->win && !l->data) { /* a window prepared by qf_source_prepare_rows */
         if (row0 < l->win_row0 || n > l->win_rows || row0 - l->win_row0 > l->win_rows - n)
             return qf_fail(err, QF_E_INTERNAL, "rows [%llu, +%llu) of '%s' are outside the prepared rows [%llu, +%llu)",
@@ -570,8 +584,11 @@ qf_status qf_source_rows(qf_source *s, size_t i, uint64_t row0, uint64_t n, floa
 }
 
 void qf_source_release(qf_source *s, size_t i) {
-    if (i >= s->n || (!s->t[i].data && !s->t[i].win)) return;
+    if (i >= s->n) return;
     logical *l = &s->t[i];
+    l->win_lost = false;
+    if (!l->data && !l->win) return;
+    if (s->win_i == i) s->win_i = SIZE_MAX;
     s->ops->release(s->impl, l->raw);
     l->data = NULL;
     l->win = NULL;

@@ -71,8 +71,9 @@ qf_status qf_source_prepare(qf_source *s, size_t i, qf_error *err);
 /* Make rows [row0, row0+n) of tensor i, and only those, readable by qf_source_rows (from several
  * threads) until the next call for tensor i or its release. A sequential source (archive) streams
  * them instead of holding the tensor whole, so memory follows the rows asked for, not the tensor;
- * successive calls for one tensor must not move row0 backwards. Random-access sources prepare the
- * whole tensor (a mapping costs nothing). */
+ * successive calls for one tensor must not move row0 backwards. A sequential source holds one such
+ * window: preparing another tensor's rows ends the last one's (reading those is then an internal
+ * error, never stale bytes). Random-access sources prepare the whole tensor (a mapping costs nothing). */
 qf_status qf_source_prepare_rows(qf_source *s, size_t i, uint64_t row0, uint64_t n, qf_error *err);
 /* Rows [row0, row0+n) of tensor i as F32 (dtype decoded, FP8 scales applied) into dst[n*row_len]. */
 qf_status qf_source_rows(qf_source *s, size_t i, uint64_t row0, uint64_t n, float *dst, qf_error *err);

@@ -311,6 +311,17 @@ static uint64_t chunk_rows(const qf_plan_entry *e) {
     return QF_MIN(rows, e->n_rows);
 }
 
+/* Rows of the chunk that starts at row r: at most `rows`, and within one expert of a stacked tensor,
+ * since a sequential source streams one source tensor at a time (formats/source.h). */
+static uint64_t chunk_at(const qf_plan_entry *e, uint64_t r, uint64_t rows) {
+    uint64_t end = e->n_rows;
+    if (e->spec && e->spec->map == QF_MAP_STACK) {
+        uint64_t per = e->n_rows / e->spec->n_src;
+        end = (r / per + 1) * per;
+    }
+    return QF_MIN(rows, end - r);
+}
+
 /* A tensor's chunks in order: each chunk's source rows are prepared before it is read, and the
  * sources it has passed (the experts of a stacked tensor) are released, so a tensor streams. */
 typedef struct walk {
@@ -347,8 +358,8 @@ qf_status qf_tensor_range(qf_source *src, const qf_hparams *hp, const qf_plan *p
     j.f32 = qf_malloc_n(rows_per_chunk, len * sizeof(float));
     qf_status st = j.f32 ? generate(hp, e, &gen, err) : qf_fail(err, QF_E_NOMEM, "tensor '%s': out of memory", e->name);
     j.gen = gen;
-    for (uint64_t r = 0; !st && r < e->n_rows; r += rows_per_chunk) {
-        uint64_t n = QF_MIN(rows_per_chunk, e->n_rows - r);
+    for (uint64_t r = 0, n; !st && r < e->n_rows; r += n) {
+        n = chunk_at(e, r, rows_per_chunk);
         if ((st = walk_chunk(&j, &w, r, n, err))) break;
         if ((st = fetch_rows(&j, r, n))) { *err = j.err; break; }
         for (uint64_t i = 0; i < n * len; i++) {
@@ -411,9 +422,13 @@ static qf_status run_tensor_gptq(chunk_job *j, const qf_hparams *hp, const qf_pl
     qf_qtype_row_bytes(j->tt, e->ne[0], &j->row_bytes);
     j->f32 = qf_malloc_n(e->n_rows, e->ne[0] * sizeof(float));
     j->out = qf_malloc_n(e->n_rows, j->row_bytes);
-    qf_status st = j->f32 && j->out ? walk_chunk(j, &wk, 0, e->n_rows, err)
-                                    : qf_fail(err, QF_E_NOMEM, "gptq: out of memory for '%s' as F32", e->name);
-    if (!st && (st = fetch_rows(j, 0, e->n_rows))) *err = j->err;
+    qf_status st = j->f32 && j->out ? QF_OK : qf_fail(err, QF_E_NOMEM, "gptq: out of memory for '%s' as F32", e->name);
+    for (uint64_t r = 0, n; !st && r < e->n_rows; r += n) { /* expert by expert, into one matrix */
+        n = chunk_at(e, r, e->n_rows);
+        st = walk_chunk(j, &wk, r, n, err);
+        j->row0 = 0;
+        if (!st && (st = fetch_rows(j, r, n))) *err = j->err;
+    }
     for (uint64_t r = 0; !st && r < e->n_rows; r++)
         if (!fit_range(j->tt, j->f32 + r * e->ne[0], e->ne[0], opts->clamp_overflow, &j->clamped))
             st = range_refusal(j->src, hp, plan, e, r, err);
@@ -458,8 +473,8 @@ static qf_status run_tensor(qf_source *src, const qf_hparams *hp, const qf_plan 
     if (!st && (!j.f32 || !j.out)) st = qf_fail(err, QF_E_NOMEM, "tensor '%s': out of memory for a chunk", e->name);
     int threads = opts->threads > 0 ? opts->threads : 1;
     walk wk = {0};
-    for (uint64_t r = 0; !st && r < e->n_rows; r += rows_per_chunk) {
-        uint64_t n = QF_MIN(rows_per_chunk, e->n_rows - r);
+    for (uint64_t r = 0, n; !st && r < e->n_rows; r += n) {
+        n = chunk_at(e, r, rows_per_chunk);
         int t = (int)QF_MIN((uint64_t)threads, n);
         if ((st = walk_chunk(&j, &wk, r, n, err))) break;
         if ((st = run_chunk(&j, t, err))) {
