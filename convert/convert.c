@@ -3,6 +3,7 @@
 #include "convert/report.h"
 #include "formats/arch.h"
 #include "formats/gguf.h"
+#include "formats/gguf_model.h"
 #include "formats/source.h"
 #include "formats/vocab.h"
 #include "kernels/qtypes.h"
@@ -192,10 +193,11 @@ static qf_status load_kv_overrides(conversion *c, const qf_convert_opts *o, qf_e
     return QF_OK;
 }
 
-/* A GGUF source already carries hyper-parameters and vocabulary as metadata. */
+/* A GGUF source already carries hyper-parameters and vocabulary as metadata; they are checked as the
+ * runtime checks them, so that a vocabulary llama.cpp refuses is never copied into a new file. */
 static qf_status load_gguf_model(conversion *c, qf_error *err) {
-    qf_status st = qf_hparams_from_gguf(qf_source_gguf(c->src), &c->hp, err);
-    if (st) return qf_fail_prefix(err, st, qf_source_label(c->src));
+    qf_status st = qf_gguf_model_meta(qf_source_gguf(c->src), qf_source_label(c->src), &c->hp, &c->vocab, err);
+    if (st) return st;
     return qf_source_digest(c->src, c->src_digest, err);
 }
 

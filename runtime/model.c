@@ -6,6 +6,7 @@
  * per layer kind. */
 #include "runtime/runtime.h"
 
+#include "formats/gguf_model.h"
 #include "formats/infile.h"
 #include "kernels/qtypes.h"
 
@@ -311,13 +312,8 @@ static const qf_tensor_shape *source_shape(void *ctx, size_t i) {
 
 static qf_status open_gguf(qf_rt_model *m, const char *path, binder *b, qf_error *err) {
     qf_status st = qf_gguf_open(path, &m->gguf, err);
-    if (!st) st = qf_hparams_from_gguf(m->gguf, &m->hp, err);
     if (st) return qf_fail_prefix(err, st, path);
-    if (m->hp.n_vocab == 0) return qf_fail(err, QF_E_INPUT, "%s: no 2-D token_embd.weight tensor", path);
-    if ((st = qf_vocab_load_gguf(m->gguf, &m->vocab, err))) return qf_fail_prefix(err, st, path);
-    if (m->vocab.n_tokens != m->hp.n_vocab)
-        return qf_fail(err, QF_E_INPUT, "%s: the vocabulary has %u tokens but token_embd.weight has %u rows", path,
-                       m->vocab.n_tokens, m->hp.n_vocab);
+    if ((st = qf_gguf_model_meta(m->gguf, path, &m->hp, &m->vocab, err))) return st;
     shape_ctx sc = {.m = m};
     if ((st = qf_tensor_map_gguf(&m->hp, qf_gguf_n_tensors(m->gguf), gguf_shape, &sc, path, &b->map, err))) return st;
     return bind_all(b);

@@ -1552,6 +1552,109 @@ static qf_status base_reader(void *ctx, const char *name, char **out, size_t *le
     return QF_OK;
 }
 
+/* ---- GGUF models llama.cpp refuses to load ------------------------------------------------------ */
+
+/* One change to the base model written as a GGUF (hyper-parameters and vocabulary through qforge's
+ * own writers, every tensor of the Llama layout). */
+typedef struct gguf_model_edit {
+    int64_t bos;            /* >= 0: tokenizer.ggml.bos_token_id */
+    int32_t token_type;     /* != 0: every token's type */
+    uint32_t fewer_tokens;  /* tokens dropped from the end of the list (scores and types too) */
+    bool no_tokens;         /* tokenizer.ggml.model only: no token list */
+    uint32_t rope_dim;      /* != 0: llama.rope.dimension_count */
+    bool attn_q_3d;         /* blk.0.attn_q.weight stored 3-D (same bytes) */
+    bool extra_tensor;      /* a tensor no Llama model has */
+} gguf_model_edit;
+
+/* The vocabulary writer refuses what the edits make, so they replace its keys afterwards. */
+static qf_status write_edited_vocab(qf_vocab *v, const gguf_model_edit *e, qf_gguf_writer *w, qf_error *err) {
+    if (e->no_tokens) return qf_gguf_set_str(w, "tokenizer.ggml.model", v->model, err);
+    uint32_t n = v->n_tokens;
+    v->n_tokens -= e->fewer_tokens;
+    qf_status st = qf_vocab_write_gguf(v, w, err);
+    v->n_tokens = n;
+    if (!st && e->bos >= 0) st = qf_gguf_set_u32(w, "tokenizer.ggml.bos_token_id", (uint32_t)e->bos, err);
+    if (!st && e->token_type) {
+        int32_t types[64];
+        for (uint32_t i = 0; i < n; i++) types[i] = e->token_type;
+        st = qf_gguf_set_arr(w, "tokenizer.ggml.token_type", QF_GGUF_I32, types, n, err);
+    }
+    return st;
+}
+
+static void gguf_model(const char *rel, const gguf_model_edit *e) {
+    char path[4096];
+    snprintf(path, sizeof path, "%s/%s", out_root, rel);
+    mkdirs(path);
+    qf_error err;
+    qf_hparams hp;
+    qf_vocab v;
+    if (qf_hparams_from_hf("config.json", CONFIG, strlen(CONFIG), &hp, &err) != QF_OK) die("%s", err.msg);
+    snprintf(hp.name, sizeof hp.name, "corpus");
+    if (qf_vocab_load_hf(base_reader, NULL, hp.n_vocab, &v, &err) != QF_OK) die("%s", err.msg);
+    static const char *const gguf_names[QF_ARRAY_LEN(LLAMA)] = {
+        "token_embd.weight", "blk.0.attn_norm.weight", "blk.0.attn_q.weight", "blk.0.attn_k.weight",
+        "blk.0.attn_v.weight", "blk.0.attn_output.weight", "blk.0.ffn_norm.weight", "blk.0.ffn_gate.weight",
+        "blk.0.ffn_up.weight", "blk.0.ffn_down.weight", "output_norm.weight", "output.weight"};
+    qf_gguf_writer *w = NULL;
+    qf_status st = qf_gguf_writer_open(path, &w, &err);
+    if (!st) st = qf_hparams_write_gguf(&hp, w, &err);
+    if (!st && e->rope_dim) st = qf_gguf_set_u32(w, "llama.rope.dimension_count", e->rope_dim, &err);
+    if (!st) st = write_edited_vocab(&v, e, w, &err);
+    uint64_t elems[QF_ARRAY_LEN(LLAMA) + 1];
+    size_t n_t = 0;
+    for (; !st && n_t < QF_ARRAY_LEN(LLAMA); n_t++) {
+        const tensor_spec *t = &LLAMA[n_t];
+        uint64_t ne[3] = {t->n_dims == 2 ? t->shape[1] : t->shape[0], t->n_dims == 2 ? t->shape[0] : 1, 1};
+        uint32_t dims = t->n_dims;
+        if (e->attn_q_3d && !strcmp(gguf_names[n_t], "blk.0.attn_q.weight")) { ne[1] = 2; ne[2] = 2; dims = 3; }
+        elems[n_t] = ne[0] * ne[1] * ne[2];
+        st = qf_gguf_add_tensor(w, gguf_names[n_t], QF_T_F32, dims, ne, &err);
+    }
+    if (!st && e->extra_tensor) {
+        static const uint64_t ne[2] = {4, 4};
+        elems[n_t++] = 16;
+        st = qf_gguf_add_tensor(w, "blk.0.junk.weight", QF_T_F32, 2, ne, &err);
+    }
+    if (!st) st = qf_gguf_begin_data(w, &err);
+    for (size_t i = 0; !st && i < n_t; i++) {
+        float x[64];
+        for (uint64_t k = 0; k < elems[i]; k++) x[k] = 0.125f * (float)((k * 7 + i) % 9) - 0.5f;
+        st = qf_gguf_write_tensor_data(w, x, elems[i] * sizeof(float), &err);
+    }
+    if (!st) st = qf_gguf_writer_finish(w, &err);
+    else qf_gguf_writer_abort(w);
+    if (st) die("writing %s: %s", path, err.msg);
+    qf_vocab_free(&v);
+}
+
+/* Model GGUFs with one defect each: every command that reads a GGUF model refuses them alike (the
+ * checks of formats/gguf_model.h and the tensor map), so that re-quantizing never copies them into a
+ * new, freshly signed file. */
+static void gen_gguf_model(void) {
+    static const struct {
+        const char *name, *expect;
+        gguf_model_edit edit;
+    } cases[] = {
+        {"tokens_missing", "tokenizer.ggml.tokens: missing", {.bos = -1, .no_tokens = true}},
+        {"bos_outside_vocab", "tokenizer.ggml.bos_token_id: id 99 is outside the 8 tokens", {.bos = 99}},
+        {"token_type_9", "tokenizer.ggml.token_type: token 0 has type 9", {.bos = -1, .token_type = 9}},
+        {"fewer_tokens_than_rows", "the vocabulary has 6 tokens but token_embd.weight has 8 rows",
+         {.bos = -1, .fewer_tokens = 2}},
+        {"rope_dim_not_head", "rope.dimension_count 4 differs from the head size 2", {.bos = -1, .rope_dim = 4}},
+        {"attn_q_3d", "tensor 'blk.0.attn_q.weight' has shape (ne) 4 x 2 x 2", {.bos = -1, .attn_q_3d = true}},
+        {"extra_tensor", "tensor 'blk.0.junk.weight' is not part of a llama model", {.bos = -1, .extra_tensor = true}},
+    };
+    gguf_model("gguf_model/valid.gguf", &(gguf_model_edit){.bos = -1}); /* the base: corpus_cli.sh runs it */
+    for (size_t i = 0; i < QF_ARRAY_LEN(cases); i++) {
+        char rel[256];
+        snprintf(rel, sizeof rel, "gguf_model/%s.gguf", cases[i].name);
+        gguf_model(rel, &cases[i].edit);
+        expect(rel, "convert", cases[i].expect);
+        expect(rel, "perplexity", cases[i].expect);
+    }
+}
+
 static void seeds_gguf(void) {
     const char *tg = "gguf";
     gg_spec s;
@@ -1884,7 +1987,7 @@ int main(int argc, char **argv) {
         return 0;
     }
     static const char *const owned[] = {"safetensors", "gguf", "index", "config", "tokenizer", "spm", "model",
-                                        "archive", "baselogits"};
+                                        "archive", "baselogits", "gguf_model"};
     clear_owned(owned, QF_ARRAY_LEN(owned));
     b_printf(&manifest, "# Generated by tests/corpus/make_corpus.c; regenerate, do not edit.\n"
                         "# file (relative to tests/corpus)\tcommand\tsubstring of the one-line error\n");
@@ -1896,6 +1999,7 @@ int main(int argc, char **argv) {
     gen_spm();
     gen_model();
     gen_deepseek();
+    gen_gguf_model();
     gen_archive();
     gen_baselogits();
     write_buf("MANIFEST.tsv", &manifest);
