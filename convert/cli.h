@@ -86,10 +86,13 @@ typedef struct qf_cli_progress {
     double last_draw, last_line;
     int last_tenth;            /* tenths of the work reported by LINES so far */
     bool open_bar;             /* a bar line is on screen without its newline */
+    uint64_t last_done;        /* bytes: a smaller `done` starts a new phase (unpack, then its digest check) */
+    bool end_shown;            /* bytes: the phase's final state was shown */
 } qf_cli_progress;
 
 void qf_cli_progress_start(qf_cli_progress *p, const char *cmd, const qf_cli_common *co);
-/* qf_progress_fn for work counted in bytes (convert, quantize): MiB done/total, MiB/s, ETA. */
+/* qf_progress_fn for work counted in bytes (convert, quantize, hashing, pack/unpack): MiB done/total,
+ * MiB/s, ETA. */
 void qf_cli_progress_bytes(void *p, const char *tensor, uint64_t done, uint64_t total);
 /* qf_progress_fn for work counted in chunks (calibrate): n/N, chunks/s, ETA. */
 void qf_cli_progress_count(void *p, const char *what, uint64_t done, uint64_t total);

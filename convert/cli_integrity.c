@@ -30,7 +30,8 @@ static const char integrity_help[] =
     "      --sig S            signature file (default FILE.sig)\n"
     "  -t, -j, --threads N    hashing threads (default: all CPUs)\n"
     "      --json             one JSON object on stdout whatever the outcome (schema qforge.integrity/1)\n"
-    "  -q, --quiet            print nothing when everything matches\n"
+    "  -q, --quiet            print nothing when everything matches (and no progress unless --progress)\n"
+    QF_CLI_PROGRESS_HELP
     "\n"
     "Exit: 0 everything matches, 1 a tensor or the header changed, the file was rewritten, or the signature fails,\n"
     "2 unreadable or malformed file, or a file without qforge digests, 3 I/O.\n";
@@ -53,7 +54,7 @@ static int parse(int argc, char **argv, integrity_cli *v) {
     static const struct option opts[] = {
         {"integrity", no_argument, 0, OPT_INTEGRITY}, {"pubkey", required_argument, 0, 'k'},
         {"sig", required_argument, 0, OPT_SIG}, {"json", no_argument, 0, OPT_JSON}, QF_CLI_THREADS_OPTS,
-        QF_CLI_BASE_OPTS, {0, 0, 0, 0}};
+        QF_CLI_BASE_OPTS, QF_CLI_PROGRESS_OPTS, {0, 0, 0, 0}};
     int c, rc;
     optind = 1; /* the caller may have scanned argv with getopt already */
     while ((c = qf_cli_getopt("verify", argc, argv, "k:t:j:qh", opts)) != -1) {
@@ -185,9 +186,14 @@ int qf_cli_integrity(int argc, char **argv) {
     if (rc) return rc < 0 ? 0 : rc;
     struct timespec t0, t1;
     clock_gettime(CLOCK_MONOTONIC, &t0);
+    qf_cli_progress p;
+    qf_cli_progress_start(&p, "verify", &v.co);
+    v.o.progress = qf_cli_progress_bytes;
+    v.o.progress_user = &p;
     qf_integrity_report r;
     qf_error err;
     qf_status st = qf_verify_integrity(&v.o, &r, &err);
+    qf_cli_progress_end(&p);
     clock_gettime(CLOCK_MONOTONIC, &t1);
     double secs = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) * 1e-9;
     if (v.json) print_json(&v, &r, st, &err);

@@ -49,6 +49,14 @@ static void show(qf_cli_progress *p, double now, double frac, bool last, const c
 void qf_cli_progress_bytes(void *user, const char *tensor, uint64_t done, uint64_t total) {
     qf_cli_progress *p = user;
     if (p->mode == QF_PROGRESS_NONE) return;
+    if (done < p->last_done) { /* a new phase: rate and ETA from its own start */
+        clock_gettime(CLOCK_MONOTONIC, &p->start);
+        p->last_tenth = 0;
+        p->end_shown = false;
+    }
+    p->last_done = done;
+    if (done >= total && p->end_shown) return;
+    p->end_shown = done >= total;
     bool small = total < 1048576; /* a demo model in KiB, everything else in MiB */
     double unit = small ? 1024.0 : 1048576.0, now = qf_cli_seconds_since(&p->start);
     double got = (double)done / unit, all = (double)total / unit, rate = now > 0 ? got / now : 0;

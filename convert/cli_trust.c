@@ -25,11 +25,11 @@ static const char sign_help[] =
     "                           openssl pkey -in key.pem -pubout -out pub.pem   (the key to publish)\n"
     "  -o, --output F         signature file (default FILE.gguf.sig), written atomically\n"
     "  -t, -j, --threads N    hashing threads (default: all CPUs)\n"
-    "  -q, --quiet            no summary line\n";
+    QF_CLI_QUIET_HELP QF_CLI_PROGRESS_HELP;
 
 int qf_cli_sign(int argc, char **argv) {
     static const struct option opts[] = {{"key", required_argument, 0, 'k'}, {"output", required_argument, 0, 'o'},
-                                         QF_CLI_THREADS_OPTS, QF_CLI_BASE_OPTS, {0, 0, 0, 0}};
+                                         QF_CLI_THREADS_OPTS, QF_CLI_BASE_OPTS, QF_CLI_PROGRESS_OPTS, {0, 0, 0, 0}};
     qf_sign_opts o = {0};
     qf_cli_common co = {0};
     int c, rc;
@@ -47,7 +47,13 @@ int qf_cli_sign(int argc, char **argv) {
     if (!o.key) return qf_cli_usage("sign", "--key KEY.pem is required");
     o.path = argv[optind];
     qf_error err;
-    if (qf_sign(&o, &err) != QF_OK) return qf_cli_fail("sign", &err);
+    qf_cli_progress p;
+    qf_cli_progress_start(&p, "sign", &co);
+    o.progress = qf_cli_progress_bytes;
+    o.progress_user = &p;
+    qf_status st = qf_sign(&o, &err);
+    qf_cli_progress_end(&p);
+    if (st != QF_OK) return qf_cli_fail("sign", &err);
     if (!co.quiet) fprintf(stderr, "qforge: signed %s -> %s%s\n", o.path, o.out ? o.out : o.path, o.out ? "" : ".sig");
     return 0;
 }
@@ -66,7 +72,7 @@ static const char pack_help[] =
     "      --chunk-mib M      uncompressed MiB per frame, 1..256 (default 4)\n"
     "  -t, -j, --threads N    compression threads (default: all CPUs); the pack's bytes do not depend\n"
     "                         on N\n"
-    "  -q, --quiet            no summary line\n";
+    QF_CLI_QUIET_HELP QF_CLI_PROGRESS_HELP;
 
 static const char unpack_help[] =
     "usage: qforge unpack FILE.qfz -o FILE [--threads N] [-q]\n"
@@ -80,7 +86,7 @@ static const char unpack_help[] =
     "\n"
     "  -o, --output F         the restored file (written atomically)\n"
     "  -t, -j, --threads N    decompression threads (default: all CPUs)\n"
-    "  -q, --quiet            no summary line\n";
+    QF_CLI_QUIET_HELP QF_CLI_PROGRESS_HELP;
 
 typedef struct pack_cli {
     qf_pack_opts o;
@@ -93,7 +99,8 @@ enum { OPT_CHUNK_MIB = QF_OPT_FIRST_FREE };
 static int parse_pack(const char *cmd, bool packing, int argc, char **argv, pack_cli *p) {
     static const struct option opts[] = {
         {"output", required_argument, 0, 'o'}, {"level", required_argument, 0, 'l'},
-        {"chunk-mib", required_argument, 0, OPT_CHUNK_MIB}, QF_CLI_THREADS_OPTS, QF_CLI_BASE_OPTS, {0, 0, 0, 0}};
+        {"chunk-mib", required_argument, 0, OPT_CHUNK_MIB}, QF_CLI_THREADS_OPTS, QF_CLI_BASE_OPTS,
+        QF_CLI_PROGRESS_OPTS, {0, 0, 0, 0}};
     long v;
     int c, rc;
     while ((c = qf_cli_getopt(cmd, argc, argv, packing ? "o:l:t:j:qh" : "o:t:j:qh", opts)) != -1) {
@@ -136,7 +143,12 @@ static int run_pack(const char *cmd, bool packing, int argc, char **argv) {
     clock_gettime(CLOCK_MONOTONIC, &t0);
     qf_pack_stats s;
     qf_error err;
+    qf_cli_progress pr;
+    qf_cli_progress_start(&pr, cmd, &p.co);
+    p.o.progress = qf_cli_progress_bytes;
+    p.o.progress_user = &pr;
     qf_status st = packing ? qf_pack(&p.o, &s, &err) : qf_unpack(&p.o, &s, &err);
+    qf_cli_progress_end(&pr);
     if (st != QF_OK) return qf_cli_fail(cmd, &err);
     if (!p.co.quiet) print_pack_summary(packing, &p, &s, qf_cli_seconds_since(&t0));
     return 0;

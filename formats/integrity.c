@@ -165,6 +165,11 @@ typedef struct hash_job {
     atomic_size_t next;   /* position in order of the next tensor to claim */
     uint8_t *verdict;
     atomic_bool failed;   /* an OpenSSL call failed (not a mismatch) */
+    qf_progress_fn progress;
+    void *progress_user;
+    pthread_t driver;     /* the calling thread: the only one that reports progress */
+    atomic_uint_least64_t done;
+    uint64_t total;       /* bytes to hash */
 } hash_job;
 
 /* The bytes a tensor digest covers: scheme 1 the data, scheme 2 the data and its padding (as far as
@@ -178,13 +183,16 @@ static uint64_t covered_bytes(const qf_gguf *g, const qf_gguf_tensor *t, int sch
 
 /* Straight from the mapping: the kernel pages the file in as we go and nothing is copied; pages are
  * dropped behind us, so RSS stays near threads x HASH_PIECE however large the model. */
-static bool hash_tensor(const qf_gguf *g, const uint8_t *data, uint64_t nbytes, EVP_MD_CTX *md, uint8_t d[32]) {
+static bool hash_tensor(hash_job *j, const uint8_t *data, uint64_t nbytes, EVP_MD_CTX *md, uint8_t d[32]) {
     if (EVP_DigestInit_ex(md, EVP_sha256(), NULL) != 1) return false;
+    bool reports = j->progress && pthread_equal(pthread_self(), j->driver);
     for (uint64_t off = 0; off < nbytes;) {
         uint64_t n = QF_MIN(nbytes - off, (uint64_t)HASH_PIECE);
         if (EVP_DigestUpdate(md, data + off, (size_t)n) != 1) return false;
-        qf_gguf_drop_pages(g, data + off, n);
+        qf_gguf_drop_pages(j->g, data + off, n);
         off += n;
+        uint64_t done = atomic_fetch_add(&j->done, n) + n;
+        if (reports) j->progress(j->progress_user, qf_gguf_label(j->g), done, j->total);
     }
     return EVP_DigestFinal_ex(md, d, NULL) == 1;
 }
@@ -200,7 +208,7 @@ static void *hash_worker(void *arg) {
         long m = j->match[i];
         if (m < 0) { j->verdict[i] = QF_TENSOR_UNCOVERED; continue; }
         if (j->k->types && j->k->types[m] != t->type) { j->verdict[i] = QF_TENSOR_RETYPED; continue; }
-        if (!hash_tensor(j->g, t->data, covered_bytes(j->g, t, j->k->scheme), md, d)) {
+        if (!hash_tensor(j, t->data, covered_bytes(j->g, t, j->k->scheme), md, d)) {
             atomic_store(&j->failed, true);
             break;
         }
@@ -229,18 +237,33 @@ static void run_workers(hash_job *j, int threads) {
     for (int i = 0; i < started; i++) pthread_join(tid[i], NULL);
 }
 
+/* The bytes hash_worker will hash: tensors that have a digest of their own type. */
+static uint64_t bytes_to_hash(const qf_gguf *g, const qf_integrity_keys *k, const long *match) {
+    uint64_t total = 0;
+    for (size_t i = 0; i < qf_gguf_n_tensors(g); i++) {
+        const qf_gguf_tensor *t = qf_gguf_tensor_at(g, i);
+        if (match[i] >= 0 && (!k->types || k->types[match[i]] == t->type)) total += covered_bytes(g, t, k->scheme);
+    }
+    return total;
+}
+
 static qf_status hash_tensors(const qf_gguf *g, const qf_integrity_keys *k, const long *match, int threads,
-                              qf_integrity_result *r, qf_error *err) {
+                              const qf_integrity_progress *pr, qf_integrity_result *r, qf_error *err) {
     size_t n = qf_gguf_n_tensors(g);
     size_t *order = qf_malloc_n(n, sizeof *order);
     if (!order) return qf_fail(err, QF_E_NOMEM, "%s: out of memory", qf_gguf_label(g));
     for (size_t i = 0; i < n; i++) order[i] = i;
     qsort_r(order, n, sizeof *order, cmp_size_desc, (void *)g);
-    hash_job j = {.g = g, .k = k, .match = match, .order = order, .verdict = r->verdict};
+    hash_job j = {.g = g, .k = k, .match = match, .order = order, .verdict = r->verdict,
+                  .progress = pr ? pr->fn : NULL, .progress_user = pr ? pr->user : NULL, .driver = pthread_self(),
+                  .total = bytes_to_hash(g, k, match)};
     atomic_init(&j.next, 0);
     atomic_init(&j.failed, false);
+    atomic_init(&j.done, 0);
+    if (j.progress) j.progress(j.progress_user, qf_gguf_label(g), 0, j.total); /* the phase starts now */
     run_workers(&j, (int)QF_MIN((size_t)qf_integrity_threads(threads), QF_MAX(n, (size_t)1)));
     free(order);
+    if (j.progress) j.progress(j.progress_user, qf_gguf_label(g), j.total, j.total); /* the other threads' tail */
     if (atomic_load(&j.failed)) return qf_fail(err, QF_E_INTERNAL, "%s: SHA-256 of a tensor failed", qf_gguf_label(g));
     for (size_t i = 0; i < n; i++) {
         r->n_changed += r->verdict[i] == QF_TENSOR_CHANGED;
@@ -289,7 +312,8 @@ static qf_status verdict_error(const qf_gguf *g, const qf_integrity_result *r, q
                    r->header_ok ? "" : "header/metadata changed", r->header_ok ? "" : ", ", r->n_bad, r->n_tensors, which);
 }
 
-qf_status qf_integrity_check(const qf_gguf *g, int threads, qf_integrity_result *r, qf_error *err) {
+qf_status qf_integrity_check(const qf_gguf *g, int threads, const qf_integrity_progress *progress,
+                             qf_integrity_result *r, qf_error *err) {
     memset(r, 0, sizeof *r);
     qf_integrity_keys k;
     qf_status st = qf_integrity_keys_get(g, &k, err);
@@ -302,7 +326,7 @@ qf_status qf_integrity_check(const qf_gguf *g, int threads, qf_integrity_result 
     uint8_t hd[32];
     if (st == QF_OK) st = match_digests(g, &k, match, &r->n_missing, err);
     if (st == QF_OK) st = qf_integrity_header_sha256(g, k.scheme, hd, err);
-    if (st == QF_OK) st = hash_tensors(g, &k, match, threads, r, err);
+    if (st == QF_OK) st = hash_tensors(g, &k, match, threads, progress, r, err);
     if (st == QF_OK) {
         uint64_t off, len;
         qf_gguf_tensor_info_span(g, &off, &len);

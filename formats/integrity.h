@@ -62,11 +62,18 @@ typedef struct qf_integrity_result {
     uint64_t bytes_hashed;    /* header bytes + tensor bytes */
 } qf_integrity_result;
 
+/* Progress of the hashing, in bytes, reported from the calling thread. */
+typedef struct qf_integrity_progress {
+    qf_progress_fn fn;
+    void *user;
+} qf_integrity_progress;
+
 /* Re-hash the header and every tensor (threads workers across tensors, 0 = all CPUs) straight from
- * the reader's mapping and compare with the stored digests. QF_OK when all match, QF_E_CHECK when any
- * differs (r says which and whether the file was rewritten), or the error of qf_integrity_keys_get.
- * r is filled for QF_OK and QF_E_CHECK. */
-qf_status qf_integrity_check(const qf_gguf *g, int threads, qf_integrity_result *r, qf_error *err);
+ * the reader's mapping and compare with the stored digests; progress may be NULL. QF_OK when all
+ * match, QF_E_CHECK when any differs (r says which and whether the file was rewritten), or the error
+ * of qf_integrity_keys_get. r is filled for QF_OK and QF_E_CHECK. */
+qf_status qf_integrity_check(const qf_gguf *g, int threads, const qf_integrity_progress *progress,
+                             qf_integrity_result *r, qf_error *err);
 void qf_integrity_result_free(qf_integrity_result *r);
 
 /* The canonical manifest that signatures cover, built from the stored digests (malloc'd, *len bytes):

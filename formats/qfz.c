@@ -179,6 +179,7 @@ typedef struct pack_ctx {
     qfz_entry *entries;
     buffers b;
     qf_outfile *out;
+    const qf_pack_opts *o; /* its progress callback */
 } pack_ctx;
 
 static qf_status pack_work(void *user, uint64_t job, unsigned slot, unsigned worker, qf_error *err) {
@@ -200,7 +201,10 @@ static qf_status pack_consume(void *user, uint64_t job, unsigned slot, qf_error 
     pack_ctx *c = user;
     c->entries[job].comp_off = qf_outfile_written(c->out);
     c->entries[job].comp_size = c->b.comp_len[slot];
-    return qf_outfile_write(c->out, c->b.comp[slot], c->b.comp_len[slot], err);
+    qf_status st = qf_outfile_write(c->out, c->b.comp[slot], c->b.comp_len[slot], err);
+    const qfz_entry *e = &c->entries[job];
+    if (!st && c->o->progress) c->o->progress(c->o->progress_user, c->src, e->raw_off + e->raw_size, c->h.raw_size);
+    return st;
 }
 
 /* Appends the index frame and patches index_off into the header; the index hash covers the final
@@ -256,7 +260,7 @@ qf_status qf_pack(const qf_pack_opts *o, qf_pack_stats *stats, qf_error *err) {
     qf_error_clear(err);
     memset(stats, 0, sizeof *stats);
     unsigned threads = (unsigned)qf_integrity_threads(o->threads);
-    pack_ctx c = {.src = o->src, .fd = -1};
+    pack_ctx c = {.src = o->src, .fd = -1, .o = o};
     qf_status st = qf_outfile_check(o->out, &o->src, 1, err);
     if (st == QF_OK) st = pack_setup(&c, o, threads, err);
     if (st == QF_OK) st = qf_outfile_open(o->out, &c.out, err);
@@ -364,6 +368,7 @@ typedef struct unpack_ctx {
     buffers b;
     qf_outfile *out;
     bool is_gguf; /* the first four raw bytes are "GGUF" */
+    const qf_pack_opts *o; /* its progress callback */
 } unpack_ctx;
 
 static qf_status read_index(unpack_ctx *c, qf_error *err) {
@@ -415,7 +420,10 @@ static qf_status unpack_work(void *user, uint64_t job, unsigned slot, unsigned w
 static qf_status unpack_consume(void *user, uint64_t job, unsigned slot, qf_error *err) {
     unpack_ctx *c = user;
     if (job == 0) c->is_gguf = c->entries[0].raw_size >= 4 && memcmp(c->b.raw[slot], "GGUF", 4) == 0;
-    return qf_outfile_write(c->out, c->b.raw[slot], c->entries[job].raw_size, err);
+    qf_status st = qf_outfile_write(c->out, c->b.raw[slot], c->entries[job].raw_size, err);
+    const qfz_entry *e = &c->entries[job];
+    if (!st && c->o->progress) c->o->progress(c->o->progress_user, c->src, e->raw_off + e->raw_size, c->h.raw_size);
+    return st;
 }
 
 /* True when the file holds the scheme key's name anywhere: it carries (or claims) qforge digests. */
@@ -435,6 +443,13 @@ static bool mentions_digests(const char *path) {
  * name; one without digests is passed through (a pack may hold any file). A file that starts with
  * GGUF and carries digests but does not parse cannot be verified, and that is a failed check: it is
  * exactly what damage (or a forger wanting the check skipped) would produce. */
+/* The digest check's progress under the output's name, not the temp file's. */
+static void check_progress(void *user, const char *what, uint64_t done, uint64_t total) {
+    const unpack_ctx *c = user;
+    (void)what;
+    c->o->progress(c->o->progress_user, qf_outfile_path(c->out), done, total);
+}
+
 static qf_status check_gguf(unpack_ctx *c, unsigned threads, bool *checked, qf_error *err) {
     *checked = false;
     if (!c->is_gguf) return QF_OK;
@@ -449,7 +464,7 @@ static qf_status check_gguf(unpack_ctx *c, unsigned threads, bool *checked, qf_e
                        colon ? colon + 2 : e.msg);
     if (st != QF_OK) return QF_OK;
     qf_integrity_result r;
-    st = qf_integrity_check(g, (int)threads, &r, &e);
+    st = qf_integrity_check(g, (int)threads, &(qf_integrity_progress){c->o->progress ? check_progress : NULL, c}, &r, &e);
     qf_integrity_result_free(&r);
     qf_gguf_close(g);
     if (st == QF_E_NOTFOUND) return QF_OK;
@@ -464,7 +479,7 @@ qf_status qf_unpack(const qf_pack_opts *o, qf_pack_stats *stats, qf_error *err) 
     qf_error_clear(err);
     memset(stats, 0, sizeof *stats);
     unsigned threads = (unsigned)qf_integrity_threads(o->threads);
-    unpack_ctx c = {.src = o->src, .fd = -1};
+    unpack_ctx c = {.src = o->src, .fd = -1, .o = o};
     qf_status st = qf_outfile_check(o->out, &o->src, 1, err);
     if (st == QF_OK) st = read_index(&c, err);
     threads = (unsigned)QF_MIN((uint64_t)threads, QF_MAX(c.h.n_frames, (uint64_t)1)); /* no idle workers */

@@ -258,6 +258,8 @@ typedef struct qf_integrity_opts {
     const char *pubkey; /* PEM Ed25519 public key: also check the detached signature; NULL = do not */
     const char *sig;    /* signature file; NULL = "<path>.sig" */
     int threads;        /* hashing threads across tensors; 0 = all online CPUs */
+    qf_progress_fn progress; /* bytes hashed of the tensors' total, from the calling thread; NULL = none */
+    void *progress_user;
 } qf_integrity_opts;
 
 /* What became of a tensor since qforge wrote the file. */
@@ -295,6 +297,8 @@ typedef struct qf_sign_opts {
     const char *key;  /* PEM Ed25519 private key (openssl genpkey -algorithm ed25519) */
     const char *out;  /* signature file (written atomically); NULL = "<path>.sig" */
     int threads;
+    qf_progress_fn progress; /* the re-verification's bytes hashed, as qf_integrity_opts */
+    void *progress_user;
 } qf_sign_opts;
 
 /* Write a detached Ed25519 signature over the file's digest manifest. */
@@ -306,6 +310,9 @@ typedef struct qf_pack_opts {
     int threads;      /* 0 = all online CPUs; output bytes do not depend on it */
     int level;        /* zstd level for pack; 0 = 3 */
     uint32_t chunk_mib; /* pack: uncompressed bytes per frame in MiB; 0 = 4 */
+    qf_progress_fn progress; /* uncompressed bytes written (pack: read) of the total, from the calling
+                                thread; unpack then reports the output's digest check from 0 again */
+    void *progress_user;
 } qf_pack_opts;
 
 typedef struct qf_pack_stats {

@@ -32,6 +32,16 @@ lines '^qforge perplexity: chunk [0-9]+/5 \([0-9]+%\), PPL [0-9.]+, [0-9.]+ chun
 grep -q "^Final estimate: PPL = " out.txt && ok || bad "perplexity stdout: $(cat out.txt)"
 lines '^qforge verify: chunk [0-9]+/5 \([0-9]+%\), PPL [0-9.]+, ' verify -- \
     "$qf" verify q8.gguf --base f32.gguf -f text.txt -c 64 --chunks 5
+# hashing, signing and transport packs report bytes; unpack then reports its digest check of the output
+B='[0-9.]+/[0-9.]+ (KiB|MiB) \([0-9]+%\), [0-9.]+ (KiB|MiB)/s, ETA [0-9:?]+'
+lines "^qforge verify: $B, q8.gguf\$" "verify --integrity" -- "$qf" verify q8.gguf --integrity
+openssl genpkey -algorithm ed25519 -out key.pem 2>/dev/null || bad "openssl genpkey failed"
+lines "^qforge sign: $B, q8.gguf\$" sign -- "$qf" sign q8.gguf --key key.pem
+lines "^qforge pack: $B, q8.gguf\$" pack -- "$qf" pack q8.gguf -o q8.qfz
+lines "^qforge unpack: $B, q8.qfz\$" unpack -- "$qf" unpack q8.qfz -o back.gguf
+grep -qE "^qforge unpack: $B, back.gguf\$" err.txt && grep -E "back.gguf\$" err.txt | tail -1 | grep -q "(100%)" && ok ||
+    bad "unpack: no progress of the digest check: $(cat err.txt)"
+
 # --progress=lines is also what a run of many chunks gets: at most one line per tenth
 lines '^qforge perplexity: chunk [0-9]+/40 ' "40 chunks" -- "$qf" perplexity f32.gguf -f text.txt -c 32 --chunks 40
 

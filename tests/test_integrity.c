@@ -126,7 +126,7 @@ static void test_writer(void) {
     qf_sha256_hex(d, hex);
     CHECK(strcmp(k.header->ptr, hex) == 0);
     qf_integrity_result r;
-    CHECK_OK(qf_integrity_check(g, 1, &r, &err), &err);
+    CHECK_OK(qf_integrity_check(g, 1, NULL, &r, &err), &err);
     qf_integrity_result_free(&r);
     qf_gguf_close(g);
 

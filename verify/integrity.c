@@ -61,7 +61,7 @@ qf_status qf_verify_integrity(const qf_integrity_opts *o, qf_integrity_report *r
     qf_status st = qf_gguf_open(o->path, &g, err);
     if (st != QF_OK) return st;
     qf_integrity_result r;
-    st = qf_integrity_check(g, o->threads, &r, err);
+    st = qf_integrity_check(g, o->threads, &(qf_integrity_progress){o->progress, o->progress_user}, &r, err);
     if (st == QF_OK || st == QF_E_CHECK) {
         qf_status fst = fill_report(g, &r, rep, err);
         qf_integrity_result_free(&r);

@@ -229,9 +229,9 @@ static qf_status sign_bytes(EVP_PKEY *k, const char *m, size_t mlen, sig_file *s
 }
 
 /* Signs only digests that were just re-verified, so a signature never vouches for damaged bytes. */
-static qf_status verified_keys(const qf_gguf *g, int threads, qf_integrity_keys *k, qf_error *err) {
+static qf_status verified_keys(const qf_gguf *g, const qf_sign_opts *o, qf_integrity_keys *k, qf_error *err) {
     qf_integrity_result r;
-    qf_status st = qf_integrity_check(g, threads, &r, err);
+    qf_status st = qf_integrity_check(g, o->threads, &(qf_integrity_progress){o->progress, o->progress_user}, &r, err);
     qf_integrity_result_free(&r); /* only the verdict matters here */
     if (st == QF_E_CHECK && err) {
         char msg[sizeof err->msg];
@@ -261,7 +261,7 @@ qf_status qf_sign(const qf_sign_opts *o, qf_error *err) {
     size_t mlen = 0;
     qf_status st = load_key(o->key, true, &key, err); /* first: a bad key should not cost a full hash */
     if (st == QF_OK) st = qf_gguf_open(o->path, &g, err);
-    if (st == QF_OK) st = verified_keys(g, o->threads, &k, err);
+    if (st == QF_OK) st = verified_keys(g, o, &k, err);
     if (st == QF_OK) st = key_fingerprint(key, o->key, s.fingerprint, err);
     if (st == QF_OK) st = build_manifest(g, &k, &m, &mlen, s.manifest_sha, err);
     if (st == QF_OK) st = sign_bytes(key, m, mlen, &s, o->key, err);
