@@ -172,7 +172,8 @@ static const char verify_help[] =
     "      --json FILE        write the report as JSON (schema qforge.verify/1; '-' = stdout, and the\n"
     "                         text report then goes to stderr)\n"
     "      --junit FILE       write a JUnit XML file with one testcase per metric; a metric with a\n"
-    "                         threshold fails its testcase when the threshold does not hold\n"
+    "                         threshold fails its testcase when the threshold does not hold ('-' =\n"
+    "                         stdout, as for --json)\n"
     "      --save-base FILE   also save the base's next-token distributions, compactly (the K most\n"
     "                         likely tokens and the tail mass per position), with digests of the\n"
     "                         base, vocabulary, text and tokens\n"
@@ -254,7 +255,9 @@ static qf_status verify_json(const verify_cli *v, const qf_verify_result *r, cJS
 }
 
 /* Report files are outputs like any other (formats/outfile.h): a temp file renamed when complete. */
+/* A report file, atomically; "-" is stdout. */
 static bool write_file(const char *path, const char *data, size_t len, qf_error *err) {
+    if (strcmp(path, "-") == 0) return fwrite(data, 1, len, stdout) == len && fflush(stdout) == 0;
     qf_outfile *f;
     if (qf_outfile_open(path, &f, err) != QF_OK) return false;
     if (qf_outfile_write(f, data, len, err) != QF_OK) {
@@ -265,7 +268,6 @@ static bool write_file(const char *path, const char *data, size_t len, qf_error 
 }
 
 static bool write_text(const char *path, const char *text, qf_error *err) {
-    if (strcmp(path, "-") == 0) return fputs(text, stdout) >= 0 && fputc('\n', stdout) != EOF;
     size_t n = strlen(text);
     char *line = malloc(n + 2);
     if (!line) return false;
@@ -349,8 +351,8 @@ static void print_verify(FILE *out, const qf_verify_result *r) {
 }
 
 static int verify_report(const verify_cli *v, const qf_verify_result *r) {
-    bool json_stdout = v->json && strcmp(v->json, "-") == 0;
-    print_verify(json_stdout ? stderr : stdout, r);
+    bool report_stdout = (v->json && strcmp(v->json, "-") == 0) || (v->junit && strcmp(v->junit, "-") == 0);
+    print_verify(report_stdout ? stderr : stdout, r);
     if (v->json) {
         cJSON *j = NULL;
         qf_error err = {QF_E_IO, ""};
@@ -400,6 +402,8 @@ static int parse_verify(int argc, char **argv, verify_cli *v) {
         if ((rc = parse_eval_opt("verify", c, optarg, &eo)) != 0) return rc > 0 ? rc : 2;
     }
     if (!(v->o.model = qf_cli_positional("verify", argc, argv, &eo.co, "MODEL"))) return 2;
+    if (v->json && v->junit && !strcmp(v->json, "-") && !strcmp(v->junit, "-"))
+        return qf_cli_usage("verify", "--json - and --junit - would both write to stdout: name a file for one");
     if (!v->o.base && !v->o.base_logits)
         return qf_cli_usage("verify", "--base BASE (or --base-logits FILE) is required");
     if (!eo.text) return qf_cli_usage("verify", "-f/--text FILE is required");
@@ -416,7 +420,8 @@ static int parse_verify(int argc, char **argv, verify_cli *v) {
 
 /* The report files are checked like every output before the models run (formats/outfile.h). */
 static qf_status check_reports(const verify_cli *v, qf_error *err) {
-    const char *outs[] = {v->json && strcmp(v->json, "-") ? v->json : NULL, v->junit, v->o.save_base};
+    const char *outs[] = {v->json && strcmp(v->json, "-") ? v->json : NULL,
+                          v->junit && strcmp(v->junit, "-") ? v->junit : NULL, v->o.save_base};
     for (size_t i = 0; i < 3; i++) {
         if (!outs[i]) continue;
         const char *others[] = {v->o.model, v->o.base, v->o.base_logits, v->o.text_path,

@@ -37,6 +37,12 @@ grep -Eq '^Mean KLD    = [0-9.]+ \+/- [0-9.]*[1-9][0-9.]*$' v.err && ok || bad "
 "$qf" verify q8.gguf --base f32.gguf -f text.txt -c 64 --chunks 4 --junit none.xml -q >/dev/null 2>&1 || bad "verify --junit"
 "$qf" verify q8.gguf --base f32.gguf -f text.txt -c 64 --chunks 4 --max-kld 0 --junit gate.xml -q >/dev/null 2>&1
 [ $? -eq 1 ] && ok || bad "verify --max-kld 0 should exit 1"
+# --junit - is stdout, as --json - is: the XML alone there, no file named '-'; both at once is a usage error
+"$qf" verify q8.gguf --base f32.gguf -f text.txt -c 64 --chunks 4 --junit - >stdout.xml 2>/dev/null || bad "verify --junit -"
+[ ! -e ./- ] && head -c 5 stdout.xml | grep -q '^<?xml' && [ "$(sed 's/ time="[^"]*"//' stdout.xml)" = "$(sed 's/ time="[^"]*"//' none.xml)" ] && ok ||
+    bad "--junit - did not put the same XML on stdout: $(head -c 200 stdout.xml)"
+"$qf" verify q8.gguf --base f32.gguf -f text.txt -c 64 --chunks 4 --junit - --json - >/dev/null 2>err.txt
+[ $? -eq 2 ] && grep -q "both write to stdout" err.txt && ok || bad "--junit - --json -: $(cat err.txt)"
 PY_WHAT="JUnit testcases" py none.xml gate.xml <<'PY'
 import sys, xml.etree.ElementTree as ET
 want = ["ppl_model", "ppl_base", "ppl_ratio", "ppl_increase_pct", "kld_mean", "kld_median", "kld_p99", "kld_max",
