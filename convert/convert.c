@@ -217,6 +217,10 @@ static qf_status load_model(conversion *c, const qf_convert_opts *o, qf_error *e
     st = qf_hparams_from_hf(label, cfg, cfg_len, &c->hp, err);
     free(cfg);
     if (st) return st;
+    if (qf_hparams_llamacpp_routes_otherwise(&c->hp))
+        warn(o, "%s: topk_method group_limited_greedy ranks expert groups by their best expert; llama.cpp ranks them "
+             "by their two best (DeepSeek-V3's rule), so llama.cpp will route some tokens to other experts than this "
+             "model was trained with. qforge's runtime follows the model (%s)", label, QF_KEY_EXPERT_GROUP_SCORE);
     model_name(c->src, c->hp.name, sizeof c->hp.name);
     if ((st = qf_vocab_load_hf(source_reader, c->src, c->hp.n_vocab, &c->vocab, err)))
         return qf_fail_prefix(err, st, qf_source_label(c->src));
@@ -224,13 +228,15 @@ static qf_status load_model(conversion *c, const qf_convert_opts *o, qf_error *e
 }
 
 /* Re-quantizing a GGUF keeps its metadata (architecture keys, vocabulary, chat template, ...) except
- * what this run states anew: file type, qforge provenance and integrity, llama-quantize's imatrix keys. */
+ * what this run states anew: file type, qforge provenance and integrity, llama-quantize's imatrix keys.
+ * qforge's one model key (the expert-group rule llama.cpp lacks) is the model's, and stays. */
 static qf_status copy_gguf_metadata(const qf_gguf *g, qf_gguf_writer *w, qf_error *err) {
     static const char *const fresh[] = {"general.file_type", "general.quantization_version", "qforge.", "quantize.imatrix."};
     for (size_t i = 0; i < qf_gguf_n_kv(g); i++) {
         const qf_gguf_kv *kv = qf_gguf_kv_at(g, i);
         bool skip = false;
         for (size_t f = 0; f < QF_ARRAY_LEN(fresh); f++) skip |= !strncmp(kv->key, fresh[f], strlen(fresh[f]));
+        skip &= strcmp(kv->key, QF_KEY_EXPERT_GROUP_SCORE) != 0;
         if (kv->type == QF_GGUF_ARRAY && kv->arr_type == QF_GGUF_ARRAY) skip = true; /* llama.cpp has none */
         qf_status st = skip ? QF_OK : qf_gguf_set_kv(w, kv, err);
         if (st) return st;

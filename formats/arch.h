@@ -144,6 +144,18 @@ qf_status qf_hparams_write_gguf(const qf_hparams *hp, qf_gguf_writer *w, qf_erro
 /* Read them back from a GGUF. */
 qf_status qf_hparams_from_gguf(const qf_gguf *g, qf_hparams *hp, qf_error *err);
 
+/* How a model ranks expert groups when it is not DeepSeek-V3's (top-2 sum) rule, which is the only one
+ * llama.cpp has: "max" (V2's group_limited_greedy). Read by qforge's runtime; llama.cpp ignores it. */
+#define QF_KEY_EXPERT_GROUP_SCORE "qforge.expert_group_score"
+/* True when the group limit restricts nothing (every group stays selectable): written as ungrouped. */
+static inline bool qf_hparams_groups_inert(const qf_hparams *hp) {
+    return hp->n_expert_group > 1 && hp->n_expert_group_used >= hp->n_expert_group;
+}
+/* True when llama.cpp routes this model's tokens otherwise than the model does (conversion warns). */
+static inline bool qf_hparams_llamacpp_routes_otherwise(const qf_hparams *hp) {
+    return hp->n_expert_group > 1 && !qf_hparams_groups_inert(hp) && hp->group_score == QF_GROUP_MAX;
+}
+
 /* Rows of the llama.cpp "rope_freqs.weight" tensor for llama3 rope scaling: head_dim/2 factors. */
 void qf_rope_llama3_factors(const qf_hparams *hp, float *out);
 

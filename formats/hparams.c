@@ -366,9 +366,15 @@ static void write_moe(key_writer *k) {
     if (!hp->n_expert) return;
     put_u32(k, "expert_count", hp->n_expert);
     put_u32(k, "expert_used_count", hp->n_expert_used);
-    if (hp->n_expert_group) {
+    /* Groups that all stay selectable restrict nothing, and llama.cpp asserts used < count: such a
+     * config is written as ungrouped (its converter writes the keys and llama.cpp then cannot load). */
+    if (hp->n_expert_group && !qf_hparams_groups_inert(hp)) {
         put_u32(k, "expert_group_count", hp->n_expert_group);
         put_u32(k, "expert_group_used_count", hp->n_expert_group_used);
+        /* llama.cpp ranks groups by the sum of their two best scores (DeepSeek-V3); V2's
+         * group_limited_greedy by the best one. llama.cpp has no key for it; qforge's runtime reads this. */
+        if (hp->n_expert_group > 1 && hp->group_score == QF_GROUP_MAX && !k->st)
+            k->st = qf_gguf_set_str(k->w, QF_KEY_EXPERT_GROUP_SCORE, "max", k->err);
     }
     if (hp->arch->attn == QF_ATTN_MLA || hp->gating == QF_GATING_SIGMOID) put_u32(k, "expert_gating_func", (uint32_t)hp->gating);
     if (hp->arch->attn == QF_ATTN_MLA) return; /* the rest comes with the MLA keys, in llama.cpp's order */
@@ -504,6 +510,12 @@ static void gguf_moe(key_reader *r, qf_hparams *hp) {
     get_u32(r, "expert_feed_forward_length", hp->arch->attn == QF_ATTN_MLA, true, &hp->n_ff_exp);
     get_u32(r, "expert_group_count", false, false, &hp->n_expert_group);
     get_u32(r, "expert_group_used_count", false, false, &hp->n_expert_group_used);
+    const char *score = NULL;
+    if (qf_gguf_get_str(r->g, QF_KEY_EXPERT_GROUP_SCORE, &score, NULL) == QF_OK) {
+        if (!strcmp(score, "max")) hp->group_score = QF_GROUP_MAX;
+        else if (!r->st)
+            r->st = qf_fail(r->err, QF_E_UNSUPPORTED, "GGUF %s '%s' is not supported (max)", QF_KEY_EXPERT_GROUP_SCORE, score);
+    }
     get_u32(r, "leading_dense_block_count", false, false, &hp->n_layer_dense_lead);
     uint32_t gating = QF_GATING_SOFTMAX;
     get_u32(r, "expert_gating_func", false, false, &gating);
@@ -521,8 +533,9 @@ static void gguf_moe(key_reader *r, qf_hparams *hp) {
                    hp->n_expert > QF_MAX_EXPERTS || hp->n_expert_group > QF_MAX_EXPERT_GROUPS ||
                    hp->n_layer_dense_lead > hp->n_layer ||
                    (hp->n_expert_group > 1 && (hp->n_expert % hp->n_expert_group || hp->n_expert_group_used == 0 ||
-                                               hp->n_expert_group_used > hp->n_expert_group))))
-        r->st = qf_fail(r->err, QF_E_INPUT, "GGUF %s.expert_* keys do not describe a valid routing (%u of %u experts, %u/%u groups, %u dense layers)",
+                                               hp->n_expert_group_used >= hp->n_expert_group))))
+        r->st = qf_fail(r->err, QF_E_INPUT, "GGUF %s.expert_* keys do not describe a valid routing (%u of %u experts, "
+                        "%u/%u groups (llama.cpp needs fewer used than there are), %u dense layers)",
                         hp->arch->name, hp->n_expert_used, hp->n_expert, hp->n_expert_group_used, hp->n_expert_group,
                         hp->n_layer_dense_lead);
 }
