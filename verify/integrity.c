@@ -60,6 +60,19 @@ qf_status qf_verify_integrity(const qf_integrity_opts *o, qf_integrity_report *r
     qf_gguf *g = NULL;
     qf_status st = qf_gguf_open(o->path, &g, err);
     if (st != QF_OK) return st;
+    /* The signature covers the stored digests, not the hashed bytes, so it is checked first: a key or
+     * signature file that cannot be used fails in a moment instead of after hashing the whole model. */
+    qf_status sst = QF_OK;
+    qf_error serr;
+    qf_error_clear(&serr);
+    if (o->pubkey) {
+        sst = check_signature(g, o, &rep->sig, &serr);
+        if (sst != QF_OK && sst != QF_E_CHECK) {
+            if (err) *err = serr;
+            qf_gguf_close(g);
+            return sst;
+        }
+    }
     qf_integrity_result r;
     st = qf_integrity_check(g, o->threads, &(qf_integrity_progress){o->progress, o->progress_user}, &r, err);
     if (st == QF_OK || st == QF_E_CHECK) {
@@ -67,11 +80,7 @@ qf_status qf_verify_integrity(const qf_integrity_opts *o, qf_integrity_report *r
         qf_integrity_result_free(&r);
         if (fst != QF_OK) st = fst;
     }
-    if ((st == QF_OK || st == QF_E_CHECK) && o->pubkey) {
-        qf_error serr;
-        qf_error_clear(&serr);
-        st = merge_sig(st, check_signature(g, o, &rep->sig, &serr), &serr, err);
-    }
+    if (st == QF_OK || st == QF_E_CHECK) st = merge_sig(st, sst, &serr, err);
     qf_gguf_close(g);
     return st;
 }
