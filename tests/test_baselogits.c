@@ -194,7 +194,7 @@ static void test_verify_from_file(void) {
     }
     /* a model with another vocabulary */
     char other[4096];
-    qf_test_path("other-vocab", other, sizeof other);
+    qf_test_fresh_dir("other-vocab", other, sizeof other);
     qf_synth_opts so = {.dir = other, .seed = 5, .n_layer = 1, .n_embd = 64, .n_ff = 128, .n_vocab = 400, .dtype = "bf16"};
     CHECK_OK(qf_synth_model(&so, &err), &err);
     l = opts();
@@ -213,7 +213,7 @@ static void test_verify_from_file(void) {
 int main(int argc, char **argv) {
     qf_test_init(argc, argv);
     test_format();
-    qf_test_path("base", base_dir, sizeof base_dir);
+    qf_test_fresh_dir("base", base_dir, sizeof base_dir);
     qf_synth_opts so = {.dir = base_dir, .seed = 5, .n_layer = 2, .n_embd = 128, .n_ff = 256, .n_vocab = 320, .dtype = "bf16"};
     qf_error err;
     CHECK_OK(qf_synth_model(&so, &err), &err);
