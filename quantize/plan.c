@@ -65,7 +65,7 @@ static uint32_t wanted_type(qf_plan_entry *e, const qf_hparams *hp, const qf_pla
     }
     if (!opts->recipe) { snprintf(why, n, "requested type"); return opts->type; }
     const char *rule;
-    uint32_t t = qf_recipe_type(opts->recipe, e->role, e->layer, hp->n_layer, hp->tied_embeddings, &rule);
+    uint32_t t = qf_recipe_type(opts->recipe, hp, e->role, e->layer, &rule);
     snprintf(why, n, "%s: %s", opts->recipe->name, rule);
     return t;
 }

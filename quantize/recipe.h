@@ -1,8 +1,10 @@
 /*
  * recipe.h — named quantization mixes: which stored type each tensor role gets, and why.
  *
- * A recipe is a bulk type plus first-match rules over (tensor role, layer selection). Adding a recipe
- * is one table row in recipe.c. Policies that hold for every recipe live in plan.c, not here: 1-D
+ * A recipe is a bulk type plus first-match rules over (tensor role, layer selection, model
+ * selection). Adding a recipe is one table row in recipe.c. The recipes named after llama.cpp's mixes
+ * choose exactly the types llama-quantize chooses (tests/llamacpp_recipes.sh compares them on every
+ * architecture family). Policies that hold for every recipe live in plan.c, not here: 1-D
  * tensors (norms, biases) stay F32 and MoE routers are never quantized; rows that do not fit a type's
  * block fall back along the traits table's chain (kernels/qtypes.h: qf_qtype_fallback).
  */
@@ -20,14 +22,35 @@ typedef enum qf_layer_sel {
     QF_LAYERS_FIRST_2,     /* layer < 2 */
 } qf_layer_sel;
 
+/* Which models a rule applies to. llama.cpp's mixes have rules for Mixtral-like models (exactly 8
+ * experts) and for Llama 70B (80 layers, grouped KV heads: its attn_v is 8x smaller than attn_q). */
+typedef enum qf_model_sel {
+    QF_MODELS_ALL = 0,
+    QF_MODELS_MOE,         /* routed experts */
+    QF_MODELS_DENSE,       /* none */
+    QF_MODELS_8_EXPERTS,
+    QF_MODELS_LLAMA_70B,
+} qf_model_sel;
+
 #define QF_ROLE_BIT(r) (1ull << (r))
-#define QF_ROLES_ATTN (QF_ROLE_BIT(QF_ROLE_ATTN_Q) | QF_ROLE_BIT(QF_ROLE_ATTN_K) | QF_ROLE_BIT(QF_ROLE_ATTN_V) | QF_ROLE_BIT(QF_ROLE_ATTN_OUT))
+/* Roles by what they do, across attention kinds and FFN kinds. */
+#define QF_ROLES_ATTN_GQA (QF_ROLE_BIT(QF_ROLE_ATTN_Q) | QF_ROLE_BIT(QF_ROLE_ATTN_K) | QF_ROLE_BIT(QF_ROLE_ATTN_V) | QF_ROLE_BIT(QF_ROLE_ATTN_OUT))
+#define QF_ROLES_ATTN_MLA (QF_ROLE_BIT(QF_ROLE_ATTN_Q_A) | QF_ROLE_BIT(QF_ROLE_ATTN_Q_B) | QF_ROLE_BIT(QF_ROLE_ATTN_KV_A_MQA) | \
+                           QF_ROLE_BIT(QF_ROLE_ATTN_K_B) | QF_ROLE_BIT(QF_ROLE_ATTN_V_B) | QF_ROLE_BIT(QF_ROLE_ATTN_KV_B))
+#define QF_ROLES_ATTN (QF_ROLES_ATTN_GQA | QF_ROLES_ATTN_MLA)
 #define QF_ROLES_FFN (QF_ROLE_BIT(QF_ROLE_FFN_GATE) | QF_ROLE_BIT(QF_ROLE_FFN_UP) | QF_ROLE_BIT(QF_ROLE_FFN_DOWN))
+#define QF_ROLES_EXPS (QF_ROLE_BIT(QF_ROLE_FFN_GATE_EXPS) | QF_ROLE_BIT(QF_ROLE_FFN_UP_EXPS) | QF_ROLE_BIT(QF_ROLE_FFN_DOWN_EXPS))
+#define QF_ROLES_SHEXP (QF_ROLE_BIT(QF_ROLE_FFN_GATE_SHEXP) | QF_ROLE_BIT(QF_ROLE_FFN_UP_SHEXP) | QF_ROLE_BIT(QF_ROLE_FFN_DOWN_SHEXP))
 #define QF_ROLES_EMBD_OUT (QF_ROLE_BIT(QF_ROLE_TOKEN_EMBD) | QF_ROLE_BIT(QF_ROLE_OUTPUT))
+/* llama-quantize's categories, which it finds by name: "attn_v"-like (attn_v, and the unsplit kv_b),
+ * and "ffn_down" (dense, routed and shared alike). MLA's split attn_k_b/attn_v_b are in none. */
+#define QF_ROLES_LCPP_ATTN_V (QF_ROLE_BIT(QF_ROLE_ATTN_V) | QF_ROLE_BIT(QF_ROLE_ATTN_KV_B))
+#define QF_ROLES_LCPP_FFN_DOWN (QF_ROLE_BIT(QF_ROLE_FFN_DOWN) | QF_ROLE_BIT(QF_ROLE_FFN_DOWN_EXPS) | QF_ROLE_BIT(QF_ROLE_FFN_DOWN_SHEXP))
 
 typedef struct qf_recipe_rule {
     uint64_t roles;         /* QF_ROLE_BIT mask; 0 ends the list */
     qf_layer_sel layers;
+    qf_model_sel models;
     uint32_t type;
     const char *why;
 } qf_recipe_rule;
@@ -36,15 +59,16 @@ typedef struct qf_recipe {
     const char *name;
     const char *summary;    /* one line for --help */
     uint32_t bulk;          /* type of 2-D weights no rule matches */
-    qf_recipe_rule rules[8];
+    qf_recipe_rule rules[16];
 } qf_recipe;
 
 const qf_recipe *qf_recipe_by_name(const char *name); /* case-insensitive */
 size_t qf_recipe_count(void);
 const qf_recipe *qf_recipe_at(size_t i);
 
-/* The type a recipe gives a 2-D tensor of `role` in `layer` (of n_layer), with the reason. Tied
+/* The type a recipe gives a 2-D tensor of `role` in `layer` (-1: not in a layer) of the model `hp`,
+ * with the reason: the first rule whose roles, layers and models all match, else the bulk type. Tied
  * embeddings are quantized like the output they double as. */
-uint32_t qf_recipe_type(const qf_recipe *r, qf_role role, int layer, uint32_t n_layer, bool tied, const char **why);
+uint32_t qf_recipe_type(const qf_recipe *r, const qf_hparams *hp, qf_role role, int layer, const char **why);
 
 #endif
