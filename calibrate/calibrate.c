@@ -230,6 +230,9 @@ qf_status qf_calibrate(const qf_calibrate_opts *o, qf_error *err) {
     if (!st) st = track_model(&c, m, err);
     if (!st) st = run_chunks(o, m, &tk, &c, ctx, n_chunks, err);
     if (!st) st = save(o, &c, &tk, ctx, n_chunks, err);
+    if (!st && o->coverage)
+        st = qf_expert_coverage_get(&c.im, o->expert_min_tokens ? o->expert_min_tokens : QF_EXPERT_MIN_TOKENS,
+                                    o->coverage, err);
     free(tk.ids);
     free(c.t);
     free(c.hessian_call);

@@ -30,6 +30,10 @@ int qf_cli_usage(const char *cmd, const char *msg);
 /* "qforge CMD: warning: MSG" on stderr, escaped. `user` is the command name (a qf_warn_fn). */
 void qf_cli_warn(void *user, const char *msg);
 double qf_cli_seconds_since(const struct timespec *t0);
+/* A report file written atomically (formats/outfile.h); "-" is stdout. _text adds a newline. False on
+ * failure, with *err saying why (err->code preset by the caller for a failed stdout write). */
+bool qf_cli_write_file(const char *path, const char *data, size_t len, qf_error *err);
+bool qf_cli_write_text(const char *path, const char *text, qf_error *err);
 
 /* getopt_long that reports a bad option in one line naming it ("option '--output' needs a value",
  * "unknown option '--frobnicate'") and then returns '?'; the caller returns 2. */

@@ -1,6 +1,7 @@
 /* Helpers every qforge subcommand shares: error, warning and usage lines, option parsing (cli.h). */
 #include "convert/cli.h"
 #include "convert/report.h"
+#include "formats/outfile.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -24,6 +25,29 @@ void qf_cli_warn(void *user, const char *msg) {
     fprintf(stderr, "qforge %s: warning: ", (const char *)user);
     qf_text_put(stderr, msg, strlen(msg), QF_TEXT_TERMINAL);
     fputc('\n', stderr);
+}
+
+/* Report files are outputs like any other (formats/outfile.h): a temp file renamed when complete. */
+bool qf_cli_write_file(const char *path, const char *data, size_t len, qf_error *err) {
+    if (strcmp(path, "-") == 0) return fwrite(data, 1, len, stdout) == len && fflush(stdout) == 0;
+    qf_outfile *f;
+    if (qf_outfile_open(path, &f, err) != QF_OK) return false;
+    if (qf_outfile_write(f, data, len, err) != QF_OK) {
+        qf_outfile_abort(f);
+        return false;
+    }
+    return qf_outfile_commit(f, err) == QF_OK;
+}
+
+bool qf_cli_write_text(const char *path, const char *text, qf_error *err) {
+    size_t n = strlen(text);
+    char *line = malloc(n + 2);
+    if (!line) return false;
+    memcpy(line, text, n);
+    memcpy(line + n, "\n", 2);
+    bool ok = qf_cli_write_file(path, line, n + 1, err);
+    free(line);
+    return ok;
 }
 
 double qf_cli_seconds_since(const struct timespec *t0) {

@@ -3,6 +3,9 @@
  * and the summary line. The work is qf_convert and qf_calibrate (qforge.h).
  */
 #include "convert/cli.h"
+#include "convert/report.h"
+#include "formats/imatrix.h"
+#include "formats/outfile.h"
 #include "qforge.h"
 
 #include <stdlib.h>
@@ -70,6 +73,12 @@ static const char quantize_help[] =
     "                         matrix as F32 plus its n x n Hessian twice in doubles\n"
     "      --gptq-damp X      diagonal damping as a fraction of mean diag(H) (default 0.01)\n"
     "      --gptq-order O     natural | energy (blocks by descending input energy; default natural)\n"
+    "      --expert-min-tokens N\n"
+    "                         a routed expert the imatrix gives fewer tokens is under-covered (default\n"
+    "                         64); --dry-run lists them per layer\n"
+    "      --sparse-experts P blend (default: its sums completed to N tokens at its layer's pooled\n"
+    "                         expert mean) | pooled (the pooled mean alone) | own (its own mean; all\n"
+    "                         ones with no token, as llama-quantize)\n"
     CONVERT_SHARED_HELP;
 
 static void print_quantize_help(void) {
@@ -85,8 +94,10 @@ static void print_quantize_help(void) {
 
 enum {
     OPT_TYPE = QF_OPT_FIRST_FREE, OPT_METHOD, OPT_DAMP, OPT_ORDER, OPT_JSON, OPT_NAME, OPT_OVERRIDE_KV,
-    OPT_REQUANT, OPT_STRICT, OPT_CLAMP,
+    OPT_REQUANT, OPT_STRICT, OPT_CLAMP, OPT_MIN_TOKENS, OPT_SPARSE,
 };
+
+static int parse_u32(const char *cmd, const char *opt, const char *s, uint32_t *out);
 
 #define QF_MAX_LIST 256
 
@@ -116,6 +127,8 @@ static int quantize_opt(const char *cmd, int c, const char *arg, convert_cli *v)
     case 'H': v->o.hessian = arg; return 0;
     case OPT_METHOD: v->o.method = arg; return 0;
     case OPT_STRICT: v->o.strict = true; return 0;
+    case OPT_MIN_TOKENS: return parse_u32(cmd, "--expert-min-tokens", arg, &v->o.expert_min_tokens) ? 2 : 0;
+    case OPT_SPARSE: v->o.sparse_experts = arg; return 0;
     case OPT_DAMP:
         v->o.gptq_damp = strtod(arg, &end);
         if (*end || !(v->o.gptq_damp > 0 && v->o.gptq_damp < 10)) return qf_cli_usage(cmd, "--gptq-damp takes a number in (0, 10)");
@@ -138,6 +151,7 @@ static int parse_convert(int argc, char **argv, bool quantize, convert_cli *v) {
         {"imatrix", required_argument, 0, 'i'}, {"method", required_argument, 0, OPT_METHOD},
         {"hessian", required_argument, 0, 'H'}, {"gptq-damp", required_argument, 0, OPT_DAMP},
         {"gptq-order", required_argument, 0, OPT_ORDER}, {"strict", no_argument, 0, OPT_STRICT},
+        {"expert-min-tokens", required_argument, 0, OPT_MIN_TOKENS}, {"sparse-experts", required_argument, 0, OPT_SPARSE},
         QF_CLI_THREADS_OPTS, QF_CLI_MODEL_OPTS, QF_CLI_BASE_OPTS, QF_CLI_PROGRESS_OPTS, {0, 0, 0, 0}};
     const char *cmd = argv[0];
     int c, rc;
@@ -196,13 +210,15 @@ int qf_cli_quantize(int argc, char **argv) { return run_convert(argc, argv, true
 
 static const char calibrate_help[] =
     "usage: qforge calibrate MODEL -f TEXT -o IMATRIX.gguf [--ctx-size N] [--chunks N] [--hessian H.gguf]\n"
-    "                        [--threads N]\n"
+    "                        [--json FILE] [--expert-min-tokens N] [--threads N]\n"
     "\n"
     "Run MODEL (GGUF or HF checkpoint, FP8 included) over calibration text and record, for every linear\n"
     "layer input, the per-column sum of squared activations and the token count, in llama.cpp's GGUF\n"
     "imatrix layout (llama-quantize --imatrix reads it; qforge quantize --imatrix reads llama-imatrix's).\n"
     "Chunks of ctx tokens start with BOS, as llama-imatrix does. Do not calibrate on the text you\n"
-    "evaluate on.\n"
+    "evaluate on. A routed expert's statistics cover exactly the tokens routed to it (its count in the\n"
+    "file is its layer's router statistics); for a Mixture-of-Experts model, calibrate says per layer\n"
+    "how many experts saw fewer than N tokens.\n"
     "\n"
     "  -m, --model MODEL      the model, instead of the MODEL argument\n"
     "  -f, --file, --text F   calibration text (UTF-8)\n"
@@ -213,6 +229,11 @@ static const char calibrate_help[] =
     "  -H, --hessian F        also write GPTQ Hessians (sum of x x^T per layer input) to F. Memory and file\n"
     "                         size: 8 n^2 bytes while collecting and 4 n^2 in the file per distinct input,\n"
     "                         i.e. per layer 3 d^2 + f^2 floats for width d and FFN width f\n"
+    "      --json FILE        a report (schema qforge.calibrate/1): inputs, chunks, and per MoE layer the\n"
+    "                         tokens each routed expert saw and those under N ('-' = stdout)\n"
+    "      --expert-min-tokens N\n"
+    "                         the floor for that count (default 64; quantize weights such experts as\n"
+    "                         its --sparse-experts says)\n"
     QF_CLI_THREADS_HELP QF_CLI_QUIET_HELP QF_CLI_PROGRESS_HELP;
 
 static int parse_u32(const char *cmd, const char *opt, const char *s, uint32_t *out) {
@@ -227,15 +248,44 @@ static int parse_u32(const char *cmd, const char *opt, const char *s, uint32_t *
     return 0;
 }
 
-enum { OPT_CHUNKS = QF_OPT_FIRST_FREE };
+enum { OPT_CHUNKS = QF_OPT_FIRST_FREE, OPT_CAL_JSON, OPT_CAL_MIN };
+
+/* The --json report: what was run, and the routed experts' coverage. */
+static int calibrate_report(const char *path, const qf_calibrate_opts *o, const qf_expert_coverage *cov) {
+    qf_error err = {QF_E_IO, ""};
+    cJSON *r = qf_report_new("qforge.calibrate/1");
+    if (!r) return qf_cli_fail("calibrate", &(qf_error){QF_E_NOMEM, "out of memory for the report"});
+    qf_status st = qf_report_add_model(r, "model", o->model, false, &err);
+    if (!st) st = qf_report_add_file(r, "text", o->text_path, &err);
+    if (!st) st = qf_report_add_file(r, "imatrix", o->out, &err);
+    qf_imatrix im = {0};
+    if (!st) st = qf_imatrix_load(o->out, &im, &err);
+    if (!st) {
+        cJSON_AddNumberToObject(r, "chunks", im.chunk_count);
+        cJSON_AddNumberToObject(r, "ctx", im.chunk_size);
+        cJSON_AddNumberToObject(r, "entries", (double)im.n);
+        qf_json_add_item(r, "experts", cov->n ? qf_expert_coverage_json(cov, NULL) : cJSON_CreateNull());
+    }
+    qf_imatrix_free(&im);
+    char *s = st ? NULL : cJSON_Print(r);
+    cJSON_Delete(r);
+    if (st) return qf_cli_fail("calibrate", &err);
+    bool ok = s && qf_cli_write_text(path, s, &err);
+    free(s);
+    if (!ok) { fprintf(stderr, "qforge calibrate: error: could not write %s: %s\n", path, err.msg); return 3; }
+    return 0;
+}
 
 int qf_cli_calibrate(int argc, char **argv) {
     static const struct option opts[] = {
         {"text", required_argument, 0, 'f'}, {"file", required_argument, 0, 'f'}, {"output", required_argument, 0, 'o'},
         {"ctx", required_argument, 0, 'c'}, {"ctx-size", required_argument, 0, 'c'},
         {"chunks", required_argument, 0, OPT_CHUNKS}, {"hessian", required_argument, 0, 'H'},
+        {"json", required_argument, 0, OPT_CAL_JSON}, {"expert-min-tokens", required_argument, 0, OPT_CAL_MIN},
         QF_CLI_THREADS_OPTS, QF_CLI_MODEL_OPTS, QF_CLI_BASE_OPTS, QF_CLI_PROGRESS_OPTS, {0, 0, 0, 0}};
     qf_calibrate_opts o = {0};
+    qf_expert_coverage cov = {0};
+    const char *json = NULL;
     qf_cli_common co = {0};
     int c, rc;
     while ((c = qf_cli_getopt("calibrate", argc, argv, "f:o:c:H:t:j:m:qh", opts)) != -1) {
@@ -246,13 +296,21 @@ int qf_cli_calibrate(int argc, char **argv) {
         case 'c': if (parse_u32("calibrate", "--ctx-size", optarg, &o.ctx)) return 2; break;
         case OPT_CHUNKS: if (parse_u32("calibrate", "--chunks", optarg, &o.chunks)) return 2; break;
         case 'H': o.hessian_out = optarg; break;
+        case OPT_CAL_JSON: json = optarg; break;
+        case OPT_CAL_MIN: if (parse_u32("calibrate", "--expert-min-tokens", optarg, &o.expert_min_tokens)) return 2; break;
         case 'h': fputs(calibrate_help, stdout); return 0;
         default: return 2;
         }
     }
     if (!(o.model = qf_cli_positional("calibrate", argc, argv, &co, "MODEL"))) return 2;
     if (!o.text_path || !o.out) return qf_cli_usage("calibrate", "-f/--text and -o are required");
+    if (json && strcmp(json, "-")) {
+        const char *inputs[] = {o.model, o.text_path, o.out, o.hessian_out};
+        qf_error err;
+        if (qf_outfile_check(json, inputs, 4, &err)) return qf_cli_fail("calibrate", &err);
+    }
     o.threads = co.threads;
+    o.coverage = &cov;
     qf_cli_progress p;
     qf_cli_progress_start(&p, "calibrate", &co);
     o.progress = qf_cli_progress_count;
@@ -263,5 +321,8 @@ int qf_cli_calibrate(int argc, char **argv) {
     if (st != QF_OK) return qf_cli_fail("calibrate", &err);
     if (!co.quiet) fprintf(stderr, "qforge: wrote %s%s%s in %.2fs\n", o.out, o.hessian_out ? " and " : "",
                            o.hessian_out ? o.hessian_out : "", qf_cli_seconds_since(&p.start));
-    return 0;
+    if (!co.quiet && cov.n) qf_expert_coverage_print(&cov, NULL, stderr);
+    int rc2 = json ? calibrate_report(json, &o, &cov) : 0;
+    qf_expert_coverage_free(&cov);
+    return rc2;
 }

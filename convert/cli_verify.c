@@ -254,30 +254,6 @@ static qf_status verify_json(const verify_cli *v, const qf_verify_result *r, cJS
     return QF_OK;
 }
 
-/* Report files are outputs like any other (formats/outfile.h): a temp file renamed when complete. */
-/* A report file, atomically; "-" is stdout. */
-static bool write_file(const char *path, const char *data, size_t len, qf_error *err) {
-    if (strcmp(path, "-") == 0) return fwrite(data, 1, len, stdout) == len && fflush(stdout) == 0;
-    qf_outfile *f;
-    if (qf_outfile_open(path, &f, err) != QF_OK) return false;
-    if (qf_outfile_write(f, data, len, err) != QF_OK) {
-        qf_outfile_abort(f);
-        return false;
-    }
-    return qf_outfile_commit(f, err) == QF_OK;
-}
-
-static bool write_text(const char *path, const char *text, qf_error *err) {
-    size_t n = strlen(text);
-    char *line = malloc(n + 2);
-    if (!line) return false;
-    memcpy(line, text, n);
-    memcpy(line + n, "\n", 2);
-    bool ok = write_file(path, line, n + 1, err);
-    free(line);
-    return ok;
-}
-
 /* An XML attribute value: markup escaped, and text made safe first (XML 1.0 allows no C0 controls). */
 static void xml_escaped(FILE *f, const char *s) {
     char *safe = qf_text_escaped(s, QF_TEXT_TERMINAL);
@@ -327,7 +303,7 @@ static bool write_junit(const verify_cli *v, const qf_verify_result *r, qf_error
         fprintf(f, "    </testcase>\n");
     }
     fprintf(f, "  </testsuite>\n</testsuites>\n");
-    bool ok = fclose(f) == 0 && write_file(v->junit, xml, len, err);
+    bool ok = fclose(f) == 0 && qf_cli_write_file(v->junit, xml, len, err);
     free(xml);
     return ok;
 }
@@ -358,7 +334,7 @@ static int verify_report(const verify_cli *v, const qf_verify_result *r) {
         qf_error err = {QF_E_IO, ""};
         if (verify_json(v, r, &j, &err)) return qf_cli_fail("verify", &err);
         char *s = cJSON_Print(j);
-        bool ok = s && write_text(v->json, s, &err);
+        bool ok = s && qf_cli_write_text(v->json, s, &err);
         free(s);
         cJSON_Delete(j);
         if (!ok) { fprintf(stderr, "qforge verify: error: could not write %s: %s\n", v->json, err.msg); return 3; }

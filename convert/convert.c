@@ -85,6 +85,8 @@ typedef struct conversion {
     qf_imatrix imatrix;
     bool have_imatrix;
     char imatrix_digest[65];
+    qf_expert_rule expert_rule;
+    qf_expert_coverage experts; /* of the imatrix's routed experts (none for a dense model) */
     const char *method;
     qf_hessian_set hessians;
     char hessian_digest[65];
@@ -176,9 +178,13 @@ static qf_status load_options(conversion *c, const qf_convert_opts *o, qf_plan_o
         if ((st = qf_hessian_load(o->hessian, &c->hessians, err)) || (st = qf_sha256_file_hex(o->hessian, c->hessian_digest, err)))
             return st;
     }
+    c->expert_rule.min_tokens = o->expert_min_tokens ? o->expert_min_tokens : QF_EXPERT_MIN_TOKENS;
+    if (o->sparse_experts && !qf_sparse_experts_parse(o->sparse_experts, &c->expert_rule.policy))
+        return qf_fail(err, QF_E_USAGE, "--sparse-experts '%s' is not one of blend, pooled, own", o->sparse_experts);
     if (!o->imatrix) return QF_OK;
     if ((st = qf_imatrix_load(o->imatrix, &c->imatrix, err))) return st;
     c->have_imatrix = true;
+    if ((st = qf_expert_coverage_get(&c->imatrix, c->expert_rule.min_tokens, &c->experts, err))) return st;
     return qf_sha256_file_hex(o->imatrix, c->imatrix_digest, err);
 }
 
@@ -279,7 +285,11 @@ static qf_status write_imatrix_keys(const conversion *c, const qf_convert_opts *
     if (c->imatrix.calibration_sha256 &&
         (st = qf_gguf_set_str(w, "qforge.calibration_sha256", c->imatrix.calibration_sha256, err)))
         return st;
-    return QF_OK;
+    if (!c->experts.n) return QF_OK;
+    char rule[160];
+    snprintf(rule, sizeof rule, "%s below %u tokens: %llu of %llu routed experts", qf_sparse_experts_name(c->expert_rule.policy),
+             c->expert_rule.min_tokens, (unsigned long long)c->experts.under, (unsigned long long)c->experts.experts);
+    return qf_gguf_set_str(w, "qforge.sparse_experts", rule, err);
 }
 
 /* qforge.methods: what each tensor class was quantized with, as the plan decided and the run does. */
@@ -411,6 +421,7 @@ static qf_status check_overrides(const conversion *c, const qf_convert_opts *o, 
 static qf_status dry_run(const conversion *c, const qf_convert_opts *o, qf_error *err) {
     if (!o->json) {
         qf_plan_print_text(&c->plan, stdout);
+        if (c->experts.n) qf_expert_coverage_print(&c->experts, &c->expert_rule, stdout);
         return QF_OK;
     }
     cJSON *r = qf_plan_report(c->src, &c->plan, c->src_digest);
@@ -422,6 +433,7 @@ static qf_status dry_run(const conversion *c, const qf_convert_opts *o, qf_error
     cJSON_AddItemToObject(r, "recipe", recipe ? cJSON_CreateString(recipe->name) : cJSON_CreateNull());
     cJSON_AddStringToObject(r, "weight_type", qf_qtype_get(c->plan.weight_type)->name);
     cJSON_AddStringToObject(r, "method", c->method);
+    if (c->experts.n) qf_json_add_item(r, "experts", qf_expert_coverage_json(&c->experts, &c->expert_rule));
     if (st) { cJSON_Delete(r); return st; }
     return qf_report_print(r, stdout) ? QF_OK : qf_fail(err, QF_E_IO, "could not write the plan to stdout");
 }
@@ -439,8 +451,13 @@ static qf_status bind_calibration(conversion *c, const qf_convert_opts *o, qf_er
     const qf_imatrix *im = strcmp(c->method, "rtn") != 0 && c->have_imatrix ? &c->imatrix : NULL;
     const qf_hessian_set *hs = strcmp(c->method, "gptq") == 0 ? &c->hessians : NULL;
     qf_calib_coverage cov;
+    c->plan.experts = c->expert_rule;
     qf_status st = qf_plan_bind_calibration(&c->plan, im, o->imatrix, hs, o->hessian, &cov, err);
     if (st) return st;
+    if (im && c->experts.under && !o->dry_run)
+        warn(o, "imatrix %s: %llu of %llu routed experts saw fewer than %u tokens; they are weighted '%s' "
+             "(--sparse-experts; --dry-run lists them)", o->imatrix, (unsigned long long)c->experts.under,
+             (unsigned long long)c->experts.experts, c->expert_rule.min_tokens, qf_sparse_experts_name(c->expert_rule.policy));
     if (im && cov.imatrix_layer < cov.layer_quantized)
         fprintf(stderr, "qforge: warning: imatrix %s covers %zu of the %zu quantized layer tensors; the other %zu are "
                 "quantized without it\n", o->imatrix, cov.imatrix_layer, cov.layer_quantized,
@@ -474,6 +491,7 @@ qf_status qf_convert(const qf_convert_opts *o, qf_error *err) {
     for (size_t i = 0; i < c.n_overrides; i++) qf_type_override_free(&c.overrides[i]);
     free(c.overrides);
     if (c.have_imatrix) qf_imatrix_free(&c.imatrix);
+    qf_expert_coverage_free(&c.experts);
     qf_hessian_free(&c.hessians);
     qf_vocab_free(&c.vocab);
     qf_source_close(c.src);

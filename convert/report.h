@@ -64,4 +64,13 @@ struct qf_source;
 void qf_plan_print_text(const struct qf_plan *plan, FILE *out);
 cJSON *qf_plan_report(const struct qf_source *src, const struct qf_plan *plan, const char *source_sha256);
 
+/* Routed-expert coverage of an imatrix (formats/imatrix.h): one line of totals and one per MoE layer
+ * (experts under the floor with their token counts, the fewest and the median) and, when rule is
+ * given, how quantize weights those experts; or a JSON object
+ * {min_tokens, policy, experts, under, layers: [{layer, experts, under: [ids], tokens: [per expert]}]}. */
+struct qf_expert_coverage;
+struct qf_expert_rule;
+void qf_expert_coverage_print(const struct qf_expert_coverage *cov, const struct qf_expert_rule *rule, FILE *out);
+cJSON *qf_expert_coverage_json(const struct qf_expert_coverage *cov, const struct qf_expert_rule *rule);
+
 #endif

@@ -35,12 +35,6 @@ const qf_imatrix_entry *qf_imatrix_find(const qf_imatrix *im, const char *name) 
     return NULL;
 }
 
-void qf_imatrix_weights(const qf_imatrix_entry *e, uint32_t mat, float *out) {
-    double c = e->counts[mat];
-    const double *s = e->sum2 + (uint64_t)mat * e->n_cols;
-    for (uint32_t j = 0; j < e->n_cols; j++) out[j] = c > 0 ? (float)(s[j] / c) : 1.0f;
-}
-
 void qf_imatrix_free(qf_imatrix *im) {
     for (size_t i = 0; i < im->n; i++) { free(im->e[i].name); free(im->e[i].sum2); free(im->e[i].counts); }
     for (size_t i = 0; i < im->n_datasets; i++) free(im->datasets[i]);

@@ -76,6 +76,9 @@ typedef struct qf_convert_opts {
     const char *const *override_kv; /* "KEY=TYPE:VALUE" as llama-quantize --override-kv: TYPE int (u32, or
                                the key's integer type in a GGUF source), float (f32), bool, str */
     size_t n_override_kv;
+    uint32_t expert_min_tokens; /* routed experts the imatrix gives fewer tokens are "under-covered"
+                               (reported, and weighted as sparse_experts says); 0 = QF_EXPERT_MIN_TOKENS */
+    const char *sparse_experts; /* "blend" (default), "pooled" or "own": formats/imatrix.h */
     bool clamp_overflow;    /* values beyond a type's range (the F16 scales of q8_0, f16 itself, ...) are
                                clamped into it, recorded in qforge.clamped and warned about on stderr;
                                default: such a tensor is refused (QF_E_INPUT naming it and what holds it) */
@@ -237,6 +240,9 @@ typedef struct qf_calibrate_opts {
     bool no_escape;
     qf_progress_fn progress; /* done/total in chunks */
     void *progress_user;
+    uint32_t expert_min_tokens;  /* for *coverage; 0 = QF_EXPERT_MIN_TOKENS */
+    struct qf_expert_coverage *coverage; /* out, when non-NULL: tokens per routed expert per layer and the
+                                    experts below expert_min_tokens (free with qf_expert_coverage_free) */
 } qf_calibrate_opts;
 
 /* Run the model over the text in chunks (BOS first, like llama-imatrix) and record, for every linear

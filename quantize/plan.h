@@ -57,6 +57,7 @@ typedef struct qf_plan {
     uint64_t total_bytes;
     uint64_t total_params;
     uint32_t weight_type; /* the type asked for the bulk of weights (general.file_type) */
+    qf_expert_rule experts; /* how the imatrix weights routed experts that saw few tokens (the caller's) */
 } qf_plan;
 
 /* --tensor-type REGEX=TYPE: a PCRE2 regex (Perl syntax, as llama-quantize's std::regex ECMAScript

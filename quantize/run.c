@@ -226,8 +226,8 @@ static qf_status generate(const qf_hparams *hp, const qf_plan_entry *e, float **
  * per expert matrix, and how rows use them (row_weighting). Unquantized types need none. On qf-llama-a:
  * magnitude weights without an imatrix cut q3_k_m's KLD 10% (tinystories) and 3% (wikitext) but raise
  * q4_k_m's 7%; for the embeddings and output of q4_k_m with an imatrix, dropping them lowered wikitext KLD 6%. */
-static qf_status importance(const qf_plan_entry *e, const qf_qtype_traits *tt, float **imp, uint64_t *rows_per_mat,
-                            row_weighting *how, qf_error *err) {
+static qf_status importance(const qf_plan *p, const qf_plan_entry *e, const qf_qtype_traits *tt, float **imp,
+                            uint64_t *rows_per_mat, row_weighting *how, qf_error *err) {
     *imp = NULL;
     *how = W_NONE;
     *rows_per_mat = e->n_rows;
@@ -242,7 +242,7 @@ static qf_status importance(const qf_plan_entry *e, const qf_qtype_traits *tt, f
     uint64_t n_mat = ie->n_mat;
     *imp = qf_malloc_n(n_mat, e->ne[0] * sizeof(float));
     if (!*imp) return qf_fail(err, QF_E_NOMEM, "out of memory for importance weights of '%s'", e->name);
-    for (uint32_t m = 0; m < n_mat; m++) qf_imatrix_weights(ie, m, *imp + m * e->ne[0]);
+    qf_imatrix_weights(ie, &p->experts, *imp);
     *rows_per_mat = e->n_rows / n_mat;
     return QF_OK;
 }
@@ -465,7 +465,7 @@ static qf_status run_tensor(qf_source *src, const qf_hparams *hp, const qf_plan 
     uint64_t f32_row = e->ne[0] * sizeof(float), rows_per_chunk = chunk_rows(e);
     float *gen = NULL, *imp = NULL;
     qf_status st = generate(hp, e, &gen, err);
-    if (!st) st = importance(e, j.tt, &imp, &j.rows_per_mat, &j.weighting, err);
+    if (!st) st = importance(plan, e, j.tt, &imp, &j.rows_per_mat, &j.weighting, err);
     j.gen = gen;
     j.imp = imp;
     j.f32 = qf_malloc_n(rows_per_chunk, f32_row);

@@ -75,10 +75,10 @@ int main(int argc, char **argv) {
         CHECK_MSG(y != NULL, "the .dat has no entry %s", x->name);
         if (!y || y->n_cols != x->n_cols * x->n_mat) continue;
         same_shape++;
-        float *wx = malloc(x->n_cols * sizeof(float)), *wy = malloc(y->n_cols * sizeof(float));
-        qf_imatrix_weights(x, 0, wx);
-        qf_imatrix_weights(y, 0, wy);
-        for (uint32_t j = 0; j < x->n_cols; j++) worst_dat = fmax(worst_dat, fabs(wx[j] - wy[j]) / fmax(fabs(wx[j]), 1e-30));
+        float *wx = malloc(y->n_cols * sizeof(float)), *wy = malloc(y->n_cols * sizeof(float));
+        qf_imatrix_weights(x, NULL, wx);
+        qf_imatrix_weights(y, NULL, wy);
+        for (uint32_t j = 0; j < y->n_cols; j++) worst_dat = fmax(worst_dat, fabs(wx[j] - wy[j]) / fmax(fabs(wx[j]), 1e-30));
         free(wx);
         free(wy);
     }

@@ -64,8 +64,8 @@ static void loads_right(void) {
     const qf_imatrix_entry *q = qf_imatrix_find(&im, "blk.0.attn_q.weight"), *o = qf_imatrix_find(&im, "output.weight");
     CHECK(q && q->n_cols == 3 && q->n_mat == 1 && o && o->n_cols == 2);
     float imp[3];
-    if (q) { qf_imatrix_weights(q, 0, imp); CHECK(imp[0] == 1.0f && imp[1] == 0.5f && imp[2] == 0.125f); } /* value / ncall */
-    if (o) { qf_imatrix_weights(o, 0, imp); CHECK(imp[0] == 3.0f && imp[1] == 1.0f); }
+    if (q) { qf_imatrix_weights(q, NULL, imp); CHECK(imp[0] == 1.0f && imp[1] == 0.5f && imp[2] == 0.125f); } /* value / ncall */
+    if (o) { qf_imatrix_weights(o, NULL, imp); CHECK(imp[0] == 3.0f && imp[1] == 1.0f); }
     qf_imatrix_free(&im);
     /* the trailer is optional: without it, or with the chunk count alone */
     CHECK_OK(load_bytes(&w, L.end_entries, &im, &err), &err);

@@ -225,7 +225,7 @@ static void check_weighting(const char *dir, const char *base_gguf, const char *
         qf_qtype_row_bytes(tt, n, &rb);
         float *imp = malloc(n * sizeof(float)), *w = malloc(n * sizeof(float));
         uint8_t *row = malloc(rb);
-        if (ie) qf_imatrix_weights(ie, 0, imp);
+        if (ie) qf_imatrix_weights(ie, NULL, imp);
         int bad = 0;
         for (uint64_t r = 0; r < tb->ne[1]; r++) {
             const float *x = (const float *)tb->data + r * n;

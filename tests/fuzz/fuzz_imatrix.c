@@ -24,11 +24,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         for (size_t i = 0; i < im.n; i++) {
             const qf_imatrix_entry *e = &im.e[i];
             if (qf_imatrix_find(&im, e->name) == NULL) qf_fuzz_violation("entry lookup fails", &err);
-            float *w = malloc((e->n_cols ? e->n_cols : 1) * sizeof(float));
+            uint64_t n = (uint64_t)e->n_cols * e->n_mat;
+            float *w = malloc((n ? n : 1) * sizeof(float));
             if (!w) abort();
-            for (uint32_t m = 0; m < e->n_mat; m++) {
-                qf_imatrix_weights(e, m, w);
-                for (uint32_t j = 0; j < e->n_cols; j++)
+            const qf_expert_rule rules[] = {{0, QF_SPARSE_OWN}, {64, QF_SPARSE_BLEND}, {64, QF_SPARSE_POOLED}};
+            for (size_t r = 0; r < 3; r++) {
+                qf_imatrix_weights(e, &rules[r], w);
+                for (uint64_t j = 0; j < n; j++)
                     if (!isfinite(w[j]) || w[j] < 0) qf_fuzz_violation("importance weight not finite and >= 0", &err);
             }
             free(w);
