@@ -145,6 +145,42 @@ done:
     qf_st_close(m.st);
 }
 
+/* A NaN code (0x7F) in a passed-through weight refuses the tensor, naming it, as the quantizer refuses a
+ * NaN, and leaves no output. */
+static void check_nan_code(void) {
+    char dir[4096], out[4096];
+    qf_test_fresh_dir("fp8pass_nan", dir, sizeof dir);
+    qf_synth_opts so = {.dir = dir, .seed = 6, .n_layer = 2, .n_embd = 256, .n_ff = 384, .n_vocab = 320,
+                        .dtype = "bf16", .arch = "deepseek-v3", .n_expert = 4, .n_ff_exp = 256, .fp8 = true};
+    qf_error err;
+    CHECK_OK(qf_synth_model(&so, &err), &err);
+    qf_st_model *st = NULL;
+    CHECK_OK(qf_st_open(dir, &st, &err), &err);
+    const qf_st_tensor *w = st ? qf_st_find(st, "model.layers.0.mlp.up_proj.weight") : NULL;
+    CHECK(w && w->dtype == QF_DT_F8_E4M3);
+    if (!w) { qf_st_close(st); return; }
+    char path[4096];
+    snprintf(path, sizeof path, "%s", qf_st_shard_path(st, w->shard));
+    uint64_t at = w->offset + 5;
+    qf_st_close(st);
+    size_t n;
+    uint8_t *file = qf_test_read_file(path, &n), nan = 0x7F;
+    CHECK(file && n > 8);
+    if (!file) return;
+    uint64_t header;
+    memcpy(&header, file, sizeof header);
+    file[8 + header + at] = nan;
+    CHECK(qf_test_write_file(path, file, n));
+    free(file);
+    qf_test_path("fp8pass_nan.gguf", out, sizeof out);
+    remove(out);
+    qf_convert_opts o = {.src = dir, .out = out, .recipe = "fp8"};
+    qf_status s = qf_convert(&o, &err);
+    CHECK_MSG(s == QF_E_INPUT && strstr(err.msg, "blk.0.ffn_up.weight") && strstr(err.msg, "NaN"), "%d '%s'", s,
+              err.msg);
+    CHECK(!qf_test_file_exists(out));
+}
+
 int main(int argc, char **argv) {
     qf_test_init(argc, argv);
     /* qf-deepseek-a's widths (attn_k_b rows of 32: one scale each, e4m3_row), sharded as released */
@@ -154,5 +190,6 @@ int main(int argc, char **argv) {
     /* 128 + 64: head 1's k rows are 192..319 of kv_b_proj, across the block boundary at 256, so
      * attn_k_b has no one scale per group and is decoded and quantized; attn_v_b (rows) still passes */
     check_release("fp8pass_split", 128, 64, 1, "attn_k_b");
+    check_nan_code();
     return qf_test_finish();
 }
