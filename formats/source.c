@@ -553,10 +553,10 @@ static bool stored_row_bytes(const logical *l, uint64_t *bytes) {
     return qf_qtype_row_bytes(qf_qtype_get(l->pub.qtype), l->pub.row_len, bytes);
 }
 
-/* The stored bytes of rows [row0, row0+n) of tensor i, from its window when qf_source_prepare_rows made
- * one, else from the prepared tensor (prepared here when it is not yet). */
+/* The stored bytes of rows [row0, row0+n) of tensor i, *rb bytes each, from its window when
+ * qf_source_prepare_rows made one, else from the prepared tensor (prepared here when it is not yet). */
 static qf_status stored_rows(qf_source *s, size_t i, uint64_t row0, uint64_t n, logical **out, const uint8_t **rows,
-                             qf_error *err) {
+                             uint64_t *rb, qf_error *err) {
     logical *l = i < s->n ? &s->t[i] : NULL;
     if (l && l->win_lost)
         return qf_fail(err, QF_E_INTERNAL, "%s: rows of '%s' were read after another tensor's rows replaced them",
@@ -567,7 +567,8 @@ static qf_status stored_rows(qf_source *s, size_t i, uint64_t row0, uint64_t n, 
                            (unsigned long long)row0, (unsigned long long)n, l->pub.name,
                            (unsigned long long)l->win_row0, (unsigned long long)l->win_rows);
         *out = l;
-        *rows = l->win + (row0 - l->win_row0) * row_bytes(l);
+        *rb = row_bytes(l);
+        *rows = l->win + (row0 - l->win_row0) * *rb;
         return QF_OK;
     }
     qf_status st = qf_source_prepare(s, i, err);
@@ -575,27 +576,26 @@ static qf_status stored_rows(qf_source *s, size_t i, uint64_t row0, uint64_t n, 
     if (row0 > l->pub.n_rows || n > l->pub.n_rows - row0)
         return qf_fail(err, QF_E_INTERNAL, "rows [%llu, +%llu) out of range for '%s'", (unsigned long long)row0,
                        (unsigned long long)n, l->pub.name);
-    uint64_t rb;
     const qf_qtype_traits *tt = l->pub.qtype != UINT32_MAX ? qf_qtype_get(l->pub.qtype) : NULL;
-    if (!stored_row_bytes(l, &rb) || (l->pub.qtype != UINT32_MAX && !tt->dequantize))
+    if (!stored_row_bytes(l, rb) || (l->pub.qtype != UINT32_MAX && !tt->dequantize))
         return qf_fail(err, QF_E_UNSUPPORTED, "%s: tensor '%s' has type %s, which this build cannot read", s->label,
                        l->pub.name, tt ? tt->name : "?");
     *out = l;
-    *rows = l->data + row0 * rb;
+    *rows = l->data + row0 * *rb;
     return QF_OK;
 }
 
 qf_status qf_source_rows(qf_source *s, size_t i, uint64_t row0, uint64_t n, float *dst, qf_error *err) {
     logical *l = NULL;
     const uint8_t *rows = NULL;
-    qf_status st = stored_rows(s, i, row0, n, &l, &rows, err);
+    uint64_t rb;
+    qf_status st = stored_rows(s, i, row0, n, &l, &rows, &rb, err);
     if (st) return st;
     if (l->pub.qtype != UINT32_MAX) {
         /* GGUF rows: every row is whole blocks, so rows dequantize independently */
         const qf_qtype_traits *tt = qf_qtype_get(l->pub.qtype);
-        uint64_t rb;
-        stored_row_bytes(l, &rb);
-        for (uint64_t r = 0; r < n; r++) tt->dequantize(rows + r * rb, dst + r * l->pub.row_len, (int64_t)l->pub.row_len);
+        for (uint64_t r = 0; r < n; r++)
+            tt->dequantize(rows + r * rb, dst + r * l->pub.row_len, (int64_t)l->pub.row_len);
         return QF_OK;
     }
     qf_dtype_decode(l->pub.dtype, rows, dst, n * l->pub.row_len);
@@ -607,7 +607,8 @@ qf_status qf_source_fp8_rows(qf_source *s, size_t i, uint64_t row0, uint64_t n, 
                              qf_error *err) {
     logical *l = NULL;
     const uint8_t *rows = NULL;
-    qf_status st = stored_rows(s, i, row0, n, &l, &rows, err);
+    uint64_t rb;
+    qf_status st = stored_rows(s, i, row0, n, &l, &rows, &rb, err);
     if (st) return st;
     if (l->pub.qtype != UINT32_MAX || l->pub.dtype != QF_DT_F8_E4M3)
         return qf_fail(err, QF_E_INTERNAL, "%s: tensor '%s' is not F8_E4M3: its codes cannot pass through", s->label,

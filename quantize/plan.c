@@ -123,8 +123,9 @@ static void choose_type(qf_source *src, const qf_plan *p, qf_plan_entry *e, cons
     while (e->ne[0] % qf_qtype_get(t)->blck != 0) t = qf_qtype_fallback(qf_qtype_get(t));
     size_t used = strlen(e->reason);
     if (t != first)
-        used += (size_t)snprintf(e->reason + used, sizeof e->reason - used, "; row %llu does not fit %s blocks: fallback",
-                                 (unsigned long long)e->ne[0], qf_qtype_get(first)->name);
+        used += (size_t)snprintf(e->reason + used, sizeof e->reason - used,
+                                 "; row %llu does not fit %s blocks: fallback", (unsigned long long)e->ne[0],
+                                 qf_qtype_get(first)->name);
     e->type = t;
     e->fp8_pass = fp8_exact(src, p, e, qf_qtype_e4m3_group(qf_qtype_get(t), e->ne[0]));
     if (e->fp8_pass && used < sizeof e->reason)

@@ -92,8 +92,8 @@ static qf_status fetch_transposed(chunk_job *j, uint64_t r0, uint64_t n, elems d
     const qf_tensor_spec *t = j->e->spec;
     uint64_t len = j->e->ne[0], R = j->e->ne[1];
     elems block = {qf_malloc_n(t->take, R * sizeof(float)), dst.q ? qf_malloc_n(t->take, R) : NULL};
-    qf_status st = block.v && (block.q || !dst.q) ? QF_OK
-                                                   : qf_fail(&j->err, QF_E_NOMEM, "out of memory transposing '%s'", j->e->name);
+    qf_status st = QF_OK;
+    if (!block.v || (dst.q && !block.q)) st = qf_fail(&j->err, QF_E_NOMEM, "out of memory transposing '%s'", j->e->name);
     for (uint64_t r = r0; r < r0 + n && !st;) {
         uint64_t h = r / R, end = QF_MIN((h + 1) * R, r0 + n);
         st = read_rows(j, 0, h * t->stride + t->offset, t->take, block);
@@ -526,7 +526,8 @@ static qf_status run_tensor(qf_source *src, const qf_hparams *hp, const qf_plan 
     j.f32 = qf_malloc_n(rows_per_chunk, f32_row);
     j.out = qf_malloc_n(rows_per_chunk, j.row_bytes);
     j.codes = e->fp8_pass ? qf_malloc_n(rows_per_chunk, e->ne[0]) : NULL;
-    if (!st && (!j.f32 || !j.out || (e->fp8_pass && !j.codes))) st = qf_fail(err, QF_E_NOMEM, "tensor '%s': out of memory for a chunk", e->name);
+    if (!st && (!j.f32 || !j.out || (e->fp8_pass && !j.codes)))
+        st = qf_fail(err, QF_E_NOMEM, "tensor '%s': out of memory for a chunk", e->name);
     int threads = opts->threads > 0 ? opts->threads : 1;
     walk wk = {0};
     for (uint64_t r = 0, n; !st && r < e->n_rows; r += n) {

@@ -313,8 +313,8 @@ static void test_fp8_pass_policy(void) {
         qf_test_path(name, fp8, sizeof fp8);
         snprintf(name, sizeof name, "fp8policy%zu-f32.gguf", i);
         qf_test_path(name, f32, sizeof f32);
-        qf_convert_opts o = {.src = dir, .out = fp8, .recipe = "fp8", .tensor_types = (const char *const[]){"attn_k=e4m3_b32"},
-                             .n_tensor_types = 1};
+        qf_convert_opts o = {.src = dir, .out = fp8, .recipe = "fp8",
+                             .tensor_types = (const char *const[]){"attn_k=e4m3_b32"}, .n_tensor_types = 1};
         CHECK_OK(qf_convert(&o, &err), &err);
         CHECK_OK(quantize(dir, f32, NULL, "f32", NULL, 1, &err), &err);
         qf_gguf *a = NULL, *b = NULL;
