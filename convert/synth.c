@@ -219,10 +219,10 @@ static qf_status synth_hparams(const qf_synth_opts *o, const synth_arch *sa, qf_
     if (ds) {
         hp->q_lora_rank = v3 ? o->n_embd : 0;
         hp->kv_lora_rank = o->n_embd;
-        hp->qk_nope_dim = 32;
+        hp->qk_nope_dim = o->qk_nope_dim ? o->qk_nope_dim : 32;
         hp->qk_rope_dim = 16;
-        hp->v_head_dim = 32;
-        hp->head_dim = 48;
+        hp->v_head_dim = o->v_head_dim ? o->v_head_dim : 32;
+        hp->head_dim = hp->qk_nope_dim + hp->qk_rope_dim;
         hp->n_rot = 16;
         hp->n_expert_shared = 1;
         hp->n_ff_shexp = hp->n_ff_exp;

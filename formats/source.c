@@ -547,7 +547,16 @@ static void apply_scales(const logical *l, uint64_t row0, uint64_t n, float *dst
     }
 }
 
-qf_status qf_source_rows(qf_source *s, size_t i, uint64_t row0, uint64_t n, float *dst, qf_error *err) {
+/* Stored bytes of one row of tensor l: a GGUF type's row, or row_len values of a safetensors dtype. */
+static bool stored_row_bytes(const logical *l, uint64_t *bytes) {
+    if (l->pub.qtype == UINT32_MAX) { *bytes = row_bytes(l); return true; }
+    return qf_qtype_row_bytes(qf_qtype_get(l->pub.qtype), l->pub.row_len, bytes);
+}
+
+/* The stored bytes of rows [row0, row0+n) of tensor i, *rb bytes each, from its window when
+ * qf_source_prepare_rows made one, else from the prepared tensor (prepared here when it is not yet). */
+static qf_status stored_rows(qf_source *s, size_t i, uint64_t row0, uint64_t n, logical **out, const uint8_t **rows,
+                             uint64_t *rb, qf_error *err) {
     logical *l = i < s->n ? &s->t[i] : NULL;
     if (l && l->win_lost)
         return qf_fail(err, QF_E_INTERNAL, "%s: rows of '%s' were read after another tensor's rows replaced them",
@@ -557,8 +566,9 @@ qf_status qf_source_rows(qf_source *s, size_t i, uint64_t row0, uint64_t n, floa
             return qf_fail(err, QF_E_INTERNAL, "rows [%llu, +%llu) of '%s' are outside the prepared rows [%llu, +%llu)",
                            (unsigned long long)row0, (unsigned long long)n, l->pub.name,
                            (unsigned long long)l->win_row0, (unsigned long long)l->win_rows);
-        qf_dtype_decode(l->pub.dtype, l->win + (row0 - l->win_row0) * row_bytes(l), dst, n * l->pub.row_len);
-        if (l->pub.scale_kind != QF_SCALE_NONE) apply_scales(l, row0, n, dst);
+        *out = l;
+        *rb = row_bytes(l);
+        *rows = l->win + (row0 - l->win_row0) * *rb;
         return QF_OK;
     }
     qf_status st = qf_source_prepare(s, i, err);
@@ -566,21 +576,59 @@ qf_status qf_source_rows(qf_source *s, size_t i, uint64_t row0, uint64_t n, floa
     if (row0 > l->pub.n_rows || n > l->pub.n_rows - row0)
         return qf_fail(err, QF_E_INTERNAL, "rows [%llu, +%llu) out of range for '%s'", (unsigned long long)row0,
                        (unsigned long long)n, l->pub.name);
+    const qf_qtype_traits *tt = l->pub.qtype != UINT32_MAX ? qf_qtype_get(l->pub.qtype) : NULL;
+    if (!stored_row_bytes(l, rb) || (l->pub.qtype != UINT32_MAX && !tt->dequantize))
+        return qf_fail(err, QF_E_UNSUPPORTED, "%s: tensor '%s' has type %s, which this build cannot read", s->label,
+                       l->pub.name, tt ? tt->name : "?");
+    *out = l;
+    *rows = l->data + row0 * *rb;
+    return QF_OK;
+}
+
+qf_status qf_source_rows(qf_source *s, size_t i, uint64_t row0, uint64_t n, float *dst, qf_error *err) {
+    logical *l = NULL;
+    const uint8_t *rows = NULL;
+    uint64_t rb;
+    qf_status st = stored_rows(s, i, row0, n, &l, &rows, &rb, err);
+    if (st) return st;
     if (l->pub.qtype != UINT32_MAX) {
         /* GGUF rows: every row is whole blocks, so rows dequantize independently */
         const qf_qtype_traits *tt = qf_qtype_get(l->pub.qtype);
-        uint64_t row_bytes;
-        if (!tt || !tt->dequantize || !qf_qtype_row_bytes(tt, l->pub.row_len, &row_bytes))
-            return qf_fail(err, QF_E_UNSUPPORTED, "%s: tensor '%s' has type %s, which this build cannot read", s->label,
-                           l->pub.name, tt ? tt->name : "?");
         for (uint64_t r = 0; r < n; r++)
-            tt->dequantize(l->data + (row0 + r) * row_bytes, dst + r * l->pub.row_len, (int64_t)l->pub.row_len);
+            tt->dequantize(rows + r * rb, dst + r * l->pub.row_len, (int64_t)l->pub.row_len);
         return QF_OK;
     }
-    uint32_t es = qf_dtype_size(l->pub.dtype);
-    qf_dtype_decode(l->pub.dtype, l->data + row0 * l->pub.row_len * es, dst, n * l->pub.row_len);
+    qf_dtype_decode(l->pub.dtype, rows, dst, n * l->pub.row_len);
     if (l->pub.scale_kind != QF_SCALE_NONE) apply_scales(l, row0, n, dst);
     return QF_OK;
+}
+
+qf_status qf_source_fp8_rows(qf_source *s, size_t i, uint64_t row0, uint64_t n, uint8_t *codes, float *scales,
+                             qf_error *err) {
+    logical *l = NULL;
+    const uint8_t *rows = NULL;
+    uint64_t rb;
+    qf_status st = stored_rows(s, i, row0, n, &l, &rows, &rb, err);
+    if (st) return st;
+    if (l->pub.qtype != UINT32_MAX || l->pub.dtype != QF_DT_F8_E4M3)
+        return qf_fail(err, QF_E_INTERNAL, "%s: tensor '%s' is not F8_E4M3: its codes cannot pass through", s->label,
+                       l->pub.name);
+    uint64_t count = n * l->pub.row_len;
+    memcpy(codes, rows, count);
+    /* the scales as qf_source_rows applies them: 1 * scale is the scale itself */
+    for (uint64_t k = 0; k < count; k++) scales[k] = 1.0f;
+    if (l->pub.scale_kind != QF_SCALE_NONE) apply_scales(l, row0, n, scales);
+    return QF_OK;
+}
+
+bool qf_src_scale_uniform(const qf_src_tensor *t, int axis, uint64_t lo, uint64_t n) {
+    if (n <= 1) return true;
+    switch (t->scale_kind) {
+    case QF_SCALE_NONE: case QF_SCALE_TENSOR: return true;
+    case QF_SCALE_CHANNEL: return axis == 1;
+    case QF_SCALE_BLOCK: return lo / t->block[axis] == (lo + n - 1) / t->block[axis];
+    }
+    return false;
 }
 
 void qf_source_release(qf_source *s, size_t i) {

@@ -124,6 +124,7 @@ typedef struct qf_synth_opts {
                                weight_scale_inv per 128x128 block, quantization_config in config.json */
     uint32_t n_shards;      /* 0/1: model.safetensors; more: model-0000k-of-0000N.safetensors + index */
     uint32_t n_mtp;         /* deepseek-v3: multi-token-prediction layers after the last, as released */
+    uint32_t qk_nope_dim, v_head_dim; /* deepseek-v2/v3 head widths; 0 = 32 (kv_b_proj's split, tests) */
 } qf_synth_opts;
 
 /* Write a small random checkpoint of one of the supported families in Hugging Face layout: config.json,

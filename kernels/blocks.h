@@ -73,4 +73,10 @@ _Static_assert(sizeof(qf_block_q8_K) == 292, "q8_K block size");
 typedef struct { uint8_t e; uint8_t qs[QF_QK]; } qf_block_fp8_b32;
 _Static_assert(sizeof(qf_block_fp8_b32) == 33, "fp8 b32 block size");
 
+/* E4M3 with one F32 scale per 128 elements: x = d * e4m3(q). The block is an e4m3_row row of 128 (scale in
+ * front), and 128 is DeepSeek-V3's FP8 block width: a row of its 128x128-block weights stores exactly. */
+#define QF_QK_B128 128
+typedef struct { float d; uint8_t qs[QF_QK_B128]; } qf_block_e4m3_b128;
+_Static_assert(sizeof(qf_block_e4m3_b128) == 132, "e4m3 b128 block size");
+
 #endif

@@ -4,6 +4,8 @@
  *   e4m3_b32 / e5m2_b32 : blocks of 32 OCP FP8 values + one E8M0 exponent byte e (scale 2^(e-127)),
  *                         i.e. the OCP MXFP8 layout. x = fp8(q) * 2^(e-127).
  *   e4m3_row            : one F32 scale s in front of each row, then n E4M3 bytes. x = s * e4m3(q).
+ *   e4m3_b128           : blocks of [F32 s][128 E4M3 bytes], i.e. a row is n/128 e4m3_row rows of 128;
+ *                         its kernels are e4m3_row's, applied block by block.
  *
  * A power-of-two scale makes scaling exact, so each element is simply the nearest FP8 value of x on the
  * scaled grid. Without importance weights the scale is the smallest one that needs no saturation (one
@@ -181,3 +183,34 @@ float qf_dot_e4m3_row(const void *w, const float *x, int64_t n) {
     for (int64_t i = 0; i < n; i++) t += qf_e4m3_to_f32(q[i]) * x[i];
     return t * s;
 }
+
+/* ---- E4M3 with one F32 scale per 128: every block is an e4m3_row row of 128 ------------------------------ */
+
+/* One kernel for both: the scalar reference and each ISA pass their e4m3_row kernel, so e4m3_b128's bytes
+ * and floats are e4m3_row's on every ISA by construction. */
+bool qf_e4m3_b128_quantize_by(qf_quantize_fn row, const float *x, void *y, int64_t n, const float *imp) {
+    qf_block_e4m3_b128 *b = y;
+    for (int64_t i = 0; i < n / QF_QK_B128; i++)
+        if (!row(x + i * QF_QK_B128, &b[i], QF_QK_B128, imp ? imp + i * QF_QK_B128 : NULL)) return false;
+    return true;
+}
+
+void qf_e4m3_b128_dequantize_by(qf_dequantize_fn row, const void *x, float *y, int64_t n) {
+    const qf_block_e4m3_b128 *b = x;
+    for (int64_t i = 0; i < n / QF_QK_B128; i++) row(&b[i], y + i * QF_QK_B128, QF_QK_B128);
+}
+
+float qf_e4m3_b128_dot_by(qf_dot_fn row, const void *w, const float *x, int64_t n) {
+    const qf_block_e4m3_b128 *b = w;
+    float s = 0.0f;
+    for (int64_t i = 0; i < n / QF_QK_B128; i++) s += row(&b[i], x + i * QF_QK_B128, QF_QK_B128);
+    return s;
+}
+
+bool qf_quantize_e4m3_b128(const float *x, void *y, int64_t n, const float *imp) {
+    return qf_e4m3_b128_quantize_by(qf_quantize_e4m3_row, x, y, n, imp);
+}
+void qf_dequantize_e4m3_b128(const void *x, float *y, int64_t n) {
+    qf_e4m3_b128_dequantize_by(qf_dequantize_e4m3_row, x, y, n);
+}
+float qf_dot_e4m3_b128(const void *w, const float *x, int64_t n) { return qf_e4m3_b128_dot_by(qf_dot_e4m3_row, w, x, n); }

@@ -43,6 +43,13 @@ QF_DECLARE_KERNELS(mxfp4, )
 QF_DECLARE_KERNELS(e4m3_b32, )
 QF_DECLARE_KERNELS(e5m2_b32, )
 QF_DECLARE_KERNELS(e4m3_row, )
+QF_DECLARE_KERNELS(e4m3_b128, )
+
+/* e4m3_b128 through a given e4m3_row kernel, block by block (k_fp8.c): every ISA's e4m3_b128 is its
+ * e4m3_row's, so the two types agree byte for byte on each ISA. */
+bool qf_e4m3_b128_quantize_by(qf_quantize_fn row, const float *x, void *y, int64_t n, const float *imp);
+void qf_e4m3_b128_dequantize_by(qf_dequantize_fn row, const void *x, float *y, int64_t n);
+float qf_e4m3_b128_dot_by(qf_dot_fn row, const void *w, const float *x, int64_t n);
 
 /* The integer-code quantizers compiled once per ISA from quant_body.h (suffix "" = scalar reference). */
 #define QF_DECLARE_QUANT(SUFFIX) \
@@ -77,7 +84,8 @@ float qf_e8m0_scale(uint8_t e);
     bool qf_quantize_bf16##SUFFIX(const float *x, void *y, int64_t n, const float *imp); \
     QF_DECLARE_KERNELS(e4m3_b32, SUFFIX) \
     QF_DECLARE_KERNELS(e5m2_b32, SUFFIX) \
-    QF_DECLARE_KERNELS(e4m3_row, SUFFIX)
+    QF_DECLARE_KERNELS(e4m3_row, SUFFIX) \
+    QF_DECLARE_KERNELS(e4m3_b128, SUFFIX)
 QF_DECLARE_SIMD(_avx2)
 QF_DECLARE_QUANT(_avx2)
 float qf_dot_q8_0_avx512(const void *w, const float *x, int64_t n);
@@ -86,6 +94,7 @@ float qf_dot_q6_K_avx512(const void *w, const float *x, int64_t n);
 float qf_dot_e4m3_b32_avx512(const void *w, const float *x, int64_t n);
 float qf_dot_e5m2_b32_avx512(const void *w, const float *x, int64_t n);
 float qf_dot_e4m3_row_avx512(const void *w, const float *x, int64_t n);
+float qf_dot_e4m3_b128_avx512(const void *w, const float *x, int64_t n);
 #endif
 
 #endif

@@ -117,8 +117,13 @@ static const qf_qtype_row rows[] = {
              .quantized = true, .file_type = -1, .max_abs = MX_MAX, SCALAR(e5m2_b32) },
       AVX2_512(e5m2_b32, qf_quantize_e5m2_b32_avx2, qf_dequantize_e5m2_b32_avx2, qf_dot_e5m2_b32_avx2) },
     { .t = { .id = QF_T_E4M3_ROW, .name = "e4m3_row", .blck = 1, .bytes = 1, .row_extra = sizeof(float),
-             .quantized = true, .file_type = -1, .max_abs = MX_MAX, SCALAR(e4m3_row) },
+             .quantized = true, .file_type = -1, .e4m3_groups = true, .max_abs = MX_MAX, SCALAR(e4m3_row) },
       AVX2_512(e4m3_row, qf_quantize_e4m3_row_avx2, qf_dequantize_e4m3_row_avx2, qf_dot_e4m3_row_avx2) },
+    /* rows that do not fit 128 fall back to the 32-blocks the fp8 recipes ask for */
+    { .t = { .id = QF_T_E4M3_B128, .name = "e4m3_b128", .blck = QF_QK_B128, .bytes = sizeof(qf_block_e4m3_b128),
+             .quantized = true, .fallback = QF_T_E4M3_B32, .file_type = -1, .e4m3_groups = true, .max_abs = MX_MAX,
+             SCALAR(e4m3_b128) },
+      AVX2_512(e4m3_b128, qf_quantize_e4m3_b128_avx2, qf_dequantize_e4m3_b128_avx2, qf_dot_e4m3_b128_avx2) },
 };
 
 #define NROWS QF_ARRAY_LEN(rows)
@@ -204,6 +209,10 @@ const qf_qtype_traits *qf_qtype_at(size_t i) {
     if (i >= NROWS) return NULL;
     ensure_init();
     return &tables[active_isa][i];
+}
+
+uint64_t qf_qtype_e4m3_group(const qf_qtype_traits *t, uint64_t n) {
+    return !t || !t->e4m3_groups ? 0 : t->row_extra ? n : t->blck;
 }
 
 uint32_t qf_qtype_fallback(const qf_qtype_traits *t) { return t->fallback ? t->fallback : QF_T_F16; }

@@ -35,6 +35,7 @@ typedef enum qf_qtype {
     QF_T_E4M3_B32 = QF_QTYPE_EXT_BASE + 0, /* F8 E4M3 + one E8M0 scale per 32 */
     QF_T_E5M2_B32 = QF_QTYPE_EXT_BASE + 1, /* F8 E5M2 + one E8M0 scale per 32 */
     QF_T_E4M3_ROW = QF_QTYPE_EXT_BASE + 2, /* F8 E4M3 + one F32 scale in front of each row */
+    QF_T_E4M3_B128 = QF_QTYPE_EXT_BASE + 3, /* F8 E4M3 + one F32 scale per 128 (DeepSeek-V3's FP8 blocks) */
 } qf_qtype;
 
 typedef bool  (*qf_quantize_fn)(const float *x, void *y, int64_t n, const float *imp);
@@ -53,6 +54,9 @@ typedef struct qf_qtype_traits {
     int32_t file_type;      /* llama.cpp's general.file_type (LLAMA_FTYPE_*) for files mostly of this
                                type, or -1: none (extension types, types llama.cpp never writes) */
     bool int8_path;         /* the runtime's 8-bit path decodes its rows to integer levels */
+    bool e4m3_groups;       /* rows are groups of [F32 scale s][E4M3 codes q], x = s * e4m3(q): one group per
+                               block, or per row where row_extra holds the scale (qf_qtype_e4m3_group). An FP8
+                               source's codes and scales pass into such a type unchanged (quantize/plan.c) */
     float max_abs;          /* range: the quantizer stores every finite row with all |x| <= max_abs without
                              * Inf and without clipping (F16 scales bound most types; FLT_MAX: any finite
                              * row). Beyond it a type's F16 scale or value would overflow, so the quantize
@@ -74,6 +78,9 @@ const qf_qtype_traits *qf_qtype_at(size_t i);
  * tensor, never compute ne/blck*bytes over the whole tensor (per-row types would be wrong). False if n is
  * not a multiple of the block size or on overflow. */
 bool qf_qtype_row_bytes(const qf_qtype_traits *t, uint64_t n, uint64_t *bytes);
+/* Values per F32 scale of an e4m3_groups type with rows of n elements (the block, or n for a per-row
+ * scale); 0 for other types. */
+uint64_t qf_qtype_e4m3_group(const qf_qtype_traits *t, uint64_t n);
 /* The next type of t's fallback chain (F16 for types without one; F16 itself is its own end). */
 uint32_t qf_qtype_fallback(const qf_qtype_traits *t);
 /* Largest |x[i]| over a row (NaN elements are skipped; 0 for n = 0). */

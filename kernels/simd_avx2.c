@@ -215,3 +215,13 @@ float qf_dot_e4m3_row_avx2(const void *w, const float *x, int64_t n) {
     for (; i < n; i++) t += qf_e4m3_to_f32(q[i]) * x[i];
     return t * s;
 }
+
+bool qf_quantize_e4m3_b128_avx2(const float *x, void *y, int64_t n, const float *imp) {
+    return qf_e4m3_b128_quantize_by(qf_quantize_e4m3_row_avx2, x, y, n, imp);
+}
+void qf_dequantize_e4m3_b128_avx2(const void *x, float *y, int64_t n) {
+    qf_e4m3_b128_dequantize_by(qf_dequantize_e4m3_row_avx2, x, y, n);
+}
+float qf_dot_e4m3_b128_avx2(const void *w, const float *x, int64_t n) {
+    return qf_e4m3_b128_dot_by(qf_dot_e4m3_row_avx2, w, x, n);
+}

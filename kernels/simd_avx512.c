@@ -105,3 +105,7 @@ float qf_dot_e4m3_row_avx512(const void *w, const float *x, int64_t n) {
     for (; i < n; i++) t += qf_e4m3_to_f32(q[i]) * x[i];
     return t * s;
 }
+
+float qf_dot_e4m3_b128_avx512(const void *w, const float *x, int64_t n) {
+    return qf_e4m3_b128_dot_by(qf_dot_e4m3_row_avx512, w, x, n);
+}

@@ -56,7 +56,7 @@ qf_status qf_plan_bind_calibration(qf_plan *p, const qf_imatrix *im, const char 
         e->calib = QF_CALIB_NONE;
         e->imx = NULL;
         e->hess = NULL;
-        if (!tt->quantized) continue;
+        if (!tt->quantized || e->fp8_pass) continue; /* stored as is: nothing to calibrate */
         bool able;
         qf_status st = find_hessian(e, tt, hs, hs_label, &e->hess, &able, err);
         if (!st) st = find_imatrix(e, im, im_label, &e->imx, err);

@@ -70,21 +70,72 @@ static uint32_t wanted_type(qf_plan_entry *e, const qf_hparams *hp, const qf_pla
     return t;
 }
 
-/* Rows must hold whole blocks; walk the fallback chain (ending in F16, block 1) until they do. */
-static void choose_type(qf_plan_entry *e, const qf_hparams *hp, const qf_plan_opts *opts) {
-    uint32_t t = wanted_type(e, hp, opts, e->reason, sizeof e->reason), first = t;
-    while (e->ne[0] % qf_qtype_get(t)->blck != 0) t = qf_qtype_fallback(qf_qtype_get(t));
-    if (t != first) {
-        size_t used = strlen(e->reason);
-        snprintf(e->reason + used, sizeof e->reason - used, "; row %llu does not fit %s blocks: fallback",
-                 (unsigned long long)e->ne[0], qf_qtype_get(first)->name);
+/* FP8 pass-through is exact when every group of `g` consecutive values of an output row lies under one
+ * scale of its E4M3 source: rows that keep the source's columns (copies, stacked experts, row slices,
+ * permuted rows) need each group within one scale along the columns; the transposed attn_k_b, whose
+ * rows run down a column of kv_b_proj, needs each head's group of rows within one. */
+static bool fp8_exact(qf_source *src, const qf_plan *p, const qf_plan_entry *e, uint64_t g) {
+    const qf_tensor_spec *t = e->spec;
+    if (!g || !t || e->n_dims < 2) return false;
+    bool down = t->map == QF_MAP_HEAD_COLS;
+    for (size_t k = 0; k < t->n_src; k++) {
+        const qf_src_tensor *s = qf_source_tensor(src, p->map.src[t->first_src + k]);
+        if (s->qtype != UINT32_MAX || s->dtype != QF_DT_F8_E4M3) return false;
+        for (uint32_t h = 0; h < (down ? t->heads : 1); h++)
+            for (uint64_t c = 0; c < e->ne[0]; c += g)
+                if (!qf_src_scale_uniform(s, down ? 0 : 1, (down ? (uint64_t)h * t->stride + t->offset : 0) + c,
+                                          QF_MIN(g, e->ne[0] - c)))
+                    return false;
     }
-    e->type = t;
+    return true;
 }
 
-static qf_status finish_entry(qf_plan *p, qf_plan_entry *e, const qf_hparams *hp, const qf_plan_opts *opts,
-                              qf_error *err) {
-    choose_type(e, hp, opts);
+/* The 8-bit E4M3 types a recipe may ask for; on an E4M3 source any of them may be stored as another
+ * that holds the source exactly (E5M2 is another format: asking for it is kept). */
+static bool e4m3_8bit(uint32_t t) { return t == QF_T_E4M3_B32 || t == QF_T_E4M3_ROW || t == QF_T_E4M3_B128; }
+
+/* Pass-through policy: a recipe's 8-bit E4M3 type on an E4M3 source becomes the smallest type that
+ * holds the source's codes and scales unchanged: e4m3_b128 where each 128 values of a row share a
+ * scale (DeepSeek's 128x128 blocks), e4m3_row where each row does (per-channel or per-tensor scales, or
+ * rows of one block); t itself where neither does (then the tensor is decoded and quantized). An
+ * explicit --type or --tensor-type is the user's choice and kept. */
+static uint32_t fp8_source_type(qf_source *src, const qf_plan *p, const qf_plan_entry *e, uint32_t t) {
+    static const uint32_t exact[] = {QF_T_E4M3_B128, QF_T_E4M3_ROW};
+    if (!e4m3_8bit(t)) return t;
+    uint32_t best = t;
+    uint64_t best_bytes = UINT64_MAX, bytes;
+    for (size_t i = 0; i < QF_ARRAY_LEN(exact); i++) {
+        const qf_qtype_traits *tt = qf_qtype_get(exact[i]);
+        if (qf_qtype_row_bytes(tt, e->ne[0], &bytes) && bytes < best_bytes &&
+            fp8_exact(src, p, e, qf_qtype_e4m3_group(tt, e->ne[0]))) {
+            best = exact[i];
+            best_bytes = bytes;
+        }
+    }
+    return best;
+}
+
+/* Rows must hold whole blocks; walk the fallback chain (ending in F16, block 1) until they do. */
+static void choose_type(qf_source *src, const qf_plan *p, qf_plan_entry *e, const qf_hparams *hp,
+                        const qf_plan_opts *opts) {
+    uint32_t t = wanted_type(e, hp, opts, e->reason, sizeof e->reason), first = t;
+    if (opts->recipe && e->override < 0) t = first = fp8_source_type(src, p, e, t);
+    while (e->ne[0] % qf_qtype_get(t)->blck != 0) t = qf_qtype_fallback(qf_qtype_get(t));
+    size_t used = strlen(e->reason);
+    if (t != first)
+        used += (size_t)snprintf(e->reason + used, sizeof e->reason - used,
+                                 "; row %llu does not fit %s blocks: fallback", (unsigned long long)e->ne[0],
+                                 qf_qtype_get(first)->name);
+    e->type = t;
+    e->fp8_pass = fp8_exact(src, p, e, qf_qtype_e4m3_group(qf_qtype_get(t), e->ne[0]));
+    if (e->fp8_pass && used < sizeof e->reason)
+        snprintf(e->reason + used, sizeof e->reason - used, "; FP8 source: codes and scales passed through as %s",
+                 qf_qtype_get(t)->name);
+}
+
+static qf_status finish_entry(qf_source *src, qf_plan *p, qf_plan_entry *e, const qf_hparams *hp,
+                              const qf_plan_opts *opts, qf_error *err) {
+    choose_type(src, p, e, hp, opts);
     e->n_rows = 1;
     for (uint32_t d = 1; d < e->n_dims; d++) e->n_rows *= e->ne[d];
     uint64_t row_bytes;
@@ -140,7 +191,7 @@ qf_status qf_plan_build(qf_source *src, const qf_hparams *hp, const qf_plan_opts
         *e = (qf_plan_entry){.gen = QF_GEN_ROPE_LLAMA3, .role = QF_ROLE_ROPE_FREQS, .layer = -1,
                              .n_dims = 1, .ne = {hp->head_dim / 2, 1, 1, 1}};
         snprintf(e->name, sizeof e->name, "rope_freqs.weight");
-        if ((st = finish_entry(p, e, hp, opts, err))) goto fail;
+        if ((st = finish_entry(src, p, e, hp, opts, err))) goto fail;
     }
     for (size_t i = 0; i < p->map.n; i++) {
         const qf_tensor_spec *t = &p->map.t[i];
@@ -149,7 +200,7 @@ qf_status qf_plan_build(qf_source *src, const qf_hparams *hp, const qf_plan_opts
         *e = (qf_plan_entry){.spec = t, .role = t->role, .layer = t->layer, .n_dims = t->n_dims};
         snprintf(e->name, sizeof e->name, "%s", t->name);
         memcpy(e->ne, t->ne, sizeof e->ne);
-        if ((st = finish_entry(p, e, hp, opts, err))) goto fail;
+        if ((st = finish_entry(src, p, e, hp, opts, err))) goto fail;
     }
     return QF_OK;
 fail:

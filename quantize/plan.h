@@ -25,7 +25,7 @@ typedef enum qf_gen {
 
 /* The calibration data a tensor is quantized with (qf_plan_bind_calibration decides; the executor follows). */
 typedef enum qf_calib {
-    QF_CALIB_NONE = 0,  /* not quantized (F32/F16/BF16 storage): nothing to calibrate */
+    QF_CALIB_NONE = 0,  /* not quantized (F32/F16/BF16 storage, FP8 passed through): nothing to calibrate */
     QF_CALIB_RTN,       /* quantized without statistics (the type's plain error or magnitude weights) */
     QF_CALIB_WEIGHTED,  /* importance-weighted by its imatrix entry */
     QF_CALIB_GPTQ,      /* GPTQ error feedback with the Hessian of its input */
@@ -44,6 +44,9 @@ typedef struct qf_plan_entry {
     uint64_t nbytes;
     char reason[160];      /* why this type: recipe rule, override, fallback, policy */
     int override;          /* index of the --tensor-type override that decided the type, or -1 */
+    bool fp8_pass;         /* FP8 pass-through: the source's E4M3 codes and scales are written unchanged
+                              (the type has e4m3_groups and every group of an output row has one source
+                              scale); the executor never decodes, re-encodes, clamps or calibrates them */
     uint64_t clamped;      /* clamp mode: values beyond the type's range that the run clamps (surveyed) */
     qf_calib calib;        /* what it is quantized with; imx / hess point at the data (borrowed) */
     const qf_imatrix_entry *imx;

@@ -1,5 +1,6 @@
 /* Plan executor: source rows -> F32 -> stored type -> GGUF writer (run.h). */
 #include "quantize/run.h"
+#include "kernels/fpconv.h"
 #include "kernels/qtypes.h"
 
 #include <math.h>
@@ -27,7 +28,8 @@ typedef struct chunk_job {
     uint64_t rows_per_mat;  /* rows sharing one importance vector (one expert's matrix) */
     uint64_t row0, n_rows;  /* rows of the output tensor in this chunk */
     uint64_t row_bytes;
-    float *f32;             /* n_rows x ne[0] scratch */
+    float *f32;             /* n_rows x ne[0] scratch: values, or each code's scale (FP8 pass-through) */
+    uint8_t *codes;         /* FP8 pass-through (e->fp8_pass): n_rows x ne[0] E4M3 codes of the source, else NULL */
     uint8_t *out;           /* n_rows x row_bytes */
     bool clamp;             /* values beyond the type's range are clamped (else the row is refused) */
     uint64_t clamped;       /* values clamped so far */
@@ -63,37 +65,59 @@ static void source_row(const chunk_job *j, uint64_t r, size_t *slot, uint64_t *r
     }
 }
 
+/* A chunk's elements as they are fetched: F32 values, or for an FP8 pass-through the source's E4M3 codes
+ * (q) with the scale of each in v. The row maps below move both alike, so codes go where values would. */
+typedef struct elems {
+    float *v;
+    uint8_t *q;             /* NULL: values only */
+} elems;
+
+static elems elems_at(elems e, uint64_t k) { return (elems){e.v + k, e.q ? e.q + k : NULL}; }
+
+static void elem_copy(elems dst, uint64_t a, elems src, uint64_t b) {
+    dst.v[a] = src.v[b];
+    if (dst.q) dst.q[a] = src.q[b];
+}
+
+/* n consecutive rows of source slot `slot` from `row` into dst. */
+static qf_status read_rows(chunk_job *j, size_t slot, uint64_t row, uint64_t n, elems dst) {
+    size_t i = j->srcs[slot];
+    return dst.q ? qf_source_fp8_rows(j->src, i, row, n, dst.q, dst.v, &j->err)
+                 : qf_source_rows(j->src, i, row, n, dst.v, &j->err);
+}
+
 /* attn_k_b rows: output row h * R + c (R = rows of the source, the latent rank) is column c of the
  * head's `take` source rows from its offset. A head's rows are read once per chunk. */
-static qf_status fetch_transposed(chunk_job *j, uint64_t r0, uint64_t n, float *dst) {
+static qf_status fetch_transposed(chunk_job *j, uint64_t r0, uint64_t n, elems dst) {
     const qf_tensor_spec *t = j->e->spec;
     uint64_t len = j->e->ne[0], R = j->e->ne[1];
-    float *block = qf_malloc_n(t->take, R * sizeof(float));
-    if (!block) return qf_fail(&j->err, QF_E_NOMEM, "out of memory transposing '%s'", j->e->name);
+    elems block = {qf_malloc_n(t->take, R * sizeof(float)), dst.q ? qf_malloc_n(t->take, R) : NULL};
     qf_status st = QF_OK;
+    if (!block.v || (dst.q && !block.q)) st = qf_fail(&j->err, QF_E_NOMEM, "out of memory transposing '%s'", j->e->name);
     for (uint64_t r = r0; r < r0 + n && !st;) {
         uint64_t h = r / R, end = QF_MIN((h + 1) * R, r0 + n);
-        st = qf_source_rows(j->src, j->srcs[0], h * t->stride + t->offset, t->take, block, &j->err);
+        st = read_rows(j, 0, h * t->stride + t->offset, t->take, block);
         for (; !st && r < end; r++)
-            for (uint64_t i = 0; i < len; i++) dst[(r - r0) * len + i] = block[i * R + r % R];
+            for (uint64_t i = 0; i < len; i++) elem_copy(dst, (r - r0) * len + i, block, i * R + r % R);
     }
-    free(block);
+    free(block.v);
+    free(block.q);
     return st;
 }
 
 static qf_status fetch_rows(chunk_job *j, uint64_t r0, uint64_t n) {
     const qf_plan_entry *e = j->e;
     uint64_t len = e->ne[0];
-    float *dst = j->f32 + (r0 - j->row0) * len;
-    if (j->gen) { memcpy(dst, j->gen + r0 * len, n * len * sizeof(float)); return QF_OK; }
+    elems dst = elems_at((elems){j->f32, j->codes}, (r0 - j->row0) * len);
+    if (j->gen) { memcpy(dst.v, j->gen + r0 * len, n * len * sizeof(float)); return QF_OK; }
     const qf_tensor_spec *t = e->spec;
     if (t->map == QF_MAP_HEAD_COLS) return fetch_transposed(j, r0, n, dst);
     if (e->n_dims == 1 && t->permute_heads) {
-        /* A permuted bias: its elements are the "rows". */
+        /* A permuted bias: its elements are the "rows" (1-D, so never passed through). */
         float *all = malloc(len * sizeof(float));
         if (!all) return qf_fail(&j->err, QF_E_NOMEM, "out of memory");
         qf_status st = qf_source_rows(j->src, j->srcs[0], 0, 1, all, &j->err);
-        for (uint64_t k = 0; st == QF_OK && k < len; k++) dst[k] = all[permuted(t, k, len)];
+        for (uint64_t k = 0; st == QF_OK && k < len; k++) dst.v[k] = all[permuted(t, k, len)];
         free(all);
         return st;
     }
@@ -104,7 +128,7 @@ static qf_status fetch_rows(chunk_job *j, uint64_t r0, uint64_t n) {
         size_t next_slot;
         source_row(j, r, &slot, &row);
         while (r + run < r0 + n && (source_row(j, r + run, &next_slot, &next_row), next_slot == slot && next_row == row + run)) run++;
-        qf_status st = qf_source_rows(j->src, j->srcs[slot], row, run, dst + (r - r0) * len, &j->err);
+        qf_status st = read_rows(j, slot, row, run, elems_at(dst, (r - r0) * len));
         if (st) return st;
         r += run;
     }
@@ -144,7 +168,37 @@ static bool fit_range(const qf_qtype_traits *tt, float *x, uint64_t n, bool clam
     return true;
 }
 
+/* FP8 pass-through: each group of an output row is written as its one scale and the source's codes, so
+ * every value is the source's e4m3(code) * scale. The plan passed the tensor through because each group
+ * lies under one source scale (plan.c); a group that does not would be the plan and the row maps
+ * disagreeing. A NaN code, or a product beyond F32, is refused as the quantizers refuse NaN and Inf. */
+static qf_status pass_rows(chunk_job *j, uint64_t r0, uint64_t n) {
+    uint64_t len = j->e->ne[0], g = qf_qtype_e4m3_group(j->tt, len);
+    for (uint64_t r = r0; r < r0 + n; r++) {
+        const float *sc = j->f32 + (r - j->row0) * len;
+        const uint8_t *q = j->codes + (r - j->row0) * len;
+        uint8_t *out = j->out + (r - j->row0) * j->row_bytes;
+        for (uint64_t c = 0; c < len; c += g, out += sizeof(float) + g) {
+            uint8_t top = 0; /* the largest magnitude code: E4M3 codes order as their magnitudes */
+            for (uint64_t k = c; k < c + g; k++) {
+                if (memcmp(&sc[k], &sc[c], sizeof(float)) != 0)
+                    return qf_fail(&j->err, QF_E_INTERNAL, "tensor '%s': row %llu, columns %llu..%llu do not share one "
+                                   "FP8 source scale", j->e->name, (unsigned long long)r, (unsigned long long)c,
+                                   (unsigned long long)(c + g - 1));
+                top = QF_MAX(top, (uint8_t)(q[k] & 0x7F));
+            }
+            if (top == 0x7F || !isfinite(sc[c] * qf_e4m3_to_f32(top)))
+                return qf_fail(&j->err, QF_E_INPUT, "tensor '%s': row %llu holds NaN or Inf (its FP8 codes times their "
+                               "scale); refusing to store it", j->e->name, (unsigned long long)r);
+            memcpy(out, &sc[c], sizeof(float));
+            memcpy(out + sizeof(float), q + c, g);
+        }
+    }
+    return QF_OK;
+}
+
 static qf_status encode_rows(chunk_job *j, uint64_t r0, uint64_t n) {
+    if (j->codes) return pass_rows(j, r0, n);
     uint64_t len = j->e->ne[0];
     bool own = j->weighting == W_HEDGED || j->weighting == W_MAGNITUDE;
     float *rw = own ? malloc(len * sizeof(float)) : NULL;
@@ -352,6 +406,7 @@ qf_status qf_tensor_range(qf_source *src, const qf_hparams *hp, const qf_plan *p
     chunk_job j = job_for(src, plan, e);
     *beyond = 0;
     *amax = 0.0f;
+    if (e->fp8_pass) return QF_OK; /* the source's values are stored as they are: none is beyond */
     uint64_t len = e->ne[0], rows_per_chunk = chunk_rows(e);
     float *gen = NULL;
     walk w = {0};
@@ -470,7 +525,9 @@ static qf_status run_tensor(qf_source *src, const qf_hparams *hp, const qf_plan 
     j.imp = imp;
     j.f32 = qf_malloc_n(rows_per_chunk, f32_row);
     j.out = qf_malloc_n(rows_per_chunk, j.row_bytes);
-    if (!st && (!j.f32 || !j.out)) st = qf_fail(err, QF_E_NOMEM, "tensor '%s': out of memory for a chunk", e->name);
+    j.codes = e->fp8_pass ? qf_malloc_n(rows_per_chunk, e->ne[0]) : NULL;
+    if (!st && (!j.f32 || !j.out || (e->fp8_pass && !j.codes)))
+        st = qf_fail(err, QF_E_NOMEM, "tensor '%s': out of memory for a chunk", e->name);
     int threads = opts->threads > 0 ? opts->threads : 1;
     walk wk = {0};
     for (uint64_t r = 0, n; !st && r < e->n_rows; r += n) {
@@ -491,6 +548,7 @@ static qf_status run_tensor(qf_source *src, const qf_hparams *hp, const qf_plan 
     free(imp);
     free(j.f32);
     free(j.out);
+    free(j.codes);
     return st;
 }
 

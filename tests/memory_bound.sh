@@ -7,8 +7,9 @@
 # tensor (it was 186-190 MiB when a tensor was held whole, and a tiny .tar.zst of zeros could ask for
 # gigabytes). The second is DeepSeek-V3-shaped in the FP8 release layout with 64 experts of 1 MiB,
 # whose stacked GGUF tensors (128 MiB each in F16) are larger than the bound, so they must stream
-# expert by expert; it is converted and quantized (q4_k_m) from its directory and a .tar of it, and
-# the .tar gives the same bytes.
+# expert by expert; it is converted and quantized (q4_k_m, and fp8, whose E4M3 weights pass through as
+# the release's codes and scales, read in the same windows of rows) from its directory and a .tar of it,
+# and the .tar gives the same bytes.
 set -euo pipefail
 root=$1; scratch=$2; qf=${QF_BIN:?}
 rm -rf "$scratch"; mkdir -p "$scratch"
@@ -44,13 +45,13 @@ for src in "$scratch/big" "$scratch/big.tar" "$scratch/big.tar.zst"; do
     for type in f16 q8_0; do measure "$src" "$limit" "$why" --type "$type"; done
 done
 for src in "$scratch/moe" "$scratch/moe.tar"; do
-    for spec in "--type f16" "--recipe q4_k_m"; do
+    for spec in "--type f16" "--recipe q4_k_m" "--recipe fp8"; do
         # shellcheck disable=SC2086 # two words on purpose
         measure "$src" $((2 * 1024 * 1024 + 64 * 1024 * 1024)) "2 x 1 MiB + 64 MiB; stacked tensors 128 MiB" $spec
         cp "$scratch/out-$(basename "$src").gguf" "$scratch/$(basename "$src")-${spec#--* }.gguf"
     done
 done
-for t in f16 q4_k_m; do
+for t in f16 q4_k_m fp8; do
     if cmp -s "$scratch/moe-$t.gguf" "$scratch/moe.tar-$t.gguf"; then echo "moe.tar -> $t: byte-identical to the directory's"; pass=$((pass+1))
     else echo "FAIL: moe.tar -> $t differs from the directory's conversion"; fail=$((fail+1)); fi
 done

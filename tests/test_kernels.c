@@ -147,7 +147,7 @@ static void test_table(void) {
     for (size_t i = 0; i < QF_ARRAY_LEN(removed); i++) CHECK_MSG(!qf_qtype_get(removed[i]), "id %u", removed[i]);
 
     size_t n = qf_qtype_count();
-    CHECK(n == QF_ARRAY_LEN(ggml) + 3);
+    CHECK(n == QF_ARRAY_LEN(ggml) + 4);
     CHECK(qf_qtype_at(n) == NULL);
     for (size_t i = 0; i < n; i++) {
         const qf_qtype_traits *t = qf_qtype_at(i);
@@ -169,6 +169,12 @@ static void test_table(void) {
     CHECK(!qf_qtype_row_bytes(NULL, 32, &b));
     CHECK(qf_qtype_row_bytes(qf_qtype_get(QF_T_E4M3_ROW), 100, &b) && b == 104);
     CHECK(qf_qtype_row_bytes(qf_qtype_get(QF_T_E4M3_B32), 64, &b) && b == 66);
+    CHECK(qf_qtype_row_bytes(qf_qtype_get(QF_T_E4M3_B128), 384, &b) && b == 3 * 132);
+    CHECK(!qf_qtype_row_bytes(qf_qtype_get(QF_T_E4M3_B128), 192, &b));
+    /* groups of [F32 scale][E4M3 codes]: what an FP8 source's codes and scales pass into */
+    CHECK(qf_qtype_e4m3_group(qf_qtype_get(QF_T_E4M3_B128), 384) == 128);
+    CHECK(qf_qtype_e4m3_group(qf_qtype_get(QF_T_E4M3_ROW), 100) == 100);
+    CHECK(qf_qtype_e4m3_group(qf_qtype_get(QF_T_E4M3_B32), 64) == 0 && qf_qtype_e4m3_group(NULL, 64) == 0);
 
     qf_isa isa;
     CHECK(qf_isa_parse("AVX2", &isa) && isa == QF_ISA_AVX2 && !qf_isa_parse("sse", &isa));
@@ -191,6 +197,7 @@ static double rel_bound(const char *name) {
         { "f32", 0 }, { "f16", 5e-4 }, { "bf16", 4e-3 }, { "q8_0", 0.015 }, { "q6_K", 0.035 }, { "q5_0", 0.08 },
         { "q5_1", 0.06 }, { "q5_K", 0.05 }, { "q4_0", 0.15 }, { "q4_1", 0.12 }, { "q4_K", 0.12 }, { "mxfp4", 0.15 },
         { "q3_K", 0.2 }, { "q2_K", 0.4 }, { "e4m3_b32", 0.04 }, { "e5m2_b32", 0.08 }, { "e4m3_row", 0.05 },
+        { "e4m3_b128", 0.05 },
     };
     for (size_t i = 0; i < QF_ARRAY_LEN(b); i++)
         if (!strcmp(b[i].name, name)) return b[i].bound;

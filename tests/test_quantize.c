@@ -272,7 +272,8 @@ static void test_fp8_release_to_mix(void) {
     qf_gguf *g;
     CHECK_OK(qf_gguf_open(out, &g, &err), &err);
     if (!g) return;
-    CHECK(!strcmp(qf_qtype_get(qf_gguf_find_tensor(g, "blk.0.attn_q.weight")->type)->name, "e4m3_b32"));
+    /* the recipe's FP8 attention on an FP8 release keeps the release's codes and 128-block scales */
+    CHECK(!strcmp(qf_qtype_get(qf_gguf_find_tensor(g, "blk.0.attn_q.weight")->type)->name, "e4m3_b128"));
     CHECK(!strcmp(qf_qtype_get(qf_gguf_find_tensor(g, "blk.1.ffn_up.weight")->type)->name, "q4_K"));
     CHECK(!strcmp(qf_qtype_get(qf_gguf_find_tensor(g, "output.weight")->type)->name, "q8_0"));
     CHECK(!strcmp(qf_qtype_get(qf_gguf_find_tensor(g, "output_norm.weight")->type)->name, "f32"));
@@ -280,6 +281,64 @@ static void test_fp8_release_to_mix(void) {
     uint32_t ft;
     CHECK_MSG(qf_gguf_get_u32(g, "general.file_type", &ft, NULL) == QF_E_NOTFOUND, "fp8-int4 claims file type %u", ft);
     qf_gguf_close(g);
+}
+
+/* The pass-through policy picks the smallest type that holds the release exactly: 128-blocks for
+ * DeepSeek's blocks, one scale per row for per-channel and per-tensor scales; a --tensor-type is kept. */
+static void test_fp8_pass_policy(void) {
+    static const struct { qf_test_fp8_layout layout; const char *type; } cases[] = {
+        {QF_TEST_FP8_BLOCK128, "e4m3_b128"}, {QF_TEST_FP8_CHANNEL, "e4m3_row"}, {QF_TEST_FP8_TENSOR, "e4m3_row"},
+    };
+    for (size_t i = 0; i < QF_ARRAY_LEN(cases); i++) {
+        char dir[4096], name[32];
+        snprintf(name, sizeof name, "fp8policy%zu", i);
+        qf_test_make_model(name, 256, 512, "bf16", dir, sizeof dir);
+        qf_test_to_fp8_layout(dir, cases[i].layout);
+        qf_type_override ov;
+        qf_error err;
+        CHECK_OK(qf_type_override_parse("attn_k=e4m3_b32", &ov, &err), &err);
+        qf_plan_opts po = {.recipe = qf_recipe_by_name("fp8"), .overrides = &ov, .n_overrides = 1};
+        qf_plan plan;
+        qf_hparams hp;
+        CHECK_OK(plan_for(dir, &po, &plan, &hp, &err), &err);
+        const qf_plan_entry *q = entry(&plan, "blk.0.attn_q.weight"), *k = entry(&plan, "blk.0.attn_k.weight");
+        CHECK_MSG(q && q->fp8_pass && !strcmp(type_of(&plan, q->name), cases[i].type), "case %zu: attn_q %s", i,
+                  type_of(&plan, "blk.0.attn_q.weight"));
+        CHECK_MSG(k && !k->fp8_pass && !strcmp(type_of(&plan, k->name), "e4m3_b32"), "case %zu: attn_k %s", i,
+                  type_of(&plan, "blk.0.attn_k.weight"));
+        qf_plan_free(&plan);
+        /* what passes through dequantizes to the F32 conversion's values bit for bit (attn_q: rows permuted) */
+        char fp8[4096], f32[4096];
+        snprintf(name, sizeof name, "fp8policy%zu.gguf", i);
+        qf_test_path(name, fp8, sizeof fp8);
+        snprintf(name, sizeof name, "fp8policy%zu-f32.gguf", i);
+        qf_test_path(name, f32, sizeof f32);
+        qf_convert_opts o = {.src = dir, .out = fp8, .recipe = "fp8",
+                             .tensor_types = (const char *const[]){"attn_k=e4m3_b32"}, .n_tensor_types = 1};
+        CHECK_OK(qf_convert(&o, &err), &err);
+        CHECK_OK(quantize(dir, f32, NULL, "f32", NULL, 1, &err), &err);
+        qf_gguf *a = NULL, *b = NULL;
+        CHECK_OK(qf_gguf_open(fp8, &a, &err), &err);
+        CHECK_OK(qf_gguf_open(f32, &b, &err), &err);
+        for (const char *const *n = (const char *const[]){"blk.0.attn_q.weight", "blk.1.ffn_down.weight", NULL};
+             a && b && *n; n++) {
+            const qf_gguf_tensor *ta = qf_gguf_find_tensor(a, *n), *tb = qf_gguf_find_tensor(b, *n);
+            const qf_qtype_traits *tt = qf_qtype_get(ta->type);
+            uint64_t rows = ta->ne[1], len = ta->ne[0], rb;
+            CHECK(qf_qtype_row_bytes(tt, len, &rb) && tb->type == QF_T_F32);
+            float *row = malloc(len * sizeof(float));
+            size_t differ = 0;
+            for (uint64_t r = 0; row && r < rows; r++) {
+                tt->dequantize(ta->data + r * rb, row, (int64_t)len);
+                differ += memcmp(row, tb->data + r * len * sizeof(float), len * sizeof(float)) != 0;
+            }
+            CHECK_MSG(differ == 0, "case %zu: %s: %zu rows differ from the F32 conversion", i, *n, differ);
+            free(row);
+        }
+        qf_gguf_close(a);
+        qf_gguf_close(b);
+        qf_type_override_free(&ov);
+    }
 }
 
 static void test_bad_options(void) {
@@ -318,6 +377,7 @@ int main(int argc, char **argv) {
     test_imatrix_quantize();
     test_weighting_by_width();
     test_fp8_release_to_mix();
+    test_fp8_pass_policy();
     test_bad_options();
     return qf_test_finish();
 }
