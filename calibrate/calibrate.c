@@ -2,7 +2,9 @@
  * qf_calibrate: activation statistics for importance-weighted quantization and GPTQ (qforge.h).
  *
  * The reference runtime runs the calibration text chunk by chunk; its observer hook reports the input of
- * every matrix product. Per weight we add up x_j^2 per input column (the imatrix llama.cpp reads); per
+ * every matrix product (MLA's k_b/v_b per head, as llama.cpp's absorbed attention applies them, so the
+ * entries are the ones its quantizer reads). Per weight we add up x_j^2 per input column (the imatrix
+ * llama.cpp reads); per
  * distinct input, optionally, the full sum of x x^T (the Hessian GPTQ needs). Statistics are summed in
  * double in token order on one thread, so the files do not depend on the thread count.
  */
@@ -21,6 +23,7 @@ typedef struct tracked {
     const qf_rt_weight *w;
     size_t entry;           /* imatrix entry index */
     long hessian;           /* Hessian index, or -1 */
+    bool per_head;          /* MLA's k_b / v_b: fed by the head observer, one matrix per head */
 } tracked;
 
 typedef struct calib {
@@ -32,20 +35,31 @@ typedef struct calib {
     uint64_t *hessian_call; /* per Hessian: the last matmul call added, so a shared input counts once */
 } calib;
 
-/* The imatrix entry of a weight: one per GGUF tensor, one matrix per expert of a stacked tensor. */
+/* MLA's per-head matrices, in the GGUF's (llama.cpp's) orientation: attn_k_b reads a head's q_nope,
+ * attn_v_b its attention-weighted latent. */
+static bool per_head(const qf_rt_weight *w) { return w->role == QF_ROLE_ATTN_K_B || w->role == QF_ROLE_ATTN_V_B; }
+
+/* The imatrix entry of a weight: one per GGUF tensor, one matrix per expert of a stacked tensor or per
+ * head of MLA's k_b / v_b. */
 static qf_status track(calib *c, const qf_rt_model *m, const qf_rt_weight *w, qf_error *err) {
     char name[96], key[96];
     qf_arch_tensor_name(w->role, w->layer, name, sizeof name);
     tracked *t = &c->t[c->n];
     t->w = w;
     t->hessian = -1;
+    t->per_head = per_head(w);
+    uint32_t cols = (uint32_t)w->row_len, mats = w->expert >= 0 ? m->hp.n_expert : 1;
+    if (t->per_head) {
+        cols = w->role == QF_ROLE_ATTN_K_B ? m->hp.qk_nope_dim : m->hp.kv_lora_rank;
+        mats = m->hp.n_head;
+    }
     qf_imatrix_entry *e = NULL;
     for (size_t i = c->im.n; w->expert > 0 && i-- > 0;)
         if (!strcmp(c->im.e[i].name, name)) { e = &c->im.e[i]; break; }
-    if (!e && !(e = qf_imatrix_add(&c->im, name, (uint32_t)w->row_len, w->expert >= 0 ? m->hp.n_expert : 1)))
+    if (!e && !(e = qf_imatrix_add(&c->im, name, cols, mats)))
         return qf_fail(err, QF_E_NOMEM, "out of memory");
     t->entry = (size_t)(e - c->im.e);
-    if (c->want_hessian && w->expert < 0 && qf_hessian_key(w->role, w->layer, key, sizeof key)) {
+    if (c->want_hessian && w->expert < 0 && !t->per_head && qf_hessian_key(w->role, w->layer, key, sizeof key)) {
         const qf_hessian *h = qf_hessian_find(&c->hs, key);
         if (!h && !(h = qf_hessian_add(&c->hs, key, (uint32_t)w->row_len)))
             return qf_fail(err, QF_E_NOMEM, "out of memory for the Hessian of %s (%llu x %llu doubles)", key,
@@ -56,13 +70,9 @@ static qf_status track(calib *c, const qf_rt_model *m, const qf_rt_weight *w, qf
     return QF_OK;
 }
 
-/* Weights whose input statistics a quantizer uses. Not the routers (kept F32) and, as llama-imatrix,
- * not the output projection; not yet MLA's per-head k/v expansions, whose GGUF tensors read other
- * inputs in llama.cpp's absorbed attention than in this runtime's expanded one. */
-static bool calibrated(const qf_rt_weight *w) {
-    return w->role != QF_ROLE_FFN_GATE_INP && w->role != QF_ROLE_FFN_GATE_INP_SHEXP && w->role != QF_ROLE_OUTPUT &&
-           w->role != QF_ROLE_ATTN_K_B && w->role != QF_ROLE_ATTN_V_B;
-}
+/* Weights whose input statistics a quantizer uses: as llama-imatrix, every linear weight but the output
+ * projection (the routers too: they stay F32 here, but llama.cpp's file has them). */
+static bool calibrated(const qf_rt_weight *w) { return w->role != QF_ROLE_OUTPUT; }
 
 static int cmp_tracked(const void *a, const void *b) {
     uintptr_t x = (uintptr_t)((const tracked *)a)->w, y = (uintptr_t)((const tracked *)b)->w;
@@ -113,13 +123,8 @@ static void add_outer(qf_hessian *h, const float *x, size_t ld, uint32_t n) {
     h->count += n;
 }
 
-static void observe(void *user, const qf_rt_weight *w, uint64_t call, const float *x, size_t ld, uint32_t n) {
-    calib *c = user;
-    tracked key = {.w = w};
-    const tracked *t = bsearch(&key, c->t, c->n, sizeof *c->t, cmp_tracked);
-    if (!t) return;
-    qf_imatrix_entry *e = &c->im.e[t->entry];
-    uint32_t mat = w->expert >= 0 ? (uint32_t)w->expert : 0;
+/* Matrix mat of entry e has seen n more tokens x (e->n_cols features, feature-major). */
+static void add_sum2(qf_imatrix_entry *e, uint32_t mat, const float *x, size_t ld, uint32_t n) {
     double *sum2 = e->sum2 + (uint64_t)mat * e->n_cols;
     for (uint32_t f = 0; f < e->n_cols; f++) {
         const float *xf = x + (size_t)f * ld;
@@ -128,6 +133,24 @@ static void observe(void *user, const qf_rt_weight *w, uint64_t call, const floa
         sum2[f] += s;
     }
     e->counts[mat] += n;
+}
+
+static const tracked *find(const calib *c, const qf_rt_weight *w) {
+    tracked key = {.w = w};
+    return bsearch(&key, c->t, c->n, sizeof *c->t, cmp_tracked);
+}
+
+static void observe_head(void *user, const qf_rt_weight *w, uint32_t h, const float *x, size_t ld, uint32_t n) {
+    calib *c = user;
+    const tracked *t = find(c, w);
+    if (t && t->per_head) add_sum2(&c->im.e[t->entry], h, x, ld, n);
+}
+
+static void observe(void *user, const qf_rt_weight *w, uint64_t call, const float *x, size_t ld, uint32_t n) {
+    calib *c = user;
+    const tracked *t = find(c, w);
+    if (!t || t->per_head) return; /* k_b / v_b multiply the latent here: their inputs come per head */
+    add_sum2(&c->im.e[t->entry], w->expert >= 0 ? (uint32_t)w->expert : 0, x, ld, n);
     long h = t->hessian;
     if (h >= 0 && c->hessian_call[h] != call) {
         add_outer(&c->hs.e[h], x, ld, n);
@@ -173,7 +196,7 @@ static qf_status run_chunks(const qf_calibrate_opts *o, const qf_rt_model *m, co
     qf_rt_ctx *rc;
     qf_status st = qf_rt_ctx_new(m, ctx, ctx, threads > 0 ? threads : 1, &rc, err);
     if (st) return st;
-    qf_rt_observer obs = {.matmul = observe, .user = c};
+    qf_rt_observer obs = {.matmul = observe, .head = observe_head, .user = c};
     qf_rt_ctx_set_observer(rc, &obs);
     int32_t *chunk = malloc(ctx * sizeof *chunk);
     if (!chunk) st = qf_fail(err, QF_E_NOMEM, "out of memory");

@@ -29,7 +29,10 @@ static qf_status find_imatrix(const qf_plan_entry *e, const qf_imatrix *im, cons
                               const qf_imatrix_entry **out, qf_error *err) {
     const qf_imatrix_entry *ie = im ? qf_imatrix_find(im, e->name) : NULL;
     uint64_t n_mat = e->n_dims == 3 ? e->ne[2] : 1;
-    if (ie && (ie->n_cols != e->ne[0] || ie->n_mat != n_mat))
+    /* llama-imatrix writes a 3-D tensor whose matrices all saw the same tokens (MLA's k_b / v_b) as one
+     * matrix of all their columns: the same numbers in the same order */
+    bool flat = ie && ie->n_mat == 1 && n_mat > 1 && (uint64_t)ie->n_cols == e->ne[0] * n_mat;
+    if (ie && !flat && (ie->n_cols != e->ne[0] || ie->n_mat != n_mat))
         return qf_fail(err, QF_E_INPUT, "%s: imatrix entry '%s' is %u columns x %u matrices; the tensor needs %llu x %llu: "
                        "the imatrix was made for another model", label, e->name, ie->n_cols, ie->n_mat,
                        (unsigned long long)e->ne[0], (unsigned long long)n_mat);

@@ -293,7 +293,7 @@ static qf_status importance(const qf_plan *p, const qf_plan_entry *e, const qf_q
         return QF_OK;
     }
     *how = narrow ? W_HEDGED : W_CALIBRATED;
-    uint64_t n_mat = ie->n_mat;
+    uint64_t n_mat = e->n_dims == 3 ? e->ne[2] : 1; /* the entry may hold them as one (qf_plan_bind_calibration) */
     *imp = qf_malloc_n(n_mat, e->ne[0] * sizeof(float));
     if (!*imp) return qf_fail(err, QF_E_NOMEM, "out of memory for importance weights of '%s'", e->name);
     qf_imatrix_weights(ie, &p->experts, *imp);

@@ -44,6 +44,12 @@ typedef struct qf_be_attn {
     const float *k;                     /* [n_head_kv * dk]: stored into the layer's cache */
     const float *v;                     /* [n_head_kv * dv]: likewise */
     float *out;                         /* [n_head * dv] */
+    /* optional, only from position 0 (no cached keys before the pass): a second value set read by every
+     * head with the same probabilities, out2 = softmax(q k) v2 per head (MLA's latent attention output,
+     * which calibration needs and the expanded form never computes); v2 NULL = none */
+    const float *v2;                    /* [dv2], shared by all heads, not cached */
+    uint32_t dv2;
+    float *out2;                        /* [n_head * dv2] */
 } qf_be_attn;
 
 /* A mixture-of-experts FFN: route each token from the router's logits, run its experts, sum their

@@ -311,6 +311,15 @@ static void attn_tile(const attn_job *j, uint32_t seq, uint32_t h, uint32_t t0, 
                 (int)QF_MIN((uint32_t)QF_RT_MR, dv - d));
     for (uint32_t d = 0; d < dv; d++)
         for (uint32_t i = 0; i < nt; i++) out[(size_t)d * ld + i] *= inv[i];
+    if (!a->v2) return;
+    /* the second value set straight from its activation matrix: at pos0 0 key p is column p of the
+     * sequence */
+    float *out2 = a->out2 + (size_t)h * a->dv2 * ld + col;
+    const float *v2 = a->v2 + seq * sh->stride;
+    for (uint32_t d = 0; d < a->dv2; d += QF_RT_MR)
+        k->tile(v2 + (size_t)d * ld, ld, n_keys, s, nt, out2 + (size_t)d * ld, ld, (int)QF_MIN((uint32_t)QF_RT_MR, a->dv2 - d));
+    for (uint32_t d = 0; d < a->dv2; d++)
+        for (uint32_t i = 0; i < nt; i++) out2[(size_t)d * ld + i] *= inv[i];
 }
 
 static void attn_worker(void *arg, int ith, int nth) {

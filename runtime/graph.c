@@ -36,6 +36,9 @@ struct qf_rt_ctx {
     float *x, *xn, *q, *k, *v, *att, *o, *o2, *g, *u;
     float *qa, *kva, *kvc, *kn;      /* MLA: q latent, kv latent + k_pe, normalised kv latent, k_nope */
     float *rl, *sg;                  /* MoE: router logits, shared-expert gate */
+    float *olat;                     /* MLA with a head observer: per-head latent attention outputs */
+    bool olat_missing;               /* an observer wanted them and there was no memory */
+    const qf_rt_observer *obs;
     float *logits;                   /* [n_vocab][ld_out], host memory */
     double eval_s;
     qf_be_pass sh;                   /* the pass in progress */
@@ -130,7 +133,16 @@ void qf_rt_ctx_free(qf_rt_ctx *c) {
 
 void qf_rt_ctx_clear(qf_rt_ctx *c) { c->n_past = 0; }
 void qf_rt_ctx_set_act_q8(qf_rt_ctx *c, bool on) { qf_be_cpu_set_act_q8(c->be, on); }
-void qf_rt_ctx_set_observer(qf_rt_ctx *c, const qf_rt_observer *obs) { qf_be_cpu_set_observer(c->be, obs); }
+void qf_rt_ctx_set_observer(qf_rt_ctx *c, const qf_rt_observer *obs) {
+    const qf_hparams *hp = &c->m->hp;
+    qf_be_cpu_set_observer(c->be, obs);
+    c->obs = obs;
+    c->olat_missing = false;
+    if (!obs || !obs->head || hp->arch->attn != QF_ATTN_MLA || c->olat) return;
+    uint64_t n;
+    c->olat = qf_mul_ok((uint64_t)hp->n_head * hp->kv_lora_rank, c->ld, &n) ? c->ops->alloc(c->be, n) : NULL;
+    c->olat_missing = !c->olat;
+}
 double qf_rt_eval_seconds(const qf_rt_ctx *c) { return c->eval_s; }
 void qf_rt_parallel(qf_rt_ctx *c, void (*fn)(void *arg, int ith, int nth), void *arg) { qf_be_cpu_parallel(c->be, fn, arg); }
 int qf_rt_n_threads(const qf_rt_ctx *c) { return qf_be_cpu_threads(c->be); }
@@ -159,6 +171,19 @@ static void attn_gqa(qf_rt_ctx *c, uint32_t l, const qf_rt_attn *A) {
     op->attention(c->be, &a);
 }
 
+/* The per-head inputs of k_b and v_b in llama.cpp's absorbed form, sequence by sequence (no padding). */
+static void observe_heads(const qf_rt_ctx *c, const qf_rt_attn *A) {
+    const qf_hparams *hp = &c->m->hp;
+    const qf_rt_observer *o = c->obs;
+    size_t dk = (size_t)hp->qk_nope_dim + hp->qk_rope_dim, R = hp->kv_lora_rank;
+    for (uint32_t s = 0; s < c->sh.n_seq; s++)
+        for (uint32_t h = 0; h < hp->n_head; h++) {
+            size_t col = s * c->sh.stride;
+            o->head(o->user, &A->wkb, h, c->q + h * dk * c->ld + col, c->ld, c->sh.len);
+            o->head(o->user, &A->wvb, h, c->olat + h * R * c->ld + col, c->ld, c->sh.len);
+        }
+}
+
 /* Latent attention without absorption: the latent is expanded to per-head keys and values, so
  * attention itself is plain multi-head (cheaper than the absorbed form at the context lengths a
  * perplexity run uses). */
@@ -185,9 +210,12 @@ static void attn_mla(qf_rt_ctx *c, uint32_t l, const qf_rt_attn *A) {
         op->copy_rows(c->be, c->k + (size_t)h * dk * c->ld, c->kn + (size_t)h * nope * c->ld, nope);
         op->copy_rows(c->be, c->k + ((size_t)h * dk + nope) * c->ld, c->kva + (size_t)R * c->ld, rope);
     }
+    bool heads = c->obs && c->obs->head && c->olat && c->sh.pos0 == 0;
     qf_be_attn a = {.layer = l, .n_head = H, .n_head_kv = H, .dk = dk, .dv = hp->v_head_dim,
-                    .scale = c->m->attn_scale, .q = c->q, .k = c->k, .v = c->v, .out = c->att};
+                    .scale = c->m->attn_scale, .q = c->q, .k = c->k, .v = c->v, .out = c->att,
+                    .v2 = heads ? c->kvc : NULL, .dv2 = R, .out2 = c->olat};
     op->attention(c->be, &a);
+    if (heads) observe_heads(c, A);
 }
 
 /* y = Wd (silu(Wg x) * (Wu x)) of a dense FFN or a shared expert. */
@@ -289,9 +317,16 @@ static double now_s(void) {
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
+static qf_status check_observer(const qf_rt_ctx *c, qf_error *err) {
+    if (!c->olat_missing) return QF_OK;
+    return qf_fail(err, QF_E_NOMEM, "%s: out of memory for the latent attention outputs (%u heads x %u per token) the "
+                   "observer asked for", c->m->label, c->m->hp.n_head, c->m->hp.kv_lora_rank);
+}
+
 qf_status qf_rt_eval(qf_rt_ctx *c, const int32_t *tokens, uint32_t n, uint32_t pos0, uint32_t out_from,
                      const float **logits, size_t *ld, qf_error *err) {
     qf_status st = check_batch(c, tokens, n, pos0, err);
+    if (!st) st = check_observer(c, err);
     if (st) return st;
     double t_start = now_s();
     c->sh = (qf_be_pass){.n_seq = 1, .len = n, .pos0 = pos0, .stride = round_up(n, QF_BE_PAD), .cols = n};
@@ -309,6 +344,7 @@ qf_status qf_rt_eval_seqs(qf_rt_ctx *c, const int32_t *tokens, uint32_t n_seq, u
         return qf_fail(err, QF_E_USAGE, "%u sequences of %u tokens; this context takes 1..%u sequences of 1..%u",
                        n_seq, len, c->n_seq_max, c->n_ctx);
     qf_status st = check_tokens(c, tokens, (size_t)n_seq * len, err);
+    if (!st) st = check_observer(c, err);
     if (st) return st;
     double t_start = now_s();
     size_t stride = round_up(len, QF_BE_PAD), per_out = out_from < len ? len - out_from : 0;

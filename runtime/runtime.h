@@ -161,9 +161,15 @@ qf_status qf_rt_eval_seqs(qf_rt_ctx *c, const int32_t *tokens, uint32_t n_seq, u
 typedef struct qf_rt_observer {
     void (*matmul)(void *user, const qf_rt_weight *w, uint64_t call, const float *x, size_t ld, uint32_t n);
     void (*route)(void *user, int layer, const uint16_t *experts, uint32_t n_used, uint32_t n_tokens);
+    /* head: MLA's per-head matrices as llama.cpp's absorbed attention applies them (this runtime's
+     *   expanded form multiplies the latent instead): attn_k_b (w = the layer's wkb) to head h's q_nope,
+     *   qk_nope_dim features; attn_v_b (wvb) to head h's attention-weighted latent, kv_lora_rank
+     *   features, computed only while this callback is set and only for passes from position 0. */
+    void (*head)(void *user, const qf_rt_weight *w, uint32_t h, const float *x, size_t ld, uint32_t n);
     void *user;
 } qf_rt_observer;
-/* NULL removes the observer. */
+/* NULL removes the observer. One with `head` set on an MLA model makes the context hold the latent
+ * attention outputs (n_head x kv_lora_rank per token); without the memory for them the next eval fails. */
 void qf_rt_ctx_set_observer(qf_rt_ctx *c, const qf_rt_observer *obs);
 
 /* Seconds spent inside qf_rt_eval since the context was made (forward pass only). */

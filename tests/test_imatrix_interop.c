@@ -2,7 +2,8 @@
  * Importance matrices move both ways between qforge and llama.cpp: on qf-llama-a, qforge calibrate and
  * llama-imatrix (the reference in ../shared/ref) agree on every entry, qforge quantize reads
  * llama-imatrix's file (GGUF, and the legacy imatrix.dat with the same importance), and llama-quantize
- * reads ours. Skips where ../shared or the reference is absent.
+ * reads ours; on qf-deepseek-a (MLA, routed experts) the same per expert and per head, and both
+ * quantizers read the other's file. Skips where ../shared or the reference is absent.
  */
 #include "testutil.h"
 
@@ -16,6 +17,80 @@ static const char *ref_dir(char *buf, size_t n) {
     if (env) snprintf(buf, n, "%s", env);
     else snprintf(buf, n, "%s/.cache/qforge-ref", getenv("HOME") ? getenv("HOME") : "/root");
     return buf;
+}
+
+/* Entry by entry, matrix by matrix: the same tokens counted (for a routed expert: the same routing
+ * decisions) and sums to `tol`. Returns the entries compared; the worst difference in *worst. */
+static size_t compare(const qf_imatrix *a, const qf_imatrix *b, double *worst, const char **worst_name) {
+    size_t matched = 0;
+    *worst = 0;
+    *worst_name = "";
+    for (size_t i = 0; i < b->n; i++) {
+        const qf_imatrix_entry *y = &b->e[i], *x = qf_imatrix_find(a, y->name);
+        CHECK_MSG(x != NULL, "qforge calibrate has no entry %s", y->name);
+        if (!x) continue;
+        /* llama.cpp writes matrices that all saw the same tokens as one of all their columns */
+        bool flat = y->n_mat == 1 && x->n_mat > 1 && y->n_cols == x->n_cols * x->n_mat;
+        CHECK_MSG(flat || (x->n_cols == y->n_cols && x->n_mat == y->n_mat), "%s: %u x %u here, %u x %u in llama.cpp's",
+                  y->name, x->n_cols, x->n_mat, y->n_cols, y->n_mat);
+        if (!flat && (x->n_cols != y->n_cols || x->n_mat != y->n_mat)) continue;
+        matched++;
+        for (uint32_t m = 0; m < x->n_mat; m++) {
+            double yc = y->counts[flat ? 0 : m];
+            CHECK_MSG(x->counts[m] == yc, "%s matrix %u: %g tokens here, %g in llama.cpp's", y->name, m, x->counts[m], yc);
+            for (uint32_t j = 0; j < x->n_cols; j++) {
+                double u = x->sum2[(uint64_t)m * x->n_cols + j], v = y->sum2[(uint64_t)m * x->n_cols + j];
+                double d = fabs(u - v) / fmax(fabs(v), 1e-12);
+                if (d > *worst) { *worst = d; *worst_name = y->name; }
+            }
+        }
+    }
+    return matched;
+}
+
+/* DeepSeek-V3 architecture (MLA, 16 routed experts top-2 in groups, a shared expert): llama-imatrix
+ * with an F32 KV cache and qforge calibrate give every routed expert the same token count and the same
+ * sums, and MLA's k_b / v_b the statistics of llama.cpp's absorbed attention; entries qforge has beyond
+ * llama.cpp's are named. One sequence per batch (-b = -c): with 6 sequences in one batch this
+ * llama-imatrix counted 1530 of 1536 tokens for every dense weight (its multi-sequence batching). */
+static void test_deepseek(const char *qf, const char *tool, const char *text) {
+    char model[4096], f32[4096], ours[4096], theirs[4096], cmd[4 * 4096 + 400];
+    if (!qf_test_shared("models/qf-deepseek-a", model, sizeof model)) return;
+    qf_test_path("ds-f32.gguf", f32, sizeof f32);
+    qf_test_path("ds-ours.imatrix.gguf", ours, sizeof ours);
+    qf_test_path("ds-theirs.imatrix.gguf", theirs, sizeof theirs);
+    snprintf(cmd, sizeof cmd, "'%s' convert '%s' -o '%s' --type f32 -q", qf, model, f32);
+    CHECK(system(cmd) == 0);
+    snprintf(cmd, sizeof cmd, "'%s' -m '%s' -f '%s' -c 256 -b 256 --chunks 6 -t 2 -ctk f32 -ctv f32 -fa off -o '%s' >/dev/null 2>&1",
+             tool, f32, text, theirs);
+    CHECK(system(cmd) == 0);
+    snprintf(cmd, sizeof cmd, "'%s' calibrate '%s' --text '%s' -c 256 --chunks 6 -o '%s' -q", qf, f32, text, ours);
+    CHECK(system(cmd) == 0);
+    qf_imatrix a, b;
+    qf_error err;
+    CHECK_OK(qf_imatrix_load(ours, &a, &err), &err);
+    CHECK_OK(qf_imatrix_load(theirs, &b, &err), &err);
+    double worst;
+    const char *worst_name;
+    size_t matched = compare(&a, &b, &worst, &worst_name), experts = 0;
+    for (size_t i = 0; i < b.n; i++) experts += b.e[i].n_mat > 1;
+    printf("  qf-deepseek-a: %zu entries (%zu of routed experts), counts equal per expert, worst relative difference "
+           "of in_sum2 %.2e (%s); qforge only:", matched, experts, worst, worst_name);
+    for (size_t i = 0; i < a.n; i++)
+        if (!qf_imatrix_find(&b, a.e[i].name)) printf(" %s", a.e[i].name);
+    printf("\n");
+    CHECK(matched == b.n && experts > 0 && worst < 1e-3);
+    qf_imatrix_free(&a);
+    qf_imatrix_free(&b);
+    /* each quantizer reads the other's file (llama.cpp's holds k_b / v_b as one matrix each) */
+    char q[4096], ref[4096];
+    qf_test_path("ds-q.gguf", q, sizeof q);
+    snprintf(cmd, sizeof cmd, "'%s' quantize '%s' -r q3_k_m --imatrix '%s' -o '%s' -q", qf, f32, theirs, q);
+    CHECK_MSG(system(cmd) == 0, "qforge quantize with llama-imatrix's DeepSeek imatrix");
+    snprintf(cmd, sizeof cmd, "'%s/bin/llama-quantize' --imatrix '%s' '%s' '%s' Q3_K_M 2 >/dev/null 2>&1",
+             ref_dir(ref, sizeof ref), ours, f32, q);
+    CHECK_MSG(system(cmd) == 0, "llama-quantize with qforge's DeepSeek imatrix");
+    remove(f32);
 }
 
 int main(int argc, char **argv) {
@@ -94,5 +169,6 @@ int main(int argc, char **argv) {
     CHECK(system(cmd) == 0);
     CHECK(qf_test_file_exists(q_ours) && qf_test_file_exists(q_theirs));
     remove(f32);
+    test_deepseek(qf, tool, text);
     return qf_test_finish();
 }
