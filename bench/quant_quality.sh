@@ -100,7 +100,9 @@ log "qforge calibrate ($cal_chunks x $ctx tokens)"
 timed calibrate "$qf" calibrate "$model" --text "$cal" -c "$ctx" --chunks "$cal_chunks" \
     -o "$work/ours.imatrix.gguf" "${hess_args[@]}" -j "$threads" -q
 log "llama-imatrix ($cal_chunks x $ctx tokens)"
-timed llama_imatrix "$ref/bin/llama-imatrix" -m "$work/base-f32.gguf" -f "$cal" -c "$ctx" --chunks "$cal_chunks" \
+# one sequence per batch: with several, this llama-imatrix drops tokens from its dense counts (seen on
+# qf-deepseek-a: 1530 of 1536; tests/test_imatrix_interop.c)
+timed llama_imatrix "$ref/bin/llama-imatrix" -m "$work/base-f32.gguf" -f "$cal" -c "$ctx" -b "$ctx" --chunks "$cal_chunks" \
     -o "$work/ref.imatrix.gguf" -t "$threads"
 
 # ---- rows: id|recipe|quantizer|imatrix used|llama.cpp loads it (1/0) -------------------------------------
@@ -117,6 +119,7 @@ done
 rows+=("int3-mix.qforge-weighted|int3-mix|qforge weighted|qforge|1")
 rows+=("fp8.qforge-weighted|fp8|qforge weighted|qforge|0")
 rows+=("fp8-int4.qforge-weighted|fp8-int4|qforge weighted|qforge|0")
+rows+=("q8-int4.qforge-weighted|q8-int4|qforge weighted|qforge|1")
 rows+=("q8_0.qforge-weighted|q8_0|qforge weighted|qforge|1")
 rows+=("q8_0.llamacpp|q8_0|llama.cpp|llama.cpp|1")
 

@@ -53,6 +53,13 @@ has "names the choices" "not one of blend, pooled, own"
 [ ! -e x.gguf ] && ok || bad "a refused policy left an output"
 expect 2 "calibrate --json onto its own imatrix" -- "$qf" calibrate ds -f text.txt -o im2.gguf -c 64 --chunks 1 --json im2.gguf
 [ ! -e im2.gguf ] && ok || bad "a refused calibrate left an output"
+# the same bytes on any thread count: calibration sums in token order, quantization per row
+"$qf" calibrate ds -f text.txt -o im-t1.gguf -c 64 --chunks 2 -t 1 -q
+"$qf" calibrate ds -f text.txt -o im-t2.gguf -c 64 --chunks 2 -t 2 -q
+cmp -s im-t1.gguf im-t2.gguf && cmp -s im-t1.gguf im.gguf && ok || bad "calibrate's imatrix depends on the thread count"
+"$qf" quantize ds --recipe int3-mix --imatrix im.gguf -o q-t1.gguf -t 1 -q
+"$qf" quantize ds --recipe int3-mix --imatrix im.gguf -o q-t2.gguf -t 2 -q
+cmp -s q-t1.gguf q-t2.gguf && ok || bad "quantize depends on the thread count"
 # dense: nothing about experts
 expect 0 "calibrate dense" -- "$qf" calibrate dense -f text.txt -o imd.gguf -c 64 --chunks 1 --json dense.json --progress=none
 grep -q "routed experts" <<<"$out" && bad "a dense model reports routed experts" || ok
