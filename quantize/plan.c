@@ -176,6 +176,7 @@ static const qf_tensor_shape *shape_of(void *ctx, size_t i) {
 qf_status qf_plan_build(qf_source *src, const qf_hparams *hp, const qf_plan_opts *opts, qf_plan *p, qf_error *err) {
     memset(p, 0, sizeof *p);
     p->weight_type = opts->recipe ? opts->recipe->bulk : opts->type;
+    p->recipe_file_type = opts->recipe ? opts->recipe->file_type : 0;
     if (!qf_qtype_get(p->weight_type) || !qf_qtype_get(p->weight_type)->quantize)
         return qf_fail(err, QF_E_USAGE, "type id %u cannot be written by this build", p->weight_type);
     shapes sh = {.src = src};
@@ -218,5 +219,5 @@ int qf_plan_file_type(const qf_plan *p) {
     /* a file holding a type llama.cpp cannot load must not claim one of its file types */
     for (size_t i = 0; i < p->n; i++)
         if (qf_qtype_get(p->e[i].type)->file_type < 0) return -1;
-    return qf_qtype_get(p->weight_type)->file_type;
+    return p->recipe_file_type ? p->recipe_file_type : qf_qtype_get(p->weight_type)->file_type;
 }

@@ -60,6 +60,7 @@ typedef struct qf_plan {
     uint64_t total_bytes;
     uint64_t total_params;
     uint32_t weight_type; /* the type asked for the bulk of weights (general.file_type) */
+    int recipe_file_type; /* the recipe's llama.cpp file type, 0 = weight_type's */
     qf_expert_rule experts; /* how the imatrix weights routed experts that saw few tokens (the caller's) */
 } qf_plan;
 

@@ -17,7 +17,7 @@
 static const qf_recipe recipes[] = {
     {.name = "q8_0", .summary = "every weight Q8_0 (8.5 bpw): near-lossless", .bulk = QF_T_Q8_0},
     {.name = "q4_k_m", .summary = "llama.cpp's Q4_K_M mix: Q4_K bulk, Q6_K for output and half the attn_v/ffn_down",
-     .bulk = QF_T_Q4_K,
+     .bulk = QF_T_Q4_K, .file_type = 15,
      .rules = {
          R(ROLE(OUTPUT), ALL, ALL, QF_T_Q6_K, "output: errors reach every logit"),
          LCPP_8_EXPERTS(QF_T_Q5_K),
@@ -26,7 +26,7 @@ static const qf_recipe recipes[] = {
          R(QF_ROLES_LCPP_FFN_DOWN, MORE_BITS, ALL, QF_T_Q6_K, "ffn_down in a sensitive layer"),
      }},
     {.name = "q3_k_m", .summary = "llama.cpp's Q3_K_M mix: Q3_K bulk, Q4_K/Q5_K for attn_v, attn_output, ffn_down; Q6_K output",
-     .bulk = QF_T_Q3_K,
+     .bulk = QF_T_Q3_K, .file_type = 12,
      .rules = {
          R(ROLE(OUTPUT), ALL, ALL, QF_T_Q6_K, "output: errors reach every logit"),
          LCPP_8_EXPERTS(QF_T_Q5_K),
@@ -36,6 +36,58 @@ static const qf_recipe recipes[] = {
          R(QF_ROLES_LCPP_FFN_DOWN, FIRST_16TH, ALL, QF_T_Q5_K, "ffn_down of the first layers"),
          R(QF_ROLES_LCPP_FFN_DOWN, ALL, ALL, QF_T_Q4_K, "ffn_down: sensitive"),
          R(ROLE(ATTN_OUT), ALL, ALL, QF_T_Q4_K, "attn_output: sensitive"),
+     }},
+    {.name = "q2_k", .summary = "llama.cpp's Q2_K mix: Q2_K bulk; Q3_K attn_v (Q4_K with 4+ query heads per KV head), "
+                                "ffn_down, attn_output; Q6_K output", .bulk = QF_T_Q2_K, .file_type = 10,
+     .rules = {
+         R(ROLE(OUTPUT), ALL, ALL, QF_T_Q6_K, "output: errors reach every logit"),
+         LCPP_8_EXPERTS(QF_T_Q5_K),
+         R(QF_ROLES_LCPP_ATTN_V, ALL, LLAMA_70B, QF_T_Q5_K, "attn_v of a 70B Llama: 8 heads share it"),
+         R(QF_ROLES_LCPP_ATTN_V, ALL, GQA4, QF_T_Q4_K, "attn_v shared by 4+ query heads"),
+         R(QF_ROLES_LCPP_ATTN_V, ALL, ALL, QF_T_Q3_K, "attn_v: small and sensitive"),
+         R(QF_ROLES_LCPP_FFN_DOWN, ALL, ALL, QF_T_Q3_K, "ffn_down: sensitive"),
+         R(ROLE(ATTN_OUT), ALL, ALL, QF_T_Q3_K, "attn_output: sensitive"),
+     }},
+    {.name = "q3_k_s", .summary = "llama.cpp's Q3_K_S mix: Q3_K everywhere but output (Q6_K)", .bulk = QF_T_Q3_K,
+     .file_type = 11,
+     .rules = {
+         R(ROLE(OUTPUT), ALL, ALL, QF_T_Q6_K, "output: errors reach every logit"),
+         LCPP_8_EXPERTS(QF_T_Q5_K),
+         R(QF_ROLES_LCPP_ATTN_V, ALL, LLAMA_70B, QF_T_Q5_K, "attn_v of a 70B Llama: 8 heads share it"),
+     }},
+    {.name = "q3_k_l", .summary = "llama.cpp's Q3_K_L mix: Q3_K bulk, Q5_K attn_v, ffn_down, attn_output; Q6_K output",
+     .bulk = QF_T_Q3_K, .file_type = 13,
+     .rules = {
+         R(ROLE(OUTPUT), ALL, ALL, QF_T_Q6_K, "output: errors reach every logit"),
+         LCPP_8_EXPERTS(QF_T_Q3_K), /* llama.cpp leaves attn_output of 8-expert Q3_K_L at the bulk type */
+         R(QF_ROLES_LCPP_ATTN_V | QF_ROLES_LCPP_FFN_DOWN | ROLE(ATTN_OUT), ALL, ALL, QF_T_Q5_K,
+           "attn_v/ffn_down/attn_output: sensitive"),
+     }},
+    {.name = "q4_k_s", .summary = "llama.cpp's Q4_K_S mix: Q4_K bulk, Q5_K attn_v of the first 4 layers and ffn_down of "
+                                  "the first eighth; Q6_K output", .bulk = QF_T_Q4_K, .file_type = 14,
+     .rules = {
+         R(ROLE(OUTPUT), ALL, ALL, QF_T_Q6_K, "output: errors reach every logit"),
+         LCPP_8_EXPERTS(QF_T_Q5_K),
+         R(QF_ROLES_LCPP_ATTN_V, ALL, LLAMA_70B, QF_T_Q5_K, "attn_v of a 70B Llama: 8 heads share it"),
+         R(QF_ROLES_LCPP_ATTN_V, FIRST_4, ALL, QF_T_Q5_K, "attn_v of the first four layers"),
+         R(QF_ROLES_LCPP_FFN_DOWN, FIRST_8TH, ALL, QF_T_Q5_K, "ffn_down of the first eighth of the layers"),
+     }},
+    {.name = "q5_k_s", .summary = "llama.cpp's Q5_K_S mix: Q5_K everywhere but output (Q6_K)", .bulk = QF_T_Q5_K,
+     .file_type = 16,
+     .rules = {
+         R(ROLE(OUTPUT), ALL, ALL, QF_T_Q6_K, "output: errors reach every logit"),
+         LCPP_8_EXPERTS(QF_T_Q5_K),
+     }},
+    {.name = "q5_k_m", .summary = "llama.cpp's Q5_K_M mix: Q5_K bulk, Q6_K for output and half the attn_v/ffn_down",
+     .bulk = QF_T_Q5_K, .file_type = 17,
+     .rules = {
+         R(ROLE(OUTPUT), ALL, ALL, QF_T_Q6_K, "output: errors reach every logit"),
+         LCPP_8_EXPERTS(QF_T_Q5_K),
+         R(QF_ROLES_LCPP_ATTN_V | QF_ROLES_LCPP_FFN_DOWN, MORE_BITS, ALL, QF_T_Q6_K, "attn_v/ffn_down in a sensitive layer"),
+     }},
+    {.name = "q6_k", .summary = "llama.cpp's Q6_K mix: Q6_K everywhere", .bulk = QF_T_Q6_K, .file_type = 18,
+     .rules = {
+         LCPP_8_EXPERTS(QF_T_Q6_K),
      }},
     {.name = "fp8", .summary = "every linear weight FP8 E4M3 (32-blocks, E8M0 scales); embeddings and output BF16 as FP8 releases ship them",
      .bulk = QF_T_E4M3_B32,
@@ -96,6 +148,7 @@ static bool layer_selected(qf_layer_sel sel, int layer, uint32_t n) {
     case QF_LAYERS_FIRST_8TH: return layer < nl / 8;
     case QF_LAYERS_FIRST_16TH: return layer < nl / 16;
     case QF_LAYERS_FIRST_2: return layer < 2;
+    case QF_LAYERS_FIRST_4: return layer < 4;
     }
     return false;
 }
@@ -108,6 +161,7 @@ static bool model_selected(qf_model_sel sel, const qf_hparams *hp) {
     case QF_MODELS_8_EXPERTS: return hp->n_expert == 8;
     case QF_MODELS_LLAMA_70B: /* llama.cpp's LLM_TYPE_70B: Llama with 80 layers and grouped KV heads */
         return !strcmp(hp->arch->name, "llama") && hp->n_layer == 80 && hp->n_head_kv != hp->n_head;
+    case QF_MODELS_GQA4: return hp->n_head_kv && hp->n_head / hp->n_head_kv >= 4;
     }
     return false;
 }

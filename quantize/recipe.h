@@ -20,6 +20,7 @@ typedef enum qf_layer_sel {
     QF_LAYERS_FIRST_8TH,   /* layer < n/8 */
     QF_LAYERS_FIRST_16TH,  /* layer < n/16 */
     QF_LAYERS_FIRST_2,     /* layer < 2 */
+    QF_LAYERS_FIRST_4,     /* layer < 4 */
 } qf_layer_sel;
 
 /* Which models a rule applies to. llama.cpp's mixes have rules for Mixtral-like models (exactly 8
@@ -30,6 +31,7 @@ typedef enum qf_model_sel {
     QF_MODELS_DENSE,       /* none */
     QF_MODELS_8_EXPERTS,
     QF_MODELS_LLAMA_70B,
+    QF_MODELS_GQA4,        /* at least 4 query heads per KV head (llama.cpp's n_gqa() >= 4) */
 } qf_model_sel;
 
 #define QF_ROLE_BIT(r) (1ull << (r))
@@ -59,6 +61,8 @@ typedef struct qf_recipe {
     const char *name;
     const char *summary;    /* one line for --help */
     uint32_t bulk;          /* type of 2-D weights no rule matches */
+    int file_type;          /* general.file_type of a mix named after llama.cpp's (its llama_ftype); 0 = the
+                               bulk type's */
     qf_recipe_rule rules[16];
 } qf_recipe;
 
