@@ -17,7 +17,9 @@ expect 2 "--type Q4_K_M" -- "$qf" quantize m --type Q4_K_M -o x.gguf
 has "--type Q4_K_M" "use --recipe q4_k_m"
 [ ! -e x.gguf ] && ok || bad "--type Q4_K_M left x.gguf"
 expect 2 "--type Q5_K_S" -- "$qf" quantize m --type Q5_K_S -o x.gguf
-has "--type Q5_K_S" "--recipe q8_0, q4_k_m"
+has "--type Q5_K_S" "use --recipe q5_k_s"
+expect 2 "--type IQ2_M (neither a type nor a recipe)" -- "$qf" quantize m --type IQ2_M -o x.gguf
+has "--type IQ2_M" "--recipe q8_0, q4_k_m"
 expect 0 "--recipe Q4_K_M (llama-quantize's spelling)" -- "$qf" quantize m --recipe Q4_K_M --dry-run
 
 # ---- requantizing -------------------------------------------------------------------------------------
