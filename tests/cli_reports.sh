@@ -6,8 +6,9 @@
 # --dry-run --json lists what the real run then writes; verify prints the mean KLD with llama-perplexity's
 # +/-; JUnit has one testcase per metric with or without thresholds. Mixture-of-experts models add the
 # routing agreement per MoE layer to all three reports (the same figures in each; a model against itself
-# exactly 1), --min-route-agree fails naming the layers below it, a base-logits run says routing is not
-# available, and a dense model's reports have no routing at all.
+# exactly 1), --min-route-agree fails naming the layers below it, a base-logits file carries the base's
+# routes (the same figures as the live run), one from a dense base says routing is not available, and a
+# dense model's reports have no routing at all.
 set -uo pipefail
 source "$1/tests/lib/cli_test.sh"
 cli_test_setup "$@"
@@ -68,7 +69,8 @@ PY
     "$qf" convert ds -o ds.gguf --type bf16 -q && "$qf" quantize ds -o ds-q2.gguf --type q2_k -q || exit 1
 vmoe() { "$qf" verify "$@" -f text.txt -c 64 --chunks 4 --progress=none; }
 # the quantized model against its checkpoint; then the GGUF base against itself, gated at exactly 1
-vmoe ds-q2.gguf --base ds --json q2.json --junit q2.xml >q2.txt 2>q2.err && ok || bad "verify MoE: $(cat q2.err)"
+vmoe ds-q2.gguf --base ds --json q2.json --junit q2.xml --save-base ds.qfbl --base-topk 64 >q2.txt 2>q2.err && ok ||
+    bad "verify MoE: $(cat q2.err)"
 vmoe ds.gguf --base ds.gguf --min-route-agree 1 --json self.json --junit self.xml >self.txt 2>self.err && ok ||
     bad "MoE model against itself fails --min-route-agree 1: $(cat self.txt self.err)"
 # gated at 1 the quantized model fails (exit 1), naming its worst layer; above 1 is a usage error
@@ -76,19 +78,23 @@ vmoe ds-q2.gguf --base ds --min-route-agree 1 --json g.json --junit g.xml >g.txt
 [ $? -eq 1 ] && ok || bad "--min-route-agree 1 on q2_k should exit 1: $(cat g.err)"
 vmoe ds-q2.gguf --base ds --min-route-agree 1.01 >/dev/null 2>err.txt
 [ $? -eq 2 ] && grep -q "min-route-agree" err.txt && ok || bad "--min-route-agree 1.01: $(cat err.txt)"
-# from saved base logits there are no base routes: said in every report, never a number, and not gateable
-vmoe ds.gguf --base ds.gguf --save-base ds.qfbl --base-topk 64 >/dev/null 2>&1 || bad "--save-base on MoE"
-vmoe ds-q2.gguf --base-logits ds.qfbl --json bl.json --junit bl.xml >bl.txt 2>bl.err && ok || bad "MoE --base-logits: $(cat bl.err)"
-vmoe ds-q2.gguf --base-logits ds.qfbl --min-route-agree 0.5 >/dev/null 2>err.txt
-[ $? -eq 2 ] && grep -q "holds no routes" err.txt && ok || bad "--min-route-agree with --base-logits: $(cat err.txt)"
-PY_WHAT="MoE routing reports" py q2 self g bl <<'PY'
+# the saved base logits carry the base's routes; a dense base's file has none: said in every report, never
+# a number, and not gateable
+vmoe ds-q2.gguf --base-logits ds.qfbl --json file.json --junit file.xml >file.txt 2>file.err && ok ||
+    bad "MoE --base-logits: $(cat file.err)"
+"$qf" verify q8.gguf --base f32.gguf -f text.txt -c 64 --chunks 4 --save-base dense.qfbl --base-topk 64 -q >/dev/null 2>&1 ||
+    bad "--save-base of a dense base"
+vmoe ds-q2.gguf --base-logits dense.qfbl --json bl.json --junit bl.xml >bl.txt 2>bl.err && ok || bad "dense base file: $(cat bl.err)"
+vmoe ds-q2.gguf --base-logits dense.qfbl --min-route-agree 0.5 >/dev/null 2>err.txt
+[ $? -eq 2 ] && grep -q "no mixture-of-experts layers" err.txt && ok || bad "--min-route-agree, dense base file: $(cat err.txt)"
+PY_WHAT="MoE routing reports" py q2 self g bl file <<'PY'
 import json, re, sys, xml.etree.ElementTree as ET
 def load(stem):
     d = json.load(open(stem + ".json"))
     cases = {c.get("name"): c for c in ET.parse(stem + ".xml").getroot().find("testsuite").findall("testcase")}
     return d, cases, open(stem + ".txt").read(), open(stem + ".err").read() if stem in ("g",) else ""
-q2, self_, g, bl = (load(s) for s in sys.argv[1:5])
-for d, cases, text, _ in (q2, self_, g):
+q2, self_, g, bl, file = (load(s) for s in sys.argv[1:6])
+for d, cases, text, _ in (q2, self_, g, file):
     rt = d["schema"] == "qforge.verify/1" and d["routing"]
     assert rt["available"] is True and rt["experts"] == 8 and rt["experts_used"] == 2, rt
     layers = rt["layers"]
@@ -124,9 +130,11 @@ assert [e["layer"] for e in d["routing"]["layers"] if e["pass"] is False] == bel
 failing = sorted(n for n, c in cases.items() if c.find("failure") is not None)
 assert failing == sorted(["route_agree_min"] + ["route_agree.blk.%d" % l for l in below]), failing
 assert "in MoE layer %d" % check["layer"] in err and "verify failed" in err, err
-# saved base logits: not available, in all three reports
+# from the saved base logits: the live run's figures exactly
+assert file[0]["routing"] == q2[0]["routing"], (file[0]["routing"], q2[0]["routing"])
+# from a dense base's file: not available, in all three reports
 d, cases, text, _ = bl
-assert d["routing"] == {"available": False, "reason": d["routing"]["reason"]} and "no routes" in d["routing"]["reason"], d["routing"]
+assert d["routing"] == {"available": False, "reason": d["routing"]["reason"]} and "no mixture" in d["routing"]["reason"], d["routing"]
 assert cases["route_agree_min"].find("skipped") is not None and not any(n.startswith("route_agree.") for n in cases)
 assert "route agree = not available: " in text, text
 PY

@@ -6,12 +6,15 @@
  * observer, and their expert sets compared at the scored positions by sorting. A router whose expert
  * rows are rotated by one in a single layer picks expert e+1 wherever the base picked e: the layers
  * before it stay at exactly 1 and that layer takes exactly the value the base's own routes predict. A
- * dense model reports no routing; the batch layout does not change the figures; the --min-route-agree
+ * dense model reports no routing; the batch layout does not change the figures; a base-logits file
+ * carries the base's routes and gives the live figures, one of version 1 has none and says so; the
+ * --min-route-agree
  * gate fails below its limit, naming the worst layer and every layer below, and refuses models whose
  * routes cannot be compared.
  */
 #include "testutil.h"
 
+#include "formats/baselogits.h"
 #include "formats/gguf.h"
 #include "runtime/runtime.h"
 #include "runtime/text.h"
@@ -19,6 +22,7 @@
 #include "verify/route.h"
 
 #include <math.h>
+#include <openssl/evp.h>
 
 #define CTX 64
 #define CHUNKS 6
@@ -205,12 +209,41 @@ static void check_against_count(const qf_verify_result *r, const routes *base, c
 
 /* ---- verify --------------------------------------------------------------------------------------- */
 
-static qf_status verify(const char *model, const char *base, uint32_t batch, double gate, qf_verify_result *r,
-                        qf_error *err) {
+static qf_status verify_with(const char *model, const char *base, const char *save, const char *file, uint32_t batch,
+                             double gate, qf_verify_result *r, qf_error *err) {
     qf_verify_opts o = {.model = model, .base = base, .text_path = text, .ctx = CTX, .chunks = CHUNKS, .batch = batch,
-                        .threads = 2, .max_kld = -1, .max_ppl_increase = -1, .min_top1 = -1, .min_route_agree = gate};
+                        .threads = 2, .max_kld = -1, .max_ppl_increase = -1, .min_top1 = -1, .min_route_agree = gate,
+                        .save_base = save, .base_logits = file, .base_topk = save ? 64 : 0};
     qf_verify_result_free(r);
     return qf_verify(&o, r, err);
+}
+
+static qf_status verify(const char *model, const char *base, uint32_t batch, double gate, qf_verify_result *r,
+                        qf_error *err) {
+    return verify_with(model, base, NULL, NULL, batch, gate, r, err);
+}
+
+/* A version-1 copy (no routes) of a version-2 base-logits file: route fields, layers and every record's
+ * experts dropped, sealed again. */
+static bool downgrade(const char *src, const char *dst) {
+    size_t n;
+    uint8_t *v2 = qf_test_read_file(src, &n), *v1 = v2 ? malloc(n) : NULL;
+    qf_baselogits b;
+    qf_error err;
+    bool ok = v1 && qf_baselogits_parse(src, v2, n, &b, &err) == QF_OK;
+    size_t m = 0, label = ok ? strlen(b.h.label) : 0, keep = ok ? 8 + 8 * (size_t)b.h.k : 0;
+    if (ok) {
+        memcpy(v1, v2, 180);
+        v1[8] = 1;
+        memcpy(v1 + 180, v2 + 192, 4 + label);
+        m = 184 + label;
+        for (uint64_t i = 0; i < b.h.n_scored; i++, m += keep) memcpy(v1 + m, v2 + b.rec_off + i * b.rec_bytes, keep);
+        unsigned dl = 0;
+        ok = EVP_Digest(v1, m, v1 + m, &dl, EVP_sha256(), NULL) && qf_test_write_file(dst, v1, m + 32);
+    }
+    free(v1);
+    free(v2);
+    return ok;
 }
 
 static void make(const char *name, const char *arch, uint32_t n_layer, char *dir, size_t n) {
@@ -305,6 +338,22 @@ static void test_quantized(const char *arch, const char *recipe) {
           strstr(err.msg, worst) && !split.checks[QF_CHECK_ROUTE].pass &&
           split.checks[QF_CHECK_ROUTE].value == r.route_agree_min);
     CHECK_OK(verify(q, dir, 0, r.route_agree_min, &split, &err), &err);
+    /* the base's routes saved with its logits give the live figures; a version-1 file has none, said */
+    char saved[4096], old[4096];
+    snprintf(label, sizeof label, "%s %s.qfbl", arch, recipe);
+    qf_test_path(label, saved, sizeof saved);
+    snprintf(label, sizeof label, "%s %s.v1.qfbl", arch, recipe);
+    qf_test_path(label, old, sizeof old);
+    CHECK_OK(verify_with(q, dir, saved, NULL, 0, 0, &split, &err), &err);
+    CHECK_OK(verify_with(q, NULL, NULL, saved, 0, 0, &split, &err), &err);
+    CHECK(split.route_n_layers == r.route_n_layers && !split.route_none[0]);
+    for (uint32_t i = 0; i < QF_MIN(split.route_n_layers, r.route_n_layers); i++)
+        CHECK(split.route[i].layer == r.route[i].layer && split.route[i].agree == r.route[i].agree &&
+              split.route[i].same == r.route[i].same);
+    CHECK(downgrade(saved, old));
+    CHECK_OK(verify_with(q, NULL, NULL, old, 0, 0, &split, &err), &err);
+    CHECK(split.route_n_layers == 0 && strstr(split.route_none, "version-1 base-logits file holds no routes"));
+    CHECK(verify_with(q, NULL, NULL, old, 0, 0.5, &split, &err) == QF_E_INPUT && strstr(err.msg, "version-1"));
     qf_verify_result_free(&r);
     qf_verify_result_free(&split);
 }

@@ -275,6 +275,7 @@ typedef struct cmp_state {
     uint32_t *ids;               /* [batch][k] scratch for saving */
     float *logp, *tail, *nll;
     qf_route_tally rt;           /* routing agreement per MoE layer; rt.n_slots 0: not compared */
+    uint16_t *experts;           /* [route layers][k] one token's base experts, as the file stores them */
     const char *route_none;      /* MoE models whose routes cannot be compared: why */
 } cmp_state;
 
@@ -283,21 +284,33 @@ static qf_status save_base_cols(cmp_state *v, session *s, const float *base, siz
                                 qf_error *err) {
     uint32_t k = s->sb.k;
     qf_score_topk(s->c[0], &s->sb, base, ld, s->m[0]->hp.n_vocab, tg, n, v->ids, v->logp, v->tail, v->nll);
+    const qf_route_log *g = &s->routes[0];
     for (uint32_t j = 0; j < n; j++) {
+        for (uint32_t q = 0; q < g->lay.n_slots; q++)
+            memcpy(v->experts + (size_t)q * g->lay.k, qf_route_log_at(g, q, s->route_from + j), g->lay.k * sizeof *v->experts);
         qf_status st = qf_baselogits_write(v->bw, v->nll[j], v->tail[j], v->ids + (size_t)j * k, v->logp + (size_t)j * k,
-                                           err);
+                                           v->experts, err);
         if (st) return st;
     }
     return QF_OK;
 }
 
+/* The base's experts of column j in MoE slot q: the live base's, or the file's record (copied out: the
+ * file's are little-endian and unaligned). */
+static const uint16_t *base_experts(cmp_state *v, const session *s, uint32_t j, uint32_t q) {
+    uint32_t k = v->rt.k;
+    if (!v->bl) return qf_route_log_at(&s->routes[0], q, s->route_from + j);
+    qf_baselogits_rec rec = qf_baselogits_at(v->bl, v->count + j);
+    for (uint32_t i = 0; i < k; i++) v->experts[i] = qf_baselogits_expert(&rec, q * k + i);
+    return v->experts;
+}
+
 /* The batch's columns in every MoE layer: the base's experts against the model's, at the same tokens. */
 static void tally_routes(cmp_state *v, const session *s, uint32_t n) {
-    const qf_route_log *base = &s->routes[0], *model = &s->routes[s->n_models - 1];
+    const qf_route_log *model = &s->routes[s->n_models - 1];
     for (uint32_t j = 0; j < n && v->rt.n_slots; j++)
         for (uint32_t q = 0; q < v->rt.n_slots; q++)
-            qf_route_tally_add(&v->rt, q, qf_route_log_at(base, q, s->route_from + j),
-                               qf_route_log_at(model, q, s->route_from + j));
+            qf_route_tally_add(&v->rt, q, base_experts(v, s, j, q), qf_route_log_at(model, q, s->route_from + j));
 }
 
 static qf_status cmp_batch(void *u, session *s, const float *const *logits, size_t ld, const int32_t *tg, uint32_t n,
@@ -468,6 +481,7 @@ static void free_cmp(cmp_state *v) {
     free(v->cols.nll); free(v->cols.nll_base); free(v->cols.kld); free(v->cols.same_top1); free(v->kld_all);
     free(v->recs); free(v->ids); free(v->logp); free(v->tail); free(v->nll);
     qf_route_tally_free(&v->rt);
+    free(v->experts);
 }
 
 /* Compare routes when both sides route alike: the base's (the live base, or the file's) and the model's.
@@ -476,17 +490,42 @@ static void free_cmp(cmp_state *v) {
 static qf_status setup_routes(cmp_state *v, const session *s, const qf_verify_opts *o, qf_error *err) {
     const qf_route_layout *model = &s->routes[s->n_models - 1].lay;
     if (v->bl) {
-        if (model->n_slots) v->route_none = "a base-logits file holds no routes; verify with --base to compare them";
+        const qf_baselogits_header *h = &v->bl->h;
+        qf_route_layout file = {.n_slots = h->route_layers, .k = h->route_k, .n_expert = h->n_expert,
+                                .layer = (uint32_t *)h->route_layer};
+        if (h->version < 2 && model->n_slots)
+            v->route_none = "a version-1 base-logits file holds no routes; save it again with --save-base, or verify "
+                            "with --base";
+        else if (!file.n_slots && model->n_slots) v->route_none = "the file's base has no mixture-of-experts layers";
+        else if (file.n_slots || model->n_slots) v->route_none = qf_route_layout_differs(&file, model);
     } else {
         const qf_route_layout *base = &s->routes[0].lay;
         if (base->n_slots || model->n_slots) v->route_none = qf_route_layout_differs(base, model);
     }
     qf_status st = QF_OK;
     if (model->n_slots && !v->route_none) st = qf_route_tally_init(&v->rt, model, err);
+    if (!st && v->rt.n_slots && !v->experts && !(v->experts = qf_calloc_n(v->rt.n_slots, v->rt.k * sizeof *v->experts)))
+        st = qf_fail(err, QF_E_NOMEM, "out of memory for the routing statistics");
     if (!st && o->min_route_agree > 0 && !v->rt.n_slots)
         st = qf_fail(err, QF_E_INPUT, "--min-route-agree: %s: %s", o->model,
                      v->route_none ? v->route_none : "a dense model routes no experts");
     return st;
+}
+
+/* --save-base: the base's MoE layers go into the file's header, and a record's worth of scratch. */
+static qf_status header_routes(qf_baselogits_header *h, const qf_route_layout *base, const char *path, cmp_state *v,
+                               qf_error *err) {
+    if (!base->n_slots) return QF_OK;
+    if (base->n_slots > QF_BASELOGITS_MAX_ROUTE_LAYERS)
+        return qf_fail(err, QF_E_USAGE, "%s: %u mixture-of-experts layers, more than a base-logits file holds (%u)", path,
+                       base->n_slots, QF_BASELOGITS_MAX_ROUTE_LAYERS);
+    h->route_layers = base->n_slots;
+    h->route_k = base->k;
+    h->n_expert = base->n_expert;
+    memcpy(h->route_layer, base->layer, base->n_slots * sizeof *base->layer);
+    if (!v->experts && !(v->experts = qf_calloc_n(base->n_slots, base->k * sizeof *v->experts)))
+        return qf_fail(err, QF_E_NOMEM, "out of memory for the routing statistics");
+    return QF_OK;
 }
 
 static qf_base_run base_run(const session *s, const run_params *p) {
@@ -549,6 +588,7 @@ qf_status qf_verify(const qf_verify_opts *o, qf_verify_result *r, qf_error *err)
         qf_baselogits_header h;
         qf_base_run run = base_run(&s, &rp);
         st = qf_base_header(&run, s.m[0], o->base, k, &h, err);
+        if (!st) st = header_routes(&h, &s.routes[0].lay, o->save_base, &v, err);
         if (!st) st = qf_baselogits_writer_open(o->save_base, &h, &v.bw, err);
     }
     if (!st) st = alloc_cmp(&v, &s, err);
