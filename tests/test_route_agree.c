@@ -326,11 +326,17 @@ static void test_quantized(const char *arch, const char *recipe) {
     routes_free(&rb);
     routes_free(&rm);
     free(tokens);
-    /* a chunk split into batches of 16 (qf_rt_eval per batch) instead of 4 chunks per call: same figures */
-    CHECK_OK(verify(q, dir, 16, 0, &split, &err), &err);
-    CHECK(split.route_n_layers == r.route_n_layers);
-    for (uint32_t i = 0; i < QF_MIN(split.route_n_layers, r.route_n_layers); i++)
-        CHECK(split.route[i].agree == r.route[i].agree && split.route[i].same == r.route[i].same);
+    /* a chunk split into batches of 16 (qf_rt_eval per batch), or two chunks per call (three calls), instead
+     * of all six in one call: same figures */
+    static const uint32_t batches[] = {16, 2 * CTX};
+    for (size_t b = 0; b < QF_ARRAY_LEN(batches); b++) {
+        CHECK_OK(verify(q, dir, batches[b], 0, &split, &err), &err);
+        CHECK(split.route_n_layers == r.route_n_layers);
+        for (uint32_t i = 0; i < QF_MIN(split.route_n_layers, r.route_n_layers); i++)
+            CHECK_MSG(split.route[i].agree == r.route[i].agree && split.route[i].same == r.route[i].same,
+                      "batch %u, layer %u: %.9f vs %.9f", batches[b], split.route[i].layer, split.route[i].agree,
+                      r.route[i].agree);
+    }
     /* the gate: the worst layer below the limit fails the run, naming it */
     char worst[64];
     snprintf(worst, sizeof worst, "in MoE layer %u", r.route_agree_min_layer);
