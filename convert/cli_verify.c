@@ -38,7 +38,7 @@ static bool parse_nonneg(const char *s, double *out) {
 
 enum {
     OPT_CHUNKS = QF_OPT_FIRST_FREE, OPT_NO_ESCAPE, OPT_ACT, OPT_JSON, OPT_BASE, OPT_MAX_KLD, OPT_MAX_PPL,
-    OPT_MIN_TOP1, OPT_JUNIT, OPT_SAVE_BASE, OPT_BASE_LOGITS, OPT_BASE_TOPK,
+    OPT_MIN_TOP1, OPT_JUNIT, OPT_SAVE_BASE, OPT_BASE_LOGITS, OPT_BASE_TOPK, OPT_MIN_ROUTE,
 };
 
 /* 0 when `c` was one of the shared options, 2 on a bad value, -1 when not shared. */
@@ -155,7 +155,8 @@ int qf_cli_perplexity(int argc, char **argv) {
 
 static const char verify_help[] =
     "usage: qforge verify MODEL (--base BASE | --base-logits FILE) -f TEXT [--ctx-size N] [--chunks N]\n"
-    "                     [--max-kld X] [--max-ppl-increase P] [--min-top1 P] [--json FILE] [--junit FILE]\n                     [--save-base FILE] [--base-topk K]\n"
+    "                     [--max-kld X] [--max-ppl-increase P] [--min-top1 P] [--min-route-agree A]\n"
+    "                     [--json FILE] [--junit FILE] [--save-base FILE] [--base-topk K]\n"
     "\n"
     "Run MODEL and BASE side by side on the same chunks of text and compare their next-token\n"
     "distributions: PPL of each and their ratio, KL(base || model) per token (mean with its +/- as\n"
@@ -169,14 +170,18 @@ static const char verify_help[] =
     "      --max-ppl-increase P\n"
     "                         fail when PPL(model) exceeds PPL(base) by more than P percent\n"
     "      --min-top1 P       fail when fewer than P percent of top-1 tokens agree\n"
+    "      --min-route-agree A\n"
+    "                         mixture-of-experts models: fail when, in some MoE layer, the mean share\n"
+    "                         of a token's k experts that are the base's falls below A (0 < A <= 1).\n"
+    "                         Routing agreement per layer is reported for every MoE model without it\n"
     "      --json FILE        write the report as JSON (schema qforge.verify/1; '-' = stdout, and the\n"
     "                         text report then goes to stderr)\n"
     "      --junit FILE       write a JUnit XML file with one testcase per metric; a metric with a\n"
     "                         threshold fails its testcase when the threshold does not hold ('-' =\n"
     "                         stdout, as for --json)\n"
     "      --save-base FILE   also save the base's next-token distributions, compactly (the K most\n"
-    "                         likely tokens and the tail mass per position), with digests of the\n"
-    "                         base, vocabulary, text and tokens\n"
+    "                         likely tokens and the tail mass per position, and a MoE base's experts\n"
+    "                         per token and layer), with digests of the base, vocabulary, text and tokens\n"
     "      --base-logits FILE compare with such a file instead of running the base (--base then\n"
     "                         optional, and checked to be the file's base); KLD over the K tokens\n"
     "                         plus the rest as one: a lower bound of the full KLD (0.93-0.96 of it on\n"
@@ -190,22 +195,73 @@ typedef struct verify_cli {
     qf_cli_common co;
 } verify_cli;
 
-/* The metrics every report carries, in order, and the threshold (check) that gates each, if any. */
+/* The metrics a report carries, in order, the threshold (check) that gates each, if any, and whether
+ * it fails (a MoE layer fails on its own when below the routing gate). */
 typedef struct metric {
-    const char *name;
+    char name[40];
     double value;
     int check; /* qf_verify_check_id, or -1 */
+    bool fail;
 } metric;
 
-#define N_METRICS 10
+#define N_METRICS 10      /* every model's */
+#define N_ROUTE_SUMMARY 3 /* a MoE model's, before two per MoE layer */
 
-static void metrics(const qf_verify_result *r, metric m[N_METRICS]) {
-    const metric all[N_METRICS] = {
-        {"ppl_model", r->ppl_model, -1}, {"ppl_base", r->ppl_base, -1}, {"ppl_ratio", r->ppl_ratio, -1},
-        {"ppl_increase_pct", 100.0 * (r->ppl_ratio - 1.0), QF_CHECK_PPL}, {"kld_mean", r->kld_mean, QF_CHECK_KLD},
-        {"kld_median", r->kld_median, -1}, {"kld_p99", r->kld_p99, -1}, {"kld_max", r->kld_max, -1},
-        {"same_top1_pct", r->top1_pct, QF_CHECK_TOP1}, {"rms_dp_pct", r->dp_rms_pct, -1}};
-    memcpy(m, all, sizeof all);
+/* Every metric of r: a malloc'd array of *n, NULL when out of memory. */
+static metric *metrics(const qf_verify_result *r, size_t *n) {
+    const metric all[N_METRICS + N_ROUTE_SUMMARY] = {
+        {"ppl_model", r->ppl_model, -1, false}, {"ppl_base", r->ppl_base, -1, false},
+        {"ppl_ratio", r->ppl_ratio, -1, false}, {"ppl_increase_pct", 100.0 * (r->ppl_ratio - 1.0), QF_CHECK_PPL, false},
+        {"kld_mean", r->kld_mean, QF_CHECK_KLD, false}, {"kld_median", r->kld_median, -1, false},
+        {"kld_p99", r->kld_p99, -1, false}, {"kld_max", r->kld_max, -1, false},
+        {"same_top1_pct", r->top1_pct, QF_CHECK_TOP1, false}, {"rms_dp_pct", r->dp_rms_pct, -1, false},
+        {"route_agree_min", r->route_agree_min, QF_CHECK_ROUTE, false},
+        {"route_agree_mean", r->route_agree_mean, -1, false}, {"route_same_mean", r->route_same_mean, -1, false}};
+    size_t routed = r->route_n_layers ? N_ROUTE_SUMMARY + 2 * (size_t)r->route_n_layers : 0;
+    metric *m = calloc(N_METRICS + routed, sizeof *m);
+    if (!m) return NULL;
+    *n = N_METRICS + (routed ? N_ROUTE_SUMMARY : 0);
+    memcpy(m, all, *n * sizeof *m);
+    for (size_t i = 0; i < *n; i++) m[i].fail = m[i].check >= 0 && !r->checks[m[i].check].pass;
+    for (uint32_t i = 0; i < r->route_n_layers; i++) {
+        const qf_verify_route *e = &r->route[i];
+        m[*n] = (metric){.value = e->agree, .check = QF_CHECK_ROUTE, .fail = e->below};
+        snprintf(m[(*n)++].name, sizeof m->name, "route_agree.blk.%u", e->layer);
+        m[*n] = (metric){.value = e->same, .check = -1};
+        snprintf(m[(*n)++].name, sizeof m->name, "route_same.blk.%u", e->layer);
+    }
+    return m;
+}
+
+/* The routing section of a MoE model's JSON report (dense models have none). */
+static void routing_json(cJSON *o, const qf_verify_result *r) {
+    if (!r->route_n_layers && !r->route_none[0]) return;
+    cJSON *rt = cJSON_AddObjectToObject(o, "routing");
+    cJSON_AddBoolToObject(rt, "available", r->route_n_layers > 0);
+    if (!r->route_n_layers) { cJSON_AddStringToObject(rt, "reason", r->route_none); return; }
+    cJSON_AddNumberToObject(rt, "experts", r->route_n_expert);
+    cJSON_AddNumberToObject(rt, "experts_used", r->route_k);
+    cJSON_AddNumberToObject(rt, "agree_mean", r->route_agree_mean);
+    cJSON_AddNumberToObject(rt, "agree_min", r->route_agree_min);
+    cJSON_AddNumberToObject(rt, "agree_min_layer", r->route_agree_min_layer);
+    cJSON_AddNumberToObject(rt, "same_mean", r->route_same_mean);
+    cJSON *layers = cJSON_AddArrayToObject(rt, "layers");
+    for (uint32_t i = 0; i < r->route_n_layers; i++) {
+        cJSON *e = cJSON_CreateObject();
+        cJSON_AddNumberToObject(e, "layer", r->route[i].layer);
+        cJSON_AddNumberToObject(e, "agree", r->route[i].agree);
+        cJSON_AddNumberToObject(e, "same", r->route[i].same);
+        if (r->checks[QF_CHECK_ROUTE].given) cJSON_AddBoolToObject(e, "pass", !r->route[i].below);
+        cJSON_AddItemToArray(layers, e);
+    }
+}
+
+/* The routing gate's check names the worst layer and every layer below the limit. */
+static void route_check_json(cJSON *e, const qf_verify_result *r) {
+    cJSON_AddNumberToObject(e, "layer", r->route_agree_min_layer);
+    cJSON *below = cJSON_AddArrayToObject(e, "layers_failed");
+    for (uint32_t i = 0; i < r->route_n_layers; i++)
+        if (r->route[i].below) cJSON_AddItemToArray(below, cJSON_CreateNumber(r->route[i].layer));
 }
 
 static qf_status verify_json(const verify_cli *v, const qf_verify_result *r, cJSON **out, qf_error *err) {
@@ -238,6 +294,7 @@ static qf_status verify_json(const verify_cli *v, const qf_verify_result *r, cJS
     if (v->o.base_logits) qf_json_add_text(o, "base_logits", v->o.base_logits);
     cJSON_AddNumberToObject(o, "same_top1_pct", r->top1_pct);
     cJSON_AddNumberToObject(o, "rms_dp_pct", r->dp_rms_pct);
+    routing_json(o, r);
     cJSON *checks = cJSON_AddArrayToObject(o, "checks");
     for (int i = 0; i < QF_CHECK_COUNT; i++) {
         const qf_verify_check *c = &r->checks[i];
@@ -247,6 +304,7 @@ static qf_status verify_json(const verify_cli *v, const qf_verify_result *r, cJS
         cJSON_AddNumberToObject(e, "limit", c->limit);
         cJSON_AddNumberToObject(e, "value", c->value);
         cJSON_AddBoolToObject(e, "pass", c->pass);
+        if (i == QF_CHECK_ROUTE) route_check_json(e, r);
         cJSON_AddItemToArray(checks, e);
     }
     cJSON_AddBoolToObject(o, "pass", r->pass);
@@ -278,34 +336,55 @@ static void junit_property(FILE *f, const char *name, const char *text) {
 static bool write_junit(const verify_cli *v, const qf_verify_result *r, qf_error *err) {
     char *xml = NULL;
     size_t len = 0;
-    FILE *f = open_memstream(&xml, &len);
-    if (!f) return false;
-    metric m[N_METRICS];
-    metrics(r, m);
+    size_t n_m = 0;
+    metric *m = metrics(r, &n_m);
+    FILE *f = m ? open_memstream(&xml, &len) : NULL;
+    if (!f) { free(m); return false; }
     int failures = 0;
-    for (int i = 0; i < QF_CHECK_COUNT; i++) failures += r->checks[i].given && !r->checks[i].pass;
+    bool skipped = r->route_none[0] != '\0';
+    for (size_t i = 0; i < n_m; i++) failures += m[i].fail;
     fprintf(f, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites>\n");
-    fprintf(f, "  <testsuite name=\"qforge.verify\" tests=\"%d\" failures=\"%d\" errors=\"0\" time=\"%.3f\">\n",
-            N_METRICS, failures, r->eval_seconds);
+    fprintf(f, "  <testsuite name=\"qforge.verify\" tests=\"%zu\" failures=\"%d\" errors=\"0\" skipped=\"%d\" "
+            "time=\"%.3f\">\n", n_m + skipped, failures, skipped, r->eval_seconds);
     fprintf(f, "    <properties>\n");
     junit_property(f, "model", v->o.model);
     if (v->o.base) junit_property(f, "base", v->o.base);
     if (v->o.base_logits) junit_property(f, "base_logits", v->o.base_logits);
     junit_property(f, "text", v->o.text_path);
     fprintf(f, "      <property name=\"qforge_version\" value=\"%s\"/>\n    </properties>\n", QF_VERSION_STRING);
-    for (int i = 0; i < N_METRICS; i++) {
+    for (size_t i = 0; i < n_m; i++) {
         const qf_verify_check *c = m[i].check >= 0 && r->checks[m[i].check].given ? &r->checks[m[i].check] : NULL;
         fprintf(f, "    <testcase classname=\"qforge.verify\" name=\"%s\">\n", m[i].name);
-        if (c && !c->pass)
-            fprintf(f, "      <failure message=\"%s = %.6g, %s %.6g\"/>\n", m[i].name, c->value, c->name, c->limit);
+        if (m[i].fail)
+            fprintf(f, "      <failure message=\"%s = %.6g, %s %.6g\"/>\n", m[i].name, m[i].value, c->name, c->limit);
         if (c) fprintf(f, "      <system-out>%s = %.6g (%s %.6g)</system-out>\n", m[i].name, m[i].value, c->name, c->limit);
         else fprintf(f, "      <system-out>%s = %.6g (no threshold)</system-out>\n", m[i].name, m[i].value);
         fprintf(f, "    </testcase>\n");
     }
+    if (skipped) {
+        /* a MoE model whose routing could not be compared: said, never a number */
+        fprintf(f, "    <testcase classname=\"qforge.verify\" name=\"route_agree_min\">\n      <skipped message=\"");
+        xml_escaped(f, r->route_none);
+        fprintf(f, "\"/>\n    </testcase>\n");
+    }
     fprintf(f, "  </testsuite>\n</testsuites>\n");
     bool ok = fclose(f) == 0 && qf_cli_write_file(v->junit, xml, len, err);
     free(xml);
+    free(m);
     return ok;
+}
+
+/* MoE models: per layer, the mean share of a token's experts that are the base's, and how often all are. */
+static void print_routes(FILE *out, const qf_verify_result *r) {
+    if (r->route_none[0]) fprintf(out, "route agree = not available: %s\n", r->route_none);
+    if (!r->route_n_layers) return;
+    fprintf(out, "route agree = %.6f mean, %.6f min (layer %u)   same experts %.3f%%   (%u of %u experts, %u layers)\n",
+            r->route_agree_mean, r->route_agree_min, r->route_agree_min_layer, 100.0 * r->route_same_mean, r->route_k,
+            r->route_n_expert, r->route_n_layers);
+    fprintf(out, "  layer     agree      same\n");
+    for (uint32_t i = 0; i < r->route_n_layers; i++)
+        fprintf(out, "  %5u  %.6f  %7.3f%%%s\n", r->route[i].layer, r->route[i].agree, 100.0 * r->route[i].same,
+                r->route[i].below ? "   below min_route_agree" : "");
 }
 
 static void print_verify(FILE *out, const qf_verify_result *r) {
@@ -320,6 +399,7 @@ static void print_verify(FILE *out, const qf_verify_result *r) {
                 r->kld_topk, r->base_tail_mean);
     fprintf(out, "same top-1  = %.3f%%\n", r->top1_pct);
     fprintf(out, "RMS dp      = %.4f%%\n", r->dp_rms_pct);
+    print_routes(out, r);
     for (int i = 0; i < QF_CHECK_COUNT; i++) {
         const qf_verify_check *c = &r->checks[i];
         if (c->given) fprintf(out, "check %-17s %s (%.6g, limit %.6g)\n", c->name, c->pass ? "PASS" : "FAIL", c->value, c->limit);
@@ -353,7 +433,8 @@ static int parse_verify(int argc, char **argv, verify_cli *v) {
         {"max-ppl-increase", required_argument, 0, OPT_MAX_PPL}, {"min-top1", required_argument, 0, OPT_MIN_TOP1},
         {"json", required_argument, 0, OPT_JSON}, {"junit", required_argument, 0, OPT_JUNIT},
         {"save-base", required_argument, 0, OPT_SAVE_BASE}, {"base-logits", required_argument, 0, OPT_BASE_LOGITS},
-        {"base-topk", required_argument, 0, OPT_BASE_TOPK}, {0, 0, 0, 0}};
+        {"base-topk", required_argument, 0, OPT_BASE_TOPK}, {"min-route-agree", required_argument, 0, OPT_MIN_ROUTE},
+        {0, 0, 0, 0}};
     eval_opts eo = {0};
     v->o.max_kld = v->o.max_ppl_increase = v->o.min_top1 = -1;
     int c, rc;
@@ -371,6 +452,10 @@ static int parse_verify(int argc, char **argv, verify_cli *v) {
             continue;
         case OPT_MAX_KLD: if (!parse_nonneg(optarg, &v->o.max_kld)) return qf_cli_usage("verify", "--max-kld takes a number >= 0"); continue;
         case OPT_MAX_PPL: if (!parse_nonneg(optarg, &v->o.max_ppl_increase)) return qf_cli_usage("verify", "--max-ppl-increase takes a percentage >= 0"); continue;
+        case OPT_MIN_ROUTE:
+            if (!parse_nonneg(optarg, &v->o.min_route_agree) || !(v->o.min_route_agree > 0) || v->o.min_route_agree > 1)
+                return qf_cli_usage("verify", "--min-route-agree takes a fraction in (0, 1] (1: every expert the base's)");
+            continue;
         case OPT_MIN_TOP1:
             if (!parse_nonneg(optarg, &v->o.min_top1) || v->o.min_top1 > 100) return qf_cli_usage("verify", "--min-top1 takes a percentage in 0..100");
             continue;
@@ -424,7 +509,9 @@ int qf_cli_verify(int argc, char **argv) {
     if (check_reports(&v, &err) != QF_OK) return qf_cli_fail("verify", &err);
     qf_status st = qf_verify(&v.o, &r, &err);
     qf_cli_progress_end(&p);
-    if (st != QF_OK && st != QF_E_CHECK) return qf_cli_fail("verify", &err);
-    if ((rc = verify_report(&v, &r)) != 0) return rc;
+    if (st != QF_OK && st != QF_E_CHECK) { qf_verify_result_free(&r); return qf_cli_fail("verify", &err); }
+    rc = verify_report(&v, &r);
+    qf_verify_result_free(&r);
+    if (rc) return rc;
     return st == QF_E_CHECK ? qf_cli_fail("verify", &err) : 0;
 }

@@ -8,9 +8,13 @@
  * the tail as one outcome (verify/score.h): a lower bound of the full-softmax KL, exact when the model's
  * tail is proportional to the base's.
  *
- * Layout (little-endian, no padding):
+ * A mixture-of-experts base also keeps, per scored token, the experts it routed the token to in every
+ * MoE layer, so that verify --base-logits reports routing agreement as verify --base does.
+ *
+ * Layout (little-endian, no padding), version 2 (version 1, read still: no route fields, label_len at
+ * offset 180, records without routes):
  *   0    char[8]  magic "QFBLOGIT"
- *   8    u32      version (1)
+ *   8    u32      version (2)
  *   12   u32      k          tokens kept per position, 1 .. min(n_vocab, 4096)
  *   16   u32      n_vocab    logits per position
  *   20   u32      ctx        tokens per chunk, 4 .. 2^20
@@ -24,10 +28,16 @@
  *   84   u8[32]   vocab      SHA-256 of the vocabulary (token count, then every token's text and a NUL)
  *   116  u8[32]   text       SHA-256 of the text file's bytes
  *   148  u8[32]   tokens     SHA-256 of the token stream (int32 each) the chunks were cut from
- *   180  u32      label_len  bytes of the label, <= 4096
- *   184  label    the base model as given on the command line (for messages), no NUL inside
- *   then n_scored records of 8 + 8k bytes: f32 nll (-log p(next token), >= 0), f32 tail (mass outside
- *        the K, in [0, 1]), u32 id[k] (distinct, < n_vocab), f32 logp[k] (<= 0, non-increasing)
+ *   180  u32      route_layers  MoE layers whose routes the records carry, 0 .. 1024 (0: a dense base)
+ *   184  u32      route_k    experts per token, 1 .. min(n_expert, 256); 0 when route_layers is 0
+ *   188  u32      n_expert   experts per layer, route_k .. 65536; 0 when route_layers is 0
+ *   192  u32      label_len  bytes of the label, <= 4096
+ *   196  label    the base model as given on the command line (for messages), no NUL inside
+ *   then u32 layer[route_layers]: the MoE layers' numbers, ascending
+ *   then n_scored records of 8 + 8k + 2 route_layers route_k bytes: f32 nll (-log p(next token), >= 0),
+ *        f32 tail (mass outside the K, in [0, 1]), u32 id[k] (distinct, < n_vocab), f32 logp[k] (<= 0,
+ *        non-increasing), u16 expert[route_layers][route_k] (per layer distinct, < n_expert, in the order
+ *        of selection)
  *   then u8[32] SHA-256 of every byte before it.
  * The file size must be exactly what the header implies; the mass of the K plus the tail must be 1
  * within 1e-3 per record.
@@ -39,6 +49,8 @@
 
 #define QF_BASELOGITS_MAX_K 4096
 #define QF_BASELOGITS_MAX_LABEL 4096
+#define QF_BASELOGITS_MAX_ROUTE_LAYERS 1024
+#define QF_BASELOGITS_MAX_ROUTE_K 256
 #define QF_BASELOGITS_FLAG_NO_ESCAPE 1u
 #define QF_BASELOGITS_FLAG_ACT_Q8 2u
 #define QF_BASELOGITS_FLAG_BOS 4u
@@ -48,12 +60,16 @@ typedef struct qf_baselogits_header {
     uint64_t n_tokens, n_scored;
     uint8_t base[32], vocab[32], text[32], tokens[32];
     char label[QF_BASELOGITS_MAX_LABEL + 1]; /* NUL-terminated */
+    uint32_t version;                        /* as read (1 or 2); the writer writes 2 */
+    uint32_t route_layers, route_k, n_expert;
+    uint32_t route_layer[QF_BASELOGITS_MAX_ROUTE_LAYERS];
 } qf_baselogits_header;
 
 /* One scored position, as stored (pointers into the file's bytes; ids/logp may be unaligned). */
 typedef struct qf_baselogits_rec {
     float nll, tail;
     const uint8_t *ids, *logp; /* k little-endian u32 / f32 each */
+    const uint8_t *experts;    /* route_layers * route_k little-endian u16 */
 } qf_baselogits_rec;
 
 typedef struct qf_baselogits {
@@ -61,7 +77,7 @@ typedef struct qf_baselogits {
     uint8_t *bytes;        /* the whole file (owned when loaded from a path) */
     uint64_t size;
     bool owned;
-    uint64_t rec_bytes;    /* 8 + 8k */
+    uint64_t rec_bytes;    /* 8 + 8k + 2 route_layers route_k */
     uint64_t rec_off;      /* offset of the first record */
 } qf_baselogits;
 
@@ -84,14 +100,21 @@ static inline float qf_baselogits_logp(const qf_baselogits_rec *r, uint32_t j) {
     return f;
 }
 
+/* Entry i (layer i / route_k, its (i % route_k)-th expert) of a record's routes. */
+static inline uint16_t qf_baselogits_expert(const qf_baselogits_rec *r, uint32_t i) {
+    const uint8_t *p = r->experts + 2 * (size_t)i;
+    return (uint16_t)(p[0] | p[1] << 8);
+}
+
 /* Streaming writer: records are appended in scored order; the file appears atomically at finish, which
  * checks that exactly h->n_scored records came. */
 typedef struct qf_baselogits_writer qf_baselogits_writer;
 qf_status qf_baselogits_writer_open(const char *path, const qf_baselogits_header *h, qf_baselogits_writer **out,
                                     qf_error *err);
-/* Append one record: ids[k], logp[k] (as they will be stored). */
+/* Append one record: ids[k], logp[k], experts[route_layers * route_k] (NULL without routes), as they will
+ * be stored. */
 qf_status qf_baselogits_write(qf_baselogits_writer *w, float nll, float tail, const uint32_t *ids, const float *logp,
-                              qf_error *err);
+                              const uint16_t *experts, qf_error *err);
 qf_status qf_baselogits_writer_finish(qf_baselogits_writer *w, qf_error *err); /* frees w */
 void qf_baselogits_writer_abort(qf_baselogits_writer *w);                      /* frees w, no file */
 

@@ -191,18 +191,34 @@ typedef struct qf_verify_opts {
     double max_kld;           /* mean KL(base || model) per token, nats */
     double max_ppl_increase;  /* percent: 100 * (ppl_model / ppl_base - 1) */
     double min_top1;          /* percent of tokens whose most likely next token agrees */
+    double min_route_agree;   /* mixture-of-experts models: routing agreement (0..1, see qf_verify_result)
+                                 of the worst MoE layer; checked when > 0 (0, the default, is no check,
+                                 and no check is needed to get the figures). Models whose routes cannot
+                                 be compared (dense, or route_none) are refused (QF_E_INPUT) */
     qf_chunk_fn on_chunk;
     void *user;
 } qf_verify_opts;
 
-typedef enum qf_verify_check_id { QF_CHECK_KLD = 0, QF_CHECK_PPL, QF_CHECK_TOP1, QF_CHECK_COUNT } qf_verify_check_id;
+typedef enum qf_verify_check_id {
+    QF_CHECK_KLD = 0, QF_CHECK_PPL, QF_CHECK_TOP1, QF_CHECK_ROUTE, QF_CHECK_COUNT
+} qf_verify_check_id;
 
 typedef struct qf_verify_check {
-    const char *name;       /* "max_kld", "max_ppl_increase", "min_top1" */
+    const char *name;       /* "max_kld", "max_ppl_increase", "min_top1", "min_route_agree" */
     bool given;             /* the threshold was set */
     bool pass;
     double limit, value;    /* value in the threshold's unit */
 } qf_verify_check;
+
+/* Routing agreement of one mixture-of-experts layer over the scored tokens: for each token, the k
+ * experts the model chose (the runtime's selection, before weighting) against the base's at the same
+ * position of the same batch. */
+typedef struct qf_verify_route {
+    uint32_t layer;
+    double agree;            /* mean over tokens of |experts(model) ∩ experts(base)| / k, in [0, 1] */
+    double same;             /* fraction of tokens whose k experts are exactly the base's */
+    bool below;              /* agree < min_route_agree (the gate given): this layer fails the run */
+} qf_verify_route;
 
 typedef struct qf_verify_result {
     double ppl_model, ppl_model_err, ppl_base, ppl_base_err;
@@ -217,6 +233,16 @@ typedef struct qf_verify_result {
     uint32_t ctx, n_chunks;
     uint64_t n_tokens, n_scored;
     double eval_seconds;     /* forward passes of both models */
+    /* mixture-of-experts models (both MoE alike); dense models: route_n_layers 0, route_none "" */
+    uint32_t route_n_layers; /* MoE layers compared; 0 also when route_none says why they could not be */
+    qf_verify_route *route;  /* [route_n_layers], layers ascending; freed by qf_verify_result_free */
+    uint32_t route_k, route_n_expert;     /* experts per token, experts per layer */
+    double route_agree_mean;              /* mean of the layers' agree (= over all layers' tokens) */
+    double route_agree_min;               /* the worst layer's agree ... */
+    uint32_t route_agree_min_layer;       /* ... and that layer */
+    double route_same_mean;               /* mean of the layers' same */
+    uint32_t route_n_below;               /* layers below min_route_agree (0 without the gate) */
+    char route_none[192];    /* MoE models whose routing was not compared: why; "" otherwise */
     qf_verify_check checks[QF_CHECK_COUNT];
     bool pass;               /* every given threshold holds */
 } qf_verify_result;
@@ -227,6 +253,8 @@ typedef struct qf_verify_result {
  * in every token's text (QF_E_INPUT otherwise). Returns QF_E_CHECK, with *res filled in and a message
  * naming the failed thresholds, when one does not hold. */
 qf_status qf_verify(const qf_verify_opts *opts, qf_verify_result *res, qf_error *err);
+/* Release what qf_verify allocated in *res (whatever it returned; also on a zeroed result). */
+void qf_verify_result_free(qf_verify_result *res);
 
 /* ---- calibrate ----------------------------------------------------------------------------------- */
 

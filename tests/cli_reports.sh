@@ -4,7 +4,11 @@
 # qforge.source_sha256 a conversion writes); inspect --json has the same keys for GGUF and safetensors
 # and keeps GGUF value types (checked against an independent GGUF reader, tests/lib/gguf_meta.py);
 # --dry-run --json lists what the real run then writes; verify prints the mean KLD with llama-perplexity's
-# +/-; JUnit has one testcase per metric with or without thresholds.
+# +/-; JUnit has one testcase per metric with or without thresholds. Mixture-of-experts models add the
+# routing agreement per MoE layer to all three reports (the same figures in each; a model against itself
+# exactly 1), --min-route-agree fails naming the layers below it, a base-logits file carries the base's
+# routes (the same figures as the live run), one from a dense base says routing is not available, and a
+# dense model's reports have no routing at all.
 set -uo pipefail
 source "$1/tests/lib/cli_test.sh"
 cli_test_setup "$@"
@@ -29,7 +33,11 @@ assert i["text"]["sha256"] == sha(sys.argv[2]), i["text"]
 assert i["model"]["sha256"] == sha(sys.argv[3]) and i["base"]["sha256"] == sha(sys.argv[4]), i
 assert len(i["model"]["source_sha256"]) == 64 and i["model"]["source_sha256"] != i["base"]["source_sha256"]
 assert d["kld_mean"] > 0 and 0 < d["kld_mean_pm"] < d["kld_mean"], (d["kld_mean"], d["kld_mean_pm"])
+assert "routing" not in d, "a dense model has no routing section"
 PY
+! grep -q "route agree" v.err && ok || bad "dense text report with routing: $(grep route v.err)"
+"$qf" verify q8.gguf --base f32.gguf -f text.txt -c 64 --chunks 4 --min-route-agree 0.5 >/dev/null 2>err.txt
+[ $? -eq 2 ] && grep -q "min-route-agree.*dense model" err.txt && ok || bad "dense --min-route-agree: $(cat err.txt)"
 # the text report prints the mean KLD with its +/- as llama-perplexity does
 grep -Eq '^Mean KLD    = [0-9.]+ \+/- [0-9.]*[1-9][0-9.]*$' v.err && ok || bad "no 'Mean KLD = X +/- Y': $(grep KLD v.err)"
 
@@ -54,6 +62,81 @@ for path, failing in ((sys.argv[1], []), (sys.argv[2], ["kld_mean"])):
     assert s.get("tests") == str(len(want)) and s.get("failures") == str(len(failing)), (path, s.attrib)
     assert [c.get("name") for c in cases if c.find("failure") is not None] == failing, path
     assert all(c.find("system-out") is not None and "=" in c.find("system-out").text for c in cases)
+PY
+
+# ---- mixture of experts: routing agreement per MoE layer in text, JSON and JUnit -------------------------
+"$qf" synth ds --arch deepseek-v3 --dim 128 --ff 256 --vocab 300 --layers 4 --experts 8 --experts-used 2 >/dev/null &&
+    "$qf" convert ds -o ds.gguf --type bf16 -q && "$qf" quantize ds -o ds-q2.gguf --type q2_k -q || exit 1
+vmoe() { "$qf" verify "$@" -f text.txt -c 64 --chunks 4 --progress=none; }
+# the quantized model against its checkpoint; then the GGUF base against itself, gated at exactly 1
+vmoe ds-q2.gguf --base ds --json q2.json --junit q2.xml --save-base ds.qfbl --base-topk 64 >q2.txt 2>q2.err && ok ||
+    bad "verify MoE: $(cat q2.err)"
+vmoe ds.gguf --base ds.gguf --min-route-agree 1 --json self.json --junit self.xml >self.txt 2>self.err && ok ||
+    bad "MoE model against itself fails --min-route-agree 1: $(cat self.txt self.err)"
+# gated at 1 the quantized model fails (exit 1), naming its worst layer; above 1 is a usage error
+vmoe ds-q2.gguf --base ds --min-route-agree 1 --json g.json --junit g.xml >g.txt 2>g.err
+[ $? -eq 1 ] && ok || bad "--min-route-agree 1 on q2_k should exit 1: $(cat g.err)"
+vmoe ds-q2.gguf --base ds --min-route-agree 1.01 >/dev/null 2>err.txt
+[ $? -eq 2 ] && grep -q "min-route-agree" err.txt && ok || bad "--min-route-agree 1.01: $(cat err.txt)"
+# the saved base logits carry the base's routes; a dense base's file has none: said in every report, never
+# a number, and not gateable
+vmoe ds-q2.gguf --base-logits ds.qfbl --json file.json --junit file.xml >file.txt 2>file.err && ok ||
+    bad "MoE --base-logits: $(cat file.err)"
+"$qf" verify q8.gguf --base f32.gguf -f text.txt -c 64 --chunks 4 --save-base dense.qfbl --base-topk 64 -q >/dev/null 2>&1 ||
+    bad "--save-base of a dense base"
+vmoe ds-q2.gguf --base-logits dense.qfbl --json bl.json --junit bl.xml >bl.txt 2>bl.err && ok || bad "dense base file: $(cat bl.err)"
+vmoe ds-q2.gguf --base-logits dense.qfbl --min-route-agree 0.5 >/dev/null 2>err.txt
+[ $? -eq 2 ] && grep -q "no mixture-of-experts layers" err.txt && ok || bad "--min-route-agree, dense base file: $(cat err.txt)"
+PY_WHAT="MoE routing reports" py q2 self g bl file <<'PY'
+import json, re, sys, xml.etree.ElementTree as ET
+def load(stem):
+    d = json.load(open(stem + ".json"))
+    cases = {c.get("name"): c for c in ET.parse(stem + ".xml").getroot().find("testsuite").findall("testcase")}
+    return d, cases, open(stem + ".txt").read(), open(stem + ".err").read() if stem in ("g",) else ""
+q2, self_, g, bl, file = (load(s) for s in sys.argv[1:6])
+for d, cases, text, _ in (q2, self_, g, file):
+    rt = d["schema"] == "qforge.verify/1" and d["routing"]
+    assert rt["available"] is True and rt["experts"] == 8 and rt["experts_used"] == 2, rt
+    layers = rt["layers"]
+    # deepseek-v3's leading dense layer routes nothing: MoE layers 1..3
+    assert [e["layer"] for e in layers] == [1, 2, 3], layers
+    assert abs(rt["agree_mean"] - sum(e["agree"] for e in layers) / 3) < 1e-12
+    worst = min(layers, key=lambda e: e["agree"])
+    assert rt["agree_min"] == worst["agree"] and rt["agree_min_layer"] == worst["layer"], rt
+    # the text table and the JUnit testcases give the same figures, layer by layer
+    rows = {int(m[1]): (float(m[2]), float(m[3])) for m in re.finditer(r"^ +(\d+)  ([0-9.]+) +([0-9.]+)%", text, re.M)}
+    assert set(rows) == {1, 2, 3}, text
+    for e in layers:
+        assert abs(rows[e["layer"]][0] - e["agree"]) < 5e-7 and abs(rows[e["layer"]][1] - 100 * e["same"]) < 5e-4, (rows, e)
+        for key, name in (("agree", "route_agree.blk.%d"), ("same", "route_same.blk.%d")):
+            out = cases[name % e["layer"]].find("system-out").text
+            assert abs(float(out.split("= ")[1].split()[0]) - e[key]) < 1e-5 * max(1, e[key]), (out, e)
+    for name in ("route_agree_min", "route_agree_mean", "route_same_mean"):
+        assert name in cases, name
+# a model against itself: exactly 1 everywhere, and the gate at 1 passes
+rt = self_[0]["routing"]
+assert all(e["agree"] == 1 and e["same"] == 1 and e["pass"] is True for e in rt["layers"]), rt
+assert rt["agree_min"] == rt["agree_mean"] == rt["same_mean"] == 1 and self_[0]["pass"] is True
+# quantized to q2_k: below 1 somewhere; the same figures without and with the gate
+assert q2[0]["routing"]["agree_min"] < 1 and q2[0]["routing"]["layers"] == [
+    {k: v for k, v in e.items() if k != "pass"} for e in g[0]["routing"]["layers"]]
+# the failed gate names its worst layer and every layer below, in JSON, JUnit and the error line
+d, cases, text, err = g
+check = next(c for c in d["checks"] if c["name"] == "min_route_agree")
+below = [e["layer"] for e in d["routing"]["layers"] if e["agree"] < 1]
+assert check["pass"] is False and d["pass"] is False and check["limit"] == 1, check
+assert check["layer"] == d["routing"]["agree_min_layer"] and check["layers_failed"] == below, (check, below)
+assert [e["layer"] for e in d["routing"]["layers"] if e["pass"] is False] == below
+failing = sorted(n for n, c in cases.items() if c.find("failure") is not None)
+assert failing == sorted(["route_agree_min"] + ["route_agree.blk.%d" % l for l in below]), failing
+assert "in MoE layer %d" % check["layer"] in err and "verify failed" in err, err
+# from the saved base logits: the live run's figures exactly
+assert file[0]["routing"] == q2[0]["routing"], (file[0]["routing"], q2[0]["routing"])
+# from a dense base's file: not available, in all three reports
+d, cases, text, _ = bl
+assert d["routing"] == {"available": False, "reason": d["routing"]["reason"]} and "no mixture" in d["routing"]["reason"], d["routing"]
+assert cases["route_agree_min"].find("skipped") is not None and not any(n.startswith("route_agree.") for n in cases)
+assert "route agree = not available: " in text, text
 PY
 
 # ---- perplexity --json: schema and inputs; nothing else on stdout ----------------------------------------

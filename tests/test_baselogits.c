@@ -1,6 +1,6 @@
 /*
- * Saved base logits (verify --save-base / --base-logits): the file round-trips and refuses every damaged
- * or inconsistent form; a verify against the file reproduces the live comparison (exactly with every
+ * Saved base logits (verify --save-base / --base-logits): the file round-trips (with a MoE base's routes,
+ * and version 1 without them is still read) and refuses every damaged or inconsistent form; a verify against the file reproduces the live comparison (exactly with every
  * token kept, as a lower bound with fewer); a file made for another text, setting, vocabulary or base is
  * refused naming what differs; the default batch does not change results.
  */
@@ -10,6 +10,7 @@
 #include "formats/baselogits.h"
 
 #include <math.h>
+#include <openssl/evp.h>
 
 static char base_dir[4096], model_path[4096], text[4096], text2[4096];
 
@@ -39,7 +40,7 @@ static void write_small(const char *path, const qf_baselogits_header *h) {
     for (uint64_t i = 0; i < h->n_scored; i++) {
         uint32_t ids[3] = {(uint32_t)i % 10, (uint32_t)(i + 3) % 10, (uint32_t)(i + 7) % 10};
         float lp[3] = {logf(0.5f), logf(0.25f), logf(0.125f)};
-        CHECK_OK(qf_baselogits_write(w, 1.5f + (float)i, 0.125f, ids, lp, &err), &err);
+        CHECK_OK(qf_baselogits_write(w, 1.5f + (float)i, 0.125f, ids, lp, NULL, &err), &err);
     }
     CHECK_OK(qf_baselogits_writer_finish(w, &err), &err);
 }
@@ -53,6 +54,78 @@ static qf_status parse_edit(const uint8_t *bytes, size_t n, long at, uint8_t v, 
     qf_status st = qf_baselogits_parse("edited", c, n, &b, err);
     free(c);
     return st;
+}
+
+/* A version-1 file (before routes): the same bytes without the three route fields, sealed again. It is
+ * still read, with no routes. */
+static void test_version_1(const uint8_t *v2, size_t n) {
+    size_t m = n - 12;
+    uint8_t *v1 = malloc(m);
+    memcpy(v1, v2, 180);
+    memcpy(v1 + 180, v2 + 192, n - 32 - 192);
+    v1[8] = 1;
+    unsigned dl = 0;
+    CHECK(EVP_Digest(v1, m - 32, v1 + m - 32, &dl, EVP_sha256(), NULL));
+    qf_baselogits b;
+    qf_error err;
+    CHECK_OK(qf_baselogits_parse("v1", v1, m, &b, &err), &err);
+    qf_baselogits_rec r = qf_baselogits_at(&b, 4);
+    CHECK(b.h.version == 1 && b.h.route_layers == 0 && !strcmp(b.h.label, "base/model") && r.nll == 5.5f &&
+          qf_baselogits_id(&r, 1) == 7);
+    free(v1);
+}
+
+/* A mixture-of-experts base's routes: stored per record and read back; wrong ones refused by name. */
+static void test_routes_format(void) {
+    char path[4096];
+    qf_test_path("routes.base", path, sizeof path);
+    static const struct { const char *what, *msg; } cases[] = {
+        {"valid", NULL}, {"outside", "outside the layer's experts"}, {"repeat", "layer 3's expert 2 is repeated"},
+        {"order", "not ascending"}, {"k over experts", "not a mixture-of-experts layout"}};
+    for (size_t c = 0; c < QF_ARRAY_LEN(cases); c++) {
+        qf_baselogits_header h = small_header();
+        h.route_layers = 2;
+        h.route_k = c == 4 ? 5 : 2;
+        h.n_expert = 4;
+        h.route_layer[0] = c == 3 ? 3 : 1;
+        h.route_layer[1] = c == 3 ? 1 : 3;
+        qf_baselogits_writer *w;
+        qf_error err;
+        qf_status st = qf_baselogits_writer_open(path, &h, &w, &err);
+        if (c == 4) { CHECK(st == QF_E_INPUT && strstr(err.msg, cases[c].msg)); continue; }
+        CHECK_OK(st, &err);
+        for (uint64_t i = 0; w && i < h.n_scored; i++) {
+            uint32_t ids[3] = {1, 2, 3};
+            float lp[3] = {logf(0.5f), logf(0.25f), logf(0.125f)};
+            uint16_t ex[4] = {(uint16_t)(i % 4), (uint16_t)((i + 1) % 4), 2, (uint16_t)(c == 2 && i == 5 ? 2 : 0)};
+            if (c == 1 && i == 3) ex[1] = 4;
+            CHECK_OK(qf_baselogits_write(w, 1.0f, 0.125f, ids, lp, ex, &err), &err);
+        }
+        CHECK_OK(qf_baselogits_writer_finish(w, &err), &err);
+        qf_baselogits b;
+        st = qf_baselogits_load(path, &b, &err);
+        if (cases[c].msg) {
+            CHECK_MSG(st == QF_E_INPUT && strstr(err.msg, cases[c].msg), "%s: %s", cases[c].what, err.msg);
+            continue;
+        }
+        CHECK_OK(st, &err);
+        CHECK(b.h.version == 2 && b.h.route_layers == 2 && b.h.route_k == 2 && b.h.n_expert == 4 &&
+              b.h.route_layer[0] == 1 && b.h.route_layer[1] == 3 && b.rec_bytes == 8 + 24 + 8);
+        for (uint64_t i = 0; b.bytes && i < h.n_scored; i++) {
+            qf_baselogits_rec r = qf_baselogits_at(&b, i);
+            CHECK(qf_baselogits_expert(&r, 0) == i % 4 && qf_baselogits_expert(&r, 1) == (i + 1) % 4 &&
+                  qf_baselogits_expert(&r, 2) == 2 && qf_baselogits_expert(&r, 3) == 0 && qf_baselogits_logp(&r, 2) == logf(0.125f));
+        }
+        /* every byte is still covered: the route fields by their checks, layers and experts by the digest */
+        size_t n;
+        uint8_t *bytes = qf_test_read_file(path, &n);
+        for (size_t i = 0; bytes && i < n; i++) {
+            st = parse_edit(bytes, n, (long)i, bytes[i] ^ 0x40, &err);
+            CHECK_MSG(st == QF_E_INPUT || st == QF_E_UNSUPPORTED, "byte %zu changed: %s", i, qf_status_name(st));
+        }
+        free(bytes);
+        qf_baselogits_free(&b);
+    }
 }
 
 static void test_format(void) {
@@ -71,15 +144,16 @@ static void test_format(void) {
     qf_baselogits_free(&b);
     size_t n;
     uint8_t *bytes = qf_test_read_file(path, &n);
-    CHECK(bytes && n == 184 + 10 + 6 * 32 + 32 && qf_baselogits_parse("ok", bytes, n, &b, &err) == QF_OK);
+    CHECK(bytes && n == 196 + 10 + 6 * 32 + 32 && qf_baselogits_parse("ok", bytes, n, &b, &err) == QF_OK);
     /* every byte is covered: header fields by their checks, records and label by the digest */
     for (size_t i = 0; i < n; i++) {
         qf_status st = parse_edit(bytes, n, (long)i, bytes[i] ^ 0x40, &err);
         CHECK_MSG(st == QF_E_INPUT || st == QF_E_UNSUPPORTED, "byte %zu changed: %s", i, qf_status_name(st));
     }
     for (size_t len = 0; len < n; len += 7) CHECK(parse_edit(bytes, len, -1, 0, &err) == QF_E_INPUT);
-    CHECK(parse_edit(bytes, n, 8, 2, &err) == QF_E_UNSUPPORTED && strstr(err.msg, "version 2"));
+    CHECK(parse_edit(bytes, n, 8, 3, &err) == QF_E_UNSUPPORTED && strstr(err.msg, "version 3"));
     qf_baselogits_free(&b);
+    test_version_1(bytes, n);
     free(bytes);
 
     /* semantic errors a writer with a valid digest can still make */
@@ -95,7 +169,7 @@ static void test_format(void) {
         for (uint64_t i = 0; w && i < hb.n_scored; i++) {
             uint32_t ids[3] = {1, 2, c == 3 ? 1u : 3u};
             float lp[3] = {logf(0.5f), logf(c == 2 ? 0.0625f : 0.25f), logf(c == 2 ? 0.25f : 0.125f)};
-            CHECK_OK(qf_baselogits_write(w, 1.0f, c == 1 ? 0.5f : c == 2 ? 0.1875f : 0.125f, ids, lp, &err), &err);
+            CHECK_OK(qf_baselogits_write(w, 1.0f, c == 1 ? 0.5f : c == 2 ? 0.1875f : 0.125f, ids, lp, NULL, &err), &err);
         }
         CHECK_OK(qf_baselogits_writer_finish(w, &err), &err);
         st = qf_baselogits_load(path, &b, &err);
@@ -213,6 +287,7 @@ static void test_verify_from_file(void) {
 int main(int argc, char **argv) {
     qf_test_init(argc, argv);
     test_format();
+    test_routes_format();
     qf_test_fresh_dir("base", base_dir, sizeof base_dir);
     qf_synth_opts so = {.dir = base_dir, .seed = 5, .n_layer = 2, .n_embd = 128, .n_ff = 256, .n_vocab = 320, .dtype = "bf16"};
     qf_error err;

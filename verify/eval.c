@@ -5,6 +5,7 @@
 #include "verify/score.h"
 #include "runtime/tokenizer.h"
 #include "verify/basefile.h"
+#include "verify/route.h"
 
 #include <math.h>
 #include <unistd.h>
@@ -23,6 +24,8 @@ typedef struct session {
     uint32_t n_seq;   /* chunks per forward call (batch >= 2 ctx); 1: one chunk in batches of `batch` */
     int32_t *chunk;   /* [n_seq][ctx] the current chunks' inputs (first token replaced by BOS) */
     qf_score_buf sb;
+    qf_route_log routes[2]; /* verify: each model's experts per token of the current forward call */
+    size_t route_from;      /* the call's token behind the first column handed to `score` */
 } session;
 
 typedef struct run_params {
@@ -31,6 +34,7 @@ typedef struct run_params {
     int threads;
     bool no_escape, act_q8;
     uint32_t topk;   /* columns keep their k most likely tokens in the score buffer (verify --save-base) */
+    bool routes;     /* log the experts each token chooses (verify: routing agreement) */
 } run_params;
 
 /* Called per forward batch with each model's logits for n scored columns and their target tokens. */
@@ -40,7 +44,7 @@ typedef qf_status (*batch_fn)(void *u, session *s, const float *const *logits, s
 typedef void (*chunk_fn)(void *u, const session *s, uint32_t chunk);
 
 static void session_close(session *s) {
-    for (int i = 0; i < 2; i++) { qf_rt_ctx_free(s->c[i]); qf_rt_model_close(s->m[i]); }
+    for (int i = 0; i < 2; i++) { qf_route_log_free(&s->routes[i]); qf_rt_ctx_free(s->c[i]); qf_rt_model_close(s->m[i]); }
     free(s->tokens);
     free(s->chunk);
     qf_score_buf_free(&s->sb);
@@ -113,10 +117,23 @@ static qf_status session_open(session *s, const char *const *paths, int n, const
     }
     if (!st) st = tokenize_text(s, p, err);
     if (!st) st = plan_chunks(s, p, err);
+    uint32_t call = s->n_seq > 1 ? s->n_seq * s->ctx : s->batch;
     for (int i = 0; !st && i < n; i++) {
-        st = qf_rt_ctx_new(s->m[i], s->ctx, s->n_seq > 1 ? s->n_seq * s->ctx : s->batch, threads, &s->c[i], err);
+        st = qf_rt_ctx_new(s->m[i], s->ctx, call, threads, &s->c[i], err);
         if (!st) qf_rt_ctx_set_act_q8(s->c[i], p->act_q8);
+        if (!st && p->routes) st = qf_route_log_init(&s->routes[i], s->m[i], s->c[i], call, err);
     }
+    return st;
+}
+
+/* Around every forward call of a batch: each model logs the routes of exactly the call's n tokens. */
+static void routes_begin(session *s) {
+    for (int k = 0; k < s->n_models; k++) qf_route_log_begin(&s->routes[k]);
+}
+
+static qf_status routes_end(const session *s, uint32_t n, qf_error *err) {
+    qf_status st = QF_OK;
+    for (int k = 0; !st && k < s->n_models; k++) st = qf_route_log_end(&s->routes[k], n, s->m[k]->label, err);
     return st;
 }
 
@@ -137,14 +154,17 @@ static qf_status run_chunk(session *s, uint32_t i, batch_fn score, void *u, qf_e
         uint32_t out_pos = QF_MAX(b0, s->first), out_from = out_pos - b0;
         const float *logits[2] = {NULL, NULL};
         size_t ld = 0;
+        routes_begin(s);
         for (int k = 0; k < s->n_models; k++) {
             qf_status st = qf_rt_eval(s->c[k], s->chunk + b0, nb, b0, out_from, &logits[k], &ld, err);
             if (st) return st;
         }
+        qf_status st = routes_end(s, nb, err);
+        if (st) return st;
         if (out_pos >= b0 + nb || out_pos > s->ctx - 2) continue;
         uint32_t n_score = QF_MIN(b0 + nb, s->ctx - 1) - out_pos;
-        qf_status st = score(u, s, logits, ld, src + out_pos + 1, n_score, err);
-        if (st) return st;
+        s->route_from = out_from;
+        if ((st = score(u, s, logits, ld, src + out_pos + 1, n_score, err))) return st;
     }
     return QF_OK;
 }
@@ -156,16 +176,19 @@ static qf_status run_group(session *s, uint32_t i, uint32_t n, batch_fn score, c
     for (uint32_t q = 0; q < n; q++) load_chunk(s, i + q, s->chunk + (size_t)q * s->ctx);
     const float *logits[2] = {NULL, NULL};
     size_t ld = 0;
+    routes_begin(s);
     for (int k = 0; k < s->n_models; k++) {
         qf_status st = qf_rt_eval_seqs(s->c[k], s->chunk, n, s->ctx, s->first, &logits[k], &ld, err);
         if (st) return st;
     }
+    qf_status st = routes_end(s, n * s->ctx, err);
+    if (st) return st;
     for (uint32_t q = 0; q < n; q++) {
         size_t col = (size_t)q * (s->ctx - s->first);
         const float *lq[2] = {logits[0] + col, logits[1] ? logits[1] + col : NULL};
         const int32_t *targets = s->tokens + (size_t)(i + q) * s->ctx + s->first + 1;
-        qf_status st = score(u, s, lq, ld, targets, s->ctx - 1 - s->first, err);
-        if (st) return st;
+        s->route_from = (size_t)q * s->ctx + s->first;
+        if ((st = score(u, s, lq, ld, targets, s->ctx - 1 - s->first, err))) return st;
         after(u, s, i + q);
     }
     return QF_OK;
@@ -215,7 +238,7 @@ qf_status qf_perplexity(const qf_perplexity_opts *o, qf_perplexity_result *r, qf
     qf_error_clear(err);
     memset(r, 0, sizeof *r);
     if (!o->model || !o->text_path) return qf_fail(err, QF_E_USAGE, "perplexity needs a model and a text file");
-    run_params rp = {o->text_path, o->ctx, o->chunks, o->batch, o->threads, o->no_escape, o->act_q8, 0};
+    run_params rp = {o->text_path, o->ctx, o->chunks, o->batch, o->threads, o->no_escape, o->act_q8, 0, false};
     session s;
     ppl_state p = {.o = o};
     qf_status st = session_open(&s, &o->model, 1, &rp, err);
@@ -251,6 +274,9 @@ typedef struct cmp_state {
     qf_baselogits_writer *bw;    /* save the base's compact columns here, or NULL */
     uint32_t *ids;               /* [batch][k] scratch for saving */
     float *logp, *tail, *nll;
+    qf_route_tally rt;           /* routing agreement per MoE layer; rt.n_slots 0: not compared */
+    uint16_t *experts;           /* [route layers][k] one token's base experts, as the file stores them */
+    const char *route_none;      /* MoE models whose routes cannot be compared: why */
 } cmp_state;
 
 /* The base's compact form of this batch's columns, appended to the file being saved. */
@@ -258,12 +284,33 @@ static qf_status save_base_cols(cmp_state *v, session *s, const float *base, siz
                                 qf_error *err) {
     uint32_t k = s->sb.k;
     qf_score_topk(s->c[0], &s->sb, base, ld, s->m[0]->hp.n_vocab, tg, n, v->ids, v->logp, v->tail, v->nll);
+    const qf_route_log *g = &s->routes[0];
     for (uint32_t j = 0; j < n; j++) {
+        for (uint32_t q = 0; q < g->lay.n_slots; q++)
+            memcpy(v->experts + (size_t)q * g->lay.k, qf_route_log_at(g, q, s->route_from + j), g->lay.k * sizeof *v->experts);
         qf_status st = qf_baselogits_write(v->bw, v->nll[j], v->tail[j], v->ids + (size_t)j * k, v->logp + (size_t)j * k,
-                                           err);
+                                           v->experts, err);
         if (st) return st;
     }
     return QF_OK;
+}
+
+/* The base's experts of column j in MoE slot q: the live base's, or the file's record (copied out: the
+ * file's are little-endian and unaligned). */
+static const uint16_t *base_experts(cmp_state *v, const session *s, uint32_t j, uint32_t q) {
+    uint32_t k = v->rt.k;
+    if (!v->bl) return qf_route_log_at(&s->routes[0], q, s->route_from + j);
+    qf_baselogits_rec rec = qf_baselogits_at(v->bl, v->count + j);
+    for (uint32_t i = 0; i < k; i++) v->experts[i] = qf_baselogits_expert(&rec, q * k + i);
+    return v->experts;
+}
+
+/* The batch's columns in every MoE layer: the base's experts against the model's, at the same tokens. */
+static void tally_routes(cmp_state *v, const session *s, uint32_t n) {
+    const qf_route_log *model = &s->routes[s->n_models - 1];
+    for (uint32_t j = 0; j < n && v->rt.n_slots; j++)
+        for (uint32_t q = 0; q < v->rt.n_slots; q++)
+            qf_route_tally_add(&v->rt, q, base_experts(v, s, j, q), qf_route_log_at(model, q, s->route_from + j));
 }
 
 static qf_status cmp_batch(void *u, session *s, const float *const *logits, size_t ld, const int32_t *tg, uint32_t n,
@@ -281,6 +328,7 @@ static qf_status cmp_batch(void *u, session *s, const float *const *logits, size
         qf_status st = v->bw ? save_base_cols(v, s, logits[0], ld, tg, n, err) : QF_OK;
         if (st) return st;
     }
+    tally_routes(v, s, n);
     for (uint32_t j = 0; j < n; j++) {
         double nm = v->cols.nll[j], nb = v->cols.nll_base[j], dp = exp(-nm) - exp(-nb);
         v->sum_m += nm; v->sum2_m += nm * nm;
@@ -321,6 +369,30 @@ static void set_check(qf_verify_result *r, qf_verify_check_id id, const char *na
     if (!c->pass) r->pass = false;
 }
 
+/* Per MoE layer, the tally's agreement; the mean and the worst layer over them. */
+static qf_status fill_routes(const cmp_state *v, const qf_route_layout *lay, qf_verify_result *r, qf_error *err) {
+    if (v->route_none) snprintf(r->route_none, sizeof r->route_none, "%s", v->route_none);
+    const qf_route_tally *t = &v->rt;
+    if (!t->n_slots) return QF_OK;
+    if (!(r->route = qf_calloc_n(t->n_slots, sizeof *r->route)))
+        return qf_fail(err, QF_E_NOMEM, "out of memory for the routing report");
+    r->route_n_layers = t->n_slots;
+    r->route_k = t->k;
+    r->route_n_expert = t->n_expert;
+    r->route_agree_min = 1;
+    r->route_agree_min_layer = lay->layer[0];
+    for (uint32_t q = 0; q < t->n_slots; q++) {
+        qf_verify_route *e = &r->route[q];
+        e->layer = lay->layer[q];
+        e->agree = (double)t->overlap[q] / ((double)t->count[q] * t->k);
+        e->same = (double)t->same[q] / (double)t->count[q];
+        r->route_agree_mean += e->agree / t->n_slots;
+        r->route_same_mean += e->same / t->n_slots;
+        if (e->agree < r->route_agree_min) { r->route_agree_min = e->agree; r->route_agree_min_layer = e->layer; }
+    }
+    return QF_OK;
+}
+
 static void fill_verify(const session *s, cmp_state *v, const qf_verify_opts *o, qf_verify_result *r) {
     uint64_t n = v->count;
     r->ctx = s->ctx;
@@ -351,17 +423,35 @@ static void fill_verify(const session *s, cmp_state *v, const qf_verify_opts *o,
     set_check(r, QF_CHECK_KLD, "max_kld", o->max_kld, r->kld_mean, true);
     set_check(r, QF_CHECK_PPL, "max_ppl_increase", o->max_ppl_increase, 100.0 * (r->ppl_ratio - 1.0), true);
     set_check(r, QF_CHECK_TOP1, "min_top1", o->min_top1, r->top1_pct, false);
+    set_check(r, QF_CHECK_ROUTE, "min_route_agree", o->min_route_agree > 0 ? o->min_route_agree : -1,
+              r->route_agree_min, false);
+    for (uint32_t i = 0; r->checks[QF_CHECK_ROUTE].given && i < r->route_n_layers; i++) {
+        r->route[i].below = r->route[i].agree < o->min_route_agree;
+        r->route_n_below += r->route[i].below;
+    }
+}
+
+/* The routing gate's part of the verdict: every layer below the limit, by number, worst first named. */
+static void route_verdict(const qf_verify_result *r, char *out, size_t n) {
+    size_t used = (size_t)snprintf(out, n, "routing agreement %.4g < %.4g in MoE layer %u", r->route_agree_min,
+                                   r->checks[QF_CHECK_ROUTE].limit, r->route_agree_min_layer);
+    if (r->route_n_below < 2 || used >= n) return;
+    used += (size_t)snprintf(out + used, n - used, " (%u of %u layers below:", r->route_n_below, r->route_n_layers);
+    for (uint32_t i = 0; i < r->route_n_layers && used < n; i++)
+        if (r->route[i].below) used += (size_t)snprintf(out + used, n - used, " %u", r->route[i].layer);
+    if (used < n) snprintf(out + used, n - used, ")");
 }
 
 static qf_status verify_verdict(const qf_verify_result *r, qf_error *err) {
     if (r->pass) return QF_OK;
     char msg[512] = "verify failed:";
-    static const char *const what[QF_CHECK_COUNT] = {"mean KLD %.6g > %.6g", "PPL increase %.4g%% > %.4g%%",
+    static const char *const what[QF_CHECK_ROUTE] = {"mean KLD %.6g > %.6g", "PPL increase %.4g%% > %.4g%%",
                                                      "same top-1 %.4g%% < %.4g%%"};
     for (int i = 0; i < QF_CHECK_COUNT; i++) {
         if (r->checks[i].pass) continue;
-        char one[128];
-        snprintf(one, sizeof one, what[i], r->checks[i].value, r->checks[i].limit);
+        char one[256];
+        if (i == QF_CHECK_ROUTE) route_verdict(r, one, sizeof one);
+        else snprintf(one, sizeof one, what[i], r->checks[i].value, r->checks[i].limit);
         size_t used = strlen(msg);
         snprintf(msg + used, sizeof msg - used, " %s;", one);
     }
@@ -390,6 +480,52 @@ static qf_status alloc_cmp(cmp_state *v, const session *s, qf_error *err) {
 static void free_cmp(cmp_state *v) {
     free(v->cols.nll); free(v->cols.nll_base); free(v->cols.kld); free(v->cols.same_top1); free(v->kld_all);
     free(v->recs); free(v->ids); free(v->logp); free(v->tail); free(v->nll);
+    qf_route_tally_free(&v->rt);
+    free(v->experts);
+}
+
+/* Compare routes when both sides route alike: the base's (the live base, or the file's) and the model's.
+ * Dense models: nothing to compare, nothing said. A gate on agreement that cannot be computed is refused:
+ * it must never pass for want of numbers. */
+static qf_status setup_routes(cmp_state *v, const session *s, const qf_verify_opts *o, qf_error *err) {
+    const qf_route_layout *model = &s->routes[s->n_models - 1].lay;
+    if (v->bl) {
+        const qf_baselogits_header *h = &v->bl->h;
+        qf_route_layout file = {.n_slots = h->route_layers, .k = h->route_k, .n_expert = h->n_expert,
+                                .layer = (uint32_t *)h->route_layer};
+        if (h->version < 2 && model->n_slots)
+            v->route_none = "a version-1 base-logits file holds no routes; save it again with --save-base, or verify "
+                            "with --base";
+        else if (!file.n_slots && model->n_slots) v->route_none = "the file's base has no mixture-of-experts layers";
+        else if (file.n_slots || model->n_slots) v->route_none = qf_route_layout_differs(&file, model);
+    } else {
+        const qf_route_layout *base = &s->routes[0].lay;
+        if (base->n_slots || model->n_slots) v->route_none = qf_route_layout_differs(base, model);
+    }
+    qf_status st = QF_OK;
+    if (model->n_slots && !v->route_none) st = qf_route_tally_init(&v->rt, model, err);
+    if (!st && v->rt.n_slots && !v->experts && !(v->experts = qf_calloc_n(v->rt.n_slots, v->rt.k * sizeof *v->experts)))
+        st = qf_fail(err, QF_E_NOMEM, "out of memory for the routing statistics");
+    if (!st && o->min_route_agree > 0 && !v->rt.n_slots)
+        st = qf_fail(err, QF_E_INPUT, "--min-route-agree: %s: %s", o->model,
+                     v->route_none ? v->route_none : "a dense model routes no experts");
+    return st;
+}
+
+/* --save-base: the base's MoE layers go into the file's header, and a record's worth of scratch. */
+static qf_status header_routes(qf_baselogits_header *h, const qf_route_layout *base, const char *path, cmp_state *v,
+                               qf_error *err) {
+    if (!base->n_slots) return QF_OK;
+    if (base->n_slots > QF_BASELOGITS_MAX_ROUTE_LAYERS)
+        return qf_fail(err, QF_E_USAGE, "%s: %u mixture-of-experts layers, more than a base-logits file holds (%u)", path,
+                       base->n_slots, QF_BASELOGITS_MAX_ROUTE_LAYERS);
+    h->route_layers = base->n_slots;
+    h->route_k = base->k;
+    h->n_expert = base->n_expert;
+    memcpy(h->route_layer, base->layer, base->n_slots * sizeof *base->layer);
+    if (!v->experts && !(v->experts = qf_calloc_n(base->n_slots, base->k * sizeof *v->experts)))
+        return qf_fail(err, QF_E_NOMEM, "out of memory for the routing statistics");
+    return QF_OK;
 }
 
 static qf_base_run base_run(const session *s, const run_params *p) {
@@ -441,7 +577,7 @@ qf_status qf_verify(const qf_verify_opts *o, qf_verify_result *r, qf_error *err)
         return qf_fail(err, QF_E_USAGE, "--save-base writes what --base-logits reads: give one of them");
     uint32_t k = o->base_topk ? o->base_topk : 1024;
     run_params rp = {o->text_path, o->ctx, o->chunks, o->batch, o->threads, o->no_escape, o->act_q8,
-                     o->save_base ? k : 0};
+                     o->save_base ? k : 0, true};
     const char *paths[2] = {o->base, o->model};
     session s;
     memset(&s, 0, sizeof s);
@@ -452,14 +588,17 @@ qf_status qf_verify(const qf_verify_opts *o, qf_verify_result *r, qf_error *err)
         qf_baselogits_header h;
         qf_base_run run = base_run(&s, &rp);
         st = qf_base_header(&run, s.m[0], o->base, k, &h, err);
+        if (!st) st = header_routes(&h, &s.routes[0].lay, o->save_base, &v, err);
         if (!st) st = qf_baselogits_writer_open(o->save_base, &h, &v.bw, err);
     }
     if (!st) st = alloc_cmp(&v, &s, err);
+    if (!st) st = setup_routes(&v, &s, o, err);
     if (!st) st = run_all(&s, cmp_batch, cmp_chunk, &v, err);
     if (v.bw) {
         qf_status fs = st ? (qf_baselogits_writer_abort(v.bw), st) : qf_baselogits_writer_finish(v.bw, err);
         st = st ? st : fs;
     }
+    if (!st) st = fill_routes(&v, &s.routes[s.n_models - 1].lay, r, err);
     if (!st) {
         fill_verify(&s, &v, o, r);
         st = verify_verdict(r, err);
@@ -468,4 +607,10 @@ qf_status qf_verify(const qf_verify_opts *o, qf_verify_result *r, qf_error *err)
     qf_baselogits_free(&bl);
     session_close(&s);
     return st;
+}
+
+void qf_verify_result_free(qf_verify_result *r) {
+    free(r->route);
+    r->route = NULL;
+    r->route_n_layers = 0;
 }

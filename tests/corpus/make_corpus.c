@@ -1377,18 +1377,20 @@ static void gen_archive(void) {
 /* ---- saved base logits (verify --base-logits) ------------------------------------------------------ */
 
 /* A small valid file: k = 2 of a vocabulary of 8, one chunk of 8 (3 scored positions), label "base",
- * built field by field (formats/baselogits.h); `edit` changes one thing before the digest is sealed. */
+ * and (version 2) the routes of MoE layers 1 and 2, 2 of 4 experts per token; built field by field
+ * (formats/baselogits.h); `edit` changes one thing before the digest is sealed. */
 typedef enum bl_edit {
     BL_VALID, BL_K_ZERO, BL_K_OVER_VOCAB, BL_FIRST, BL_FLAGS, BL_SCORED, BL_LABEL_NUL, BL_ID_RANGE, BL_ID_REPEAT,
-    BL_LOGP_POSITIVE, BL_LOGP_NAN, BL_LOGP_RISING, BL_NLL_NEGATIVE, BL_TAIL_OVER_ONE, BL_MASS,
+    BL_LOGP_POSITIVE, BL_LOGP_NAN, BL_LOGP_RISING, BL_NLL_NEGATIVE, BL_TAIL_OVER_ONE, BL_MASS, BL_ROUTE_K,
+    BL_ROUTE_ORDER, BL_EXPERT_RANGE, BL_EXPERT_REPEAT,
 } bl_edit;
 
 static void b_f32(buf *b, float f) { uint32_t u; memcpy(&u, &f, sizeof u); b_u32(b, u); }
 
-static buf bl_file(bl_edit e, uint32_t flags) {
+static buf bl_file(bl_edit e, uint32_t flags, uint32_t version) {
     buf b = {0};
     b_put(&b, "QFBLOGIT", 8);
-    b_u32(&b, 1);
+    b_u32(&b, version);
     b_u32(&b, e == BL_K_ZERO ? 0 : e == BL_K_OVER_VOCAB ? 9 : 2); /* k */
     b_u32(&b, 8);                                                 /* n_vocab */
     b_u32(&b, 8);                                                 /* ctx */
@@ -1398,8 +1400,11 @@ static buf bl_file(bl_edit e, uint32_t flags) {
     b_u64(&b, 9);                                                 /* n_tokens */
     b_u64(&b, e == BL_SCORED ? 4 : 3);                            /* n_scored */
     for (int d = 0; d < 4; d++) for (int i = 0; i < 32; i++) b_u8(&b, (uint8_t)(d * 32 + i));
+    uint32_t routes = version > 1 ? 2 : 0, rk = e == BL_ROUTE_K ? 5 : 2;
+    if (version > 1) { b_u32(&b, routes); b_u32(&b, rk); b_u32(&b, 4); }
     b_u32(&b, 4);
     b_put(&b, e == BL_LABEL_NUL ? "ba\0e" : "base", 4);
+    for (uint32_t l = 0; l < routes; l++) b_u32(&b, e == BL_ROUTE_ORDER ? 2 - l : 1 + l);
     uint32_t k = e == BL_K_ZERO ? 0 : e == BL_K_OVER_VOCAB ? 9 : 2;
     for (uint32_t r = 0; r < (e == BL_SCORED ? 4u : 3u); r++) {
         b_f32(&b, e == BL_NLL_NEGATIVE && r == 1 ? -0.5f : 1.25f);
@@ -1413,6 +1418,13 @@ static buf bl_file(bl_edit e, uint32_t flags) {
             if (e == BL_MASS) lp = logf(0.1f);
             b_f32(&b, lp);
         }
+        for (uint32_t j = 0; j < routes * rk; j++) {
+            uint16_t x = (uint16_t)((r + j) % 4);
+            if (e == BL_EXPERT_RANGE && r == 2 && j == 3) x = 4;
+            if (e == BL_EXPERT_REPEAT && r == 1 && j == 1) x = (uint16_t)r;
+            b_u8(&b, (uint8_t)x);
+            b_u8(&b, 0);
+        }
     }
     uint8_t d[32];
     unsigned dl = 0;
@@ -1421,7 +1433,7 @@ static buf bl_file(bl_edit e, uint32_t flags) {
     return b;
 }
 
-static buf bl_edited(bl_edit e) { return bl_file(e, 4); }
+static buf bl_edited(bl_edit e) { return bl_file(e, 4, 2); }
 
 /* The expectations of tests/verify_base.sh: file, then a substring of verify --base-logits FILE's error. */
 static buf bl_expect;
@@ -1453,13 +1465,17 @@ static void gen_baselogits(void) {
         {BL_NLL_NEGATIVE, "nll_negative", "out of range"},
         {BL_TAIL_OVER_ONE, "tail_over_one", "out of range"},
         {BL_MASS, "mass_not_one", "probabilities sum to"},
+        {BL_ROUTE_K, "route_k_over_experts", "not a mixture-of-experts layout"},
+        {BL_ROUTE_ORDER, "route_layers_descending", "not ascending (1 after 2)"},
+        {BL_EXPERT_RANGE, "expert_outside", "layer 2's expert 4 is outside the layer's experts"},
+        {BL_EXPERT_REPEAT, "expert_repeated", "layer 1's expert 1 is repeated"},
     };
     for (size_t i = 0; i < QF_ARRAY_LEN(edits); i++) bl_case(edits[i].name, bl_edited(edits[i].e), edits[i].want);
     bl_case("empty", (buf){0}, "not a qforge base-logits file");
     bl_case("gguf_magic", b_text("GGUF\3\0\0\0 and then some bytes"), "not a qforge base-logits file");
     buf b = bl_edited(BL_VALID);
-    b.p[8] = 2;
-    bl_case("version_2", b, "base-logits version 2");
+    b.p[8] = 3;
+    bl_case("version_3", b, "base-logits version 3");
     b = bl_edited(BL_VALID);
     b.n = 100;
     bl_case("short_header", b, "shorter than a base-logits header");
@@ -1470,7 +1486,7 @@ static void gen_baselogits(void) {
     b_put(&b, "x", 1);
     bl_case("trailing_byte", b, "implies another size");
     b = bl_edited(BL_VALID);
-    b.p[180] = 0xff, b.p[181] = 0xff, b.p[182] = 0xff, b.p[183] = 0x7f;
+    b.p[192] = 0xff, b.p[193] = 0xff, b.p[194] = 0xff, b.p[195] = 0x7f;
     bl_case("label_huge", b, "implies another size");
     b = bl_edited(BL_VALID);
     b.p[b.n - 40] ^= 1;
@@ -1947,12 +1963,14 @@ static void seeds_tokenizer(void) {
     }
 }
 
-/* Two valid base-logits files (flags differ). */
+/* Valid base-logits files: flags differ; routes, and version 1 without them. */
 static void seeds_baselogits(void) {
-    buf b = bl_file(BL_VALID, 4);
+    buf b = bl_file(BL_VALID, 4, 2);
     seed_buf("baselogits", "small.qfbl", &b);
-    b = bl_file(BL_VALID, 3);
+    b = bl_file(BL_VALID, 3, 2);
     seed_buf("baselogits", "flags.qfbl", &b);
+    b = bl_file(BL_VALID, 4, 1);
+    seed_buf("baselogits", "version1.qfbl", &b);
 }
 
 /* ---- main ------------------------------------------------------------------------------------------ */

@@ -19,6 +19,8 @@ static void use(const qf_baselogits *b, const qf_error *err) {
         for (uint32_t j = 0; j < b->h.k; j++)
             if (qf_baselogits_id(&r, j) >= b->h.n_vocab || !(qf_baselogits_logp(&r, j) <= 0))
                 qf_fuzz_violation("entry out of range", err);
+        for (uint32_t j = 0; j < b->h.route_layers * b->h.route_k; j++)
+            if (qf_baselogits_expert(&r, j) >= b->h.n_expert) qf_fuzz_violation("expert out of range", err);
     }
 }
 
