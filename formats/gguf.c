@@ -9,6 +9,7 @@
  */
 #include "gguf.h"
 #include "formats/digest.h"
+#include "formats/gguf_split.h"
 #include "outfile.h"
 #include "formats/infile.h"
 #include "kernels/qtypes.h"
@@ -786,7 +787,11 @@ struct qf_gguf_writer {
     uint8_t (*t_sha)[32]; /* one digest per tensor, final once the tensor's last byte arrived */
     uint64_t hdr_hex_off; /* file offset of header_sha256's 64 hex digits */
     uint64_t t_arr_off;   /* file offset of tensor_sha256's first element (its u64 length) */
+    struct split_out *split; /* a split output (qf_gguf_writer_open_split), else NULL */
 };
+
+static void split_discard(struct split_out *s);
+static void split_free(struct split_out *s);
 
 /* Growable byte string for building serialized values. */
 typedef struct bytes {
@@ -841,6 +846,7 @@ static qf_status wfatal(qf_gguf_writer *w, qf_error *err, qf_status st) {
         else qf_fail(&w->fail_err, st, "%s: write failed", w->path);
         qf_outfile_abort(w->out);
         w->out = NULL;
+        if (w->split) split_discard(w->split);
         w->state = W_FAILED;
     }
     if (err) *err = w->fail_err;
@@ -1252,7 +1258,10 @@ static qf_status prepare_digests(qf_gguf_writer *w, qf_error *err) {
     return QF_OK;
 }
 
+static qf_status split_begin(qf_gguf_writer *w, qf_error *err);
+
 qf_status qf_gguf_begin_data(qf_gguf_writer *w, qf_error *err) {
+    if (w->split) return split_begin(w, err);
     if (w->state != W_DEFINE) return wfail(w, err, QF_E_USAGE, "begin_data() called twice or after a failure");
     uint64_t data_size = 0, head, total;
     qf_status st = prepare_digests(w, err);
@@ -1303,9 +1312,12 @@ static qf_status hash_tensor_piece(qf_gguf_writer *w, const void *p, uint64_t k,
     return wfatal(w, err, QF_E_INTERNAL);
 }
 
+static qf_status split_write(qf_gguf_writer *w, const uint8_t *p, uint64_t n, qf_error *err);
+
 qf_status qf_gguf_write_tensor_data(qf_gguf_writer *w, const void *buf, uint64_t n, qf_error *err) {
     if (w->state == W_FAILED) return wfatal(w, err, w->failed);
     if (w->state != W_DATA) return wfail(w, err, QF_E_USAGE, "write_tensor_data() before begin_data()");
+    if (w->split) return split_write(w, buf, n, err);
     const uint8_t *p = buf;
     qf_status st = QF_OK;
     while (n > 0 && st == QF_OK) {
@@ -1352,8 +1364,11 @@ static qf_status patch_digests(qf_gguf_writer *w, qf_error *err) {
     return st == QF_OK ? QF_OK : wfatal(w, err, st);
 }
 
-qf_status qf_gguf_writer_finish(qf_gguf_writer *w, qf_error *err) {
+/* Everything but the rename: every tensor complete, digests patched, the data durable. *out is then the
+ * sealed file, for the caller to commit or abort; w is freed either way. */
+static qf_status writer_seal(qf_gguf_writer *w, qf_outfile **out, qf_error *err) {
     qf_status st = QF_OK;
+    *out = NULL;
     if (w->state == W_DEFINE) st = qf_gguf_begin_data(w, err);
     if (st == QF_OK && w->state == W_FAILED) st = wfatal(w, err, w->failed);
     if (st == QF_OK && w->cur < w->n_t) {
@@ -1363,17 +1378,265 @@ qf_status qf_gguf_writer_finish(qf_gguf_writer *w, qf_error *err) {
     }
     if (st == QF_OK) st = flush(w, err);
     if (st == QF_OK && w->digests) st = patch_digests(w, err);
-    if (st == QF_OK) {
-        st = qf_outfile_commit(w->out, err);
+    if (st == QF_OK && (st = qf_outfile_seal(w->out, err)) == QF_OK) {
+        *out = w->out;
         w->out = NULL;
     }
-    if (w->out) qf_outfile_abort(w->out);
+    qf_outfile_abort(w->out);
     writer_free(w);
     return st;
+}
+
+static qf_status split_finish(qf_gguf_writer *w, qf_error *err);
+
+qf_status qf_gguf_writer_finish(qf_gguf_writer *w, qf_error *err) {
+    if (w->split) return split_finish(w, err);
+    qf_outfile *f;
+    qf_status st = writer_seal(w, &f, err);
+    return st == QF_OK ? qf_outfile_commit(f, err) : st;
 }
 
 void qf_gguf_writer_abort(qf_gguf_writer *w) {
     if (!w) return;
     qf_outfile_abort(w->out);
+    split_free(w->split);
     writer_free(w);
+}
+
+/* ---- split output (gguf_split.h) -------------------------------------------------------------------
+ * A writer opened with qf_gguf_writer_open_split collects keys and tensors as any writer does but opens
+ * no file itself; from begin_data on, the tensor bytes go to one part writer at a time. Part k is opened
+ * when its first byte arrives and sealed (complete and durable, not yet under its name) after its last,
+ * so memory and open descriptors stay those of one file; finish renames every part into place, and a
+ * failure or abort removes them all: a failed run leaves no part behind and replaces no existing file. */
+
+struct split_out {
+    char *prefix;
+    size_t prefix_len;
+    uint32_t n_parts, only;   /* only: 0 = every part, k = part k (1-based) alone */
+    uint32_t *part_of;        /* per tensor, in add order */
+    size_t n_part_of;
+    char set_hex[QF_SHA256_HEX_LEN + 1];
+    qf_gguf_writer *cur;      /* the part being written, or NULL */
+    uint32_t next;            /* the part being written, or the next to open */
+    uint64_t left;            /* bytes the part being written still expects */
+    qf_outfile **sealed;      /* n_parts slots: parts complete and durable */
+};
+
+static void split_discard(struct split_out *s) {
+    qf_gguf_writer_abort(s->cur);
+    s->cur = NULL;
+    for (uint32_t k = 0; s->sealed && k < s->n_parts; k++) {
+        qf_outfile_abort(s->sealed[k]);
+        s->sealed[k] = NULL;
+    }
+}
+
+static void split_free(struct split_out *s) {
+    if (!s) return;
+    split_discard(s);
+    free(s->prefix);
+    free(s->part_of);
+    free(s->sealed);
+    free(s);
+}
+
+qf_status qf_gguf_writer_open_split(const char *out, const qf_gguf_split *desc, qf_gguf_writer **w, qf_error *err) {
+    *w = NULL;
+    if (desc->n_parts < 1 || desc->n_parts > QF_SPLIT_MAX_PARTS || desc->only > desc->n_parts)
+        return qf_fail(err, QF_E_USAGE, "%s: a split into %u parts, writing part %u, is not a split", out,
+                       desc->n_parts, desc->only);
+    qf_gguf_writer *x = calloc(1, sizeof *x);
+    struct split_out *s = calloc(1, sizeof *s);
+    if (x) x->split = s;
+    if (s) {
+        s->prefix_len = qf_split_prefix_len(out);
+        s->prefix = qf_strndup(out, s->prefix_len);
+        s->part_of = qf_malloc_n(QF_MAX(desc->n_tensors, (size_t)1), sizeof *s->part_of);
+        s->sealed = qf_calloc_n(desc->n_parts, sizeof *s->sealed);
+    }
+    if (!x || !s || !(x->path = qf_strndup(out, strlen(out))) || !s->prefix || !s->part_of || !s->sealed) {
+        free(x ? x->path : NULL);
+        free(x);
+        split_free(s);
+        return qf_fail(err, QF_E_NOMEM, "%s: out of memory", out);
+    }
+    memcpy(s->part_of, desc->part_of, desc->n_tensors * sizeof *s->part_of);
+    s->n_part_of = desc->n_tensors;
+    s->n_parts = desc->n_parts;
+    s->only = desc->only;
+    x->digests = true;
+    *w = x;
+    return QF_OK;
+}
+
+bool qf_gguf_writer_wants(const qf_gguf_writer *w, size_t i) {
+    return !w->split || !w->split->only || (i < w->split->n_part_of && w->split->part_of[i] == w->split->only - 1);
+}
+
+static bool md_record(EVP_MD_CTX *md, const char *key, uint32_t type, const void *val, size_t val_len) {
+    uint64_t len = strlen(key);
+    return EVP_DigestUpdate(md, &len, 8) == 1 && EVP_DigestUpdate(md, key, (size_t)len) == 1 &&
+           EVP_DigestUpdate(md, &type, 4) == 1 && EVP_DigestUpdate(md, val, val_len) == 1;
+}
+
+/* qforge.split.set_sha256 (docs/integrity.md): the first part's records but split.no, the set identity
+ * and the digests, in the order that part holds them (the model's keys, then split.count and
+ * split.tensors.count), then each part's tensor count and tensor records. */
+static qf_status split_set_id(qf_gguf_writer *w, qf_error *err) {
+    struct split_out *s = w->split;
+    EVP_MD_CTX *md = EVP_MD_CTX_new();
+    uint8_t d[32], rec[QF_SPLIT_TENSOR_RECORD_MAX];
+    uint16_t count = (uint16_t)s->n_parts;
+    int32_t total = (int32_t)w->n_t;
+    bool ok = md && EVP_DigestInit_ex(md, EVP_sha256(), NULL) == 1;
+    for (size_t i = 0; ok && i < w->n_kv; i++)
+        if (!qf_split_set_skips_key(w->kv[i].key)) ok = md_record(md, w->kv[i].key, w->kv[i].type, w->kv[i].val, w->kv[i].val_len);
+    ok = ok && md_record(md, QF_SPLIT_KEY_COUNT, QF_GGUF_U16, &count, 2) &&
+         md_record(md, QF_SPLIT_KEY_TENSORS, QF_GGUF_I32, &total, 4);
+    for (uint32_t k = 0, i = 0; ok && k < s->n_parts; k++) {
+        uint64_t n = 0;
+        for (size_t j = i; j < w->n_t && s->part_of[j] == k; j++) n++;
+        ok = EVP_DigestUpdate(md, &n, 8) == 1;
+        for (; ok && i < w->n_t && s->part_of[i] == k; i++) {
+            const wtensor *t = &w->t[i];
+            ok = EVP_DigestUpdate(md, rec, qf_split_tensor_record(t->name, t->n_dims, t->ne, t->type, rec)) == 1;
+        }
+    }
+    ok = ok && EVP_DigestFinal_ex(md, d, NULL) == 1;
+    EVP_MD_CTX_free(md);
+    if (!ok) return wfail(w, err, QF_E_INTERNAL, "SHA-256 of the split set's identity failed");
+    qf_sha256_hex(d, s->set_hex);
+    return QF_OK;
+}
+
+/* The layout must cover every tensor, in order, each part holding some; the model's own keys must not
+ * claim a layout (split.* and the set identity are the parts' own). */
+static qf_status split_check(qf_gguf_writer *w, qf_error *err) {
+    struct split_out *s = w->split;
+    if (s->n_part_of != w->n_t)
+        return wfail(w, err, QF_E_USAGE, "the split layout covers %zu tensors, %zu were declared", s->n_part_of, w->n_t);
+    for (size_t i = 0; i < w->n_t; i++) {
+        uint32_t prev = i ? s->part_of[i - 1] : 0;
+        if (s->part_of[i] != prev && s->part_of[i] != prev + 1)
+            return wfail(w, err, QF_E_USAGE, "the split layout puts tensor '%s' in part %u after part %u", w->t[i].name,
+                         s->part_of[i] + 1, prev + 1);
+    }
+    if (w->n_t ? s->part_of[w->n_t - 1] + 1 != s->n_parts : s->n_parts != 1)
+        return wfail(w, err, QF_E_USAGE, "the split layout fills %u of its %u parts",
+                     w->n_t ? s->part_of[w->n_t - 1] + 1 : 0, s->n_parts);
+    for (size_t i = 0; i < w->n_kv; i++)
+        if (!strncmp(w->kv[i].key, "split.", 6) || !strcmp(w->kv[i].key, QF_SPLIT_KEY_SET))
+            return wfail(w, err, QF_E_USAGE, "key '%s' describes a split layout, which a split output writes itself",
+                         w->kv[i].key);
+    return QF_OK;
+}
+
+static uint64_t split_part_bytes(const qf_gguf_writer *w, uint32_t k) {
+    uint64_t n = 0;
+    for (size_t i = 0; i < w->n_t; i++) n += w->split->part_of[i] == k ? w->t[i].nbytes : 0;
+    return n;
+}
+
+static qf_status split_begin(qf_gguf_writer *w, qf_error *err) {
+    if (w->state != W_DEFINE) return wfail(w, err, QF_E_USAGE, "begin_data() called twice or after a failure");
+    qf_status st = split_check(w, err);
+    if (st == QF_OK) st = split_set_id(w, err);
+    if (st != QF_OK) return st;
+    w->split->next = w->split->only ? w->split->only - 1 : 0;
+    w->split->left = split_part_bytes(w, w->split->next);
+    w->state = W_DATA;
+    return QF_OK;
+}
+
+/* Copies a collected record into a part writer as it is. */
+static qf_status copy_record(qf_gguf_writer *p, const wkv *kv, qf_error *err) {
+    bytes b = {0};
+    put(&b, kv->val, kv->val_len);
+    return put_kv(p, kv->key, kv->type, &b, err);
+}
+
+/* Part k's writer, through begin_data: the first part gets the model's keys; every part gets the
+ * split keys (after the model's, as gguf-split appends them), the set identity and its tensors. */
+static qf_status split_open_part(qf_gguf_writer *w, uint32_t k, qf_error *err) {
+    struct split_out *s = w->split;
+    char *path = qf_split_part_path(s->prefix, s->prefix_len, k, s->n_parts);
+    if (!path) return wfail(w, err, QF_E_NOMEM, "out of memory");
+    qf_gguf_writer *p = NULL;
+    qf_status st = qf_gguf_writer_open(path, &p, err);
+    free(path);
+    if (st != QF_OK) return st;
+    p->digests = w->digests;
+    uint16_t no = (uint16_t)k, count = (uint16_t)s->n_parts;
+    int32_t total = (int32_t)w->n_t;
+    for (size_t i = 0; st == QF_OK && k == 0 && i < w->n_kv; i++) st = copy_record(p, &w->kv[i], err);
+    if (st == QF_OK) st = set_scalar(p, QF_SPLIT_KEY_NO, QF_GGUF_U16, &no, err);
+    if (st == QF_OK) st = set_scalar(p, QF_SPLIT_KEY_COUNT, QF_GGUF_U16, &count, err);
+    if (st == QF_OK) st = set_scalar(p, QF_SPLIT_KEY_TENSORS, QF_GGUF_I32, &total, err);
+    if (st == QF_OK) st = qf_gguf_set_str(p, QF_SPLIT_KEY_SET, s->set_hex, err);
+    for (size_t i = 0; st == QF_OK && i < w->n_t; i++) {
+        const wtensor *t = &w->t[i];
+        if (s->part_of[i] == k) st = qf_gguf_add_tensor(p, t->name, t->type, t->n_dims, t->ne, err);
+    }
+    if (st == QF_OK) st = qf_gguf_begin_data(p, err);
+    if (st != QF_OK) {
+        qf_gguf_writer_abort(p);
+        return st;
+    }
+    s->cur = p;
+    return QF_OK;
+}
+
+/* The part being written is complete: seal it and move to the next one (none after --only-split's). */
+static qf_status split_seal_part(qf_gguf_writer *w, qf_error *err) {
+    struct split_out *s = w->split;
+    qf_gguf_writer *p = s->cur;
+    s->cur = NULL;
+    qf_status st = writer_seal(p, &s->sealed[s->next], err);
+    s->next = s->only ? s->n_parts : s->next + 1;
+    s->left = s->next < s->n_parts ? split_part_bytes(w, s->next) : 0;
+    return st;
+}
+
+static qf_status split_write(qf_gguf_writer *w, const uint8_t *p, uint64_t n, qf_error *err) {
+    struct split_out *s = w->split;
+    qf_status st = QF_OK;
+    while (n > 0 && st == QF_OK) {
+        if (s->next >= s->n_parts) {
+            wfail(w, err, QF_E_USAGE, "%llu bytes written past the end of the last tensor of the split", (unsigned long long)n);
+            return wfatal(w, err, QF_E_USAGE);
+        }
+        if (!s->cur) st = split_open_part(w, s->next, err);
+        uint64_t k = QF_MIN(n, s->left);
+        if (st == QF_OK) st = qf_gguf_write_tensor_data(s->cur, p, k, err);
+        p += k;
+        n -= k;
+        s->left -= k;
+        if (st == QF_OK && s->left == 0) st = split_seal_part(w, err);
+    }
+    return st == QF_OK ? QF_OK : wfatal(w, err, st);
+}
+
+static qf_status split_finish(qf_gguf_writer *w, qf_error *err) {
+    struct split_out *s = w->split;
+    qf_status st = w->state == W_DEFINE ? split_begin(w, err) : QF_OK;
+    if (st == QF_OK && w->state == W_FAILED) st = wfatal(w, err, w->failed);
+    /* a part with no tensor data (a model without tensors) is still a file */
+    while (st == QF_OK && s->next < s->n_parts && s->left == 0) {
+        if (!s->cur) st = split_open_part(w, s->next, err);
+        if (st == QF_OK) st = split_seal_part(w, err);
+    }
+    if (st == QF_OK && s->next < s->n_parts) {
+        wfail(w, err, QF_E_USAGE, "part %u of %u got %llu bytes too few", s->next + 1, s->n_parts, (unsigned long long)s->left);
+        st = QF_E_USAGE;
+    }
+    for (uint32_t k = 0; st == QF_OK && k < s->n_parts; k++) {
+        if (!s->sealed[k]) continue;
+        st = qf_outfile_commit(s->sealed[k], err);
+        s->sealed[k] = NULL;
+    }
+    split_free(s);
+    w->split = NULL;
+    qf_gguf_writer_abort(w);
+    return st;
 }

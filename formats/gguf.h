@@ -139,4 +139,21 @@ qf_status qf_gguf_write_tensor_data(qf_gguf_writer *w, const void *buf, uint64_t
 qf_status qf_gguf_writer_finish(qf_gguf_writer *w, qf_error *err); /* frees w */
 void qf_gguf_writer_abort(qf_gguf_writer *w);                      /* frees w, removes the temp file */
 
+/* A split output (formats/gguf_split.h): llama.cpp's layout, parts PREFIX-00001-of-0000N.gguf ... with
+ * PREFIX = `out` without ".gguf". Keys and tensors are given as to any writer (the model's keys go to the
+ * first part); begin_data computes the set identity, and the tensor bytes then stream to one part at a
+ * time. Every part is written as a file of its own (temp file, its own digests) and sealed when its last
+ * tensor is done; finish() renames all of them into place, abort() or any failure removes all. With
+ * `only`, part `only` alone is written, byte for byte as in the whole run: feed only the tensors
+ * qf_gguf_writer_wants() says it holds. */
+typedef struct qf_gguf_split {
+    uint32_t n_parts;        /* 1..QF_SPLIT_MAX_PARTS */
+    const uint32_t *part_of; /* the part (0-based) of each tensor, in add order (qf_split_layout) */
+    size_t n_tensors;        /* entries of part_of: the tensors that will be added */
+    uint32_t only;           /* 0: write every part; k: part k (1-based) alone */
+} qf_gguf_split;
+qf_status qf_gguf_writer_open_split(const char *out, const qf_gguf_split *s, qf_gguf_writer **w, qf_error *err);
+/* Whether tensor i (add order) is written: always, except for parts an `only` split leaves out. */
+bool qf_gguf_writer_wants(const qf_gguf_writer *w, size_t i);
+
 #endif
