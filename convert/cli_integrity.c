@@ -122,7 +122,7 @@ static void print_text(const integrity_cli *v, const qf_integrity_report *r, qf_
     }
     for (size_t i = 0; i < r->n_bad; i++) {
         if (r->bad_verdict[i] == QF_TENSOR_RETYPED) continue;
-        file_prefix(f);
+        file_prefix(r->bad_file[i]); /* a split set's part holding the tensor */
         printf("%s tensor ", verdict_word(r->bad_verdict[i]));
         put_name(r->bad[i]);
         putchar('\n');

@@ -440,10 +440,8 @@ static char *part_path(const conversion *c, const qf_convert_opts *o, uint32_t k
     return qf_split_part_path(o->out, qf_split_prefix_len(o->out), k, c->n_parts);
 }
 
-/* Cut the plan into parts as gguf-split would, then give every part this run writes the output check
- * a single output gets (formats/outfile.h), before any tensor is computed. */
-static qf_status plan_split(conversion *c, const qf_convert_opts *o, const char *const *inputs, size_t n_inputs,
-                            qf_error *err) {
+/* Cut the plan into parts as gguf-split would. */
+static qf_status plan_split(conversion *c, const qf_convert_opts *o, qf_error *err) {
     uint64_t *nbytes = qf_malloc_n(QF_MAX(c->plan.n, (size_t)1), sizeof *nbytes);
     c->part_of = qf_malloc_n(QF_MAX(c->plan.n, (size_t)1), sizeof *c->part_of);
     if (!nbytes || !c->part_of) { free(nbytes); return qf_fail(err, QF_E_NOMEM, "out of memory"); }
@@ -456,12 +454,29 @@ static qf_status plan_split(conversion *c, const qf_convert_opts *o, const char 
     if (o->only_split > c->n_parts)
         return qf_fail(err, QF_E_USAGE, "--only-split %u: %s is cut into %u part%s", o->only_split, o->out,
                        c->n_parts, c->n_parts == 1 ? "" : "s");
-    for (uint32_t k = 0; !st && !o->dry_run && k < c->n_parts; k++) {
+    return QF_OK;
+}
+
+/* Every file this run writes (the output, or each part it writes of a split output) gets the output
+ * check (formats/outfile.h) against every input, each part of a split GGUF source included, before any
+ * tensor is computed. */
+static qf_status check_outputs(const conversion *c, const qf_convert_opts *o, qf_error *err) {
+    const qf_gguf *g = qf_source_gguf(c->src);
+    size_t n_src = g ? qf_gguf_n_parts(g) : 0, n = 3 + n_src;
+    const char **inputs = qf_calloc_n(n, sizeof *inputs);
+    if (!inputs) return qf_fail(err, QF_E_NOMEM, "out of memory");
+    inputs[0] = o->src;
+    inputs[1] = o->imatrix;
+    inputs[2] = o->hessian;
+    for (size_t k = 0; k < n_src; k++) inputs[3 + k] = qf_gguf_label(qf_gguf_part(g, k));
+    qf_status st = c->part_of ? QF_OK : qf_outfile_check(o->out, inputs, n, err);
+    for (uint32_t k = 0; !st && c->part_of && k < c->n_parts; k++) {
         if (o->only_split && k + 1 != o->only_split) continue;
         char *path = part_path(c, o, k);
-        st = path ? qf_outfile_check(path, inputs, n_inputs, err) : qf_fail(err, QF_E_NOMEM, "out of memory");
+        st = path ? qf_outfile_check(path, inputs, n, err) : qf_fail(err, QF_E_NOMEM, "out of memory");
         free(path);
     }
+    free(inputs);
     return st;
 }
 
@@ -550,7 +565,7 @@ qf_status qf_convert(const qf_convert_opts *o, qf_error *err) {
     if (!o->dry_run && !o->out) return qf_fail(err, QF_E_USAGE, "no output file given (-o OUT.gguf)");
     const char *inputs[] = {o->src, o->imatrix, o->hessian};
     qf_status chk = check_split_options(o, err);
-    /* a split output's part names are known once the plan is: checked then, before any tensor is written */
+    /* checked again with all inputs and outputs known (check_outputs); a bad output fails here at no cost */
     if (!chk && !o->dry_run && !split_output(o)) chk = qf_outfile_check(o->out, inputs, QF_ARRAY_LEN(inputs), err);
     if (chk != QF_OK) return chk;
     conversion c = {0};
@@ -562,7 +577,8 @@ qf_status qf_convert(const qf_convert_opts *o, qf_error *err) {
     if (!st) st = check_requantize(&c, o, err);
     if (!st) st = check_overrides(&c, o, err);
     if (!st) st = bind_calibration(&c, o, err);
-    if (!st && split_output(o)) st = plan_split(&c, o, inputs, QF_ARRAY_LEN(inputs), err);
+    if (!st && split_output(o)) st = plan_split(&c, o, err);
+    if (!st && !o->dry_run) st = check_outputs(&c, o, err);
     if (!st && o->dry_run) st = dry_run(&c, o, err);
     else if (!st) st = write_output(&c, o, err);
     qf_plan_free(&c.plan);

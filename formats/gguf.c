@@ -180,6 +180,10 @@ struct qf_gguf {
     size_t n_t;
     name_index kv_idx, t_idx;
     arena a;
+    /* A split set (qf_gguf_open of a first part): each part as a file of its own, parts[0] the first.
+     * The set borrows parts[0]'s keys and file-level facts and owns only its tensor list and index. */
+    qf_gguf **parts;
+    size_t n_parts;
 };
 
 /* Parse cursor. `what`/`name` say which key or tensor is being read, for messages. */
@@ -591,7 +595,8 @@ qf_status qf_gguf_open_mem(const char *label, const uint8_t *buf, uint64_t len, 
     return QF_OK;
 }
 
-qf_status qf_gguf_open(const char *path, qf_gguf **out, qf_error *err) {
+/* One file, as it is (a part of a split set too). */
+static qf_status open_file(const char *path, qf_gguf **out, qf_error *err) {
     *out = NULL;
     int fd;
     uint64_t size;
@@ -610,8 +615,164 @@ qf_status qf_gguf_open(const char *path, qf_gguf **out, qf_error *err) {
     return QF_OK;
 }
 
+/* ---- split sets (llama.cpp's layout, formats/gguf_split.h) --------------------------------------
+ * The first part names the set: split.count parts found by name as llama.cpp finds them
+ * (llama_split_path), each checked to be part k of the same set before its tensors join the set's. */
+
+/* An integer key as a u64; false when absent or not an integer (a split key of another type). */
+static bool split_key(const qf_gguf *g, const char *key, int64_t *v) {
+    const qf_gguf_kv *kv = qf_gguf_find_kv(g, key);
+    if (!kv || !vtype_is_int(kv->type)) return false;
+    *v = vtype_is_signed(kv->type) ? kv->v.i64 : (int64_t)kv->v.u64;
+    return true;
+}
+
+static const qf_gguf_str *set_id(const qf_gguf *g) {
+    const qf_gguf_kv *kv = qf_gguf_find_kv(g, QF_SPLIT_KEY_SET);
+    return kv && kv->type == QF_GGUF_STRING ? &kv->v.str : NULL;
+}
+
+/* Part k of n must say so, and belong to the set the first part describes. */
+static qf_status check_part(const qf_gguf *first, const qf_gguf *p, uint32_t k, uint32_t n, qf_error *err) {
+    int64_t no = -1, count = -1, total = -1, want_total = -1;
+    split_key(first, QF_SPLIT_KEY_TENSORS, &want_total);
+    if (!split_key(p, QF_SPLIT_KEY_NO, &no) || !split_key(p, QF_SPLIT_KEY_COUNT, &count))
+        return qf_fail(err, QF_E_INPUT, "%s: not a part of a split set (no %s/%s), yet %s names it as part %u of %u",
+                       p->label, QF_SPLIT_KEY_NO, QF_SPLIT_KEY_COUNT, first->label, k + 1, n);
+    if (count != n)
+        return qf_fail(err, QF_E_INPUT, "%s: part of another set: %s %lld, %s has %u parts", p->label,
+                       QF_SPLIT_KEY_COUNT, (long long)count, first->label, n);
+    if (no != k)
+        return qf_fail(err, QF_E_INPUT, "%s: %s is %lld, expected %u (parts out of order: the name says part %u)",
+                       p->label, QF_SPLIT_KEY_NO, (long long)no, k, k + 1);
+    if (split_key(p, QF_SPLIT_KEY_TENSORS, &total) && total != want_total)
+        return qf_fail(err, QF_E_INPUT, "%s: part of another set: %s %lld, %s says %lld", p->label,
+                       QF_SPLIT_KEY_TENSORS, (long long)total, first->label, (long long)want_total);
+    const qf_gguf_str *a = set_id(first), *b = set_id(p);
+    if ((a || b) && (!a || !b || a->len != b->len || memcmp(a->ptr, b->ptr, a->len) != 0))
+        return qf_fail(err, QF_E_INPUT, "%s: part of another set: %s differs from %s's (parts of different runs)",
+                       p->label, QF_SPLIT_KEY_SET, first->label);
+    return QF_OK;
+}
+
+/* The set's tensor list: every part's, in part order, each name once in the whole set. */
+static qf_status join_tensors(qf_gguf *set, qf_error *err) {
+    size_t n = 0;
+    for (size_t k = 0; k < set->n_parts; k++) n += set->parts[k]->n_t;
+    set->t = qf_malloc_n(QF_MAX(n, (size_t)1), sizeof *set->t);
+    if (!set->t) return qf_fail(err, QF_E_NOMEM, "%s: out of memory", set->label);
+    for (size_t k = 0; k < set->n_parts; k++) {
+        const qf_gguf *p = set->parts[k];
+        for (size_t i = 0; i < p->n_t; i++) {
+            long dup = index_find(&set->t_idx, p->t[i].name);
+            if (dup >= 0) {
+                size_t j = 0, at = (size_t)dup;
+                while (at >= set->parts[j]->n_t) at -= set->parts[j++]->n_t;
+                return qf_fail(err, QF_E_INPUT, "%s: tensor '%.200s' is also in %s: a set holds each tensor once",
+                               p->label, p->t[i].name, set->parts[j]->label);
+            }
+            set->t[set->n_t++] = p->t[i];
+            if (!index_add(&set->t_idx, p->t[i].name)) return qf_fail(err, QF_E_NOMEM, "%s: out of memory", set->label);
+        }
+    }
+    int64_t total = -1;
+    if (split_key(set->parts[0], QF_SPLIT_KEY_TENSORS, &total) && total != (int64_t)n)
+        return qf_fail(err, QF_E_INPUT, "%s: %s is %lld, the %zu parts hold %zu tensors", set->label,
+                       QF_SPLIT_KEY_TENSORS, (long long)total, set->n_parts, n);
+    return QF_OK;
+}
+
+/* Opens parts 2..n beside the first and joins them into one model. */
+static qf_status open_set(qf_gguf *first, uint32_t n, qf_gguf **out, qf_error *err) {
+    size_t prefix_len;
+    uint32_t k, count;
+    if (!qf_split_parse_name(first->label, &prefix_len, &k, &count) || k != 0 || count != n)
+        return qf_fail(err, QF_E_INPUT, "%s: the first part of a set of %u (%s 0) must be named PREFIX-00001-of-%05u.gguf, "
+                       "the name the other parts are found by", first->label, n, QF_SPLIT_KEY_NO, n);
+    qf_gguf *set = gguf_new(first->label);
+    qf_gguf **parts = qf_calloc_n(n, sizeof *parts);
+    if (!set || !parts) {
+        free(parts);
+        qf_gguf_close(set);
+        return qf_fail(err, QF_E_NOMEM, "%s: out of memory", first->label);
+    }
+    set->parts = parts;
+    parts[0] = first;
+    set->n_parts = 1;
+    qf_status st = QF_OK;
+    for (k = 1; st == QF_OK && k < n; k++) {
+        char *path = qf_split_part_path(first->label, prefix_len, k, n);
+        st = path ? open_file(path, &parts[k], err) : qf_fail(err, QF_E_NOMEM, "out of memory");
+        if (st == QF_E_NOTFOUND)
+            qf_fail(err, QF_E_NOTFOUND, "%s: part %u of %u is missing (%s names a set of %u parts)", path, k + 1, n,
+                    first->label, n);
+        free(path);
+        if (st == QF_OK) set->n_parts++;
+        if (st == QF_OK) st = check_part(first, parts[k], k, n, err);
+    }
+    if (st == QF_OK) st = join_tensors(set, err);
+    if (st != QF_OK) {
+        qf_gguf_close(set);
+        return st;
+    }
+    /* file-level facts and keys are the first part's (where llama.cpp reads the model's metadata) */
+    set->base = first->base;
+    set->len = first->len;
+    set->version = first->version;
+    set->alignment = first->alignment;
+    set->data_offset = first->data_offset;
+    set->info_off = first->info_off;
+    set->info_end = first->info_end;
+    set->kv = first->kv;
+    set->n_kv = first->n_kv;
+    set->kv_idx = first->kv_idx;
+    *out = set;
+    return QF_OK;
+}
+
+qf_status qf_gguf_open(const char *path, qf_gguf **out, qf_error *err) {
+    qf_gguf *g = NULL;
+    qf_status st = open_file(path, &g, err);
+    int64_t count = 1, no = 0;
+    if (st != QF_OK || !split_key(g, QF_SPLIT_KEY_COUNT, &count) || count <= 1) {
+        *out = g;
+        return st;
+    }
+    if (count > QF_SPLIT_MAX_PARTS || !split_key(g, QF_SPLIT_KEY_NO, &no) || no != 0) {
+        st = count > QF_SPLIT_MAX_PARTS
+                 ? qf_fail(err, QF_E_INPUT, "%s: %s %lld is out of range (a u16)", path, QF_SPLIT_KEY_COUNT, (long long)count)
+                 : qf_fail(err, QF_E_INPUT, "%s: part %lld of a split set of %lld: open the set by its first part "
+                           "(%s 0), as llama.cpp does", path, (long long)no + 1, (long long)count, QF_SPLIT_KEY_NO);
+        qf_gguf_close(g);
+        return st;
+    }
+    return open_set(g, (uint32_t)count, out, err);
+}
+
+size_t qf_gguf_n_parts(const qf_gguf *g) { return g->parts ? g->n_parts : 1; }
+
+const qf_gguf *qf_gguf_part(const qf_gguf *g, size_t k) {
+    if (!g->parts) return k == 0 ? g : NULL;
+    return k < g->n_parts ? g->parts[k] : NULL;
+}
+
+size_t qf_gguf_tensor_part(const qf_gguf *g, size_t i) {
+    size_t k = 0;
+    while (g->parts && k + 1 < g->n_parts && i >= g->parts[k]->n_t) i -= g->parts[k++]->n_t;
+    return k;
+}
+
 void qf_gguf_close(qf_gguf *g) {
     if (!g) return;
+    if (g->parts) {
+        for (size_t k = 0; k < g->n_parts; k++) qf_gguf_close(g->parts[k]);
+        free(g->parts);
+        index_free(&g->t_idx);
+        free(g->t);
+        free(g->label);
+        free(g);
+        return;
+    }
     qf_infile_unmap(g->map, g->map_len);
     arena_free(&g->a);
     index_free(&g->kv_idx);
@@ -637,6 +798,10 @@ const uint8_t *qf_gguf_file_bytes(const qf_gguf *g, uint64_t *len) {
 }
 
 void qf_gguf_drop_pages(const qf_gguf *g, const void *p, uint64_t n) {
+    for (size_t k = 0; g->parts && k < g->n_parts; k++) {
+        const qf_gguf *part = g->parts[k];
+        if ((const uint8_t *)p >= part->base && (const uint8_t *)p < part->base + part->len) qf_gguf_drop_pages(part, p, n);
+    }
     if (!g->map || n == 0) return;
     long ps = sysconf(_SC_PAGESIZE);
     uintptr_t page = ps > 0 ? (uintptr_t)ps : 4096, lo = (uintptr_t)p, hi = lo + (uintptr_t)n;

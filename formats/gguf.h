@@ -65,7 +65,19 @@ typedef struct qf_gguf_tensor {
 
 typedef struct qf_gguf qf_gguf;
 
+/* A file that is the first part of a split set (split.count > 1, split.no 0; formats/gguf_split.h)
+ * opens the whole set: the other parts are found by name as llama.cpp finds them, each checked to be
+ * part k of this set (split.no, split.count, split.tensors.count, qforge.split.set_sha256), and the
+ * handle then is one model: the first part's keys, every part's tensors in order (data in each part's
+ * mapping), each name once. File-level accessors (version, alignment, data offset, file bytes, spans,
+ * rec_off) describe the first part; qf_gguf_part gives each part as a file. Another part of a set is
+ * refused (open the set by its first part); a missing part is QF_E_NOTFOUND naming it. */
 qf_status qf_gguf_open(const char *path, qf_gguf **out, qf_error *err);
+/* 1 for a single file; for a set its parts, each a file of its own (part 0 the first), borrowed. */
+size_t qf_gguf_n_parts(const qf_gguf *g);
+const qf_gguf *qf_gguf_part(const qf_gguf *g, size_t k);
+/* The part that holds tensor i of the set (0 for a single file). */
+size_t qf_gguf_tensor_part(const qf_gguf *g, size_t i);
 /* Parse a GGUF held in memory (borrowed; must outlive the handle). Used by tests and fuzzers. */
 qf_status qf_gguf_open_mem(const char *label, const uint8_t *buf, uint64_t len, qf_gguf **out, qf_error *err);
 void qf_gguf_close(qf_gguf *g);

@@ -285,6 +285,7 @@ typedef struct qf_integrity_report {
     size_t n_bad;          /* tensors that are not as their digests describe */
     char **bad;            /* their names, in file order (owned; qf_integrity_report_free) */
     qf_tensor_verdict *bad_verdict; /* and what became of each */
+    char **bad_file;       /* and the file that holds it: a split set's part, else the file itself (owned) */
     size_t n_missing;      /* tensors the digests describe that the file no longer has */
     uint64_t bytes_hashed;
     qf_sig_state sig;

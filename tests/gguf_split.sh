@@ -111,4 +111,76 @@ for cmd in calibrate perplexity sign pack; do
 done
 [ -z "$(ls -A none)" ] && ok || bad "a refused run wrote $(ls -A none)"
 
+# ---- readers: a set opened by its first part is the model ----
+make_text text.txt 3
+first=s-00001-of-00005.gguf
+ppl() { "$qf" perplexity "$1" -f text.txt -c 64 --chunks 4 2>/dev/null | sed -n 's/^Final estimate: PPL = \([0-9.]*\).*/\1/p'; }
+a=$(ppl one.gguf); b=$(ppl $first)
+[ -n "$a" ] && [ "$a" = "$b" ] && ok || bad "perplexity of the set '$b', of the unsplit file '$a'"
+expect 0 "inspect the set" -- "$qf" inspect $first
+has "inspect counts every part's tensors" "$first: GGUF v3, alignment 32"
+has "inspect lists the parts" "s-00005-of-00005.gguf  1 tensors"
+out=$("$qf" inspect $first --json)
+python3 -c 'import json,sys; d=json.loads(sys.argv[1]); sys.exit(not (len(d["tensors"])==21 and len(d["parts"])==5 and d["tensors"][20]["part"]==5))' "$out" &&
+    ok || bad "inspect --json of the set: $out"
+expect 0 "verify the set against the unsplit file" -- "$qf" verify $first --base one.gguf -f text.txt -c 64 --chunks 4 --max-kld 0
+expect 0 "verify --integrity of the set" -- "$qf" verify $first --integrity
+has "integrity counts the set" "header + 21 tensors"
+# quantize and calibrate from the set: what they do from the unsplit file
+expect 0 "quantize from the set" -- "$qf" quantize $first -o qs.gguf --type q8_0 -q
+expect 0 "quantize from the file" -- "$qf" quantize one.gguf -o qo.gguf --type q8_0 -q
+python3 - "$root/tests/lib" qs.gguf qo.gguf <<'EOF2' && ok || bad "quantize from the set wrote other tensors than from the file"
+import sys; sys.path.insert(0, sys.argv[1]); import gguf_meta
+a, b = gguf_meta.read(sys.argv[2]), gguf_meta.read(sys.argv[3])
+assert [(t["name"], t["type"], t["ne"], t["offset"]) for t in a["tensors"]] == [(t["name"], t["type"], t["ne"], t["offset"]) for t in b["tensors"]]
+assert open(sys.argv[2], "rb").read()[a["data_offset"]:] == open(sys.argv[3], "rb").read()[b["data_offset"]:]
+EOF2
+expect 0 "calibrate from the set" -- "$qf" calibrate $first -f text.txt -o i1.gguf -c 64 --chunks 2 -q
+expect 0 "calibrate from the file" -- "$qf" calibrate one.gguf -f text.txt -o i2.gguf -c 64 --chunks 2 -q
+cmp -s i1.gguf i2.gguf && ok || bad "calibrate from the set differs"
+# the output may not replace a part of the input set
+expect 2 "re-split over the input" -- "$qf" quantize $first -o s.gguf --type q8_0 --split-max-tensors 5
+has "names the part" "the output is the input s-00001-of-00005.gguf"
+expect 2 "write over a later part" -- "$qf" quantize $first -o s-00004-of-00005.gguf --type q8_0
+has "names the later part" "the output is the input s-00004-of-00005.gguf"
+
+# ---- bad sets: one line naming the file, exit 2 ----
+bad_set() { # DIR DESCRIPTION EXPECTED-TEXT
+    local dir=$1 what=$2 text=$3 f=$1/s-00001-of-00005.gguf cmd
+    for cmd in "inspect $f" "perplexity $f -f text.txt -c 64" "verify $f --integrity" \
+               "calibrate $f -f text.txt -o $dir/i.gguf" "quantize $f -o $dir/q.gguf --type q8_0"; do
+        expect 2 "$what: $cmd" -- "$qf" $cmd
+        has "$what: $cmd" "$text"
+        [ "$(wc -l <<<"$out")" -eq 1 ] && ok || bad "$what: $cmd: not one line: $out"
+    done
+    [ ! -e $dir/i.gguf ] && [ ! -e $dir/q.gguf ] && ok || bad "$what: output written"
+}
+mkset() { rm -rf "$1"; mkdir "$1"; cp s-0000?-of-00005.gguf "$1/"; }
+mkset missing; rm missing/s-00004-of-00005.gguf
+bad_set missing "missing part" "missing/s-00004-of-00005.gguf: part 4 of 5 is missing"
+mkset order; mv order/s-00002-of-00005.gguf x; mv order/s-00003-of-00005.gguf order/s-00002-of-00005.gguf; mv x order/s-00003-of-00005.gguf
+bad_set order "parts swapped" "order/s-00002-of-00005.gguf: split.no is 2, expected 1"
+# a part of another set: another count, and the same count from another model
+"$qf" convert m -o four.gguf --type f16 --split-max-tensors 6 -q || exit 1
+mkset count; cp four-00002-of-00004.gguf count/s-00002-of-00005.gguf
+bad_set count "another count" "count/s-00002-of-00005.gguf: part of another set: split.count 4"
+"$qf" synth m2 --dim 64 --ff 128 --vocab 300 --layers 2 --seed 2 >/dev/null || exit 1
+"$qf" convert m2 -o other.gguf --type f16 --split-max-tensors 5 -q || exit 1
+mkset other; cp other-00003-of-00005.gguf other/s-00003-of-00005.gguf
+bad_set other "another set" "other/s-00003-of-00005.gguf: part of another set: qforge.split.set_sha256 differs"
+# a tensor in two parts: part 3's bytes with part 2's tensors (its split.no and identity kept)
+mkset dup
+python3 - "$root/tests/lib" dup <<'EOF2' || exit 1
+import sys; sys.path.insert(0, sys.argv[1]); import gguf_meta
+d = sys.argv[2]
+b = bytearray(open(f"{d}/s-00002-of-00005.gguf", "rb").read())
+m = gguf_meta.read(f"{d}/s-00002-of-00005.gguf")
+key = b"split.no"; i = b.index(key) + len(key) + 4  # after the key and its u32 type: the u16 value
+assert b[i:i + 2] == b"\x01\x00"; b[i:i + 2] = b"\x02\x00"
+open(f"{d}/s-00003-of-00005.gguf", "wb").write(b)
+EOF2
+bad_set dup "duplicate tensor" "dup/s-00003-of-00005.gguf: tensor 'blk.0.attn_output.weight' is also in dup/s-00002-of-00005.gguf"
+expect 2 "a later part given" -- "$qf" perplexity s-00002-of-00005.gguf -f text.txt
+has "later part" "part 2 of a split set of 5: open the set by its first part"
+
 cli_test_finish gguf_split
