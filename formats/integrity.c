@@ -426,10 +426,6 @@ static qf_status check_set(const qf_gguf *set, int threads, const qf_integrity_p
     if (!r->verdict) return qf_fail(err, QF_E_NOMEM, "%s: out of memory", qf_gguf_label(set));
     bool id_ok = false;
     qf_status st = check_set_id(set, &id_ok, err);
-    if (st == QF_OK && !id_ok)
-        qf_fail(err, QF_E_CHECK, "%s: integrity check failed: the split set's identity (%s) does not match its parts' "
-                "metadata and tensor tables", qf_gguf_label(set), QF_SPLIT_KEY_SET);
-    r->header_ok = id_ok;
     set_progress sp = {.outer = progress, .label = qf_gguf_label(set)};
     for (size_t k = 0; k < qf_gguf_n_parts(set); k++) {
         uint64_t len;
@@ -437,7 +433,7 @@ static qf_status check_set(const qf_gguf *set, int threads, const qf_integrity_p
         sp.total += len;
     }
     qf_integrity_progress inner = {set_progress_fn, &sp};
-    size_t at = 0, failed = !id_ok;
+    size_t at = 0, failed = 0;
     qf_error perr;
     for (size_t k = 0; st == QF_OK && k < qf_gguf_n_parts(set); k++) {
         const qf_gguf *p = qf_gguf_part(set, k);
@@ -461,11 +457,18 @@ static qf_status check_set(const qf_gguf *set, int threads, const qf_integrity_p
         qf_integrity_result_free(r);
         return st;
     }
-    if (!failed) return QF_OK;
-    if (failed > 1 && err) {
+    r->header_ok = r->header_ok && id_ok;
+    if (!failed && id_ok) return QF_OK;
+    if (!failed)
+        return qf_fail(err, QF_E_CHECK, "%s: integrity check failed: the split set's identity (%s) does not match its "
+                       "parts' metadata and tensor tables", qf_gguf_label(set), QF_SPLIT_KEY_SET);
+    if (err) {
         size_t n = strlen(err->msg);
-        snprintf(err->msg + n, sizeof err->msg - n, "; %zu more part%s of the set failed too", failed - 1,
-                 failed > 2 ? "s" : "");
+        if (failed > 1)
+            snprintf(err->msg + n, sizeof err->msg - n, "; %zu more part%s of the set failed too", failed - 1,
+                     failed > 2 ? "s" : "");
+        n = strlen(err->msg);
+        if (!id_ok) snprintf(err->msg + n, sizeof err->msg - n, "; the set's identity does not match its parts");
     }
     return QF_E_CHECK;
 }

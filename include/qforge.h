@@ -282,6 +282,7 @@ typedef struct qf_integrity_report {
     bool rewritten;        /* another tool rewrote the file (tensors reordered, re-encoded, added or removed,
                               keys after the digests): its digests describe the file qforge wrote */
     size_t n_tensors;
+    size_t n_parts;        /* files checked: a split set's parts (every part has its own digests), else 1 */
     size_t n_bad;          /* tensors that are not as their digests describe */
     char **bad;            /* their names, in file order (owned; qf_integrity_report_free) */
     qf_tensor_verdict *bad_verdict; /* and what became of each */

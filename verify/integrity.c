@@ -11,6 +11,7 @@ static qf_status fill_report(const qf_gguf *g, const qf_integrity_result *r, qf_
     rep->header_ok = r->header_ok;
     rep->rewritten = r->rewritten;
     rep->n_tensors = r->n_tensors;
+    rep->n_parts = qf_gguf_n_parts(g);
     rep->n_missing = r->n_missing;
     rep->bytes_hashed = r->bytes_hashed;
     rep->bad = qf_calloc_n(r->n_bad, sizeof *rep->bad);
