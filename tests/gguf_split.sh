@@ -68,6 +68,12 @@ expect 0 "convert split by size" -- "$qf" convert big -o z.gguf --type f32 --spl
 n=$(ls z-*.gguf | wc -l)
 [ "$n" -gt 2 ] && check_layout big.gguf z "$n" size 1000000 && ok || bad "split by size: layout ($n parts)"
 
+# a run that fails in its second part (file size limit) leaves no part and keeps what was there
+mkdir fsz && echo keep >fsz/z-00001-of-00003.gguf
+(ulimit -f 950; "$qf" convert big -o fsz/z.gguf --type f32 --split-max-size 1M -q) 2>/dev/null && bad "ran past the size limit"
+[ "$(ls -A fsz)" = "z-00001-of-00003.gguf" ] && [ "$(cat fsz/z-00001-of-00003.gguf)" = keep ] && ok ||
+    bad "a failed split run left $(ls -A fsz) or replaced the existing part"
+
 # --only-split K: part K alone, byte-identical; the others are not written
 mkdir alone
 for k in 1 3 5; do
