@@ -595,8 +595,7 @@ qf_status qf_gguf_open_mem(const char *label, const uint8_t *buf, uint64_t len, 
     return QF_OK;
 }
 
-/* One file, as it is (a part of a split set too). */
-static qf_status open_file(const char *path, qf_gguf **out, qf_error *err) {
+qf_status qf_gguf_open_file(const char *path, qf_gguf **out, qf_error *err) {
     *out = NULL;
     int fd;
     uint64_t size;
@@ -702,7 +701,7 @@ static qf_status open_set(qf_gguf *first, uint32_t n, qf_gguf **out, qf_error *e
     qf_status st = QF_OK;
     for (k = 1; st == QF_OK && k < n; k++) {
         char *path = qf_split_part_path(first->label, prefix_len, k, n);
-        st = path ? open_file(path, &parts[k], err) : qf_fail(err, QF_E_NOMEM, "out of memory");
+        st = path ? qf_gguf_open_file(path, &parts[k], err) : qf_fail(err, QF_E_NOMEM, "out of memory");
         if (st == QF_E_NOTFOUND)
             qf_fail(err, QF_E_NOTFOUND, "%s: part %u of %u is missing (%s names a set of %u parts)", path, k + 1, n,
                     first->label, n);
@@ -732,7 +731,7 @@ static qf_status open_set(qf_gguf *first, uint32_t n, qf_gguf **out, qf_error *e
 
 qf_status qf_gguf_open(const char *path, qf_gguf **out, qf_error *err) {
     qf_gguf *g = NULL;
-    qf_status st = open_file(path, &g, err);
+    qf_status st = qf_gguf_open_file(path, &g, err);
     int64_t count = 1, no = 0;
     if (st != QF_OK || !split_key(g, QF_SPLIT_KEY_COUNT, &count) || count <= 1) {
         *out = g;

@@ -73,6 +73,9 @@ typedef struct qf_gguf qf_gguf;
  * rec_off) describe the first part; qf_gguf_part gives each part as a file. Another part of a set is
  * refused (open the set by its first part); a missing part is QF_E_NOTFOUND naming it. */
 qf_status qf_gguf_open(const char *path, qf_gguf **out, qf_error *err);
+/* One file as it is, a part of a split set too (its own keys and tensors): for what works on files, not
+ * models (pack and unpack's digest check of the one file they carry). */
+qf_status qf_gguf_open_file(const char *path, qf_gguf **out, qf_error *err);
 /* 1 for a single file; for a set its parts, each a file of its own (part 0 the first), borrowed. */
 size_t qf_gguf_n_parts(const qf_gguf *g);
 const qf_gguf *qf_gguf_part(const qf_gguf *g, size_t k);

@@ -8,8 +8,11 @@ qf_status qf_split_parse_size(const char *s, uint64_t *bytes, qf_error *err) {
     size_t digits = strspn(s, "0123456789"), len = strlen(s);
     char unit = len ? s[len - 1] : '\0';
     uint64_t n = 0, scale = unit == 'M' ? 1000000ull : unit == 'G' ? 1000000000ull : 0;
-    bool ok = digits > 0 && digits == len - 1 && scale && digits <= 12;
-    for (size_t i = 0; ok && i < digits; i++) n = n * 10 + (uint64_t)(s[i] - '0');
+    bool ok = digits > 0 && digits == len - 1 && scale;
+    for (size_t i = 0; ok && i < digits; i++) {
+        ok = n <= (UINT64_MAX / scale - (uint64_t)(s[i] - '0')) / 10; /* n * 10 + digit, times scale, fits */
+        n = n * 10 + (uint64_t)(s[i] - '0');
+    }
     if (!ok || n == 0)
         return qf_fail(err, QF_E_USAGE, "--split-max-size '%s': expected a positive whole number and M or G "
                        "(10^6 or 10^9 bytes, as llama-gguf-split), e.g. 500M or 50G", s);

@@ -110,6 +110,8 @@ expect 2 "both limits" -- "$qf" convert m -o none/s.gguf --type f16 --split-max-
 has "both limits" "exclude each other"
 expect 2 "size unit" -- "$qf" convert m -o none/s.gguf --type f16 --split-max-size 5K
 has "size unit" "--split-max-size '5K'"
+expect 2 "size past 64 bits" -- "$qf" convert m -o none/s.gguf --type f16 --split-max-size 99999999999G
+has "size past 64 bits" "--split-max-size '99999999999G'"
 expect 2 "tensors zero" -- "$qf" quantize m -o none/s.gguf --type q8_0 --split-max-tensors 0
 for cmd in calibrate perplexity sign pack; do
     expect 2 "$cmd --split-max-size" -- "$qf" $cmd one.gguf --split-max-size 1M
@@ -149,6 +151,13 @@ expect 2 "re-split over the input" -- "$qf" quantize $first -o s.gguf --type q8_
 has "names the part" "the output is the input s-00001-of-00005.gguf"
 expect 2 "write over a later part" -- "$qf" quantize $first -o s-00004-of-00005.gguf --type q8_0
 has "names the later part" "the output is the input s-00004-of-00005.gguf"
+# pack and unpack carry one part as the file it is (unpack checks that part's own digests)
+for k in 1 2; do
+    f=s-0000$k-of-00005.gguf
+    expect 0 "pack part $k" -- "$qf" pack $f -o p$k.qfz -q
+    expect 0 "unpack part $k" -- "$qf" unpack p$k.qfz -o u$k.gguf -q
+    cmp -s u$k.gguf $f && ok || bad "unpack of part $k differs"
+done
 
 # ---- bad sets: one line naming the file, exit 2 ----
 bad_set() { # DIR DESCRIPTION EXPECTED-TEXT
