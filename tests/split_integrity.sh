@@ -62,6 +62,12 @@ cmp -s swapped/s-00004-of-00004.gguf jobs/s-00004-of-00004.gguf && bad "the othe
 expect 0 "the swapped set checks part by part" -- "$qf" verify swapped/s-00001-of-00004.gguf --integrity
 expect 1 "but not against the signature" -- "$qf" verify swapped/s-00001-of-00004.gguf --integrity --pubkey pub.pem
 has "bad signature" "BAD signature"
+# saved base logits name their base by every part's digests: the swapped set is another base
+make_text text.txt 5
+expect 0 "save base logits of the set" -- "$qf" verify $first --base $first -f text.txt -c 64 --chunks 2 --save-base b.qfb --base-topk 32 -q
+expect 0 "the same set is that base" -- "$qf" verify $first --base-logits b.qfb --base $first -f text.txt -c 64 --chunks 2 -q
+expect 2 "the swapped set is not" -- "$qf" verify $first --base-logits b.qfb --base swapped/s-00001-of-00004.gguf -f text.txt -c 64 --chunks 2 -q
+has "another base" "b.qfb: computed from another base model"
 expect 1 "sign refuses a changed set" -- "$qf" sign changed/s-00001-of-00004.gguf --key key.pem
 has "refusing" "refusing to sign"
 [ ! -e changed/s-00001-of-00004.gguf.sig ] && ok || bad "a signature was written for a changed set"
