@@ -68,6 +68,18 @@ expect 0 "save base logits of the set" -- "$qf" verify $first --base $first -f t
 expect 0 "the same set is that base" -- "$qf" verify $first --base-logits b.qfb --base $first -f text.txt -c 64 --chunks 2 -q
 expect 2 "the swapped set is not" -- "$qf" verify $first --base-logits b.qfb --base swapped/s-00001-of-00004.gguf -f text.txt -c 64 --chunks 2 -q
 has "another base" "b.qfb: computed from another base model"
+# GPTQ's options change the bytes, so the file records them (qforge.gptq): parts of runs with another
+# damping belong to another set and are refused, not mixed
+"$qf" calibrate m -f text.txt -o imx.gguf --hessian h.gguf -c 64 --chunks 2 -q || exit 1
+mkdir gptq
+for d in 0.01 0.1; do
+    expect 0 "gptq damp $d" -- "$qf" quantize m -o gptq/d$d.gguf --type q4_0 --hessian h.gguf --gptq-damp $d --split-max-tensors 6 --only-split 2 -q
+done
+"$qf" quantize m -o gptq/s.gguf --type q4_0 --hessian h.gguf --split-max-tensors 6 -q || exit 1
+cmp -s gptq/d0.01-00002-of-00004.gguf gptq/s-00002-of-00004.gguf && ok || bad "gptq --only-split 2 differs from the whole run"
+cp gptq/d0.1-00002-of-00004.gguf gptq/s-00002-of-00004.gguf
+expect 2 "a part of another damping" -- "$qf" verify gptq/s-00001-of-00004.gguf --integrity
+has "another set" "gptq/s-00002-of-00004.gguf: part of another set: qforge.split.set_sha256 differs"
 expect 1 "sign refuses a changed set" -- "$qf" sign changed/s-00001-of-00004.gguf --key key.pem
 has "refusing" "refusing to sign"
 [ ! -e changed/s-00001-of-00004.gguf.sig ] && ok || bad "a signature was written for a changed set"
