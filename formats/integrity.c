@@ -373,16 +373,24 @@ qf_status qf_integrity_set_sha256(const qf_gguf *set, uint8_t out[32], qf_error 
     return ok ? QF_OK : qf_fail(err, QF_E_INTERNAL, "%s: SHA-256 of the set's identity failed", qf_gguf_label(set));
 }
 
-/* Whether the set's identity, recomputed from its parts, is the one every part carries (the reader
- * checked they all carry the same). QF_E_NOTFOUND when the set has none (not written by qforge). */
-static qf_status check_set_id(const qf_gguf *set, bool *ok, qf_error *err) {
+/* The identity the set's parts carry (the reader checked they all carry the same); QF_E_NOTFOUND when
+ * it has none (a set another tool split). */
+static qf_status stored_set_id(const qf_gguf *set, const qf_gguf_str **id, qf_error *err) {
     const qf_gguf_kv *kv = qf_gguf_find_kv(qf_gguf_part(set, 0), QF_SPLIT_KEY_SET);
     if (!kv || kv->type != QF_GGUF_STRING)
         return qf_fail(err, QF_E_NOTFOUND, "%s: no qforge digests for the split set (key %s is absent)", qf_gguf_label(set),
                        QF_SPLIT_KEY_SET);
+    *id = &kv->v.str;
+    return QF_OK;
+}
+
+/* Whether the set's identity, recomputed from its parts, is the one they carry. */
+static qf_status check_set_id(const qf_gguf *set, bool *ok, qf_error *err) {
+    const qf_gguf_str *id = NULL;
     uint8_t d[32];
-    qf_status st = qf_integrity_set_sha256(set, d, err);
-    if (st == QF_OK) *ok = hex_matches(&kv->v.str, d);
+    qf_status st = stored_set_id(set, &id, err);
+    if (st == QF_OK) st = qf_integrity_set_sha256(set, d, err);
+    if (st == QF_OK) *ok = hex_matches(id, d);
     return st;
 }
 
@@ -546,12 +554,10 @@ qf_status qf_integrity_set_manifest(const qf_gguf *g, char **out, size_t *len, q
         st = qf_integrity_keys_get(g, &k, err);
         return st == QF_OK ? qf_integrity_manifest(g, &k, out, len, err) : st;
     }
-    const qf_gguf_kv *id = qf_gguf_find_kv(qf_gguf_part(g, 0), QF_SPLIT_KEY_SET);
-    if (!id || id->type != QF_GGUF_STRING)
-        return qf_fail(err, QF_E_NOTFOUND, "%s: no qforge digests for the split set (key %s is absent)", qf_gguf_label(g),
-                       QF_SPLIT_KEY_SET);
+    const qf_gguf_str *id = NULL;
+    if ((st = stored_set_id(g, &id, err)) != QF_OK) return st;
     char head[256];
-    int hl = snprintf(head, sizeof head, "qforge-split-manifest-1\nset-sha256 %.64s\nparts %zu\n", id->v.str.ptr,
+    int hl = snprintf(head, sizeof head, "qforge-split-manifest-1\nset-sha256 %.64s\nparts %zu\n", id->ptr,
                       qf_gguf_n_parts(g));
     size_t n = (size_t)hl, cap = n;
     char *buf = malloc(cap);
