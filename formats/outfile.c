@@ -23,7 +23,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define QF_OUTFILE_MAX_TEMPS 512 /* a split output holds every part's temp until the last is done */
+/* A split output holds every part's temp until the last is done; past this many, the extra temps lose
+ * only the signal cleanup (the dead-owner sweep of a later run still removes them). */
+#define QF_OUTFILE_MAX_TEMPS 512
 
 #if ATOMIC_INT_LOCK_FREE != 2
 #error "signal cleanup needs lock-free atomic int"
