@@ -4,6 +4,7 @@
  */
 #include "convert/cli.h"
 #include "convert/report.h"
+#include "formats/gguf_split.h"
 #include "formats/imatrix.h"
 #include "formats/outfile.h"
 #include "qforge.h"
@@ -28,6 +29,12 @@
     "      --clamp-overflow   clamp weights beyond a type's range (its F16 scales would be Inf: q8_0\n" \
     "                         |x| > 8.3e6, q4_0 > 5.2e5, f16 > 65504, ...) instead of refusing (exit 2);\n" \
     "                         the file records it (qforge.clamp_overflow, qforge.clamped)\n" \
+    "      --split-max-size S write llama.cpp's split layout (as llama-gguf-split): OUT-00001-of-0000N.gguf\n" \
+    "                         ... (OUT = -o without .gguf), each part at most S tensor bytes (500M, 50G:\n" \
+    "                         10^6, 10^9 bytes), whole tensors only; llama.cpp loads the first part\n" \
+    "      --split-max-tensors N  the same, at most N tensors per part\n" \
+    "      --only-split K     write part K alone, byte for byte as the whole run writes it (one job of a\n" \
+    "                         batch array per part; --dry-run lists the parts)\n" \
     QF_CLI_THREADS_HELP QF_CLI_QUIET_HELP QF_CLI_PROGRESS_HELP
 
 static const char convert_help[] =
@@ -94,7 +101,7 @@ static void print_quantize_help(void) {
 
 enum {
     OPT_TYPE = QF_OPT_FIRST_FREE, OPT_METHOD, OPT_DAMP, OPT_ORDER, OPT_JSON, OPT_NAME, OPT_OVERRIDE_KV,
-    OPT_REQUANT, OPT_STRICT, OPT_CLAMP, OPT_MIN_TOKENS, OPT_SPARSE,
+    OPT_REQUANT, OPT_STRICT, OPT_CLAMP, OPT_MIN_TOKENS, OPT_SPARSE, OPT_SPLIT_SIZE, OPT_SPLIT_TENSORS, OPT_ONLY_SPLIT,
 };
 
 static int parse_u32(const char *cmd, const char *opt, const char *s, uint32_t *out);
@@ -141,12 +148,39 @@ static int quantize_opt(const char *cmd, int c, const char *arg, convert_cli *v)
     }
 }
 
+/* A count in 1..max for option opt. */
+static int parse_count(const char *cmd, const char *opt, const char *s, uint32_t max, uint32_t *out) {
+    char *end;
+    unsigned long v = strtoul(s, &end, 10);
+    if (!*s || *end || s[0] == '-' || v == 0 || v > max) {
+        char msg[96];
+        snprintf(msg, sizeof msg, "%s takes a whole number from 1 to %u", opt, max);
+        return qf_cli_usage(cmd, msg);
+    }
+    *out = (uint32_t)v;
+    return 0;
+}
+
+/* The split options convert and quantize share: 0 taken, 2 bad value, -1 not one of them. */
+static int split_opt(const char *cmd, int c, const char *arg, convert_cli *v) {
+    qf_error err;
+    switch (c) {
+    case OPT_SPLIT_SIZE:
+        if (qf_split_parse_size(arg, &v->o.split_max_bytes, &err) == QF_OK) return 0;
+        return qf_cli_fail(cmd, &err);
+    case OPT_SPLIT_TENSORS: return parse_count(cmd, "--split-max-tensors", arg, UINT32_MAX, &v->o.split_max_tensors);
+    case OPT_ONLY_SPLIT: return parse_count(cmd, "--only-split", arg, QF_SPLIT_MAX_PARTS, &v->o.only_split);
+    default: return -1;
+    }
+}
+
 static int parse_convert(int argc, char **argv, bool quantize, convert_cli *v) {
     static const struct option opts[] = {
         {"output", required_argument, 0, 'o'}, {"type", required_argument, 0, OPT_TYPE},
         {"dry-run", no_argument, 0, 'n'}, {"json", no_argument, 0, OPT_JSON}, {"name", required_argument, 0, OPT_NAME},
         {"override-kv", required_argument, 0, OPT_OVERRIDE_KV}, {"allow-requantize", no_argument, 0, OPT_REQUANT},
-        {"clamp-overflow", no_argument, 0, OPT_CLAMP},
+        {"clamp-overflow", no_argument, 0, OPT_CLAMP}, {"split-max-size", required_argument, 0, OPT_SPLIT_SIZE},
+        {"split-max-tensors", required_argument, 0, OPT_SPLIT_TENSORS}, {"only-split", required_argument, 0, OPT_ONLY_SPLIT},
         {"recipe", required_argument, 0, 'r'}, {"tensor-type", required_argument, 0, 'T'},
         {"imatrix", required_argument, 0, 'i'}, {"method", required_argument, 0, OPT_METHOD},
         {"hessian", required_argument, 0, 'H'}, {"gptq-damp", required_argument, 0, OPT_DAMP},
@@ -158,6 +192,7 @@ static int parse_convert(int argc, char **argv, bool quantize, convert_cli *v) {
     while ((c = qf_cli_getopt(cmd, argc, argv, quantize ? "o:t:j:m:r:T:i:H:nqh" : "o:t:j:m:nqh", opts)) != -1) {
         if ((rc = qf_cli_common_opt(cmd, c, optarg, &v->co)) >= 0) { if (rc) return rc; continue; }
         if (quantize && (rc = quantize_opt(cmd, c, optarg, v)) >= 0) { if (rc) return rc; continue; }
+        if ((rc = split_opt(cmd, c, optarg, v)) >= 0) { if (rc) return rc; continue; }
         switch (c) {
         case 'o': v->o.out = optarg; break;
         case OPT_TYPE: v->o.type = optarg; break;
@@ -196,10 +231,17 @@ static int run_convert(int argc, char **argv, bool quantize) {
     v.o.warn = qf_cli_warn;
     v.o.warn_user = argv[0];
     qf_error err;
+    uint32_t parts = 0;
+    v.o.split_parts = &parts;
     qf_status st = qf_convert(&v.o, &err);
     qf_cli_progress_end(&p);
     if (st != QF_OK) return qf_cli_fail(argv[0], &err);
-    if (!v.o.dry_run && !v.co.quiet) fprintf(stderr, "qforge: wrote %s in %.2fs\n", v.o.out, qf_cli_seconds_since(&p.start));
+    if (v.o.dry_run || v.co.quiet) return 0;
+    if (!parts) fprintf(stderr, "qforge: wrote %s in %.2fs\n", v.o.out, qf_cli_seconds_since(&p.start));
+    else if (v.o.only_split) fprintf(stderr, "qforge: wrote part %u of %u of %s in %.2fs\n", v.o.only_split, parts, v.o.out,
+                                     qf_cli_seconds_since(&p.start));
+    else fprintf(stderr, "qforge: wrote %s as %u part%s in %.2fs\n", v.o.out, parts, parts == 1 ? "" : "s",
+                 qf_cli_seconds_since(&p.start));
     return 0;
 }
 

@@ -122,7 +122,7 @@ static void print_text(const integrity_cli *v, const qf_integrity_report *r, qf_
     }
     for (size_t i = 0; i < r->n_bad; i++) {
         if (r->bad_verdict[i] == QF_TENSOR_RETYPED) continue;
-        file_prefix(f);
+        file_prefix(r->bad_file[i]); /* a split set's part holding the tensor */
         printf("%s tensor ", verdict_word(r->bad_verdict[i]));
         put_name(r->bad[i]);
         putchar('\n');
@@ -138,9 +138,11 @@ static void print_text(const integrity_cli *v, const qf_integrity_report *r, qf_
     double mib = (double)r->bytes_hashed / 1048576.0;
     const char *scheme = r->scheme >= 2 ? "scheme 2: every byte covered" : "scheme 1: padding and file length not covered";
     if (st == QF_OK && v->co.quiet) return;
+    char parts[48] = "";
+    if (r->n_parts > 1) snprintf(parts, sizeof parts, " in a split set of %zu parts", r->n_parts);
     file_prefix(f);
     if (st == QF_OK)
-        printf("OK (%s; header + %zu tensors, %.1f MiB in %.2f s%s)\n", scheme, r->n_tensors, mib, secs,
+        printf("OK (%s; header + %zu tensors%s, %.1f MiB in %.2f s%s)\n", scheme, r->n_tensors, parts, mib, secs,
                r->sig == QF_SIG_OK ? "; signature OK" : "");
     else
         printf("FAILED: %s%s, %zu of %zu tensors %s%s (%s)\n", r->rewritten ? "rewritten by another tool, " : "",
@@ -164,6 +166,7 @@ static void print_json(const integrity_cli *v, const qf_integrity_report *r, qf_
         cJSON_AddBoolToObject(o, "header_ok", r->header_ok);
         cJSON_AddBoolToObject(o, "rewritten", r->rewritten);
         cJSON_AddNumberToObject(o, "tensors", (double)r->n_tensors);
+        cJSON_AddNumberToObject(o, "parts", (double)r->n_parts);
         static const struct { const char *key; qf_tensor_verdict v; } lists[] = {
             {"changed_tensors", QF_TENSOR_CHANGED}, {"re_encoded_tensors", QF_TENSOR_RETYPED},
             {"uncovered_tensors", QF_TENSOR_UNCOVERED}};

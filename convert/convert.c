@@ -3,6 +3,7 @@
 #include "convert/report.h"
 #include "formats/arch.h"
 #include "formats/gguf.h"
+#include "formats/gguf_split.h"
 #include "formats/gguf_model.h"
 #include "formats/source.h"
 #include "formats/vocab.h"
@@ -92,6 +93,8 @@ typedef struct conversion {
     char hessian_digest[65];
     qf_kv_override *kv;
     size_t n_kv;
+    uint32_t *part_of;      /* split output: each plan entry's part (qf_split_layout) */
+    uint32_t n_parts;
 } conversion;
 
 const char *qf_recipe_name(size_t i, const char **summary) {
@@ -234,10 +237,12 @@ static qf_status load_model(conversion *c, const qf_convert_opts *o, qf_error *e
 }
 
 /* Re-quantizing a GGUF keeps its metadata (architecture keys, vocabulary, chat template, ...) except
- * what this run states anew: file type, qforge provenance and integrity, llama-quantize's imatrix keys.
+ * what this run states anew: file type, qforge provenance and integrity, llama-quantize's imatrix keys,
+ * and the split layout of a source that is a split set (the output has its own, or none).
  * qforge's one model key (the expert-group rule llama.cpp lacks) is the model's, and stays. */
 static qf_status copy_gguf_metadata(const qf_gguf *g, qf_gguf_writer *w, qf_error *err) {
-    static const char *const fresh[] = {"general.file_type", "general.quantization_version", "qforge.", "quantize.imatrix."};
+    static const char *const fresh[] = {"general.file_type", "general.quantization_version", "qforge.", "quantize.imatrix.",
+                                        "split."};
     for (size_t i = 0; i < qf_gguf_n_kv(g); i++) {
         const qf_gguf_kv *kv = qf_gguf_kv_at(g, i);
         bool skip = false;
@@ -302,6 +307,16 @@ static qf_status write_methods(const qf_plan *plan, qf_gguf_writer *w, qf_error 
     return st;
 }
 
+/* GPTQ's options change the bytes it writes, so the file names them (with the Hessians' digest, every
+ * input of the run is then recorded, and parts of split outputs from runs with other options differ in
+ * their set identity). */
+static qf_status write_gptq_options(const qf_convert_opts *o, qf_gguf_writer *w, qf_error *err) {
+    char line[96];
+    snprintf(line, sizeof line, "damp %.9g, order %s", o->gptq_damp > 0 ? o->gptq_damp : 0.01,
+             o->gptq_block_order ? "energy" : "natural");
+    return qf_gguf_set_str(w, "qforge.gptq", line, err);
+}
+
 /* The user's --override-kv values last, so they win; qforge.override_kv records them. */
 static qf_status write_kv_overrides(const conversion *c, const qf_convert_opts *o, qf_gguf_writer *w, qf_error *err) {
     qf_status st;
@@ -325,6 +340,7 @@ static qf_status write_metadata(const conversion *c, const qf_convert_opts *o, q
     if (o->n_tensor_types && (st = qf_gguf_set_arr_str(w, "qforge.tensor_types", o->tensor_types, o->n_tensor_types, err)))
         return st;
     if (o->hessian && (st = qf_gguf_set_str(w, "qforge.hessian_sha256", c->hessian_digest, err))) return st;
+    if (!strcmp(c->method, "gptq") && (st = write_gptq_options(o, w, err))) return st;
     if ((st = write_methods(&c->plan, w, err))) return st;
     if (c->have_imatrix && (st = write_imatrix_keys(c, o, w, err))) return st;
     return write_kv_overrides(c, o, w, err);
@@ -418,10 +434,100 @@ static qf_status check_overrides(const conversion *c, const qf_convert_opts *o, 
     return QF_OK;
 }
 
+static bool split_output(const qf_convert_opts *o) { return o->split_max_bytes || o->split_max_tensors; }
+
+static qf_status check_split_options(const qf_convert_opts *o, qf_error *err) {
+    if (o->split_max_bytes && o->split_max_tensors)
+        return qf_fail(err, QF_E_USAGE, "--split-max-size and --split-max-tensors exclude each other (as in llama-gguf-split)");
+    if (o->only_split && !split_output(o))
+        return qf_fail(err, QF_E_USAGE, "--only-split names a part of a split output: give --split-max-size or "
+                       "--split-max-tensors too");
+    return QF_OK;
+}
+
+/* The part's file name, for part k of the layout (malloc'd). */
+static char *part_path(const conversion *c, const qf_convert_opts *o, uint32_t k) {
+    return qf_split_part_path(o->out, qf_split_prefix_len(o->out), k, c->n_parts);
+}
+
+/* Cut the plan into parts as gguf-split would. */
+static qf_status plan_split(conversion *c, const qf_convert_opts *o, qf_error *err) {
+    uint64_t *nbytes = qf_malloc_n(QF_MAX(c->plan.n, (size_t)1), sizeof *nbytes);
+    c->part_of = qf_malloc_n(QF_MAX(c->plan.n, (size_t)1), sizeof *c->part_of);
+    if (!nbytes || !c->part_of) { free(nbytes); return qf_fail(err, QF_E_NOMEM, "out of memory"); }
+    for (size_t i = 0; i < c->plan.n; i++) nbytes[i] = c->plan.e[i].nbytes;
+    qf_split_opts so = {.max_bytes = o->split_max_bytes, .max_tensors = o->split_max_tensors};
+    qf_status st = qf_split_layout(nbytes, c->plan.n, &so, c->part_of, &c->n_parts, err);
+    free(nbytes);
+    if (st) return st;
+    if (o->split_parts) *o->split_parts = c->n_parts;
+    if (o->only_split > c->n_parts)
+        return qf_fail(err, QF_E_USAGE, "--only-split %u: %s is cut into %u part%s", o->only_split, o->out,
+                       c->n_parts, c->n_parts == 1 ? "" : "s");
+    return QF_OK;
+}
+
+/* Every file this run writes (the output, or each part it writes of a split output) gets the output
+ * check (formats/outfile.h) against every input, each part of a split GGUF source included, before any
+ * tensor is computed. */
+static qf_status check_outputs(const conversion *c, const qf_convert_opts *o, qf_error *err) {
+    const qf_gguf *g = qf_source_gguf(c->src);
+    size_t n_src = g ? qf_gguf_n_parts(g) : 0, n = 3 + n_src;
+    const char **inputs = qf_calloc_n(n, sizeof *inputs);
+    if (!inputs) return qf_fail(err, QF_E_NOMEM, "out of memory");
+    inputs[0] = o->src;
+    inputs[1] = o->imatrix;
+    inputs[2] = o->hessian;
+    for (size_t k = 0; k < n_src; k++) inputs[3 + k] = qf_gguf_label(qf_gguf_part(g, k));
+    qf_status st = c->part_of ? QF_OK : qf_outfile_check(o->out, inputs, n, err);
+    for (uint32_t k = 0; !st && c->part_of && k < c->n_parts; k++) {
+        if (o->only_split && k + 1 != o->only_split) continue;
+        char *path = part_path(c, o, k);
+        st = path ? qf_outfile_check(path, inputs, n, err) : qf_fail(err, QF_E_NOMEM, "out of memory");
+        free(path);
+    }
+    free(inputs);
+    return st;
+}
+
+/* The split layout after the plan: one line per part (file, tensors, tensor bytes). */
+static void print_split_text(const conversion *c, const qf_convert_opts *o) {
+    printf("split: %u part%s (%s%llu%s per part)\n", c->n_parts, c->n_parts == 1 ? "" : "s",
+           o->split_max_bytes ? "at most " : "", o->split_max_bytes ? (unsigned long long)o->split_max_bytes
+                                                                   : (unsigned long long)o->split_max_tensors,
+           o->split_max_bytes ? " tensor bytes" : " tensors");
+    for (uint32_t k = 0, i = 0; k < c->n_parts; k++) {
+        uint64_t bytes = 0, n = 0;
+        for (; i < c->plan.n && c->part_of[i] == k; i++, n++) bytes += c->plan.e[i].nbytes;
+        char *path = part_path(c, o, k);
+        fputs("  ", stdout);
+        if (path) qf_text_put(stdout, path, strlen(path), QF_TEXT_TERMINAL);
+        printf("  %llu tensors, %llu bytes\n", (unsigned long long)n, (unsigned long long)bytes);
+        free(path);
+    }
+}
+
+static cJSON *split_json(const conversion *c, const qf_convert_opts *o) {
+    cJSON *s = cJSON_CreateObject(), *parts = cJSON_AddArrayToObject(s, "parts");
+    for (uint32_t k = 0, i = 0; parts && k < c->n_parts; k++) {
+        uint64_t bytes = 0, n = 0;
+        for (; i < c->plan.n && c->part_of[i] == k; i++, n++) bytes += c->plan.e[i].nbytes;
+        cJSON *e = cJSON_CreateObject();
+        char *path = part_path(c, o, k);
+        if (path) qf_json_add_text(e, "file", path);
+        free(path);
+        cJSON_AddNumberToObject(e, "tensors", (double)n);
+        cJSON_AddNumberToObject(e, "bytes", (double)bytes);
+        cJSON_AddItemToArray(parts, e);
+    }
+    return s;
+}
+
 static qf_status dry_run(const conversion *c, const qf_convert_opts *o, qf_error *err) {
     if (!o->json) {
         qf_plan_print_text(&c->plan, stdout);
         if (c->experts.n) qf_expert_coverage_print(&c->experts, &c->expert_rule, stdout);
+        if (c->part_of) print_split_text(c, o);
         return QF_OK;
     }
     cJSON *r = qf_plan_report(c->src, &c->plan, c->src_digest);
@@ -434,6 +540,7 @@ static qf_status dry_run(const conversion *c, const qf_convert_opts *o, qf_error
     cJSON_AddStringToObject(r, "weight_type", qf_qtype_get(c->plan.weight_type)->name);
     cJSON_AddStringToObject(r, "method", c->method);
     if (c->experts.n) qf_json_add_item(r, "experts", qf_expert_coverage_json(&c->experts, &c->expert_rule));
+    if (c->part_of) cJSON_AddItemToObject(r, "split", split_json(c, o));
     if (st) { cJSON_Delete(r); return st; }
     return qf_report_print(r, stdout) ? QF_OK : qf_fail(err, QF_E_IO, "could not write the plan to stdout");
 }
@@ -441,7 +548,8 @@ static qf_status dry_run(const conversion *c, const qf_convert_opts *o, qf_error
 static qf_status write_output(conversion *c, const qf_convert_opts *o, qf_error *err) {
     qf_status st = o->clamp_overflow ? survey_ranges(c, err) : QF_OK;
     qf_gguf_writer *w = NULL;
-    if (!st) st = qf_gguf_writer_open(o->out, &w, err);
+    qf_gguf_split split = {.n_parts = c->n_parts, .part_of = c->part_of, .n_tensors = c->plan.n, .only = o->only_split};
+    if (!st) st = c->part_of ? qf_gguf_writer_open_split(o->out, &split, &w, err) : qf_gguf_writer_open(o->out, &w, err);
     return st ? st : write_gguf(c, o, w, err);
 }
 
@@ -473,7 +581,9 @@ qf_status qf_convert(const qf_convert_opts *o, qf_error *err) {
     qf_error_clear(err);
     if (!o->dry_run && !o->out) return qf_fail(err, QF_E_USAGE, "no output file given (-o OUT.gguf)");
     const char *inputs[] = {o->src, o->imatrix, o->hessian};
-    qf_status chk = o->dry_run ? QF_OK : qf_outfile_check(o->out, inputs, QF_ARRAY_LEN(inputs), err);
+    qf_status chk = check_split_options(o, err);
+    /* checked again with all inputs and outputs known (check_outputs); a bad output fails here at no cost */
+    if (!chk && !o->dry_run && !split_output(o)) chk = qf_outfile_check(o->out, inputs, QF_ARRAY_LEN(inputs), err);
     if (chk != QF_OK) return chk;
     conversion c = {0};
     qf_plan_opts po = {0};
@@ -484,9 +594,12 @@ qf_status qf_convert(const qf_convert_opts *o, qf_error *err) {
     if (!st) st = check_requantize(&c, o, err);
     if (!st) st = check_overrides(&c, o, err);
     if (!st) st = bind_calibration(&c, o, err);
+    if (!st && split_output(o)) st = plan_split(&c, o, err);
+    if (!st && !o->dry_run) st = check_outputs(&c, o, err);
     if (!st && o->dry_run) st = dry_run(&c, o, err);
     else if (!st) st = write_output(&c, o, err);
     qf_plan_free(&c.plan);
+    free(c.part_of);
     free(c.kv);
     for (size_t i = 0; i < c.n_overrides; i++) qf_type_override_free(&c.overrides[i]);
     free(c.overrides);

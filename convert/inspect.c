@@ -241,6 +241,27 @@ static tensor_view gguf_view(const qf_gguf_tensor *t) {
     return v;
 }
 
+/* A split set's parts (formats/gguf.h): file and tensor count of each. */
+static void add_parts_json(cJSON *root, const qf_gguf *g) {
+    cJSON *parts = cJSON_AddArrayToObject(root, "parts");
+    for (size_t k = 0; parts && k < qf_gguf_n_parts(g); k++) {
+        cJSON *e = cJSON_CreateObject();
+        qf_json_add_text(e, "file", qf_gguf_label(qf_gguf_part(g, k)));
+        cJSON_AddNumberToObject(e, "tensors", (double)qf_gguf_n_tensors(qf_gguf_part(g, k)));
+        cJSON_AddItemToArray(parts, e);
+    }
+}
+
+static void print_parts(FILE *out, const qf_gguf *g) {
+    fprintf(out, "\nsplit set of %zu parts:\n", qf_gguf_n_parts(g));
+    for (size_t k = 0; k < qf_gguf_n_parts(g); k++) {
+        const char *f = qf_gguf_label(qf_gguf_part(g, k));
+        fputs("  ", out);
+        qf_text_put(out, f, strlen(f), QF_TEXT_TERMINAL);
+        fprintf(out, "  %zu tensors\n", qf_gguf_n_tensors(qf_gguf_part(g, k)));
+    }
+}
+
 static qf_status inspect_gguf(const qf_inspect_opts *o, FILE *out, qf_error *err) {
     qf_gguf *g;
     qf_status st = qf_gguf_open(o->path, &g, err);
@@ -264,8 +285,10 @@ static qf_status inspect_gguf(const qf_inspect_opts *o, FILE *out, qf_error *err
             tensor_view v = gguf_view(qf_gguf_tensor_at(g, i));
             cJSON *e = tensor_json(&v);
             cJSON_AddNumberToObject(e, "offset", (double)qf_gguf_tensor_at(g, i)->offset);
+            if (qf_gguf_n_parts(g) > 1) cJSON_AddNumberToObject(e, "part", (double)qf_gguf_tensor_part(g, i) + 1);
             cJSON_AddItemToArray(ts, e);
         }
+        if (qf_gguf_n_parts(g) > 1) add_parts_json(root, g);
         add_totals(root, n, params, bytes);
         st = qf_report_print(root, out) ? QF_OK : qf_fail(err, QF_E_IO, "could not write the report");
     } else {
@@ -273,6 +296,7 @@ static qf_status inspect_gguf(const qf_inspect_opts *o, FILE *out, qf_error *err
         fprintf(out, ": GGUF v%u, alignment %u, %zu metadata keys, %zu tensors\n\nmetadata:\n", qf_gguf_version(g),
                 qf_gguf_alignment(g), qf_gguf_n_kv(g), n);
         for (size_t i = 0; i < qf_gguf_n_kv(g); i++) print_kv(out, qf_gguf_kv_at(g, i), !o->no_values);
+        if (qf_gguf_n_parts(g) > 1) print_parts(out, g);
         fprintf(out, "\ntensors:\n  %-44s %-8s %-24s %12s %7s\n", "name", "type", "shape (ne)", "bytes", "bpw");
         for (size_t i = 0; i < n; i++) {
             tensor_view v = gguf_view(qf_gguf_tensor_at(g, i));

@@ -9,6 +9,7 @@
  */
 #include "gguf.h"
 #include "formats/digest.h"
+#include "formats/gguf_split.h"
 #include "outfile.h"
 #include "formats/infile.h"
 #include "kernels/qtypes.h"
@@ -179,6 +180,10 @@ struct qf_gguf {
     size_t n_t;
     name_index kv_idx, t_idx;
     arena a;
+    /* A split set (qf_gguf_open of a first part): each part as a file of its own, parts[0] the first.
+     * The set borrows parts[0]'s keys and file-level facts and owns only its tensor list and index. */
+    qf_gguf **parts;
+    size_t n_parts;
 };
 
 /* Parse cursor. `what`/`name` say which key or tensor is being read, for messages. */
@@ -590,7 +595,7 @@ qf_status qf_gguf_open_mem(const char *label, const uint8_t *buf, uint64_t len, 
     return QF_OK;
 }
 
-qf_status qf_gguf_open(const char *path, qf_gguf **out, qf_error *err) {
+qf_status qf_gguf_open_file(const char *path, qf_gguf **out, qf_error *err) {
     *out = NULL;
     int fd;
     uint64_t size;
@@ -609,8 +614,164 @@ qf_status qf_gguf_open(const char *path, qf_gguf **out, qf_error *err) {
     return QF_OK;
 }
 
+/* ---- split sets (llama.cpp's layout, formats/gguf_split.h) --------------------------------------
+ * The first part names the set: split.count parts found by name as llama.cpp finds them
+ * (llama_split_path), each checked to be part k of the same set before its tensors join the set's. */
+
+/* An integer key as a u64; false when absent or not an integer (a split key of another type). */
+static bool split_key(const qf_gguf *g, const char *key, int64_t *v) {
+    const qf_gguf_kv *kv = qf_gguf_find_kv(g, key);
+    if (!kv || !vtype_is_int(kv->type)) return false;
+    *v = vtype_is_signed(kv->type) ? kv->v.i64 : (int64_t)kv->v.u64;
+    return true;
+}
+
+static const qf_gguf_str *set_id(const qf_gguf *g) {
+    const qf_gguf_kv *kv = qf_gguf_find_kv(g, QF_SPLIT_KEY_SET);
+    return kv && kv->type == QF_GGUF_STRING ? &kv->v.str : NULL;
+}
+
+/* Part k of n must say so, and belong to the set the first part describes. */
+static qf_status check_part(const qf_gguf *first, const qf_gguf *p, uint32_t k, uint32_t n, qf_error *err) {
+    int64_t no = -1, count = -1, total = -1, want_total = -1;
+    split_key(first, QF_SPLIT_KEY_TENSORS, &want_total);
+    if (!split_key(p, QF_SPLIT_KEY_NO, &no) || !split_key(p, QF_SPLIT_KEY_COUNT, &count))
+        return qf_fail(err, QF_E_INPUT, "%s: not a part of a split set (no %s/%s), yet %s names it as part %u of %u",
+                       p->label, QF_SPLIT_KEY_NO, QF_SPLIT_KEY_COUNT, first->label, k + 1, n);
+    if (count != n)
+        return qf_fail(err, QF_E_INPUT, "%s: part of another set: %s %lld, %s has %u parts", p->label,
+                       QF_SPLIT_KEY_COUNT, (long long)count, first->label, n);
+    if (no != k)
+        return qf_fail(err, QF_E_INPUT, "%s: %s is %lld, expected %u (parts out of order: the name says part %u)",
+                       p->label, QF_SPLIT_KEY_NO, (long long)no, k, k + 1);
+    if (split_key(p, QF_SPLIT_KEY_TENSORS, &total) && total != want_total)
+        return qf_fail(err, QF_E_INPUT, "%s: part of another set: %s %lld, %s says %lld", p->label,
+                       QF_SPLIT_KEY_TENSORS, (long long)total, first->label, (long long)want_total);
+    const qf_gguf_str *a = set_id(first), *b = set_id(p);
+    if ((a || b) && (!a || !b || a->len != b->len || memcmp(a->ptr, b->ptr, a->len) != 0))
+        return qf_fail(err, QF_E_INPUT, "%s: part of another set: %s differs from %s's (parts of different runs)",
+                       p->label, QF_SPLIT_KEY_SET, first->label);
+    return QF_OK;
+}
+
+/* The set's tensor list: every part's, in part order, each name once in the whole set. */
+static qf_status join_tensors(qf_gguf *set, qf_error *err) {
+    size_t n = 0;
+    for (size_t k = 0; k < set->n_parts; k++) n += set->parts[k]->n_t;
+    set->t = qf_malloc_n(QF_MAX(n, (size_t)1), sizeof *set->t);
+    if (!set->t) return qf_fail(err, QF_E_NOMEM, "%s: out of memory", set->label);
+    for (size_t k = 0; k < set->n_parts; k++) {
+        const qf_gguf *p = set->parts[k];
+        for (size_t i = 0; i < p->n_t; i++) {
+            long dup = index_find(&set->t_idx, p->t[i].name);
+            if (dup >= 0) {
+                size_t j = 0, at = (size_t)dup;
+                while (at >= set->parts[j]->n_t) at -= set->parts[j++]->n_t;
+                return qf_fail(err, QF_E_INPUT, "%s: tensor '%.200s' is also in %s: a set holds each tensor once",
+                               p->label, p->t[i].name, set->parts[j]->label);
+            }
+            set->t[set->n_t++] = p->t[i];
+            if (!index_add(&set->t_idx, p->t[i].name)) return qf_fail(err, QF_E_NOMEM, "%s: out of memory", set->label);
+        }
+    }
+    int64_t total = -1;
+    if (split_key(set->parts[0], QF_SPLIT_KEY_TENSORS, &total) && total != (int64_t)n)
+        return qf_fail(err, QF_E_INPUT, "%s: %s is %lld, the %zu parts hold %zu tensors", set->label,
+                       QF_SPLIT_KEY_TENSORS, (long long)total, set->n_parts, n);
+    return QF_OK;
+}
+
+/* Opens parts 2..n beside the first and joins them into one model. */
+static qf_status open_set(qf_gguf *first, uint32_t n, qf_gguf **out, qf_error *err) {
+    size_t prefix_len;
+    uint32_t k, count;
+    if (!qf_split_parse_name(first->label, &prefix_len, &k, &count) || k != 0 || count != n)
+        return qf_fail(err, QF_E_INPUT, "%s: the first part of a set of %u (%s 0) must be named PREFIX-00001-of-%05u.gguf, "
+                       "the name the other parts are found by", first->label, n, QF_SPLIT_KEY_NO, n);
+    qf_gguf *set = gguf_new(first->label);
+    qf_gguf **parts = qf_calloc_n(n, sizeof *parts);
+    if (!set || !parts) {
+        free(parts);
+        qf_gguf_close(set);
+        return qf_fail(err, QF_E_NOMEM, "%s: out of memory", first->label);
+    }
+    set->parts = parts;
+    parts[0] = first;
+    set->n_parts = 1;
+    qf_status st = QF_OK;
+    for (k = 1; st == QF_OK && k < n; k++) {
+        char *path = qf_split_part_path(first->label, prefix_len, k, n);
+        st = path ? qf_gguf_open_file(path, &parts[k], err) : qf_fail(err, QF_E_NOMEM, "out of memory");
+        if (st == QF_E_NOTFOUND)
+            qf_fail(err, QF_E_NOTFOUND, "%s: part %u of %u is missing (%s names a set of %u parts)", path, k + 1, n,
+                    first->label, n);
+        free(path);
+        if (st == QF_OK) set->n_parts++;
+        if (st == QF_OK) st = check_part(first, parts[k], k, n, err);
+    }
+    if (st == QF_OK) st = join_tensors(set, err);
+    if (st != QF_OK) {
+        qf_gguf_close(set);
+        return st;
+    }
+    /* file-level facts and keys are the first part's (where llama.cpp reads the model's metadata) */
+    set->base = first->base;
+    set->len = first->len;
+    set->version = first->version;
+    set->alignment = first->alignment;
+    set->data_offset = first->data_offset;
+    set->info_off = first->info_off;
+    set->info_end = first->info_end;
+    set->kv = first->kv;
+    set->n_kv = first->n_kv;
+    set->kv_idx = first->kv_idx;
+    *out = set;
+    return QF_OK;
+}
+
+qf_status qf_gguf_open(const char *path, qf_gguf **out, qf_error *err) {
+    qf_gguf *g = NULL;
+    qf_status st = qf_gguf_open_file(path, &g, err);
+    int64_t count = 1, no = 0;
+    if (st != QF_OK || !split_key(g, QF_SPLIT_KEY_COUNT, &count) || count <= 1) {
+        *out = g;
+        return st;
+    }
+    if (count > QF_SPLIT_MAX_PARTS || !split_key(g, QF_SPLIT_KEY_NO, &no) || no != 0) {
+        st = count > QF_SPLIT_MAX_PARTS
+                 ? qf_fail(err, QF_E_INPUT, "%s: %s %lld is out of range (a u16)", path, QF_SPLIT_KEY_COUNT, (long long)count)
+                 : qf_fail(err, QF_E_INPUT, "%s: part %lld of a split set of %lld: open the set by its first part "
+                           "(%s 0), as llama.cpp does", path, (long long)no + 1, (long long)count, QF_SPLIT_KEY_NO);
+        qf_gguf_close(g);
+        return st;
+    }
+    return open_set(g, (uint32_t)count, out, err);
+}
+
+size_t qf_gguf_n_parts(const qf_gguf *g) { return g->parts ? g->n_parts : 1; }
+
+const qf_gguf *qf_gguf_part(const qf_gguf *g, size_t k) {
+    if (!g->parts) return k == 0 ? g : NULL;
+    return k < g->n_parts ? g->parts[k] : NULL;
+}
+
+size_t qf_gguf_tensor_part(const qf_gguf *g, size_t i) {
+    size_t k = 0;
+    while (g->parts && k + 1 < g->n_parts && i >= g->parts[k]->n_t) i -= g->parts[k++]->n_t;
+    return k;
+}
+
 void qf_gguf_close(qf_gguf *g) {
     if (!g) return;
+    if (g->parts) {
+        for (size_t k = 0; k < g->n_parts; k++) qf_gguf_close(g->parts[k]);
+        free(g->parts);
+        index_free(&g->t_idx);
+        free(g->t);
+        free(g->label);
+        free(g);
+        return;
+    }
     qf_infile_unmap(g->map, g->map_len);
     arena_free(&g->a);
     index_free(&g->kv_idx);
@@ -636,6 +797,10 @@ const uint8_t *qf_gguf_file_bytes(const qf_gguf *g, uint64_t *len) {
 }
 
 void qf_gguf_drop_pages(const qf_gguf *g, const void *p, uint64_t n) {
+    for (size_t k = 0; g->parts && k < g->n_parts; k++) {
+        const qf_gguf *part = g->parts[k];
+        if ((const uint8_t *)p >= part->base && (const uint8_t *)p < part->base + part->len) qf_gguf_drop_pages(part, p, n);
+    }
     if (!g->map || n == 0) return;
     long ps = sysconf(_SC_PAGESIZE);
     uintptr_t page = ps > 0 ? (uintptr_t)ps : 4096, lo = (uintptr_t)p, hi = lo + (uintptr_t)n;
@@ -786,7 +951,11 @@ struct qf_gguf_writer {
     uint8_t (*t_sha)[32]; /* one digest per tensor, final once the tensor's last byte arrived */
     uint64_t hdr_hex_off; /* file offset of header_sha256's 64 hex digits */
     uint64_t t_arr_off;   /* file offset of tensor_sha256's first element (its u64 length) */
+    struct split_out *split; /* a split output (qf_gguf_writer_open_split), else NULL */
 };
+
+static void split_discard(struct split_out *s);
+static void split_free(struct split_out *s);
 
 /* Growable byte string for building serialized values. */
 typedef struct bytes {
@@ -841,6 +1010,7 @@ static qf_status wfatal(qf_gguf_writer *w, qf_error *err, qf_status st) {
         else qf_fail(&w->fail_err, st, "%s: write failed", w->path);
         qf_outfile_abort(w->out);
         w->out = NULL;
+        if (w->split) split_discard(w->split);
         w->state = W_FAILED;
     }
     if (err) *err = w->fail_err;
@@ -1252,7 +1422,10 @@ static qf_status prepare_digests(qf_gguf_writer *w, qf_error *err) {
     return QF_OK;
 }
 
+static qf_status split_begin(qf_gguf_writer *w, qf_error *err);
+
 qf_status qf_gguf_begin_data(qf_gguf_writer *w, qf_error *err) {
+    if (w->split) return split_begin(w, err);
     if (w->state != W_DEFINE) return wfail(w, err, QF_E_USAGE, "begin_data() called twice or after a failure");
     uint64_t data_size = 0, head, total;
     qf_status st = prepare_digests(w, err);
@@ -1303,9 +1476,12 @@ static qf_status hash_tensor_piece(qf_gguf_writer *w, const void *p, uint64_t k,
     return wfatal(w, err, QF_E_INTERNAL);
 }
 
+static qf_status split_write(qf_gguf_writer *w, const uint8_t *p, uint64_t n, qf_error *err);
+
 qf_status qf_gguf_write_tensor_data(qf_gguf_writer *w, const void *buf, uint64_t n, qf_error *err) {
     if (w->state == W_FAILED) return wfatal(w, err, w->failed);
     if (w->state != W_DATA) return wfail(w, err, QF_E_USAGE, "write_tensor_data() before begin_data()");
+    if (w->split) return split_write(w, buf, n, err);
     const uint8_t *p = buf;
     qf_status st = QF_OK;
     while (n > 0 && st == QF_OK) {
@@ -1352,8 +1528,11 @@ static qf_status patch_digests(qf_gguf_writer *w, qf_error *err) {
     return st == QF_OK ? QF_OK : wfatal(w, err, st);
 }
 
-qf_status qf_gguf_writer_finish(qf_gguf_writer *w, qf_error *err) {
+/* Everything but the rename: every tensor complete, digests patched, the data durable. *out is then the
+ * sealed file, for the caller to commit or abort; w is freed either way. */
+static qf_status writer_seal(qf_gguf_writer *w, qf_outfile **out, qf_error *err) {
     qf_status st = QF_OK;
+    *out = NULL;
     if (w->state == W_DEFINE) st = qf_gguf_begin_data(w, err);
     if (st == QF_OK && w->state == W_FAILED) st = wfatal(w, err, w->failed);
     if (st == QF_OK && w->cur < w->n_t) {
@@ -1363,17 +1542,265 @@ qf_status qf_gguf_writer_finish(qf_gguf_writer *w, qf_error *err) {
     }
     if (st == QF_OK) st = flush(w, err);
     if (st == QF_OK && w->digests) st = patch_digests(w, err);
-    if (st == QF_OK) {
-        st = qf_outfile_commit(w->out, err);
+    if (st == QF_OK && (st = qf_outfile_seal(w->out, err)) == QF_OK) {
+        *out = w->out;
         w->out = NULL;
     }
-    if (w->out) qf_outfile_abort(w->out);
+    qf_outfile_abort(w->out);
     writer_free(w);
     return st;
+}
+
+static qf_status split_finish(qf_gguf_writer *w, qf_error *err);
+
+qf_status qf_gguf_writer_finish(qf_gguf_writer *w, qf_error *err) {
+    if (w->split) return split_finish(w, err);
+    qf_outfile *f;
+    qf_status st = writer_seal(w, &f, err);
+    return st == QF_OK ? qf_outfile_commit(f, err) : st;
 }
 
 void qf_gguf_writer_abort(qf_gguf_writer *w) {
     if (!w) return;
     qf_outfile_abort(w->out);
+    split_free(w->split);
     writer_free(w);
+}
+
+/* ---- split output (gguf_split.h) -------------------------------------------------------------------
+ * A writer opened with qf_gguf_writer_open_split collects keys and tensors as any writer does but opens
+ * no file itself; from begin_data on, the tensor bytes go to one part writer at a time. Part k is opened
+ * when its first byte arrives and sealed (complete and durable, not yet under its name) after its last,
+ * so memory and open descriptors stay those of one file; finish renames every part into place, and a
+ * failure or abort removes them all: a failed run leaves no part behind and replaces no existing file. */
+
+struct split_out {
+    char *prefix;
+    size_t prefix_len;
+    uint32_t n_parts, only;   /* only: 0 = every part, k = part k (1-based) alone */
+    uint32_t *part_of;        /* per tensor, in add order */
+    size_t n_part_of;
+    char set_hex[QF_SHA256_HEX_LEN + 1];
+    qf_gguf_writer *cur;      /* the part being written, or NULL */
+    uint32_t next;            /* the part being written, or the next to open */
+    uint64_t left;            /* bytes the part being written still expects */
+    qf_outfile **sealed;      /* n_parts slots: parts complete and durable */
+};
+
+static void split_discard(struct split_out *s) {
+    qf_gguf_writer_abort(s->cur);
+    s->cur = NULL;
+    for (uint32_t k = 0; s->sealed && k < s->n_parts; k++) {
+        qf_outfile_abort(s->sealed[k]);
+        s->sealed[k] = NULL;
+    }
+}
+
+static void split_free(struct split_out *s) {
+    if (!s) return;
+    split_discard(s);
+    free(s->prefix);
+    free(s->part_of);
+    free(s->sealed);
+    free(s);
+}
+
+qf_status qf_gguf_writer_open_split(const char *out, const qf_gguf_split *desc, qf_gguf_writer **w, qf_error *err) {
+    *w = NULL;
+    if (desc->n_parts < 1 || desc->n_parts > QF_SPLIT_MAX_PARTS || desc->only > desc->n_parts)
+        return qf_fail(err, QF_E_USAGE, "%s: a split into %u parts, writing part %u, is not a split", out,
+                       desc->n_parts, desc->only);
+    qf_gguf_writer *x = calloc(1, sizeof *x);
+    struct split_out *s = calloc(1, sizeof *s);
+    if (x) x->split = s;
+    if (s) {
+        s->prefix_len = qf_split_prefix_len(out);
+        s->prefix = qf_strndup(out, s->prefix_len);
+        s->part_of = qf_malloc_n(QF_MAX(desc->n_tensors, (size_t)1), sizeof *s->part_of);
+        s->sealed = qf_calloc_n(desc->n_parts, sizeof *s->sealed);
+    }
+    if (!x || !s || !(x->path = qf_strndup(out, strlen(out))) || !s->prefix || !s->part_of || !s->sealed) {
+        free(x ? x->path : NULL);
+        free(x);
+        split_free(s);
+        return qf_fail(err, QF_E_NOMEM, "%s: out of memory", out);
+    }
+    memcpy(s->part_of, desc->part_of, desc->n_tensors * sizeof *s->part_of);
+    s->n_part_of = desc->n_tensors;
+    s->n_parts = desc->n_parts;
+    s->only = desc->only;
+    x->digests = true;
+    *w = x;
+    return QF_OK;
+}
+
+bool qf_gguf_writer_wants(const qf_gguf_writer *w, size_t i) {
+    return !w->split || !w->split->only || (i < w->split->n_part_of && w->split->part_of[i] == w->split->only - 1);
+}
+
+static bool md_record(EVP_MD_CTX *md, const char *key, uint32_t type, const void *val, size_t val_len) {
+    uint64_t len = strlen(key);
+    return EVP_DigestUpdate(md, &len, 8) == 1 && EVP_DigestUpdate(md, key, (size_t)len) == 1 &&
+           EVP_DigestUpdate(md, &type, 4) == 1 && EVP_DigestUpdate(md, val, val_len) == 1;
+}
+
+/* qforge.split.set_sha256 (docs/integrity.md): the first part's records but split.no, the set identity
+ * and the digests, in the order that part holds them (the model's keys, then split.count and
+ * split.tensors.count), then each part's tensor count and tensor records. */
+static qf_status split_set_id(qf_gguf_writer *w, qf_error *err) {
+    struct split_out *s = w->split;
+    EVP_MD_CTX *md = EVP_MD_CTX_new();
+    uint8_t d[32], rec[QF_SPLIT_TENSOR_RECORD_MAX];
+    uint16_t count = (uint16_t)s->n_parts;
+    int32_t total = (int32_t)w->n_t;
+    bool ok = md && EVP_DigestInit_ex(md, EVP_sha256(), NULL) == 1;
+    for (size_t i = 0; ok && i < w->n_kv; i++)
+        if (!qf_split_set_skips_key(w->kv[i].key)) ok = md_record(md, w->kv[i].key, w->kv[i].type, w->kv[i].val, w->kv[i].val_len);
+    ok = ok && md_record(md, QF_SPLIT_KEY_COUNT, QF_GGUF_U16, &count, 2) &&
+         md_record(md, QF_SPLIT_KEY_TENSORS, QF_GGUF_I32, &total, 4);
+    for (uint32_t k = 0, i = 0; ok && k < s->n_parts; k++) {
+        uint64_t n = 0;
+        for (size_t j = i; j < w->n_t && s->part_of[j] == k; j++) n++;
+        ok = EVP_DigestUpdate(md, &n, 8) == 1;
+        for (; ok && i < w->n_t && s->part_of[i] == k; i++) {
+            const wtensor *t = &w->t[i];
+            ok = EVP_DigestUpdate(md, rec, qf_split_tensor_record(t->name, t->n_dims, t->ne, t->type, rec)) == 1;
+        }
+    }
+    ok = ok && EVP_DigestFinal_ex(md, d, NULL) == 1;
+    EVP_MD_CTX_free(md);
+    if (!ok) return wfail(w, err, QF_E_INTERNAL, "SHA-256 of the split set's identity failed");
+    qf_sha256_hex(d, s->set_hex);
+    return QF_OK;
+}
+
+/* The layout must cover every tensor, in order, each part holding some; the model's own keys must not
+ * claim a layout (split.* and the set identity are the parts' own). */
+static qf_status split_check(qf_gguf_writer *w, qf_error *err) {
+    struct split_out *s = w->split;
+    if (s->n_part_of != w->n_t)
+        return wfail(w, err, QF_E_USAGE, "the split layout covers %zu tensors, %zu were declared", s->n_part_of, w->n_t);
+    for (size_t i = 0; i < w->n_t; i++) {
+        uint32_t prev = i ? s->part_of[i - 1] : 0;
+        if (s->part_of[i] != prev && s->part_of[i] != prev + 1)
+            return wfail(w, err, QF_E_USAGE, "the split layout puts tensor '%s' in part %u after part %u", w->t[i].name,
+                         s->part_of[i] + 1, prev + 1);
+    }
+    if (w->n_t ? s->part_of[w->n_t - 1] + 1 != s->n_parts : s->n_parts != 1)
+        return wfail(w, err, QF_E_USAGE, "the split layout fills %u of its %u parts",
+                     w->n_t ? s->part_of[w->n_t - 1] + 1 : 0, s->n_parts);
+    for (size_t i = 0; i < w->n_kv; i++)
+        if (!strncmp(w->kv[i].key, "split.", 6) || !strcmp(w->kv[i].key, QF_SPLIT_KEY_SET))
+            return wfail(w, err, QF_E_USAGE, "key '%s' describes a split layout, which a split output writes itself",
+                         w->kv[i].key);
+    return QF_OK;
+}
+
+static uint64_t split_part_bytes(const qf_gguf_writer *w, uint32_t k) {
+    uint64_t n = 0;
+    for (size_t i = 0; i < w->n_t; i++) n += w->split->part_of[i] == k ? w->t[i].nbytes : 0;
+    return n;
+}
+
+static qf_status split_begin(qf_gguf_writer *w, qf_error *err) {
+    if (w->state != W_DEFINE) return wfail(w, err, QF_E_USAGE, "begin_data() called twice or after a failure");
+    qf_status st = split_check(w, err);
+    if (st == QF_OK) st = split_set_id(w, err);
+    if (st != QF_OK) return st;
+    w->split->next = w->split->only ? w->split->only - 1 : 0;
+    w->split->left = split_part_bytes(w, w->split->next);
+    w->state = W_DATA;
+    return QF_OK;
+}
+
+/* Copies a collected record into a part writer as it is. */
+static qf_status copy_record(qf_gguf_writer *p, const wkv *kv, qf_error *err) {
+    bytes b = {0};
+    put(&b, kv->val, kv->val_len);
+    return put_kv(p, kv->key, kv->type, &b, err);
+}
+
+/* Part k's writer, through begin_data: the first part gets the model's keys; every part gets the
+ * split keys (after the model's, as gguf-split appends them), the set identity and its tensors. */
+static qf_status split_open_part(qf_gguf_writer *w, uint32_t k, qf_error *err) {
+    struct split_out *s = w->split;
+    char *path = qf_split_part_path(s->prefix, s->prefix_len, k, s->n_parts);
+    if (!path) return wfail(w, err, QF_E_NOMEM, "out of memory");
+    qf_gguf_writer *p = NULL;
+    qf_status st = qf_gguf_writer_open(path, &p, err);
+    free(path);
+    if (st != QF_OK) return st;
+    p->digests = w->digests;
+    uint16_t no = (uint16_t)k, count = (uint16_t)s->n_parts;
+    int32_t total = (int32_t)w->n_t;
+    for (size_t i = 0; st == QF_OK && k == 0 && i < w->n_kv; i++) st = copy_record(p, &w->kv[i], err);
+    if (st == QF_OK) st = set_scalar(p, QF_SPLIT_KEY_NO, QF_GGUF_U16, &no, err);
+    if (st == QF_OK) st = set_scalar(p, QF_SPLIT_KEY_COUNT, QF_GGUF_U16, &count, err);
+    if (st == QF_OK) st = set_scalar(p, QF_SPLIT_KEY_TENSORS, QF_GGUF_I32, &total, err);
+    if (st == QF_OK) st = qf_gguf_set_str(p, QF_SPLIT_KEY_SET, s->set_hex, err);
+    for (size_t i = 0; st == QF_OK && i < w->n_t; i++) {
+        const wtensor *t = &w->t[i];
+        if (s->part_of[i] == k) st = qf_gguf_add_tensor(p, t->name, t->type, t->n_dims, t->ne, err);
+    }
+    if (st == QF_OK) st = qf_gguf_begin_data(p, err);
+    if (st != QF_OK) {
+        qf_gguf_writer_abort(p);
+        return st;
+    }
+    s->cur = p;
+    return QF_OK;
+}
+
+/* The part being written is complete: seal it and move to the next one (none after --only-split's). */
+static qf_status split_seal_part(qf_gguf_writer *w, qf_error *err) {
+    struct split_out *s = w->split;
+    qf_gguf_writer *p = s->cur;
+    s->cur = NULL;
+    qf_status st = writer_seal(p, &s->sealed[s->next], err);
+    s->next = s->only ? s->n_parts : s->next + 1;
+    s->left = s->next < s->n_parts ? split_part_bytes(w, s->next) : 0;
+    return st;
+}
+
+static qf_status split_write(qf_gguf_writer *w, const uint8_t *p, uint64_t n, qf_error *err) {
+    struct split_out *s = w->split;
+    qf_status st = QF_OK;
+    while (n > 0 && st == QF_OK) {
+        if (s->next >= s->n_parts) {
+            wfail(w, err, QF_E_USAGE, "%llu bytes written past the end of the last tensor of the split", (unsigned long long)n);
+            return wfatal(w, err, QF_E_USAGE);
+        }
+        if (!s->cur) st = split_open_part(w, s->next, err);
+        uint64_t k = QF_MIN(n, s->left);
+        if (st == QF_OK) st = qf_gguf_write_tensor_data(s->cur, p, k, err);
+        p += k;
+        n -= k;
+        s->left -= k;
+        if (st == QF_OK && s->left == 0) st = split_seal_part(w, err);
+    }
+    return st == QF_OK ? QF_OK : wfatal(w, err, st);
+}
+
+static qf_status split_finish(qf_gguf_writer *w, qf_error *err) {
+    struct split_out *s = w->split;
+    qf_status st = w->state == W_DEFINE ? split_begin(w, err) : QF_OK;
+    if (st == QF_OK && w->state == W_FAILED) st = wfatal(w, err, w->failed);
+    /* a part with no tensor data (a model without tensors) is still a file */
+    while (st == QF_OK && s->next < s->n_parts && s->left == 0) {
+        if (!s->cur) st = split_open_part(w, s->next, err);
+        if (st == QF_OK) st = split_seal_part(w, err);
+    }
+    if (st == QF_OK && s->next < s->n_parts) {
+        wfail(w, err, QF_E_USAGE, "part %u of %u got %llu bytes too few", s->next + 1, s->n_parts, (unsigned long long)s->left);
+        st = QF_E_USAGE;
+    }
+    for (uint32_t k = 0; st == QF_OK && k < s->n_parts; k++) {
+        if (!s->sealed[k]) continue;
+        st = qf_outfile_commit(s->sealed[k], err);
+        s->sealed[k] = NULL;
+    }
+    split_free(s);
+    w->split = NULL;
+    qf_gguf_writer_abort(w);
+    return st;
 }

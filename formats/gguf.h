@@ -65,7 +65,22 @@ typedef struct qf_gguf_tensor {
 
 typedef struct qf_gguf qf_gguf;
 
+/* A file that is the first part of a split set (split.count > 1, split.no 0; formats/gguf_split.h)
+ * opens the whole set: the other parts are found by name as llama.cpp finds them, each checked to be
+ * part k of this set (split.no, split.count, split.tensors.count, qforge.split.set_sha256), and the
+ * handle then is one model: the first part's keys, every part's tensors in order (data in each part's
+ * mapping), each name once. File-level accessors (version, alignment, data offset, file bytes, spans,
+ * rec_off) describe the first part; qf_gguf_part gives each part as a file. Another part of a set is
+ * refused (open the set by its first part); a missing part is QF_E_NOTFOUND naming it. */
 qf_status qf_gguf_open(const char *path, qf_gguf **out, qf_error *err);
+/* One file as it is, a part of a split set too (its own keys and tensors): for what works on files, not
+ * models (pack and unpack's digest check of the one file they carry). */
+qf_status qf_gguf_open_file(const char *path, qf_gguf **out, qf_error *err);
+/* 1 for a single file; for a set its parts, each a file of its own (part 0 the first), borrowed. */
+size_t qf_gguf_n_parts(const qf_gguf *g);
+const qf_gguf *qf_gguf_part(const qf_gguf *g, size_t k);
+/* The part that holds tensor i of the set (0 for a single file). */
+size_t qf_gguf_tensor_part(const qf_gguf *g, size_t i);
 /* Parse a GGUF held in memory (borrowed; must outlive the handle). Used by tests and fuzzers. */
 qf_status qf_gguf_open_mem(const char *label, const uint8_t *buf, uint64_t len, qf_gguf **out, qf_error *err);
 void qf_gguf_close(qf_gguf *g);
@@ -138,5 +153,22 @@ qf_status qf_gguf_begin_data(qf_gguf_writer *w, qf_error *err);
 qf_status qf_gguf_write_tensor_data(qf_gguf_writer *w, const void *buf, uint64_t n, qf_error *err);
 qf_status qf_gguf_writer_finish(qf_gguf_writer *w, qf_error *err); /* frees w */
 void qf_gguf_writer_abort(qf_gguf_writer *w);                      /* frees w, removes the temp file */
+
+/* A split output (formats/gguf_split.h): llama.cpp's layout, parts PREFIX-00001-of-0000N.gguf ... with
+ * PREFIX = `out` without ".gguf". Keys and tensors are given as to any writer (the model's keys go to the
+ * first part); begin_data computes the set identity, and the tensor bytes then stream to one part at a
+ * time. Every part is written as a file of its own (temp file, its own digests) and sealed when its last
+ * tensor is done; finish() renames all of them into place, abort() or any failure removes all. With
+ * `only`, part `only` alone is written, byte for byte as in the whole run: feed only the tensors
+ * qf_gguf_writer_wants() says it holds. */
+typedef struct qf_gguf_split {
+    uint32_t n_parts;        /* 1..QF_SPLIT_MAX_PARTS */
+    const uint32_t *part_of; /* the part (0-based) of each tensor, in add order (qf_split_layout) */
+    size_t n_tensors;        /* entries of part_of: the tensors that will be added */
+    uint32_t only;           /* 0: write every part; k: part k (1-based) alone */
+} qf_gguf_split;
+qf_status qf_gguf_writer_open_split(const char *out, const qf_gguf_split *s, qf_gguf_writer **w, qf_error *err);
+/* Whether tensor i (add order) is written: always, except for parts an `only` split leaves out. */
+bool qf_gguf_writer_wants(const qf_gguf_writer *w, size_t i);
 
 #endif

@@ -6,6 +6,7 @@
  * file written by another implementation checks the same way.
  */
 #include "formats/integrity.h"
+#include "formats/gguf_split.h"
 
 #include <openssl/evp.h>
 #include <pthread.h>
@@ -312,8 +313,9 @@ static qf_status verdict_error(const qf_gguf *g, const qf_integrity_result *r, q
                    r->header_ok ? "" : "header/metadata changed", r->header_ok ? "" : ", ", r->n_bad, r->n_tensors, which);
 }
 
-qf_status qf_integrity_check(const qf_gguf *g, int threads, const qf_integrity_progress *progress,
-                             qf_integrity_result *r, qf_error *err) {
+/* One file (a part of a set too) against its own digests. */
+static qf_status check_file(const qf_gguf *g, int threads, const qf_integrity_progress *progress,
+                            qf_integrity_result *r, qf_error *err) {
     memset(r, 0, sizeof *r);
     qf_integrity_keys k;
     qf_status st = qf_integrity_keys_get(g, &k, err);
@@ -341,6 +343,147 @@ qf_status qf_integrity_check(const qf_gguf *g, int threads, const qf_integrity_p
     }
     if (r->header_ok && r->n_bad == 0 && r->n_missing == 0) return QF_OK;
     return verdict_error(g, r, err);
+}
+
+/* ---- split sets -------------------------------------------------------------------------------- */
+
+static bool hash_u64(EVP_MD_CTX *md, uint64_t v) { return EVP_DigestUpdate(md, &v, 8) == 1; }
+
+qf_status qf_integrity_set_sha256(const qf_gguf *set, uint8_t out[32], qf_error *err) {
+    const qf_gguf *first = qf_gguf_part(set, 0);
+    uint64_t len;
+    const uint8_t *base = qf_gguf_file_bytes(first, &len);
+    EVP_MD_CTX *md = EVP_MD_CTX_new();
+    bool ok = md && EVP_DigestInit_ex(md, EVP_sha256(), NULL) == 1;
+    for (size_t i = 0; ok && i < qf_gguf_n_kv(first); i++) {
+        const qf_gguf_kv *kv = qf_gguf_kv_at(first, i);
+        if (!qf_split_set_skips_key(kv->key)) ok = EVP_DigestUpdate(md, base + kv->rec_off, (size_t)kv->rec_len) == 1;
+    }
+    for (size_t k = 0; ok && k < qf_gguf_n_parts(set); k++) {
+        const qf_gguf *p = qf_gguf_part(set, k);
+        ok = hash_u64(md, qf_gguf_n_tensors(p));
+        for (size_t i = 0; ok && i < qf_gguf_n_tensors(p); i++) {
+            const qf_gguf_tensor *t = qf_gguf_tensor_at(p, i);
+            uint8_t rec[QF_SPLIT_TENSOR_RECORD_MAX];
+            ok = EVP_DigestUpdate(md, rec, qf_split_tensor_record(t->name, t->n_dims, t->ne, t->type, rec)) == 1;
+        }
+    }
+    ok = ok && EVP_DigestFinal_ex(md, out, NULL) == 1;
+    EVP_MD_CTX_free(md);
+    return ok ? QF_OK : qf_fail(err, QF_E_INTERNAL, "%s: SHA-256 of the set's identity failed", qf_gguf_label(set));
+}
+
+/* The identity the set's parts carry (the reader checked they all carry the same); QF_E_NOTFOUND when
+ * it has none (a set another tool split). */
+static qf_status stored_set_id(const qf_gguf *set, const qf_gguf_str **id, qf_error *err) {
+    const qf_gguf_kv *kv = qf_gguf_find_kv(qf_gguf_part(set, 0), QF_SPLIT_KEY_SET);
+    if (!kv || kv->type != QF_GGUF_STRING)
+        return qf_fail(err, QF_E_NOTFOUND, "%s: no qforge digests for the split set (key %s is absent)", qf_gguf_label(set),
+                       QF_SPLIT_KEY_SET);
+    *id = &kv->v.str;
+    return QF_OK;
+}
+
+/* Whether the set's identity, recomputed from its parts, is the one they carry. */
+static qf_status check_set_id(const qf_gguf *set, bool *ok, qf_error *err) {
+    const qf_gguf_str *id = NULL;
+    uint8_t d[32];
+    qf_status st = stored_set_id(set, &id, err);
+    if (st == QF_OK) st = qf_integrity_set_sha256(set, d, err);
+    if (st == QF_OK) *ok = hex_matches(id, d);
+    return st;
+}
+
+/* Progress over a whole set: each part's bytes after those of the parts before it. */
+typedef struct set_progress {
+    const qf_integrity_progress *outer;
+    const char *label;
+    uint64_t before, total;
+} set_progress;
+
+static void set_progress_fn(void *user, const char *what, uint64_t done, uint64_t total) {
+    set_progress *sp = user;
+    (void)what;
+    (void)total;
+    sp->outer->fn(sp->outer->user, sp->label, QF_MIN(sp->before + done, sp->total), sp->total);
+}
+
+/* Folds part k's result (n tensors, first at index at) into the set's. */
+static void add_part(qf_integrity_result *r, const qf_integrity_result *p, size_t at) {
+    memcpy(r->verdict + at, p->verdict, p->n_tensors);
+    r->header_ok = r->header_ok && p->header_ok;
+    r->n_bad += p->n_bad;
+    r->n_changed += p->n_changed;
+    r->n_retyped += p->n_retyped;
+    r->n_uncovered += p->n_uncovered;
+    r->n_missing += p->n_missing;
+    r->rewritten = r->rewritten || p->rewritten;
+    r->reordered = r->reordered || p->reordered;
+    r->keys_not_last = r->keys_not_last || p->keys_not_last;
+    r->bytes_hashed += p->bytes_hashed;
+}
+
+/* Every part against its own digests, and the set's identity against the parts: the first failure's
+ * message names the part and its first changed tensor. */
+static qf_status check_set(const qf_gguf *set, int threads, const qf_integrity_progress *progress,
+                           qf_integrity_result *r, qf_error *err) {
+    memset(r, 0, sizeof *r);
+    r->n_tensors = qf_gguf_n_tensors(set);
+    r->header_ok = true;
+    r->verdict = qf_calloc_n(QF_MAX(r->n_tensors, (size_t)1), sizeof *r->verdict);
+    if (!r->verdict) return qf_fail(err, QF_E_NOMEM, "%s: out of memory", qf_gguf_label(set));
+    bool id_ok = false;
+    qf_status st = check_set_id(set, &id_ok, err);
+    set_progress sp = {.outer = progress, .label = qf_gguf_label(set)};
+    for (size_t k = 0; k < qf_gguf_n_parts(set); k++) {
+        uint64_t len;
+        qf_gguf_file_bytes(qf_gguf_part(set, k), &len);
+        sp.total += len;
+    }
+    qf_integrity_progress inner = {set_progress_fn, &sp};
+    size_t at = 0, failed = 0;
+    qf_error perr;
+    for (size_t k = 0; st == QF_OK && k < qf_gguf_n_parts(set); k++) {
+        const qf_gguf *p = qf_gguf_part(set, k);
+        qf_integrity_result pr;
+        qf_status pst = check_file(p, threads, progress && progress->fn ? &inner : NULL, &pr, &perr);
+        if (pst != QF_OK && pst != QF_E_CHECK) {
+            if (err) *err = perr;
+            st = pst;
+            break;
+        }
+        if (pst == QF_E_CHECK && failed++ == 0 && err) *err = perr;
+        r->scheme = k == 0 ? pr.scheme : QF_MIN(r->scheme, pr.scheme);
+        add_part(r, &pr, at);
+        at += pr.n_tensors;
+        qf_integrity_result_free(&pr);
+        uint64_t len;
+        qf_gguf_file_bytes(p, &len);
+        sp.before += len;
+    }
+    if (st != QF_OK) {
+        qf_integrity_result_free(r);
+        return st;
+    }
+    r->header_ok = r->header_ok && id_ok;
+    if (!failed && id_ok) return QF_OK;
+    if (!failed)
+        return qf_fail(err, QF_E_CHECK, "%s: integrity check failed: the split set's identity (%s) does not match its "
+                       "parts' metadata and tensor tables", qf_gguf_label(set), QF_SPLIT_KEY_SET);
+    if (err) {
+        size_t n = strlen(err->msg);
+        if (failed > 1)
+            snprintf(err->msg + n, sizeof err->msg - n, "; %zu more part%s of the set failed too", failed - 1,
+                     failed > 2 ? "s" : "");
+        n = strlen(err->msg);
+        if (!id_ok) snprintf(err->msg + n, sizeof err->msg - n, "; the set's identity does not match its parts");
+    }
+    return QF_E_CHECK;
+}
+
+qf_status qf_integrity_check(const qf_gguf *g, int threads, const qf_integrity_progress *progress,
+                             qf_integrity_result *r, qf_error *err) {
+    return qf_gguf_n_parts(g) > 1 ? check_set(g, threads, progress, r, err) : check_file(g, threads, progress, r, err);
 }
 
 void qf_integrity_result_free(qf_integrity_result *r) {
@@ -398,6 +541,48 @@ qf_status qf_integrity_manifest(const qf_gguf *g, const qf_integrity_keys *k, ch
     if (!ok) {
         free(buf);
         return qf_fail(err, QF_E_INTERNAL, "%s: manifest size miscounted", qf_gguf_label(g));
+    }
+    *out = buf;
+    *len = n;
+    return QF_OK;
+}
+
+qf_status qf_integrity_set_manifest(const qf_gguf *g, char **out, size_t *len, qf_error *err) {
+    qf_integrity_keys k;
+    qf_status st = QF_OK;
+    if (qf_gguf_n_parts(g) == 1) {
+        st = qf_integrity_keys_get(g, &k, err);
+        return st == QF_OK ? qf_integrity_manifest(g, &k, out, len, err) : st;
+    }
+    const qf_gguf_str *id = NULL;
+    if ((st = stored_set_id(g, &id, err)) != QF_OK) return st;
+    char head[256];
+    int hl = snprintf(head, sizeof head, "qforge-split-manifest-1\nset-sha256 %.64s\nparts %zu\n", id->ptr,
+                      qf_gguf_n_parts(g));
+    size_t n = (size_t)hl, cap = n;
+    char *buf = malloc(cap);
+    if (!buf) return qf_fail(err, QF_E_NOMEM, "%s: out of memory for the manifest", qf_gguf_label(g));
+    memcpy(buf, head, n);
+    for (size_t p = 0; st == QF_OK && p < qf_gguf_n_parts(g); p++) {
+        const qf_gguf *part = qf_gguf_part(g, p);
+        char *m = NULL, line[32];
+        size_t mlen = 0;
+        int ll = snprintf(line, sizeof line, "part %zu\n", p + 1);
+        st = qf_integrity_keys_get(part, &k, err);
+        if (st == QF_OK) st = qf_integrity_manifest(part, &k, &m, &mlen, err);
+        char *grown = st == QF_OK ? realloc(buf, n + (size_t)ll + mlen) : NULL;
+        if (st == QF_OK && !grown) st = qf_fail(err, QF_E_NOMEM, "%s: out of memory for the manifest", qf_gguf_label(g));
+        if (st == QF_OK) {
+            buf = grown;
+            memcpy(buf + n, line, (size_t)ll);
+            memcpy(buf + n + ll, m, mlen);
+            n += (size_t)ll + mlen;
+        }
+        free(m);
+    }
+    if (st != QF_OK) {
+        free(buf);
+        return st;
     }
     *out = buf;
     *len = n;

@@ -83,6 +83,17 @@ void qf_integrity_result_free(qf_integrity_result *r);
 qf_status qf_integrity_manifest(const qf_gguf *g, const qf_integrity_keys *k, char **out, size_t *len,
                                 qf_error *err);
 
+/* Split sets (formats/gguf_split.h; docs/integrity.md): qf_integrity_check of a set checks every part
+ * against its own digests and the set's identity (qforge.split.set_sha256, which every part carries)
+ * against the parts: SHA-256 over the first part's KV records except split.no, the identity itself and
+ * the digest keys, then per part u64 tensor count and each tensor's record (qf_split_tensor_record).
+ * Verdicts are in set order; the error names the first part that failed and its first changed tensor. */
+qf_status qf_integrity_set_sha256(const qf_gguf *set, uint8_t out[32], qf_error *err);
+/* What signatures cover: a single file's manifest (qf_integrity_manifest of its stored digests), or for
+ * a set "qforge-split-manifest-1\n" "set-sha256 " HEX "\n" "parts " N "\n" then per part "part " K "\n"
+ * and that part's manifest. malloc'd. */
+qf_status qf_integrity_set_manifest(const qf_gguf *g, char **out, size_t *len, qf_error *err);
+
 /* Online CPUs when threads <= 0, else threads (capped at 1024). */
 int qf_integrity_threads(int threads);
 

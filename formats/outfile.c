@@ -23,7 +23,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define QF_OUTFILE_MAX_TEMPS 64
+/* A split output holds every part's temp until the last is done; past this many, the extra temps lose
+ * only the signal cleanup (the dead-owner sweep of a later run still removes them). */
+#define QF_OUTFILE_MAX_TEMPS 512
 
 #if ATOMIC_INT_LOCK_FREE != 2
 #error "signal cleanup needs lock-free atomic int"
@@ -505,22 +507,20 @@ const char *qf_outfile_path(const qf_outfile *f) { return f->path; }
 
 const char *qf_outfile_temp_path(const qf_outfile *f) { return f->tmp; }
 
-qf_status qf_outfile_commit(qf_outfile *f, qf_error *err) {
-    qf_status st = QF_OK;
-    if (f->failed != QF_OK) {
-        st = fail_file(f, err, "", 0);
-        outfile_free(f);
-        return st;
-    }
+qf_status qf_outfile_seal(qf_outfile *f, qf_error *err) {
+    if (f->failed != QF_OK) return fail_file(f, err, "", 0);
+    if (f->fd < 0) return QF_OK; /* sealed before */
     /* A reservation larger than what was written would leave zeros at the end. */
     if (f->reserved > f->written && ftruncate(f->fd, (off_t)f->written) != 0)
-        st = fail_file(f, err, "truncating to the written size", errno);
-    if (st == QF_OK && fdatasync(f->fd) != 0) st = fail_file(f, err, "fdatasync", errno);
-    if (st == QF_OK) {
-        int fd = f->fd;
-        f->fd = -1;
-        if (close(fd) != 0) st = fail_file(f, err, "close", errno);
-    }
+        return fail_file(f, err, "truncating to the written size", errno);
+    if (fdatasync(f->fd) != 0) return fail_file(f, err, "fdatasync", errno);
+    int fd = f->fd;
+    f->fd = -1;
+    return close(fd) != 0 ? fail_file(f, err, "close", errno) : QF_OK;
+}
+
+qf_status qf_outfile_commit(qf_outfile *f, qf_error *err) {
+    qf_status st = qf_outfile_seal(f, err);
     /* Checked again at the last moment: something else may have taken the name since open(). */
     qf_error why;
     if (st == QF_OK && (st = check_replaceable(f->path, &why)) != QF_OK) {

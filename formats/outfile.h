@@ -42,6 +42,11 @@ uint64_t qf_outfile_written(const qf_outfile *f);
  * holds values known only at the end (digests, an index offset) write a fixed-size placeholder first
  * and patch it here before commit. Does not move the append position. */
 qf_status qf_outfile_pwrite(qf_outfile *f, const void *buf, uint64_t n, uint64_t off, qf_error *err);
+/* Make what was written durable (fdatasync, checked close) without renaming it into place: an output of
+ * several files (a split GGUF) seals each as it completes and commits them all once the last one is
+ * sealed, so a failed run leaves none of them. A sealed file keeps no descriptor; commit() then only
+ * renames, abort() and the signal cleanup still remove it. */
+qf_status qf_outfile_seal(qf_outfile *f, qf_error *err);
 qf_status qf_outfile_commit(qf_outfile *f, qf_error *err); /* frees f */
 void qf_outfile_abort(qf_outfile *f);                      /* frees f */
 const char *qf_outfile_path(const qf_outfile *f);          /* the final destination path */

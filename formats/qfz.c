@@ -456,7 +456,7 @@ static qf_status check_gguf(unpack_ctx *c, unsigned threads, bool *checked, qf_e
     qf_gguf *g = NULL;
     qf_error e;
     const char *tmp = qf_outfile_temp_path(c->out);
-    qf_status st = qf_gguf_open(tmp, &g, &e);
+    qf_status st = qf_gguf_open_file(tmp, &g, &e); /* the one file packed, a part of a split set too */
     const char *colon = strstr(e.msg, ": ");
     if (st != QF_OK && mentions_digests(tmp))
         return qf_fail(err, QF_E_CHECK, "%s -> %s: the file starts with GGUF and carries qforge integrity digests but "

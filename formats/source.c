@@ -162,6 +162,7 @@ static qf_status gguf_open_backend(const char *path, void **impl, qf_source_raw 
         }
         r->nbytes = t->nbytes;
         r->offset = t->offset;
+        r->shard = (uint32_t)qf_gguf_tensor_part(b->g, i); /* a split set's part */
         r->data = t->data;
         r->dtype = nominal_dtype(t->type);
         b->qtypes[i] = t->type;

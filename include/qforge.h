@@ -82,6 +82,12 @@ typedef struct qf_convert_opts {
     bool clamp_overflow;    /* values beyond a type's range (the F16 scales of q8_0, f16 itself, ...) are
                                clamped into it, recorded in qforge.clamped and warned about on stderr;
                                default: such a tensor is refused (QF_E_INPUT naming it and what holds it) */
+    /* Split output in llama.cpp's layout (llama-gguf-split): `out` names the set, whose parts are
+     * OUT-00001-of-0000N.gguf ... (OUT without ".gguf"); at most one of the two limits. */
+    uint64_t split_max_bytes;   /* tensor bytes per part (gguf-split's --split-max-size); 0 = no limit */
+    uint32_t split_max_tensors; /* tensors per part (--split-max-tensors); 0 = no limit */
+    uint32_t only_split;        /* 1-based: write this part alone, byte-identical to the whole run's; 0 = all */
+    uint32_t *split_parts;      /* when not NULL, set to the number of parts of a split output */
     qf_progress_fn progress;
     void *progress_user;
     qf_warn_fn warn;        /* NULL = "qforge: warning: MSG" on stderr */
@@ -311,9 +317,11 @@ typedef struct qf_integrity_report {
     bool rewritten;        /* another tool rewrote the file (tensors reordered, re-encoded, added or removed,
                               keys after the digests): its digests describe the file qforge wrote */
     size_t n_tensors;
+    size_t n_parts;        /* files checked: a split set's parts (every part has its own digests), else 1 */
     size_t n_bad;          /* tensors that are not as their digests describe */
     char **bad;            /* their names, in file order (owned; qf_integrity_report_free) */
     qf_tensor_verdict *bad_verdict; /* and what became of each */
+    char **bad_file;       /* and the file that holds it: a split set's part, else the file itself (owned) */
     size_t n_missing;      /* tensors the digests describe that the file no longer has */
     uint64_t bytes_hashed;
     qf_sig_state sig;

@@ -554,9 +554,11 @@ static qf_status run_tensor(qf_source *src, const qf_hparams *hp, const qf_plan 
 
 qf_status qf_plan_execute(qf_source *src, const qf_hparams *hp, const qf_plan *plan, qf_gguf_writer *w,
                           const qf_run_opts *opts, qf_error *err) {
-    uint64_t done = 0;
+    uint64_t done = 0, total = 0;
+    for (size_t i = 0; i < plan->n; i++) total += qf_gguf_writer_wants(w, i) ? plan->e[i].nbytes : 0;
     for (size_t i = 0; i < plan->n; i++) {
-        qf_status st = run_tensor(src, hp, plan, &plan->e[i], w, opts, &done, plan->total_bytes, err);
+        if (!qf_gguf_writer_wants(w, i)) continue; /* another part of a split output (--only-split) */
+        qf_status st = run_tensor(src, hp, plan, &plan->e[i], w, opts, &done, total, err);
         if (st) return st;
     }
     return QF_OK;

@@ -26,21 +26,32 @@ static void hex(const uint8_t d[32], char out[17]) { /* a short form for message
     for (int i = 0; i < 8; i++) snprintf(out + 2 * i, 3, "%02x", d[i]);
 }
 
+/* One GGUF file: its stored digests when it has them, else the SHA-256 of its bytes. */
+static qf_status gguf_file_identity(sha *s, const qf_gguf *g, qf_error *err) {
+    const qf_gguf_kv *h = qf_gguf_find_kv(g, QF_INTEGRITY_KEY_HEADER);
+    const qf_gguf_kv *t = qf_gguf_find_kv(g, QF_INTEGRITY_KEY_TENSORS);
+    if (h && t && h->type == QF_GGUF_STRING && t->type == QF_GGUF_ARRAY && t->arr_type == QF_GGUF_STRING) {
+        sha_str(s, "gguf-digests");
+        sha_str(s, h->v.str.ptr);
+        for (uint64_t i = 0; i < t->n; i++) sha_str(s, ((const qf_gguf_str *)t->v.arr)[i].ptr);
+        return QF_OK;
+    }
+    char digest[QF_SHA256_HEX_LEN + 1];
+    qf_status st = qf_sha256_file_hex(qf_gguf_label(g), digest, err);
+    if (st) return st;
+    sha_str(s, "gguf-file");
+    sha_str(s, digest);
+    return QF_OK;
+}
+
 qf_status qf_base_identity(const qf_rt_model *m, uint8_t out[32], qf_error *err) {
     sha s = sha_begin();
     char digest[QF_SHA256_HEX_LEN + 1];
     qf_status st = QF_OK;
     if (m->gguf) {
-        const qf_gguf_kv *h = qf_gguf_find_kv(m->gguf, QF_INTEGRITY_KEY_HEADER);
-        const qf_gguf_kv *t = qf_gguf_find_kv(m->gguf, QF_INTEGRITY_KEY_TENSORS);
-        if (h && t && h->type == QF_GGUF_STRING && t->type == QF_GGUF_ARRAY && t->arr_type == QF_GGUF_STRING) {
-            sha_str(&s, "gguf-digests");
-            sha_str(&s, h->v.str.ptr);
-            for (uint64_t i = 0; i < t->n; i++) sha_str(&s, ((const qf_gguf_str *)t->v.arr)[i].ptr);
-        } else if (!(st = qf_sha256_file_hex(m->label, digest, err))) {
-            sha_str(&s, "gguf-file");
-            sha_str(&s, digest);
-        }
+        /* a split set: every part, each by its own digests (the first part's cover only its tensors) */
+        if (qf_gguf_n_parts(m->gguf) > 1) sha_str(&s, "gguf-split-set");
+        for (size_t k = 0; !st && k < qf_gguf_n_parts(m->gguf); k++) st = gguf_file_identity(&s, qf_gguf_part(m->gguf, k), err);
     } else if (!(st = qf_source_digest(m->src, digest, err))) {
         sha_str(&s, "source");
         sha_str(&s, digest);

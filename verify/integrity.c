@@ -11,17 +11,21 @@ static qf_status fill_report(const qf_gguf *g, const qf_integrity_result *r, qf_
     rep->header_ok = r->header_ok;
     rep->rewritten = r->rewritten;
     rep->n_tensors = r->n_tensors;
+    rep->n_parts = qf_gguf_n_parts(g);
     rep->n_missing = r->n_missing;
     rep->bytes_hashed = r->bytes_hashed;
     rep->bad = qf_calloc_n(r->n_bad, sizeof *rep->bad);
     rep->bad_verdict = qf_calloc_n(r->n_bad, sizeof *rep->bad_verdict);
-    if (!rep->bad || !rep->bad_verdict) return qf_fail(err, QF_E_NOMEM, "%s: out of memory", qf_gguf_label(g));
+    rep->bad_file = qf_calloc_n(r->n_bad, sizeof *rep->bad_file);
+    if (!rep->bad || !rep->bad_verdict || !rep->bad_file) return qf_fail(err, QF_E_NOMEM, "%s: out of memory", qf_gguf_label(g));
     for (size_t i = 0; i < r->n_tensors; i++) {
         if (r->verdict[i] == QF_TENSOR_OK) continue;
-        const char *name = qf_gguf_tensor_at(g, i)->name;
-        if (!(rep->bad[rep->n_bad] = qf_strndup(name, strlen(name))))
-            return qf_fail(err, QF_E_NOMEM, "%s: out of memory", qf_gguf_label(g));
+        const char *name = qf_gguf_tensor_at(g, i)->name, *file = qf_gguf_label(qf_gguf_part(g, qf_gguf_tensor_part(g, i)));
+        rep->bad[rep->n_bad] = qf_strndup(name, strlen(name));
+        rep->bad_file[rep->n_bad] = qf_strndup(file, strlen(file));
         rep->bad_verdict[rep->n_bad++] = (qf_tensor_verdict)r->verdict[i];
+        if (!rep->bad[rep->n_bad - 1] || !rep->bad_file[rep->n_bad - 1])
+            return qf_fail(err, QF_E_NOMEM, "%s: out of memory", qf_gguf_label(g));
     }
     return QF_OK;
 }
@@ -49,9 +53,7 @@ static qf_status check_signature(const qf_gguf *g, const qf_integrity_opts *o, q
             return qf_fail(err, QF_E_USAGE, "%s: path too long", o->path);
         sig = def_sig;
     }
-    qf_integrity_keys k;
-    qf_status st = qf_integrity_keys_get(g, &k, err);
-    return st == QF_OK ? qf_signature_check(g, &k, sig, o->pubkey, state, err) : st;
+    return qf_signature_check(g, sig, o->pubkey, state, err);
 }
 
 qf_status qf_verify_integrity(const qf_integrity_opts *o, qf_integrity_report *rep, qf_error *err) {
@@ -87,7 +89,10 @@ qf_status qf_verify_integrity(const qf_integrity_opts *o, qf_integrity_report *r
 
 void qf_integrity_report_free(qf_integrity_report *rep) {
     for (size_t i = 0; rep->bad && i < rep->n_bad; i++) free(rep->bad[i]);
+    for (size_t i = 0; rep->bad_file && i < rep->n_bad; i++) free(rep->bad_file[i]);
     free(rep->bad);
+    free(rep->bad_file);
+    rep->bad_file = NULL;
     free(rep->bad_verdict);
     rep->bad = NULL;
     rep->bad_verdict = NULL;

@@ -91,9 +91,10 @@ static qf_status key_fingerprint(EVP_PKEY *k, const char *path, char hex[QF_SHA2
     return ok ? QF_OK : qf_fail(err, QF_E_INTERNAL, "%s: cannot encode the public key", path);
 }
 
-static qf_status build_manifest(const qf_gguf *g, const qf_integrity_keys *k, char **m, size_t *mlen,
-                                char mhex[QF_SHA256_HEX_LEN + 1], qf_error *err) {
-    qf_status st = qf_integrity_manifest(g, k, m, mlen, err);
+/* The manifest of a file's or a split set's stored digests (qf_integrity_set_manifest) and its SHA-256. */
+static qf_status build_manifest(const qf_gguf *g, char **m, size_t *mlen, char mhex[QF_SHA256_HEX_LEN + 1],
+                                qf_error *err) {
+    qf_status st = qf_integrity_set_manifest(g, m, mlen, err);
     if (st == QF_OK && !sha256_hex_of(*m, *mlen, mhex)) {
         free(*m);
         *m = NULL;
@@ -186,8 +187,8 @@ static qf_status verify_bytes(EVP_PKEY *k, const sig_file *s, const char *m, siz
     return QF_OK; /* r == 0 and r < 0 both mean "does not verify" for a well-formed 64-byte signature */
 }
 
-qf_status qf_signature_check(const qf_gguf *g, const qf_integrity_keys *k, const char *sig_path,
-                             const char *pub_path, qf_sig_state *state, qf_error *err) {
+qf_status qf_signature_check(const qf_gguf *g, const char *sig_path, const char *pub_path, qf_sig_state *state,
+                             qf_error *err) {
     *state = QF_SIG_NOT_CHECKED;
     sig_file s;
     EVP_PKEY *pub = NULL;
@@ -203,7 +204,7 @@ qf_status qf_signature_check(const qf_gguf *g, const qf_integrity_keys *k, const
         st = qf_fail(err, QF_E_CHECK, "%s: signed by key %.16s..., not by %s (%.16s...)", sig_path, s.fingerprint,
                      pub_path, fp);
     }
-    if (st == QF_OK) st = build_manifest(g, k, &m, &mlen, mhex, err);
+    if (st == QF_OK) st = build_manifest(g, &m, &mlen, mhex, err);
     if (st == QF_OK) st = verify_bytes(pub, &s, m, mlen, &good, err);
     if (st == QF_OK) {
         *state = good ? QF_SIG_OK : QF_SIG_BAD;
@@ -229,7 +230,7 @@ static qf_status sign_bytes(EVP_PKEY *k, const char *m, size_t mlen, sig_file *s
 }
 
 /* Signs only digests that were just re-verified, so a signature never vouches for damaged bytes. */
-static qf_status verified_keys(const qf_gguf *g, const qf_sign_opts *o, qf_integrity_keys *k, qf_error *err) {
+static qf_status verified(const qf_gguf *g, const qf_sign_opts *o, qf_error *err) {
     qf_integrity_result r;
     qf_status st = qf_integrity_check(g, o->threads, &(qf_integrity_progress){o->progress, o->progress_user}, &r, err);
     qf_integrity_result_free(&r); /* only the verdict matters here */
@@ -238,7 +239,7 @@ static qf_status verified_keys(const qf_gguf *g, const qf_sign_opts *o, qf_integ
         snprintf(msg, sizeof msg, "%s", err->msg);
         qf_fail(err, QF_E_CHECK, "refusing to sign: %.700s", msg);
     }
-    return st == QF_OK ? qf_integrity_keys_get(g, k, err) : st;
+    return st;
 }
 
 qf_status qf_sign(const qf_sign_opts *o, qf_error *err) {
@@ -255,15 +256,14 @@ qf_status qf_sign(const qf_sign_opts *o, qf_error *err) {
     if (chk != QF_OK) return chk;
     qf_gguf *g = NULL;
     EVP_PKEY *key = NULL;
-    qf_integrity_keys k;
     sig_file s;
     char *m = NULL;
     size_t mlen = 0;
     qf_status st = load_key(o->key, true, &key, err); /* first: a bad key should not cost a full hash */
     if (st == QF_OK) st = qf_gguf_open(o->path, &g, err);
-    if (st == QF_OK) st = verified_keys(g, o, &k, err);
+    if (st == QF_OK) st = verified(g, o, err);
     if (st == QF_OK) st = key_fingerprint(key, o->key, s.fingerprint, err);
-    if (st == QF_OK) st = build_manifest(g, &k, &m, &mlen, s.manifest_sha, err);
+    if (st == QF_OK) st = build_manifest(g, &m, &mlen, s.manifest_sha, err);
     if (st == QF_OK) st = sign_bytes(key, m, mlen, &s, o->key, err);
     if (st == QF_OK) st = write_sig_file(out, &s, err);
     free(m);

@@ -17,10 +17,11 @@
 #define QF_SIG_FORMAT "qforge-signature-1"
 #define QF_SIG_MAX_FILE (64u << 10) /* a signature file is ~300 bytes; anything far larger is not one */
 
-/* Check sig_path against the manifest of g's stored digests and the public key in pub_path.
+/* Check sig_path against the manifest of g's stored digests (a split set's: every part's) and the
+ * public key in pub_path.
  * QF_OK and *state = QF_SIG_OK when it verifies; QF_E_CHECK with *state = QF_SIG_BAD or
  * QF_SIG_WRONG_KEY; QF_E_NOTFOUND / QF_E_INPUT / QF_E_UNSUPPORTED for missing or malformed files. */
-qf_status qf_signature_check(const qf_gguf *g, const qf_integrity_keys *k, const char *sig_path,
-                             const char *pub_path, qf_sig_state *state, qf_error *err);
+qf_status qf_signature_check(const qf_gguf *g, const char *sig_path, const char *pub_path, qf_sig_state *state,
+                             qf_error *err);
 
 #endif
