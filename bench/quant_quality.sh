@@ -13,7 +13,10 @@
 #               ../shared/text/wikitext-2-raw-test.txt (out of domain), QQ_WIKI_CHUNKS chunks (0 = skip)
 #   per row     qforge verify MODEL --base HF_DIR (PPL, PPL ratio, KLD mean/median/p99, top-1), size and bpw
 #               (qforge inspect --json); llama.cpp-loadable rows also: llama-perplexity PPL of the same file
-#               (-fa off -ctk f32 -ctv f32 -t QQ_THREADS) and ggml_quant_bench --compare (RMSE ours/ggml)
+#               (-fa off -ctk f32 -ctv f32 -t QQ_THREADS), its KLD with llama.cpp as the judge
+#               (llama-perplexity --kl-divergence against the F32 GGUF's logits) and ggml_quant_bench
+#               --compare (RMSE ours/ggml)
+#   MoE models  QQ_MODEL=../shared/models/qf-deepseek-a QQ_GPTQ=0 (GPTQ takes 2-D weights; experts are 3-D)
 #
 # Environment (defaults in brackets)
 #   QQ_MODEL [../shared/models/qf-llama-a]   QF_REF_DIR [~/.cache/qforge-ref]   QQ_THREADS [nproc]
@@ -157,10 +160,22 @@ lppl() { # lppl MODEL TEXT CHUNKS LOG -> PPL printed by llama-perplexity (exact 
     done
     echo "error: llama-perplexity printed no PPL for $1; see $4" >&2; exit 1
 }
+# llama.cpp as the judge: llama-perplexity --kl-divergence of a file against the base's saved logits
+lkld() { # lkld MODEL TEXT CHUNKS BASE_LOGITS LOG -> mean KLD
+    "$ref/bin/llama-perplexity" -m "$1" -f "$2" -c "$ctx" --chunks "$3" -fa off -ctk f32 -ctv f32 -t "$threads" \
+        --kl-divergence-base "$4" --kl-divergence > "$5" 2>&1 || { tail -n 20 "$5" >&2; exit 1; }
+    local k
+    k=$(LC_ALL=C sed -n 's/^Mean  *KLD: *\([0-9.e+-]*\).*/\1/p' "$5")
+    [ -n "$k" ] || { echo "error: llama-perplexity printed no mean KLD for $1; see $5" >&2; exit 1; }
+    echo "$k"
+}
 for e in "${evals[@]}"; do
     IFS=: read -r ename epath echunks <<< "$e"
-    log "llama-perplexity base-f32 on $ename"
+    log "llama-perplexity base-f32 on $ename (and its logits for --kl-divergence)"
     lppl "$work/base-f32.gguf" "$epath" "$echunks" "$work/logs/lppl.base.$ename.log" > "$work/res/base.lppl.$ename"
+    "$ref/bin/llama-perplexity" -m "$work/base-f32.gguf" -f "$epath" -c "$ctx" --chunks "$echunks" -fa off -ctk f32 \
+        -ctv f32 -t "$threads" --kl-divergence-base "$work/base.$ename.kld" > "$work/logs/kldbase.$ename.log" 2>&1 ||
+        { tail -n 20 "$work/logs/kldbase.$ename.log" >&2; exit 1; }
 done
 for row in "${rows[@]}"; do
     IFS='|' read -r id recipe who imat loads <<< "$row"
@@ -170,7 +185,11 @@ for row in "${rows[@]}"; do
         # exit 1 only means a threshold failed; none are given, so any non-zero status is an error
         timed "v.$id.$ename" "$qf" verify "$work/$id.gguf" --base "$model" --text "$epath" --ctx "$ctx" \
             --chunks "$echunks" -j "$threads" --json "$work/res/$id.verify.$ename.json"
-        if [ "$loads" = 1 ]; then lppl "$work/$id.gguf" "$epath" "$echunks" "$work/logs/lppl.$id.$ename.log" > "$work/res/$id.lppl.$ename"; fi
+        if [ "$loads" = 1 ]; then
+            lppl "$work/$id.gguf" "$epath" "$echunks" "$work/logs/lppl.$id.$ename.log" > "$work/res/$id.lppl.$ename"
+            lkld "$work/$id.gguf" "$epath" "$echunks" "$work/base.$ename.kld" "$work/logs/lkld.$id.$ename.log" \
+                > "$work/res/$id.lkld.$ename"
+        fi
     done
     if [ "$loads" = 1 ]; then
         # ggml quantizes the same F32 base with the same importance data this row used
@@ -232,6 +251,7 @@ for rid, recipe, who, imat, loads in rows:
                 "kld_max", "same_top1_pct", "rms_dp_pct", "scored_tokens")
         r["eval"][n] = {k: v[k] for k in keep}
         r["eval"][n]["llama_perplexity_ppl"] = num(rd(f'{rid}.lppl.{n}'))
+        r["eval"][n]["llama_kld_mean"] = num(rd(f'{rid}.lkld.{n}'))
     out["rows"].append(r)
 by = {r["id"]: r for r in out["rows"]}
 # KLD ratios ours / llama.cpp at equal recipe (same imatrix setting: both imatrix, or both none)
@@ -248,6 +268,8 @@ for recipe in ("q4_k_m", "q3_k_m", "q8_0"):
             for n, _, _ in evals:
                 ea, eb = by[a]["eval"][n], by[b]["eval"][n]
                 e[n] = {k: ea[k] / eb[k] if eb[k] else None for k in ("kld_mean", "kld_median", "kld_p99")}
+                la, lb = ea.get("llama_kld_mean"), eb.get("llama_kld_mean")
+                e[n]["llama_judge_kld_mean"] = la / lb if la is not None and lb else None
                 e[n]["ppl_ratio_ours"], e[n]["ppl_ratio_llamacpp"] = ea["ppl_ratio"], eb["ppl_ratio"]
             ratios.append(e)
 out["kld_ratios_ours_over_llamacpp"] = ratios
@@ -282,11 +304,13 @@ for n, p, c in evals:
     L.append("")
 L.append("**KLD ours / llama.cpp at equal recipe** (target: < 1, ideally <= 0.8)")
 L.append("")
-hdr = "| recipe | ours | llama.cpp | file size ours / llama.cpp | " + " | ".join(f"{n} KLD mean | {n} KLD p99" for n, _, _ in evals) + " |"
+hdr = "| recipe | ours | llama.cpp | file size ours / llama.cpp | " + " | ".join(
+    f"{n} KLD mean | {n} KLD p99 | {n} KLD mean, llama.cpp judging" for n, _, _ in evals) + " |"
 L.append(hdr)
-L.append("|---|---|---|---:|" + "---:|---:|" * len(evals))
+L.append("|---|---|---|---:|" + "---:|---:|---:|" * len(evals))
 for e in ratios:
-    cells = " | ".join(f"{f4(e[n]['kld_mean'], 3)} | {f4(e[n]['kld_p99'], 3)}" for n, _, _ in evals)
+    cells = " | ".join(f"{f4(e[n]['kld_mean'], 3)} | {f4(e[n]['kld_p99'], 3)} | {f4(e[n].get('llama_judge_kld_mean'), 3)}"
+                       for n, _, _ in evals)
     L.append(f"| {e['recipe']} | {by[e['ours']]['quantizer']} ({by[e['ours']]['imatrix']}) | "
              f"llama.cpp ({by[e['llamacpp']]['imatrix']}) | {e['file_bytes_ours']/e['file_bytes_llamacpp']:.5f} | {cells} |")
 L.append("")
@@ -297,7 +321,8 @@ L.append("imatrix: `qforge` = `qforge calibrate`, `qforge+H` = same plus GPTQ He
          "data; GPTQ minimises layer output error, not weight RMSE, so for it this ratio is only indicative). "
          "bpw = tensor bytes x 8 / parameters (file bytes add metadata: vocabulary, provenance). "
          "llama-perplexity: `-fa off -ctk f32 -ctv f32`; on k-quant files it runs Q8_K-quantized activations, "
-         "qforge F32 activations, so the two PPLs of one file differ slightly.")
+         "qforge F32 activations, so the two PPLs of one file differ slightly. 'llama.cpp judging': "
+         "`llama-perplexity --kl-divergence` of each file against the F32 GGUF's saved logits.")
 L.append(f"Wall time {int(secs)} s on {threads} threads.")
 md = "\n".join(L) + "\n"
 sys.stdout.write(md)
