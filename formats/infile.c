@@ -148,3 +148,17 @@ const char *qf_infile_mapped_path(const void *addr) {
             return g_map_path[i];
     return NULL;
 }
+
+const char *const qf_model_side_files[QF_MODEL_SIDE_FILES] = {"config.json", "tokenizer.json", "tokenizer.model",
+                                                              "tokenizer_config.json", "special_tokens_map.json",
+                                                              "added_tokens.json"};
+
+bool qf_model_dir_reads(const char *name) {
+    size_t n = strlen(name), k = strlen(".safetensors");
+    if ((n > k && !strcmp(name + n - k, ".safetensors")) || !strcmp(name, "model.safetensors.index.json") ||
+        !strcmp(name, "generation_config.json"))
+        return true;
+    for (size_t f = 0; f < QF_MODEL_SIDE_FILES; f++)
+        if (!strcmp(name, qf_model_side_files[f])) return true;
+    return false;
+}

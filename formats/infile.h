@@ -31,6 +31,14 @@ bool qf_infile_has_magic(const char *path, const void *magic, size_t n);
 qf_status qf_infile_map(const char *path, int fd, uint64_t size, void **map, qf_error *err);
 void qf_infile_unmap(void *map, uint64_t size);
 
+/* The side files of a Hugging Face model directory that identify the model with its tensors (config,
+ * tokenizer): the provenance digest reads them, and no output may be written over one. */
+#define QF_MODEL_SIDE_FILES 6
+extern const char *const qf_model_side_files[QF_MODEL_SIDE_FILES];
+/* True for a file name a model directory is read through: *.safetensors, the shard index, the side
+ * files. Writing such a file into a model directory changes that model. */
+bool qf_model_dir_reads(const char *name);
+
 /* "a FIFO (named pipe)", "a directory", ...: what a non-regular file is, for messages. */
 const char *qf_file_kind(mode_t mode);
 

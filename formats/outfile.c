@@ -11,7 +11,6 @@
  */
 #include "outfile.h"
 #include "formats/infile.h"
-#include "formats/source.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -387,7 +386,7 @@ static qf_status check_against_input(const char *out, const char *base, const ch
     struct stat a, b;
     bool inside = src_dir && stat(src_dir, &a) == 0 && stat(out_dir, &b) == 0 && a.st_dev == b.st_dev && a.st_ino == b.st_ino;
     free(src_dir);
-    if (inside && qf_source_dir_reads(base))
+    if (inside && qf_model_dir_reads(base))
         return qf_fail(err, QF_E_USAGE, "%s: writing it would change the model directory %s that is being read (a "
                        "model directory's %s is part of the model); write it elsewhere", out, in, base);
     return QF_OK;

@@ -647,17 +647,6 @@ void qf_source_release(qf_source *s, size_t i) {
 
 /* ---- provenance digest ----------------------------------------------------------------------------- */
 
-static const char *const digest_files[] = {"config.json", "tokenizer.json", "tokenizer.model", "tokenizer_config.json",
-                                           "special_tokens_map.json", "added_tokens.json"};
-
-bool qf_source_dir_reads(const char *name) {
-    if (ends_with(name, ".safetensors") || !strcmp(name, "model.safetensors.index.json") ||
-        !strcmp(name, "generation_config.json"))
-        return true;
-    for (size_t f = 0; f < QF_ARRAY_LEN(digest_files); f++)
-        if (!strcmp(name, digest_files[f])) return true;
-    return false;
-}
 
 qf_status qf_source_digest(qf_source *s, char hex[65], qf_error *err) {
     EVP_MD_CTX *md = EVP_MD_CTX_new();
@@ -677,13 +666,13 @@ qf_status qf_source_digest(qf_source *s, char hex[65], qf_error *err) {
                          (unsigned long long)t->offset, (unsigned long long)t->nbytes, (unsigned long long)t->n_elems);
         EVP_DigestUpdate(md, line, (size_t)QF_MIN(n, (int)sizeof line - 1));
     }
-    for (size_t f = 0; f < QF_ARRAY_LEN(digest_files); f++) {
+    for (size_t f = 0; f < QF_MODEL_SIDE_FILES; f++) {
         char *buf = NULL;
         size_t len = 0;
-        qf_status st = s->ops->read_file(s->impl, digest_files[f], &buf, &len, err);
+        qf_status st = s->ops->read_file(s->impl, qf_model_side_files[f], &buf, &len, err);
         if (st == QF_E_NOTFOUND) continue;
         if (st) { EVP_MD_CTX_free(md); return st; }
-        EVP_DigestUpdate(md, digest_files[f], strlen(digest_files[f]) + 1);
+        EVP_DigestUpdate(md, qf_model_side_files[f], strlen(qf_model_side_files[f]) + 1);
         EVP_DigestUpdate(md, buf, len);
         free(buf);
     }

@@ -93,9 +93,6 @@ void qf_source_release(qf_source *s, size_t i);
 /* The GGUF file a GGUF source reads (its metadata and GGUF tensor names), or NULL for HF sources. */
 const struct qf_gguf *qf_source_gguf(const qf_source *s);
 
-/* True for a file name a model directory is read through: *.safetensors, the shard index, config.json,
- * the tokenizer files. Writing such a file into a model directory changes that model. */
-bool qf_source_dir_reads(const char *name);
 
 /* Hex SHA-256 over the source's tensor headers and side files, identifying the input (provenance). */
 qf_status qf_source_digest(qf_source *s, char hex[65], qf_error *err);

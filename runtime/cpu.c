@@ -1,6 +1,6 @@
 /* cpu.c — the CPU backend (backend.h): buffers, the pass's rotary tables, the elementwise steps and
  * attention. Products are in cpu_matmul.c, routing and experts in cpu_moe.c. */
-#include "runtime/cpu.h"
+#include "runtime/cpu_state.h"
 
 #include "kernels/cpu.h"
 

@@ -1,6 +1,6 @@
-/* cpu_matmul.c — the CPU backend's matrix products (cpu.h): F32 tiles over dequantized weight panels,
+/* cpu_matmul.c — the CPU backend's matrix products (cpu_state.h): F32 tiles over dequantized weight panels,
  * or the opt-in 8-bit path (rt_kern.h). */
-#include "runtime/cpu.h"
+#include "runtime/cpu_state.h"
 
 #include <math.h>
 

@@ -10,7 +10,7 @@
  *
  * Determinism: a token's outputs are summed in ascending expert order, each expert's product is the
  * same chain of FMAs whatever the thread count, so the bits do not depend on scheduling. */
-#include "runtime/cpu.h"
+#include "runtime/cpu_state.h"
 
 #include <math.h>
 

@@ -1,9 +1,9 @@
 /*
- * cpu.h — the CPU backend's state, shared by its files (cpu.c: buffers, elementwise steps, rope,
+ * cpu_state.h — the CPU backend's state, shared by its files (cpu.c: buffers, elementwise steps, rope,
  * attention; cpu_matmul.c: products; cpu_moe.c: routing and the expert-grouped product). Internal.
  */
-#ifndef QF_RUNTIME_CPU_H
-#define QF_RUNTIME_CPU_H
+#ifndef QF_RUNTIME_CPU_STATE_H
+#define QF_RUNTIME_CPU_STATE_H
 
 #include "runtime/backend.h"
 #include "runtime/pool.h"
