@@ -40,6 +40,8 @@ QF_DECLARE_KERNELS(q4_K, )
 QF_DECLARE_KERNELS(q5_K, )
 QF_DECLARE_KERNELS(q6_K, )
 QF_DECLARE_KERNELS(mxfp4, )
+QF_DECLARE_KERNELS(iq4_nl, )
+QF_DECLARE_KERNELS(iq4_xs, )
 QF_DECLARE_KERNELS(e4m3_b32, )
 QF_DECLARE_KERNELS(e5m2_b32, )
 QF_DECLARE_KERNELS(e4m3_row, )
@@ -57,6 +59,10 @@ QF_DECLARE_KERNELS(e4m3_row, )
     bool qf_quantize_q5_K##SUFFIX(const float *x, void *y, int64_t n, const float *imp); \
     bool qf_quantize_q6_K##SUFFIX(const float *x, void *y, int64_t n, const float *imp); \
     bool qf_quantize_mxfp4##SUFFIX(const float *x, void *y, int64_t n, const float *imp);
+/* The i-quant quantizers compiled once per ISA from iq_body.h (suffix "" = scalar reference). */
+#define QF_DECLARE_IQUANT(SUFFIX) \
+    bool qf_quantize_iq4_nl##SUFFIX(const float *x, void *y, int64_t n, const float *imp); \
+    bool qf_quantize_iq4_xs##SUFFIX(const float *x, void *y, int64_t n, const float *imp);
 /* Weighted Q8_0 (imp must not be NULL; qf_quantize_q8_0 routes weighted calls here). */
 bool qf_quantize_q8_0_w(const float *x, void *y, int64_t n, const float *imp);
 
@@ -80,6 +86,7 @@ float qf_e8m0_scale(uint8_t e);
     QF_DECLARE_KERNELS(e4m3_row, SUFFIX)
 QF_DECLARE_SIMD(_avx2)
 QF_DECLARE_QUANT(_avx2)
+QF_DECLARE_IQUANT(_avx2)
 float qf_dot_q8_0_avx512(const void *w, const float *x, int64_t n);
 float qf_dot_q4_K_avx512(const void *w, const float *x, int64_t n);
 float qf_dot_q6_K_avx512(const void *w, const float *x, int64_t n);

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Files qforge quantizes with ggml types only load in llama.cpp (the reference in ../shared/ref), and
 # llama.cpp's perplexity on them agrees with qforge's own runtime within 0.5%: qf-llama-a quantized with
-# the q4_k_m, q3_k_m and int3-mix recipes and uniform q4_K / q6_K, and the DeepSeek-V3-architecture
+# the q4_k_m, q3_k_m and int3-mix recipes and uniform q4_K / q6_K / i-quant types, and the DeepSeek-V3-architecture
 # qf-deepseek-a (MLA, MoE) with q8_0, q4_k_m and q3_k_m.
 set -euo pipefail
 root=$1; scratch=$2; qf=${QF_BIN:?}
@@ -16,7 +16,7 @@ if [ ! -x "$ref/bin/llama-perplexity" ]; then echo "SKIP: llama.cpp reference no
 rm -rf "$scratch"; mkdir -p "$scratch"
 pass=0; fail=0
 for job in "qf-llama-a -r q4_k_m" "qf-llama-a -r q3_k_m" "qf-llama-a -r int3-mix" "qf-llama-a --type q4_K" \
-           "qf-llama-a --type q6_K" "qf-deepseek-a -r q8_0" "qf-deepseek-a -r q4_k_m" "qf-deepseek-a -r q3_k_m"; do
+           "qf-llama-a --type q6_K" "qf-llama-a --type iq4_nl" "qf-llama-a --type iq4_xs" "qf-deepseek-a -r q8_0" "qf-deepseek-a -r q4_k_m" "qf-deepseek-a -r q3_k_m"; do
     set -- $job
     model=$models/$1; spec="$2 $3"; name=$1-$3
     out=$scratch/$name.gguf

@@ -1,0 +1,16 @@
+/*
+ * iq_fit.h — what the i-quant quantizer bodies (iq_body.h, compiled once per ISA) share with
+ * k_iquants.c, which owns the byte layouts (internal to kernels/). Packing is plain bit shuffling,
+ * identical on every ISA, so the packers live once there.
+ */
+#ifndef QF_KERNELS_IQ_FIT_H
+#define QF_KERNELS_IQ_FIT_H
+
+#include <stdint.h>
+
+/* IQ4_NL: 32 codes (indices into the non-linear values) and the F16 scale. */
+void qf_pack_iq4_nl(const uint8_t *q, uint16_t d, void *out);
+/* IQ4_XS: 256 codes, 8 six-bit sub-block scales (stored, 0..63: the factor is ls - 32), F16 d. */
+void qf_pack_iq4_xs(const uint8_t *q, const int *ls, uint16_t d, void *out);
+
+#endif

@@ -1,0 +1,31 @@
+/*
+ * iq_grids.h — the grids of ggml's i-quant formats (internal to kernels/; data in iq_grids.c).
+ *
+ * Each IQ2/IQ3 entry is one grid point of magnitudes, one byte per element (element 0 lowest): IQ2's
+ * bytes are 8, 25 or 43, IQ3_XXS's 4, 12, ..., 52, 62, IQ3_S's 1, 3, ..., 15; IQ1's are int8 -1, 0, 1.
+ * Signs are stored beside the index (IQ2_XXS/XS, IQ3_XXS: 7 bits, the 8th makes the count of negatives
+ * even; IQ2_S, IQ3_S: 8 free bits).
+ */
+#ifndef QF_KERNELS_IQ_GRIDS_H
+#define QF_KERNELS_IQ_GRIDS_H
+
+#include <stdint.h>
+
+extern const uint64_t qf_iq2xxs_grid[256];
+extern const uint64_t qf_iq2xs_grid[512];
+extern const uint64_t qf_iq2s_grid[1024];
+extern const uint32_t qf_iq3xxs_grid[256];
+extern const uint32_t qf_iq3s_grid[512];
+extern const uint64_t qf_iq1s_grid[2048];
+extern const int8_t qf_iq4nl_values[16];
+
+/* IQ1_S / IQ1_M: the offset added to every grid value (its sign is stored per group). */
+#define QF_IQ1_DELTA 0.125f
+
+/* The 8 sign bits of a 7-bit stored pattern: bit 7 completes an even count of set bits (ggml's
+ * ksigns_iq2xs table, which is exactly this). */
+static inline uint8_t qf_iq_signs7(unsigned s7) {
+    return (uint8_t)(s7 | (unsigned)__builtin_parity(s7) << 7);
+}
+
+#endif
