@@ -191,3 +191,208 @@ bool QF_FN(qf_quantize_iq4_xs)(const float *x, void *y, int64_t n, const float *
     }
     return true;
 }
+
+/* ---- grid types (IQ3_XXS, IQ3_S, IQ2_XXS, IQ2_XS, IQ2_S): xhat = s_b * grid point * signs ------------------ */
+
+/* What differs between the grid types: the grid, the elements per 4-bit scale l, how l makes the scale
+ * (as dequantization forms it), the sign rule, the search effort and the packer. */
+typedef struct iq_spec {
+    qf_iq_grid_id grid;
+    int sub;          /* elements per scale: 32 or 16 */
+    bool free_signs;  /* 8 stored sign bits per 8 elements; else 7, the 8th making the count of negatives even */
+    bool odd;         /* scale d * (1 + 2 l) (IQ3_S); else (d * (0.5 + l)) * c */
+    float c;
+    float top;        /* the largest grid value */
+    int tries;        /* starting scales per sub-block */
+    size_t bytes;
+    void (*pack)(const uint16_t *idx, const uint8_t *sg, const uint8_t *ls, uint16_t d, void *out);
+} iq_spec;
+
+static inline float iq_sub_scale(const iq_spec *sp, float d, int l) {
+    return sp->odd ? d * (float)(1 + 2 * l) : d * (0.5f + (float)l) * sp->c;
+}
+
+/* The grid point nearest t / s under weights w, i.e. minimising sum_k w_k (t_k - s g_kp)^2. The lattice
+ * point nearest coordinate by coordinate (each its nearest level; at a midpoint the upper) minimises it over
+ * the whole lattice, so when the grid holds it, it is the answer; else the grid points around that lattice
+ * point are compared (sum_k g_kp (s w_k g_kp - 2 w_k t_k): the error less a term without p), the first of
+ * least value kept. Scalar code in every build: the same decisions everywhere. */
+static inline int grid_nearest(const qf_iq_grid *G, const float *t, const float *w, float s, float inv) {
+    int c = 0, scale = 1, dim = G->dim;
+    for (int k = 0; k < dim; k++, scale *= G->nlev) {
+        float u = t[k] * inv;
+        int j = 0;
+        for (int m = 0; m + 1 < G->nlev; m++) j += u >= G->mid[m];
+        c += j * scale;
+    }
+    if (G->map[c] >= 0) return G->map[c];
+    float sw[8], wt2[8];
+    for (int k = 0; k < dim; k++) {
+        float wk = w ? w[k] : 1.0f;
+        sw[k] = s * wk;
+        wt2[k] = 2.0f * (wk * t[k]);
+    }
+    float best = INFINITY;
+    int r = G->nb[G->nb_off[c]];
+    for (uint32_t i = G->nb_off[c]; i < G->nb_off[c + 1]; i++) {
+        int p = G->nb[i];
+        float acc = 0.0f;
+        for (int k = 0; k < dim; k++) {
+            float gv = G->g[k * G->n + p];
+            acc += gv * (sw[k] * gv - wt2[k]);
+        }
+        if (acc < best) { best = acc; r = p; }
+    }
+    return r;
+}
+
+/* Grid points of the len / dim groups of t under scale s into idx, with A = sum w t g and B = sum w g^2 over
+ * them (the least-squares scale for these points is A / B, its error sum w t^2 - A^2 / B). */
+static inline void grid_assign(const qf_iq_grid *G, const float *t, const float *w, int len, float s, uint16_t *idx,
+                               float *A, float *B) {
+    float a = 0.0f, b = 0.0f, inv = 1.0f / s;
+    for (int j = 0; j < len / G->dim; j++) {
+        const float *tj = t + j * G->dim, *wj = WOFF(w, j * G->dim);
+        int p = grid_nearest(G, tj, wj, s, inv);
+        idx[j] = (uint16_t)p;
+        for (int k = 0; k < G->dim; k++) {
+            float gv = G->g[k * G->n + p], wk = wj ? wj[k] : 1.0f;
+            a += wk * tj[k] * gv;
+            b += wk * gv * gv;
+        }
+    }
+    *A = a;
+    *B = b;
+}
+
+/* Exact error sum w (t - s g)^2 of chosen points under scale s. */
+static inline float grid_err(const qf_iq_grid *G, const float *t, const float *w, int len, float s, const uint16_t *idx) {
+    float e = 0.0f;
+    for (int i = 0; i < len; i++) {
+        float d = t[i] - s * G->g[(i % G->dim) * G->n + idx[i / G->dim]], wd = w ? w[i] * d : d;
+        e += wd * d;
+    }
+    return e;
+}
+
+/* The best least-squares scale of a sub-block: starts that map its largest target onto the top grid value
+ * within +-20%, each with its nearest points and their least-squares scale judged by the error it leaves
+ * (A^2 / B, larger is better); the winner is then re-assigned under its own scale while that helps. */
+static inline float grid_sub_scale(const iq_spec *sp, const qf_iq_grid *G, const float *t, const float *w) {
+    float m = 0.0f;
+    for (int i = 0; i < sp->sub; i++) m = t[i] > m ? t[i] : m;
+    if (m == 0.0f) return 0.0f;
+    uint16_t idx[8];
+    float best_q = 0.0f, best_s = 0.0f, A, B;
+    for (int j = 0; j < sp->tries; j++) {
+        float r = sp->tries > 1 ? 0.8f + 0.4f * (float)j / (float)(sp->tries - 1) : 1.0f;
+        grid_assign(G, t, w, sp->sub, m / (sp->top * r), idx, &A, &B);
+        if (A > 0.0f && B > 0.0f && A * A / B > best_q) {
+            best_q = A * A / B;
+            best_s = A / B;
+        }
+    }
+    for (int r = 0; r < 2 && best_s > 0.0f; r++) {
+        grid_assign(G, t, w, sp->sub, best_s, idx, &A, &B);
+        if (!(A > 0.0f && B > 0.0f && A * A / B > best_q)) break;
+        best_q = A * A / B;
+        best_s = A / B;
+    }
+    return best_s;
+}
+
+/* The integer l whose scale under d is nearest s, within 0..15. */
+static inline int grid_level(const iq_spec *sp, float d, float s) {
+    float u = sp->odd ? (s / d - 1.0f) * 0.5f : s / (d * sp->c) - 0.5f;
+    u = u < 0.0f ? 0.0f : u > 15.0f ? 15.0f : u;
+    return (int)((u + RND_MAGIC) - RND_MAGIC);
+}
+
+/* Targets and stored signs of a super-block: t = |x|, except that where the format stores only 7 sign bits
+ * per 8 and x has an odd count of negatives, the element of least w x^2 keeps the opposite sign (its target
+ * becomes -|x|, which the positive grid values can only approach from 0). */
+static inline void grid_signs(const iq_spec *sp, const float *x, const float *w, float *t, uint8_t *sg) {
+    for (int j = 0; j < QF_QK_K / 8; j++) {
+        const float *xj = x + 8 * j;
+        unsigned s8 = 0;
+        for (int i = 0; i < 8; i++) {
+            t[8 * j + i] = fabsf(xj[i]);
+            s8 |= (unsigned)(xj[i] < 0.0f) << i;
+        }
+        if (!sp->free_signs && __builtin_parity(s8)) {
+            int imin = 0;
+            float mn = INFINITY;
+            for (int i = 0; i < 8; i++) {
+                float v = (w ? w[8 * j + i] : 1.0f) * xj[i] * xj[i];
+                if (v < mn) { mn = v; imin = i; }
+            }
+            t[8 * j + imin] = -t[8 * j + imin];
+            s8 ^= 1u << imin;
+        }
+        sg[j] = (uint8_t)s8;
+    }
+}
+
+/* One super-block: targets and signs, each sub-block's best scale, the F16 super-scale that puts the
+ * largest onto l = 15, then per sub-block the l nearest its scale and the two beside it, each with its
+ * points re-chosen, the least exact error kept. */
+static inline void grid_block(const iq_spec *sp, const qf_iq_grid *G, const float *x, const float *w, uint8_t *out) {
+    float t[QF_QK_K], sc[16], mx = 0.0f;
+    uint16_t idx[QF_QK_K / 4] = { 0 }, it[8];
+    uint8_t sg[QF_QK_K / 8], ls[16] = { 0 };
+    int nsub = QF_QK_K / sp->sub, per = sp->sub / G->dim;
+    grid_signs(sp, x, w, t, sg);
+    for (int b = 0; b < nsub; b++) {
+        sc[b] = grid_sub_scale(sp, G, t + b * sp->sub, WOFF(w, b * sp->sub));
+        mx = sc[b] > mx ? sc[b] : mx;
+    }
+    float d = f16_sat(mx / iq_sub_scale(sp, 1.0f, 15));
+    if (!(d > 0.0f)) d = 0.0f;
+    for (int b = 0; b < nsub && d > 0.0f; b++) {
+        const float *tb = t + b * sp->sub, *wb = WOFF(w, b * sp->sub);
+        int l0 = grid_level(sp, d, sc[b]);
+        float best = INFINITY, A, B;
+        for (int l = l0 - 1; l <= l0 + 1; l++) {
+            if (l < 0 || l > 15) continue;
+            float s = iq_sub_scale(sp, d, l);
+            grid_assign(G, tb, wb, sp->sub, s, it, &A, &B);
+            float e = grid_err(G, tb, wb, sp->sub, s, it);
+            if (e < best) {
+                best = e;
+                ls[b] = (uint8_t)l;
+                memcpy(idx + b * per, it, (size_t)per * sizeof *it);
+            }
+        }
+    }
+    sp->pack(idx, sg, ls, f16_bits(d), out);
+}
+
+/* True if every weight of the block is the same: their optimum is the unweighted one, taken instead so
+ * that equal weights never do worse than none through rounding. */
+static inline bool weights_equal(const float *w, int n) {
+    for (int i = 1; i < n; i++)
+        if (w[i] != w[0]) return false;
+    return true;
+}
+
+static inline bool grid_quantize(const iq_spec *sp, const float *x, void *y, int64_t n, const float *imp) {
+    if (!all_finite(x, n)) return false;
+    const qf_iq_grid *G = qf_iq_grid_get(sp->grid);
+    for (int64_t i = 0; i < n / QF_QK_K; i++) {
+        const float *w = WOFF(imp, i * QF_QK_K);
+        if (w && weights_equal(w, QF_QK_K)) w = NULL;
+        grid_block(sp, G, x + i * QF_QK_K, w, (uint8_t *)y + (size_t)i * sp->bytes);
+    }
+    return true;
+}
+
+#define IQ_GRID_TYPE(T, ...)                                                                  \
+    bool QF_FN(qf_quantize_##T)(const float *x, void *y, int64_t n, const float *imp) {      \
+        static const iq_spec sp = { __VA_ARGS__, .bytes = sizeof(qf_block_##T), .pack = qf_pack_##T }; \
+        return grid_quantize(&sp, x, y, n, imp);                                              \
+    }
+IQ_GRID_TYPE(iq3_xxs, .grid = QF_IQG_3XXS, .sub = 32, .c = 0.5f, .top = 62.0f, .tries = 4)
+IQ_GRID_TYPE(iq3_s, .grid = QF_IQG_3S, .sub = 32, .free_signs = true, .odd = true, .top = 15.0f, .tries = 4)
+IQ_GRID_TYPE(iq2_xxs, .grid = QF_IQG_2XXS, .sub = 32, .c = 0.25f, .top = 43.0f, .tries = 4)
+IQ_GRID_TYPE(iq2_xs, .grid = QF_IQG_2XS, .sub = 16, .c = 0.25f, .top = 43.0f, .tries = 4)
+IQ_GRID_TYPE(iq2_s, .grid = QF_IQG_2S, .sub = 16, .free_signs = true, .c = 0.25f, .top = 43.0f, .tries = 4)

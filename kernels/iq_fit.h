@@ -13,4 +13,13 @@ void qf_pack_iq4_nl(const uint8_t *q, uint16_t d, void *out);
 /* IQ4_XS: 256 codes, 8 six-bit sub-block scales (stored, 0..63: the factor is ls - 32), F16 d. */
 void qf_pack_iq4_xs(const uint8_t *q, const int *ls, uint16_t d, void *out);
 
+/* Grid types: per group of 4 (IQ3) or 8 (IQ2) elements its grid index, per 8 elements the 8 sign bits (for
+ * types that store 7 their count is even), per sub-block its 4-bit scale l, and the F16 super-scale. */
+#define QF_IQ_PACKER(T) void qf_pack_##T(const uint16_t *idx, const uint8_t *sg, const uint8_t *ls, uint16_t d, void *out);
+QF_IQ_PACKER(iq3_xxs)
+QF_IQ_PACKER(iq3_s)
+QF_IQ_PACKER(iq2_xxs)
+QF_IQ_PACKER(iq2_xs)
+QF_IQ_PACKER(iq2_s)
+
 #endif

@@ -6,6 +6,8 @@
  */
 #include "kernels/iq_grids.h"
 
+#include <pthread.h>
+
 const uint64_t qf_iq2xxs_grid[256] = {
     0x0808080808080808, 0x080808080808082b, 0x0808080808081919, 0x0808080808082b08,
     0x0808080808082b2b, 0x0808080808190819, 0x0808080808191908, 0x08080808082b0808,
@@ -1081,3 +1083,96 @@ const uint64_t qf_iq1s_grid[2048] = {
 };
 
 const int8_t qf_iq4nl_values[16] = { -127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113 };
+
+/* ---- the float form the quantizers search ----------------------------------------------------------------- */
+
+static float grid_f2xxs[8 * 256], grid_f2xs[8 * 512], grid_f2s[8 * 1024], grid_f3xxs[4 * 256], grid_f3s[4 * 512];
+static int16_t map_2xxs[6561], map_2xs[6561], map_2s[6561], map_3xxs[4096], map_3s[4096];
+static uint32_t off_2xxs[6562], off_2xs[6562], off_2s[6562], off_3xxs[4097], off_3s[4097];
+/* neighbour lists: the totals these grids need (a smaller pool truncates, safely, and is reported) */
+static uint16_t nb_2xxs[24995], nb_2xs[32437], nb_2s[44716], nb_3xxs[15900], nb_3s[21135];
+static qf_iq_grid grids[QF_IQG_COUNT];
+static pthread_once_t grids_once = PTHREAD_ONCE_INIT;
+
+typedef struct grid_store {
+    float *g;
+    int16_t *map;
+    uint32_t *off;
+    uint16_t *nb;
+    uint32_t nb_cap;
+} grid_store;
+
+/* Level index of coordinate k of lattice point c. */
+static int cell_level(int c, int k, int nlev) {
+    for (int i = 0; i < k; i++) c /= nlev;
+    return c % nlev;
+}
+
+/* Squared distance in level steps between lattice point c and grid point p. */
+static int cell_dist(const qf_iq_grid *G, int c, const uint8_t *plev, int p) {
+    int d = 0;
+    for (int k = 0; k < G->dim; k++) {
+        int e = cell_level(c, k, G->nlev) - plev[p * G->dim + k];
+        d += e * e;
+    }
+    return d;
+}
+
+/* Float coordinates, the lattice map and the neighbour lists of one grid. Coordinate k of point p is byte
+ * k of its packed entry (64-bit entries hold 8, 32-bit ones 4); every byte is one of the levels. */
+static void unpack_grid(qf_iq_grid *G, grid_store st, int n, int dim, const uint64_t *g64, const uint32_t *g32,
+                        int nlev, const float *lev, int shell) {
+    static uint8_t plev[1024 * 8];
+    int cells = 1;
+    for (int k = 0; k < dim; k++) cells *= nlev;
+    *G = (qf_iq_grid){ .n = n, .dim = dim, .g = st.g, .nlev = nlev, .map = st.map, .nb = st.nb, .nb_off = st.off };
+    for (int j = 0; j < nlev; j++) G->lev[j] = lev[j];
+    for (int j = 0; j + 1 < nlev; j++) G->mid[j] = 0.5f * (lev[j] + lev[j + 1]);
+    for (int c = 0; c < cells; c++) st.map[c] = -1;
+    for (int p = 0; p < n; p++) {
+        uint64_t e = g64 ? g64[p] : g32[p];
+        int c = 0, scale = 1;
+        for (int k = 0; k < dim; k++, scale *= nlev) {
+            float v = (float)(e >> (8 * k) & 0xFF);
+            st.g[k * n + p] = v;
+            int j = 0;
+            while (j < nlev - 1 && lev[j] != v) j++;
+            plev[p * dim + k] = (uint8_t)j;
+            c += j * scale;
+        }
+        st.map[c] = (int16_t)p;
+    }
+    uint32_t used = 0;
+    for (int c = 0; c < cells; c++) {
+        st.off[c] = used;
+        if (st.map[c] >= 0) continue;
+        int dmin = 1 << 30;
+        for (int p = 0; p < n; p++) {
+            int d = cell_dist(G, c, plev, p);
+            dmin = d < dmin ? d : dmin;
+        }
+        for (int p = 0; p < n; p++) {
+            if (cell_dist(G, c, plev, p) > dmin + shell) continue;
+            if (used < st.nb_cap) st.nb[used++] = (uint16_t)p;
+            else G->truncated++;
+        }
+    }
+    st.off[cells] = used;
+}
+
+#define STORE(T) ((grid_store){ grid_f##T, map_##T, off_##T, nb_##T, sizeof nb_##T / sizeof nb_##T[0] })
+
+static void build_grids(void) {
+    static const float lev2[3] = { 8, 25, 43 }, lev3xxs[8] = { 4, 12, 20, 28, 36, 44, 52, 62 },
+                       lev3s[8] = { 1, 3, 5, 7, 9, 11, 13, 15 };
+    unpack_grid(&grids[QF_IQG_2XXS], STORE(2xxs), 256, 8, qf_iq2xxs_grid, NULL, 3, lev2, 0);
+    unpack_grid(&grids[QF_IQG_2XS], STORE(2xs), 512, 8, qf_iq2xs_grid, NULL, 3, lev2, 0);
+    unpack_grid(&grids[QF_IQG_2S], STORE(2s), 1024, 8, qf_iq2s_grid, NULL, 3, lev2, 0);
+    unpack_grid(&grids[QF_IQG_3XXS], STORE(3xxs), 256, 4, NULL, qf_iq3xxs_grid, 8, lev3xxs, 2);
+    unpack_grid(&grids[QF_IQG_3S], STORE(3s), 512, 4, NULL, qf_iq3s_grid, 8, lev3s, 2);
+}
+
+const qf_iq_grid *qf_iq_grid_get(qf_iq_grid_id id) {
+    pthread_once(&grids_once, build_grids);
+    return &grids[id];
+}

@@ -224,3 +224,71 @@ IQ_DOT(iq2_xs, qf_block_iq2_xs, QF_QK_K)
 IQ_DOT(iq2_s, qf_block_iq2_s, QF_QK_K)
 IQ_DOT(iq1_s, qf_block_iq1_s, QF_QK_K)
 IQ_DOT(iq1_m, qf_block_iq1_m, QF_QK_K)
+
+/* ---- packers of the grid types (iq_fit.h) ---------------------------------------------------------------- */
+
+static void store_u32le(uint8_t *p, uint32_t v) {
+    for (int k = 0; k < 4; k++) p[k] = (uint8_t)(v >> 8 * k);
+}
+
+static void store_u16le(uint8_t *p, unsigned v) {
+    p[0] = (uint8_t)v;
+    p[1] = (uint8_t)(v >> 8);
+}
+
+/* Four 7-bit sign patterns (groups of 8) and the 4-bit scale on top: IQ3_XXS's and IQ2_XXS's word. */
+static uint32_t signs_scale_word(const uint8_t *sg, unsigned l) {
+    uint32_t v = (uint32_t)l << 28;
+    for (int k = 0; k < 4; k++) v |= (uint32_t)(sg[k] & 127) << 7 * k;
+    return v;
+}
+
+void qf_pack_iq3_xxs(const uint16_t *idx, const uint8_t *sg, const uint8_t *ls, uint16_t d, void *out) {
+    qf_block_iq3_xxs *b = out;
+    b->d = d;
+    for (int i = 0; i < QF_QK_K / 4; i++) b->qs[i] = (uint8_t)idx[i];
+    for (int ib = 0; ib < 8; ib++) store_u32le(b->qs + QF_QK_K / 4 + 4 * ib, signs_scale_word(sg + 4 * ib, ls[ib]));
+}
+
+void qf_pack_iq3_s(const uint16_t *idx, const uint8_t *sg, const uint8_t *ls, uint16_t d, void *out) {
+    qf_block_iq3_s *b = out;
+    b->d = d;
+    memset(b->qh, 0, sizeof b->qh);
+    for (int i = 0; i < QF_QK_K / 4; i++) {
+        b->qs[i] = (uint8_t)idx[i];
+        b->qh[i / 8] |= (uint8_t)((idx[i] >> 8 & 1) << i % 8);
+    }
+    memcpy(b->signs, sg, sizeof b->signs);
+    for (int k = 0; k < 4; k++) b->scales[k] = (uint8_t)(ls[2 * k] | ls[2 * k + 1] << 4);
+}
+
+void qf_pack_iq2_xxs(const uint16_t *idx, const uint8_t *sg, const uint8_t *ls, uint16_t d, void *out) {
+    qf_block_iq2_xxs *b = out;
+    uint8_t *qs = (uint8_t *)b->qs;
+    b->d = d;
+    for (int ib = 0; ib < 8; ib++) {
+        const uint16_t *ix = idx + 4 * ib;
+        store_u32le(qs + 8 * ib, (uint32_t)ix[0] | (uint32_t)ix[1] << 8 | (uint32_t)ix[2] << 16 | (uint32_t)ix[3] << 24);
+        store_u32le(qs + 8 * ib + 4, signs_scale_word(sg + 4 * ib, ls[ib]));
+    }
+}
+
+void qf_pack_iq2_xs(const uint16_t *idx, const uint8_t *sg, const uint8_t *ls, uint16_t d, void *out) {
+    qf_block_iq2_xs *b = out;
+    uint8_t *qs = (uint8_t *)b->qs;
+    b->d = d;
+    for (int i = 0; i < QF_QK_K / 8; i++) store_u16le(qs + 2 * i, idx[i] | (unsigned)(sg[i] & 127) << 9);
+    for (int ib = 0; ib < 8; ib++) b->scales[ib] = (uint8_t)(ls[2 * ib] | ls[2 * ib + 1] << 4);
+}
+
+void qf_pack_iq2_s(const uint16_t *idx, const uint8_t *sg, const uint8_t *ls, uint16_t d, void *out) {
+    qf_block_iq2_s *b = out;
+    b->d = d;
+    memset(b->qh, 0, sizeof b->qh);
+    for (int i = 0; i < QF_QK_K / 8; i++) {
+        b->qs[i] = (uint8_t)idx[i];
+        b->qh[i / 4] |= (uint8_t)((idx[i] >> 8 & 3) << 2 * (i % 4));
+    }
+    memcpy(b->qs + QF_QK_K / 8, sg, QF_QK_K / 8);
+    for (int ib = 0; ib < 8; ib++) b->scales[ib] = (uint8_t)(ls[2 * ib] | ls[2 * ib + 1] << 4);
+}

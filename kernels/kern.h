@@ -42,6 +42,11 @@ QF_DECLARE_KERNELS(q6_K, )
 QF_DECLARE_KERNELS(mxfp4, )
 QF_DECLARE_KERNELS(iq4_nl, )
 QF_DECLARE_KERNELS(iq4_xs, )
+QF_DECLARE_KERNELS(iq3_xxs, )
+QF_DECLARE_KERNELS(iq3_s, )
+QF_DECLARE_KERNELS(iq2_xxs, )
+QF_DECLARE_KERNELS(iq2_xs, )
+QF_DECLARE_KERNELS(iq2_s, )
 QF_DECLARE_KERNELS(e4m3_b32, )
 QF_DECLARE_KERNELS(e5m2_b32, )
 QF_DECLARE_KERNELS(e4m3_row, )
@@ -62,7 +67,12 @@ QF_DECLARE_KERNELS(e4m3_row, )
 /* The i-quant quantizers compiled once per ISA from iq_body.h (suffix "" = scalar reference). */
 #define QF_DECLARE_IQUANT(SUFFIX) \
     bool qf_quantize_iq4_nl##SUFFIX(const float *x, void *y, int64_t n, const float *imp); \
-    bool qf_quantize_iq4_xs##SUFFIX(const float *x, void *y, int64_t n, const float *imp);
+    bool qf_quantize_iq4_xs##SUFFIX(const float *x, void *y, int64_t n, const float *imp); \
+    bool qf_quantize_iq3_xxs##SUFFIX(const float *x, void *y, int64_t n, const float *imp); \
+    bool qf_quantize_iq3_s##SUFFIX(const float *x, void *y, int64_t n, const float *imp); \
+    bool qf_quantize_iq2_xxs##SUFFIX(const float *x, void *y, int64_t n, const float *imp); \
+    bool qf_quantize_iq2_xs##SUFFIX(const float *x, void *y, int64_t n, const float *imp); \
+    bool qf_quantize_iq2_s##SUFFIX(const float *x, void *y, int64_t n, const float *imp);
 /* Weighted Q8_0 (imp must not be NULL; qf_quantize_q8_0 routes weighted calls here). */
 bool qf_quantize_q8_0_w(const float *x, void *y, int64_t n, const float *imp);
 
