@@ -396,3 +396,140 @@ IQ_GRID_TYPE(iq3_s, .grid = QF_IQG_3S, .sub = 32, .free_signs = true, .odd = tru
 IQ_GRID_TYPE(iq2_xxs, .grid = QF_IQG_2XXS, .sub = 32, .c = 0.25f, .top = 43.0f, .tries = 4)
 IQ_GRID_TYPE(iq2_xs, .grid = QF_IQG_2XS, .sub = 16, .c = 0.25f, .top = 43.0f, .tries = 4)
 IQ_GRID_TYPE(iq2_s, .grid = QF_IQG_2S, .sub = 16, .free_signs = true, .c = 0.25f, .top = 43.0f, .tries = 4)
+
+/* ---- IQ1_S / IQ1_M: xhat = s_b * (g + delta), g a point of {-1, 0, 1}^8, delta = +-1/8 ------------------- */
+
+/* What differs: elements per 3-bit scale (IQ1_S 32, IQ1_M 16), elements per offset sign (32, 8). */
+typedef struct iq1_spec {
+    int sub, dgroup;
+    int tries;
+    size_t bytes;
+    void (*pack)(const uint16_t *idx, const uint8_t *neg, const uint8_t *ls, uint16_t d, void *out);
+} iq1_spec;
+
+/* The point and offset sign of one group of 8 under scale s: each allowed sign (neg < 0: both) shifts the
+ * targets by s * delta, the nearest point for that, the exact error decides. Adds the group's
+ * A = sum w x v, B = sum w v^2 (v = g + delta) and returns its error. */
+static inline float iq1_group(const qf_iq_grid *G, const float *x, const float *w, float s, float inv, int neg,
+                              uint16_t *idx, uint8_t *negout, float *A, float *B) {
+    float best = INFINITY, ba = 0.0f, bb = 0.0f;
+    for (int ng = neg < 0 ? 0 : neg; ng <= (neg < 0 ? 1 : neg); ng++) {
+        float delta = ng ? -QF_IQ1_DELTA : QF_IQ1_DELTA, t[8];
+        for (int k = 0; k < 8; k++) t[k] = x[k] - s * delta;
+        int p = grid_nearest(G, t, w, s, inv);
+        float e = 0.0f, a = 0.0f, b = 0.0f;
+        for (int k = 0; k < 8; k++) {
+            float v = G->g[k * G->n + p] + delta, wk = w ? w[k] : 1.0f, d = x[k] - s * v;
+            e += wk * d * d;
+            a += wk * x[k] * v;
+            b += wk * v * v;
+        }
+        if (e < best) {
+            best = e;
+            *idx = (uint16_t)p;
+            *negout = (uint8_t)ng;
+            ba = a;
+            bb = b;
+        }
+    }
+    *A += ba;
+    *B += bb;
+    return best;
+}
+
+/* A sub-block's points and offset signs under scale s (neg: the sub-block's one sign for IQ1_S, or -1 to
+ * choose per group); returns the exact error, A and B as grid_assign. */
+static inline float iq1_assign(const iq1_spec *sp, const qf_iq_grid *G, const float *x, const float *w, float s, int neg,
+                               uint16_t *idx, uint8_t *negs, float *A, float *B) {
+    float e = 0.0f, inv = 1.0f / s;
+    *A = *B = 0.0f;
+    for (int j = 0; j < sp->sub / 8; j++)
+        e += iq1_group(G, x + 8 * j, WOFF(w, 8 * j), s, inv, neg, idx + j, negs + j, A, B);
+    return e;
+}
+
+/* The best least-squares scale of a sub-block (and, for IQ1_S, its offset sign): starts mapping its largest
+ * |x| onto 1 + delta within +-20%, for each sign where the sign is per sub-block, then up to 2
+ * re-assignments under the winner's own scale. */
+static inline float iq1_sub_scale(const iq1_spec *sp, const qf_iq_grid *G, const float *x, const float *w, int *neg) {
+    float m = 0.0f;
+    for (int i = 0; i < sp->sub; i++) m = fabsf(x[i]) > m ? fabsf(x[i]) : m;
+    *neg = sp->dgroup == sp->sub ? 0 : -1;
+    if (m == 0.0f) return 0.0f;
+    uint16_t idx[4];
+    uint8_t ng[4];
+    float best_q = 0.0f, best_s = 0.0f, A, B;
+    int nsigns = sp->dgroup == sp->sub ? 2 : 1, best_neg = *neg;
+    for (int sg = 0; sg < nsigns; sg++) {
+        int nsg = nsigns == 2 ? sg : -1;
+        for (int j = 0; j < sp->tries; j++) {
+            float r = sp->tries > 1 ? 0.8f + 0.4f * (float)j / (float)(sp->tries - 1) : 1.0f;
+            iq1_assign(sp, G, x, w, m / ((1.0f + QF_IQ1_DELTA) * r), nsg, idx, ng, &A, &B);
+            if (B > 0.0f && A > 0.0f && A * A / B > best_q) {
+                best_q = A * A / B;
+                best_s = A / B;
+                best_neg = nsg;
+            }
+        }
+    }
+    for (int r = 0; r < 2 && best_s > 0.0f; r++) {
+        iq1_assign(sp, G, x, w, best_s, best_neg, idx, ng, &A, &B);
+        if (!(A > 0.0f && B > 0.0f && A * A / B > best_q)) break;
+        best_q = A * A / B;
+        best_s = A / B;
+    }
+    *neg = best_neg;
+    return best_s;
+}
+
+static inline void iq1_block(const iq1_spec *sp, const qf_iq_grid *G, const float *x, const float *w, uint8_t *out) {
+    float sc[16], mx = 0.0f;
+    int sneg[16];
+    uint16_t idx[QF_QK_K / 8] = { 0 }, it[4];
+    uint8_t negs[QF_QK_K / 8] = { 0 }, nt[4], ls[16] = { 0 };
+    int nsub = QF_QK_K / sp->sub, per = sp->sub / 8;
+    for (int b = 0; b < nsub; b++) {
+        sc[b] = iq1_sub_scale(sp, G, x + b * sp->sub, WOFF(w, b * sp->sub), &sneg[b]);
+        mx = sc[b] > mx ? sc[b] : mx;
+    }
+    float d = f16_sat(mx / 15.0f);
+    if (!(d > 0.0f)) d = 0.0f;
+    for (int b = 0; b < nsub && d > 0.0f; b++) {
+        const float *xb = x + b * sp->sub, *wb = WOFF(w, b * sp->sub);
+        float u = (sc[b] / d - 1.0f) * 0.5f, best = INFINITY, A, B;
+        u = u < 0.0f ? 0.0f : u > 7.0f ? 7.0f : u;
+        int l0 = (int)((u + RND_MAGIC) - RND_MAGIC);
+        for (int l = l0 - 1; l <= l0 + 1; l++) {
+            if (l < 0 || l > 7) continue;
+            float e = iq1_assign(sp, G, xb, wb, d * (float)(2 * l + 1), sneg[b], it, nt, &A, &B);
+            if (e < best) {
+                best = e;
+                ls[b] = (uint8_t)l;
+                memcpy(idx + b * per, it, (size_t)per * sizeof *it);
+                memcpy(negs + b * per, nt, (size_t)per);
+            }
+        }
+    }
+    sp->pack(idx, negs, ls, f16_bits(d), out);
+}
+
+static inline bool iq1_quantize(const iq1_spec *sp, const float *x, void *y, int64_t n, const float *imp) {
+    if (!all_finite(x, n)) return false;
+    const qf_iq_grid *G = qf_iq_grid_get(QF_IQG_1S);
+    for (int64_t i = 0; i < n / QF_QK_K; i++) {
+        const float *w = WOFF(imp, i * QF_QK_K);
+        if (w && weights_equal(w, QF_QK_K)) w = NULL;
+        iq1_block(sp, G, x + i * QF_QK_K, w, (uint8_t *)y + (size_t)i * sp->bytes);
+    }
+    return true;
+}
+
+bool QF_FN(qf_quantize_iq1_s)(const float *x, void *y, int64_t n, const float *imp) {
+    static const iq1_spec sp = { .sub = 32, .dgroup = 32, .tries = 4, .bytes = sizeof(qf_block_iq1_s), .pack = qf_pack_iq1_s };
+    return iq1_quantize(&sp, x, y, n, imp);
+}
+
+bool QF_FN(qf_quantize_iq1_m)(const float *x, void *y, int64_t n, const float *imp) {
+    static const iq1_spec sp = { .sub = 16, .dgroup = 8, .tries = 4, .bytes = sizeof(qf_block_iq1_m), .pack = qf_pack_iq1_m };
+    return iq1_quantize(&sp, x, y, n, imp);
+}

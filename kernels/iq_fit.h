@@ -21,5 +21,8 @@ QF_IQ_PACKER(iq3_s)
 QF_IQ_PACKER(iq2_xxs)
 QF_IQ_PACKER(iq2_xs)
 QF_IQ_PACKER(iq2_s)
+/* IQ1_S / IQ1_M: sg holds per group of 8 the offset's sign (1: negative), ls the 3-bit scales. */
+QF_IQ_PACKER(iq1_s)
+QF_IQ_PACKER(iq1_m)
 
 #endif

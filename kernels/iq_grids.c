@@ -1086,11 +1086,12 @@ const int8_t qf_iq4nl_values[16] = { -127, -104, -83, -65, -49, -35, -22, -10, 1
 
 /* ---- the float form the quantizers search ----------------------------------------------------------------- */
 
-static float grid_f2xxs[8 * 256], grid_f2xs[8 * 512], grid_f2s[8 * 1024], grid_f3xxs[4 * 256], grid_f3s[4 * 512];
-static int16_t map_2xxs[6561], map_2xs[6561], map_2s[6561], map_3xxs[4096], map_3s[4096];
-static uint32_t off_2xxs[6562], off_2xs[6562], off_2s[6562], off_3xxs[4097], off_3s[4097];
+static float grid_f2xxs[8 * 256], grid_f2xs[8 * 512], grid_f2s[8 * 1024], grid_f3xxs[4 * 256], grid_f3s[4 * 512],
+    grid_f1s[8 * 2048];
+static int16_t map_2xxs[6561], map_2xs[6561], map_2s[6561], map_3xxs[4096], map_3s[4096], map_1s[6561];
+static uint32_t off_2xxs[6562], off_2xs[6562], off_2s[6562], off_3xxs[4097], off_3s[4097], off_1s[6562];
 /* neighbour lists: the totals these grids need (a smaller pool truncates, safely, and is reported) */
-static uint16_t nb_2xxs[24995], nb_2xs[32437], nb_2s[44716], nb_3xxs[15900], nb_3s[21135];
+static uint16_t nb_2xxs[24995], nb_2xs[32437], nb_2s[44716], nb_3xxs[15900], nb_3s[21135], nb_1s[24008];
 static qf_iq_grid grids[QF_IQG_COUNT];
 static pthread_once_t grids_once = PTHREAD_ONCE_INIT;
 
@@ -1122,7 +1123,7 @@ static int cell_dist(const qf_iq_grid *G, int c, const uint8_t *plev, int p) {
  * k of its packed entry (64-bit entries hold 8, 32-bit ones 4); every byte is one of the levels. */
 static void unpack_grid(qf_iq_grid *G, grid_store st, int n, int dim, const uint64_t *g64, const uint32_t *g32,
                         int nlev, const float *lev, int shell) {
-    static uint8_t plev[1024 * 8];
+    static uint8_t plev[2048 * 8];
     int cells = 1;
     for (int k = 0; k < dim; k++) cells *= nlev;
     *G = (qf_iq_grid){ .n = n, .dim = dim, .g = st.g, .nlev = nlev, .map = st.map, .nb = st.nb, .nb_off = st.off };
@@ -1133,7 +1134,7 @@ static void unpack_grid(qf_iq_grid *G, grid_store st, int n, int dim, const uint
         uint64_t e = g64 ? g64[p] : g32[p];
         int c = 0, scale = 1;
         for (int k = 0; k < dim; k++, scale *= nlev) {
-            float v = (float)(e >> (8 * k) & 0xFF);
+            float v = lev[0] < 0 ? (float)(int8_t)(e >> (8 * k) & 0xFF) : (float)(e >> (8 * k) & 0xFF);
             st.g[k * n + p] = v;
             int j = 0;
             while (j < nlev - 1 && lev[j] != v) j++;
@@ -1170,6 +1171,8 @@ static void build_grids(void) {
     unpack_grid(&grids[QF_IQG_2S], STORE(2s), 1024, 8, qf_iq2s_grid, NULL, 3, lev2, 0);
     unpack_grid(&grids[QF_IQG_3XXS], STORE(3xxs), 256, 4, NULL, qf_iq3xxs_grid, 8, lev3xxs, 2);
     unpack_grid(&grids[QF_IQG_3S], STORE(3s), 512, 4, NULL, qf_iq3s_grid, 8, lev3s, 2);
+    static const float lev1[3] = { -1, 0, 1 }; /* IQ1's bytes are signed */
+    unpack_grid(&grids[QF_IQG_1S], STORE(1s), 2048, 8, qf_iq1s_grid, NULL, 3, lev1, 0);
 }
 
 const qf_iq_grid *qf_iq_grid_get(qf_iq_grid_id id) {

@@ -30,7 +30,8 @@ typedef struct qf_iq_grid {
     float lev[8], mid[7]; /* mid[j]: halfway between levels j and j + 1 */
     const int16_t *map;
     /* For a lattice point c the grid lacks: the grid points nearest it in level steps (squared distance at
-     * most the least one + 2 for IQ3's grids, the least one for IQ2's, whose lists are 4-8 times longer),
+     * most the least one + 2 for IQ3's grids, the least one for IQ2's and IQ1's, whose lists are 4-8 times
+     * longer),
      * ascending, at nb[nb_off[c] .. nb_off[c + 1]). truncated counts points a full pool dropped (0: the
      * pools are sized for these grids; tests check it). */
     const uint16_t *nb;
@@ -38,7 +39,10 @@ typedef struct qf_iq_grid {
     uint32_t truncated;
 } qf_iq_grid;
 
-typedef enum qf_iq_grid_id { QF_IQG_2XXS, QF_IQG_2XS, QF_IQG_2S, QF_IQG_3XXS, QF_IQG_3S, QF_IQG_COUNT } qf_iq_grid_id;
+typedef enum qf_iq_grid_id {
+    QF_IQG_2XXS, QF_IQG_2XS, QF_IQG_2S, QF_IQG_3XXS, QF_IQG_3S, QF_IQG_1S, /* IQ1_S and IQ1_M share theirs */
+    QF_IQG_COUNT
+} qf_iq_grid_id;
 
 /* The grid's float form, built on first use (thread-safe) and read-only after. */
 const qf_iq_grid *qf_iq_grid_get(qf_iq_grid_id id);

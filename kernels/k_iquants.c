@@ -292,3 +292,32 @@ void qf_pack_iq2_s(const uint16_t *idx, const uint8_t *sg, const uint8_t *ls, ui
     memcpy(b->qs + QF_QK_K / 8, sg, QF_QK_K / 8);
     for (int ib = 0; ib < 8; ib++) b->scales[ib] = (uint8_t)(ls[2 * ib] | ls[2 * ib + 1] << 4);
 }
+
+/* IQ1_S / IQ1_M: per group of 8 its 11-bit grid index and offset sign (neg: delta is -1/8), per sub-block
+ * its 3-bit scale l. */
+void qf_pack_iq1_s(const uint16_t *idx, const uint8_t *neg, const uint8_t *ls, uint16_t d, void *out) {
+    qf_block_iq1_s *b = out;
+    b->d = d;
+    for (int ib = 0; ib < 8; ib++) {
+        unsigned qh = (unsigned)ls[ib] << 12 | (unsigned)neg[4 * ib] << 15;
+        for (int l = 0; l < 4; l++) {
+            b->qs[4 * ib + l] = (uint8_t)idx[4 * ib + l];
+            qh |= (unsigned)(idx[4 * ib + l] >> 8 & 7) << 3 * l;
+        }
+        b->qh[ib] = (uint16_t)qh;
+    }
+}
+
+void qf_pack_iq1_m(const uint16_t *idx, const uint8_t *neg, const uint8_t *ls, uint16_t d, void *out) {
+    qf_block_iq1_m *b = out;
+    for (int i = 0; i < QF_QK_K / 8; i++) b->qs[i] = (uint8_t)idx[i];
+    for (int i = 0; i < QF_QK_K / 16; i++) {
+        unsigned lo = (idx[2 * i] >> 8 & 7) | (unsigned)neg[2 * i] << 3, hi = (idx[2 * i + 1] >> 8 & 7) | (unsigned)neg[2 * i + 1] << 3;
+        b->qh[i] = (uint8_t)(lo | hi << 4);
+    }
+    for (int k = 0; k < 4; k++) { /* word k: the scales of sub-blocks 2k, 2k + 1 (two per 32), d's nibble k on top */
+        unsigned w = 0;
+        for (int j = 0; j < 4; j++) w |= (unsigned)ls[4 * k + j] << 3 * j;
+        store_u16le(b->scales + 2 * k, w | (unsigned)(d >> 4 * k & 0xF) << 12);
+    }
+}

@@ -47,6 +47,8 @@ QF_DECLARE_KERNELS(iq3_s, )
 QF_DECLARE_KERNELS(iq2_xxs, )
 QF_DECLARE_KERNELS(iq2_xs, )
 QF_DECLARE_KERNELS(iq2_s, )
+QF_DECLARE_KERNELS(iq1_s, )
+QF_DECLARE_KERNELS(iq1_m, )
 QF_DECLARE_KERNELS(e4m3_b32, )
 QF_DECLARE_KERNELS(e5m2_b32, )
 QF_DECLARE_KERNELS(e4m3_row, )
@@ -72,7 +74,9 @@ QF_DECLARE_KERNELS(e4m3_row, )
     bool qf_quantize_iq3_s##SUFFIX(const float *x, void *y, int64_t n, const float *imp); \
     bool qf_quantize_iq2_xxs##SUFFIX(const float *x, void *y, int64_t n, const float *imp); \
     bool qf_quantize_iq2_xs##SUFFIX(const float *x, void *y, int64_t n, const float *imp); \
-    bool qf_quantize_iq2_s##SUFFIX(const float *x, void *y, int64_t n, const float *imp);
+    bool qf_quantize_iq2_s##SUFFIX(const float *x, void *y, int64_t n, const float *imp); \
+    bool qf_quantize_iq1_s##SUFFIX(const float *x, void *y, int64_t n, const float *imp); \
+    bool qf_quantize_iq1_m##SUFFIX(const float *x, void *y, int64_t n, const float *imp);
 /* Weighted Q8_0 (imp must not be NULL; qf_quantize_q8_0 routes weighted calls here). */
 bool qf_quantize_q8_0_w(const float *x, void *y, int64_t n, const float *imp);
 

@@ -59,6 +59,8 @@ typedef struct qf_qtype_row {
  * scale factor) less the slack of the sub-block starts (+-20%) and refits; half that product, over every
  * grid type (IQ2: 43 x 3.875 / 2 > 64), leaves the room. Larger scales saturate rather than overflow. */
 #define IQ_MAX (64 * QF_F16_MAX)
+/* IQ1_S / IQ1_M: the same for their largest value 15 x (1 + 1/8) */
+#define IQ1_MAX (8 * QF_F16_MAX)
 
 static const qf_qtype_row rows[] = {
     { .t = { .id = QF_T_F32, .name = "f32", .blck = 1, .bytes = 4, .file_type = 0, .max_abs = FLT_MAX, SCALAR(f32) } },
@@ -95,7 +97,8 @@ static const qf_qtype_row rows[] = {
              .file_type = 20, .fallback = QF_T_IQ4_NL, .max_abs = IQ_MAX, SCALAR(iq2_xs) }, QUANT(iq2_xs) },
     { .t = { .id = QF_T_IQ3_XXS, .name = "iq3_xxs", .blck = QF_QK_K, .bytes = sizeof(qf_block_iq3_xxs), .quantized = true,
              .file_type = 23, .fallback = QF_T_IQ4_NL, .max_abs = IQ_MAX, SCALAR(iq3_xxs) }, QUANT(iq3_xxs) },
-    SIZED(QF_T_IQ1_S, "iq1_s", QF_QK_K, 50),
+    { .t = { .id = QF_T_IQ1_S, .name = "iq1_s", .blck = QF_QK_K, .bytes = sizeof(qf_block_iq1_s), .quantized = true,
+             .file_type = 24, .fallback = QF_T_IQ4_NL, .max_abs = IQ1_MAX, SCALAR(iq1_s) }, QUANT(iq1_s) },
     { .t = { .id = QF_T_IQ4_NL, .name = "iq4_nl", .blck = QF_QK, .bytes = sizeof(qf_block_iq4_nl), .quantized = true,
              .file_type = 25, .max_abs = 113 * QF_F16_MAX, SCALAR(iq4_nl) }, QUANT(iq4_nl) },
     { .t = { .id = QF_T_IQ3_S, .name = "iq3_s", .blck = QF_QK_K, .bytes = sizeof(qf_block_iq3_s), .quantized = true,
@@ -109,7 +112,8 @@ static const qf_qtype_row rows[] = {
     PLAIN(QF_T_I32, "i32", 4),
     PLAIN(QF_T_I64, "i64", 8),
     PLAIN(QF_T_F64, "f64", 8),
-    SIZED(QF_T_IQ1_M, "iq1_m", QF_QK_K, 56),
+    { .t = { .id = QF_T_IQ1_M, .name = "iq1_m", .blck = QF_QK_K, .bytes = sizeof(qf_block_iq1_m), .quantized = true,
+             .file_type = 31, .fallback = QF_T_IQ4_NL, .max_abs = IQ1_MAX, SCALAR(iq1_m) }, QUANT(iq1_m) },
     { .t = { .id = QF_T_BF16, .name = "bf16", .blck = 1, .bytes = 2,
              .file_type = 32, .max_abs = BF16_MAX, SCALAR(bf16) },
       AVX2(.quantize = qf_quantize_bf16_avx2) },

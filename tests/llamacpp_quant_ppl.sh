@@ -18,6 +18,7 @@ pass=0; fail=0
 for job in "qf-llama-a -r q4_k_m" "qf-llama-a -r q3_k_m" "qf-llama-a -r int3-mix" "qf-llama-a --type q4_K" \
            "qf-llama-a --type q6_K" "qf-llama-a --type iq4_nl" "qf-llama-a --type iq4_xs" "qf-llama-a --type iq3_xxs" \
            "qf-llama-a --type iq3_s" "qf-llama-a --type iq2_xxs" "qf-llama-a --type iq2_xs" "qf-llama-a --type iq2_s" \
+           "qf-llama-a --type iq1_s" "qf-llama-a --type iq1_m" \
            "qf-deepseek-a -r q8_0" "qf-deepseek-a -r q4_k_m" "qf-deepseek-a -r q3_k_m"; do
     set -- $job
     model=$models/$1; spec="$2 $3"; name=$1-$3

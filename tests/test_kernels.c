@@ -217,7 +217,7 @@ static double rel_bound(const char *name) {
         { "q5_1", 0.06 }, { "q5_K", 0.05 }, { "q4_0", 0.15 }, { "q4_1", 0.12 }, { "q4_K", 0.12 }, { "mxfp4", 0.15 },
         { "q3_K", 0.2 }, { "q2_K", 0.4 }, { "e4m3_b32", 0.04 }, { "e5m2_b32", 0.08 }, { "e4m3_row", 0.05 },
         { "iq4_nl", 0.12 }, { "iq4_xs", 0.12 }, { "iq3_s", 0.28 }, { "iq3_xxs", 0.32 }, { "iq2_s", 0.55 }, { "iq2_xs", 0.55 },
-        { "iq2_xxs", 0.65 },
+        { "iq2_xxs", 0.65 }, { "iq1_s", 0.65 }, { "iq1_m", 0.55 },
     };
     for (size_t i = 0; i < QF_ARRAY_LEN(b); i++)
         if (!strcmp(b[i].name, name)) return b[i].bound;
