@@ -67,6 +67,54 @@ _Static_assert(sizeof(qf_block_q6_K) == 210, "q6_K block size");
 typedef struct { float d; int8_t qs[QF_QK_K]; int16_t bsums[QF_QK_K / 16]; } qf_block_q8_K;
 _Static_assert(sizeof(qf_block_q8_K) == 292, "q8_K block size");
 
+/* ---- i-quants (ggml's IQ types): grids in iq_grids.h; field meanings as ggml-common.h ---- */
+
+/* IQ4_NL: x = d * v[q], v = the 16 non-linear values; nibble order as Q4_0. */
+typedef struct { uint16_t d; uint8_t qs[QF_QK / 2]; } qf_block_iq4_nl;
+_Static_assert(sizeof(qf_block_iq4_nl) == 18, "iq4_nl block size");
+
+/* IQ4_XS: 8 sub-blocks of 32 with 6-bit scales ls (low nibbles in scales_l, high 2 bits in scales_h);
+ * x = d * (ls - 32) * v[q]; nibble order within each sub-block as Q4_0. */
+typedef struct { uint16_t d, scales_h; uint8_t scales_l[QF_QK_K / 64]; uint8_t qs[QF_QK_K / 2]; } qf_block_iq4_xs;
+_Static_assert(sizeof(qf_block_iq4_xs) == 136, "iq4_xs block size");
+
+/* IQ3_XXS: per 32: 8 grid indices (4 elements each) in qs, then one u32 of 4 x 7 sign bits and a 4-bit
+ * scale l in the top bits (in the second quarter of qs); x = d * (0.5 + l) * 0.5 * grid * sign. */
+typedef struct { uint16_t d; uint8_t qs[3 * QF_QK_K / 8]; } qf_block_iq3_xxs;
+_Static_assert(sizeof(qf_block_iq3_xxs) == 98, "iq3_xxs block size");
+
+/* IQ3_S: 9-bit grid indices (low byte in qs, high bit in qh), 8 free sign bits per 8, a 4-bit scale per
+ * 32; x = d * (1 + 2 l) * grid * sign. */
+typedef struct {
+    uint16_t d;
+    uint8_t qs[QF_QK_K / 4], qh[QF_QK_K / 32], signs[QF_QK_K / 8], scales[QF_QK_K / 64];
+} qf_block_iq3_s;
+_Static_assert(sizeof(qf_block_iq3_s) == 110, "iq3_s block size");
+
+/* IQ2_XXS: per 32: two u32, the first four 8-bit grid indices (8 elements each), the second 4 x 7 sign
+ * bits and a 4-bit scale l on top; x = d * (0.5 + l) * 0.25 * grid * sign. */
+typedef struct { uint16_t d; uint16_t qs[QF_QK_K / 8]; } qf_block_iq2_xxs;
+_Static_assert(sizeof(qf_block_iq2_xxs) == 66, "iq2_xxs block size");
+
+/* IQ2_XS: one u16 per 8 (9-bit grid index, 7 sign bits), a 4-bit scale per 16. */
+typedef struct { uint16_t d; uint16_t qs[QF_QK_K / 8]; uint8_t scales[QF_QK_K / 32]; } qf_block_iq2_xs;
+_Static_assert(sizeof(qf_block_iq2_xs) == 74, "iq2_xs block size");
+
+/* IQ2_S: 10-bit grid indices (low byte in qs[0..31], 2 high bits in qh), 8 free sign bits per 8 in
+ * qs[32..63], a 4-bit scale per 16. */
+typedef struct { uint16_t d; uint8_t qs[QF_QK_K / 4], qh[QF_QK_K / 32], scales[QF_QK_K / 32]; } qf_block_iq2_s;
+_Static_assert(sizeof(qf_block_iq2_s) == 82, "iq2_s block size");
+
+/* IQ1_S: 11-bit grid indices (low byte in qs, 3 high bits per 8 in qh's low 12 bits), per 32 a 3-bit
+ * scale l (qh bits 12-14) and the sign of the offset (bit 15); x = d * (2 l + 1) * (grid +- delta). */
+typedef struct { uint16_t d; uint8_t qs[QF_QK_K / 8]; uint16_t qh[QF_QK_K / 32]; } qf_block_iq1_s;
+_Static_assert(sizeof(qf_block_iq1_s) == 50, "iq1_s block size");
+
+/* IQ1_M: 11-bit grid indices (3 high bits and the offset sign per 8 in qh nibbles), 3-bit scales per 16
+ * in scales' u16 words, whose top nibbles together hold the F16 super-scale. */
+typedef struct { uint8_t qs[QF_QK_K / 8], qh[QF_QK_K / 16], scales[QF_QK_K / 32]; } qf_block_iq1_m;
+_Static_assert(sizeof(qf_block_iq1_m) == 56, "iq1_m block size");
+
 /* ---- qforge extension types (docs/quant-types.md) ---- */
 
 /* F8 E4M3 / E5M2 with one E8M0 (power-of-two) scale per 32 elements: x = 2^(e-127) * fp8(q). */

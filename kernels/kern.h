@@ -40,6 +40,15 @@ QF_DECLARE_KERNELS(q4_K, )
 QF_DECLARE_KERNELS(q5_K, )
 QF_DECLARE_KERNELS(q6_K, )
 QF_DECLARE_KERNELS(mxfp4, )
+QF_DECLARE_KERNELS(iq4_nl, )
+QF_DECLARE_KERNELS(iq4_xs, )
+QF_DECLARE_KERNELS(iq3_xxs, )
+QF_DECLARE_KERNELS(iq3_s, )
+QF_DECLARE_KERNELS(iq2_xxs, )
+QF_DECLARE_KERNELS(iq2_xs, )
+QF_DECLARE_KERNELS(iq2_s, )
+QF_DECLARE_KERNELS(iq1_s, )
+QF_DECLARE_KERNELS(iq1_m, )
 QF_DECLARE_KERNELS(e4m3_b32, )
 QF_DECLARE_KERNELS(e5m2_b32, )
 QF_DECLARE_KERNELS(e4m3_row, )
@@ -64,6 +73,17 @@ float qf_e4m3_b128_dot_by(qf_dot_fn row, const void *w, const float *x, int64_t 
     bool qf_quantize_q5_K##SUFFIX(const float *x, void *y, int64_t n, const float *imp); \
     bool qf_quantize_q6_K##SUFFIX(const float *x, void *y, int64_t n, const float *imp); \
     bool qf_quantize_mxfp4##SUFFIX(const float *x, void *y, int64_t n, const float *imp);
+/* The i-quant quantizers compiled once per ISA from iq_body.h (suffix "" = scalar reference). */
+#define QF_DECLARE_IQUANT(SUFFIX) \
+    bool qf_quantize_iq4_nl##SUFFIX(const float *x, void *y, int64_t n, const float *imp); \
+    bool qf_quantize_iq4_xs##SUFFIX(const float *x, void *y, int64_t n, const float *imp); \
+    bool qf_quantize_iq3_xxs##SUFFIX(const float *x, void *y, int64_t n, const float *imp); \
+    bool qf_quantize_iq3_s##SUFFIX(const float *x, void *y, int64_t n, const float *imp); \
+    bool qf_quantize_iq2_xxs##SUFFIX(const float *x, void *y, int64_t n, const float *imp); \
+    bool qf_quantize_iq2_xs##SUFFIX(const float *x, void *y, int64_t n, const float *imp); \
+    bool qf_quantize_iq2_s##SUFFIX(const float *x, void *y, int64_t n, const float *imp); \
+    bool qf_quantize_iq1_s##SUFFIX(const float *x, void *y, int64_t n, const float *imp); \
+    bool qf_quantize_iq1_m##SUFFIX(const float *x, void *y, int64_t n, const float *imp);
 /* Weighted Q8_0 (imp must not be NULL; qf_quantize_q8_0 routes weighted calls here). */
 bool qf_quantize_q8_0_w(const float *x, void *y, int64_t n, const float *imp);
 
@@ -88,6 +108,7 @@ float qf_e8m0_scale(uint8_t e);
     QF_DECLARE_KERNELS(e4m3_b128, SUFFIX)
 QF_DECLARE_SIMD(_avx2)
 QF_DECLARE_QUANT(_avx2)
+QF_DECLARE_IQUANT(_avx2)
 float qf_dot_q8_0_avx512(const void *w, const float *x, int64_t n);
 float qf_dot_q4_K_avx512(const void *w, const float *x, int64_t n);
 float qf_dot_q6_K_avx512(const void *w, const float *x, int64_t n);

@@ -55,6 +55,12 @@ typedef struct qf_qtype_row {
  * Inf). E8M0 scales (FP8, MXFP4): any |x| below 2^127 dequantizes finite even after rounding up. */
 #define BF16_MAX 0x1.fep127f
 #define MX_MAX 0x1p127f
+/* The grid i-quants (IQ3_*, IQ2_*): the F16 super-scale is at least amax over (top grid value x largest
+ * scale factor) less the slack of the sub-block starts (+-20%) and refits; half that product, over every
+ * grid type (IQ2: 43 x 3.875 / 2 > 64), leaves the room. Larger scales saturate rather than overflow. */
+#define IQ_MAX (64 * QF_F16_MAX)
+/* IQ1_S / IQ1_M: the same for their largest value 15 x (1 + 1/8) */
+#define IQ1_MAX (8 * QF_F16_MAX)
 
 static const qf_qtype_row rows[] = {
     { .t = { .id = QF_T_F32, .name = "f32", .blck = 1, .bytes = 4, .file_type = 0, .max_abs = FLT_MAX, SCALAR(f32) } },
@@ -85,20 +91,29 @@ static const qf_qtype_row rows[] = {
              .file_type = 18, .fallback = QF_T_Q8_0, .int8_path = true, .max_abs = 128 * QF_F16_MAX, SCALAR(q6_K) },
       QUANT_DOT(q6_K, .dot = qf_dot_q6_K_avx2) },
     SIZED(QF_T_Q8_K, "q8_K", QF_QK_K, sizeof(qf_block_q8_K)),
-    SIZED(QF_T_IQ2_XXS, "iq2_xxs", QF_QK_K, 66),
-    SIZED(QF_T_IQ2_XS, "iq2_xs", QF_QK_K, 74),
-    SIZED(QF_T_IQ3_XXS, "iq3_xxs", QF_QK_K, 98),
-    SIZED(QF_T_IQ1_S, "iq1_s", QF_QK_K, 50),
-    SIZED(QF_T_IQ4_NL, "iq4_nl", QF_QK, 18),
-    SIZED(QF_T_IQ3_S, "iq3_s", QF_QK_K, 110),
-    SIZED(QF_T_IQ2_S, "iq2_s", QF_QK_K, 82),
-    SIZED(QF_T_IQ4_XS, "iq4_xs", QF_QK_K, 136),
+    { .t = { .id = QF_T_IQ2_XXS, .name = "iq2_xxs", .blck = QF_QK_K, .bytes = sizeof(qf_block_iq2_xxs), .quantized = true,
+             .file_type = 19, .fallback = QF_T_IQ4_NL, .max_abs = IQ_MAX, SCALAR(iq2_xxs) }, QUANT(iq2_xxs) },
+    { .t = { .id = QF_T_IQ2_XS, .name = "iq2_xs", .blck = QF_QK_K, .bytes = sizeof(qf_block_iq2_xs), .quantized = true,
+             .file_type = 20, .fallback = QF_T_IQ4_NL, .max_abs = IQ_MAX, SCALAR(iq2_xs) }, QUANT(iq2_xs) },
+    { .t = { .id = QF_T_IQ3_XXS, .name = "iq3_xxs", .blck = QF_QK_K, .bytes = sizeof(qf_block_iq3_xxs), .quantized = true,
+             .file_type = 23, .fallback = QF_T_IQ4_NL, .max_abs = IQ_MAX, SCALAR(iq3_xxs) }, QUANT(iq3_xxs) },
+    { .t = { .id = QF_T_IQ1_S, .name = "iq1_s", .blck = QF_QK_K, .bytes = sizeof(qf_block_iq1_s), .quantized = true,
+             .file_type = 24, .fallback = QF_T_IQ4_NL, .max_abs = IQ1_MAX, SCALAR(iq1_s) }, QUANT(iq1_s) },
+    { .t = { .id = QF_T_IQ4_NL, .name = "iq4_nl", .blck = QF_QK, .bytes = sizeof(qf_block_iq4_nl), .quantized = true,
+             .file_type = 25, .max_abs = 113 * QF_F16_MAX, SCALAR(iq4_nl) }, QUANT(iq4_nl) },
+    { .t = { .id = QF_T_IQ3_S, .name = "iq3_s", .blck = QF_QK_K, .bytes = sizeof(qf_block_iq3_s), .quantized = true,
+             .file_type = 26, .fallback = QF_T_IQ4_NL, .max_abs = IQ_MAX, SCALAR(iq3_s) }, QUANT(iq3_s) },
+    { .t = { .id = QF_T_IQ2_S, .name = "iq2_s", .blck = QF_QK_K, .bytes = sizeof(qf_block_iq2_s), .quantized = true,
+             .file_type = 28, .fallback = QF_T_IQ4_NL, .max_abs = IQ_MAX, SCALAR(iq2_s) }, QUANT(iq2_s) },
+    { .t = { .id = QF_T_IQ4_XS, .name = "iq4_xs", .blck = QF_QK_K, .bytes = sizeof(qf_block_iq4_xs), .quantized = true,
+             .file_type = 30, .fallback = QF_T_IQ4_NL, .max_abs = 31 * 113 * QF_F16_MAX, SCALAR(iq4_xs) }, QUANT(iq4_xs) },
     PLAIN(QF_T_I8, "i8", 1),
     PLAIN(QF_T_I16, "i16", 2),
     PLAIN(QF_T_I32, "i32", 4),
     PLAIN(QF_T_I64, "i64", 8),
     PLAIN(QF_T_F64, "f64", 8),
-    SIZED(QF_T_IQ1_M, "iq1_m", QF_QK_K, 56),
+    { .t = { .id = QF_T_IQ1_M, .name = "iq1_m", .blck = QF_QK_K, .bytes = sizeof(qf_block_iq1_m), .quantized = true,
+             .file_type = 31, .fallback = QF_T_IQ4_NL, .max_abs = IQ1_MAX, SCALAR(iq1_m) }, QUANT(iq1_m) },
     { .t = { .id = QF_T_BF16, .name = "bf16", .blck = 1, .bytes = 2,
              .file_type = 32, .max_abs = BF16_MAX, SCALAR(bf16) },
       AVX2(.quantize = qf_quantize_bf16_avx2) },

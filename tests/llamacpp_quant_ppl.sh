@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Files qforge quantizes with ggml types only load in llama.cpp (the reference in ../shared/ref), and
 # llama.cpp's perplexity on them agrees with qforge's own runtime: qf-llama-a quantized with the q4_k_m,
-# q3_k_m and int3-mix recipes and uniform q4_K / q6_K, and the DeepSeek-V3-architecture qf-deepseek-a
+# q3_k_m and int3-mix recipes and uniform q4_K / q6_K / the nine i-quant types, and the DeepSeek-V3-architecture qf-deepseek-a
 # (MLA, MoE) with q8_0, q4_k_m and q3_k_m. Two checks per file:
 #  - exact: llama.cpp's PPL on the file dequantized to F32 (by qforge) equals our runtime's on the
 #    quantized file within 2e-6 relative: our runtime computes the dequantized model exactly, as
@@ -24,7 +24,10 @@ rm -rf "$scratch"; mkdir -p "$scratch"
 pass=0; fail=0
 within() { [ -n "$2" ] && python3 -c "import sys; a, b, t = map(float, sys.argv[1:]); sys.exit(abs(a / b - 1) > t)" "$1" "$2" "$3"; }
 for job in "qf-llama-a -r q4_k_m" "qf-llama-a -r q3_k_m" "qf-llama-a -r int3-mix" "qf-llama-a --type q4_K" \
-           "qf-llama-a --type q6_K" "qf-deepseek-a -r q8_0" "qf-deepseek-a -r q4_k_m" "qf-deepseek-a -r q3_k_m"; do
+           "qf-llama-a --type q6_K" "qf-llama-a --type iq4_nl" "qf-llama-a --type iq4_xs" "qf-llama-a --type iq3_xxs" \
+           "qf-llama-a --type iq3_s" "qf-llama-a --type iq2_xxs" "qf-llama-a --type iq2_xs" "qf-llama-a --type iq2_s" \
+           "qf-llama-a --type iq1_s" "qf-llama-a --type iq1_m" \
+           "qf-deepseek-a -r q8_0" "qf-deepseek-a -r q4_k_m" "qf-deepseek-a -r q3_k_m"; do
     set -- $job
     model=$models/$1; spec="$2 $3"; name=$1-$3
     out=$scratch/$name.gguf

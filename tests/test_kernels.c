@@ -10,6 +10,7 @@
  * Seeds are fixed and printed with failures; QF_TEST_SEED overrides the base seed.
  */
 #include "kernels/cpu.h"
+#include "kernels/iq_grids.h"
 #include "kernels/fpconv.h"
 #include "kernels/fprow.h"
 #include "test_kernels_data.h"
@@ -185,6 +186,30 @@ static void test_table(void) {
     CHECK(qf_qtype_get_isa(QF_T_Q8_0, QF_ISA_SCALAR)->quantize == qf_qtype_get_isa(QF_T_Q8_0, QF_ISA_SCALAR)->quantize);
 }
 
+/* ---- i-quant grids --------------------------------------------------------------------------------- */
+
+/* The searches' form of each grid: every point found again through the lattice map, every lattice point
+ * the grid lacks with a non-empty neighbour list, and no list cut short by its pool. */
+static void test_iq_grids(void) {
+    for (int id = 0; id < QF_IQG_COUNT; id++) {
+        const qf_iq_grid *G = qf_iq_grid_get((qf_iq_grid_id)id);
+        int cells = 1, bad = 0;
+        for (int k = 0; k < G->dim; k++) cells *= G->nlev;
+        for (int p = 0; p < G->n; p++) {
+            int c = 0, scale = 1;
+            for (int k = 0; k < G->dim; k++, scale *= G->nlev) {
+                int j = 0;
+                while (j < G->nlev && G->lev[j] != G->g[k * G->n + p]) j++;
+                c += j * scale;
+            }
+            bad += c >= cells || G->map[c] != p;
+        }
+        for (int c = 0; c < cells; c++) bad += G->map[c] < 0 && G->nb_off[c + 1] <= G->nb_off[c];
+        CHECK_MSG(bad == 0 && G->truncated == 0, "i-quant grid %d: %d bad entries, %u neighbours dropped", id, bad,
+                  G->truncated);
+    }
+}
+
 /* ---- kernels --------------------------------------------------------------------------------------- */
 
 #define ROWS 16
@@ -198,6 +223,8 @@ static double rel_bound(const char *name) {
         { "q5_1", 0.06 }, { "q5_K", 0.05 }, { "q4_0", 0.15 }, { "q4_1", 0.12 }, { "q4_K", 0.12 }, { "mxfp4", 0.15 },
         { "q3_K", 0.2 }, { "q2_K", 0.4 }, { "e4m3_b32", 0.04 }, { "e5m2_b32", 0.08 }, { "e4m3_row", 0.05 },
         { "e4m3_b128", 0.05 },
+        { "iq4_nl", 0.12 }, { "iq4_xs", 0.12 }, { "iq3_s", 0.28 }, { "iq3_xxs", 0.32 }, { "iq2_s", 0.55 }, { "iq2_xs", 0.55 },
+        { "iq2_xxs", 0.65 }, { "iq1_s", 0.65 }, { "iq1_m", 0.55 },
     };
     for (size_t i = 0; i < QF_ARRAY_LEN(b); i++)
         if (!strcmp(b[i].name, name)) return b[i].bound;
@@ -362,6 +389,7 @@ int main(int argc, char **argv) {
     test_fpconv();
     test_fprow();
     test_table();
+    test_iq_grids();
     const char *only = getenv("QF_TEST_TYPES");
     for (size_t i = 0; i < qf_qtype_count(); i++) {
         const qf_qtype_traits *t = qf_qtype_get_isa(qf_qtype_at(i)->id, QF_ISA_SCALAR);

@@ -78,6 +78,8 @@ static void f16_fields(uint32_t id, int *off) {
     case QF_T_Q2_K: off[0] = 80; off[1] = 82; break;
     case QF_T_Q3_K: off[0] = 108; break;
     case QF_T_Q6_K: off[0] = 208; break;
+    case QF_T_IQ4_NL: case QF_T_IQ4_XS: case QF_T_IQ3_XXS: case QF_T_IQ3_S: case QF_T_IQ2_XXS: case QF_T_IQ2_XS:
+    case QF_T_IQ2_S: case QF_T_IQ1_S: off[0] = 0; break;
     default: break;
     }
 }
@@ -93,6 +95,7 @@ static void random_blocks(const qf_qtype_traits *t, uint8_t *q, size_t nbytes, u
             memcpy(q + b + off[k], &h, 2);
         }
         if (t->id == QF_T_MXFP4 && q[b] > 240) q[b] = (uint8_t)(q[b] - 40);
+        if (t->id == QF_T_IQ1_M) q[b + 55] &= 0xBF; /* its F16 d is the top nibbles of 4 words: exponent < 16 */
     }
 }
 
@@ -171,7 +174,8 @@ int main(int argc, char **argv) {
     }
     const char *only = getenv("QF_TEST_TYPES"); /* e.g. "q4_K,q6_K" to iterate on one type */
     static const char *const types[] = { "q8_0", "q4_0", "q4_1", "q5_0", "q5_1", "q2_K", "q3_K",
-                                         "q4_K", "q5_K", "q6_K", "mxfp4" };
+                                         "q4_K", "q5_K", "q6_K", "mxfp4", "iq4_nl", "iq4_xs", "iq3_xxs", "iq3_s",
+                                         "iq2_xxs", "iq2_xs", "iq2_s", "iq1_s", "iq1_m" };
     printf("kernels ISA: %s; reference: %s\n", qf_isa_name(qf_isa_active()), bench);
     for (size_t i = 0; i < QF_ARRAY_LEN(types); i++)
         if (!only || strstr(only, types[i])) check_type(types[i]);

@@ -67,11 +67,13 @@ static void test_kernels_hold_their_range(void) {
                         CHECK(t->quantize(y, q, N, imp));
                         t->dequantize(q, d, N);
                         /* finite; without weights (which may rightly neglect an extreme) also the extreme
-                         * still there, not zeroed or clipped far inside */
-                        float m = qf_row_absmax(d, N);
+                         * still there, not zeroed or clipped far inside. IQ2's grids have no zero (their
+                         * least value is 8/43 of the top): a spike over 31 near-zero values of its
+                         * sub-block is then best stored, in least squares, at a little under half */
+                        float m = qf_row_absmax(d, N), keep = strncmp(t->name, "iq2", 3) ? 0.5f : 0.4f;
                         bool finite = true;
                         for (int i = 0; i < N; i++) finite &= isfinite(d[i]) != 0;
-                        if ((!finite || (!imp && !(m >= 0.5f * t->max_abs))) && bad++ < 3)
+                        if ((!finite || (!imp && !(m >= keep * t->max_abs))) && bad++ < 3)
                             CHECK_MSG(0, "%s (%s): pattern %d, weights %d at |x| = %g: %s, largest |xhat| %g", t->name,
                                       qf_isa_name((qf_isa)isa), p, wk, (double)t->max_abs,
                                       finite ? "finite" : "not finite", (double)m);
