@@ -187,7 +187,8 @@ static const char verify_help[] =
     "                         plus the rest as one: a lower bound of the full KLD (0.93-0.96 of it on\n"
     "                         qf-llama-a at K = 1024, README); ctx and chunks default to the file's;\n"
     "                         a file made for another text or setting is refused\n"
-    "      --base-topk K      tokens kept per position by --save-base (default 1024; 8 + 8K bytes)\n";
+    "      --base-topk K      tokens kept per position by --save-base (default 1024, or the whole vocabulary\n"
+    "                         if smaller; 8 + 8K bytes)\n";
 
 typedef struct verify_cli {
     qf_verify_opts o;
@@ -509,7 +510,9 @@ int qf_cli_verify(int argc, char **argv) {
     if (check_reports(&v, &err) != QF_OK) return qf_cli_fail("verify", &err);
     qf_status st = qf_verify(&v.o, &r, &err);
     qf_cli_progress_end(&p);
-    if (st != QF_OK && st != QF_E_CHECK) { qf_verify_result_free(&r); return qf_cli_fail("verify", &err); }
+    /* a run that stopped (a non-finite value: QF_E_CHECK too) has no figures: no report says otherwise */
+    bool complete = st == QF_OK || (st == QF_E_CHECK && r.n_scored > 0);
+    if (!complete) { qf_verify_result_free(&r); return qf_cli_fail("verify", &err); }
     rc = verify_report(&v, &r);
     qf_verify_result_free(&r);
     if (rc) return rc;

@@ -378,6 +378,38 @@ static char *source_dir_of(const char *input) {
     return NULL;
 }
 
+/* The name of a file model directory `dir` reads (qf_model_dir_reads) that is, through whatever links,
+ * the file `target` (dev/ino); false when none is. */
+static bool dir_reads_file(const char *dir, const struct stat *target, char *hit, size_t n) {
+    DIR *d = opendir(dir);
+    if (!d) return false;
+    bool found = false;
+    for (struct dirent *e; !found && (e = readdir(d));) {
+        struct stat sb;
+        if (!qf_model_dir_reads(e->d_name) || snprintf(hit, n, "%s/%s", dir, e->d_name) >= (int)n) continue;
+        found = stat(hit, &sb) == 0 && sb.st_dev == target->st_dev && sb.st_ino == target->st_ino;
+    }
+    closedir(d);
+    return found;
+}
+
+/* Model files are often links (a Hugging Face cache entry's snapshots link into its blobs): the file the
+ * output would replace must not be one a model directory reads, itself or through a link. */
+static bool reads_through_link(const char *src_dir, const struct stat *target, char *hit, size_t n) {
+    if (dir_reads_file(src_dir, target, hit, n)) return true;
+    char snaps[PATH_MAX];
+    if (snprintf(snaps, sizeof snaps, "%s/snapshots", src_dir) >= (int)sizeof snaps) return false;
+    DIR *d = opendir(snaps);
+    bool found = false;
+    for (struct dirent *e; d && !found && (e = readdir(d));) {
+        char snap[PATH_MAX];
+        if (e->d_name[0] == '.' || snprintf(snap, sizeof snap, "%s/%s", snaps, e->d_name) >= (int)sizeof snap) continue;
+        found = dir_reads_file(snap, target, hit, n);
+    }
+    if (d) closedir(d);
+    return found;
+}
+
 static qf_status check_against_input(const char *out, const char *base, const char *out_dir, const char *in,
                                      qf_error *err) {
     if (same_location(out, in))
@@ -385,10 +417,18 @@ static qf_status check_against_input(const char *out, const char *base, const ch
     char *src_dir = source_dir_of(in);
     struct stat a, b;
     bool inside = src_dir && stat(src_dir, &a) == 0 && stat(out_dir, &b) == 0 && a.st_dev == b.st_dev && a.st_ino == b.st_ino;
-    free(src_dir);
-    if (inside && qf_model_dir_reads(base))
+    if (inside && qf_model_dir_reads(base)) {
+        free(src_dir);
         return qf_fail(err, QF_E_USAGE, "%s: writing it would change the model directory %s that is being read (a "
                        "model directory's %s is part of the model); write it elsewhere", out, in, base);
+    }
+    struct stat target;
+    char hit[PATH_MAX];
+    bool linked = src_dir && stat(out, &target) == 0 && reads_through_link(src_dir, &target, hit, sizeof hit);
+    free(src_dir);
+    if (linked)
+        return qf_fail(err, QF_E_USAGE, "%s: is the file the model %s reads as %s (through a link); write the output "
+                       "elsewhere", out, in, hit);
     return QF_OK;
 }
 

@@ -131,6 +131,10 @@ typedef struct qf_synth_opts {
     uint32_t n_shards;      /* 0/1: model.safetensors; more: model-0000k-of-0000N.safetensors + index */
     uint32_t n_mtp;         /* deepseek-v3: multi-token-prediction layers after the last, as released */
     uint32_t qk_nope_dim, v_head_dim; /* deepseek-v2/v3 head widths; 0 = 32 (kv_b_proj's split, tests) */
+    bool v3_geometry;       /* deepseek-v3 at DeepSeek-V3's real widths (hidden 7168, 128 heads, MLA ranks
+                               1536/512, heads 128+64/128, FFN 18432, 256 experts of 2048 in 8 groups, 8
+                               used, vocab 129280); the layer count and the rest of the options stay yours.
+                               ~15.8 GB in FP8 for one dense and one MoE layer: for benchmarks */
 } qf_synth_opts;
 
 /* Write a small random checkpoint of one of the supported families in Hugging Face layout: config.json,
@@ -188,7 +192,7 @@ typedef struct qf_verify_opts {
     const char *base_logits; /* compare with such a file instead of running the base: ctx and chunks
                                default to the file's, and a file made for another text, tokenization,
                                vocabulary, --act/--no-escape or base is refused (QF_E_INPUT) */
-    uint32_t base_topk;     /* tokens kept per position by save_base; 0 = 1024 */
+    uint32_t base_topk;     /* tokens kept per position by save_base; 0 = 1024 (the vocabulary if smaller) */
     uint32_t ctx, chunks, batch;
     int threads;
     bool no_escape;

@@ -95,5 +95,19 @@ refused "unpack FIFO" "FIFO" -- "$qf" unpack fifo -o y.gguf
 cp -r m mf && rm mf/config.json && mkfifo mf/config.json
 refused "convert a model whose config.json is a FIFO" "FIFO" -- "$qf" convert mf -o y.gguf -q
 [ ! -e y.gguf ] && ok || bad "a refused input left an output"
+# model files reached through links: a directory whose safetensors links elsewhere, and a Hugging Face
+# cache entry whose snapshot links into its blobs; the link's target is the model too
+mkdir -p linked hub/models--o--n/blobs hub/models--o--n/snapshots/abc hub/models--o--n/refs
+cp m/config.json m/tokenizer.json m/tokenizer_config.json linked/
+cp m/model.safetensors weights.st && ln -s ../weights.st linked/model.safetensors
+for f in config.json tokenizer.json tokenizer_config.json model.safetensors; do
+    cp "m/$f" "hub/models--o--n/blobs/b-$f" && ln -s "../../blobs/b-$f" "hub/models--o--n/snapshots/abc/$f"
+done
+echo abc >hub/models--o--n/refs/main
+sum=$(sha256sum weights.st hub/models--o--n/blobs/b-model.safetensors)
+refused "convert onto the file a model's link points at" "through a link" -- "$qf" convert linked -o weights.st -q
+refused "convert onto an HF cache blob" "through a link" -- "$qf" convert hub/models--o--n -o hub/models--o--n/blobs/b-model.safetensors -q
+refused "quantize onto an HF cache entry's config blob" "through a link" -- "$qf" quantize hub/models--o--n --type q8_0 -o hub/models--o--n/blobs/b-config.json -q
+[ "$(sha256sum weights.st hub/models--o--n/blobs/b-model.safetensors)" = "$sum" ] && ok || bad "a linked model file was changed"
 
 finish cli_files

@@ -216,4 +216,25 @@ PY
 "$qf" convert m -o x.gguf --json >/dev/null 2>err.txt; [ $? -eq 2 ] && grep -q "with --dry-run" err.txt && ok ||
     bad "--json without --dry-run: $(cat err.txt)"
 
+# a run that stops on a non-finite value has no figures: it fails naming where the NaN appeared and
+# writes no report (no zeros, no JUnit "pass")
+python3 - "$root/tests/lib" f32.gguf nan.gguf <<'PYNAN' || bad "could not make nan.gguf"
+import shutil, struct, sys
+sys.path.insert(0, sys.argv[1])
+from gguf_meta import read
+g = read(sys.argv[2])
+t = next(t for t in g["tensors"] if t["name"] == "blk.0.attn_k.weight")
+shutil.copy(sys.argv[2], sys.argv[3])
+with open(sys.argv[3], "r+b") as f:
+    f.seek(g["data_offset"] + t["offset"])
+    f.write(struct.pack("<I", 0x7FC00000))
+PYNAN
+expect 1 "verify a NaN model with reports" -- "$qf" verify nan.gguf --base f32.gguf -f text.txt -c 64 --chunks 2 --junit nan.xml --json nan.json
+has "names where the NaN appeared" "layer 0 attn_k"
+[ ! -e nan.xml ] && [ ! -e nan.json ] && ok || bad "a stopped verify wrote a report"
+grep -q "PPL(model) = 0.0000" <<<"$out" && bad "a stopped verify printed zero figures" || ok
+expect 1 "verify a NaN model, JUnit on stdout" -- "$qf" verify nan.gguf --base f32.gguf -f text.txt -c 64 --chunks 2 --junit -
+# the default --base-topk (1024) is the whole vocabulary of a smaller one
+expect 0 "--save-base with a 300-token vocabulary" -- "$qf" verify q8.gguf --base f32.gguf -f text.txt -c 64 --chunks 2 --save-base small.qfb -q
+expect 0 "verify from it" -- "$qf" verify q8.gguf --base-logits small.qfb -f text.txt -q
 cli_test_finish cli_reports

@@ -28,12 +28,15 @@ typedef struct session {
     size_t route_from;      /* the call's token behind the first column handed to `score` */
 } session;
 
+#define TOPK_DEFAULT UINT32_MAX
+
 typedef struct run_params {
     const char *text_path;
     uint32_t ctx, chunks, batch;
     int threads;
     bool no_escape, act_q8;
-    uint32_t topk;   /* columns keep their k most likely tokens in the score buffer (verify --save-base) */
+    uint32_t topk;   /* columns keep their k most likely tokens in the score buffer (verify --save-base);
+                        TOPK_DEFAULT: 1024, or the whole vocabulary where it is smaller */
     bool routes;     /* log the experts each token chooses (verify: routing agreement) */
 } run_params;
 
@@ -95,7 +98,8 @@ static qf_status plan_chunks(session *s, const run_params *p, qf_error *err) {
     s->first = s->ctx / 2;
     if (!(s->chunk = qf_malloc_n((uint64_t)s->n_seq * s->ctx, sizeof *s->chunk)))
         return qf_fail(err, QF_E_NOMEM, "out of memory");
-    return qf_score_buf_init(&s->sb, s->batch, p->topk, err);
+    uint32_t k = p->topk == TOPK_DEFAULT ? QF_MIN(1024u, s->m[0]->hp.n_vocab) : p->topk;
+    return qf_score_buf_init(&s->sb, s->batch, k, err);
 }
 
 static qf_status session_open(session *s, const char *const *paths, int n, const run_params *p, qf_error *err) {
@@ -575,9 +579,8 @@ qf_status qf_verify(const qf_verify_opts *o, qf_verify_result *r, qf_error *err)
                        "verify needs a model, a base (--base, or --base-logits) and a text file (--text)");
     if (o->save_base && o->base_logits)
         return qf_fail(err, QF_E_USAGE, "--save-base writes what --base-logits reads: give one of them");
-    uint32_t k = o->base_topk ? o->base_topk : 1024;
     run_params rp = {o->text_path, o->ctx, o->chunks, o->batch, o->threads, o->no_escape, o->act_q8,
-                     o->save_base ? k : 0, true};
+                     o->save_base ? (o->base_topk ? o->base_topk : TOPK_DEFAULT) : 0, true};
     const char *paths[2] = {o->base, o->model};
     session s;
     memset(&s, 0, sizeof s);
@@ -587,7 +590,7 @@ qf_status qf_verify(const qf_verify_opts *o, qf_verify_result *r, qf_error *err)
     if (!st && o->save_base) {
         qf_baselogits_header h;
         qf_base_run run = base_run(&s, &rp);
-        st = qf_base_header(&run, s.m[0], o->base, k, &h, err);
+        st = qf_base_header(&run, s.m[0], o->base, s.sb.k, &h, err);
         if (!st) st = header_routes(&h, &s.routes[0].lay, o->save_base, &v, err);
         if (!st) st = qf_baselogits_writer_open(o->save_base, &h, &v.bw, err);
     }
