@@ -63,6 +63,7 @@ static int cmd_inspect(int argc, char **argv) {
 static const char synth_help[] =
     "usage: qforge synth DIR [--arch A] [--seed S] [--layers N] [--dim D] [--ff F] [--vocab V] [--dtype T]\n"
     "                    [--tied] [--experts N] [--experts-used K] [--ff-exp F] [--fp8] [--shards N] [--mtp N]\n"
+    "                    [--v3-geometry]\n"
     "\n"
     "Write a small random checkpoint in Hugging Face layout (config.json, tokenizer.json, safetensors) to\n"
     "DIR: the built-in model for demos and tests, of any family the converter supports.\n"
@@ -74,10 +75,13 @@ static const char synth_help[] =
     "  --fp8             deepseek-v3 in DeepSeek's FP8 release layout (E4M3 + 128x128 weight_scale_inv)\n"
     "  --shards N        N safetensors shards and a model.safetensors.index.json\n"
     "  --mtp N           deepseek-v3: N multi-token-prediction layers after the last, as released\n"
+    "  --v3-geometry     deepseek-v3 at DeepSeek-V3's real widths (hidden 7168, MLA 1536/512, 128 heads,\n"
+    "                    256 experts of 2048, vocab 129280); --layers 2 = one dense + one MoE layer,\n"
+    "                    ~15.8 GB with --fp8. For benchmarks (bench/v3_geometry.sh)\n"
     "  -q, --quiet       accepted as by every command (synth prints nothing on success)\n";
 
 enum { OPT_SEED = QF_OPT_FIRST_FREE, OPT_LAYERS, OPT_DIM, OPT_FF, OPT_VOCAB, OPT_DTYPE, OPT_ARCH, OPT_TIED,
-       OPT_EXPERTS, OPT_EXPERTS_USED, OPT_FF_EXP, OPT_FP8, OPT_SHARDS, OPT_MTP };
+       OPT_EXPERTS, OPT_EXPERTS_USED, OPT_FF_EXP, OPT_FP8, OPT_SHARDS, OPT_MTP, OPT_V3_GEOMETRY };
 
 static int cmd_synth(int argc, char **argv) {
     static const struct option opts[] = {
@@ -88,7 +92,7 @@ static int cmd_synth(int argc, char **argv) {
         {"experts", required_argument, 0, OPT_EXPERTS}, {"experts-used", required_argument, 0, OPT_EXPERTS_USED},
         {"ff-exp", required_argument, 0, OPT_FF_EXP}, {"fp8", no_argument, 0, OPT_FP8},
         {"shards", required_argument, 0, OPT_SHARDS}, {"mtp", required_argument, 0, OPT_MTP},
-        QF_CLI_BASE_OPTS, {0, 0, 0, 0}};
+        {"v3-geometry", no_argument, 0, OPT_V3_GEOMETRY}, QF_CLI_BASE_OPTS, {0, 0, 0, 0}};
     qf_synth_opts o = {.seed = 1, .n_layer = 2, .n_embd = 256, .n_ff = 512, .n_vocab = 512, .dtype = "bf16"};
     qf_cli_common co = {0};
     int c;
@@ -112,6 +116,7 @@ static int cmd_synth(int argc, char **argv) {
         case OPT_FP8: o.fp8 = true; break;
         case OPT_SHARDS: o.n_shards = (uint32_t)v; break;
         case OPT_MTP: o.n_mtp = (uint32_t)v; break;
+        case OPT_V3_GEOMETRY: o.v3_geometry = true; break;
         case 'h': fputs(synth_help, stdout); return 0;
         default: return 2;
         }

@@ -247,6 +247,26 @@ static qf_status synth_hparams(const qf_synth_opts *o, const synth_arch *sa, qf_
             hp->expert_weights_scale = 1.0f;
         }
     }
+    if (v3 && o->v3_geometry) {
+        hp->n_embd = 7168;
+        hp->n_head = hp->n_head_kv = 128;
+        hp->q_lora_rank = 1536;
+        hp->kv_lora_rank = 512;
+        hp->qk_nope_dim = 128;
+        hp->qk_rope_dim = hp->n_rot = 64;
+        hp->head_dim = 192;
+        hp->v_head_dim = 128;
+        hp->n_ff = 18432;
+        hp->n_expert = 256;
+        hp->n_expert_used = 8;
+        hp->n_ff_exp = hp->n_ff_shexp = 2048;
+        hp->n_expert_group = 8;
+        hp->n_expert_group_used = 4;
+        hp->n_vocab = 129280;
+        hp->rope_factor = 40.0f;
+        hp->rope_orig_ctx = 4096;
+        hp->n_ctx_train = 163840;
+    }
     if (o->fp8) hp->fp8_block[0] = hp->fp8_block[1] = 128;
     return QF_OK;
 }
@@ -570,8 +590,9 @@ qf_status qf_synth_model(const qf_synth_opts *o, qf_error *err) {
     }
     if (o->n_embd % 64 || o->n_vocab < 260 || o->n_layer == 0 || o->n_ff == 0)
         return qf_fail(err, QF_E_USAGE, "synth: dim must be a multiple of 64, vocab >= 260, layers and ff > 0");
-    if ((o->fp8 || o->n_mtp) && strcmp(sa->name, "deepseek-v3") != 0)
-        return qf_fail(err, QF_E_USAGE, "synth: --fp8 and --mtp write DeepSeek-V3's release layout: use --arch deepseek-v3");
+    if ((o->fp8 || o->n_mtp || o->v3_geometry) && strcmp(sa->name, "deepseek-v3") != 0)
+        return qf_fail(err, QF_E_USAGE, "synth: --fp8, --mtp and --v3-geometry write DeepSeek-V3's release layout or "
+                       "widths: use --arch deepseek-v3");
     qf_hparams hp;
     qf_status st = synth_hparams(o, sa, &hp, err);
     if (!st && hp.n_expert && (hp.n_expert_used > hp.n_expert || hp.n_expert > QF_MAX_EXPERTS))

@@ -26,6 +26,7 @@ one_line "'--recipe' needs a value" quantize m --recipe
 one_line "'-T' needs a value" quantize m -T
 one_line "'-f' needs a value" calibrate m -f
 one_line "'--dim' needs a value" synth d --dim
+one_line "use --arch deepseek-v3" synth d --v3-geometry
 one_line "'-c' needs a value" perplexity m -c
 one_line "'--ctx-size' needs a value" perplexity m --ctx-size
 one_line "'--base' needs a value" verify m --base

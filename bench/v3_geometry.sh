@@ -1,0 +1,95 @@
+#!/usr/bin/env bash
+# DeepSeek-V3's real dimensions, a few layers: what converting and quantizing a 671B-class FP8 release
+# costs per byte, against reading and writing the same bytes, and against llama.cpp's converter.
+#
+#   bash bench/v3_geometry.sh [QFORGE_BIN] [WORKDIR]      # default build/qforge, a temp dir (removed)
+#
+# The checkpoint: qforge synth --arch deepseek-v3 --v3-geometry --fp8 --layers VG_LAYERS [2: one dense
+# and one MoE layer, 15.8 GB] --shards 4, DeepSeek-V3's released FP8 layout (E4M3 + 128x128
+# weight_scale_inv). Per job: wall time, source MB/s, peak RSS (/usr/bin/time -v) and bytes written.
+# Baselines in the same run: `cat` of the shards to /dev/null, and cat + write + fsync of them to a
+# file. Page cache: every source file is dropped (posix_fadvise DONTNEED) before each job, so each
+# job reads from disk as a first run does. llama.cpp's converter (../shared/ref/llamacpp_convert_ds.py,
+# --outtype q8_0, with qf-deepseek-a's SentencePiece tokenizer copied in, since its stubbed
+# environment cannot read a byte-level BPE tokenizer.json) runs under a watchdog that stops it at
+# VG_LCPP_RSS_GIB [14] GiB of RSS or VG_LCPP_SECONDS [600] s; the report says which. Needs ~2.2x the
+# checkpoint in free disk (source + one output at a time). Prints a Markdown table.
+set -euo pipefail
+here=$(cd "$(dirname "$0")/.." && pwd)
+qf=${1:-$here/build/qforge}
+work=${2:-}
+shared=$here/../shared
+layers=${VG_LAYERS:-2}
+rss_cap_gib=${VG_LCPP_RSS_GIB:-14}
+lcpp_secs=${VG_LCPP_SECONDS:-600}
+if [ -z "$work" ]; then work=$(mktemp -d); trap 'rm -rf "$work"' EXIT; fi
+mkdir -p "$work"
+src=$work/v3g
+log() { echo "[$(date +%T)] $*" >&2; }
+drop_cache() { # drop_cache FILE...: write back, then evict from the page cache
+    sync "$@"
+    python3 -c 'import os, sys
+for p in sys.argv[1:]:
+    fd = os.open(p, os.O_RDONLY)
+    os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    os.close(fd)' "$@"
+}
+shards() { ls "$src"/model-*.safetensors; }
+if [ ! -f "$src/config.json" ]; then
+    log "synth: DeepSeek-V3 geometry, $layers layers, FP8 release layout"
+    "$qf" synth "$src" --arch deepseek-v3 --v3-geometry --fp8 --layers "$layers" --shards 4 -q
+fi
+src_bytes=$(cat $(shards) | wc -c)
+rows=()
+# run NAME OUT CMD...: time CMD, its peak RSS, the bytes of OUT
+run() {
+    local name=$1 out=$2; shift 2
+    drop_cache $(shards)
+    local t0 t1
+    t0=$(date +%s.%N)
+    /usr/bin/time -v -o "$work/time.$name" "$@" > "$work/log.$name" 2>&1 || { tail -5 "$work/log.$name" >&2; echo "error: $name failed" >&2; exit 1; }
+    t1=$(date +%s.%N)
+    local rss written=0
+    rss=$(sed -n 's/.*Maximum resident set size (kbytes): //p' "$work/time.$name")
+    [ -e "$out" ] && written=$(stat -c %s "$out")
+    rows+=("$name|$(python3 -c "print('%.1f' % ($t1 - $t0))")|$(python3 -c "print('%.0f' % ($src_bytes / 1e6 / ($t1 - $t0)))")|$(python3 -c "print('%.2f' % ($rss / 1048576))")|$written")
+    log "$name: $(python3 -c "print('%.1f s' % ($t1 - $t0))"), peak RSS $((rss / 1024)) MiB, wrote $written bytes"
+    rm -f "$out"
+}
+log "baselines"
+run "cat > /dev/null" /nonexistent bash -c 'cat "$@" > /dev/null' _ $(shards)
+run "cat > file + fsync" "$work/copy.bin" bash -c 'cat "$@" > "'"$work"'/copy.bin" && sync "'"$work"'/copy.bin"' _ $(shards)
+for job in "fp8:--recipe fp8" "q8_0:--type q8_0" "fp8-int4:--recipe fp8-int4" "q4_k_m:--recipe q4_k_m"; do
+    name=${job%%:*}; args=${job#*:}
+    log "qforge quantize $args"
+    run "qforge $args" "$work/$name.gguf" "$qf" quantize "$src" $args -o "$work/$name.gguf" -q
+done
+# llama.cpp's converter under a watchdog
+cp "$shared/models/qf-deepseek-a/tokenizer.model" "$shared/models/qf-deepseek-a/tokenizer_config.json" "$src/" 2>/dev/null || true
+log "llama.cpp convert_hf_to_gguf.py --outtype q8_0 (stopped at $rss_cap_gib GiB RSS or $lcpp_secs s)"
+drop_cache $(shards)
+t0=$(date +%s)
+python3 "$shared/ref/llamacpp_convert_ds.py" "$src" --outtype q8_0 --outfile "$work/lcpp.gguf" > "$work/log.lcpp" 2>&1 &
+pid=$!
+peak=0; why="finished"
+while kill -0 "$pid" 2>/dev/null; do
+    r=$(awk '/VmRSS/ {print $2}' "/proc/$pid/status" 2>/dev/null || echo 0)
+    for c in $(pgrep -P "$pid" || true); do r=$((r + $(awk '/VmRSS/ {print $2}' "/proc/$c/status" 2>/dev/null || echo 0))); done
+    [ "${r:-0}" -gt "$peak" ] && peak=$r
+    if [ "$peak" -gt $((rss_cap_gib * 1048576)) ]; then why="stopped at ${rss_cap_gib} GiB RSS"; kill "$pid"; break; fi
+    if [ $(( $(date +%s) - t0 )) -gt "$lcpp_secs" ]; then why="stopped after ${lcpp_secs} s"; kill "$pid"; break; fi
+    sleep 1
+done
+wait "$pid" 2>/dev/null && rc=0 || rc=$?
+secs=$(( $(date +%s) - t0 ))
+[ "$why" = finished ] && [ "$rc" != 0 ] && why="failed (exit $rc: $(tail -1 "$work/log.lcpp" | cut -c1-120))"
+written=$(stat -c %s "$work/lcpp.gguf" 2>/dev/null || echo 0)
+rm -f "$work/lcpp.gguf"
+log "llama.cpp: $why after $secs s, peak RSS $((peak / 1024)) MiB, wrote $written bytes"
+
+echo "Source: $src_bytes bytes in 4 shards ($layers layers, FP8). $(nproc) threads."
+echo
+echo "| job | seconds | source MB/s | peak RSS GiB | bytes written |"
+echo "|---|---:|---:|---:|---:|"
+for r in "${rows[@]}"; do IFS='|' read -r n s m g w <<<"$r"; echo "| $n | $s | $m | $g | $w |"; done
+echo "| llama.cpp convert_hf_to_gguf.py --outtype q8_0 | $secs ($why) | $(python3 -c "print('%.0f' % ($src_bytes / 1e6 / max($secs, 1)))") | $(python3 -c "print('%.2f' % ($peak / 1048576))") | $written |"
