@@ -12,7 +12,8 @@
 # job reads from disk as a first run does. llama.cpp's converter (../shared/ref/llamacpp_convert_ds.py,
 # --outtype q8_0, with qf-deepseek-a's SentencePiece tokenizer copied in, since its stubbed
 # environment cannot read a byte-level BPE tokenizer.json) runs under a watchdog that stops it at
-# VG_LCPP_RSS_GIB [14] GiB of RSS or VG_LCPP_SECONDS [600] s; the report says which. Needs ~2.2x the
+# VG_LCPP_RSS_GIB [14] GiB of RSS or VG_LCPP_SECONDS [600] s; the report says which. VG_JOBS picks
+# parts ["baselines qforge llamacpp"]. Needs ~2.2x the
 # checkpoint in free disk (source + one output at a time). Prints a Markdown table.
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
@@ -39,37 +40,43 @@ if [ ! -f "$src/config.json" ]; then
     log "synth: DeepSeek-V3 geometry, $layers layers, FP8 release layout"
     "$qf" synth "$src" --arch deepseek-v3 --v3-geometry --fp8 --layers "$layers" --shards 4 -q
 fi
-src_bytes=$(cat $(shards) | wc -c)
+src_bytes=$(stat -c %s $(shards) | awk '{ s += $1 } END { printf "%d", s }')
+parts=${VG_JOBS:-"baselines qforge llamacpp"}
 rows=()
 # run NAME OUT CMD...: time CMD, its peak RSS, the bytes of OUT
 run() {
     local name=$1 out=$2; shift 2
+    local key=${name//[^A-Za-z0-9_.-]/_}
     drop_cache $(shards)
     local t0 t1
     t0=$(date +%s.%N)
-    /usr/bin/time -v -o "$work/time.$name" "$@" > "$work/log.$name" 2>&1 || { tail -5 "$work/log.$name" >&2; echo "error: $name failed" >&2; exit 1; }
+    /usr/bin/time -v -o "$work/time.$key" "$@" > "$work/log.$key" 2>&1 || { tail -5 "$work/log.$key" >&2; echo "error: $name failed" >&2; exit 1; }
     t1=$(date +%s.%N)
     local rss written=0
-    rss=$(sed -n 's/.*Maximum resident set size (kbytes): //p' "$work/time.$name")
+    rss=$(sed -n 's/.*Maximum resident set size (kbytes): //p' "$work/time.$key")
     [ -e "$out" ] && written=$(stat -c %s "$out")
     rows+=("$name|$(python3 -c "print('%.1f' % ($t1 - $t0))")|$(python3 -c "print('%.0f' % ($src_bytes / 1e6 / ($t1 - $t0)))")|$(python3 -c "print('%.2f' % ($rss / 1048576))")|$written")
     log "$name: $(python3 -c "print('%.1f s' % ($t1 - $t0))"), peak RSS $((rss / 1024)) MiB, wrote $written bytes"
     rm -f "$out"
 }
+if [[ $parts == *baselines* ]]; then
 log "baselines"
 run "cat > /dev/null" /nonexistent bash -c 'cat "$@" > /dev/null' _ $(shards)
 run "cat > file + fsync" "$work/copy.bin" bash -c 'cat "$@" > "'"$work"'/copy.bin" && sync "'"$work"'/copy.bin"' _ $(shards)
-for job in "fp8:--recipe fp8" "q8_0:--type q8_0" "fp8-int4:--recipe fp8-int4" "q4_k_m:--recipe q4_k_m"; do
+fi
+[[ $parts == *qforge* ]] && for job in "fp8:--recipe fp8" "q8_0:--type q8_0" "fp8-int4:--recipe fp8-int4" "q4_k_m:--recipe q4_k_m"; do
     name=${job%%:*}; args=${job#*:}
     log "qforge quantize $args"
     run "qforge $args" "$work/$name.gguf" "$qf" quantize "$src" $args -o "$work/$name.gguf" -q
 done
-# llama.cpp's converter under a watchdog
+# llama.cpp's converter under a watchdog (Debian's python3: its numpy and torch)
+secs=0; peak=0; why="not run"; written=0
+if [[ $parts == *llamacpp* ]]; then
 cp "$shared/models/qf-deepseek-a/tokenizer.model" "$shared/models/qf-deepseek-a/tokenizer_config.json" "$src/" 2>/dev/null || true
 log "llama.cpp convert_hf_to_gguf.py --outtype q8_0 (stopped at $rss_cap_gib GiB RSS or $lcpp_secs s)"
 drop_cache $(shards)
 t0=$(date +%s)
-python3 "$shared/ref/llamacpp_convert_ds.py" "$src" --outtype q8_0 --outfile "$work/lcpp.gguf" > "$work/log.lcpp" 2>&1 &
+/usr/bin/python3 "$shared/ref/llamacpp_convert_ds.py" "$src" --outtype q8_0 --outfile "$work/lcpp.gguf" > "$work/log.lcpp" 2>&1 &
 pid=$!
 peak=0; why="finished"
 while kill -0 "$pid" 2>/dev/null; do
@@ -86,8 +93,9 @@ secs=$(( $(date +%s) - t0 ))
 written=$(stat -c %s "$work/lcpp.gguf" 2>/dev/null || echo 0)
 rm -f "$work/lcpp.gguf"
 log "llama.cpp: $why after $secs s, peak RSS $((peak / 1024)) MiB, wrote $written bytes"
+fi
 
-echo "Source: $src_bytes bytes in 4 shards ($layers layers, FP8). $(nproc) threads."
+echo "Source: $src_bytes bytes in 4 shards ($layers layers, FP8). $(nproc) threads. Jobs: $parts."
 echo
 echo "| job | seconds | source MB/s | peak RSS GiB | bytes written |"
 echo "|---|---:|---:|---:|---:|"
