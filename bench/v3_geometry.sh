@@ -40,7 +40,7 @@ if [ ! -f "$src/config.json" ]; then
     log "synth: DeepSeek-V3 geometry, $layers layers, FP8 release layout"
     "$qf" synth "$src" --arch deepseek-v3 --v3-geometry --fp8 --layers "$layers" --shards 4 -q
 fi
-src_bytes=$(stat -c %s $(shards) | awk '{ s += $1 } END { printf "%d", s }')
+src_bytes=$(stat -c %s $(shards) | awk '{ s += $1 } END { printf "%.0f", s }')
 parts=${VG_JOBS:-"baselines qforge llamacpp"}
 rows=()
 # run NAME OUT CMD...: time CMD, its peak RSS, the bytes of OUT
