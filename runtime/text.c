@@ -1,6 +1,7 @@
 /* text.c — prompt files read as llama.cpp's tools read them (text.h). */
 #include "runtime/text.h"
 #include "formats/infile.h"
+#include "runtime/tokenizer.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -50,4 +51,25 @@ qf_status qf_text_load_prompt(const char *path, bool escape, char **text, size_t
     *text = buf;
     *len = n;
     return QF_OK;
+}
+
+qf_status qf_text_tokens(const qf_vocab *v, const char *label, const char *path, bool escape, int32_t **tokens,
+                         size_t *n, bool *add_bos, int32_t *bos, qf_error *err) {
+    char *text = NULL;
+    size_t len = 0;
+    qf_tokenizer *tok = NULL;
+    *tokens = NULL;
+    *n = 0;
+    qf_status st = qf_text_load_prompt(path, escape, &text, &len, err);
+    if (!st) st = qf_tokenizer_new(v, &tok, err);
+    if (!st) {
+        *add_bos = qf_tokenizer_wants_bos(tok);
+        *bos = qf_tokenizer_bos(tok);
+        st = qf_tokenize(tok, text, len, *add_bos, tokens, n, err);
+    }
+    if (!st && *add_bos && *bos < 0)
+        st = qf_fail(err, QF_E_INPUT, "%s: the vocabulary asks for BOS but names no BOS token", label);
+    qf_tokenizer_free(tok);
+    free(text);
+    return st;
 }

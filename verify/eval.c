@@ -54,21 +54,8 @@ static void session_close(session *s) {
 }
 
 static qf_status tokenize_text(session *s, const run_params *p, qf_error *err) {
-    char *text = NULL;
-    size_t len = 0;
-    qf_tokenizer *tok = NULL;
-    qf_status st = qf_text_load_prompt(p->text_path, !p->no_escape, &text, &len, err);
-    if (!st) st = qf_tokenizer_new(&s->m[0]->vocab, &tok, err);
-    if (!st) {
-        s->add_bos = qf_tokenizer_wants_bos(tok);
-        s->bos = qf_tokenizer_bos(tok);
-        st = qf_tokenize(tok, text, len, s->add_bos, &s->tokens, &s->n_tokens, err);
-    }
-    if (!st && s->add_bos && s->bos < 0)
-        st = qf_fail(err, QF_E_INPUT, "%s: the vocabulary asks for BOS but names no BOS token", s->m[0]->label);
-    qf_tokenizer_free(tok);
-    free(text);
-    return st;
+    return qf_text_tokens(&s->m[0]->vocab, s->m[0]->label, p->text_path, !p->no_escape, &s->tokens, &s->n_tokens,
+                          &s->add_bos, &s->bos, err);
 }
 
 /* Default tokens per forward call: whole chunks filling one of the runtime's passes through the layers
