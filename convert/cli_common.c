@@ -138,6 +138,33 @@ int qf_cli_common_opt(const char *cmd, int c, const char *arg, qf_cli_common *co
     }
 }
 
+int qf_cli_layer_major_opt(const char *cmd, int c, const char *arg, qf_layer_major_opts *o) {
+    switch (c) {
+    case QF_OPT_LAYER_MAJOR: o->on = true; return 0;
+    case QF_OPT_MAX_MEMORY:
+        if (!qf_parse_size(arg, &o->max_memory))
+            return qf_cli_usage(cmd, "--max-memory takes a size such as 8G, 512M or 65536 (bytes)");
+        return 0;
+    default: return -1;
+    }
+}
+
+static double to_mib(uint64_t b) { return (double)b / (1 << 20); }
+
+void qf_cli_layer_major_plan(void *user, const qf_layer_major_info *i) {
+    const qf_cli_lm *u = user;
+    if (u->quiet && !i->automatic) return;
+    if (i->automatic)
+        fprintf(stderr, "qforge %s: layer-major: chosen because the weights (%.1f MiB) exceed the available memory (%.1f MiB)\n",
+                u->cmd, to_mib(i->weights_bytes), to_mib(i->mem_available));
+    fprintf(stderr, "qforge %s: layer-major: resident about %.1f MiB = one layer's weights %.1f MiB + buffers %.1f MiB + "
+            "hidden states %.1f MiB per chunk x %u chunks per group; %u chunks in %u group%s",
+            u->cmd, to_mib(i->resident_bytes), to_mib(i->layer_bytes), to_mib(i->buffer_bytes), to_mib(i->chunk_bytes),
+            i->chunks_per_group, i->n_chunks, i->n_groups, i->n_groups == 1 ? "" : "s");
+    if (i->n_groups > 1) fprintf(stderr, " (within %.1f MiB)", to_mib(i->limit));
+    fputc('\n', stderr);
+}
+
 const char *qf_cli_positional(const char *cmd, int argc, char **argv, const qf_cli_common *co, const char *what) {
     int n = argc - optind + (co->model != NULL);
     char msg[160];
