@@ -149,19 +149,26 @@ int qf_cli_layer_major_opt(const char *cmd, int c, const char *arg, qf_layer_maj
     }
 }
 
-static double to_mib(uint64_t b) { return (double)b / (1 << 20); }
+/* A size in the unit that shows it best: KiB below 1 MiB, GiB from 1 GiB. */
+static const char *human(char buf[32], uint64_t b) {
+    static const char *const unit[] = {"KiB", "MiB", "GiB"};
+    int u = b >= (1ull << 30) ? 2 : b >= (1ull << 20) ? 1 : 0;
+    snprintf(buf, 32, "%.1f %s", (double)b / (double)(1ull << (10 * (u + 1))), unit[u]);
+    return buf;
+}
 
 void qf_cli_layer_major_plan(void *user, const qf_layer_major_info *i) {
     const qf_cli_lm *u = user;
+    char a[32], b[32], c[32], d[32];
     if (u->quiet && !i->automatic) return;
     if (i->automatic)
-        fprintf(stderr, "qforge %s: layer-major: chosen because the weights (%.1f MiB) exceed the available memory (%.1f MiB)\n",
-                u->cmd, to_mib(i->weights_bytes), to_mib(i->mem_available));
-    fprintf(stderr, "qforge %s: layer-major: resident about %.1f MiB = one layer's weights %.1f MiB + buffers %.1f MiB + "
-            "hidden states %.1f MiB per chunk x %u chunks per group; %u chunks in %u group%s",
-            u->cmd, to_mib(i->resident_bytes), to_mib(i->layer_bytes), to_mib(i->buffer_bytes), to_mib(i->chunk_bytes),
-            i->chunks_per_group, i->n_chunks, i->n_groups, i->n_groups == 1 ? "" : "s");
-    if (i->n_groups > 1) fprintf(stderr, " (within %.1f MiB)", to_mib(i->limit));
+        fprintf(stderr, "qforge %s: layer-major: chosen because the weights (%s) exceed the available memory (%s)\n", u->cmd,
+                human(a, i->weights_bytes), human(b, i->mem_available));
+    fprintf(stderr, "qforge %s: layer-major: resident about %s = one layer's weights %s + buffers %s + hidden states %s "
+            "per chunk x %u chunks per group; %u chunks in %u group%s", u->cmd, human(a, i->resident_bytes),
+            human(b, i->layer_bytes), human(c, i->buffer_bytes), human(d, i->chunk_bytes), i->chunks_per_group,
+            i->n_chunks, i->n_groups, i->n_groups == 1 ? "" : "s");
+    if (i->n_groups > 1) fprintf(stderr, " (within %s)", human(a, i->limit));
     fputc('\n', stderr);
 }
 
