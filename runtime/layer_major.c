@@ -48,12 +48,14 @@ uint64_t qf_rt_mem_available(void) {
     return v;
 }
 
-/* The largest one-layer share of the weights, layers read one at a time (the embedding and the output
- * projection count as one), and all of them. */
+/* The largest share of the weights resident at once, layers read one at a time, and all of them. Of
+ * the embedding only the rows of the group's tokens are read, while the output projection is read
+ * whole (at the end): it counts as a layer. */
 static void weight_sizes(const qf_rt_model *m, uint64_t *largest, uint64_t *all) {
-    *largest = *all = 0;
-    for (int l = -1; l < (int)m->hp.n_layer; l++) {
-        uint64_t b = qf_rt_layer_bytes(m, l);
+    *largest = qf_rt_output_bytes(m);
+    *all = qf_rt_layer_bytes(m, -1);
+    for (uint32_t l = 0; l < m->hp.n_layer; l++) {
+        uint64_t b = qf_rt_layer_bytes(m, (int)l);
         *largest = QF_MAX(*largest, b);
         *all += b;
     }

@@ -347,6 +347,8 @@ uint64_t qf_rt_layer_bytes(const qf_rt_model *m, int layer) {
     return sum;
 }
 
+uint64_t qf_rt_output_bytes(const qf_rt_model *m) { return mapped(m, &m->output) ? stored_bytes(&m->output, NULL) : 0; }
+
 uint64_t qf_rt_model_owned_bytes(const qf_rt_model *m) {
     uint64_t sum = 0;
     for (uint32_t l = 0; l < m->hp.n_layer; l++) {

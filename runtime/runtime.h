@@ -205,6 +205,7 @@ qf_status qf_rt_lm_logits(qf_rt_ctx *c, uint32_t pass, uint32_t out_from, const 
  * whose tensors are prepared); release drops its mapped pages (never a copy, never an archive's). */
 uint64_t qf_rt_layer_bytes(const qf_rt_model *m, int layer);
 uint64_t qf_rt_model_owned_bytes(const qf_rt_model *m);
+uint64_t qf_rt_output_bytes(const qf_rt_model *m);  /* the output projection alone */
 qf_status qf_rt_model_acquire(const qf_rt_model *m, int layer, qf_error *err);
 void qf_rt_model_release(const qf_rt_model *m, int layer);
 
