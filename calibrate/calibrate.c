@@ -190,25 +190,61 @@ static qf_status tokenize(const qf_calibrate_opts *o, const qf_rt_model *m, toke
     return st;
 }
 
-static qf_status run_chunks(const qf_calibrate_opts *o, const qf_rt_model *m, const tokens *tk, calib *c, uint32_t ctx,
-                            uint32_t n_chunks, qf_error *err) {
-    int threads = o->threads > 0 ? o->threads : (int)sysconf(_SC_NPROCESSORS_ONLN);
-    qf_rt_ctx *rc;
-    qf_status st = qf_rt_ctx_new(m, ctx, ctx, threads > 0 ? threads : 1, &rc, err);
-    if (st) return st;
-    qf_rt_observer obs = {.matmul = observe, .head = observe_head, .user = c};
-    qf_rt_ctx_set_observer(rc, &obs);
-    int32_t *chunk = malloc(ctx * sizeof *chunk);
-    if (!chunk) st = qf_fail(err, QF_E_NOMEM, "out of memory");
+/* Chunk i's input: BOS first, like llama-imatrix. */
+static void load_chunk(const tokens *tk, uint32_t i, uint32_t ctx, int32_t *dst) {
+    memcpy(dst, tk->ids + (size_t)i * ctx, ctx * sizeof *dst);
+    if (tk->add_bos && tk->bos >= 0) dst[0] = tk->bos;
+}
+
+static qf_status run_whole(const qf_calibrate_opts *o, qf_rt_ctx *rc, const tokens *tk, int32_t *chunk, uint32_t ctx,
+                           uint32_t n_chunks, qf_error *err) {
+    qf_status st = QF_OK;
     for (uint32_t i = 0; !st && i < n_chunks; i++) {
-        memcpy(chunk, tk->ids + (size_t)i * ctx, ctx * sizeof *chunk);
-        if (tk->add_bos && tk->bos >= 0) chunk[0] = tk->bos;
+        load_chunk(tk, i, ctx, chunk);
         qf_rt_ctx_clear(rc);
         const float *logits;
         size_t ld;
         st = qf_rt_eval(rc, chunk, ctx, 0, ctx, &logits, &ld, err);
         if (o->progress) o->progress(o->progress_user, "calibration chunk", i + 1, n_chunks);
     }
+    return st;
+}
+
+/* Groups of chunks layer-major: a weight's inputs still arrive chunk after chunk (passes of one chunk,
+ * the whole-pass mode's calls), so every sum is added in the same order and the files are the same bytes. */
+static qf_status run_layer_major(const qf_calibrate_opts *o, qf_rt_ctx *rc, const qf_rt_model *m, const tokens *tk,
+                                 int32_t *chunk, uint32_t ctx, uint32_t n_chunks, uint32_t group, qf_error *err) {
+    qf_status st = QF_OK;
+    uint32_t L = m->hp.n_layer, n_groups = (n_chunks + group - 1) / group;
+    for (uint32_t g = 0; !st && g < n_groups; g++) {
+        uint32_t i0 = g * group, n = QF_MIN(group, n_chunks - i0);
+        for (uint32_t q = 0; q < n; q++) load_chunk(tk, i0 + q, ctx, chunk + (size_t)q * ctx);
+        st = qf_rt_lm_begin(rc, chunk, n, err);
+        for (uint32_t l = 0; !st && l < L; l++) {
+            st = qf_rt_lm_layer(rc, l, err);
+            if (o->progress) o->progress(o->progress_user, "calibration layer", (uint64_t)g * L + l + 1, (uint64_t)n_groups * L);
+        }
+    }
+    return st;
+}
+
+static qf_status run_chunks(const qf_calibrate_opts *o, const qf_rt_model *m, const tokens *tk, calib *c, uint32_t ctx,
+                            uint32_t n_chunks, qf_error *err) {
+    int threads = o->threads > 0 ? o->threads : (int)sysconf(_SC_NPROCESSORS_ONLN);
+    threads = threads > 0 ? threads : 1;
+    qf_layer_major_info lm;
+    qf_rt_lm_decide(&m, 1, &o->layer_major, &lm);
+    qf_rt_ctx *rc;
+    qf_status st = lm.on ? qf_rt_ctx_new_layer_major(m, ctx, ctx, threads, &rc, err) : qf_rt_ctx_new(m, ctx, ctx, threads, &rc, err);
+    if (st) return st;
+    qf_rt_observer obs = {.matmul = observe, .head = observe_head, .user = c};
+    qf_rt_ctx_set_observer(rc, &obs);
+    if (lm.on) st = qf_rt_lm_plan(&rc, &m, 1, n_chunks, &o->layer_major, &lm, err);
+    if (!st && lm.on && o->layer_major.on_plan) o->layer_major.on_plan(o->layer_major.user, &lm);
+    int32_t *chunk = st ? NULL : qf_malloc_n((uint64_t)(lm.on ? lm.chunks_per_group : 1) * ctx, sizeof *chunk);
+    if (!st && !chunk) st = qf_fail(err, QF_E_NOMEM, "out of memory");
+    if (!st) st = lm.on ? run_layer_major(o, rc, m, tk, chunk, ctx, n_chunks, lm.chunks_per_group, err)
+                        : run_whole(o, rc, tk, chunk, ctx, n_chunks, err);
     free(chunk);
     qf_rt_ctx_free(rc);
     return st;

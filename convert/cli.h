@@ -56,7 +56,7 @@ typedef struct qf_cli_common {
 } qf_cli_common;
 
 /* Option values for the long-only options (outside the char range getopt uses for short ones). */
-enum { QF_OPT_PROGRESS = 1000, QF_OPT_FIRST_FREE = 1100 };
+enum { QF_OPT_PROGRESS = 1000, QF_OPT_LAYER_MAJOR, QF_OPT_MAX_MEMORY, QF_OPT_FIRST_FREE = 1100 };
 
 #define QF_CLI_BASE_OPTS {"quiet", no_argument, 0, 'q'}, {"help", no_argument, 0, 'h'}
 #define QF_CLI_PROGRESS_OPTS {"progress", required_argument, 0, QF_OPT_PROGRESS}
@@ -72,6 +72,27 @@ enum { QF_OPT_PROGRESS = 1000, QF_OPT_FIRST_FREE = 1100 };
     "                         stderr is not a terminal, e.g. in CI logs)\n"
 #define QF_CLI_THREADS_HELP \
     "  -t, -j, --threads N    worker threads (default: all CPUs); results do not depend on N\n"
+
+/* perplexity, verify, calibrate: --layer-major and --max-memory SIZE. */
+#define QF_CLI_LAYER_MAJOR_OPTS \
+    {"layer-major", no_argument, 0, QF_OPT_LAYER_MAJOR}, {"max-memory", required_argument, 0, QF_OPT_MAX_MEMORY}
+#define QF_CLI_LAYER_MAJOR_HELP \
+    "      --layer-major      push every chunk through layer l before layer l+1: each layer's weights\n" \
+    "                         are read once (per group) and dropped from memory after it; resident\n" \
+    "                         memory is one layer's weights + the hidden states of all chunks (printed\n" \
+    "                         before the run). Same results. Chosen by itself when the weights exceed\n" \
+    "                         MemAvailable\n" \
+    "      --max-memory SIZE  layer-major within SIZE (e.g. 8G, 512M): the chunks go in groups, each\n" \
+    "                         layer-major (each weight read once per group); implies --layer-major\n"
+/* 0 handled, 2 bad value (message printed), -1 not one of them. */
+int qf_cli_layer_major_opt(const char *cmd, int c, const char *arg, qf_layer_major_opts *o);
+/* The plan of a layer-major run on stderr, one "qforge CMD: layer-major: ..." line (qf_layer_major_opts'
+ * on_plan; user: a qf_cli_lm). Printed under -q too when the mode was chosen automatically. */
+typedef struct qf_cli_lm {
+    const char *cmd;
+    bool quiet;
+} qf_cli_lm;
+void qf_cli_layer_major_plan(void *user, const qf_layer_major_info *info);
 
 /* Handle -q, --progress, -t/-j/--threads and -m/--model: 0 handled, 2 bad value (message printed),
  * -1 not one of them. */

@@ -138,6 +138,40 @@ int qf_cli_common_opt(const char *cmd, int c, const char *arg, qf_cli_common *co
     }
 }
 
+int qf_cli_layer_major_opt(const char *cmd, int c, const char *arg, qf_layer_major_opts *o) {
+    switch (c) {
+    case QF_OPT_LAYER_MAJOR: o->on = true; return 0;
+    case QF_OPT_MAX_MEMORY:
+        if (!qf_parse_size(arg, &o->max_memory))
+            return qf_cli_usage(cmd, "--max-memory takes a size such as 8G, 512M or 65536 (bytes)");
+        return 0;
+    default: return -1;
+    }
+}
+
+/* A size in the unit that shows it best: KiB below 1 MiB, GiB from 1 GiB. */
+static const char *human(char buf[32], uint64_t b) {
+    static const char *const unit[] = {"KiB", "MiB", "GiB"};
+    int u = b >= (1ull << 30) ? 2 : b >= (1ull << 20) ? 1 : 0;
+    snprintf(buf, 32, "%.1f %s", (double)b / (double)(1ull << (10 * (u + 1))), unit[u]);
+    return buf;
+}
+
+void qf_cli_layer_major_plan(void *user, const qf_layer_major_info *i) {
+    const qf_cli_lm *u = user;
+    char a[32], b[32], c[32], d[32];
+    if (u->quiet && !i->automatic) return;
+    if (i->automatic)
+        fprintf(stderr, "qforge %s: layer-major: chosen because the weights (%s) exceed the available memory (%s)\n", u->cmd,
+                human(a, i->weights_bytes), human(b, i->mem_available));
+    fprintf(stderr, "qforge %s: layer-major: resident about %s = one layer's weights %s + buffers %s + hidden states %s "
+            "per chunk x %u chunks per group; %u chunks in %u group%s", u->cmd, human(a, i->resident_bytes),
+            human(b, i->layer_bytes), human(c, i->buffer_bytes), human(d, i->chunk_bytes), i->chunks_per_group,
+            i->n_chunks, i->n_groups, i->n_groups == 1 ? "" : "s");
+    if (i->n_groups > 1) fprintf(stderr, " (within %s)", human(a, i->limit));
+    fputc('\n', stderr);
+}
+
 const char *qf_cli_positional(const char *cmd, int argc, char **argv, const qf_cli_common *co, const char *what) {
     int n = argc - optind + (co->model != NULL);
     char msg[160];

@@ -18,6 +18,7 @@ typedef struct eval_opts {
     uint32_t ctx, chunks, batch;
     bool no_escape, act_q8;
     qf_cli_common co;
+    qf_layer_major_opts lm;
 } eval_opts;
 
 static bool parse_u32(const char *s, uint32_t lo, uint32_t hi, uint32_t *out) {
@@ -44,6 +45,7 @@ enum {
 /* 0 when `c` was one of the shared options, 2 on a bad value, -1 when not shared. */
 static int parse_eval_opt(const char *cmd, int c, const char *arg, eval_opts *o) {
     int rc = qf_cli_common_opt(cmd, c, arg, &o->co);
+    if (rc < 0) rc = qf_cli_layer_major_opt(cmd, c, arg, &o->lm);
     if (rc >= 0) return rc;
     switch (c) {
     case 'f': o->text = arg; return 0;
@@ -66,7 +68,7 @@ static int parse_eval_opt(const char *cmd, int c, const char *arg, eval_opts *o)
     {"ctx-size", required_argument, 0, 'c'}, {"chunks", required_argument, 0, OPT_CHUNKS}, \
     {"batch", required_argument, 0, 'b'}, {"batch-size", required_argument, 0, 'b'}, \
     {"no-escape", no_argument, 0, OPT_NO_ESCAPE}, {"act", required_argument, 0, OPT_ACT}, \
-    QF_CLI_THREADS_OPTS, QF_CLI_MODEL_OPTS, QF_CLI_BASE_OPTS, QF_CLI_PROGRESS_OPTS
+    QF_CLI_THREADS_OPTS, QF_CLI_MODEL_OPTS, QF_CLI_BASE_OPTS, QF_CLI_PROGRESS_OPTS, QF_CLI_LAYER_MAJOR_OPTS
 
 #define EVAL_HELP \
     "  -m, --model MODEL      the model, instead of the MODEL argument\n" \
@@ -85,13 +87,13 @@ static int parse_eval_opt(const char *cmd, int c, const char *arg, eval_opts *o)
     "      --act f32|q8       f32 (default): exact F32 arithmetic. q8: faster, inexact: activations\n" \
     "                         quantized to 8 bits per 32-block, as llama.cpp does, and integer products\n" \
     "                         with Q8_0/Q4_K/Q6_K weights (other weights stay F32)\n" \
-    QF_CLI_THREADS_HELP QF_CLI_QUIET_HELP QF_CLI_PROGRESS_HELP
+    QF_CLI_LAYER_MAJOR_HELP QF_CLI_THREADS_HELP QF_CLI_QUIET_HELP QF_CLI_PROGRESS_HELP
 
 /* ---- perplexity ----------------------------------------------------------------------------------- */
 
 static const char ppl_help[] =
     "usage: qforge perplexity MODEL -f TEXT [--ctx-size N] [--chunks N] [--batch-size N] [--threads N]\n"
-    "                         [--json]\n"
+    "                         [--layer-major] [--max-memory SIZE] [--json]\n"
     "\n"
     "Perplexity of a model (GGUF file, or HF directory / shard index / archive read in place) with\n"
     "llama-perplexity's protocol: the text tokenized whole with BOS, cut into chunks of N tokens whose\n"
@@ -135,9 +137,12 @@ int qf_cli_perplexity(int argc, char **argv) {
     if (!eo.text) return qf_cli_usage("perplexity", "-f/--text FILE is required");
     qf_cli_progress p;
     qf_cli_progress_start(&p, "perplexity", &eo.co);
+    qf_cli_lm lmu = {"perplexity", eo.co.quiet};
     qf_perplexity_opts o = {.model = model, .text_path = eo.text, .ctx = eo.ctx, .chunks = eo.chunks,
                             .batch = eo.batch, .threads = eo.co.threads, .no_escape = eo.no_escape,
-                            .act_q8 = eo.act_q8, .on_chunk = qf_cli_progress_chunks, .user = &p};
+                            .act_q8 = eo.act_q8, .on_chunk = qf_cli_progress_chunks, .user = &p, .layer_major = eo.lm};
+    o.layer_major.on_plan = qf_cli_layer_major_plan;
+    o.layer_major.user = &lmu;
     qf_perplexity_result r;
     qf_error err;
     qf_status st = qf_perplexity(&o, &r, &err);
@@ -157,6 +162,7 @@ static const char verify_help[] =
     "usage: qforge verify MODEL (--base BASE | --base-logits FILE) -f TEXT [--ctx-size N] [--chunks N]\n"
     "                     [--max-kld X] [--max-ppl-increase P] [--min-top1 P] [--min-route-agree A]\n"
     "                     [--json FILE] [--junit FILE] [--save-base FILE] [--base-topk K]\n"
+    "                     [--layer-major] [--max-memory SIZE]\n"
     "\n"
     "Run MODEL and BASE side by side on the same chunks of text and compare their next-token\n"
     "distributions: PPL of each and their ratio, KL(base || model) per token (mean with its +/- as\n"
@@ -474,6 +480,7 @@ static int parse_verify(int argc, char **argv, verify_cli *v) {
     v->o.chunks = eo.chunks;
     v->o.batch = eo.batch;
     v->o.threads = eo.co.threads;
+    v->o.layer_major = eo.lm;
     v->o.no_escape = eo.no_escape;
     v->o.act_q8 = eo.act_q8;
     v->co = eo.co;
@@ -505,6 +512,9 @@ int qf_cli_verify(int argc, char **argv) {
     qf_cli_progress_start(&p, "verify", &v.co);
     v.o.on_chunk = qf_cli_progress_chunks;
     v.o.user = &p;
+    qf_cli_lm lmu = {"verify", v.co.quiet};
+    v.o.layer_major.on_plan = qf_cli_layer_major_plan;
+    v.o.layer_major.user = &lmu;
     qf_verify_result r;
     qf_error err;
     if (check_reports(&v, &err) != QF_OK) return qf_cli_fail("verify", &err);

@@ -801,7 +801,10 @@ void qf_gguf_drop_pages(const qf_gguf *g, const void *p, uint64_t n) {
         const qf_gguf *part = g->parts[k];
         if ((const uint8_t *)p >= part->base && (const uint8_t *)p < part->base + part->len) qf_gguf_drop_pages(part, p, n);
     }
-    if (!g->map || n == 0) return;
+    /* a range outside this file's mapping (a copy in memory) must never be madvised: its pages would
+     * come back zeroed */
+    if (!g->map || n == 0 || (const uint8_t *)p < g->base || n > g->len || (uint64_t)((const uint8_t *)p - g->base) > g->len - n)
+        return;
     long ps = sysconf(_SC_PAGESIZE);
     uintptr_t page = ps > 0 ? (uintptr_t)ps : 4096, lo = (uintptr_t)p, hi = lo + (uintptr_t)n;
     uintptr_t a = (lo + page - 1) / page * page, b = hi / page * page;

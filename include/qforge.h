@@ -148,6 +148,34 @@ qf_status qf_synth_model(const qf_synth_opts *opts, qf_error *err);
  * perplexity of the model (verify: of the model under test) over the chunks so far. */
 typedef void (*qf_chunk_fn)(void *user, uint32_t chunk, uint32_t n_chunks, double ppl);
 
+/* Layer-major evaluation (perplexity, verify, calibrate): every token of a group of chunks goes through
+ * layer l before layer l+1, so each layer's weights are read once per group and dropped from memory
+ * after it (mapped pages released); resident memory is then one layer's weights (per model), the
+ * hidden states of the group's tokens and one pass's buffers. Results are the normal mode's. */
+typedef struct qf_layer_major_info {
+    bool on;                   /* this run goes layer-major */
+    bool automatic;            /* because the weights exceed the available memory (not asked for) */
+    uint64_t weights_bytes;    /* stored weights of the model(s) */
+    uint64_t mem_available;    /* /proc/meminfo MemAvailable (QF_MEM_AVAILABLE overrides); 0 unknown */
+    uint64_t limit;            /* bound on the estimate: max_memory, else mem_available (0: none) */
+    uint64_t layer_bytes;      /* the largest layer's weights (embedding/output count as one), summed over models */
+    uint64_t buffer_bytes;     /* one pass's activations, logits, one layer's KV cache, copies the models hold */
+    uint64_t chunk_bytes;      /* hidden state of one chunk, summed over models */
+    uint64_t resident_bytes;   /* the estimate: layer + buffers + chunks_per_group * chunk */
+    uint32_t n_chunks, chunks_per_group, n_groups;
+} qf_layer_major_info;
+
+typedef struct qf_layer_major_opts {
+    bool on;                   /* --layer-major (also chosen when the weights exceed MemAvailable) */
+    uint64_t max_memory;       /* bytes the estimate must stay within (implies on); 0 = not given */
+    void (*on_plan)(void *user, const qf_layer_major_info *info); /* before the run; NULL = none */
+    void *user;
+} qf_layer_major_opts;
+
+/* A size such as 4096, 512K, 64M, 8G, 1T (binary units; a trailing B or iB allowed): false when s is
+ * not one or is 0. */
+bool qf_parse_size(const char *s, uint64_t *out);
+
 typedef struct qf_perplexity_opts {
     const char *model;      /* GGUF file, or HF checkpoint (directory, .safetensors, shard index, archive) */
     const char *text_path;  /* UTF-8 text, read as llama-perplexity -f reads it (see qf_perplexity) */
@@ -161,6 +189,7 @@ typedef struct qf_perplexity_opts {
                                does, and integer products with Q8_0/Q4_K/Q6_K weights */
     qf_chunk_fn on_chunk;   /* may be NULL */
     void *user;
+    qf_layer_major_opts layer_major;
 } qf_perplexity_opts;
 
 typedef struct qf_perplexity_result {
@@ -207,6 +236,7 @@ typedef struct qf_verify_opts {
                                  be compared (dense, or route_none) are refused (QF_E_INPUT) */
     qf_chunk_fn on_chunk;
     void *user;
+    qf_layer_major_opts layer_major; /* both models in lockstep, layer by layer */
 } qf_verify_opts;
 
 typedef enum qf_verify_check_id {
@@ -282,6 +312,7 @@ typedef struct qf_calibrate_opts {
     uint32_t expert_min_tokens;  /* for *coverage; 0 = QF_EXPERT_MIN_TOKENS */
     struct qf_expert_coverage *coverage; /* out, when non-NULL: tokens per routed expert per layer and the
                                     experts below expert_min_tokens (free with qf_expert_coverage_free) */
+    qf_layer_major_opts layer_major; /* the same statistics, byte for byte */
 } qf_calibrate_opts;
 
 /* Run the model over the text in chunks (BOS first, like llama-imatrix) and record, for every linear

@@ -106,6 +106,8 @@ typedef struct qf_be_cpu_opts {
     size_t ld;           /* token columns of every activation matrix of a pass */
     size_t kv_len;       /* cached positions per head: slots * n_ctx */
     uint32_t n_ctx;      /* positions per cache slot */
+    bool one_layer_kv;   /* the cache holds one layer (every layer shares it): layer-major runs finish a
+                            layer's attention over all their tokens before the next layer starts */
     bool act_q8;
 } qf_be_cpu_opts;
 qf_status qf_be_cpu_new(const qf_be_cpu_opts *o, qf_be **out, const qf_be_ops **ops, qf_error *err);
@@ -114,5 +116,7 @@ void qf_be_cpu_set_act_q8(qf_be *be, bool on);
 void qf_be_cpu_set_observer(qf_be *be, const qf_rt_observer *obs);
 void qf_be_cpu_parallel(qf_be *be, void (*fn)(void *arg, int ith, int nth), void *arg);
 int qf_be_cpu_threads(const qf_be *be);
+/* Bytes of every buffer the backend holds. */
+uint64_t qf_be_cpu_bytes(const qf_be *be);
 
 #endif

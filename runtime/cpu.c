@@ -33,6 +33,7 @@ static float *be_alloc(qf_be *be, uint64_t n) {
     }
     float *p = alloc_aligned(n);
     if (p) be->bufs[be->n_bufs++] = p;
+    if (p) be->bytes += n * sizeof(float);
     return p;
 }
 
@@ -68,7 +69,7 @@ static qf_status alloc_state(qf_be *be, qf_error *err) {
     const qf_hparams *hp = &be->m->hp;
     size_t ff_exp;
     model_widths(be->m, &be->kmax, &ff_exp);
-    uint64_t cache = (uint64_t)hp->n_layer * hp->n_head_kv * be->kv_len;
+    uint64_t cache = (uint64_t)be->kv_layers * hp->n_head_kv * be->kv_len;
     be->rope_half = hp->n_rot / 2;
     qf_status st;
     if ((st = need(&be->xpack, be, be->kmax, be->ld, err)) || (st = need(&be->kc, be, cache, be->dk, err)) ||
@@ -82,6 +83,7 @@ static qf_status alloc_state(qf_be *be, qf_error *err) {
     be->xq = qf_calloc_n(be->kmax, be->ld);
     be->xq_s = qf_calloc_n(be->kmax / 16 + 1, be->ld * sizeof(int32_t));
     if (!be->xq || !be->xq_s) return qf_fail(err, QF_E_NOMEM, "out of memory for 8-bit activations");
+    be->bytes += be->kmax * be->ld + (be->kmax / 16 + 1) * be->ld * sizeof(int32_t) + be->ld * sizeof(double);
     if (!hp->n_expert) return QF_OK;
     uint64_t pairs = (uint64_t)be->ld * hp->n_expert_used;
     be->route_e = qf_calloc_n(pairs, sizeof *be->route_e);
@@ -261,12 +263,15 @@ static void glu(qf_be *be, float *g, const float *u, size_t rows) {
 
 /* ---- attention ---------------------------------------------------------------------------------- */
 
+/* Where layer l's keys and values are cached. */
+static size_t cache_layer(const qf_be *be, uint32_t l) { return be->kv_layers == 1 ? 0 : l; }
+
 /* Append each sequence's k and v to its slot of the layer's cache at positions pos0 .. pos0+len-1. */
 static void cache_store(qf_be *be, const qf_be_attn *a) {
     const qf_be_pass *sh = &be->pass;
     size_t dk = be->dk, dv = be->dv, ld = be->ld, len = be->kv_len;
-    float *kl = be->kc + (size_t)a->layer * a->n_head_kv * len * dk;
-    float *vl = be->vc + (size_t)a->layer * a->n_head_kv * len * dv;
+    float *kl = be->kc + cache_layer(be, a->layer) * a->n_head_kv * len * dk;
+    float *vl = be->vc + cache_layer(be, a->layer) * a->n_head_kv * len * dv;
     for (uint32_t s = 0; s < sh->n_seq; s++) {
         size_t p0 = (size_t)s * be->n_ctx + sh->pos0, col = s * sh->stride;
         for (size_t g = 0; g < a->n_head_kv; g++) {
@@ -297,8 +302,8 @@ static void attn_tile(const attn_job *j, uint32_t seq, uint32_t h, uint32_t t0, 
     uint32_t dk = be->dk, dv = be->dv, nt = k->nt, g = h / (a->n_head / a->n_head_kv);
     uint32_t t1 = QF_MIN(t0 + nt, sh->len), n_keys = sh->pos0 + t1;
     size_t ld = be->ld, slot = (size_t)seq * be->n_ctx, col = seq * sh->stride + t0;
-    const float *kh = be->kc + ((size_t)a->layer * a->n_head_kv + g) * be->kv_len * dk + slot * dk;
-    const float *vh = be->vc + ((size_t)a->layer * a->n_head_kv + g) * be->kv_len * dv + slot;
+    const float *kh = be->kc + (cache_layer(be, a->layer) * a->n_head_kv + g) * be->kv_len * dk + slot * dk;
+    const float *vh = be->vc + (cache_layer(be, a->layer) * a->n_head_kv + g) * be->kv_len * dv + slot;
     const float *qh = a->q + (size_t)h * dk * ld + col;
     for (uint32_t p = 0; p < n_keys; p += QF_RT_MR)
         k->tile(kh + (size_t)p * dk, dk, dk, qh, ld, s + (size_t)p * nt, nt, (int)QF_MIN((uint32_t)QF_RT_MR, n_keys - p));
@@ -375,6 +380,7 @@ qf_status qf_be_cpu_new(const qf_be_cpu_opts *o, qf_be **out, const qf_be_ops **
     be->ld = o->ld;
     be->kv_len = o->kv_len;
     be->n_ctx = o->n_ctx;
+    be->kv_layers = o->one_layer_kv ? 1 : o->m->hp.n_layer;
     be->dk = qf_attn_dk(&o->m->hp);
     be->dv = qf_attn_dv(&o->m->hp);
     qf_status st = qf_pool_new(o->n_threads, &be->pool, err);
@@ -407,3 +413,4 @@ void qf_be_cpu_set_act_q8(qf_be *be, bool on) { be->act_q8 = on; }
 void qf_be_cpu_set_observer(qf_be *be, const qf_rt_observer *obs) { be->obs = obs; }
 void qf_be_cpu_parallel(qf_be *be, void (*fn)(void *arg, int ith, int nth), void *arg) { qf_pool_run(be->pool, fn, arg); }
 int qf_be_cpu_threads(const qf_be *be) { return qf_pool_size(be->pool); }
+uint64_t qf_be_cpu_bytes(const qf_be *be) { return be->bytes; }

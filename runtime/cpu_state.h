@@ -19,6 +19,7 @@ struct qf_be {
     size_t ld;                       /* token columns of every activation matrix */
     size_t kv_len;                   /* cache positions per head: slots of n_ctx */
     uint32_t n_ctx;
+    uint32_t kv_layers;              /* layers the cache holds: all, or 1 (qf_be_cpu_opts.one_layer_kv) */
     uint32_t dk, dv;                 /* attention head widths (cache layout) */
     qf_be_pass pass;                 /* the pass in progress */
     /* matmul input staging */
@@ -51,6 +52,7 @@ struct qf_be {
     /* every buffer alloc() handed out, freed with the backend */
     float **bufs;
     size_t n_bufs, cap_bufs;
+    uint64_t bytes;                  /* held in all buffers (an estimate for the run's memory) */
 };
 
 /* cpu_matmul.c: up to 3 products reading x of n_cols columns (leading dimension ldx, tiles of the pass

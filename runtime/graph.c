@@ -42,6 +42,13 @@ struct qf_rt_ctx {
     float *logits;                   /* [n_vocab][ld_out], host memory */
     double eval_s;
     qf_be_pass sh;                   /* the pass in progress */
+    qf_be_pass begun;                /* the pass the backend's rotary tables are for */
+    /* layer-major (qf_rt_ctx_new_layer_major): the hidden state of every pass of a group of sequences,
+     * each [n_embd][ld]; x points at the pass being run */
+    bool lm;
+    float **hx;
+    uint32_t hx_seqs;                /* sequences the store holds (whole passes) */
+    uint32_t lm_n_seq;               /* sequences of the group in progress */
 };
 
 /* ---- context ------------------------------------------------------------------------------------ */
@@ -69,7 +76,7 @@ static qf_status alloc_activations(qf_rt_ctx *c, qf_error *err) {
     bool mla = hp->arch->attn == QF_ATTN_MLA;
     bufs b = {.c = c, .err = err};
     size_t ld = c->ld;
-    c->x = buf(&b, E, ld);
+    if (!c->lm) c->x = buf(&b, E, ld);
     c->xn = buf(&b, E, ld);
     c->q = buf(&b, H * dk, ld);
     c->k = buf(&b, Hkv * dk, ld);
@@ -99,8 +106,8 @@ static qf_status alloc_activations(qf_rt_ctx *c, qf_error *err) {
  * on the F32 path, so only multi-sequence passes get it. */
 static size_t spare_tile(size_t ld, uint32_t n_seq_pass) { return n_seq_pass > 1 && ld % 256 == 0 ? ld + QF_BE_PAD : ld; }
 
-qf_status qf_rt_ctx_new(const qf_rt_model *m, uint32_t n_ctx, uint32_t n_batch, int n_threads, qf_rt_ctx **out,
-                        qf_error *err) {
+static qf_status ctx_new(const qf_rt_model *m, uint32_t n_ctx, uint32_t n_batch, int n_threads, bool lm,
+                         qf_rt_ctx **out, qf_error *err) {
     *out = NULL;
     if (n_ctx < 1 || n_batch < 1 || n_ctx > (1u << 24))
         return qf_fail(err, QF_E_USAGE, "context %u / batch %u must be in 1..16777216", n_ctx, n_batch);
@@ -108,16 +115,20 @@ qf_status qf_rt_ctx_new(const qf_rt_model *m, uint32_t n_ctx, uint32_t n_batch, 
     if (!c) return qf_fail(err, QF_E_NOMEM, "out of memory");
     c->m = m;
     c->n_ctx = n_ctx;
+    c->lm = lm;
     /* a batch of whole contexts holds that many sequences, each padded to whole tiles so that no
-     * attention tile straddles two of them */
+     * attention tile straddles two of them; a layer-major pass always holds whole sequences */
+    if (lm) n_batch = QF_MAX(n_batch, n_ctx);
     c->n_seq_max = n_batch >= n_ctx ? n_batch / n_ctx : 1;
     c->n_batch = c->n_seq_max > 1 ? c->n_seq_max * n_ctx : QF_MIN(n_batch, n_ctx);
     c->n_seq_pass = QF_MIN(c->n_seq_max, QF_MAX(1u, QF_RT_UBATCH / n_ctx));
     c->ld = spare_tile(c->n_seq_pass * round_up(QF_MIN(n_batch, n_ctx), QF_BE_PAD), c->n_seq_pass);
-    /* the last pass's output tiles may run up to a tile past the call's outputs */
-    c->ld_out = QF_MAX(c->ld, round_up((size_t)c->n_batch, QF_BE_PAD) + QF_BE_PAD);
+    /* the last pass's output tiles may run up to a tile past the call's outputs; layer-major logits
+     * come one pass at a time */
+    size_t outs = lm ? (size_t)c->n_seq_pass * n_ctx : c->n_batch;
+    c->ld_out = QF_MAX(c->ld, round_up(outs, QF_BE_PAD) + QF_BE_PAD);
     qf_be_cpu_opts bo = {.m = m, .n_threads = n_threads, .ld = c->ld, .kv_len = (size_t)c->n_seq_pass * n_ctx,
-                         .n_ctx = n_ctx};
+                         .n_ctx = n_ctx, .one_layer_kv = lm};
     qf_status st = qf_be_cpu_new(&bo, &c->be, &c->ops, err);
     if (!st) st = alloc_activations(c, err);
     if (st) { qf_rt_ctx_free(c); return st; }
@@ -125,9 +136,20 @@ qf_status qf_rt_ctx_new(const qf_rt_model *m, uint32_t n_ctx, uint32_t n_batch, 
     return QF_OK;
 }
 
+qf_status qf_rt_ctx_new(const qf_rt_model *m, uint32_t n_ctx, uint32_t n_batch, int n_threads, qf_rt_ctx **out,
+                        qf_error *err) {
+    return ctx_new(m, n_ctx, n_batch, n_threads, false, out, err);
+}
+
+qf_status qf_rt_ctx_new_layer_major(const qf_rt_model *m, uint32_t n_ctx, uint32_t n_batch, int n_threads,
+                                    qf_rt_ctx **out, qf_error *err) {
+    return ctx_new(m, n_ctx, n_batch, n_threads, true, out, err);
+}
+
 void qf_rt_ctx_free(qf_rt_ctx *c) {
     if (!c) return;
     qf_be_cpu_free(c->be); /* owns every buffer */
+    free(c->hx);
     free(c);
 }
 
@@ -271,10 +293,21 @@ static void output_forward(qf_rt_ctx *c, uint32_t out_from, size_t out_base) {
     op->matmul(c->be, c->xn, &out, &logits, 1);
 }
 
+/* Tell the backend the pass in c->sh; its rotary tables depend only on the shape, so a layer-major run
+ * going from pass to pass of one shape computes them once. */
+static void begin_pass(qf_rt_ctx *c) {
+    const qf_rt_model *m = c->m;
+    const qf_be_pass *a = &c->sh, *b = &c->begun;
+    if (a->n_seq == b->n_seq && a->len == b->len && a->pos0 == b->pos0 && a->stride == b->stride && a->cols == b->cols)
+        return;
+    c->ops->begin_pass(c->be, &c->sh, m->rope_freq, m->hp.n_rot, m->rope_mscale);
+    c->begun = c->sh;
+}
+
 /* One pass over the shape in c->sh, its logits from column out_base. */
 static void forward(qf_rt_ctx *c, const int32_t *tokens, uint32_t out_from, size_t out_base) {
     const qf_rt_model *m = c->m;
-    c->ops->begin_pass(c->be, &c->sh, m->rope_freq, m->hp.n_rot, m->rope_mscale);
+    begin_pass(c);
     c->ops->embed(c->be, &m->tok_embd, tokens, c->x);
     for (uint32_t l = 0; l < m->hp.n_layer; l++) layer_forward(c, l);
     if (out_from < c->sh.len) output_forward(c, out_from, out_base);
@@ -323,9 +356,16 @@ static qf_status check_observer(const qf_rt_ctx *c, qf_error *err) {
                    "observer asked for", c->m->label, c->m->hp.n_head, c->m->hp.kv_lora_rank);
 }
 
+static qf_status check_mode(const qf_rt_ctx *c, bool lm, qf_error *err) {
+    if (c->lm == lm) return QF_OK;
+    return qf_fail(err, QF_E_INTERNAL, "%s: a %s context used for a %s call", c->m->label, c->lm ? "layer-major" : "whole-pass",
+                   lm ? "layer-major" : "whole-pass");
+}
+
 qf_status qf_rt_eval(qf_rt_ctx *c, const int32_t *tokens, uint32_t n, uint32_t pos0, uint32_t out_from,
                      const float **logits, size_t *ld, qf_error *err) {
-    qf_status st = check_batch(c, tokens, n, pos0, err);
+    qf_status st = check_mode(c, false, err);
+    if (!st) st = check_batch(c, tokens, n, pos0, err);
     if (!st) st = check_observer(c, err);
     if (st) return st;
     double t_start = now_s();
@@ -343,7 +383,8 @@ qf_status qf_rt_eval_seqs(qf_rt_ctx *c, const int32_t *tokens, uint32_t n_seq, u
     if (n_seq == 0 || n_seq > c->n_seq_max || len == 0 || len > c->n_ctx)
         return qf_fail(err, QF_E_USAGE, "%u sequences of %u tokens; this context takes 1..%u sequences of 1..%u",
                        n_seq, len, c->n_seq_max, c->n_ctx);
-    qf_status st = check_tokens(c, tokens, (size_t)n_seq * len, err);
+    qf_status st = check_mode(c, false, err);
+    if (!st) st = check_tokens(c, tokens, (size_t)n_seq * len, err);
     if (!st) st = check_observer(c, err);
     if (st) return st;
     double t_start = now_s();
@@ -354,6 +395,95 @@ qf_status qf_rt_eval_seqs(qf_rt_ctx *c, const int32_t *tokens, uint32_t n_seq, u
         forward(c, tokens + (size_t)s0 * len, out_from, s0 * per_out);
     }
     c->n_past = 0; /* the slots are not continued: qf_rt_eval starts over */
+    c->eval_s += now_s() - t_start;
+    *logits = c->logits;
+    *ld = c->ld_out;
+    return check_finite(c, err);
+}
+
+/* ---- layer-major calls ---------------------------------------------------------------------------- */
+
+uint32_t qf_rt_ctx_pass_seqs(const qf_rt_ctx *c) { return c->n_seq_pass; }
+uint64_t qf_rt_ctx_bytes(const qf_rt_ctx *c) { return qf_be_cpu_bytes(c->be); }
+uint64_t qf_rt_lm_pass_bytes(const qf_rt_ctx *c) { return (uint64_t)c->m->hp.n_embd * c->ld * sizeof(float); }
+
+static uint32_t n_passes(const qf_rt_ctx *c, uint32_t n_seq) { return (n_seq + c->n_seq_pass - 1) / c->n_seq_pass; }
+
+qf_status qf_rt_lm_reserve(qf_rt_ctx *c, uint32_t n_seq, qf_error *err) {
+    qf_status st = check_mode(c, true, err);
+    if (st || n_seq <= c->hx_seqs) return st;
+    uint32_t have = n_passes(c, c->hx_seqs), want = n_passes(c, n_seq);
+    float **hx = realloc(c->hx, want * sizeof *hx);
+    if (!hx) return qf_fail(err, QF_E_NOMEM, "out of memory");
+    c->hx = hx;
+    for (uint32_t p = have; p < want; p++) {
+        uint64_t n;
+        if (!qf_mul_ok(c->m->hp.n_embd, c->ld, &n) || !(hx[p] = c->ops->alloc(c->be, n)))
+            return qf_fail(err, QF_E_NOMEM, "%s: out of memory for the hidden states of %u sequences of %u tokens (%u x %zu "
+                           "floats per pass)", c->m->label, n_seq, c->n_ctx, c->m->hp.n_embd, c->ld);
+        c->hx_seqs = (p + 1) * c->n_seq_pass;
+    }
+    return QF_OK;
+}
+
+uint32_t qf_rt_lm_passes(const qf_rt_ctx *c) { return n_passes(c, c->lm_n_seq); }
+
+/* Pass p of the group: its shape in c->sh, its hidden state in c->x; returns its first sequence. */
+static uint32_t lm_pass(qf_rt_ctx *c, uint32_t p) {
+    uint32_t s0 = p * c->n_seq_pass, n = QF_MIN(c->n_seq_pass, c->lm_n_seq - s0);
+    size_t stride = round_up(c->n_ctx, QF_BE_PAD);
+    c->sh = (qf_be_pass){.n_seq = n, .len = c->n_ctx, .stride = stride, .cols = (n - 1) * stride + c->n_ctx};
+    c->x = c->hx[p];
+    begin_pass(c);
+    return s0;
+}
+
+qf_status qf_rt_lm_begin(qf_rt_ctx *c, const int32_t *tokens, uint32_t n_seq, qf_error *err) {
+    qf_status st = check_mode(c, true, err);
+    if (!st && (n_seq == 0 || n_seq > c->hx_seqs))
+        st = qf_fail(err, QF_E_USAGE, "%u sequences; this layer-major context holds 1..%u", n_seq, c->hx_seqs);
+    if (!st) st = check_tokens(c, tokens, (size_t)n_seq * c->n_ctx, err);
+    if (!st) st = check_observer(c, err);
+    if (!st) st = qf_rt_model_acquire(c->m, -1, err);
+    if (st) return st;
+    double t_start = now_s();
+    c->lm_n_seq = n_seq;
+    for (uint32_t p = 0; p < n_passes(c, n_seq); p++) {
+        uint32_t s0 = lm_pass(c, p);
+        c->ops->embed(c->be, &c->m->tok_embd, tokens + (size_t)s0 * c->n_ctx, c->x);
+    }
+    qf_rt_model_release(c->m, -1);
+    c->eval_s += now_s() - t_start;
+    return check_finite(c, err);
+}
+
+qf_status qf_rt_lm_layer(qf_rt_ctx *c, uint32_t l, qf_error *err) {
+    qf_status st = check_mode(c, true, err);
+    if (!st && (l >= c->m->hp.n_layer || !c->lm_n_seq))
+        st = qf_fail(err, QF_E_USAGE, "layer %u of %u, %u sequences begun", l, c->m->hp.n_layer, c->lm_n_seq);
+    if (!st) st = qf_rt_model_acquire(c->m, (int)l, err);
+    if (st) return st;
+    double t_start = now_s();
+    for (uint32_t p = 0; p < n_passes(c, c->lm_n_seq); p++) {
+        lm_pass(c, p);
+        layer_forward(c, l);
+    }
+    qf_rt_model_release(c->m, (int)l);
+    c->eval_s += now_s() - t_start;
+    return check_finite(c, err);
+}
+
+qf_status qf_rt_lm_logits(qf_rt_ctx *c, uint32_t p, uint32_t out_from, const float **logits, size_t *ld,
+                          uint32_t *seq0, uint32_t *n_seq, qf_error *err) {
+    qf_status st = check_mode(c, true, err);
+    if (!st && (p >= n_passes(c, c->lm_n_seq) || out_from >= c->n_ctx))
+        st = qf_fail(err, QF_E_USAGE, "pass %u of %u, outputs from %u of %u", p, n_passes(c, c->lm_n_seq), out_from, c->n_ctx);
+    if (st) return st;
+    double t_start = now_s();
+    *seq0 = lm_pass(c, p);
+    *n_seq = c->sh.n_seq;
+    output_forward(c, out_from, 0);
+    if (p + 1 == n_passes(c, c->lm_n_seq)) qf_rt_model_release(c->m, -1);
     c->eval_s += now_s() - t_start;
     *logits = c->logits;
     *ld = c->ld_out;

@@ -267,24 +267,119 @@ static qf_status bind_all(binder *b) {
     return QF_OK;
 }
 
-size_t qf_rt_model_weights(const qf_rt_model *m, const qf_rt_weight **out) {
+/* The weight matrices of layer l in a fixed order (experts in order); l = -1: the embedding and the
+ * output projection (the same matrix twice when tied). */
+static size_t layer_weights(const qf_rt_model *m, int l, const qf_rt_weight **out) {
     size_t n = 0;
 #define ADD(w) do { if ((w)->n_rows) { if (out) out[n] = (w); n++; } } while (0)
-    for (uint32_t l = 0; m->layers && l < m->hp.n_layer; l++) {
-        const qf_rt_attn *A = &m->layers[l].a;
-        const qf_rt_ffn *F = &m->layers[l].f;
-        const qf_rt_weight *attn[] = {&A->wq, &A->wk, &A->wv, &A->wq_a, &A->wq_b, &A->wkv_a, &A->wkb, &A->wvb, &A->wo};
-        for (size_t i = 0; i < QF_ARRAY_LEN(attn); i++) ADD(attn[i]);
-        const qf_rt_weight *ffn[] = {&F->wg, &F->wu, &F->wd, &F->router, &F->shexp_gate};
-        for (size_t i = 0; i < QF_ARRAY_LEN(ffn); i++) ADD(ffn[i]);
-        for (uint32_t e = 0; F->moe && e < m->hp.n_expert; e++) {
-            ADD(&F->eg[e]);
-            ADD(&F->eu[e]);
-            ADD(&F->ed[e]);
-        }
+    if (l < 0) {
+        ADD(&m->tok_embd);
+        ADD(&m->output);
+        return n;
+    }
+    const qf_rt_attn *A = &m->layers[l].a;
+    const qf_rt_ffn *F = &m->layers[l].f;
+    const qf_rt_weight *attn[] = {&A->wq, &A->wk, &A->wv, &A->wq_a, &A->wq_b, &A->wkv_a, &A->wkb, &A->wvb, &A->wo};
+    for (size_t i = 0; i < QF_ARRAY_LEN(attn); i++) ADD(attn[i]);
+    const qf_rt_weight *ffn[] = {&F->wg, &F->wu, &F->wd, &F->router, &F->shexp_gate};
+    for (size_t i = 0; i < QF_ARRAY_LEN(ffn); i++) ADD(ffn[i]);
+    for (uint32_t e = 0; F->moe && e < m->hp.n_expert; e++) {
+        ADD(&F->eg[e]);
+        ADD(&F->eu[e]);
+        ADD(&F->ed[e]);
     }
 #undef ADD
     return n;
+}
+
+size_t qf_rt_model_weights(const qf_rt_model *m, const qf_rt_weight **out) {
+    size_t n = 0;
+    for (uint32_t l = 0; m->layers && l < m->hp.n_layer; l++) n += layer_weights(m, (int)l, out ? out + n : NULL);
+    return n;
+}
+
+/* ---- paging: one layer's weights at a time (layer-major evaluation) ------------------------------- */
+
+/* A weight read from the model's file, as opposed to a copy the model holds (MLA's transposed k_b):
+ * only those have pages to drop. */
+static bool mapped(const qf_rt_model *m, const qf_rt_weight *w) {
+    if (w->src) return true;
+    return w->tt && !(w->layer >= 0 && w->data == (const uint8_t *)m->layers[w->layer].a.owned);
+}
+
+/* Rows of the stored tensor a row-mapped weight spans (runtime.h: the row map). */
+static uint64_t stored_rows(const qf_rt_weight *w) { return w->group ? w->n_rows / w->group * w->stride : w->n_rows; }
+
+/* The stored bytes behind w; weights sharing a source tensor (MLA's k and v halves of kv_b_proj) are
+ * counted by the first of them. */
+static uint64_t stored_bytes(const qf_rt_weight *w, const qf_rt_weight *prev) {
+    if (w->src) return prev && prev->src == w->src && prev->src_idx == w->src_idx ? 0 : qf_source_tensor(w->src, w->src_idx)->nbytes;
+    return stored_rows(w) * w->row_bytes;
+}
+
+/* Weights of one layer, into a buffer of the widest layer's count. */
+typedef struct layer_list {
+    const qf_rt_weight *w[64];
+    const qf_rt_weight **p;
+    size_t n;
+} layer_list;
+
+static bool list_layer(const qf_rt_model *m, int l, layer_list *ls) {
+    size_t n = layer_weights(m, l, NULL);
+    ls->p = n <= QF_ARRAY_LEN(ls->w) ? ls->w : qf_malloc_n(n, sizeof *ls->p);
+    if (!ls->p) return false;
+    ls->n = layer_weights(m, l, ls->p);
+    return true;
+}
+
+static void list_free(layer_list *ls) {
+    if (ls->p != ls->w) free(ls->p);
+}
+
+uint64_t qf_rt_layer_bytes(const qf_rt_model *m, int layer) {
+    layer_list ls;
+    uint64_t sum = 0;
+    if (!list_layer(m, layer, &ls)) return 0;
+    for (size_t i = 0; i < ls.n; i++)
+        if (mapped(m, ls.p[i]) && !(i && ls.p[i]->data && ls.p[i]->data == ls.p[i - 1]->data))
+            sum += stored_bytes(ls.p[i], i ? ls.p[i - 1] : NULL);
+    list_free(&ls);
+    return sum;
+}
+
+uint64_t qf_rt_output_bytes(const qf_rt_model *m) { return mapped(m, &m->output) ? stored_bytes(&m->output, NULL) : 0; }
+
+uint64_t qf_rt_model_owned_bytes(const qf_rt_model *m) {
+    uint64_t sum = 0;
+    for (uint32_t l = 0; l < m->hp.n_layer; l++) {
+        const qf_rt_weight *kb = &m->layers[l].a.wkb;
+        if (m->layers[l].a.owned) sum += stored_rows(kb) * kb->row_bytes;
+    }
+    return sum;
+}
+
+qf_status qf_rt_model_acquire(const qf_rt_model *m, int layer, qf_error *err) {
+    if (!m->src || qf_source_sequential(m->src)) return QF_OK; /* GGUF pages fault back in by themselves */
+    layer_list ls;
+    if (!list_layer(m, layer, &ls)) return qf_fail(err, QF_E_NOMEM, "out of memory");
+    qf_status st = QF_OK;
+    for (size_t i = 0; !st && i < ls.n; i++) st = qf_source_prepare(m->src, ls.p[i]->src_idx, err);
+    list_free(&ls);
+    return st;
+}
+
+void qf_rt_model_release(const qf_rt_model *m, int layer) {
+    /* an archive was read into memory once, forward only: nothing of it may be dropped */
+    if (m->src && qf_source_sequential(m->src)) return;
+    layer_list ls;
+    if (!list_layer(m, layer, &ls)) return; /* dropping pages is an economy, never needed for results */
+    for (size_t i = 0; i < ls.n; i++) {
+        const qf_rt_weight *w = ls.p[i];
+        if (!mapped(m, w)) continue;
+        if (w->src) qf_source_release(m->src, w->src_idx);
+        else qf_gguf_drop_pages(m->gguf, w->data, stored_rows(w) * w->row_bytes);
+    }
+    list_free(&ls);
 }
 
 /* ---- opening ------------------------------------------------------------------------------------ */

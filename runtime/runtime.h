@@ -172,6 +172,52 @@ typedef struct qf_rt_observer {
  * attention outputs (n_head x kv_lora_rank per token); without the memory for them the next eval fails. */
 void qf_rt_ctx_set_observer(qf_rt_ctx *c, const qf_rt_observer *obs);
 
+/* ---- layer-major evaluation ----------------------------------------------------------------------
+ * A context from qf_rt_ctx_new_layer_major holds the hidden state of a group of sequences of n_ctx tokens
+ * (in passes of qf_rt_ctx_pass_seqs sequences, as qf_rt_eval_seqs runs them) and a KV cache of one layer:
+ *   qf_rt_lm_reserve(n)   room for groups of up to n sequences
+ *   qf_rt_lm_begin        embed a group (tokens[s * n_ctx + t])
+ *   qf_rt_lm_layer(l)     every pass of the group through layer l, l = 0 .. n_layer-1 in order; the
+ *                         layer's weights are released after it (mapped pages dropped: they fault back
+ *                         in, from the page cache or the file, if a later group reads them)
+ *   qf_rt_lm_logits(p)    pass p's logits for tokens out_from .. n_ctx-1 of each of its sequences,
+ *                         output j of its k-th sequence (sequence *seq0 + k) in column k * (n_ctx -
+ *                         out_from) + j, valid until the next call
+ * The same bits as qf_rt_eval_seqs over the same sequences, and observers are told the same things in
+ * the same order per weight (a weight belongs to one layer). qf_rt_eval / qf_rt_eval_seqs refuse such a
+ * context, and these calls refuse the others. n_batch sets the pass width as for qf_rt_ctx_new (at least
+ * one whole sequence). */
+qf_status qf_rt_ctx_new_layer_major(const qf_rt_model *m, uint32_t n_ctx, uint32_t n_batch, int n_threads,
+                                    qf_rt_ctx **out, qf_error *err);
+uint32_t qf_rt_ctx_pass_seqs(const qf_rt_ctx *c);
+uint64_t qf_rt_ctx_bytes(const qf_rt_ctx *c);       /* buffers the context holds */
+uint64_t qf_rt_lm_pass_bytes(const qf_rt_ctx *c);   /* the hidden state of one pass */
+qf_status qf_rt_lm_reserve(qf_rt_ctx *c, uint32_t n_seq, qf_error *err);
+qf_status qf_rt_lm_begin(qf_rt_ctx *c, const int32_t *tokens, uint32_t n_seq, qf_error *err);
+qf_status qf_rt_lm_layer(qf_rt_ctx *c, uint32_t l, qf_error *err);
+uint32_t qf_rt_lm_passes(const qf_rt_ctx *c);
+qf_status qf_rt_lm_logits(qf_rt_ctx *c, uint32_t pass, uint32_t out_from, const float **logits, size_t *ld,
+                          uint32_t *seq0, uint32_t *n_seq, qf_error *err);
+
+/* Paging a model one layer at a time (layer -1: the embedding and the output projection). Bytes of the
+ * layer's weights as stored (what reading it touches); bytes of the copies the model holds in memory
+ * (MLA's transposed k_b). Acquire makes a released layer readable from every thread again (sources
+ * whose tensors are prepared); release drops its mapped pages (never a copy, never an archive's). */
+uint64_t qf_rt_layer_bytes(const qf_rt_model *m, int layer);
+uint64_t qf_rt_model_owned_bytes(const qf_rt_model *m);
+uint64_t qf_rt_output_bytes(const qf_rt_model *m);  /* the output projection alone */
+qf_status qf_rt_model_acquire(const qf_rt_model *m, int layer, qf_error *err);
+void qf_rt_model_release(const qf_rt_model *m, int layer);
+
+/* layer_major.c: MemAvailable in bytes (QF_MEM_AVAILABLE overrides it), 0 unknown; the decision (fills
+ * info's on, automatic, weights_bytes, layer_bytes, mem_available, limit); with the layer-major contexts
+ * made (one per model, same n_ctx and n_batch), the groups: the rest of info, and each context's
+ * hidden store reserved. QF_E_USAGE when the bound cannot hold one pass. */
+uint64_t qf_rt_mem_available(void);
+void qf_rt_lm_decide(const qf_rt_model *const *m, int n, const qf_layer_major_opts *o, qf_layer_major_info *info);
+qf_status qf_rt_lm_plan(qf_rt_ctx *const *c, const qf_rt_model *const *m, int n, uint32_t n_chunks,
+                        const qf_layer_major_opts *o, qf_layer_major_info *info, qf_error *err);
+
 /* Seconds spent inside qf_rt_eval since the context was made (forward pass only). */
 double qf_rt_eval_seconds(const qf_rt_ctx *c);
 

@@ -26,6 +26,7 @@ typedef struct session {
     qf_score_buf sb;
     qf_route_log routes[2]; /* verify: each model's experts per token of the current forward call */
     size_t route_from;      /* the call's token behind the first column handed to `score` */
+    qf_layer_major_info lm; /* lm.on: every model layer-major, in lockstep, in groups of chunks */
 } session;
 
 #define TOPK_DEFAULT UINT32_MAX
@@ -38,6 +39,7 @@ typedef struct run_params {
     uint32_t topk;   /* columns keep their k most likely tokens in the score buffer (verify --save-base);
                         TOPK_DEFAULT: 1024, or the whole vocabulary where it is smaller */
     bool routes;     /* log the experts each token chooses (verify: routing agreement) */
+    const qf_layer_major_opts *lm;
 } run_params;
 
 /* Called per forward batch with each model's logits for n scored columns and their target tokens. */
@@ -89,6 +91,19 @@ static qf_status plan_chunks(session *s, const run_params *p, qf_error *err) {
     return qf_score_buf_init(&s->sb, s->batch, k, err);
 }
 
+/* The groups of a layer-major run, told to the caller before it starts; a group's routes are logged
+ * whole (*call: tokens per group), and its chunks' inputs held at once. */
+static qf_status plan_layer_major(session *s, const run_params *p, uint32_t *call, qf_error *err) {
+    qf_status st = qf_rt_lm_plan(s->c, (const qf_rt_model *const *)s->m, s->n_models, s->n_chunks, p->lm, &s->lm, err);
+    if (st) return st;
+    if (p->lm->on_plan) p->lm->on_plan(p->lm->user, &s->lm);
+    *call = s->lm.chunks_per_group * s->ctx;
+    free(s->chunk);
+    if (!(s->chunk = qf_malloc_n((uint64_t)s->lm.chunks_per_group * s->ctx, sizeof *s->chunk)))
+        return qf_fail(err, QF_E_NOMEM, "out of memory");
+    return QF_OK;
+}
+
 static qf_status session_open(session *s, const char *const *paths, int n, const run_params *p, qf_error *err) {
     memset(s, 0, sizeof *s);
     s->n_models = n;
@@ -108,12 +123,15 @@ static qf_status session_open(session *s, const char *const *paths, int n, const
     }
     if (!st) st = tokenize_text(s, p, err);
     if (!st) st = plan_chunks(s, p, err);
+    if (!st) qf_rt_lm_decide((const qf_rt_model *const *)s->m, n, p->lm, &s->lm);
     uint32_t call = s->n_seq > 1 ? s->n_seq * s->ctx : s->batch;
     for (int i = 0; !st && i < n; i++) {
-        st = qf_rt_ctx_new(s->m[i], s->ctx, call, threads, &s->c[i], err);
+        st = s->lm.on ? qf_rt_ctx_new_layer_major(s->m[i], s->ctx, call, threads, &s->c[i], err)
+                      : qf_rt_ctx_new(s->m[i], s->ctx, call, threads, &s->c[i], err);
         if (!st) qf_rt_ctx_set_act_q8(s->c[i], p->act_q8);
-        if (!st && p->routes) st = qf_route_log_init(&s->routes[i], s->m[i], s->c[i], call, err);
     }
+    if (!st && s->lm.on) st = plan_layer_major(s, p, &call, err);
+    for (int i = 0; !st && p->routes && i < n; i++) st = qf_route_log_init(&s->routes[i], s->m[i], s->c[i], call, err);
     return st;
 }
 
@@ -185,8 +203,57 @@ static qf_status run_group(session *s, uint32_t i, uint32_t n, batch_fn score, c
     return QF_OK;
 }
 
+/* Chunk `chunk`'s scored columns (from column col of the logits), in slices the score buffer holds;
+ * `route0` is its first token within the group's routes. */
+static qf_status score_chunk(session *s, uint32_t chunk, const float *const *logits, size_t col, size_t ld,
+                             size_t route0, batch_fn score, void *u, qf_error *err) {
+    const int32_t *targets = s->tokens + (size_t)chunk * s->ctx + s->first + 1;
+    uint32_t n = s->ctx - 1 - s->first;
+    for (uint32_t j0 = 0; j0 < n; j0 += s->batch) {
+        const float *lq[2] = {logits[0] + col + j0, logits[1] ? logits[1] + col + j0 : NULL};
+        s->route_from = route0 + s->first + j0;
+        qf_status st = score(u, s, lq, ld, targets + j0, QF_MIN(s->batch, n - j0), err);
+        if (st) return st;
+    }
+    return QF_OK;
+}
+
+/* Chunks i .. i+n-1 layer-major: every model's layer l over all of them before layer l+1 (the models
+ * in lockstep), then the logits pass by pass, scored chunk by chunk in order. */
+static qf_status run_layer_major(session *s, uint32_t i, uint32_t n, batch_fn score, chunk_fn after, void *u,
+                                 qf_error *err) {
+    for (uint32_t q = 0; q < n; q++) load_chunk(s, i + q, s->chunk + (size_t)q * s->ctx);
+    routes_begin(s);
+    qf_status st = QF_OK;
+    uint32_t layers = 0;
+    for (int k = 0; !st && k < s->n_models; k++) {
+        st = qf_rt_lm_begin(s->c[k], s->chunk, n, err);
+        layers = QF_MAX(layers, s->m[k]->hp.n_layer);
+    }
+    for (uint32_t l = 0; !st && l < layers; l++)
+        for (int k = 0; !st && k < s->n_models; k++)
+            if (l < s->m[k]->hp.n_layer) st = qf_rt_lm_layer(s->c[k], l, err);
+    if (!st) st = routes_end(s, n * s->ctx, err);
+    for (uint32_t p = 0; !st && p < qf_rt_lm_passes(s->c[0]); p++) {
+        const float *logits[2] = {NULL, NULL};
+        size_t ld = 0;
+        uint32_t seq0 = 0, n_seq = 0;
+        for (int k = 0; !st && k < s->n_models; k++) st = qf_rt_lm_logits(s->c[k], p, s->first, &logits[k], &ld, &seq0, &n_seq, err);
+        for (uint32_t q = 0; !st && q < n_seq; q++) {
+            st = score_chunk(s, i + seq0 + q, logits, (size_t)q * (s->ctx - s->first), ld, (size_t)(seq0 + q) * s->ctx,
+                             score, u, err);
+            if (!st) after(u, s, i + seq0 + q);
+        }
+    }
+    return st;
+}
+
 static qf_status run_all(session *s, batch_fn score, chunk_fn after, void *u, qf_error *err) {
-    for (uint32_t i = 0; i < s->n_chunks; i += s->n_seq) {
+    for (uint32_t i = 0; s->lm.on && i < s->n_chunks; i += s->lm.chunks_per_group) {
+        qf_status st = run_layer_major(s, i, QF_MIN(s->lm.chunks_per_group, s->n_chunks - i), score, after, u, err);
+        if (st) return st;
+    }
+    for (uint32_t i = 0; !s->lm.on && i < s->n_chunks; i += s->n_seq) {
         qf_status st = QF_OK;
         if (s->n_seq > 1) st = run_group(s, i, QF_MIN(s->n_seq, s->n_chunks - i), score, after, u, err);
         else if (!(st = run_chunk(s, i, score, u, err))) after(u, s, i);
@@ -229,7 +296,8 @@ qf_status qf_perplexity(const qf_perplexity_opts *o, qf_perplexity_result *r, qf
     qf_error_clear(err);
     memset(r, 0, sizeof *r);
     if (!o->model || !o->text_path) return qf_fail(err, QF_E_USAGE, "perplexity needs a model and a text file");
-    run_params rp = {o->text_path, o->ctx, o->chunks, o->batch, o->threads, o->no_escape, o->act_q8, 0, false};
+    run_params rp = {o->text_path, o->ctx, o->chunks, o->batch, o->threads, o->no_escape, o->act_q8, 0, false,
+                     &o->layer_major};
     session s;
     ppl_state p = {.o = o};
     qf_status st = session_open(&s, &o->model, 1, &rp, err);
@@ -567,7 +635,7 @@ qf_status qf_verify(const qf_verify_opts *o, qf_verify_result *r, qf_error *err)
     if (o->save_base && o->base_logits)
         return qf_fail(err, QF_E_USAGE, "--save-base writes what --base-logits reads: give one of them");
     run_params rp = {o->text_path, o->ctx, o->chunks, o->batch, o->threads, o->no_escape, o->act_q8,
-                     o->save_base ? (o->base_topk ? o->base_topk : TOPK_DEFAULT) : 0, true};
+                     o->save_base ? (o->base_topk ? o->base_topk : TOPK_DEFAULT) : 0, true, &o->layer_major};
     const char *paths[2] = {o->base, o->model};
     session s;
     memset(&s, 0, sizeof s);
