@@ -131,6 +131,7 @@ void qf_cli_progress_end(qf_cli_progress *p);
 int qf_cli_convert(int argc, char **argv);   /* cli_convert.c */
 int qf_cli_quantize(int argc, char **argv);  /* cli_convert.c */
 int qf_cli_calibrate(int argc, char **argv); /* cli_convert.c */
+int qf_cli_measure(int argc, char **argv);   /* cli_measure.c */
 int qf_cli_perplexity(int argc, char **argv);
 int qf_cli_verify(int argc, char **argv);
 /* `qforge verify FILE --integrity ...` (cli_integrity.c): qf_cli_verify hands argv over unchanged

@@ -102,6 +102,7 @@ static void print_quantize_help(void) {
 enum {
     OPT_TYPE = QF_OPT_FIRST_FREE, OPT_METHOD, OPT_DAMP, OPT_ORDER, OPT_JSON, OPT_NAME, OPT_OVERRIDE_KV,
     OPT_REQUANT, OPT_STRICT, OPT_CLAMP, OPT_MIN_TOKENS, OPT_SPARSE, OPT_SPLIT_SIZE, OPT_SPLIT_TENSORS, OPT_ONLY_SPLIT,
+    OPT_SENS, OPT_TARGET_SIZE, OPT_TARGET_BPW, OPT_MAX_KLD, OPT_ALLOW_EXT,
 };
 
 static int parse_u32(const char *cmd, const char *opt, const char *s, uint32_t *out);
@@ -124,6 +125,34 @@ static int add_listed(const char *cmd, const char **list, size_t *n, const char 
     return 0;
 }
 
+/* A number in (0, max] for option opt. */
+static int parse_positive(const char *cmd, const char *opt, const char *s, double max, double *out) {
+    char *end;
+    double v = strtod(s, &end);
+    if (!*s || *end || !(v > 0 && v <= max)) {
+        char msg[96];
+        snprintf(msg, sizeof msg, "%s takes a number above 0 and at most %g", opt, max);
+        return qf_cli_usage(cmd, msg);
+    }
+    *out = v;
+    return 0;
+}
+
+/* Bytes with an optional decimal K/M/G/T suffix (10^3 ..), as the split sizes. */
+static int parse_size(const char *cmd, const char *opt, const char *s, uint64_t *out) {
+    char *end;
+    double v = strtod(s, &end);
+    double unit = !*end ? 1 : !strcmp(end, "K") ? 1e3 : !strcmp(end, "M") ? 1e6 : !strcmp(end, "G") ? 1e9
+                : !strcmp(end, "T") ? 1e12 : 0;
+    if (!*s || unit == 0 || !(v > 0) || v * unit >= 1e18) {
+        char msg[128];
+        snprintf(msg, sizeof msg, "%s takes a size in bytes, optionally with K, M, G or T (10^3 ..): '%s'", opt, s);
+        return qf_cli_usage(cmd, msg);
+    }
+    *out = (uint64_t)(v * unit);
+    return 0;
+}
+
 /* The options only quantize has: 0 taken, 2 bad value, -1 not one of them. */
 static int quantize_opt(const char *cmd, int c, const char *arg, convert_cli *v) {
     char *end;
@@ -136,6 +165,11 @@ static int quantize_opt(const char *cmd, int c, const char *arg, convert_cli *v)
     case OPT_STRICT: v->o.strict = true; return 0;
     case OPT_MIN_TOKENS: return parse_u32(cmd, "--expert-min-tokens", arg, &v->o.expert_min_tokens) ? 2 : 0;
     case OPT_SPARSE: v->o.sparse_experts = arg; return 0;
+    case OPT_SENS: v->o.sensitivity = arg; return 0;
+    case OPT_ALLOW_EXT: v->o.allow_extension_types = true; return 0;
+    case OPT_TARGET_SIZE: return parse_size(cmd, "--target-size", arg, &v->o.target_size);
+    case OPT_TARGET_BPW: return parse_positive(cmd, "--target-bpw", arg, 64, &v->o.target_bpw);
+    case OPT_MAX_KLD: return parse_positive(cmd, "--max-kld", arg, 100, &v->o.max_kld);
     case OPT_DAMP:
         v->o.gptq_damp = strtod(arg, &end);
         if (*end || !(v->o.gptq_damp > 0 && v->o.gptq_damp < 10)) return qf_cli_usage(cmd, "--gptq-damp takes a number in (0, 10)");
@@ -186,6 +220,9 @@ static int parse_convert(int argc, char **argv, bool quantize, convert_cli *v) {
         {"hessian", required_argument, 0, 'H'}, {"gptq-damp", required_argument, 0, OPT_DAMP},
         {"gptq-order", required_argument, 0, OPT_ORDER}, {"strict", no_argument, 0, OPT_STRICT},
         {"expert-min-tokens", required_argument, 0, OPT_MIN_TOKENS}, {"sparse-experts", required_argument, 0, OPT_SPARSE},
+        {"sensitivity", required_argument, 0, OPT_SENS}, {"target-size", required_argument, 0, OPT_TARGET_SIZE},
+        {"target-bpw", required_argument, 0, OPT_TARGET_BPW}, {"max-kld", required_argument, 0, OPT_MAX_KLD},
+        {"allow-extension-types", no_argument, 0, OPT_ALLOW_EXT},
         QF_CLI_THREADS_OPTS, QF_CLI_MODEL_OPTS, QF_CLI_BASE_OPTS, QF_CLI_PROGRESS_OPTS, {0, 0, 0, 0}};
     const char *cmd = argv[0];
     int c, rc;
@@ -212,7 +249,8 @@ static int parse_convert(int argc, char **argv, bool quantize, convert_cli *v) {
     if (quantize && v->co.model && (!strcmp(v->co.model, "rtn") || !strcmp(v->co.model, "weighted") || !strcmp(v->co.model, "gptq")))
         return qf_cli_usage(cmd, "-m is --model, as in llama.cpp; the quantization method is --method");
     if (!(v->o.src = qf_cli_positional(cmd, argc, argv, &v->co, "SRC"))) return 2;
-    if (quantize && !v->o.type == !v->o.recipe) return qf_cli_usage(cmd, "give exactly one of --type or --recipe");
+    if (quantize && !v->o.sensitivity && !v->o.type == !v->o.recipe)
+        return qf_cli_usage(cmd, "give exactly one of --type, --recipe or --sensitivity with a target");
     if (v->o.json && !v->o.dry_run) return qf_cli_usage(cmd, "--json describes the plan: use it with --dry-run");
     if (!quantize && !v->o.type) v->o.type = "f16";
     v->o.tensor_types = v->tensor_types;
@@ -233,9 +271,13 @@ static int run_convert(int argc, char **argv, bool quantize) {
     qf_error err;
     uint32_t parts = 0;
     v.o.split_parts = &parts;
+    double predicted = 0;
+    v.o.predicted_kld = &predicted;
     qf_status st = qf_convert(&v.o, &err);
     qf_cli_progress_end(&p);
     if (st != QF_OK) return qf_cli_fail(argv[0], &err);
+    if (v.o.sensitivity && !v.co.quiet)
+        fprintf(stderr, "qforge %s: automatic mix from %s: predicted KLD %.6g\n", argv[0], v.o.sensitivity, predicted);
     if (v.o.dry_run || v.co.quiet) return 0;
     if (!parts) fprintf(stderr, "qforge: wrote %s in %.2fs\n", v.o.out, qf_cli_seconds_since(&p.start));
     else if (v.o.only_split) fprintf(stderr, "qforge: wrote part %u of %u of %s in %.2fs\n", v.o.only_split, parts, v.o.out,

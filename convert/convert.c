@@ -10,12 +10,16 @@
 #include "kernels/qtypes.h"
 #include "quantize/plan.h"
 #include "quantize/run.h"
+#include "quantize/solve.h"
+#include "formats/sensitivity.h"
 #include "formats/imatrix.h"
 #include "formats/hessian.h"
 #include "formats/integrity.h"
 #include "formats/outfile.h"
 
 #include <errno.h>
+#include <math.h>
+#include <sys/stat.h>
 #include <float.h>
 #include <libgen.h>
 #include <stdarg.h>
@@ -95,6 +99,9 @@ typedef struct conversion {
     size_t n_kv;
     uint32_t *part_of;      /* split output: each plan entry's part (qf_split_layout) */
     uint32_t n_parts;
+    qf_sens sens;           /* an automatic mix's sensitivity table */
+    bool have_sens;
+    char sens_digest[65];
 } conversion;
 
 const char *qf_recipe_name(size_t i, const char **summary) {
@@ -150,8 +157,66 @@ static qf_status resolve_type(const char *type, uint32_t *id, qf_error *err) {
 }
 
 /* Options that stand on their own: type/recipe names, override regexes, the imatrix, the method. */
+static bool wants_solver(const qf_convert_opts *o) { return o->target_size || o->target_bpw > 0 || o->max_kld > 0; }
+
+/* An automatic mix: the table, at least one target, and neither a type nor a recipe (the solver chooses
+ * every quantized tensor's type; the plan is built with q8_0 as a placeholder for them). */
+static qf_status load_solver(conversion *c, const qf_convert_opts *o, qf_plan_opts *po, qf_error *err) {
+    if (!o->sensitivity != !wants_solver(o))
+        return qf_fail(err, QF_E_USAGE, o->sensitivity ? "--sensitivity needs a target: --target-size, --target-bpw or --max-kld"
+                                                       : "--target-size, --target-bpw and --max-kld need --sensitivity FILE "
+                                                         "(made by qforge measure)");
+    if (o->recipe || o->type)
+        return qf_fail(err, QF_E_USAGE, "an automatic mix (--sensitivity) chooses every type: drop --%s",
+                       o->recipe ? "recipe" : "type");
+    if (o->target_bpw < 0 || o->max_kld < 0 || !isfinite(o->target_bpw) || !isfinite(o->max_kld))
+        return qf_fail(err, QF_E_USAGE, "targets must be positive numbers");
+    po->type = QF_T_Q8_0;
+    qf_status st = qf_sens_load(o->sensitivity, &c->sens, err);
+    if (st) return st;
+    c->have_sens = true;
+    return qf_sha256_file_hex(o->sensitivity, c->sens_digest, err);
+}
+
+/* The solver's budget in tensor bytes: the file size less what is not tensor data (as measured on the
+ * candidates, plus room for the mix's own metadata), and the bits per weight over every tensor. */
+#define SOLVER_METADATA_SLACK (16u << 10)
+
+static qf_status solve_mix(conversion *c, const qf_convert_opts *o, qf_error *err) {
+    qf_solve_opts so = {.max_kld = o->max_kld > 0 ? o->max_kld : -1, .allow_extension = o->allow_extension_types,
+                        .label = o->sensitivity};
+    if (o->target_size) {
+        uint64_t fixed = c->sens.overhead + SOLVER_METADATA_SLACK;
+        if (o->target_size <= fixed)
+            return qf_fail(err, QF_E_USAGE, "--target-size %llu is below the file's metadata (about %llu bytes)",
+                           (unsigned long long)o->target_size, (unsigned long long)fixed);
+        so.max_bytes = o->target_size - fixed;
+    }
+    if (o->target_bpw > 0) {
+        uint64_t b = (uint64_t)floor(o->target_bpw * (double)c->plan.total_params / 8.0);
+        so.max_bytes = so.max_bytes ? QF_MIN(so.max_bytes, b) : b;
+    }
+    qf_solve_result r;
+    qf_status st = qf_plan_solve(c->src, &c->plan, &c->sens, &so, &r, err);
+    if (st) return st;
+    /* general.file_type names the type holding the most weights */
+    uint64_t most = 0;
+    for (size_t i = 0; i < c->plan.n; i++) {
+        const qf_plan_entry *e = &c->plan.e[i];
+        uint64_t w = 0;
+        for (size_t k = 0; k < c->plan.n; k++)
+            if (c->plan.e[k].type == e->type) w += c->plan.e[k].ne[0] * c->plan.e[k].n_rows;
+        if (isfinite(e->predicted_kld) && w > most) { most = w; c->plan.weight_type = e->type; }
+    }
+    if (o->predicted_kld) *o->predicted_kld = r.predicted_kld;
+    return QF_OK;
+}
+
 static qf_status load_options(conversion *c, const qf_convert_opts *o, qf_plan_opts *po, qf_error *err) {
-    if (o->recipe) {
+    if (o->sensitivity || wants_solver(o)) {
+        qf_status st = load_solver(c, o, po, err);
+        if (st) return st;
+    } else if (o->recipe) {
         if (!(po->recipe = qf_recipe_by_name(o->recipe))) {
             char recipes[256];
             recipe_list(recipes, sizeof recipes);
@@ -334,8 +399,9 @@ static qf_status write_metadata(const conversion *c, const qf_convert_opts *o, q
         (!qf_source_gguf(c->src) && (st = qf_vocab_write_gguf(&c->vocab, w, err))) ||
         (st = qf_gguf_set_str(w, "qforge.version", QF_VERSION_STRING, err)) ||
         (st = qf_gguf_set_str(w, "qforge.source_sha256", c->src_digest, err)) ||
-        (st = qf_gguf_set_str(w, "qforge.recipe", o->recipe ? o->recipe : o->type ? o->type : "f16", err)) ||
-        (st = qf_gguf_set_str(w, "qforge.method", c->method, err)))
+        (st = qf_gguf_set_str(w, "qforge.recipe", c->have_sens ? "auto" : o->recipe ? o->recipe : o->type ? o->type : "f16", err)) ||
+        (st = qf_gguf_set_str(w, "qforge.method", c->method, err)) ||
+        (c->have_sens && (st = qf_gguf_set_str(w, "qforge.sensitivity_sha256", c->sens_digest, err))))
         return st;
     if (o->n_tensor_types && (st = qf_gguf_set_arr_str(w, "qforge.tensor_types", o->tensor_types, o->n_tensor_types, err)))
         return st;
@@ -577,8 +643,18 @@ static qf_status bind_calibration(conversion *c, const qf_convert_opts *o, qf_er
     return QF_OK;
 }
 
+/* The solver's budget keeps the file within --target-size; a file beyond it is a bug to report. */
+static qf_status check_target_size(const qf_convert_opts *o, qf_error *err) {
+    struct stat sb;
+    if (o->split_max_bytes || o->split_max_tensors || stat(o->out, &sb) != 0) return QF_OK;
+    if ((uint64_t)sb.st_size <= o->target_size) return QF_OK;
+    return qf_fail(err, QF_E_INTERNAL, "%s is %llu bytes, beyond --target-size %llu: the metadata outgrew the solver's "
+                   "allowance; please report it", o->out, (unsigned long long)sb.st_size, (unsigned long long)o->target_size);
+}
+
 qf_status qf_convert(const qf_convert_opts *o, qf_error *err) {
     qf_error_clear(err);
+    if (o->predicted_kld) *o->predicted_kld = NAN;
     if (!o->dry_run && !o->out) return qf_fail(err, QF_E_USAGE, "no output file given (-o OUT.gguf)");
     const char *inputs[] = {o->src, o->imatrix, o->hessian};
     qf_status chk = check_split_options(o, err);
@@ -593,12 +669,15 @@ qf_status qf_convert(const qf_convert_opts *o, qf_error *err) {
     if (!st) st = qf_plan_build(c.src, &c.hp, &po, &c.plan, err);
     if (!st) st = check_requantize(&c, o, err);
     if (!st) st = check_overrides(&c, o, err);
+    if (!st && c.have_sens) st = solve_mix(&c, o, err);
     if (!st) st = bind_calibration(&c, o, err);
     if (!st && split_output(o)) st = plan_split(&c, o, err);
     if (!st && !o->dry_run) st = check_outputs(&c, o, err);
     if (!st && o->dry_run) st = dry_run(&c, o, err);
     else if (!st) st = write_output(&c, o, err);
+    if (!st && c.have_sens && o->target_size && !o->dry_run) st = check_target_size(o, err);
     qf_plan_free(&c.plan);
+    qf_sens_free(&c.sens);
     free(c.part_of);
     free(c.kv);
     for (size_t i = 0; i < c.n_overrides; i++) qf_type_override_free(&c.overrides[i]);

@@ -134,6 +134,7 @@ static const command commands[] = {
     {"convert", qf_cli_convert, "HF checkpoint (dir, shards, archive, FP8) -> GGUF"},
     {"quantize", qf_cli_quantize, "checkpoint -> quantized GGUF (types, recipes, overrides, imatrix, GPTQ)"},
     {"calibrate", qf_cli_calibrate, "activation statistics over text: importance matrix (+ GPTQ Hessians)"},
+    {"measure", qf_cli_measure, "per-tensor quantization cost (sensitivity) for quantize's automatic mixes"},
     {"inspect", cmd_inspect, "describe a GGUF or safetensors file"},
     {"synth", cmd_synth, "write a small random checkpoint of any supported family (demo and test model)"},
     {"perplexity", qf_cli_perplexity, "perplexity of a GGUF or HF model (llama-perplexity protocol)"},

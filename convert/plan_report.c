@@ -1,5 +1,7 @@
 /* The --dry-run plan as a table or as a JSON report (report.h). */
 #include "convert/report.h"
+
+#include <math.h>
 #include "kernels/qtypes.h"
 #include "quantize/plan.h"
 
@@ -85,6 +87,8 @@ cJSON *qf_plan_report(const qf_source *src, const qf_plan *p, const char *source
         cJSON_AddNumberToObject(t, "bytes", (double)e->nbytes);
         cJSON_AddNumberToObject(t, "bpw", 8.0 * (double)e->nbytes / (double)(e->ne[0] * e->n_rows));
         qf_json_add_text(t, "reason", e->reason);
+        cJSON_AddItemToObject(t, "predicted_kld", isfinite(e->predicted_kld) ? cJSON_CreateNumber(e->predicted_kld)
+                                                                               : cJSON_CreateNull());
         cJSON_AddBoolToObject(t, "permute_rotary", e->spec && e->spec->permute_heads != 0);
         cJSON_AddItemToArray(ts, t);
     }

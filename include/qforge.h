@@ -88,6 +88,14 @@ typedef struct qf_convert_opts {
     uint32_t split_max_tensors; /* tensors per part (--split-max-tensors); 0 = no limit */
     uint32_t only_split;        /* 1-based: write this part alone, byte-identical to the whole run's; 0 = all */
     uint32_t *split_parts;      /* when not NULL, set to the number of parts of a split output */
+    /* An automatic mix (quantize/solve.h): every tensor's type chosen from a sensitivity table
+     * (qf_measure_model) to meet the targets given, instead of a type or recipe. */
+    const char *sensitivity;    /* the table (qforge.sensitivity/1) */
+    uint64_t target_size;       /* the output file's bytes at most; 0 = none */
+    double target_bpw;          /* bits per weight over all tensors at most; 0 = none */
+    double max_kld;             /* predicted mean KLD at most; 0 = none */
+    bool allow_extension_types; /* the solver may choose types llama.cpp cannot load */
+    double *predicted_kld;      /* when not NULL, set to the solved mix's predicted KLD (NAN without one) */
     qf_progress_fn progress;
     void *progress_user;
     qf_warn_fn warn;        /* NULL = "qforge: warning: MSG" on stderr */
@@ -319,6 +327,40 @@ typedef struct qf_calibrate_opts {
  * weight's input, the per-column sum of squared activations and the token count; optionally the full
  * second-moment matrix per input for GPTQ. */
 qf_status qf_calibrate(const qf_calibrate_opts *opts, qf_error *err);
+
+/* ---- measure: the sensitivity table of an automatic mix ------------------------------------------- */
+
+typedef struct qf_measure_model_opts {
+    const char *src;        /* the unquantized checkpoint (HF directory, F16/BF16/F32 GGUF, ...) */
+    const char *imatrix;    /* the importance matrix the mix will be quantized with; NULL = none */
+    const char *text_path;  /* text the true effects are measured on (a few chunks are enough) */
+    const char *out;        /* the table (qforge.sensitivity/1) */
+    const char *const *types; /* candidate types; NULL = q2_K, q3_K, q4_K, q5_K, q6_K, q8_0 */
+    size_t n_types;
+    const char *probe;      /* the type whose true effect is measured for every tensor; NULL = q3_K */
+    const char *work_dir;   /* where the candidates are written, removed at the end; NULL = the output's
+                               directory */
+    uint32_t ctx, chunks;   /* 0 = 512, and every chunk */
+    int threads;
+    bool no_escape;
+    bool check;             /* measure every candidate's true effect too (validation: n_types x the time) */
+    qf_progress_fn progress; /* quantizing the candidates, in bytes */
+    qf_progress_fn count_progress; /* then measuring, in forward passes (tensors x chunks) */
+    void *progress_user;    /* both's */
+    qf_warn_fn warn;
+    void *warn_user;
+} qf_measure_model_opts;
+
+typedef struct qf_measure_model_result {
+    size_t tensors;
+    double rank_proxy, rank_check; /* formats/sensitivity.h; NAN where not measured */
+    uint64_t candidate_bytes;      /* disk the candidates took while they existed */
+    double quantize_seconds, measure_seconds;
+} qf_measure_model_result;
+
+/* Quantize the checkpoint once per candidate type (with the imatrix), measure every tensor's cost at
+ * each (verify/sensitivity.h), write the table. */
+qf_status qf_measure_model(const qf_measure_model_opts *opts, qf_measure_model_result *res, qf_error *err);
 
 /* ---- trust: integrity digests, signatures, transport packs (docs/integrity.md) ------------------- */
 

@@ -2,6 +2,8 @@
 #include "quantize/plan.h"
 #include "kernels/qtypes.h"
 
+#include <math.h>
+
 qf_status qf_type_override_parse(const char *spec, qf_type_override *o, qf_error *err) {
     memset(o, 0, sizeof *o);
     const char *eq = strrchr(spec, '=');
@@ -133,6 +135,23 @@ static void choose_type(qf_source *src, const qf_plan *p, qf_plan_entry *e, cons
                  qf_qtype_get(t)->name);
 }
 
+qf_status qf_plan_set_type(qf_source *src, qf_plan *p, qf_plan_entry *e, uint32_t type, const char *why,
+                           qf_error *err) {
+    const qf_qtype_traits *tt = qf_qtype_get(type);
+    uint64_t row_bytes, nbytes;
+    if (!tt || !tt->quantize || e->ne[0] % tt->blck != 0)
+        return qf_fail(err, QF_E_INPUT, "tensor '%s': rows of %llu values cannot be stored as %s", e->name,
+                       (unsigned long long)e->ne[0], tt ? tt->name : "an unknown type");
+    if (!qf_qtype_row_bytes(tt, e->ne[0], &row_bytes) || !qf_mul_ok(row_bytes, e->n_rows, &nbytes))
+        return qf_fail(err, QF_E_INPUT, "tensor '%s': size overflows", e->name);
+    p->total_bytes = p->total_bytes - e->nbytes + nbytes;
+    e->type = type;
+    e->nbytes = nbytes;
+    e->fp8_pass = fp8_exact(src, p, e, qf_qtype_e4m3_group(tt, e->ne[0]));
+    snprintf(e->reason, sizeof e->reason, "%s", why);
+    return QF_OK;
+}
+
 static qf_status finish_entry(qf_source *src, qf_plan *p, qf_plan_entry *e, const qf_hparams *hp,
                               const qf_plan_opts *opts, qf_error *err) {
     choose_type(src, p, e, hp, opts);
@@ -189,7 +208,7 @@ qf_status qf_plan_build(qf_source *src, const qf_hparams *hp, const qf_plan_opts
     if (!p->e) { st = qf_fail(err, QF_E_NOMEM, "out of memory for the plan"); goto fail; }
     if (hp->rope_scaling == QF_ROPE_SCALING_LLAMA3 && !gguf) {
         qf_plan_entry *e = &p->e[p->n];
-        *e = (qf_plan_entry){.gen = QF_GEN_ROPE_LLAMA3, .role = QF_ROLE_ROPE_FREQS, .layer = -1,
+        *e = (qf_plan_entry){.gen = QF_GEN_ROPE_LLAMA3, .role = QF_ROLE_ROPE_FREQS, .layer = -1, .predicted_kld = NAN,
                              .n_dims = 1, .ne = {hp->head_dim / 2, 1, 1, 1}};
         snprintf(e->name, sizeof e->name, "rope_freqs.weight");
         if ((st = finish_entry(src, p, e, hp, opts, err))) goto fail;
@@ -198,7 +217,7 @@ qf_status qf_plan_build(qf_source *src, const qf_hparams *hp, const qf_plan_opts
         const qf_tensor_spec *t = &p->map.t[i];
         if ((st = check_readable(src, p, t, err))) goto fail;
         qf_plan_entry *e = &p->e[p->n];
-        *e = (qf_plan_entry){.spec = t, .role = t->role, .layer = t->layer, .n_dims = t->n_dims};
+        *e = (qf_plan_entry){.spec = t, .role = t->role, .layer = t->layer, .n_dims = t->n_dims, .predicted_kld = NAN};
         snprintf(e->name, sizeof e->name, "%s", t->name);
         memcpy(e->ne, t->ne, sizeof e->ne);
         if ((st = finish_entry(src, p, e, hp, opts, err))) goto fail;

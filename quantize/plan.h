@@ -51,6 +51,8 @@ typedef struct qf_plan_entry {
     qf_calib calib;        /* what it is quantized with; imx / hess point at the data (borrowed) */
     const qf_imatrix_entry *imx;
     const qf_hessian *hess;
+    double predicted_kld;  /* the solver's predicted cost of this tensor's type (quantize/solve.h); NAN
+                              where no solver chose it */
 } qf_plan_entry;
 
 typedef struct qf_plan {
@@ -90,6 +92,10 @@ void qf_type_override_free(qf_type_override *o);
  * name the tensor), each with its stored type and the reason for it. */
 qf_status qf_plan_build(qf_source *src, const qf_hparams *hp, const qf_plan_opts *opts, qf_plan *plan, qf_error *err);
 void qf_plan_free(qf_plan *plan);
+/* Store entry e as `type` instead (the solver's choice), with `why` as its reason: the size, the totals
+ * and FP8 pass-through follow. QF_E_INPUT when its rows do not hold whole blocks of the type. */
+qf_status qf_plan_set_type(qf_source *src, qf_plan *plan, qf_plan_entry *e, uint32_t type, const char *why,
+                           qf_error *err);
 /* llama.cpp's general.file_type for the plan (LLAMA_FTYPE_* of its bulk type), or -1 when it has none
  * or the plan holds a type llama.cpp cannot load. */
 int qf_plan_file_type(const qf_plan *plan);
