@@ -249,7 +249,8 @@ static int parse_convert(int argc, char **argv, bool quantize, convert_cli *v) {
     if (quantize && v->co.model && (!strcmp(v->co.model, "rtn") || !strcmp(v->co.model, "weighted") || !strcmp(v->co.model, "gptq")))
         return qf_cli_usage(cmd, "-m is --model, as in llama.cpp; the quantization method is --method");
     if (!(v->o.src = qf_cli_positional(cmd, argc, argv, &v->co, "SRC"))) return 2;
-    if (quantize && !v->o.sensitivity && !v->o.type == !v->o.recipe)
+    bool automatic = v->o.sensitivity || v->o.target_size || v->o.target_bpw > 0 || v->o.max_kld > 0;
+    if (quantize && !automatic && !v->o.type == !v->o.recipe)
         return qf_cli_usage(cmd, "give exactly one of --type, --recipe or --sensitivity with a target");
     if (v->o.json && !v->o.dry_run) return qf_cli_usage(cmd, "--json describes the plan: use it with --dry-run");
     if (!quantize && !v->o.type) v->o.type = "f16";

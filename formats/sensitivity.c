@@ -29,19 +29,27 @@ void qf_sens_free(qf_sens *s) {
 
 /* ---- writing ------------------------------------------------------------------------------------- */
 
-static cJSON *number_or_null(double v) { return isfinite(v) ? cJSON_CreateNumber(v) : cJSON_CreateNull(); }
+/* Exactly: cJSON prints 15 digits wherever they read back within its epsilon, which is not the same
+ * double; a table written and read again must solve to the same plan. */
+static cJSON *exact(double v) {
+    char buf[40];
+    snprintf(buf, sizeof buf, "%.17g", v);
+    return cJSON_CreateRaw(buf);
+}
+
+static cJSON *number_or_null(double v) { return isfinite(v) ? exact(v) : cJSON_CreateNull(); }
 
 static cJSON *tensor_json(const qf_sens_tensor *t) {
     cJSON *o = cJSON_CreateObject(), *types = cJSON_CreateArray();
     cJSON_AddStringToObject(o, "name", t->name);
     cJSON_AddNumberToObject(o, "params", (double)t->params);
     cJSON_AddBoolToObject(o, "weighted", t->weighted);
-    cJSON_AddNumberToObject(o, "gain", t->gain);
+    cJSON_AddItemToObject(o, "gain", exact(t->gain));
     for (size_t k = 0; k < t->n; k++) {
         cJSON *c = cJSON_CreateObject();
         cJSON_AddStringToObject(c, "type", qf_qtype_get(t->c[k].type)->name);
         cJSON_AddNumberToObject(c, "bytes", (double)t->c[k].bytes);
-        cJSON_AddNumberToObject(c, "err", t->c[k].err);
+        cJSON_AddItemToObject(c, "err", exact(t->c[k].err));
         cJSON_AddItemToObject(c, "kld", number_or_null(t->c[k].kld));
         cJSON_AddItemToArray(types, c);
     }
@@ -88,6 +96,20 @@ static qf_status bad(const reader *r, const char *where, const char *what) {
 }
 
 /* A finite number >= 0 (null allowed where `nullable`, read as NAN). */
+static qf_status get_num(const reader *r, const cJSON *o, const char *key, const char *where, bool nullable, double *v);
+
+/* A correlation: in [-1, 1], or null. */
+static qf_status get_rank(const reader *r, const cJSON *o, const char *key, double *v) {
+    const cJSON *x = cJSON_GetObjectItemCaseSensitive(o, key);
+    *v = NAN;
+    if (cJSON_IsNull(x)) return QF_OK;
+    char at[64];
+    snprintf(at, sizeof at, "top level \"%s\"", key);
+    if (!cJSON_IsNumber(x) || !(x->valuedouble >= -1 && x->valuedouble <= 1)) return bad(r, at, "not a number in [-1, 1] or null");
+    *v = x->valuedouble;
+    return QF_OK;
+}
+
 static qf_status get_num(const reader *r, const cJSON *o, const char *key, const char *where, bool nullable, double *v) {
     const cJSON *x = cJSON_GetObjectItemCaseSensitive(o, key);
     char at[192];
@@ -173,8 +195,8 @@ static qf_status read_header(const reader *r, const cJSON *root, qf_sens *s) {
     if (!st) st = get_count(r, root, "chunks", "top level", UINT32_MAX, &chunks);
     if (!st) st = get_count(r, root, "tokens", "top level", UINT64_C(1) << 52, &s->tokens);
     if (!st) st = get_count(r, root, "overhead", "top level", UINT64_C(1) << 52, &s->overhead);
-    if (!st) st = get_num(r, root, "rank_proxy", "top level", true, &s->rank_proxy);
-    if (!st) st = get_num(r, root, "rank_check", "top level", true, &s->rank_check);
+    if (!st) st = get_rank(r, root, "rank_proxy", &s->rank_proxy);
+    if (!st) st = get_rank(r, root, "rank_check", &s->rank_check);
     s->ctx = (uint32_t)ctx;
     s->chunks = (uint32_t)chunks;
     return st;

@@ -127,6 +127,10 @@ qf_status qf_plan_solve(qf_source *src, qf_plan *plan, const qf_sens *s, const q
     if (!st && o->max_kld >= 0 && cost > o->max_kld)
         st = qf_fail(err, QF_E_INPUT, "no mix of these types%s predicts a KLD of %g or less (the best reaches %.4g)",
                      o->max_bytes ? " within the size" : "", o->max_kld, cost);
+    if (!st) { /* the running sum drifts by rounding: the mix's cost is the sum of its tensors' */
+        cost = 0;
+        for (size_t i = 0; i < n_ch; i++) cost += ch[i].hull[ch[i].at].cost;
+    }
     for (size_t i = 0; !st && i < n_ch; i++) {
         char why[160];
         describe(&ch[i], why, sizeof why);
