@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # qforge build driver — the two commands the README shows.
 #   bash build.sh demo [MODEL]   install missing packages (as root), build, then run the main job on MODEL
-#                                (an HF directory, shard index or archive); without MODEL, on a small Llama
-#                                checkpoint qforge generates itself
+#                                (an HF directory, shard index or archive; recipe q4_k_m); without MODEL, on a
+#                                small DeepSeek-V3-style MoE in FP8 release layout qforge generates itself
+#                                (recipe fp8-int4)
 #   bash build.sh test           install missing packages, build, and run the whole test suite under ctest
 #                                (a normal build, then an AddressSanitizer + UBSan build of the unit tests,
 #                                then a bounded libFuzzer run of every parser when clang is available)
@@ -60,27 +61,30 @@ cmd_demo() {
     # Texts for the demo: this repository's own documents (calibration and evaluation kept apart).
     local cal=README.md eval=docs/quant-types.md
     mkdir -p "$out"
+    local recipe=q4_k_m
     if [ -z "$model" ]; then
+        # what our users bring: a DeepSeek-V3-style MoE (MLA, routed + shared experts, a leading dense
+        # layer, an MTP layer) in DeepSeek's FP8 release layout (E4M3 + 128x128 block scales, 3 shards),
+        # taken in one pass to the FP8+INT4 mix
         model=$out/model
-        echo "== generating a small random Llama checkpoint in $model"
+        recipe=fp8-int4
+        echo "== generating a small random DeepSeek-V3-style checkpoint in FP8 release layout in $model"
         rm -rf "$model" # the demo's own model: synth never writes over an existing one
-        "$qf" synth "$model"
+        "$qf" synth "$model" --arch deepseek-v3 --fp8 --shards 3 --mtp 1
     fi
     echo "== the checkpoint"
     "$qf" inspect "$model" | tail -n 1
-    echo "== convert to F16 (streaming, llama.cpp names and metadata)"
-    "$qf" convert "$model" -o "$out/model-f16.gguf" --type f16
-    echo "== calibrate on $cal: importance matrix in llama.cpp's layout"
+    echo "== calibrate on $cal: importance matrix in llama.cpp's layout (routed experts per expert)"
     "$qf" calibrate "$model" --text "$cal" --ctx 128 --chunks 8 -o "$out/imatrix.gguf"
-    echo "== quantize with the q4_k_m recipe and the importance matrix"
-    "$qf" quantize "$model" --recipe q4_k_m --imatrix "$out/imatrix.gguf" -o "$out/model-q4_k_m.gguf"
-    "$qf" inspect "$out/model-q4_k_m.gguf" | tail -n 1
-    echo "== verify against the original on $eval (gate: mean KLD <= 0.5)"
-    "$qf" verify "$out/model-q4_k_m.gguf" --base "$model" --text "$eval" --ctx 128 --chunks 4 --max-kld 0.5 \
+    echo "== quantize with the $recipe recipe and the importance matrix, straight from the checkpoint"
+    "$qf" quantize "$model" --recipe "$recipe" --imatrix "$out/imatrix.gguf" -o "$out/model-$recipe.gguf"
+    "$qf" inspect "$out/model-$recipe.gguf" | tail -n 1
+    echo "== verify against the original on $eval (gate: mean KLD <= 0.05; MoE: routing agreement too)"
+    "$qf" verify "$out/model-$recipe.gguf" --base "$model" --text "$eval" --ctx 128 --chunks 4 --max-kld 0.05 \
         --junit "$out/verify.junit.xml" --json "$out/verify.json"
     echo "== integrity digests and a transport pack"
-    "$qf" verify "$out/model-q4_k_m.gguf" --integrity
-    "$qf" pack "$out/model-q4_k_m.gguf" -o "$out/model-q4_k_m.qfz"
+    "$qf" verify "$out/model-$recipe.gguf" --integrity
+    "$qf" pack "$out/model-$recipe.gguf" -o "$out/model-$recipe.qfz"
     echo "== done: outputs in $out/"
 }
 

@@ -24,6 +24,9 @@
 #   QQ_CAL [tinyshakespeare.txt]  QQ_CAL_BYTES [300000]  QQ_CAL_SKIP [0]
 #   QQ_RTN [1]      also the no-imatrix rows (qforge RTN, llama-quantize without --imatrix)
 #   QQ_GPTQ [1]     the GPTQ rows (calibrate --hessian, quantize --imatrix --hessian)
+#   QQ_AUTO [1]     the automatic mixes: qforge measure (QQ_MEASURE_CHUNKS [8] chunks of the calibration
+#                   text), then quantize --target-size at each llama.cpp imatrix file's size (q4_k_m,
+#                   q3_k_m, q2_k); the measurement's time is compared with llama-imatrix's
 #   QQ_JSON [quant_quality.json in the current directory]   QQ_MD [none: stdout only]
 #   QQ_KEEP         a directory to keep every intermediate file in (default: a temp dir, removed)
 # Calibration and evaluation text must not overlap: when QQ_CAL is an evaluation file, QQ_CAL_SKIP must
@@ -108,9 +111,16 @@ log "llama-imatrix ($cal_chunks x $ctx tokens)"
 timed llama_imatrix "$ref/bin/llama-imatrix" -m "$work/base-f32.gguf" -f "$cal" -c "$ctx" -b "$ctx" --chunks "$cal_chunks" \
     -o "$work/ref.imatrix.gguf" -t "$threads"
 
+do_auto=${QQ_AUTO:-1}
+if [ "$do_auto" = 1 ]; then
+    log "qforge measure (${QQ_MEASURE_CHUNKS:-8} x $ctx tokens of the calibration text)"
+    timed measure "$qf" measure "$model" --text "$cal" -c "$ctx" --chunks "${QQ_MEASURE_CHUNKS:-8}" \
+        -i "$work/ours.imatrix.gguf" -o "$work/sens.json" -j "$threads" -q
+fi
+
 # ---- rows: id|recipe|quantizer|imatrix used|llama.cpp loads it (1/0) -------------------------------------
 rows=()
-for r in q4_k_m q3_k_m; do
+for r in q4_k_m q3_k_m q2_k; do
     rows+=("$r.qforge-weighted|$r|qforge weighted|qforge|1")
     if [ "$do_gptq" = 1 ]; then rows+=("$r.qforge-gptq|$r|qforge GPTQ|qforge+H|1"); fi
     rows+=("$r.llamacpp-imatrix|$r|llama.cpp|llama.cpp|1")
@@ -119,6 +129,9 @@ for r in q4_k_m q3_k_m; do
         rows+=("$r.llamacpp-rtn|$r|llama.cpp|none|1")
     fi
 done
+if [ "$do_auto" = 1 ]; then
+    for r in q4_k_m q3_k_m q2_k; do rows+=("auto.$r|auto@$r|qforge auto|qforge|1"); done
+fi
 rows+=("int3-mix.qforge-weighted|int3-mix|qforge weighted|qforge|1")
 rows+=("fp8.qforge-weighted|fp8|qforge weighted|qforge|0")
 rows+=("fp8-int4.qforge-weighted|fp8-int4|qforge weighted|qforge|0")
@@ -126,7 +139,7 @@ rows+=("q8-int4.qforge-weighted|q8-int4|qforge weighted|qforge|1")
 rows+=("q8_0.qforge-weighted|q8_0|qforge weighted|qforge|1")
 rows+=("q8_0.llamacpp|q8_0|llama.cpp|llama.cpp|1")
 
-declare -A ref_type=([q4_k_m]=Q4_K_M [q3_k_m]=Q3_K_M [q8_0]=Q8_0)
+declare -A ref_type=([q4_k_m]=Q4_K_M [q3_k_m]=Q3_K_M [q2_k]=Q2_K [q8_0]=Q8_0)
 log "quantize ${#rows[@]} rows"
 for row in "${rows[@]}"; do
     IFS='|' read -r id recipe who imat loads <<< "$row"
@@ -136,6 +149,9 @@ for row in "${rows[@]}"; do
                                   --imatrix "$work/ours.imatrix.gguf" -j "$threads" -q ;;
     "qforge GPTQ|qforge+H")   timed "q.$id" "$qf" quantize "$model" -o "$out" -r "$recipe" \
                                   --imatrix "$work/ours.imatrix.gguf" --hessian "$work/ours.hessian.gguf" -j "$threads" -q ;;
+    "qforge auto|qforge")     timed "q.$id" "$qf" quantize "$model" -o "$out" --sensitivity "$work/sens.json" \
+                                  --target-size "$(stat -c %s "$work/${recipe#auto@}.llamacpp-imatrix.gguf")" \
+                                  --imatrix "$work/ours.imatrix.gguf" -j "$threads" -q ;;
     "qforge RTN|none")        timed "q.$id" "$qf" quantize "$model" -o "$out" -r "$recipe" -j "$threads" -q ;;
     "llama.cpp|llama.cpp")    timed "q.$id" "$ref/bin/llama-quantize" --imatrix "$work/ref.imatrix.gguf" \
                                   "$work/base-f32.gguf" "$out" "${ref_type[$recipe]}" "$threads" ;;
@@ -256,8 +272,9 @@ for rid, recipe, who, imat, loads in rows:
 by = {r["id"]: r for r in out["rows"]}
 # KLD ratios ours / llama.cpp at equal recipe (same imatrix setting: both imatrix, or both none)
 ratios = []
-for recipe in ("q4_k_m", "q3_k_m", "q8_0"):
-    pairs = [(f"{recipe}.qforge-weighted", f"{recipe}.llamacpp-imatrix"),
+for recipe in ("q4_k_m", "q3_k_m", "q2_k", "q8_0"):
+    pairs = [(f"auto.{recipe}", f"{recipe}.llamacpp-imatrix"),
+             (f"{recipe}.qforge-weighted", f"{recipe}.llamacpp-imatrix"),
              (f"{recipe}.qforge-gptq", f"{recipe}.llamacpp-imatrix"),
              (f"{recipe}.qforge-rtn", f"{recipe}.llamacpp-rtn"),
              (f"{recipe}.qforge-weighted", f"{recipe}.llamacpp")]
@@ -323,6 +340,11 @@ L.append("imatrix: `qforge` = `qforge calibrate`, `qforge+H` = same plus GPTQ He
          "llama-perplexity: `-fa off -ctk f32 -ctv f32`; on k-quant files it runs Q8_K-quantized activations, "
          "qforge F32 activations, so the two PPLs of one file differ slightly. 'llama.cpp judging': "
          "`llama-perplexity --kl-divergence` of each file against the F32 GGUF's saved logits.")
+t = out["timings_s"]
+if t.get("measure") and t.get("llama_imatrix"):
+    L.append(f"Automatic mixes: `qforge calibrate` {t['calibrate']:.1f} s + `qforge measure` {t['measure']:.1f} s = "
+             f"{(t['calibrate'] + t['measure']) / t['llama_imatrix']:.2f}x the {t['llama_imatrix']:.1f} s of `llama-imatrix` "
+             "on the same text (solving is part of each quantize run).")
 L.append(f"Wall time {int(secs)} s on {threads} threads.")
 md = "\n".join(L) + "\n"
 sys.stdout.write(md)

@@ -55,7 +55,8 @@ static const char convert_help[] =
     "--type has no short form.\n";
 
 static const char quantize_help[] =
-    "usage: qforge quantize SRC -o OUT.gguf (--type T | --recipe R) [--tensor-type REGEX=T]...\n"
+    "usage: qforge quantize SRC -o OUT.gguf (--type T | --recipe R | --sensitivity F --target-size S)\n"
+    "                       [--tensor-type REGEX=T]...\n"
     "                       [--imatrix F] [--method rtn|weighted|gptq] [--dry-run [--json]] [--threads N]\n"
     "\n"
     "Quantize a checkpoint (as for convert: HF directory, cache entry or archive, BF16 or FP8\n"
