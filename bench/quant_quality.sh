@@ -24,7 +24,7 @@
 #   QQ_CAL [tinyshakespeare.txt]  QQ_CAL_BYTES [300000]  QQ_CAL_SKIP [0]
 #   QQ_RTN [1]      also the no-imatrix rows (qforge RTN, llama-quantize without --imatrix)
 #   QQ_GPTQ [1]     the GPTQ rows (calibrate --hessian, quantize --imatrix --hessian)
-#   QQ_AUTO [1]     the automatic mixes: qforge measure (QQ_MEASURE_CHUNKS [8] chunks of the calibration
+#   QQ_AUTO [1]     the automatic mixes: qforge measure (QQ_MEASURE_CHUNKS [4] chunks of the calibration
 #                   text), then quantize --target-size at each llama.cpp imatrix file's size (q4_k_m,
 #                   q3_k_m, q2_k); the measurement's time is compared with llama-imatrix's
 #   QQ_JSON [quant_quality.json in the current directory]   QQ_MD [none: stdout only]
@@ -113,8 +113,8 @@ timed llama_imatrix "$ref/bin/llama-imatrix" -m "$work/base-f32.gguf" -f "$cal" 
 
 do_auto=${QQ_AUTO:-1}
 if [ "$do_auto" = 1 ]; then
-    log "qforge measure (${QQ_MEASURE_CHUNKS:-8} x $ctx tokens of the calibration text)"
-    timed measure "$qf" measure "$model" --text "$cal" -c "$ctx" --chunks "${QQ_MEASURE_CHUNKS:-8}" \
+    log "qforge measure (${QQ_MEASURE_CHUNKS:-4} x $ctx tokens of the calibration text)"
+    timed measure "$qf" measure "$model" --text "$cal" -c "$ctx" --chunks "${QQ_MEASURE_CHUNKS:-4}" \
         -i "$work/ours.imatrix.gguf" -o "$work/sens.json" -j "$threads" -q
 fi
 

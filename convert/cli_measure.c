@@ -29,7 +29,7 @@ static const char measure_help[] =
     "      --probe T          the type whose true effect is measured for every tensor (default q3_K)\n"
     "  -c, --ctx-size, --ctx N\n"
     "                         tokens per chunk (default 512)\n"
-    "      --chunks N         chunks of text (default: all that fit)\n"
+    "      --chunks N         chunks of text (default 4: on the models measured, more chose the same mix)\n"
     "      --check            also measure every other type's true effect and report how well the\n"
     "                         predictions rank them (Spearman's rho); costs one pass per tensor per type\n"
     "      --no-escape        read the text literally (default: backslash escapes processed, as\n"

@@ -15,8 +15,8 @@
  *   {"schema", "model": label, "params": total weights measured, "probe": type, "ctx", "chunks",
  *    "tokens": scored tokens, "overhead": bytes of a file that are not tensor data (metadata, padding),
  *    "rank_proxy": Spearman of err_t(probe) against kld(t, probe) over tensors,
- *    "rank_check": Spearman of predicted against measured kld over every (tensor, type) measured
- *                  besides the probe, or null,
+ *    "rank_check": for each type besides the probe, Spearman of predicted against measured kld over
+ *                  the tensors, averaged over the types (measure --check), or null,
  *    "tensors": [{"name", "params", "weighted": the proxy used imatrix sums, "gain",
  *                 "types": [{"type", "bytes", "err", "kld": measured or null}, ...]}, ...]}
  * Tensors in the model's order, types by ascending bytes.

@@ -340,7 +340,7 @@ typedef struct qf_measure_model_opts {
     const char *probe;      /* the type whose true effect is measured for every tensor; NULL = q3_K */
     const char *work_dir;   /* where the candidates are written, removed at the end; NULL = the output's
                                directory */
-    uint32_t ctx, chunks;   /* 0 = 512, and every chunk */
+    uint32_t ctx, chunks;   /* 0 = 512, and 4 chunks */
     int threads;
     bool no_escape;
     bool check;             /* measure every candidate's true effect too (validation: n_types x the time) */

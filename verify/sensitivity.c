@@ -406,21 +406,36 @@ static qf_status fill_table(measure *M, qf_sens *s, qf_error *err) {
     return QF_OK;
 }
 
+/* rank_proxy: the raw proxy against the probe's true effect, over tensors. rank_check: per other type,
+ * the predictions against the true effects over the tensors holding it, averaged over the types (the
+ * question the solver asks: which tensors gain most from bits at a given type). */
 static void fill_ranks(const measure *M, qf_sens *s) {
-    size_t n = 0, m = 0, cap = s->n * QF_SENS_MAX_TYPES;
-    double *x = qf_malloc_n(4 * cap, sizeof(double)), *y = x ? x + cap : NULL, *p = x ? x + 2 * cap : NULL,
-           *q = x ? x + 3 * cap : NULL;
+    double *x = qf_calloc_n(2 * s->n, sizeof(double)), *y = x ? x + s->n : NULL;
     s->rank_proxy = s->rank_check = NAN;
     if (!x) return;
+    uint32_t types[QF_SENS_MAX_TYPES * 4];
+    size_t n_types = 0, n = 0;
     for (size_t i = 0; i < s->n; i++)
         for (size_t k = 0; k < s->t[i].n; k++) {
             const qf_sens_cand *c = &s->t[i].c[k];
-            if (!isfinite(c->kld)) continue;
-            if (c->type == s->probe) { x[n] = c->err; y[n] = c->kld; n++; }
-            else { p[m] = qf_sens_predict(&s->t[i], c); q[m] = c->kld; m++; }
+            if (c->type == s->probe && isfinite(c->kld)) { x[n] = c->err; y[n] = c->kld; n++; }
+            bool seen = c->type == s->probe;
+            for (size_t q = 0; q < n_types && !seen; q++) seen = types[q] == c->type;
+            if (!seen && n_types < QF_ARRAY_LEN(types)) types[n_types++] = c->type;
         }
     s->rank_proxy = qf_rank_correlation(x, y, n);
-    if (M->o->check) s->rank_check = qf_rank_correlation(p, q, m);
+    double sum = 0;
+    size_t used = 0;
+    for (size_t q = 0; M->o->check && q < n_types; q++) {
+        n = 0;
+        for (size_t i = 0; i < s->n; i++) {
+            const qf_sens_cand *c = qf_sens_cand_of(&s->t[i], types[q]);
+            if (c && isfinite(c->kld)) { x[n] = qf_sens_predict(&s->t[i], c); y[n] = c->kld; n++; }
+        }
+        double r = qf_rank_correlation(x, y, n);
+        if (isfinite(r)) { sum += r; used++; }
+    }
+    if (used) s->rank_check = sum / (double)used;
     free(x);
 }
 
