@@ -49,6 +49,7 @@ struct qf_rt_ctx {
     float **hx;
     uint32_t hx_seqs;                /* sequences the store holds (whole passes) */
     uint32_t lm_n_seq;               /* sequences of the group in progress */
+    bool lm_keep;                    /* layers' weights stay resident (qf_rt_lm_keep_weights) */
 };
 
 /* ---- context ------------------------------------------------------------------------------------ */
@@ -452,9 +453,26 @@ qf_status qf_rt_lm_begin(qf_rt_ctx *c, const int32_t *tokens, uint32_t n_seq, qf
         uint32_t s0 = lm_pass(c, p);
         c->ops->embed(c->be, &c->m->tok_embd, tokens + (size_t)s0 * c->n_ctx, c->x);
     }
-    qf_rt_model_release(c->m, -1);
+    if (!c->lm_keep) qf_rt_model_release(c->m, -1);
     c->eval_s += now_s() - t_start;
     return check_finite(c, err);
+}
+
+void qf_rt_lm_keep_weights(qf_rt_ctx *c, bool keep) { c->lm_keep = keep; }
+
+qf_status qf_rt_lm_copy(qf_rt_ctx *dst, const qf_rt_ctx *src, qf_error *err) {
+    qf_status st = check_mode(dst, true, err);
+    if (!st) st = check_mode(src, true, err);
+    if (!st && (dst->m != src->m || dst->n_ctx != src->n_ctx || dst->n_seq_pass != src->n_seq_pass ||
+                dst->ld != src->ld || dst->hx_seqs < src->lm_n_seq || !src->lm_n_seq))
+        st = qf_fail(err, QF_E_USAGE, "layer-major contexts of different shapes (or none begun)");
+    if (st) return st;
+    dst->lm_n_seq = src->lm_n_seq;
+    for (uint32_t p = 0; p < n_passes(src, src->lm_n_seq); p++) {
+        lm_pass(dst, p);
+        dst->ops->copy_rows(dst->be, dst->hx[p], src->hx[p], dst->m->hp.n_embd);
+    }
+    return QF_OK;
 }
 
 qf_status qf_rt_lm_layer(qf_rt_ctx *c, uint32_t l, qf_error *err) {
@@ -468,7 +486,7 @@ qf_status qf_rt_lm_layer(qf_rt_ctx *c, uint32_t l, qf_error *err) {
         lm_pass(c, p);
         layer_forward(c, l);
     }
-    qf_rt_model_release(c->m, (int)l);
+    if (!c->lm_keep) qf_rt_model_release(c->m, (int)l);
     c->eval_s += now_s() - t_start;
     return check_finite(c, err);
 }
@@ -483,7 +501,7 @@ qf_status qf_rt_lm_logits(qf_rt_ctx *c, uint32_t p, uint32_t out_from, const flo
     *seq0 = lm_pass(c, p);
     *n_seq = c->sh.n_seq;
     output_forward(c, out_from, 0);
-    if (p + 1 == n_passes(c, c->lm_n_seq)) qf_rt_model_release(c->m, -1);
+    if (p + 1 == n_passes(c, c->lm_n_seq) && !c->lm_keep) qf_rt_model_release(c->m, -1);
     c->eval_s += now_s() - t_start;
     *logits = c->logits;
     *ld = c->ld_out;

@@ -198,6 +198,12 @@ qf_status qf_rt_lm_layer(qf_rt_ctx *c, uint32_t l, qf_error *err);
 uint32_t qf_rt_lm_passes(const qf_rt_ctx *c);
 qf_status qf_rt_lm_logits(qf_rt_ctx *c, uint32_t pass, uint32_t out_from, const float **logits, size_t *ld,
                           uint32_t *seq0, uint32_t *n_seq, qf_error *err);
+/* Keep every layer's weights resident (no release after a layer): for callers that run the same layers
+ * many times over (sensitivity measurement). */
+void qf_rt_lm_keep_weights(qf_rt_ctx *c, bool keep);
+/* dst continues from where src's group stands: its sequences and hidden states (same model, n_ctx and
+ * pass width; dst reserved for the group). The next qf_rt_lm_layer of dst may be any layer. */
+qf_status qf_rt_lm_copy(qf_rt_ctx *dst, const qf_rt_ctx *src, qf_error *err);
 
 /* Paging a model one layer at a time (layer -1: the embedding and the output projection). Bytes of the
  * layer's weights as stored (what reading it touches); bytes of the copies the model holds in memory

@@ -195,7 +195,11 @@ typedef struct text_run {
     int32_t bos;
     uint32_t ctx, first, n_chunks, n_seq;
     int32_t *chunk;            /* [n_seq][ctx] */
-    qf_rt_ctx *c[2];           /* 0: the base, 1: with a swapped tensor (the same model object) */
+    /* layer-major contexts on the one model object: 0 walks the base through the layers, 1 continues
+     * from there with a tensor swapped, so a tensor of layer l costs the layers from l on */
+    qf_rt_ctx *c[2];
+    float *base;               /* the base's logits of every pass of the group, [pass][n_vocab * ld] */
+    size_t base_ld, n_passes;
     qf_score_buf sb;
     qf_score_cols cols;
 } text_run;
@@ -209,6 +213,7 @@ static void text_free(text_run *t) {
     free(t->cols.same_top1);
     free(t->tokens);
     free(t->chunk);
+    free(t->base);
 }
 
 /* Logits of one call stay within this per context (the chunks of a call are scored one by one). */
@@ -231,7 +236,11 @@ static qf_status text_open(text_run *t, const qf_measure_opts *o, const qf_rt_mo
     uint64_t fit = LOGITS_BYTES / (4ull * QF_MAX(m->hp.n_vocab, 1) * scored);
     t->n_seq = (uint32_t)QF_MAX(1, QF_MIN(QF_MIN(fit, t->n_chunks), QF_MAX(1u, 1024u / t->ctx)));
     int threads = o->threads > 0 ? o->threads : (int)sysconf(_SC_NPROCESSORS_ONLN);
-    for (int i = 0; !st && i < 2; i++) st = qf_rt_ctx_new(m, t->ctx, t->n_seq * t->ctx, threads, &t->c[i], err);
+    for (int i = 0; !st && i < 2; i++) {
+        st = qf_rt_ctx_new_layer_major(m, t->ctx, t->n_seq * t->ctx, threads, &t->c[i], err);
+        if (!st) st = qf_rt_lm_reserve(t->c[i], t->n_seq, err);
+        if (!st) qf_rt_lm_keep_weights(t->c[i], true);
+    }
     if (!st) st = qf_score_buf_init(&t->sb, scored, 0, err);
     if (st) return st;
     t->chunk = qf_malloc_n((uint64_t)t->n_seq * t->ctx, sizeof *t->chunk);
@@ -251,18 +260,54 @@ static void load_chunks(text_run *t, uint32_t i, uint32_t n) {
     }
 }
 
-/* Sum of KL(base || swapped) over the scored tokens of the loaded chunks, chunk by chunk in order. */
-static double kld_sum(text_run *t, uint32_t i, uint32_t n, uint32_t n_vocab, const float *l0, const float *l1,
-                      size_t ld) {
-    double sum = 0;
+/* Sum of KL(base || swapped) over the scored tokens of chunks i.. of the group, pass by pass and chunk by
+ * chunk in order, from context 1 standing after the last layer. */
+static qf_status kld_sum(text_run *t, uint32_t i, uint32_t n_vocab, double *sum, qf_error *err) {
     uint32_t scored = t->ctx - 1 - t->first;
-    for (uint32_t q = 0; q < n; q++) {
-        size_t col = (size_t)q * (t->ctx - t->first);
-        const int32_t *targets = t->tokens + (size_t)(i + q) * t->ctx + t->first + 1;
-        qf_score_compare(t->c[1], &t->sb, l0 + col, l1 + col, ld, n_vocab, targets, scored, &t->cols);
-        for (uint32_t j = 0; j < scored; j++) sum += t->cols.kld[j];
+    for (uint32_t p = 0; p < qf_rt_lm_passes(t->c[1]); p++) {
+        const float *l1;
+        size_t ld;
+        uint32_t seq0, n_seq;
+        qf_status st = qf_rt_lm_logits(t->c[1], p, t->first, &l1, &ld, &seq0, &n_seq, err);
+        if (st) return st;
+        const float *l0 = t->base + p * (size_t)n_vocab * t->base_ld;
+        for (uint32_t q = 0; q < n_seq; q++) {
+            size_t col = (size_t)q * (t->ctx - t->first);
+            const int32_t *targets = t->tokens + (size_t)(i + seq0 + q) * t->ctx + t->first + 1;
+            qf_score_compare(t->c[1], &t->sb, l0 + col, l1 + col, ld, n_vocab, targets, scored, &t->cols);
+            for (uint32_t j = 0; j < scored; j++) *sum += t->cols.kld[j];
+        }
     }
-    return sum;
+    return QF_OK;
+}
+
+/* Context 1 through layers from .. n_layer-1. */
+static qf_status run_layers(text_run *t, uint32_t from, uint32_t n_layer, qf_error *err) {
+    qf_status st = QF_OK;
+    for (uint32_t l = from; !st && l < n_layer; l++) st = qf_rt_lm_layer(t->c[1], l, err);
+    return st;
+}
+
+/* The base's logits of the loaded group, kept for every pass. */
+static qf_status base_logits(text_run *t, uint32_t n, uint32_t n_vocab, uint32_t n_layer, qf_error *err) {
+    qf_status st = qf_rt_lm_begin(t->c[1], t->chunk, n, err);
+    if (!st) st = run_layers(t, 0, n_layer, err);
+    size_t passes = st ? 0 : qf_rt_lm_passes(t->c[1]);
+    for (size_t p = 0; !st && p < passes; p++) {
+        const float *l;
+        size_t ld;
+        uint32_t seq0, n_seq;
+        if ((st = qf_rt_lm_logits(t->c[1], (uint32_t)p, t->first, &l, &ld, &seq0, &n_seq, err))) break;
+        if (!t->base || ld != t->base_ld || passes > t->n_passes) {
+            free(t->base);
+            t->base_ld = ld;
+            t->n_passes = passes;
+            if (!(t->base = qf_malloc_n(passes * n_vocab, ld * sizeof(float))))
+                return qf_fail(err, QF_E_NOMEM, "out of memory for the base's logits");
+        }
+        memcpy(t->base + p * (size_t)n_vocab * ld, l, (size_t)n_vocab * ld * sizeof(float));
+    }
+    return st;
 }
 
 static void swap_group(model_set *b, const model_set *c, const group *g, qf_rt_weight *saved, bool in) {
@@ -328,28 +373,48 @@ typedef struct measure {
 
 static bool measured(const measure *M, size_t k) { return M->o->check || k == M->o->probe; }
 
+/* Where a tensor enters the forward pass: -1 the embeddings, n_layer the output. */
+static int group_layer(const measure *M, const group *g) {
+    const qf_rt_weight *w = M->base.slot[g->first];
+    return w->role == QF_ROLE_OUTPUT ? (int)M->base.m->hp.n_layer : w->layer;
+}
+
+/* Tensor g swapped to candidate k, the group run from where context 0 stands (layer l's input). */
+static qf_status swapped_run(measure *M, size_t g, size_t k, int l, uint32_t i, uint32_t n, qf_rt_weight *saved,
+                             qf_error *err) {
+    text_run *t = &M->text;
+    uint32_t n_layer = M->base.m->hp.n_layer;
+    swap_group(&M->base, &M->cand[k], &M->g[g], saved, true);
+    qf_status st = l < 0 ? qf_rt_lm_begin(t->c[1], t->chunk, n, err) : qf_rt_lm_copy(t->c[1], t->c[0], err);
+    if (!st) st = run_layers(t, l < 0 ? 0 : (uint32_t)l, n_layer, err);
+    double sum = 0;
+    if (!st) st = kld_sum(t, i, M->base.m->hp.n_vocab, &sum, err);
+    swap_group(&M->base, &M->cand[k], &M->g[g], saved, false);
+    M->kld[g * M->o->n_candidates + k] += sum;
+    return st;
+}
+
 static qf_status run_text(measure *M, qf_error *err) {
     text_run *t = &M->text;
-    uint32_t n_vocab = M->base.m->hp.n_vocab;
+    uint32_t n_vocab = M->base.m->hp.n_vocab, n_layer = M->base.m->hp.n_layer;
     size_t nc = M->o->n_candidates, done = 0, total = M->n_groups * (M->o->check ? nc : 1) * t->n_chunks;
     qf_rt_weight saved[1024];
     for (uint32_t i = 0; i < t->n_chunks; i += t->n_seq) {
         uint32_t n = QF_MIN(t->n_seq, t->n_chunks - i);
         load_chunks(t, i, n);
-        const float *l0 = NULL, *l1 = NULL;
-        size_t ld0 = 0, ld1 = 0;
-        qf_status st = qf_rt_eval_seqs(t->c[0], t->chunk, n, t->ctx, t->first, &l0, &ld0, err);
-        for (size_t g = 0; !st && g < M->n_groups; g++)
-            for (size_t k = 0; !st && k < nc; k++) {
-                if (!measured(M, k)) continue;
-                swap_group(&M->base, &M->cand[k], &M->g[g], saved, true);
-                st = qf_rt_eval_seqs(t->c[1], t->chunk, n, t->ctx, t->first, &l1, &ld1, err);
-                swap_group(&M->base, &M->cand[k], &M->g[g], saved, false);
-                if (st) break;
-                M->kld[g * nc + k] += kld_sum(t, i, n, n_vocab, l0, l1, ld1);
-                done += n;
-                if (M->o->progress) M->o->progress(M->o->user, M->g[g].name, done, total);
-            }
+        qf_status st = base_logits(t, n, n_vocab, n_layer, err);
+        if (!st) st = qf_rt_lm_begin(t->c[0], t->chunk, n, err);
+        size_t g = 0;
+        for (int l = -1; !st && l <= (int)n_layer; l++) {
+            for (; !st && g < M->n_groups && group_layer(M, &M->g[g]) == l; g++)
+                for (size_t k = 0; !st && k < nc; k++) {
+                    if (!measured(M, k)) continue;
+                    st = swapped_run(M, g, k, l, i, n, saved, err);
+                    done += n;
+                    if (M->o->progress) M->o->progress(M->o->user, M->g[g].name, done, total);
+                }
+            if (!st && l >= 0 && l < (int)n_layer) st = qf_rt_lm_layer(t->c[0], (uint32_t)l, err);
+        }
         if (st) return st;
     }
     return QF_OK;
