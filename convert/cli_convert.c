@@ -87,6 +87,19 @@ static const char quantize_help[] =
     "      --sparse-experts P blend (default: its sums completed to N tokens at its layer's pooled\n"
     "                         expert mean) | pooled (the pooled mean alone) | own (its own mean; all\n"
     "                         ones with no token, as llama-quantize)\n"
+    "\n"
+    "Automatic mix (instead of --type/--recipe): every quantized tensor gets the candidate type that\n"
+    "minimizes the predicted KLD within the targets, from a table made by 'qforge measure' (give the same\n"
+    "--imatrix); --dry-run shows each tensor's type and predicted KLD. --tensor-type pins still win;\n"
+    "norms and routers stay F32.\n"
+    "      --sensitivity F    the table (qforge measure -o F)\n"
+    "      --target-size S    the file at most S bytes (K/M/G/T = 10^3/10^6/10^9/10^12: 20M, 4.5G)\n"
+    "      --target-bpw X     at most X bits per weight over all tensors\n"
+    "      --max-kld K        the smallest mix whose predicted mean KLD is at most K (with a size\n"
+    "                         target too: within it)\n"
+    "      --allow-extension-types\n"
+    "                         the solver may choose qforge's own types (FP8 ...), which llama.cpp cannot\n"
+    "                         load; default: ggml types only\n"
     CONVERT_SHARED_HELP;
 
 static void print_quantize_help(void) {
