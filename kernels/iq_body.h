@@ -409,33 +409,132 @@ typedef struct iq1_spec {
 
 /* The point and offset sign of one group of 8 under scale s: each allowed sign (neg < 0: both) shifts the
  * targets by s * delta, the nearest point for that, the exact error decides. Adds the group's
- * A = sum w x v, B = sum w v^2 (v = g + delta) and returns its error. */
+ * A = sum w x v, B = sum w v^2 (v = g + delta) and returns its error. The group is one 8-lane vector:
+ * its sums take hsum8's tree, and the AVX2 build below does the same operations lane for lane. */
+#if defined(QF_VEC_PASSES)
+/* The scalar iq1_nearest below with the group in one vector: the lattice cell from two threshold masks,
+ * and where the grid lacks it, 8 neighbours per step, their 8 sums in one transposed hsum8 tree (the
+ * scalar's sums, and the first of least value). */
+static inline __m256 iq1_point(int p) {
+    return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)&qf_iq1s_grid[p])));
+}
+
+static inline int iq1_nearest(const qf_iq_grid *G, __m256 t, __m256 wv, float s, float inv) {
+    const __m256i pow3 = _mm256_setr_epi32(1, 3, 9, 27, 81, 243, 729, 2187);
+    __m256 u = _mm256_mul_ps(t, _mm256_set1_ps(inv));
+    __m256i j = _mm256_sub_epi32(_mm256_setzero_si256(),
+                                 _mm256_add_epi32(_mm256_castps_si256(_mm256_cmp_ps(u, _mm256_set1_ps(G->mid[0]), _CMP_GE_OQ)),
+                                                  _mm256_castps_si256(_mm256_cmp_ps(u, _mm256_set1_ps(G->mid[1]), _CMP_GE_OQ))));
+    __m256i cj = _mm256_mullo_epi32(j, pow3);
+    __m128i c4 = _mm_add_epi32(_mm256_castsi256_si128(cj), _mm256_extracti128_si256(cj, 1));
+    c4 = _mm_add_epi32(c4, _mm_shuffle_epi32(c4, 0x4E));
+    int c = _mm_cvtsi128_si32(_mm_add_epi32(c4, _mm_shuffle_epi32(c4, 0xB1)));
+    if (G->map[c] >= 0) return G->map[c];
+    const __m256 sw = _mm256_mul_ps(_mm256_set1_ps(s), wv), wt2 = _mm256_mul_ps(_mm256_set1_ps(2.0f), _mm256_mul_ps(wv, t));
+    const uint16_t *nb = G->nb + G->nb_off[c];
+    int len = (int)(G->nb_off[c + 1] - G->nb_off[c]), r = nb[0];
+    float best = INFINITY;
+    for (int i0 = 0; i0 < len; i0 += 8) {
+        int cnt = len - i0 < 8 ? len - i0 : 8;
+        __m256 prod[8];
+        for (int l = 0; l < 8; l++) {
+            __m256 gv = iq1_point(nb[i0 + (l < cnt ? l : 0)]);
+            prod[l] = _mm256_mul_ps(gv, _mm256_sub_ps(_mm256_mul_ps(sw, gv), wt2));
+        }
+        __m256 acc = _mm256_blendv_ps(_mm256_set1_ps(INFINITY), v_tree8_add(prod), v_lanes((1 << cnt) - 1));
+        __m256 m = _mm256_min_ps(acc, _mm256_permute2f128_ps(acc, acc, 1));
+        m = _mm256_min_ps(m, _mm256_shuffle_ps(m, m, 0x4E));
+        m = _mm256_min_ps(m, _mm256_shuffle_ps(m, m, 0xB1));
+        float mn = _mm256_cvtss_f32(m);
+        if (mn < best) {
+            best = mn;
+            r = nb[i0 + __builtin_ctz((unsigned)_mm256_movemask_ps(_mm256_cmp_ps(acc, m, _CMP_EQ_OQ)))];
+        }
+    }
+    return r;
+}
+
 static inline float iq1_group(const qf_iq_grid *G, const float *x, const float *w, float s, float inv, int neg,
                               uint16_t *idx, uint8_t *negout, float *A, float *B) {
+    const __m256 xv = _mm256_loadu_ps(x), wv = w ? _mm256_loadu_ps(w) : _mm256_set1_ps(1.0f);
     float best = INFINITY, ba = 0.0f, bb = 0.0f;
     for (int ng = neg < 0 ? 0 : neg; ng <= (neg < 0 ? 1 : neg); ng++) {
-        float delta = ng ? -QF_IQ1_DELTA : QF_IQ1_DELTA, t[8];
-        for (int k = 0; k < 8; k++) t[k] = x[k] - s * delta;
-        int p = grid_nearest(G, t, w, s, inv);
-        float e = 0.0f, a = 0.0f, b = 0.0f;
-        for (int k = 0; k < 8; k++) {
-            float v = G->g[k * G->n + p] + delta, wk = w ? w[k] : 1.0f, d = x[k] - s * v;
-            e += wk * d * d;
-            a += wk * x[k] * v;
-            b += wk * v * v;
-        }
+        float delta = ng ? -QF_IQ1_DELTA : QF_IQ1_DELTA;
+        __m256 t = _mm256_sub_ps(xv, _mm256_set1_ps(s * delta));
+        int p = iq1_nearest(G, t, wv, s, inv);
+        __m256 v = _mm256_add_ps(iq1_point(p), _mm256_set1_ps(delta));
+        __m256 d = _mm256_sub_ps(xv, _mm256_mul_ps(_mm256_set1_ps(s), v)), wvv = _mm256_mul_ps(wv, v);
+        float e = v_hsum8(_mm256_mul_ps(_mm256_mul_ps(wv, d), d));
         if (e < best) {
             best = e;
             *idx = (uint16_t)p;
             *negout = (uint8_t)ng;
-            ba = a;
-            bb = b;
+            ba = v_hsum8(_mm256_mul_ps(_mm256_mul_ps(wv, xv), v));
+            bb = v_hsum8(_mm256_mul_ps(wvv, v));
         }
     }
     *A += ba;
     *B += bb;
     return best;
 }
+#else
+/* grid_nearest with each candidate's sum over the 8 coordinates in hsum8's tree. */
+static inline int iq1_nearest(const qf_iq_grid *G, const float *t, const float *w, float s, float inv) {
+    int c = 0;
+    for (int k = 0, scale = 1; k < 8; k++, scale *= 3) {
+        float u = t[k] * inv;
+        c += ((u >= G->mid[0]) + (u >= G->mid[1])) * scale;
+    }
+    if (G->map[c] >= 0) return G->map[c];
+    float sw[8], wt2[8];
+    for (int k = 0; k < 8; k++) {
+        float wk = w ? w[k] : 1.0f;
+        sw[k] = s * wk;
+        wt2[k] = 2.0f * (wk * t[k]);
+    }
+    float best = INFINITY;
+    int r = G->nb[G->nb_off[c]];
+    for (uint32_t i = G->nb_off[c]; i < G->nb_off[c + 1]; i++) {
+        int p = G->nb[i];
+        float prod[8];
+        for (int k = 0; k < 8; k++) {
+            float gv = G->g[k * G->n + p];
+            prod[k] = gv * (sw[k] * gv - wt2[k]);
+        }
+        float acc = hsum8(prod);
+        if (acc < best) { best = acc; r = p; }
+    }
+    return r;
+}
+
+static inline float iq1_group(const qf_iq_grid *G, const float *x, const float *w, float s, float inv, int neg,
+                              uint16_t *idx, uint8_t *negout, float *A, float *B) {
+    float best = INFINITY, ba = 0.0f, bb = 0.0f;
+    for (int ng = neg < 0 ? 0 : neg; ng <= (neg < 0 ? 1 : neg); ng++) {
+        float delta = ng ? -QF_IQ1_DELTA : QF_IQ1_DELTA, t[8];
+        for (int k = 0; k < 8; k++) t[k] = x[k] - s * delta;
+        int p = iq1_nearest(G, t, w, s, inv);
+        float el[8], al[8], bl[8];
+        for (int k = 0; k < 8; k++) {
+            float v = G->g[k * G->n + p] + delta, wk = w ? w[k] : 1.0f, d = x[k] - s * v;
+            el[k] = wk * d * d;
+            al[k] = wk * x[k] * v;
+            bl[k] = wk * v * v;
+        }
+        float e = hsum8(el);
+        if (e < best) {
+            best = e;
+            *idx = (uint16_t)p;
+            *negout = (uint8_t)ng;
+            ba = hsum8(al);
+            bb = hsum8(bl);
+        }
+    }
+    *A += ba;
+    *B += bb;
+    return best;
+}
+#endif
 
 /* A sub-block's points and offset signs under scale s (neg: the sub-block's one sign for IQ1_S, or -1 to
  * choose per group); returns the exact error, A and B as grid_assign. */
