@@ -149,7 +149,7 @@ static qf_status resolve_type(const char *type, uint32_t *id, qf_error *err) {
     if (r)
         return qf_fail(err, QF_E_USAGE, "--type '%s' names a recipe (a mix of types), not a type: use --recipe %s "
                        "(qforge quantize)", type, r->name);
-    char recipes[256];
+    char recipes[512];
     recipe_list(recipes, sizeof recipes);
     if (tt) return qf_fail(err, QF_E_USAGE, "--type '%s': this build cannot write %s", type, tt->name);
     return qf_fail(err, QF_E_USAGE, "--type '%s' is not a type this build can write (see --help); mixes are recipes "
@@ -218,7 +218,7 @@ static qf_status load_options(conversion *c, const qf_convert_opts *o, qf_plan_o
         if (st) return st;
     } else if (o->recipe) {
         if (!(po->recipe = qf_recipe_by_name(o->recipe))) {
-            char recipes[256];
+            char recipes[512];
             recipe_list(recipes, sizeof recipes);
             return qf_fail(err, QF_E_USAGE, "--recipe '%s' is not a recipe; recipes: %s", o->recipe, recipes);
         }
@@ -234,6 +234,7 @@ static qf_status load_options(conversion *c, const qf_convert_opts *o, qf_plan_o
     }
     po->overrides = c->overrides;
     po->n_overrides = c->n_overrides;
+    po->calibrated = o->imatrix || o->hessian;
     c->method = o->method ? o->method : o->hessian ? "gptq" : o->imatrix ? "weighted" : "rtn";
     if (strcmp(c->method, "rtn") != 0 && strcmp(c->method, "weighted") != 0 && strcmp(c->method, "gptq") != 0)
         return qf_fail(err, QF_E_USAGE, "--method '%s' is not one of rtn, weighted, gptq", c->method);

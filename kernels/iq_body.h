@@ -408,34 +408,181 @@ typedef struct iq1_spec {
 } iq1_spec;
 
 /* The point and offset sign of one group of 8 under scale s: each allowed sign (neg < 0: both) shifts the
- * targets by s * delta, the nearest point for that, the exact error decides. Adds the group's
- * A = sum w x v, B = sum w v^2 (v = g + delta) and returns its error. */
-static inline float iq1_group(const qf_iq_grid *G, const float *x, const float *w, float s, float inv, int neg,
-                              uint16_t *idx, uint8_t *negout, float *A, float *B) {
-    float best = INFINITY, ba = 0.0f, bb = 0.0f;
-    for (int ng = neg < 0 ? 0 : neg; ng <= (neg < 0 ? 1 : neg); ng++) {
-        float delta = ng ? -QF_IQ1_DELTA : QF_IQ1_DELTA, t[8];
-        for (int k = 0; k < 8; k++) t[k] = x[k] - s * delta;
-        int p = grid_nearest(G, t, w, s, inv);
-        float e = 0.0f, a = 0.0f, b = 0.0f;
-        for (int k = 0; k < 8; k++) {
-            float v = G->g[k * G->n + p] + delta, wk = w ? w[k] : 1.0f, d = x[k] - s * v;
-            e += wk * d * d;
-            a += wk * x[k] * v;
-            b += wk * v * v;
+ * targets by s * delta, the nearest point for that, the exact error decides (ties: sign 0). Adds the
+ * group's A = sum w x v, B = sum w v^2 (v = g + delta) and returns its error.
+ *
+ * The lattice point nearest coordinate by coordinate has, term by term, no larger error than any grid
+ * point, so its error L bounds the sign's error from below, and is the sign's error where the grid holds
+ * it. The sign of smaller L is searched first; the other is searched only where its L does not exceed the
+ * error found by more than a margin (2^-16, far above the rounding of 8 terms): a sign it skips could not
+ * have won (with one sign allowed, no bound is formed: L = NaN). The group is one 8-lane vector: its sums take hsum8's tree, and the AVX2 build does the same
+ * operations lane for lane (iq1_nearest's neighbours 8 at a time through one transposed tree). */
+#define IQ1_PRUNE (1.0f + 1.0f / 65536.0f)
+
+#if defined(QF_VEC_PASSES)
+typedef struct iq1_cell { __m256 t; int c; float L; } iq1_cell;
+
+static inline __m256 iq1_point(int p) {
+    return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)&qf_iq1s_grid[p])));
+}
+
+/* Targets, lattice cell and lattice error of the group under offset delta. */
+static inline iq1_cell iq1_lattice(const qf_iq_grid *G, __m256 xv, __m256 wv, float s, float inv, float delta, bool bound) {
+    const __m256i pow3 = _mm256_setr_epi32(1, 3, 9, 27, 81, 243, 729, 2187);
+    iq1_cell r;
+    r.t = _mm256_sub_ps(xv, _mm256_set1_ps(s * delta));
+    __m256 u = _mm256_mul_ps(r.t, _mm256_set1_ps(inv));
+    __m256i j = _mm256_sub_epi32(_mm256_setzero_si256(),
+                                 _mm256_add_epi32(_mm256_castps_si256(_mm256_cmp_ps(u, _mm256_set1_ps(G->mid[0]), _CMP_GE_OQ)),
+                                                  _mm256_castps_si256(_mm256_cmp_ps(u, _mm256_set1_ps(G->mid[1]), _CMP_GE_OQ))));
+    __m256i cj = _mm256_mullo_epi32(j, pow3);
+    __m128i c4 = _mm_add_epi32(_mm256_castsi256_si128(cj), _mm256_extracti128_si256(cj, 1));
+    c4 = _mm_add_epi32(c4, _mm_shuffle_epi32(c4, 0x4E));
+    r.c = _mm_cvtsi128_si32(_mm_add_epi32(c4, _mm_shuffle_epi32(c4, 0xB1)));
+    r.L = NAN;
+    if (!bound) return r;
+    __m256 v = _mm256_add_ps(_mm256_sub_ps(_mm256_cvtepi32_ps(j), _mm256_set1_ps(1.0f)), _mm256_set1_ps(delta));
+    __m256 d = _mm256_sub_ps(xv, _mm256_mul_ps(_mm256_set1_ps(s), v));
+    r.L = v_hsum8(_mm256_mul_ps(_mm256_mul_ps(wv, d), d));
+    return r;
+}
+
+/* The grid point of least sum_k g_k (s w_k g_k - 2 w_k t_k) among the neighbours of the cell the grid lacks. */
+static inline int iq1_scan(const qf_iq_grid *G, const iq1_cell *cl, __m256 wv, float s) {
+    const __m256 sw = _mm256_mul_ps(_mm256_set1_ps(s), wv), wt2 = _mm256_mul_ps(_mm256_set1_ps(2.0f), _mm256_mul_ps(wv, cl->t));
+    const uint16_t *nb = G->nb + G->nb_off[cl->c];
+    int len = (int)(G->nb_off[cl->c + 1] - G->nb_off[cl->c]), r = nb[0];
+    float best = INFINITY;
+    for (int i0 = 0; i0 < len; i0 += 8) {
+        int cnt = len - i0 < 8 ? len - i0 : 8;
+        __m256 prod[8];
+        for (int l = 0; l < 8; l++) {
+            __m256 gv = iq1_point(nb[i0 + (l < cnt ? l : 0)]);
+            prod[l] = _mm256_mul_ps(gv, _mm256_sub_ps(_mm256_mul_ps(sw, gv), wt2));
         }
-        if (e < best) {
-            best = e;
-            *idx = (uint16_t)p;
-            *negout = (uint8_t)ng;
-            ba = a;
-            bb = b;
+        __m256 acc = _mm256_blendv_ps(_mm256_set1_ps(INFINITY), v_tree8_add(prod), v_lanes((1 << cnt) - 1));
+        __m256 m = _mm256_min_ps(acc, _mm256_permute2f128_ps(acc, acc, 1));
+        m = _mm256_min_ps(m, _mm256_shuffle_ps(m, m, 0x4E));
+        m = _mm256_min_ps(m, _mm256_shuffle_ps(m, m, 0xB1));
+        float mn = _mm256_cvtss_f32(m);
+        if (mn < best) {
+            best = mn;
+            r = nb[i0 + __builtin_ctz((unsigned)_mm256_movemask_ps(_mm256_cmp_ps(acc, m, _CMP_EQ_OQ)))];
         }
     }
-    *A += ba;
-    *B += bb;
+    return r;
+}
+
+/* The sign's point and its exact error. */
+static inline float iq1_search(const qf_iq_grid *G, const iq1_cell *cl, __m256 xv, __m256 wv, float s, float delta, int *p) {
+    *p = G->map[cl->c];
+    if (*p >= 0 && cl->L == cl->L) return cl->L;
+    if (*p < 0) *p = iq1_scan(G, cl, wv, s);
+    __m256 v = _mm256_add_ps(iq1_point(*p), _mm256_set1_ps(delta));
+    __m256 d = _mm256_sub_ps(xv, _mm256_mul_ps(_mm256_set1_ps(s), v));
+    return v_hsum8(_mm256_mul_ps(_mm256_mul_ps(wv, d), d));
+}
+
+static inline float iq1_group(const qf_iq_grid *G, const float *x, const float *w, float s, float inv, int neg,
+                              uint16_t *idx, uint8_t *negout, float *A, float *B) {
+    const __m256 xv = _mm256_loadu_ps(x), wv = w ? _mm256_loadu_ps(w) : _mm256_set1_ps(1.0f);
+    int lo = neg < 0 ? 0 : neg, hi = neg < 0 ? 1 : neg, p, q;
+    iq1_cell cl[2];
+    for (int ng = lo; ng <= hi; ng++) cl[ng] = iq1_lattice(G, xv, wv, s, inv, ng ? -QF_IQ1_DELTA : QF_IQ1_DELTA, hi > lo);
+    int bn = hi > lo && cl[1].L < cl[0].L ? 1 : lo;
+    float best = iq1_search(G, &cl[bn], xv, wv, s, bn ? -QF_IQ1_DELTA : QF_IQ1_DELTA, &p);
+    if (hi > lo && !(cl[1 - bn].L > best * IQ1_PRUNE)) {
+        int on = 1 - bn;
+        float e = iq1_search(G, &cl[on], xv, wv, s, on ? -QF_IQ1_DELTA : QF_IQ1_DELTA, &q);
+        if (e < best || (e == best && on < bn)) { best = e; bn = on; p = q; }
+    }
+    __m256 v = _mm256_add_ps(iq1_point(p), _mm256_set1_ps(bn ? -QF_IQ1_DELTA : QF_IQ1_DELTA)), wvv = _mm256_mul_ps(wv, v);
+    *idx = (uint16_t)p;
+    *negout = (uint8_t)bn;
+    *A += v_hsum8(_mm256_mul_ps(_mm256_mul_ps(wv, xv), v));
+    *B += v_hsum8(_mm256_mul_ps(wvv, v));
     return best;
 }
+#else
+typedef struct iq1_cell { float t[8]; int c; float L; } iq1_cell;
+
+static inline iq1_cell iq1_lattice(const qf_iq_grid *G, const float *x, const float *w, float s, float inv, float delta,
+                                   bool bound) {
+    iq1_cell r;
+    float el[8];
+    r.c = 0;
+    for (int k = 0, scale = 1; k < 8; k++, scale *= 3) {
+        r.t[k] = x[k] - s * delta;
+        float u = r.t[k] * inv;
+        int j = (u >= G->mid[0]) + (u >= G->mid[1]);
+        r.c += j * scale;
+        float v = ((float)j - 1.0f) + delta, wk = w ? w[k] : 1.0f, d = x[k] - s * v;
+        el[k] = wk * d * d;
+    }
+    r.L = bound ? hsum8(el) : NAN;
+    return r;
+}
+
+static inline int iq1_scan(const qf_iq_grid *G, const iq1_cell *cl, const float *w, float s) {
+    float sw[8], wt2[8];
+    for (int k = 0; k < 8; k++) {
+        float wk = w ? w[k] : 1.0f;
+        sw[k] = s * wk;
+        wt2[k] = 2.0f * (wk * cl->t[k]);
+    }
+    float best = INFINITY;
+    int r = G->nb[G->nb_off[cl->c]];
+    for (uint32_t i = G->nb_off[cl->c]; i < G->nb_off[cl->c + 1]; i++) {
+        int p = G->nb[i];
+        float prod[8];
+        for (int k = 0; k < 8; k++) {
+            float gv = G->g[k * G->n + p];
+            prod[k] = gv * (sw[k] * gv - wt2[k]);
+        }
+        float acc = hsum8(prod);
+        if (acc < best) { best = acc; r = p; }
+    }
+    return r;
+}
+
+static inline float iq1_search(const qf_iq_grid *G, const iq1_cell *cl, const float *x, const float *w, float s, float delta,
+                               int *p) {
+    *p = G->map[cl->c];
+    if (*p >= 0 && cl->L == cl->L) return cl->L;
+    if (*p < 0) *p = iq1_scan(G, cl, w, s);
+    float el[8];
+    for (int k = 0; k < 8; k++) {
+        float v = G->g[k * G->n + *p] + delta, wk = w ? w[k] : 1.0f, d = x[k] - s * v;
+        el[k] = wk * d * d;
+    }
+    return hsum8(el);
+}
+
+static inline float iq1_group(const qf_iq_grid *G, const float *x, const float *w, float s, float inv, int neg,
+                              uint16_t *idx, uint8_t *negout, float *A, float *B) {
+    int lo = neg < 0 ? 0 : neg, hi = neg < 0 ? 1 : neg, p, q;
+    iq1_cell cl[2];
+    for (int ng = lo; ng <= hi; ng++) cl[ng] = iq1_lattice(G, x, w, s, inv, ng ? -QF_IQ1_DELTA : QF_IQ1_DELTA, hi > lo);
+    int bn = hi > lo && cl[1].L < cl[0].L ? 1 : lo;
+    float best = iq1_search(G, &cl[bn], x, w, s, bn ? -QF_IQ1_DELTA : QF_IQ1_DELTA, &p);
+    if (hi > lo && !(cl[1 - bn].L > best * IQ1_PRUNE)) {
+        int on = 1 - bn;
+        float e = iq1_search(G, &cl[on], x, w, s, on ? -QF_IQ1_DELTA : QF_IQ1_DELTA, &q);
+        if (e < best || (e == best && on < bn)) { best = e; bn = on; p = q; }
+    }
+    float delta = bn ? -QF_IQ1_DELTA : QF_IQ1_DELTA, al[8], bl[8];
+    for (int k = 0; k < 8; k++) {
+        float v = G->g[k * G->n + p] + delta, wk = w ? w[k] : 1.0f;
+        al[k] = wk * x[k] * v;
+        bl[k] = wk * v * v;
+    }
+    *idx = (uint16_t)p;
+    *negout = (uint8_t)bn;
+    *A += hsum8(al);
+    *B += hsum8(bl);
+    return best;
+}
+#endif
 
 /* A sub-block's points and offset signs under scale s (neg: the sub-block's one sign for IQ1_S, or -1 to
  * choose per group); returns the exact error, A and B as grid_assign. */

@@ -67,7 +67,9 @@ static uint32_t wanted_type(qf_plan_entry *e, const qf_hparams *hp, const qf_pla
     }
     if (!opts->recipe) { snprintf(why, n, "requested type"); return opts->type; }
     const char *rule;
-    uint32_t t = qf_recipe_type(opts->recipe, hp, e->role, e->layer, &rule);
+    qf_recipe_query q = {.hp = hp, .role = e->role, .layer = e->layer, .ffn_down_index = e->ffn_down_index,
+                         .row = e->ne[0], .calibrated = opts->calibrated};
+    uint32_t t = qf_recipe_type(opts->recipe, &q, &rule);
     snprintf(why, n, "%s: %s", opts->recipe->name, rule);
     return t;
 }
@@ -180,6 +182,21 @@ static qf_status check_readable(qf_source *src, const qf_plan *p, const qf_tenso
     return QF_OK;
 }
 
+/* llama-quantize visits tensors by layer, then by name, and some of its rules count the ffn_down tensors
+ * (dense, routed and shared alike) it has passed: the index of map entry i among them, -1 for others. */
+static int ffn_down_index(const qf_tensor_map *m, size_t i) {
+    const qf_tensor_spec *t = &m->t[i];
+    if (!(QF_ROLES_LCPP_FFN_DOWN & QF_ROLE_BIT(t->role)) || t->n_dims < 2) return -1;
+    int n = 0;
+    for (size_t k = 0; k < m->n; k++) {
+        const qf_tensor_spec *o = &m->t[k];
+        if ((QF_ROLES_LCPP_FFN_DOWN & QF_ROLE_BIT(o->role)) && o->n_dims >= 2 &&
+            (o->layer < t->layer || (o->layer == t->layer && strcmp(o->name, t->name) < 0)))
+            n++;
+    }
+    return n;
+}
+
 typedef struct shapes {
     qf_source *src;
     qf_tensor_shape cur;
@@ -208,7 +225,8 @@ qf_status qf_plan_build(qf_source *src, const qf_hparams *hp, const qf_plan_opts
     if (!p->e) { st = qf_fail(err, QF_E_NOMEM, "out of memory for the plan"); goto fail; }
     if (hp->rope_scaling == QF_ROPE_SCALING_LLAMA3 && !gguf) {
         qf_plan_entry *e = &p->e[p->n];
-        *e = (qf_plan_entry){.gen = QF_GEN_ROPE_LLAMA3, .role = QF_ROLE_ROPE_FREQS, .layer = -1, .predicted_kld = NAN,
+        *e = (qf_plan_entry){.gen = QF_GEN_ROPE_LLAMA3, .role = QF_ROLE_ROPE_FREQS, .layer = -1, .ffn_down_index = -1,
+                             .predicted_kld = NAN,
                              .n_dims = 1, .ne = {hp->head_dim / 2, 1, 1, 1}};
         snprintf(e->name, sizeof e->name, "rope_freqs.weight");
         if ((st = finish_entry(src, p, e, hp, opts, err))) goto fail;
@@ -217,7 +235,8 @@ qf_status qf_plan_build(qf_source *src, const qf_hparams *hp, const qf_plan_opts
         const qf_tensor_spec *t = &p->map.t[i];
         if ((st = check_readable(src, p, t, err))) goto fail;
         qf_plan_entry *e = &p->e[p->n];
-        *e = (qf_plan_entry){.spec = t, .role = t->role, .layer = t->layer, .n_dims = t->n_dims, .predicted_kld = NAN};
+        *e = (qf_plan_entry){.spec = t, .role = t->role, .layer = t->layer, .n_dims = t->n_dims,
+                             .ffn_down_index = ffn_down_index(&p->map, i), .predicted_kld = NAN};
         snprintf(e->name, sizeof e->name, "%s", t->name);
         memcpy(e->ne, t->ne, sizeof e->ne);
         if ((st = finish_entry(src, p, e, hp, opts, err))) goto fail;

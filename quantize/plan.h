@@ -37,6 +37,7 @@ typedef struct qf_plan_entry {
     qf_gen gen;
     qf_role role;
     int layer;            /* block index or -1 */
+    int ffn_down_index;   /* among the ffn_down tensors in llama.cpp's order (qf_recipe_query), or -1 */
     uint32_t n_dims;
     uint64_t ne[4];       /* GGUF order: ne[0] = row length */
     uint64_t n_rows;      /* product of ne[1..] */
@@ -81,6 +82,8 @@ typedef struct qf_plan_opts {
     const qf_recipe *recipe;
     const qf_type_override *overrides;
     size_t n_overrides;
+    bool calibrated;      /* an imatrix or Hessian will be bound: llama.cpp's i-quant mixes choose otherwise
+                             without one */
 } qf_plan_opts;
 
 /* Parse "REGEX=TYPE" (the last '=' separates). Free with qf_type_override_free. */

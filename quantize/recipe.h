@@ -21,10 +21,14 @@ typedef enum qf_layer_sel {
     QF_LAYERS_FIRST_16TH,  /* layer < n/16 */
     QF_LAYERS_FIRST_2,     /* layer < 2 */
     QF_LAYERS_FIRST_4,     /* layer < 4 */
+    QF_LAYERS_FFN_DOWN_8TH, /* the first n/8 ffn_down tensors in llama.cpp's order (by layer, then name):
+                               llama-quantize's IQ1/IQ2 mixes count tensors, not layers, so in MoE layers
+                               routed and shared ffn_down count one each */
 } qf_layer_sel;
 
-/* Which models a rule applies to. llama.cpp's mixes have rules for Mixtral-like models (exactly 8
- * experts) and for Llama 70B (80 layers, grouped KV heads: its attn_v is 8x smaller than attn_q). */
+/* Which models (and runs) a rule applies to. llama.cpp's mixes have rules for Mixtral-like models
+ * (exactly 8 experts) and for Llama 70B (80 layers, grouped KV heads: its attn_v is 8x smaller than
+ * attn_q); its i-quant mixes keep more bits for some tensors when no imatrix is given. */
 typedef enum qf_model_sel {
     QF_MODELS_ALL = 0,
     QF_MODELS_MOE,         /* routed experts */
@@ -32,6 +36,9 @@ typedef enum qf_model_sel {
     QF_MODELS_8_EXPERTS,
     QF_MODELS_LLAMA_70B,
     QF_MODELS_GQA4,        /* at least 4 query heads per KV head (llama.cpp's n_gqa() >= 4) */
+    QF_MODELS_LLAMA_70B_GQA4,   /* both */
+    QF_MODELS_GQA4_OR_4_EXPERTS, /* GQA4, or at least 4 routed experts */
+    QF_MODELS_UNCALIBRATED, /* quantized without an imatrix (or Hessian) */
 } qf_model_sel;
 
 #define QF_ROLE_BIT(r) (1ull << (r))
@@ -55,6 +62,8 @@ typedef struct qf_recipe_rule {
     qf_model_sel models;
     uint32_t type;
     const char *why;
+    uint32_t unfit;         /* taken instead where a row does not hold whole blocks of `type` (llama.cpp's
+                               output rule: Q8_0, not Q5_K's own fallback); 0 = type's fallback chain */
 } qf_recipe_rule;
 
 typedef struct qf_recipe {
@@ -70,9 +79,20 @@ const qf_recipe *qf_recipe_by_name(const char *name); /* case-insensitive */
 size_t qf_recipe_count(void);
 const qf_recipe *qf_recipe_at(size_t i);
 
-/* The type a recipe gives a 2-D tensor of `role` in `layer` (-1: not in a layer) of the model `hp`,
- * with the reason: the first rule whose roles, layers and models all match, else the bulk type. Tied
+/* What a recipe is asked about: one 2-D tensor of a model and run. */
+typedef struct qf_recipe_query {
+    const qf_hparams *hp;
+    qf_role role;
+    int layer;              /* block index, -1 outside the blocks */
+    int ffn_down_index;     /* for ffn_down roles: how many ffn_down tensors come before it in llama.cpp's
+                               order (by layer, then name); -1 for other roles */
+    uint64_t row;           /* row length (ne[0]) */
+    bool calibrated;        /* an imatrix (or Hessian) is given */
+} qf_recipe_query;
+
+/* The type a recipe gives the tensor `q`, with the reason: the first rule whose roles, layers and
+ * models all match (its `unfit` type where the row does not fit its blocks), else the bulk type. Tied
  * embeddings are quantized like the output they double as. */
-uint32_t qf_recipe_type(const qf_recipe *r, const qf_hparams *hp, qf_role role, int layer, const char **why);
+uint32_t qf_recipe_type(const qf_recipe *r, const qf_recipe_query *q, const char **why);
 
 #endif

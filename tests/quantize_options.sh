@@ -18,8 +18,10 @@ has "--type Q4_K_M" "use --recipe q4_k_m"
 [ ! -e x.gguf ] && ok || bad "--type Q4_K_M left x.gguf"
 expect 2 "--type Q5_K_S" -- "$qf" quantize m --type Q5_K_S -o x.gguf
 has "--type Q5_K_S" "use --recipe q5_k_s"
-expect 2 "--type IQ2_M (neither a type nor a recipe)" -- "$qf" quantize m --type IQ2_M -o x.gguf
-has "--type IQ2_M" "--recipe q8_0, q4_k_m"
+expect 2 "--type IQ2_M" -- "$qf" quantize m --type IQ2_M -o x.gguf
+has "--type IQ2_M" "use --recipe iq2_m"
+expect 2 "--type IQ3_XS (neither a type nor a recipe)" -- "$qf" quantize m --type IQ3_XS -o x.gguf
+has "--type IQ3_XS" "--recipe q8_0, q4_k_m"
 expect 0 "--recipe Q4_K_M (llama-quantize's spelling)" -- "$qf" quantize m --recipe Q4_K_M --dry-run
 
 # ---- requantizing -------------------------------------------------------------------------------------
