@@ -260,12 +260,12 @@ static void place_label(buf *b, boxes *t, double X, double Y, const char *text, 
     out(b, "</text>\n");
 }
 
-static void marker(buf *b, qf_series_style style, double X, double Y, const char *color) {
+static void marker(buf *b, const char *cls, qf_series_style style, double X, double Y, const char *color) {
     if (style == QF_SERIES_OTHER)
-        out(b, "<rect class=\"pt\" x=\"%.1f\" y=\"%.1f\" width=\"9\" height=\"9\" fill=\"#fff\" stroke=\"%s\" stroke-width=\"2\">",
-            X - 4.5, Y - 4.5, color);
+        out(b, "<rect class=\"%s\" x=\"%.1f\" y=\"%.1f\" width=\"9\" height=\"9\" fill=\"#fff\" stroke=\"%s\" stroke-width=\"2\">",
+            cls, X - 4.5, Y - 4.5, color);
     else
-        out(b, "<circle class=\"pt\" cx=\"%.1f\" cy=\"%.1f\" r=\"%s\" fill=\"%s\" stroke=\"#fff\" stroke-width=\"1\">", X, Y,
+        out(b, "<circle class=\"%s\" cx=\"%.1f\" cy=\"%.1f\" r=\"%s\" fill=\"%s\" stroke=\"#fff\" stroke-width=\"1\">", cls, X, Y,
             style == QF_SERIES_CURVE ? "4" : "5", color);
 }
 
@@ -307,7 +307,7 @@ static void draw_series(buf *b, const axes *a, const qf_report_series *s, const 
         if (p->kld > 0 && p->kld_pm > 0)
             out(b, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"%s\" stroke-width=\"1.2\"/>\n", X,
                 py(a, p->kld - p->kld_pm > 0 ? p->kld - p->kld_pm : a->floor_kld), X, py(a, p->kld + p->kld_pm), color);
-        marker(b, s->style, X, Y, color);
+        marker(b, "pt", s->style, X, Y, color);
         tooltip(b, p, s->name);
         out(b, s->style == QF_SERIES_OTHER ? "</rect>\n" : "</circle>\n");
         take(taken, (box){X - 6, Y - 6, X + 6, Y + 6});
@@ -330,7 +330,7 @@ static void series_legend(buf *b, const qf_report_doc *d) {
         y += 22;
         if (d->series[s].style == QF_SERIES_CURVE)
             out(b, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"%s\" stroke-width=\"2\"/>\n", LEG_X, y - 4, LEG_X + 22, y - 4, color);
-        marker(b, d->series[s].style, LEG_X + 11, y - 4, color);
+        marker(b, "key", d->series[s].style, LEG_X + 11, y - 4, color);
         out(b, d->series[s].style == QF_SERIES_OTHER ? "</rect>\n" : "</circle>\n");
         out(b, "<text x=\"%.1f\" y=\"%.1f\" font-size=\"12\">", LEG_X + 30, y);
         put_text(b, d->series[s].name);

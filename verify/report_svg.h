@@ -14,7 +14,7 @@
  * Same data, same bytes: nothing depends on time, locale or addresses (coordinates are printed with a
  * fixed number of decimals, the C locale's '.'). Text is XML-escaped, and bytes XML 1.0 cannot hold (C0
  * controls, invalid UTF-8) become '?', so any file name or metadata string gives a well-formed document.
- * Elements tests count: markers have class "pt", map cells class "cell".
+ * Elements tests count: the chart's markers have class "pt" (the legend's "key"), map cells class "cell".
  */
 #ifndef QF_REPORT_SVG_H
 #define QF_REPORT_SVG_H
