@@ -9,17 +9,18 @@
 # x RP_CTX tokens); KLD from `qforge verify --base HF_DIR` on tinystories-valid-head.txt (RP_CHUNKS x
 # RP_CTX tokens; not the calibration text). The llama.cpp rows need ~/.cache/qforge-ref (QF_REF_DIR) and
 # are left out, with a note, without it.
-# Environment: RP_CTX [256] RP_CAL_CHUNKS [32] RP_CHUNKS [8] RP_THREADS [nproc]
+# Environment: RP_CTX [256] RP_CAL_CHUNKS [64] RP_CHUNKS [20] RP_THREADS [nproc]
 #   RP_KEEP  a directory to keep the intermediate files in; a rerun reuses what is there (default: temp dir)
-# About 4 minutes on 2 cores.
+# About a minute on 2 cores.
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 qf=${1:-$here/build/qforge}
+qf=$(realpath "$qf" 2>/dev/null || echo "$qf") # the verify and report steps run in the work directory
 out=${2:-$here/docs/report-qf-llama-a.svg}
 shared=${RP_SHARED:-$here/../shared}
 ref=${QF_REF_DIR:-$HOME/.cache/qforge-ref}
 model=$shared/models/qf-llama-a
-ctx=${RP_CTX:-256} cal_chunks=${RP_CAL_CHUNKS:-32} chunks=${RP_CHUNKS:-8} threads=${RP_THREADS:-$(nproc)}
+ctx=${RP_CTX:-256} cal_chunks=${RP_CAL_CHUNKS:-64} chunks=${RP_CHUNKS:-20} threads=${RP_THREADS:-$(nproc)}
 cal=$shared/text/tinyshakespeare.txt eval=$shared/text/tinystories-valid-head.txt
 
 [ -x "$qf" ] || { echo "error: qforge binary '$qf' not found (build first, or pass its path)" >&2; exit 2; }
@@ -56,9 +57,13 @@ reports=()
 for g in $(for r in $recipes; do echo "$work/qforge-$r.gguf"; done) "${ref_files[@]}"; do
     j=${g%.gguf}.verify.json
     log "verify $(basename "$g") ($chunks x $ctx tokens of $(basename "$eval"))"
-    once "$j" "$qf" verify "$g" --base "$model" -f "$eval" -c "$ctx" --chunks "$chunks" -j "$threads" --json "$j" -q --progress=none >/dev/null
-    reports+=("$j")
+    # relative names, so that the picture names no temp directory (same inputs, same bytes)
+    once "$j" bash -c 'cd "$1" && shift && exec "$@"' _ "$work" "$qf" verify "$(basename "$g")" --base "$model" -f "$eval" \
+        -c "$ctx" --chunks "$chunks" -j "$threads" --json "$(basename "$j")" -q --progress=none >/dev/null
+    reports+=("$(basename "$j")")
 done
 log "report -> $out"
+case $out in /*) ;; *) out=$PWD/$out ;; esac
+cd "$work"
 "$qf" report -o "$out" --title "qf-llama-a: bits per weight vs KLD (tinystories, $chunks x $ctx tokens)" \
-    --map "$work/qforge-q4_k_m.gguf" "${reports[@]}"
+    --map qforge-q4_k_m.gguf "${reports[@]}"
