@@ -12,7 +12,7 @@ set -euo pipefail
 cd "$(dirname "$0")"
 jobs=$(nproc 2>/dev/null || echo 2)
 
-packages="cmake make gcc g++ pkg-config git python3 libzstd-dev libssl-dev libcjson-dev libarchive-dev libpcre2-dev nodejs npm"
+packages="cmake make gcc g++ pkg-config git python3 libzstd-dev libssl-dev libcjson-dev libarchive-dev libpcre2-dev librsvg2-bin nodejs npm"
 
 install_deps() {
     local missing=()

@@ -140,5 +140,6 @@ int qf_cli_integrity(int argc, char **argv);
 int qf_cli_sign(int argc, char **argv);   /* cli_trust.c */
 int qf_cli_pack(int argc, char **argv);   /* cli_trust.c */
 int qf_cli_unpack(int argc, char **argv); /* cli_trust.c */
+int qf_cli_report(int argc, char **argv); /* cli_report.c: verify reports -> one SVG picture */
 
 #endif

@@ -68,7 +68,10 @@ static int long_matches(const struct option *longopts, const char *name, size_t 
 
 int qf_cli_getopt(const char *cmd, int argc, char **argv, const char *shortopts, const struct option *longopts) {
     char spec[128];
-    snprintf(spec, sizeof spec, ":%s", shortopts); /* leading ':' = report a missing value as ':' */
+    /* leading ':' = report a missing value as ':'; it goes after an ordering prefix ('-' returns
+     * arguments in order as code 1, '+' stops at the first), which getopt reads first */
+    if (shortopts[0] == '-' || shortopts[0] == '+') snprintf(spec, sizeof spec, "%c:%s", shortopts[0], shortopts + 1);
+    else snprintf(spec, sizeof spec, ":%s", shortopts);
     opterr = 0;                                     /* and let us print the one line */
     int before = optind;
     int c = getopt_long(argc, argv, spec, longopts, NULL);

@@ -139,6 +139,7 @@ static const command commands[] = {
     {"synth", cmd_synth, "write a small random checkpoint of any supported family (demo and test model)"},
     {"perplexity", qf_cli_perplexity, "perplexity of a GGUF or HF model (llama-perplexity protocol)"},
     {"verify", qf_cli_verify, "compare a model with its base: PPL, KLD, top-1; thresholds gate"},
+    {"report", qf_cli_report, "one SVG picture: bits per weight vs KLD of verified files, quant-type map"},
     {"sign", qf_cli_sign, "Ed25519 detached signature over a GGUF's integrity digests"},
     {"pack", qf_cli_pack, "zstd transport pack (.qfz): parallel, indexed, SHA-256 per frame"},
     {"unpack", qf_cli_unpack, "restore a .qfz pack, verifying every frame and the GGUF's digests"},
