@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# The README's picture (docs/report-qf-llama-a.svg): qf-llama-a quantized with six of qforge's recipes
-# and, as the llama.cpp series, two of llama-quantize's mixes (same importance matrix), each verified
-# against the BF16 checkpoint, then drawn by `qforge report`.
+# The README's picture (docs/report-qf-llama-a.svg): qf-llama-a as qforge's automatic mixes at four sizes
+# (the curve; `qforge measure` + `quantize --sensitivity --target-bpw`), six of qforge's recipes and, as
+# the llama.cpp series, two of llama-quantize's mixes (same importance matrix), each verified against
+# the BF16 checkpoint, then drawn by `qforge report`; the map shows the automatic mix at 4.75 bpw.
 #
 #   bash bench/report_picture.sh [QFORGE_BIN] [OUT.svg]    # defaults: build/qforge, docs/report-qf-llama-a.svg
 #
@@ -41,6 +42,14 @@ for r in $recipes; do
     log "qforge quantize --recipe $r"
     once "$work/qforge-$r.gguf" "$qf" quantize "$model" -r "$r" --imatrix "$work/imatrix.gguf" -o "$work/qforge-$r.gguf" -j "$threads" -q
 done
+log "measure (4 x $ctx tokens of $(basename "$cal"))"
+once "$work/sens.json" "$qf" measure "$model" -f "$cal" -c "$ctx" -i "$work/imatrix.gguf" -o "$work/sens.json" -j "$threads" -q
+autos="4.25 4.75 5.35 6.5"
+for b in $autos; do
+    log "qforge quantize --sensitivity --target-bpw $b"
+    once "$work/auto-$b.gguf" "$qf" quantize "$model" --sensitivity "$work/sens.json" --target-bpw "$b" \
+        --imatrix "$work/imatrix.gguf" -o "$work/auto-$b.gguf" -j "$threads" -q
+done
 ref_files=()
 if [ -x "$ref/bin/llama-quantize" ]; then
     once "$work/base-f32.gguf" "$qf" convert "$model" -o "$work/base-f32.gguf" --type f32 -q
@@ -54,7 +63,8 @@ else
     echo "note: $ref/bin/llama-quantize is absent: no llama.cpp series" >&2
 fi
 reports=()
-for g in $(for r in $recipes; do echo "$work/qforge-$r.gguf"; done) "${ref_files[@]}"; do
+for g in $(for b in $autos; do echo "$work/auto-$b.gguf"; done) $(for r in $recipes; do echo "$work/qforge-$r.gguf"; done) \
+         "${ref_files[@]}"; do
     j=${g%.gguf}.verify.json
     log "verify $(basename "$g") ($chunks x $ctx tokens of $(basename "$eval"))"
     # relative names, so that the picture names no temp directory (same inputs, same bytes)
@@ -66,4 +76,4 @@ log "report -> $out"
 case $out in /*) ;; *) out=$PWD/$out ;; esac
 cd "$work"
 "$qf" report -o "$out" --title "qf-llama-a: bits per weight vs KLD (tinystories, $chunks x $ctx tokens)" \
-    --map qforge-q4_k_m.gguf "${reports[@]}"
+    --map auto-4.75.gguf "${reports[@]}"
