@@ -525,25 +525,33 @@ qf_status qf_source_prepare(qf_source *s, size_t i, qf_error *err) {
     return st;
 }
 
-static void apply_scales(const logical *l, uint64_t row0, uint64_t n, float *dst) {
+/* Row gr's source scales: one per run of `*run` columns (a block's width; a whole row for tensor and
+ * channel scales). */
+static const float *row_scales(const logical *l, uint64_t gr, uint64_t *run) {
     const qf_src_tensor *p = &l->pub;
+    *run = p->scale_kind == QF_SCALE_BLOCK ? p->block[1] : p->row_len;
+    switch (p->scale_kind) {
+    case QF_SCALE_CHANNEL: return l->scales + gr;
+    case QF_SCALE_BLOCK: return l->scales + (gr / p->block[0]) * l->scale_cols;
+    default: return l->scales;
+    }
+}
+
+/* dst[c] *= (or, with `assign`, =) the scale of each element of rows [row0, row0+n); a run at a time, so
+ * the inner loop has one scale and vectorizes. */
+static void apply_scales(const logical *l, uint64_t row0, uint64_t n, float *dst, bool assign) {
+    uint64_t len = l->pub.row_len;
     for (uint64_t r = 0; r < n; r++) {
-        float *row = dst + r * p->row_len;
-        uint64_t gr = row0 + r;
-        switch (p->scale_kind) {
-        case QF_SCALE_TENSOR:
-            for (uint64_t c = 0; c < p->row_len; c++) row[c] *= l->scales[0];
-            break;
-        case QF_SCALE_CHANNEL:
-            for (uint64_t c = 0; c < p->row_len; c++) row[c] *= l->scales[gr];
-            break;
-        case QF_SCALE_BLOCK: {
-            const float *srow = l->scales + (gr / p->block[0]) * l->scale_cols;
-            for (uint64_t c = 0; c < p->row_len; c++) row[c] *= srow[c / p->block[1]];
-            break;
-        }
-        case QF_SCALE_NONE:
-            break;
+        float *row = dst + r * len;
+        uint64_t run;
+        const float *sc = row_scales(l, row0 + r, &run);
+        for (uint64_t c0 = 0, k = 0; c0 < len; c0 += run, k++) {
+            uint64_t c1 = QF_MIN(c0 + run, len);
+            float s = sc[k];
+            if (assign)
+                for (uint64_t c = c0; c < c1; c++) row[c] = s;
+            else
+                for (uint64_t c = c0; c < c1; c++) row[c] *= s;
         }
     }
 }
@@ -600,7 +608,7 @@ qf_status qf_source_rows(qf_source *s, size_t i, uint64_t row0, uint64_t n, floa
         return QF_OK;
     }
     qf_dtype_decode(l->pub.dtype, rows, dst, n * l->pub.row_len);
-    if (l->pub.scale_kind != QF_SCALE_NONE) apply_scales(l, row0, n, dst);
+    if (l->pub.scale_kind != QF_SCALE_NONE) apply_scales(l, row0, n, dst, false);
     return QF_OK;
 }
 
@@ -616,9 +624,11 @@ qf_status qf_source_fp8_rows(qf_source *s, size_t i, uint64_t row0, uint64_t n, 
                        l->pub.name);
     uint64_t count = n * l->pub.row_len;
     memcpy(codes, rows, count);
-    /* the scales as qf_source_rows applies them: 1 * scale is the scale itself */
-    for (uint64_t k = 0; k < count; k++) scales[k] = 1.0f;
-    if (l->pub.scale_kind != QF_SCALE_NONE) apply_scales(l, row0, n, scales);
+    /* each code's scale, as qf_source_rows applies it (1 for an unscaled tensor) */
+    if (l->pub.scale_kind != QF_SCALE_NONE)
+        apply_scales(l, row0, n, scales, true);
+    else
+        for (uint64_t k = 0; k < count; k++) scales[k] = 1.0f;
     return QF_OK;
 }
 

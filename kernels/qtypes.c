@@ -238,12 +238,23 @@ bool qf_qtype_row_bytes(const qf_qtype_traits *t, uint64_t n, uint64_t *bytes) {
     return qf_mul_ok(n / t->blck, t->bytes, &body) && qf_add_ok(body, t->row_extra, bytes);
 }
 
+/* A NaN compares false and is skipped (the quantizers refuse it). The maximum is exact whatever the
+ * order, so lanes of their own may take it: C's order would keep the compiler to one element a step. */
 float qf_row_absmax(const float *x, int64_t n) {
+    enum { LANES = 16 };
+    float lane[LANES] = {0};
+    int64_t i = 0;
+    for (; i + LANES <= n; i += LANES)
+        for (int l = 0; l < LANES; l++) {
+            float v = fabsf(x[i + l]);
+            lane[l] = v > lane[l] ? v : lane[l];
+        }
     float a = 0.0f;
-    for (int64_t i = 0; i < n; i++) {
+    for (; i < n; i++) {
         float v = fabsf(x[i]);
-        a = v > a ? v : a; /* a NaN compares false and is skipped (the quantizers refuse it) */
+        a = v > a ? v : a;
     }
+    for (int l = 0; l < LANES; l++) a = lane[l] > a ? lane[l] : a;
     return a;
 }
 

@@ -1,5 +1,6 @@
 /* Plan executor: source rows -> F32 -> stored type -> GGUF writer (run.h). */
 #include "quantize/run.h"
+#include "quantize/write_behind.h"
 #include "kernels/fpconv.h"
 #include "kernels/qtypes.h"
 
@@ -168,6 +169,27 @@ static bool fit_range(const qf_qtype_traits *tt, float *x, uint64_t n, bool clam
     return true;
 }
 
+/* Whether n scales are one: compared as bits, branch-free, so the loop vectorizes. */
+static bool one_scale(const float *sc, uint64_t n) {
+    uint32_t first, b, differ = 0;
+    memcpy(&first, sc, sizeof first);
+    for (uint64_t k = 1; k < n; k++) {
+        memcpy(&b, sc + k, sizeof b);
+        differ |= b ^ first;
+    }
+    return differ == 0;
+}
+
+/* The largest magnitude code of a group: E4M3 codes order as their magnitudes. */
+static uint8_t top_code(const uint8_t *q, uint64_t n) {
+    uint8_t top = 0;
+    for (uint64_t k = 0; k < n; k++) {
+        uint8_t v = q[k] & 0x7F;
+        top = v > top ? v : top;
+    }
+    return top;
+}
+
 /* FP8 pass-through: each group of an output row is written as its one scale and the source's codes, so
  * every value is the source's e4m3(code) * scale. The plan passed the tensor through because each group
  * lies under one source scale (plan.c); a group that does not would be the plan and the row maps
@@ -179,14 +201,11 @@ static qf_status pass_rows(chunk_job *j, uint64_t r0, uint64_t n) {
         const uint8_t *q = j->codes + (r - j->row0) * len;
         uint8_t *out = j->out + (r - j->row0) * j->row_bytes;
         for (uint64_t c = 0; c < len; c += g, out += sizeof(float) + g) {
-            uint8_t top = 0; /* the largest magnitude code: E4M3 codes order as their magnitudes */
-            for (uint64_t k = c; k < c + g; k++) {
-                if (memcmp(&sc[k], &sc[c], sizeof(float)) != 0)
-                    return qf_fail(&j->err, QF_E_INTERNAL, "tensor '%s': row %llu, columns %llu..%llu do not share one "
-                                   "FP8 source scale", j->e->name, (unsigned long long)r, (unsigned long long)c,
-                                   (unsigned long long)(c + g - 1));
-                top = QF_MAX(top, (uint8_t)(q[k] & 0x7F));
-            }
+            if (!one_scale(sc + c, g))
+                return qf_fail(&j->err, QF_E_INTERNAL, "tensor '%s': row %llu, columns %llu..%llu do not share one "
+                               "FP8 source scale", j->e->name, (unsigned long long)r, (unsigned long long)c,
+                               (unsigned long long)(c + g - 1));
+            uint8_t top = top_code(q + c, g);
             if (top == 0x7F || !isfinite(sc[c] * qf_e4m3_to_f32(top)))
                 return qf_fail(&j->err, QF_E_INPUT, "tensor '%s': row %llu holds NaN or Inf (its FP8 codes times their "
                                "scale); refusing to store it", j->e->name, (unsigned long long)r);
@@ -233,13 +252,23 @@ typedef struct worker {
     bool threaded;          /* false: ran on the caller's thread (creation failed or worker 0) */
 } worker;
 
+/* Rows a worker fetches and encodes at once: well inside a core's L2. */
+#define QF_RUN_PIECE_BYTES (256u << 10)
+
 static void *worker_main(void *arg) {
     worker *w = arg;
     chunk_job j = *w->job; /* private copy: own error record and counts */
     qf_error_clear(&j.err);
     j.clamped = 0;
-    w->st = fetch_rows(&j, w->r0, w->n);
-    if (w->st == QF_OK) w->st = encode_rows(&j, w->r0, w->n);
+    /* a piece at a time, so rows are encoded while they are still in this core's cache */
+    uint64_t piece = QF_MAX(1, QF_RUN_PIECE_BYTES / (j.e->ne[0] * sizeof(float)));
+    if (j.e->spec && j.e->spec->map == QF_MAP_HEAD_COLS) piece = w->n; /* it reads whole heads per call */
+    w->st = QF_OK;
+    for (uint64_t r = w->r0, n; r < w->r0 + w->n && w->st == QF_OK; r += n) {
+        n = QF_MIN(piece, w->r0 + w->n - r);
+        w->st = fetch_rows(&j, r, n);
+        if (w->st == QF_OK) w->st = encode_rows(&j, r, n);
+    }
     w->err = j.err;
     w->clamped = j.clamped;
     w->over_row = j.over_row;
@@ -471,7 +500,7 @@ static qf_status check_clamped(const qf_plan_entry *e, const qf_run_opts *opts, 
 
 /* GPTQ needs the whole matrix at once: read every row, quantize with error feedback, write. */
 static qf_status run_tensor_gptq(chunk_job *j, const qf_hparams *hp, const qf_plan *plan, const qf_hessian *h,
-                                 qf_gguf_writer *w, const qf_run_opts *opts, qf_error *err) {
+                                 qf_wb *wb, const qf_run_opts *opts, qf_error *err) {
     const qf_plan_entry *e = j->e;
     walk wk = {0};
     qf_qtype_row_bytes(j->tt, e->ne[0], &j->row_bytes);
@@ -498,56 +527,68 @@ static qf_status run_tensor_gptq(chunk_job *j, const qf_hparams *hp, const qf_pl
             st = qf_fail_prefix(err, st, what);
         }
     }
-    if (!st) st = qf_gguf_write_tensor_data(w, j->out, e->n_rows * j->row_bytes, err);
+    if (!st) st = qf_wb_put(wb, j->out, e->n_rows * j->row_bytes, err);
+    if (!st) st = qf_wb_wait(wb, err); /* before j->out is freed */
     walk_done(j, &wk);
     free(j->f32);
     free(j->out);
     return st;
 }
 
+/* Chunks alternate between two output buffers: the workers encode into one while the write-behind
+ * thread digests and writes the other. */
 static qf_status run_tensor(qf_source *src, const qf_hparams *hp, const qf_plan *plan, const qf_plan_entry *e,
-                            qf_gguf_writer *w, const qf_run_opts *opts, uint64_t *done, uint64_t total, qf_error *err) {
+                            qf_wb *wb, const qf_run_opts *opts, uint64_t *done, uint64_t total, qf_error *err) {
     chunk_job j = job_for(src, plan, e);
     j.clamp = opts->clamp_overflow;
     const qf_hessian *h = e->spec && e->calib == QF_CALIB_GPTQ ? e->hess : NULL;
     if (h) {
-        qf_status st = run_tensor_gptq(&j, hp, plan, h, w, opts, err);
+        qf_status st = run_tensor_gptq(&j, hp, plan, h, wb, opts, err);
         *done += e->nbytes;
         if (!st && opts->progress) opts->progress(opts->progress_user, e->name, *done, total);
         return st;
     }
     qf_qtype_row_bytes(j.tt, e->ne[0], &j.row_bytes);
     uint64_t f32_row = e->ne[0] * sizeof(float), rows_per_chunk = chunk_rows(e);
+    bool chunks = chunk_at(e, 0, rows_per_chunk) < e->n_rows; /* one chunk needs no second buffer */
     float *gen = NULL, *imp = NULL;
     qf_status st = generate(hp, e, &gen, err);
     if (!st) st = importance(plan, e, j.tt, &imp, &j.rows_per_mat, &j.weighting, err);
     j.gen = gen;
     j.imp = imp;
     j.f32 = qf_malloc_n(rows_per_chunk, f32_row);
-    j.out = qf_malloc_n(rows_per_chunk, j.row_bytes);
+    uint8_t *out[2] = {qf_malloc_n(rows_per_chunk, j.row_bytes), chunks ? qf_malloc_n(rows_per_chunk, j.row_bytes) : NULL};
     j.codes = e->fp8_pass ? qf_malloc_n(rows_per_chunk, e->ne[0]) : NULL;
-    if (!st && (!j.f32 || !j.out || (e->fp8_pass && !j.codes)))
+    if (!st && (!j.f32 || !out[0] || (chunks && !out[1]) || (e->fp8_pass && !j.codes)))
         st = qf_fail(err, QF_E_NOMEM, "tensor '%s': out of memory for a chunk", e->name);
     int threads = opts->threads > 0 ? opts->threads : 1;
     walk wk = {0};
-    for (uint64_t r = 0, n; !st && r < e->n_rows; r += n) {
+    for (uint64_t r = 0, n, k = 0; !st && r < e->n_rows; r += n, k ^= chunks) {
         n = chunk_at(e, r, rows_per_chunk);
         int t = (int)QF_MIN((uint64_t)threads, n);
+        j.out = out[k];
         if ((st = walk_chunk(&j, &wk, r, n, err))) break;
         if ((st = run_chunk(&j, t, err))) {
             if (j.over_row != UINT64_MAX) st = range_refusal(src, hp, plan, e, j.over_row, err);
             break;
         }
-        st = qf_gguf_write_tensor_data(w, j.out, j.n_rows * j.row_bytes, err);
+        st = qf_wb_put(wb, j.out, j.n_rows * j.row_bytes, err);
         *done += j.n_rows * j.row_bytes;
         if (opts->progress) opts->progress(opts->progress_user, e->name, *done, total);
+    }
+    qf_error werr;
+    qf_status wst = qf_wb_wait(wb, &werr); /* the buffers are freed below */
+    if (!st && wst) {
+        st = wst;
+        *err = werr;
     }
     if (!st) st = check_clamped(e, opts, j.clamped, err);
     walk_done(&j, &wk);
     free(gen);
     free(imp);
     free(j.f32);
-    free(j.out);
+    free(out[0]);
+    free(out[1]);
     free(j.codes);
     return st;
 }
@@ -556,10 +597,12 @@ qf_status qf_plan_execute(qf_source *src, const qf_hparams *hp, const qf_plan *p
                           const qf_run_opts *opts, qf_error *err) {
     uint64_t done = 0, total = 0;
     for (size_t i = 0; i < plan->n; i++) total += qf_gguf_writer_wants(w, i) ? plan->e[i].nbytes : 0;
-    for (size_t i = 0; i < plan->n; i++) {
-        if (!qf_gguf_writer_wants(w, i)) continue; /* another part of a split output (--only-split) */
-        qf_status st = run_tensor(src, hp, plan, &plan->e[i], w, opts, &done, total, err);
-        if (st) return st;
-    }
-    return QF_OK;
+    qf_wb wb;
+    qf_wb_start(&wb, w);
+    qf_status st = QF_OK;
+    for (size_t i = 0; i < plan->n && !st; i++)
+        if (qf_gguf_writer_wants(w, i)) /* else another part of a split output (--only-split) */
+            st = run_tensor(src, hp, plan, &plan->e[i], &wb, opts, &done, total, err);
+    qf_wb_stop(&wb);
+    return st;
 }
