@@ -50,7 +50,8 @@ qf_status qf_outfile_seal(qf_outfile *f, qf_error *err);
 qf_status qf_outfile_commit(qf_outfile *f, qf_error *err); /* frees f */
 void qf_outfile_abort(qf_outfile *f);                      /* frees f */
 const char *qf_outfile_path(const qf_outfile *f);          /* the final destination path */
-/* The temp file's path, for a read-back check before commit (e.g. re-verifying digests). */
+/* The temp file's path, for a read-back check between seal and commit (e.g. re-verifying digests): before
+ * seal, bytes written may still be on their way to the file. */
 const char *qf_outfile_temp_path(const qf_outfile *f);
 
 void qf_outfile_install_signal_cleanup(void);

@@ -490,6 +490,7 @@ qf_status qf_unpack(const qf_pack_opts *o, qf_pack_stats *stats, qf_error *err) 
     if (st == QF_OK) qf_outfile_reserve(c.out, c.h.raw_size);
     if (st == QF_OK) st = qf_ordered_run(c.h.n_frames, threads, slots, unpack_work, unpack_consume, &c, err);
     buffers_free(&c.b); /* before the read-back check, which brings its own working set */
+    if (st == QF_OK) st = qf_outfile_seal(c.out, err); /* every byte in the temp file it reads */
     if (st == QF_OK) st = check_gguf(&c, threads, &stats->gguf_checked, err);
     if (st == QF_OK) {
         stats->raw_bytes = c.h.raw_size;
