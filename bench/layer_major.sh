@@ -12,6 +12,11 @@
 # Per run: read_bytes of the reaped child from /proc/self/io of the measuring process (the kernel adds a
 # waited-for child's I/O to its parent's), peak RSS (ru_maxrss of wait4) and wall time. Prints a
 # Markdown table; PPL must be the same in every row of a model (the script fails otherwise).
+#
+# LM_MEM_LIMIT=SIZE (e.g. 160M) runs every job in a memory cgroup of that size (v2 memory.max or v1
+# memory.limit_in_bytes, under this process's own cgroup; needs the right to create one, else the script
+# says so and stops): the page cache the run may keep is then smaller than the model, as on a machine
+# whose RAM the model exceeds, and passes of one chunk (-b 128) show what each mode rereads.
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 qf=${1:-$here/build/qforge}
@@ -30,9 +35,36 @@ import random; r = random.Random(1)
 w = 'the of and a to in is was he for it with as his on be at by had are but from or have an they which'.split()
 print(' '.join(r.choice(w) for _ in range(200000)))" >"$text"
 fi
-python3 - "$qf" "$src" "$work/lm.q8.gguf" "$text" "$chunks" <<'PY'
+python3 - "$qf" "$src" "$work/lm.q8.gguf" "$text" "$chunks" "${LM_MEM_LIMIT:-}" <<'PY'
 import json, os, resource, subprocess, sys, time
-qf, hf, gguf, text, chunks = sys.argv[1:6]
+qf, hf, gguf, text, chunks, limit = sys.argv[1:7]
+
+def make_cgroup(limit):
+    """A child of this process's memory cgroup limited to `limit` bytes: (dir, procs file)."""
+    mine = {l.split(":")[1]: l.split(":")[2] for l in open("/proc/self/cgroup").read().splitlines()}
+    name = f"qf-layer-major-{os.getpid()}"
+    if os.path.exists("/sys/fs/cgroup/cgroup.controllers"):
+        d, knob = "/sys/fs/cgroup" + mine[""].rstrip("/") + "/" + name, "memory.max"
+    else:
+        d, knob = "/sys/fs/cgroup/memory" + mine["memory"].rstrip("/") + "/" + name, "memory.limit_in_bytes"
+    try:
+        os.mkdir(d)
+        with open(os.path.join(d, knob), "w") as f: f.write(str(limit))
+    except OSError as e:
+        sys.exit(f"LM_MEM_LIMIT: cannot create a memory cgroup at {d}: {e}")
+    return d
+
+cg = None
+if limit:
+    mult = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
+    limit_bytes = int(float(limit[:-1]) * mult[limit[-1]]) if limit[-1] in mult else int(limit)
+    cg = make_cgroup(limit_bytes)
+    import atexit
+    atexit.register(lambda: os.rmdir(cg))
+
+def enter_cgroup():
+    if cg:
+        with open(os.path.join(cg, "cgroup.procs"), "w") as f: f.write(str(os.getpid()))
 
 def files(model):
     if os.path.isdir(model):
@@ -51,10 +83,12 @@ def read_bytes():
 
 def run(model, extra):
     evict(model)
+    # the normal mode stays normal where the cgroup's limit would have the run choose layer-major itself
+    env = dict(os.environ, QF_MEM_AVAILABLE="1T") if cg and "--layer-major" not in extra else None
     before = int(read_bytes())
     t0 = time.monotonic()
     cmd = [qf, "perplexity", model, "-f", text, "-c", "128", "--chunks", chunks, "--json", "--progress=none"] + extra
-    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, preexec_fn=enter_cgroup, env=env)
     out = p.stdout.read(); err = p.stderr.read()
     _, status, ru = os.wait4(p.pid, 0)
     wall = time.monotonic() - t0
@@ -66,6 +100,7 @@ def run(model, extra):
 def size(model):
     return sum(os.path.getsize(f) for f in files(model))
 
+if cg: print(f"(every run in a memory cgroup of {limit})")
 print(f"| model | mode | PPL | bytes read (MiB) | model files (MiB) | peak RSS (MiB) | wall s | plan |")
 print(f"|---|---|---|---|---|---|---|---|")
 for model, name in ((hf, "BF16 HF dir"), (gguf, "q8_0 GGUF")):
@@ -73,6 +108,9 @@ for model, name in ((hf, "BF16 HF dir"), (gguf, "q8_0 GGUF")):
     base = None
     modes = (("normal", []), ("--layer-major", ["--layer-major"]), ("--layer-major -b 128", ["--layer-major", "-b", "128"]),
              ("--max-memory (groups)", None))
+    if cg:  # passes of one chunk in both modes: what each rereads when the cache cannot hold the model
+        modes = (("normal -b 128", ["-b", "128"]), ("--layer-major", ["--layer-major"]),
+                 ("--layer-major -b 128", ["--layer-major", "-b", "128"]))
     for mode, extra in modes:
         if extra is None:
             # groups of half the chunks: the one-group plan (passes of one chunk) minus half its hidden states

@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 bool qf_parse_size(const char *s, uint64_t *out) {
     if (!s || !isdigit((unsigned char)*s)) return false;
@@ -32,8 +33,48 @@ bool qf_parse_size(const char *s, uint64_t *out) {
     return true;
 }
 
-/* MemAvailable of /proc/meminfo in bytes; QF_MEM_AVAILABLE (a size) stands in for it, so that the
- * automatic choice can be tested on any machine. 0 when unknown. */
+/* The tightest memory limit of this process's cgroup and its ancestors (cgroup v2 memory.max, v1
+ * memory.limit_in_bytes), or UINT64_MAX: a container's limit binds the page cache a run may keep as RAM
+ * does, and /proc/meminfo does not show it. */
+static uint64_t cgroup_limit(void) {
+    FILE *f = fopen("/proc/self/cgroup", "r");
+    if (!f) return UINT64_MAX;
+    char line[4096], path[4096 + 64] = "";
+    const char *knob = NULL;
+    while (fgets(line, sizeof line, f)) { /* "0::/path" (v2) or "N:memory:/path" (v1) */
+        line[strcspn(line, "\n")] = 0;
+        char *a = strchr(line, ':'), *b = a ? strchr(a + 1, ':') : NULL;
+        if (!b) continue;
+        *b = 0;
+        if (!strcmp(a + 1, "memory")) {
+            snprintf(path, sizeof path, "/sys/fs/cgroup/memory%s", b + 1);
+            knob = "memory.limit_in_bytes";
+            break;
+        }
+        if (a + 1 == b && !knob) {
+            snprintf(path, sizeof path, "/sys/fs/cgroup%s", b + 1);
+            knob = "memory.max";
+        }
+    }
+    fclose(f);
+    uint64_t lim = UINT64_MAX;
+    for (size_t len = strlen(path); knob && len > 0;) {
+        char file[sizeof path + 32];
+        snprintf(file, sizeof file, "%.*s/%s", (int)len, path, knob);
+        unsigned long long v;
+        FILE *k = fopen(file, "r");
+        if (k && fscanf(k, "%llu", &v) == 1 && v < lim) lim = v; /* "max" (v2) reads as no number */
+        if (k) fclose(k);
+        while (len > 0 && path[len - 1] != '/') len--; /* up one level */
+        if (len > 0) len--;
+        if (len <= strlen("/sys/fs/cgroup")) break;
+    }
+    return lim;
+}
+
+/* Memory a run may count on, in bytes: MemAvailable of /proc/meminfo, or the cgroup's limit where that is
+ * lower. QF_MEM_AVAILABLE (a size) stands in for both, so that the automatic choice can be tested on any
+ * machine. 0 when unknown. */
 uint64_t qf_rt_mem_available(void) {
     uint64_t v = 0;
     const char *env = getenv("QF_MEM_AVAILABLE");
@@ -45,7 +86,7 @@ uint64_t qf_rt_mem_available(void) {
     while (fgets(line, sizeof line, f))
         if (sscanf(line, "MemAvailable: %llu kB", &kb) == 1) { v = (uint64_t)kb << 10; break; }
     fclose(f);
-    return v;
+    return v ? QF_MIN(v, cgroup_limit()) : 0;
 }
 
 /* The largest share of the weights resident at once, layers read one at a time, and all of them. Of
@@ -96,7 +137,7 @@ qf_status qf_rt_lm_plan(qf_rt_ctx *const *c, const qf_rt_model *const *m, int n,
             mib(need, sizeof need, fixed + pass_bytes), mib(lim, sizeof lim, info->limit);
             return qf_fail(err, QF_E_USAGE, "%s of %s is too small for a layer-major run: one layer's weights (%s), the "
                            "buffers (%s) and the hidden states of one pass of %u chunk%s (%s) need at least %s",
-                           o->max_memory ? "--max-memory" : "the available memory (MemAvailable)", lim, a, b,
+                           o->max_memory ? "--max-memory" : "the available memory (MemAvailable or the cgroup's limit)", lim, a, b,
                            per_pass, per_pass > 1 ? "s" : "", d, need);
         }
         passes = QF_MIN(passes, (info->limit - fixed) / pass_bytes);
