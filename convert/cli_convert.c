@@ -356,7 +356,7 @@ static int calibrate_report(const char *path, const qf_calibrate_opts *o, const 
     qf_error err = {QF_E_IO, ""};
     cJSON *r = qf_report_new("qforge.calibrate/1");
     if (!r) return qf_cli_fail("calibrate", &(qf_error){QF_E_NOMEM, "out of memory for the report"});
-    qf_status st = qf_report_add_model(r, "model", o->model, false, &err);
+    qf_status st = qf_report_add_model(r, "model", o->model, NULL, &err);
     if (!st) st = qf_report_add_file(r, "text", o->text_path, &err);
     if (!st) st = qf_report_add_file(r, "imatrix", o->out, &err);
     qf_imatrix im = {0};

@@ -105,7 +105,7 @@ static const char ppl_help[] =
 static qf_status print_ppl_json(const qf_perplexity_opts *po, const qf_perplexity_result *r, qf_error *err) {
     cJSON *o = qf_report_new("qforge.perplexity/1");
     if (!o) return qf_fail(err, QF_E_NOMEM, "out of memory for the report");
-    qf_status st = qf_report_add_model(o, "model", po->model, true, err);
+    qf_status st = qf_report_add_model(o, "model", po->model, r->model_sha256, err);
     if (!st) st = qf_report_add_file(o, "text", po->text_path, err);
     if (st) { cJSON_Delete(o); return st; }
     qf_json_add_text(o, "model", po->model);
@@ -143,6 +143,7 @@ int qf_cli_perplexity(int argc, char **argv) {
                             .act_q8 = eo.act_q8, .on_chunk = qf_cli_progress_chunks, .user = &p, .layer_major = eo.lm};
     o.layer_major.on_plan = qf_cli_layer_major_plan;
     o.layer_major.user = &lmu;
+    o.file_sha256 = json;
     qf_perplexity_result r;
     qf_error err;
     qf_status st = qf_perplexity(&o, &r, &err);
@@ -274,8 +275,8 @@ static void route_check_json(cJSON *e, const qf_verify_result *r) {
 static qf_status verify_json(const verify_cli *v, const qf_verify_result *r, cJSON **out, qf_error *err) {
     cJSON *o = qf_report_new("qforge.verify/1");
     if (!o) return qf_fail(err, QF_E_NOMEM, "out of memory for the report");
-    qf_status st = qf_report_add_model(o, "model", v->o.model, true, err);
-    if (!st && v->o.base) st = qf_report_add_model(o, "base", v->o.base, true, err);
+    qf_status st = qf_report_add_model(o, "model", v->o.model, r->model_sha256, err);
+    if (!st && v->o.base) st = qf_report_add_model(o, "base", v->o.base, r->base_sha256, err);
     if (!st && v->o.base_logits) st = qf_report_add_file(o, "base_logits", v->o.base_logits, err);
     if (!st) st = qf_report_add_file(o, "text", v->o.text_path, err);
     if (st) { cJSON_Delete(o); return st; }
@@ -515,6 +516,7 @@ int qf_cli_verify(int argc, char **argv) {
     qf_cli_lm lmu = {"verify", v.co.quiet};
     v.o.layer_major.on_plan = qf_cli_layer_major_plan;
     v.o.layer_major.user = &lmu;
+    v.o.file_sha256 = v.json != NULL;
     qf_verify_result r;
     qf_error err;
     if (check_reports(&v, &err) != QF_OK) return qf_cli_fail("verify", &err);

@@ -227,7 +227,7 @@ static void print_totals(FILE *out, size_t n, uint64_t params, uint64_t bytes) {
 static qf_status new_report(const char *path, const char *format, cJSON **out, qf_error *err) {
     cJSON *root = qf_report_new("qforge.inspect/1");
     if (!root) return qf_fail(err, QF_E_NOMEM, "out of memory for the report");
-    qf_status st = qf_report_add_model(root, "file", path, false, err);
+    qf_status st = qf_report_add_model(root, "file", path, NULL, err);
     if (st) { cJSON_Delete(root); return st; }
     cJSON_AddStringToObject(root, "format", format);
     qf_json_add_text(root, "path", path);

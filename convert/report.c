@@ -149,20 +149,18 @@ void qf_report_add_model_digest(cJSON *report, const char *role, const char *pat
     if (e) cJSON_AddStringToObject(e, "source_sha256", source_sha256);
 }
 
-qf_status qf_report_add_model(cJSON *report, const char *role, const char *path, bool file_sha256, qf_error *err) {
+qf_status qf_report_add_model(cJSON *report, const char *role, const char *path, const char *file_sha256,
+                              qf_error *err) {
     qf_source *s;
-    char id[QF_SHA256_HEX_LEN + 1], hex[QF_SHA256_HEX_LEN + 1];
+    char id[QF_SHA256_HEX_LEN + 1];
     qf_status st = qf_source_open(path, &s, err);
     if (st) return st;
     st = qf_source_digest(s, id, err);
     qf_source_close(s);
-    struct stat sb;
-    bool whole = file_sha256 && stat(path, &sb) == 0 && S_ISREG(sb.st_mode);
-    if (!st && whole) st = qf_sha256_file_hex(path, hex, err);
     if (st) return st;
     qf_report_add_model_digest(report, role, path, id);
     cJSON *e = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(report, "inputs"), role);
-    if (e && whole) cJSON_AddStringToObject(e, "sha256", hex);
+    if (e && file_sha256 && *file_sha256) cJSON_AddStringToObject(e, "sha256", file_sha256);
     return QF_OK;
 }
 

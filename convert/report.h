@@ -47,9 +47,10 @@ void qf_json_add_item(cJSON *obj, const char *key, cJSON *item);
 cJSON *qf_report_new(const char *schema);
 /* inputs[role] = {"path", "sha256"}: a file's bytes (text, imatrix, a file being checked). */
 qf_status qf_report_add_file(cJSON *report, const char *role, const char *path, qf_error *err);
-/* inputs[role] = {"path", "source_sha256"[, "sha256"]}: a model (sha256 too when it is one regular file
- * and the command reads all of it anyway). */
-qf_status qf_report_add_model(cJSON *report, const char *role, const char *path, bool file_sha256, qf_error *err);
+/* inputs[role] = {"path", "source_sha256"[, "sha256"]}: a model, with the file's SHA-256 when the caller
+ * took it (file_sha256 non-empty: perplexity and verify take it as they read the file). */
+qf_status qf_report_add_model(cJSON *report, const char *role, const char *path, const char *file_sha256,
+                              qf_error *err);
 /* inputs[role] = {"path", "source_sha256": hex}: a model whose identity the caller already computed. */
 void qf_report_add_model_digest(cJSON *report, const char *role, const char *path, const char *source_sha256);
 /* Print the report (indented) and a newline to f, then free it. False when out of memory or on a write

@@ -198,6 +198,8 @@ typedef struct qf_perplexity_opts {
     qf_chunk_fn on_chunk;   /* may be NULL */
     void *user;
     qf_layer_major_opts layer_major;
+    bool file_sha256;       /* also the SHA-256 of the model file (a regular file), for a report: read in
+                               step with a layer-major run, so that it reads the file once */
 } qf_perplexity_opts;
 
 typedef struct qf_perplexity_result {
@@ -209,6 +211,7 @@ typedef struct qf_perplexity_result {
     uint64_t n_scored;      /* n_chunks * (ctx - 1 - ctx/2) */
     double eval_seconds;    /* forward passes only (no tokenization, no scoring) */
     double tokens_per_second; /* prompt processing: n_chunks * ctx / eval_seconds */
+    char model_sha256[65];  /* with file_sha256 and a regular file: its SHA-256 in hex; else "" */
 } qf_perplexity_result;
 
 /* llama-perplexity's protocol: the file's text minus one trailing newline, backslash escapes processed
@@ -245,6 +248,7 @@ typedef struct qf_verify_opts {
     qf_chunk_fn on_chunk;
     void *user;
     qf_layer_major_opts layer_major; /* both models in lockstep, layer by layer */
+    bool file_sha256;         /* also the SHA-256 of the model and base files, as qf_perplexity_opts's */
 } qf_verify_opts;
 
 typedef enum qf_verify_check_id {
@@ -293,6 +297,7 @@ typedef struct qf_verify_result {
     char route_none[192];    /* MoE models whose routing was not compared: why; "" otherwise */
     qf_verify_check checks[QF_CHECK_COUNT];
     bool pass;               /* every given threshold holds */
+    char model_sha256[65], base_sha256[65]; /* with file_sha256, as qf_perplexity_result's */
 } qf_verify_result;
 
 /* Run base and model side by side on the same tokens (perplexity's protocol, tokenized with the base's

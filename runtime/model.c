@@ -347,6 +347,24 @@ uint64_t qf_rt_layer_bytes(const qf_rt_model *m, int layer) {
     return sum;
 }
 
+bool qf_rt_layer_file_span(const qf_rt_model *m, int layer, uint64_t *lo, uint64_t *hi) {
+    uint64_t len = 0;
+    const uint8_t *base = m->gguf ? qf_gguf_file_bytes(m->gguf, &len) : NULL;
+    layer_list ls;
+    *lo = UINT64_MAX;
+    *hi = 0;
+    if (!base || !list_layer(m, layer, &ls)) return false;
+    for (size_t i = 0; i < ls.n; i++) {
+        const qf_rt_weight *w = ls.p[i];
+        uintptr_t at = (uintptr_t)w->data, from = (uintptr_t)base;
+        if (!mapped(m, w) || at < from || at - from >= len) continue;
+        *lo = QF_MIN(*lo, (uint64_t)(at - from));
+        *hi = QF_MAX(*hi, QF_MIN((uint64_t)(at - from) + stored_rows(w) * w->row_bytes, len));
+    }
+    list_free(&ls);
+    return *hi > 0;
+}
+
 uint64_t qf_rt_output_bytes(const qf_rt_model *m) { return mapped(m, &m->output) ? stored_bytes(&m->output, NULL) : 0; }
 
 uint64_t qf_rt_model_owned_bytes(const qf_rt_model *m) {

@@ -212,6 +212,21 @@ qf_status qf_rt_lm_copy(qf_rt_ctx *dst, const qf_rt_ctx *src, qf_error *err);
 uint64_t qf_rt_layer_bytes(const qf_rt_model *m, int layer);
 uint64_t qf_rt_model_owned_bytes(const qf_rt_model *m);
 uint64_t qf_rt_output_bytes(const qf_rt_model *m);  /* the output projection alone */
+/* The file offsets [*lo, *hi) layer `layer`'s stored weights span within the model's file (a GGUF; of a
+ * split set the first part); false when none lies in it. */
+bool qf_rt_layer_file_span(const qf_rt_model *m, int layer, uint64_t *lo, uint64_t *hi);
+
+/* The SHA-256 of the model's file (a report's identity of it), taken front to back in step with a
+ * layer-major run: before layer l runs, qf_rt_digest_layer hashes the file up to the layer's end through
+ * the mapping the layer then reads, so a file larger than RAM is read from disk once, not twice. Pages it
+ * touched that are not the layer's are dropped as it goes (the layer drops its own after its pass).
+ * Open gives NULL (and QF_OK) when the path is not a regular file. A model that is not a GGUF mapping is
+ * hashed by reading the file at finish. */
+typedef struct qf_rt_digest qf_rt_digest;
+qf_status qf_rt_digest_open(const qf_rt_model *m, const char *path, qf_rt_digest **out, qf_error *err);
+qf_status qf_rt_digest_layer(qf_rt_digest *d, int layer, qf_error *err);
+qf_status qf_rt_digest_finish(qf_rt_digest *d, char hex[65], qf_error *err); /* the rest; frees d */
+void qf_rt_digest_free(qf_rt_digest *d);
 qf_status qf_rt_model_acquire(const qf_rt_model *m, int layer, qf_error *err);
 void qf_rt_model_release(const qf_rt_model *m, int layer);
 

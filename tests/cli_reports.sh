@@ -149,6 +149,19 @@ assert d["schema"] == "qforge.perplexity/1" and d["qforge_version"]
 assert d["inputs"]["text"]["sha256"] == sha(sys.argv[2]) and d["inputs"]["model"]["sha256"] == sha(sys.argv[3])
 assert d["ppl"] > 1
 PY
+# layer-major runs take the files' digests layer by layer as they read them: the same digests, the
+# same figures (an HF directory has no file digest, only its source identity)
+"$qf" perplexity f32.gguf -f text.txt -c 64 --chunks 3 --json --layer-major >pl.json 2>/dev/null || bad "perplexity --json --layer-major"
+"$qf" verify q8.gguf --base f32.gguf -f text.txt -c 64 --chunks 4 --json vl.json --layer-major -q >/dev/null 2>&1 ||
+    bad "verify --json --layer-major"
+"$qf" perplexity m -f text.txt -c 64 --chunks 3 --json --layer-major >ph.json 2>/dev/null || bad "perplexity of HF --json"
+PY_WHAT="layer-major reports" py pl.json p.json vl.json v.json ph.json <<'PY'
+import json, sys
+pl, p, vl, v, ph = (json.load(open(f)) for f in sys.argv[1:6])
+assert pl["inputs"] == p["inputs"] and pl["ppl"] == p["ppl"], (pl["inputs"], p["inputs"])
+assert vl["inputs"] == v["inputs"] and vl["kld_mean"] == v["kld_mean"], (vl["inputs"], v["inputs"])
+assert "sha256" not in ph["inputs"]["model"] and len(ph["inputs"]["model"]["source_sha256"]) == 64, ph["inputs"]
+PY
 
 # ---- verify --integrity --json ---------------------------------------------------------------------------
 "$qf" verify q8.gguf --integrity --json >i.json 2>/dev/null || bad "integrity --json"

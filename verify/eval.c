@@ -27,6 +27,7 @@ typedef struct session {
     qf_route_log routes[2]; /* verify: each model's experts per token of the current forward call */
     size_t route_from;      /* the call's token behind the first column handed to `score` */
     qf_layer_major_info lm; /* lm.on: every model layer-major, in lockstep, in groups of chunks */
+    qf_rt_digest *md[2];    /* run_params.file_sha256: each model file's digest, taken as the run goes */
 } session;
 
 #define TOPK_DEFAULT UINT32_MAX
@@ -40,6 +41,7 @@ typedef struct run_params {
                         TOPK_DEFAULT: 1024, or the whole vocabulary where it is smaller */
     bool routes;     /* log the experts each token chooses (verify: routing agreement) */
     const qf_layer_major_opts *lm;
+    bool file_sha256;
 } run_params;
 
 /* Called per forward batch with each model's logits for n scored columns and their target tokens. */
@@ -49,7 +51,12 @@ typedef qf_status (*batch_fn)(void *u, session *s, const float *const *logits, s
 typedef void (*chunk_fn)(void *u, const session *s, uint32_t chunk);
 
 static void session_close(session *s) {
-    for (int i = 0; i < 2; i++) { qf_route_log_free(&s->routes[i]); qf_rt_ctx_free(s->c[i]); qf_rt_model_close(s->m[i]); }
+    for (int i = 0; i < 2; i++) {
+        qf_route_log_free(&s->routes[i]);
+        qf_rt_ctx_free(s->c[i]);
+        qf_rt_model_close(s->m[i]);
+        qf_rt_digest_free(s->md[i]);
+    }
     free(s->tokens);
     free(s->chunk);
     qf_score_buf_free(&s->sb);
@@ -110,6 +117,7 @@ static qf_status session_open(session *s, const char *const *paths, int n, const
     int threads = p->threads > 0 ? p->threads : (int)sysconf(_SC_NPROCESSORS_ONLN);
     qf_status st = QF_OK;
     for (int i = 0; !st && i < n; i++) st = qf_rt_model_open(paths[i], &s->m[i], err);
+    for (int i = 0; !st && p->file_sha256 && i < n; i++) st = qf_rt_digest_open(s->m[i], paths[i], &s->md[i], err);
     if (!st && n == 2) {
         const qf_vocab *a = &s->m[0]->vocab, *b = &s->m[1]->vocab;
         if (s->m[0]->hp.n_vocab != s->m[1]->hp.n_vocab || a->n_tokens != b->n_tokens)
@@ -231,8 +239,12 @@ static qf_status run_layer_major(session *s, uint32_t i, uint32_t n, batch_fn sc
         layers = QF_MAX(layers, s->m[k]->hp.n_layer);
     }
     for (uint32_t l = 0; !st && l < layers; l++)
-        for (int k = 0; !st && k < s->n_models; k++)
-            if (l < s->m[k]->hp.n_layer) st = qf_rt_lm_layer(s->c[k], l, err);
+        for (int k = 0; !st && k < s->n_models; k++) {
+            if (l >= s->m[k]->hp.n_layer) continue;
+            /* the digest reads the layer's bytes first, through the mapping the layer then uses */
+            st = qf_rt_digest_layer(s->md[k], (int)l, err);
+            if (!st) st = qf_rt_lm_layer(s->c[k], l, err);
+        }
     if (!st) st = routes_end(s, n * s->ctx, err);
     for (uint32_t p = 0; !st && p < qf_rt_lm_passes(s->c[0]); p++) {
         const float *logits[2] = {NULL, NULL};
@@ -246,6 +258,13 @@ static qf_status run_layer_major(session *s, uint32_t i, uint32_t n, batch_fn sc
         }
     }
     return st;
+}
+
+/* Model k's file digest into hex ("" without one): the rest of the file that the run did not take it to. */
+static qf_status finish_digest(session *s, int k, char hex[65], qf_error *err) {
+    qf_rt_digest *md = s->md[k];
+    s->md[k] = NULL;
+    return qf_rt_digest_finish(md, hex, err);
 }
 
 static qf_status run_all(session *s, batch_fn score, chunk_fn after, void *u, qf_error *err) {
@@ -297,12 +316,13 @@ qf_status qf_perplexity(const qf_perplexity_opts *o, qf_perplexity_result *r, qf
     memset(r, 0, sizeof *r);
     if (!o->model || !o->text_path) return qf_fail(err, QF_E_USAGE, "perplexity needs a model and a text file");
     run_params rp = {o->text_path, o->ctx, o->chunks, o->batch, o->threads, o->no_escape, o->act_q8, 0, false,
-                     &o->layer_major};
+                     &o->layer_major, o->file_sha256};
     session s;
     ppl_state p = {.o = o};
     qf_status st = session_open(&s, &o->model, 1, &rp, err);
     if (!st && !(p.nll = qf_calloc_n(s.batch, sizeof(double)))) st = qf_fail(err, QF_E_NOMEM, "out of memory");
     if (!st) st = run_all(&s, ppl_batch, ppl_chunk, &p, err);
+    if (!st) st = finish_digest(&s, 0, r->model_sha256, err);
     if (!st) {
         r->ctx = s.ctx;
         r->n_chunks = s.n_chunks;
@@ -635,7 +655,8 @@ qf_status qf_verify(const qf_verify_opts *o, qf_verify_result *r, qf_error *err)
     if (o->save_base && o->base_logits)
         return qf_fail(err, QF_E_USAGE, "--save-base writes what --base-logits reads: give one of them");
     run_params rp = {o->text_path, o->ctx, o->chunks, o->batch, o->threads, o->no_escape, o->act_q8,
-                     o->save_base ? (o->base_topk ? o->base_topk : TOPK_DEFAULT) : 0, true, &o->layer_major};
+                     o->save_base ? (o->base_topk ? o->base_topk : TOPK_DEFAULT) : 0, true, &o->layer_major,
+                     o->file_sha256};
     const char *paths[2] = {o->base, o->model};
     session s;
     memset(&s, 0, sizeof s);
@@ -652,6 +673,8 @@ qf_status qf_verify(const qf_verify_opts *o, qf_verify_result *r, qf_error *err)
     if (!st) st = alloc_cmp(&v, &s, err);
     if (!st) st = setup_routes(&v, &s, o, err);
     if (!st) st = run_all(&s, cmp_batch, cmp_chunk, &v, err);
+    if (!st) st = finish_digest(&s, s.n_models - 1, r->model_sha256, err);
+    if (!st && s.n_models == 2) st = finish_digest(&s, 0, r->base_sha256, err);
     if (v.bw) {
         qf_status fs = st ? (qf_baselogits_writer_abort(v.bw), st) : qf_baselogits_writer_finish(v.bw, err);
         st = st ? st : fs;
