@@ -8,6 +8,8 @@
 #include <libgen.h>
 #include <math.h>
 #include <openssl/evp.h>
+#include <sys/mman.h>
+#include <unistd.h>
 #include <sys/stat.h>
 
 typedef struct logical {
@@ -560,6 +562,20 @@ static void apply_scales(const logical *l, uint64_t row0, uint64_t n, float *dst
 static bool stored_row_bytes(const logical *l, uint64_t *bytes) {
     if (l->pub.qtype == UINT32_MAX) { *bytes = row_bytes(l); return true; }
     return qf_qtype_row_bytes(qf_qtype_get(l->pub.qtype), l->pub.row_len, bytes);
+}
+
+void qf_source_advise(qf_source *s, size_t i, uint64_t row0, uint64_t n) {
+    if (i >= s->n || s->raw.sequential) return;
+    logical *l = &s->t[i];
+    uint64_t rb;
+    qf_error ignored;
+    if (!stored_row_bytes(l, &rb) || row0 >= l->pub.n_rows || qf_source_prepare(s, i, &ignored) != QF_OK || !l->data)
+        return;
+    n = QF_MIN(n, l->pub.n_rows - row0);
+    long ps = sysconf(_SC_PAGESIZE);
+    uintptr_t page = ps > 0 ? (uintptr_t)ps : 4096, lo = (uintptr_t)(l->data + row0 * rb);
+    uintptr_t a = lo / page * page, b = lo + (uintptr_t)(n * rb);
+    if (b > a) madvise((void *)a, b - a, MADV_WILLNEED); /* a hint: its failure changes nothing */
 }
 
 /* The stored bytes of rows [row0, row0+n) of tensor i, *rb bytes each, from its window when

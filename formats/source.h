@@ -75,6 +75,11 @@ qf_status qf_source_prepare(qf_source *s, size_t i, qf_error *err);
  * window: preparing another tensor's rows ends the last one's (reading those is then an internal
  * error, never stale bytes). Random-access sources prepare the whole tensor (a mapping costs nothing). */
 qf_status qf_source_prepare_rows(qf_source *s, size_t i, uint64_t row0, uint64_t n, qf_error *err);
+/* A hint that rows [row0, row0+n) of tensor i (n = UINT64_MAX: to its end) will be read soon: a mapped
+ * file starts reading them from disk now (MADV_WILLNEED), in large requests and while other work goes
+ * on, instead of page fault by page fault when they are read. No effect on sequential sources or on
+ * results; nothing to undo. */
+void qf_source_advise(qf_source *s, size_t i, uint64_t row0, uint64_t n);
 /* Rows [row0, row0+n) of tensor i as F32 (dtype decoded, FP8 scales applied) into dst[n*row_len]. */
 qf_status qf_source_rows(qf_source *s, size_t i, uint64_t row0, uint64_t n, float *dst, qf_error *err);
 /* FP8 pass-through (quantize/plan.c, run.c): rows [row0, row0+n) of an F8_E4M3 safetensors tensor as its

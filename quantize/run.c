@@ -405,19 +405,40 @@ static uint64_t chunk_at(const qf_plan_entry *e, uint64_t r, uint64_t rows) {
     return QF_MIN(rows, end - r);
 }
 
+/* Rows of the chunk after the one ending at row r (0 past the end). */
+static uint64_t next_chunk(const qf_plan_entry *e, uint64_t r, uint64_t rows) {
+    return r < e->n_rows ? chunk_at(e, r, rows) : 0;
+}
+
 /* A tensor's chunks in order: each chunk's source rows are prepared before it is read, and the
  * sources it has passed (the experts of a stacked tensor) are released, so a tensor streams. */
 typedef struct walk {
     size_t released, first, last;
 } walk;
 
-static qf_status walk_chunk(chunk_job *j, walk *w, uint64_t r, uint64_t n, qf_error *err) {
+/* Asks the source to start reading the rows chunk rows [r0, r0 + n) need (a hint). */
+static void advise_slots(chunk_job *j, uint64_t r0, uint64_t n) {
+    size_t first, last;
+    if (n == 0) return;
+    slots_of(j, r0, n, &first, &last);
+    for (size_t k = first; k <= last && last != SIZE_MAX; k++) {
+        uint64_t lo, cnt;
+        slot_rows(j, k, r0, n, &lo, &cnt);
+        qf_source_advise(j->src, j->srcs[k], lo, cnt);
+    }
+}
+
+/* The chunk's rows, and a hint for the next chunk's (`next` rows), so that the disk reads them while
+ * this one is encoded. */
+static qf_status walk_chunk(chunk_job *j, walk *w, uint64_t r, uint64_t n, uint64_t next, qf_error *err) {
     j->row0 = r;
     j->n_rows = n;
     slots_of(j, r, n, &w->first, &w->last);
     if (w->last == SIZE_MAX) return QF_OK; /* generated */
     release_slots(j, w->released, w->first);
     w->released = QF_MAX(w->released, w->first);
+    if (r == 0) advise_slots(j, r, n);
+    advise_slots(j, r + n, next);
     return prepare_slots(j, r, n, w->first, w->last, err);
 }
 
@@ -444,7 +465,7 @@ qf_status qf_tensor_range(qf_source *src, const qf_hparams *hp, const qf_plan *p
     j.gen = gen;
     for (uint64_t r = 0, n; !st && r < e->n_rows; r += n) {
         n = chunk_at(e, r, rows_per_chunk);
-        if ((st = walk_chunk(&j, &w, r, n, err))) break;
+        if ((st = walk_chunk(&j, &w, r, n, next_chunk(e, r + n, rows_per_chunk), err))) break;
         if ((st = fetch_rows(&j, r, n))) { *err = j.err; break; }
         for (uint64_t i = 0; i < n * len; i++) {
             float v = fabsf(j.f32[i]);
@@ -509,7 +530,7 @@ static qf_status run_tensor_gptq(chunk_job *j, const qf_hparams *hp, const qf_pl
     qf_status st = j->f32 && j->out ? QF_OK : qf_fail(err, QF_E_NOMEM, "gptq: out of memory for '%s' as F32", e->name);
     for (uint64_t r = 0, n; !st && r < e->n_rows; r += n) { /* expert by expert, into one matrix */
         n = chunk_at(e, r, e->n_rows);
-        st = walk_chunk(j, &wk, r, n, err);
+        st = walk_chunk(j, &wk, r, n, next_chunk(e, r + n, e->n_rows), err);
         j->row0 = 0;
         if (!st && (st = fetch_rows(j, r, n))) *err = j->err;
     }
@@ -567,7 +588,7 @@ static qf_status run_tensor(qf_source *src, const qf_hparams *hp, const qf_plan 
         n = chunk_at(e, r, rows_per_chunk);
         int t = (int)QF_MIN((uint64_t)threads, n);
         j.out = out[k];
-        if ((st = walk_chunk(&j, &wk, r, n, err))) break;
+        if ((st = walk_chunk(&j, &wk, r, n, next_chunk(e, r + n, rows_per_chunk), err))) break;
         if ((st = run_chunk(&j, t, err))) {
             if (j.over_row != UINT64_MAX) st = range_refusal(src, hp, plan, e, j.over_row, err);
             break;
