@@ -99,6 +99,38 @@ has "the automatic choice is announced (under -q too)" "layer-major: chosen beca
 grep -v '^qforge' <<<"$out" >ppl1.json
 same "automatic" ppl0.json ppl1.json && ok || bad "automatic mode differs"
 
+# a container's memory limit counts as the available memory: in a memory cgroup below the weights the
+# run goes layer-major by itself (where this user may create a cgroup; said when not)
+cg_run() { # cg_run LIMIT CMD...: CMD inside a new child memory cgroup of LIMIT bytes; 99 when none can be made
+    python3 - "$@" <<'PY'
+import os, subprocess, sys
+mine = {l.split(":")[1]: l.split(":")[2] for l in open("/proc/self/cgroup").read().splitlines()}
+v2 = os.path.exists("/sys/fs/cgroup/cgroup.controllers")
+d = ("/sys/fs/cgroup" + mine.get("", "/") if v2 else "/sys/fs/cgroup/memory" + mine.get("memory", "/")).rstrip("/")
+d += f"/qf-test-{os.getpid()}"
+try:
+    os.mkdir(d)
+    open(os.path.join(d, "memory.max" if v2 else "memory.limit_in_bytes"), "w").write(sys.argv[1])
+except OSError:
+    sys.exit(99)
+try:
+    r = subprocess.run(sys.argv[2:], preexec_fn=lambda: open(os.path.join(d, "cgroup.procs"), "w").write(str(os.getpid())),
+                       capture_output=True, text=True)
+    sys.stdout.write(r.stdout + r.stderr)
+    sys.exit(r.returncode)
+finally:
+    os.rmdir(d)
+PY
+}
+"$qf" synth wide --layers 8 --dim 512 --ff 1536 --vocab 512 --dtype bf16 -q || exit 1
+out=$(cg_run 48000000 "$qf" perplexity wide -f text.txt -c 64 --chunks 4 -b 64 --progress=none 2>&1); rc=$?
+if [ $rc -eq 99 ]; then
+    echo "SKIP: cannot create a memory cgroup here: the cgroup limit as available memory is not checked"
+else
+    [ $rc -eq 0 ] && ok || bad "perplexity in a 48 MB cgroup: exit $rc: $out"
+    has "a cgroup's limit makes the run layer-major" "layer-major: chosen because the weights"
+fi
+
 # bad bounds: one line, exit 2, no report
 for v in 12X 0 "" -5 1.5G; do
     expect 2 "--max-memory '$v'" -- "$qf" perplexity llama -f text.txt --max-memory "$v"
