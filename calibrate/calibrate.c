@@ -235,7 +235,9 @@ static qf_status run_chunks(const qf_calibrate_opts *o, const qf_rt_model *m, co
     qf_layer_major_info lm;
     qf_rt_lm_decide(&m, 1, &o->layer_major, &lm);
     qf_rt_ctx *rc;
-    qf_status st = lm.on ? qf_rt_ctx_new_layer_major(m, ctx, ctx, threads, &rc, err) : qf_rt_ctx_new(m, ctx, ctx, threads, &rc, err);
+    qf_rt_ctx_opts co = {.n_ctx = ctx, .n_batch = ctx, .n_threads = threads, .layer_major = lm.on};
+    qf_status st = qf_rt_backend_pick(&o->backend, false, &co.backend, err);
+    if (!st) st = qf_rt_ctx_open(m, &co, &rc, err);
     if (st) return st;
     qf_rt_observer obs = {.matmul = observe, .head = observe_head, .user = c};
     qf_rt_ctx_set_observer(rc, &obs);

@@ -4,6 +4,8 @@
 #   kernels   -> (nothing)
 #   formats   -> kernels
 #   runtime   -> formats, kernels           (model loading, the graph, tokenizer, CPU backend)
+#   runtime/cuda -> runtime, formats, kernels (the CUDA backend: its own library, linked by the
+#                                              backend table runtime/backends.c)
 #   verify    -> runtime, formats, kernels  (the judge: perplexity, KLD, gates, integrity)
 #   quantize  -> formats, kernels
 #   calibrate -> runtime, formats, kernels  (calibration runs the runtime, not the judge)
@@ -14,6 +16,7 @@ declare -A allowed=(
     [kernels]="kernels"
     [formats]="formats kernels"
     [runtime]="runtime formats kernels"
+    [runtime/cuda]="runtime formats kernels"
     [verify]="verify runtime formats kernels"
     [quantize]="quantize formats kernels"
     [calibrate]="calibrate runtime formats kernels"
@@ -30,7 +33,7 @@ for dir in "${!allowed[@]}"; do
         if ! grep -qw "$inc" <<<"${allowed[$dir]}"; then
             echo "layering violation: $file includes $inc/ (allowed for $dir/: ${allowed[$dir]})"; bad=$((bad+1))
         fi
-    done < <(grep -H '#include "[a-z_]*/' "$root/$dir"/*.[ch] 2>/dev/null || true)
+    done < <(grep -H '#include "[a-z_]*/' "$root/$dir"/*.{c,h,cu,cuh} 2>/dev/null || true)
 done
 echo "layering: $checked includes checked"
 echo "$((checked-bad)) passed, $bad failed"

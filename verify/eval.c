@@ -40,6 +40,7 @@ typedef struct run_params {
                         TOPK_DEFAULT: 1024, or the whole vocabulary where it is smaller */
     bool routes;     /* log the experts each token chooses (verify: routing agreement) */
     const qf_layer_major_opts *lm;
+    const qf_backend_opts *backend;
 } run_params;
 
 /* Called per forward batch with each model's logits for n scored columns and their target tokens. */
@@ -125,9 +126,10 @@ static qf_status session_open(session *s, const char *const *paths, int n, const
     if (!st) st = plan_chunks(s, p, err);
     if (!st) qf_rt_lm_decide((const qf_rt_model *const *)s->m, n, p->lm, &s->lm);
     uint32_t call = s->n_seq > 1 ? s->n_seq * s->ctx : s->batch;
+    qf_rt_ctx_opts co = {.n_ctx = s->ctx, .n_batch = call, .n_threads = threads, .layer_major = s->lm.on};
+    if (!st) st = qf_rt_backend_pick(p->backend, p->act_q8, &co.backend, err);
     for (int i = 0; !st && i < n; i++) {
-        st = s->lm.on ? qf_rt_ctx_new_layer_major(s->m[i], s->ctx, call, threads, &s->c[i], err)
-                      : qf_rt_ctx_new(s->m[i], s->ctx, call, threads, &s->c[i], err);
+        st = qf_rt_ctx_open(s->m[i], &co, &s->c[i], err);
         if (!st) qf_rt_ctx_set_act_q8(s->c[i], p->act_q8);
     }
     if (!st && s->lm.on) st = plan_layer_major(s, p, &call, err);
@@ -297,7 +299,7 @@ qf_status qf_perplexity(const qf_perplexity_opts *o, qf_perplexity_result *r, qf
     memset(r, 0, sizeof *r);
     if (!o->model || !o->text_path) return qf_fail(err, QF_E_USAGE, "perplexity needs a model and a text file");
     run_params rp = {o->text_path, o->ctx, o->chunks, o->batch, o->threads, o->no_escape, o->act_q8, 0, false,
-                     &o->layer_major};
+                     &o->layer_major, &o->backend};
     session s;
     ppl_state p = {.o = o};
     qf_status st = session_open(&s, &o->model, 1, &rp, err);
@@ -635,7 +637,8 @@ qf_status qf_verify(const qf_verify_opts *o, qf_verify_result *r, qf_error *err)
     if (o->save_base && o->base_logits)
         return qf_fail(err, QF_E_USAGE, "--save-base writes what --base-logits reads: give one of them");
     run_params rp = {o->text_path, o->ctx, o->chunks, o->batch, o->threads, o->no_escape, o->act_q8,
-                     o->save_base ? (o->base_topk ? o->base_topk : TOPK_DEFAULT) : 0, true, &o->layer_major};
+                     o->save_base ? (o->base_topk ? o->base_topk : TOPK_DEFAULT) : 0, true, &o->layer_major,
+                     &o->backend};
     const char *paths[2] = {o->base, o->model};
     session s;
     memset(&s, 0, sizeof s);
