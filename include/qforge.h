@@ -190,8 +190,9 @@ typedef enum qf_backend {
 
 typedef struct qf_backend_opts {
     qf_backend want;
-    /* once, before the run: the backend taken, and when AUTO did not take CUDA, why (one phrase; "" when
-     * it did, or when CPU was asked for); `device` names the GPU for CUDA ("" otherwise). NULL = none */
+    /* once, when the run's work starts (its inputs checked): the backend taken, and when AUTO did not take
+     * CUDA, why (one phrase; "" when it did, or when CPU was asked for); `device` names the GPU for CUDA
+     * ("" otherwise). NULL = none */
     void (*on_choice)(void *user, qf_backend got, const char *why, const char *device);
     void *user;
 } qf_backend_opts;

@@ -3,7 +3,9 @@
  *
  * graph.c never touches activation memory: it calls these operations on buffers the backend gave it,
  * so a backend whose buffers live on a GPU can implement them without changing the graph. The CPU
- * backend (cpu.c, cpu_matmul.c, cpu_moe.c) is the reference.
+ * backend (cpu.c, cpu_matmul.c, cpu_moe.c) is the reference; the CUDA backend (cuda/) the other one.
+ * The model's own vectors (norm weights, biases) are passed as the model holds them, in host memory: a
+ * device backend copies them once.
  *
  * Every activation buffer of a pass is a feature-major matrix with the pass's leading dimension
  * (runtime.h); a pass covers `cols` token columns laid out as qf_be_pass says. Operations that take a

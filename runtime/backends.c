@@ -29,19 +29,24 @@ static bool cuda_usable(char *what, size_t n) {
 #endif
 }
 
-qf_status qf_rt_backend_pick(const qf_backend_opts *o, bool cpu_only, qf_backend *got, qf_error *err) {
+qf_status qf_rt_backend_pick(const qf_backend_opts *o, bool cpu_only, qf_rt_backend_choice *c, qf_error *err) {
     char what[256] = "";
     bool cuda = false;
-    *got = QF_BACKEND_CPU;
+    memset(c, 0, sizeof *c);
+    c->got = QF_BACKEND_CPU;
     if (o->want == QF_BACKEND_CUDA && cpu_only)
         return qf_fail(err, QF_E_USAGE, "--act q8 is the CPU backend's 8-bit path; the CUDA backend computes F32 "
                        "(use --backend cpu, or drop --act q8)");
     if (o->want == QF_BACKEND_AUTO && cpu_only) snprintf(what, sizeof what, "--act q8 runs on the CPU backend only");
     else if (o->want != QF_BACKEND_CPU) cuda = cuda_usable(what, sizeof what);
     if (o->want == QF_BACKEND_CUDA && !cuda) return qf_fail(err, QF_E_UNSUPPORTED, "--backend cuda: %s", what);
-    if (cuda) *got = QF_BACKEND_CUDA;
-    if (o->on_choice) o->on_choice(o->user, *got, cuda ? "" : what, cuda ? what : "");
+    if (cuda) c->got = QF_BACKEND_CUDA;
+    snprintf(cuda ? c->device : c->why, sizeof c->why, "%s", what);
     return QF_OK;
+}
+
+void qf_rt_backend_announce(const qf_backend_opts *o, const qf_rt_backend_choice *c) {
+    if (o->on_choice) o->on_choice(o->user, c->got, c->why, c->device);
 }
 
 qf_status qf_be_new(qf_backend kind, const qf_be_opts *o, qf_be **out, const qf_be_ops **ops, qf_error *err) {

@@ -21,7 +21,9 @@
  * Determinism: every output element is one sequential F32 chain over its reduction (FMA per step in the
  * matmul, one fixed order elsewhere); threads split rows and heads, never a reduction, so results do not
  * depend on the thread count or on the ISA chosen (scalar fmaf matches the SIMD FMA bit for bit). A
- * token's routed experts are summed in ascending expert order whatever the threads do.
+ * token's routed experts are summed in ascending expert order whatever the threads do. The CUDA backend
+ * keeps these bits (runtime/cuda/cu_kernels.h) except in products over 8 token columns or fewer, which it
+ * sums in a tree (a warp per row): equal up to rounding.
  */
 #ifndef QF_RUNTIME_RUNTIME_H
 #define QF_RUNTIME_RUNTIME_H
@@ -125,10 +127,18 @@ qf_status qf_rt_ctx_new(const qf_rt_model *m, uint32_t n_ctx, uint32_t n_batch, 
                         qf_error *err);
 void qf_rt_ctx_free(qf_rt_ctx *c);
 
-/* The backend a run takes (CPU or CUDA, never AUTO), told to o->on_choice once. cpu_only: the run asks
- * for something only the CPU backend does (the 8-bit activations), which AUTO then keeps on the CPU and
- * CUDA refuses (QF_E_USAGE). CUDA without a usable device: QF_E_UNSUPPORTED naming why. */
-qf_status qf_rt_backend_pick(const qf_backend_opts *o, bool cpu_only, qf_backend *got, qf_error *err);
+/* The backend a run takes (CPU or CUDA, never AUTO): cpu_only says the run asks for something only the
+ * CPU backend does (the 8-bit activations), which AUTO then keeps on the CPU and CUDA refuses
+ * (QF_E_USAGE); CUDA without a usable device is QF_E_UNSUPPORTED naming why. The choice is told to
+ * o->on_choice by qf_rt_backend_announce, which runs call when their work starts (after every input is
+ * checked, so that a refused input stays a one-line error). */
+typedef struct qf_rt_backend_choice {
+    qf_backend got;
+    char why[256];      /* AUTO stayed on the CPU: why; "" otherwise */
+    char device[256];   /* CUDA: the device; "" otherwise */
+} qf_rt_backend_choice;
+qf_status qf_rt_backend_pick(const qf_backend_opts *o, bool cpu_only, qf_rt_backend_choice *c, qf_error *err);
+void qf_rt_backend_announce(const qf_backend_opts *o, const qf_rt_backend_choice *c);
 
 /* A context on a chosen backend: qf_rt_ctx_new (or qf_rt_ctx_new_layer_major, below) on the CPU are this
  * with backend QF_BACKEND_CPU. Threads serve the CPU backend's products and qf_rt_parallel either way. */

@@ -27,6 +27,8 @@ typedef struct session {
     qf_route_log routes[2]; /* verify: each model's experts per token of the current forward call */
     size_t route_from;      /* the call's token behind the first column handed to `score` */
     qf_layer_major_info lm; /* lm.on: every model layer-major, in lockstep, in groups of chunks */
+    qf_rt_backend_choice backend;
+    const qf_backend_opts *backend_opts;
 } session;
 
 #define TOPK_DEFAULT UINT32_MAX
@@ -127,7 +129,9 @@ static qf_status session_open(session *s, const char *const *paths, int n, const
     if (!st) qf_rt_lm_decide((const qf_rt_model *const *)s->m, n, p->lm, &s->lm);
     uint32_t call = s->n_seq > 1 ? s->n_seq * s->ctx : s->batch;
     qf_rt_ctx_opts co = {.n_ctx = s->ctx, .n_batch = call, .n_threads = threads, .layer_major = s->lm.on};
-    if (!st) st = qf_rt_backend_pick(p->backend, p->act_q8, &co.backend, err);
+    s->backend_opts = p->backend;
+    if (!st) st = qf_rt_backend_pick(p->backend, p->act_q8, &s->backend, err);
+    co.backend = s->backend.got;
     for (int i = 0; !st && i < n; i++) {
         st = qf_rt_ctx_open(s->m[i], &co, &s->c[i], err);
         if (!st) qf_rt_ctx_set_act_q8(s->c[i], p->act_q8);
@@ -251,6 +255,7 @@ static qf_status run_layer_major(session *s, uint32_t i, uint32_t n, batch_fn sc
 }
 
 static qf_status run_all(session *s, batch_fn score, chunk_fn after, void *u, qf_error *err) {
+    qf_rt_backend_announce(s->backend_opts, &s->backend);
     for (uint32_t i = 0; s->lm.on && i < s->n_chunks; i += s->lm.chunks_per_group) {
         qf_status st = run_layer_major(s, i, QF_MIN(s->lm.chunks_per_group, s->n_chunks - i), score, after, u, err);
         if (st) return st;
