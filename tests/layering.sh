@@ -35,6 +35,14 @@ for dir in "${!allowed[@]}"; do
         fi
     done < <(grep -H '#include "[a-z_]*/' "$root/$dir"/*.{c,h,cu,cuh} 2>/dev/null || true)
 done
-echo "layering: $checked includes checked"
+# The CUDA backend is reached through the backend table only (runtime/backends.c makes it; backend.h
+# declares it), so nothing else depends on the CUDA library.
+others=$(grep -rl 'qf_be_cuda_' "$root"/{kernels,formats,runtime,verify,quantize,calibrate,convert} --include='*.[ch]' 2>/dev/null |
+    grep -v -e '/runtime/backends\.c$' -e '/runtime/backend\.h$' -e '/runtime/cuda/' || true)
+checked=$((checked+1))
+if [ -n "$others" ]; then
+    echo "layering violation: outside the backend table, these name the CUDA backend: $others"; bad=$((bad+1))
+fi
+echo "layering: $checked includes and rules checked"
 echo "$((checked-bad)) passed, $bad failed"
 [ "$bad" -eq 0 ]
