@@ -513,6 +513,7 @@ static void matmul(qf_be *be, const float *x, const qf_be_pass *in, const qf_be_
     uint32_t key = new_check(be, what, layer, n_mm);
     for (int i = 0; i < n_mm; i++) {
         qf_cu_mat w;
+        if (mm[i].w->n_rows > QF_CU_MAX_ROWS) { fail(be, QF_E_UNSUPPORTED, "a weight of more than 4194240 rows"); return; }
         if (!dev_mat(be, mm[i].w, &w)) return;
         const float *bias = dev_vec(be, mm[i].bias, mm[i].w->n_rows);
         float *y = mm[i].host ? mirror_of(be, mm[i].y) : mm[i].y;
@@ -585,7 +586,8 @@ static void attention(qf_be *be, const qf_be_attn *a) {
     qf_cu_attn_store(be->st, &ca, be->cp);
     /* tasks of 64 queries, as many at once as the scratch holds at this pass's key count */
     uint32_t tiles = (be->pass.len + 63) / 64, tasks = be->pass.n_seq * a->n_head * tiles;
-    uint64_t keys = (uint64_t)be->pass.pos0 + be->pass.len, per = QF_MIN(QF_MAX(1, be->att_sc_n / (keys * 64)), tasks);
+    uint64_t keys = (uint64_t)be->pass.pos0 + be->pass.len, per = QF_MAX(1, be->att_sc_n / (keys * 64));
+    per = QF_MIN(QF_MIN(per, tasks), 65535u); /* tasks are the grid's second dimension */
     for (uint32_t t0 = 0; t0 < tasks && launched(be, "attention"); t0 += (uint32_t)QF_MIN(per, (uint64_t)tasks - t0))
         qf_cu_attention(be->st, &ca, be->cp, t0, (uint32_t)QF_MIN((uint64_t)tasks, t0 + per), be->att_sc, be->att_inv);
     if (launched(be, "attention")) check_one(be, a->out, (size_t)a->n_head * a->dv, be->pass.cols, "attention", (int)a->layer);

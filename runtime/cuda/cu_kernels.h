@@ -46,6 +46,8 @@ typedef struct qf_cu_mat {
 
 /* Columns up to which a product runs as GEMV (one warp per row) rather than the exact tiled kernel. */
 #define QF_CU_GEMV_COLS 8
+/* Rows a product may have: 65535 tiles of 64 (the grid's second dimension). */
+#define QF_CU_MAX_ROWS (65535ull * 64)
 
 /* y[r * ldy + c] = sum_k w[r][k] x[k * ldx + c] (+ bias[r]) for r < rows, c < cols (K inputs). xt: scratch
  * of QF_CU_GEMV_COLS * round_up(K, 4) floats for the GEMV path. */
