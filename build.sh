@@ -147,7 +147,8 @@ cmd_test() {
     # Optimised (-O2 -g) so the sanitizers see the code CI ships. Left out: the tests that only re-measure
     # agreement with llama.cpp or REFERENCE.json on real models (already run above; their C paths are
     # covered by the unit tests) and those asserting peak RSS, which ASan's shadow memory inflates.
-    build build-asan -DQF_SANITIZE=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo
+    # (without the CUDA backend: the build above compiled it, and its kernels run only on a GPU)
+    build build-asan -DQF_SANITIZE=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo -DQF_CUDA=OFF
     (cd build-asan && QF_TEST_QUICK=1 ASAN_OPTIONS=detect_leaks=1 ctest -j"$jobs" --output-on-failure --timeout 1200 \
         -E '^(llamacpp_.*|memory_.*|bench_.*|runtime_ppl|trust_pack|test_imatrix_interop)$')
     cmd_fuzz

@@ -235,7 +235,11 @@ static qf_status run_chunks(const qf_calibrate_opts *o, const qf_rt_model *m, co
     qf_layer_major_info lm;
     qf_rt_lm_decide(&m, 1, &o->layer_major, &lm);
     qf_rt_ctx *rc;
-    qf_status st = lm.on ? qf_rt_ctx_new_layer_major(m, ctx, ctx, threads, &rc, err) : qf_rt_ctx_new(m, ctx, ctx, threads, &rc, err);
+    qf_rt_ctx_opts co = {.n_ctx = ctx, .n_batch = ctx, .n_threads = threads, .layer_major = lm.on};
+    qf_rt_backend_choice bk;
+    qf_status st = qf_rt_backend_pick(&o->backend, false, &bk, err);
+    co.backend = bk.got;
+    if (!st) st = qf_rt_ctx_open(m, &co, &rc, err);
     if (st) return st;
     qf_rt_observer obs = {.matmul = observe, .head = observe_head, .user = c};
     qf_rt_ctx_set_observer(rc, &obs);
@@ -243,6 +247,7 @@ static qf_status run_chunks(const qf_calibrate_opts *o, const qf_rt_model *m, co
     if (!st && lm.on && o->layer_major.on_plan) o->layer_major.on_plan(o->layer_major.user, &lm);
     int32_t *chunk = st ? NULL : qf_malloc_n((uint64_t)(lm.on ? lm.chunks_per_group : 1) * ctx, sizeof *chunk);
     if (!st && !chunk) st = qf_fail(err, QF_E_NOMEM, "out of memory");
+    if (!st) qf_rt_backend_announce(&o->backend, &bk);
     if (!st) st = lm.on ? run_layer_major(o, rc, m, tk, chunk, ctx, n_chunks, lm.chunks_per_group, err)
                         : run_whole(o, rc, tk, chunk, ctx, n_chunks, err);
     free(chunk);

@@ -56,7 +56,7 @@ typedef struct qf_cli_common {
 } qf_cli_common;
 
 /* Option values for the long-only options (outside the char range getopt uses for short ones). */
-enum { QF_OPT_PROGRESS = 1000, QF_OPT_LAYER_MAJOR, QF_OPT_MAX_MEMORY, QF_OPT_FIRST_FREE = 1100 };
+enum { QF_OPT_PROGRESS = 1000, QF_OPT_LAYER_MAJOR, QF_OPT_MAX_MEMORY, QF_OPT_BACKEND, QF_OPT_FIRST_FREE = 1100 };
 
 #define QF_CLI_BASE_OPTS {"quiet", no_argument, 0, 'q'}, {"help", no_argument, 0, 'h'}
 #define QF_CLI_PROGRESS_OPTS {"progress", required_argument, 0, QF_OPT_PROGRESS}
@@ -93,6 +93,24 @@ typedef struct qf_cli_lm {
     bool quiet;
 } qf_cli_lm;
 void qf_cli_layer_major_plan(void *user, const qf_layer_major_info *info);
+
+/* perplexity, verify, calibrate: --backend auto|cpu|cuda (QF_BACKEND when not given; default auto). */
+#define QF_CLI_BACKEND_OPTS {"backend", required_argument, 0, QF_OPT_BACKEND}
+#define QF_CLI_BACKEND_HELP \
+    "      --backend B        auto (default) | cpu | cuda: where the forward passes run. auto takes the\n" \
+    "                         GPU when this build has the CUDA backend and a device is there, else the\n" \
+    "                         CPU (saying so once on stderr); cuda without one is an error. The\n" \
+    "                         environment variable QF_BACKEND sets it when the option is not given\n"
+typedef struct qf_cli_backend {
+    const char *cmd;
+    bool quiet;         /* no line saying where the run goes */
+    const char *arg;    /* --backend's value; NULL when not given */
+} qf_cli_backend;
+/* QF_OPT_BACKEND: 0 handled (value checked later), -1 not it. */
+int qf_cli_backend_opt(int c, const char *arg, qf_cli_backend *b);
+/* The backend options of a run from --backend, else QF_BACKEND, else auto; where the run goes is said
+ * once on stderr (unless quiet) through o->on_choice. 0, or 2 after the usage line for a bad value. */
+int qf_cli_backend_opts(qf_cli_backend *b, qf_backend_opts *o);
 
 /* Handle -q, --progress, -t/-j/--threads and -m/--model: 0 handled, 2 bad value (message printed),
  * -1 not one of them. */

@@ -152,6 +152,33 @@ int qf_cli_layer_major_opt(const char *cmd, int c, const char *arg, qf_layer_maj
     }
 }
 
+int qf_cli_backend_opt(int c, const char *arg, qf_cli_backend *b) {
+    if (c != QF_OPT_BACKEND) return -1;
+    b->arg = arg;
+    return 0;
+}
+
+/* qf_backend_opts' on_choice: a line when the run is not where a plain CPU run would be, or when auto
+ * stayed on the CPU (and why). */
+static void backend_choice(void *user, qf_backend got, const char *why, const char *device) {
+    const qf_cli_backend *b = user;
+    if (b->quiet) return;
+    if (got == QF_BACKEND_CUDA) fprintf(stderr, "qforge %s: running on CUDA device %s\n", b->cmd, device);
+    else if (why[0]) fprintf(stderr, "qforge %s: running on the CPU: %s\n", b->cmd, why);
+}
+
+int qf_cli_backend_opts(qf_cli_backend *b, qf_backend_opts *o) {
+    const char *env = getenv("QF_BACKEND"), *v = b->arg ? b->arg : env && env[0] ? env : "auto";
+    if (!qf_backend_parse(v, &o->want)) {
+        char msg[160];
+        snprintf(msg, sizeof msg, "%s takes auto, cpu or cuda, not '%.40s'", b->arg ? "--backend" : "QF_BACKEND", v);
+        return qf_cli_usage(b->cmd, msg);
+    }
+    o->on_choice = backend_choice;
+    o->user = b;
+    return 0;
+}
+
 /* A size in the unit that shows it best: KiB below 1 MiB, GiB from 1 GiB. */
 static const char *human(char buf[32], uint64_t b) {
     static const char *const unit[] = {"KiB", "MiB", "GiB"};

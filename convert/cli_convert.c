@@ -310,7 +310,7 @@ int qf_cli_quantize(int argc, char **argv) { return run_convert(argc, argv, true
 static const char calibrate_help[] =
     "usage: qforge calibrate MODEL -f TEXT -o IMATRIX.gguf [--ctx-size N] [--chunks N] [--hessian H.gguf]\n"
     "                        [--json FILE] [--expert-min-tokens N] [--threads N] [--layer-major]\n"
-    "                        [--max-memory SIZE]\n"
+    "                        [--max-memory SIZE] [--backend auto|cpu|cuda]\n"
     "\n"
     "Run MODEL (GGUF or HF checkpoint, FP8 included) over calibration text and record, for every linear\n"
     "layer input, the per-column sum of squared activations and the token count, in llama.cpp's GGUF\n"
@@ -334,7 +334,7 @@ static const char calibrate_help[] =
     "      --expert-min-tokens N\n"
     "                         the floor for that count (default 64; quantize weights such experts as\n"
     "                         its --sparse-experts says)\n"
-    QF_CLI_LAYER_MAJOR_HELP
+    QF_CLI_LAYER_MAJOR_HELP QF_CLI_BACKEND_HELP
     QF_CLI_THREADS_HELP QF_CLI_QUIET_HELP QF_CLI_PROGRESS_HELP;
 
 static int parse_u32(const char *cmd, const char *opt, const char *s, uint32_t *out) {
@@ -384,8 +384,9 @@ int qf_cli_calibrate(int argc, char **argv) {
         {"chunks", required_argument, 0, OPT_CHUNKS}, {"hessian", required_argument, 0, 'H'},
         {"json", required_argument, 0, OPT_CAL_JSON}, {"expert-min-tokens", required_argument, 0, OPT_CAL_MIN},
         QF_CLI_THREADS_OPTS, QF_CLI_MODEL_OPTS, QF_CLI_BASE_OPTS, QF_CLI_PROGRESS_OPTS, QF_CLI_LAYER_MAJOR_OPTS,
-        {0, 0, 0, 0}};
+        QF_CLI_BACKEND_OPTS, {0, 0, 0, 0}};
     qf_calibrate_opts o = {0};
+    qf_cli_backend bk = {.cmd = "calibrate"};
     qf_expert_coverage cov = {0};
     const char *json = NULL;
     qf_cli_common co = {0};
@@ -393,6 +394,7 @@ int qf_cli_calibrate(int argc, char **argv) {
     while ((c = qf_cli_getopt("calibrate", argc, argv, "f:o:c:H:t:j:m:qh", opts)) != -1) {
         if ((rc = qf_cli_common_opt("calibrate", c, optarg, &co)) >= 0) { if (rc) return rc; continue; }
         if ((rc = qf_cli_layer_major_opt("calibrate", c, optarg, &o.layer_major)) >= 0) { if (rc) return rc; continue; }
+        if (qf_cli_backend_opt(c, optarg, &bk) == 0) continue;
         switch (c) {
         case 'f': o.text_path = optarg; break;
         case 'o': o.out = optarg; break;
@@ -412,6 +414,8 @@ int qf_cli_calibrate(int argc, char **argv) {
         qf_error err;
         if (qf_outfile_check(json, inputs, 4, &err)) return qf_cli_fail("calibrate", &err);
     }
+    bk.quiet = co.quiet;
+    if (qf_cli_backend_opts(&bk, &o.backend)) return 2;
     o.threads = co.threads;
     o.coverage = &cov;
     qf_cli_lm lmu = {"calibrate", co.quiet};

@@ -19,6 +19,7 @@ typedef struct eval_opts {
     bool no_escape, act_q8;
     qf_cli_common co;
     qf_layer_major_opts lm;
+    qf_cli_backend bk;
 } eval_opts;
 
 static bool parse_u32(const char *s, uint32_t lo, uint32_t hi, uint32_t *out) {
@@ -46,6 +47,7 @@ enum {
 static int parse_eval_opt(const char *cmd, int c, const char *arg, eval_opts *o) {
     int rc = qf_cli_common_opt(cmd, c, arg, &o->co);
     if (rc < 0) rc = qf_cli_layer_major_opt(cmd, c, arg, &o->lm);
+    if (rc < 0) rc = qf_cli_backend_opt(c, arg, &o->bk);
     if (rc >= 0) return rc;
     switch (c) {
     case 'f': o->text = arg; return 0;
@@ -68,7 +70,8 @@ static int parse_eval_opt(const char *cmd, int c, const char *arg, eval_opts *o)
     {"ctx-size", required_argument, 0, 'c'}, {"chunks", required_argument, 0, OPT_CHUNKS}, \
     {"batch", required_argument, 0, 'b'}, {"batch-size", required_argument, 0, 'b'}, \
     {"no-escape", no_argument, 0, OPT_NO_ESCAPE}, {"act", required_argument, 0, OPT_ACT}, \
-    QF_CLI_THREADS_OPTS, QF_CLI_MODEL_OPTS, QF_CLI_BASE_OPTS, QF_CLI_PROGRESS_OPTS, QF_CLI_LAYER_MAJOR_OPTS
+    QF_CLI_THREADS_OPTS, QF_CLI_MODEL_OPTS, QF_CLI_BASE_OPTS, QF_CLI_PROGRESS_OPTS, QF_CLI_LAYER_MAJOR_OPTS, \
+    QF_CLI_BACKEND_OPTS
 
 #define EVAL_HELP \
     "  -m, --model MODEL      the model, instead of the MODEL argument\n" \
@@ -87,13 +90,13 @@ static int parse_eval_opt(const char *cmd, int c, const char *arg, eval_opts *o)
     "      --act f32|q8       f32 (default): exact F32 arithmetic. q8: faster, inexact: activations\n" \
     "                         quantized to 8 bits per 32-block, as llama.cpp does, and integer products\n" \
     "                         with Q8_0/Q4_K/Q6_K weights (other weights stay F32)\n" \
-    QF_CLI_LAYER_MAJOR_HELP QF_CLI_THREADS_HELP QF_CLI_QUIET_HELP QF_CLI_PROGRESS_HELP
+    QF_CLI_LAYER_MAJOR_HELP QF_CLI_BACKEND_HELP QF_CLI_THREADS_HELP QF_CLI_QUIET_HELP QF_CLI_PROGRESS_HELP
 
 /* ---- perplexity ----------------------------------------------------------------------------------- */
 
 static const char ppl_help[] =
     "usage: qforge perplexity MODEL -f TEXT [--ctx-size N] [--chunks N] [--batch-size N] [--threads N]\n"
-    "                         [--layer-major] [--max-memory SIZE] [--json]\n"
+    "                         [--layer-major] [--max-memory SIZE] [--backend auto|cpu|cuda] [--json]\n"
     "\n"
     "Perplexity of a model (GGUF file, or HF directory / shard index / archive read in place) with\n"
     "llama-perplexity's protocol: the text tokenized whole with BOS, cut into chunks of N tokens whose\n"
@@ -135,12 +138,17 @@ int qf_cli_perplexity(int argc, char **argv) {
     const char *model = qf_cli_positional("perplexity", argc, argv, &eo.co, "MODEL");
     if (!model) return 2;
     if (!eo.text) return qf_cli_usage("perplexity", "-f/--text FILE is required");
+    eo.bk.cmd = "perplexity";
+    eo.bk.quiet = eo.co.quiet;
+    qf_backend_opts bo;
+    if (qf_cli_backend_opts(&eo.bk, &bo)) return 2;
     qf_cli_progress p;
     qf_cli_progress_start(&p, "perplexity", &eo.co);
     qf_cli_lm lmu = {"perplexity", eo.co.quiet};
     qf_perplexity_opts o = {.model = model, .text_path = eo.text, .ctx = eo.ctx, .chunks = eo.chunks,
                             .batch = eo.batch, .threads = eo.co.threads, .no_escape = eo.no_escape,
-                            .act_q8 = eo.act_q8, .on_chunk = qf_cli_progress_chunks, .user = &p, .layer_major = eo.lm};
+                            .act_q8 = eo.act_q8, .on_chunk = qf_cli_progress_chunks, .user = &p, .layer_major = eo.lm,
+                            .backend = bo};
     o.layer_major.on_plan = qf_cli_layer_major_plan;
     o.layer_major.user = &lmu;
     o.file_sha256 = json;
@@ -163,7 +171,7 @@ static const char verify_help[] =
     "usage: qforge verify MODEL (--base BASE | --base-logits FILE) -f TEXT [--ctx-size N] [--chunks N]\n"
     "                     [--max-kld X] [--max-ppl-increase P] [--min-top1 P] [--min-route-agree A]\n"
     "                     [--json FILE] [--junit FILE] [--save-base FILE] [--base-topk K]\n"
-    "                     [--layer-major] [--max-memory SIZE]\n"
+    "                     [--layer-major] [--max-memory SIZE] [--backend auto|cpu|cuda]\n"
     "\n"
     "Run MODEL and BASE side by side on the same chunks of text and compare their next-token\n"
     "distributions: PPL of each and their ratio, KL(base || model) per token (mean with its +/- as\n"
@@ -201,6 +209,7 @@ typedef struct verify_cli {
     qf_verify_opts o;
     const char *json, *junit;
     qf_cli_common co;
+    qf_cli_backend bk;
 } verify_cli;
 
 /* The metrics a report carries, in order, the threshold (check) that gates each, if any, and whether
@@ -485,6 +494,7 @@ static int parse_verify(int argc, char **argv, verify_cli *v) {
     v->o.no_escape = eo.no_escape;
     v->o.act_q8 = eo.act_q8;
     v->co = eo.co;
+    v->bk = eo.bk;
     return 0;
 }
 
@@ -509,6 +519,9 @@ int qf_cli_verify(int argc, char **argv) {
     verify_cli v = {0};
     int rc = parse_verify(argc, argv, &v);
     if (rc) return rc < 0 ? 0 : rc;
+    v.bk.cmd = "verify";
+    v.bk.quiet = v.co.quiet;
+    if (qf_cli_backend_opts(&v.bk, &v.o.backend)) return 2;
     qf_cli_progress p;
     qf_cli_progress_start(&p, "verify", &v.co);
     v.o.on_chunk = qf_cli_progress_chunks;

@@ -180,6 +180,27 @@ typedef struct qf_layer_major_opts {
     void *user;
 } qf_layer_major_opts;
 
+/* Where the forward passes of perplexity, verify and calibrate run. The CPU is the reference; the CUDA
+ * backend (a build with QF_CUDA and a device) computes the same F32 products on the GPU. */
+typedef enum qf_backend {
+    QF_BACKEND_CPU = 0,  /* the default of a zeroed options struct */
+    QF_BACKEND_CUDA = 1, /* refused (QF_E_UNSUPPORTED) without a usable device or without the CUDA build */
+    QF_BACKEND_AUTO = 2, /* CUDA when usable (and no CPU-only option such as act_q8 is asked for), else CPU */
+} qf_backend;
+
+typedef struct qf_backend_opts {
+    qf_backend want;
+    /* once, when the run's work starts (its inputs checked): the backend taken, and when AUTO did not take
+     * CUDA, why (one phrase; "" when it did, or when CPU was asked for); `device` names the GPU for CUDA
+     * ("" otherwise). NULL = none */
+    void (*on_choice)(void *user, qf_backend got, const char *why, const char *device);
+    void *user;
+} qf_backend_opts;
+
+/* "auto", "cpu" or "cuda" (as --backend and QF_BACKEND spell them): false for anything else. */
+bool qf_backend_parse(const char *s, qf_backend *out);
+const char *qf_backend_name(qf_backend b);
+
 /* A size such as 4096, 512K, 64M, 8G, 1T (binary units; a trailing B or iB allowed): false when s is
  * not one or is 0. */
 bool qf_parse_size(const char *s, uint64_t *out);
@@ -200,6 +221,7 @@ typedef struct qf_perplexity_opts {
     qf_layer_major_opts layer_major;
     bool file_sha256;       /* also the SHA-256 of the model file (a regular file), for a report: read in
                                step with a layer-major run, so that it reads the file once */
+    qf_backend_opts backend;
 } qf_perplexity_opts;
 
 typedef struct qf_perplexity_result {
@@ -249,6 +271,7 @@ typedef struct qf_verify_opts {
     void *user;
     qf_layer_major_opts layer_major; /* both models in lockstep, layer by layer */
     bool file_sha256;         /* also the SHA-256 of the model and base files, as qf_perplexity_opts's */
+    qf_backend_opts backend;         /* both models on it */
 } qf_verify_opts;
 
 typedef enum qf_verify_check_id {
@@ -326,6 +349,7 @@ typedef struct qf_calibrate_opts {
     struct qf_expert_coverage *coverage; /* out, when non-NULL: tokens per routed expert per layer and the
                                     experts below expert_min_tokens (free with qf_expert_coverage_free) */
     qf_layer_major_opts layer_major; /* the same statistics, byte for byte */
+    qf_backend_opts backend;
 } qf_calibrate_opts;
 
 /* Run the model over the text in chunks (BOS first, like llama-imatrix) and record, for every linear

@@ -3,7 +3,9 @@
  *
  * graph.c never touches activation memory: it calls these operations on buffers the backend gave it,
  * so a backend whose buffers live on a GPU can implement them without changing the graph. The CPU
- * backend (cpu.c, cpu_matmul.c, cpu_moe.c) is the reference.
+ * backend (cpu.c, cpu_matmul.c, cpu_moe.c) is the reference; the CUDA backend (cuda/) the other one.
+ * The model's own vectors (norm weights, biases) are passed as the model holds them, in host memory: a
+ * device backend copies them once.
  *
  * Every activation buffer of a pass is a feature-major matrix with the pass's leading dimension
  * (runtime.h); a pass covers `cols` token columns laid out as qf_be_pass says. Operations that take a
@@ -12,8 +14,10 @@
 #ifndef QF_RUNTIME_BACKEND_H
 #define QF_RUNTIME_BACKEND_H
 
+#include "runtime/pool.h"
 #include "runtime/runtime.h"
 
+/* Each backend defines struct qf_be in its own files (cpu_state.h, cuda/be_cuda.c). */
 typedef struct qf_be qf_be;
 
 /* Token columns of every buffer are padded to this: every backend runs whole tiles of it. */
@@ -66,18 +70,25 @@ typedef struct qf_be_moe {
 
 typedef struct qf_be_ops {
     const char *name;
+    bool host;         /* buffers are host memory: the graph may read them directly (observers) */
     /* buffers: n floats, zeroed; freed with the backend */
     float *(*alloc)(qf_be *be, uint64_t n);
+    /* host memory for the outputs of products marked `host` (the logits), n floats; freed with the backend */
+    float *(*alloc_host)(qf_be *be, uint64_t n);
+    /* n floats host -> buffer, buffer -> host (download returns when dst holds them): for observers that
+     * need host copies and for tests that run operations on chosen bytes */
+    void (*upload)(qf_be *be, float *dst, const float *src, uint64_t n);
+    void (*download)(qf_be *be, float *dst, const float *src, uint64_t n);
     /* a new pass: its columns and the rotary tables for its positions (cos/sin of position * freq[i],
      * times mscale, for the n_rot / 2 pairs) */
     void (*begin_pass)(qf_be *be, const qf_be_pass *pass, const double *freq, uint32_t n_rot, float mscale);
-    /* x = embedding rows of the pass's tokens (tokens[s * len + t]); padding columns zero */
+    /* x = embedding rows of the pass's tokens (tokens[s * len + t], host memory); padding columns zero */
     void (*embed)(qf_be *be, const qf_rt_weight *w, const int32_t *tokens, float *x);
     /* up to 3 products reading x (row_len features of the columns `in` describes: the pass, or the
      * packed outputs of one) */
     void (*matmul)(qf_be *be, const float *x, const qf_be_pass *in, const qf_be_mm *mm, int n_mm);
     /* y = x / rms(x) * w over each group of `group` rows (group == rows: the whole vector); w has
-     * `group` entries; y may be x */
+     * `group` entries (host memory, the model's); y may be x */
     void (*rmsnorm)(qf_be *be, const float *x, float *y, size_t rows, size_t group, const float *w);
     /* rotate n_rot rows from `offset` of each of `heads` groups of `head_rows` rows, in place */
     void (*rope)(qf_be *be, float *x, uint32_t heads, uint32_t head_rows, uint32_t offset, bool neox);
@@ -94,29 +105,41 @@ typedef struct qf_be_ops {
     /* dst = src's columns out_from .. len-1 of every sequence, packed (sequence after sequence) */
     void (*gather_outputs)(qf_be *be, float *dst, const float *src, size_t rows, uint32_t out_from);
     /* the first non-finite value any operation produced since the last call, as "layer L tensor" (or
-     * "" when none); clears it */
+     * "" when none); clears it. Every output of the calls before it (logits included) is complete when
+     * it returns. */
     void (*take_nonfinite)(qf_be *be, char *what, size_t n);
+    /* the first failure of an operation since the last call (device memory, a kernel launch), cleared;
+     * after one, operations do nothing until it is taken */
+    qf_status (*take_error)(qf_be *be, qf_error *err);
+    void (*set_observer)(qf_be *be, const qf_rt_observer *obs);
+    /* the 8-bit activation path (runtime.h: qf_rt_ctx_set_act_q8); NULL for a backend without one */
+    void (*set_act_q8)(qf_be *be, bool on);
+    /* bytes of every buffer the backend holds (an estimate for the run's memory) */
+    uint64_t (*bytes)(const qf_be *be);
+    void (*free)(qf_be *be);
 } qf_be_ops;
 
-/* The CPU backend: n_threads workers (the caller's thread is one), a KV cache of kv_len positions per
- * head for every layer, scratch sized for the model's widest layer and ld token columns. */
-typedef struct qf_be_cpu_opts {
+/* What a backend is made for: a KV cache of kv_len positions per head for every layer (or one), scratch
+ * sized for the model's widest layer and ld token columns. */
+typedef struct qf_be_opts {
     const qf_rt_model *m;
-    int n_threads;
+    qf_pool *pool;       /* the context's threads (borrowed) */
     size_t ld;           /* token columns of every activation matrix of a pass */
     size_t kv_len;       /* cached positions per head: slots * n_ctx */
     uint32_t n_ctx;      /* positions per cache slot */
     bool one_layer_kv;   /* the cache holds one layer (every layer shares it): layer-major runs finish a
                             layer's attention over all their tokens before the next layer starts */
-    bool act_q8;
-} qf_be_cpu_opts;
-qf_status qf_be_cpu_new(const qf_be_cpu_opts *o, qf_be **out, const qf_be_ops **ops, qf_error *err);
-void qf_be_cpu_free(qf_be *be);
-void qf_be_cpu_set_act_q8(qf_be *be, bool on);
-void qf_be_cpu_set_observer(qf_be *be, const qf_rt_observer *obs);
-void qf_be_cpu_parallel(qf_be *be, void (*fn)(void *arg, int ith, int nth), void *arg);
-int qf_be_cpu_threads(const qf_be *be);
-/* Bytes of every buffer the backend holds. */
-uint64_t qf_be_cpu_bytes(const qf_be *be);
+} qf_be_opts;
+
+/* The backend table (backends.c): the backend `kind` names (CPU or CUDA, resolved: never AUTO). */
+qf_status qf_be_new(qf_backend kind, const qf_be_opts *o, qf_be **out, const qf_be_ops **ops, qf_error *err);
+
+/* The CPU backend (cpu.c, cpu_matmul.c, cpu_moe.c): the reference. */
+qf_status qf_be_cpu_new(const qf_be_opts *o, qf_be **out, const qf_be_ops **ops, qf_error *err);
+
+/* The CUDA backend (runtime/cuda/, built with QF_CUDA): whether device 0 is usable (true: `what` names
+ * it; false: `what` says why not, one phrase), and the backend on it. */
+bool qf_be_cuda_usable(char *what, size_t n);
+qf_status qf_be_cuda_new(const qf_be_opts *o, qf_be **out, const qf_be_ops **ops, qf_error *err);
 
 #endif

@@ -359,42 +359,17 @@ static void take_nonfinite(qf_be *be, char *what, size_t n) {
     be->nonfinite[0] = '\0';
 }
 
-static const qf_be_ops cpu_ops = {
-    .name = "cpu", .alloc = be_alloc, .begin_pass = begin_pass, .embed = embed, .matmul = matmul,
-    .rmsnorm = rmsnorm, .rope = rope, .attention = attention, .glu = glu, .add = add_into, .copy_rows = copy_rows,
-    .sigmoid_scale = sigmoid_scale, .moe = qf_cpu_moe, .gather_outputs = gather_outputs,
-    .take_nonfinite = take_nonfinite,
-};
+/* ---- host memory, observers, lifetime ------------------------------------------------------------- */
 
-/* ---- lifetime ----------------------------------------------------------------------------------- */
+static void upload(qf_be *be, float *dst, const float *src, uint64_t n) { memcpy(dst, src, (size_t)n * sizeof(float)); }
+static void download(qf_be *be, float *dst, const float *src, uint64_t n) { memcpy(dst, src, (size_t)n * sizeof(float)); }
+static qf_status take_error(qf_be *be, qf_error *err) { return QF_OK; } /* nothing here fails after creation */
+static void set_observer(qf_be *be, const qf_rt_observer *obs) { be->obs = obs; }
+static void set_act_q8(qf_be *be, bool on) { be->act_q8 = on; }
+static uint64_t bytes(const qf_be *be) { return be->bytes; }
 
-qf_status qf_be_cpu_new(const qf_be_cpu_opts *o, qf_be **out, const qf_be_ops **ops, qf_error *err) {
-    *out = NULL;
-    qf_be *be = calloc(1, sizeof *be);
-    if (!be) return qf_fail(err, QF_E_NOMEM, "out of memory");
-    be->m = o->m;
-    be->k = qf_rt_kern_active();
-    be->qk = qf_rt_qkern_active();
-    be->wide = qf_isa_active() == QF_ISA_AVX512;
-    be->act_q8 = o->act_q8;
-    be->ld = o->ld;
-    be->kv_len = o->kv_len;
-    be->n_ctx = o->n_ctx;
-    be->kv_layers = o->one_layer_kv ? 1 : o->m->hp.n_layer;
-    be->dk = qf_attn_dk(&o->m->hp);
-    be->dv = qf_attn_dv(&o->m->hp);
-    qf_status st = qf_pool_new(o->n_threads, &be->pool, err);
-    if (!st) st = alloc_state(be, err);
-    if (!st) st = alloc_scratch(be, err);
-    if (st) { qf_be_cpu_free(be); return st; }
-    *out = be;
-    *ops = &cpu_ops;
-    return QF_OK;
-}
-
-void qf_be_cpu_free(qf_be *be) {
+static void cpu_free(qf_be *be) {
     if (!be) return;
-    qf_pool_free(be->pool);
     for (size_t i = 0; i < be->n_bufs; i++) free(be->bufs[i]);
     free(be->bufs);
     free(be->scratch);
@@ -409,8 +384,33 @@ void qf_be_cpu_free(qf_be *be) {
     free(be);
 }
 
-void qf_be_cpu_set_act_q8(qf_be *be, bool on) { be->act_q8 = on; }
-void qf_be_cpu_set_observer(qf_be *be, const qf_rt_observer *obs) { be->obs = obs; }
-void qf_be_cpu_parallel(qf_be *be, void (*fn)(void *arg, int ith, int nth), void *arg) { qf_pool_run(be->pool, fn, arg); }
-int qf_be_cpu_threads(const qf_be *be) { return qf_pool_size(be->pool); }
-uint64_t qf_be_cpu_bytes(const qf_be *be) { return be->bytes; }
+static const qf_be_ops cpu_ops = {
+    .name = "cpu", .host = true, .alloc = be_alloc, .alloc_host = be_alloc, .upload = upload, .download = download,
+    .begin_pass = begin_pass, .embed = embed, .matmul = matmul, .rmsnorm = rmsnorm, .rope = rope,
+    .attention = attention, .glu = glu, .add = add_into, .copy_rows = copy_rows, .sigmoid_scale = sigmoid_scale,
+    .moe = qf_cpu_moe, .gather_outputs = gather_outputs, .take_nonfinite = take_nonfinite, .take_error = take_error,
+    .set_observer = set_observer, .set_act_q8 = set_act_q8, .bytes = bytes, .free = cpu_free,
+};
+
+qf_status qf_be_cpu_new(const qf_be_opts *o, qf_be **out, const qf_be_ops **ops, qf_error *err) {
+    *out = NULL;
+    qf_be *be = calloc(1, sizeof *be);
+    if (!be) return qf_fail(err, QF_E_NOMEM, "out of memory");
+    be->m = o->m;
+    be->k = qf_rt_kern_active();
+    be->qk = qf_rt_qkern_active();
+    be->wide = qf_isa_active() == QF_ISA_AVX512;
+    be->ld = o->ld;
+    be->kv_len = o->kv_len;
+    be->n_ctx = o->n_ctx;
+    be->kv_layers = o->one_layer_kv ? 1 : o->m->hp.n_layer;
+    be->dk = qf_attn_dk(&o->m->hp);
+    be->dv = qf_attn_dv(&o->m->hp);
+    be->pool = o->pool;
+    qf_status st = alloc_state(be, err);
+    if (!st) st = alloc_scratch(be, err);
+    if (st) { cpu_free(be); return st; }
+    *out = be;
+    *ops = &cpu_ops;
+    return QF_OK;
+}

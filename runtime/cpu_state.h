@@ -15,11 +15,11 @@ struct qf_be {
     const qf_rt_qkern *qk;           /* 8-bit path kernels, used when act_q8 */
     bool act_q8;
     bool wide;                       /* AVX-512 active: column loops compiled for it (same bits) */
-    qf_pool *pool;
+    qf_pool *pool;                   /* the context's threads (borrowed) */
     size_t ld;                       /* token columns of every activation matrix */
     size_t kv_len;                   /* cache positions per head: slots of n_ctx */
     uint32_t n_ctx;
-    uint32_t kv_layers;              /* layers the cache holds: all, or 1 (qf_be_cpu_opts.one_layer_kv) */
+    uint32_t kv_layers;              /* layers the cache holds: all, or 1 (qf_be_opts.one_layer_kv) */
     uint32_t dk, dv;                 /* attention head widths (cache layout) */
     qf_be_pass pass;                 /* the pass in progress */
     /* matmul input staging */

@@ -25,6 +25,8 @@
 
 struct qf_rt_ctx {
     const qf_rt_model *m;
+    qf_pool *pool;                   /* the threads: the CPU backend's, and qf_rt_parallel's */
+    qf_backend kind;
     qf_be *be;
     const qf_be_ops *ops;
     uint32_t n_ctx, n_batch, n_past;
@@ -37,6 +39,7 @@ struct qf_rt_ctx {
     float *qa, *kva, *kvc, *kn;      /* MLA: q latent, kv latent + k_pe, normalised kv latent, k_nope */
     float *rl, *sg;                  /* MoE: router logits, shared-expert gate */
     float *olat;                     /* MLA with a head observer: per-head latent attention outputs */
+    float *q_host, *olat_host;       /* their host copies, for a backend whose buffers are not host memory */
     bool olat_missing;               /* an observer wanted them and there was no memory */
     const qf_rt_observer *obs;
     float *logits;                   /* [n_vocab][ld_out], host memory */
@@ -97,7 +100,10 @@ static qf_status alloc_activations(qf_rt_ctx *c, qf_error *err) {
         c->sg = buf(&b, 1, ld);
         c->o2 = buf(&b, E, ld);
     }
-    c->logits = buf(&b, hp->n_vocab, c->ld_out);
+    uint64_t n_logits;
+    c->logits = qf_mul_ok(hp->n_vocab, c->ld_out, &n_logits) ? c->ops->alloc_host(c->be, n_logits) : NULL;
+    if (!b.st && !c->logits)
+        b.st = qf_fail(err, QF_E_NOMEM, "out of memory for %u x %zu floats of logits", hp->n_vocab, c->ld_out);
     return b.st;
 }
 
@@ -107,14 +113,16 @@ static qf_status alloc_activations(qf_rt_ctx *c, qf_error *err) {
  * on the F32 path, so only multi-sequence passes get it. */
 static size_t spare_tile(size_t ld, uint32_t n_seq_pass) { return n_seq_pass > 1 && ld % 256 == 0 ? ld + QF_BE_PAD : ld; }
 
-static qf_status ctx_new(const qf_rt_model *m, uint32_t n_ctx, uint32_t n_batch, int n_threads, bool lm,
-                         qf_rt_ctx **out, qf_error *err) {
+qf_status qf_rt_ctx_open(const qf_rt_model *m, const qf_rt_ctx_opts *o, qf_rt_ctx **out, qf_error *err) {
+    uint32_t n_ctx = o->n_ctx, n_batch = o->n_batch;
+    bool lm = o->layer_major;
     *out = NULL;
     if (n_ctx < 1 || n_batch < 1 || n_ctx > (1u << 24))
         return qf_fail(err, QF_E_USAGE, "context %u / batch %u must be in 1..16777216", n_ctx, n_batch);
     qf_rt_ctx *c = calloc(1, sizeof *c);
     if (!c) return qf_fail(err, QF_E_NOMEM, "out of memory");
     c->m = m;
+    c->kind = o->backend;
     c->n_ctx = n_ctx;
     c->lm = lm;
     /* a batch of whole contexts holds that many sequences, each padded to whole tiles so that no
@@ -128,9 +136,10 @@ static qf_status ctx_new(const qf_rt_model *m, uint32_t n_ctx, uint32_t n_batch,
      * come one pass at a time */
     size_t outs = lm ? (size_t)c->n_seq_pass * n_ctx : c->n_batch;
     c->ld_out = QF_MAX(c->ld, round_up(outs, QF_BE_PAD) + QF_BE_PAD);
-    qf_be_cpu_opts bo = {.m = m, .n_threads = n_threads, .ld = c->ld, .kv_len = (size_t)c->n_seq_pass * n_ctx,
-                         .n_ctx = n_ctx, .one_layer_kv = lm};
-    qf_status st = qf_be_cpu_new(&bo, &c->be, &c->ops, err);
+    qf_status st = qf_pool_new(o->n_threads, &c->pool, err);
+    qf_be_opts bo = {.m = m, .pool = c->pool, .ld = c->ld, .kv_len = (size_t)c->n_seq_pass * n_ctx, .n_ctx = n_ctx,
+                     .one_layer_kv = lm};
+    if (!st) st = qf_be_new(o->backend, &bo, &c->be, &c->ops, err);
     if (!st) st = alloc_activations(c, err);
     if (st) { qf_rt_ctx_free(c); return st; }
     *out = c;
@@ -139,36 +148,57 @@ static qf_status ctx_new(const qf_rt_model *m, uint32_t n_ctx, uint32_t n_batch,
 
 qf_status qf_rt_ctx_new(const qf_rt_model *m, uint32_t n_ctx, uint32_t n_batch, int n_threads, qf_rt_ctx **out,
                         qf_error *err) {
-    return ctx_new(m, n_ctx, n_batch, n_threads, false, out, err);
+    qf_rt_ctx_opts o = {.n_ctx = n_ctx, .n_batch = n_batch, .n_threads = n_threads, .backend = QF_BACKEND_CPU};
+    return qf_rt_ctx_open(m, &o, out, err);
 }
 
 qf_status qf_rt_ctx_new_layer_major(const qf_rt_model *m, uint32_t n_ctx, uint32_t n_batch, int n_threads,
                                     qf_rt_ctx **out, qf_error *err) {
-    return ctx_new(m, n_ctx, n_batch, n_threads, true, out, err);
+    qf_rt_ctx_opts o = {.n_ctx = n_ctx, .n_batch = n_batch, .n_threads = n_threads, .layer_major = true,
+                        .backend = QF_BACKEND_CPU};
+    return qf_rt_ctx_open(m, &o, out, err);
 }
 
 void qf_rt_ctx_free(qf_rt_ctx *c) {
     if (!c) return;
-    qf_be_cpu_free(c->be); /* owns every buffer */
+    if (c->be) c->ops->free(c->be); /* owns every buffer */
+    qf_pool_free(c->pool);
     free(c->hx);
+    free(c->q_host);
+    free(c->olat_host);
     free(c);
 }
 
+qf_backend qf_rt_ctx_backend(const qf_rt_ctx *c) { return c->kind; }
 void qf_rt_ctx_clear(qf_rt_ctx *c) { c->n_past = 0; }
-void qf_rt_ctx_set_act_q8(qf_rt_ctx *c, bool on) { qf_be_cpu_set_act_q8(c->be, on); }
-void qf_rt_ctx_set_observer(qf_rt_ctx *c, const qf_rt_observer *obs) {
+void qf_rt_ctx_set_act_q8(qf_rt_ctx *c, bool on) {
+    if (c->ops->set_act_q8) c->ops->set_act_q8(c->be, on);
+}
+
+/* The latent attention outputs a head observer reads (and, off the host, room for host copies of them
+ * and of q); olat_missing when there is no memory for them. */
+static void alloc_head_outputs(qf_rt_ctx *c) {
     const qf_hparams *hp = &c->m->hp;
-    qf_be_cpu_set_observer(c->be, obs);
+    uint64_t n, nq;
+    bool sized = qf_mul_ok((uint64_t)hp->n_head * hp->kv_lora_rank, c->ld, &n) &&
+                 qf_mul_ok((uint64_t)hp->n_head * qf_attn_dk(hp), c->ld, &nq);
+    if (sized && !c->olat) c->olat = c->ops->alloc(c->be, n);
+    if (sized && !c->ops->host && !c->olat_host) {
+        c->olat_host = qf_malloc_n(n, sizeof(float));
+        c->q_host = qf_malloc_n(nq, sizeof(float));
+    }
+    c->olat_missing = !c->olat || (!c->ops->host && (!c->olat_host || !c->q_host));
+}
+
+void qf_rt_ctx_set_observer(qf_rt_ctx *c, const qf_rt_observer *obs) {
+    c->ops->set_observer(c->be, obs);
     c->obs = obs;
     c->olat_missing = false;
-    if (!obs || !obs->head || hp->arch->attn != QF_ATTN_MLA || c->olat) return;
-    uint64_t n;
-    c->olat = qf_mul_ok((uint64_t)hp->n_head * hp->kv_lora_rank, c->ld, &n) ? c->ops->alloc(c->be, n) : NULL;
-    c->olat_missing = !c->olat;
+    if (obs && obs->head && c->m->hp.arch->attn == QF_ATTN_MLA) alloc_head_outputs(c);
 }
 double qf_rt_eval_seconds(const qf_rt_ctx *c) { return c->eval_s; }
-void qf_rt_parallel(qf_rt_ctx *c, void (*fn)(void *arg, int ith, int nth), void *arg) { qf_be_cpu_parallel(c->be, fn, arg); }
-int qf_rt_n_threads(const qf_rt_ctx *c) { return qf_be_cpu_threads(c->be); }
+void qf_rt_parallel(qf_rt_ctx *c, void (*fn)(void *arg, int ith, int nth), void *arg) { qf_pool_run(c->pool, fn, arg); }
+int qf_rt_n_threads(const qf_rt_ctx *c) { return qf_pool_size(c->pool); }
 
 /* ---- layers ------------------------------------------------------------------------------------- */
 
@@ -194,16 +224,24 @@ static void attn_gqa(qf_rt_ctx *c, uint32_t l, const qf_rt_attn *A) {
     op->attention(c->be, &a);
 }
 
-/* The per-head inputs of k_b and v_b in llama.cpp's absorbed form, sequence by sequence (no padding). */
+/* The per-head inputs of k_b and v_b in llama.cpp's absorbed form, sequence by sequence (no padding),
+ * from host copies when the backend's buffers are elsewhere. */
 static void observe_heads(const qf_rt_ctx *c, const qf_rt_attn *A) {
     const qf_hparams *hp = &c->m->hp;
     const qf_rt_observer *o = c->obs;
     size_t dk = (size_t)hp->qk_nope_dim + hp->qk_rope_dim, R = hp->kv_lora_rank;
+    const float *q = c->q, *olat = c->olat;
+    if (!c->ops->host) {
+        c->ops->download(c->be, c->q_host, c->q, (uint64_t)hp->n_head * dk * c->ld);
+        c->ops->download(c->be, c->olat_host, c->olat, (uint64_t)hp->n_head * R * c->ld);
+        q = c->q_host;
+        olat = c->olat_host;
+    }
     for (uint32_t s = 0; s < c->sh.n_seq; s++)
         for (uint32_t h = 0; h < hp->n_head; h++) {
             size_t col = s * c->sh.stride;
-            o->head(o->user, &A->wkb, h, c->q + h * dk * c->ld + col, c->ld, c->sh.len);
-            o->head(o->user, &A->wvb, h, c->olat + h * R * c->ld + col, c->ld, c->sh.len);
+            o->head(o->user, &A->wkb, h, q + h * dk * c->ld + col, c->ld, c->sh.len);
+            o->head(o->user, &A->wvb, h, olat + h * R * c->ld + col, c->ld, c->sh.len);
         }
 }
 
@@ -339,6 +377,8 @@ static qf_status check_batch(const qf_rt_ctx *c, const int32_t *tokens, uint32_t
  * averaged into a finite perplexity or a passing KL divergence. */
 static qf_status check_finite(qf_rt_ctx *c, qf_error *err) {
     char what[96];
+    qf_status st = c->ops->take_error(c->be, err);
+    if (st) return st;
     c->ops->take_nonfinite(c->be, what, sizeof what);
     if (!what[0]) return QF_OK;
     return qf_fail(err, QF_E_CHECK, "%s: a non-finite value (NaN or Inf) first appeared in %s: the model's weights or "
@@ -405,7 +445,7 @@ qf_status qf_rt_eval_seqs(qf_rt_ctx *c, const int32_t *tokens, uint32_t n_seq, u
 /* ---- layer-major calls ---------------------------------------------------------------------------- */
 
 uint32_t qf_rt_ctx_pass_seqs(const qf_rt_ctx *c) { return c->n_seq_pass; }
-uint64_t qf_rt_ctx_bytes(const qf_rt_ctx *c) { return qf_be_cpu_bytes(c->be); }
+uint64_t qf_rt_ctx_bytes(const qf_rt_ctx *c) { return c->ops->bytes(c->be); }
 uint64_t qf_rt_lm_pass_bytes(const qf_rt_ctx *c) { return (uint64_t)c->m->hp.n_embd * c->ld * sizeof(float); }
 
 static uint32_t n_passes(const qf_rt_ctx *c, uint32_t n_seq) { return (n_seq + c->n_seq_pass - 1) / c->n_seq_pass; }

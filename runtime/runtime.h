@@ -11,7 +11,7 @@
  *
  * The forward pass (graph.c) is written in the operations of a backend (backend.h): matrix products
  * over a stored type, the expert-grouped product, attention, norms, rope, activations, buffers. The
- * CPU backend (cpu*.c) implements them today.
+ * CPU backend (cpu*.c) is the reference; the CUDA backend (cuda/) implements them on a GPU.
  *
  * Activations are stored feature-major: a matrix of `rows` features by `ld` token columns, element
  * (f, t) at [f * ld + t]. The token dimension is padded to a multiple of the matmul tile, so kernels run
@@ -21,7 +21,9 @@
  * Determinism: every output element is one sequential F32 chain over its reduction (FMA per step in the
  * matmul, one fixed order elsewhere); threads split rows and heads, never a reduction, so results do not
  * depend on the thread count or on the ISA chosen (scalar fmaf matches the SIMD FMA bit for bit). A
- * token's routed experts are summed in ascending expert order whatever the threads do.
+ * token's routed experts are summed in ascending expert order whatever the threads do. The CUDA backend
+ * keeps these bits (runtime/cuda/cu_kernels.h) except in products over 8 token columns or fewer, which it
+ * sums in a tree (a warp per row): equal up to rounding.
  */
 #ifndef QF_RUNTIME_RUNTIME_H
 #define QF_RUNTIME_RUNTIME_H
@@ -125,11 +127,35 @@ qf_status qf_rt_ctx_new(const qf_rt_model *m, uint32_t n_ctx, uint32_t n_batch, 
                         qf_error *err);
 void qf_rt_ctx_free(qf_rt_ctx *c);
 
-/* Opt-in 8-bit path: every matmul input is quantized to 8 bits per block of 32 features (as llama.cpp
- * quantizes activations for Q8_0 weights) and multiplied with Q8_0 / Q4_K / Q6_K weights in integer
- * arithmetic; other weight types, attention and everything else stay F32. Faster, not exact: results
- * move by about as much as llama.cpp's differ from the exact F32 path. Still the same bits for any
- * thread count, batch size and ISA. Off by default. */
+/* The backend a run takes (CPU or CUDA, never AUTO): cpu_only says the run asks for something only the
+ * CPU backend does (the 8-bit activations), which AUTO then keeps on the CPU and CUDA refuses
+ * (QF_E_USAGE); CUDA without a usable device is QF_E_UNSUPPORTED naming why. The choice is told to
+ * o->on_choice by qf_rt_backend_announce, which runs call when their work starts (after every input is
+ * checked, so that a refused input stays a one-line error). */
+typedef struct qf_rt_backend_choice {
+    qf_backend got;
+    char why[256];      /* AUTO stayed on the CPU: why; "" otherwise */
+    char device[256];   /* CUDA: the device; "" otherwise */
+} qf_rt_backend_choice;
+qf_status qf_rt_backend_pick(const qf_backend_opts *o, bool cpu_only, qf_rt_backend_choice *c, qf_error *err);
+void qf_rt_backend_announce(const qf_backend_opts *o, const qf_rt_backend_choice *c);
+
+/* A context on a chosen backend: qf_rt_ctx_new (or qf_rt_ctx_new_layer_major, below) on the CPU are this
+ * with backend QF_BACKEND_CPU. Threads serve the CPU backend's products and qf_rt_parallel either way. */
+typedef struct qf_rt_ctx_opts {
+    uint32_t n_ctx, n_batch;
+    int n_threads;
+    bool layer_major;
+    qf_backend backend;     /* CPU or CUDA (qf_rt_backend_pick) */
+} qf_rt_ctx_opts;
+qf_status qf_rt_ctx_open(const qf_rt_model *m, const qf_rt_ctx_opts *o, qf_rt_ctx **out, qf_error *err);
+qf_backend qf_rt_ctx_backend(const qf_rt_ctx *c);
+
+/* Opt-in 8-bit path of the CPU backend (other backends ignore it): every matmul input is quantized to 8
+ * bits per block of 32 features (as llama.cpp quantizes activations for Q8_0 weights) and multiplied
+ * with Q8_0 / Q4_K / Q6_K weights in integer arithmetic; other weight types, attention and everything
+ * else stay F32. Faster, not exact: results move by about as much as llama.cpp's differ from the exact
+ * F32 path. Still the same bits for any thread count, batch size and ISA. Off by default. */
 void qf_rt_ctx_set_act_q8(qf_rt_ctx *c, bool on);
 
 /* Forget every cached position (start of a new sequence). */

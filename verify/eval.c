@@ -28,6 +28,8 @@ typedef struct session {
     size_t route_from;      /* the call's token behind the first column handed to `score` */
     qf_layer_major_info lm; /* lm.on: every model layer-major, in lockstep, in groups of chunks */
     qf_rt_digest *md[2];    /* run_params.file_sha256: each model file's digest, taken as the run goes */
+    qf_rt_backend_choice backend;
+    const qf_backend_opts *backend_opts;
 } session;
 
 #define TOPK_DEFAULT UINT32_MAX
@@ -42,6 +44,7 @@ typedef struct run_params {
     bool routes;     /* log the experts each token chooses (verify: routing agreement) */
     const qf_layer_major_opts *lm;
     bool file_sha256;
+    const qf_backend_opts *backend;
 } run_params;
 
 /* Called per forward batch with each model's logits for n scored columns and their target tokens. */
@@ -133,9 +136,12 @@ static qf_status session_open(session *s, const char *const *paths, int n, const
     if (!st) st = plan_chunks(s, p, err);
     if (!st) qf_rt_lm_decide((const qf_rt_model *const *)s->m, n, p->lm, &s->lm);
     uint32_t call = s->n_seq > 1 ? s->n_seq * s->ctx : s->batch;
+    qf_rt_ctx_opts co = {.n_ctx = s->ctx, .n_batch = call, .n_threads = threads, .layer_major = s->lm.on};
+    s->backend_opts = p->backend;
+    if (!st) st = qf_rt_backend_pick(p->backend, p->act_q8, &s->backend, err);
+    co.backend = s->backend.got;
     for (int i = 0; !st && i < n; i++) {
-        st = s->lm.on ? qf_rt_ctx_new_layer_major(s->m[i], s->ctx, call, threads, &s->c[i], err)
-                      : qf_rt_ctx_new(s->m[i], s->ctx, call, threads, &s->c[i], err);
+        st = qf_rt_ctx_open(s->m[i], &co, &s->c[i], err);
         if (!st) qf_rt_ctx_set_act_q8(s->c[i], p->act_q8);
     }
     if (!st && s->lm.on) st = plan_layer_major(s, p, &call, err);
@@ -268,6 +274,7 @@ static qf_status finish_digest(session *s, int k, char hex[65], qf_error *err) {
 }
 
 static qf_status run_all(session *s, batch_fn score, chunk_fn after, void *u, qf_error *err) {
+    qf_rt_backend_announce(s->backend_opts, &s->backend);
     for (uint32_t i = 0; s->lm.on && i < s->n_chunks; i += s->lm.chunks_per_group) {
         qf_status st = run_layer_major(s, i, QF_MIN(s->lm.chunks_per_group, s->n_chunks - i), score, after, u, err);
         if (st) return st;
@@ -316,7 +323,7 @@ qf_status qf_perplexity(const qf_perplexity_opts *o, qf_perplexity_result *r, qf
     memset(r, 0, sizeof *r);
     if (!o->model || !o->text_path) return qf_fail(err, QF_E_USAGE, "perplexity needs a model and a text file");
     run_params rp = {o->text_path, o->ctx, o->chunks, o->batch, o->threads, o->no_escape, o->act_q8, 0, false,
-                     &o->layer_major, o->file_sha256};
+                     &o->layer_major, o->file_sha256, &o->backend};
     session s;
     ppl_state p = {.o = o};
     qf_status st = session_open(&s, &o->model, 1, &rp, err);
@@ -656,7 +663,7 @@ qf_status qf_verify(const qf_verify_opts *o, qf_verify_result *r, qf_error *err)
         return qf_fail(err, QF_E_USAGE, "--save-base writes what --base-logits reads: give one of them");
     run_params rp = {o->text_path, o->ctx, o->chunks, o->batch, o->threads, o->no_escape, o->act_q8,
                      o->save_base ? (o->base_topk ? o->base_topk : TOPK_DEFAULT) : 0, true, &o->layer_major,
-                     o->file_sha256};
+                     o->file_sha256, &o->backend};
     const char *paths[2] = {o->base, o->model};
     session s;
     memset(&s, 0, sizeof s);
