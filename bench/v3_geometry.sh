@@ -13,7 +13,9 @@
 # --outtype q8_0, with qf-deepseek-a's SentencePiece tokenizer copied in, since its stubbed
 # environment cannot read a byte-level BPE tokenizer.json) runs under a watchdog that stops it at
 # VG_LCPP_RSS_GIB [14] GiB of RSS or VG_LCPP_SECONDS [600] s; the report says which. VG_JOBS picks
-# parts ["baselines qforge llamacpp"]. Needs ~2.2x the
+# parts ["baselines qforge llamacpp"; "layermajor" adds `qforge perplexity` of the FP8 directory, normal
+# against --layer-major, VG_LM_CHUNKS [2] chunks of 64 tokens in passes of one chunk, bytes read from
+# /proc/self/io, optionally in a memory cgroup of VG_MEM_LIMIT bytes (bench/layer_major.sh's rule)]. Needs ~2.2x the
 # checkpoint in free disk (source + one output at a time). Prints a Markdown table.
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
@@ -95,9 +97,49 @@ rm -f "$work/lcpp.gguf"
 log "llama.cpp: $why after $secs s, peak RSS $((peak / 1024)) MiB, wrote $written bytes"
 fi
 
+lm_rows=""
+if [[ $parts == *layermajor* ]]; then
+log "perplexity: normal vs --layer-major"
+text=$shared/text/wikitext-2-raw-test.txt
+lm_rows=$(/usr/bin/python3 - "$qf" "$src" "$text" "${VG_LM_CHUNKS:-2}" "${VG_MEM_LIMIT:-}" <<'PY'
+import json, os, subprocess, sys
+qf, src, text, chunks, limit = sys.argv[1:6]
+cg = None
+if limit:  # a child memory cgroup of this process's own (v2 memory.max or v1 memory.limit_in_bytes)
+    mine = {l.split(":")[1]: l.split(":")[2] for l in open("/proc/self/cgroup").read().splitlines()}
+    v2 = os.path.exists("/sys/fs/cgroup/cgroup.controllers")
+    cg = ("/sys/fs/cgroup" + mine[""] if v2 else "/sys/fs/cgroup/memory" + mine["memory"]).rstrip("/") + f"/qf-v3g-{os.getpid()}"
+    os.mkdir(cg)
+    open(os.path.join(cg, "memory.max" if v2 else "memory.limit_in_bytes"), "w").write(limit)
+files = [os.path.join(src, f) for f in os.listdir(src) if f.endswith(".safetensors")]
+def rb():
+    return int(dict(l.split(": ") for l in open("/proc/self/io").read().splitlines())["read_bytes"])
+def run(extra):
+    for f in files:
+        fd = os.open(f, os.O_RDONLY); os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED); os.close(fd)
+    env = dict(os.environ, QF_MEM_AVAILABLE="1T") if "--layer-major" not in extra else None
+    enter = (lambda: open(os.path.join(cg, "cgroup.procs"), "w").write(str(os.getpid()))) if cg else None
+    b = rb()
+    p = subprocess.Popen([qf, "perplexity", src, "-f", text, "-c", "64", "-b", "64", "--chunks", chunks, "--json",
+                          "--progress=none"] + extra, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env, preexec_fn=enter)
+    out = p.stdout.read()
+    _, st, ru = os.wait4(p.pid, 0)
+    if st: sys.exit("perplexity failed")
+    d = json.loads(out)
+    return d["ppl"], (rb() - b) / 1e9, ru.ru_maxrss / 1048576, d["eval_seconds"]
+rows = [("normal", run([])), ("--layer-major", run(["--layer-major"]))]
+if abs(rows[0][1][0] - rows[1][1][0]) > 1e-6 * rows[0][1][0]: sys.exit("PPL differs between the modes")
+for name, (ppl, gb, rss, secs) in rows:
+    print(f"| perplexity {name}{' (cgroup ' + limit + ')' if cg else ''} | {secs:.1f} | PPL {ppl:.4f} | {rss:.2f} | read {gb:.2f} GB |")
+if cg: os.rmdir(cg)
+PY
+)
+fi
+
 echo "Source: $src_bytes bytes in 4 shards ($layers layers, FP8). $(nproc) threads. Jobs: $parts."
 echo
 echo "| job | seconds | source MB/s | peak RSS GiB | bytes written |"
 echo "|---|---:|---:|---:|---:|"
 for r in "${rows[@]}"; do IFS='|' read -r n s m g w <<<"$r"; echo "| $n | $s | $m | $g | $w |"; done
+[ -n "$lm_rows" ] && echo "$lm_rows"
 echo "| llama.cpp convert_hf_to_gguf.py --outtype q8_0 | $secs ($why) | $(python3 -c "print('%.0f' % ($src_bytes / 1e6 / max($secs, 1)))") | $(python3 -c "print('%.2f' % ($peak / 1048576))") | $written |"

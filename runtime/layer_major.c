@@ -130,15 +130,20 @@ qf_status qf_rt_lm_plan(qf_rt_ctx *const *c, const qf_rt_model *const *m, int n,
     }
     info->chunk_bytes = pass_bytes / per_pass;
     uint64_t fixed = info->layer_bytes + info->buffer_bytes, passes = (n_chunks + per_pass - 1) / per_pass;
-    if (info->limit) {
+    if (info->limit && !o->max_memory && info->limit < fixed + pass_bytes) {
+        /* the machine cannot hold one layer: its pages stream through the page cache within the layer
+         * anyway, so only the hidden states are bounded by what is there, and each group still reads
+         * every weight once */
+        uint64_t room = info->limit > info->buffer_bytes ? info->limit - info->buffer_bytes : 0;
+        passes = QF_MAX(1, QF_MIN(passes, room / pass_bytes));
+    } else if (info->limit) {
         if (info->limit < fixed + pass_bytes) {
             char a[32], b[32], d[32], need[32], lim[32];
             mib(a, sizeof a, info->layer_bytes), mib(b, sizeof b, info->buffer_bytes), mib(d, sizeof d, pass_bytes);
             mib(need, sizeof need, fixed + pass_bytes), mib(lim, sizeof lim, info->limit);
-            return qf_fail(err, QF_E_USAGE, "%s of %s is too small for a layer-major run: one layer's weights (%s), the "
-                           "buffers (%s) and the hidden states of one pass of %u chunk%s (%s) need at least %s",
-                           o->max_memory ? "--max-memory" : "the available memory (MemAvailable or the cgroup's limit)", lim, a, b,
-                           per_pass, per_pass > 1 ? "s" : "", d, need);
+            return qf_fail(err, QF_E_USAGE, "--max-memory of %s is too small for a layer-major run: one layer's weights "
+                           "(%s), the buffers (%s) and the hidden states of one pass of %u chunk%s (%s) need at least %s",
+                           lim, a, b, per_pass, per_pass > 1 ? "s" : "", d, need);
         }
         passes = QF_MIN(passes, (info->limit - fixed) / pass_bytes);
     }

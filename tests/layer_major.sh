@@ -98,6 +98,10 @@ expect 0 "automatic layer-major" -- env QF_MEM_AVAILABLE=2M "$qf" perplexity dee
 has "the automatic choice is announced (under -q too)" "layer-major: chosen because the weights"
 grep -v '^qforge' <<<"$out" >ppl1.json
 same "automatic" ppl0.json ppl1.json && ok || bad "automatic mode differs"
+# less memory than one layer (a machine smaller than a DeepSeek-V3 MoE layer): still runs, layer by layer
+expect 0 "available memory below one layer" -- env QF_MEM_AVAILABLE=64K "$qf" perplexity deep -f text.txt -c 64 --chunks 6 -b 64 --json -q
+grep -v '^qforge' <<<"$out" >ppl2.json
+same "below one layer" ppl0.json ppl2.json && ok || bad "below one layer: the figures differ"
 
 # a container's memory limit counts as the available memory: in a memory cgroup below the weights the
 # run goes layer-major by itself (where this user may create a cgroup; said when not)
