@@ -66,7 +66,9 @@ log "baselines"
 run "cat > /dev/null" /nonexistent bash -c 'cat "$@" > /dev/null' _ $(shards)
 run "cat > file + fsync" "$work/copy.bin" bash -c 'cat "$@" > "'"$work"'/copy.bin" && sync "'"$work"'/copy.bin"' _ $(shards)
 fi
-[[ $parts == *qforge* ]] && for job in "fp8:--recipe fp8" "q8_0:--type q8_0" "fp8-int4:--recipe fp8-int4" "q4_k_m:--recipe q4_k_m"; do
+# VG_QUANT: the quantize jobs, NAME:ARGS separated by ';'
+IFS=';' read -r -a quant_jobs <<<"${VG_QUANT:-fp8:--recipe fp8;q8_0:--type q8_0;fp8-int4:--recipe fp8-int4;q4_k_m:--recipe q4_k_m}"
+[[ $parts == *qforge* ]] && for job in "${quant_jobs[@]}"; do
     name=${job%%:*}; args=${job#*:}
     log "qforge quantize $args"
     run "qforge $args" "$work/$name.gguf" "$qf" quantize "$src" $args -o "$work/$name.gguf" -q
