@@ -468,20 +468,25 @@ qf_status qf_source_read_file(qf_source *s, const char *name, char **buf, size_t
 
 /* ---- rows ------------------------------------------------------------------------------------------ */
 
+/* l->scales is set only once they are all checked: a failed call leaves the tensor unprepared, so asking
+ * again fails again. */
 static qf_status prepare_scales(qf_source *s, logical *l, qf_error *err) {
     const qf_st_tensor *sc = &s->raw.tensors[l->scale_raw];
     const uint8_t *bytes;
     qf_status st = s->ops->raw_bytes(s->impl, (size_t)l->scale_raw, &bytes, err);
     if (st) return st;
-    l->scales = qf_malloc_n(sc->n_elems, sizeof(float));
-    if (!l->scales) return qf_fail(err, QF_E_NOMEM, "%s: out of memory for scales of '%s'", s->label, l->pub.name);
-    qf_dtype_decode(sc->dtype, bytes, l->scales, sc->n_elems);
-    l->n_scales = sc->n_elems;
+    float *scales = qf_malloc_n(sc->n_elems, sizeof(float));
+    if (!scales) return qf_fail(err, QF_E_NOMEM, "%s: out of memory for scales of '%s'", s->label, l->pub.name);
+    qf_dtype_decode(sc->dtype, bytes, scales, sc->n_elems);
     s->ops->release(s->impl, (size_t)l->scale_raw);
-    for (uint64_t i = 0; i < l->n_scales; i++)
-        if (!isfinite(l->scales[i]))
+    for (uint64_t i = 0; i < sc->n_elems; i++)
+        if (!isfinite(scales[i])) {
+            free(scales);
             return qf_fail(err, QF_E_INPUT, "%s: scale tensor '%s' holds a non-finite value at index %llu", s->label,
                            sc->name, (unsigned long long)i);
+        }
+    l->scales = scales;
+    l->n_scales = sc->n_elems;
     return QF_OK;
 }
 
@@ -569,11 +574,14 @@ void qf_source_advise(qf_source *s, size_t i, uint64_t row0, uint64_t n) {
     logical *l = &s->t[i];
     uint64_t rb;
     qf_error ignored;
-    if (!stored_row_bytes(l, &rb) || row0 >= l->pub.n_rows || qf_source_prepare(s, i, &ignored) != QF_OK || !l->data)
+    const uint8_t *data = l->data;
+    /* the bytes' address only: preparing here would check (and could half-prepare) the tensor's scales */
+    if (!stored_row_bytes(l, &rb) || row0 >= l->pub.n_rows || (!data && s->ops->raw_bytes(s->impl, l->raw, &data, &ignored)) ||
+        !data)
         return;
     n = QF_MIN(n, l->pub.n_rows - row0);
     long ps = sysconf(_SC_PAGESIZE);
-    uintptr_t page = ps > 0 ? (uintptr_t)ps : 4096, lo = (uintptr_t)(l->data + row0 * rb);
+    uintptr_t page = ps > 0 ? (uintptr_t)ps : 4096, lo = (uintptr_t)(data + row0 * rb);
     uintptr_t a = lo / page * page, b = lo + (uintptr_t)(n * rb);
     if (b > a) madvise((void *)a, b - a, MADV_WILLNEED); /* a hint: its failure changes nothing */
 }
