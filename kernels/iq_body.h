@@ -431,7 +431,6 @@ static inline void v_hsum8x2(__m256 a, __m256 b, float *ra, float *rb) {
     *ra = _mm256_cvtss_f32(h);
     *rb = _mm_cvtss_f32(_mm256_extractf128_ps(h, 1));
 }
-
 #endif
 
 /* The grid point of least error for a lattice point c the grid lacks. Taking another level at element k
