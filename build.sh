@@ -119,7 +119,7 @@ cmd_fuzz() {
         return 0
     fi
     echo "== fuzzing every parser for ${QF_FUZZ_SECONDS:-20}s each (libFuzzer + ASan + UBSan)"
-    CC=clang build build-fuzz -DQF_FUZZ=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo
+    CC=clang build build-fuzz -DQF_FUZZ=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo -DQF_CUDA=OFF
     local failed=() t name
     mkdir -p build-fuzz/fuzz-artifacts
     for t in build-fuzz/tests/fuzz/fuzz_*; do
