@@ -33,17 +33,21 @@ void qf_wb_start(qf_wb *b, qf_gguf_writer *w) {
     b->threaded = pthread_create(&b->tid, NULL, wb_main, b) == 0;
 }
 
-static qf_status idle_locked(qf_wb *b, qf_error *err) {
-    while (b->buf) pthread_cond_wait(&b->cv, &b->mu);
+/* The first failed write's status (its error into *err), or QF_OK. */
+static qf_status sticky(const qf_wb *b, qf_error *err) {
     if (b->st != QF_OK && err) *err = b->err;
     return b->st;
+}
+
+static qf_status idle_locked(qf_wb *b, qf_error *err) {
+    while (b->buf) pthread_cond_wait(&b->cv, &b->mu);
+    return sticky(b, err);
 }
 
 qf_status qf_wb_put(qf_wb *b, const void *buf, uint64_t n, qf_error *err) {
     if (!b->threaded) {
         if (b->st == QF_OK) b->st = qf_gguf_write_tensor_data(b->w, buf, n, &b->err);
-        if (b->st != QF_OK && err) *err = b->err;
-        return b->st;
+        return sticky(b, err);
     }
     pthread_mutex_lock(&b->mu);
     qf_status st = idle_locked(b, err);
@@ -57,10 +61,7 @@ qf_status qf_wb_put(qf_wb *b, const void *buf, uint64_t n, qf_error *err) {
 }
 
 qf_status qf_wb_wait(qf_wb *b, qf_error *err) {
-    if (!b->threaded) {
-        if (b->st != QF_OK && err) *err = b->err;
-        return b->st;
-    }
+    if (!b->threaded) return sticky(b, err);
     pthread_mutex_lock(&b->mu);
     qf_status st = idle_locked(b, err);
     pthread_mutex_unlock(&b->mu);
