@@ -1089,15 +1089,17 @@ const int8_t qf_iq4nl_values[16] = { -127, -104, -83, -65, -49, -35, -22, -10, 1
 static float grid_f2xxs[8 * 256], grid_f2xs[8 * 512], grid_f2s[8 * 1024], grid_f3xxs[4 * 256], grid_f3s[4 * 512],
     grid_f1s[8 * 2048];
 static int16_t map_2xxs[6561], map_2xs[6561], map_2s[6561], map_3xxs[4096], map_3s[4096], map_1s[6561];
-static uint32_t off_2xxs[6562], off_2xs[6562], off_2s[6562], off_3xxs[4097], off_3s[4097], off_1s[6562];
+static uint32_t in_2xxs[206], in_2xs[206], in_2s[206], in_3xxs[128], in_3s[128], in_1s[206];
+static uint32_t off_2xxs[6562], off_2xs[6562], off_2s[6562], off_3xxs[4097], off_3s[4097];
 /* neighbour lists: the totals these grids need (a smaller pool truncates, safely, and is reported) */
-static uint16_t nb_2xxs[24995], nb_2xs[32437], nb_2s[44716], nb_3xxs[15900], nb_3s[21135], nb_1s[24008];
+static uint16_t nb_2xxs[24995], nb_2xs[32437], nb_2s[44716], nb_3xxs[15900], nb_3s[21135];
 static qf_iq_grid grids[QF_IQG_COUNT];
 static pthread_once_t grids_once = PTHREAD_ONCE_INIT;
 
 typedef struct grid_store {
     float *g;
     int16_t *map;
+    uint32_t *in;
     uint32_t *off;
     uint16_t *nb;
     uint32_t nb_cap;
@@ -1119,14 +1121,15 @@ static int cell_dist(const qf_iq_grid *G, int c, const uint8_t *plev, int p) {
     return d;
 }
 
-/* Float coordinates, the lattice map and the neighbour lists of one grid. Coordinate k of point p is byte
- * k of its packed entry (64-bit entries hold 8, 32-bit ones 4); every byte is one of the levels. */
+/* Float coordinates, the lattice map and its bitmap, and (where the store has a pool) the neighbour lists of
+ * one grid. Coordinate k of point p is byte k of its packed entry (64-bit entries hold 8, 32-bit ones 4);
+ * every byte is one of the levels. */
 static void unpack_grid(qf_iq_grid *G, grid_store st, int n, int dim, const uint64_t *g64, const uint32_t *g32,
                         int nlev, const float *lev, int shell) {
     static uint8_t plev[2048 * 8];
     int cells = 1;
     for (int k = 0; k < dim; k++) cells *= nlev;
-    *G = (qf_iq_grid){ .n = n, .dim = dim, .g = st.g, .nlev = nlev, .map = st.map, .nb = st.nb, .nb_off = st.off };
+    *G = (qf_iq_grid){ .n = n, .dim = dim, .g = st.g, .nlev = nlev, .map = st.map, .in = st.in, .nb = st.nb, .nb_off = st.off };
     for (int j = 0; j < nlev; j++) G->lev[j] = lev[j];
     for (int j = 0; j + 1 < nlev; j++) G->mid[j] = 0.5f * (lev[j] + lev[j + 1]);
     for (int c = 0; c < cells; c++) st.map[c] = -1;
@@ -1142,7 +1145,9 @@ static void unpack_grid(qf_iq_grid *G, grid_store st, int n, int dim, const uint
             c += j * scale;
         }
         st.map[c] = (int16_t)p;
+        st.in[c / 32] |= 1u << c % 32;
     }
+    if (!st.nb) return;
     uint32_t used = 0;
     for (int c = 0; c < cells; c++) {
         st.off[c] = used;
@@ -1161,7 +1166,8 @@ static void unpack_grid(qf_iq_grid *G, grid_store st, int n, int dim, const uint
     st.off[cells] = used;
 }
 
-#define STORE(T) ((grid_store){ grid_f##T, map_##T, off_##T, nb_##T, sizeof nb_##T / sizeof nb_##T[0] })
+#define STORE(T) ((grid_store){ grid_f##T, map_##T, in_##T, off_##T, nb_##T, sizeof nb_##T / sizeof nb_##T[0] })
+#define STORE_NO_LISTS(T) ((grid_store){ grid_f##T, map_##T, in_##T, NULL, NULL, 0 })
 
 static void build_grids(void) {
     static const float lev2[3] = { 8, 25, 43 }, lev3xxs[8] = { 4, 12, 20, 28, 36, 44, 52, 62 },
@@ -1172,7 +1178,7 @@ static void build_grids(void) {
     unpack_grid(&grids[QF_IQG_3XXS], STORE(3xxs), 256, 4, NULL, qf_iq3xxs_grid, 8, lev3xxs, 2);
     unpack_grid(&grids[QF_IQG_3S], STORE(3s), 512, 4, NULL, qf_iq3s_grid, 8, lev3s, 2);
     static const float lev1[3] = { -1, 0, 1 }; /* IQ1's bytes are signed */
-    unpack_grid(&grids[QF_IQG_1S], STORE(1s), 2048, 8, qf_iq1s_grid, NULL, 3, lev1, 0);
+    unpack_grid(&grids[QF_IQG_1S], STORE_NO_LISTS(1s), 2048, 8, qf_iq1s_grid, NULL, 3, lev1, 0);
 }
 
 const qf_iq_grid *qf_iq_grid_get(qf_iq_grid_id id) {

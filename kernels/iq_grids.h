@@ -29,11 +29,12 @@ typedef struct qf_iq_grid {
     int nlev;
     float lev[8], mid[7]; /* mid[j]: halfway between levels j and j + 1 */
     const int16_t *map;
-    /* For a lattice point c the grid lacks: the grid points nearest it in level steps (squared distance at
-     * most the least one + 2 for IQ3's grids, the least one for IQ2's and IQ1's, whose lists are 4-8 times
-     * longer),
-     * ascending, at nb[nb_off[c] .. nb_off[c + 1]). truncated counts points a full pool dropped (0: the
-     * pools are sized for these grids; tests check it). */
+    const uint32_t *in; /* bit c % 32 of in[c / 32] is set where map[c] >= 0 (IQ1's search tests 8 at once) */
+    /* IQ2's and IQ3's grids: for a lattice point c the grid lacks, the grid points nearest it in level steps
+     * (squared distance at most the least one + 2 for IQ3's, the least one for IQ2's, whose lists are 4-8
+     * times longer), ascending, at nb[nb_off[c] .. nb_off[c + 1]). truncated counts points a full pool
+     * dropped (0: the pools are sized for these grids; tests check it). IQ1's grid has none (NULL): its
+     * search (iq_body.h) walks the lattice from c itself. */
     const uint16_t *nb;
     const uint32_t *nb_off;
     uint32_t truncated;

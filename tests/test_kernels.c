@@ -9,6 +9,7 @@
  *   floats identical, dot products within tolerance (docs/quant-types.md).
  * Seeds are fixed and printed with failures; QF_TEST_SEED overrides the base seed.
  */
+#include "kernels/blocks.h"
 #include "kernels/cpu.h"
 #include "kernels/iq_grids.h"
 #include "kernels/fpconv.h"
@@ -204,10 +205,70 @@ static void test_iq_grids(void) {
             }
             bad += c >= cells || G->map[c] != p;
         }
-        for (int c = 0; c < cells; c++) bad += G->map[c] < 0 && G->nb_off[c + 1] <= G->nb_off[c];
+        for (int c = 0; c < cells; c++) {
+            bad += (G->in[c / 32] >> c % 32 & 1) != (G->map[c] >= 0);
+            bad += G->nb && G->map[c] < 0 && G->nb_off[c + 1] <= G->nb_off[c];
+        }
         CHECK_MSG(bad == 0 && G->truncated == 0, "i-quant grid %d: %d bad entries, %u neighbours dropped", id, bad,
                   G->truncated);
     }
+}
+
+/* IQ1_S / IQ1_M: under the scale and offset sign each group of 8 was stored with, no other grid point
+ * (nor, for IQ1_M, the other sign) has a smaller error. Every alternative is written into the block and
+ * dequantized by the library; its error must not be below the stored one beyond rounding. */
+static void set_iq1_group(uint32_t id, uint8_t *blk, int g, int p, int neg) {
+    if (id == QF_T_IQ1_M) {
+        qf_block_iq1_m *b = (qf_block_iq1_m *)blk;
+        b->qs[g] = (uint8_t)p;
+        unsigned sh = 4 * (g % 2), nib = (unsigned)(p >> 8) | (unsigned)neg << 3;
+        b->qh[g / 2] = (uint8_t)((b->qh[g / 2] & ~(0xFu << sh)) | nib << sh);
+    } else { /* IQ1_S: the sign is per 32 and stays */
+        qf_block_iq1_s *b = (qf_block_iq1_s *)blk;
+        b->qs[g] = (uint8_t)p;
+        unsigned sh = 3 * (g % 4);
+        b->qh[g / 4] = (uint16_t)((b->qh[g / 4] & ~(7u << sh)) | (unsigned)(p >> 8) << sh);
+    }
+}
+
+static double group_err(const float *x, const float *y, const float *w) {
+    double e = 0;
+    for (int k = 0; k < 8; k++) e += (w ? w[k] : 1.0) * ((double)x[k] - y[k]) * ((double)x[k] - y[k]);
+    return e;
+}
+
+static void test_iq1_exact(uint32_t id) {
+    enum { NB = 4 };
+    const qf_qtype_traits *t = qf_qtype_get_isa(id, QF_ISA_SCALAR);
+    float x[NB * 256], w[NB * 256], y[256];
+    kd_fill(KD_LLM, 1, NB * 256, base_seed + 77, x);
+    kd_imatrix(NB * 256, base_seed + 78, w);
+    int bad = 0, nsign = id == QF_T_IQ1_M ? 2 : 1;
+    for (int weighted = 0; weighted < 2; weighted++) {
+        uint8_t q[NB * 64], blk[64];
+        CHECK(t->quantize(x, q, NB * 256, weighted ? w : NULL));
+        for (int b = 0; b < NB; b++) {
+            const float *xb = x + 256 * b, *wb = weighted ? w + 256 * b : NULL;
+            t->dequantize(q + b * t->bytes, y, 256);
+            for (int g = 0; g < 32; g++) {
+                double e0 = group_err(xb + 8 * g, y + 8 * g, wb ? wb + 8 * g : NULL), emin = e0;
+                int pmin = -1, nmin = 0;
+                for (int neg = 0; neg < nsign; neg++)
+                    for (int p = 0; p < 2048; p++) {
+                        memcpy(blk, q + b * t->bytes, t->bytes);
+                        set_iq1_group(id, blk, g, p, neg);
+                        t->dequantize(blk, y, 256);
+                        double e = group_err(xb + 8 * g, y + 8 * g, wb ? wb + 8 * g : NULL);
+                        if (e < emin) { emin = e; pmin = p; nmin = neg; }
+                    }
+                if (emin < e0 * (1 - 1e-5) - 1e-30 && bad++ < 3)
+                    fprintf(stderr, "%s %s block %d group %d: point %d sign %d error %.9g < stored %.9g\n", t->name,
+                            weighted ? "weighted" : "plain", b, g, pmin, nmin, emin, e0);
+                t->dequantize(q + b * t->bytes, y, 256);
+            }
+        }
+    }
+    CHECK_MSG(bad == 0, "%s: %d groups have a better grid point under their stored scale", t->name, bad);
 }
 
 /* ---- kernels --------------------------------------------------------------------------------------- */
@@ -390,6 +451,8 @@ int main(int argc, char **argv) {
     test_fprow();
     test_table();
     test_iq_grids();
+    test_iq1_exact(QF_T_IQ1_S);
+    test_iq1_exact(QF_T_IQ1_M);
     const char *only = getenv("QF_TEST_TYPES");
     for (size_t i = 0; i < qf_qtype_count(); i++) {
         const qf_qtype_traits *t = qf_qtype_get_isa(qf_qtype_at(i)->id, QF_ISA_SCALAR);
