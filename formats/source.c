@@ -544,9 +544,9 @@ static const float *row_scales(const logical *l, uint64_t gr, uint64_t *run) {
     }
 }
 
-/* dst[c] *= (or, with `assign`, =) the scale of each element of rows [row0, row0+n); a run at a time, so
- * the inner loop has one scale and vectorizes. */
-static void apply_scales(const logical *l, uint64_t row0, uint64_t n, float *dst, bool assign) {
+/* dst[c] *= the scale of each element of rows [row0, row0+n); a run at a time, so the inner loop has one
+ * scale and vectorizes. */
+static void apply_scales(const logical *l, uint64_t row0, uint64_t n, float *dst) {
     uint64_t len = l->pub.row_len;
     for (uint64_t r = 0; r < n; r++) {
         float *row = dst + r * len;
@@ -555,10 +555,7 @@ static void apply_scales(const logical *l, uint64_t row0, uint64_t n, float *dst
         for (uint64_t c0 = 0, k = 0; c0 < len; c0 += run, k++) {
             uint64_t c1 = QF_MIN(c0 + run, len);
             float s = sc[k];
-            if (assign)
-                for (uint64_t c = c0; c < c1; c++) row[c] = s;
-            else
-                for (uint64_t c = c0; c < c1; c++) row[c] *= s;
+            for (uint64_t c = c0; c < c1; c++) row[c] *= s;
         }
     }
 }
@@ -632,12 +629,12 @@ qf_status qf_source_rows(qf_source *s, size_t i, uint64_t row0, uint64_t n, floa
         return QF_OK;
     }
     qf_dtype_decode(l->pub.dtype, rows, dst, n * l->pub.row_len);
-    if (l->pub.scale_kind != QF_SCALE_NONE) apply_scales(l, row0, n, dst, false);
+    if (l->pub.scale_kind != QF_SCALE_NONE) apply_scales(l, row0, n, dst);
     return QF_OK;
 }
 
-qf_status qf_source_fp8_rows(qf_source *s, size_t i, uint64_t row0, uint64_t n, uint8_t *codes, float *scales,
-                             qf_error *err) {
+qf_status qf_source_fp8_rows(qf_source *s, size_t i, uint64_t row0, uint64_t n, uint64_t g, uint8_t *codes,
+                             float *scales, qf_error *err) {
     logical *l = NULL;
     const uint8_t *rows = NULL;
     uint64_t rb;
@@ -646,13 +643,23 @@ qf_status qf_source_fp8_rows(qf_source *s, size_t i, uint64_t row0, uint64_t n, 
     if (l->pub.qtype != UINT32_MAX || l->pub.dtype != QF_DT_F8_E4M3)
         return qf_fail(err, QF_E_INTERNAL, "%s: tensor '%s' is not F8_E4M3: its codes cannot pass through", s->label,
                        l->pub.name);
-    uint64_t count = n * l->pub.row_len;
-    memcpy(codes, rows, count);
-    /* each code's scale, as qf_source_rows applies it (1 for an unscaled tensor) */
-    if (l->pub.scale_kind != QF_SCALE_NONE)
-        apply_scales(l, row0, n, scales, true);
-    else
-        for (uint64_t k = 0; k < count; k++) scales[k] = 1.0f;
+    uint64_t len = l->pub.row_len;
+    if (g == 0 || len % g)
+        return qf_fail(err, QF_E_INTERNAL, "%s: tensor '%s': rows of %llu values do not split into groups of %llu",
+                       s->label, l->pub.name, (unsigned long long)len, (unsigned long long)g);
+    memcpy(codes, rows, n * len);
+    /* a scale per group, not per value: a value's scale as a float would move 4x the bytes of its code */
+    for (uint64_t r = 0; r < n; r++) {
+        uint64_t run = len;
+        const float *sc = l->pub.scale_kind != QF_SCALE_NONE ? row_scales(l, row0 + r, &run) : NULL;
+        for (uint64_t c = 0; c < len; c += g) {
+            if (c / run != (c + g - 1) / run)
+                return qf_fail(err, QF_E_INTERNAL, "%s: tensor '%s': row %llu, columns %llu..%llu do not share one "
+                               "FP8 scale", s->label, l->pub.name, (unsigned long long)(row0 + r),
+                               (unsigned long long)c, (unsigned long long)(c + g - 1));
+            *scales++ = sc ? sc[c / run] : 1.0f;
+        }
+    }
     return QF_OK;
 }
 

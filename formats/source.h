@@ -83,11 +83,12 @@ void qf_source_advise(qf_source *s, size_t i, uint64_t row0, uint64_t n);
 /* Rows [row0, row0+n) of tensor i as F32 (dtype decoded, FP8 scales applied) into dst[n*row_len]. */
 qf_status qf_source_rows(qf_source *s, size_t i, uint64_t row0, uint64_t n, float *dst, qf_error *err);
 /* FP8 pass-through (quantize/plan.c, run.c): rows [row0, row0+n) of an F8_E4M3 safetensors tensor as its
- * stored codes, codes[n*row_len], and the scale each value is multiplied by, scales[n*row_len] (1 without
- * a scale tensor), so that qf_source_rows' value is exactly e4m3(code) * scale. Rows are prepared as for
- * qf_source_rows; any other tensor is QF_E_INTERNAL. */
-qf_status qf_source_fp8_rows(qf_source *s, size_t i, uint64_t row0, uint64_t n, uint8_t *codes, float *scales,
-                             qf_error *err);
+ * stored codes, codes[n*row_len], and for each group of g values of a row the one scale they are
+ * multiplied by, scales[n*row_len/g] (1 without a scale tensor), so that qf_source_rows' value is exactly
+ * e4m3(code) * scale. QF_E_INTERNAL where g does not divide a row, where a group spans two source scales,
+ * or for any other tensor. Rows are prepared as for qf_source_rows. */
+qf_status qf_source_fp8_rows(qf_source *s, size_t i, uint64_t row0, uint64_t n, uint64_t g, uint8_t *codes,
+                             float *scales, qf_error *err);
 /* True if one scale covers n consecutive values of t from index lo along `axis` (0: rows, at any fixed
  * column; 1: columns, within any row): always for no / per-tensor scales, along columns for per-row ones,
  * within one block for block scales. */

@@ -29,7 +29,7 @@ typedef struct chunk_job {
     uint64_t rows_per_mat;  /* rows sharing one importance vector (one expert's matrix) */
     uint64_t row0, n_rows;  /* rows of the output tensor in this chunk */
     uint64_t row_bytes;
-    float *f32;             /* n_rows x ne[0] scratch: values, or each code's scale (FP8 pass-through) */
+    float *f32;             /* n_rows x ne[0] scratch: values, or each group's scale (FP8 pass-through) */
     uint8_t *codes;         /* FP8 pass-through (e->fp8_pass): n_rows x ne[0] E4M3 codes of the source, else NULL */
     uint8_t *out;           /* n_rows x row_bytes */
     bool clamp;             /* values beyond the type's range are clamped (else the row is refused) */
@@ -67,23 +67,31 @@ static void source_row(const chunk_job *j, uint64_t r, size_t *slot, uint64_t *r
 }
 
 /* A chunk's elements as they are fetched: F32 values, or for an FP8 pass-through the source's E4M3 codes
- * (q) with the scale of each in v. The row maps below move both alike, so codes go where values would. */
+ * (q) with one scale per `per` of them in v (a group of the output type; 1 where a map reads whole source
+ * blocks to move single values). The row maps below move both alike, so codes go where values would. */
 typedef struct elems {
     float *v;
     uint8_t *q;             /* NULL: values only */
+    uint64_t per;           /* values per entry of v: 1 for values */
 } elems;
 
-static elems elems_at(elems e, uint64_t k) { return (elems){e.v + k, e.q ? e.q + k : NULL}; }
+/* Element k on; k starts a group. */
+static elems elems_at(elems e, uint64_t k) { return (elems){e.v + k / e.per, e.q ? e.q + k : NULL, e.per}; }
 
-static void elem_copy(elems dst, uint64_t a, elems src, uint64_t b) {
-    dst.v[a] = src.v[b];
-    if (dst.q) dst.q[a] = src.q[b];
+/* dst's element a := src's element b. A code that does not start its group must have the scale its group
+ * took from the first: false where it does not (the plan and the row maps would disagree). */
+static bool elem_copy(elems dst, uint64_t a, elems src, uint64_t b) {
+    float s = src.v[b / src.per];
+    if (!dst.q) { dst.v[a] = s; return true; }
+    dst.q[a] = src.q[b];
+    if (a % dst.per == 0) dst.v[a / dst.per] = s;
+    return memcmp(&dst.v[a / dst.per], &s, sizeof s) == 0;
 }
 
 /* n consecutive rows of source slot `slot` from `row` into dst. */
 static qf_status read_rows(chunk_job *j, size_t slot, uint64_t row, uint64_t n, elems dst) {
     size_t i = j->srcs[slot];
-    return dst.q ? qf_source_fp8_rows(j->src, i, row, n, dst.q, dst.v, &j->err)
+    return dst.q ? qf_source_fp8_rows(j->src, i, row, n, dst.per, dst.q, dst.v, &j->err)
                  : qf_source_rows(j->src, i, row, n, dst.v, &j->err);
 }
 
@@ -92,14 +100,17 @@ static qf_status read_rows(chunk_job *j, size_t slot, uint64_t row, uint64_t n, 
 static qf_status fetch_transposed(chunk_job *j, uint64_t r0, uint64_t n, elems dst) {
     const qf_tensor_spec *t = j->e->spec;
     uint64_t len = j->e->ne[0], R = j->e->ne[1];
-    elems block = {qf_malloc_n(t->take, R * sizeof(float)), dst.q ? qf_malloc_n(t->take, R) : NULL};
+    elems block = {qf_malloc_n(t->take, R * sizeof(float)), dst.q ? qf_malloc_n(t->take, R) : NULL, 1};
     qf_status st = QF_OK;
     if (!block.v || (dst.q && !block.q)) st = qf_fail(&j->err, QF_E_NOMEM, "out of memory transposing '%s'", j->e->name);
     for (uint64_t r = r0; r < r0 + n && !st;) {
         uint64_t h = r / R, end = QF_MIN((h + 1) * R, r0 + n);
         st = read_rows(j, 0, h * t->stride + t->offset, t->take, block);
         for (; !st && r < end; r++)
-            for (uint64_t i = 0; i < len; i++) elem_copy(dst, (r - r0) * len + i, block, i * R + r % R);
+            for (uint64_t i = 0; i < len && !st; i++)
+                if (!elem_copy(dst, (r - r0) * len + i, block, i * R + r % R))
+                    st = qf_fail(&j->err, QF_E_INTERNAL, "tensor '%s': row %llu, column %llu does not share its "
+                                 "group's FP8 source scale", j->e->name, (unsigned long long)r, (unsigned long long)i);
     }
     free(block.v);
     free(block.q);
@@ -109,7 +120,8 @@ static qf_status fetch_transposed(chunk_job *j, uint64_t r0, uint64_t n, elems d
 static qf_status fetch_rows(chunk_job *j, uint64_t r0, uint64_t n) {
     const qf_plan_entry *e = j->e;
     uint64_t len = e->ne[0];
-    elems dst = elems_at((elems){j->f32, j->codes}, (r0 - j->row0) * len);
+    uint64_t per = j->codes ? qf_qtype_e4m3_group(j->tt, len) : 1;
+    elems dst = elems_at((elems){j->f32, j->codes, per}, (r0 - j->row0) * len);
     if (j->gen) { memcpy(dst.v, j->gen + r0 * len, n * len * sizeof(float)); return QF_OK; }
     const qf_tensor_spec *t = e->spec;
     if (t->map == QF_MAP_HEAD_COLS) return fetch_transposed(j, r0, n, dst);
@@ -169,17 +181,6 @@ static bool fit_range(const qf_qtype_traits *tt, float *x, uint64_t n, bool clam
     return true;
 }
 
-/* Whether n scales are one: compared as bits, branch-free, so the loop vectorizes. */
-static bool one_scale(const float *sc, uint64_t n) {
-    uint32_t first, b, differ = 0;
-    memcpy(&first, sc, sizeof first);
-    for (uint64_t k = 1; k < n; k++) {
-        memcpy(&b, sc + k, sizeof b);
-        differ |= b ^ first;
-    }
-    return differ == 0;
-}
-
 /* The largest magnitude code of a group: E4M3 codes order as their magnitudes. */
 static uint8_t top_code(const uint8_t *q, uint64_t n) {
     uint8_t top = 0;
@@ -192,24 +193,20 @@ static uint8_t top_code(const uint8_t *q, uint64_t n) {
 
 /* FP8 pass-through: each group of an output row is written as its one scale and the source's codes, so
  * every value is the source's e4m3(code) * scale. The plan passed the tensor through because each group
- * lies under one source scale (plan.c); a group that does not would be the plan and the row maps
- * disagreeing. A NaN code, or a product beyond F32, is refused as the quantizers refuse NaN and Inf. */
+ * lies under one source scale (plan.c), which the fetch checked. A NaN code, or a product beyond F32, is
+ * refused as the quantizers refuse NaN and Inf. */
 static qf_status pass_rows(chunk_job *j, uint64_t r0, uint64_t n) {
     uint64_t len = j->e->ne[0], g = qf_qtype_e4m3_group(j->tt, len);
     for (uint64_t r = r0; r < r0 + n; r++) {
-        const float *sc = j->f32 + (r - j->row0) * len;
+        const float *sc = j->f32 + (r - j->row0) * (len / g);
         const uint8_t *q = j->codes + (r - j->row0) * len;
         uint8_t *out = j->out + (r - j->row0) * j->row_bytes;
         for (uint64_t c = 0; c < len; c += g, out += sizeof(float) + g) {
-            if (!one_scale(sc + c, g))
-                return qf_fail(&j->err, QF_E_INTERNAL, "tensor '%s': row %llu, columns %llu..%llu do not share one "
-                               "FP8 source scale", j->e->name, (unsigned long long)r, (unsigned long long)c,
-                               (unsigned long long)(c + g - 1));
             uint8_t top = top_code(q + c, g);
-            if (top == 0x7F || !isfinite(sc[c] * qf_e4m3_to_f32(top)))
+            if (top == 0x7F || !isfinite(sc[c / g] * qf_e4m3_to_f32(top)))
                 return qf_fail(&j->err, QF_E_INPUT, "tensor '%s': row %llu holds NaN or Inf (its FP8 codes times their "
                                "scale); refusing to store it", j->e->name, (unsigned long long)r);
-            memcpy(out, &sc[c], sizeof(float));
+            memcpy(out, &sc[c / g], sizeof(float));
             memcpy(out + sizeof(float), q + c, g);
         }
     }
@@ -414,7 +411,12 @@ static uint64_t next_chunk(const qf_plan_entry *e, uint64_t r, uint64_t rows) {
  * sources it has passed (the experts of a stacked tensor) are released, so a tensor streams. */
 typedef struct walk {
     size_t released, first, last;
+    uint64_t hinted;        /* rows [0, hinted) were hinted to the source */
 } walk;
+
+/* Rows hinted ahead of the chunk being encoded, in chunks: enough that the disk keeps reading while the
+ * write-behind thread digests and writes (a chunk of FP8 codes is 4 MiB, one such was too little). */
+#define QF_RUN_AHEAD_CHUNKS 4
 
 /* Asks the source to start reading the rows chunk rows [r0, r0 + n) need (a hint). */
 static void advise_slots(chunk_job *j, uint64_t r0, uint64_t n) {
@@ -428,17 +430,18 @@ static void advise_slots(chunk_job *j, uint64_t r0, uint64_t n) {
     }
 }
 
-/* The chunk's rows, and a hint for the next chunk's (`next` rows), so that the disk reads them while
- * this one is encoded. */
-static qf_status walk_chunk(chunk_job *j, walk *w, uint64_t r, uint64_t n, uint64_t next, qf_error *err) {
+/* The chunk's rows, and a hint for the `ahead` rows after them, so that the disk reads those while this
+ * chunk is encoded. */
+static qf_status walk_chunk(chunk_job *j, walk *w, uint64_t r, uint64_t n, uint64_t ahead, qf_error *err) {
     j->row0 = r;
     j->n_rows = n;
     slots_of(j, r, n, &w->first, &w->last);
     if (w->last == SIZE_MAX) return QF_OK; /* generated */
     release_slots(j, w->released, w->first);
     w->released = QF_MAX(w->released, w->first);
-    if (r == 0) advise_slots(j, r, n);
-    advise_slots(j, r + n, next);
+    uint64_t from = QF_MAX(w->hinted, r), to = QF_MIN(j->e->n_rows, r + n + ahead);
+    if (to > from) advise_slots(j, from, to - from);
+    w->hinted = QF_MAX(w->hinted, to);
     return prepare_slots(j, r, n, w->first, w->last, err);
 }
 
@@ -465,7 +468,7 @@ qf_status qf_tensor_range(qf_source *src, const qf_hparams *hp, const qf_plan *p
     j.gen = gen;
     for (uint64_t r = 0, n; !st && r < e->n_rows; r += n) {
         n = chunk_at(e, r, rows_per_chunk);
-        if ((st = walk_chunk(&j, &w, r, n, next_chunk(e, r + n, rows_per_chunk), err))) break;
+        if ((st = walk_chunk(&j, &w, r, n, QF_RUN_AHEAD_CHUNKS * rows_per_chunk, err))) break;
         if ((st = fetch_rows(&j, r, n))) { *err = j.err; break; }
         for (uint64_t i = 0; i < n * len; i++) {
             float v = fabsf(j.f32[i]);
@@ -588,7 +591,7 @@ static qf_status run_tensor(qf_source *src, const qf_hparams *hp, const qf_plan 
         n = chunk_at(e, r, rows_per_chunk);
         int t = (int)QF_MIN((uint64_t)threads, n);
         j.out = out[k];
-        if ((st = walk_chunk(&j, &wk, r, n, next_chunk(e, r + n, rows_per_chunk), err))) break;
+        if ((st = walk_chunk(&j, &wk, r, n, QF_RUN_AHEAD_CHUNKS * rows_per_chunk, err))) break;
         if ((st = run_chunk(&j, t, err))) {
             if (j.over_row != UINT64_MAX) st = range_refusal(src, hp, plan, e, j.over_row, err);
             break;
