@@ -13,7 +13,7 @@
 #               ../shared/text/wikitext-2-raw-test.txt (out of domain), QQ_WIKI_CHUNKS chunks (0 = skip)
 #   per row     qforge verify MODEL --base HF_DIR (PPL, PPL ratio, KLD mean/median/p99, top-1), size and bpw
 #               (qforge inspect --json); llama.cpp-loadable rows also: llama-perplexity PPL of the same file
-#               (-fa off -ctk f32 -ctv f32 -t QQ_THREADS), its KLD with llama.cpp as the judge
+#               (-nr -fa off -ctk f32 -ctv f32 -t QQ_THREADS), its KLD with llama.cpp as the judge
 #               (llama-perplexity --kl-divergence against the F32 GGUF's logits) and ggml_quant_bench
 #               --compare (RMSE ours/ggml)
 #   MoE models  QQ_MODEL=../shared/models/qf-deepseek-a QQ_GPTQ=0 (GPTQ takes 2-D weights; experts are 3-D)
@@ -168,7 +168,7 @@ done
 lppl() { # lppl MODEL TEXT CHUNKS LOG -> PPL printed by llama-perplexity (exact settings); one retry
     local try p=
     for try in 1 2; do
-        "$ref/bin/llama-perplexity" -m "$1" -f "$2" -c "$ctx" --chunks "$3" -fa off -ctk f32 -ctv f32 \
+        "$ref/bin/llama-perplexity" -m "$1" -f "$2" -c "$ctx" --chunks "$3" -nr -fa off -ctk f32 -ctv f32 \
             -t "$threads" > "$4" 2>&1 || { tail -n 20 "$4" >&2; exit 1; }
         p=$(LC_ALL=C sed -n 's/.*Final estimate: PPL = \([0-9.]*\).*/\1/p' "$4")
         if [ -n "$p" ]; then echo "$p"; return 0; fi
@@ -178,7 +178,7 @@ lppl() { # lppl MODEL TEXT CHUNKS LOG -> PPL printed by llama-perplexity (exact 
 }
 # llama.cpp as the judge: llama-perplexity --kl-divergence of a file against the base's saved logits
 lkld() { # lkld MODEL TEXT CHUNKS BASE_LOGITS LOG -> mean KLD
-    "$ref/bin/llama-perplexity" -m "$1" -f "$2" -c "$ctx" --chunks "$3" -fa off -ctk f32 -ctv f32 -t "$threads" \
+    "$ref/bin/llama-perplexity" -m "$1" -f "$2" -c "$ctx" --chunks "$3" -nr -fa off -ctk f32 -ctv f32 -t "$threads" \
         --kl-divergence-base "$4" --kl-divergence > "$5" 2>&1 || { tail -n 20 "$5" >&2; exit 1; }
     local k
     k=$(LC_ALL=C sed -n 's/^Mean  *KLD: *\([0-9.e+-]*\).*/\1/p' "$5")
@@ -189,7 +189,7 @@ for e in "${evals[@]}"; do
     IFS=: read -r ename epath echunks <<< "$e"
     log "llama-perplexity base-f32 on $ename (and its logits for --kl-divergence)"
     lppl "$work/base-f32.gguf" "$epath" "$echunks" "$work/logs/lppl.base.$ename.log" > "$work/res/base.lppl.$ename"
-    "$ref/bin/llama-perplexity" -m "$work/base-f32.gguf" -f "$epath" -c "$ctx" --chunks "$echunks" -fa off -ctk f32 \
+    "$ref/bin/llama-perplexity" -m "$work/base-f32.gguf" -f "$epath" -c "$ctx" --chunks "$echunks" -nr -fa off -ctk f32 \
         -ctv f32 -t "$threads" --kl-divergence-base "$work/base.$ename.kld" > "$work/logs/kldbase.$ename.log" 2>&1 ||
         { tail -n 20 "$work/logs/kldbase.$ename.log" >&2; exit 1; }
 done
@@ -337,7 +337,7 @@ L.append("imatrix: `qforge` = `qforge calibrate`, `qforge+H` = same plus GPTQ He
          "RMSE ours/ggml: `ggml_quant_bench --compare` (ggml quantizes the same F32 base with the same importance "
          "data; GPTQ minimises layer output error, not weight RMSE, so for it this ratio is only indicative). "
          "bpw = tensor bytes x 8 / parameters (file bytes add metadata: vocabulary, provenance). "
-         "llama-perplexity: `-fa off -ctk f32 -ctv f32`; on k-quant files it runs Q8_K-quantized activations, "
+         "llama-perplexity: `-nr -fa off -ctk f32 -ctv f32`; on k-quant files it runs Q8_K-quantized activations, "
          "qforge F32 activations, so the two PPLs of one file differ slightly. 'llama.cpp judging': "
          "`llama-perplexity --kl-divergence` of each file against the F32 GGUF's saved logits.")
 t = out["timings_s"]
