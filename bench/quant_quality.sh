@@ -26,7 +26,8 @@
 #   QQ_GPTQ [1]     the GPTQ rows (calibrate --hessian, quantize --imatrix --hessian)
 #   QQ_AUTO [1]     the automatic mixes: qforge measure (QQ_MEASURE_CHUNKS [4] chunks of the calibration
 #                   text), then quantize --target-size at each llama.cpp imatrix file's size (q4_k_m,
-#                   q3_k_m, q2_k); the measurement's time is compared with llama-imatrix's
+#                   q3_k_m, q2_k), and --recipe R --sensitivity (R's own size: rows "sized"); the
+#                   measurement's time is compared with llama-imatrix's
 #   QQ_JSON [quant_quality.json in the current directory]   QQ_MD [none: stdout only]
 #   QQ_KEEP         a directory to keep every intermediate file in (default: a temp dir, removed)
 # Calibration and evaluation text must not overlap: when QQ_CAL is an evaluation file, QQ_CAL_SKIP must
@@ -131,6 +132,8 @@ for r in q4_k_m q3_k_m q2_k; do
 done
 if [ "$do_auto" = 1 ]; then
     for r in q4_k_m q3_k_m q2_k; do rows+=("auto.$r|auto@$r|qforge auto|qforge|1"); done
+    # the recipe's own size as the budget (--recipe R --sensitivity): what `-r q4_k_m` gives with a measurement
+    for r in q4_k_m q3_k_m q2_k; do rows+=("sized.$r|$r|qforge sized|qforge|1"); done
 fi
 rows+=("int3-mix.qforge-weighted|int3-mix|qforge weighted|qforge|1")
 rows+=("fp8.qforge-weighted|fp8|qforge weighted|qforge|0")
@@ -151,6 +154,8 @@ for row in "${rows[@]}"; do
                                   --imatrix "$work/ours.imatrix.gguf" --hessian "$work/ours.hessian.gguf" -j "$threads" -q ;;
     "qforge auto|qforge")     timed "q.$id" "$qf" quantize "$model" -o "$out" --sensitivity "$work/sens.json" \
                                   --target-size "$(stat -c %s "$work/${recipe#auto@}.llamacpp-imatrix.gguf")" \
+                                  --imatrix "$work/ours.imatrix.gguf" -j "$threads" -q ;;
+    "qforge sized|qforge")    timed "q.$id" "$qf" quantize "$model" -o "$out" -r "$recipe" --sensitivity "$work/sens.json" \
                                   --imatrix "$work/ours.imatrix.gguf" -j "$threads" -q ;;
     "qforge RTN|none")        timed "q.$id" "$qf" quantize "$model" -o "$out" -r "$recipe" -j "$threads" -q ;;
     "llama.cpp|llama.cpp")    timed "q.$id" "$ref/bin/llama-quantize" --imatrix "$work/ref.imatrix.gguf" \
@@ -274,6 +279,7 @@ by = {r["id"]: r for r in out["rows"]}
 ratios = []
 for recipe in ("q4_k_m", "q3_k_m", "q2_k", "q8_0"):
     pairs = [(f"auto.{recipe}", f"{recipe}.llamacpp-imatrix"),
+             (f"sized.{recipe}", f"{recipe}.llamacpp-imatrix"),
              (f"{recipe}.qforge-weighted", f"{recipe}.llamacpp-imatrix"),
              (f"{recipe}.qforge-gptq", f"{recipe}.llamacpp-imatrix"),
              (f"{recipe}.qforge-rtn", f"{recipe}.llamacpp-rtn"),

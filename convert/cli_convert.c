@@ -9,6 +9,7 @@
 #include "formats/outfile.h"
 #include "qforge.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -55,7 +56,7 @@ static const char convert_help[] =
     "--type has no short form.\n";
 
 static const char quantize_help[] =
-    "usage: qforge quantize SRC -o OUT.gguf (--type T | --recipe R | --sensitivity F --target-size S)\n"
+    "usage: qforge quantize SRC -o OUT.gguf (--type T | --recipe R [--sensitivity F] | --sensitivity F --target-size S)\n"
     "                       [--tensor-type REGEX=T]...\n"
     "                       [--imatrix F] [--method rtn|weighted|gptq] [--dry-run [--json]] [--threads N]\n"
     "\n"
@@ -88,10 +89,12 @@ static const char quantize_help[] =
     "                         expert mean) | pooled (the pooled mean alone) | own (its own mean; all\n"
     "                         ones with no token, as llama-quantize)\n"
     "\n"
-    "Automatic mix (instead of --type/--recipe): every quantized tensor gets the candidate type that\n"
-    "minimizes the predicted KLD within the targets, from a table made by 'qforge measure' (give the same\n"
+    "Automatic mix (instead of --type): every quantized tensor gets the candidate type that minimizes\n"
+    "the predicted KLD within the budget, from a table made by 'qforge measure' (give the same\n"
     "--imatrix); --dry-run shows each tensor's type and predicted KLD. --tensor-type pins still win;\n"
-    "norms and routers stay F32.\n"
+    "norms and routers stay F32. The budget is one of the targets below, or a recipe's size:\n"
+    "--recipe q4_k_m --sensitivity F is a file no larger than q4_k_m's whose bytes go where the table\n"
+    "predicts they buy the most (llama.cpp loads it; qforge.recipe 'auto:q4_k_m').\n"
     "      --sensitivity F    the table (qforge measure -o F)\n"
     "      --target-size S    the file at most S bytes (K/M/G/T = 10^3/10^6/10^9/10^12: 20M, 4.5G)\n"
     "      --target-bpw X     at most X bits per weight over all tensors\n"
@@ -265,7 +268,7 @@ static int parse_convert(int argc, char **argv, bool quantize, convert_cli *v) {
     if (!(v->o.src = qf_cli_positional(cmd, argc, argv, &v->co, "SRC"))) return 2;
     bool automatic = v->o.sensitivity || v->o.target_size || v->o.target_bpw > 0 || v->o.max_kld > 0;
     if (quantize && !automatic && !v->o.type == !v->o.recipe)
-        return qf_cli_usage(cmd, "give exactly one of --type, --recipe or --sensitivity with a target");
+        return qf_cli_usage(cmd, "give exactly one of --type, --recipe or --sensitivity with a budget");
     if (v->o.json && !v->o.dry_run) return qf_cli_usage(cmd, "--json describes the plan: use it with --dry-run");
     if (!quantize && !v->o.type) v->o.type = "f16";
     v->o.tensor_types = v->tensor_types;
@@ -286,12 +289,17 @@ static int run_convert(int argc, char **argv, bool quantize) {
     qf_error err;
     uint32_t parts = 0;
     v.o.split_parts = &parts;
-    double predicted = 0;
+    double predicted = 0, recipe_kld = 0;
     v.o.predicted_kld = &predicted;
+    v.o.recipe_kld = &recipe_kld;
     qf_status st = qf_convert(&v.o, &err);
     qf_cli_progress_end(&p);
     if (st != QF_OK) return qf_cli_fail(argv[0], &err);
-    if (v.o.sensitivity && !v.co.quiet)
+    if (v.o.sensitivity && !v.co.quiet && v.o.recipe)
+        fprintf(stderr, "qforge %s: %s's size, types from %s: predicted KLD %.6g (%s's own types: %.6g%s)\n", argv[0],
+                v.o.recipe, v.o.sensitivity, predicted, v.o.recipe, recipe_kld,
+                isnan(recipe_kld) ? ", a type of the recipe is no candidate of the table" : "");
+    else if (v.o.sensitivity && !v.co.quiet)
         fprintf(stderr, "qforge %s: automatic mix from %s: predicted KLD %.6g\n", argv[0], v.o.sensitivity, predicted);
     if (v.o.dry_run || v.co.quiet) return 0;
     if (!parts) fprintf(stderr, "qforge: wrote %s in %.2fs\n", v.o.out, qf_cli_seconds_since(&p.start));

@@ -156,23 +156,38 @@ static qf_status resolve_type(const char *type, uint32_t *id, qf_error *err) {
                    "(--recipe %s)", type, recipes);
 }
 
+static qf_status resolve_recipe(const char *name, const qf_recipe **r, qf_error *err) {
+    if ((*r = qf_recipe_by_name(name))) return QF_OK;
+    char recipes[512];
+    recipe_list(recipes, sizeof recipes);
+    return qf_fail(err, QF_E_USAGE, "--recipe '%s' is not a recipe; recipes: %s", name, recipes);
+}
+
 /* Options that stand on their own: type/recipe names, override regexes, the imatrix, the method. */
 static bool wants_solver(const qf_convert_opts *o) { return o->target_size || o->target_bpw > 0 || o->max_kld > 0; }
 
-/* An automatic mix: the table, at least one target, and neither a type nor a recipe (the solver chooses
- * every quantized tensor's type; the plan is built with q8_0 as a placeholder for them). */
+/* An automatic mix: the table and a budget; the solver chooses every quantized tensor's type. The budget
+ * is a target (--target-size/--target-bpw/--max-kld) or a recipe's size: with --recipe the plan is built
+ * as the recipe says and its tensor bytes bound the solver, so "q4_k_m with a measurement" is a file of
+ * Q4_K_M's size whose bytes go where the table says they buy the most. Without a recipe the plan is
+ * built with q8_0 as a placeholder for the types the solver replaces. */
 static qf_status load_solver(conversion *c, const qf_convert_opts *o, qf_plan_opts *po, qf_error *err) {
-    if (!o->sensitivity != !wants_solver(o))
-        return qf_fail(err, QF_E_USAGE, o->sensitivity ? "--sensitivity needs a target: --target-size, --target-bpw or --max-kld"
-                                                       : "--target-size, --target-bpw and --max-kld need --sensitivity FILE "
-                                                         "(made by qforge measure)");
-    if (o->recipe || o->type)
-        return qf_fail(err, QF_E_USAGE, "an automatic mix (--sensitivity) chooses every type: drop --%s",
-                       o->recipe ? "recipe" : "type");
+    if (o->type) return qf_fail(err, QF_E_USAGE, "an automatic mix (--sensitivity) chooses every type: drop --type");
+    if (o->sensitivity && !wants_solver(o) && !o->recipe)
+        return qf_fail(err, QF_E_USAGE, "--sensitivity needs a budget: --target-size, --target-bpw, --max-kld or a --recipe "
+                                        "whose size to keep");
+    if (!o->sensitivity)
+        return qf_fail(err, QF_E_USAGE, "--target-size, --target-bpw and --max-kld need --sensitivity FILE "
+                                        "(made by qforge measure)");
+    if (o->recipe && (o->target_size || o->target_bpw > 0))
+        return qf_fail(err, QF_E_USAGE, "--recipe with --sensitivity keeps the recipe's size: drop --%s",
+                       o->target_size ? "target-size" : "target-bpw");
     if (o->target_bpw < 0 || o->max_kld < 0 || !isfinite(o->target_bpw) || !isfinite(o->max_kld))
         return qf_fail(err, QF_E_USAGE, "targets must be positive numbers");
-    po->type = QF_T_Q8_0;
-    qf_status st = qf_sens_load(o->sensitivity, &c->sens, err);
+    qf_status st = QF_OK;
+    if (o->recipe) st = resolve_recipe(o->recipe, &po->recipe, err);
+    else po->type = QF_T_Q8_0;
+    if (!st) st = qf_sens_load(o->sensitivity, &c->sens, err);
     if (st) return st;
     c->have_sens = true;
     return qf_sha256_file_hex(o->sensitivity, c->sens_digest, err);
@@ -182,9 +197,28 @@ static qf_status load_solver(conversion *c, const qf_convert_opts *o, qf_plan_op
  * candidates, plus room for the mix's own metadata), and the bits per weight over every tensor. */
 #define SOLVER_METADATA_SLACK (16u << 10)
 
+/* The table's prediction for the plan as it stands (the recipe's types): NAN where a type is no candidate. */
+static double plan_predicted_kld(const conversion *c) {
+    double sum = 0;
+    for (size_t i = 0; i < c->plan.n; i++) {
+        const qf_plan_entry *e = &c->plan.e[i];
+        if (e->override >= 0 || !qf_qtype_get(e->type)->quantized || e->n_dims < 2) continue;
+        const qf_sens_tensor *t = qf_sens_find(&c->sens, e->name);
+        const qf_sens_cand *k = t ? qf_sens_cand_of(t, e->type) : NULL;
+        if (!k) return NAN;
+        sum += qf_sens_predict(t, k);
+    }
+    return sum;
+}
+
 static qf_status solve_mix(conversion *c, const qf_convert_opts *o, qf_error *err) {
     qf_solve_opts so = {.max_kld = o->max_kld > 0 ? o->max_kld : -1, .allow_extension = o->allow_extension_types,
                         .label = o->sensitivity};
+    if (o->recipe) { /* the recipe's bytes are the budget; the file type is the solved mix's */
+        so.max_bytes = c->plan.total_bytes;
+        c->plan.recipe_file_type = 0;
+        if (o->recipe_kld) *o->recipe_kld = plan_predicted_kld(c);
+    }
     if (o->target_size) {
         uint64_t fixed = c->sens.overhead + SOLVER_METADATA_SLACK;
         if (o->target_size <= fixed)
@@ -217,11 +251,8 @@ static qf_status load_options(conversion *c, const qf_convert_opts *o, qf_plan_o
         qf_status st = load_solver(c, o, po, err);
         if (st) return st;
     } else if (o->recipe) {
-        if (!(po->recipe = qf_recipe_by_name(o->recipe))) {
-            char recipes[512];
-            recipe_list(recipes, sizeof recipes);
-            return qf_fail(err, QF_E_USAGE, "--recipe '%s' is not a recipe; recipes: %s", o->recipe, recipes);
-        }
+        qf_status st = resolve_recipe(o->recipe, &po->recipe, err);
+        if (st) return st;
     } else {
         qf_status st = resolve_type(o->type ? o->type : "f16", &po->type, err);
         if (st) return st;
@@ -393,6 +424,9 @@ static qf_status write_kv_overrides(const conversion *c, const qf_convert_opts *
 
 static qf_status write_metadata(const conversion *c, const qf_convert_opts *o, qf_gguf_writer *w, qf_error *err) {
     int ftype = qf_plan_file_type(&c->plan);
+    char recipe_label[64]; /* an automatic mix of a recipe's size is "auto:RECIPE" (qforge report's curve) */
+    snprintf(recipe_label, sizeof recipe_label, "%s%s%s", c->have_sens ? "auto" : "", c->have_sens && o->recipe ? ":" : "",
+             o->recipe ? o->recipe : c->have_sens ? "" : o->type ? o->type : "f16");
     qf_status st;
     if ((st = write_model_metadata(c, o, w, err)) ||
         (ftype >= 0 && (st = qf_gguf_set_u32(w, "general.file_type", (uint32_t)ftype, err))) ||
@@ -400,7 +434,7 @@ static qf_status write_metadata(const conversion *c, const qf_convert_opts *o, q
         (!qf_source_gguf(c->src) && (st = qf_vocab_write_gguf(&c->vocab, w, err))) ||
         (st = qf_gguf_set_str(w, "qforge.version", QF_VERSION_STRING, err)) ||
         (st = qf_gguf_set_str(w, "qforge.source_sha256", c->src_digest, err)) ||
-        (st = qf_gguf_set_str(w, "qforge.recipe", c->have_sens ? "auto" : o->recipe ? o->recipe : o->type ? o->type : "f16", err)) ||
+        (st = qf_gguf_set_str(w, "qforge.recipe", recipe_label, err)) ||
         (st = qf_gguf_set_str(w, "qforge.method", c->method, err)) ||
         (c->have_sens && (st = qf_gguf_set_str(w, "qforge.sensitivity_sha256", c->sens_digest, err))))
         return st;
@@ -656,6 +690,7 @@ static qf_status check_target_size(const qf_convert_opts *o, qf_error *err) {
 qf_status qf_convert(const qf_convert_opts *o, qf_error *err) {
     qf_error_clear(err);
     if (o->predicted_kld) *o->predicted_kld = NAN;
+    if (o->recipe_kld) *o->recipe_kld = NAN;
     if (!o->dry_run && !o->out) return qf_fail(err, QF_E_USAGE, "no output file given (-o OUT.gguf)");
     const char *inputs[] = {o->src, o->imatrix, o->hessian};
     qf_status chk = check_split_options(o, err);

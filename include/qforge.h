@@ -89,13 +89,16 @@ typedef struct qf_convert_opts {
     uint32_t only_split;        /* 1-based: write this part alone, byte-identical to the whole run's; 0 = all */
     uint32_t *split_parts;      /* when not NULL, set to the number of parts of a split output */
     /* An automatic mix (quantize/solve.h): every tensor's type chosen from a sensitivity table
-     * (qf_measure_model) to meet the targets given, instead of a type or recipe. */
+     * (qf_measure_model) to meet the targets given, instead of a type; with `recipe` the budget is the
+     * recipe's tensor bytes (its size, measured allocation) and no size target may be given. */
     const char *sensitivity;    /* the table (qforge.sensitivity/1) */
     uint64_t target_size;       /* the output file's bytes at most; 0 = none */
     double target_bpw;          /* bits per weight over all tensors at most; 0 = none */
     double max_kld;             /* predicted mean KLD at most; 0 = none */
     bool allow_extension_types; /* the solver may choose types llama.cpp cannot load */
     double *predicted_kld;      /* when not NULL, set to the solved mix's predicted KLD (NAN without one) */
+    double *recipe_kld;         /* when not NULL, set to the table's prediction for the recipe's own types
+                                 * (NAN: no recipe, or a type of it the table has no candidate for) */
     qf_progress_fn progress;
     void *progress_user;
     qf_warn_fn warn;        /* NULL = "qforge: warning: MSG" on stderr */

@@ -53,6 +53,22 @@ PY
             bad "$arch: verify auto-$ref"
         $meta $m.auto-$ref.gguf | grep -q 'qforge.recipe.*auto' && ok || bad "$arch: qforge.recipe is not auto"
     done
+    # a recipe's size as the budget: no larger than the recipe's file, loses less than its own types (as
+    # predicted, and as verify measures)
+    expect 0 "$arch: q4_k_m's size, measured types" -- "$qf" quantize $m --recipe q4_k_m --sensitivity $m.sens.json \
+        -i $m.im.gguf -o $m.q4km-sized.gguf
+    pr=$(sed -n "s/.*predicted KLD \([0-9.e-]*\) (q4_k_m's own types: \([0-9.e-]*\)).*/\1 \2/p" <<<"$out")
+    python3 -c "import sys; a, b = map(float, sys.argv[1:]); sys.exit(0 if a < b else 1)" $pr && ok ||
+        bad "$arch: the solved q4_k_m-sized mix does not predict less than the recipe's types: '$pr'"
+    [ "$(size $m.q4km-sized.gguf)" -le "$(size $m.q4km.gguf)" ] && ok ||
+        bad "$arch: $(size $m.q4km-sized.gguf) bytes > q4_k_m's $(size $m.q4km.gguf)"
+    $meta $m.q4km-sized.gguf | grep -q 'qforge.recipe.*auto:q4_k_m' && ok || bad "$arch: qforge.recipe is not auto:q4_k_m"
+    for f in q4km q4km-sized; do
+        "$qf" verify $m.$f.gguf --base $m -f eval.txt -c 64 --chunks 6 --json $m.$f.v.json -q >/dev/null || bad "$arch: verify $f"
+    done
+    python3 -c "import sys; a, b = map(float, sys.argv[1:]); sys.exit(0 if b < a else 1)" \
+        "$(kld $m.q4km.v.json)" "$(kld $m.q4km-sized.v.json)" && ok ||
+        bad "$arch: q4_k_m's size with measured types lost more: $(kld $m.q4km.v.json) -> $(kld $m.q4km-sized.v.json)"
     python3 -c "import sys; a, b = map(float, sys.argv[1:]); sys.exit(0 if b < a else 1)" \
         "$(kld $m.auto-q4km.v.json)" "$(kld $m.auto-q6k.v.json)" && ok ||
         bad "$arch: a larger target did not lower the KLD: $(kld $m.auto-q4km.v.json) -> $(kld $m.auto-q6k.v.json)"
@@ -91,9 +107,10 @@ one() { # WANT ARGS...
     if [ $rc -eq 2 ] && [ "$(wc -l <err.txt)" -eq 1 ] && grep -qF -- "$want" err.txt && [ ! -e bad.gguf ]; then ok
     else bad "qforge $*: exit $rc, expected one line with '$want': $(cat err.txt)"; fi
 }
-one "needs a target" quantize llama --sensitivity llama.sens.json -o bad.gguf
+one "needs a budget" quantize llama --sensitivity llama.sens.json -o bad.gguf
 one "need --sensitivity" quantize llama --target-size 1M -o bad.gguf
-one "drop --recipe" quantize llama --sensitivity llama.sens.json --target-size 1M --recipe q4_k_m -o bad.gguf
+one "keeps the recipe's size: drop --target-size" quantize llama --sensitivity llama.sens.json --target-size 1M --recipe q4_k_m -o bad.gguf
+one "drop --type" quantize llama --sensitivity llama.sens.json --type q4_K -o bad.gguf
 one "below the smallest mix" quantize llama --sensitivity llama.sens.json --target-size 200K -o bad.gguf
 one "--target-size takes a size" quantize llama --sensitivity llama.sens.json --target-size 12Q -o bad.gguf
 one "has no tensor" quantize deepseek-v3 --sensitivity llama.sens.json --target-size 10M -o bad.gguf
