@@ -173,12 +173,12 @@ static bool wants_solver(const qf_convert_opts *o) { return o->target_size || o-
  * built with q8_0 as a placeholder for the types the solver replaces. */
 static qf_status load_solver(conversion *c, const qf_convert_opts *o, qf_plan_opts *po, qf_error *err) {
     if (o->type) return qf_fail(err, QF_E_USAGE, "an automatic mix (--sensitivity) chooses every type: drop --type");
-    if (o->sensitivity && !wants_solver(o) && !o->recipe)
-        return qf_fail(err, QF_E_USAGE, "--sensitivity needs a budget: --target-size, --target-bpw, --max-kld or a --recipe "
-                                        "whose size to keep");
     if (!o->sensitivity)
         return qf_fail(err, QF_E_USAGE, "--target-size, --target-bpw and --max-kld need --sensitivity FILE "
                                         "(made by qforge measure)");
+    if (!wants_solver(o) && !o->recipe)
+        return qf_fail(err, QF_E_USAGE, "--sensitivity needs a budget: --target-size, --target-bpw, --max-kld or a --recipe "
+                                        "whose size to keep");
     if (o->recipe && (o->target_size || o->target_bpw > 0))
         return qf_fail(err, QF_E_USAGE, "--recipe with --sensitivity keeps the recipe's size: drop --%s",
                        o->target_size ? "target-size" : "target-bpw");
@@ -197,27 +197,12 @@ static qf_status load_solver(conversion *c, const qf_convert_opts *o, qf_plan_op
  * candidates, plus room for the mix's own metadata), and the bits per weight over every tensor. */
 #define SOLVER_METADATA_SLACK (16u << 10)
 
-/* The table's prediction for the plan as it stands (the recipe's types): NAN where a type is no candidate. */
-static double plan_predicted_kld(const conversion *c) {
-    double sum = 0;
-    for (size_t i = 0; i < c->plan.n; i++) {
-        const qf_plan_entry *e = &c->plan.e[i];
-        if (e->override >= 0 || !qf_qtype_get(e->type)->quantized || e->n_dims < 2) continue;
-        const qf_sens_tensor *t = qf_sens_find(&c->sens, e->name);
-        const qf_sens_cand *k = t ? qf_sens_cand_of(t, e->type) : NULL;
-        if (!k) return NAN;
-        sum += qf_sens_predict(t, k);
-    }
-    return sum;
-}
-
 static qf_status solve_mix(conversion *c, const qf_convert_opts *o, qf_error *err) {
     qf_solve_opts so = {.max_kld = o->max_kld > 0 ? o->max_kld : -1, .allow_extension = o->allow_extension_types,
                         .label = o->sensitivity};
     if (o->recipe) { /* the recipe's bytes are the budget; the file type is the solved mix's */
         so.max_bytes = c->plan.total_bytes;
         c->plan.recipe_file_type = 0;
-        if (o->recipe_kld) *o->recipe_kld = plan_predicted_kld(c);
     }
     if (o->target_size) {
         uint64_t fixed = c->sens.overhead + SOLVER_METADATA_SLACK;
@@ -243,6 +228,7 @@ static qf_status solve_mix(conversion *c, const qf_convert_opts *o, qf_error *er
         if (isfinite(e->predicted_kld) && w > most) { most = w; c->plan.weight_type = e->type; }
     }
     if (o->predicted_kld) *o->predicted_kld = r.predicted_kld;
+    if (o->recipe_kld && o->recipe) *o->recipe_kld = r.given_kld;
     return QF_OK;
 }
 
@@ -424,9 +410,12 @@ static qf_status write_kv_overrides(const conversion *c, const qf_convert_opts *
 
 static qf_status write_metadata(const conversion *c, const qf_convert_opts *o, qf_gguf_writer *w, qf_error *err) {
     int ftype = qf_plan_file_type(&c->plan);
-    char recipe_label[64]; /* an automatic mix of a recipe's size is "auto:RECIPE" (qforge report's curve) */
-    snprintf(recipe_label, sizeof recipe_label, "%s%s%s", c->have_sens ? "auto" : "", c->have_sens && o->recipe ? ":" : "",
-             o->recipe ? o->recipe : c->have_sens ? "" : o->type ? o->type : "f16");
+    /* automatic mixes are "auto", or "auto:RECIPE" within a recipe's size (qforge report's curve) */
+    char recipe_label[64];
+    const char *asked = o->recipe ? o->recipe : o->type ? o->type : "f16";
+    if (!c->have_sens) snprintf(recipe_label, sizeof recipe_label, "%s", asked);
+    else if (o->recipe) snprintf(recipe_label, sizeof recipe_label, "auto:%s", o->recipe);
+    else snprintf(recipe_label, sizeof recipe_label, "auto");
     qf_status st;
     if ((st = write_model_metadata(c, o, w, err)) ||
         (ftype >= 0 && (st = qf_gguf_set_u32(w, "general.file_type", (uint32_t)ftype, err))) ||

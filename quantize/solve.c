@@ -102,7 +102,10 @@ qf_status qf_plan_solve(qf_source *src, qf_plan *plan, const qf_sens *s, const q
     qf_status st = ch && up ? collect(plan, s, o, ch, &n_ch, err) : qf_fail(err, QF_E_NOMEM, "out of memory");
     uint64_t bytes = plan->total_bytes;
     double cost = 0;
+    r->given_kld = 0;
     for (size_t i = 0; !st && i < n_ch; i++) {
+        const qf_sens_cand *given = qf_sens_cand_of(ch[i].t, ch[i].e->type);
+        r->given_kld += given ? qf_sens_predict(ch[i].t, given) : NAN;
         bytes = bytes - ch[i].e->nbytes + ch[i].hull[0].bytes;
         cost += ch[i].hull[0].cost;
         for (size_t k = 0; k + 1 < ch[i].n; k++)

@@ -32,6 +32,8 @@ typedef struct qf_solve_result {
     size_t chosen;            /* tensors whose type the solver chose */
     double predicted_kld;     /* sum of their predicted costs */
     uint64_t min_bytes;       /* the plan's bytes with every chosen tensor at its smallest type */
+    double given_kld;         /* the table's prediction for the types the plan held before (a recipe's):
+                               * NAN where one of them is no candidate of the table */
 } qf_solve_result;
 
 /* At least one of max_bytes / max_kld must be given. Every chosen tensor must be in the table with the
