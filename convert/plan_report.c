@@ -18,6 +18,12 @@ static const char *mapping(const qf_plan_entry *e) {
     }
 }
 
+/* What the executor does with the source's stored values, for users who check that a release's bytes
+ * survive: FP8 codes and scales kept, plain values copied, or decoded and encoded. */
+static const char *pass_name(const qf_plan_entry *e) {
+    return e->fp8_pass ? "fp8_codes" : e->raw_pass ? "bytes" : "none";
+}
+
 static const char *map_name(const qf_tensor_spec *t) {
     if (!t) return "generated";
     switch (t->map) {
@@ -42,8 +48,8 @@ void qf_plan_print_text(const qf_plan *p, FILE *out) {
         char shape[64];
         shape_text(e, shape, sizeof shape);
         char *name = qf_text_escaped(e->name, QF_TEXT_TERMINAL), *why = qf_text_escaped(e->reason, QF_TEXT_TERMINAL);
-        fprintf(out, "%-34s %-22s %-9s %12llu  %s%s\n", name ? name : "?", shape, qf_qtype_get(e->type)->name,
-                (unsigned long long)e->nbytes, why ? why : "?", mapping(e));
+        fprintf(out, "%-34s %-22s %-9s %12llu  %s%s%s\n", name ? name : "?", shape, qf_qtype_get(e->type)->name,
+                (unsigned long long)e->nbytes, why ? why : "?", mapping(e), e->raw_pass ? "; source bytes kept" : "");
         free(name);
         free(why);
     }
@@ -89,6 +95,7 @@ cJSON *qf_plan_report(const qf_source *src, const qf_plan *p, const char *source
         qf_json_add_text(t, "reason", e->reason);
         cJSON_AddItemToObject(t, "predicted_kld", isfinite(e->predicted_kld) ? cJSON_CreateNumber(e->predicted_kld)
                                                                                : cJSON_CreateNull());
+        cJSON_AddStringToObject(t, "pass", pass_name(e));
         cJSON_AddBoolToObject(t, "permute_rotary", e->spec && e->spec->permute_heads != 0);
         cJSON_AddItemToArray(ts, t);
     }

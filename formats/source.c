@@ -663,6 +663,32 @@ qf_status qf_source_fp8_rows(qf_source *s, size_t i, uint64_t row0, uint64_t n, 
     return QF_OK;
 }
 
+uint32_t qf_src_plain_type(const qf_src_tensor *t) {
+    if (t->qtype != UINT32_MAX)
+        return t->qtype == QF_T_F32 || t->qtype == QF_T_F16 || t->qtype == QF_T_BF16 ? t->qtype : UINT32_MAX;
+    if (t->scale_kind != QF_SCALE_NONE) return UINT32_MAX;
+    switch (t->dtype) {
+    case QF_DT_F32: return QF_T_F32;
+    case QF_DT_F16: return QF_T_F16;
+    case QF_DT_BF16: return QF_T_BF16;
+    default: return UINT32_MAX;
+    }
+}
+
+qf_status qf_source_plain_rows(qf_source *s, size_t i, uint64_t row0, uint64_t n, void *dst, qf_error *err) {
+    logical *l = NULL;
+    const uint8_t *rows = NULL;
+    uint64_t rb;
+    qf_status st = stored_rows(s, i, row0, n, &l, &rows, &rb, err);
+    if (st) return st;
+    uint32_t t = qf_src_plain_type(&l->pub);
+    if (t == UINT32_MAX || rb != l->pub.row_len * qf_qtype_get(t)->bytes)
+        return qf_fail(err, QF_E_INTERNAL, "%s: tensor '%s' is not plain F32/F16/BF16: its bytes cannot pass through",
+                       s->label, l->pub.name);
+    memcpy(dst, rows, n * rb);
+    return QF_OK;
+}
+
 bool qf_src_scale_uniform(const qf_src_tensor *t, int axis, uint64_t lo, uint64_t n) {
     if (n <= 1) return true;
     switch (t->scale_kind) {

@@ -89,6 +89,13 @@ qf_status qf_source_rows(qf_source *s, size_t i, uint64_t row0, uint64_t n, floa
  * or for any other tensor. Rows are prepared as for qf_source_rows. */
 qf_status qf_source_fp8_rows(qf_source *s, size_t i, uint64_t row0, uint64_t n, uint64_t g, uint8_t *codes,
                              float *scales, qf_error *err);
+/* The F32, F16 or BF16 type (QF_T_*) whose bytes t's stored values are, unscaled: a safetensors tensor
+ * of that dtype without a scale tensor, or a GGUF tensor of that type; UINT32_MAX for any other. */
+uint32_t qf_src_plain_type(const qf_src_tensor *t);
+/* Stored-bytes pass-through (quantize/plan.c, run.c): rows [row0, row0+n) of a tensor of a plain type
+ * (qf_src_plain_type) as stored, n * row_len values of its size into dst: the bytes qf_source_rows
+ * decodes. QF_E_INTERNAL for any other tensor. Rows are prepared as for qf_source_rows. */
+qf_status qf_source_plain_rows(qf_source *s, size_t i, uint64_t row0, uint64_t n, void *dst, qf_error *err);
 /* True if one scale covers n consecutive values of t from index lo along `axis` (0: rows, at any fixed
  * column; 1: columns, within any row): always for no / per-tensor scales, along columns for per-row ones,
  * within one block for block scales. */

@@ -238,24 +238,57 @@ bool qf_qtype_row_bytes(const qf_qtype_traits *t, uint64_t n, uint64_t *bytes) {
     return qf_mul_ok(n / t->blck, t->bytes, &body) && qf_add_ok(body, t->row_extra, bytes);
 }
 
-/* A NaN compares false and is skipped (the quantizers refuse it). The maximum is exact whatever the
- * order, so lanes of their own may take it: C's order would keep the compiler to one element a step. */
+/* On the bits: the magnitude of a float that is not NaN orders as its bits without the sign, and a NaN's
+ * lie above Inf's, so they are zeroed (skipped: the quantizers refuse them). An integer maximum over lanes
+ * of its own vectorizes at the baseline ISA; a float one that skips NaN compiled to one scalar max per
+ * element (a tenth of an I/O-bound conversion's CPU). The maximum is exact whatever the order. */
 float qf_row_absmax(const float *x, int64_t n) {
     enum { LANES = 16 };
-    float lane[LANES] = {0};
+    int32_t lane[LANES] = {0};
     int64_t i = 0;
     for (; i + LANES <= n; i += LANES)
         for (int l = 0; l < LANES; l++) {
-            float v = fabsf(x[i + l]);
-            lane[l] = v > lane[l] ? v : lane[l];
+            int32_t u;
+            memcpy(&u, x + i + l, sizeof u);
+            u &= 0x7FFFFFFF;
+            u = u > 0x7F800000 ? 0 : u;
+            lane[l] = u > lane[l] ? u : lane[l];
         }
-    float a = 0.0f;
+    int32_t top = 0;
     for (; i < n; i++) {
-        float v = fabsf(x[i]);
-        a = v > a ? v : a;
+        int32_t u;
+        memcpy(&u, x + i, sizeof u);
+        u &= 0x7FFFFFFF;
+        u = u > 0x7F800000 ? 0 : u;
+        top = u > top ? u : top;
     }
-    for (int l = 0; l < LANES; l++) a = lane[l] > a ? lane[l] : a;
+    for (int l = 0; l < LANES; l++) top = lane[l] > top ? lane[l] : top;
+    float a;
+    memcpy(&a, &top, sizeof a);
     return a;
+}
+
+/* An OR over the row instead of an early exit: one branch-free pass the compiler vectorizes, and a
+ * non-finite value is the rare case that may cost the whole row. */
+bool qf_plain_row_finite(uint32_t type, const void *row, int64_t n) {
+    const uint8_t *p = row;
+    uint32_t bad = 0;
+    if (type == QF_T_F32) {
+        for (int64_t i = 0; i < n; i++) {
+            uint32_t v;
+            memcpy(&v, p + 4 * i, 4);
+            bad |= (v & 0x7F800000u) == 0x7F800000u;
+        }
+        return !bad;
+    }
+    if (type != QF_T_F16 && type != QF_T_BF16) return false;
+    uint16_t exp = type == QF_T_F16 ? 0x7C00 : 0x7F80;
+    for (int64_t i = 0; i < n; i++) {
+        uint16_t v;
+        memcpy(&v, p + 2 * i, 2);
+        bad |= (v & exp) == exp;
+    }
+    return !bad;
 }
 
 uint64_t qf_row_clamp(float *x, int64_t n, float lim) {

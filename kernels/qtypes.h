@@ -85,6 +85,10 @@ uint64_t qf_qtype_e4m3_group(const qf_qtype_traits *t, uint64_t n);
 uint32_t qf_qtype_fallback(const qf_qtype_traits *t);
 /* Largest |x[i]| over a row (NaN elements are skipped; 0 for n = 0). */
 float qf_row_absmax(const float *x, int64_t n);
+/* True if none of the n stored values of an F32, F16 or BF16 row is NaN or Inf (no exponent field is
+ * all ones): the check a row passed through as stored (quantize/run.c) gets instead of the quantizer's.
+ * False for any other type. */
+bool qf_plain_row_finite(uint32_t type, const void *row, int64_t n);
 /* Clamp x[0..n) into [-lim, lim] in place; returns how many elements moved. */
 uint64_t qf_row_clamp(float *x, int64_t n, float lim);
 

@@ -94,6 +94,22 @@ static bool fp8_exact(qf_source *src, const qf_plan *p, const qf_plan_entry *e, 
     return true;
 }
 
+/* Stored-bytes pass-through holds when every source of a (non-generated, 2-D or more) tensor already is
+ * its output type, as plain values: a BF16 release converted to BF16, an F32 GGUF re-planned to F32. */
+static bool raw_exact(qf_source *src, const qf_plan *p, const qf_plan_entry *e) {
+    const qf_tensor_spec *t = e->spec;
+    if (!t || e->n_dims < 2 || e->gen != QF_GEN_NONE) return false;
+    for (size_t k = 0; k < t->n_src; k++)
+        if (qf_src_plain_type(qf_source_tensor(src, p->map.src[t->first_src + k])) != e->type) return false;
+    return true;
+}
+
+/* How the executor moves e's values once its type is decided: codes and scales, bytes, or neither. */
+static void set_pass(qf_source *src, const qf_plan *p, qf_plan_entry *e) {
+    e->fp8_pass = fp8_exact(src, p, e, qf_qtype_e4m3_group(qf_qtype_get(e->type), e->ne[0]));
+    e->raw_pass = raw_exact(src, p, e);
+}
+
 /* The 8-bit E4M3 types a recipe may ask for; on an E4M3 source any of them may be stored as another
  * that holds the source exactly (E5M2 is another format: asking for it is kept). */
 static bool e4m3_8bit(uint32_t t) { return t == QF_T_E4M3_B32 || t == QF_T_E4M3_ROW || t == QF_T_E4M3_B128; }
@@ -131,7 +147,7 @@ static void choose_type(qf_source *src, const qf_plan *p, qf_plan_entry *e, cons
                                  "; row %llu does not fit %s blocks: fallback", (unsigned long long)e->ne[0],
                                  qf_qtype_get(first)->name);
     e->type = t;
-    e->fp8_pass = fp8_exact(src, p, e, qf_qtype_e4m3_group(qf_qtype_get(t), e->ne[0]));
+    set_pass(src, p, e);
     if (e->fp8_pass && used < sizeof e->reason)
         snprintf(e->reason + used, sizeof e->reason - used, "; FP8 source: codes and scales passed through as %s",
                  qf_qtype_get(t)->name);
@@ -149,7 +165,7 @@ qf_status qf_plan_set_type(qf_source *src, qf_plan *p, qf_plan_entry *e, uint32_
     p->total_bytes = p->total_bytes - e->nbytes + nbytes;
     e->type = type;
     e->nbytes = nbytes;
-    e->fp8_pass = fp8_exact(src, p, e, qf_qtype_e4m3_group(tt, e->ne[0]));
+    set_pass(src, p, e);
     snprintf(e->reason, sizeof e->reason, "%s", why);
     return QF_OK;
 }

@@ -48,6 +48,10 @@ typedef struct qf_plan_entry {
     bool fp8_pass;         /* FP8 pass-through: the source's E4M3 codes and scales are written unchanged
                               (the type has e4m3_groups and every group of an output row has one source
                               scale); the executor never decodes, re-encodes, clamps or calibrates them */
+    bool raw_pass;         /* stored-bytes pass-through: the type is F32/F16/BF16 and every source is that
+                              type, unscaled (qf_src_plain_type), so the output's bytes are the source's
+                              moved by the tensor's row map (decoding and re-encoding would give the same
+                              bytes); the executor copies them and checks them for NaN and Inf */
     uint64_t clamped;      /* clamp mode: values beyond the type's range that the run clamps (surveyed) */
     qf_calib calib;        /* what it is quantized with; imx / hess point at the data (borrowed) */
     const qf_imatrix_entry *imx;

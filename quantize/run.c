@@ -30,7 +30,9 @@ typedef struct chunk_job {
     uint64_t row0, n_rows;  /* rows of the output tensor in this chunk */
     uint64_t row_bytes;
     float *f32;             /* n_rows x ne[0] scratch: values, or each group's scale (FP8 pass-through) */
-    uint8_t *codes;         /* FP8 pass-through (e->fp8_pass): n_rows x ne[0] E4M3 codes of the source, else NULL */
+    uint8_t *codes;         /* pass-through: n_rows x ne[0] stored elements of the source, code_size bytes
+                               each: E4M3 codes (e->fp8_pass), or out itself (e->raw_pass); else NULL */
+    uint64_t code_size;
     uint8_t *out;           /* n_rows x row_bytes */
     bool clamp;             /* values beyond the type's range are clamped (else the row is refused) */
     uint64_t clamped;       /* values clamped so far */
@@ -66,24 +68,29 @@ static void source_row(const chunk_job *j, uint64_t r, size_t *slot, uint64_t *r
     }
 }
 
-/* A chunk's elements as they are fetched: F32 values, or for an FP8 pass-through the source's E4M3 codes
- * (q) with one scale per `per` of them in v (a group of the output type; 1 where a map reads whole source
- * blocks to move single values). The row maps below move both alike, so codes go where values would. */
+/* A chunk's elements as they are fetched: F32 values, or for a pass-through the source's stored elements
+ * (q, `size` bytes each): FP8 codes with one scale per `per` of them in v (a group of the output type; 1
+ * where a map reads whole source blocks to move single values), or plain values with no scale (v NULL).
+ * The row maps below move all of them alike, so codes go where values would. */
 typedef struct elems {
     float *v;
     uint8_t *q;             /* NULL: values only */
     uint64_t per;           /* values per entry of v: 1 for values */
+    uint64_t size;          /* bytes per element of q */
 } elems;
 
 /* Element k on; k starts a group. */
-static elems elems_at(elems e, uint64_t k) { return (elems){e.v + k / e.per, e.q ? e.q + k : NULL, e.per}; }
+static elems elems_at(elems e, uint64_t k) {
+    return (elems){e.v ? e.v + k / e.per : NULL, e.q ? e.q + k * e.size : NULL, e.per, e.size};
+}
 
 /* dst's element a := src's element b. A code that does not start its group must have the scale its group
  * took from the first: false where it does not (the plan and the row maps would disagree). */
 static bool elem_copy(elems dst, uint64_t a, elems src, uint64_t b) {
+    if (!dst.q) { dst.v[a] = src.v[b]; return true; }
+    memcpy(dst.q + a * dst.size, src.q + b * src.size, dst.size);
+    if (!dst.v) return true;
     float s = src.v[b / src.per];
-    if (!dst.q) { dst.v[a] = s; return true; }
-    dst.q[a] = src.q[b];
     if (a % dst.per == 0) dst.v[a / dst.per] = s;
     return memcmp(&dst.v[a / dst.per], &s, sizeof s) == 0;
 }
@@ -91,8 +98,9 @@ static bool elem_copy(elems dst, uint64_t a, elems src, uint64_t b) {
 /* n consecutive rows of source slot `slot` from `row` into dst. */
 static qf_status read_rows(chunk_job *j, size_t slot, uint64_t row, uint64_t n, elems dst) {
     size_t i = j->srcs[slot];
-    return dst.q ? qf_source_fp8_rows(j->src, i, row, n, dst.per, dst.q, dst.v, &j->err)
-                 : qf_source_rows(j->src, i, row, n, dst.v, &j->err);
+    if (!dst.q) return qf_source_rows(j->src, i, row, n, dst.v, &j->err);
+    return dst.v ? qf_source_fp8_rows(j->src, i, row, n, dst.per, dst.q, dst.v, &j->err)
+                 : qf_source_plain_rows(j->src, i, row, n, dst.q, &j->err);
 }
 
 /* attn_k_b rows: output row h * R + c (R = rows of the source, the latent rank) is column c of the
@@ -100,9 +108,12 @@ static qf_status read_rows(chunk_job *j, size_t slot, uint64_t row, uint64_t n, 
 static qf_status fetch_transposed(chunk_job *j, uint64_t r0, uint64_t n, elems dst) {
     const qf_tensor_spec *t = j->e->spec;
     uint64_t len = j->e->ne[0], R = j->e->ne[1];
-    elems block = {qf_malloc_n(t->take, R * sizeof(float)), dst.q ? qf_malloc_n(t->take, R) : NULL, 1};
+    bool scaled = !dst.q || dst.v;
+    elems block = {scaled ? qf_malloc_n(t->take, R * sizeof(float)) : NULL,
+                   dst.q ? qf_malloc_n(t->take, R * dst.size) : NULL, 1, dst.size};
     qf_status st = QF_OK;
-    if (!block.v || (dst.q && !block.q)) st = qf_fail(&j->err, QF_E_NOMEM, "out of memory transposing '%s'", j->e->name);
+    if ((scaled && !block.v) || (dst.q && !block.q))
+        st = qf_fail(&j->err, QF_E_NOMEM, "out of memory transposing '%s'", j->e->name);
     for (uint64_t r = r0; r < r0 + n && !st;) {
         uint64_t h = r / R, end = QF_MIN((h + 1) * R, r0 + n);
         st = read_rows(j, 0, h * t->stride + t->offset, t->take, block);
@@ -120,8 +131,8 @@ static qf_status fetch_transposed(chunk_job *j, uint64_t r0, uint64_t n, elems d
 static qf_status fetch_rows(chunk_job *j, uint64_t r0, uint64_t n) {
     const qf_plan_entry *e = j->e;
     uint64_t len = e->ne[0];
-    uint64_t per = j->codes ? qf_qtype_e4m3_group(j->tt, len) : 1;
-    elems dst = elems_at((elems){j->f32, j->codes, per}, (r0 - j->row0) * len);
+    uint64_t per = j->codes && e->fp8_pass ? qf_qtype_e4m3_group(j->tt, len) : 1;
+    elems dst = elems_at((elems){e->raw_pass ? NULL : j->f32, j->codes, per, j->code_size}, (r0 - j->row0) * len);
     if (j->gen) { memcpy(dst.v, j->gen + r0 * len, n * len * sizeof(float)); return QF_OK; }
     const qf_tensor_spec *t = e->spec;
     if (t->map == QF_MAP_HEAD_COLS) return fetch_transposed(j, r0, n, dst);
@@ -213,7 +224,18 @@ static qf_status pass_rows(chunk_job *j, uint64_t r0, uint64_t n) {
     return QF_OK;
 }
 
+/* Stored-bytes pass-through: the rows were fetched into the output as they are; what a quantizer would
+ * refuse (NaN, Inf) is refused here with its words. */
+static qf_status check_plain_rows(chunk_job *j, uint64_t r0, uint64_t n) {
+    for (uint64_t r = r0; r < r0 + n; r++)
+        if (!qf_plain_row_finite(j->e->type, j->out + (r - j->row0) * j->row_bytes, (int64_t)j->e->ne[0]))
+            return qf_fail(&j->err, QF_E_INPUT, "tensor '%s': row %llu holds NaN or Inf; refusing to store it",
+                           j->e->name, (unsigned long long)r);
+    return QF_OK;
+}
+
 static qf_status encode_rows(chunk_job *j, uint64_t r0, uint64_t n) {
+    if (j->e->raw_pass) return check_plain_rows(j, r0, n);
     if (j->codes) return pass_rows(j, r0, n);
     uint64_t len = j->e->ne[0];
     bool own = j->weighting == W_HEDGED || j->weighting == W_MAGNITUDE;
@@ -459,7 +481,7 @@ qf_status qf_tensor_range(qf_source *src, const qf_hparams *hp, const qf_plan *p
     chunk_job j = job_for(src, plan, e);
     *beyond = 0;
     *amax = 0.0f;
-    if (e->fp8_pass) return QF_OK; /* the source's values are stored as they are: none is beyond */
+    if (e->fp8_pass || e->raw_pass) return QF_OK; /* the source's values are stored as they are: none is beyond */
     uint64_t len = e->ne[0], rows_per_chunk = chunk_rows(e);
     float *gen = NULL;
     walk w = {0};
@@ -580,10 +602,11 @@ static qf_status run_tensor(qf_source *src, const qf_hparams *hp, const qf_plan 
     if (!st) st = importance(plan, e, j.tt, &imp, &j.rows_per_mat, &j.weighting, err);
     j.gen = gen;
     j.imp = imp;
-    j.f32 = qf_malloc_n(rows_per_chunk, f32_row);
+    j.f32 = e->raw_pass ? NULL : qf_malloc_n(rows_per_chunk, f32_row);
     uint8_t *out[2] = {qf_malloc_n(rows_per_chunk, j.row_bytes), chunks ? qf_malloc_n(rows_per_chunk, j.row_bytes) : NULL};
     j.codes = e->fp8_pass ? qf_malloc_n(rows_per_chunk, e->ne[0]) : NULL;
-    if (!st && (!j.f32 || !out[0] || (chunks && !out[1]) || (e->fp8_pass && !j.codes)))
+    j.code_size = e->raw_pass ? j.tt->bytes : 1;
+    if (!st && ((!e->raw_pass && !j.f32) || !out[0] || (chunks && !out[1]) || (e->fp8_pass && !j.codes)))
         st = qf_fail(err, QF_E_NOMEM, "tensor '%s': out of memory for a chunk", e->name);
     int threads = opts->threads > 0 ? opts->threads : 1;
     walk wk = {0};
@@ -591,6 +614,7 @@ static qf_status run_tensor(qf_source *src, const qf_hparams *hp, const qf_plan 
         n = chunk_at(e, r, rows_per_chunk);
         int t = (int)QF_MIN((uint64_t)threads, n);
         j.out = out[k];
+        if (e->raw_pass) j.codes = j.out; /* fetched straight into the output */
         if ((st = walk_chunk(&j, &wk, r, n, QF_RUN_AHEAD_CHUNKS * rows_per_chunk, err))) break;
         if ((st = run_chunk(&j, t, err))) {
             if (j.over_row != UINT64_MAX) st = range_refusal(src, hp, plan, e, j.over_row, err);
@@ -613,7 +637,7 @@ static qf_status run_tensor(qf_source *src, const qf_hparams *hp, const qf_plan 
     free(j.f32);
     free(out[0]);
     free(out[1]);
-    free(j.codes);
+    if (e->fp8_pass) free(j.codes);
     return st;
 }
 

@@ -206,6 +206,30 @@ static void test_failures_leave_nothing(void) {
     CHECK_MSG(system(cmd) != 0, "a temp file was left in %s", qf_test_scratch);
 }
 
+/* A source converted to its own type passes its bytes through (quantize/run.c); a NaN or Inf in them is
+ * refused as the quantizers refuse it, naming the tensor and row, and leaves no file. */
+static void test_plain_pass_refuses_nonfinite(void) {
+    static const struct { const char *dtype; uint16_t poison; } cases[] = {{"bf16", 0x7FC0}, {"f16", 0xFC00}};
+    for (size_t i = 0; i < QF_ARRAY_LEN(cases); i++) {
+        char dir[4096], out[4096], src[4200], name[32];
+        snprintf(name, sizeof name, "plain-nan-%s", cases[i].dtype);
+        qf_test_make_model(name, 256, 512, cases[i].dtype, dir, sizeof dir);
+        snprintf(src, sizeof src, "%s/model.safetensors", dir);
+        size_t n;
+        uint8_t *bytes = qf_test_read_file(src, &n);
+        memcpy(bytes + n - 64, &cases[i].poison, 2); /* in the last tensor's last row */
+        CHECK(qf_test_write_file(src, bytes, n));
+        free(bytes);
+        snprintf(out, sizeof out, "%s/%s.gguf", qf_test_scratch, name);
+        remove(out);
+        qf_error err;
+        qf_status st = convert(dir, out, cases[i].dtype, 2, &err);
+        CHECK_MSG(st == QF_E_INPUT && strstr(err.msg, "NaN or Inf") && strstr(err.msg, "row "), "%s: status %d: %s",
+                  cases[i].dtype, st, err.msg);
+        CHECK(!qf_test_file_exists(out));
+    }
+}
+
 static void write_config(const char *dir, const char *json) {
     char p[4200];
     snprintf(p, sizeof p, "%s/config.json", dir);
@@ -245,6 +269,7 @@ int main(int argc, char **argv) {
     test_fp8_source();
     test_determinism();
     test_failures_leave_nothing();
+    test_plain_pass_refuses_nonfinite();
     test_bad_configs();
     return qf_test_finish();
 }

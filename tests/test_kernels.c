@@ -125,6 +125,74 @@ static void test_fprow(void) {
     free(h); free(h2); free(f); free(g);
 }
 
+/* Stored-bytes pass-through (quantize/run.c) copies an F16/BF16/F32 source into the same type instead of
+ * decoding and re-encoding it: byte-identical to the old path only if every finite code survives the
+ * type's own row quantizer unchanged (signed zeros and subnormals included), and refused exactly where
+ * the quantizer refuses (NaN, Inf). Every 16-bit code, and F32 edge values. */
+static void test_plain_pass(void) {
+    const uint32_t types[] = {QF_T_F16, QF_T_BF16};
+    uint16_t *codes = malloc(65536 * 2), *back = malloc(65536 * 2);
+    float *v = malloc(65536 * sizeof(float));
+    for (size_t k = 0; k < QF_ARRAY_LEN(types); k++) {
+        const qf_qtype_traits *tt = qf_qtype_get(types[k]);
+        int n = 0, finite_wrong = 0, refused = 0;
+        for (uint32_t c = 0; c < 65536; c++) {
+            uint16_t code = (uint16_t)c;
+            float x = types[k] == QF_T_F16 ? qf_f16_to_f32(code) : qf_bf16_to_f32(code);
+            finite_wrong += qf_plain_row_finite(types[k], &code, 1) != (bool)isfinite(x);
+            if (!isfinite(x)) { refused += !tt->quantize(&x, back, 1, NULL); continue; }
+            codes[n] = code;
+            v[n++] = x;
+        }
+        /* one row, as the executor quantizes: the ISA's vector path, then its tail */
+        CHECK(tt->quantize(v, back, n, NULL));
+        int bad = 0;
+        for (int i = 0; i < n; i++) bad += back[i] != codes[i];
+        CHECK_MSG(bad == 0, "%s: %d codes do not survive decode + quantize as themselves", tt->name, bad);
+        CHECK_MSG(finite_wrong == 0, "%s: the finite test disagrees with the decoded value on %d codes", tt->name,
+                  finite_wrong);
+        CHECK_MSG(refused == 65536 - n, "%s: the quantizer stores %d non-finite codes", tt->name, 65536 - n - refused);
+    }
+    free(codes); free(back); free(v);
+    const uint32_t f32[] = {0x00000000u, 0x80000000u, 0x00000001u, 0x807FFFFFu, 0x7F7FFFFFu, 0xFF7FFFFFu,
+                            0x7F800000u, 0xFF800000u, 0x7FC00000u, 0x7F800001u};
+    for (size_t i = 0; i < QF_ARRAY_LEN(f32); i++) {
+        float x = bits_f32(f32[i]), y = 0;
+        bool fin = isfinite(x), stored = qf_qtype_get(QF_T_F32)->quantize(&x, &y, 1, NULL);
+        CHECK_MSG(qf_plain_row_finite(QF_T_F32, &f32[i], 1) == fin, "f32 %08x: finite test wrong", f32[i]);
+        CHECK_MSG(stored == fin && (!fin || f32_bits(y) == f32[i]), "f32 %08x: not stored as itself", f32[i]);
+    }
+    /* a non-finite value anywhere in a long row, and a type the test does not cover */
+    uint16_t row[1000] = {0};
+    CHECK(qf_plain_row_finite(QF_T_BF16, row, 1000));
+    row[999] = 0xFF80;
+    CHECK(!qf_plain_row_finite(QF_T_BF16, row, 1000) && qf_plain_row_finite(QF_T_BF16, row, 999));
+    CHECK(!qf_plain_row_finite(QF_T_Q8_0, row, 32));
+}
+
+/* The range rule's row maximum (quantize/run.c) against a plain loop: NaNs skipped, Inf kept, signed
+ * zeros and subnormals, every length up to two lane blocks past a multiple of the lanes. */
+static void test_absmax(void) {
+    uint64_t rs = base_seed + 11;
+    float x[80];
+    int bad = 0;
+    for (int trial = 0; trial < 400; trial++) {
+        int n = trial % 80;
+        for (int i = 0; i < n; i++) {
+            uint32_t u = (uint32_t)qf_test_rand(&rs), pick = u % 16;
+            x[i] = pick == 0 ? NAN : pick == 1 ? -NAN : pick == 2 ? bits_f32(u >> 9) /* subnormal */
+                 : pick == 3 ? -0.0f : qf_test_randn(&rs) * ldexpf(1, (int)(u % 60) - 30);
+            if (trial % 50 == 7 && i == n / 2) x[i] = trial % 100 == 7 ? INFINITY : -INFINITY;
+        }
+        float want = 0.0f;
+        for (int i = 0; i < n; i++) want = fabsf(x[i]) > want ? fabsf(x[i]) : want;
+        bad += f32_bits(qf_row_absmax(x, n)) != f32_bits(want);
+    }
+    CHECK_MSG(bad == 0, "row absmax differs from the plain loop on %d rows", bad);
+    float nan_only[3] = {NAN, NAN, NAN};
+    CHECK(qf_row_absmax(nan_only, 3) == 0.0f);
+}
+
 /* ---- table ----------------------------------------------------------------------------------------- */
 
 static void test_table(void) {
@@ -449,6 +517,8 @@ int main(int argc, char **argv) {
     printf("seed %llu, active ISA %s\n", (unsigned long long)base_seed, qf_isa_name(qf_isa_active()));
     test_fpconv();
     test_fprow();
+    test_plain_pass();
+    test_absmax();
     test_table();
     test_iq_grids();
     test_iq1_exact(QF_T_IQ1_S);

@@ -341,6 +341,34 @@ static void test_fp8_pass_policy(void) {
     }
 }
 
+/* Stored bytes pass through where every source already is the output's plain type: BF16 weights to BF16
+ * (permuted rows and all), not to F16, not a tensor an override sends elsewhere, not 1-D tensors. */
+static void test_raw_pass_policy(void) {
+    char dir[4096];
+    qf_test_make_model("rawpolicy", 256, 512, "bf16", dir, sizeof dir);
+    qf_type_override ov;
+    qf_error err;
+    CHECK_OK(qf_type_override_parse("ffn_down=f16", &ov, &err), &err);
+    const char *types[] = {"bf16", "f16"};
+    for (size_t i = 0; i < QF_ARRAY_LEN(types); i++) {
+        qf_plan_opts po = {.type = qf_qtype_by_name(types[i])->id, .overrides = &ov, .n_overrides = 1};
+        qf_plan plan;
+        qf_hparams hp;
+        CHECK_OK(plan_for(dir, &po, &plan, &hp, &err), &err);
+        bool want = i == 0;
+        const char *passed[] = {"blk.0.attn_q.weight", "blk.0.attn_k.weight", "blk.1.ffn_up.weight", "token_embd.weight"};
+        for (size_t k = 0; k < QF_ARRAY_LEN(passed); k++) {
+            const qf_plan_entry *e = entry(&plan, passed[k]);
+            CHECK_MSG(e && e->raw_pass == want && !e->fp8_pass, "%s to %s: %s raw_pass %d", passed[k], types[i],
+                      e ? "has" : "missing", e ? e->raw_pass : -1);
+        }
+        const qf_plan_entry *down = entry(&plan, "blk.0.ffn_down.weight"), *norm = entry(&plan, "blk.0.attn_norm.weight");
+        CHECK_MSG(down && !down->raw_pass, "an override's F16 passed BF16 bytes through");
+        CHECK_MSG(norm && !norm->raw_pass, "a 1-D tensor passed through");
+        qf_plan_free(&plan);
+    }
+}
+
 static void test_bad_options(void) {
     char dir[4096], out[4096];
     qf_test_make_model("badopt", 256, 512, "bf16", dir, sizeof dir);
@@ -378,6 +406,7 @@ int main(int argc, char **argv) {
     test_weighting_by_width();
     test_fp8_release_to_mix();
     test_fp8_pass_policy();
+    test_raw_pass_policy();
     test_bad_options();
     return qf_test_finish();
 }
