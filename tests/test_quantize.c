@@ -367,6 +367,7 @@ static void test_raw_pass_policy(void) {
         CHECK_MSG(norm && !norm->raw_pass, "a 1-D tensor passed through");
         qf_plan_free(&plan);
     }
+    qf_type_override_free(&ov);
 }
 
 static void test_bad_options(void) {
