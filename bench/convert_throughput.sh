@@ -1,8 +1,13 @@
 #!/usr/bin/env bash
-# Convert throughput against a plain copy of the same bytes, measured in the same run.
+# Convert (quantize, for a --recipe job) throughput against a plain copy of the same bytes, in the same run.
 #   bash bench/convert_throughput.sh [QFORGE_BIN] [MODEL_DIR]
 # Default model: ../shared/models/qf-llama-a if present, else a generated 0.5 GiB checkpoint.
-# Each timing is the best of 3 runs with a warm page cache (the copy gets the same advantage).
+# CT_RUNS [3] pairs per job: the copy (cat + fsync of the safetensors to a file) and the convert run
+# alternate, so the disk's drift within the session hits both sides alike; the ratio is taken per pair
+# and the median, min and max are printed. CT_COLD=1 evicts the source and both outputs from the page
+# cache (fsync + posix_fadvise DONTNEED) before every run, as a first conversion of a release meets
+# them; otherwise the cache is warm for both sides. CT_JOBS picks the jobs [--type=bf16 --type=f16
+# --type=q8_0, plus --recipe=fp8 on an FP8 release], CT_THREADS the thread counts [1 2].
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 qf=${1:-$here/build/qforge}
@@ -12,29 +17,38 @@ if [ -z "$model" ]; then
     if [ -d "$here/../shared/models/qf-llama-a" ]; then model=$here/../shared/models/qf-llama-a
     else model=$work/gen; "$qf" synth "$model" --vocab 32768 --dim 2048 --ff 5632 --layers 2 --dtype bf16; fi
 fi
-src_bytes=$(cat "$model"/*.safetensors | wc -c)
-best() { # best wall time in seconds of 3 runs of "$@"
-    python3 - "$@" <<'PY'
-import subprocess, sys, time
-ts = []
-for _ in range(3):
-    t = time.perf_counter(); subprocess.run(sys.argv[1:], check=True, stdout=subprocess.DEVNULL); ts.append(time.perf_counter() - t)
-print(f"{min(ts):.4f}")
-PY
-}
-cat "$model"/*.safetensors > /dev/null
-t_copy=$(best sh -c "cat '$model'/*.safetensors > '$work/copy.bin' && sync -f '$work/copy.bin'")
-printf 'model: %s (%.1f MiB of safetensors)\n' "$model" "$(awk -v b="$src_bytes" 'BEGIN{print b/1048576}')"
-printf '%-28s %8s %10s %8s\n' "job" "seconds" "MiB/s" "vs copy"
-printf '%-28s %8.3f %10.1f %8s\n' "copy (cat + fsync)" "$t_copy" "$(awk -v b="$src_bytes" -v t="$t_copy" 'BEGIN{print b/1048576/t}')" "1.00x"
-jobs="--type=bf16 --type=f16 --type=q8_0"
+jobs=${CT_JOBS:-"--type=bf16 --type=f16 --type=q8_0"}
 # an FP8 release also passes its E4M3 bytes through (the fp8 recipe): the most I/O-bound job there is
-grep -Eq '"quant_method":[[:space:]]*"fp8"' "$model/config.json" 2>/dev/null && jobs="$jobs --recipe=fp8"
-for threads in 1 2; do
-    for job in $jobs; do
-        t=$(best "$qf" convert "$model" -o "$work/out.gguf" "${job%%=*}" "${job#*=}" --threads "$threads" -q)
-        printf '%-28s %8.3f %10.1f %7.2fx\n' "convert -> ${job#*=}, $threads thr" "$t" \
-            "$(awk -v b="$src_bytes" -v t="$t" 'BEGIN{print b/1048576/t}')" "$(awk -v a="$t_copy" -v t="$t" 'BEGIN{print a/t}')"
-    done
-done
-echo "(MiB/s counts source bytes; 'vs copy' > 1 means faster than copying the checkpoint)"
+[ -z "${CT_JOBS:-}" ] && grep -Eq '"quant_method":[[:space:]]*"fp8"' "$model/config.json" 2>/dev/null && jobs="$jobs --recipe=fp8"
+python3 - "$qf" "$model" "$work" "${CT_RUNS:-3}" "${CT_COLD:-0}" "${CT_THREADS:-1 2}" $jobs <<'PY'
+import glob, os, statistics, subprocess, sys, time
+qf, model, work, runs, cold, threads = sys.argv[1:7]
+jobs, runs, cold = sys.argv[7:], int(runs), cold == "1"
+src = sorted(glob.glob(os.path.join(model, "*.safetensors")))
+copy, out = os.path.join(work, "copy.bin"), os.path.join(work, "out.gguf")
+mib = sum(os.path.getsize(f) for f in src) / 1048576
+def evict():
+    for f in src + [copy, out]:
+        if os.path.exists(f):
+            fd = os.open(f, os.O_RDONLY); os.fsync(fd); os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED); os.close(fd)
+def timed(argv):
+    if cold: evict()
+    t = time.perf_counter()
+    subprocess.run(argv, check=True, stdout=subprocess.DEVNULL)
+    return time.perf_counter() - t
+copy_cmd = ["sh", "-c", 'cat "$@" > "%s" && sync "%s"' % (copy, copy), "_"] + src
+if not cold: subprocess.run(["cat"] + src, check=True, stdout=subprocess.DEVNULL)
+print(f"model: {model} ({mib:.1f} MiB of safetensors); {runs} alternating pairs per job; page cache "
+      + ("evicted before every run" if cold else "warm"))
+print(f"{'job':<28} {'seconds':>8} {'MiB/s':>8} {'copy s':>8} {'vs copy':>8} {'(min-max)':>12}")
+for th in threads.split():
+    for job in jobs:
+        opt, val = job.split("=", 1)
+        argv = [qf, "quantize" if opt == "--recipe" else "convert", model, "-o", out, opt, val, "--threads", th, "-q"]
+        pairs = [(timed(copy_cmd), timed(argv)) for _ in range(runs)]
+        r = [c / t for c, t in pairs]
+        t = statistics.median(p[1] for p in pairs)
+        print(f"{argv[1] + ' -> ' + val + ', ' + th + ' thr':<28} {t:8.3f} {mib / t:8.1f} {statistics.median(p[0] for p in pairs):8.3f} "
+              f"{statistics.median(r):7.2f}x {min(r):5.2f}-{max(r):.2f}")
+print("(MiB/s counts source bytes; 'vs copy' is copy seconds / convert seconds per pair, > 1 faster than the copy)")
+PY

@@ -13,7 +13,8 @@
 # --outtype q8_0, with qf-deepseek-a's SentencePiece tokenizer copied in, since its stubbed
 # environment cannot read a byte-level BPE tokenizer.json) runs under a watchdog that stops it at
 # VG_LCPP_RSS_GIB [14] GiB of RSS or VG_LCPP_SECONDS [600] s; the report says which. VG_JOBS picks
-# parts ["baselines qforge llamacpp"; "layermajor" adds `qforge perplexity` of the FP8 directory, normal
+# parts ["baselines qforge llamacpp"; "kernels" adds each quantize job's compute bound (its quantizers'
+# single-thread speed x the threads, on the F32 bytes its plan quantizes) beside its measured time; "layermajor" adds `qforge perplexity` of the FP8 directory, normal
 # against --layer-major, VG_LM_CHUNKS [2] chunks of 64 tokens in passes of one chunk, bytes read from
 # /proc/self/io, optionally in a memory cgroup of VG_MEM_LIMIT bytes (bench/layer_major.sh's rule)]. Needs ~2.2x the
 # checkpoint in free disk (source + one output at a time). Prints a Markdown table.
@@ -138,10 +139,63 @@ PY
 )
 fi
 
+# The compute bound of each quantize job: the F32 bytes its plan sends through each quantizer (tensors
+# whose bytes pass through are left out), at that quantizer's own single-thread speed (bench_kernels on
+# a BF16 checkpoint of the same row lengths), spread over every thread with nothing else to do. The
+# measured wall time over that bound says what the decode, the I/O, the digests and the scheduling add.
+kern_rows=""
+if [[ $parts == *kernels* ]]; then
+log "kernels: each quantizer's single-thread speed, against the quantize jobs"
+bk=$(dirname "$qf")/bench/bench_kernels
+[ -x "$bk" ] || { echo "error: $bk not built (cmake --build build --target bench_kernels)" >&2; exit 1; }
+"$qf" synth "$work/kern" --vocab 1024 --dim 7168 --ff 2048 --layers 1 --dtype bf16 -q
+measured=$(for r in "${rows[@]}"; do echo "$r"; done)
+kern_rows=$(/usr/bin/python3 - "$qf" "$bk" "$src" "$work" "$(nproc)" "$measured" "${quant_jobs[@]}" <<'PY'
+import json, subprocess, sys
+qf, bk, src, work, threads, measured = sys.argv[1:7]
+jobs, threads = sys.argv[7:], int(threads)
+walls = {l.split("|")[0]: float(l.split("|")[1]) for l in measured.splitlines() if l}
+plans = {}
+for job in jobs:
+    name, args = job.split(":", 1)
+    out = subprocess.run([qf, "quantize", src, *args.split(), "--dry-run", "--json", "-o", f"{work}/{name}.gguf"],
+                         check=True, capture_output=True, text=True).stdout
+    per = {}
+    for t in json.loads(out)["tensors"]:
+        if t["pass"] != "none" or t["type"] in ("f32", "f16", "bf16"): continue
+        n = 1
+        for d in t["ne"]: n *= d
+        per[t["type"]] = per.get(t["type"], 0) + 4 * n
+    plans[name] = (args, per)
+types = sorted({ty for _, per in plans.values() for ty in per})
+rate = {}
+if types:
+    out = subprocess.run([bk, f"{work}/kern/model.safetensors", "--types", ",".join(types), "--no-dot",
+                          "--ref", "/nonexistent"], check=True, capture_output=True, text=True).stdout
+    for l in out.splitlines():
+        f = l.split()
+        if len(f) > 1 and f[0] in types: rate[f[0]] = float(f[1]) * 1e6
+for name, (args, per) in plans.items():
+    bound = sum(b / rate[ty] for ty, b in per.items()) / threads
+    mix = ", ".join(f"{ty} {b / 1e9:.1f} GB at {rate[ty] / 1e6:.0f} MB/s" for ty, b in sorted(per.items()))
+    wall = walls.get("qforge " + args)
+    print(f"| {name}: {mix or 'nothing quantized'} | {bound:.1f} | " + (f"{wall:.1f} | {wall / bound:.2f}x |" if wall and bound else "- | - |"))
+PY
+)
+fi
+
 echo "Source: $src_bytes bytes in 4 shards ($layers layers, FP8). $(nproc) threads. Jobs: $parts."
 echo
 echo "| job | seconds | source MB/s | peak RSS GiB | bytes written |"
 echo "|---|---:|---:|---:|---:|"
 for r in "${rows[@]}"; do IFS='|' read -r n s m g w <<<"$r"; echo "| $n | $s | $m | $g | $w |"; done
 [ -n "$lm_rows" ] && echo "$lm_rows"
-echo "| llama.cpp convert_hf_to_gguf.py --outtype q8_0 | $secs ($why) | $(python3 -c "print('%.0f' % ($src_bytes / 1e6 / max($secs, 1)))") | $(python3 -c "print('%.2f' % ($peak / 1048576))") | $written |"
+[[ $parts == *llamacpp* ]] && echo "| llama.cpp convert_hf_to_gguf.py --outtype q8_0 | $secs ($why) | $(python3 -c "print('%.0f' % ($src_bytes / 1e6 / max($secs, 1)))") | $(python3 -c "print('%.2f' % ($peak / 1048576))") | $written |"
+if [ -n "$kern_rows" ]; then
+    echo
+    echo "Compute bound: F32 bytes per quantizer at its single-thread speed, over $(nproc) threads."
+    echo
+    echo "| job: F32 bytes quantized per type | kernel-bound seconds | measured seconds | measured / bound |"
+    echo "|---|---:|---:|---:|"
+    echo "$kern_rows"
+fi
