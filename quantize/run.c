@@ -581,33 +581,71 @@ static qf_status run_tensor_gptq(chunk_job *j, const qf_hparams *hp, const qf_pl
     return st;
 }
 
+/* The chunk buffers of a run, sized once for its largest chunk and shared by every tensor: buffers
+ * allocated per tensor came back as fresh pages each time (glibc maps large blocks), so the kernel
+ * faulted in and cleared 4 KiB at a time what the run had just freed, a second of system time in a
+ * 1.7 GB BF16 -> F16 conversion (README, conversion). */
+typedef struct run_bufs {
+    float *f32;             /* chunk_rows x ne[0] F32 values, or each group's FP8 scale */
+    uint8_t *out[2];        /* encoded chunks; the second only where some tensor has more than one */
+    uint8_t *codes;         /* FP8 pass-through: a chunk's E4M3 codes */
+} run_bufs;
+
+static bool uses_gptq(const qf_plan_entry *e) { return e->spec && e->calib == QF_CALIB_GPTQ && e->hess; }
+
+static qf_status bufs_alloc(const qf_plan *plan, qf_gguf_writer *w, run_bufs *b, qf_error *err) {
+    uint64_t f32 = 0, out = 0, codes = 0;
+    bool second = false;
+    for (size_t i = 0; i < plan->n; i++) {
+        const qf_plan_entry *e = &plan->e[i];
+        if (!qf_gguf_writer_wants(w, i) || uses_gptq(e)) continue; /* GPTQ holds its whole matrix itself */
+        uint64_t rows = chunk_rows(e), rb = 0;
+        qf_qtype_row_bytes(qf_qtype_get(e->type), e->ne[0], &rb);
+        if (!e->raw_pass) f32 = QF_MAX(f32, rows * e->ne[0] * sizeof(float));
+        if (e->fp8_pass) codes = QF_MAX(codes, rows * e->ne[0]);
+        out = QF_MAX(out, rows * rb);
+        second |= chunk_at(e, 0, rows) < e->n_rows;
+    }
+    *b = (run_bufs){f32 ? malloc(f32) : NULL, {out ? malloc(out) : NULL, second && out ? malloc(out) : NULL},
+                    codes ? malloc(codes) : NULL};
+    if ((f32 && !b->f32) || (out && !b->out[0]) || (second && out && !b->out[1]) || (codes && !b->codes))
+        return qf_fail(err, QF_E_NOMEM, "out of memory for the chunk buffers (%llu MiB)",
+                       (unsigned long long)((f32 + (1 + second) * out + codes) >> 20));
+    return QF_OK;
+}
+
+static void bufs_free(run_bufs *b) {
+    free(b->f32);
+    free(b->out[0]);
+    free(b->out[1]);
+    free(b->codes);
+}
+
 /* Chunks alternate between two output buffers: the workers encode into one while the write-behind
  * thread digests and writes the other. */
 static qf_status run_tensor(qf_source *src, const qf_hparams *hp, const qf_plan *plan, const qf_plan_entry *e,
-                            qf_wb *wb, const qf_run_opts *opts, uint64_t *done, uint64_t total, qf_error *err) {
+                            const run_bufs *b, qf_wb *wb, const qf_run_opts *opts, uint64_t *done, uint64_t total,
+                            qf_error *err) {
     chunk_job j = job_for(src, plan, e);
     j.clamp = opts->clamp_overflow;
-    const qf_hessian *h = e->spec && e->calib == QF_CALIB_GPTQ ? e->hess : NULL;
-    if (h) {
-        qf_status st = run_tensor_gptq(&j, hp, plan, h, wb, opts, err);
+    if (uses_gptq(e)) {
+        qf_status st = run_tensor_gptq(&j, hp, plan, e->hess, wb, opts, err);
         *done += e->nbytes;
         if (!st && opts->progress) opts->progress(opts->progress_user, e->name, *done, total);
         return st;
     }
     qf_qtype_row_bytes(j.tt, e->ne[0], &j.row_bytes);
-    uint64_t f32_row = e->ne[0] * sizeof(float), rows_per_chunk = chunk_rows(e);
+    uint64_t rows_per_chunk = chunk_rows(e);
     bool chunks = chunk_at(e, 0, rows_per_chunk) < e->n_rows; /* one chunk needs no second buffer */
     float *gen = NULL, *imp = NULL;
     qf_status st = generate(hp, e, &gen, err);
     if (!st) st = importance(plan, e, j.tt, &imp, &j.rows_per_mat, &j.weighting, err);
     j.gen = gen;
     j.imp = imp;
-    j.f32 = e->raw_pass ? NULL : qf_malloc_n(rows_per_chunk, f32_row);
-    uint8_t *out[2] = {qf_malloc_n(rows_per_chunk, j.row_bytes), chunks ? qf_malloc_n(rows_per_chunk, j.row_bytes) : NULL};
-    j.codes = e->fp8_pass ? qf_malloc_n(rows_per_chunk, e->ne[0]) : NULL;
+    j.f32 = e->raw_pass ? NULL : b->f32;
+    uint8_t *const *out = b->out;
+    j.codes = e->fp8_pass ? b->codes : NULL;
     j.code_size = e->raw_pass ? j.tt->bytes : 1;
-    if (!st && ((!e->raw_pass && !j.f32) || !out[0] || (chunks && !out[1]) || (e->fp8_pass && !j.codes)))
-        st = qf_fail(err, QF_E_NOMEM, "tensor '%s': out of memory for a chunk", e->name);
     int threads = opts->threads > 0 ? opts->threads : 1;
     walk wk = {0};
     for (uint64_t r = 0, n, k = 0; !st && r < e->n_rows; r += n, k ^= chunks) {
@@ -625,7 +663,7 @@ static qf_status run_tensor(qf_source *src, const qf_hparams *hp, const qf_plan 
         if (opts->progress) opts->progress(opts->progress_user, e->name, *done, total);
     }
     qf_error werr;
-    qf_status wst = qf_wb_wait(wb, &werr); /* the buffers are freed below */
+    qf_status wst = qf_wb_wait(wb, &werr); /* the next tensor reuses the buffers */
     if (!st && wst) {
         st = wst;
         *err = werr;
@@ -634,10 +672,6 @@ static qf_status run_tensor(qf_source *src, const qf_hparams *hp, const qf_plan 
     walk_done(&j, &wk);
     free(gen);
     free(imp);
-    free(j.f32);
-    free(out[0]);
-    free(out[1]);
-    if (e->fp8_pass) free(j.codes);
     return st;
 }
 
@@ -645,12 +679,18 @@ qf_status qf_plan_execute(qf_source *src, const qf_hparams *hp, const qf_plan *p
                           const qf_run_opts *opts, qf_error *err) {
     uint64_t done = 0, total = 0;
     for (size_t i = 0; i < plan->n; i++) total += qf_gguf_writer_wants(w, i) ? plan->e[i].nbytes : 0;
+    run_bufs b;
+    qf_status st = bufs_alloc(plan, w, &b, err);
+    if (st) {
+        bufs_free(&b);
+        return st;
+    }
     qf_wb wb;
     qf_wb_start(&wb, w);
-    qf_status st = QF_OK;
     for (size_t i = 0; i < plan->n && !st; i++)
         if (qf_gguf_writer_wants(w, i)) /* else another part of a split output (--only-split) */
-            st = run_tensor(src, hp, plan, &plan->e[i], &wb, opts, &done, total, err);
+            st = run_tensor(src, hp, plan, &plan->e[i], &b, &wb, opts, &done, total, err);
     qf_wb_stop(&wb);
+    bufs_free(&b);
     return st;
 }
