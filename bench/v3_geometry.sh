@@ -14,8 +14,8 @@
 # environment cannot read a byte-level BPE tokenizer.json) runs under a watchdog that stops it at
 # VG_LCPP_RSS_GIB [14] GiB of RSS or VG_LCPP_SECONDS [600] s; the report says which. VG_JOBS picks
 # parts ["baselines qforge llamacpp"; "kernels" adds each quantize job's compute bound (its quantizers'
-# single-thread speed x the threads, on the F32 bytes its plan quantizes) beside its measured time; "layermajor" adds `qforge perplexity` of the FP8 directory, normal
-# against --layer-major, VG_LM_CHUNKS [2] chunks of 64 tokens in passes of one chunk, bytes read from
+# single-thread speed x the threads, on the F32 bytes its plan quantizes) beside its measured time;
+# "layermajor" adds `qforge perplexity` of the FP8 directory, normal against --layer-major, VG_LM_CHUNKS [2] chunks of 64 tokens in passes of one chunk, bytes read from
 # /proc/self/io, optionally in a memory cgroup of VG_MEM_LIMIT bytes (bench/layer_major.sh's rule)]. Needs ~2.2x the
 # checkpoint in free disk (source + one output at a time). Prints a Markdown table.
 set -euo pipefail

@@ -636,7 +636,6 @@ static qf_status run_tensor(qf_source *src, const qf_hparams *hp, const qf_plan 
     }
     qf_qtype_row_bytes(j.tt, e->ne[0], &j.row_bytes);
     uint64_t rows_per_chunk = chunk_rows(e);
-    bool chunks = chunk_at(e, 0, rows_per_chunk) < e->n_rows; /* one chunk needs no second buffer */
     float *gen = NULL, *imp = NULL;
     qf_status st = generate(hp, e, &gen, err);
     if (!st) st = importance(plan, e, j.tt, &imp, &j.rows_per_mat, &j.weighting, err);
@@ -648,7 +647,7 @@ static qf_status run_tensor(qf_source *src, const qf_hparams *hp, const qf_plan 
     j.code_size = e->raw_pass ? j.tt->bytes : 1;
     int threads = opts->threads > 0 ? opts->threads : 1;
     walk wk = {0};
-    for (uint64_t r = 0, n, k = 0; !st && r < e->n_rows; r += n, k ^= chunks) {
+    for (uint64_t r = 0, n, k = 0; !st && r < e->n_rows; r += n, k ^= b->out[1] != NULL) {
         n = chunk_at(e, r, rows_per_chunk);
         int t = (int)QF_MIN((uint64_t)threads, n);
         j.out = out[k];
