@@ -675,18 +675,36 @@ uint32_t qf_src_plain_type(const qf_src_tensor *t) {
     }
 }
 
-qf_status qf_source_plain_rows(qf_source *s, size_t i, uint64_t row0, uint64_t n, void *dst, qf_error *err) {
+/* Rows of a plain tensor as stored: where they lie, checked to be bytes that pass through. */
+static qf_status plain_rows(qf_source *s, size_t i, uint64_t row0, uint64_t n, const uint8_t **rows, uint64_t *rb,
+                            qf_error *err) {
     logical *l = NULL;
-    const uint8_t *rows = NULL;
-    uint64_t rb;
-    qf_status st = stored_rows(s, i, row0, n, &l, &rows, &rb, err);
+    qf_status st = stored_rows(s, i, row0, n, &l, rows, rb, err);
     if (st) return st;
     uint32_t t = qf_src_plain_type(&l->pub);
-    if (t == UINT32_MAX || rb != l->pub.row_len * qf_qtype_get(t)->bytes)
+    if (t == UINT32_MAX || *rb != l->pub.row_len * qf_qtype_get(t)->bytes)
         return qf_fail(err, QF_E_INTERNAL, "%s: tensor '%s' is not plain F32/F16/BF16: its bytes cannot pass through",
                        s->label, l->pub.name);
+    return QF_OK;
+}
+
+qf_status qf_source_plain_rows(qf_source *s, size_t i, uint64_t row0, uint64_t n, void *dst, qf_error *err) {
+    const uint8_t *rows = NULL;
+    uint64_t rb;
+    qf_status st = plain_rows(s, i, row0, n, &rows, &rb, err);
+    if (st) return st;
     memcpy(dst, rows, n * rb);
     return QF_OK;
+}
+
+qf_status qf_source_plain_view(qf_source *s, size_t i, uint64_t row0, uint64_t n, const void **rows, qf_error *err) {
+    *rows = NULL;
+    if (s->raw.sequential) return QF_OK; /* its bytes live only until the stream moves on */
+    const uint8_t *at = NULL;
+    uint64_t rb;
+    qf_status st = plain_rows(s, i, row0, n, &at, &rb, err);
+    if (st == QF_OK) *rows = at;
+    return st;
 }
 
 bool qf_src_scale_uniform(const qf_src_tensor *t, int axis, uint64_t lo, uint64_t n) {

@@ -96,6 +96,11 @@ uint32_t qf_src_plain_type(const qf_src_tensor *t);
  * (qf_src_plain_type) as stored, n * row_len values of its size into dst: the bytes qf_source_rows
  * decodes. QF_E_INTERNAL for any other tensor. Rows are prepared as for qf_source_rows. */
 qf_status qf_source_plain_rows(qf_source *s, size_t i, uint64_t row0, uint64_t n, void *dst, qf_error *err);
+/* The same rows where the source holds them, without a copy: *rows points into its mapping of the file
+ * and stays valid until the source is closed (a release only drops pages; the next touch reads them
+ * again). *rows = NULL where the source has no such lasting bytes (a sequential source's window lives
+ * only until the stream moves on): copy them with qf_source_plain_rows instead. */
+qf_status qf_source_plain_view(qf_source *s, size_t i, uint64_t row0, uint64_t n, const void **rows, qf_error *err);
 /* True if one scale covers n consecutive values of t from index lo along `axis` (0: rows, at any fixed
  * column; 1: columns, within any row): always for no / per-tensor scales, along columns for per-row ones,
  * within one block for block scales. */

@@ -9,7 +9,9 @@
  * Sequential backends (archives) read forward only. Raw tensors the source will need out of order
  * (FP8 scale tensors) are pinned first with pin(); a sequential backend keeps a pinned tensor's bytes
  * in memory when streaming passes it. raw_bytes(r) returns bytes valid until release(r); requesting an
- * unpinned tensor that streaming has already passed is an error (QF_E_INTERNAL: caller bug). window()
+ * unpinned tensor that streaming has already passed is an error (QF_E_INTERNAL: caller bug). A
+ * random-access backend's bytes are a mapping that lasts until close(); its release(r) only drops pages
+ * (qf_source_plain_view lends them on that promise). window()
  * streams a tensor in pieces instead (qf_source_prepare_rows), so an archive never holds a large one.
  */
 #ifndef QF_SOURCE_IMPL_H

@@ -9,7 +9,8 @@
 # whose stacked GGUF tensors (128 MiB each in F16) are larger than the bound, so they must stream
 # expert by expert; it is converted and quantized (q4_k_m, and fp8, whose E4M3 weights pass through as
 # the release's codes and scales, read in the same windows of rows) from its directory and a .tar of it,
-# and the .tar gives the same bytes.
+# and the .tar gives the same bytes. BF16 -> BF16 of the first and of a small BF16 MoE (stored bytes
+# passed through) gives the same bytes from the directory and from its archives.
 set -euo pipefail
 root=$1; scratch=$2; qf=${QF_BIN:?}
 rm -rf "$scratch"; mkdir -p "$scratch"
@@ -18,6 +19,8 @@ tar -C "$scratch" -cf "$scratch/big.tar" big
 tar -C "$scratch" -cf - big | zstd -q -1 -o "$scratch/big.tar.zst"
 "$qf" synth "$scratch/moe" --arch deepseek-v3 --fp8 --experts 64 --dim 1024 --ff 1024 --ff-exp 1024 --vocab 512 --layers 2
 tar -C "$scratch" -cf "$scratch/moe.tar" moe
+"$qf" synth "$scratch/moe16" --arch deepseek-v3 --experts 8 --dim 256 --ff 256 --ff-exp 256 --vocab 512 --layers 2 --dtype bf16
+tar -C "$scratch" -cf "$scratch/moe16.tar" moe16
 pass=0; fail=0
 
 measure() { # src limit-bytes why spec...: quantize src with spec, check the peak RSS against the limit
@@ -42,7 +45,10 @@ for src in "$scratch/big" "$scratch/big.tar" "$scratch/big.tar.zst"; do
         *.tar|*.tar.zst) limit=$((96 * 1024 * 1024)); why="an archive streams its tensors" ;;
         *) limit=$((2 * largest + 64 * 1024 * 1024)); why="2 x $((largest >> 20)) MiB + 64 MiB" ;;
     esac
-    for type in f16 q8_0; do measure "$src" "$limit" "$why" --type "$type"; done
+    for type in f16 bf16 q8_0; do
+        measure "$src" "$limit" "$why" --type "$type"
+        cp "$scratch/out-$(basename "$src").gguf" "$scratch/$(basename "$src")-$type.gguf"
+    done
 done
 for src in "$scratch/moe" "$scratch/moe.tar"; do
     for spec in "--type f16" "--recipe q4_k_m" "--recipe fp8"; do
@@ -50,6 +56,16 @@ for src in "$scratch/moe" "$scratch/moe.tar"; do
         measure "$src" $((2 * 1024 * 1024 + 64 * 1024 * 1024)) "2 x 1 MiB + 64 MiB; stacked tensors 128 MiB" $spec
         cp "$scratch/out-$(basename "$src").gguf" "$scratch/$(basename "$src")-${spec#--* }.gguf"
     done
+done
+# BF16 -> BF16 passes the stored bytes through: from a directory written from its mapping, from an
+# archive copied out of the stream; a BF16 MoE's experts go the same two ways into their stacks.
+for src in "$scratch/moe16" "$scratch/moe16.tar"; do
+    "$qf" quantize "$src" -o "$scratch/$(basename "$src")-bf16.gguf" --type bf16 -q --threads 2
+done
+for pair in big-bf16:big.tar-bf16 big-bf16:big.tar.zst-bf16 moe16-bf16:moe16.tar-bf16; do
+    a=${pair%%:*} b=${pair#*:}
+    if cmp -s "$scratch/$a.gguf" "$scratch/$b.gguf"; then echo "$b: byte-identical to $a"; pass=$((pass+1))
+    else echo "FAIL: $b differs from $a"; fail=$((fail+1)); fi
 done
 for t in f16 q4_k_m fp8; do
     if cmp -s "$scratch/moe-$t.gguf" "$scratch/moe.tar-$t.gguf"; then echo "moe.tar -> $t: byte-identical to the directory's"; pass=$((pass+1))
