@@ -7,7 +7,11 @@
 # and the median, min and max are printed. CT_COLD=1 evicts the source and both outputs from the page
 # cache (fsync + posix_fadvise DONTNEED) before every run, as a first conversion of a release meets
 # them; otherwise the cache is warm for both sides. CT_JOBS picks the jobs [--type=bf16 --type=f16
-# --type=q8_0, plus --recipe=fp8 on an FP8 release], CT_THREADS the thread counts [1 2].
+# --type=q8_0, plus --recipe=fp8 on an FP8 release], CT_THREADS the thread counts [1 2]. CT_COPY=replace
+# makes the copy write as qforge does (a new file beside the old copy, fsync, rename over it) instead of
+# truncating the old copy and refilling its pages: on a VM whose guest pages are backed lazily by the
+# host, the pages a replacing writer needs while the old file is still cached cost several seconds of
+# system time per GiB that the truncating copy never pays (README, conversion).
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 qf=${1:-$here/build/qforge}
@@ -36,10 +40,14 @@ def timed(argv):
     t = time.perf_counter()
     subprocess.run(argv, check=True, stdout=subprocess.DEVNULL)
     return time.perf_counter() - t
-copy_cmd = ["sh", "-c", 'cat "$@" > "%s" && sync "%s"' % (copy, copy), "_"] + src
+if os.environ.get("CT_COPY") == "replace":
+    copy_cmd = ["sh", "-c", 'cat "$@" > "%s.tmp" && sync "%s.tmp" && mv "%s.tmp" "%s"' % ((copy,) * 4), "_"] + src
+else:
+    copy_cmd = ["sh", "-c", 'cat "$@" > "%s" && sync "%s"' % (copy, copy), "_"] + src
 if not cold: subprocess.run(["cat"] + src, check=True, stdout=subprocess.DEVNULL)
 print(f"model: {model} ({mib:.1f} MiB of safetensors); {runs} alternating pairs per job; page cache "
-      + ("evicted before every run" if cold else "warm"))
+      + ("evicted before every run" if cold else "warm") + "; copy "
+      + ("replaces the old copy" if os.environ.get("CT_COPY") == "replace" else "truncates the old copy"))
 print(f"{'job':<28} {'seconds':>8} {'MiB/s':>8} {'copy s':>8} {'vs copy':>8} {'(min-max)':>12}")
 for th in threads.split():
     for job in jobs:
