@@ -40,14 +40,15 @@ def timed(argv):
     t = time.perf_counter()
     subprocess.run(argv, check=True, stdout=subprocess.DEVNULL)
     return time.perf_counter() - t
-if os.environ.get("CT_COPY") == "replace":
+replace = os.environ.get("CT_COPY") == "replace"
+if replace:
     copy_cmd = ["sh", "-c", 'cat "$@" > "%s.tmp" && sync "%s.tmp" && mv "%s.tmp" "%s"' % ((copy,) * 4), "_"] + src
 else:
     copy_cmd = ["sh", "-c", 'cat "$@" > "%s" && sync "%s"' % (copy, copy), "_"] + src
 if not cold: subprocess.run(["cat"] + src, check=True, stdout=subprocess.DEVNULL)
 print(f"model: {model} ({mib:.1f} MiB of safetensors); {runs} alternating pairs per job; page cache "
       + ("evicted before every run" if cold else "warm") + "; copy "
-      + ("replaces the old copy" if os.environ.get("CT_COPY") == "replace" else "truncates the old copy"))
+      + ("replaces the old copy" if replace else "truncates the old copy"))
 print(f"{'job':<28} {'seconds':>8} {'MiB/s':>8} {'copy s':>8} {'vs copy':>8} {'(min-max)':>12}")
 for th in threads.split():
     for job in jobs:
